@@ -1,0 +1,37 @@
+# Set-up and everyday tasks. `make demo` and `make test` are all a fresh clone needs.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test install system-deps screenshots bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## The whole pipeline on the bundled sample publication, in ./demo
+demo: $(STAMP)
+	$(BIN)/publisher demo
+
+## System packages the tests drive: Debian's Chromium, and Postfix's smtp-sink for benchmarks
+system-deps:
+	@command -v chromium >/dev/null && command -v smtp-sink >/dev/null || { \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium postfix >/dev/null; }
+
+## Every test, on SQLite and PostgreSQL (127.0.0.1:5432, database test)
+test: $(STAMP) system-deps
+	$(BIN)/python -m pytest -q
+
+screenshots: $(STAMP) system-deps
+	$(BIN)/python -m pytest -q tests/test_screenshots.py
+
+bench: $(STAMP)
+	for script in bench/*.py; do $(BIN)/python $$script || exit 1; done
+
+clean:
+	rm -rf $(VENV) demo publisher.db* outbox preview archive

@@ -1,0 +1,57 @@
+"""What every command shares: settings and store opened on first use, and error handling."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime, timezone
+from functools import cached_property
+from pathlib import Path
+
+import click
+
+from publisher.config import Settings, load_settings
+from publisher.errors import PublisherError
+from publisher.store import Store
+
+
+class App:
+    """Opened lazily, so `--help` and `init` work without a config file or a database."""
+
+    def __init__(self, config_path: str, *, embedded: bool = False) -> None:
+        self.config_path = Path(config_path)
+        self.embedded = embedded
+
+    @cached_property
+    def settings(self) -> Settings:
+        return load_settings(self.config_path, embedded=self.embedded)
+
+    @cached_property
+    def store(self) -> Store:
+        return Store.open(self.settings.database.url)
+
+    @staticmethod
+    def now() -> datetime:
+        return datetime.now(timezone.utc)
+
+
+class PublisherGroup(click.Group):
+    """Turns a PublisherError anywhere below into `error: …` on stderr and exit code 1."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except PublisherError as error:
+            click.echo(f"error: {error}", err=True)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+
+
+def print_json(value: object) -> None:
+    click.echo(json.dumps(value, indent=2, ensure_ascii=False, default=str))
+
+
+def iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None

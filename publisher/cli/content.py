@@ -1,0 +1,81 @@
+"""`publisher init`, `publisher import` and `publisher articles`."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+import click
+
+from publisher.cli.app import App, print_json
+from publisher.config import SourceSettings
+from publisher.content import FORMATS, article_json, import_sources
+from publisher.errors import ConfigError
+from publisher.scaffold import scaffold
+
+
+def _parse_as_of(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an ISO-8601 date or time (e.g. 2025-09-30T12:00:00+00:00)")
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+@click.command("init")
+@click.argument("directory", default=".", type=click.Path(file_okay=False))
+@click.option("--force", is_flag=True, help="Overwrite files that already exist.")
+def init_command(directory: str, force: bool) -> None:
+    """Create a new publication folder: config.toml, templates, content and a sample article."""
+    for path in scaffold(Path(directory), force=force):
+        click.echo(f"created {path}")
+    click.echo(f"next: cd {directory} && publisher import && publisher articles")
+
+
+@click.command("import")
+@click.argument("sources", nargs=-1)
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="auto", show_default=True,
+              help="How to read the sources; auto picks by URL, folder, extension or content.")
+@click.option("--as-of", "as_of", metavar="ISO-8601",
+              help="When a textpage capture was taken (default: now). Dates its new articles.")
+@click.pass_obj
+def import_command(app: App, sources: tuple[str, ...], fmt: str, as_of: str | None) -> None:
+    """Import articles from files, folders or feed URLs (default: the [[sources]] in config).
+
+    Importing is idempotent: the same input twice changes nothing, and a changed article is
+    updated in place, keeping its guid and publication date.
+    """
+    settings = app.settings
+    chosen = tuple(SourceSettings(path=s, format=fmt) for s in sources) or settings.sources
+    if not chosen:
+        raise ConfigError(f"{settings.path}: nothing to import: name a file or add [[sources]] to the config")
+    now = app.now()
+    reports = import_sources(app.store, settings, chosen, as_of=_parse_as_of(as_of) or now, now=now)
+    for report in reports:
+        click.echo(f"{report.source}: {len(report.added)} added, {len(report.updated)} updated, "
+                   f"{report.unchanged} unchanged")
+    click.echo(f"{app.store.articles.count()} articles in the store")
+
+
+@click.command("articles")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list, newest first.")
+@click.option("--limit", type=click.IntRange(min=1), help="Show only the newest N.")
+@click.pass_obj
+def articles_command(app: App, as_json: bool, limit: int | None) -> None:
+    """List the stored articles, newest first."""
+    found = app.store.articles.newest(limit)
+    if as_json:
+        print_json([article_json(article) for article in found])
+        return
+    for article in found:
+        marker = "…" if article.truncated else " "
+        tags = f"  [{', '.join(article.tags)}]" if article.tags else ""
+        click.echo(f"{article.published:%Y-%m-%d %H:%M} {marker} {article.title}{tags}")
+    click.echo(f"{len(found)} articles")
+
+
+def register(group: click.Group) -> None:
+    for command in (init_command, import_command, articles_command):
+        group.add_command(command)

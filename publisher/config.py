@@ -1,0 +1,414 @@
+"""Settings: `config.toml` plus the environment, loaded and validated once into frozen dataclasses.
+
+Each section is a dataclass; its fields are the keys a user may write. One generic builder walks
+the fields, so an unknown key, a wrong type or a missing required key is reported the same way
+everywhere: the file, the dotted key, and what was expected.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import tomllib
+import types
+import typing
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass, replace
+from datetime import timedelta
+from pathlib import Path
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from publisher.errors import ConfigError
+
+DEFAULT_CONFIG = Path("config.toml")
+SECRET_KEY_FILE = ".publisher-secret"
+_DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w)\s*$")
+_DURATION_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_duration(value: object, where: str) -> timedelta:
+    """`90` (seconds), "90m", "36h", "7d" or "2w" as a timedelta."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return timedelta(seconds=value)
+    if isinstance(value, str) and (match := _DURATION.match(value)):
+        return timedelta(**{_DURATION_UNITS[match[2]]: int(match[1])})
+    raise ConfigError(f"{where}: expected a duration such as \"7d\", \"36h\" or \"90m\", got {value!r}")
+
+
+@dataclass(frozen=True)
+class SiteSettings:
+    title: str = "A publisher sample"
+    url: str = "http://localhost:8080"
+    description: str = "Notes on building a newsletter and feed publisher."
+    language: str = "en"
+    postal_address: str = "1 Sample Street, Exampletown, EX1 2MP"
+    author: str = ""
+    timezone: str = "UTC"
+
+    @property
+    def domain(self) -> str:
+        return urlsplit(self.url).hostname or "localhost"
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    url: str = "sqlite:///publisher.db"
+
+
+@dataclass(frozen=True)
+class SourceSettings:
+    path: str
+    format: str = "auto"
+
+
+@dataclass(frozen=True)
+class FeedSettings:
+    dir: Path = Path("feeds")
+    limit: int = 50
+    hub: str = ""
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    host: str = "localhost"
+    port: int = 25
+    security: str = "none"
+    username: str = ""
+    password: str = field(default="", repr=False)
+    connections: int = 4
+    rate_limit: float = 0.0
+    timeout: float = 30.0
+    per_domain_connections: int = 2
+
+
+@dataclass(frozen=True)
+class DkimSettings:
+    selector: str = ""
+    domain: str = ""
+    key_file: Path | None = None
+
+
+@dataclass(frozen=True)
+class DeliverySettings:
+    transport: str = "maildir"
+    maildir: Path = Path("outbox")
+    batch_size: int = 100
+    lease: timedelta = timedelta(minutes=5)
+    retry_first: timedelta = timedelta(minutes=5)
+    retry_max: timedelta = timedelta(hours=4)
+    give_up_after: timedelta = timedelta(days=5)
+    soft_bounce_limit: int = 3
+    smtp: SmtpSettings = SmtpSettings()
+    dkim: DkimSettings = DkimSettings()
+
+
+@dataclass(frozen=True)
+class NewsletterSettings:
+    name: str
+    title: str
+    from_: str
+    reply_to: str = ""
+    schedule: str = "0 8 * * 1"
+    timezone: str = "UTC"
+    min_articles: int = 1
+    max_articles: int = 20
+    lookback: timedelta = timedelta(days=7)
+    include_tags: tuple[str, ...] = ()
+    exclude_tags: tuple[str, ...] = ()
+    sections: tuple[str, ...] = ()
+    subject: str = "{{ newsletter.title }}: {{ articles[0].title }}"
+    preheader: str = "{{ count }} new article{{ 's' if count != 1 }} since {{ since }}"
+    template: str = "digest"
+    require_approval: bool = False
+    grace: timedelta = timedelta(hours=3)
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+@dataclass(frozen=True)
+class WebSettings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    confirm_expiry: timedelta = timedelta(days=2)
+    subscribe_per_ip_per_hour: int = 20
+    topics: tuple[str, ...] = ()
+    welcome: bool = True
+
+
+@dataclass(frozen=True)
+class SchedulerSettings:
+    feeds_interval: timedelta = timedelta(minutes=15)
+    poll_interval: timedelta = timedelta(minutes=30)
+    retry_interval: timedelta = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class TemplateSettings:
+    dir: Path | None = None
+
+
+@dataclass(frozen=True)
+class ArchiveSettings:
+    dir: Path = Path("archive")
+
+
+@dataclass(frozen=True)
+class Settings:
+    path: Path
+    base_dir: Path
+    site: SiteSettings = SiteSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    sources: tuple[SourceSettings, ...] = ()
+    feeds: FeedSettings = FeedSettings()
+    delivery: DeliverySettings = DeliverySettings()
+    newsletters: dict[str, NewsletterSettings] = field(default_factory=dict)
+    web: WebSettings = WebSettings()
+    scheduler: SchedulerSettings = SchedulerSettings()
+    templates: TemplateSettings = TemplateSettings()
+    archive: ArchiveSettings = ArchiveSettings()
+    secret_keys: tuple[str, ...] = field(default=(), repr=False)
+
+    def newsletter(self, name: str) -> NewsletterSettings:
+        try:
+            return self.newsletters[name]
+        except KeyError:
+            known = ", ".join(sorted(self.newsletters)) or "none configured"
+            raise ConfigError(f"{self.path}: no [newsletters.{name}] (known: {known})") from None
+
+
+# Keys that are not plain `[section] key = value` fields of the dataclasses above.
+_SPECIAL_KEYS = {"path", "base_dir", "sources", "newsletters", "secret_keys"}
+_SECRET_FIELDS = {"password"}
+_CHOICES = {
+    "delivery.transport": ("smtp", "maildir"),
+    "delivery.smtp.security": ("none", "starttls", "tls"),
+    "sources.format": ("auto", "markdown", "textpage", "feed"),
+}
+
+
+def _toml_key(name: str) -> str:
+    return name.rstrip("_")
+
+
+def _convert(value: object, kind: object, where: str) -> object:
+    """Check one TOML value against a field's annotation and convert it."""
+    origin = typing.get_origin(kind)
+    if origin in (typing.Union, types.UnionType):
+        options = [arg for arg in typing.get_args(kind) if arg is not type(None)]
+        return _convert(value, options[0], where)
+    if kind is timedelta:
+        return parse_duration(value, where)
+    if kind is Path:
+        if isinstance(value, str) and value:
+            return Path(value)
+        raise ConfigError(f"{where}: expected a path (a non-empty string), got {value!r}")
+    if origin is tuple:
+        if isinstance(value, list) and all(isinstance(item, str) for item in value):
+            return tuple(value)
+        raise ConfigError(f"{where}: expected a list of strings, got {value!r}")
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kind is int and isinstance(value, bool):
+        raise ConfigError(f"{where}: expected an integer, got {value!r}")
+    if isinstance(kind, type) and isinstance(value, kind):
+        return value
+    expected = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
+    raise ConfigError(f"{where}: expected {expected.get(kind, kind)}, got {value!r}")
+
+
+def _build(cls: type, table: object, where: str, source: Path, **fixed: object):
+    """Build dataclass `cls` from a TOML table, rejecting unknown keys and wrong types."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"{source}: [{where}] must be a table")
+    hints = typing.get_type_hints(cls)
+    allowed = {_toml_key(f.name): f for f in fields(cls) if f.name not in fixed}
+    for key in table:
+        if key not in allowed or allowed[key].name in _SECRET_FIELDS:
+            hint = " (secrets come from the environment)" if key in _SECRET_FIELDS else ""
+            known = ", ".join(k for k, f in allowed.items() if f.name not in _SECRET_FIELDS)
+            raise ConfigError(f"{source}: unknown key {where}.{key}{hint}; known keys: {known}")
+    values = dict(fixed)
+    for key, spec in allowed.items():
+        dotted = f"{where}.{key}"
+        if key not in table:
+            if spec.default is MISSING and spec.default_factory is MISSING:
+                raise ConfigError(f"{source}: [{where}] is missing required key {key}")
+            continue
+        kind = hints[spec.name]
+        if is_dataclass(kind):
+            values[spec.name] = _build(kind, table[key], dotted, source)
+            continue
+        value = _convert(table[key], kind, f"{source}: {dotted}")
+        choices = _CHOICES.get(dotted) or _CHOICES.get(f"{where.split('[')[0]}.{key}")
+        if choices and value not in choices:
+            raise ConfigError(f"{source}: {dotted} must be one of {', '.join(choices)}, got {value!r}")
+        values[spec.name] = value
+    return cls(**values)
+
+
+def _newsletters(table: object, source: Path, site: SiteSettings) -> dict[str, NewsletterSettings]:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{source}: [newsletters] must hold tables like [newsletters.weekly]")
+    built = {}
+    for name, body in table.items():
+        if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", name):
+            raise ConfigError(f"{source}: newsletter name {name!r} must be lower-case letters, digits, - or _")
+        defaults = {"name": name}
+        if isinstance(body, dict):
+            body = {"title": name.title(), "from": f"{site.title} <newsletter@{site.domain}>", **body}
+        newsletter = _build(NewsletterSettings, body, f"newsletters.{name}", source, **defaults)
+        _check_timezone(newsletter.timezone, f"{source}: newsletters.{name}.timezone")
+        built[name] = newsletter
+    return built
+
+
+def _check_timezone(name: str, where: str) -> None:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"{where}: unknown time zone {name!r} (use an IANA name like Europe/London)") from None
+
+
+def _sources(value: object, source: Path) -> tuple[SourceSettings, ...]:
+    if not isinstance(value, list):
+        raise ConfigError(f"{source}: sources must be written as [[sources]] tables")
+    return tuple(_build(SourceSettings, item, f"sources[{i}]", source) for i, item in enumerate(value))
+
+
+def _secret_keys(base_dir: Path) -> tuple[str, ...]:
+    """Signing keys, newest first: PUBLISHER_SECRET_KEY (comma-separated for rotation) or a key file."""
+    from_env = os.environ.get("PUBLISHER_SECRET_KEY", "")
+    if from_env.strip():
+        return tuple(key.strip() for key in from_env.split(",") if key.strip())
+    key_file = base_dir / SECRET_KEY_FILE
+    if not key_file.exists():
+        try:
+            key_file.write_text(secrets.token_urlsafe(32) + "\n")
+            key_file.chmod(0o600)
+        except OSError as error:
+            raise ConfigError(f"cannot create the secret key file {key_file}: {error.strerror}") from None
+    return tuple(line.strip() for line in key_file.read_text().splitlines() if line.strip())
+
+
+_ENV_OVERRIDES = {
+    "PUBLISHER_DATABASE_URL": ("database", "url"),
+    "PUBLISHER_SITE_URL": ("site", "url"),
+    "PUBLISHER_WEB_HOST": ("web", "host"),
+    "PUBLISHER_WEB_PORT": ("web", "port"),
+    "PUBLISHER_SMTP_HOST": ("delivery.smtp", "host"),
+    "PUBLISHER_SMTP_PORT": ("delivery.smtp", "port"),
+    "PUBLISHER_SMTP_USERNAME": ("delivery.smtp", "username"),
+}
+
+
+def _apply_environment(data: dict) -> dict:
+    for variable, (section, key) in _ENV_OVERRIDES.items():
+        if variable not in os.environ:
+            continue
+        value: object = os.environ[variable]
+        if key == "port":
+            if not str(value).isdigit():
+                raise ConfigError(f"environment {variable}: expected a port number, got {value!r}")
+            value = int(str(value))
+        table = data
+        for part in section.split("."):
+            table = table.setdefault(part, {})
+        table[key] = value
+    return data
+
+
+def _resolve(path: Path, base_dir: Path) -> Path:
+    return path if path.is_absolute() else base_dir / path
+
+
+def _resolve_database_url(url: str, base_dir: Path) -> str:
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
+        return prefix + str(base_dir / url[len(prefix):])
+    return url
+
+
+def _read_toml(path: Path) -> dict:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file (create one with `publisher init`)") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path}: invalid TOML: {error}") from None
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read: {error.strerror}") from None
+
+
+def load_settings(path: Path | str | None = None, *, embedded: bool = False) -> Settings:
+    """Load `path` (or $PUBLISHER_CONFIG, or ./config.toml). `embedded` uses built-in defaults."""
+    path = Path(path or os.environ.get("PUBLISHER_CONFIG") or DEFAULT_CONFIG)
+    data = {} if embedded else _read_toml(path)
+    return settings_from_dict(_apply_environment(data), path)
+
+
+def settings_from_dict(data: dict, path: Path) -> Settings:
+    path = path.resolve()
+    base_dir = path.parent
+    known = {f.name for f in fields(Settings)} - {"path", "base_dir", "secret_keys"}
+    for key in data:
+        if key not in known:
+            raise ConfigError(f"{path}: unknown section [{key}]; known sections: {', '.join(sorted(known))}")
+    site = _build(SiteSettings, data.get("site", {}), "site", path)
+    _check_timezone(site.timezone, f"{path}: site.timezone")
+    if not urlsplit(site.url).scheme in ("http", "https") or not urlsplit(site.url).hostname:
+        raise ConfigError(f"{path}: site.url must be an absolute http(s) URL, got {site.url!r}")
+    site = replace(site, url=site.url.rstrip("/"))
+    delivery = _build(DeliverySettings, data.get("delivery", {}), "delivery", path)
+    password = os.environ.get("PUBLISHER_SMTP_PASSWORD", "")
+    delivery = replace(
+        delivery,
+        maildir=_resolve(delivery.maildir, base_dir),
+        smtp=replace(delivery.smtp, password=password),
+        dkim=replace(delivery.dkim, key_file=delivery.dkim.key_file and _resolve(delivery.dkim.key_file, base_dir)),
+    )
+    database = _build(DatabaseSettings, data.get("database", {}), "database", path)
+    feeds = _build(FeedSettings, data.get("feeds", {}), "feeds", path)
+    if feeds.limit < 1:
+        raise ConfigError(f"{path}: feeds.limit must be at least 1, got {feeds.limit}")
+    templates = _build(TemplateSettings, data.get("templates", {}), "templates", path)
+    archive = _build(ArchiveSettings, data.get("archive", {}), "archive", path)
+    return Settings(
+        path=path,
+        base_dir=base_dir,
+        site=site,
+        database=replace(database, url=_resolve_database_url(database.url, base_dir)),
+        sources=_sources(data.get("sources", []), path),
+        feeds=replace(feeds, dir=_resolve(feeds.dir, base_dir)),
+        delivery=delivery,
+        newsletters=_newsletters(data.get("newsletters", {}), path, site),
+        web=_build(WebSettings, data.get("web", {}), "web", path),
+        scheduler=_build(SchedulerSettings, data.get("scheduler", {}), "scheduler", path),
+        templates=replace(templates, dir=templates.dir and _resolve(templates.dir, base_dir)),
+        archive=replace(archive, dir=_resolve(archive.dir, base_dir)),
+        secret_keys=_secret_keys(base_dir),
+    )
+
+
+def documented_keys() -> list[str]:
+    """Every dotted key a user may write, for the docs test."""
+    keys: list[str] = []
+
+    def walk(cls: type, prefix: str) -> None:
+        hints = typing.get_type_hints(cls)
+        skipped = _SPECIAL_KEYS if cls is Settings else {"name"}
+        for spec in fields(cls):
+            if spec.name in skipped or spec.name in _SECRET_FIELDS:
+                continue
+            if is_dataclass(hints[spec.name]):
+                walk(hints[spec.name], f"{prefix}{_toml_key(spec.name)}.")
+            else:
+                keys.append(prefix + _toml_key(spec.name))
+
+    walk(Settings, "")
+    walk(SourceSettings, "sources.")
+    walk(NewsletterSettings, "newsletters.<name>.")
+    return keys

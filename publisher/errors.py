@@ -1,0 +1,41 @@
+"""The one exception tree. Every message says what went wrong, where, and what to do."""
+
+
+class PublisherError(Exception):
+    """A handled error: the CLI prints it on one line and exits with code 1."""
+
+
+class ConfigError(PublisherError):
+    """config.toml or the environment is wrong (names the file and the key)."""
+
+
+class ContentError(PublisherError):
+    """An import source is malformed (names the file and, where known, the line)."""
+
+
+class StoreError(PublisherError):
+    """The database cannot be reached or holds something unexpected."""
+
+
+class SubscriberError(PublisherError):
+    """A subscriber address or CSV row is invalid."""
+
+
+class TemplateError(PublisherError):
+    """A template fails to parse or render (names the template and line)."""
+
+
+class DigestError(PublisherError):
+    """An issue cannot be built or is in the wrong state for the request."""
+
+
+class DeliveryError(PublisherError):
+    """A transport cannot deliver at all (misconfigured relay, unreachable maildir)."""
+
+
+class FeedError(PublisherError):
+    """A feed cannot be built or written."""
+
+
+class SchedulerError(PublisherError):
+    """The timetable is invalid or the scheduler cannot start."""

@@ -1,0 +1,96 @@
+"""The domain's plain values: what the store keeps and the pure core computes with."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+SUBSCRIBER_STATUSES = ("pending", "confirmed", "unsubscribed", "bounced")
+ISSUE_STATES = ("draft", "approved", "sending", "sent", "cancelled", "paused")
+DELIVERY_STATES = ("pending", "sending", "delivered", "deferred", "failed", "cancelled")
+
+
+@dataclass(frozen=True)
+class Article:
+    """One article. `guid` is minted once when first stored and never changes."""
+
+    guid: str
+    slug: str
+    title: str
+    url: str
+    summary_html: str
+    content_html: str
+    truncated: bool
+    published: datetime
+    updated: datetime
+    authors: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    source: str = ""
+    content_hash: str = ""
+    first_seen: datetime | None = None
+    id: int | None = None
+
+
+@dataclass(frozen=True)
+class Subscriber:
+    email: str
+    name: str = ""
+    status: str = "pending"
+    newsletters: tuple[str, ...] = ()
+    topics: tuple[str, ...] = ()
+    source: str = ""
+    consent_at: datetime | None = None
+    consent_text: str = ""
+    created_at: datetime | None = None
+    bounce_count: int = 0
+    id: int | None = None
+
+
+@dataclass(frozen=True)
+class Issue:
+    """One issue of a newsletter: the articles chosen for one slot."""
+
+    newsletter: str
+    number: int
+    slot: datetime
+    state: str
+    article_ids: tuple[int, ...] = ()
+    overflow_ids: tuple[int, ...] = ()
+    watermark: datetime | None = None
+    subject: str = ""
+    created_at: datetime | None = None
+    sent_at: datetime | None = None
+    id: int | None = None
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    """What one import run did, for the CLI to print."""
+
+    source: str
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: int = 0
+
+
+@dataclass(frozen=True)
+class Draft:
+    """An article as an importer parsed it, before the store gives it a guid.
+
+    `key` identifies the article across imports of any source (the slug for pages and Markdown,
+    the entry id for feeds); `published` is used only when the article is seen for the first time.
+    """
+
+    key: str
+    slug: str
+    title: str
+    summary_html: str
+    content_html: str
+    truncated: bool
+    published: datetime
+    updated: datetime | None = None
+    url: str = ""
+    guid: str = ""
+    authors: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    source: str = ""

@@ -1,0 +1,18 @@
+"""Where the bundled templates and sample publication live, installed or in a checkout."""
+
+from pathlib import Path
+
+_PACKAGE = Path(__file__).resolve().parent
+
+
+def _bundled(installed_name: str, checkout_name: str) -> Path:
+    installed = _PACKAGE / installed_name
+    return installed if installed.is_dir() else _PACKAGE.parent / checkout_name
+
+
+def templates_dir() -> Path:
+    return _bundled("_templates", "templates")
+
+
+def sample_dir() -> Path:
+    return _bundled("_sample", "sample")

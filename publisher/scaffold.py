@@ -1,0 +1,69 @@
+"""`publisher init`: a new publication folder from the bundled sample."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from publisher.errors import PublisherError
+from publisher.resources import sample_dir, templates_dir
+
+_CONFIG = """\
+# Your publication. Every key is described in docs/configuration.md of publisher.
+
+[site]
+title = "{title}"
+url = "http://localhost:8080"
+description = "What this publication is about."
+language = "en"
+postal_address = "Your postal address (the law in many countries requires it in every email)"
+timezone = "UTC"
+
+[database]
+url = "sqlite:///publisher.db"
+
+[[sources]]
+path = "content"
+format = "markdown"
+
+[feeds]
+dir = "feeds"
+limit = 50
+
+[delivery]
+transport = "maildir"   # "smtp" to send through a relay; see [delivery.smtp]
+maildir = "outbox"
+
+[templates]
+dir = "templates"
+
+[newsletters.weekly]
+title = "{title} weekly"
+from = "{title} <newsletter@localhost>"
+schedule = "0 8 * * mon"
+timezone = "UTC"
+min_articles = 1
+max_articles = 20
+lookback = "7d"
+"""
+
+
+def scaffold(directory: Path, *, force: bool = False) -> list[Path]:
+    """Write config.toml, content/ with a sample article, and templates/; return what was written."""
+    config = directory / "config.toml"
+    if config.exists() and not force:
+        raise PublisherError(f"{config} already exists (use --force to overwrite)")
+    directory.mkdir(parents=True, exist_ok=True)
+    title = directory.resolve().name.replace("-", " ").replace("_", " ").title() or "My publication"
+    config.write_text(_CONFIG.format(title=title.replace('"', "")), encoding="utf-8")
+    written = [config]
+    sample = sample_dir() / "content" / "welcome.md"
+    (directory / "content").mkdir(exist_ok=True)
+    target = directory / "content" / sample.name
+    if force or not target.exists():
+        shutil.copyfile(sample, target)
+        written.append(target)
+    templates = directory / "templates"
+    shutil.copytree(templates_dir(), templates, dirs_exist_ok=True)
+    written.append(templates)
+    return written

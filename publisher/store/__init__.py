@@ -1,0 +1,132 @@
+"""The store: the only code that speaks SQL, through SQLAlchemy Core, on SQLite or PostgreSQL.
+
+`Store` owns the engine and hands out one repository per concept (`articles`, `subscribers`,
+`issues`, `deliveries`, `web_events`), each in its own module.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from functools import cached_property
+
+from sqlalchemy import create_engine, event, insert, select, text
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+
+from publisher.errors import StoreError
+from publisher.store.schema import MIGRATIONS, metadata, schema_migrations
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    """WAL, foreign keys, a generous busy timeout, and BEGIN IMMEDIATE so writers queue, not fail."""
+
+    @event.listens_for(engine, "connect")
+    def on_connect(dbapi_connection, _record) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def on_begin(connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def make_engine(url: str) -> Engine:
+    try:
+        if url.startswith("sqlite"):
+            engine = create_engine(url)
+            _configure_sqlite(engine)
+        else:
+            engine = create_engine(url, pool_pre_ping=True)
+    except (ArgumentError, NoSuchModuleError) as error:
+        raise StoreError(f"database.url {url!r} is not a database URL SQLAlchemy understands: {error}") from None
+    return engine
+
+
+class Store:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+
+    @classmethod
+    def open(cls, url: str) -> Store:
+        """Connect and bring the schema up to date."""
+        store = cls(url)
+        store.migrate()
+        return store
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def migrate(self) -> int:
+        """Apply pending migrations in order; returns the schema version."""
+        try:
+            with self.engine.begin() as connection:
+                if self.dialect == "postgresql":
+                    # One migrator at a time when several processes start together.
+                    connection.execute(text("SELECT pg_advisory_xact_lock(7461626)"))
+                metadata.create_all(connection, tables=[schema_migrations])
+                done = set(connection.scalars(select(schema_migrations.c.version)))
+                for version, migration in enumerate(MIGRATIONS, start=1):
+                    if version not in done:
+                        migration(connection)
+                        connection.execute(
+                            insert(schema_migrations).values(version=version, applied_at=now())
+                        )
+        except OperationalError as error:
+            raise StoreError(f"cannot open the database {self.safe_url}: {error.orig}") from None
+        return len(MIGRATIONS)
+
+    @property
+    def safe_url(self) -> str:
+        return self.engine.url.render_as_string(hide_password=True)
+
+    def ping(self) -> bool:
+        try:
+            with self.engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+            return True
+        except OperationalError:
+            return False
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @cached_property
+    def articles(self):
+        from publisher.store.articles import ArticleStore
+
+        return ArticleStore(self.engine)
+
+    @cached_property
+    def subscribers(self):
+        from publisher.store.subscribers import SubscriberStore
+
+        return SubscriberStore(self.engine)
+
+    @cached_property
+    def issues(self):
+        from publisher.store.issues import IssueStore
+
+        return IssueStore(self.engine)
+
+    @cached_property
+    def deliveries(self):
+        from publisher.store.deliveries import DeliveryStore
+
+        return DeliveryStore(self.engine)
+
+    @cached_property
+    def web_events(self):
+        from publisher.store.web_events import WebEventStore
+
+        return WebEventStore(self.engine)
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)

@@ -1,0 +1,166 @@
+"""Articles in the store: idempotent upserts from importers, newest-first queries for feeds and digests."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.engine import Connection, Engine, RowMapping
+
+from publisher.model import Article, Draft, ImportReport
+from publisher.store.schema import article_tags, articles, source_state
+from publisher.text import slugify
+
+
+def content_hash(draft: Draft) -> str:
+    """What makes two imports of an article "the same": everything a reader sees."""
+    parts = [draft.title, draft.summary_html, draft.content_html, str(draft.truncated),
+             json.dumps(draft.tags), json.dumps(draft.authors), draft.url]
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
+
+
+def _article(row: RowMapping) -> Article:
+    return Article(
+        id=row["id"],
+        guid=row["guid"],
+        slug=row["slug"],
+        title=row["title"],
+        url=row["url"],
+        summary_html=row["summary_html"],
+        content_html=row["content_html"],
+        truncated=bool(row["truncated"]),
+        authors=tuple(json.loads(row["authors"])),
+        tags=tuple(json.loads(row["tags"])),
+        published=row["published"],
+        updated=row["updated"],
+        first_seen=row["first_seen"],
+        source=row["source"],
+        content_hash=row["content_hash"],
+    )
+
+
+class ArticleStore:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def ingest(self, drafts: Sequence[Draft], *, site_url: str, guid_authority: str,
+               now: datetime, source: str) -> ImportReport:
+        """Store parsed drafts in one transaction: new ones get a guid; changed ones keep theirs."""
+        report = ImportReport(source=source)
+        unchanged = 0
+        with self.engine.begin() as connection:
+            for draft in drafts:
+                existing = connection.execute(
+                    select(articles).where(articles.c.key == draft.key)
+                ).mappings().first()
+                digest = content_hash(draft)
+                if existing is None:
+                    self._insert(connection, draft, digest, site_url, guid_authority, now)
+                    report.added.append(draft.title)
+                elif existing["content_hash"] != digest:
+                    self._update(connection, existing["id"], draft, digest, site_url, now)
+                    report.updated.append(draft.title)
+                else:
+                    unchanged += 1
+        return ImportReport(source, report.added, report.updated, unchanged)
+
+    def _unique_slug(self, connection: Connection, slug: str, article_id: int | None = None) -> str:
+        candidate, n = slug, 2
+        while True:
+            query = select(articles.c.id).where(articles.c.slug == candidate)
+            found = connection.scalar(query)
+            if found is None or found == article_id:
+                return candidate
+            candidate, n = f"{slug}-{n}", n + 1
+
+    def _insert(self, connection: Connection, draft: Draft, digest: str, site_url: str,
+                guid_authority: str, now: datetime) -> None:
+        slug = self._unique_slug(connection, draft.slug)
+        guid = draft.guid or f"tag:{guid_authority},{now:%Y-%m-%d}:{slug}"
+        result = connection.execute(insert(articles).values(
+            key=draft.key, guid=guid, slug=slug, title=draft.title,
+            url=draft.url or f"{site_url}/{slug}/",
+            summary_html=draft.summary_html, content_html=draft.content_html,
+            truncated=draft.truncated, authors=json.dumps(list(draft.authors)),
+            tags=json.dumps(list(draft.tags)), published=draft.published,
+            updated=draft.updated or draft.published, first_seen=now,
+            source=draft.source, content_hash=digest,
+        ))
+        self._set_tags(connection, result.inserted_primary_key[0], draft.tags)
+
+    def _update(self, connection: Connection, article_id: int, draft: Draft, digest: str,
+                site_url: str, now: datetime) -> None:
+        slug = self._unique_slug(connection, draft.slug, article_id)
+        connection.execute(update(articles).where(articles.c.id == article_id).values(
+            slug=slug, title=draft.title, url=draft.url or f"{site_url}/{slug}/",
+            summary_html=draft.summary_html, content_html=draft.content_html,
+            truncated=draft.truncated, authors=json.dumps(list(draft.authors)),
+            tags=json.dumps(list(draft.tags)), updated=draft.updated or now,
+            source=draft.source, content_hash=digest,
+        ))
+        self._set_tags(connection, article_id, draft.tags)
+
+    def _set_tags(self, connection: Connection, article_id: int, tags: Iterable[str]) -> None:
+        connection.execute(delete(article_tags).where(article_tags.c.article_id == article_id))
+        by_slug = {slugify(tag): tag for tag in tags if slugify(tag)}
+        if by_slug:
+            connection.execute(insert(article_tags), [
+                {"article_id": article_id, "tag_slug": slug, "tag": tag} for slug, tag in by_slug.items()
+            ])
+
+    def newest(self, limit: int | None = None, *, tag_slug: str | None = None,
+               since: datetime | None = None) -> list[Article]:
+        """Articles newest first (ties broken by id, so the order is stable)."""
+        query = select(articles).order_by(articles.c.published.desc(), articles.c.id.desc())
+        if tag_slug is not None:
+            query = query.join(article_tags, article_tags.c.article_id == articles.c.id).where(
+                article_tags.c.tag_slug == tag_slug)
+        if since is not None:
+            query = query.where(articles.c.published > since)
+        if limit is not None:
+            query = query.limit(limit)
+        with self.engine.connect() as connection:
+            return [_article(row) for row in connection.execute(query).mappings()]
+
+    def by_ids(self, ids: Sequence[int]) -> list[Article]:
+        """The articles with these ids, in the order given."""
+        if not ids:
+            return []
+        with self.engine.connect() as connection:
+            rows = connection.execute(select(articles).where(articles.c.id.in_(list(ids)))).mappings()
+            found = {row["id"]: _article(row) for row in rows}
+        return [found[i] for i in ids if i in found]
+
+    def by_slug(self, slug: str) -> Article | None:
+        with self.engine.connect() as connection:
+            row = connection.execute(select(articles).where(articles.c.slug == slug)).mappings().first()
+        return _article(row) if row else None
+
+    def tags(self) -> dict[str, str]:
+        """Every tag in use: slug → display name."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(article_tags.c.tag_slug, func.min(article_tags.c.tag)).group_by(article_tags.c.tag_slug)
+            )
+            return {slug: tag for slug, tag in rows}
+
+    def count(self) -> int:
+        with self.engine.connect() as connection:
+            return connection.scalar(select(func.count()).select_from(articles)) or 0
+
+    def source_state(self, source: str) -> tuple[str, str]:
+        """The ETag and Last-Modified a feed URL last answered with."""
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                select(source_state.c.etag, source_state.c.last_modified).where(source_state.c.source == source)
+            ).first()
+        return (row[0], row[1]) if row else ("", "")
+
+    def save_source_state(self, source: str, etag: str, last_modified: str, now: datetime) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(delete(source_state).where(source_state.c.source == source))
+            connection.execute(insert(source_state).values(
+                source=source, etag=etag, last_modified=last_modified, fetched_at=now))

@@ -1,0 +1,202 @@
+"""The one schema, and the ordered migrations that build it.
+
+A migration is appended, never edited once released: each names the tables or columns it adds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timezone
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Connection
+from sqlalchemy.types import TypeDecorator
+
+
+class UTCDateTime(TypeDecorator):
+    """Aware datetimes in, aware UTC datetimes out, on SQLite (which forgets offsets) and PostgreSQL."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; attach a time zone")
+        value = value.astimezone(timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+metadata = MetaData()
+
+schema_migrations = Table(
+    "schema_migrations",
+    metadata,
+    Column("version", Integer, primary_key=True),
+    Column("applied_at", UTCDateTime, nullable=False),
+)
+
+articles = Table(
+    "articles",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("key", String(512), nullable=False, unique=True),
+    Column("guid", String(512), nullable=False, unique=True),
+    Column("slug", String(255), nullable=False, unique=True),
+    Column("title", Text, nullable=False),
+    Column("url", Text, nullable=False),
+    Column("summary_html", Text, nullable=False),
+    Column("content_html", Text, nullable=False),
+    Column("truncated", Boolean, nullable=False),
+    Column("authors", Text, nullable=False),  # JSON list
+    Column("tags", Text, nullable=False),  # JSON list, in the author's order
+    Column("published", UTCDateTime, nullable=False),
+    Column("updated", UTCDateTime, nullable=False),
+    Column("first_seen", UTCDateTime, nullable=False),
+    Column("source", Text, nullable=False),
+    Column("content_hash", String(64), nullable=False),
+    Index("ix_articles_published", "published"),
+)
+
+article_tags = Table(
+    "article_tags",
+    metadata,
+    Column("article_id", ForeignKey("articles.id", ondelete="CASCADE"), primary_key=True),
+    Column("tag_slug", String(255), primary_key=True),
+    Column("tag", Text, nullable=False),
+    Index("ix_article_tags_slug", "tag_slug"),
+)
+
+source_state = Table(
+    "source_state",
+    metadata,
+    Column("source", String(1024), primary_key=True),
+    Column("etag", Text, nullable=False, default=""),
+    Column("last_modified", Text, nullable=False, default=""),
+    Column("fetched_at", UTCDateTime, nullable=True),
+)
+
+subscribers = Table(
+    "subscribers",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("email", String(320), nullable=False, unique=True),  # stored lower-cased
+    Column("name", Text, nullable=False, default=""),
+    Column("status", String(16), nullable=False),
+    Column("source", Text, nullable=False, default=""),
+    Column("consent_at", UTCDateTime, nullable=True),
+    Column("consent_text", Text, nullable=False, default=""),
+    Column("topics", Text, nullable=False, default="[]"),  # JSON list
+    Column("bounce_count", Integer, nullable=False, default=0),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("confirm_nonce", String(64), nullable=False, default=""),
+    Column("confirmation_sent_at", UTCDateTime, nullable=True),
+)
+
+subscriptions = Table(
+    "subscriptions",
+    metadata,
+    Column("subscriber_id", ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True),
+    Column("newsletter", String(64), primary_key=True),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+issues = Table(
+    "issues",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("newsletter", String(64), nullable=False),
+    Column("number", Integer, nullable=False),
+    Column("slot", UTCDateTime, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("watermark", UTCDateTime, nullable=True),
+    Column("subject", Text, nullable=False, default=""),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("started_at", UTCDateTime, nullable=True),
+    Column("sent_at", UTCDateTime, nullable=True),
+    UniqueConstraint("newsletter", "slot", name="uq_issues_slot"),
+    UniqueConstraint("newsletter", "number", name="uq_issues_number"),
+)
+
+issue_articles = Table(
+    "issue_articles",
+    metadata,
+    Column("issue_id", ForeignKey("issues.id", ondelete="CASCADE"), primary_key=True),
+    Column("article_id", ForeignKey("articles.id"), primary_key=True),
+    Column("position", Integer, nullable=False),
+    Column("overflow", Boolean, nullable=False, default=False),
+)
+
+sent_articles = Table(
+    "sent_articles",
+    metadata,
+    Column("newsletter", String(64), primary_key=True),
+    Column("article_id", ForeignKey("articles.id"), primary_key=True),
+    Column("issue_id", ForeignKey("issues.id"), nullable=False),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("issue_id", ForeignKey("issues.id", ondelete="CASCADE"), primary_key=True),
+    Column("subscriber_id", ForeignKey("subscribers.id"), primary_key=True),
+    Column("email", String(320), nullable=False),
+    Column("name", Text, nullable=False, default=""),
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("lease_until", UTCDateTime, nullable=True),
+    Column("next_attempt_at", UTCDateTime, nullable=True),
+    Column("last_code", Integer, nullable=True),
+    Column("last_status", String(16), nullable=False, default=""),  # enhanced status, e.g. 5.1.1
+    Column("last_error", Text, nullable=False, default=""),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("delivered_at", UTCDateTime, nullable=True),
+    Index("ix_deliveries_state", "issue_id", "state", "next_attempt_at"),
+)
+
+web_events = Table(
+    "web_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(32), nullable=False),  # e.g. subscribe-ip, confirm-mail
+    Column("subject", String(320), nullable=False),  # an IP address or an email address
+    Column("at", UTCDateTime, nullable=False),
+    Index("ix_web_events_lookup", "kind", "subject", "at"),
+)
+
+
+def _create(*tables: Table) -> Callable[[Connection], None]:
+    def migrate(connection: Connection) -> None:
+        metadata.create_all(connection, tables=list(tables))
+
+    return migrate
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [
+    _create(articles, article_tags, source_state),  # 1
+    _create(subscribers, subscriptions),  # 2
+    _create(issues, issue_articles, sent_articles),  # 3
+    _create(deliveries),  # 4
+    _create(web_events),  # 5
+]

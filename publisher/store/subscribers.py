@@ -1,0 +1,161 @@
+"""Subscribers and their newsletters in the store."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.engine import Connection, Engine, RowMapping
+
+from publisher.model import Subscriber
+from publisher.store.schema import subscribers, subscriptions
+
+
+def _subscriber(row: RowMapping, newsletters: Sequence[str]) -> Subscriber:
+    return Subscriber(
+        id=row["id"],
+        email=row["email"],
+        name=row["name"],
+        status=row["status"],
+        newsletters=tuple(sorted(newsletters)),
+        topics=tuple(json.loads(row["topics"] or "[]")),
+        source=row["source"],
+        consent_at=row["consent_at"],
+        consent_text=row["consent_text"],
+        created_at=row["created_at"],
+        bounce_count=row["bounce_count"],
+    )
+
+
+class SubscriberStore:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def _newsletters(self, connection: Connection, ids: Sequence[int]) -> dict[int, list[str]]:
+        found: dict[int, list[str]] = {i: [] for i in ids}
+        if ids:
+            rows = connection.execute(
+                select(subscriptions.c.subscriber_id, subscriptions.c.newsletter)
+                .where(subscriptions.c.subscriber_id.in_(list(ids)))
+            )
+            for subscriber_id, newsletter in rows:
+                found[subscriber_id].append(newsletter)
+        return found
+
+    def _load(self, connection: Connection, query) -> list[Subscriber]:
+        rows = list(connection.execute(query).mappings())
+        newsletters = self._newsletters(connection, [row["id"] for row in rows])
+        return [_subscriber(row, newsletters[row["id"]]) for row in rows]
+
+    def get(self, email: str) -> Subscriber | None:
+        with self.engine.connect() as connection:
+            found = self._load(connection, select(subscribers).where(subscribers.c.email == email.lower()))
+        return found[0] if found else None
+
+    def get_by_id(self, subscriber_id: int) -> Subscriber | None:
+        with self.engine.connect() as connection:
+            found = self._load(connection, select(subscribers).where(subscribers.c.id == subscriber_id))
+        return found[0] if found else None
+
+    def all(self, *, status: str | None = None, newsletter: str | None = None) -> list[Subscriber]:
+        query = select(subscribers).order_by(subscribers.c.id)
+        if status:
+            query = query.where(subscribers.c.status == status)
+        if newsletter:
+            query = query.where(subscribers.c.id.in_(
+                select(subscriptions.c.subscriber_id).where(subscriptions.c.newsletter == newsletter)))
+        with self.engine.connect() as connection:
+            return self._load(connection, query)
+
+    def upsert_many(self, people: Iterable[Subscriber], now: datetime) -> tuple[int, int]:
+        """Add new subscribers and merge newsletters into existing ones, in one transaction.
+
+        An existing subscriber keeps their status unless the new record confirms them and they
+        are pending; an unsubscribed or bounced address is never re-activated by an import.
+        Returns (added, updated).
+        """
+        added = updated = 0
+        with self.engine.begin() as connection:
+            for person in people:
+                if self._upsert(connection, person, now):
+                    added += 1
+                else:
+                    updated += 1
+        return added, updated
+
+    def add(self, person: Subscriber, now: datetime) -> bool:
+        """Add or merge one subscriber; True when the address is new."""
+        with self.engine.begin() as connection:
+            return self._upsert(connection, person, now)
+
+    def _upsert(self, connection: Connection, person: Subscriber, now: datetime) -> bool:
+        email = person.email.lower()
+        row = connection.execute(select(subscribers).where(subscribers.c.email == email)).mappings().first()
+        if row is None:
+            result = connection.execute(insert(subscribers).values(
+                email=email, name=person.name, status=person.status, source=person.source,
+                consent_at=person.consent_at, consent_text=person.consent_text,
+                topics=json.dumps(list(person.topics)), bounce_count=0,
+                created_at=now, updated_at=now, confirm_nonce="",
+            ))
+            subscriber_id = result.inserted_primary_key[0]
+            is_new = True
+        else:
+            subscriber_id = row["id"]
+            values: dict = {"updated_at": now}
+            if person.name and person.name != row["name"]:
+                values["name"] = person.name
+            if person.status == "confirmed" and row["status"] == "pending":
+                values.update(status="confirmed", consent_at=person.consent_at or now)
+            connection.execute(update(subscribers).where(subscribers.c.id == subscriber_id).values(**values))
+            is_new = False
+        self._add_newsletters(connection, subscriber_id, person.newsletters, now)
+        return is_new
+
+    def _add_newsletters(self, connection: Connection, subscriber_id: int, names: Iterable[str],
+                         now: datetime) -> None:
+        have = set(connection.scalars(
+            select(subscriptions.c.newsletter).where(subscriptions.c.subscriber_id == subscriber_id)))
+        new = [name for name in dict.fromkeys(names) if name not in have]
+        if new:
+            connection.execute(insert(subscriptions), [
+                {"subscriber_id": subscriber_id, "newsletter": name, "created_at": now} for name in new
+            ])
+
+    def set_newsletters(self, subscriber_id: int, names: Iterable[str], now: datetime) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(delete(subscriptions).where(subscriptions.c.subscriber_id == subscriber_id))
+            self._add_newsletters(connection, subscriber_id, names, now)
+
+    def update(self, subscriber_id: int, now: datetime, **values) -> None:
+        """Change columns of one subscriber (status, name, topics, consent, nonce, bounce_count…)."""
+        if "topics" in values:
+            values["topics"] = json.dumps(list(values["topics"]))
+        with self.engine.begin() as connection:
+            connection.execute(
+                update(subscribers).where(subscribers.c.id == subscriber_id).values(updated_at=now, **values))
+
+    def remove_newsletter(self, subscriber_id: int, newsletter: str) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(delete(subscriptions).where(
+                subscriptions.c.subscriber_id == subscriber_id, subscriptions.c.newsletter == newsletter))
+
+    def remove(self, email: str) -> bool:
+        """Unsubscribe an address from everything and forget its name (its ledger rows stay)."""
+        with self.engine.begin() as connection:
+            subscriber_id = connection.scalar(select(subscribers.c.id).where(subscribers.c.email == email.lower()))
+            if subscriber_id is None:
+                return False
+            connection.execute(delete(subscriptions).where(subscriptions.c.subscriber_id == subscriber_id))
+            connection.execute(update(subscribers).where(subscribers.c.id == subscriber_id).values(
+                status="unsubscribed", name="", updated_at=subscribers.c.updated_at))
+        return True
+
+    def count(self, status: str | None = None) -> int:
+        query = select(func.count()).select_from(subscribers)
+        if status:
+            query = query.where(subscribers.c.status == status)
+        with self.engine.connect() as connection:
+            return connection.scalar(query) or 0

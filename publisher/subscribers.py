@@ -1,0 +1,106 @@
+"""Subscriber lists: address checks, CSV import and export."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from email_validator import EmailNotValidError, validate_email
+
+from publisher.errors import SubscriberError
+from publisher.model import Subscriber
+from publisher.text import header_safe
+
+CSV_HEADER = ("email", "name", "newsletters")
+
+
+def normalise_email(address: str, where: str = "") -> str:
+    """A syntactically valid address, lower-cased; no DNS lookups."""
+    prefix = f"{where}: " if where else ""
+    try:
+        checked = validate_email(address.strip(), check_deliverability=False)
+    except EmailNotValidError as error:
+        raise SubscriberError(f"{prefix}{address.strip()!r} is not a valid email address: {error}") from None
+    return checked.normalized.lower()
+
+
+def check_newsletters(names: Iterable[str], known: Iterable[str], where: str = "") -> tuple[str, ...]:
+    known = set(known)
+    names = tuple(dict.fromkeys(name for name in names if name))
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        prefix = f"{where}: " if where else ""
+        listed = ", ".join(sorted(known)) or "none configured"
+        raise SubscriberError(f"{prefix}unknown newsletter {', '.join(unknown)} (configured: {listed})")
+    return names
+
+
+def make_subscriber(email: str, name: str, newsletters: Iterable[str], *, known: Iterable[str],
+                    confirmed: bool, source: str, now: datetime, where: str = "") -> Subscriber:
+    return Subscriber(
+        email=normalise_email(email, where),
+        name=header_safe(name),
+        status="confirmed" if confirmed else "pending",
+        newsletters=check_newsletters(newsletters, known, where),
+        source=source,
+        consent_at=now if confirmed else None,
+    )
+
+
+@dataclass
+class CsvImport:
+    subscribers: list[Subscriber] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+def parse_csv(path: Path, *, known: Iterable[str], confirmed: bool, now: datetime,
+              default_newsletters: tuple[str, ...] = ()) -> CsvImport:
+    """Read `email,name,newsletters` rows; bad rows are reported by line number, good rows kept."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as error:
+        raise SubscriberError(f"{path}: cannot read as UTF-8 text: {error}") from None
+    reader = csv.DictReader(io.StringIO(text))
+    header = [name.strip().lower() for name in reader.fieldnames or []]
+    if "email" not in header:
+        raise SubscriberError(f"{path}:1: the header row must name the columns email,name,newsletters")
+    reader.fieldnames = header
+    result = CsvImport()
+    for row in reader:
+        where = f"{path}:{reader.line_num}"
+        names = (row.get("newsletters") or "").split() or list(default_newsletters)
+        try:
+            result.subscribers.append(make_subscriber(
+                row.get("email") or "", row.get("name") or "", names, known=known,
+                confirmed=confirmed, source=f"import:{path.name}", now=now, where=where))
+        except SubscriberError as error:
+            result.errors.append(str(error))
+    return result
+
+
+def to_csv(people: Iterable[Subscriber]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_HEADER + ("status", "consent_at", "source"))
+    for person in people:
+        writer.writerow([person.email, person.name, " ".join(person.newsletters), person.status,
+                         person.consent_at.isoformat() if person.consent_at else "", person.source])
+    return out.getvalue()
+
+
+def subscriber_json(person: Subscriber) -> dict:
+    return {
+        "email": person.email,
+        "name": person.name,
+        "status": person.status,
+        "newsletters": list(person.newsletters),
+        "topics": list(person.topics),
+        "source": person.source,
+        "consent_at": person.consent_at.isoformat() if person.consent_at else None,
+        "created_at": person.created_at.isoformat() if person.created_at else None,
+        "bounce_count": person.bounce_count,
+    }

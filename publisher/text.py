@@ -1,0 +1,29 @@
+"""Small pure text helpers shared by importers, feeds and rendering."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+_APOSTROPHES = re.compile(r"['’‘`]")
+_NON_ALNUM = re.compile(r"[^a-z0-9]+")
+# XML 1.0 forbids C0 controls other than tab, LF and CR, lone surrogates, and U+FFFE/U+FFFF.
+_XML_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+_HEADER_UNSAFE = re.compile("[\r\n\x00]")
+
+
+def slugify(title: str) -> str:
+    """A WordPress-style slug: lower-case ASCII, apostrophes dropped, other runs become '-'."""
+    ascii_text = unicodedata.normalize("NFKD", title).encode("ascii", "ignore").decode()
+    ascii_text = _APOSTROPHES.sub("", ascii_text.lower())
+    return _NON_ALNUM.sub("-", ascii_text).strip("-")
+
+
+def xml_safe(value: str) -> str:
+    """Remove the characters XML 1.0 cannot carry, so one bad article never breaks a feed."""
+    return _XML_FORBIDDEN.sub("", value)
+
+
+def header_safe(value: str) -> str:
+    """Strip CR, LF and NUL, so a value cannot add headers to a message."""
+    return _HEADER_UNSAFE.sub(" ", value).strip()

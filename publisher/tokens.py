@@ -1,0 +1,64 @@
+"""Signed tokens for links in mail and on pages (itsdangerous), one salt per purpose.
+
+Keys come newest first from settings (`secret_keys`): tokens are signed with the newest and
+accepted under any, so a key can be rotated without breaking links already sent.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from itsdangerous import BadSignature, SignatureExpired, URLSafeSerializer, URLSafeTimedSerializer
+
+from publisher.errors import PublisherError
+
+CONFIRM = "publisher.confirm"
+UNSUBSCRIBE = "publisher.unsubscribe"
+PREFERENCES = "publisher.preferences"
+CSRF = "publisher.csrf"
+
+
+class TokenError(PublisherError):
+    """A token is forged, altered, expired or meant for another purpose."""
+
+
+def _keys(secret_keys: tuple[str, ...]) -> list[str]:
+    if not secret_keys:
+        raise PublisherError("no secret key: set PUBLISHER_SECRET_KEY or let publisher create its key file")
+    # itsdangerous signs with the last key and verifies with all of them.
+    return list(reversed(secret_keys))
+
+
+def sign(secret_keys: tuple[str, ...], purpose: str, payload: object) -> str:
+    """A token that never expires (unsubscribe and preferences links must keep working)."""
+    return URLSafeSerializer(_keys(secret_keys), salt=purpose).dumps(payload)
+
+
+def verify(secret_keys: tuple[str, ...], purpose: str, token: str) -> object:
+    try:
+        return URLSafeSerializer(_keys(secret_keys), salt=purpose).loads(token)
+    except BadSignature:
+        raise TokenError("this link is not valid: it may have been altered or cut short") from None
+
+
+def sign_timed(secret_keys: tuple[str, ...], purpose: str, payload: object) -> str:
+    return URLSafeTimedSerializer(_keys(secret_keys), salt=purpose).dumps(payload)
+
+
+def verify_timed(secret_keys: tuple[str, ...], purpose: str, token: str, max_age: timedelta) -> object:
+    try:
+        return URLSafeTimedSerializer(_keys(secret_keys), salt=purpose).loads(
+            token, max_age=int(max_age.total_seconds()))
+    except SignatureExpired:
+        raise TokenError("this link has expired: please ask for a new one") from None
+    except BadSignature:
+        raise TokenError("this link is not valid: it may have been altered or cut short") from None
+
+
+def unsubscribe_url(site_url: str, secret_keys: tuple[str, ...], subscriber_id: int, newsletter: str) -> str:
+    """The one-click (RFC 8058) and human unsubscribe URL for one subscriber and newsletter."""
+    return f"{site_url}/unsubscribe/{sign(secret_keys, UNSUBSCRIBE, [subscriber_id, newsletter])}"
+
+
+def preferences_url(site_url: str, secret_keys: tuple[str, ...], subscriber_id: int) -> str:
+    return f"{site_url}/preferences/{sign(secret_keys, PREFERENCES, subscriber_id)}"

@@ -1,0 +1,100 @@
+"""Shared fixtures: settings over tmp_path, a store on SQLite and on PostgreSQL, a fixed clock."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+import sqlalchemy
+
+from publisher.config import Settings, settings_from_dict
+from publisher.store import Store
+
+REPO = Path(__file__).resolve().parent.parent
+SEEDS = REPO.parent / "shared" / "seeds"
+SEED_002 = SEEDS / "002_3b97ff2f221fe4bf.txt"
+SEED_000 = SEEDS / "000_8c5c9c0abe0dc27a.txt"
+AS_OF_002 = datetime(2025, 9, 30, tzinfo=timezone.utc)
+AS_OF_000 = datetime(2025, 10, 20, tzinfo=timezone.utc)
+POSTGRES_URL = os.environ.get("PUBLISHER_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def require(condition: bool, what: str) -> None:
+    """Skip locally when a real component is missing; in CI a missing component is a failure."""
+    if condition:
+        return
+    if IN_CI:
+        pytest.fail(f"{what} is required when CI=true")
+    pytest.skip(f"{what} is not available")
+
+
+@pytest.fixture
+def clock() -> datetime:
+    return datetime(2025, 10, 20, 12, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path):
+    """Settings from a dict, as if read from tmp_path/config.toml."""
+
+    def make(data: dict | None = None, database_url: str | None = None) -> Settings:
+        data = dict(data or {})
+        data.setdefault("site", {}).setdefault("url", "https://news.example.org")
+        if database_url:
+            data["database"] = {"url": database_url}
+        return settings_from_dict(data, tmp_path / "config.toml")
+
+    return make
+
+
+def _postgres_schema_url() -> tuple[str, str]:
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    return schema, f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+
+
+def _postgres_available() -> bool:
+    try:
+        engine = sqlalchemy.create_engine(POSTGRES_URL)
+        with engine.connect():
+            pass
+        engine.dispose()
+        return True
+    except sqlalchemy.exc.OperationalError:
+        return False
+
+
+@pytest.fixture
+def postgres_url():
+    """A database URL on PostgreSQL whose search_path is a fresh schema, dropped afterwards."""
+    require(_postgres_available(), f"PostgreSQL at {POSTGRES_URL}")
+    schema, url = _postgres_schema_url()
+    admin = sqlalchemy.create_engine(POSTGRES_URL)
+    with admin.begin() as connection:
+        connection.execute(sqlalchemy.text(f"CREATE SCHEMA {schema}"))
+    yield url
+    with admin.begin() as connection:
+        connection.execute(sqlalchemy.text(f"DROP SCHEMA {schema} CASCADE"))
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'publisher.db'}"
+    return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+def store(database_url: str):
+    opened = Store.open(database_url)
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def settings(make_settings, database_url: str) -> Settings:
+    return make_settings(database_url=database_url)
