@@ -94,3 +94,25 @@ class Draft:
     authors: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
     source: str = ""
+
+
+# Per-recipient values are written into compiled output as these tokens, then filled per message.
+PLACEHOLDERS = {
+    "name": "@@NAME@@",
+    "email": "@@EMAIL@@",
+    "unsubscribe_url": "@@UNSUBSCRIBE_URL@@",
+    "preferences_url": "@@PREFERENCES_URL@@",
+}
+
+
+@dataclass(frozen=True)
+class RenderedIssue:
+    """An issue rendered once: HTML and text with PLACEHOLDERS still in them."""
+
+    newsletter: str
+    subject: str
+    preheader: str
+    html: str
+    text: str
+    view_url: str = ""
+    trimmed: tuple[str, ...] = ()  # what the Gmail clip guard shortened or moved, for the operator
