@@ -1,0 +1,102 @@
+"""RSS and Atom feeds, from a file or a URL (with conditional GET), through feedparser."""
+
+from __future__ import annotations
+
+import calendar
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from xml.sax import SAXException
+
+import feedparser
+import httpx
+import nh3
+
+from publisher import __version__
+from publisher.errors import ContentError
+from publisher.model import Draft
+from publisher.store import Store
+from publisher.text import slugify
+
+USER_AGENT = f"publisher/{__version__} (+feed import)"
+
+
+def _moment(parsed, fallback: datetime) -> datetime:
+    if not parsed:
+        return fallback
+    return datetime.fromtimestamp(calendar.timegm(parsed), tz=timezone.utc)
+
+
+def _entry_draft(entry, position: int, *, where: str, now: datetime, source: str) -> Draft:
+    title = (entry.get("title") or "").strip()
+    if not title:
+        raise ContentError(f"{where}: entry {position + 1} has no title")
+    identity = entry.get("id") or entry.get("link")
+    if not identity:
+        raise ContentError(f"{where}: entry {title!r} has neither an id nor a link")
+    summary = nh3.clean(entry.get("summary") or "").strip()
+    contents = entry.get("content") or []
+    content = nh3.clean(contents[0].get("value", "")).strip() if contents else ""
+    published = _moment(entry.get("published_parsed") or entry.get("updated_parsed"),
+                        now - timedelta(minutes=position))
+    return Draft(
+        key=f"feed:{identity}",
+        slug=slugify(title) or slugify(identity),
+        title=title,
+        summary_html=summary or content,
+        content_html=content or summary,
+        truncated=not content,
+        published=published,
+        updated=_moment(entry.get("updated_parsed"), published),
+        url=entry.get("link") or "",
+        guid=identity if ":" in identity else "",
+        authors=tuple(a.get("name", "") for a in entry.get("authors", []) if a.get("name")),
+        tags=tuple(t.get("term", "") for t in entry.get("tags", []) if t.get("term")),
+        source=source,
+    )
+
+
+def parse_feed(data: bytes, *, where: str, now: datetime, source: str = "") -> list[Draft]:
+    parsed = feedparser.parse(data)
+    error = parsed.get("bozo_exception")
+    if isinstance(error, SAXException) or not parsed.get("version"):
+        line = error.getLineNumber() if hasattr(error, "getLineNumber") else 1
+        reason = getattr(error, "getMessage", lambda: "not an RSS or Atom feed")()
+        raise ContentError(f"{where}:{line}: not a valid RSS or Atom feed: {reason}")
+    return [
+        _entry_draft(entry, position, where=where, now=now, source=source or where)
+        for position, entry in enumerate(parsed.entries)
+    ]
+
+
+def _fetch(url: str, store: Store, now: datetime) -> bytes | None:
+    """The feed's bytes, or None when the server says it has not changed since last time."""
+    etag, last_modified = store.articles.source_state(url)
+    headers = {"User-Agent": USER_AGENT}
+    if etag:
+        headers["If-None-Match"] = etag
+    if last_modified:
+        headers["If-Modified-Since"] = last_modified
+    try:
+        response = httpx.get(url, headers=headers, follow_redirects=True, timeout=30)
+    except httpx.HTTPError as error:
+        raise ContentError(f"{url}: cannot fetch: {error}") from None
+    if response.status_code == 304:
+        return None
+    if response.status_code >= 400:
+        raise ContentError(f"{url}: the server answered {response.status_code} {response.reason_phrase}")
+    store.articles.save_source_state(
+        url, response.headers.get("ETag", ""), response.headers.get("Last-Modified", ""), now)
+    return response.content
+
+
+def read_feed(source: str, *, store: Store, now: datetime) -> list[Draft]:
+    if source.startswith(("http://", "https://")):
+        data = _fetch(source, store, now)
+        if data is None:
+            return []
+        return parse_feed(data, where=source, now=now, source=source)
+    try:
+        data = Path(source).read_bytes()
+    except OSError as error:
+        raise ContentError(f"{source}: cannot read: {error.strerror}") from None
+    return parse_feed(data, where=source, now=now, source=Path(source).name)

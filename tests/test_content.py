@@ -1,0 +1,94 @@
+"""Importing into the store: idempotency, updates keep the guid, bad input changes nothing."""
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from publisher.config import SourceSettings
+from publisher.content import detect_format, import_sources
+from publisher.errors import ContentError
+from tests.conftest import AS_OF_000, AS_OF_002, REPO, SEED_000, SEED_002
+
+
+def _import(store, settings, path, as_of, fmt="auto", now=None):
+    return import_sources(store, settings, [SourceSettings(path=str(path), format=fmt)],
+                          as_of=as_of, now=now or as_of)[0]
+
+
+def test_both_seeds_give_37_articles_and_reimport_changes_nothing(store, settings):
+    first = _import(store, settings, SEED_002, AS_OF_002)
+    second = _import(store, settings, SEED_000, AS_OF_000)
+    assert (len(first.added), len(second.added), second.unchanged) == (19, 18, 2)
+    assert store.articles.count() == 37
+    before = store.articles.newest()
+    again = _import(store, settings, SEED_002, AS_OF_002 + timedelta(days=60))
+    assert (again.added, again.updated, again.unchanged) == ([], [], 19)
+    assert store.articles.newest() == before
+
+
+def test_articles_keep_first_seen_dates_and_come_back_newest_first(store, settings):
+    _import(store, settings, SEED_002, AS_OF_002)
+    _import(store, settings, SEED_000, AS_OF_000)
+    articles = store.articles.newest()
+    assert [a.published for a in articles] == sorted((a.published for a in articles), reverse=True)
+    shared = store.articles.by_slug("chinas-premier-champions-peace-justice-and-development-at-un-general-assembly")
+    assert shared.published == AS_OF_002 - timedelta(minutes=3)
+    assert articles[0].title.startswith("Premier Li Qiang joins celebrations")
+    assert all(a.url == f"https://news.example.org/{a.slug}/" for a in articles)
+    assert all(a.guid.startswith("tag:news.example.org,") for a in articles)
+
+
+def test_changed_content_updates_in_place_and_keeps_guid(store, settings, tmp_path: Path):
+    capture = tmp_path / "page.txt"
+    capture.write_text("A title\n\nOld teaser.\n\nContinue reading A title\n", encoding="utf-8")
+    _import(store, settings, capture, AS_OF_002)
+    original = store.articles.newest()[0]
+    capture.write_text("A title\n\nNew teaser.\n\nContinue reading A title\n", encoding="utf-8")
+    report = _import(store, settings, capture, AS_OF_000)
+    changed = store.articles.newest()[0]
+    assert report.updated == ["A title"]
+    assert (changed.guid, changed.published) == (original.guid, original.published)
+    assert changed.content_html == "<p>New teaser.</p>"
+
+
+@pytest.mark.parametrize("name, data, message", [
+    ("empty.txt", b"", r"empty\.txt:1: the capture is empty"),
+    ("binary.txt", b"\x00\x01\x02\xff", r"binary\.txt:1: binary data"),
+    ("latin1.txt", b"Caf\xe9\n", r"latin1\.txt:1: not UTF-8"),
+    ("marker.txt", b"Title\n\nContinue reading Other\n", r"marker\.txt:3: .*Continue reading Other"),
+    ("broken.md", b"---\ntitle: [unclosed\n---\nbody\n", r"broken\.md:\d+: invalid YAML front matter"),
+    ("nofront.md", b"# Just markdown\n", r"nofront\.md:1: missing front matter"),
+    ("notxml.xml", b"this is not xml at all", r"notxml\.xml:\d+: not a valid RSS or Atom feed"),
+])
+def test_malformed_input_names_file_and_line_and_stores_nothing(store, settings, tmp_path, name, data, message):
+    _import(store, settings, SEED_002, AS_OF_002)
+    before = store.articles.newest()
+    bad = tmp_path / name
+    bad.write_bytes(data)
+    with pytest.raises(ContentError, match=message):
+        _import(store, settings, bad, AS_OF_000)
+    assert store.articles.newest() == before
+
+
+def test_sample_publication_imports_as_markdown(store, settings):
+    report = _import(store, settings, REPO / "sample" / "content", AS_OF_000)
+    assert len(report.added) == 5
+    tags = store.articles.tags()
+    assert {"design", "newsletter", "feeds"} <= set(tags)
+    assert len(store.articles.newest(tag_slug="design")) == 3
+
+
+@pytest.mark.parametrize("name, head, expected", [
+    ("a.txt", b"Title", "textpage"),
+    ("a.md", b"---", "markdown"),
+    ("a.xml", b"<rss/>", "feed"),
+    ("capture", b"Plain title\n", "textpage"),
+    ("feed", b"\xef\xbb\xbf <?xml version='1.0'?><feed/>", "feed"),
+])
+def test_auto_format_by_extension_then_content(tmp_path, name, head, expected):
+    path = tmp_path / name
+    path.write_bytes(head)
+    assert detect_format(str(path)) == expected
+    assert detect_format("https://example.org/feed") == "feed"
+    assert detect_format(str(tmp_path)) == "markdown"
