@@ -1,0 +1,105 @@
+"""The command line: --help everywhere, exit codes, the JSON contracts scripts rely on."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from publisher.cli import cli
+from tests.conftest import AS_OF_002, SEED_000, SEED_002
+
+
+def all_commands(group: click.Group = cli, prefix: tuple[str, ...] = ()):
+    for name, command in sorted(group.commands.items()):
+        yield prefix + (name,)
+        if isinstance(command, click.Group):
+            yield from all_commands(command, prefix + (name,))
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text('[site]\nurl = "https://news.example.org"\n\n[newsletters.weekly]\n'
+                    '[newsletters.daily]\n', encoding="utf-8")
+    return path
+
+
+def run(config: Path, *args: str):
+    return CliRunner().invoke(cli, ["--config", str(config), *args], catch_exceptions=False)
+
+
+@pytest.mark.parametrize("command", list(all_commands()), ids=" ".join)
+def test_every_command_has_help(command):
+    result = CliRunner().invoke(cli, [*command, "--help"])
+    assert result.exit_code == 0
+    assert "Usage:" in result.output and len(result.output.splitlines()) > 3
+
+
+def test_usage_errors_exit_2(config):
+    assert run(config, "import", "--format", "pdf", "x").exit_code == 2
+    assert run(config, "no-such-command").exit_code == 2
+
+
+def test_import_and_articles_json_contract(config):
+    first = run(config, "import", str(SEED_002), "--as-of", AS_OF_002.isoformat())
+    assert first.exit_code == 0 and "19 added" in first.output
+    second = run(config, "import", str(SEED_000), "--as-of", "2025-10-20")
+    assert "18 added, 0 updated, 2 unchanged" in second.output
+    result = run(config, "articles", "--json")
+    articles = json.loads(result.output)
+    assert len(articles) == 37
+    required = {"guid", "slug", "title", "url", "published", "updated", "tags", "summary_html",
+                "content_html", "truncated"}
+    assert all(required <= set(a) for a in articles)
+    assert articles[0]["published"].endswith("+00:00")
+    assert [a["published"] for a in articles] == sorted((a["published"] for a in articles), reverse=True)
+
+
+def test_handled_errors_are_one_line_exit_1_and_keep_the_store(config, tmp_path):
+    run(config, "import", str(SEED_002), "--as-of", AS_OF_002.isoformat())
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    result = subprocess.run(
+        [sys.executable, "-m", "publisher", "--config", str(config), "import", str(empty)],
+        capture_output=True, text=True)
+    assert result.returncode == 1
+    assert result.stderr == f"error: {empty}:1: the capture is empty\n"
+    assert len(json.loads(run(config, "articles", "--json").output)) == 19
+
+
+def test_missing_config_is_a_clear_error(tmp_path):
+    result = CliRunner().invoke(cli, ["--config", str(tmp_path / "none.toml"), "articles"])
+    assert result.exit_code == 1
+    assert "no such config file" in result.stderr and "Traceback" not in result.output
+
+
+def test_subscribers_commands(config, tmp_path):
+    assert run(config, "subscribers", "add", "Ann@Example.org", "--name", "Ann", "--newsletter",
+               "weekly", "--confirmed").exit_code == 0
+    bad = run(config, "subscribers", "add", "nope")
+    assert bad.exit_code == 1 and "not a valid email address" in bad.stderr
+    csv_file = tmp_path / "in.csv"
+    csv_file.write_text("email,name,newsletters\nbob@example.org,Bob,daily\nbad,,\n", encoding="utf-8")
+    imported = run(config, "subscribers", "import", str(csv_file))
+    assert "1 added, 0 updated, 1 rejected" in imported.output and f"{csv_file}:3:" in imported.stderr
+    listed = json.loads(run(config, "subscribers", "list", "--json").output)
+    assert [(p["email"], p["status"], p["newsletters"]) for p in listed] == [
+        ("ann@example.org", "confirmed", ["weekly"]), ("bob@example.org", "pending", ["daily"])]
+    assert run(config, "subscribers", "remove", "bob@example.org").exit_code == 0
+    exported = run(config, "subscribers", "export").output.splitlines()
+    assert exported[0].startswith("email,name,newsletters")
+    assert exported[2].startswith("bob@example.org,,,unsubscribed")
+
+
+def test_init_scaffolds_a_working_publication(tmp_path):
+    target = tmp_path / "my-news"
+    assert CliRunner().invoke(cli, ["init", str(target)]).exit_code == 0
+    assert (target / "config.toml").exists() and (target / "content" / "welcome.md").exists()
+    result = CliRunner().invoke(cli, ["--config", str(target / "config.toml"), "import"])
+    assert result.exit_code == 0 and "1 added" in result.output
+    again = CliRunner().invoke(cli, ["init", str(target)])
+    assert again.exit_code == 1 and "already exists" in again.stderr

@@ -1,0 +1,75 @@
+"""Loading config.toml: defaults, validation errors that name the key, the environment."""
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from publisher.config import load_settings
+from publisher.errors import ConfigError
+from tests.conftest import REPO
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_the_bundled_example_config_loads():
+    settings = load_settings(REPO / "config.toml")
+    weekly = settings.newsletter("weekly")
+    assert weekly.lookback == timedelta(days=30)
+    assert settings.site.url == "http://localhost:8080"
+    assert settings.sources[0].format == "markdown"
+    assert settings.feeds.dir == REPO / "feeds"
+
+
+def test_relative_paths_resolve_against_the_config_folder(tmp_path):
+    settings = load_settings(_write(tmp_path, '[feeds]\ndir = "out/feeds"\n'))
+    assert settings.feeds.dir == tmp_path / "out" / "feeds"
+    assert settings.database.url == f"sqlite:///{tmp_path / 'publisher.db'}"
+
+
+@pytest.mark.parametrize("text, message", [
+    ('[site]\ntitel = "x"\n', r"config\.toml: unknown key site\.titel; known keys: title"),
+    ("[feeds]\nlimit = \"ten\"\n", r"config\.toml: feeds\.limit: expected an integer, got 'ten'"),
+    ("[feeds]\nlimit = 0\n", r"feeds\.limit must be at least 1"),
+    ('[delivery]\ntransport = "pigeon"\n', r"delivery\.transport must be one of smtp, maildir"),
+    ('[delivery.smtp]\npassword = "hunter2"\n', r"unknown key delivery\.smtp\.password \(secrets come from the environment\)"),
+    ('[newsletters.weekly]\nlookback = "soon"\n', r"newsletters\.weekly\.lookback: expected a duration"),
+    ('[newsletters.weekly]\ntimezone = "Mars/Base"\n', r"newsletters\.weekly\.timezone: unknown time zone"),
+    ("[[sources]]\nformat = \"textpage\"\n", r"\[sources\[0\]\] is missing required key path"),
+    ('[colour]\nx = 1\n', r"unknown section \[colour\]"),
+    ('[site]\nurl = "news.example.org"\n', r"site\.url must be an absolute http\(s\) URL"),
+    ("[site\n", r"config\.toml: invalid TOML"),
+])
+def test_bad_config_names_file_and_key(tmp_path, text, message):
+    with pytest.raises(ConfigError, match=message):
+        load_settings(_write(tmp_path, text))
+
+
+def test_missing_config_file_suggests_init(tmp_path):
+    with pytest.raises(ConfigError, match=r"no such config file \(create one with `publisher init`\)"):
+        load_settings(tmp_path / "nope.toml")
+
+
+def test_environment_overrides_and_secrets(tmp_path, monkeypatch):
+    monkeypatch.setenv("PUBLISHER_DATABASE_URL", "postgresql+psycopg://db/x")
+    monkeypatch.setenv("PUBLISHER_SMTP_PASSWORD", "s3cret")
+    monkeypatch.setenv("PUBLISHER_SMTP_PORT", "2525")
+    monkeypatch.setenv("PUBLISHER_SECRET_KEY", "new-key, old-key")
+    settings = load_settings(_write(tmp_path, ""))
+    assert settings.database.url == "postgresql+psycopg://db/x"
+    assert settings.delivery.smtp.password == "s3cret" and settings.delivery.smtp.port == 2525
+    assert settings.secret_keys == ("new-key", "old-key")
+    assert "s3cret" not in repr(settings)
+
+
+def test_a_key_file_is_generated_once_when_no_key_is_in_the_environment(tmp_path, monkeypatch):
+    monkeypatch.delenv("PUBLISHER_SECRET_KEY", raising=False)
+    first = load_settings(_write(tmp_path, "")).secret_keys
+    again = load_settings(tmp_path / "config.toml").secret_keys
+    key_file = tmp_path / ".publisher-secret"
+    assert first == again and len(first[0]) >= 32
+    assert key_file.stat().st_mode & 0o077 == 0

@@ -1,0 +1,71 @@
+"""Subscribers: address checks, CSV import with line numbers, export, and the store on both databases."""
+
+from pathlib import Path
+
+import pytest
+
+from publisher.errors import SubscriberError
+from publisher.model import Subscriber
+from publisher.subscribers import make_subscriber, normalise_email, parse_csv, to_csv
+
+KNOWN = ("weekly", "daily")
+
+
+def test_addresses_are_checked_without_dns_and_lower_cased():
+    assert normalise_email(" Ann@Example.ORG ") == "ann@example.org"
+    with pytest.raises(SubscriberError, match=r"'not-an-address' is not a valid email address"):
+        normalise_email("not-an-address")
+
+
+def test_header_breaking_names_are_flattened(clock):
+    person = make_subscriber("a@example.org", "Eve\r\nBcc: x@y", ["weekly"], known=KNOWN,
+                             confirmed=True, source="t", now=clock)
+    assert "\n" not in person.name and "\r" not in person.name
+
+
+def test_csv_rows_are_kept_or_reported_by_line(tmp_path: Path, clock):
+    path = tmp_path / "people.csv"
+    path.write_text("email,name,newsletters\n"
+                    "ann@example.org,Ann,weekly daily\n"
+                    "broken,Bob,weekly\n"
+                    "cy@example.org,Cy,monthly\n"
+                    "dee@example.org,,\n", encoding="utf-8")
+    parsed = parse_csv(path, known=KNOWN, confirmed=False, now=clock, default_newsletters=KNOWN)
+    assert [p.email for p in parsed.subscribers] == ["ann@example.org", "dee@example.org"]
+    assert parsed.subscribers[1].newsletters == KNOWN
+    assert parsed.errors[0].startswith(f"{path}:3: 'broken' is not a valid email address")
+    assert parsed.errors[1].startswith(f"{path}:4: unknown newsletter monthly")
+
+
+def test_csv_without_email_column_is_refused(tmp_path: Path, clock):
+    path = tmp_path / "people.csv"
+    path.write_text("mail,name\nx@y.org,X\n", encoding="utf-8")
+    with pytest.raises(SubscriberError, match=r"people\.csv:1: the header row must name the columns"):
+        parse_csv(path, known=KNOWN, confirmed=False, now=clock)
+
+
+def test_store_adds_merges_and_never_reactivates(store, clock):
+    subscribers = store.subscribers
+    ann = Subscriber(email="ann@example.org", name="Ann", status="pending", newsletters=("weekly",))
+    assert subscribers.add(ann, clock) is True
+    confirmed = Subscriber(email="ann@example.org", status="confirmed", newsletters=("daily",))
+    assert subscribers.add(confirmed, clock) is False
+    stored = subscribers.get("ANN@example.org")
+    assert (stored.status, stored.newsletters, stored.name) == ("confirmed", ("daily", "weekly"), "Ann")
+    assert subscribers.remove("ann@example.org")
+    subscribers.add(confirmed, clock)
+    assert subscribers.get("ann@example.org").status == "unsubscribed"
+    assert [p.email for p in subscribers.all(newsletter="daily")] == ["ann@example.org"]
+
+
+def test_export_round_trips_through_import(store, tmp_path: Path, clock):
+    store.subscribers.upsert_many([
+        Subscriber(email="a@example.org", name="A, with comma", status="confirmed", newsletters=KNOWN),
+        Subscriber(email="b@example.org", status="pending", newsletters=("weekly",)),
+    ], clock)
+    path = tmp_path / "out.csv"
+    path.write_text(to_csv(store.subscribers.all()), encoding="utf-8")
+    parsed = parse_csv(path, known=KNOWN, confirmed=True, now=clock)
+    assert [(p.email, p.name, p.newsletters) for p in parsed.subscribers] == [
+        ("a@example.org", "A, with comma", ("daily", "weekly")), ("b@example.org", "", ("weekly",))]
+    assert parsed.errors == []
