@@ -1,14 +1,31 @@
 """Transports decide *how* a finished message leaves: SMTP relay, maildir outbox, or memory.
 
-A transport takes ready bytes (CRLF, dot-stuffing is the transport's business) and reports one
-`SendResult` per message: delivered (2xx), deferred (4xx or a dropped connection) or failed (5xx).
-It never reads the ledger; dispatch never imports smtplib.
+A transport takes ready bytes (CRLF; dot-stuffing is the transport's business, and messages from
+`publisher.message` never need any) and reports one `SendResult` per message: delivered (2xx),
+deferred (4xx or a dropped connection) or failed (5xx), keeping the reply code and the enhanced
+status code. It never reads the ledger; dispatch never imports smtplib.
+
+`send_many` is the fast path: the SMTP transport spreads a batch over a pool of reused
+connections, at most `per_domain_connections` at a time per receiving domain and at most
+`rate_limit` messages a second overall.
 """
 
 from __future__ import annotations
 
+import mailbox
+import re
+import smtplib
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
+
+from publisher.config import DeliverySettings, SmtpSettings
+from publisher.errors import DeliveryError
 
 
 @dataclass(frozen=True)
@@ -18,6 +35,10 @@ class Outgoing:
     sender: str
     recipient: str
     data: bytes
+
+    @property
+    def domain(self) -> str:
+        return self.recipient.rpartition("@")[2].lower()
 
 
 @dataclass(frozen=True)
@@ -34,18 +55,349 @@ DELIVERED = SendResult("delivered", 250)
 class Transport(Protocol):
     def send(self, message: Outgoing) -> SendResult: ...
 
+    def send_many(self, messages: Sequence[Outgoing]) -> list[SendResult]: ...
+
     def close(self) -> None: ...
+
+
+def make_transport(delivery: DeliverySettings) -> Transport:
+    """The transport `[delivery] transport` names: "smtp" (a relay) or "maildir" (an outbox)."""
+    if delivery.transport == "smtp":
+        return SmtpTransport(delivery.smtp)
+    if delivery.transport == "maildir":
+        return MaildirTransport(delivery.maildir)
+    raise DeliveryError(f"delivery.transport must be smtp or maildir, got {delivery.transport!r}")
 
 
 @dataclass
 class MemoryTransport:
-    """Keeps every message in a list: for tests and previews."""
+    """Keeps every message in a list: for tests and previews. `reply` may script other outcomes."""
 
     sent: list[Outgoing] = field(default_factory=list)
+    reply: Callable[[Outgoing], SendResult] | None = None
 
     def send(self, message: Outgoing) -> SendResult:
-        self.sent.append(message)
-        return DELIVERED
+        result = self.reply(message) if self.reply else DELIVERED
+        if result.outcome == "delivered":
+            self.sent.append(message)
+        return result
+
+    def send_many(self, messages: Sequence[Outgoing]) -> list[SendResult]:
+        return [self.send(message) for message in messages]
 
     def close(self) -> None:
         pass
+
+
+class MaildirTransport:
+    """Writes each message into a maildir (the dry-run and no-relay outbox), LF line endings."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._box: mailbox.Maildir | None = None
+
+    def _open(self) -> mailbox.Maildir:
+        if self._box is None:
+            try:
+                self._box = mailbox.Maildir(self.path, factory=None, create=True)
+            except OSError as error:
+                raise DeliveryError(f"delivery.maildir {self.path}: cannot create: {error.strerror}") from None
+        return self._box
+
+    def send(self, message: Outgoing) -> SendResult:
+        try:
+            self._open().add(message.data.replace(b"\r\n", b"\n"))
+        except OSError as error:
+            raise DeliveryError(f"delivery.maildir {self.path}: cannot write: {error.strerror}") from None
+        return DELIVERED
+
+    def send_many(self, messages: Sequence[Outgoing]) -> list[SendResult]:
+        return [self.send(message) for message in messages]
+
+    def close(self) -> None:
+        if self._box is not None:
+            self._box.close()
+            self._box = None
+
+
+# --- SMTP -----------------------------------------------------------------------------------
+
+_ENHANCED = re.compile(rb"^\s*([245]\.\d{1,3}\.\d{1,3})\b")
+_DISCONNECTED = (smtplib.SMTPServerDisconnected, OSError)
+
+
+def result_from_reply(code: int, text: bytes) -> SendResult:
+    """Map one SMTP reply: 2xx delivered, 4xx deferred, 5xx failed; anything else deferred."""
+    match = _ENHANCED.match(text)
+    status = match[1].decode() if match else ""
+    detail = text.decode("utf-8", "replace").replace("\n", " ")[:500]
+    if 200 <= code < 300:
+        return SendResult("delivered", code, status, detail)
+    if 500 <= code < 600:
+        return SendResult("failed", code, status, detail)
+    return SendResult("deferred", code, status, detail)
+
+
+def dropped(error: BaseException) -> SendResult:
+    return SendResult("deferred", None, "4.4.2", f"connection lost: {error or type(error).__name__}")
+
+
+def dot_stuffed(data: bytes) -> bytes:
+    """The message as it goes after DATA: CRLF-terminated, leading dots doubled (RFC 5321 4.5.2)."""
+    if data.startswith(b"."):
+        data = b"." + data
+    if b"\n." in data:
+        data = data.replace(b"\r\n.", b"\r\n..")
+    return data if data.endswith(b"\r\n") else data + b"\r\n"
+
+
+class SmtpConnection:
+    """One session with the relay, reused for many messages; MAIL, RCPT and DATA are pipelined."""
+
+    def __init__(self, settings: SmtpSettings) -> None:
+        self.settings = settings
+        self.client: smtplib.SMTP | None = None
+        self.pipelining = False
+        self.sent = 0
+
+    def open(self) -> None:
+        settings = self.settings
+        context = ssl.create_default_context()
+        try:
+            if settings.security == "tls":
+                client = smtplib.SMTP_SSL(settings.host, settings.port, timeout=settings.timeout, context=context)
+            else:
+                client = smtplib.SMTP(settings.host, settings.port, timeout=settings.timeout)
+            client.ehlo()
+            if settings.security == "starttls":
+                client.starttls(context=context)
+                client.ehlo()
+            if settings.username:
+                client.login(settings.username, settings.password)
+        except smtplib.SMTPAuthenticationError as error:
+            raise DeliveryError(
+                f"delivery.smtp: {settings.host}:{settings.port} refused the login for "
+                f"{settings.username!r} ({error.smtp_code}); check username and PUBLISHER_SMTP_PASSWORD"
+            ) from None
+        except smtplib.SMTPNotSupportedError as error:
+            raise DeliveryError(f"delivery.smtp: {settings.host}:{settings.port}: {error}") from None
+        except ssl.SSLCertVerificationError as error:
+            raise DeliveryError(
+                f"delivery.smtp: {settings.host}:{settings.port}: TLS certificate not trusted: {error.verify_message}"
+            ) from None
+        except smtplib.SMTPConnectError as error:  # a 4xx/5xx greeting: try again later
+            raise smtplib.SMTPServerDisconnected(f"greeting refused: {error.smtp_code}") from None
+        except smtplib.SMTPException as error:
+            raise DeliveryError(f"delivery.smtp: {settings.host}:{settings.port}: {error}") from None
+        self.client = client
+        self.pipelining = client.has_extn("pipelining")
+        self.sent = 0
+
+    def close(self) -> None:
+        client, self.client = self.client, None
+        if client is None:
+            return
+        try:
+            client.quit()
+        except (*_DISCONNECTED, smtplib.SMTPException):
+            client.close()
+
+    def abandon(self) -> None:
+        client, self.client = self.client, None
+        if client is not None:
+            client.close()
+
+    def send(self, message: Outgoing) -> SendResult:
+        """Send one message; a stale reused connection is reopened once before anything is sent."""
+        reused = self.client is not None and self.sent > 0
+        try:
+            if self.client is None:
+                self.open()
+            return self._transaction(message)
+        except _Stale as stale:
+            self.abandon()
+            if not reused:
+                return dropped(stale.__cause__ or stale)
+        except _DISCONNECTED as error:
+            self.abandon()
+            return dropped(error)
+        try:
+            self.open()
+            return self._transaction(message)
+        except (_Stale, *_DISCONNECTED) as error:
+            self.abandon()
+            return dropped(error)
+
+    def _transaction(self, message: Outgoing) -> SendResult:
+        client = self.client
+        envelope = f"MAIL FROM:<{message.sender}>\r\nRCPT TO:<{message.recipient}>\r\nDATA\r\n".encode()
+        try:
+            if self.pipelining:
+                client.sock.sendall(envelope)
+                replies = [client.getreply() for _ in range(3)]
+            else:
+                replies = []
+                for line in envelope.split(b"\r\n")[:3]:
+                    client.sock.sendall(line + b"\r\n")
+                    replies.append(client.getreply())
+                    if replies[-1][0] >= 400:
+                        break
+        except _DISCONNECTED as error:
+            raise _Stale() from error  # nothing was accepted: safe to try again on a fresh session
+        self.sent += 1
+        refused = next((reply for reply in replies[:2] if reply[0] >= 300), None)
+        if replies[-1][0] == 354:
+            client.sock.sendall(b".\r\n" if refused else dot_stuffed(message.data) + b".\r\n")
+            final = client.getreply()
+            if refused is None:
+                return self._finish(final)
+        return self._finish(refused or replies[-1], reset=True)
+
+    def _finish(self, reply: tuple[int, bytes], *, reset: bool = False) -> SendResult:
+        code, text = reply
+        if code == 421:
+            self.abandon()
+        elif reset or code >= 400:
+            try:
+                self.client.rset()
+            except (*_DISCONNECTED, smtplib.SMTPException):
+                self.abandon()
+        return result_from_reply(code, text)
+
+
+class _Stale(Exception):
+    """The session died before the relay accepted anything for this message."""
+
+
+class RateLimiter:
+    """At most `rate` acquisitions a second across threads (0 means unlimited)."""
+
+    def __init__(self, rate: float) -> None:
+        self.interval = 1.0 / rate if rate > 0 else 0.0
+        self.next_at = 0.0
+        self.lock = threading.Lock()
+
+    def wait(self) -> None:
+        if not self.interval:
+            return
+        with self.lock:
+            now = time.monotonic()
+            at = max(now, self.next_at)
+            self.next_at = at + self.interval
+        if at > now:
+            time.sleep(at - now)
+
+
+class _Batch:
+    """One `send_many` call: messages waiting, results arriving, domains in use."""
+
+    def __init__(self, messages: Sequence[Outgoing]) -> None:
+        self.messages = messages
+        self.waiting = list(range(len(messages)))
+        self.results: list[SendResult | None] = [None] * len(messages)
+        self.remaining = len(messages)
+        self.error: BaseException | None = None
+
+
+class SmtpTransport:
+    """A pool of `connections` SMTP sessions to one relay, one worker thread each."""
+
+    def __init__(self, settings: SmtpSettings) -> None:
+        self.settings = settings
+        self.limiter = RateLimiter(settings.rate_limit)
+        self.per_domain = max(1, settings.per_domain_connections)
+        self.cond = threading.Condition()
+        self.batch: _Batch | None = None
+        self.active: dict[str, int] = {}
+        self.workers: list[threading.Thread] = []
+        self.connections: list[SmtpConnection] = []
+        self.closing = False
+        self.send_lock = threading.Lock()
+
+    def send(self, message: Outgoing) -> SendResult:
+        return self.send_many([message])[0]
+
+    def send_many(self, messages: Sequence[Outgoing]) -> list[SendResult]:
+        if not messages:
+            return []
+        with self.send_lock:
+            self._start()
+            batch = _Batch(messages)
+            with self.cond:
+                self.batch = batch
+                self.cond.notify_all()
+                while batch.remaining and batch.error is None:
+                    self.cond.wait()
+                self.batch = None
+            if batch.error is not None:
+                raise batch.error
+            return batch.results
+
+    def _start(self) -> None:
+        if self.workers:
+            return
+        for number in range(max(1, self.settings.connections)):
+            connection = SmtpConnection(self.settings)
+            worker = threading.Thread(target=self._work, args=(connection,), name=f"smtp-{number}", daemon=True)
+            self.connections.append(connection)
+            self.workers.append(worker)
+            worker.start()
+
+    def _take(self) -> tuple[_Batch, int] | None:
+        """The next message whose domain has a free connection (called holding the condition)."""
+        while not self.closing:
+            batch = self.batch
+            if batch is not None and batch.error is None:
+                for position, index in enumerate(batch.waiting):
+                    domain = batch.messages[index].domain
+                    if self.active.get(domain, 0) < self.per_domain:
+                        del batch.waiting[position]
+                        self.active[domain] = self.active.get(domain, 0) + 1
+                        return batch, index
+            self.cond.wait()
+        return None
+
+    def _work(self, connection: SmtpConnection) -> None:
+        while True:
+            with self.cond:
+                taken = self._take()
+            if taken is None:
+                connection.close()
+                return
+            batch, index = taken
+            message = batch.messages[index]
+            try:
+                self.limiter.wait()
+                result = connection.send(message)
+            except BaseException as error:  # noqa: BLE001 - handed to the caller's thread
+                connection.abandon()
+                with self.cond:
+                    batch.error = error
+                    self.active[message.domain] -= 1
+                    self.cond.notify_all()
+                continue
+            with self.cond:
+                batch.results[index] = result
+                batch.remaining -= 1
+                self.active[message.domain] -= 1
+                self.cond.notify_all()
+
+    def close(self) -> None:
+        with self.cond:
+            self.closing = True
+            self.cond.notify_all()
+        for worker in self.workers:
+            worker.join(timeout=self.settings.timeout)
+        self.workers.clear()
+        self.connections.clear()
+        self.closing = False
+
+
+def check_relay(settings: SmtpSettings) -> None:
+    """Open and close one session, turning refusal into a DeliveryError naming the relay."""
+    connection = SmtpConnection(settings)
+    try:
+        connection.open()
+    except (smtplib.SMTPException, OSError, socket.timeout) as error:
+        raise DeliveryError(f"delivery.smtp: cannot reach {settings.host}:{settings.port}: {error}") from None
+    connection.close()
