@@ -12,7 +12,7 @@ import click
 
 from publisher import __version__
 from publisher.cli.app import App, PublisherGroup
-from publisher.cli import content, subscribers
+from publisher.cli import content, subscribers, feeds
 
 
 @click.group(cls=PublisherGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -27,7 +27,7 @@ def cli(ctx: click.Context, config_path: str) -> None:
     ctx.obj = App(config_path)
 
 
-for module in (content, subscribers):
+for module in (content, subscribers, feeds):
     module.register(cli)
 
 

@@ -1,0 +1,29 @@
+"""`publisher feeds`."""
+
+from __future__ import annotations
+
+import click
+
+from publisher.cli.app import App
+from publisher.feeds import build_feeds
+
+
+@click.command("feeds")
+@click.pass_obj
+def feeds_command(app: App) -> None:
+    """Build the RSS, Atom and JSON feeds (the site's and one per tag) into [feeds] dir.
+
+    A feed whose articles have not changed is left untouched, so its modification time and HTTP
+    caches stay valid; a changed one is replaced atomically and announced to [feeds] hub if set.
+    """
+    settings = app.settings
+    report = build_feeds(app.store, settings)
+    root = settings.feeds.dir
+    for path, status in report.files:
+        click.echo(f"{status:<9} {path.relative_to(root)}")
+    click.echo(f"{report.count('written')} written, {report.count('unchanged')} unchanged, "
+               f"{report.count('removed')} removed in {root}")
+
+
+def register(group: click.Group) -> None:
+    group.add_command(feeds_command)
