@@ -185,6 +185,16 @@ web_events = Table(
     Index("ix_web_events_lookup", "kind", "subject", "at"),
 )
 
+slot_runs = Table(
+    "slot_runs",
+    metadata,
+    Column("newsletter", String(64), primary_key=True),
+    Column("slot", UTCDateTime, primary_key=True),
+    Column("outcome", String(16), nullable=False),  # running | sent | skipped | missed | failed
+    Column("detail", Text, nullable=False, default=""),
+    Column("at", UTCDateTime, nullable=False),
+)
+
 
 def _create(*tables: Table) -> Callable[[Connection], None]:
     def migrate(connection: Connection) -> None:
@@ -199,4 +209,5 @@ MIGRATIONS: list[Callable[[Connection], None]] = [
     _create(issues, issue_articles, sent_articles),  # 3
     _create(deliveries),  # 4
     _create(web_events),  # 5
+    _create(slot_runs),  # 6
 ]
