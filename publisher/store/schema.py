@@ -170,6 +170,8 @@ deliveries = Table(
     Column("last_code", Integer, nullable=True),
     Column("last_status", String(16), nullable=False, default=""),  # enhanced status, e.g. 5.1.1
     Column("last_error", Text, nullable=False, default=""),
+    Column("lease_token", String(32), nullable=False, default=""),  # who holds a "sending" row
+    Column("queued_at", UTCDateTime, nullable=False),  # when the audience was frozen (give-up clock)
     Column("updated_at", UTCDateTime, nullable=False),
     Column("delivered_at", UTCDateTime, nullable=True),
     Index("ix_deliveries_state", "issue_id", "state", "next_attempt_at"),
