@@ -62,3 +62,24 @@ def unsubscribe_url(site_url: str, secret_keys: tuple[str, ...], subscriber_id: 
 
 def preferences_url(site_url: str, secret_keys: tuple[str, ...], subscriber_id: int) -> str:
     return f"{site_url}/preferences/{sign(secret_keys, PREFERENCES, subscriber_id)}"
+
+
+def confirm_url(site_url: str, secret_keys: tuple[str, ...], payload: dict) -> str:
+    """The double opt-in link: timed (checked against `[web] confirm_expiry`), single use by its nonce."""
+    return f"{site_url}/confirm/{sign_timed(secret_keys, CONFIRM, payload)}"
+
+
+def csrf_token(secret_keys: tuple[str, ...], scope: str) -> str:
+    """A stateless anti-forgery token for one form (`scope` names the form and the subscriber)."""
+    return sign_timed(secret_keys, CSRF, scope)
+
+
+def check_csrf(secret_keys: tuple[str, ...], token: str, scope: str, max_age: timedelta) -> None:
+    """Raise TokenError unless `token` came from our own form for `scope`, within `max_age`."""
+    try:
+        found = verify_timed(secret_keys, CSRF, token, max_age)
+    except TokenError:
+        raise TokenError("this form has expired or did not come from this site: please reload the page "
+                         "and try again") from None
+    if found != scope:
+        raise TokenError("this form did not come from this page: please reload it and try again")

@@ -159,3 +159,52 @@ class SubscriberStore:
             query = query.where(subscribers.c.status == status)
         with self.engine.connect() as connection:
             return connection.scalar(query) or 0
+
+    def add_newsletters(self, subscriber_id: int, names: Iterable[str], now: datetime) -> None:
+        with self.engine.begin() as connection:
+            self._add_newsletters(connection, subscriber_id, names, now)
+
+    def claim_confirmation(self, subscriber_id: int, nonce: str, now: datetime, *, not_since: datetime) -> bool:
+        """Store a new confirmation nonce unless a confirmation mail went out after `not_since`.
+
+        One conditional UPDATE, so two requests at once cannot both claim the right to send.
+        """
+        sent = subscribers.c.confirmation_sent_at
+        with self.engine.begin() as connection:
+            result = connection.execute(
+                update(subscribers)
+                .where(subscribers.c.id == subscriber_id, (sent.is_(None)) | (sent <= not_since))
+                .values(confirm_nonce=nonce, confirmation_sent_at=now, updated_at=now))
+        return result.rowcount == 1
+
+    def release_confirmation(self, subscriber_id: int, nonce: str) -> None:
+        """Undo a claim whose mail could not be sent, so the subscriber may ask again at once."""
+        with self.engine.begin() as connection:
+            connection.execute(update(subscribers).where(
+                subscribers.c.id == subscriber_id, subscribers.c.confirm_nonce == nonce,
+            ).values(confirm_nonce="", confirmation_sent_at=None))
+
+    def has_nonce(self, subscriber_id: int, nonce: str) -> bool:
+        with self.engine.connect() as connection:
+            found = connection.scalar(select(subscribers.c.confirm_nonce).where(subscribers.c.id == subscriber_id))
+        return bool(nonce) and found == nonce
+
+    def consume_nonce(self, subscriber_id: int, nonce: str, now: datetime, *,
+                      newsletters: Iterable[str] = (), **values) -> bool:
+        """Clear the nonce, apply `values` and add `newsletters`, only if `nonce` is the current one.
+
+        One transaction: a confirmation link works once, and never half-way.
+        """
+        if not nonce:
+            return False
+        if "topics" in values:
+            values["topics"] = json.dumps(list(values["topics"]))
+        with self.engine.begin() as connection:
+            result = connection.execute(
+                update(subscribers)
+                .where(subscribers.c.id == subscriber_id, subscribers.c.confirm_nonce == nonce)
+                .values(confirm_nonce="", updated_at=now, **values))
+            if result.rowcount != 1:
+                return False
+            self._add_newsletters(connection, subscriber_id, newsletters, now)
+        return True

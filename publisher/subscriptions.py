@@ -1,0 +1,357 @@
+"""Subscribing on the web: double opt-in, confirmation, one-click unsubscribe, preferences.
+
+Each function takes settings, the store and (where mail goes out) a `Mailer`, and decides what
+happens; `web.py` only turns requests into these calls and results into pages.
+
+- `subscribe` never says whether an address was known: the caller shows the same page for
+  every outcome except a per-IP rate limit (`RateLimited`) and an invalid form.
+- Confirmation links carry a nonce stored on the subscriber: a link works once, and a newer
+  mail makes older links stale. At most one confirmation mail per address per hour.
+- Unsubscribe tokens never expire; they name one subscriber and one newsletter.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime, make_msgid, parseaddr
+
+import jinja2
+from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined
+
+from publisher import tokens
+from publisher.config import Settings
+from publisher.errors import PublisherError, SubscriberError, TemplateError
+from publisher.model import Subscriber
+from publisher.resources import templates_dir
+from publisher.store import Store
+from publisher.subscribers import check_newsletters, normalise_email
+from publisher.text import header_safe
+from publisher.tokens import TokenError
+from publisher.transports import Outgoing, SendResult, Transport, make_transport
+
+log = logging.getLogger(__name__)
+
+SOURCE = "web form"
+RESUBSCRIBE_SOURCE = "web resubscribe"
+# Bump when the sentence in `consent_sentence` changes; stored with every consent.
+CONSENT_VERSION = "web-consent-1"
+WINDOW = timedelta(hours=1)
+PER_ADDRESS_PER_HOUR = 3  # form posts naming one address, from anywhere
+CONFIRMATION_INTERVAL = timedelta(hours=1)  # at most one confirmation mail per address
+MAX_NAME = 200
+
+
+class RateLimited(PublisherError):
+    """Too many subscription requests from one place: try again later."""
+
+    def __init__(self, message: str, retry_after: timedelta) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+def template_loader(settings: Settings) -> ChoiceLoader:
+    """The operator's templates (`[templates] dir`) first, then the bundled ones; names like `web/…`."""
+    dirs = [settings.templates.dir] if settings.templates.dir else []
+    return ChoiceLoader([FileSystemLoader(str(path)) for path in [*dirs, templates_dir()]])
+
+
+@dataclass
+class Mailer:
+    """Sends the few mails of the web flows (confirmation, welcome): plain text, one at a time.
+
+    Templates are `web/<kind>_mail.txt`: the first line is the subject, then a blank line, then
+    the body. The transport is made on first use (or given, for tests) and shared by threads.
+    """
+
+    settings: Settings
+    transport: Transport | None = None
+    templates: Environment = field(init=False)
+    lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+    made: Transport | None = field(default=None, init=False)  # ours to close
+
+    def __post_init__(self) -> None:
+        self.templates = Environment(loader=template_loader(self.settings), autoescape=False,
+                                     undefined=StrictUndefined, keep_trailing_newline=True)
+
+    def sender(self, newsletters: Iterable[str]) -> str:
+        """The From of the first newsletter asked for (or configured), else the site's own address."""
+        chosen = [self.settings.newsletters[name] for name in newsletters if name in self.settings.newsletters]
+        chosen = chosen or list(self.settings.newsletters.values())
+        site = self.settings.site
+        return chosen[0].from_ if chosen else str(Address(site.title, "newsletter", site.domain))
+
+    def build(self, kind: str, recipient: str, newsletters: Iterable[str], now: datetime,
+              **context) -> EmailMessage:
+        name = f"web/{kind}_mail.txt"
+        try:
+            text = self.templates.get_template(name).render(site=self.settings.site, **context)
+        except jinja2.TemplateError as error:
+            raise TemplateError(f"template {name}: {error}") from None
+        subject, _, body = text.partition("\n\n")
+        message = EmailMessage(policy=SMTP)
+        message["From"] = header_safe(self.sender(newsletters))
+        message["To"] = recipient
+        message["Subject"] = header_safe(subject)
+        message["Date"] = format_datetime(now)
+        message["Message-ID"] = make_msgid(domain=self.settings.site.domain)
+        message["Auto-Submitted"] = "auto-generated"
+        message.set_content(body.lstrip("\n"))
+        return message
+
+    def send(self, kind: str, recipient: str, newsletters: Iterable[str], *, now: datetime,
+             **context) -> SendResult:
+        newsletters = tuple(newsletters)
+        message = self.build(kind, recipient, newsletters, now, **context)
+        envelope = parseaddr(message["From"])[1]
+        with self.lock:
+            if self.transport is None:
+                self.transport = self.made = make_transport(self.settings.delivery)
+            return self.transport.send(Outgoing(envelope, recipient, message.as_bytes()))
+
+    def close(self) -> None:
+        with self.lock:
+            if self.made is not None:
+                self.made.close()
+                self.transport = self.made = None
+
+
+@dataclass(frozen=True)
+class SignUp:
+    """A checked subscription form."""
+
+    email: str
+    name: str = ""
+    newsletters: tuple[str, ...] = ()
+    topics: tuple[str, ...] = ()
+
+
+def human_duration(delta: timedelta) -> str:
+    """ "2 days", "36 hours", "90 minutes": for pages and mails."""
+    seconds = int(delta.total_seconds())
+    units = (("day", 86400), ("hour", 3600))
+    unit, size = next(((u, n) for u, n in units if seconds >= n and seconds % n == 0), ("minute", 60))
+    count = max(1, round(seconds / size))
+    return f"{count} {unit}{'s' if count != 1 else ''}"
+
+
+def clean_name(name: str) -> str:
+    return header_safe(name)[:MAX_NAME]
+
+
+def clean_topics(topics: Iterable[str], settings: Settings) -> tuple[str, ...]:
+    """The chosen topics the operator offers, in the operator's order; others are dropped."""
+    chosen = set(topics)
+    return tuple(topic for topic in settings.web.topics if topic in chosen)
+
+
+def read_signup(settings: Settings, email: str, name: str, newsletters: Iterable[str],
+                topics: Iterable[str]) -> SignUp:
+    """Check a posted form; SubscriberError says what to fix."""
+    newsletters = tuple(newsletters)
+    if len(settings.newsletters) == 1 and not newsletters:
+        newsletters = tuple(settings.newsletters)
+    names = check_newsletters(newsletters, settings.newsletters)
+    if settings.newsletters and not names:
+        raise SubscriberError("choose at least one newsletter")
+    return SignUp(normalise_email(email), clean_name(name), names, clean_topics(topics, settings))
+
+
+def consent_sentence(settings: Settings, newsletters: Iterable[str]) -> str:
+    """What the subscriber agrees to, shown on the form and stored (with its version) on confirmation."""
+    titles = [settings.newsletters[name].title for name in newsletters if name in settings.newsletters]
+    what = ", ".join(titles) if titles else f"the {settings.site.title} newsletter"
+    return (f"I agree to receive {what} by email from {settings.site.title}. "
+            "Every email has a link to unsubscribe at once.")
+
+
+def consent_record(settings: Settings, newsletters: Iterable[str]) -> str:
+    return f"{CONSENT_VERSION}: {consent_sentence(settings, newsletters)}"
+
+
+def subscribe(settings: Settings, store: Store, mailer: Mailer, signup: SignUp, *, ip: str,
+              now: datetime, honeypot: str = "") -> str:
+    """Handle one subscription request; returns what happened, for the log only.
+
+    The outcome ("sent", "honeypot", "address-limit", "already-sent", "not-sent") must not be
+    shown to the visitor: every one of them gets the same "check your inbox" page.
+    """
+    if not store.web_events.hit("subscribe-ip", ip, now, window=WINDOW,
+                                limit=settings.web.subscribe_per_ip_per_hour):
+        raise RateLimited("too many subscription requests from your network: please try again in an hour",
+                          WINDOW)
+    if honeypot.strip():
+        return "honeypot"
+    if not store.web_events.hit("subscribe-address", signup.email, now, window=WINDOW,
+                                limit=PER_ADDRESS_PER_HOUR):
+        return "address-limit"
+    person = _pending_or_existing(store, signup, now)
+    nonce = secrets.token_urlsafe(16)
+    if not store.subscribers.claim_confirmation(person.id, nonce, now, not_since=now - CONFIRMATION_INTERVAL):
+        return "already-sent"
+    payload = {"s": person.id, "n": nonce, "l": list(signup.newsletters), "t": list(signup.topics),
+               "m": signup.name}
+    url = tokens.confirm_url(settings.site.url, settings.secret_keys, payload)
+    result = mailer.send("confirm", person.email, signup.newsletters, now=now, confirm_url=url,
+                         expiry=human_duration(settings.web.confirm_expiry),
+                         titles=_titles(settings, signup.newsletters))
+    if result.outcome != "delivered":
+        store.subscribers.release_confirmation(person.id, nonce)
+        log.warning("confirmation mail to subscriber %s not sent: %s %s", person.id, result.code, result.detail)
+        return "not-sent"
+    return "sent"
+
+
+def _pending_or_existing(store: Store, signup: SignUp, now: datetime) -> Subscriber:
+    """A new address becomes a pending subscriber; a known one is left as it is until it confirms."""
+    person = store.subscribers.get(signup.email)
+    if person is None or person.status == "pending":
+        store.subscribers.add(Subscriber(
+            email=signup.email, name=signup.name, status="pending", newsletters=signup.newsletters,
+            topics=signup.topics, source=SOURCE), now)
+        person = store.subscribers.get(signup.email)
+    return person
+
+
+def _titles(settings: Settings, names: Iterable[str]) -> list[str]:
+    return [settings.newsletters[name].title for name in names if name in settings.newsletters]
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    """What a valid confirmation link asks for."""
+
+    subscriber: Subscriber
+    nonce: str
+    newsletters: tuple[str, ...]
+    topics: tuple[str, ...]
+    name: str
+
+
+USED = "this link has already been used, or a newer one was sent: use the newest email, or subscribe again"
+
+
+def read_confirmation(settings: Settings, store: Store, token: str) -> Confirmation:
+    """Check a confirmation link without using it (for the page with the button)."""
+    payload = tokens.verify_timed(settings.secret_keys, tokens.CONFIRM, token, settings.web.confirm_expiry)
+    try:
+        subscriber_id, nonce = int(payload["s"]), str(payload["n"])
+        newsletters = tuple(name for name in payload["l"] if name in settings.newsletters)
+        topics, name = clean_topics(payload["t"], settings), clean_name(str(payload["m"]))
+    except (TypeError, KeyError, ValueError):
+        raise TokenError("this link is not valid: it may have been altered or cut short") from None
+    person = store.subscribers.get_by_id(subscriber_id)
+    if person is None or not store.subscribers.has_nonce(subscriber_id, nonce):
+        raise TokenError(USED)
+    return Confirmation(person, nonce, newsletters, topics, name)
+
+
+def confirm(settings: Settings, store: Store, mailer: Mailer, token: str, now: datetime) -> Confirmation:
+    """Use a confirmation link: confirm the subscriber, record consent, then send the welcome mail."""
+    wanted = read_confirmation(settings, store, token)
+    person = wanted.subscriber
+    values: dict = {
+        "status": "confirmed", "consent_at": now, "source": SOURCE, "bounce_count": 0,
+        "consent_text": consent_record(settings, wanted.newsletters),
+        "topics": tuple(dict.fromkeys(person.topics + wanted.topics)),
+    }
+    if wanted.name:
+        values["name"] = wanted.name
+    if not store.subscribers.consume_nonce(person.id, wanted.nonce, now, newsletters=wanted.newsletters, **values):
+        raise TokenError(USED)
+    if settings.web.welcome:
+        _welcome(settings, mailer, person, wanted.newsletters, now)
+    return wanted
+
+
+def _welcome(settings: Settings, mailer: Mailer, person: Subscriber, newsletters: tuple[str, ...],
+             now: datetime) -> None:
+    keys, site = settings.secret_keys, settings.site.url
+    unsubscribe = [(settings.newsletters[name].title, tokens.unsubscribe_url(site, keys, person.id, name))
+                   for name in newsletters]
+    result = mailer.send("welcome", person.email, newsletters, now=now, unsubscribe=unsubscribe,
+                         titles=_titles(settings, newsletters),
+                         preferences_url=tokens.preferences_url(site, keys, person.id))
+    if result.outcome != "delivered":
+        log.warning("welcome mail to subscriber %s not sent: %s %s", person.id, result.code, result.detail)
+
+
+@dataclass(frozen=True)
+class Unsubscribe:
+    """What an unsubscribe link names; `subscriber` is None when the address is gone."""
+
+    subscriber: Subscriber | None
+    newsletter: str
+    title: str
+
+
+def read_unsubscribe(settings: Settings, store: Store, token: str) -> Unsubscribe:
+    payload = tokens.verify(settings.secret_keys, tokens.UNSUBSCRIBE, token)
+    try:
+        subscriber_id, newsletter = payload
+        subscriber_id, newsletter = int(subscriber_id), str(newsletter)
+    except (TypeError, ValueError):
+        raise TokenError("this link is not valid: it may have been altered or cut short") from None
+    known = settings.newsletters.get(newsletter)
+    title = known.title if known else newsletter
+    return Unsubscribe(store.subscribers.get_by_id(subscriber_id), newsletter, title)
+
+
+def unsubscribe(settings: Settings, store: Store, token: str, now: datetime) -> Unsubscribe:
+    """Leave the newsletter the link names; with none left, the subscriber is unsubscribed. Idempotent."""
+    found = read_unsubscribe(settings, store, token)
+    person = found.subscriber
+    if person is None:
+        return found
+    store.subscribers.remove_newsletter(person.id, found.newsletter)
+    remaining = set(person.newsletters) - {found.newsletter}
+    if not remaining and person.status in ("pending", "confirmed"):
+        store.subscribers.update(person.id, now, status="unsubscribed")
+    log.info("subscriber %s unsubscribed from %s", person.id, found.newsletter)
+    return found
+
+
+def resubscribe(settings: Settings, store: Store, token: str, now: datetime) -> Unsubscribe:
+    """Undo an unsubscribe from the page that confirmed it (the link proves the mailbox)."""
+    found = read_unsubscribe(settings, store, token)
+    person = found.subscriber
+    if person is None or person.status == "bounced" or found.newsletter not in settings.newsletters:
+        raise SubscriberError("this subscription cannot be restored here: please subscribe again")
+    store.subscribers.add_newsletters(person.id, [found.newsletter], now)
+    if person.status == "unsubscribed":
+        store.subscribers.update(person.id, now, status="confirmed", consent_at=now,
+                                 source=RESUBSCRIBE_SOURCE,
+                                 consent_text=consent_record(settings, [found.newsletter]))
+    return found
+
+
+def read_preferences(settings: Settings, store: Store, token: str) -> Subscriber:
+    subscriber_id = tokens.verify(settings.secret_keys, tokens.PREFERENCES, token)
+    person = store.subscribers.get_by_id(subscriber_id) if isinstance(subscriber_id, int) else None
+    if person is None:
+        raise TokenError("this link belongs to an address that is no longer subscribed")
+    return person
+
+
+def save_preferences(settings: Settings, store: Store, token: str, *, name: str, newsletters: Iterable[str],
+                     topics: Iterable[str], now: datetime) -> Subscriber:
+    """Set name, newsletters and topics. No newsletters left means unsubscribed; choosing one again
+    after unsubscribing re-activates (the link proves the mailbox). Bounced stays bounced."""
+    person = read_preferences(settings, store, token)
+    names = check_newsletters(newsletters, settings.newsletters)
+    values: dict = {"name": clean_name(name), "topics": clean_topics(topics, settings)}
+    if not names and person.status == "confirmed":
+        values["status"] = "unsubscribed"
+    elif names and person.status == "unsubscribed":
+        values.update(status="confirmed", consent_at=now, source=RESUBSCRIBE_SOURCE,
+                      consent_text=consent_record(settings, names))
+    store.subscribers.set_newsletters(person.id, names, now)
+    store.subscribers.update(person.id, now, **values)
+    return store.subscribers.get_by_id(person.id)

@@ -1,0 +1,395 @@
+"""The public web app: subscribe, confirm, unsubscribe, preferences, the archive and the feeds.
+
+`create_app(settings, store)` builds a Starlette app; `serve(settings, store)` runs it with
+uvicorn (`make_server` gives the server for embedding, e.g. in `publisher run`). Each endpoint
+reads the request, calls one function of `publisher.subscriptions` in a worker thread, and
+renders a page from `templates/web/`. No cookies, no sessions, no JavaScript.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from contextlib import asynccontextmanager
+from datetime import datetime, timedelta, timezone
+from email.utils import parsedate_to_datetime
+
+import uvicorn
+from jinja2 import Environment, StrictUndefined
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData, Headers, MutableHeaders
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.gzip import GZipMiddleware
+from starlette.requests import Request
+from starlette.responses import FileResponse, HTMLResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import NotModifiedResponse, StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from publisher import subscriptions, tokens
+from publisher.config import Settings
+from publisher.errors import PublisherError, SubscriberError
+from publisher.resources import templates_dir
+from publisher.store import Store
+from publisher.subscriptions import Mailer, RateLimited
+from publisher.tokens import TokenError
+from publisher.transports import Transport
+
+log = logging.getLogger(__name__)
+
+FEED_TYPES = {
+    "rss.xml": "application/rss+xml; charset=utf-8",
+    "atom.xml": "application/atom+xml; charset=utf-8",
+    "feed.json": "application/feed+json",
+}
+FEED_LINKS = (
+    {"href": "/feeds/rss.xml", "type": "application/rss+xml", "label": "RSS"},
+    {"href": "/feeds/atom.xml", "type": "application/atom+xml", "label": "Atom"},
+    {"href": "/feeds/feed.json", "type": "application/feed+json", "label": "JSON Feed"},
+)
+_COMMON_CSP = "default-src 'none'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+PAGE_CSP = f"{_COMMON_CSP}; style-src 'self'; img-src 'self' data:"
+# Archived issues are the email's HTML: inline styles and remote images are part of it.
+ARCHIVE_CSP = f"{_COMMON_CSP}; style-src 'self' 'unsafe-inline'; img-src 'self' https: data:"
+SECURITY_HEADERS = {
+    "x-content-type-options": "nosniff",
+    "x-frame-options": "DENY",
+    "referrer-policy": "no-referrer",  # page URLs carry tokens: never hand them to another site
+    "cross-origin-opener-policy": "same-origin",
+    "permissions-policy": "camera=(), microphone=(), geolocation=(), interest-cohort=()",
+}
+CSRF_AGE = timedelta(days=1)
+FEED_CACHE = "public, max-age=300"
+ARCHIVE_CACHE = "public, max-age=3600"
+TITLES = {400: "This link does not work", 403: "This form has expired", 404: "Page not found",
+          405: "Method not allowed", 429: "Too many requests", 500: "Something went wrong",
+          503: "Something went wrong"}
+
+
+class SecurityHeaders:
+    """Adds the security headers (and a CSP fitting the path) to every response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        csp = ARCHIVE_CSP if scope["path"].startswith("/archive/") else PAGE_CSP
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in {**SECURITY_HEADERS, "content-security-policy": csp}.items():
+                    headers.setdefault(name, value)
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+class Files(StaticFiles):
+    """A built directory (feeds, archive) with validators: weak ETag, Last-Modified, 304.
+
+    The ETag is weak because gzip may change the bytes on the way out. A directory that does
+    not exist yet (nothing built) serves 404s instead of failing.
+    """
+
+    def __init__(self, directory: os.PathLike, cache_control: str) -> None:
+        super().__init__(directory=directory, html=True, check_dir=False)
+        self.cache_control = cache_control
+
+    async def check_config(self) -> None:
+        return None
+
+    async def get_response(self, path: str, scope: Scope) -> Response:
+        response = await super().get_response(path, scope)
+        if isinstance(response, RedirectResponse):  # a directory without its slash: same host, path only
+            return RedirectResponse(scope["path"] + "/", status_code=307)
+        return response
+
+    def file_response(self, full_path, stat_result, scope: Scope, status_code: int = 200) -> Response:
+        media_type = FEED_TYPES.get(os.path.basename(full_path))
+        response = FileResponse(full_path, status_code=status_code, stat_result=stat_result, media_type=media_type)
+        response.headers["etag"] = "W/" + response.headers["etag"]
+        response.headers["cache-control"] = self.cache_control
+        if status_code == 200 and not_modified(response.headers, Headers(scope=scope)):
+            return NotModifiedResponse(response.headers)
+        return response
+
+
+def not_modified(response: Headers | MutableHeaders, request: Headers) -> bool:
+    """If-None-Match (weak comparison) wins over If-Modified-Since, as RFC 9110 says."""
+    if if_none_match := request.get("if-none-match"):
+        ours = response["etag"].removeprefix("W/")
+        tags = [tag.strip().removeprefix("W/") for tag in if_none_match.split(",")]
+        return if_none_match.strip() == "*" or ours in tags
+    try:
+        since = parsedate_to_datetime(request["if-modified-since"])
+        return parsedate_to_datetime(response["last-modified"]) <= since
+    except (KeyError, TypeError, ValueError):
+        return False
+
+
+# --- pages ----------------------------------------------------------------------------------
+
+def render(request: Request, name: str, status_code: int = 200, headers: dict | None = None,
+           **context) -> HTMLResponse:
+    state = request.app.state
+    html = state.pages.get_template(f"web/{name}.html").render(
+        site=state.settings.site, feeds=FEED_LINKS, private="token" in request.path_params, **context)
+    return HTMLResponse(html, status_code=status_code, headers={"cache-control": "no-store", **(headers or {})})
+
+
+def error_page(request: Request, status_code: int, message: str, headers: dict | None = None) -> Response:
+    try:
+        return render(request, "error", status_code, headers, status=status_code,
+                      heading=TITLES.get(status_code, "Something went wrong"), message=message)
+    except Exception:  # noqa: BLE001 - a broken error template must not hide the error itself
+        log.exception("cannot render the error page")
+        return PlainTextResponse(message, status_code=status_code, headers=headers)
+
+
+def _text(form: FormData, key: str, limit: int = 1000) -> str:
+    value = form.get(key)
+    return value[:limit] if isinstance(value, str) else ""
+
+
+def _texts(form: FormData, key: str) -> list[str]:
+    return [value[:200] for value in form.getlist(key)[:100] if isinstance(value, str)]
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _newsletters(settings: Settings) -> list[dict]:
+    return [{"name": name, "title": nl.title} for name, nl in settings.newsletters.items()]
+
+
+async def home(request: Request) -> Response:
+    return render(request, "home")
+
+
+async def subscribe_form(request: Request) -> Response:
+    settings = request.app.state.settings
+    form = {"email": "", "name": "", "newsletters": [], "topics": []}
+    return _subscribe_page(request, settings, form, "")
+
+
+def _subscribe_page(request: Request, settings: Settings, form: dict, error: str) -> Response:
+    return render(request, "subscribe", 400 if error else 200, form=form, error=error,
+                  newsletters=_newsletters(settings), topics=settings.web.topics,
+                  consent=subscriptions.consent_sentence(settings, form["newsletters"] or settings.newsletters))
+
+
+async def subscribe(request: Request) -> Response:
+    state = request.app.state
+    settings = state.settings
+    posted = await request.form()
+    form = {"email": _text(posted, "email", 320), "name": _text(posted, "name", 200),
+            "newsletters": _texts(posted, "newsletter"), "topics": _texts(posted, "topic")}
+    try:
+        signup = subscriptions.read_signup(settings, form["email"], form["name"], form["newsletters"],
+                                           form["topics"])
+    except SubscriberError as error:
+        return _subscribe_page(request, settings, form, str(error))
+    ip = request.client.host if request.client else "unknown"
+    outcome = await run_in_threadpool(subscriptions.subscribe, settings, state.store, state.mailer, signup,
+                                      ip=ip, now=_now(), honeypot=_text(posted, "website"))
+    log.info("subscribe request: %s", outcome)
+    return render(request, "subscribed", email=signup.email,
+                  expiry=subscriptions.human_duration(settings.web.confirm_expiry))
+
+
+async def confirm_page(request: Request) -> Response:
+    state, token = request.app.state, request.path_params["token"]
+    wanted = await run_in_threadpool(subscriptions.read_confirmation, state.settings, state.store, token)
+    return render(request, "confirm", action=f"/confirm/{token}", email=wanted.subscriber.email,
+                  titles=_titles(state.settings, wanted.newsletters),
+                  consent=subscriptions.consent_sentence(state.settings, wanted.newsletters))
+
+
+async def confirm(request: Request) -> Response:
+    state, token = request.app.state, request.path_params["token"]
+    done = await run_in_threadpool(subscriptions.confirm, state.settings, state.store, state.mailer, token, _now())
+    return render(request, "confirmed", email=done.subscriber.email, welcome=state.settings.web.welcome,
+                  titles=_titles(state.settings, done.newsletters))
+
+
+def _titles(settings: Settings, names) -> list[str]:
+    return [settings.newsletters[name].title for name in names if name in settings.newsletters]
+
+
+async def unsubscribe_page(request: Request) -> Response:
+    """GET changes nothing: link scanners and previews follow links."""
+    state, token = request.app.state, request.path_params["token"]
+    found = await run_in_threadpool(subscriptions.read_unsubscribe, state.settings, state.store, token)
+    person = found.subscriber
+    preferences = person and tokens.preferences_url("", state.settings.secret_keys, person.id)
+    return render(request, "unsubscribe", action=f"/unsubscribe/{token}", title=found.title,
+                  email=person.email if person else "", preferences_url=preferences)
+
+
+async def unsubscribe(request: Request) -> Response:
+    """RFC 8058 one-click (body `List-Unsubscribe=One-Click`, any encoding) and the page's button.
+
+    The body is not needed: the token says who and what. Answers 200, never a redirect.
+    """
+    state, token = request.app.state, request.path_params["token"]
+    found = await run_in_threadpool(subscriptions.unsubscribe, state.settings, state.store, token, _now())
+    person = found.subscriber
+    can_return = person is not None and person.status != "bounced" and found.newsletter in state.settings.newsletters
+    return render(request, "unsubscribed", title=found.title, email=person.email if person else "",
+                  resubscribe_action=f"/unsubscribe/{token}/resubscribe" if can_return else "",
+                  csrf=tokens.csrf_token(state.settings.secret_keys, f"resubscribe:{token}"))
+
+
+async def resubscribe(request: Request) -> Response:
+    state, token = request.app.state, request.path_params["token"]
+    posted = await request.form()
+    if denied := _csrf_denied(request, posted, f"resubscribe:{token}"):
+        return denied
+    try:
+        found = await run_in_threadpool(subscriptions.resubscribe, state.settings, state.store, token, _now())
+    except SubscriberError as error:
+        return error_page(request, 400, str(error))
+    return render(request, "resubscribed", title=found.title, email=found.subscriber.email)
+
+
+def _csrf_denied(request: Request, posted: FormData, scope: str) -> Response | None:
+    try:
+        tokens.check_csrf(request.app.state.settings.secret_keys, _text(posted, "csrf"), scope, CSRF_AGE)
+    except TokenError as error:
+        return error_page(request, 403, str(error))
+    return None
+
+
+async def preferences_page(request: Request) -> Response:
+    state, token = request.app.state, request.path_params["token"]
+    person = await run_in_threadpool(subscriptions.read_preferences, state.settings, state.store, token)
+    return _preferences(request, person, token)
+
+
+def _preferences(request: Request, person, token: str, *, saved: bool = False, error: str = "") -> Response:
+    settings = request.app.state.settings
+    return render(request, "preferences", 400 if error else 200, subscriber=person, saved=saved, error=error,
+                  action=f"/preferences/{token}", newsletters=_newsletters(settings), topics=settings.web.topics,
+                  csrf=tokens.csrf_token(settings.secret_keys, f"preferences:{token}"))
+
+
+async def save_preferences(request: Request) -> Response:
+    state, token = request.app.state, request.path_params["token"]
+    posted = await request.form()
+    if denied := _csrf_denied(request, posted, f"preferences:{token}"):
+        return denied
+    try:
+        person = await run_in_threadpool(
+            subscriptions.save_preferences, state.settings, state.store, token, name=_text(posted, "name", 200),
+            newsletters=_texts(posted, "newsletter"), topics=_texts(posted, "topic"), now=_now())
+    except SubscriberError as error:
+        person = await run_in_threadpool(subscriptions.read_preferences, state.settings, state.store, token)
+        return _preferences(request, person, token, error=str(error))
+    return _preferences(request, person, token, saved=True)
+
+
+async def healthz(request: Request) -> Response:
+    up = await run_in_threadpool(request.app.state.store.ping)
+    return PlainTextResponse("ok\n" if up else "database unreachable\n", status_code=200 if up else 503,
+                             headers={"cache-control": "no-store"})
+
+
+# --- errors ---------------------------------------------------------------------------------
+
+async def on_http_error(request: Request, error: HTTPException) -> Response:
+    messages = {404: "There is nothing at this address.", 405: "This address does not accept that request."}
+    return error_page(request, error.status_code, messages.get(error.status_code, str(error.detail)),
+                      dict(error.headers or {}))
+
+
+async def on_token_error(request: Request, error: TokenError) -> Response:
+    return error_page(request, 400, str(error))
+
+
+async def on_rate_limited(request: Request, error: RateLimited) -> Response:
+    seconds = str(int(error.retry_after.total_seconds()))
+    return error_page(request, 429, str(error), {"retry-after": seconds})
+
+
+async def on_publisher_error(request: Request, error: PublisherError) -> Response:
+    log.error("%s %s: %s", request.method, request.url.path, error)
+    return error_page(request, 503, "Please try again in a few minutes.")
+
+
+async def on_crash(request: Request, error: Exception) -> Response:
+    return error_page(request, 500, "Please try again in a few minutes.")
+
+
+# --- the app --------------------------------------------------------------------------------
+
+def routes(settings: Settings) -> list:
+    static = settings.templates.dir / "web" / "static" if settings.templates.dir else None
+    if static is None or not static.is_dir():
+        static = templates_dir() / "web" / "static"
+    return [
+        Route("/", home, methods=["GET"]),
+        Route("/subscribe", subscribe_form, methods=["GET"]),
+        Route("/subscribe", subscribe, methods=["POST"]),
+        Route("/confirm/{token}", confirm_page, methods=["GET"]),
+        Route("/confirm/{token}", confirm, methods=["POST"]),
+        Route("/unsubscribe/{token}", unsubscribe_page, methods=["GET"]),
+        Route("/unsubscribe/{token}", unsubscribe, methods=["POST"]),
+        Route("/unsubscribe/{token}/resubscribe", resubscribe, methods=["POST"]),
+        Route("/preferences/{token}", preferences_page, methods=["GET"]),
+        Route("/preferences/{token}", save_preferences, methods=["POST"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Mount("/feeds", Files(settings.feeds.dir, FEED_CACHE)),
+        Mount("/archive", Files(settings.archive.dir, ARCHIVE_CACHE)),
+        Mount("/static", Files(static, ARCHIVE_CACHE)),
+    ]
+
+
+def create_app(settings: Settings, store: Store, transport: Transport | None = None) -> Starlette:
+    """The whole public site. `transport` defaults to `[delivery]`'s, made on the first mail."""
+    mailer = Mailer(settings, transport)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette):
+        yield
+        await run_in_threadpool(mailer.close)
+
+    app = Starlette(
+        routes=routes(settings),
+        middleware=[Middleware(SecurityHeaders), Middleware(GZipMiddleware, minimum_size=500, compresslevel=6)],
+        exception_handlers={HTTPException: on_http_error, TokenError: on_token_error,
+                            RateLimited: on_rate_limited, PublisherError: on_publisher_error, 500: on_crash},
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.store = store
+    app.state.mailer = mailer
+    app.state.pages = Environment(loader=subscriptions.template_loader(settings), autoescape=True,
+                                  undefined=StrictUndefined)
+    return app
+
+
+def make_server(settings: Settings, store: Store, *, host: str | None = None, port: int | None = None,
+                transport: Transport | None = None) -> uvicorn.Server:
+    """A uvicorn server for the app (call `.run()`, or run it in a thread and set `.should_exit`)."""
+    config = uvicorn.Config(
+        create_app(settings, store, transport),
+        host=host or settings.web.host,
+        port=settings.web.port if port is None else port,
+        proxy_headers=True,  # trust X-Forwarded-For from a proxy on loopback only
+        forwarded_allow_ips="127.0.0.1",
+        server_header=False,
+        log_level="info",
+    )
+    return uvicorn.Server(config)
+
+
+def serve(settings: Settings, store: Store, *, host: str | None = None, port: int | None = None) -> None:
+    """Serve the site until interrupted (`publisher serve`)."""
+    make_server(settings, store, host=host, port=port).run()
