@@ -122,6 +122,12 @@ class Store:
         return DeliveryStore(self.engine)
 
     @cached_property
+    def slots(self):
+        from publisher.store.slots import SlotStore
+
+        return SlotStore(self.engine)
+
+    @cached_property
     def web_events(self):
         from publisher.store.web_events import WebEventStore
 
