@@ -1,0 +1,120 @@
+"""Issues of a newsletter: build one for a slot, preview the next, approve, cancel, load for rendering.
+
+The store does the I/O, `digest.select` decides; this module joins them. The scheduler and
+`publisher digest send` call `build_issue`; it is safe to call again for the same slot.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from publisher.config import NewsletterSettings, Settings
+from publisher.digest import Digest, Selection, Skipped, lower_bound, select
+from publisher.errors import DigestError
+from publisher.model import Issue
+from publisher.render import render_subject
+from publisher.store import Store
+from publisher.store.issues import IssueConflict
+
+_ATTEMPTS = 5
+
+
+def _newsletter(settings: Settings, newsletter: str | NewsletterSettings) -> NewsletterSettings:
+    return newsletter if isinstance(newsletter, NewsletterSettings) else settings.newsletter(newsletter)
+
+
+def _utc(moment: datetime, what: str) -> datetime:
+    if moment.tzinfo is None:
+        raise DigestError(f"{what} {moment.isoformat()} has no time zone offset")
+    return moment.astimezone(timezone.utc)
+
+
+def next_selection(store: Store, newsletter: NewsletterSettings, slot: datetime, now: datetime, *,
+                   force: bool = False) -> Selection | Skipped:
+    """What an issue for `slot` would hold now, from the store's articles, watermark and ledger."""
+    watermark = store.issues.watermark(newsletter.name)
+    candidates = store.articles.newest(since=lower_bound(watermark, newsletter, slot))
+    return select(candidates, watermark=watermark, sent_ids=store.issues.sent_ids(newsletter.name),
+                  newsletter=newsletter, slot=slot, now=now, force=force)
+
+
+def build_issue(store: Store, settings: Settings, newsletter: str | NewsletterSettings,
+                slot: datetime, now: datetime, *, force: bool = False) -> Issue | Skipped:
+    """The issue for `slot`: the one already stored, or a new one (draft if approval is required).
+
+    Returns `Skipped` (nothing stored) with fewer than `min_articles` new articles; `force`
+    lowers the minimum to one article. Safe under restarts and concurrent schedulers: one slot,
+    one issue.
+    """
+    config = _newsletter(settings, newsletter)
+    slot, now = _utc(slot, "slot"), _utc(now, "now")
+    for _ in range(_ATTEMPTS):
+        if existing := store.issues.by_slot(config.name, slot):
+            return existing
+        chosen = next_selection(store, config, slot, now, force=force)
+        if isinstance(chosen, Skipped):
+            return chosen
+        number = store.issues.next_number(config.name)
+        digest = Digest(config.name, number, slot, chosen.articles, chosen.overflow, chosen.since)
+        try:
+            issue, _created = store.issues.create(
+                newsletter=config.name, slot=slot,
+                state="draft" if config.require_approval else "approved",
+                article_ids=[a.id for a in chosen.articles], overflow_ids=[a.id for a in chosen.overflow],
+                watermark=chosen.watermark, subject=render_subject(digest, settings, config), now=now)
+        except IssueConflict:
+            continue
+        return issue
+    raise DigestError(f"{config.name}: could not build the issue for {slot.isoformat()}: "
+                      f"other writers kept changing the newsletter; try again")
+
+
+def preview_digest(store: Store, settings: Settings, newsletter: str | NewsletterSettings,
+                   now: datetime) -> tuple[Digest, Skipped | None]:
+    """What to preview: the newsletter's unsent draft or approved issue, else the next issue.
+
+    The second value says whether a scheduled run would skip the next issue (too few articles).
+    Raises DigestError when there is nothing at all to show.
+    """
+    config = _newsletter(settings, newsletter)
+    pending = store.issues.latest(config.name, states=("draft", "approved"))
+    if pending is not None:
+        return load_digest(store, pending), None
+    now = _utc(now, "now")
+    chosen = next_selection(store, config, now, now, force=True)
+    if isinstance(chosen, Skipped):
+        raise DigestError(f"{config.name}: nothing to preview: no new articles since "
+                          f"{chosen.since:%Y-%m-%d %H:%M %Z}")
+    strict = next_selection(store, config, now, now)
+    digest = Digest(config.name, store.issues.next_number(config.name), now,
+                    chosen.articles, chosen.overflow, chosen.since)
+    return digest, strict if isinstance(strict, Skipped) else None
+
+
+def load_digest(store: Store, issue: Issue) -> Digest:
+    """A stored issue with its articles, ready for `render.render_digest`."""
+    since = None
+    if issue.number > 1:
+        earlier = [i for i in store.issues.list(issue.newsletter)
+                   if i.number < issue.number and i.state != "cancelled"]
+        since = earlier[-1].watermark if earlier else None
+    articles = store.articles.by_ids(issue.article_ids)
+    overflow = store.articles.by_ids(issue.overflow_ids)
+    if since is None:
+        since = min((a.published for a in articles + overflow), default=issue.slot)
+    return Digest(issue.newsletter, issue.number, issue.slot, tuple(articles), tuple(overflow), since)
+
+
+def approve(store: Store, newsletter: str, number: int | None, now: datetime) -> Issue:
+    """Release a draft for sending (the newest draft when no number is given)."""
+    if number is None:
+        draft = store.issues.latest(newsletter, states=("draft",))
+        if draft is None:
+            raise DigestError(f"{newsletter} has no draft issue to approve")
+        number = draft.number
+    return store.issues.transition(newsletter, number, "approved", now)
+
+
+def cancel(store: Store, newsletter: str, number: int, now: datetime) -> Issue:
+    """Cancel an issue; one that has not started sending gives its articles back to the next issue."""
+    return store.issues.transition(newsletter, number, "cancelled", now)

@@ -1,0 +1,201 @@
+"""Issues in the store: one issue per (newsletter, slot), created atomically with its ledger rows.
+
+The ledger (`sent_articles`) records, per newsletter, every article an issue has taken, so no
+article is ever put in two issues of one newsletter. Cancelling an issue before it starts sending
+gives its articles back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.engine import Connection, Engine, RowMapping
+from sqlalchemy.exc import IntegrityError
+
+from publisher.errors import DigestError
+from publisher.model import Issue
+from publisher.store.schema import issue_articles, issues, sent_articles
+
+# Which states each state may move to. "paused" is a send stopped by an operator or an error.
+TRANSITIONS: dict[str, tuple[str, ...]] = {
+    "draft": ("approved", "cancelled"),
+    "approved": ("sending", "cancelled"),
+    "sending": ("sent", "paused", "cancelled"),
+    "paused": ("sending", "cancelled"),
+    "sent": (),
+    "cancelled": (),
+}
+# Before an issue starts sending, cancelling it returns its articles to the pool.
+_UNSTARTED = ("draft", "approved")
+
+
+class IssueConflict(Exception):
+    """Another writer took the same issue number or one of the same articles: select again."""
+
+
+class IssueStore:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    # -- creating -------------------------------------------------------------------------------
+
+    def create(self, *, newsletter: str, slot: datetime, state: str, article_ids: Sequence[int],
+               overflow_ids: Sequence[int], watermark: datetime, subject: str,
+               now: datetime) -> tuple[Issue, bool]:
+        """Store a new issue and its ledger rows in one transaction; returns (issue, created).
+
+        If the slot already has an issue, that issue is returned with created=False. If another
+        writer raced us to the number or to an article, raises IssueConflict (select again).
+        """
+        if existing := self.by_slot(newsletter, slot):
+            return existing, False
+        try:
+            with self.engine.begin() as connection:
+                issue_id = self._insert(connection, newsletter, slot, state, watermark, subject, now)
+                self._insert_articles(connection, issue_id, newsletter, article_ids, overflow_ids)
+        except IntegrityError:
+            if existing := self.by_slot(newsletter, slot):
+                return existing, False
+            raise IssueConflict(f"{newsletter}: another issue was created at the same time") from None
+        issue = self.by_slot(newsletter, slot)
+        if issue is None:  # pragma: no cover - we just committed it
+            raise DigestError(f"{newsletter}: the issue for {slot.isoformat()} vanished after creation")
+        return issue, True
+
+    def _insert(self, connection: Connection, newsletter: str, slot: datetime, state: str,
+                watermark: datetime, subject: str, now: datetime) -> int:
+        number = (connection.scalar(
+            select(func.max(issues.c.number)).where(issues.c.newsletter == newsletter)) or 0) + 1
+        result = connection.execute(insert(issues).values(
+            newsletter=newsletter, number=number, slot=slot, state=state, watermark=watermark,
+            subject=subject, created_at=now))
+        return result.inserted_primary_key[0]
+
+    @staticmethod
+    def _insert_articles(connection: Connection, issue_id: int, newsletter: str,
+                         article_ids: Sequence[int], overflow_ids: Sequence[int]) -> None:
+        rows = [(article_id, False) for article_id in article_ids]
+        rows += [(article_id, True) for article_id in overflow_ids]
+        connection.execute(insert(issue_articles), [
+            {"issue_id": issue_id, "article_id": article_id, "position": position, "overflow": overflow}
+            for position, (article_id, overflow) in enumerate(rows)
+        ])
+        connection.execute(insert(sent_articles), [
+            {"newsletter": newsletter, "article_id": article_id, "issue_id": issue_id}
+            for article_id, _ in rows
+        ])
+
+    # -- reading --------------------------------------------------------------------------------
+
+    def _load(self, connection: Connection, rows: Sequence[RowMapping]) -> list[Issue]:
+        if not rows:
+            return []
+        ids = [row["id"] for row in rows]
+        members = connection.execute(
+            select(issue_articles).where(issue_articles.c.issue_id.in_(ids))
+            .order_by(issue_articles.c.issue_id, issue_articles.c.position)
+        ).mappings().all()
+        chosen: dict[int, tuple[list[int], list[int]]] = {i: ([], []) for i in ids}
+        for member in members:
+            chosen[member["issue_id"]][1 if member["overflow"] else 0].append(member["article_id"])
+        return [_issue(row, *chosen[row["id"]]) for row in rows]
+
+    def _query(self, *conditions, order=None, limit: int | None = None) -> list[Issue]:
+        query = select(issues).where(*conditions).order_by(*(order or [issues.c.number]))
+        if limit is not None:
+            query = query.limit(limit)
+        with self.engine.connect() as connection:
+            return self._load(connection, connection.execute(query).mappings().all())
+
+    def by_slot(self, newsletter: str, slot: datetime) -> Issue | None:
+        found = self._query(issues.c.newsletter == newsletter, issues.c.slot == slot)
+        return found[0] if found else None
+
+    def get(self, newsletter: str, number: int) -> Issue | None:
+        found = self._query(issues.c.newsletter == newsletter, issues.c.number == number)
+        return found[0] if found else None
+
+    def list(self, newsletter: str, *, states: Sequence[str] | None = None) -> list[Issue]:
+        """The newsletter's issues, oldest first."""
+        conditions = [issues.c.newsletter == newsletter]
+        if states:
+            conditions.append(issues.c.state.in_(list(states)))
+        return self._query(*conditions)
+
+    def latest(self, newsletter: str, *, states: Sequence[str] | None = None) -> Issue | None:
+        conditions = [issues.c.newsletter == newsletter]
+        if states:
+            conditions.append(issues.c.state.in_(list(states)))
+        found = self._query(*conditions, order=[issues.c.number.desc()], limit=1)
+        return found[0] if found else None
+
+    def watermark(self, newsletter: str) -> datetime | None:
+        """The watermark of the newsletter's latest issue that was not cancelled (None: no issue yet)."""
+        with self.engine.connect() as connection:
+            return connection.scalar(
+                select(issues.c.watermark)
+                .where(issues.c.newsletter == newsletter, issues.c.state != "cancelled")
+                .order_by(issues.c.number.desc()).limit(1)
+            )
+
+    def sent_ids(self, newsletter: str) -> set[int]:
+        """The ledger: every article any issue of this newsletter has taken."""
+        with self.engine.connect() as connection:
+            return set(connection.scalars(
+                select(sent_articles.c.article_id).where(sent_articles.c.newsletter == newsletter)))
+
+    def next_number(self, newsletter: str) -> int:
+        with self.engine.connect() as connection:
+            return (connection.scalar(
+                select(func.max(issues.c.number)).where(issues.c.newsletter == newsletter)) or 0) + 1
+
+    # -- changing state -------------------------------------------------------------------------
+
+    def transition(self, newsletter: str, number: int, to: str, now: datetime) -> Issue:
+        """Move an issue to state `to` if its current state allows it (compare-and-set)."""
+        if to not in TRANSITIONS:
+            raise DigestError(f"unknown issue state {to!r}")
+        where = (issues.c.newsletter == newsletter, issues.c.number == number)
+        with self.engine.begin() as connection:
+            row = connection.execute(select(issues.c.id, issues.c.state).where(*where)).first()
+            if row is None:
+                raise DigestError(f"{newsletter} has no issue {number}")
+            if to not in TRANSITIONS[row.state]:
+                allowed = ", ".join(TRANSITIONS[row.state]) or "nothing: it is final"
+                raise DigestError(f"{newsletter} issue {number} is {row.state}; it cannot become {to} "
+                                  f"(from {row.state} it can become {allowed})")
+            changed = connection.execute(
+                update(issues).where(*where, issues.c.state == row.state).values(**_stamps(to, now))
+            ).rowcount
+            if not changed:
+                raise DigestError(f"{newsletter} issue {number} changed state meanwhile; try again")
+            if to == "cancelled" and row.state in _UNSTARTED:
+                connection.execute(delete(sent_articles).where(sent_articles.c.issue_id == row.id))
+        return self._query(*where)[0]
+
+
+def _stamps(state: str, now: datetime) -> dict[str, object]:
+    values: dict[str, object] = {"state": state}
+    if state == "sending":
+        values["started_at"] = func.coalesce(issues.c.started_at, now)
+    if state == "sent":
+        values["sent_at"] = now
+    return values
+
+
+def _issue(row: RowMapping, article_ids: list[int], overflow_ids: list[int]) -> Issue:
+    return Issue(
+        id=row["id"],
+        newsletter=row["newsletter"],
+        number=row["number"],
+        slot=row["slot"],
+        state=row["state"],
+        article_ids=tuple(article_ids),
+        overflow_ids=tuple(overflow_ids),
+        watermark=row["watermark"],
+        subject=row["subject"],
+        created_at=row["created_at"],
+        sent_at=row["sent_at"],
+    )
