@@ -109,6 +109,7 @@ def clean_entry(entry: FeedEntry) -> FeedEntry:
     safe = replace(entry, **{f.name: _safe(getattr(entry, f.name)) for f in fields(entry)})
     return replace(
         safe,
+        title=safe.title.strip(),
         summary_html=safe.summary_html if safe.summary_html.strip() else safe.content_html,
         published=_moment(entry.published, f"{safe.id!r} published"),
         updated=_moment(entry.updated, f"{safe.id!r} updated"),
