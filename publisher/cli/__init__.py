@@ -12,7 +12,7 @@ import click
 
 from publisher import __version__
 from publisher.cli.app import App, PublisherGroup
-from publisher.cli import content, subscribers, feeds
+from publisher.cli import content, database, subscribers, feeds
 
 
 @click.group(cls=PublisherGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -25,9 +25,10 @@ from publisher.cli import content, subscribers, feeds
 def cli(ctx: click.Context, config_path: str) -> None:
     """Keep a publication's articles, publish its feeds and send its email digests."""
     ctx.obj = App(config_path)
+    ctx.call_on_close(ctx.obj.close)
 
 
-for module in (content, subscribers, feeds):
+for module in (content, subscribers, database, feeds):
     module.register(cli)
 
 

@@ -30,6 +30,11 @@ class App:
     def store(self) -> Store:
         return Store.open(self.settings.database.url)
 
+    def close(self) -> None:
+        """Release the database's connections (the store is opened only if a command used it)."""
+        if "store" in self.__dict__:
+            self.store.close()
+
     @staticmethod
     def now() -> datetime:
         return datetime.now(timezone.utc)
