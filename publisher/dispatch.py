@@ -1,0 +1,221 @@
+"""Dispatch decides *what* to send and *to whom*; a `Transport` decides how.
+
+Starting an issue freezes its audience into the deliveries ledger. `send_issue` then leases rows
+in batches, composes each recipient's message from the compiled issue, hands the batch to the
+transport and writes each outcome only after the server answered. While one batch is on the wire
+the next is leased and composed, so a worker holds at most two batches (2 × batch_size rows) in
+`sending`: after a crash those, and only those, may be sent again once their lease expires.
+
+Deferred recipients come back after an exponential backoff (retry_first, doubling up to
+retry_max) until give_up_after has passed since the audience was frozen; then they fail as a
+soft bounce. A 5xx is a hard bounce.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+from publisher.config import DeliverySettings, NewsletterSettings, Settings
+from publisher.errors import DeliveryError, DigestError
+from publisher.message import CompiledMessage, Signer, compile_message, message_id
+from publisher.model import Issue, RenderedIssue
+from publisher.store import Store
+from publisher.store.deliveries import OPEN_STATES, Leased, Outcome
+from publisher.tokens import preferences_url, unsubscribe_url
+from publisher.transports import Outgoing, SendResult, Transport
+
+Compose = Callable[[Leased, datetime], Outgoing]
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What one recorded batch changed, for a progress bar."""
+
+    delivered: int = 0
+    failed: int = 0
+    deferred: int = 0
+
+
+@dataclass
+class SendReport:
+    """Where an issue's ledger stands after a send run."""
+
+    issue_id: int
+    counts: dict[str, int] = field(default_factory=dict)
+    issue_state: str = ""
+    next_attempt_at: datetime | None = None
+    frozen: int | None = None  # recipients frozen by this run (None: the issue had already started)
+
+    @property
+    def recipients(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def finished(self) -> bool:
+        return not any(self.counts.get(state, 0) for state in OPEN_STATES)
+
+    def get(self, state: str) -> int:
+        return self.counts.get(state, 0)
+
+
+# --- pure decisions ------------------------------------------------------------------------
+
+def backoff(attempts: int, delivery: DeliverySettings) -> timedelta:
+    """retry_first after the first deferral, doubling each time, never more than retry_max."""
+    delay = delivery.retry_first * (2 ** max(0, min(attempts - 1, 30)))
+    return min(delay, delivery.retry_max)
+
+
+def decide(leased: Leased, result: SendResult, delivery: DeliverySettings, now: datetime) -> Outcome:
+    """The ledger entry for one server answer."""
+    common = dict(subscriber_id=leased.subscriber_id, token=leased.token, code=result.code,
+                  status=result.status, detail=result.detail)
+    if result.outcome == "delivered":
+        return Outcome(state="delivered", **common)
+    if result.outcome == "failed":
+        return Outcome(state="failed", bounce="hard", **common)
+    if now - leased.queued_at >= delivery.give_up_after:
+        return Outcome(state="failed", bounce="soft", **{**common, "detail": f"gave up: {result.detail}"})
+    return Outcome(state="deferred", next_attempt_at=now + backoff(leased.attempts, delivery), **common)
+
+
+# --- composing -----------------------------------------------------------------------------
+
+def composer(compiled: CompiledMessage, settings: Settings, newsletter: NewsletterSettings,
+             issue_number: int) -> Compose:
+    """Fill the compiled issue for one leased recipient (links signed, Message-ID stable per recipient)."""
+    site, keys, name = settings.site, settings.secret_keys, newsletter.name
+
+    def compose(leased: Leased, now: datetime) -> Outgoing:
+        data = compiled.personalise(
+            subscriber_id=leased.subscriber_id, email=leased.email, name=leased.name,
+            unsubscribe_url=unsubscribe_url(site.url, keys, leased.subscriber_id, name),
+            preferences_url=preferences_url(site.url, keys, leased.subscriber_id),
+            message_id=message_id(site.domain, name, issue_number, leased.subscriber_id), date=now)
+        return Outgoing(compiled.sender, leased.email, data)
+
+    return compose
+
+
+# --- running -------------------------------------------------------------------------------
+
+def start_issue(store: Store, issue: Issue, now: datetime) -> int | None:
+    """Freeze the audience of an approved issue and mark it sending (None: already started)."""
+    if issue.id is None:
+        raise DigestError(f"{issue.newsletter} issue {issue.number} is not stored yet")
+    if issue.state == "draft":
+        raise DigestError(f"{issue.newsletter} issue {issue.number} is a draft: approve it before sending")
+    return store.deliveries.start(issue.id, now)
+
+
+@dataclass
+class _Batch:
+    leased: list[Leased]
+    future: Future
+
+
+def send_issue(store: Store, issue: Issue, compose: Compose, transport: Transport, delivery: DeliverySettings,
+               *, clock: Clock = utcnow, progress: Callable[[Progress], None] | None = None) -> SendReport:
+    """Send every recipient of a started issue that is due now; mark the issue sent when none is left.
+
+    Returns when nothing more is due now: finished, paused or cancelled, or only deferred rows
+    (and leases held by other workers) remain, due at `next_attempt_at`.
+    """
+    with ThreadPoolExecutor(1, thread_name_prefix="send") as wire:
+        in_flight: _Batch | None = None
+        while True:
+            now = clock()
+            leased = store.deliveries.lease(issue.id, limit=delivery.batch_size, now=now, lease_for=delivery.lease)
+            outgoing = [compose(row, now) for row in leased]
+            if in_flight is None and not leased:
+                break
+            results = in_flight.future.result() if in_flight is not None else None
+            following = wire.submit(transport.send_many, outgoing) if leased else None
+            if in_flight is not None:  # recorded while the next batch is on the wire
+                _record(store, issue.id, in_flight.leased, results, delivery, clock(), progress)
+            in_flight = _Batch(leased, following) if leased else None
+    return report(store, issue, clock())
+
+
+def _record(store: Store, issue_id: int, leased: list[Leased], results: list[SendResult],
+            delivery: DeliverySettings, now: datetime, progress: Callable[[Progress], None] | None) -> None:
+    if len(results) != len(leased):
+        raise DeliveryError(f"the transport answered {len(results)} times for {len(leased)} messages")
+    outcomes = [decide(row, result, delivery, now) for row, result in zip(leased, results)]
+    store.deliveries.record(issue_id, outcomes, now, soft_bounce_limit=delivery.soft_bounce_limit)
+    if progress is not None:
+        progress(Progress(
+            delivered=sum(o.state == "delivered" for o in outcomes),
+            failed=sum(o.state == "failed" for o in outcomes),
+            deferred=sum(o.state == "deferred" for o in outcomes)))
+
+
+def report(store: Store, issue: Issue, now: datetime) -> SendReport:
+    """Counts per state; a started issue with nothing left open becomes `sent`."""
+    counts = store.deliveries.counts(issue.id)
+    current = store.issues.get(issue.newsletter, issue.number)
+    state = current.state if current else issue.state
+    result = SendReport(issue.id, counts, state, store.deliveries.next_attempt(issue.id))
+    if state == "sending" and result.finished:
+        try:
+            result.issue_state = store.issues.transition(issue.newsletter, issue.number, "sent", now).state
+        except DigestError:
+            pass  # another worker finished it first, or an operator paused it meanwhile
+    return result
+
+
+def deliver_issue(store: Store, settings: Settings, issue: Issue, rendered: RenderedIssue, transport: Transport,
+                  *, clock: Clock = utcnow, progress: Callable[[Progress], None] | None = None,
+                  signer: Signer | None = None) -> SendReport:
+    """Start the issue if it has not started (freezing its audience), then send what is due."""
+    newsletter = settings.newsletter(issue.newsletter)
+    frozen = start_issue(store, issue, clock())
+    compiled = compile_message(rendered, settings=settings, newsletter=newsletter, issue_number=issue.number,
+                               signer=signer if signer is not None else Signer.from_settings(settings.delivery.dkim))
+    compose = composer(compiled, settings, newsletter, issue.number)
+    result = send_issue(store, issue, compose, transport, settings.delivery, clock=clock, progress=progress)
+    result.frozen = frozen
+    return result
+
+
+# --- operator actions ----------------------------------------------------------------------
+
+def pause(store: Store, issue: Issue, now: datetime) -> Issue:
+    """Stop leasing new rows; batches on the wire finish and are recorded."""
+    return store.issues.transition(issue.newsletter, issue.number, "paused", now)
+
+
+def resume(store: Store, issue: Issue, now: datetime) -> Issue:
+    return store.issues.transition(issue.newsletter, issue.number, "sending", now)
+
+
+def cancel(store: Store, issue: Issue, now: datetime) -> tuple[Issue, int]:
+    """Cancel the issue and every recipient not yet sent; returns the issue and rows cancelled."""
+    cancelled = store.issues.transition(issue.newsletter, issue.number, "cancelled", now)
+    return cancelled, (store.deliveries.cancel_open(issue.id, now) if issue.id is not None else 0)
+
+
+def summary(result: SendReport, issue: Issue, status: str) -> dict:
+    """The `publisher digest send NAME --json` object (product.md), plus the per-state counts."""
+    return {
+        "status": status,
+        "issue": issue.number,
+        "newsletter": issue.newsletter,
+        "articles": len(issue.article_ids),
+        "recipients": result.recipients,
+        "delivered": result.get("delivered"),
+        "failed": result.get("failed"),
+        "deferred": result.get("deferred"),
+        "pending": result.get("pending") + result.get("sending"),
+        "cancelled": result.get("cancelled"),
+        "state": result.issue_state,
+        "next_attempt_at": result.next_attempt_at.isoformat() if result.next_attempt_at else None,
+    }

@@ -1,0 +1,229 @@
+"""The deliveries ledger: one row per (issue, recipient), pending → sending → delivered | deferred | failed.
+
+Rows are leased in batches (PostgreSQL: `FOR UPDATE SKIP LOCKED`; SQLite: every transaction is
+`BEGIN IMMEDIATE`, so leasers queue) and their outcome is written only after the server replied.
+A lease that expires (its worker died) makes the row eligible again. Starting an issue and
+freezing its audience happen in one transaction; so do recording outcomes and counting bounces.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, bindparam, case, exists, func, insert, literal, select, update
+from sqlalchemy.engine import Connection, Engine
+
+from publisher.store.schema import deliveries, issues, subscribers, subscriptions
+
+OPEN_STATES = ("pending", "sending", "deferred")
+_SUBSCRIBED = "confirmed"
+
+
+@dataclass(frozen=True)
+class Leased:
+    """One recipient handed to a worker until `lease_until`; `token` proves the lease is still ours."""
+
+    subscriber_id: int
+    email: str
+    name: str
+    attempts: int  # including this one
+    queued_at: datetime
+    token: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What to write for one leased row once the server has answered."""
+
+    subscriber_id: int
+    token: str
+    state: str  # delivered | deferred | failed
+    code: int | None = None
+    status: str = ""
+    detail: str = ""
+    next_attempt_at: datetime | None = None
+    bounce: str = ""  # "" | "hard" | "soft": counts against the subscriber
+
+
+class DeliveryStore:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    # -- starting -------------------------------------------------------------------------------
+
+    def start(self, issue_id: int, now: datetime) -> int | None:
+        """Move an approved issue to sending and freeze its audience, in one transaction.
+
+        Returns how many recipients were frozen, or None if the issue had already started (its
+        audience is never extended) or is not approved.
+        """
+        with self.engine.begin() as connection:
+            newsletter = connection.scalar(select(issues.c.newsletter).where(issues.c.id == issue_id))
+            started = connection.execute(
+                update(issues).where(issues.c.id == issue_id, issues.c.state == "approved")
+                .values(state="sending", started_at=func.coalesce(issues.c.started_at, now))
+            ).rowcount
+            if not started:
+                return None
+            return self._freeze(connection, issue_id, newsletter, now)
+
+    @staticmethod
+    def _freeze(connection: Connection, issue_id: int, newsletter: str, now: datetime) -> int:
+        audience = (
+            select(literal(issue_id), subscribers.c.id, subscribers.c.email, subscribers.c.name,
+                   literal("pending"), literal(0), literal(""), literal(""), literal(now, deliveries.c.queued_at.type),
+                   literal(now, deliveries.c.updated_at.type))
+            .select_from(subscribers.join(subscriptions, subscriptions.c.subscriber_id == subscribers.c.id))
+            .where(subscriptions.c.newsletter == newsletter, subscribers.c.status == _SUBSCRIBED,
+                   ~exists().where(deliveries.c.issue_id == issue_id,
+                                   deliveries.c.subscriber_id == subscribers.c.id))
+        )
+        columns = ["issue_id", "subscriber_id", "email", "name", "state", "attempts", "last_status",
+                   "last_error", "queued_at", "updated_at"]
+        connection.execute(insert(deliveries).from_select(columns, audience))
+        return connection.scalar(select(func.count()).where(deliveries.c.issue_id == issue_id))
+
+    # -- leasing --------------------------------------------------------------------------------
+
+    def lease(self, issue_id: int, *, limit: int, now: datetime, lease_for: timedelta) -> list[Leased]:
+        """Up to `limit` rows that are due, marked sending until now + lease_for.
+
+        Nothing while the issue is not `sending` (paused, cancelled, sent). Recipients who are no
+        longer confirmed or subscribed to the newsletter are marked cancelled instead.
+        """
+        with self.engine.begin() as connection:
+            issue = connection.execute(
+                select(issues.c.state, issues.c.newsletter).where(issues.c.id == issue_id)).first()
+            if issue is None or issue.state != "sending":
+                return []
+            rows = self._candidates(connection, issue_id, issue.newsletter, limit, now)
+            gone = [row.subscriber_id for row in rows if not row.eligible]
+            keep = [row for row in rows if row.eligible]
+            token = secrets.token_hex(8)
+            self._mark(connection, issue_id, gone, state="cancelled", lease_until=None, updated_at=now,
+                       last_error="no longer subscribed when its turn came")
+            self._mark(connection, issue_id, [row.subscriber_id for row in keep], state="sending",
+                       lease_until=now + lease_for, lease_token=token, updated_at=now,
+                       attempts=deliveries.c.attempts + 1)
+        return [Leased(row.subscriber_id, row.email, row.name, row.attempts + 1, row.queued_at, token)
+                for row in keep]
+
+    def _candidates(self, connection: Connection, issue_id: int, newsletter: str, limit: int,
+                    now: datetime) -> list:
+        """Expired leases first, then retries that are due, then fresh rows; each an index range."""
+        eligible = and_(
+            subscribers.c.status == _SUBSCRIBED,
+            exists().where(subscriptions.c.subscriber_id == deliveries.c.subscriber_id,
+                           subscriptions.c.newsletter == newsletter),
+        )
+        kinds = (
+            and_(deliveries.c.state == "sending", deliveries.c.lease_until <= now),
+            and_(deliveries.c.state == "deferred", deliveries.c.next_attempt_at <= now),
+            deliveries.c.state == "pending",
+        )
+        found: list = []
+        for kind in kinds:
+            if len(found) >= limit:
+                break
+            query = (
+                select(deliveries.c.subscriber_id, deliveries.c.email, deliveries.c.name,
+                       deliveries.c.attempts, deliveries.c.queued_at, eligible.label("eligible"))
+                .select_from(deliveries.join(subscribers, subscribers.c.id == deliveries.c.subscriber_id))
+                .where(deliveries.c.issue_id == issue_id, kind)
+                .limit(limit - len(found))
+            )
+            if connection.dialect.name == "postgresql":
+                query = query.with_for_update(skip_locked=True, of=deliveries)
+            found.extend(connection.execute(query).all())
+        return found
+
+    @staticmethod
+    def _mark(connection: Connection, issue_id: int, subscriber_ids: Sequence[int], **values) -> None:
+        for start in range(0, len(subscriber_ids), 500):
+            chunk = list(subscriber_ids[start:start + 500])
+            if chunk:
+                connection.execute(update(deliveries).where(
+                    deliveries.c.issue_id == issue_id, deliveries.c.subscriber_id.in_(chunk)).values(**values))
+
+    # -- recording ------------------------------------------------------------------------------
+
+    def record(self, issue_id: int, outcomes: Sequence[Outcome], now: datetime, *, soft_bounce_limit: int) -> int:
+        """Write the servers' answers and count bounces, in one transaction; returns rows written.
+
+        A row is written only while it is still `sending` under the same lease token, so a worker
+        whose lease expired cannot overwrite the outcome of the worker that took over.
+        """
+        if not outcomes:
+            return 0
+        statement = (
+            update(deliveries)
+            .where(deliveries.c.issue_id == issue_id, deliveries.c.subscriber_id == bindparam("b_id"),
+                   deliveries.c.lease_token == bindparam("b_token"), deliveries.c.state == "sending")
+            .values(state=bindparam("b_state"), last_code=bindparam("b_code"), last_status=bindparam("b_status"),
+                    last_error=bindparam("b_detail"), next_attempt_at=bindparam("b_next"),
+                    delivered_at=bindparam("b_delivered"), lease_until=None, lease_token="", updated_at=now)
+        )
+        rows = [{
+            "b_id": outcome.subscriber_id, "b_token": outcome.token, "b_state": outcome.state,
+            "b_code": outcome.code, "b_status": outcome.status[:16], "b_detail": outcome.detail[:1000],
+            "b_next": outcome.next_attempt_at, "b_delivered": now if outcome.state == "delivered" else None,
+        } for outcome in outcomes]
+        with self.engine.begin() as connection:
+            written = connection.execute(statement, rows).rowcount
+            self._count_bounces(connection, outcomes, now, soft_bounce_limit)
+        return written
+
+    @staticmethod
+    def _count_bounces(connection: Connection, outcomes: Sequence[Outcome], now: datetime,
+                       soft_bounce_limit: int) -> None:
+        """Hard bounce: suppressed at once. Soft give-up: suppressed at the limit. Delivery: reset."""
+        hard = [o.subscriber_id for o in outcomes if o.bounce == "hard"]
+        soft = [o.subscriber_id for o in outcomes if o.bounce == "soft"]
+        delivered = [o.subscriber_id for o in outcomes if o.state == "delivered"]
+        for ids, limit in ((hard, 1), (soft, max(1, soft_bounce_limit))):
+            if ids:
+                connection.execute(update(subscribers).where(subscribers.c.id.in_(ids)).values(
+                    bounce_count=subscribers.c.bounce_count + 1, updated_at=now,
+                    status=case((and_(subscribers.c.status == _SUBSCRIBED, subscribers.c.bounce_count + 1 >= limit),
+                                 "bounced"), else_=subscribers.c.status)))
+        if delivered:
+            connection.execute(update(subscribers).where(
+                subscribers.c.id.in_(delivered), subscribers.c.bounce_count > 0).values(bounce_count=0))
+
+    # -- operator -------------------------------------------------------------------------------
+
+    def counts(self, issue_id: int) -> dict[str, int]:
+        """Rows per state (every state present, zero when none)."""
+        from publisher.model import DELIVERY_STATES
+
+        with self.engine.connect() as connection:
+            found = dict(connection.execute(
+                select(deliveries.c.state, func.count()).where(deliveries.c.issue_id == issue_id)
+                .group_by(deliveries.c.state)).all())
+        return {state: found.get(state, 0) for state in DELIVERY_STATES}
+
+    def next_attempt(self, issue_id: int) -> datetime | None:
+        """When the earliest open row becomes due again (a deferral or a lease running out)."""
+        with self.engine.connect() as connection:
+            return connection.scalar(select(func.min(case(
+                (deliveries.c.state == "deferred", deliveries.c.next_attempt_at),
+                else_=deliveries.c.lease_until))).where(
+                deliveries.c.issue_id == issue_id, deliveries.c.state.in_(("deferred", "sending"))))
+
+    def cancel_open(self, issue_id: int, now: datetime) -> int:
+        """Mark every row not yet sent as cancelled (a cancelled issue). Rows in flight keep theirs."""
+        with self.engine.begin() as connection:
+            return connection.execute(update(deliveries).where(
+                deliveries.c.issue_id == issue_id, deliveries.c.state.in_(("pending", "deferred"))
+            ).values(state="cancelled", next_attempt_at=None, updated_at=now,
+                     last_error="the issue was cancelled")).rowcount
+
+    def rows(self, issue_id: int) -> list[dict]:
+        """Every row of an issue's ledger, for tests and exports."""
+        with self.engine.connect() as connection:
+            return [dict(row) for row in connection.execute(
+                select(deliveries).where(deliveries.c.issue_id == issue_id)
+                .order_by(deliveries.c.subscriber_id)).mappings()]

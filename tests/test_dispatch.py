@@ -1,0 +1,241 @@
+"""Dispatch against a real SMTP server on loopback (aiosmtpd), on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import insert, select
+
+from publisher import dispatch
+from publisher.model import Issue, RenderedIssue, Subscriber
+from publisher.store.schema import issues
+from publisher.transports import MemoryTransport, SendResult, make_transport
+from sink import SinkHandler, smtp_sink
+
+NOW = datetime(2025, 10, 20, 12, 0, tzinfo=timezone.utc)
+RENDERED = RenderedIssue(
+    newsletter="weekly", subject="Weekly: notes from the field", preheader="3 new articles",
+    html="<p>Hello @@NAME@@,</p><p>News.</p><p><a href=\"@@UNSUBSCRIBE_URL@@\">Unsubscribe</a></p>",
+    text="Hello @@NAME@@,\n\nNews.\n\nUnsubscribe: @@UNSUBSCRIBE_URL@@\nPreferences: @@PREFERENCES_URL@@\n",
+)
+
+
+class Clock:
+    def __init__(self, start: datetime = NOW) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def make_issue(store, newsletter: str = "weekly", number: int = 1, state: str = "approved") -> Issue:
+    with store.engine.begin() as connection:
+        issue_id = connection.execute(insert(issues).values(
+            newsletter=newsletter, number=number, slot=NOW + timedelta(days=number), state=state,
+            watermark=NOW, subject=RENDERED.subject, created_at=NOW)).inserted_primary_key[0]
+    return Issue(newsletter=newsletter, number=number, slot=NOW, state=state, id=issue_id, article_ids=(1, 2, 3))
+
+
+def issue_state(store, issue: Issue) -> str:
+    with store.engine.connect() as connection:
+        return connection.scalar(select(issues.c.state).where(issues.c.id == issue.id))
+
+
+def add_subscribers(store, count: int, *, status: str = "confirmed", domain_count: int = 5, prefix: str = "reader"):
+    people = [Subscriber(email=f"{prefix}{i}@d{i % domain_count}.example", name=f"Reader {i}", status=status,
+                         newsletters=("weekly",)) for i in range(count)]
+    store.subscribers.upsert_many(people, NOW)
+    return [person.email for person in people]
+
+
+@pytest.fixture
+def config(make_settings, database_url):
+    def make(port: int = 25, **delivery):
+        data = {
+            "newsletters": {"weekly": {"title": "Weekly", "from": "The Weekly <weekly@news.example.org>"}},
+            "delivery": {"transport": "smtp", "batch_size": 25, "retry_first": 0, "retry_max": 0,
+                         "smtp": {"host": "127.0.0.1", "port": port, "connections": 3, "timeout": 10,
+                                  "per_domain_connections": 2}, **delivery},
+        }
+        return make_settings(data, database_url=database_url)
+
+    return make
+
+
+def test_everyone_receives_exactly_one_message_with_the_list_headers(store, config):
+    emails = add_subscribers(store, 120)
+    add_subscribers(store, 3, status="pending", prefix="unconfirmed")
+    add_subscribers(store, 2, status="unsubscribed", prefix="gone")
+    issue = make_issue(store)
+    handler = SinkHandler()
+    with smtp_sink(handler) as port:
+        settings = config(port)
+        transport = make_transport(settings.delivery)
+        result = dispatch.deliver_issue(store, settings, issue, RENDERED, transport, clock=Clock())
+        transport.close()
+    assert handler.received() == {email: 1 for email in emails}
+    assert result.get("delivered") == 120 and result.finished and result.issue_state == "sent"
+    assert dispatch.summary(result, issue, "sent") | {"next_attempt_at": None} == {
+        "status": "sent", "issue": 1, "newsletter": "weekly", "articles": 3, "recipients": 120,
+        "delivered": 120, "failed": 0, "deferred": 0, "pending": 0, "cancelled": 0, "state": "sent",
+        "next_attempt_at": None}
+    message = handler.parsed(emails[7])[0]
+    assert message["To"] == f"Reader 7 <{emails[7]}>"
+    assert message["From"] == "The Weekly <weekly@news.example.org>"
+    assert message["Subject"] == "Weekly: notes from the field"
+    assert message["Message-ID"].endswith("@news.example.org>")
+    assert message["List-Id"] == "Weekly <weekly.news.example.org>"
+    one_click, mailto = [part.strip() for part in message["List-Unsubscribe"].split(",")]
+    assert one_click.startswith("<https://news.example.org/unsubscribe/") and mailto.startswith("<mailto:")
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert [part.get_content_type() for part in message.iter_parts()] == ["text/plain", "text/html"]
+    text = next(message.iter_parts()).get_content()
+    assert "Hello Reader 7," in text and one_click.strip("<>") in text
+    ids = {handler.parsed(email)[0]["Message-ID"] for email in emails}
+    assert len(ids) == 120
+
+
+def test_start_freezes_the_audience_once(store, config):
+    add_subscribers(store, 10)
+    issue = make_issue(store)
+    assert dispatch.start_issue(store, issue, NOW) == 10
+    add_subscribers(store, 3, prefix="late")
+    assert dispatch.start_issue(store, issue, NOW) is None
+    assert store.deliveries.counts(issue.id)["pending"] == 10
+
+
+def test_flaky_server_and_dropped_connections_still_deliver_everyone_once(store, config):
+    emails = add_subscribers(store, 300, domain_count=7)
+    issue = make_issue(store)
+    handler = SinkHandler(flaky=0.1, drop_every=41, seed=11)
+    with smtp_sink(handler) as port:
+        settings = config(port)
+        transport = make_transport(settings.delivery)
+        result = dispatch.deliver_issue(store, settings, issue, RENDERED, transport, clock=Clock())
+        transport.close()
+    assert handler.refusals["421"] and handler.refusals["451"] and handler.refusals["drop"]
+    assert handler.received() == {email: 1 for email in emails}
+    assert result.get("delivered") == 300 and result.issue_state == "sent"
+    retried = [row for row in store.deliveries.rows(issue.id) if row["attempts"] > 1]
+    assert retried and all(row["state"] == "delivered" for row in retried)
+
+
+def test_hard_bounces_are_recorded_and_suppressed(store, config):
+    emails = add_subscribers(store, 40)
+    bad = set(emails[:4])
+    issue = make_issue(store)
+    with smtp_sink(SinkHandler(reject=bad)) as port:
+        settings = config(port)
+        transport = make_transport(settings.delivery)
+        result = dispatch.deliver_issue(store, settings, issue, RENDERED, transport, clock=Clock())
+        transport.close()
+    assert (result.get("delivered"), result.get("failed")) == (36, 4)
+    failed = [row for row in store.deliveries.rows(issue.id) if row["state"] == "failed"]
+    assert {row["email"] for row in failed} == bad
+    assert {(row["last_code"], row["last_status"]) for row in failed} == {(550, "5.1.1")}
+    assert {store.subscribers.get(email).status for email in bad} == {"bounced"}
+    second = make_issue(store, number=2)
+    assert dispatch.start_issue(store, second, NOW) == 36
+
+
+def test_soft_failures_back_off_then_give_up_as_soft_bounces(store, config):
+    settings = config(retry_first="5m", retry_max="20m", give_up_after="1h", soft_bounce_limit=2)
+    emails = add_subscribers(store, 3)
+    issue = make_issue(store)
+    clock = Clock()
+    transport = MemoryTransport(reply=lambda message: SendResult("deferred", 451, "4.2.2", "mailbox full"))
+    for minutes in (0, 5, 15, 35, 55, 75):
+        clock.now = NOW + timedelta(minutes=minutes)
+        result = dispatch.deliver_issue(store, settings, issue, RENDERED, transport, clock=clock)
+    assert result.get("failed") == 3 and result.issue_state == "sent"
+    row = store.deliveries.rows(issue.id)[0]
+    assert row["attempts"] == 6 and row["last_error"].startswith("gave up")
+    assert {store.subscribers.get(email).bounce_count for email in emails} == {1}
+    assert {store.subscribers.get(email).status for email in emails} == {"confirmed"}
+
+
+def test_backoff_doubles_from_retry_first_up_to_retry_max(config):
+    delivery = config(retry_first="5m", retry_max="1h").delivery
+    assert [dispatch.backoff(n, delivery) for n in (1, 2, 3, 4, 5, 9)] == [
+        timedelta(minutes=m) for m in (5, 10, 20, 40, 60, 60)]
+
+
+def test_nothing_is_sent_before_a_deferral_is_due(store, config):
+    settings = config(retry_first="10m", retry_max="1h")
+    add_subscribers(store, 2)
+    issue = make_issue(store)
+    clock = Clock()
+    replies = iter([SendResult("deferred", 451), SendResult("deferred", 451)])
+    transport = MemoryTransport(reply=lambda message: next(replies, dispatch.SendResult("delivered", 250)))
+    result = dispatch.deliver_issue(store, settings, issue, RENDERED, transport, clock=clock)
+    assert result.get("deferred") == 2 and result.next_attempt_at == NOW + timedelta(minutes=10)
+    clock.now = NOW + timedelta(minutes=9)
+    assert dispatch.deliver_issue(store, settings, issue, RENDERED, transport, clock=clock).get("deferred") == 2
+    clock.now = NOW + timedelta(minutes=10)
+    assert dispatch.deliver_issue(store, settings, issue, RENDERED, transport, clock=clock).get("delivered") == 2
+
+
+def test_an_unsubscribe_during_the_send_stops_that_recipient(store, config):
+    settings = config(batch_size=5)
+    emails = add_subscribers(store, 20)
+    issue = make_issue(store)
+    leaving = store.subscribers.get(emails[-1])
+
+    def reply(message):
+        if message.recipient == emails[0]:
+            store.subscribers.remove(leaving.email)
+        return SendResult("delivered", 250)
+
+    transport = MemoryTransport(reply=reply)
+    result = dispatch.deliver_issue(store, settings, issue, RENDERED, transport, clock=Clock())
+    assert emails[-1] not in {message.recipient for message in transport.sent}
+    assert (result.get("delivered"), result.get("cancelled")) == (19, 1)
+
+
+def test_expired_leases_are_sent_again_and_delivered_rows_never(store, config):
+    settings = config(batch_size=10, lease="5m")
+    add_subscribers(store, 30)
+    issue = make_issue(store)
+    dispatch.start_issue(store, issue, NOW)
+    abandoned = store.deliveries.lease(issue.id, limit=10, now=NOW, lease_for=settings.delivery.lease)
+    clock = Clock(NOW + timedelta(minutes=1))
+    transport = MemoryTransport()
+    result = dispatch.deliver_issue(store, settings, issue, RENDERED, transport, clock=clock)
+    assert (len(transport.sent), result.get("sending")) == (20, 10)
+    clock.now = NOW + timedelta(minutes=6)
+    result = dispatch.deliver_issue(store, settings, issue, RENDERED, transport, clock=clock)
+    assert sorted(m.recipient for m in transport.sent[20:]) == sorted(row.email for row in abandoned)
+    assert result.get("delivered") == 30 and result.issue_state == "sent"
+    stale = store.deliveries.record(issue.id, [dispatch.decide(abandoned[0], SendResult("failed", 550),
+                                                               settings.delivery, clock.now)], clock.now,
+                                    soft_bounce_limit=3)
+    assert stale == 0 and store.deliveries.counts(issue.id)["delivered"] == 30
+
+
+def pausing_after(store, issue, count: int) -> MemoryTransport:
+    """A transport that pauses the issue (as an operator would) once it has sent `count` messages."""
+
+    def reply(message):
+        if len(transport.sent) == count - 1:
+            dispatch.pause(store, issue, NOW)
+        return SendResult("delivered", 250)
+
+    transport = MemoryTransport(reply=reply)
+    return transport
+
+
+def test_pause_resume_and_cancel(store, config):
+    settings = config(batch_size=5)
+    add_subscribers(store, 30)
+    issue = make_issue(store)
+    result = dispatch.deliver_issue(store, settings, issue, RENDERED, pausing_after(store, issue, 3), clock=Clock())
+    assert result.issue_state == "paused" and result.get("delivered") == 10  # the batch on the wire + the next
+    assert dispatch.deliver_issue(store, settings, issue, RENDERED, MemoryTransport(), clock=Clock()).get(
+        "delivered") == 10
+    dispatch.resume(store, issue, NOW)
+    result = dispatch.deliver_issue(store, settings, issue, RENDERED, pausing_after(store, issue, 1), clock=Clock())
+    assert result.issue_state == "paused" and result.get("delivered") == 20
+    cancelled, rows = dispatch.cancel(store, issue, NOW)
+    result = dispatch.report(store, issue, NOW)
+    assert cancelled.state == "cancelled" and (rows, result.get("cancelled"), result.get("pending")) == (10, 10, 0)
