@@ -11,8 +11,8 @@ from datetime import datetime, timezone
 from publisher.config import NewsletterSettings, Settings
 from publisher.digest import Digest, Selection, Skipped, lower_bound, select
 from publisher.errors import DigestError
-from publisher.model import Issue
-from publisher.render import render_subject
+from publisher.model import Issue, RenderedIssue
+from publisher.render import render_digest, render_subject
 from publisher.store import Store
 from publisher.store.issues import IssueConflict
 
@@ -79,7 +79,7 @@ def preview_digest(store: Store, settings: Settings, newsletter: str | Newslette
     config = _newsletter(settings, newsletter)
     pending = store.issues.latest(config.name, states=("draft", "approved"))
     if pending is not None:
-        return load_digest(store, pending), None
+        return load_digest(store, pending, config), None
     now = _utc(now, "now")
     chosen = next_selection(store, config, now, now, force=True)
     if isinstance(chosen, Skipped):
@@ -91,18 +91,21 @@ def preview_digest(store: Store, settings: Settings, newsletter: str | Newslette
     return digest, strict if isinstance(strict, Skipped) else None
 
 
-def load_digest(store: Store, issue: Issue) -> Digest:
+def load_digest(store: Store, issue: Issue, newsletter: NewsletterSettings) -> Digest:
     """A stored issue with its articles, ready for `render.render_digest`."""
-    since = None
-    if issue.number > 1:
-        earlier = [i for i in store.issues.list(issue.newsletter)
-                   if i.number < issue.number and i.state != "cancelled"]
-        since = earlier[-1].watermark if earlier else None
+    earlier = [i for i in store.issues.list(issue.newsletter)
+               if i.number < issue.number and i.state != "cancelled"]
+    since = earlier[-1].watermark if earlier else issue.slot - newsletter.lookback
     articles = store.articles.by_ids(issue.article_ids)
     overflow = store.articles.by_ids(issue.overflow_ids)
-    if since is None:
-        since = min((a.published for a in articles + overflow), default=issue.slot)
     return Digest(issue.newsletter, issue.number, issue.slot, tuple(articles), tuple(overflow), since)
+
+
+def render_issue(store: Store, settings: Settings, issue: Issue) -> RenderedIssue:
+    """Render a stored issue once (the delivery engine personalises the result per recipient)."""
+    newsletter = settings.newsletter(issue.newsletter)
+    digest = load_digest(store, issue, newsletter)
+    return render_digest(digest, settings=settings, newsletter=newsletter, subject=issue.subject or None)
 
 
 def approve(store: Store, newsletter: str, number: int | None, now: datetime) -> Issue:

@@ -1,0 +1,191 @@
+"""Selecting an issue's articles: the pure rules with a fixed clock, then the seeds end to end."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from publisher.config import NewsletterSettings, SourceSettings
+from publisher.content import import_sources
+from publisher.digest import Selection, Skipped, sections, select
+from publisher.issues import build_issue
+from publisher.model import Article
+from tests.conftest import AS_OF_000, AS_OF_002, SEED_000, SEED_002
+
+SLOT = datetime(2025, 10, 20, 8, 0, tzinfo=timezone.utc)
+
+ISSUE_1 = [
+    "The traditional friendship between Laos and China is at its best in history",
+    "Li Qiang issues rallying call for development at UN",
+    "China and Cuba show that a better world is not only possible – it is being built day by day",
+    "China’s Premier champions peace, justice and development at UN General Assembly",
+    "Xi Jinping at the UN Climate Summit: Green and low-carbon transition is the trend of the time",
+    "Is China a threat?",
+    "Communist forces played the main role in defeating Japanese militarism",
+    "Xi Jinping: At all times, our work must be for the people and we must do our best to improve "
+    "the well-being of all the people",
+    "BRICS countries seek common stand on ‘tariff wars’",
+    "Li Qiang: The Global South should stand at the forefront of global governance reform",
+    "Reject Western Marxism, defend the socialist countries, and stand with the peoples of the world "
+    "against imperialism",
+    "Young people can build improved people-to-people relations between China and Britain",
+    "China is a force for peace and progress, that’s why the world needs China",
+    "Xi Jinping sets out programme for heightened cooperation with Central Asia",
+    "China will continue to be a stabilising force for peace and progress",
+    "Remarks marking the 26th anniversary of the NATO bombing of Yugoslavia",
+    "Tongogara Memorial Talk: African liberation and China",
+    "Lula: Latin America, the Caribbean and China show it is possible to fight climate change without "
+    "sacrificing growth and justice",
+    "Xi Jinping: Writing a new chapter in building a China-LAC Community with a Shared Future",
+]
+
+ISSUE_2 = [
+    "Premier Li Qiang joins celebrations of the 80th anniversary of the Workers’ Party of Korea in Pyongyang",
+    "Tianjin Declaration advances roadmap for Shanghai Cooperation Organisation",
+    "China, Russia, Pakistan and Iran reject US return to Afghanistan",
+    "Cuba-China diplomatic relations: 65 years from history to the future",
+    "DPRK foreign minister: Consolidating and developing relations with China is an unwavering stance",
+    "China strongly condemns US misuse of veto to shield Israel",
+    "Symbolic significance of Western states’ recognition of Palestine",
+    "Chinese leaders meet guests from Brazil, Timor-Leste, Hungary, Bulgaria, Romania and Greece",
+    "Portugal reinforces sound relations with China",
+    "Xi Jinping meets the leaders of Zimbabwe, Slovakia, Congo, Serbia and Indonesia",
+    "China-Vietnam relations of comrades and brothers underlined in three high-level meetings",
+    "China and Cuba build on the friendship established by Chairman Mao and Fidel Castro",
+    "Xi meets Lao president",
+    "China, Russia and Mongolia strengthen three-way friendship in Beijing",
+    "Xi Jinping meets leaders from Uzbekistan, Pakistan, Turkmenistan, Iran, Malaysia and Tajikistan",
+    "Kim Jong Un’s first China visit in six years draws world attention",
+    "Special friendship with Cambodia reflected in high-level visits",
+    "Xi Jinping meets leaders from Armenia, Belarus, Maldives, Azerbaijan, Kyrgyzstan, India and Türkiye",
+]
+
+
+def newsletter(**overrides) -> NewsletterSettings:
+    return NewsletterSettings(name="weekly", title="Weekly", from_="News <news@example.org>", **overrides)
+
+
+def article(id: int, published: datetime, *tags: str) -> Article:
+    return Article(guid=f"g{id}", slug=f"a{id}", title=f"Article {id}", url=f"https://x/a{id}/",
+                   summary_html="<p>Teaser</p>", content_html="<p>Teaser</p><p>More</p>", truncated=True,
+                   published=published, updated=published, tags=tags, id=id)
+
+
+def titles(chosen: Selection) -> list[str]:
+    return [a.title for a in chosen.articles]
+
+
+def hours_ago(hours: float) -> datetime:
+    return SLOT - timedelta(hours=hours)
+
+
+def choose(articles, *, watermark=None, sent=(), now=SLOT, force=False, **settings):
+    return select(articles, watermark=watermark, sent_ids=set(sent), newsletter=newsletter(**settings),
+                  slot=SLOT, now=now, force=force)
+
+
+def test_a_first_issue_takes_what_was_published_within_the_lookback_newest_first():
+    old, recent, newest = article(1, hours_ago(24 * 8)), article(2, hours_ago(48)), article(3, hours_ago(1))
+    chosen = choose([old, recent, newest], lookback=timedelta(days=7))
+    assert titles(chosen) == ["Article 3", "Article 2"]
+    assert chosen.since == SLOT - timedelta(days=7)
+    assert chosen.watermark == newest.published
+
+
+def test_the_watermark_is_the_newest_publication_time_of_the_previous_issue_not_its_send_time():
+    watermark = hours_ago(100)  # the previous issue's newest article
+    before, late_import = article(1, hours_ago(101)), article(2, hours_ago(99))
+    chosen = choose([before, late_import], watermark=watermark)
+    assert titles(chosen) == ["Article 2"]  # imported after that issue went out, still picked up
+
+
+def test_an_article_already_sent_in_this_newsletter_is_never_sent_again_even_when_redated():
+    redated = article(1, hours_ago(2))
+    chosen = choose([redated, article(2, hours_ago(3))], watermark=hours_ago(50), sent=[1])
+    assert titles(chosen) == ["Article 2"]
+
+
+def test_future_dated_articles_wait_for_their_time():
+    chosen = choose([article(1, SLOT + timedelta(hours=1)), article(2, hours_ago(1))])
+    assert titles(chosen) == ["Article 2"]
+
+
+def test_at_most_max_articles_and_the_rest_are_overflow_newest_first():
+    many = [article(i, hours_ago(i)) for i in range(1, 8)]
+    chosen = choose(many, max_articles=3)
+    assert titles(chosen) == ["Article 1", "Article 2", "Article 3"]
+    assert [a.title for a in chosen.overflow] == ["Article 4", "Article 5", "Article 6", "Article 7"]
+    assert chosen.count == 7 and chosen.watermark == many[0].published
+
+
+def test_fewer_than_min_articles_is_skipped_and_says_why():
+    skipped = choose([article(1, hours_ago(1)), article(2, hours_ago(2))], min_articles=3)
+    assert isinstance(skipped, Skipped)
+    assert skipped.reason == "skipped: 2 new articles, minimum 3"
+    assert str(choose([], min_articles=1)) == "skipped: 0 new articles, minimum 1"
+
+
+def test_force_lowers_the_minimum_to_one_but_never_builds_an_empty_issue():
+    assert titles(choose([article(1, hours_ago(1))], min_articles=5, force=True)) == ["Article 1"]
+    assert isinstance(choose([], min_articles=5, force=True), Skipped)
+
+
+def test_include_and_exclude_tags_compare_as_slugs():
+    items = [article(1, hours_ago(1), "China"), article(2, hours_ago(2), "Climate Change"),
+             article(3, hours_ago(3), "china", "Opinion"), article(4, hours_ago(4))]
+    assert titles(choose(items, include_tags=("CHINA",))) == ["Article 1", "Article 3"]
+    assert titles(choose(items, exclude_tags=("opinion", "climate-change"))) == ["Article 1", "Article 4"]
+
+
+def test_sections_group_by_the_first_matching_tag_in_configured_order():
+    items = [article(1, hours_ago(1), "World"), article(2, hours_ago(2), "China", "World"),
+             article(3, hours_ago(3)), article(4, hours_ago(4), "china")]
+    grouped = sections(items, ("China", "World", "Empty"))
+    assert [(name, [a.id for a in group]) for name, group in grouped] == [
+        ("China", [2, 4]), ("World", [1]), ("More", [3])]
+    assert sections(items, ()) == [("", items)]
+
+
+# -- the seeds, end to end through the store ----------------------------------------------------
+
+def _import(store, settings, seed, as_of):
+    import_sources(store, settings, [SourceSettings(path=str(seed), format="textpage")], as_of=as_of, now=as_of)
+
+
+def test_the_seed_captures_give_issue_1_then_exactly_the_18_new_articles_then_a_skip(
+        make_settings, database_url, store):
+    settings = make_settings({"newsletters": {"weekly": {
+        "title": "Weekly", "schedule": "0 8 * * mon", "lookback": "7d", "min_articles": 1, "max_articles": 20,
+    }}}, database_url=database_url)
+    _import(store, settings, SEED_002, AS_OF_002)
+    first_slot = datetime(2025, 10, 6, 8, tzinfo=timezone.utc)
+    first = build_issue(store, settings, "weekly", first_slot, first_slot)
+    assert first.number == 1 and first.state == "approved" and not first.overflow_ids
+    assert [a.title for a in store.articles.by_ids(first.article_ids)] == ISSUE_1
+
+    _import(store, settings, SEED_000, AS_OF_000)
+    second_slot = datetime(2025, 10, 20, 8, tzinfo=timezone.utc)
+    second = build_issue(store, settings, "weekly", second_slot, second_slot)
+    assert second.number == 2
+    assert [a.title for a in store.articles.by_ids(second.article_ids)] == ISSUE_2
+    assert second.watermark == max(a.published for a in store.articles.by_ids(second.article_ids))
+
+    third_slot = datetime(2025, 10, 27, 8, tzinfo=timezone.utc)
+    third = build_issue(store, settings, "weekly", third_slot, third_slot)
+    assert isinstance(third, Skipped)
+    assert third.reason == "skipped: 0 new articles, minimum 1"
+    assert [i.number for i in store.issues.list("weekly")] == [1, 2]
+
+
+@pytest.mark.parametrize("lookback, expected", [("7d", 19), ("30m", 19), ("10m", 10)])
+def test_the_first_issue_lookback_counts_back_from_the_slot(make_settings, tmp_path, lookback, expected):
+    from publisher.store import Store
+
+    settings = make_settings({"newsletters": {"weekly": {"lookback": lookback}}},
+                             database_url=f"sqlite:///{tmp_path / 'p.db'}")
+    store = Store.open(settings.database.url)
+    _import(store, settings, SEED_002, AS_OF_002)
+    issue = build_issue(store, settings, "weekly", AS_OF_002, AS_OF_002)
+    assert len(issue.article_ids) == expected
+    store.close()
