@@ -140,7 +140,9 @@ def render(request: Request, name: str, status_code: int = 200, headers: dict | 
     state = request.app.state
     html = state.pages.get_template(f"web/{name}.html").render(
         site=state.settings.site, feeds=FEED_LINKS, private="token" in request.path_params, **context)
-    return HTMLResponse(html, status_code=status_code, headers={"cache-control": "no-store", **(headers or {})})
+    # The security headers are set here too: a 500 page leaves through the outermost middleware.
+    return HTMLResponse(html, status_code=status_code, headers={
+        "cache-control": "no-store", **SECURITY_HEADERS, "content-security-policy": PAGE_CSP, **(headers or {})})
 
 
 def error_page(request: Request, status_code: int, message: str, headers: dict | None = None) -> Response:
@@ -250,6 +252,7 @@ async def unsubscribe(request: Request) -> Response:
 async def resubscribe(request: Request) -> Response:
     state, token = request.app.state, request.path_params["token"]
     posted = await request.form()
+    await run_in_threadpool(subscriptions.read_unsubscribe, state.settings, state.store, token)  # 400 first
     if denied := _csrf_denied(request, posted, f"resubscribe:{token}"):
         return denied
     try:
@@ -283,6 +286,7 @@ def _preferences(request: Request, person, token: str, *, saved: bool = False, e
 async def save_preferences(request: Request) -> Response:
     state, token = request.app.state, request.path_params["token"]
     posted = await request.form()
+    await run_in_threadpool(subscriptions.read_preferences, state.settings, state.store, token)  # 400 first
     if denied := _csrf_denied(request, posted, f"preferences:{token}"):
         return denied
     try:
@@ -293,6 +297,10 @@ async def save_preferences(request: Request) -> Response:
         person = await run_in_threadpool(subscriptions.read_preferences, state.settings, state.store, token)
         return _preferences(request, person, token, error=str(error))
     return _preferences(request, person, token, saved=True)
+
+
+async def archive_root(request: Request) -> Response:
+    return RedirectResponse("/archive/", status_code=307)  # a path, never a host from the request
 
 
 async def healthz(request: Request) -> Response:
@@ -345,6 +353,7 @@ def routes(settings: Settings) -> list:
         Route("/preferences/{token}", preferences_page, methods=["GET"]),
         Route("/preferences/{token}", save_preferences, methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
+        Route("/archive", archive_root, methods=["GET"]),
         Mount("/feeds", Files(settings.feeds.dir, FEED_CACHE)),
         Mount("/archive", Files(settings.archive.dir, ARCHIVE_CACHE)),
         Mount("/static", Files(static, ARCHIVE_CACHE)),
@@ -367,6 +376,7 @@ def create_app(settings: Settings, store: Store, transport: Transport | None = N
                             RateLimited: on_rate_limited, PublisherError: on_publisher_error, 500: on_crash},
         lifespan=lifespan,
     )
+    app.router.redirect_slashes = False  # its redirects name the Host header's host
     app.state.settings = settings
     app.state.store = store
     app.state.mailer = mailer

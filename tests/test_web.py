@@ -1,0 +1,395 @@
+"""The public web app over HTTP (Starlette's TestClient), on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import gzip
+import re
+import warnings
+from datetime import datetime, timezone
+
+import itsdangerous.timed
+import pytest
+
+from publisher import subscriptions, tokens
+from publisher.model import Subscriber
+from publisher.transports import MemoryTransport
+from publisher.web import create_app
+
+with warnings.catch_warnings():
+    # Starlette asks for httpx2 in its test client; httpx is what the project uses.
+    warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient` is deprecated")
+    from starlette.testclient import TestClient
+
+CONFIRM_LINK = re.compile(r"https://news\.example\.org(/confirm/[\w.-]+)")
+RSS = b'<?xml version="1.0" encoding="UTF-8"?>\n<rss version="2.0"><channel><title>t</title></channel></rss>\n'
+
+
+@pytest.fixture
+def web_settings(make_settings, database_url):
+    return make_settings({
+        "newsletters": {"weekly": {"title": "The Weekly"}, "daily": {"title": "The Daily"}},
+        "web": {"topics": ["python", "email"], "subscribe_per_ip_per_hour": 5},
+    }, database_url=database_url)
+
+
+@pytest.fixture
+def outbox() -> MemoryTransport:
+    return MemoryTransport()
+
+
+@pytest.fixture
+def client(web_settings, store, outbox):
+    with TestClient(create_app(web_settings, store, outbox), base_url="https://news.example.org") as test_client:
+        yield test_client
+
+
+def parse(message) -> email.message.EmailMessage:
+    return email.message_from_bytes(message.data, policy=email.policy.default)
+
+
+def confirm_path(message) -> str:
+    return CONFIRM_LINK.search(parse(message).get_content())[1]
+
+
+def subscribe(client, address="reader@example.com", **extra):
+    data = {"email": address, "name": "Reader", "newsletter": ["weekly"], "topic": ["python"], **extra}
+    return client.post("/subscribe", data=data)
+
+
+def confirmed(store, web_settings, address="fan@example.com", newsletters=("weekly", "daily")) -> Subscriber:
+    now = datetime.now(timezone.utc)
+    store.subscribers.add(Subscriber(email=address, status="confirmed", newsletters=newsletters,
+                                     consent_at=now, source="cli"), now)
+    return store.subscribers.get(address)
+
+
+def unsubscribe_path(web_settings, person, newsletter="weekly") -> str:
+    return tokens.unsubscribe_url("", web_settings.secret_keys, person.id, newsletter)
+
+
+# --- subscribe ------------------------------------------------------------------------------
+
+def test_the_form_asks_for_email_name_newsletters_and_topics(client):
+    page = client.get("/subscribe")
+    assert page.status_code == 200
+    for field in ('name="email"', 'name="name"', 'value="weekly"', 'value="daily"', 'value="python"'):
+        assert field in page.text
+    assert "I agree to receive" in page.text and "<script" not in page.text
+
+
+def test_subscribing_makes_a_pending_subscriber_and_sends_one_confirmation(client, store, outbox):
+    page = subscribe(client, "Reader@Example.com")
+    assert page.status_code == 200 and "Check your inbox" in page.text
+    person = store.subscribers.get("reader@example.com")
+    assert (person.status, person.newsletters, person.source) == ("pending", ("weekly",), "web form")
+    [message] = outbox.sent
+    mail = parse(message)
+    assert message.recipient == "reader@example.com" and mail["To"] == "reader@example.com"
+    assert mail["Message-ID"].endswith("@news.example.org>")
+    assert b"\r\n" in message.data and b"\n" not in message.data.replace(b"\r\n", b"")
+    assert confirm_path(message).startswith("/confirm/")
+
+
+def test_the_response_is_the_same_whether_or_not_the_address_is_known(client, store, web_settings):
+    confirmed(store, web_settings, "known@example.com")
+    known = subscribe(client, "known@example.com")
+    unknown = subscribe(client, "nobody@example.com")
+    assert known.status_code == unknown.status_code == 200
+    assert known.text.replace("known@", "X@") == unknown.text.replace("nobody@", "X@")
+
+
+def test_a_known_confirmed_subscriber_is_not_changed_by_the_form(client, store, web_settings):
+    confirmed(store, web_settings, "known@example.com", newsletters=("weekly",))
+    subscribe(client, "known@example.com", newsletter=["daily"])
+    assert store.subscribers.get("known@example.com").newsletters == ("weekly",)
+
+
+def test_the_honeypot_gets_the_same_page_and_nothing_happens(client, store, outbox):
+    page = subscribe(client, "bot@example.com", website="http://spam.example")
+    assert page.status_code == 200 and "Check your inbox" in page.text
+    assert store.subscribers.get("bot@example.com") is None and outbox.sent == []
+
+
+def test_an_invalid_form_is_shown_again_with_the_reason(client, store):
+    page = subscribe(client, "not-an-address")
+    assert page.status_code == 400 and "not a valid email address" in page.text
+    assert 'aria-invalid="true"' in page.text
+    assert client.post("/subscribe", data={"email": "a@example.com"}).status_code == 400  # no newsletter
+    assert store.subscribers.count() == 0
+
+
+def test_at_most_one_confirmation_mail_per_address_per_hour(client, outbox):
+    for _ in range(3):
+        assert subscribe(client).status_code == 200
+    assert len(outbox.sent) == 1
+
+
+def test_a_burst_from_one_ip_is_rate_limited(client, outbox):
+    answers = [subscribe(client, f"r{number}@example.com").status_code for number in range(7)]
+    assert answers == [200] * 5 + [429] * 2
+    limited = subscribe(client, "late@example.com")
+    assert limited.headers["retry-after"] == "3600" and "Too many requests" in limited.text
+    assert len(outbox.sent) == 5
+
+
+# --- confirm --------------------------------------------------------------------------------
+
+def test_confirming_takes_a_post_records_consent_then_sends_the_welcome(client, store, outbox):
+    subscribe(client)
+    path = confirm_path(outbox.sent[0])
+    page = client.get(path)
+    assert page.status_code == 200 and "<form method=\"post\"" in page.text
+    assert store.subscribers.get("reader@example.com").status == "pending"  # a GET confirms nothing
+    assert len(outbox.sent) == 1
+
+    done = client.post(path)
+    assert done.status_code == 200 and "You are subscribed" in done.text
+    person = store.subscribers.get("reader@example.com")
+    assert (person.status, person.source, person.name, person.topics) == ("confirmed", "web form", "Reader", ("python",))
+    assert person.consent_at is not None
+    assert person.consent_text.startswith(subscriptions.CONSENT_VERSION + ": I agree to receive The Weekly")
+    welcome = parse(outbox.sent[1])
+    assert welcome["Subject"].startswith("Welcome") and "/unsubscribe/" in welcome.get_content()
+
+
+def test_a_confirmation_link_works_once(client, outbox):
+    subscribe(client)
+    path = confirm_path(outbox.sent[0])
+    assert client.post(path).status_code == 200
+    again = client.post(path)
+    assert again.status_code == 400 and "already been used" in again.text
+    assert client.get(path).status_code == 400
+
+
+def test_an_expired_confirmation_link_is_refused(client, store, outbox, monkeypatch):
+    subscribe(client)
+    path = confirm_path(outbox.sent[0])
+    later = itsdangerous.timed.time.time() + 3 * 86400  # confirm_expiry is 2 days
+    monkeypatch.setattr(itsdangerous.timed, "time", type("Clock", (), {"time": staticmethod(lambda: later)}))
+    page = client.post(path)
+    assert page.status_code == 400 and "expired" in page.text
+    assert store.subscribers.get("reader@example.com").status == "pending"
+
+
+def test_confirming_adds_the_newsletters_asked_for_to_a_known_subscriber(client, store, web_settings, outbox):
+    confirmed(store, web_settings, "known@example.com", newsletters=("weekly",))
+    subscribe(client, "known@example.com", newsletter=["daily"])
+    client.post(confirm_path(outbox.sent[0]))
+    assert store.subscribers.get("known@example.com").newsletters == ("daily", "weekly")
+
+
+# --- unsubscribe ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("encoding", ["form", "multipart"])
+def test_one_click_unsubscribe_without_cookies_answers_2xx_without_redirect(client, store, web_settings, encoding):
+    person = confirmed(store, web_settings, newsletters=("weekly",))
+    body = {"data": {"List-Unsubscribe": "One-Click"}}
+    if encoding == "multipart":
+        body["files"] = {"List-Unsubscribe": (None, "One-Click")}
+        del body["data"]
+    client.cookies.clear()
+    answer = client.post(unsubscribe_path(web_settings, person), follow_redirects=False, **body)
+    assert 200 <= answer.status_code < 300 and "location" not in answer.headers
+    assert "set-cookie" not in answer.headers
+    after = store.subscribers.get(person.email)
+    assert (after.status, after.newsletters) == ("unsubscribed", ())
+
+
+def test_one_click_leaves_the_other_newsletters(client, store, web_settings):
+    person = confirmed(store, web_settings)
+    client.post(unsubscribe_path(web_settings, person, "daily"), data={"List-Unsubscribe": "One-Click"})
+    after = store.subscribers.get(person.email)
+    assert (after.status, after.newsletters) == ("confirmed", ("weekly",))
+
+
+def test_a_get_to_the_unsubscribe_url_changes_nothing(client, store, web_settings):
+    person = confirmed(store, web_settings)
+    page = client.get(unsubscribe_path(web_settings, person))
+    assert page.status_code == 200 and "The Weekly" in page.text and 'method="post"' in page.text
+    assert store.subscribers.get(person.email).newsletters == ("daily", "weekly")
+
+
+def test_unsubscribing_is_idempotent_and_offers_to_resubscribe(client, store, web_settings):
+    person = confirmed(store, web_settings, newsletters=("weekly",))
+    path = unsubscribe_path(web_settings, person)
+    client.post(path)
+    page = client.post(path)
+    assert page.status_code == 200 and "Subscribe again" in page.text
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)[1]
+    assert client.post(f"{path}/resubscribe", data={}).status_code == 403
+    back = client.post(f"{path}/resubscribe", data={"csrf": csrf})
+    assert back.status_code == 200 and "Welcome back" in back.text
+    after = store.subscribers.get(person.email)
+    assert (after.status, after.newsletters, after.source) == ("confirmed", ("weekly",), "web resubscribe")
+
+
+def _tampered(token: str) -> str:
+    position = len(token) // 2
+    return token[:position] + ("A" if token[position] != "A" else "B") + token[position + 1:]
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_forged_tampered_and_cross_purpose_tokens_get_a_400_page(client, store, web_settings, method):
+    person = confirmed(store, web_settings)
+    keys = web_settings.secret_keys
+    unsubscribe = tokens.sign(keys, tokens.UNSUBSCRIBE, [person.id, "weekly"])
+    preferences = tokens.sign(keys, tokens.PREFERENCES, person.id)
+    confirm = tokens.sign_timed(keys, tokens.CONFIRM, {"s": person.id, "n": "x", "l": [], "t": [], "m": ""})
+    other_key = tokens.sign(("another key",), tokens.UNSUBSCRIBE, [person.id, "weekly"])
+    refused = [
+        f"/unsubscribe/{_tampered(unsubscribe)}", f"/unsubscribe/{preferences}", f"/unsubscribe/{confirm}",
+        f"/unsubscribe/{other_key}", "/unsubscribe/garbage", f"/preferences/{unsubscribe}",
+        f"/preferences/{_tampered(preferences)}", f"/confirm/{unsubscribe}", f"/confirm/{_tampered(confirm)}",
+    ]
+    for path in refused:
+        page = client.request(method, path, data={"List-Unsubscribe": "One-Click"} if method == "POST" else None)
+        assert page.status_code == 400, path
+        assert "This link does not work" in page.text and "Traceback" not in page.text
+    assert store.subscribers.get(person.email).newsletters == ("daily", "weekly")
+
+
+def test_tokens_signed_with_an_older_key_still_work(make_settings, database_url, store, monkeypatch):
+    monkeypatch.setenv("PUBLISHER_SECRET_KEY", "old-key")
+    old = make_settings({"newsletters": {"weekly": {}}}, database_url=database_url)
+    person = confirmed(store, old, newsletters=("weekly",))
+    path = unsubscribe_path(old, person)
+    monkeypatch.setenv("PUBLISHER_SECRET_KEY", "new-key, old-key")
+    rotated = make_settings({"newsletters": {"weekly": {}}}, database_url=database_url)
+    with TestClient(create_app(rotated, store, MemoryTransport())) as test_client:
+        assert test_client.post(path).status_code == 200
+    assert store.subscribers.get(person.email).status == "unsubscribed"
+
+
+# --- preferences ----------------------------------------------------------------------------
+
+def _preferences(client, web_settings, person):
+    path = tokens.preferences_url("", web_settings.secret_keys, person.id)
+    page = client.get(path)
+    return path, page, re.search(r'name="csrf" value="([^"]+)"', page.text)[1]
+
+
+def test_preferences_change_name_newsletters_and_topics(client, store, web_settings):
+    person = confirmed(store, web_settings)
+    path, page, csrf = _preferences(client, web_settings, person)
+    assert page.status_code == 200 and person.email in page.text
+    saved = client.post(path, data={"csrf": csrf, "name": "Fan", "newsletter": ["daily"], "topic": ["email"]})
+    assert saved.status_code == 200 and "Saved." in saved.text
+    after = store.subscribers.get(person.email)
+    assert (after.name, after.newsletters, after.topics, after.status) == ("Fan", ("daily",), ("email",), "confirmed")
+    client.post(path, data={"csrf": csrf, "name": "Fan"})
+    assert store.subscribers.get(person.email).status == "unsubscribed"
+
+
+def test_preferences_refuse_a_post_without_our_csrf_token(client, store, web_settings):
+    person = confirmed(store, web_settings)
+    other = confirmed(store, web_settings, "other@example.com")
+    path, _, _ = _preferences(client, web_settings, person)
+    _, _, other_csrf = _preferences(client, web_settings, other)
+    for data in ({}, {"csrf": "forged"}, {"csrf": other_csrf}):
+        answer = client.post(path, data={"name": "Mallory", "newsletter": [], **data})
+        assert answer.status_code == 403
+    after = store.subscribers.get(person.email)
+    assert (after.name, after.newsletters) == ("", ("daily", "weekly"))
+
+
+# --- feeds, archive, health, headers ---------------------------------------------------------
+
+@pytest.fixture
+def built(web_settings):
+    feeds, archive = web_settings.feeds.dir, web_settings.archive.dir
+    (feeds / "tags" / "python").mkdir(parents=True)
+    (feeds / "rss.xml").write_bytes(RSS * 20)
+    (feeds / "atom.xml").write_bytes(b'<?xml version="1.0"?><feed xmlns="http://www.w3.org/2005/Atom"/>')
+    (feeds / "feed.json").write_bytes(b'{"version": "https://jsonfeed.org/version/1.1"}')
+    (feeds / "tags" / "python" / "rss.xml").write_bytes(RSS)
+    (archive / "weekly").mkdir(parents=True)
+    (archive / "index.html").write_text("<html><body>Archive</body></html>")
+    (archive / "weekly" / "index.html").write_text("<html><body>Weekly issues</body></html>")
+    (archive / "weekly" / "1.html").write_text('<html><body style="margin:0">Issue 1</body></html>')
+    return web_settings
+
+
+@pytest.mark.parametrize("path, media_type", [
+    ("/feeds/rss.xml", "application/rss+xml; charset=utf-8"),
+    ("/feeds/atom.xml", "application/atom+xml; charset=utf-8"),
+    ("/feeds/feed.json", "application/feed+json"),
+    ("/feeds/tags/python/rss.xml", "application/rss+xml; charset=utf-8"),
+])
+def test_feeds_have_their_content_types_and_validators(built, client, path, media_type):
+    answer = client.get(path)
+    assert answer.status_code == 200 and answer.headers["content-type"] == media_type
+    assert answer.headers["etag"] and answer.headers["last-modified"]
+
+
+def test_conditional_feed_requests_get_304(built, client):
+    first = client.get("/feeds/rss.xml")
+    again = client.get("/feeds/rss.xml", headers={"if-none-match": first.headers["etag"]})
+    assert again.status_code == 304 and again.content == b"" and again.headers["etag"] == first.headers["etag"]
+    since = client.get("/feeds/rss.xml", headers={"if-modified-since": first.headers["last-modified"]})
+    assert since.status_code == 304
+    stale = client.get("/feeds/rss.xml", headers={"if-none-match": 'W/"other"'})
+    assert stale.status_code == 200 and stale.content == RSS * 20
+
+
+def test_feeds_are_gzipped_for_clients_that_accept_it(built, client):
+    answer = client.get("/feeds/rss.xml", headers={"accept-encoding": "gzip"})
+    assert answer.headers["content-encoding"] == "gzip" and "Accept-Encoding" in answer.headers["vary"]
+    raw = client.get("/feeds/rss.xml", headers={"accept-encoding": "identity"})
+    assert "content-encoding" not in raw.headers
+    assert gzip.compress(RSS * 20) != RSS * 20 and answer.content == RSS * 20  # httpx decoded it
+
+
+def test_a_missing_feed_or_feed_dir_is_a_404_page(client):
+    answer = client.get("/feeds/rss.xml")
+    assert answer.status_code == 404 and "Page not found" in answer.text
+
+
+def test_the_archive_is_served_with_its_own_csp(built, client):
+    index = client.get("/archive/")
+    assert index.status_code == 200 and "Archive" in index.text
+    issue = client.get("/archive/weekly/1.html")
+    assert "Issue 1" in issue.text and "'unsafe-inline'" in issue.headers["content-security-policy"]
+    for path, target in (("/archive", "/archive/"), ("/archive/weekly", "/archive/weekly/")):
+        redirect = client.get(path, follow_redirects=False, headers={"host": "evil.example"})
+        assert redirect.headers["location"] == target
+    assert client.get("/archive/../config.toml").status_code == 404
+
+
+def test_pages_carry_security_headers_and_feed_discovery(client):
+    page = client.get("/subscribe")
+    headers = page.headers
+    assert headers["x-content-type-options"] == "nosniff" and headers["x-frame-options"] == "DENY"
+    assert headers["referrer-policy"] == "no-referrer"
+    csp = headers["content-security-policy"]
+    assert "default-src 'none'" in csp and "frame-ancestors 'none'" in csp and "unsafe-inline" not in csp
+    for media_type in ("application/rss+xml", "application/atom+xml", "application/feed+json"):
+        assert f'<link rel="alternate" type="{media_type}"' in page.text
+    assert client.get("/static/web.css").status_code == 200
+
+
+def test_healthz_follows_the_store(client, store, monkeypatch):
+    assert client.get("/healthz").status_code == 200
+    monkeypatch.setattr(store, "ping", lambda: False)
+    assert client.get("/healthz").status_code == 503
+
+
+def test_errors_are_pages_without_stack_traces(web_settings, store, monkeypatch):
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(subscriptions, "read_preferences", broken)
+    with TestClient(create_app(web_settings, store, MemoryTransport()), raise_server_exceptions=False) as test_client:
+        crash = test_client.get("/preferences/anything")
+        assert crash.status_code == 500 and "Something went wrong" in crash.text
+        assert "secret internals" not in crash.text and "Traceback" not in crash.text
+        assert crash.headers["x-frame-options"] == "DENY"
+        wrong = test_client.put("/subscribe")
+        assert wrong.status_code == 405 and "Method not allowed" in wrong.text
+
+
+def test_no_open_redirects(client):
+    for path in ("//evil.example/", "/subscribe/", "/subscribe?next=https://evil.example", "/archive//evil.example"):
+        answer = client.get(path, follow_redirects=False, headers={"host": "evil.example"})
+        assert "evil" not in answer.headers.get("location", ""), path
