@@ -1,0 +1,25 @@
+"""`publisher serve`: the public web app (subscribe, confirm, unsubscribe, preferences, archive, feeds)."""
+
+from __future__ import annotations
+
+import click
+
+from publisher.cli.app import App
+
+
+@click.command("serve")
+@click.option("--host", help="Address to listen on (default: [web] host, 127.0.0.1).")
+@click.option("--port", type=click.IntRange(0, 65535), help="Port to listen on (default: [web] port, 8080).")
+@click.pass_obj
+def serve_command(app: App, host: str | None, port: int | None) -> None:
+    """Serve the web pages and the feeds with uvicorn until interrupted.
+
+    Put a TLS-terminating proxy in front of it; X-Forwarded-For is trusted from 127.0.0.1 only.
+    """
+    from publisher.web import serve
+
+    serve(app.settings, app.store, host=host, port=port)
+
+
+def register(group: click.Group) -> None:
+    group.add_command(serve_command)
