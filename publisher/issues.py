@@ -6,15 +6,19 @@ The store does the I/O, `digest.select` decides; this module joins them. The sch
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 
 from publisher.config import NewsletterSettings, Settings
 from publisher.digest import Digest, Selection, Skipped, lower_bound, select
 from publisher.errors import DigestError
+from publisher.message import compile_message, message_id
 from publisher.model import Issue, RenderedIssue
-from publisher.render import render_digest, render_subject
+from publisher.render import personalise, render_digest, render_subject
 from publisher.store import Store
 from publisher.store.issues import IssueConflict
+from publisher.tokens import preferences_url, unsubscribe_url
 
 _ATTEMPTS = 5
 
@@ -61,7 +65,8 @@ def build_issue(store: Store, settings: Settings, newsletter: str | NewsletterSe
                 newsletter=config.name, slot=slot,
                 state="draft" if config.require_approval else "approved",
                 article_ids=[a.id for a in chosen.articles], overflow_ids=[a.id for a in chosen.overflow],
-                watermark=chosen.watermark, subject=render_subject(digest, settings, config), now=now)
+                watermark=chosen.watermark, subject=render_subject(digest, settings, config), now=now,
+                guid_authority=settings.site.domain)
         except IssueConflict:
             continue
         return issue
@@ -121,3 +126,52 @@ def approve(store: Store, newsletter: str, number: int | None, now: datetime) ->
 def cancel(store: Store, newsletter: str, number: int, now: datetime) -> Issue:
     """Cancel an issue; one that has not started sending gives its articles back to the next issue."""
     return store.issues.transition(newsletter, number, "cancelled", now)
+
+
+SAMPLE_RECIPIENT = {"subscriber_id": 0, "email": "reader@example.com", "name": "Sample Reader"}
+
+
+@dataclass(frozen=True)
+class Preview:
+    """What `publisher digest preview` wrote: the files, the rendered issue, and any skip warning."""
+
+    digest: Digest
+    rendered: RenderedIssue
+    files: dict[str, Path]
+    skipped: Skipped | None = None
+
+
+def sample_values(settings: Settings, newsletter: str) -> dict[str, str]:
+    """The per-recipient values of the preview's sample recipient (real signed links, id 0)."""
+    subscriber = SAMPLE_RECIPIENT["subscriber_id"]
+    return {
+        "email": str(SAMPLE_RECIPIENT["email"]),
+        "name": str(SAMPLE_RECIPIENT["name"]),
+        "unsubscribe_url": unsubscribe_url(settings.site.url, settings.secret_keys, subscriber, newsletter),
+        "preferences_url": preferences_url(settings.site.url, settings.secret_keys, subscriber),
+    }
+
+
+def write_preview(store: Store, settings: Settings, newsletter: str, out: Path, now: datetime) -> Preview:
+    """Render the pending or next issue and write `.html`, `.txt` and `.eml` for a sample recipient.
+
+    Nothing is stored: the preview of a not-yet-built issue takes no number and no articles.
+    """
+    config = settings.newsletter(newsletter)
+    digest, skipped = preview_digest(store, settings, config, now)
+    rendered = render_digest(digest, settings=settings, newsletter=config)
+    values = sample_values(settings, newsletter)
+    eml = compile_message(rendered, settings=settings, newsletter=config, issue_number=digest.number).personalise(
+        subscriber_id=0, email=values["email"], name=values["name"], unsubscribe_url=values["unsubscribe_url"],
+        preferences_url=values["preferences_url"],
+        message_id=message_id(settings.site.domain, "preview", newsletter, digest.number), date=now)
+    stem = f"{newsletter}-{digest.number}"
+    files = {"html": out / f"{stem}.html", "txt": out / f"{stem}.txt", "eml": out / f"{stem}.eml"}
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        files["html"].write_text(personalise(rendered.html, values, is_html=True), encoding="utf-8")
+        files["txt"].write_text(personalise(rendered.text, values), encoding="utf-8")
+        files["eml"].write_bytes(eml)
+    except OSError as error:
+        raise DigestError(f"cannot write the preview to {out}: {error.strerror}") from None
+    return Preview(digest, rendered, files, skipped)

@@ -43,17 +43,19 @@ class IssueStore:
 
     def create(self, *, newsletter: str, slot: datetime, state: str, article_ids: Sequence[int],
                overflow_ids: Sequence[int], watermark: datetime, subject: str,
-               now: datetime) -> tuple[Issue, bool]:
+               now: datetime, guid_authority: str = "localhost") -> tuple[Issue, bool]:
         """Store a new issue and its ledger rows in one transaction; returns (issue, created).
 
-        If the slot already has an issue, that issue is returned with created=False. If another
-        writer raced us to the number or to an article, raises IssueConflict (select again).
+        The issue's guid (for the issues feed) is minted here, once, from `guid_authority`, the
+        date and the number. If the slot already has an issue, it is returned with created=False.
+        If another writer raced us to the number or to an article, raises IssueConflict.
         """
         if existing := self.by_slot(newsletter, slot):
             return existing, False
         try:
             with self.engine.begin() as connection:
-                issue_id = self._insert(connection, newsletter, slot, state, watermark, subject, now)
+                issue_id = self._insert(connection, newsletter, slot, state, watermark, subject, now,
+                                        guid_authority)
                 self._insert_articles(connection, issue_id, newsletter, article_ids, overflow_ids)
         except IntegrityError:
             if existing := self.by_slot(newsletter, slot):
@@ -65,12 +67,13 @@ class IssueStore:
         return issue, True
 
     def _insert(self, connection: Connection, newsletter: str, slot: datetime, state: str,
-                watermark: datetime, subject: str, now: datetime) -> int:
+                watermark: datetime, subject: str, now: datetime, guid_authority: str) -> int:
         number = (connection.scalar(
             select(func.max(issues.c.number)).where(issues.c.newsletter == newsletter)) or 0) + 1
+        guid = f"tag:{guid_authority},{now:%Y-%m-%d}:newsletters/{newsletter}/{number}"
         result = connection.execute(insert(issues).values(
             newsletter=newsletter, number=number, slot=slot, state=state, watermark=watermark,
-            subject=subject, created_at=now))
+            subject=subject, guid=guid, created_at=now))
         return result.inserted_primary_key[0]
 
     @staticmethod
@@ -145,6 +148,13 @@ class IssueStore:
         with self.engine.connect() as connection:
             return set(connection.scalars(
                 select(sent_articles.c.article_id).where(sent_articles.c.newsletter == newsletter)))
+
+    def guids(self, newsletter: str) -> dict[int, str]:
+        """Issue number → the guid minted when it was created (ids in the issues feed)."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(issues.c.number, issues.c.guid).where(issues.c.newsletter == newsletter))
+            return {number: guid for number, guid in rows}
 
     def next_number(self, newsletter: str) -> int:
         with self.engine.connect() as connection:

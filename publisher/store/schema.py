@@ -132,6 +132,7 @@ issues = Table(
     Column("state", String(16), nullable=False),
     Column("watermark", UTCDateTime, nullable=True),
     Column("subject", Text, nullable=False, default=""),
+    Column("guid", String(512), nullable=False, default=""),  # minted once, for the issues feed
     Column("created_at", UTCDateTime, nullable=False),
     Column("started_at", UTCDateTime, nullable=True),
     Column("sent_at", UTCDateTime, nullable=True),

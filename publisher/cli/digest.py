@@ -1,0 +1,141 @@
+"""`publisher digest preview|build|approve|cancel|issues|archive` (delivery adds `send` and `status`)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+import click
+
+from publisher.cli.app import App, iso, print_json
+from publisher.digest import Skipped
+from publisher.issues import approve, build_issue, cancel, write_preview
+from publisher.model import Issue
+
+
+def _parse_slot(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an ISO-8601 time (e.g. 2025-10-20T08:00:00+01:00)",
+                                 param_hint="--slot") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def issue_json(issue: Issue) -> dict:
+    return {
+        "newsletter": issue.newsletter, "number": issue.number, "state": issue.state,
+        "slot": iso(issue.slot), "subject": issue.subject, "articles": len(issue.article_ids),
+        "overflow": len(issue.overflow_ids), "watermark": iso(issue.watermark),
+        "created_at": iso(issue.created_at), "sent_at": iso(issue.sent_at),
+    }
+
+
+def _describe(issue: Issue) -> str:
+    more = f" (+{len(issue.overflow_ids)} linked)" if issue.overflow_ids else ""
+    return (f"issue {issue.number} [{issue.state}] for {issue.slot:%Y-%m-%d %H:%M %Z}: "
+            f"{len(issue.article_ids)} articles{more} — {issue.subject}")
+
+
+@click.group("digest")
+def digest_group() -> None:
+    """Build, preview, approve and cancel newsletter issues."""
+
+
+@digest_group.command("preview")
+@click.argument("name")
+@click.option("--out", "out", default="preview", show_default=True,
+              type=click.Path(file_okay=False, path_type=Path), help="Folder for the .html, .txt and .eml files.")
+@click.pass_obj
+def preview_command(app: App, name: str, out: Path) -> None:
+    """Render the pending draft, or the issue that would be built now, for a sample recipient.
+
+    Writes NAME-NUMBER.html, .txt and a complete .eml; stores nothing.
+    """
+    shown = write_preview(app.store, app.settings, name, out, app.now())
+    digest, rendered = shown.digest, shown.rendered
+    click.echo(f"subject:  {rendered.subject}")
+    click.echo(f"articles: {len(digest.articles)} (+{len(digest.overflow)} linked as more)")
+    for kind, path in shown.files.items():
+        click.echo(f"{kind + ':':<9} {path} ({path.stat().st_size:,} bytes)")
+    for note in rendered.trimmed:
+        click.echo(f"trimmed:  {note}")
+    if shown.skipped:
+        click.echo(f"note: a scheduled run would skip this issue ({shown.skipped.reason})")
+
+
+@digest_group.command("build")
+@click.argument("name")
+@click.option("--slot", metavar="ISO-8601", help="The slot (scheduled time) to build for; default: now.")
+@click.option("--force", is_flag=True, help="Build even with fewer than min_articles (never an empty issue).")
+@click.pass_obj
+def build_command(app: App, name: str, slot: str | None, force: bool) -> None:
+    """Create the issue for a slot: a draft if the newsletter requires approval, else approved.
+
+    Building the same slot again shows the issue already built; nothing is sent here.
+    """
+    now = app.now()
+    moment = _parse_slot(slot) or now.replace(second=0, microsecond=0)
+    app.settings.newsletter(name)  # an unknown name is a clear error before anything else
+    existing = app.store.issues.by_slot(name, moment)
+    built = build_issue(app.store, app.settings, name, moment, now, force=force)
+    if isinstance(built, Skipped):
+        click.echo(f"{name}: {built.reason}")
+        return
+    click.echo(f"{name}: {'already built: ' if existing else 'built '}{_describe(built)}")
+    if built.state == "draft":
+        click.echo(f"next: publisher digest preview {name}, then publisher digest approve {name} {built.number}")
+
+
+@digest_group.command("approve")
+@click.argument("name")
+@click.argument("number", type=int, required=False)
+@click.pass_obj
+def approve_command(app: App, name: str, number: int | None) -> None:
+    """Release a draft issue for sending (default: the newest draft)."""
+    app.settings.newsletter(name)
+    click.echo(f"{name}: {_describe(approve(app.store, name, number, app.now()))}")
+
+
+@digest_group.command("cancel")
+@click.argument("name")
+@click.argument("number", type=int)
+@click.pass_obj
+def cancel_command(app: App, name: str, number: int) -> None:
+    """Cancel an issue; if it had not started sending, its articles go in the next issue."""
+    app.settings.newsletter(name)
+    click.echo(f"{name}: {_describe(cancel(app.store, name, number, app.now()))}")
+
+
+@digest_group.command("issues")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list, oldest first.")
+@click.pass_obj
+def issues_command(app: App, name: str, as_json: bool) -> None:
+    """List a newsletter's issues."""
+    app.settings.newsletter(name)
+    found = app.store.issues.list(name)
+    if as_json:
+        print_json([issue_json(issue) for issue in found])
+        return
+    for issue in found:
+        click.echo(_describe(issue))
+    click.echo(f"{len(found)} issues")
+
+
+@digest_group.command("archive")
+@click.argument("name")
+@click.pass_obj
+def archive_command(app: App, name: str) -> None:
+    """Rewrite the web archive pages and the issues feed of a newsletter."""
+    from publisher.archive import write_archive
+
+    changed = write_archive(app.store, app.settings, name)
+    click.echo(f"{name}: {len(changed)} archive files written under {app.settings.archive.dir / name} "
+               f"and {app.settings.feeds.dir / 'newsletters' / name}")
+
+
+def register(group: click.Group) -> None:
+    group.add_command(digest_group)
