@@ -386,7 +386,8 @@ def create_app(settings: Settings, store: Store, transport: Transport | None = N
 
 
 def make_server(settings: Settings, store: Store, *, host: str | None = None, port: int | None = None,
-                transport: Transport | None = None) -> uvicorn.Server:
+                transport: Transport | None = None, log_level: str = "info",
+                access_log: bool = True) -> uvicorn.Server:
     """A uvicorn server for the app (call `.run()`, or run it in a thread and set `.should_exit`)."""
     config = uvicorn.Config(
         create_app(settings, store, transport),
@@ -395,7 +396,8 @@ def make_server(settings: Settings, store: Store, *, host: str | None = None, po
         proxy_headers=True,  # trust X-Forwarded-For from a proxy on loopback only
         forwarded_allow_ips="127.0.0.1",
         server_header=False,
-        log_level="info",
+        log_level=log_level,
+        access_log=access_log,
     )
     return uvicorn.Server(config)
 
