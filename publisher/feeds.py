@@ -241,28 +241,37 @@ FORMATS = (
 
 # ---------------------------------------------------------------------------- writing
 
+def _holds(path: Path, data: bytes) -> bool:
+    try:
+        return path.read_bytes() == data
+    except FileNotFoundError:
+        return False
+
+
+def _replace(path: Path, data: bytes) -> None:
+    """Write to a temporary file in the same folder, then rename it over `path`: never half a feed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(temporary, 0o644)  # mkstemp makes 0600; the web server must read feeds
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
 def write_if_changed(path: Path, data: bytes) -> bool:
     """Replace `path` atomically with `data`, unless it already holds exactly that. True if written."""
     try:
-        if path.read_bytes() == data:
-            return False
-    except FileNotFoundError:
-        pass
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(handle, "wb") as out:
-                out.write(data)
-                out.flush()
-                os.fsync(out.fileno())
-            os.chmod(temporary, 0o644)  # mkstemp makes 0600; the web server must read feeds
-            os.replace(temporary, path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        if _holds(path, data):
+            return False  # untouched: its mtime, and every HTTP cache's validators, stay
+        _replace(path, data)
     except OSError as error:
-        raise FeedError(f"cannot write the feed {path}: {error.strerror}") from None
+        raise FeedError(f"cannot write the feed {path}: {error.strerror} (check [feeds] dir)") from None
     return True
 
 
@@ -366,17 +375,19 @@ class FeedReport:
 
 def _remove_stale_tags(root: Path, slugs: set[str]) -> list[Path]:
     """Feeds of tags no article carries any more: our files go, then the folder if it is empty."""
-    removed: list[Path] = []
     tags_dir = root / TAGS_DIR
     if not tags_dir.is_dir():
-        return removed
-    for folder in sorted(p for p in tags_dir.iterdir() if p.is_dir() and p.name not in slugs):
-        for fmt in FORMATS:
-            if (folder / fmt.filename).exists():
-                (folder / fmt.filename).unlink()
-                removed.append(folder / fmt.filename)
-        if not any(folder.iterdir()):
-            folder.rmdir()
+        return []
+    stale = sorted(p for p in tags_dir.iterdir() if p.is_dir() and p.name not in slugs)
+    removed = [folder / fmt.filename for folder in stale for fmt in FORMATS if (folder / fmt.filename).exists()]
+    try:
+        for path in removed:
+            path.unlink()
+        for folder in stale:
+            if not any(folder.iterdir()):
+                folder.rmdir()
+    except OSError as error:
+        raise FeedError(f"cannot remove the stale feed {error.filename}: {error.strerror}") from None
     return removed
 
 

@@ -512,3 +512,15 @@ def test_publisher_feeds_reports_each_file_and_a_summary(seeded, settings, cli_s
 def test_publisher_feeds_has_help():
     result = CliRunner().invoke(cli, ["feeds", "--help"])
     assert result.exit_code == 0 and "RSS, Atom and JSON" in result.output
+
+
+def test_an_unwritable_feeds_dir_is_a_one_line_error(store, make_settings, database_url, tmp_path, cli_stores):
+    settings = make_settings({"feeds": {"dir": "blocked"}}, database_url=database_url)
+    (tmp_path / "blocked").write_text("a file where the feeds folder should be")
+    add_drafts(store, settings, tagged("Plain", 1, ()))
+    settings.path.write_text(f'[site]\nurl = "{SITE}"\n\n[database]\nurl = "{database_url}"\n\n'
+                             f'[feeds]\ndir = "blocked"\n', encoding="utf-8")
+    result = CliRunner().invoke(cli, ["--config", str(settings.path), "feeds"])
+    assert result.exit_code == 1
+    assert result.output.startswith(f"error: cannot write the feed {tmp_path / 'blocked' / 'rss.xml'}: ")
+    assert len(result.output.splitlines()) == 1
