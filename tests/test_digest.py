@@ -189,3 +189,30 @@ def test_the_first_issue_lookback_counts_back_from_the_slot(make_settings, tmp_p
     issue = build_issue(store, settings, "weekly", AS_OF_002, AS_OF_002)
     assert len(issue.article_ids) == expected
     store.close()
+
+
+def test_sent_issues_are_archived_as_pages_an_index_and_an_issues_feed(make_settings, tmp_path):
+    import json
+
+    from publisher.archive import write_archive
+    from publisher.store import Store
+
+    settings = make_settings({"newsletters": {"weekly": {"title": "Weekly"}}},
+                             database_url=f"sqlite:///{tmp_path / 'p.db'}")
+    store = Store.open(settings.database.url)
+    _import(store, settings, SEED_002, AS_OF_002)
+    slot = datetime(2025, 10, 6, 8, tzinfo=timezone.utc)
+    issue = build_issue(store, settings, "weekly", slot, slot)
+    assert write_archive(store, settings, "weekly")[0].name == "index.html"  # nothing sent yet: no page
+    store.issues.transition("weekly", issue.number, "sending", slot)
+    written = {path.relative_to(tmp_path).as_posix() for path in write_archive(store, settings, "weekly")}
+    assert written == {"archive/weekly/1.html", "archive/weekly/index.html", "feeds/newsletters/weekly/rss.xml",
+                       "feeds/newsletters/weekly/atom.xml", "feeds/newsletters/weekly/feed.json"}
+    page = (tmp_path / "archive/weekly/1.html").read_text()
+    assert ISSUE_1[0] in page and "@@" not in page and '<html lang="en">' in page
+    assert 'href="1.html"' in (tmp_path / "archive/weekly/index.html").read_text()
+    feed = json.loads((tmp_path / "feeds/newsletters/weekly/feed.json").read_text())
+    assert feed["items"][0]["url"] == "https://news.example.org/archive/weekly/1.html"
+    assert feed["items"][0]["id"].startswith("tag:news.example.org,")
+    assert write_archive(store, settings, "weekly") == []  # unchanged files are not rewritten
+    store.close()

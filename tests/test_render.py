@@ -1,0 +1,186 @@
+"""Rendering an issue: the email a reader gets, its MIME structure, template errors, the clip guard."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from publisher.digest import Digest, select
+from publisher.errors import TemplateError
+from publisher.importers.textpage import read_textpage
+from publisher.message import compile_message
+from publisher.model import PLACEHOLDERS, Article
+from publisher.render import HTML_BUDGET, Personaliser, personalise, render_digest
+from tests.conftest import AS_OF_002, SEED_002
+
+GMAIL_CLIP = 102 * 1024
+SLOT = datetime(2025, 10, 6, 8, tzinfo=timezone.utc)
+RECIPIENT = {
+    "email": "ada@example.com",
+    "name": "Ada <Lovelace> & co",
+    "unsubscribe_url": "https://news.example.org/unsubscribe/abc.def",
+    "preferences_url": "https://news.example.org/preferences/ghi.jkl",
+}
+
+
+def seed_articles() -> list[Article]:
+    drafts = read_textpage(SEED_002, as_of=AS_OF_002)
+    return [Article(guid=d.slug, slug=d.slug, title=d.title, url=f"https://news.example.org/{d.slug}/",
+                    summary_html=d.summary_html, content_html=d.content_html, truncated=d.truncated,
+                    published=d.published, updated=d.published, id=n, tags=("China",) if n % 4 == 0 else ())
+            for n, d in enumerate(drafts, start=1)]
+
+
+@pytest.fixture
+def site(make_settings):
+    def make(templates_dir=None, **newsletter):
+        data = {"site": {"title": "Friends", "language": "en"},
+                "newsletters": {"weekly": {"title": "The Weekly", **newsletter}}}
+        if templates_dir:
+            data["templates"] = {"dir": str(templates_dir)}
+        return make_settings(data)
+    return make
+
+
+def digest_of(articles, settings) -> Digest:
+    newsletter = settings.newsletter("weekly")
+    chosen = select(articles, watermark=None, sent_ids=set(), newsletter=newsletter, slot=SLOT, now=SLOT)
+    return Digest("weekly", 1, SLOT, chosen.articles, chosen.overflow, chosen.since)
+
+
+def render(settings, articles=None):
+    return render_digest(digest_of(articles or seed_articles(), settings), settings=settings,
+                         newsletter=settings.newsletter("weekly"))
+
+
+@pytest.fixture
+def eml(site):
+    settings = site()
+    rendered = render(settings)
+    compiled = compile_message(rendered, settings=settings, newsletter=settings.newsletter("weekly"), issue_number=1)
+    return rendered, compiled.personalise(subscriber_id=7, **RECIPIENT)
+
+
+def test_the_19_article_issue_is_one_clean_multipart_alternative_message(eml):
+    _, raw = eml
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    assert [part.get_content_type() for part in message.iter_parts()] == ["text/plain", "text/html"]
+    assert all(not part.defects for part in message.walk())
+    assert b"\n" not in raw.replace(b"\r\n", b"")  # CRLF only
+    assert max(len(line) for line in raw.split(b"\r\n")) <= 998
+    html = message.get_body(("html",)).get_content()
+    assert len(html.encode("utf-8")) < GMAIL_CLIP
+    text = message.get_body(("plain",)).get_content()
+    for token in PLACEHOLDERS.values():
+        assert token not in html and token not in text
+    assert RECIPIENT["unsubscribe_url"] in html and RECIPIENT["unsubscribe_url"] in text
+    assert RECIPIENT["preferences_url"] in html and "ada@example.com" in html
+
+
+def test_the_html_has_the_design_the_issue_describes(eml, site):
+    rendered, _ = eml
+    html = rendered.html
+    assert '<html lang="en"' in html
+    assert '<meta name="color-scheme" content="light dark"' in html
+    assert "prefers-color-scheme: dark" in html and "max-width: 480px" in html
+    assert "19 new articles since 29 September" in html
+    assert "Monday 6 October 2025" in html and "Issue 1" in html
+    assert html.count("Continue reading →") == 19  # every teaser here is shorter than its article
+    assert "https://news.example.org/archive/weekly/1.html" in html  # view in browser
+    assert "1 Sample Street, Exampletown, EX1 2MP" in html
+    assert PLACEHOLDERS["unsubscribe_url"] in html and PLACEHOLDERS["preferences_url"] in html
+    titles = [a.title for a in seed_articles()]
+    positions = [html.find(title.replace("’", "’")) for title in titles]
+    assert -1 not in positions and positions == sorted(positions)
+    assert 'style="' in html  # css-inline inlined the rules
+
+
+def test_the_text_part_reads_on_its_own(eml):
+    rendered, _ = eml
+    text = rendered.text
+    lines = text.splitlines()
+    assert lines[:3] == ["The Weekly", "Issue 1 · Monday 6 October 2025", "19 new articles since 29 September"]
+    titles = [a.title for a in seed_articles()]
+    positions = [lines.index(title) for title in titles]
+    assert positions == sorted(positions)
+    assert "Continue reading: https://news.example.org/is-china-a-threat/" in text
+    assert "<p>" not in text and "&amp;" not in text and "\n\n\n" not in text
+    assert f"Unsubscribe: {PLACEHOLDERS['unsubscribe_url']}" in text
+
+
+def test_personalise_fills_every_placeholder_and_escapes_html():
+    compiled = " ".join(PLACEHOLDERS.values()) + " end"
+    html = personalise(compiled, RECIPIENT, is_html=True)
+    assert "Ada &lt;Lovelace&gt; &amp; co" in html and "@@" not in html
+    assert personalise(compiled, RECIPIENT) == Personaliser(compiled).fill(RECIPIENT)
+    assert Personaliser(compiled, is_html=True).fill(RECIPIENT) == html
+    assert personalise(compiled, {}) == "    end"
+
+
+def test_sections_by_tag_head_their_articles(site):
+    rendered = render(site(sections=["China"]))
+    assert ">China</h2>" in rendered.html and ">More</h2>" in rendered.html
+    assert "== CHINA ==" in rendered.text and "== MORE ==" in rendered.text
+
+
+def test_overflow_is_listed_as_links(site):
+    rendered = render(site(max_articles=5))
+    assert "More new articles" in rendered.html and rendered.html.count("Continue reading →") <= 5
+    assert "Is China a threat?" in rendered.html.split("More new articles")[1]
+    assert "== MORE NEW ARTICLES ==" in rendered.text
+
+
+def test_the_clip_guard_shortens_teasers_then_moves_articles_to_the_overflow(site):
+    base = seed_articles()
+    huge = [Article(**{**a.__dict__, "id": n, "slug": f"s{n}", "title": f"Long read {n}",
+                       "summary_html": "<p>" + "word " * 3000 + "</p>", "published": SLOT - timedelta(minutes=n)})
+            for n, a in enumerate(base * 10, start=1)]
+    rendered = render(site(max_articles=200), huge)
+    assert len(rendered.html.encode("utf-8")) <= HTML_BUDGET
+    assert rendered.trimmed[0] == "teasers removed"
+    assert rendered.trimmed[1].startswith("moved ") and "to the overflow list" in rendered.trimmed[1]
+    assert "Long read 1<" in rendered.html and "…and" in rendered.html
+
+
+def test_a_jinja_syntax_error_names_the_template_and_line(site, tmp_path):
+    folder = tmp_path / "mine" / "email"
+    folder.mkdir(parents=True)
+    (folder / "digest.mjml.j2").write_text("<mjml>\n<mj-body>\n{% for x in %}\n</mj-body></mjml>\n")
+    with pytest.raises(TemplateError, match=r"mine/email/digest\.mjml\.j2:3: "):
+        render(site(templates_dir=tmp_path / "mine"))
+
+
+def test_an_unknown_mjml_tag_names_the_template_and_line(site, tmp_path):
+    folder = tmp_path / "mine" / "email"
+    folder.mkdir(parents=True)
+    (folder / "digest.mjml.j2").write_text(
+        "<mjml>\n  <mj-body>\n    <mj-section><mj-column>\n      <mj-txt>{{ summary }}</mj-txt>\n"
+        "    </mj-column></mj-section>\n  </mj-body>\n</mjml>\n")
+    with pytest.raises(TemplateError, match=r"mine/email/digest\.mjml\.j2:4: unknown MJML tag <mj-txt>"):
+        render(site(templates_dir=tmp_path / "mine"))
+
+
+def test_an_operator_template_overrides_only_what_it_replaces(site, tmp_path):
+    folder = tmp_path / "mine" / "email"
+    folder.mkdir(parents=True)
+    (folder / "digest.txt.j2").write_text("Hello from {{ newsletter.title }}: {{ count }} articles\n")
+    rendered = render(site(templates_dir=tmp_path / "mine"))
+    assert rendered.text == "Hello from The Weekly: 19 articles\n"
+    assert "19 new articles since" in rendered.html  # the bundled MJML template still applies
+
+
+def test_an_error_in_the_subject_template_names_the_config_key(site):
+    with pytest.raises(TemplateError, match=r"newsletters\.weekly\.subject: .*line 1"):
+        render(site(subject="{{ articles[0].title "))
+
+
+def test_a_short_full_post_needs_no_continue_reading_link(site):
+    whole = Article(guid="g", slug="short", title="Xi meets Lao president", url="https://news.example.org/short/",
+                    summary_html="<p>One paragraph.</p>", content_html="<p>One paragraph.</p>", truncated=False,
+                    published=SLOT - timedelta(hours=1), updated=SLOT - timedelta(hours=1), id=1)
+    rendered = render(site(), [whole])
+    assert "Continue reading" not in rendered.html and "Continue reading" not in rendered.text
+    assert "1 new article since" in rendered.html and rendered.trimmed == ()
