@@ -1,0 +1,77 @@
+"""The preview of the 19-article issue in Debian's Chromium: phone and desktop, light and dark.
+
+`make screenshots` runs this file; the PNGs land in screenshots/digest/ for a person to look at.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from publisher.config import SourceSettings
+from publisher.content import import_sources
+from publisher.issues import write_preview
+from publisher.store import Store
+from tests.conftest import AS_OF_002, REPO, SEED_002, require
+from tests.test_digest import ISSUE_1
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+SHOTS = REPO / "screenshots" / "digest"
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def browser():
+    require(CHROMIUM.exists(), f"Chromium at {CHROMIUM} (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def preview_html(make_settings, tmp_path) -> Path:
+    settings = make_settings({
+        "site": {"title": "Friends of the East", "language": "en"},
+        "newsletters": {"weekly": {"title": "The Weekly Digest", "lookback": "7d"}},
+    }, database_url=f"sqlite:///{tmp_path / 'p.db'}")
+    store = Store.open(settings.database.url)
+    import_sources(store, settings, [SourceSettings(path=str(SEED_002), format="textpage")],
+                   as_of=AS_OF_002, now=AS_OF_002)
+    shown = write_preview(store, settings, "weekly", tmp_path / "preview", AS_OF_002 + timedelta(hours=8))
+    store.close()
+    return shown.files["html"]
+
+
+def open_page(browser, html: Path, width: int, scheme: str):
+    page = browser.new_page(viewport={"width": width, "height": 900}, color_scheme=scheme)
+    page.route("**/*", lambda route: route.continue_() if route.request.url.startswith("file:")
+               else route.abort())  # an email must not need the network to look right
+    page.goto(html.as_uri())
+    return page
+
+
+@pytest.mark.parametrize("width, scheme", [(375, "light"), (1200, "light"), (375, "dark"), (1200, "dark")])
+def test_the_preview_reads_well_at_phone_and_desktop_widths(browser, preview_html, width, scheme):
+    page = open_page(browser, preview_html, width, scheme)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"preview-{width}-{scheme}.png"), full_page=True)
+    assert page.evaluate("document.documentElement.scrollWidth") <= width  # no sideways scrolling
+    first = page.get_by_role("link", name=ISSUE_1[0], exact=True)
+    assert first.is_visible() and first.bounding_box()["width"] <= width
+    headlines = page.locator("h3.headline a").all_inner_texts()
+    assert headlines == ISSUE_1
+    assert page.get_by_role("link", name="Unsubscribe").is_visible()
+    background = page.evaluate("getComputedStyle(document.querySelector('.card')).backgroundColor")
+    text = page.evaluate("getComputedStyle(document.querySelector('.card .dateline')).color")
+    if scheme == "dark":
+        assert background == "rgb(28, 32, 38)" and text == "rgb(170, 178, 188)"
+    else:
+        assert background == "rgb(255, 255, 255)" and text == "rgb(84, 91, 100)"
+    page.close()
