@@ -296,22 +296,29 @@ def ping_hub(hub: str, topics: Sequence[str], client: httpx.Client | None = None
             client.close()
 
 
-def _write_formats(spec: FeedSpec, entries: Iterable[FeedEntry], feeds: FeedSettings) -> list[str]:
-    """Write one feed in every format; the URLs of the files that changed."""
+def _write_status(path: Path, data: bytes) -> str:
+    existed = path.exists()
+    if not write_if_changed(path, data):
+        return "unchanged"
+    return "changed" if existed else "created"
+
+
+def _write_formats(spec: FeedSpec, entries: Iterable[FeedEntry],
+                   feeds: FeedSettings) -> list[tuple[FeedFormat, str]]:
+    """Write one feed in every format: each format with "created", "changed" or "unchanged"."""
     spec = clean_spec(spec)
     chosen = sorted((clean_entry(entry) for entry in entries), key=lambda e: e.published, reverse=True)
     chosen = chosen[:feeds.limit]
-    return [spec.url(fmt.filename) for fmt in FORMATS
-            if write_if_changed(spec.file(feeds.dir, fmt.filename), fmt.render(spec, chosen))]
+    return [(fmt, _write_status(spec.file(feeds.dir, fmt.filename), fmt.render(spec, chosen))) for fmt in FORMATS]
 
 
 def write_feed_set(spec: FeedSpec, entries: Iterable[FeedEntry], feeds: FeedSettings, *,
                    client: httpx.Client | None = None) -> list[Path]:
     """Write one feed in every format, newest `feeds.limit` entries first; ping the hub if it
     changed. Returns the files written. This is the entry point for any scope of feed."""
-    changed = _write_formats(spec, entries, feeds)
-    ping_hub(spec.hub, changed, client)
-    return [spec.file(feeds.dir, url.rsplit("/", 1)[1]) for url in changed]
+    changed = [fmt for fmt, status in _write_formats(spec, entries, feeds) if status != "unchanged"]
+    ping_hub(spec.hub, [spec.url(fmt.filename) for fmt in changed], client)
+    return [spec.file(feeds.dir, fmt.filename) for fmt in changed]
 
 
 # ---------------------------------------------------------------------------- the article feeds
@@ -363,11 +370,19 @@ def article_feeds(settings: Settings, tags: dict[str, str]) -> list[tuple[FeedSp
     return table
 
 
+STATUSES = ("created", "changed", "unchanged", "removed")
+
+
 @dataclass(frozen=True)
 class FeedReport:
-    """What a build did to each file, in build order: "written", "unchanged" or "removed"."""
+    """What a build did to each file, in build order: "created", "changed", "unchanged" or "removed"."""
 
     files: tuple[tuple[Path, str], ...]
+
+    @property
+    def changed(self) -> list[Path]:
+        """The files a reader would see differently: created, changed or removed."""
+        return [path for path, status in self.files if status != "unchanged"]
 
     def count(self, status: str) -> int:
         return sum(1 for _, done in self.files if done == status)
@@ -398,10 +413,10 @@ def build_feeds(store: Store, settings: Settings, *, client: httpx.Client | None
     topics: list[str] = []  # pinged once at the end, so a dead hub costs one timeout, not one per feed
     for spec, tag_slug in article_feeds(settings, tags):
         articles = store.articles.newest(settings.feeds.limit, tag_slug=tag_slug)
-        changed = _write_formats(spec, map(article_entry, articles), settings.feeds)
-        topics += changed
-        files += [(spec.file(settings.feeds.dir, fmt.filename),
-                   "written" if spec.url(fmt.filename) in changed else "unchanged") for fmt in FORMATS]
+        for fmt, status in _write_formats(spec, map(article_entry, articles), settings.feeds):
+            files.append((spec.file(settings.feeds.dir, fmt.filename), status))
+            if status != "unchanged":
+                topics.append(spec.url(fmt.filename))
     files += [(path, "removed") for path in _remove_stale_tags(settings.feeds.dir, set(tags))]
     ping_hub(settings.feeds.hub, topics, client)
     return FeedReport(tuple(files))

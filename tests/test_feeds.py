@@ -246,7 +246,7 @@ def test_an_edited_article_keeps_its_guid_and_moves_the_feed_updated(seeded, set
                      updated=AS_OF_000 + timedelta(days=1))
     add_drafts(seeded, settings, edited)
     report = build_feeds(seeded, settings)
-    assert report.count("written") == 3
+    assert [(p.name, status) for p, status in report.files] == [(name, "changed") for name in FILES]
     atom = parsed(settings, "atom.xml")
     entry = next(e for e in atom.entries if e.title == edited.title)
     assert entry.id == before[edited.title].id
@@ -292,14 +292,14 @@ def test_typography_is_kept_exactly(seeded, settings):
 
 def test_a_second_build_gives_identical_bytes_and_leaves_files_alone(seeded, settings):
     first = build_feeds(seeded, settings)
-    assert first.count("written") == 3
+    assert [(p.name, status) for p, status in first.files] == [(name, "created") for name in FILES]
     paths = [settings.feeds.dir / name for name in FILES]
     before = {p: (p.read_bytes(), p.stat().st_mtime_ns, p.stat().st_ino) for p in paths}
     old = datetime(2020, 1, 1).timestamp()
     for path in paths:
         os.utime(path, (old, old))  # so a rewrite could not hide inside the clock's resolution
     second = build_feeds(seeded, settings)
-    assert second.count("written") == 0 and second.count("unchanged") == 3
+    assert second.changed == [] and second.count("unchanged") == 3
     for path in paths:
         assert path.read_bytes() == before[path][0]
         assert path.stat().st_mtime == old
@@ -377,7 +377,7 @@ def test_each_tag_has_its_own_feeds_with_only_its_articles(seeded, settings):
                tagged("Python notes", 20, ("Python", "Programming"), authors=("Ann Author",)),
                tagged("More Python", 30, ("Python",)))
     report = build_feeds(seeded, settings)
-    assert report.count("written") == 3 * 4  # the site and three tags
+    assert report.count("created") == 3 * 4  # the site and three tags
     for slug, titles in {"python": ["More Python", "Python notes"], "rust": ["Rust notes"],
                          "programming": ["Python notes", "Rust notes"]}.items():
         folder = f"tags/{slug}"
@@ -456,7 +456,7 @@ def test_an_unreachable_hub_is_logged_and_the_feeds_still_publish(store, make_se
     with caplog.at_level(logging.WARNING, logger="publisher.feeds"), \
             httpx.Client(transport=httpx.MockTransport(refuse)) as client:
         report = build_feeds(store, settings, client=client)
-    assert report.count("written") == 6
+    assert report.count("created") == 6
     assert len(attempts) == 1  # a dead hub costs one try per build, not one per feed
     assert "hub.example.net" in caplog.text and "unreachable" in caplog.text
 
@@ -499,14 +499,21 @@ def test_publisher_feeds_reports_each_file_and_a_summary(seeded, settings, cli_s
     first = runner.invoke(cli, ["--config", str(settings.path), "feeds"])
     assert first.exit_code == 0, first.output
     assert first.output.splitlines() == [
-        "written   rss.xml", "written   atom.xml", "written   feed.json",
-        "written   tags/only-tag/rss.xml", "written   tags/only-tag/atom.xml", "written   tags/only-tag/feed.json",
-        f"6 written, 0 unchanged, 0 removed in {settings.feeds.dir}",
+        "created   rss.xml", "created   atom.xml", "created   feed.json",
+        "created   tags/only-tag/rss.xml", "created   tags/only-tag/atom.xml", "created   tags/only-tag/feed.json",
+        f"6 created, 0 changed, 0 unchanged, 0 removed in {settings.feeds.dir}",
     ]
     again = runner.invoke(cli, ["--config", str(settings.path), "feeds"])
     assert again.exit_code == 0
     assert again.output.splitlines()[0] == "unchanged rss.xml"
-    assert again.output.splitlines()[-1] == f"0 written, 6 unchanged, 0 removed in {settings.feeds.dir}"
+    assert again.output.splitlines()[-1] == f"0 created, 0 changed, 6 unchanged, 0 removed in {settings.feeds.dir}"
+    add_drafts(seeded, settings, tagged("Untagged", 2, ()))
+    third = runner.invoke(cli, ["--config", str(settings.path), "feeds"])
+    assert third.output.splitlines() == [
+        "changed   rss.xml", "changed   atom.xml", "changed   feed.json",
+        "unchanged tags/only-tag/rss.xml", "unchanged tags/only-tag/atom.xml", "unchanged tags/only-tag/feed.json",
+        f"0 created, 3 changed, 3 unchanged, 0 removed in {settings.feeds.dir}",
+    ]
 
 
 def test_publisher_feeds_has_help():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from publisher.cli.app import App
-from publisher.feeds import build_feeds
+from publisher.feeds import STATUSES, build_feeds
 
 
 @click.command("feeds")
@@ -21,8 +21,8 @@ def feeds_command(app: App) -> None:
     root = settings.feeds.dir
     for path, status in report.files:
         click.echo(f"{status:<9} {path.relative_to(root)}")
-    click.echo(f"{report.count('written')} written, {report.count('unchanged')} unchanged, "
-               f"{report.count('removed')} removed in {root}")
+    counts = ", ".join(f"{report.count(status)} {status}" for status in STATUSES)
+    click.echo(f"{counts} in {root}")
 
 
 def register(group: click.Group) -> None:
