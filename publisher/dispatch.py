@@ -180,12 +180,9 @@ def report(store: Store, issue: Issue, now: datetime) -> SendReport:
 
 def rendered_issue(store: Store, settings: Settings, issue: Issue) -> RenderedIssue:
     """The glue to the digest side: a stored issue rendered again (rendering is deterministic)."""
-    from publisher.issues import load_digest
-    from publisher.render import render_digest
+    from publisher.issues import render_issue
 
-    newsletter = settings.newsletter(issue.newsletter)
-    return render_digest(load_digest(store, issue), settings=settings, newsletter=newsletter,
-                         subject=issue.subject or None)
+    return render_issue(store, settings, issue)
 
 
 def deliver_issue(store: Store, settings: Settings, issue: Issue, now: datetime | None = None, *,
