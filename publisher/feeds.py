@@ -45,6 +45,7 @@ TAGS_DIR = "tags"
 # A feed with no entries still needs an `updated`; "now" would make its bytes change every build.
 EMPTY_FEED_UPDATED = datetime(1970, 1, 1, tzinfo=timezone.utc)
 ATOM_NS = "http://www.w3.org/2005/Atom"
+RSS_TYPE, ATOM_TYPE, JSON_TYPE = "application/rss+xml", "application/atom+xml", "application/feed+json"
 
 
 @dataclass(frozen=True)
@@ -138,7 +139,7 @@ class _WebSubRss(BaseExtension):
         return feed
 
 
-def _generator(spec: FeedSpec, entries: Sequence[FeedEntry], self_type: str, filename: str) -> FeedGenerator:
+def _generator(spec: FeedSpec, entries: Sequence[FeedEntry], self_url: str, self_type: str) -> FeedGenerator:
     """A FeedGenerator set up to avoid feedgen's traps (see docs/feeds.md)."""
     gen = FeedGenerator()
     gen.load_extension("dc", atom=False, rss=True)  # RSS <author> wants an email; dc:creator a name
@@ -147,7 +148,7 @@ def _generator(spec: FeedSpec, entries: Sequence[FeedEntry], self_type: str, fil
     gen.description(spec.description or spec.title)
     gen.author({"name": spec.author or spec.title})
     # RSS <link> is the last link added: self first, the alternate last.
-    gen.link(href=spec.url(filename), rel="self", type=self_type)
+    gen.link(href=self_url, rel="self", type=self_type)
     if spec.hub:
         gen.link(href=spec.hub, rel="hub")
         gen.register_extension("websub", _WebSubRss, atom=False, rss=True)
@@ -177,12 +178,12 @@ def _add_entry(gen: FeedGenerator, entry: FeedEntry) -> None:
         item.category(term=category)
 
 
-def render_rss(spec: FeedSpec, entries: Sequence[FeedEntry]) -> bytes:
-    return _generator(spec, entries, "application/rss+xml", "rss.xml").rss_str(pretty=True)
+def render_rss(spec: FeedSpec, entries: Sequence[FeedEntry], self_url: str) -> bytes:
+    return _generator(spec, entries, self_url, RSS_TYPE).rss_str(pretty=True)
 
 
-def render_atom(spec: FeedSpec, entries: Sequence[FeedEntry]) -> bytes:
-    return _generator(spec, entries, "application/atom+xml", "atom.xml").atom_str(pretty=True)
+def render_atom(spec: FeedSpec, entries: Sequence[FeedEntry], self_url: str) -> bytes:
+    return _generator(spec, entries, self_url, ATOM_TYPE).atom_str(pretty=True)
 
 
 # ---------------------------------------------------------------------------- JSON Feed 1.1
@@ -207,12 +208,12 @@ def _json_item(entry: FeedEntry) -> dict:
     return item
 
 
-def render_json(spec: FeedSpec, entries: Sequence[FeedEntry]) -> bytes:
+def render_json(spec: FeedSpec, entries: Sequence[FeedEntry], self_url: str) -> bytes:
     document = {
         "version": "https://jsonfeed.org/version/1.1",
         "title": spec.title,
         "home_page_url": spec.home_url,
-        "feed_url": spec.url("feed.json"),
+        "feed_url": self_url,
         "description": spec.description,
         "language": spec.language,
         "authors": [{"name": spec.author or spec.title}],
@@ -228,14 +229,14 @@ def render_json(spec: FeedSpec, entries: Sequence[FeedEntry]) -> bytes:
 @dataclass(frozen=True)
 class FeedFormat:
     filename: str
-    media_type: str
-    render: Callable[[FeedSpec, Sequence[FeedEntry]], bytes]
+    media_type: str  # also the Content-Type to serve it with
+    render: Callable[[FeedSpec, Sequence[FeedEntry], str], bytes]  # (spec, entries, its own URL)
 
 
 FORMATS = (
-    FeedFormat("rss.xml", "application/rss+xml", render_rss),
-    FeedFormat("atom.xml", "application/atom+xml", render_atom),
-    FeedFormat("feed.json", "application/feed+json", render_json),
+    FeedFormat("rss.xml", RSS_TYPE, render_rss),
+    FeedFormat("atom.xml", ATOM_TYPE, render_atom),
+    FeedFormat("feed.json", JSON_TYPE, render_json),
 )
 
 
@@ -309,7 +310,8 @@ def _write_formats(spec: FeedSpec, entries: Iterable[FeedEntry],
     spec = clean_spec(spec)
     chosen = sorted((clean_entry(entry) for entry in entries), key=lambda e: e.published, reverse=True)
     chosen = chosen[:feeds.limit]
-    return [(fmt, _write_status(spec.file(feeds.dir, fmt.filename), fmt.render(spec, chosen))) for fmt in FORMATS]
+    return [(fmt, _write_status(spec.file(feeds.dir, fmt.filename), fmt.render(spec, chosen, spec.url(fmt.filename))))
+            for fmt in FORMATS]
 
 
 def write_feed_set(spec: FeedSpec, entries: Iterable[FeedEntry], feeds: FeedSettings, *,
