@@ -12,6 +12,7 @@ import re
 import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import datetime
 from html.parser import HTMLParser
 
@@ -185,12 +186,13 @@ class _Blocks(HTMLParser):
         self._flush()
 
 
-def html_blocks(fragment: str) -> list[tuple[str, str]]:
-    """A fragment of HTML as ("p" | "li", text) blocks, whitespace collapsed."""
+@lru_cache(maxsize=512)
+def html_blocks(fragment: str) -> tuple[tuple[str, str], ...]:
+    """A fragment of HTML as ("p" | "li", text) blocks, whitespace collapsed (memoised: it is pure)."""
     parser = _Blocks()
     parser.feed(fragment)
     parser.close()
-    return parser.blocks
+    return tuple(parser.blocks)
 
 
 def shorten(blocks: Sequence[tuple[str, str]], limit: int | None) -> tuple[list[tuple[str, str]], bool]:
@@ -265,15 +267,13 @@ class ArticleView:
 
 
 def article_view(article: Article, newsletter: NewsletterSettings, limit: int | None) -> ArticleView:
-    blocks = html_blocks(article.summary_html)
-    kept, shortened = shorten(blocks, limit)
-    whole = html_blocks(article.content_html)
+    kept, shortened = shorten(html_blocks(article.summary_html), limit)
     teaser = article.summary_html if limit is None else blocks_html(kept)
     local = article.published.astimezone(newsletter.zone)
     return ArticleView(
         title=article.title, url=article.url, date=day_month(local, year=True), published=local,
         tags=article.tags, teaser_html=teaser, teaser_text=blocks_text(kept),
-        more=article.truncated or shortened or (bool(whole) and kept != whole),
+        more=article.truncated or shortened or article.summary_html.strip() != article.content_html.strip(),
     )
 
 
@@ -357,9 +357,13 @@ def _fits(page: str) -> bool:
 
 
 def render_digest(digest: Digest, *, settings: Settings, newsletter: NewsletterSettings,
-                  subject: str | None = None) -> RenderedIssue:
-    """Compile the issue once: HTML and text with PLACEHOLDERS left in them for `personalise`."""
-    env = environment(settings)
+                  subject: str | None = None, env: jinja2.Environment | None = None) -> RenderedIssue:
+    """Compile the issue once: HTML and text with PLACEHOLDERS left in them for `personalise`.
+
+    Pass an `environment(settings)` to reuse its compiled templates across issues (a long-running
+    process); without one, the templates are compiled for this call.
+    """
+    env = env or environment(settings)
     html_name, text_name = f"email/{newsletter.template}.mjml.j2", f"email/{newsletter.template}.txt.j2"
     subject = subject or render_subject(digest, settings, newsletter)
     base = context(digest, settings, newsletter)
