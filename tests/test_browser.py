@@ -6,6 +6,7 @@ phone (375 px) and desktop (1200 px) widths land in screenshots/web/.
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import threading
 import time
@@ -32,7 +33,9 @@ pytestmark = pytest.mark.browser
 @pytest.fixture
 def chromium_page():
     require(CHROMIUM.exists(), f"Chromium at {CHROMIUM} (apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api")
+    require(importlib.util.find_spec("playwright") is not None, "Playwright (pip install -e '.[test]')")
+    from playwright import sync_api
+
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": WIDTHS["desktop"], "height": 900})
