@@ -88,8 +88,12 @@ def preview_digest(store: Store, settings: Settings, newsletter: str | Newslette
     now = _utc(now, "now")
     chosen = next_selection(store, config, now, now, force=True)
     if isinstance(chosen, Skipped):
+        first = store.issues.watermark(config.name) is None
+        hours = config.lookback.total_seconds() / 3600
+        span = f"{hours / 24:g} days" if hours % 24 == 0 else f"{hours:g} hours"
+        hint = f" (a first issue looks back {span}: newsletters.{config.name}.lookback)"
         raise DigestError(f"{config.name}: nothing to preview: no new articles since "
-                          f"{chosen.since:%Y-%m-%d %H:%M %Z}")
+                          f"{chosen.since.astimezone(config.zone):%Y-%m-%d %H:%M %Z}{hint if first else ''}")
     strict = next_selection(store, config, now, now)
     digest = Digest(config.name, store.issues.next_number(config.name), now,
                     chosen.articles, chosen.overflow, chosen.since)
