@@ -288,6 +288,45 @@ def test_typography_is_kept_exactly(seeded, settings):
     assert "China’s Premier champions peace, justice and development at UN General Assembly" in rss_items
 
 
+def test_links_inside_the_content_are_made_absolute(store, settings):
+    draft = replace(tagged("Links", 1, ()), content_html='<p><a href="/about/">About</a> <img src="pic.png" alt="">'
+                    ' <a href="https://elsewhere.example/x">away</a> <a href="#notes">notes</a></p>')
+    add_drafts(store, settings, draft)
+    build_feeds(store, settings)
+    expected = (f'<p><a href="{SITE}/about/">About</a> <img src="{SITE}/links/pic.png" alt="">'
+                f' <a href="https://elsewhere.example/x">away</a> <a href="{SITE}/links/#notes">notes</a></p>')
+    assert json_feed(settings)["items"][0]["content_html"] == expected
+    rss = strict(read(settings, "rss.xml"))
+    assert rss.find("channel/item").findtext("content:encoded", namespaces=NS) == expected
+    atom = strict(read(settings, "atom.xml"))
+    assert atom.find("atom:entry/atom:content", NS).text == expected
+
+
+def test_the_site_settings_describe_every_feed(store, make_settings, database_url):
+    settings = make_settings({"site": {"title": "La Gazette", "description": "Les nouvelles – chaque jour",
+                                       "language": "fr-FR", "author": "La rédaction"}}, database_url=database_url)
+    add_drafts(store, settings, tagged("Bonjour", 1, ("Été",)))
+    build_feeds(store, settings)
+    for folder, title in (("", "La Gazette"), ("tags/ete", "La Gazette: Été")):
+        rss, atom = parsed(settings, "rss.xml", folder).feed, parsed(settings, "atom.xml", folder).feed
+        assert rss.title == atom.title == json_feed(settings, folder)["title"] == title
+        assert rss.language == json_feed(settings, folder)["language"] == "fr-FR"
+        assert strict(read(settings, "atom.xml", folder)).get("{http://www.w3.org/XML/1998/namespace}lang") == "fr-FR"
+        assert atom.author == "La rédaction"
+        assert json_feed(settings, folder)["authors"] == [{"name": "La rédaction"}]
+    assert parsed(settings, "rss.xml").feed.subtitle == "Les nouvelles – chaque jour"
+
+
+def test_an_empty_store_gives_valid_empty_feeds_that_do_not_change(store, settings):
+    first = build_feeds(store, settings)
+    assert [(p.name, status) for p, status in first.files] == [(name, "created") for name in FILES]
+    for name in ("rss.xml", "atom.xml"):
+        assert parsed(settings, name).entries == []
+    assert json_feed(settings)["items"] == []
+    assert parsed(settings, "atom.xml").feed.updated == "1970-01-01T00:00:00+00:00"  # not "now"
+    assert build_feeds(store, settings).changed == []
+
+
 # ---------------------------------------------------------------------------- determinism and writing
 
 def test_a_second_build_gives_identical_bytes_and_leaves_files_alone(seeded, settings):
