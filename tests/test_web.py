@@ -7,7 +7,7 @@ import email.policy
 import gzip
 import re
 import warnings
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import itsdangerous.timed
 import pytest
@@ -393,3 +393,60 @@ def test_no_open_redirects(client):
     for path in ("//evil.example/", "/subscribe/", "/subscribe?next=https://evil.example", "/archive//evil.example"):
         answer = client.get(path, follow_redirects=False, headers={"host": "evil.example"})
         assert "evil" not in answer.headers.get("location", ""), path
+
+
+# --- mail details, store and command ---------------------------------------------------------
+
+def test_the_confirmation_mail_never_carries_the_name_typed_into_the_form(client, outbox):
+    subscribe(client, name="Visit https://spam.example now")
+    mail = parse(outbox.sent[0])
+    assert "spam.example" not in mail.as_string()
+    assert mail["From"].addresses[0].addr_spec == "newsletter@news.example.org"
+
+
+def test_a_refused_confirmation_mail_can_be_asked_for_again_at_once(web_settings, store):
+    from publisher.transports import SendResult
+
+    refusing = MemoryTransport(reply=lambda _message: SendResult("failed", 550, "5.7.1", "no"))
+    with TestClient(create_app(web_settings, store, refusing)) as test_client:
+        assert subscribe(test_client).status_code == 200
+    working = MemoryTransport()
+    with TestClient(create_app(web_settings, store, working)) as test_client:
+        subscribe(test_client)
+    assert len(working.sent) == 1
+
+
+def test_no_welcome_mail_when_welcome_is_off(make_settings, database_url, store):
+    settings = make_settings({"newsletters": {"weekly": {}}, "web": {"welcome": False}}, database_url=database_url)
+    sent = MemoryTransport()
+    with TestClient(create_app(settings, store, sent), base_url="https://news.example.org") as test_client:
+        subscribe(test_client)
+        assert test_client.post(confirm_path(sent.sent[0])).status_code == 200
+    assert len(sent.sent) == 1 and store.subscribers.get("reader@example.com").status == "confirmed"
+
+
+def test_web_events_count_within_their_window(store):
+    start = datetime(2025, 10, 20, 12, 0, tzinfo=timezone.utc)
+    hour = timedelta(hours=1)
+    allowed = [store.web_events.hit("k", "s", start + timedelta(minutes=n), window=hour, limit=2) for n in range(3)]
+    assert allowed == [True, True, False]
+    assert store.web_events.hit("k", "other", start, window=hour, limit=2)
+    assert store.web_events.hit("k", "s", start + timedelta(minutes=61), window=hour, limit=2)
+    assert store.web_events.count("k", "s", start - hour) == 3
+
+
+def test_the_serve_command_is_registered():
+    from click.testing import CliRunner
+
+    from publisher.cli import cli
+
+    result = CliRunner().invoke(cli, ["serve", "--help"])
+    assert result.exit_code == 0 and "--port" in result.output and "--host" in result.output
+
+
+def test_make_server_listens_where_settings_say(web_settings, store):
+    from publisher.web import make_server
+
+    server = make_server(web_settings, store)
+    assert (server.config.host, server.config.port) == ("127.0.0.1", 8080)
+    assert make_server(web_settings, store, host="0.0.0.0", port=0).config.port == 0
