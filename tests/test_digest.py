@@ -216,3 +216,42 @@ def test_sent_issues_are_archived_as_pages_an_index_and_an_issues_feed(make_sett
     assert feed["items"][0]["id"].startswith("tag:news.example.org,")
     assert write_archive(store, settings, "weekly") == []  # unchanged files are not rewritten
     store.close()
+
+
+def test_the_digest_commands_build_list_approve_cancel_and_preview(tmp_path):
+    import email
+    import email.policy
+    import json
+
+    from click.testing import CliRunner
+
+    from publisher.cli import cli
+
+    config = tmp_path / "config.toml"
+    config.write_text('[site]\nurl = "https://news.example.org"\n\n[newsletters.weekly]\n'
+                      'lookback = "5000d"\nrequire_approval = true\n', encoding="utf-8")
+
+    def run(*args: str):
+        return CliRunner().invoke(cli, ["--config", str(config), *args], catch_exceptions=False)
+
+    assert run("import", str(SEED_002), "--as-of", AS_OF_002.isoformat()).exit_code == 0
+    preview = run("digest", "preview", "weekly", "--out", str(tmp_path / "preview"))
+    assert preview.exit_code == 0, preview.output
+    assert "articles: 19 (+0 linked as more)" in preview.output
+    raw = (tmp_path / "preview" / "weekly-1.eml").read_bytes()
+    assert not email.message_from_bytes(raw, policy=email.policy.default).defects
+    assert run("digest", "issues", "weekly", "--json").output.strip() == "[]"  # a preview stores nothing
+
+    built = run("digest", "build", "weekly", "--slot", "2025-10-06T08:00:00+00:00")
+    assert "built issue 1 [draft]" in built.output and "19 articles" in built.output
+    again = run("digest", "build", "weekly", "--slot", "2025-10-06T09:00:00+01:00")  # the same instant
+    assert "already built: issue 1 [draft]" in again.output
+    assert "issue 1 [approved]" in run("digest", "approve", "weekly").output
+    listed = json.loads(run("digest", "issues", "weekly", "--json").output)
+    assert [(i["number"], i["state"], i["articles"]) for i in listed] == [(1, "approved", 19)]
+    skipped = run("digest", "build", "weekly", "--slot", "2025-10-13T08:00:00+00:00")
+    assert skipped.exit_code == 0 and "skipped: 0 new articles, minimum 1" in skipped.output
+    assert "issue 1 [cancelled]" in run("digest", "cancel", "weekly", "1").output
+    wrong = run("digest", "approve", "weekly", "1")
+    assert wrong.exit_code == 1 and "is cancelled; it cannot become approved" in wrong.output
+    assert run("digest", "issues", "nope").exit_code == 1

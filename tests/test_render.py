@@ -184,3 +184,11 @@ def test_a_short_full_post_needs_no_continue_reading_link(site):
     rendered = render(site(), [whole])
     assert "Continue reading" not in rendered.html and "Continue reading" not in rendered.text
     assert "1 new article since" in rendered.html and rendered.trimmed == ()
+
+
+def test_an_undefined_variable_in_a_template_names_the_template_and_line(site, tmp_path):
+    folder = tmp_path / "mine" / "email"
+    folder.mkdir(parents=True)
+    (folder / "digest.txt.j2").write_text("{{ newsletter.title }}\n\n{{ artcles[0].title }}\n")
+    with pytest.raises(TemplateError, match=r"mine/email/digest\.txt\.j2:3: 'artcles' is undefined"):
+        render(site(templates_dir=tmp_path / "mine"))
