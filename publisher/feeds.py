@@ -325,13 +325,18 @@ def write_feed_set(spec: FeedSpec, entries: Iterable[FeedEntry], feeds: FeedSett
 
 # ---------------------------------------------------------------------------- the article feeds
 
-_LINKED = re.compile(r"""(<[a-zA-Z][^>]*?\s(?:href|src)=)(["'])(.*?)\2""")
+_START_TAG = re.compile(r"<[a-zA-Z][^>]*>")
+_URL_ATTRIBUTE = re.compile(r"""(\s(?:href|src)=)(["'])(.*?)\2""")
 
 
 def absolute_links(markup: str, base: str) -> str:
     """href and src attributes made absolute against `base`, so feed readers can follow them."""
-    return _LINKED.sub(lambda m: f"{m[1]}{m[2]}{html.escape(urljoin(base, html.unescape(m[3])))}{m[2]}",
-                       markup)
+
+    def absolute(match: re.Match) -> str:
+        prefix, quote, value = match.groups()
+        return f"{prefix}{quote}{html.escape(urljoin(base, html.unescape(value)))}{quote}"
+
+    return _START_TAG.sub(lambda tag: _URL_ATTRIBUTE.sub(absolute, tag[0]), markup)
 
 
 def article_entry(article: Article) -> FeedEntry:
