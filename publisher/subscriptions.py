@@ -199,9 +199,13 @@ def subscribe(settings: Settings, store: Store, mailer: Mailer, signup: SignUp, 
     payload = {"s": person.id, "n": nonce, "l": list(signup.newsletters), "t": list(signup.topics),
                "m": signup.name}
     url = tokens.confirm_url(settings.site.url, settings.secret_keys, payload)
-    result = mailer.send("confirm", person.email, signup.newsletters, now=now, confirm_url=url,
-                         expiry=human_duration(settings.web.confirm_expiry),
-                         titles=_titles(settings, signup.newsletters))
+    try:
+        result = mailer.send("confirm", person.email, signup.newsletters, now=now, confirm_url=url,
+                             expiry=human_duration(settings.web.confirm_expiry),
+                             titles=_titles(settings, signup.newsletters))
+    except PublisherError as error:  # a misconfigured transport: the operator's log, not the visitor's page
+        log.error("confirmation mail to subscriber %s not sent: %s", person.id, error)
+        result = SendResult("failed", detail=str(error))
     if result.outcome != "delivered":
         store.subscribers.release_confirmation(person.id, nonce)
         log.warning("confirmation mail to subscriber %s not sent: %s %s", person.id, result.code, result.detail)
@@ -276,9 +280,12 @@ def _welcome(settings: Settings, mailer: Mailer, person: Subscriber, newsletters
     keys, site = settings.secret_keys, settings.site.url
     unsubscribe = [(settings.newsletters[name].title, tokens.unsubscribe_url(site, keys, person.id, name))
                    for name in newsletters]
-    result = mailer.send("welcome", person.email, newsletters, now=now, unsubscribe=unsubscribe,
-                         titles=_titles(settings, newsletters),
-                         preferences_url=tokens.preferences_url(site, keys, person.id))
+    try:
+        result = mailer.send("welcome", person.email, newsletters, now=now, unsubscribe=unsubscribe,
+                             titles=_titles(settings, newsletters),
+                             preferences_url=tokens.preferences_url(site, keys, person.id))
+    except PublisherError as error:  # the subscription stands; only the courtesy mail is lost
+        result = SendResult("failed", detail=str(error))
     if result.outcome != "delivered":
         log.warning("welcome mail to subscriber %s not sent: %s %s", person.id, result.code, result.detail)
 

@@ -61,10 +61,11 @@ SECURITY_HEADERS = {
     "permissions-policy": "camera=(), microphone=(), geolocation=(), interest-cohort=()",
 }
 CSRF_AGE = timedelta(days=1)
+MAX_FORM = 64 * 1024
 FEED_CACHE = "public, max-age=300"
 ARCHIVE_CACHE = "public, max-age=3600"
 TITLES = {400: "This link does not work", 403: "This form has expired", 404: "Page not found",
-          405: "Method not allowed", 429: "Too many requests", 500: "Something went wrong",
+          405: "Method not allowed", 413: "Too large", 429: "Too many requests", 500: "Something went wrong",
           503: "Something went wrong"}
 
 
@@ -154,6 +155,13 @@ def error_page(request: Request, status_code: int, message: str, headers: dict |
         return PlainTextResponse(message, status_code=status_code, headers=headers)
 
 
+async def read_form(request: Request) -> FormData:
+    """A small form: no files, at most 100 fields, at most MAX_FORM bytes (by Content-Length)."""
+    if int(request.headers.get("content-length") or 0) > MAX_FORM:
+        raise HTTPException(413, "This form is too large.")
+    return await request.form(max_files=0, max_fields=100)
+
+
 def _text(form: FormData, key: str, limit: int = 1000) -> str:
     value = form.get(key)
     return value[:limit] if isinstance(value, str) else ""
@@ -190,7 +198,7 @@ def _subscribe_page(request: Request, settings: Settings, form: dict, error: str
 async def subscribe(request: Request) -> Response:
     state = request.app.state
     settings = state.settings
-    posted = await request.form()
+    posted = await read_form(request)
     form = {"email": _text(posted, "email", 320), "name": _text(posted, "name", 200),
             "newsletters": _texts(posted, "newsletter"), "topics": _texts(posted, "topic")}
     try:
@@ -251,7 +259,7 @@ async def unsubscribe(request: Request) -> Response:
 
 async def resubscribe(request: Request) -> Response:
     state, token = request.app.state, request.path_params["token"]
-    posted = await request.form()
+    posted = await read_form(request)
     await run_in_threadpool(subscriptions.read_unsubscribe, state.settings, state.store, token)  # 400 first
     if denied := _csrf_denied(request, posted, f"resubscribe:{token}"):
         return denied
@@ -285,7 +293,7 @@ def _preferences(request: Request, person, token: str, *, saved: bool = False, e
 
 async def save_preferences(request: Request) -> Response:
     state, token = request.app.state, request.path_params["token"]
-    posted = await request.form()
+    posted = await read_form(request)
     await run_in_threadpool(subscriptions.read_preferences, state.settings, state.store, token)  # 400 first
     if denied := _csrf_denied(request, posted, f"preferences:{token}"):
         return denied

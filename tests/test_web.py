@@ -450,3 +450,11 @@ def test_make_server_listens_where_settings_say(web_settings, store):
     server = make_server(web_settings, store)
     assert (server.config.host, server.config.port) == ("127.0.0.1", 8080)
     assert make_server(web_settings, store, host="0.0.0.0", port=0).config.port == 0
+
+
+def test_oversized_or_file_carrying_forms_are_refused(client, store):
+    big = client.post("/subscribe", data={"email": "a@example.com", "name": "x" * 70_000})
+    assert big.status_code == 413
+    with_file = client.post("/subscribe", data={"email": "a@example.com"}, files={"name": ("n.txt", b"x")})
+    assert with_file.status_code == 400
+    assert store.subscribers.count() == 0
