@@ -149,6 +149,47 @@ def json_feed_problems(document: object) -> list[str]:
     return problems
 
 
+def atom_problems(feed) -> list[str]:
+    """RFC 4287's must-haves: feed and entry id, title, updated; an author; content or an alternate link."""
+    problems = []
+
+    def need(element, name: str, where: str) -> None:
+        if len(element.findall(f"atom:{name}", NS)) != 1:
+            problems.append(f"{where} needs exactly one atom:{name}")
+
+    for name in ("id", "title", "updated"):
+        need(feed, name, "feed")
+    if not feed.findall("atom:link[@rel='self']", NS):
+        problems.append("feed has no rel=self link")
+    feed_author = bool(feed.findall("atom:author/atom:name", NS))
+    for i, entry in enumerate(feed.iterfind("atom:entry", NS)):
+        for name in ("id", "title", "updated"):
+            need(entry, name, f"entry {i}")
+        if not feed_author and not entry.findall("atom:author/atom:name", NS):
+            problems.append(f"entry {i} has no author and neither has the feed")
+        content = entry.find("atom:content", NS)
+        if content is None and entry.find("atom:link", NS) is None:
+            problems.append(f"entry {i} has neither content nor an alternate link")
+        if content is not None and content.get("type") not in ("text", "html", "xhtml"):
+            problems.append(f"entry {i} content type {content.get('type')!r}")
+    for stamp in feed.iterfind(".//atom:updated", NS):
+        if not RFC_3339.match(stamp.text or ""):
+            problems.append(f"updated {stamp.text!r} is not RFC 3339")
+    return problems
+
+
+def rss_problems(rss) -> list[str]:
+    """RSS 2.0's must-haves: channel title, link, description; items with a title or description."""
+    channel = rss.find("channel")
+    problems = [f"channel needs <{name}>" for name in ("title", "link", "description") if not channel.findtext(name)]
+    for i, item in enumerate(channel.iter("item")):
+        if not item.findtext("title") and not item.findtext("description"):
+            problems.append(f"item {i} needs a title or a description")
+        if item.find("guid") is None:
+            problems.append(f"item {i} has no guid")
+    return problems
+
+
 def json_feed(settings, folder: str = "") -> dict:
     document = json.loads(read(settings, "feed.json", folder).decode("utf-8"))
     assert json_feed_problems(document) == []
@@ -167,8 +208,8 @@ def test_seed_feeds_are_valid_with_every_article_newest_first(seeded, settings):
     assert [e.title for e in atom.entries] == expected
     assert [item["title"] for item in json_feed(settings)["items"]] == expected
     assert expected[0] == "Premier Li Qiang joins celebrations of the 80th anniversary of the Workers’ Party of Korea in Pyongyang"
-    for name in ("rss.xml", "atom.xml"):
-        strict(read(settings, name))
+    assert rss_problems(strict(read(settings, "rss.xml"))) == []
+    assert atom_problems(strict(read(settings, "atom.xml"))) == []
 
 
 def test_only_the_newest_limit_articles_are_published(store, make_settings, database_url):
@@ -385,8 +426,9 @@ def test_a_control_character_in_an_article_does_not_break_any_feed(seeded, setti
     add_drafts(seeded, settings, bad)
     build_feeds(seeded, settings)
     for folder in ("", "tags/odd"):
+        assert rss_problems(strict(read(settings, "rss.xml", folder))) == []
+        assert atom_problems(strict(read(settings, "atom.xml", folder))) == []
         for name in ("rss.xml", "atom.xml"):
-            strict(read(settings, name, folder))
             assert parsed(settings, name, folder).entries[0].title == "Bell and escape"
         assert json_feed(settings, folder)["items"][0]["content_html"] == "<p>nul-ish backspace</p>"
     assert len(parsed(settings, "rss.xml").entries) == SEED_ARTICLES + 1
@@ -425,6 +467,8 @@ def test_each_tag_has_its_own_feeds_with_only_its_articles(seeded, settings):
         assert [e.title for e in atom.entries] == titles
         assert [i["title"] for i in json_feed(settings, folder)["items"]] == titles
         assert {l.rel: l.href for l in atom.feed.links}["self"] == f"{SITE}/feeds/{folder}/atom.xml"
+        assert atom_problems(strict(read(settings, "atom.xml", folder))) == []
+        assert rss_problems(strict(read(settings, "rss.xml", folder))) == []
         assert rss.feed.link == f"{SITE}/"
     python = parsed(settings, "atom.xml", "tags/python")
     assert python.feed.title == "A publisher sample: Python"
