@@ -57,7 +57,8 @@ def build_issue(store: Store, settings: Settings, newsletter: str | NewsletterSe
             return existing
         chosen = next_selection(store, config, slot, now, force=force)
         if isinstance(chosen, Skipped):
-            return chosen
+            # A racing builder may have taken the articles for this very slot meanwhile.
+            return store.issues.by_slot(config.name, slot) or chosen
         number = store.issues.next_number(config.name)
         digest = Digest(config.name, number, slot, chosen.articles, chosen.overflow, chosen.since)
         try:
