@@ -157,7 +157,8 @@ def error_page(request: Request, status_code: int, message: str, headers: dict |
 
 async def read_form(request: Request) -> FormData:
     """A small form: no files, at most 100 fields, at most MAX_FORM bytes (by Content-Length)."""
-    if int(request.headers.get("content-length") or 0) > MAX_FORM:
+    length = request.headers.get("content-length", "0")
+    if not length.isdigit() or int(length) > MAX_FORM:
         raise HTTPException(413, "This form is too large.")
     return await request.form(max_files=0, max_fields=100)
 
