@@ -75,3 +75,24 @@ def test_the_preview_reads_well_at_phone_and_desktop_widths(browser, preview_htm
     else:
         assert background == "rgb(255, 255, 255)" and text == "rgb(84, 91, 100)"
     page.close()
+
+
+def test_the_archive_page_and_index_read_well_on_a_phone(browser, make_settings, tmp_path):
+    from publisher.archive import write_archive
+    from publisher.issues import build_issue
+
+    settings = make_settings({"newsletters": {"weekly": {"title": "The Weekly Digest"}}},
+                             database_url=f"sqlite:///{tmp_path / 'p.db'}")
+    store = Store.open(settings.database.url)
+    import_sources(store, settings, [SourceSettings(path=str(SEED_002), format="textpage")],
+                   as_of=AS_OF_002, now=AS_OF_002)
+    issue = build_issue(store, settings, "weekly", AS_OF_002, AS_OF_002)
+    store.issues.transition("weekly", issue.number, "sending", AS_OF_002)
+    write_archive(store, settings, "weekly")
+    store.close()
+    for name in ("1", "index"):
+        page = open_page(browser, settings.archive.dir / "weekly" / f"{name}.html", 375, "light")
+        page.screenshot(path=str(SHOTS / f"archive-{name}-375.png"), full_page=True)
+        assert page.evaluate("document.documentElement.scrollWidth") <= 375
+        assert page.get_by_role("link", name=ISSUE_1[0] if name == "1" else issue.subject, exact=True).is_visible()
+        page.close()
