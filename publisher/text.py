@@ -10,6 +10,8 @@ _NON_ALNUM = re.compile(r"[^a-z0-9]+")
 # XML 1.0 forbids C0 controls other than tab, LF and CR, lone surrogates, and U+FFFE/U+FFFF.
 _XML_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 _HEADER_UNSAFE = re.compile("[\r\n\x00]")
+# Text no database stores and no encoder writes: NUL and unpaired surrogates.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 def slugify(title: str) -> str:
@@ -22,6 +24,11 @@ def slugify(title: str) -> str:
 def xml_safe(value: str) -> str:
     """Remove the characters XML 1.0 cannot carry, so one bad article never breaks a feed."""
     return _XML_FORBIDDEN.sub("", value)
+
+
+def storable(value: str) -> str:
+    """Drop NUL and lone surrogates, which PostgreSQL and UTF-8 refuse."""
+    return _UNSTORABLE.sub("", value)
 
 
 def header_safe(value: str) -> str:

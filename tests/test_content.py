@@ -92,3 +92,13 @@ def test_auto_format_by_extension_then_content(tmp_path, name, head, expected):
     assert detect_format(str(path)) == expected
     assert detect_format("https://example.org/feed") == "feed"
     assert detect_format(str(tmp_path)) == "markdown"
+
+
+def test_unstorable_characters_are_dropped_not_fatal(store, settings, tmp_path):
+    from publisher.model import Draft
+
+    draft = Draft(key="odd", slug="odd", title="Odd\ud800 one", summary_html="<p>a\x00b</p>",
+                  content_html="<p>c\udfffd</p>", truncated=False, published=AS_OF_002)
+    store.articles.ingest([draft], site_url=settings.site.url, guid_authority="x", now=AS_OF_002, source="t")
+    stored = store.articles.by_slug("odd")
+    assert (stored.title, stored.summary_html, stored.content_html) == ("Odd one", "<p>ab</p>", "<p>cd</p>")

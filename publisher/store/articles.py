@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from datetime import datetime
 
 from sqlalchemy import delete, func, insert, select, update
@@ -12,7 +13,7 @@ from sqlalchemy.engine import Connection, Engine, RowMapping
 
 from publisher.model import Article, Draft, ImportReport
 from publisher.store.schema import article_tags, articles, source_state
-from publisher.text import slugify
+from publisher.text import slugify, storable
 
 
 def content_hash(draft: Draft) -> str:
@@ -42,6 +43,14 @@ def _article(row: RowMapping) -> Article:
     )
 
 
+def _storable(draft: Draft) -> Draft:
+    return replace(
+        draft, title=storable(draft.title), summary_html=storable(draft.summary_html),
+        content_html=storable(draft.content_html), url=storable(draft.url),
+        tags=tuple(storable(t) for t in draft.tags), authors=tuple(storable(a) for a in draft.authors),
+    )
+
+
 class ArticleStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -53,6 +62,7 @@ class ArticleStore:
         unchanged = 0
         with self.engine.begin() as connection:
             for draft in drafts:
+                draft = _storable(draft)
                 existing = connection.execute(
                     select(articles).where(articles.c.key == draft.key)
                 ).mappings().first()
