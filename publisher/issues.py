@@ -103,9 +103,7 @@ def preview_digest(store: Store, settings: Settings, newsletter: str | Newslette
 
 def load_digest(store: Store, issue: Issue, newsletter: NewsletterSettings) -> Digest:
     """A stored issue with its articles, ready for `render.render_digest`."""
-    earlier = [i for i in store.issues.list(issue.newsletter)
-               if i.number < issue.number and i.state != "cancelled"]
-    since = earlier[-1].watermark if earlier else issue.slot - newsletter.lookback
+    since = store.issues.watermark(issue.newsletter, before=issue.number) or issue.slot - newsletter.lookback
     articles = store.articles.by_ids(issue.article_ids)
     overflow = store.articles.by_ids(issue.overflow_ids)
     return Digest(issue.newsletter, issue.number, issue.slot, tuple(articles), tuple(overflow), since)

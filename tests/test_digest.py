@@ -9,7 +9,7 @@ import pytest
 from publisher.config import NewsletterSettings, SourceSettings
 from publisher.content import import_sources
 from publisher.digest import Selection, Skipped, sections, select
-from publisher.issues import build_issue
+from publisher.issues import build_issue, render_issue
 from publisher.model import Article
 from tests.conftest import AS_OF_000, AS_OF_002, SEED_000, SEED_002
 
@@ -170,6 +170,10 @@ def test_the_seed_captures_give_issue_1_then_exactly_the_18_new_articles_then_a_
     assert second.number == 2
     assert [a.title for a in store.articles.by_ids(second.article_ids)] == ISSUE_2
     assert second.watermark == max(a.published for a in store.articles.by_ids(second.article_ids))
+    rendered = render_issue(store, settings, second)
+    assert "18 new articles since 30 September" in rendered.html
+    assert rendered.preheader == "18 new articles since 30 September"
+    assert rendered.subject == f"Weekly: {ISSUE_2[0]}"
 
     third_slot = datetime(2025, 10, 27, 8, tzinfo=timezone.utc)
     third = build_issue(store, settings, "weekly", third_slot, third_slot)

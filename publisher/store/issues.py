@@ -134,14 +134,14 @@ class IssueStore:
         found = self._query(*conditions, order=[issues.c.number.desc()], limit=1)
         return found[0] if found else None
 
-    def watermark(self, newsletter: str) -> datetime | None:
-        """The watermark of the newsletter's latest issue that was not cancelled (None: no issue yet)."""
+    def watermark(self, newsletter: str, *, before: int | None = None) -> datetime | None:
+        """The watermark of the latest issue not cancelled (before issue number `before`, if given)."""
+        conditions = [issues.c.newsletter == newsletter, issues.c.state != "cancelled"]
+        if before is not None:
+            conditions.append(issues.c.number < before)
         with self.engine.connect() as connection:
             return connection.scalar(
-                select(issues.c.watermark)
-                .where(issues.c.newsletter == newsletter, issues.c.state != "cancelled")
-                .order_by(issues.c.number.desc()).limit(1)
-            )
+                select(issues.c.watermark).where(*conditions).order_by(issues.c.number.desc()).limit(1))
 
     def sent_ids(self, newsletter: str) -> set[int]:
         """The ledger: every article any issue of this newsletter has taken."""
