@@ -12,8 +12,8 @@ import re
 import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from datetime import datetime
+from functools import lru_cache
 from html.parser import HTMLParser
 
 import css_inline
