@@ -1,0 +1,187 @@
+"""The timetable: APScheduler 3 with its SQLAlchemy job store in the project's database.
+
+One job per newsletter (its crontab in its time zone), plus interval jobs for feeds, source
+polling and delivery retries. Only one scheduler is active per database (see `lock.py`); a second
+`publisher run` waits as a standby and takes over when the first dies.
+
+Jobs are stored with the path of the config file, not the settings: each run reads the config
+afresh. At start-up, jobs are compared with the config and changed only where a trigger changed
+(re-adding them blindly would drop a missed run), and missed slots are caught up or logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MISSED, JobExecutionEvent
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from publisher import pipeline
+from publisher.config import Settings, load_settings
+from publisher.lock import ActiveLock, make_lock
+from publisher.store import Store
+from publisher.timetable import crontab_trigger, next_fire
+
+log = logging.getLogger("publisher.scheduler")
+JOBS_TABLE = "apscheduler_jobs"
+STANDBY_POLL = 2.0
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    id: str
+    kind: str
+    name: str
+    trigger: BaseTrigger
+    grace: timedelta
+    description: str
+
+
+def job_specs(settings: Settings) -> list[JobSpec]:
+    """Every job the config asks for."""
+    specs = [
+        JobSpec(f"newsletter:{n.name}", "newsletter", n.name,
+                crontab_trigger(n.schedule, n.zone, where=f"{settings.path}: newsletters.{n.name}.schedule"),
+                n.grace, f"send {n.name} ({n.schedule}, {n.timezone})")
+        for n in settings.newsletters.values()
+    ]
+    intervals = [
+        ("feeds", settings.scheduler.feeds_interval, "rebuild feeds"),
+        ("retry", settings.scheduler.retry_interval, "retry deferred deliveries"),
+    ]
+    if settings.sources:
+        intervals.append(("poll", settings.scheduler.poll_interval, "import [[sources]]"))
+    for kind, every, description in intervals:
+        specs.append(JobSpec(kind, kind, "", IntervalTrigger(seconds=int(every.total_seconds()), timezone=timezone.utc),
+                             every, f"{description} every {every}"))
+    return specs
+
+
+def run_job(config_path: str, embedded: bool, kind: str, name: str) -> None:
+    """What every stored job calls: read the config afresh, then do one thing."""
+    settings = load_settings(config_path, embedded=embedded)
+    store = Store(settings.database.url)
+    try:
+        pipeline.run_job(store, settings, kind, name, utcnow())
+    finally:
+        store.close()
+
+
+def schedule_table(settings: Settings, now: datetime) -> list[dict]:
+    """The jobs with their next fire times, local and UTC, for `publisher schedule`."""
+    rows = []
+    for spec in job_specs(settings):
+        upcoming = next_fire(spec.trigger, now)
+        zone = settings.newsletters[spec.name].zone if spec.kind == "newsletter" else timezone.utc
+        rows.append({
+            "id": spec.id,
+            "kind": spec.kind,
+            "newsletter": spec.name or None,
+            "description": spec.description,
+            "next_run": upcoming.astimezone(zone).isoformat() if upcoming else None,
+            "next_run_utc": upcoming.astimezone(timezone.utc).isoformat() if upcoming else None,
+            "grace": str(spec.grace),
+        })
+    return rows
+
+
+class Scheduler:
+    """The active scheduler: holds the lock, runs the jobs, gives both up on stop."""
+
+    def __init__(self, settings: Settings, store: Store, *, embedded: bool = False,
+                 clock: Callable[[], datetime] = utcnow) -> None:
+        self.settings = settings
+        self.store = store
+        self.embedded = embedded
+        self.clock = clock
+        self.lock: ActiveLock = make_lock(store)
+        self._scheduler: BackgroundScheduler | None = None
+
+    def _make_scheduler(self) -> BackgroundScheduler:
+        scheduler = BackgroundScheduler(
+            jobstores={"default": SQLAlchemyJobStore(engine=self.store.engine, tablename=JOBS_TABLE)},
+            executors={"default": {"type": "threadpool", "max_workers": 2}},
+            job_defaults={"coalesce": True, "max_instances": 1},
+            timezone=timezone.utc,
+        )
+        scheduler.add_listener(self._on_event, EVENT_JOB_MISSED | EVENT_JOB_ERROR)
+        return scheduler
+
+    @staticmethod
+    def _on_event(event: JobExecutionEvent) -> None:
+        if event.code == EVENT_JOB_MISSED:
+            log.warning("job %s missed its run at %s (beyond its grace time); not run",
+                        event.job_id, event.scheduled_run_time)
+        else:
+            log.error("job %s failed: %s", event.job_id, event.exception)
+
+    def _reconcile(self, scheduler: BackgroundScheduler) -> None:
+        """Add new jobs, update changed ones, remove ones no longer configured; leave the rest."""
+        wanted = {spec.id: spec for spec in job_specs(self.settings)}
+        for job in scheduler.get_jobs():
+            if job.id not in wanted:
+                log.info("removing job %s (no longer in the config)", job.id)
+                job.remove()
+        for spec in wanted.values():
+            args = (str(self.settings.path), self.embedded, spec.kind, spec.name)
+            grace = int(spec.grace.total_seconds())
+            job = scheduler.get_job(spec.id)
+            if job is None:
+                scheduler.add_job(run_job, spec.trigger, id=spec.id, name=spec.description, args=args,
+                                  misfire_grace_time=grace)
+                log.info("added job %s: %s", spec.id, spec.description)
+            elif str(job.trigger) != str(spec.trigger) or job.misfire_grace_time != grace or tuple(job.args) != args:
+                job.modify(args=args, misfire_grace_time=grace, name=spec.description)
+                if str(job.trigger) != str(spec.trigger):
+                    job.reschedule(spec.trigger)
+                log.info("updated job %s: %s", spec.id, spec.description)
+
+    def start(self) -> None:
+        """Become active (the lock must be held): catch up, resume, then run the timetable."""
+        scheduler = self._make_scheduler()
+        scheduler.start(paused=True)
+        self._reconcile(scheduler)
+        pipeline.start_up(self.store, self.settings, self.clock())
+        scheduler.resume()
+        self._scheduler = scheduler
+        for job in scheduler.get_jobs():
+            log.info("next %s at %s", job.id, job.next_run_time.isoformat() if job.next_run_time else "never")
+
+    def stop(self) -> None:
+        """Finish the job in hand, then release the lock."""
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=True)
+            self._scheduler = None
+        self.lock.release()
+
+    def serve(self, stop: threading.Event) -> None:
+        """Wait as a standby until active, run until `stop`, and stand by again if the lock is lost."""
+        announced = False
+        while not stop.is_set():
+            if not self.lock.acquire():
+                if not announced:
+                    log.info("standby: another scheduler is active (%s); waiting to take over",
+                             self.lock.description)
+                    announced = True
+                stop.wait(STANDBY_POLL)
+                continue
+            log.info("active: holding %s", self.lock.description)
+            announced = False
+            self.start()
+            while not stop.wait(STANDBY_POLL):
+                if not self.lock.held():
+                    log.error("lost %s; stopping the timetable", self.lock.description)
+                    break
+            self.stop()
+        log.info("scheduler stopped")
