@@ -134,7 +134,7 @@ def message_size(folder: Path, port: int, args: argparse.Namespace) -> tuple[int
             continue
         compiled = compile_message(rendered, settings=settings, newsletter=newsletter, issue_number=issue.number,
                                    signer=signer)
-        compose = composer(compiled, settings, newsletter, issue.number)
+        compose = composer(compiled, settings, newsletter, issue)
         rounds = 2000 if signer is None else 300
         started = time.perf_counter()
         for i in range(rounds):

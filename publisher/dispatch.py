@@ -95,17 +95,21 @@ def decide(leased: Leased, result: SendResult, delivery: DeliverySettings, now: 
 
 # --- composing -----------------------------------------------------------------------------
 
-def composer(compiled: CompiledMessage, settings: Settings, newsletter: NewsletterSettings,
-             issue_number: int) -> Compose:
-    """Fill the compiled issue for one leased recipient (links signed, Message-ID stable per recipient)."""
+def composer(compiled: CompiledMessage, settings: Settings, newsletter: NewsletterSettings, issue: Issue) -> Compose:
+    """Fill the compiled issue for one leased recipient (links signed, Message-ID stable per recipient).
+
+    A re-sent message keeps its Message-ID (newsletter, issue number, slot, subscriber), so mail
+    clients that collapse duplicates hide a re-send after a crash.
+    """
     site, keys, name = settings.site, settings.secret_keys, newsletter.name
+    slot = int(issue.slot.timestamp()) if issue.slot else issue.id
 
     def compose(leased: Leased, now: datetime) -> Outgoing:
         data = compiled.personalise(
             subscriber_id=leased.subscriber_id, email=leased.email, name=leased.name,
             unsubscribe_url=unsubscribe_url(site.url, keys, leased.subscriber_id, name),
             preferences_url=preferences_url(site.url, keys, leased.subscriber_id),
-            message_id=message_id(site.domain, name, issue_number, leased.subscriber_id), date=now)
+            message_id=message_id(site.domain, name, issue.number, slot, leased.subscriber_id), date=now)
         return Outgoing(compiled.sender, leased.email, data)
 
     return compose
@@ -200,7 +204,7 @@ def deliver_issue(store: Store, settings: Settings, issue: Issue, now: datetime 
     rendered = rendered or rendered_issue(store, settings, issue)
     compiled = compile_message(rendered, settings=settings, newsletter=newsletter, issue_number=issue.number,
                                signer=signer if signer is not None else Signer.from_settings(settings.delivery.dkim))
-    compose = composer(compiled, settings, newsletter, issue.number)
+    compose = composer(compiled, settings, newsletter, issue)
     own = transport is None
     transport = transport or make_transport(settings.delivery)
     try:

@@ -162,36 +162,29 @@ class SmtpConnection:
 
     def open(self) -> None:
         settings = self.settings
-        context = ssl.create_default_context()
+        client = None
         try:
-            if settings.security == "tls":
-                client = smtplib.SMTP_SSL(settings.host, settings.port, timeout=settings.timeout, context=context)
-            else:
-                client = smtplib.SMTP(settings.host, settings.port, timeout=settings.timeout)
+            client = self._connect()
             client.ehlo()
             if settings.security == "starttls":
-                client.starttls(context=context)
+                client.starttls(context=ssl.create_default_context())
                 client.ehlo()
             if settings.username:
-                client.login(settings.username, settings.password)
-        except smtplib.SMTPAuthenticationError as error:
-            raise DeliveryError(
-                f"delivery.smtp: {settings.host}:{settings.port} refused the login for "
-                f"{settings.username!r} ({error.smtp_code}); check username and PUBLISHER_SMTP_PASSWORD"
-            ) from None
-        except smtplib.SMTPNotSupportedError as error:
-            raise DeliveryError(f"delivery.smtp: {settings.host}:{settings.port}: {error}") from None
-        except ssl.SSLCertVerificationError as error:
-            raise DeliveryError(
-                f"delivery.smtp: {settings.host}:{settings.port}: TLS certificate not trusted: {error.verify_message}"
-            ) from None
-        except smtplib.SMTPConnectError as error:  # a 4xx/5xx greeting: try again later
-            raise smtplib.SMTPServerDisconnected(f"greeting refused: {error.smtp_code}") from None
-        except smtplib.SMTPException as error:
-            raise DeliveryError(f"delivery.smtp: {settings.host}:{settings.port}: {error}") from None
+                _login(client, settings.username, settings.password)
+        except BaseException as error:
+            if client is not None:
+                client.close()
+            raise _translated(error, settings) from None
         self.client = client
         self.pipelining = client.has_extn("pipelining")
         self.sent = 0
+
+    def _connect(self) -> smtplib.SMTP:
+        settings = self.settings
+        if settings.security == "tls":
+            return smtplib.SMTP_SSL(settings.host, settings.port, timeout=settings.timeout,
+                                    context=ssl.create_default_context())
+        return smtplib.SMTP(settings.host, settings.port, timeout=settings.timeout)
 
     def close(self) -> None:
         client, self.client = self.client, None
@@ -263,6 +256,32 @@ class SmtpConnection:
             except (*_DISCONNECTED, smtplib.SMTPException):
                 self.abandon()
         return result_from_reply(code, text)
+
+
+def _translated(error: BaseException, settings: SmtpSettings) -> BaseException:
+    """Opening a session failed: configuration problems become a DeliveryError, the rest a drop."""
+    where = f"delivery.smtp: {settings.host}:{settings.port}"
+    if isinstance(error, smtplib.SMTPAuthenticationError):
+        return DeliveryError(f"{where} refused the login for {settings.username!r} ({error.smtp_code}); "
+                             f"check username and PUBLISHER_SMTP_PASSWORD")
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return DeliveryError(f"{where}: TLS certificate not trusted: {error.verify_message}")
+    if isinstance(error, smtplib.SMTPConnectError):  # a 4xx/5xx greeting: try again later
+        return smtplib.SMTPServerDisconnected(f"greeting refused: {error.smtp_code}")
+    if isinstance(error, smtplib.SMTPServerDisconnected) or not isinstance(error, smtplib.SMTPException):
+        return error
+    return DeliveryError(f"{where}: {error}")
+
+
+def _login(client: smtplib.SMTP, username: str, password: str) -> None:
+    """AUTH PLAIN when offered (one round trip, and no retrying other mechanisms on a refusal)."""
+    if "plain" in client.esmtp_features.get("auth", "").lower().split():
+        client.user, client.password = username, password
+        code, reply = client.auth("PLAIN", client.auth_plain)
+        if code != 235:  # pragma: no cover - smtplib.auth raises on anything else
+            raise smtplib.SMTPAuthenticationError(code, reply)
+    else:
+        client.login(username, password)
 
 
 class _Stale(Exception):

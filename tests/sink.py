@@ -26,7 +26,7 @@ def free_port() -> int:
 
 class SinkHandler:
     def __init__(self, *, reject: set[str] | frozenset[str] = frozenset(), flaky: float = 0.0,
-                 drop_every: int = 0, seed: int = 5) -> None:
+                 drop_every: int = 0, seed: int = 5, delay: float = 0.0) -> None:
         self.reject = set(reject)
         self.flaky = flaky
         self.drop_every = drop_every
@@ -35,6 +35,16 @@ class SinkHandler:
         self.messages: list[tuple[str, bytes]] = []
         self.refusals = Counter()
         self.seen = 0
+        self.sessions = 0
+        self.delay = delay
+        self.active: Counter = Counter()  # messages being received now, per recipient domain
+        self.peak: Counter = Counter()
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        with self.lock:
+            self.sessions += 1
+        return responses
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if address in self.reject:
@@ -45,6 +55,15 @@ class SinkHandler:
         return "250 2.1.5 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        if self.delay:
+            domains = {address.rpartition("@")[2] for address in envelope.rcpt_tos}
+            with self.lock:
+                self.active.update(domains)
+                for domain in domains:
+                    self.peak[domain] = max(self.peak[domain], self.active[domain])
+            await asyncio.sleep(self.delay)
+            with self.lock:
+                self.active.subtract(domains)
         with self.lock:
             self.seen += 1
             if self.drop_every and self.seen % self.drop_every == 0:

@@ -26,7 +26,7 @@ def _issue(app: App, name: str, number: int | None, states: tuple[str, ...] | No
     app.settings.newsletter(name)
     issue = app.store.issues.get(name, number) if number else app.store.issues.latest(name, states=states)
     if issue is None:
-        wanted = f"issue {number}" if number else f"an issue that is {' or '.join(states or ('built',))}"
+        wanted = f"issue {number}" if number else f"issue that is {' or '.join(states or ('built',))}"
         raise DigestError(f"{name} has no {wanted}")
     return issue
 
@@ -94,7 +94,7 @@ def _dry_run(app: App, issue: Issue, status: str, *, as_json: bool) -> None:
     rendered = dispatch.rendered_issue(app.store, settings, issue)
     compiled = compile_message(rendered, settings=settings, newsletter=newsletter,
                                         issue_number=issue.number)
-    compose = dispatch.composer(compiled, settings, newsletter, issue.number)
+    compose = dispatch.composer(compiled, settings, newsletter, issue)
     audience = app.store.subscribers.all(status="confirmed", newsletter=issue.newsletter)
     transport = MaildirTransport(settings.delivery.maildir)
     now = app.now()
@@ -129,7 +129,7 @@ def send_command(app: App, name: str, dry_run: bool, as_json: bool, force: bool)
             print_json({"status": "skipped", "issue": None, "newsletter": name, "articles": 0, "recipients": 0,
                         "delivered": 0, "failed": 0, "deferred": 0, "reason": issue.reason})
         else:
-            click.echo(f"{name}: nothing sent: {issue.reason}")
+            click.echo(f"{name}: nothing sent ({issue.reason})")
         return
     if dry_run:
         _dry_run(app, issue, status, as_json=as_json)

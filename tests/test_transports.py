@@ -1,0 +1,176 @@
+"""Transports: memory, maildir, and SMTP against a real server on loopback (aiosmtpd)."""
+
+from __future__ import annotations
+
+import mailbox
+import ssl
+import subprocess
+import time
+from email import message_from_bytes, policy
+
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
+
+from publisher.config import DeliverySettings, SmtpSettings
+from publisher.errors import DeliveryError
+from publisher.transports import (
+    MaildirTransport, MemoryTransport, Outgoing, SendResult, SmtpTransport, dot_stuffed, make_transport,
+    result_from_reply,
+)
+from sink import SinkHandler, free_port, smtp_sink
+
+MESSAGE = b"From: a@news.example.org\r\nSubject: hi\r\n\r\nline one\r\n.starts with a dot\r\n..two\r\nend\r\n"
+
+
+def outgoing(recipient: str, data: bytes = MESSAGE) -> Outgoing:
+    return Outgoing("weekly@news.example.org", recipient, data)
+
+
+def smtp(port: int, **values) -> SmtpTransport:
+    return SmtpTransport(SmtpSettings(host="127.0.0.1", port=port, timeout=10, **values))
+
+
+def test_make_transport_follows_the_settings(tmp_path):
+    assert isinstance(make_transport(DeliverySettings(transport="smtp")), SmtpTransport)
+    assert isinstance(make_transport(DeliverySettings(transport="maildir", maildir=tmp_path)), MaildirTransport)
+    with pytest.raises(DeliveryError, match="smtp or maildir"):
+        make_transport(DeliverySettings(transport="pigeon"))
+
+
+def test_memory_transport_keeps_delivered_messages_and_can_script_replies():
+    transport = MemoryTransport(reply=lambda m: SendResult("failed", 550) if "bad" in m.recipient else
+                                SendResult("delivered", 250))
+    results = transport.send_many([outgoing("ok@a.example"), outgoing("bad@a.example")])
+    assert [r.outcome for r in results] == ["delivered", "failed"]
+    assert [m.recipient for m in transport.sent] == ["ok@a.example"]
+
+
+def test_maildir_transport_writes_each_message_once(tmp_path):
+    transport = make_transport(DeliverySettings(transport="maildir", maildir=tmp_path / "outbox"))
+    assert {r.outcome for r in transport.send_many([outgoing("a@x.example"), outgoing("b@x.example")])} == {
+        "delivered"}
+    transport.close()
+    stored = [message for message in mailbox.Maildir(tmp_path / "outbox", factory=None)]
+    assert len(stored) == 2 and stored[0]["Subject"] == "hi"
+    assert ".starts with a dot\n" in stored[0].get_payload()
+
+
+def test_reply_mapping_keeps_the_enhanced_status():
+    assert result_from_reply(250, b"2.0.0 OK") == SendResult("delivered", 250, "2.0.0", "2.0.0 OK")
+    assert result_from_reply(451, b"4.7.1 greylisted").outcome == "deferred"
+    assert result_from_reply(552, b"5.2.2 mailbox full") == SendResult("failed", 552, "5.2.2", "5.2.2 mailbox full")
+    assert result_from_reply(554, b"no status here").status == ""
+
+
+def test_dot_stuffing_and_line_endings():
+    assert dot_stuffed(b".a\r\nb\r\n.c") == b"..a\r\nb\r\n..c\r\n"
+    assert dot_stuffed(MESSAGE) == MESSAGE.replace(b"\r\n.", b"\r\n..")
+
+
+def test_smtp_delivers_intact_over_reused_connections():
+    handler = SinkHandler()
+    with smtp_sink(handler) as port:
+        transport = smtp(port, connections=3, per_domain_connections=3)
+        first = transport.send_many([outgoing(f"r{i}@d{i % 4}.example") for i in range(30)])
+        second = transport.send_many([outgoing(f"s{i}@d{i % 4}.example") for i in range(30)])
+        transport.close()
+    assert {r.outcome for r in first + second} == {"delivered"}
+    assert len(handler.messages) == 60 and handler.sessions <= 3
+    assert handler.messages[0][1].replace(b"\n", b"\r\n").replace(b"\r\r", b"\r") == MESSAGE
+
+
+def test_smtp_refusals_are_mapped_and_the_session_survives():
+    handler = SinkHandler(reject={"gone@d.example"})
+    with smtp_sink(handler) as port:
+        transport = smtp(port, connections=1)
+        results = transport.send_many([outgoing("gone@d.example"), outgoing("here@d.example")])
+        transport.close()
+    assert (results[0].outcome, results[0].code, results[0].status) == ("failed", 550, "5.1.1")
+    assert results[1].outcome == "delivered" and handler.sessions == 1
+
+
+def test_smtp_temporary_failures_and_dropped_connections_are_deferred():
+    handler = SinkHandler(flaky=0.3, drop_every=5, seed=3)
+    with smtp_sink(handler) as port:
+        transport = smtp(port, connections=2)
+        results = transport.send_many([outgoing(f"r{i}@d.example") for i in range(40)])
+        transport.close()
+    by_outcome = {outcome: [r for r in results if r.outcome == outcome] for outcome in ("delivered", "deferred")}
+    assert len(by_outcome["delivered"]) == len(handler.messages) and len(by_outcome["deferred"]) == 40 - len(
+        handler.messages)
+    assert {r.code for r in by_outcome["deferred"]} == {421, 451, None}
+    assert all(r.status == "4.4.2" for r in by_outcome["deferred"] if r.code is None)
+
+
+def test_smtp_unreachable_relay_defers():
+    transport = smtp(free_port(), connections=1)
+    result = transport.send(outgoing("r@d.example"))
+    transport.close()
+    assert result.outcome == "deferred" and result.code is None
+
+
+def test_smtp_respects_per_domain_connections():
+    handler = SinkHandler(delay=0.02)
+    with smtp_sink(handler) as port:
+        transport = smtp(port, connections=4, per_domain_connections=1)
+        messages = [outgoing(f"r{i}@big.example") for i in range(12)] + [outgoing(f"r{i}@small.example")
+                                                                         for i in range(4)]
+        assert {r.outcome for r in transport.send_many(messages)} == {"delivered"}
+        transport.close()
+    assert handler.peak["big.example"] == 1 and handler.peak["small.example"] == 1
+
+
+def test_smtp_rate_limit_is_never_exceeded():
+    with smtp_sink(SinkHandler()) as port:
+        transport = smtp(port, connections=4, rate_limit=100.0)
+        started = time.monotonic()
+        transport.send_many([outgoing(f"r{i}@d{i}.example") for i in range(21)])
+        elapsed = time.monotonic() - started
+        transport.close()
+    assert elapsed >= 0.2  # 21 messages at 100/s: the 21st may start 0.2 s after the first
+
+
+class Authenticator:
+    def __call__(self, server, session, envelope, mechanism, auth_data):
+        ok = auth_data.login == b"sender" and auth_data.password == b"s3cret"
+        return AuthResult(success=ok, handled=False)
+
+
+@pytest.mark.parametrize("password, works", [("s3cret", True), ("wrong", False)])
+def test_smtp_logs_in_when_a_username_is_set(password, works):
+    handler = SinkHandler()
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port, authenticator=Authenticator(),
+                            auth_require_tls=False)
+    controller.start()
+    try:
+        transport = smtp(port, connections=1, username="sender", password=password)
+        if works:
+            assert transport.send(outgoing("r@d.example")).outcome == "delivered"
+        else:
+            with pytest.raises(DeliveryError, match="refused the login"):
+                transport.send(outgoing("r@d.example"))
+        transport.close()
+    finally:
+        controller.stop()
+
+
+def test_starttls_verifies_the_certificate(tmp_path):
+    made = subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                           "-subj", "/CN=127.0.0.1", "-keyout", str(tmp_path / "key.pem"),
+                           "-out", str(tmp_path / "cert.pem")], capture_output=True)
+    if made.returncode:
+        pytest.skip("openssl is not available to make a certificate")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    port = free_port()
+    controller = Controller(SinkHandler(), hostname="127.0.0.1", port=port, tls_context=context)
+    controller.start()
+    try:
+        transport = smtp(port, connections=1, security="starttls")
+        with pytest.raises(DeliveryError, match="not trusted"):
+            transport.send(outgoing("r@d.example"))
+        transport.close()
+    finally:
+        controller.stop()
