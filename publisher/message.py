@@ -44,17 +44,18 @@ _QP_BYTES = [chr(byte) if byte in _QP_LITERAL else f"={byte:02X}" for byte in ra
 
 # --- quoted-printable ----------------------------------------------------------------------
 
-def qp_line(line: bytes, column: int = 0) -> tuple[list[str], int]:
+def qp_line(line: bytes, column: int = 0, *, hard_end: bool = True) -> tuple[list[str], int]:
     """Encode one line's bytes from `column`; returns output pieces and the column reached.
 
-    Soft line breaks keep every line ≤ 76 octets without splitting an =XX escape; a dot at
-    the start of an output line is written =2E.
+    Soft line breaks keep every line ≤ 76 octets without splitting an =XX escape; a dot at the
+    start of an output line is written =2E; white space before a hard line break is encoded.
     """
     out: list[str] = []
-    for byte in line:
+    last = len(line) - 1
+    for position, byte in enumerate(line):
         piece = _QP_BYTES[byte]
-        if column == 0 and byte == 0x2E:
-            piece = "=2E"
+        if (column == 0 and byte == 0x2E) or (hard_end and position == last and byte in (0x20, 0x09)):
+            piece = f"={byte:02X}"
         if column + len(piece) > MAX_QP_LINE - 1:
             out.append("=\r\n")
             column = 0
@@ -65,22 +66,18 @@ def qp_line(line: bytes, column: int = 0) -> tuple[list[str], int]:
     return out, column
 
 
-def _end_line(out: list[str]) -> None:
-    """Trailing white space before a line break must be encoded (RFC 2045 6.7 rule 3)."""
-    if out and out[-1] in (" ", "\t"):
-        out[-1] = f"={ord(out[-1]):02X}"
+def qp_encode(text: str, column: int = 0, *, final: bool = True) -> tuple[str, int]:
+    """Quoted-printable of `text` (UTF-8) starting at `column`; line breaks become CRLF.
 
-
-def qp_encode(text: str, column: int = 0) -> tuple[str, int]:
-    """Quoted-printable of `text` (UTF-8) starting at `column`; line breaks become CRLF."""
+    `final` says the text ends at a hard line break (not at a placeholder that continues the line).
+    """
     out: list[str] = []
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     for number, line in enumerate(lines):
         if number:
-            _end_line(out)
             out.append("\r\n")
             column = 0
-        pieces, column = qp_line(line.encode("utf-8"), column)
+        pieces, column = qp_line(line.encode("utf-8"), column, hard_end=final or number < len(lines) - 1)
         out.extend(pieces)
     return "".join(out), column
 
@@ -91,8 +88,7 @@ def qp_value(value: str) -> bytes:
     if _QP_PLAIN.fullmatch(raw):  # the common case (URLs, ASCII names): cut, no escapes
         lines = [raw[start:start + _PLAIN_WIDTH] for start in range(0, len(raw), _PLAIN_WIDTH)]
         return b"=\r\n".join(b"=2E" + line[1:] if line[:1] == b"." else line for line in lines)
-    pieces, _ = qp_line(value.replace("\r", " ").replace("\n", " ").encode("utf-8"))
-    _end_line(pieces)
+    pieces, _ = qp_line(value.replace("\r", " ").replace("\n", " ").encode("utf-8"), hard_end=False)
     return "".join(pieces).encode("ascii")
 
 
@@ -210,18 +206,17 @@ def _body_segments(kind: str, body: str) -> list[bytes | str]:
     """The QP-encoded body as static bytes and `kind:key` slots, a soft break around each slot."""
     segments: list[bytes | str] = []
     column = 0
-    for piece in _PLACEHOLDER.split(body):
+    pieces = [piece for piece in _PLACEHOLDER.split(body) if piece]
+    for number, piece in enumerate(pieces):
         if piece in _TOKEN_KEYS:
             if column:
                 segments.append(b"=\r\n")
             segments.append(f"{kind}:{_TOKEN_KEYS[piece]}")
             segments.append(b"=\r\n")
             column = 0
-        elif piece:
-            encoded, column = qp_encode(piece, column)
+        else:
+            encoded, column = qp_encode(piece, column, final=number == len(pieces) - 1)
             segments.append(encoded.encode("ascii"))
-    if segments and isinstance(segments[-1], bytes) and segments[-1][-1:] in (b" ", b"\t"):
-        segments[-1] = segments[-1][:-1] + f"={segments[-1][-1]:02X}".encode()
     segments.append(b"\r\n")
     return segments
 
