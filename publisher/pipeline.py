@@ -12,8 +12,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from publisher.config import NewsletterSettings, Settings
+from publisher.archive import write_archive
 from publisher.content import import_sources
 from publisher.digest import Skipped
+from publisher.dispatch import deliver_issue, start_issue
 from publisher.errors import PublisherError
 from publisher.feeds import build_feeds
 from publisher.issues import build_issue
@@ -54,9 +56,9 @@ def latest_slot(newsletter: NewsletterSettings, now: datetime, within: timedelta
 
 
 def deliver(store: Store, settings: Settings, issue: Issue, now: datetime) -> str:
-    """Send (or resume) an approved issue to its audience; returns a one-line summary."""
-    from publisher.dispatch import deliver_issue
-
+    """Start the issue, publish its archive page (the view-in-browser target), then send it."""
+    start_issue(store, issue, now)
+    write_archive(store, settings, issue.newsletter)
     report = deliver_issue(store, settings, issue, now)
     return f"{report.get('delivered')} delivered, {report.get('failed')} failed, {report.get('deferred')} deferred"
 
