@@ -12,7 +12,7 @@ import click
 
 from publisher import __version__
 from publisher.cli.app import App, PublisherGroup
-from publisher.cli import content, database, digest, feeds, sending, service, subscribers, web
+from publisher.cli import content, database, demo, digest, feeds, sending, service, subscribers, web
 
 
 @click.group(cls=PublisherGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -28,7 +28,7 @@ def cli(ctx: click.Context, config_path: str) -> None:
     ctx.call_on_close(ctx.obj.close)
 
 
-for module in (content, subscribers, database, feeds, web, digest, sending, service):
+for module in (content, subscribers, database, feeds, web, digest, sending, service, demo):
     module.register(cli)
 
 

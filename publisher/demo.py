@@ -1,0 +1,111 @@
+"""`publisher demo`: the whole pipeline on the bundled sample publication, in one folder.
+
+Import the sample articles, build the feeds, add sample subscribers, preview the weekly digest,
+send its first issue into a local maildir outbox, and write the web archive: everything a
+newcomer needs to see the product work, with nothing to configure and no mail leaving the machine.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from publisher.config import Settings, load_settings
+from publisher.content import import_sources
+from publisher.digest import Skipped
+from publisher.errors import PublisherError
+from publisher.feeds import build_feeds
+from publisher.issues import build_issue, write_preview
+from publisher.model import Subscriber
+from publisher.pipeline import deliver
+from publisher.resources import sample_dir
+from publisher.store import Store
+
+MARKER = ".publisher-demo"
+SAMPLE_SUBSCRIBERS = (
+    ("ada@example.org", "Ada Lovelace"),
+    ("grace@example.org", "Grace Hopper"),
+    ("tim@example.org", "Tim Berners-Lee"),
+)
+_CONFIG = """\
+# Written by `publisher demo`. Every key is described in docs/configuration.md.
+[site]
+title = "The publisher sample"
+url = "http://127.0.0.1:{port}"
+description = "Notes on building a newsletter and feed publisher."
+postal_address = "1 Sample Street, Exampletown, EX1 2MP"
+
+[[sources]]
+path = "{content}"
+format = "markdown"
+
+[delivery]
+transport = "maildir"
+maildir = "outbox"
+
+[newsletters.weekly]
+title = "The publisher weekly"
+from = "The publisher sample <newsletter@127.0.0.1>"
+schedule = "0 8 * * mon"
+lookback = "3650d"
+
+[web]
+port = {port}
+"""
+
+
+@dataclass
+class DemoReport:
+    folder: Path
+    settings: Settings
+    steps: list[str] = field(default_factory=list)
+
+
+def prepare_folder(folder: Path) -> None:
+    """Start from an empty folder; only a folder an earlier demo made is ever cleared."""
+    if folder.exists() and any(folder.iterdir()):
+        if not (folder / MARKER).exists():
+            raise PublisherError(f"{folder} exists and was not made by `publisher demo`; choose another --dir")
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / MARKER).write_text("made by publisher demo; safe to delete\n")
+
+
+def run_demo(folder: Path, now: datetime, *, port: int = 8080) -> DemoReport:
+    prepare_folder(folder)
+    config = folder / "config.toml"
+    content = (sample_dir() / "content").resolve()
+    config.write_text(_CONFIG.format(content=content.as_posix(), port=port), encoding="utf-8")
+    settings = load_settings(config)
+    report = DemoReport(folder, settings)
+    store = Store.open(settings.database.url)
+    try:
+        _pipeline(store, settings, now, report)
+    finally:
+        store.close()
+    return report
+
+
+def _pipeline(store: Store, settings: Settings, now: datetime, report: DemoReport) -> None:
+    steps = report.steps
+    (imported,) = import_sources(store, settings, settings.sources, as_of=now, now=now)
+    steps.append(f"imported {len(imported.added)} articles from {imported.source}")
+    feeds = build_feeds(store, settings)
+    steps.append(f"built {len(feeds.files)} feed files (RSS, Atom, JSON Feed; site and per tag)")
+    store.subscribers.upsert_many([
+        Subscriber(email=email, name=name, status="confirmed", newsletters=("weekly",), source="demo",
+                   consent_at=now)
+        for email, name in SAMPLE_SUBSCRIBERS
+    ], now)
+    steps.append(f"added {len(SAMPLE_SUBSCRIBERS)} confirmed sample subscribers")
+    preview = write_preview(store, settings, "weekly", settings.base_dir / "preview", now)
+    steps.append(f"previewed the weekly digest: {preview.files['html']}")
+    issue = build_issue(store, settings, "weekly", now.replace(second=0, microsecond=0), now)
+    if isinstance(issue, Skipped):
+        steps.append(f"weekly: {issue.reason}")
+        return
+    summary = deliver(store, settings, issue, now)
+    steps.append(f"sent issue {issue.number} ({len(issue.article_ids)} articles): {summary}")
+    steps.append(f"  subject: {issue.subject}")
