@@ -16,9 +16,8 @@ import os
 import re
 import xml.etree.ElementTree as ElementTree
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
-from pathlib import Path
 from urllib.parse import parse_qs
 
 import feedparser

@@ -54,6 +54,24 @@ class PublisherGroup(click.Group):
             sys.exit(130)
 
 
+class Moment(click.ParamType):
+    """An ISO-8601 date or time; without an offset it is taken as UTC."""
+
+    name = "ISO-8601"
+
+    def convert(self, value, param, ctx) -> datetime:
+        if isinstance(value, datetime):
+            return value
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            self.fail(f"{value!r} is not an ISO-8601 date or time (e.g. 2025-10-20T08:00:00+01:00)", param, ctx)
+        return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+MOMENT = Moment()
+
+
 def print_json(value: object) -> None:
     click.echo(json.dumps(value, indent=2, ensure_ascii=False, default=str))
 

@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
 import click
 
-from publisher.cli.app import App, print_json
+from publisher.cli.app import MOMENT, App, print_json
 from publisher.config import SourceSettings
 from publisher.content import FORMATS, article_json, import_sources
 from publisher.errors import ConfigError
 from publisher.scaffold import scaffold
-
-
-def _parse_as_of(value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not an ISO-8601 date or time (e.g. 2025-09-30T12:00:00+00:00)")
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 @click.command("init")
@@ -38,10 +28,10 @@ def init_command(directory: str, force: bool) -> None:
 @click.argument("sources", nargs=-1)
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="auto", show_default=True,
               help="How to read the sources; auto picks by URL, folder, extension or content.")
-@click.option("--as-of", "as_of", metavar="ISO-8601",
+@click.option("--as-of", "as_of", type=MOMENT,
               help="When a textpage capture was taken (default: now). Dates its new articles.")
 @click.pass_obj
-def import_command(app: App, sources: tuple[str, ...], fmt: str, as_of: str | None) -> None:
+def import_command(app: App, sources: tuple[str, ...], fmt: str, as_of: datetime | None) -> None:
     """Import articles from files, folders or feed URLs (default: the [[sources]] in config).
 
     Importing is idempotent: the same input twice changes nothing, and a changed article is
@@ -52,7 +42,7 @@ def import_command(app: App, sources: tuple[str, ...], fmt: str, as_of: str | No
     if not chosen:
         raise ConfigError(f"{settings.path}: nothing to import: name a file or add [[sources]] to the config")
     now = app.now()
-    reports = import_sources(app.store, settings, chosen, as_of=_parse_as_of(as_of) or now, now=now)
+    reports = import_sources(app.store, settings, chosen, as_of=as_of or now, now=now)
     for report in reports:
         click.echo(f"{report.source}: {len(report.added)} added, {len(report.updated)} updated, "
                    f"{report.unchanged} unchanged")

@@ -2,26 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
 import click
 
-from publisher.cli.app import App, iso, print_json
+from publisher.cli.app import MOMENT, App, iso, print_json
 from publisher.digest import Skipped
 from publisher.issues import approve, build_issue, cancel, write_preview
 from publisher.model import Issue
-
-
-def _parse_slot(value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not an ISO-8601 time (e.g. 2025-10-20T08:00:00+01:00)",
-                                 param_hint="--slot") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 def issue_json(issue: Issue) -> dict:
@@ -68,16 +57,16 @@ def preview_command(app: App, name: str, out: Path) -> None:
 
 @digest_group.command("build")
 @click.argument("name")
-@click.option("--slot", metavar="ISO-8601", help="The slot (scheduled time) to build for; default: now.")
+@click.option("--slot", type=MOMENT, help="The slot (scheduled time) to build for; default: now.")
 @click.option("--force", is_flag=True, help="Build even with fewer than min_articles (never an empty issue).")
 @click.pass_obj
-def build_command(app: App, name: str, slot: str | None, force: bool) -> None:
+def build_command(app: App, name: str, slot: datetime | None, force: bool) -> None:
     """Create the issue for a slot: a draft if the newsletter requires approval, else approved.
 
     Building the same slot again shows the issue already built; nothing is sent here.
     """
     now = app.now()
-    moment = _parse_slot(slot) or now.replace(second=0, microsecond=0)
+    moment = slot or now.replace(second=0, microsecond=0)
     app.settings.newsletter(name)  # an unknown name is a clear error before anything else
     existing = app.store.issues.by_slot(name, moment)
     built = build_issue(app.store, app.settings, name, moment, now, force=force)

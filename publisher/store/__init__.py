@@ -1,7 +1,7 @@
 """The store: the only code that speaks SQL, through SQLAlchemy Core, on SQLite or PostgreSQL.
 
 `Store` owns the engine and hands out one repository per concept (`articles`, `subscribers`,
-`issues`, `deliveries`, `web_events`), each in its own module.
+`issues`, `deliveries`, `slots`, `web_events`), each in its own module.
 """
 
 from __future__ import annotations
@@ -14,7 +14,13 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 
 from publisher.errors import StoreError
+from publisher.store.articles import ArticleStore
+from publisher.store.deliveries import DeliveryStore
+from publisher.store.issues import IssueStore
 from publisher.store.schema import MIGRATIONS, metadata, schema_migrations
+from publisher.store.slots import SlotStore
+from publisher.store.subscribers import SubscriberStore
+from publisher.store.web_events import WebEventStore
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -98,39 +104,27 @@ class Store:
         self.engine.dispose()
 
     @cached_property
-    def articles(self):
-        from publisher.store.articles import ArticleStore
-
+    def articles(self) -> ArticleStore:
         return ArticleStore(self.engine)
 
     @cached_property
-    def subscribers(self):
-        from publisher.store.subscribers import SubscriberStore
-
+    def subscribers(self) -> SubscriberStore:
         return SubscriberStore(self.engine)
 
     @cached_property
-    def issues(self):
-        from publisher.store.issues import IssueStore
-
+    def issues(self) -> IssueStore:
         return IssueStore(self.engine)
 
     @cached_property
-    def deliveries(self):
-        from publisher.store.deliveries import DeliveryStore
-
+    def deliveries(self) -> DeliveryStore:
         return DeliveryStore(self.engine)
 
     @cached_property
-    def slots(self):
-        from publisher.store.slots import SlotStore
-
+    def slots(self) -> SlotStore:
         return SlotStore(self.engine)
 
     @cached_property
-    def web_events(self):
-        from publisher.store.web_events import WebEventStore
-
+    def web_events(self) -> WebEventStore:
         return WebEventStore(self.engine)
 
 
