@@ -8,7 +8,9 @@ import pytest
 from sqlalchemy import insert, select
 
 from publisher import dispatch
+from publisher.config import load_settings
 from publisher.model import Issue, RenderedIssue, Subscriber
+from publisher.store import Store
 from publisher.store.schema import issues
 from publisher.transports import MemoryTransport, SendResult, make_transport
 from sink import SinkHandler, smtp_sink
@@ -243,3 +245,82 @@ def test_pause_resume_and_cancel(store, config):
     result = dispatch.report(store, issue, NOW)
     assert cancelled.state == "cancelled" and rows == 30 - second
     assert (result.get("cancelled"), result.get("pending"), result.get("sending")) == (rows, 0, 0)
+
+
+# --- the commands ----------------------------------------------------------------------------
+
+def cli_run(config_path, *args: str):
+    from click.testing import CliRunner
+
+    from publisher.cli import cli
+
+    return CliRunner().invoke(cli, ["--config", str(config_path), *args], catch_exceptions=False)
+
+
+@pytest.fixture
+def publication(tmp_path, database_url):
+    """A config.toml on SQLite or PostgreSQL with the seed articles and three confirmed subscribers."""
+    from tests.conftest import SEED_000
+
+    def make(port: int | None = None):
+        transport = (f'transport = "smtp"\nretry_first = 0\n[delivery.smtp]\nhost = "127.0.0.1"\nport = {port}\n'
+                     if port else 'transport = "maildir"\n')
+        path = tmp_path / "config.toml"
+        path.write_text(f'[site]\nurl = "https://news.example.org"\n[database]\nurl = "{database_url}"\n'
+                        f'[newsletters.weekly]\nlookback = "3650d"\n[delivery]\n{transport}', encoding="utf-8")
+        assert cli_run(path, "import", str(SEED_000), "--as-of", datetime.now(timezone.utc).isoformat()).exit_code == 0
+        for n in range(3):
+            assert cli_run(path, "subscribers", "add", f"r{n}@d{n}.example", "--name", f"Réader {n}",
+                           "--confirmed").exit_code == 0
+        return path
+
+    return make
+
+
+def test_digest_send_json_contract_over_smtp(publication, monkeypatch):
+    import json
+
+    monkeypatch.setenv("PUBLISHER_SECRET_KEY", "test-key")
+    handler = SinkHandler()
+    with smtp_sink(handler) as port:
+        path = publication(port)
+        result = cli_run(path, "digest", "send", "weekly", "--json")
+        again = cli_run(path, "digest", "send", "weekly", "--json")
+    sent = json.loads(result.output)
+    assert {k: sent[k] for k in ("status", "issue", "recipients", "delivered", "failed", "deferred")} == {
+        "status": "sent", "issue": 1, "recipients": 3, "delivered": 3, "failed": 0, "deferred": 0}
+    assert sent["articles"] > 0
+    assert json.loads(again.output)["status"] == "skipped"
+    assert handler.received() == {"r0@d0.example": 1, "r1@d1.example": 1, "r2@d2.example": 1}
+    status = json.loads(cli_run(path, "digest", "status", "weekly", "--json").output)
+    assert status["counts"]["delivered"] == 3 and status["state"] == "sent"
+
+
+def test_digest_send_dry_run_writes_the_maildir_and_records_nothing(publication, monkeypatch):
+    import json
+    import mailbox
+
+    monkeypatch.setenv("PUBLISHER_SECRET_KEY", "test-key")
+    path = publication()
+    result = json.loads(cli_run(path, "digest", "send", "weekly", "--dry-run", "--json").output)
+    assert result["dry_run"] and result["recipients"] == 3
+    assert len(mailbox.Maildir(path.parent / "outbox", factory=None)) == 3
+    assert cli_run(path, "digest", "status", "weekly").exit_code == 1  # nothing started
+    real = json.loads(cli_run(path, "digest", "send", "weekly", "--json").output)
+    assert (real["status"], real["delivered"]) == ("sent", 3)
+
+
+def test_pause_resume_and_cancel_commands(publication, monkeypatch):
+    monkeypatch.setenv("PUBLISHER_SECRET_KEY", "test-key")
+    path = publication()
+    assert cli_run(path, "digest", "pause", "weekly").exit_code == 1  # nothing is sending
+    assert cli_run(path, "digest", "build", "weekly").exit_code == 0
+    store = Store.open(load_settings(path).database.url)
+    issue = store.issues.latest("weekly")
+    dispatch.start_issue(store, issue, NOW)
+    store.close()
+    assert "paused" in cli_run(path, "digest", "pause", "weekly").output
+    assert "is paused" in cli_run(path, "digest", "send", "weekly").output
+    resumed = cli_run(path, "digest", "resume", "weekly")
+    assert "(resumed): 3 recipients — 3 delivered" in resumed.output
+    assert cli_run(path, "digest", "cancel-sending", "weekly").exit_code == 1  # already sent

@@ -31,19 +31,24 @@ def _issue(app: App, name: str, number: int | None, states: tuple[str, ...] | No
     return issue
 
 
-def _to_send(app: App, name: str, force: bool) -> tuple[Issue | Skipped, str]:
-    """The unfinished issue to resume, else the approved one waiting, else a new one for now."""
+def _to_send(app: App, name: str, force: bool) -> tuple[Issue | None, str, str]:
+    """(issue, status, reason): the unfinished issue to resume, else the approved one waiting,
+    else a new one for this minute; no issue (status "skipped") when there is nothing to send."""
     if unfinished := app.store.issues.latest(name, states=_UNFINISHED):
         if unfinished.state == "paused":
             raise DigestError(f"{name} issue {unfinished.number} is paused: `publisher digest resume {name}`")
-        return unfinished, "resumed"
+        return unfinished, "resumed", ""
     if waiting := app.store.issues.latest(name, states=("approved",)):
-        return waiting, "sent"
+        return waiting, "sent", ""
     now = app.now()
     built = build_issue(app.store, app.settings, name, now.replace(second=0, microsecond=0), now, force=force)
-    if not isinstance(built, Skipped) and built.state == "draft":
+    if isinstance(built, Skipped):
+        return None, "skipped", built.reason
+    if built.state == "draft":
         raise DigestError(f"{name} issue {built.number} is a draft: `publisher digest approve {name}` first")
-    return built, "sent"
+    if built.state in ("sent", "cancelled"):  # this minute's slot was already used
+        return None, "skipped", f"issue {built.number} for this slot is already {built.state}"
+    return built, "sent", ""
 
 
 @contextmanager
@@ -123,13 +128,13 @@ def send_command(app: App, name: str, dry_run: bool, as_json: bool, force: bool)
     Delivered recipients are never sent again; deferred ones are retried with backoff. Nothing is
     sent when there are fewer than min_articles new articles (status "skipped").
     """
-    issue, status = _to_send(app, name, force)
-    if isinstance(issue, Skipped):
+    issue, status, reason = _to_send(app, name, force)
+    if issue is None:
         if as_json:
-            print_json({"status": "skipped", "issue": None, "newsletter": name, "articles": 0, "recipients": 0,
-                        "delivered": 0, "failed": 0, "deferred": 0, "reason": issue.reason})
+            print_json({"status": status, "issue": None, "newsletter": name, "articles": 0, "recipients": 0,
+                        "delivered": 0, "failed": 0, "deferred": 0, "reason": reason})
         else:
-            click.echo(f"{name}: nothing sent ({issue.reason})")
+            click.echo(f"{name}: nothing sent ({reason})")
         return
     if dry_run:
         _dry_run(app, issue, status, as_json=as_json)
