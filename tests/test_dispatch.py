@@ -324,3 +324,23 @@ def test_pause_resume_and_cancel_commands(publication, monkeypatch):
     resumed = cli_run(path, "digest", "resume", "weekly")
     assert "(resumed): 3 recipients — 3 delivered" in resumed.output
     assert cli_run(path, "digest", "cancel-sending", "weekly").exit_code == 1  # already sent
+
+
+def test_two_workers_on_one_issue_never_send_the_same_recipient(store, config):
+    import threading
+
+    settings = config(batch_size=10)
+    emails = add_subscribers(store, 200)
+    issue = make_issue(store)
+    dispatch.start_issue(store, issue, NOW)
+    transports = [MemoryTransport(), MemoryTransport()]
+    workers = [threading.Thread(target=dispatch.deliver_issue, args=(store, settings, issue),
+                                kwargs={"rendered": RENDERED, "transport": transport, "clock": Clock()})
+               for transport in transports]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    sent = [message.recipient for transport in transports for message in transport.sent]
+    assert sorted(sent) == sorted(emails)
+    assert store.deliveries.counts(issue.id)["delivered"] == 200

@@ -222,11 +222,16 @@ class DeliveryStore:
                 and_(deliveries.c.state == "sending", deliveries.c.lease_until <= now)))) or 0
 
     def cancel_open(self, issue_id: int, now: datetime) -> int:
-        """Mark every row not yet sent as cancelled (a cancelled issue). Rows in flight keep theirs."""
+        """Mark every row not yet sent as cancelled (a cancelled issue), and rows whose worker died.
+
+        Rows on the wire under a live lease keep it: their outcome is written when the reply comes.
+        """
         with self.engine.begin() as connection:
             return connection.execute(update(deliveries).where(
-                deliveries.c.issue_id == issue_id, deliveries.c.state.in_(("pending", "deferred"))
-            ).values(state="cancelled", next_attempt_at=None, updated_at=now,
+                deliveries.c.issue_id == issue_id,
+                or_(deliveries.c.state.in_(("pending", "deferred")),
+                    and_(deliveries.c.state == "sending", deliveries.c.lease_until <= now)),
+            ).values(lease_token="", lease_until=None, state="cancelled", next_attempt_at=None, updated_at=now,
                      last_error="the issue was cancelled")).rowcount
 
     def rows(self, issue_id: int) -> list[dict]:
