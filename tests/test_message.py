@@ -149,5 +149,13 @@ def test_dkim_signature_covers_the_list_headers_and_verifies(settings, tmp_path)
     signed = {h.strip().lower() for h in re.search(r"h=([^;]+)", signature)[1].split(":")}
     assert {"from", "to", "subject", "date", "message-id", "list-id", "list-unsubscribe",
             "list-unsubscribe-post"} <= signed
-    assert dkim.verify(data, dnsfunc=lambda name, timeout=5: record if name == b"s1._domainkey.news.example.org."
-                       else None)
+    def dns(name, timeout=5):
+        return record if name == b"s1._domainkey.news.example.org." else None
+
+    assert dkim.verify(data, dnsfunc=dns)
+    rendered = RenderedIssue(newsletter="weekly", subject="s  with   spaces", preheader="",
+                             html="<p>a  \t b</p>\n\n<p>@@NAME@@</p>", text="x  y \n@@NAME@@  z\n\n")
+    for name in ("Two  Spaces", "   ", "Zoë\t\tTabs ", "." * 200):
+        assert dkim.verify(personalised(settings, rendered, signer=signer, name=name), dnsfunc=dns), name
+    tampered = data.replace(b"Hello", b"Hallo", 1)
+    assert not dkim.verify(tampered, dnsfunc=dns)
