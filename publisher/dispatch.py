@@ -141,18 +141,39 @@ def send_issue(store: Store, issue: Issue, compose: Compose, transport: Transpor
     """
     with ThreadPoolExecutor(1, thread_name_prefix="send") as wire:
         in_flight: _Batch | None = None
-        while True:
-            now = clock()
-            leased = store.deliveries.lease(issue.id, limit=delivery.batch_size, now=now, lease_for=delivery.lease)
-            outgoing = [compose(row, now) for row in leased]
-            if in_flight is None and not leased:
-                break
-            results = in_flight.future.result() if in_flight is not None else None
-            following = wire.submit(transport.send_many, outgoing) if leased else None
-            if in_flight is not None:  # recorded while the next batch is on the wire
-                _record(store, issue.id, in_flight.leased, results, delivery, clock(), progress)
-            in_flight = _Batch(leased, following) if leased else None
+        waiting: list[Leased] = []  # leased, not yet handed to the transport
+        try:
+            while True:
+                now = clock()
+                waiting = store.deliveries.lease(issue.id, limit=delivery.batch_size, now=now,
+                                                 lease_for=delivery.lease)
+                outgoing = [compose(row, now) for row in waiting]
+                if in_flight is None and not waiting:
+                    break
+                results = in_flight.future.result() if in_flight is not None else None
+                done, in_flight = in_flight, None
+                if waiting:
+                    in_flight, waiting = _Batch(waiting, wire.submit(transport.send_many, outgoing)), []
+                if done is not None:  # recorded while the next batch is on the wire
+                    _record(store, issue.id, done.leased, results, delivery, clock(), progress)
+        except BaseException:
+            _settle(store, issue.id, waiting, in_flight, delivery, clock, progress)
+            raise
     return report(store, issue, clock())
+
+
+def _settle(store: Store, issue_id: int, waiting: list[Leased], in_flight: _Batch | None,
+            delivery: DeliverySettings, clock: Clock, progress: Callable[[Progress], None] | None) -> None:
+    """On the way out after an error or Ctrl-C: give back rows never sent, record the batch on the wire.
+
+    Whatever cannot be settled stays `sending` and is sent again when its lease runs out.
+    """
+    try:
+        store.deliveries.release(issue_id, waiting, clock())
+        if in_flight is not None and in_flight.future.exception() is None:
+            _record(store, issue_id, in_flight.leased, in_flight.future.result(), delivery, clock(), progress)
+    except Exception:  # noqa: BLE001 - the original error is the one to report
+        pass
 
 
 def _record(store: Store, issue_id: int, leased: list[Leased], results: list[SendResult],

@@ -344,3 +344,44 @@ def test_two_workers_on_one_issue_never_send_the_same_recipient(store, config):
     sent = [message.recipient for transport in transports for message in transport.sent]
     assert sorted(sent) == sorted(emails)
     assert store.deliveries.counts(issue.id)["delivered"] == 200
+
+
+def test_an_interrupted_send_records_the_batch_on_the_wire_and_gives_back_the_rest(store, config):
+    settings = config(batch_size=5)
+    add_subscribers(store, 30)
+    issue = make_issue(store)
+
+    def reply(message):
+        if len(transport.sent) == 7:
+            raise KeyboardInterrupt
+        return SendResult("delivered", 250)
+
+    transport = MemoryTransport(reply=reply)
+    with pytest.raises(KeyboardInterrupt):
+        dispatch.deliver_issue(store, settings, issue, rendered=RENDERED, transport=transport, clock=Clock())
+    counts = store.deliveries.counts(issue.id)
+    assert counts["delivered"] == 5 and counts["sending"] == 5  # the interrupted batch: outcome unknown
+    assert counts["pending"] == 20
+    assert {row["attempts"] for row in store.deliveries.rows(issue.id) if row["state"] == "pending"} == {0}
+
+
+def test_ctrl_c_while_composing_still_records_the_batch_on_the_wire(store, config):
+    settings = config(batch_size=5)
+    add_subscribers(store, 30)
+    issue = make_issue(store)
+    dispatch.start_issue(store, issue, NOW)
+    compiled = dispatch.compile_message(RENDERED, settings=settings, newsletter=settings.newsletter("weekly"),
+                                        issue_number=1)
+    compose = dispatch.composer(compiled, settings, settings.newsletter("weekly"), issue)
+    calls = []
+
+    def interrupted(leased, now):
+        calls.append(leased)
+        if len(calls) == 8:
+            raise KeyboardInterrupt
+        return compose(leased, now)
+
+    with pytest.raises(KeyboardInterrupt):
+        dispatch.send_issue(store, issue, interrupted, MemoryTransport(), settings.delivery, clock=Clock())
+    counts = store.deliveries.counts(issue.id)
+    assert (counts["delivered"], counts["sending"], counts["pending"]) == (5, 0, 25)

@@ -194,6 +194,20 @@ class DeliveryStore:
             connection.execute(update(subscribers).where(
                 subscribers.c.id.in_(delivered), subscribers.c.bounce_count > 0).values(bounce_count=0))
 
+    def release(self, issue_id: int, leased: Sequence[Leased], now: datetime) -> int:
+        """Give back leased rows that were never handed to a transport: pending again, attempt undone."""
+        if not leased:
+            return 0
+        with self.engine.begin() as connection:
+            return connection.execute(
+                update(deliveries)
+                .where(deliveries.c.issue_id == issue_id, deliveries.c.state == "sending",
+                       deliveries.c.lease_token == leased[0].token,
+                       deliveries.c.subscriber_id.in_([row.subscriber_id for row in leased]))
+                .values(state="pending", lease_until=None, lease_token="", updated_at=now,
+                        attempts=deliveries.c.attempts - 1)
+            ).rowcount
+
     # -- operator -------------------------------------------------------------------------------
 
     def counts(self, issue_id: int) -> dict[str, int]:
