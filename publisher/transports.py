@@ -124,6 +124,7 @@ class MaildirTransport:
 
 _ENHANCED = re.compile(rb"^\s*([245]\.\d{1,3}\.\d{1,3})\b")
 _DISCONNECTED = (smtplib.SMTPServerDisconnected, OSError)
+_UNSAFE_ADDRESS = re.compile(r"[\r\n\x00<> ]")  # would end or add an SMTP command
 
 
 def result_from_reply(code: int, text: bytes) -> SendResult:
@@ -222,6 +223,8 @@ class SmtpConnection:
             return dropped(error)
 
     def _transaction(self, message: Outgoing) -> SendResult:
+        if _UNSAFE_ADDRESS.search(message.sender + message.recipient):
+            return SendResult("failed", None, "5.1.3", f"refused to send: bad address {message.recipient!r}")
         client = self.client
         envelope = f"MAIL FROM:<{message.sender}>\r\nRCPT TO:<{message.recipient}>\r\nDATA\r\n".encode()
         try:

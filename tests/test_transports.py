@@ -174,3 +174,12 @@ def test_starttls_verifies_the_certificate(tmp_path):
         transport.close()
     finally:
         controller.stop()
+
+
+def test_smtp_never_lets_an_address_add_a_command():
+    handler = SinkHandler()
+    with smtp_sink(handler) as port:
+        transport = smtp(port, connections=1)
+        result = transport.send(outgoing("x@d.example>\r\nRCPT TO:<victim@d.example"))
+        transport.close()
+    assert (result.outcome, result.status) == ("failed", "5.1.3") and not handler.messages
