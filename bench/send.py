@@ -103,8 +103,6 @@ def worker(folder: Path, port: int, args: argparse.Namespace) -> None:
     """Child process: send the issue; print wall time, outcome counts and peak RSS as JSON."""
     from publisher.dispatch import deliver_issue
 
-    if os.environ.get("BENCH_SWITCH_INTERVAL"):
-        sys.setswitchinterval(float(os.environ["BENCH_SWITCH_INTERVAL"]))
     settings = settings_for(folder, port, args)
     store = Store.open(settings.database.url)
     issue = store.issues.latest("weekly")
