@@ -24,8 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.header import Header
-from functools import cached_property, lru_cache
 from email.utils import format_datetime, formataddr, parseaddr
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 from publisher.config import DkimSettings, NewsletterSettings, Settings
