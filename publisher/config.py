@@ -331,6 +331,28 @@ def _resolve_database_url(url: str, base_dir: Path) -> str:
     return url
 
 
+def _check_ranges(path: Path, web: WebSettings, scheduler: SchedulerSettings, delivery: DeliverySettings) -> None:
+    """Values of the right type that still make no sense."""
+    for key, port in (("web.port", web.port), ("delivery.smtp.port", delivery.smtp.port)):
+        if not 1 <= port <= 65535:
+            raise ConfigError(f"{path}: {key} must be a port number from 1 to 65535, got {port}")
+    positive = {
+        "scheduler.feeds_interval": scheduler.feeds_interval,
+        "scheduler.poll_interval": scheduler.poll_interval,
+        "scheduler.retry_interval": scheduler.retry_interval,
+        "delivery.lease": delivery.lease,
+        "delivery.retry_first": delivery.retry_first,
+    }
+    for key, value in positive.items():
+        if value.total_seconds() < 1:
+            raise ConfigError(f"{path}: {key} must be at least 1s, got {value}")
+    for key, count in (("delivery.batch_size", delivery.batch_size), ("delivery.smtp.connections",
+                       delivery.smtp.connections), ("delivery.smtp.per_domain_connections",
+                       delivery.smtp.per_domain_connections)):
+        if count < 1:
+            raise ConfigError(f"{path}: {key} must be at least 1, got {count}")
+
+
 def _read_toml(path: Path) -> dict:
     try:
         with path.open("rb") as handle:
@@ -374,6 +396,9 @@ def settings_from_dict(data: dict, path: Path) -> Settings:
     feeds = _build(FeedSettings, data.get("feeds", {}), "feeds", path)
     if feeds.limit < 1:
         raise ConfigError(f"{path}: feeds.limit must be at least 1, got {feeds.limit}")
+    web = _build(WebSettings, data.get("web", {}), "web", path)
+    scheduler = _build(SchedulerSettings, data.get("scheduler", {}), "scheduler", path)
+    _check_ranges(path, web, scheduler, delivery)
     templates = _build(TemplateSettings, data.get("templates", {}), "templates", path)
     archive = _build(ArchiveSettings, data.get("archive", {}), "archive", path)
     return Settings(
@@ -385,8 +410,8 @@ def settings_from_dict(data: dict, path: Path) -> Settings:
         feeds=replace(feeds, dir=_resolve(feeds.dir, base_dir)),
         delivery=delivery,
         newsletters=_newsletters(data.get("newsletters", {}), path, site),
-        web=_build(WebSettings, data.get("web", {}), "web", path),
-        scheduler=_build(SchedulerSettings, data.get("scheduler", {}), "scheduler", path),
+        web=web,
+        scheduler=scheduler,
         templates=replace(templates, dir=templates.dir and _resolve(templates.dir, base_dir)),
         archive=replace(archive, dir=_resolve(archive.dir, base_dir)),
         secret_keys=_secret_keys(base_dir),

@@ -65,16 +65,23 @@ class FileLock:
 class AdvisoryLock:
     def __init__(self, store: Store) -> None:
         self.store = store
-        # Keyed by the whole URL, so databases (or schemas) on one server do not block each other.
-        self.key = zlib.crc32(store.engine.url.render_as_string(hide_password=True).encode())
-        self.description = f"PostgreSQL advisory lock {self.key}"
+        self.description = "a PostgreSQL advisory lock"
         self._connection: Connection | None = None
+
+    @staticmethod
+    def _key(connection: Connection) -> int:
+        """Named by what the server says it is serving, however the URL spells it; per schema,
+        so publications sharing one database in separate schemas do not block each other."""
+        identity = connection.execute(text("SELECT current_database() || '.' || current_schema()")).scalar()
+        return zlib.crc32(f"publisher.scheduler:{identity}".encode())
 
     def acquire(self) -> bool:
         if self._connection is not None:
             return True
         connection = self.store.engine.connect()
-        got = connection.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": self.key}).scalar()
+        key = self._key(connection)
+        self.description = f"PostgreSQL advisory lock {key}"
+        got = connection.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": key}).scalar()
         connection.commit()
         if not got:
             connection.close()
@@ -96,7 +103,7 @@ class AdvisoryLock:
     def release(self) -> None:
         if self._connection is not None:
             try:
-                self._connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": self.key})
+                self._connection.execute(text("SELECT pg_advisory_unlock_all()"))
                 self._connection.commit()
                 self._connection.close()
             except DBAPIError:

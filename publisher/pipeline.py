@@ -42,6 +42,7 @@ class PublishReport:
     imported: list[str] = field(default_factory=list)
     feeds_changed: int = 0
     slots: list[SlotOutcome] = field(default_factory=list)
+    sent: list[str] = field(default_factory=list)
     retried: int = 0
 
 
@@ -115,20 +116,23 @@ def catch_up(store: Store, settings: Settings, name: str, now: datetime) -> Slot
     return SlotOutcome(name, slot, "handled")
 
 
-def resume_interrupted(store: Store, settings: Settings, now: datetime) -> list[str]:
-    """Issues left half-sent by a crash or a stop are finished (delivered rows are never re-sent)."""
-    resumed = []
+def send_ready(store: Store, settings: Settings, now: datetime) -> list[str]:
+    """Send issues that are ready: approved ones (a released draft, or a build whose send a crash
+    cut short) and ones left half-sent (delivered recipients are never sent again). Oldest first."""
+    lines = []
     for name in settings.newsletters:
         for issue in store.issues.list(name):
-            if issue.state == "sending":
-                log.info("%s: resuming issue %d", name, issue.number)
-                resumed.append(f"{name} #{issue.number}: {deliver(store, settings, issue, now)}")
-    return resumed
+            if issue.state not in ("approved", "sending"):
+                continue
+            verb = "resuming" if issue.state == "sending" else "sending approved"
+            log.info("%s: %s issue %d", name, verb, issue.number)
+            lines.append(f"{name} #{issue.number}: {deliver(store, settings, issue, now)}")
+    return lines
 
 
 def start_up(store: Store, settings: Settings, now: datetime) -> None:
-    for line in resume_interrupted(store, settings, now):
-        log.info("resumed %s", line)
+    for line in send_ready(store, settings, now):
+        log.info("sent %s", line)
     for name in settings.newsletters:
         catch_up(store, settings, name, now)
 
@@ -153,8 +157,8 @@ def poll_sources(store: Store, settings: Settings, now: datetime) -> list[str]:
 
 
 def retry_deferred(store: Store, settings: Settings, now: datetime) -> int:
-    """Send deferred deliveries whose retry time has come."""
-    retried = 0
+    """Send issues approved since the last look, and deferred deliveries whose retry time has come."""
+    retried = len(send_ready(store, settings, now))
     for name in settings.newsletters:
         for issue in store.issues.list(name):
             if issue.state == "sent" and store.deliveries.due_retries(issue.id, now):
@@ -187,7 +191,7 @@ def publish_due(store: Store, settings: Settings, now: datetime) -> PublishRepor
     if settings.sources:
         report.imported = poll_sources(store, settings, now)
     report.feeds_changed = rebuild_feeds(store, settings)
-    resume_interrupted(store, settings, now)
+    report.sent = send_ready(store, settings, now)
     for name in settings.newsletters:
         report.slots.append(catch_up(store, settings, name, now))
     report.retried = retry_deferred(store, settings, now)

@@ -58,7 +58,7 @@ def job_specs(settings: Settings) -> list[JobSpec]:
     ]
     intervals = [
         ("feeds", settings.scheduler.feeds_interval, "rebuild feeds"),
-        ("retry", settings.scheduler.retry_interval, "retry deferred deliveries"),
+        ("retry", settings.scheduler.retry_interval, "send approved issues, retry deferred deliveries"),
     ]
     if settings.sources:
         intervals.append(("poll", settings.scheduler.poll_interval, "import [[sources]]"))

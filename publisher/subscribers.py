@@ -16,16 +16,30 @@ from publisher.model import Subscriber
 from publisher.text import header_safe
 
 CSV_HEADER = ("email", "name", "newsletters")
+MAX_NAME = 200
 
 
 def normalise_email(address: str, where: str = "") -> str:
-    """A syntactically valid address, lower-cased; no DNS lookups."""
+    """A syntactically valid address, lower-cased, its domain in ASCII (IDNA); no DNS lookups.
+
+    Local parts must be ASCII: sending to them needs SMTPUTF8, which many relays lack, and a
+    refusal would count as a bounce.
+    """
     prefix = f"{where}: " if where else ""
     try:
-        checked = validate_email(address.strip(), check_deliverability=False)
+        checked = validate_email(address.strip(), check_deliverability=False, allow_smtputf8=False)
     except EmailNotValidError as error:
         raise SubscriberError(f"{prefix}{address.strip()!r} is not a valid email address: {error}") from None
-    return checked.normalized.lower()
+    return (checked.ascii_email or checked.normalized).lower()
+
+
+def clean_name(name: str, where: str = "") -> str:
+    """A display name safe for headers, of a sensible length."""
+    name = header_safe(name)
+    if len(name) > MAX_NAME:
+        prefix = f"{where}: " if where else ""
+        raise SubscriberError(f"{prefix}name is {len(name)} characters long; at most {MAX_NAME} are allowed")
+    return name
 
 
 def check_newsletters(names: Iterable[str], known: Iterable[str], where: str = "") -> tuple[str, ...]:
@@ -43,7 +57,7 @@ def make_subscriber(email: str, name: str, newsletters: Iterable[str], *, known:
                     confirmed: bool, source: str, now: datetime, where: str = "") -> Subscriber:
     return Subscriber(
         email=normalise_email(email, where),
-        name=header_safe(name),
+        name=clean_name(name, where),
         status="confirmed" if confirmed else "pending",
         newsletters=check_newsletters(newsletters, known, where),
         source=source,

@@ -317,7 +317,7 @@ def unsubscribe(settings: Settings, store: Store, token: str, now: datetime) -> 
     person = found.subscriber
     if person is None:
         return found
-    store.subscribers.remove_newsletter(person.id, found.newsletter)
+    store.subscribers.remove_newsletter(person.id, found.newsletter, now)
     remaining = set(person.newsletters) - {found.newsletter}
     if not remaining and person.status in ("pending", "confirmed"):
         store.subscribers.update(person.id, now, status="unsubscribed")

@@ -78,7 +78,8 @@ def crontab_trigger(line: str, zone: ZoneInfo, *, where: str = "schedule") -> Ba
     days = _days_of_week(dow, where)
     dow_names = "*" if len(days) == 7 else ",".join(DAY_NAMES[d] for d in days)
     try:
-        if day != "*" and dow != "*":
+        # As in cron, a field that starts with "*" (even "*/2") does not restrict the day.
+        if not day.startswith("*") and not dow.startswith("*"):
             by_date = CronTrigger(minute=minute, hour=hour, day=day, month=_month_field(month), timezone=zone)
             by_weekday = CronTrigger(minute=minute, hour=hour, month=_month_field(month),
                                      day_of_week=dow_names, timezone=zone)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
@@ -394,14 +395,27 @@ def create_app(settings: Settings, store: Store, transport: Transport | None = N
     return app
 
 
+def check_address(host: str, port: int) -> None:
+    """Fail at once, in one line, when the address cannot be listened on (in use, not ours)."""
+    try:
+        with socket.create_server((host, port)):
+            pass
+    except OSError as error:
+        raise PublisherError(f"cannot listen on {host}:{port}: {error.strerror or error} "
+                             f"(set [web] port, or --port)") from None
+
+
 def make_server(settings: Settings, store: Store, *, host: str | None = None, port: int | None = None,
                 transport: Transport | None = None, log_level: str = "info",
                 access_log: bool = True) -> uvicorn.Server:
     """A uvicorn server for the app (call `.run()`, or run it in a thread and set `.should_exit`)."""
+    host = host or settings.web.host
+    port = settings.web.port if port is None else port
+    check_address(host, port)
     config = uvicorn.Config(
         create_app(settings, store, transport),
-        host=host or settings.web.host,
-        port=settings.web.port if port is None else port,
+        host=host,
+        port=port,
         proxy_headers=True,  # trust X-Forwarded-For from a proxy on loopback only
         forwarded_allow_ips="127.0.0.1",
         server_header=False,

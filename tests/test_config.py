@@ -73,3 +73,13 @@ def test_a_key_file_is_generated_once_when_no_key_is_in_the_environment(tmp_path
     key_file = tmp_path / ".publisher-secret"
     assert first == again and len(first[0]) >= 32
     assert key_file.stat().st_mode & 0o077 == 0
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[web]\nport = 99999\n", r"web\.port must be a port number from 1 to 65535, got 99999"),
+    ('[scheduler]\nfeeds_interval = "0s"\n', r"scheduler\.feeds_interval must be at least 1s"),
+    ("[delivery]\nbatch_size = 0\n", r"delivery\.batch_size must be at least 1"),
+])
+def test_values_that_make_no_sense_are_refused(tmp_path, text, message):
+    with pytest.raises(ConfigError, match=message):
+        load_settings(_write(tmp_path, text))

@@ -53,3 +53,8 @@ def test_draft_files_are_skipped():
 def test_broken_front_matter_is_named(text, message):
     with pytest.raises(ContentError, match=message):
         parse_markdown(text, where="p.md", now=NOW)
+
+
+def test_an_impossible_date_is_an_error_not_a_crash():
+    with pytest.raises(ContentError, match=r"p\.md:2: invalid front matter"):
+        parse_markdown("---\ntitle: T\ndate: 2025-13-45\n---\nx\n", where="p.md", now=NOW)

@@ -209,7 +209,8 @@ def test_a_restart_in_the_middle_of_a_send_resumes_without_duplicates(folder, da
     assert len(outbox(folder)) == 10
     time.sleep(1.2)  # the dead worker's leases ([delivery] lease = 1s) expire
     service = Service(config, folder / "run.log")
-    service.wait_for("resumed weekly #1")
+    service.wait_for("weekly: resuming issue 1")
+    service.wait_for("sent weekly #1")
     assert service.stop() == 0
     received = outbox(folder)
     assert set(received) == {f"reader{i}@example.org" for i in range(AUDIENCE)}

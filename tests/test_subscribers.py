@@ -69,3 +69,30 @@ def test_export_round_trips_through_import(store, tmp_path: Path, clock):
     assert [(p.email, p.name, p.newsletters) for p in parsed.subscribers] == [
         ("a@example.org", "A, with comma", ("daily", "weekly")), ("b@example.org", "", ("weekly",))]
     assert parsed.errors == []
+
+
+def test_an_opt_out_survives_imports_but_not_the_subscribers_own_choice(store, clock):
+    subscribers = store.subscribers
+    subscribers.add(Subscriber(email="a@example.org", status="confirmed", newsletters=KNOWN), clock)
+    person = subscribers.get("a@example.org")
+    subscribers.remove_newsletter(person.id, "daily", clock)
+    subscribers.upsert_many([Subscriber(email="a@example.org", status="confirmed", newsletters=KNOWN)], clock)
+    subscribers.add(Subscriber(email="a@example.org", status="pending", newsletters=KNOWN), clock)
+    assert subscribers.get("a@example.org").newsletters == ("weekly",)
+    subscribers.set_newsletters(person.id, ["weekly", "daily"], clock)  # the preferences page
+    assert subscribers.get("a@example.org").newsletters == KNOWN[::-1]
+    subscribers.set_newsletters(person.id, ["weekly"], clock)  # dropping one there is an opt-out too
+    subscribers.upsert_many([Subscriber(email="a@example.org", status="confirmed", newsletters=KNOWN)], clock)
+    assert subscribers.get("a@example.org").newsletters == ("weekly",)
+
+
+def test_international_domains_are_stored_in_ascii_and_local_parts_must_be_ascii():
+    assert normalise_email("Leser@Bücher.de") == "leser@xn--bcher-kva.de"
+    with pytest.raises(SubscriberError, match="not a valid email address"):
+        normalise_email("ñoño@example.com")
+
+
+def test_absurdly_long_names_are_refused_with_the_line(clock):
+    with pytest.raises(SubscriberError, match=r"people\.csv:7: name is 1200 characters long"):
+        make_subscriber("a@example.org", "x" * 1200, ["weekly"], known=KNOWN, confirmed=True,
+                        source="t", now=clock, where="people.csv:7")

@@ -58,3 +58,9 @@ def test_latest_slot_within_a_window():
 def test_bad_lines_are_explained(line, message):
     with pytest.raises(SchedulerError, match=message):
         crontab_trigger(line, UTC, where="config.toml: newsletters.weekly.schedule")
+
+
+def test_a_day_field_starting_with_a_star_does_not_widen_the_weekday():
+    # cron: "*/2" in day-of-month still counts as unrestricted, so both fields must match.
+    days = [m.day for m in fire_times(crontab_trigger("0 8 */2 * mon", UTC), *JANUARY)]
+    assert days == [5, 19]  # Mondays that fall on odd days

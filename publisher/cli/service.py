@@ -56,12 +56,15 @@ def publish_command(app: App, as_json: bool) -> None:
             "slots": [{"newsletter": s.newsletter, "slot": s.slot.isoformat() if s.slot else None,
                        "outcome": s.outcome, "detail": s.detail,
                        "issue": s.issue.number if s.issue else None} for s in report.slots],
+            "sent": report.sent,
             "retried": report.retried,
         })
         return
     for line in report.imported:
         click.echo(f"imported {line}")
     click.echo(f"feeds: {report.feeds_changed} files changed")
+    for line in report.sent:
+        click.echo(f"sent {line}")
     for slot in report.slots:
         when = slot.slot.isoformat() if slot.slot else "no recent slot"
         click.echo(f"{slot.newsletter}: {when}: {slot.outcome}{': ' + slot.detail if slot.detail else ''}")
@@ -71,13 +74,9 @@ class WebThread:
     """The web app under uvicorn in a background thread, stopped gracefully on request."""
 
     def __init__(self, settings, store) -> None:
-        import uvicorn
+        from publisher.web import make_server
 
-        from publisher.web import create_app
-
-        config = uvicorn.Config(create_app(settings, store), host=settings.web.host, port=settings.web.port,
-                                log_level="warning", access_log=False)
-        self.server = uvicorn.Server(config)
+        self.server = make_server(settings, store, log_level="warning", access_log=False)
         self.thread = threading.Thread(target=self.server.run, name="web", daemon=True)
         self.thread.start()
         logging.getLogger("publisher.web").info("serving http://%s:%d/", settings.web.host, settings.web.port)

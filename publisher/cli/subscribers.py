@@ -30,7 +30,9 @@ def add_command(app: App, email: str, name: str, newsletters: tuple[str, ...], c
     person = make_subscriber(email, name, newsletters or tuple(known), known=known,
                              confirmed=confirmed, source="cli", now=app.now())
     is_new = app.store.subscribers.add(person, app.now())
-    click.echo(f"{'added' if is_new else 'updated'} {person.email} ({person.status})")
+    stored = app.store.subscribers.get(person.email)
+    click.echo(f"{'added' if is_new else 'updated'} {stored.email} ({stored.status}; "
+               f"{' '.join(stored.newsletters) or 'no newsletters'})")
 
 
 @subscribers_group.command("import")
@@ -63,7 +65,10 @@ def export_command(app: App, output: Path | None, status: str | None) -> None:
     """Export subscribers as CSV (the import format, plus status, consent time and source)."""
     text = to_csv(app.store.subscribers.all(status=status))
     if output:
-        output.write_text(text, encoding="utf-8")
+        try:
+            output.write_text(text, encoding="utf-8")
+        except OSError as error:
+            raise SubscriberError(f"{output}: cannot write: {error.strerror}") from None
         click.echo(f"wrote {output}", err=True)
     else:
         click.echo(text, nl=False)

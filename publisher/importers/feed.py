@@ -68,8 +68,8 @@ def parse_feed(data: bytes, *, where: str, now: datetime, source: str = "") -> l
     ]
 
 
-def _fetch(url: str, store: Store, now: datetime) -> bytes | None:
-    """The feed's bytes, or None when the server says it has not changed since last time."""
+def _fetch(url: str, store: Store) -> httpx.Response | None:
+    """The response, or None when the server says the feed has not changed since last time."""
     etag, last_modified = store.articles.source_state(url)
     headers = {"User-Agent": USER_AGENT}
     if etag:
@@ -84,17 +84,19 @@ def _fetch(url: str, store: Store, now: datetime) -> bytes | None:
         return None
     if response.status_code >= 400:
         raise ContentError(f"{url}: the server answered {response.status_code} {response.reason_phrase}")
-    store.articles.save_source_state(
-        url, response.headers.get("ETag", ""), response.headers.get("Last-Modified", ""), now)
-    return response.content
+    return response
 
 
 def read_feed(source: str, *, store: Store, now: datetime) -> list[Draft]:
     if source.startswith(("http://", "https://")):
-        data = _fetch(source, store, now)
-        if data is None:
+        response = _fetch(source, store)
+        if response is None:
             return []
-        return parse_feed(data, where=source, now=now, source=source)
+        drafts = parse_feed(response.content, where=source, now=now, source=source)
+        # Remembered only once the feed parsed, so a broken version is fetched again next time.
+        store.articles.save_source_state(
+            source, response.headers.get("ETag", ""), response.headers.get("Last-Modified", ""), now)
+        return drafts
     try:
         data = Path(source).read_bytes()
     except OSError as error:

@@ -44,6 +44,8 @@ def _split_front_matter(text: str, where: str) -> tuple[dict, str, int]:
         raise ContentError(f"{where}:{line}: invalid YAML front matter: {getattr(error, 'problem', error)}") from None
     except tomllib.TOMLDecodeError as error:
         raise ContentError(f"{where}:1: invalid TOML front matter: {error}") from None
+    except ValueError as error:  # YAML's timestamps: "2025-13-45" parses as a date, then fails
+        raise ContentError(f"{where}:2: invalid front matter: {error}") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):

@@ -11,7 +11,7 @@ from functools import cached_property
 
 from sqlalchemy import create_engine, event, insert, select, text
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
 from publisher.errors import StoreError
 from publisher.store.articles import ArticleStore
@@ -50,6 +50,9 @@ def make_engine(url: str) -> Engine:
             engine = create_engine(url, pool_pre_ping=True)
     except (ArgumentError, NoSuchModuleError) as error:
         raise StoreError(f"database.url {url!r} is not a database URL SQLAlchemy understands: {error}") from None
+    except ImportError as error:
+        raise StoreError(f"database.url {url!r} needs a driver that is not installed ({error.name}); "
+                         f"use sqlite:/// or postgresql+psycopg://") from None
     return engine
 
 
@@ -84,7 +87,7 @@ class Store:
                         connection.execute(
                             insert(schema_migrations).values(version=version, applied_at=now())
                         )
-        except OperationalError as error:
+        except DBAPIError as error:
             raise StoreError(f"cannot open the database {self.safe_url}: {error.orig}") from None
         return len(MIGRATIONS)
 
@@ -97,7 +100,7 @@ class Store:
             with self.engine.connect() as connection:
                 connection.execute(text("SELECT 1"))
             return True
-        except OperationalError:
+        except DBAPIError:
             return False
 
     def close(self) -> None:

@@ -198,6 +198,14 @@ slot_runs = Table(
     Column("at", UTCDateTime, nullable=False),
 )
 
+opt_outs = Table(
+    "opt_outs",
+    metadata,
+    Column("subscriber_id", ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True),
+    Column("newsletter", String(64), primary_key=True),
+    Column("at", UTCDateTime, nullable=False),
+)
+
 
 def _create(*tables: Table) -> Callable[[Connection], None]:
     def migrate(connection: Connection) -> None:
@@ -213,4 +221,5 @@ MIGRATIONS: list[Callable[[Connection], None]] = [
     _create(deliveries),  # 4
     _create(web_events),  # 5
     _create(slot_runs),  # 6
+    _create(opt_outs),  # 7: a per-newsletter unsubscribe that imports must not undo
 ]

@@ -10,7 +10,7 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.engine import Connection, Engine, RowMapping
 
 from publisher.model import Subscriber
-from publisher.store.schema import subscribers, subscriptions
+from publisher.store.schema import opt_outs, subscribers, subscriptions
 
 
 def _subscriber(row: RowMapping, newsletters: Sequence[str]) -> Subscriber:
@@ -111,22 +111,47 @@ class SubscriberStore:
                 values.update(status="confirmed", consent_at=person.consent_at or now)
             connection.execute(update(subscribers).where(subscribers.c.id == subscriber_id).values(**values))
             is_new = False
-        self._add_newsletters(connection, subscriber_id, person.newsletters, now)
+        self._add_newsletters(connection, subscriber_id, person.newsletters, now, explicit=False)
         return is_new
 
     def _add_newsletters(self, connection: Connection, subscriber_id: int, names: Iterable[str],
-                         now: datetime) -> None:
+                         now: datetime, *, explicit: bool = True) -> None:
+        """Subscribe to `names`. Only the subscriber's own request (`explicit`) overrides an opt-out;
+        an import or an operator's `add` never re-subscribes someone who unsubscribed."""
+        names = list(dict.fromkeys(names))
+        if explicit and names:
+            connection.execute(delete(opt_outs).where(
+                opt_outs.c.subscriber_id == subscriber_id, opt_outs.c.newsletter.in_(names)))
+        else:
+            opted_out = set(connection.scalars(
+                select(opt_outs.c.newsletter).where(opt_outs.c.subscriber_id == subscriber_id)))
+            names = [name for name in names if name not in opted_out]
         have = set(connection.scalars(
             select(subscriptions.c.newsletter).where(subscriptions.c.subscriber_id == subscriber_id)))
-        new = [name for name in dict.fromkeys(names) if name not in have]
+        new = [name for name in names if name not in have]
         if new:
             connection.execute(insert(subscriptions), [
                 {"subscriber_id": subscriber_id, "newsletter": name, "created_at": now} for name in new
             ])
 
+    def _opt_out(self, connection: Connection, subscriber_id: int, names: Iterable[str], now: datetime) -> None:
+        names = list(names)
+        if not names:
+            return
+        connection.execute(delete(subscriptions).where(
+            subscriptions.c.subscriber_id == subscriber_id, subscriptions.c.newsletter.in_(names)))
+        connection.execute(delete(opt_outs).where(
+            opt_outs.c.subscriber_id == subscriber_id, opt_outs.c.newsletter.in_(names)))
+        connection.execute(insert(opt_outs), [
+            {"subscriber_id": subscriber_id, "newsletter": name, "at": now} for name in names])
+
     def set_newsletters(self, subscriber_id: int, names: Iterable[str], now: datetime) -> None:
+        """The subscriber's own choice (preferences page): dropped newsletters count as opt-outs."""
+        names = list(names)
         with self.engine.begin() as connection:
-            connection.execute(delete(subscriptions).where(subscriptions.c.subscriber_id == subscriber_id))
+            have = set(connection.scalars(
+                select(subscriptions.c.newsletter).where(subscriptions.c.subscriber_id == subscriber_id)))
+            self._opt_out(connection, subscriber_id, sorted(have - set(names)), now)
             self._add_newsletters(connection, subscriber_id, names, now)
 
     def update(self, subscriber_id: int, now: datetime, **values) -> None:
@@ -137,10 +162,10 @@ class SubscriberStore:
             connection.execute(
                 update(subscribers).where(subscribers.c.id == subscriber_id).values(updated_at=now, **values))
 
-    def remove_newsletter(self, subscriber_id: int, newsletter: str) -> None:
+    def remove_newsletter(self, subscriber_id: int, newsletter: str, now: datetime) -> None:
+        """Unsubscribe from one newsletter, remembered so that no import subscribes them again."""
         with self.engine.begin() as connection:
-            connection.execute(delete(subscriptions).where(
-                subscriptions.c.subscriber_id == subscriber_id, subscriptions.c.newsletter == newsletter))
+            self._opt_out(connection, subscriber_id, [newsletter], now)
 
     def remove(self, email: str) -> bool:
         """Unsubscribe an address from everything and forget its name (its ledger rows stay)."""

@@ -1,0 +1,50 @@
+"""`publisher publish` and the timetable's jobs, with a fixed clock: nothing approved is left behind."""
+
+import mailbox
+from datetime import datetime, timedelta, timezone
+
+from publisher.issues import approve, build_issue
+from publisher.model import Draft, Subscriber
+from publisher.pipeline import publish_due
+
+SLOT = datetime(2026, 1, 5, 8, 0, tzinfo=timezone.utc)  # a Monday
+
+
+def _setup(store, make_settings, tmp_path, **newsletter):
+    settings = make_settings({
+        "delivery": {"transport": "maildir", "maildir": "outbox"},
+        "newsletters": {"weekly": {"schedule": "0 8 * * mon", "lookback": "30d", **newsletter}},
+    }, database_url=store.url)
+    store.articles.ingest([
+        Draft(key=f"a{i}", slug=f"a{i}", title=f"Article {i}", summary_html="<p>x</p>", content_html="<p>x</p>",
+              truncated=False, published=SLOT - timedelta(days=i + 1)) for i in range(3)
+    ], site_url=settings.site.url, guid_authority="x", now=SLOT, source="t")
+    store.subscribers.upsert_many([
+        Subscriber(email=f"r{i}@example.org", status="confirmed", newsletters=("weekly",)) for i in range(5)
+    ], SLOT)
+    return settings
+
+
+def _outbox(tmp_path) -> int:
+    return len(mailbox.Maildir(tmp_path / "outbox", create=False)) if (tmp_path / "outbox").exists() else 0
+
+
+def test_a_draft_waits_for_approval_then_the_next_run_sends_it(store, make_settings, tmp_path):
+    settings = _setup(store, make_settings, tmp_path, require_approval=True)
+    first = publish_due(store, settings, SLOT + timedelta(minutes=1))
+    assert [s.outcome for s in first.slots] == ["drafted"] and _outbox(tmp_path) == 0
+    approve(store, "weekly", None, SLOT + timedelta(minutes=30))
+    second = publish_due(store, settings, SLOT + timedelta(minutes=31))
+    assert second.sent == ["weekly #1: 5 delivered, 0 failed, 0 deferred"]
+    assert _outbox(tmp_path) == 5
+    assert store.issues.get("weekly", 1).state == "sent"
+    assert publish_due(store, settings, SLOT + timedelta(minutes=40)).sent == []
+
+
+def test_an_issue_built_but_never_sent_goes_out_on_the_next_run(store, make_settings, tmp_path):
+    settings = _setup(store, make_settings, tmp_path)
+    store.slots.claim("weekly", SLOT, SLOT)  # the run that died right after building
+    build_issue(store, settings, "weekly", SLOT, SLOT)
+    report = publish_due(store, settings, SLOT + timedelta(minutes=5))
+    assert report.sent == ["weekly #1: 5 delivered, 0 failed, 0 deferred"]
+    assert _outbox(tmp_path) == 5 and len(store.issues.list("weekly")) == 1
