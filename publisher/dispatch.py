@@ -14,8 +14,10 @@ soft bounce. A 5xx is a hard bounce.
 from __future__ import annotations
 
 from collections.abc import Callable
+import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from datetime import datetime, timedelta, timezone
 
 from publisher.config import DeliverySettings, NewsletterSettings, Settings
@@ -25,9 +27,9 @@ from publisher.model import Issue, RenderedIssue
 from publisher.store import Store
 from publisher.store.deliveries import OPEN_STATES, Leased, Outcome
 from publisher.tokens import preferences_url, unsubscribe_url
-from publisher.transports import Outgoing, SendResult, Transport, make_transport
+from publisher.transports import LazyOutgoing, Outgoing, SendResult, Transport, make_transport
 
-Compose = Callable[[Leased, datetime], Outgoing]
+Compose = Callable[[Leased, datetime], Outgoing | LazyOutgoing]
 Clock = Callable[[], datetime]
 
 
@@ -98,19 +100,24 @@ def decide(leased: Leased, result: SendResult, delivery: DeliverySettings, now: 
 def composer(compiled: CompiledMessage, settings: Settings, newsletter: NewsletterSettings, issue: Issue) -> Compose:
     """Fill the compiled issue for one leased recipient (links signed, Message-ID stable per recipient).
 
+    The bytes are built when the transport sends the message, so memory holds the messages on
+    the wire rather than whole batches.
+
     A re-sent message keeps its Message-ID (newsletter, issue number, slot, subscriber), so mail
     clients that collapse duplicates hide a re-send after a crash.
     """
     site, keys, name = settings.site, settings.secret_keys, newsletter.name
     slot = int(issue.slot.timestamp()) if issue.slot else issue.id
 
-    def compose(leased: Leased, now: datetime) -> Outgoing:
-        data = compiled.personalise(
+    def build(leased: Leased, now: datetime) -> bytes:
+        return compiled.personalise(
             subscriber_id=leased.subscriber_id, email=leased.email, name=leased.name,
             unsubscribe_url=unsubscribe_url(site.url, keys, leased.subscriber_id, name),
             preferences_url=preferences_url(site.url, keys, leased.subscriber_id),
             message_id=message_id(site.domain, name, issue.number, slot, leased.subscriber_id), date=now)
-        return Outgoing(compiled.sender, leased.email, data)
+
+    def compose(leased: Leased, now: datetime) -> LazyOutgoing:
+        return LazyOutgoing(compiled.sender, leased.email, partial(build, leased, now))
 
     return compose
 
@@ -130,6 +137,7 @@ def start_issue(store: Store, issue: Issue, now: datetime) -> int | None:
 class _Batch:
     leased: list[Leased]
     future: Future
+    messages: list = field(default_factory=list)
 
 
 def send_issue(store: Store, issue: Issue, compose: Compose, transport: Transport, delivery: DeliverySettings,
@@ -139,6 +147,7 @@ def send_issue(store: Store, issue: Issue, compose: Compose, transport: Transpor
     Returns when nothing more is due now: finished, paused or cancelled, or only deferred rows
     (and leases held by other workers) remain, due at `next_attempt_at`.
     """
+    ahead = _Ahead(max(8, 2 * delivery.smtp.connections))
     with ThreadPoolExecutor(1, thread_name_prefix="send") as wire:
         in_flight: _Batch | None = None
         waiting: list[Leased] = []  # leased, not yet handed to the transport
@@ -147,7 +156,7 @@ def send_issue(store: Store, issue: Issue, compose: Compose, transport: Transpor
                 now = clock()
                 waiting = store.deliveries.lease(issue.id, limit=delivery.batch_size, now=now,
                                                  lease_for=delivery.lease)
-                outgoing = [compose(row, now) for row in waiting]
+                outgoing = [ahead.wrap(compose(row, now)) for row in waiting]
                 if in_flight is None and not waiting:
                     break
                 results = in_flight.future.result() if in_flight is not None else None
@@ -155,11 +164,85 @@ def send_issue(store: Store, issue: Issue, compose: Compose, transport: Transpor
                 if waiting:
                     in_flight, waiting = _Batch(waiting, wire.submit(transport.send_many, outgoing)), []
                 if done is not None:  # recorded while the next batch is on the wire
+                    ahead.discard(done.messages)
                     _record(store, issue.id, done.leased, results, delivery, clock(), progress)
+                if in_flight is not None:
+                    in_flight.messages = outgoing
+                    ahead.prepare(outgoing, in_flight.future)
         except BaseException:
             _settle(store, issue.id, waiting, in_flight, delivery, clock, progress)
             raise
     return report(store, issue, clock())
+
+
+class _Built:
+    """The bytes of one lazy message: built ahead by dispatch, or by the transport if it gets there first."""
+
+    __slots__ = ("make", "slots", "lock", "ready", "taken")
+
+    def __init__(self, make: Callable[[], bytes], slots: threading.Semaphore) -> None:
+        self.make, self.slots, self.lock = make, slots, threading.Lock()
+        self.ready: bytes | None = None
+        self.taken = False
+
+    def __call__(self) -> bytes:
+        with self.lock:
+            data, self.ready, self.taken = self.ready, None, True
+        if data is None:
+            return self.make()
+        self.slots.release()
+        return data
+
+    def prepare(self, wire: Future) -> bool:
+        """Build now, once a slot in the window is free; False if the batch ended meanwhile."""
+        while not self.slots.acquire(timeout=0.05):
+            if wire.done():
+                return False
+        with self.lock:
+            taken = self.taken
+        data = None if taken else self.make()
+        with self.lock:
+            if not self.taken:
+                self.ready = data
+                return True
+        self.slots.release()
+        return True
+
+    def discard(self) -> None:
+        with self.lock:
+            data, self.ready, self.taken = self.ready, None, True
+        if data is not None:
+            self.slots.release()
+
+
+class _Ahead:
+    """Builds the messages of the batch on the wire just ahead of the transport.
+
+    Composing overlaps the network, while at most `window` built messages wait in memory: the
+    memory a send needs does not grow with the batch, let alone the audience.
+    """
+
+    def __init__(self, window: int) -> None:
+        self.slots = threading.Semaphore(window)
+
+    def wrap(self, message: Outgoing | LazyOutgoing) -> Outgoing | LazyOutgoing:
+        if isinstance(message, LazyOutgoing):
+            return LazyOutgoing(message.sender, message.recipient, _Built(message.build, self.slots))
+        return message
+
+    @staticmethod
+    def prepare(messages: list, wire: Future) -> None:
+        for message in messages:
+            built = getattr(message, "build", None)
+            if isinstance(built, _Built) and not built.prepare(wire):
+                return
+
+    @staticmethod
+    def discard(messages: list) -> None:
+        for message in messages:
+            built = getattr(message, "build", None)
+            if isinstance(built, _Built):
+                built.discard()
 
 
 def _settle(store: Store, issue_id: int, waiting: list[Leased], in_flight: _Batch | None,

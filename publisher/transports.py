@@ -41,6 +41,27 @@ class Outgoing:
         return self.recipient.rpartition("@")[2].lower()
 
 
+class LazyOutgoing:
+    """An `Outgoing` whose bytes are built only when a transport needs them.
+
+    Dispatch hands batches of these to a transport, so a batch costs memory for the messages on
+    the wire (one per connection), not for every message of the batch.
+    """
+
+    __slots__ = ("sender", "recipient", "build")
+
+    def __init__(self, sender: str, recipient: str, build: Callable[[], bytes]) -> None:
+        self.sender, self.recipient, self.build = sender, recipient, build
+
+    @property
+    def data(self) -> bytes:
+        return self.build()
+
+    @property
+    def domain(self) -> str:
+        return self.recipient.rpartition("@")[2].lower()
+
+
 @dataclass(frozen=True)
 class SendResult:
     outcome: str  # "delivered" | "deferred" | "failed"
@@ -53,9 +74,9 @@ DELIVERED = SendResult("delivered", 250)
 
 
 class Transport(Protocol):
-    def send(self, message: Outgoing) -> SendResult: ...
+    def send(self, message: Outgoing | LazyOutgoing) -> SendResult: ...
 
-    def send_many(self, messages: Sequence[Outgoing]) -> list[SendResult]: ...
+    def send_many(self, messages: Sequence[Outgoing | LazyOutgoing]) -> list[SendResult]: ...
 
     def close(self) -> None: ...
 
@@ -76,13 +97,15 @@ class MemoryTransport:
     sent: list[Outgoing] = field(default_factory=list)
     reply: Callable[[Outgoing], SendResult] | None = None
 
-    def send(self, message: Outgoing) -> SendResult:
+    def send(self, message: Outgoing | LazyOutgoing) -> SendResult:
+        if not isinstance(message, Outgoing):
+            message = Outgoing(message.sender, message.recipient, message.data)
         result = self.reply(message) if self.reply else DELIVERED
         if result.outcome == "delivered":
             self.sent.append(message)
         return result
 
-    def send_many(self, messages: Sequence[Outgoing]) -> list[SendResult]:
+    def send_many(self, messages: Sequence[Outgoing | LazyOutgoing]) -> list[SendResult]:
         return [self.send(message) for message in messages]
 
     def close(self) -> None:
@@ -104,14 +127,14 @@ class MaildirTransport:
                 raise DeliveryError(f"delivery.maildir {self.path}: cannot create: {error.strerror}") from None
         return self._box
 
-    def send(self, message: Outgoing) -> SendResult:
+    def send(self, message: Outgoing | LazyOutgoing) -> SendResult:
         try:
             self._open().add(message.data.replace(b"\r\n", b"\n"))
         except OSError as error:
             raise DeliveryError(f"delivery.maildir {self.path}: cannot write: {error.strerror}") from None
         return DELIVERED
 
-    def send_many(self, messages: Sequence[Outgoing]) -> list[SendResult]:
+    def send_many(self, messages: Sequence[Outgoing | LazyOutgoing]) -> list[SendResult]:
         return [self.send(message) for message in messages]
 
     def close(self) -> None:
@@ -201,13 +224,14 @@ class SmtpConnection:
         if client is not None:
             client.close()
 
-    def send(self, message: Outgoing) -> SendResult:
+    def send(self, message: Outgoing | LazyOutgoing) -> SendResult:
         """Send one message; a stale reused connection is reopened once before anything is sent."""
         reused = self.client is not None and self.sent > 0
+        data = message.data
         try:
             if self.client is None:
                 self.open()
-            return self._transaction(message)
+            return self._transaction(message, data)
         except _Stale as stale:
             self.abandon()
             if not reused:
@@ -217,12 +241,12 @@ class SmtpConnection:
             return dropped(error)
         try:
             self.open()
-            return self._transaction(message)
+            return self._transaction(message, data)
         except (_Stale, *_DISCONNECTED) as error:
             self.abandon()
             return dropped(error)
 
-    def _transaction(self, message: Outgoing) -> SendResult:
+    def _transaction(self, message: Outgoing | LazyOutgoing, data: bytes) -> SendResult:
         if _UNSAFE_ADDRESS.search(message.sender + message.recipient):
             return SendResult("failed", None, "5.1.3", f"refused to send: bad address {message.recipient!r}")
         client = self.client
@@ -243,7 +267,7 @@ class SmtpConnection:
         self.sent += 1
         refused = next((reply for reply in replies[:2] if reply[0] >= 300), None)
         if replies[-1][0] == 354:
-            client.sock.sendall(b".\r\n" if refused else dot_stuffed(message.data) + b".\r\n")
+            client.sock.sendall(b".\r\n" if refused else dot_stuffed(data) + b".\r\n")
             final = client.getreply()
             if refused is None:
                 return self._finish(final)
@@ -336,10 +360,10 @@ class SmtpTransport:
         self.closing = False
         self.send_lock = threading.Lock()
 
-    def send(self, message: Outgoing) -> SendResult:
+    def send(self, message: Outgoing | LazyOutgoing) -> SendResult:
         return self.send_many([message])[0]
 
-    def send_many(self, messages: Sequence[Outgoing]) -> list[SendResult]:
+    def send_many(self, messages: Sequence[Outgoing | LazyOutgoing]) -> list[SendResult]:
         if not messages:
             return []
         with self.send_lock:

@@ -31,6 +31,16 @@ class Clock:
         return self.now
 
 
+def send_until_done(store, settings, issue, transport, clock: Clock, rounds: int = 30):
+    """Send, then keep retrying as the scheduler would, moving the clock past each backoff."""
+    for _ in range(rounds):
+        result = dispatch.deliver_issue(store, settings, issue, rendered=RENDERED, transport=transport, clock=clock)
+        if result.finished:
+            return result
+        clock.now = max(clock.now, result.next_attempt_at or clock.now) + timedelta(seconds=1)
+    raise AssertionError(f"still unfinished after {rounds} rounds: {result.counts}")
+
+
 def make_issue(store, newsletter: str = "weekly", number: int = 1, state: str = "approved") -> Issue:
     with store.engine.begin() as connection:
         issue_id = connection.execute(insert(issues).values(
@@ -56,7 +66,7 @@ def config(make_settings, database_url):
     def make(port: int = 25, **delivery):
         data = {
             "newsletters": {"weekly": {"title": "Weekly", "from": "The Weekly <weekly@news.example.org>"}},
-            "delivery": {"transport": "smtp", "batch_size": 25, "retry_first": 0, "retry_max": 0,
+            "delivery": {"transport": "smtp", "batch_size": 25, "retry_first": "1s", "retry_max": "1s",
                          "smtp": {"host": "127.0.0.1", "port": port, "connections": 3, "timeout": 10,
                                   "per_domain_connections": 2}, **delivery},
         }
@@ -114,7 +124,7 @@ def test_flaky_server_and_dropped_connections_still_deliver_everyone_once(store,
     with smtp_sink(handler) as port:
         settings = config(port)
         transport = make_transport(settings.delivery)
-        result = dispatch.deliver_issue(store, settings, issue, rendered=RENDERED, transport=transport, clock=Clock())
+        result = send_until_done(store, settings, issue, transport, Clock())
         transport.close()
     assert handler.refusals["421"] and handler.refusals["451"] and handler.refusals["drop"]
     assert handler.received() == {email: 1 for email in emails}
@@ -173,6 +183,8 @@ def test_nothing_is_sent_before_a_deferral_is_due(store, config):
     result = dispatch.deliver_issue(store, settings, issue, rendered=RENDERED, transport=transport, clock=clock)
     assert result.get("deferred") == 2 and result.next_attempt_at == NOW + timedelta(minutes=10)
     clock.now = NOW + timedelta(minutes=9)
+    assert store.deliveries.due_retries(issue.id, clock.now) == 0
+    assert store.deliveries.due_retries(issue.id, NOW + timedelta(minutes=10)) == 2
     assert dispatch.deliver_issue(store, settings, issue, rendered=RENDERED, transport=transport, clock=clock).get("deferred") == 2
     clock.now = NOW + timedelta(minutes=10)
     assert dispatch.deliver_issue(store, settings, issue, rendered=RENDERED, transport=transport, clock=clock).get("delivered") == 2
@@ -263,7 +275,7 @@ def publication(tmp_path, database_url):
     from tests.conftest import SEED_000
 
     def make(port: int | None = None):
-        transport = (f'transport = "smtp"\nretry_first = 0\n[delivery.smtp]\nhost = "127.0.0.1"\nport = {port}\n'
+        transport = (f'transport = "smtp"\n[delivery.smtp]\nhost = "127.0.0.1"\nport = {port}\n'
                      if port else 'transport = "maildir"\n')
         path = tmp_path / "config.toml"
         path.write_text(f'[site]\nurl = "https://news.example.org"\n[database]\nurl = "{database_url}"\n'
