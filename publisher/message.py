@@ -111,9 +111,11 @@ def encode_address(name: str, email: str) -> str:
     name, email = header_safe(name), header_safe(email).replace("<", "").replace(">", "")
     if not name:
         return email
-    if name.isascii():
-        return formataddr((name, email))
-    words = Header(name, "utf-8").encode(linesep="\r\n")
+    plain = formataddr((name, email))
+    if name.isascii() and len(plain) <= 900:
+        return plain
+    # RFC 2047 words fold at 76 octets, so no name makes a line longer than SMTP allows (998).
+    words = Header(name, "utf-8").encode(linesep="\r\n", maxlinelen=76)
     return f"{words} <{email}>"
 
 
@@ -302,7 +304,8 @@ def compile_message(rendered: RenderedIssue, *, settings: Settings, newsletter: 
     unsubscribe_mailto = f"mailto:{from_address}?subject=unsubscribe%20{newsletter.name}"
     head = b"".join([
         encode_header("From", encode_address(from_name, from_address)),
-        *([encode_header("Reply-To", newsletter.reply_to)] if newsletter.reply_to else []),
+        *([encode_header("Reply-To", encode_address(*parseaddr(header_safe(newsletter.reply_to))))]
+          if newsletter.reply_to else []),
         encode_header("Subject", rendered.subject),
     ])
     headers = _merge([

@@ -159,3 +159,17 @@ def test_dkim_signature_covers_the_list_headers_and_verifies(settings, tmp_path)
         assert dkim.verify(personalised(settings, rendered, signer=signer, name=name), dnsfunc=dns), name
     tampered = data.replace(b"Hello", b"Hallo", 1)
     assert not dkim.verify(tampered, dnsfunc=dns)
+
+
+def test_no_name_makes_a_header_line_longer_than_smtp_allows(settings):
+    for name in ("x" * 1200, "Zoë " * 300):
+        data = personalised(settings, name=name)
+        assert max(len(line) for line in data.split(b"\r\n")) <= 998
+        assert parse(data)["To"].addresses[0].addr_spec == "zoe@example.com"
+
+
+def test_a_reply_to_with_a_non_ascii_name_keeps_its_address_readable(make_settings):
+    settings = make_settings({"newsletters": {"weekly": {"reply_to": "Zoë Editor <zoe@news.example.org>"}}})
+    message = parse(personalised(settings))
+    assert message["Reply-To"].addresses[0].addr_spec == "zoe@news.example.org"
+    assert message["Reply-To"].addresses[0].display_name == "Zoë Editor"
