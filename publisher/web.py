@@ -157,10 +157,16 @@ def error_page(request: Request, status_code: int, message: str, headers: dict |
 
 
 async def read_form(request: Request) -> FormData:
-    """A small form: no files, at most 100 fields, at most MAX_FORM bytes (by Content-Length)."""
-    length = request.headers.get("content-length", "0")
-    if not length.isdigit() or int(length) > MAX_FORM:
+    """A small form: no files, at most 100 fields, at most MAX_FORM bytes however it is sent."""
+    length = request.headers.get("content-length")
+    if length is not None and (not length.isdigit() or int(length) > MAX_FORM):
         raise HTTPException(413, "This form is too large.")
+    body = bytearray()
+    async for chunk in request.stream():  # a chunked body has no Content-Length to trust
+        body += chunk
+        if len(body) > MAX_FORM:
+            raise HTTPException(413, "This form is too large.")
+    request._body = bytes(body)  # Starlette parses the form from the body already read
     return await request.form(max_files=0, max_fields=100)
 
 
@@ -411,7 +417,6 @@ def make_server(settings: Settings, store: Store, *, host: str | None = None, po
     """A uvicorn server for the app (call `.run()`, or run it in a thread and set `.should_exit`)."""
     host = host or settings.web.host
     port = settings.web.port if port is None else port
-    check_address(host, port)
     config = uvicorn.Config(
         create_app(settings, store, transport),
         host=host,
@@ -427,4 +432,6 @@ def make_server(settings: Settings, store: Store, *, host: str | None = None, po
 
 def serve(settings: Settings, store: Store, *, host: str | None = None, port: int | None = None) -> None:
     """Serve the site until interrupted (`publisher serve`)."""
-    make_server(settings, store, host=host, port=port).run()
+    server = make_server(settings, store, host=host, port=port)
+    check_address(server.config.host, server.config.port)
+    server.run()

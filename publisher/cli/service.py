@@ -74,9 +74,10 @@ class WebThread:
     """The web app under uvicorn in a background thread, stopped gracefully on request."""
 
     def __init__(self, settings, store) -> None:
-        from publisher.web import make_server
+        from publisher.web import check_address, make_server
 
         self.server = make_server(settings, store, log_level="warning", access_log=False)
+        check_address(self.server.config.host, self.server.config.port)
         self.thread = threading.Thread(target=self.server.run, name="web", daemon=True)
         self.thread.start()
         logging.getLogger("publisher.web").info("serving http://%s:%d/", settings.web.host, settings.web.port)
