@@ -1,10 +1,11 @@
 """Dispatch decides *what* to send and *to whom*; a `Transport` decides how.
 
 Starting an issue freezes its audience into the deliveries ledger. `send_issue` then leases rows
-in batches, composes each recipient's message from the compiled issue, hands the batch to the
-transport and writes each outcome only after the server answered. While one batch is on the wire
-the next is leased and composed, so a worker holds at most two batches (2 × batch_size rows) in
-`sending`: after a crash those, and only those, may be sent again once their lease expires.
+in batches, hands each batch to the transport and writes each outcome only after the server
+answered. Each recipient's message is built from the compiled issue just ahead of the transport
+(a small window, so memory does not grow with the batch). While one batch is on the wire the
+next is leased, so a worker holds at most two batches (2 × batch_size rows) in `sending`: after a
+crash those, and only those, may be sent again once their lease expires.
 
 Deferred recipients come back after an exponential backoff (retry_first, doubling up to
 retry_max) until give_up_after has passed since the audience was frozen; then they fail as a

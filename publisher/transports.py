@@ -15,7 +15,6 @@ from __future__ import annotations
 import mailbox
 import re
 import smtplib
-import socket
 import ssl
 import threading
 import time
@@ -437,13 +436,3 @@ class SmtpTransport:
         self.workers.clear()
         self.connections.clear()
         self.closing = False
-
-
-def check_relay(settings: SmtpSettings) -> None:
-    """Open and close one session, turning refusal into a DeliveryError naming the relay."""
-    connection = SmtpConnection(settings)
-    try:
-        connection.open()
-    except (smtplib.SMTPException, OSError, socket.timeout) as error:
-        raise DeliveryError(f"delivery.smtp: cannot reach {settings.host}:{settings.port}: {error}") from None
-    connection.close()

@@ -6,7 +6,7 @@ records every message; the child is killed with SIGKILL once the sink has seen a
 messages; the send is then resumed here once the dead worker's leases have expired.
 
 The bound: only rows still `sending` when the worker died can be sent twice. A worker holds at
-most two batches in that state (one on the wire, one leased and composed beside it), so
+most two batches in that state (one on the wire, the next one leased beside it), so
 duplicates ≤ rows left `sending` ≤ 2 × batch_size (= 2 × 50 here).
 """
 
