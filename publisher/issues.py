@@ -42,6 +42,23 @@ def next_selection(store: Store, newsletter: NewsletterSettings, slot: datetime,
                   newsletter=newsletter, slot=slot, now=now, force=force)
 
 
+def plan_issue(store: Store, settings: Settings, newsletter: str | NewsletterSettings,
+               slot: datetime, now: datetime, *, force: bool = False) -> Issue | Skipped:
+    """The issue `slot` would get now, not stored (no id): for dry runs, and for `build_issue`."""
+    config = _newsletter(settings, newsletter)
+    slot, now = _utc(slot, "slot"), _utc(now, "now")
+    chosen = next_selection(store, config, slot, now, force=force)
+    if isinstance(chosen, Skipped):
+        return chosen
+    number = store.issues.next_number(config.name)
+    digest = Digest(config.name, number, slot, chosen.articles, chosen.overflow, chosen.since)
+    return Issue(
+        newsletter=config.name, number=number, slot=slot,
+        state="draft" if config.require_approval else "approved",
+        article_ids=tuple(a.id for a in chosen.articles), overflow_ids=tuple(a.id for a in chosen.overflow),
+        watermark=chosen.watermark, subject=render_subject(digest, settings, config), created_at=now)
+
+
 def build_issue(store: Store, settings: Settings, newsletter: str | NewsletterSettings,
                 slot: datetime, now: datetime, *, force: bool = False) -> Issue | Skipped:
     """The issue for `slot`: the one already stored, or a new one (draft if approval is required).
@@ -55,18 +72,15 @@ def build_issue(store: Store, settings: Settings, newsletter: str | NewsletterSe
     for _ in range(_ATTEMPTS):
         if existing := store.issues.by_slot(config.name, slot):
             return existing
-        chosen = next_selection(store, config, slot, now, force=force)
-        if isinstance(chosen, Skipped):
+        planned = plan_issue(store, settings, config, slot, now, force=force)
+        if isinstance(planned, Skipped):
             # A racing builder may have taken the articles for this very slot meanwhile.
-            return store.issues.by_slot(config.name, slot) or chosen
-        number = store.issues.next_number(config.name)
-        digest = Digest(config.name, number, slot, chosen.articles, chosen.overflow, chosen.since)
+            return store.issues.by_slot(config.name, slot) or planned
         try:
             issue, _created = store.issues.create(
-                newsletter=config.name, slot=slot,
-                state="draft" if config.require_approval else "approved",
-                article_ids=[a.id for a in chosen.articles], overflow_ids=[a.id for a in chosen.overflow],
-                watermark=chosen.watermark, subject=render_subject(digest, settings, config), now=now,
+                newsletter=config.name, slot=slot, state=planned.state,
+                article_ids=list(planned.article_ids), overflow_ids=list(planned.overflow_ids),
+                watermark=planned.watermark, subject=planned.subject, now=now,
                 guid_authority=settings.site.domain)
         except IssueConflict:
             continue

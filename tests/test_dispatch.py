@@ -304,6 +304,7 @@ def test_digest_send_json_contract_over_smtp(publication, monkeypatch):
     assert sent["articles"] > 0
     assert json.loads(again.output)["status"] == "skipped"
     assert handler.received() == {"r0@d0.example": 1, "r1@d1.example": 1, "r2@d2.example": 1}
+    assert (path.parent / "archive" / "weekly" / "1.html").exists()  # the "view in browser" target
     status = json.loads(cli_run(path, "digest", "status", "weekly", "--json").output)
     assert status["counts"]["delivered"] == 3 and status["state"] == "sent"
 
@@ -318,6 +319,7 @@ def test_digest_send_dry_run_writes_the_maildir_and_records_nothing(publication,
     assert result["dry_run"] and result["recipients"] == 3
     assert len(mailbox.Maildir(path.parent / "outbox", factory=None)) == 3
     assert cli_run(path, "digest", "status", "weekly").exit_code == 1  # nothing started
+    assert json.loads(cli_run(path, "digest", "issues", "weekly", "--json").output) == []  # nothing stored
     real = json.loads(cli_run(path, "digest", "send", "weekly", "--json").output)
     assert (real["status"], real["delivered"]) == ("sent", 3)
 

@@ -13,7 +13,8 @@ from publisher import dispatch
 from publisher.cli.app import App, iso, print_json
 from publisher.digest import Skipped
 from publisher.errors import DigestError
-from publisher.issues import build_issue
+from publisher.archive import write_archive
+from publisher.issues import build_issue, plan_issue
 from publisher.message import compile_message
 from publisher.model import Issue
 from publisher.store.deliveries import Leased
@@ -31,9 +32,10 @@ def _issue(app: App, name: str, number: int | None, states: tuple[str, ...] | No
     return issue
 
 
-def _to_send(app: App, name: str, force: bool) -> tuple[Issue | None, str, str]:
+def _to_send(app: App, name: str, force: bool, *, store_new: bool = True) -> tuple[Issue | None, str, str]:
     """(issue, status, reason): the unfinished issue to resume, else the approved one waiting,
-    else a new one for this minute; no issue (status "skipped") when there is nothing to send."""
+    else a new one for this minute (only planned, not stored, unless `store_new`); no issue
+    (status "skipped") when there is nothing to send."""
     if unfinished := app.store.issues.latest(name, states=_UNFINISHED):
         if unfinished.state == "paused":
             raise DigestError(f"{name} issue {unfinished.number} is paused: `publisher digest resume {name}`")
@@ -41,7 +43,8 @@ def _to_send(app: App, name: str, force: bool) -> tuple[Issue | None, str, str]:
     if waiting := app.store.issues.latest(name, states=("approved",)):
         return waiting, "sent", ""
     now = app.now()
-    built = build_issue(app.store, app.settings, name, now.replace(second=0, microsecond=0), now, force=force)
+    make = build_issue if store_new else plan_issue
+    built = make(app.store, app.settings, name, now.replace(second=0, microsecond=0), now, force=force)
     if isinstance(built, Skipped):
         return None, "skipped", built.reason
     if built.state == "draft":
@@ -79,6 +82,7 @@ def _audience_size(app: App, issue: Issue) -> int:
 
 def _deliver(app: App, issue: Issue, status: str, *, as_json: bool) -> None:
     dispatch.start_issue(app.store, issue, app.now())
+    write_archive(app.store, app.settings, issue.newsletter)  # the "view in browser" page
     with _progress_bar(_audience_size(app, issue), as_json) as progress:
         result = dispatch.deliver_issue(app.store, app.settings, issue, app.now(), progress=progress)
     summary = dispatch.summary(result, issue, status)
@@ -128,7 +132,7 @@ def send_command(app: App, name: str, dry_run: bool, as_json: bool, force: bool)
     Delivered recipients are never sent again; deferred ones are retried with backoff. Nothing is
     sent when there are fewer than min_articles new articles (status "skipped").
     """
-    issue, status, reason = _to_send(app, name, force)
+    issue, status, reason = _to_send(app, name, force, store_new=not dry_run)
     if issue is None:
         if as_json:
             print_json({"status": status, "issue": None, "newsletter": name, "articles": 0, "recipients": 0,
