@@ -239,7 +239,8 @@ def measure(folder: Path, size: int, octets: int, port: int, args: argparse.Name
 def report(size: int, octets: int, runs: list[tuple[dict, float]], plain_us: float, dkim_us: float | None, *,
            connections: int, batch: int) -> None:
     ratios = sorted((size / ours["elapsed"]) / (size / theirs) for ours, theirs in runs)
-    ours, theirs = runs[[(size / o["elapsed"]) / (size / t) for o, t in runs].index(ratios[len(ratios) // 2])]
+    middle = ratios[(len(ratios) - 1) // 2]  # the lower median when the count is even
+    ours, theirs = runs[[(size / o["elapsed"]) / (size / t) for o, t in runs].index(middle)]
     rate, reference = size / ours["elapsed"], size / theirs
     print(f"{size:,} recipients, {octets:,}-octet messages, {connections} connections, batch {batch}")
     print(f"  publisher:   {rate:8.0f} msg/s  ({ours['elapsed']:.1f} s; delivered {ours['delivered']:,}, "
