@@ -346,6 +346,9 @@ def _check_ranges(path: Path, web: WebSettings, scheduler: SchedulerSettings, de
     for key, value in positive.items():
         if value.total_seconds() < 1:
             raise ConfigError(f"{path}: {key} must be at least 1s, got {value}")
+    if delivery.retry_max < delivery.retry_first:
+        raise ConfigError(f"{path}: delivery.retry_max ({delivery.retry_max}) is shorter than "
+                          f"delivery.retry_first ({delivery.retry_first})")
     for key, count in (("delivery.batch_size", delivery.batch_size), ("delivery.smtp.connections",
                        delivery.smtp.connections), ("delivery.smtp.per_domain_connections",
                        delivery.smtp.per_domain_connections)):

@@ -141,8 +141,12 @@ def approve(store: Store, newsletter: str, number: int | None, now: datetime) ->
 
 
 def cancel(store: Store, newsletter: str, number: int, now: datetime) -> Issue:
-    """Cancel an issue; one that has not started sending gives its articles back to the next issue."""
-    return store.issues.transition(newsletter, number, "cancelled", now)
+    """Cancel an issue; one that has not started sending gives its articles back to the next issue,
+    and one that has started sends nothing more (its unsent recipients are cancelled)."""
+    cancelled = store.issues.transition(newsletter, number, "cancelled", now)
+    if cancelled.id is not None:
+        store.deliveries.cancel_open(cancelled.id, now)
+    return cancelled
 
 
 SAMPLE_RECIPIENT = {"subscriber_id": 0, "email": "reader@example.com", "name": "Sample Reader"}

@@ -83,3 +83,8 @@ def test_a_key_file_is_generated_once_when_no_key_is_in_the_environment(tmp_path
 def test_values_that_make_no_sense_are_refused(tmp_path, text, message):
     with pytest.raises(ConfigError, match=message):
         load_settings(_write(tmp_path, text))
+
+
+def test_retry_max_shorter_than_retry_first_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match=r"delivery\.retry_max \(0:01:00\) is shorter than delivery\.retry_first"):
+        load_settings(_write(tmp_path, '[delivery]\nretry_first = "5m"\nretry_max = "1m"\n'))

@@ -399,3 +399,18 @@ def test_ctrl_c_while_composing_still_records_the_batch_on_the_wire(store, confi
         dispatch.send_issue(store, issue, interrupted, MemoryTransport(), settings.delivery, clock=Clock())
     counts = store.deliveries.counts(issue.id)
     assert (counts["delivered"], counts["sending"], counts["pending"]) == (5, 0, 25)
+
+
+def test_digest_cancel_of_a_started_issue_sends_nobody_else(publication, monkeypatch):
+    import json
+
+    monkeypatch.setenv("PUBLISHER_SECRET_KEY", "test-key")
+    path = publication()
+    assert cli_run(path, "digest", "build", "weekly").exit_code == 0
+    store = Store.open(load_settings(path).database.url)
+    dispatch.start_issue(store, store.issues.latest("weekly"), NOW)
+    store.close()
+    assert cli_run(path, "digest", "cancel", "weekly", "1").exit_code == 0
+    status = json.loads(cli_run(path, "digest", "status", "weekly", "1", "--json").output)
+    assert status["state"] == "cancelled" and status["counts"].get("pending", 0) == 0
+    assert status["counts"]["cancelled"] == 3
