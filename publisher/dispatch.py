@@ -142,11 +142,14 @@ class _Batch:
 
 
 def send_issue(store: Store, issue: Issue, compose: Compose, transport: Transport, delivery: DeliverySettings,
-               *, clock: Clock = utcnow, progress: Callable[[Progress], None] | None = None) -> SendReport:
+               *, clock: Clock = utcnow, progress: Callable[[Progress], None] | None = None,
+               should_stop: Callable[[], bool] = lambda: False) -> SendReport:
     """Send every recipient of a started issue that is due now; mark the issue sent when none is left.
 
     Returns when nothing more is due now: finished, paused or cancelled, or only deferred rows
-    (and leases held by other workers) remain, due at `next_attempt_at`.
+    (and leases held by other workers) remain, due at `next_attempt_at`. When `should_stop()`
+    turns true (the service is shutting down), the batch on the wire is finished and recorded,
+    nothing more is leased, and the issue stays `sending` for the next start to resume.
     """
     ahead = _Ahead(max(8, 2 * delivery.smtp.connections))
     with ThreadPoolExecutor(1, thread_name_prefix="send") as wire:
@@ -155,8 +158,8 @@ def send_issue(store: Store, issue: Issue, compose: Compose, transport: Transpor
         try:
             while True:
                 now = clock()
-                waiting = store.deliveries.lease(issue.id, limit=delivery.batch_size, now=now,
-                                                 lease_for=delivery.lease)
+                waiting = [] if should_stop() else store.deliveries.lease(
+                    issue.id, limit=delivery.batch_size, now=now, lease_for=delivery.lease)
                 outgoing = [ahead.wrap(compose(row, now)) for row in waiting]
                 if in_flight is None and not waiting:
                     break
@@ -297,7 +300,7 @@ def rendered_issue(store: Store, settings: Settings, issue: Issue) -> RenderedIs
 def deliver_issue(store: Store, settings: Settings, issue: Issue, now: datetime | None = None, *,
                   rendered: RenderedIssue | None = None, transport: Transport | None = None,
                   clock: Clock | None = None, progress: Callable[[Progress], None] | None = None,
-                  signer: Signer | None = None) -> SendReport:
+                  signer: Signer | None = None, should_stop: Callable[[], bool] = lambda: False) -> SendReport:
     """Start the issue if it has not started (freezing its audience), then send what is due now.
 
     Renders the issue and opens `[delivery]`'s transport unless given them; safe to call again
@@ -313,7 +316,8 @@ def deliver_issue(store: Store, settings: Settings, issue: Issue, now: datetime 
     own = transport is None
     transport = transport or make_transport(settings.delivery)
     try:
-        result = send_issue(store, issue, compose, transport, settings.delivery, clock=clock, progress=progress)
+        result = send_issue(store, issue, compose, transport, settings.delivery, clock=clock, progress=progress,
+                            should_stop=should_stop)
     finally:
         if own:
             transport.close()

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -24,6 +25,11 @@ from publisher.store import Store
 from publisher.timetable import crontab_trigger, fire_times, slot_of
 
 log = logging.getLogger("publisher.pipeline")
+StopCheck = Callable[[], bool]
+
+
+def never() -> bool:
+    return False
 # How far back start-up looks for a slot missed while the service was down.
 CATCH_UP_WINDOW = timedelta(days=8)
 
@@ -56,15 +62,16 @@ def latest_slot(newsletter: NewsletterSettings, now: datetime, within: timedelta
     return slot_of(times[-1], newsletter.zone) if times else None
 
 
-def deliver(store: Store, settings: Settings, issue: Issue, now: datetime) -> str:
+def deliver(store: Store, settings: Settings, issue: Issue, now: datetime, should_stop: StopCheck = never) -> str:
     """Start the issue, publish its archive page (the view-in-browser target), then send it."""
     start_issue(store, issue, now)
     write_archive(store, settings, issue.newsletter)
-    report = deliver_issue(store, settings, issue, now)
+    report = deliver_issue(store, settings, issue, now, should_stop=should_stop)
     return f"{report.get('delivered')} delivered, {report.get('failed')} failed, {report.get('deferred')} deferred"
 
 
-def run_slot(store: Store, settings: Settings, name: str, slot: datetime, now: datetime) -> SlotOutcome:
+def run_slot(store: Store, settings: Settings, name: str, slot: datetime, now: datetime,
+             should_stop: StopCheck = never) -> SlotOutcome:
     """Build and send the issue for one slot, once, however many callers race for it."""
     newsletter = settings.newsletter(name)
     if not store.slots.claim(name, slot, now):
@@ -82,7 +89,7 @@ def run_slot(store: Store, settings: Settings, name: str, slot: datetime, now: d
             store.slots.finish(name, slot, "drafted", detail, now)
             log.info("%s: %s", name, detail)
             return SlotOutcome(name, slot, "drafted", detail, built)
-        summary = deliver(store, settings, built, now)
+        summary = deliver(store, settings, built, now, should_stop)
         store.slots.finish(name, slot, "sent", f"issue {built.number}: {summary}", now)
         log.info("%s: issue %d for slot %s: %s", name, built.number, slot.isoformat(), summary)
         return SlotOutcome(name, slot, "sent", summary, built)
@@ -92,7 +99,8 @@ def run_slot(store: Store, settings: Settings, name: str, slot: datetime, now: d
         return SlotOutcome(name, slot, "failed", str(error))
 
 
-def catch_up(store: Store, settings: Settings, name: str, now: datetime) -> SlotOutcome:
+def catch_up(store: Store, settings: Settings, name: str, now: datetime,
+             should_stop: StopCheck = never) -> SlotOutcome:
     """At start-up: run the newest slot if it is within grace and unhandled; log it as missed if not."""
     newsletter = settings.newsletter(name)
     slot = latest_slot(newsletter, now, max(CATCH_UP_WINDOW, newsletter.grace))
@@ -107,7 +115,7 @@ def catch_up(store: Store, settings: Settings, name: str, now: datetime) -> Slot
     late = _rounded(now - slot)
     if late <= newsletter.grace:
         log.info("%s: slot %s was due %s ago (grace %s): sending it now", name, slot.isoformat(), late, newsletter.grace)
-        return run_slot(store, settings, name, slot, now)
+        return run_slot(store, settings, name, slot, now, should_stop)
     if store.slots.claim(name, slot, now):
         detail = f"missed by {late} (grace {newsletter.grace}); not sent"
         store.slots.finish(name, slot, "missed", detail, now)
@@ -116,25 +124,25 @@ def catch_up(store: Store, settings: Settings, name: str, now: datetime) -> Slot
     return SlotOutcome(name, slot, "handled")
 
 
-def send_ready(store: Store, settings: Settings, now: datetime) -> list[str]:
+def send_ready(store: Store, settings: Settings, now: datetime, should_stop: StopCheck = never) -> list[str]:
     """Send issues that are ready: approved ones (a released draft, or a build whose send a crash
     cut short) and ones left half-sent (delivered recipients are never sent again). Oldest first."""
     lines = []
     for name in settings.newsletters:
         for issue in store.issues.list(name):
-            if issue.state not in ("approved", "sending"):
+            if issue.state not in ("approved", "sending") or should_stop():
                 continue
             verb = "resuming" if issue.state == "sending" else "sending approved"
             log.info("%s: %s issue %d", name, verb, issue.number)
-            lines.append(f"{name} #{issue.number}: {deliver(store, settings, issue, now)}")
+            lines.append(f"{name} #{issue.number}: {deliver(store, settings, issue, now, should_stop)}")
     return lines
 
 
-def start_up(store: Store, settings: Settings, now: datetime) -> None:
-    for line in send_ready(store, settings, now):
+def start_up(store: Store, settings: Settings, now: datetime, should_stop: StopCheck = never) -> None:
+    for line in send_ready(store, settings, now, should_stop):
         log.info("sent %s", line)
     for name in settings.newsletters:
-        catch_up(store, settings, name, now)
+        catch_up(store, settings, name, now, should_stop)
 
 
 def rebuild_feeds(store: Store, settings: Settings) -> int:
@@ -156,31 +164,32 @@ def poll_sources(store: Store, settings: Settings, now: datetime) -> list[str]:
     return lines
 
 
-def retry_deferred(store: Store, settings: Settings, now: datetime) -> int:
+def retry_deferred(store: Store, settings: Settings, now: datetime, should_stop: StopCheck = never) -> int:
     """Send issues approved since the last look, and deferred deliveries whose retry time has come."""
-    retried = len(send_ready(store, settings, now))
+    retried = len(send_ready(store, settings, now, should_stop))
     for name in settings.newsletters:
         for issue in store.issues.list(name):
-            if issue.state == "sent" and store.deliveries.due_retries(issue.id, now):
-                deliver(store, settings, issue, now)
+            if issue.state == "sent" and store.deliveries.due_retries(issue.id, now) and not should_stop():
+                deliver(store, settings, issue, now, should_stop)
                 retried += 1
     return retried
 
 
-def run_job(store: Store, settings: Settings, kind: str, name: str, now: datetime) -> None:
+def run_job(store: Store, settings: Settings, kind: str, name: str, now: datetime,
+            should_stop: StopCheck = never) -> None:
     try:
         if kind == "newsletter":
             slot = latest_slot(settings.newsletter(name), now, settings.newsletter(name).grace)
             if slot is None:
                 log.warning("%s: fired, but no slot within its grace time", name)
                 return
-            run_slot(store, settings, name, slot, now)
+            run_slot(store, settings, name, slot, now, should_stop)
         elif kind == "feeds":
             rebuild_feeds(store, settings)
         elif kind == "poll":
             poll_sources(store, settings, now)
         elif kind == "retry":
-            retry_deferred(store, settings, now)
+            retry_deferred(store, settings, now, should_stop)
     except PublisherError as error:
         log.error("%s job failed: %s", kind, error)
 

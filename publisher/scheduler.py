@@ -30,6 +30,10 @@ from publisher.store import Store
 from publisher.timetable import crontab_trigger, next_fire
 
 log = logging.getLogger("publisher.scheduler")
+# Set when this process is shutting down: a job sending an issue finishes the batch on the wire
+# and stops there. It is process-wide because stored jobs are plain functions with picklable
+# arguments, and a shutdown is a property of the process.
+_stopping = threading.Event()
 JOBS_TABLE = "apscheduler_jobs"
 STANDBY_POLL = 2.0
 
@@ -73,7 +77,7 @@ def run_job(config_path: str, embedded: bool, kind: str, name: str) -> None:
     settings = load_settings(config_path, embedded=embedded)
     store = Store(settings.database.url)
     try:
-        pipeline.run_job(store, settings, kind, name, utcnow())
+        pipeline.run_job(store, settings, kind, name, utcnow(), _stopping.is_set)
     finally:
         store.close()
 
@@ -107,6 +111,7 @@ class Scheduler:
         self.clock = clock
         self.lock: ActiveLock = make_lock(store)
         self._scheduler: BackgroundScheduler | None = None
+        self._stop = threading.Event()
 
     def _make_scheduler(self) -> BackgroundScheduler:
         scheduler = BackgroundScheduler(
@@ -150,16 +155,18 @@ class Scheduler:
     def start(self) -> None:
         """Become active (the lock must be held): catch up, resume, then run the timetable."""
         scheduler = self._make_scheduler()
+        _stopping.clear()
         scheduler.start(paused=True)
         self._reconcile(scheduler)
-        pipeline.start_up(self.store, self.settings, self.clock())
+        pipeline.start_up(self.store, self.settings, self.clock(), self._stop.is_set)
         scheduler.resume()
         self._scheduler = scheduler
         for job in scheduler.get_jobs():
             log.info("next %s at %s", job.id, job.next_run_time.isoformat() if job.next_run_time else "never")
 
     def stop(self) -> None:
-        """Finish the job in hand, then release the lock."""
+        """Finish the batch in hand, then release the lock."""
+        _stopping.set()
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=True)
             self._scheduler = None
@@ -168,6 +175,7 @@ class Scheduler:
     def serve(self, stop: threading.Event) -> None:
         """Wait as a standby until active, run until `stop`, and stand by again if the lock is lost."""
         announced = False
+        self._stop = stop
         while not stop.is_set():
             if not self.lock.acquire():
                 if not announced:

@@ -34,7 +34,7 @@ def _cron_for(moment: datetime) -> str:
 
 
 def write_config(folder: Path, database_url: str, *, fired_ago: timedelta, grace: str = "1h",
-                 extra: str = "") -> Path:
+                 extra: str = "", transport: str = "maildir") -> Path:
     fired = datetime.now(timezone.utc) - fired_ago
     config = folder / "config.toml"
     config.write_text(f"""
@@ -46,7 +46,7 @@ title = "Scheduler test"
 url = "{database_url}"
 
 [delivery]
-transport = "maildir"
+transport = "{transport}"
 maildir = "outbox"
 lease = "1s"
 {extra}
@@ -240,3 +240,30 @@ def test_dst_fall_back_sends_one_issue(store, make_settings):
         outcomes.append(run_slot(store, settings, "weekly", slot_of(fired, zone), now).outcome)
     assert outcomes[1] == "handled"
     assert len(store.issues.list("weekly")) == 1
+
+
+def test_sigterm_during_a_send_finishes_the_batch_in_hand_and_a_restart_completes_it(folder, database_url):
+    from tests.sink import SinkHandler, smtp_sink
+
+    handler = SinkHandler(delay=0.1)
+    with smtp_sink(handler) as port:
+        config = write_config(folder, database_url, fired_ago=timedelta(minutes=5), extra=(
+            f'batch_size = 5\n[delivery.smtp]\nhost = "127.0.0.1"\nport = {port}\nconnections = 1\n'),
+            transport="smtp")
+        store = prepare(config)
+        first = Service(config, folder / "run1.log")
+        deadline = time.monotonic() + 30
+        while sum(handler.received().values()) < 5 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert first.stop() == 0  # SIGTERM: a clean exit, not a kill
+        assert "scheduler stopped" in first.text()
+        partial = sum(handler.received().values())
+        assert 5 <= partial < AUDIENCE  # it stopped early rather than sending everyone first
+        assert store.issues.list("weekly")[0].state == "sending"
+        second = Service(config, folder / "run2.log")
+        second.wait_for("weekly: resuming issue 1")
+        second.wait_for("sent weekly #1")
+        assert second.stop() == 0
+    assert handler.received() == {f"reader{i}@example.org": 1 for i in range(AUDIENCE)}
+    assert store.issues.list("weekly")[0].state == "sent"
+    store.close()
