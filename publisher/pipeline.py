@@ -20,7 +20,7 @@ from publisher.dispatch import deliver_issue, start_issue
 from publisher.errors import PublisherError
 from publisher.feeds import build_feeds
 from publisher.issues import build_issue
-from publisher.model import Issue
+from publisher.model import ImportReport, Issue
 from publisher.store import Store
 from publisher.timetable import crontab_trigger, fire_times, slot_of
 
@@ -153,14 +153,21 @@ def rebuild_feeds(store: Store, settings: Settings) -> int:
     return changed
 
 
+def import_and_publish(store: Store, settings: Settings, sources, *, as_of: datetime,
+                       now: datetime) -> tuple[list[ImportReport], int]:
+    """Import the sources, then rebuild the feeds if any article was added or changed."""
+    reports = import_sources(store, settings, sources, as_of=as_of, now=now)
+    changed = any(report.added or report.updated for report in reports)
+    return reports, rebuild_feeds(store, settings) if changed else 0
+
+
 def poll_sources(store: Store, settings: Settings, now: datetime) -> list[str]:
+    reports, _ = import_and_publish(store, settings, settings.sources, as_of=now, now=now)
     lines = []
-    for report in import_sources(store, settings, settings.sources, as_of=now, now=now):
+    for report in reports:
         if report.added or report.updated:
             lines.append(f"{report.source}: {len(report.added)} added, {len(report.updated)} updated")
             log.info("import %s", lines[-1])
-    if lines:
-        rebuild_feeds(store, settings)
     return lines
 
 

@@ -47,6 +47,8 @@ def test_usage_errors_exit_2(config):
 def test_import_and_articles_json_contract(config):
     first = run(config, "import", str(SEED_002), "--as-of", AS_OF_002.isoformat())
     assert first.exit_code == 0 and "19 added" in first.output
+    assert (config.parent / "feeds" / "rss.xml").exists()  # an import that changed something rebuilds the feeds
+    assert "0 feed files rebuilt" in run(config, "import", str(SEED_002), "--as-of", "2025-09-30").output
     second = run(config, "import", str(SEED_000), "--as-of", "2025-10-20")
     assert "18 added, 0 updated, 2 unchanged" in second.output
     result = run(config, "articles", "--json")

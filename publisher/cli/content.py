@@ -9,7 +9,8 @@ import click
 
 from publisher.cli.app import MOMENT, App, print_json
 from publisher.config import SourceSettings
-from publisher.content import FORMATS, article_json, import_sources
+from publisher.content import FORMATS, article_json
+from publisher.pipeline import import_and_publish
 from publisher.errors import ConfigError
 from publisher.scaffold import scaffold
 
@@ -35,18 +36,19 @@ def import_command(app: App, sources: tuple[str, ...], fmt: str, as_of: datetime
     """Import articles from files, folders or feed URLs (default: the [[sources]] in config).
 
     Importing is idempotent: the same input twice changes nothing, and a changed article is
-    updated in place, keeping its guid and publication date.
+    updated in place, keeping its guid and publication date. The feeds are rebuilt when
+    anything changed.
     """
     settings = app.settings
     chosen = tuple(SourceSettings(path=s, format=fmt) for s in sources) or settings.sources
     if not chosen:
         raise ConfigError(f"{settings.path}: nothing to import: name a file or add [[sources]] to the config")
     now = app.now()
-    reports = import_sources(app.store, settings, chosen, as_of=as_of or now, now=now)
+    reports, feeds_changed = import_and_publish(app.store, settings, chosen, as_of=as_of or now, now=now)
     for report in reports:
         click.echo(f"{report.source}: {len(report.added)} added, {len(report.updated)} updated, "
                    f"{report.unchanged} unchanged")
-    click.echo(f"{app.store.articles.count()} articles in the store")
+    click.echo(f"{app.store.articles.count()} articles in the store; {feeds_changed} feed files rebuilt")
 
 
 @click.command("articles")
