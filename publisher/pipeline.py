@@ -147,10 +147,7 @@ def start_up(store: Store, settings: Settings, now: datetime, should_stop: StopC
 
 def rebuild_feeds(store: Store, settings: Settings) -> int:
     report = build_feeds(store, settings)
-    changed = report.count("changed") + report.count("created")
-    if changed:
-        log.info("feeds: %d files changed", changed)
-    return changed
+    return report.count("changed") + report.count("created") + report.count("removed")
 
 
 def import_and_publish(store: Store, settings: Settings, sources, *, as_of: datetime,
@@ -192,11 +189,11 @@ def run_job(store: Store, settings: Settings, kind: str, name: str, now: datetim
                 return
             run_slot(store, settings, name, slot, now, should_stop)
         elif kind == "feeds":
-            rebuild_feeds(store, settings)
+            log.info("job feeds: %d files changed", rebuild_feeds(store, settings))
         elif kind == "poll":
-            poll_sources(store, settings, now)
+            log.info("job poll: %d sources changed", len(poll_sources(store, settings, now)))
         elif kind == "retry":
-            retry_deferred(store, settings, now, should_stop)
+            log.info("job retry: %d issues sent or retried", retry_deferred(store, settings, now, should_stop))
     except PublisherError as error:
         log.error("%s job failed: %s", kind, error)
 
