@@ -421,6 +421,20 @@ def settings_from_dict(data: dict, path: Path) -> Settings:
     )
 
 
+_LOOPBACK = {"localhost", "127.0.0.1", "::1"}
+
+
+def settings_warnings(settings: Settings) -> list[str]:
+    """Things that work here but will hurt in production; printed, never fatal."""
+    warnings = []
+    site = urlsplit(settings.site.url)
+    if site.scheme != "https" and site.hostname not in _LOOPBACK:
+        warnings.append(
+            f"{settings.path}: site.url is {settings.site.url}; unsubscribe links in mail should be https "
+            f"(Gmail and Yahoo require an https one-click List-Unsubscribe URL for bulk senders)")
+    return warnings
+
+
 def documented_keys() -> list[str]:
     """Every dotted key a user may write, for the docs test."""
     keys: list[str] = []

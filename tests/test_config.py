@@ -88,3 +88,12 @@ def test_values_that_make_no_sense_are_refused(tmp_path, text, message):
 def test_retry_max_shorter_than_retry_first_is_refused(tmp_path):
     with pytest.raises(ConfigError, match=r"delivery\.retry_max \(0:01:00\) is shorter than delivery\.retry_first"):
         load_settings(_write(tmp_path, '[delivery]\nretry_first = "5m"\nretry_max = "1m"\n'))
+
+
+def test_a_public_http_site_url_is_warned_about_but_loopback_is_not(tmp_path):
+    from publisher.config import settings_warnings
+
+    public = load_settings(_write(tmp_path, '[site]\nurl = "http://news.example.org"\n'))
+    assert "unsubscribe links in mail should be https" in settings_warnings(public)[0]
+    assert settings_warnings(load_settings(_write(tmp_path, '[site]\nurl = "https://news.example.org"\n'))) == []
+    assert settings_warnings(load_settings(_write(tmp_path, '[site]\nurl = "http://127.0.0.1:8080"\n'))) == []

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from publisher.config import Settings, load_settings
+from publisher.config import Settings, load_settings, settings_warnings
 from publisher.errors import PublisherError
 from publisher.store import Store
 
@@ -29,6 +29,11 @@ class App:
     @cached_property
     def store(self) -> Store:
         return Store.open(self.settings.database.url)
+
+    def warn_about_settings(self) -> None:
+        """Print `settings_warnings` to stderr, once, for commands that send or serve."""
+        for line in settings_warnings(self.settings):
+            click.echo(f"warning: {line}", err=True)
 
     def close(self) -> None:
         """Release the database's connections (the store is opened only if a command used it)."""

@@ -132,6 +132,7 @@ def send_command(app: App, name: str, dry_run: bool, as_json: bool, force: bool)
     Delivered recipients are never sent again; deferred ones are retried with backoff. Nothing is
     sent when there are fewer than min_articles new articles (status "skipped").
     """
+    app.warn_about_settings()
     issue, status, reason = _to_send(app, name, force, store_new=not dry_run)
     if issue is None:
         if as_json:

@@ -92,6 +92,7 @@ def run_service(app: App, *, web: bool, scheduler: bool) -> None:
     if not web and not scheduler:
         raise click.UsageError("--no-web and --no-scheduler together leave nothing to run")
     configure_logging()
+    app.warn_about_settings()
     settings, store = app.settings, app.store
     stop = threading.Event()
 
