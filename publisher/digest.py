@@ -67,8 +67,14 @@ class Digest:
 
 
 def lower_bound(watermark: datetime | None, newsletter: NewsletterSettings, slot: datetime) -> datetime:
-    """Articles must be published strictly after this moment."""
+    """Articles must be published after this moment: at or after the watermark (the ledger keeps out
+    those already sent, so an article sharing the watermark's time is not lost), or strictly after
+    `slot - lookback` for a first issue."""
     return watermark if watermark is not None else slot - newsletter.lookback
+
+
+def _after(article: Article, bound: datetime, *, inclusive: bool) -> bool:
+    return bound <= article.published if inclusive else bound < article.published
 
 
 def _tag_slugs(tags: Iterable[str]) -> set[str]:
@@ -88,12 +94,15 @@ def _newest_first(articles: Iterable[Article]) -> list[Article]:
 
 
 def eligible(articles: Iterable[Article], *, watermark: datetime | None, sent_ids: Collection[int],
-             newsletter: NewsletterSettings, slot: datetime, now: datetime) -> list[Article]:
-    """Every article the next issue may hold, newest first."""
+             newsletter: NewsletterSettings, slot: datetime, now: datetime,
+             returned: Collection[int] = ()) -> list[Article]:
+    """Every article the next issue may hold, newest first. `returned` articles (given back by a
+    cancelled issue) count whatever their date."""
     after = lower_bound(watermark, newsletter, slot)
     return _newest_first(
         article for article in articles
-        if after < article.published <= now
+        if (article.id in returned or _after(article, after, inclusive=watermark is not None))
+        and article.published <= now
         and article.id not in sent_ids
         and passes_filters(article, newsletter)
     )
@@ -101,10 +110,10 @@ def eligible(articles: Iterable[Article], *, watermark: datetime | None, sent_id
 
 def select(articles: Iterable[Article], *, watermark: datetime | None, sent_ids: Collection[int],
            newsletter: NewsletterSettings, slot: datetime, now: datetime,
-           force: bool = False) -> Selection | Skipped:
+           force: bool = False, returned: Collection[int] = ()) -> Selection | Skipped:
     """Choose the next issue's articles. `force` lowers `min_articles` to 1 (an empty issue never goes)."""
     chosen = eligible(articles, watermark=watermark, sent_ids=sent_ids, newsletter=newsletter,
-                      slot=slot, now=now)
+                      slot=slot, now=now, returned=returned)
     since = lower_bound(watermark, newsletter, slot)
     minimum = 1 if force else max(1, newsletter.min_articles)
     if len(chosen) < minimum:

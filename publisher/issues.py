@@ -37,9 +37,13 @@ def next_selection(store: Store, newsletter: NewsletterSettings, slot: datetime,
                    force: bool = False) -> Selection | Skipped:
     """What an issue for `slot` would hold now, from the store's articles, watermark and ledger."""
     watermark = store.issues.watermark(newsletter.name)
-    candidates = store.articles.newest(since=lower_bound(watermark, newsletter, slot))
+    candidates = store.articles.newest(since=lower_bound(watermark, newsletter, slot),
+                                       inclusive=watermark is not None)
+    returned = store.issues.returned_ids(newsletter.name)
+    known = {article.id for article in candidates}
+    candidates += store.articles.by_ids(sorted(returned - known))
     return select(candidates, watermark=watermark, sent_ids=store.issues.sent_ids(newsletter.name),
-                  newsletter=newsletter, slot=slot, now=now, force=force)
+                  newsletter=newsletter, slot=slot, now=now, force=force, returned=returned)
 
 
 def plan_issue(store: Store, settings: Settings, newsletter: str | NewsletterSettings,

@@ -100,6 +100,12 @@ def test_the_watermark_is_the_newest_publication_time_of_the_previous_issue_not_
     assert titles(chosen) == ["Article 2"]  # imported after that issue went out, still picked up
 
 
+def test_an_article_published_at_the_same_moment_as_the_watermark_is_not_lost():
+    watermark = hours_ago(24)  # e.g. two date-only Markdown posts of the same day
+    sent, twin = article(1, watermark), article(2, watermark)
+    assert titles(choose([sent, twin], watermark=watermark, sent=[1])) == ["Article 2"]
+
+
 def test_an_article_already_sent_in_this_newsletter_is_never_sent_again_even_when_redated():
     redated = article(1, hours_ago(2))
     chosen = choose([redated, article(2, hours_ago(3))], watermark=hours_ago(50), sent=[1])
@@ -259,3 +265,48 @@ def test_the_digest_commands_build_list_approve_cancel_and_preview(tmp_path):
     wrong = run("digest", "approve", "weekly", "1")
     assert wrong.exit_code == 1 and "is cancelled; it cannot become approved" in wrong.output
     assert run("digest", "issues", "nope").exit_code == 1
+
+
+def _drafts(store, settings, *published):
+    from publisher.model import Draft
+
+    store.articles.ingest([
+        Draft(key=f"k{i}", slug=f"k{i}", title=f"Article {i}", summary_html="<p>x</p>", content_html="<p>x</p>",
+              truncated=False, published=moment) for i, moment in enumerate(published, start=1)
+    ], site_url=settings.site.url, guid_authority="x", now=max(published), source="t")
+
+
+@pytest.mark.parametrize("later_issue_first", [False, True])
+def test_articles_of_a_cancelled_issue_go_into_the_next_one(store, make_settings, later_issue_first):
+    from publisher.issues import cancel
+
+    settings = make_settings({"newsletters": {"weekly": {"lookback": "7d"}}}, database_url=store.url)
+    _drafts(store, settings, SLOT - timedelta(days=2), SLOT - timedelta(days=1))
+    first = build_issue(store, settings, "weekly", SLOT, SLOT)
+    if later_issue_first:  # another issue went out after it, with a later watermark
+        late_date = SLOT + timedelta(days=3)
+        from publisher.model import Draft
+
+        store.articles.ingest([Draft(key="late", slug="late", title="Late", summary_html="<p>x</p>",
+                                     content_html="<p>x</p>", truncated=False, published=late_date)],
+                              site_url=settings.site.url, guid_authority="x", now=late_date, source="t")
+        build_issue(store, settings, "weekly", SLOT + timedelta(days=4), SLOT + timedelta(days=4))
+    cancel(store, "weekly", first.number, SLOT + timedelta(days=5))
+    later = SLOT + timedelta(days=14)
+    again = build_issue(store, settings, "weekly", later, later, force=True)
+    assert [a.title for a in store.articles.by_ids(again.article_ids)] == ["Article 2", "Article 1"]
+
+
+def test_two_posts_of_the_same_day_both_go_out(store, make_settings):
+    settings = make_settings({"newsletters": {"weekly": {"lookback": "7d"}}}, database_url=store.url)
+    day = SLOT - timedelta(days=1)
+    _drafts(store, settings, day)
+    build_issue(store, settings, "weekly", SLOT, SLOT)
+    from publisher.model import Draft
+
+    store.articles.ingest([Draft(key="twin", slug="twin", title="Twin", summary_html="<p>x</p>",
+                                 content_html="<p>x</p>", truncated=False, published=day)],
+                          site_url=settings.site.url, guid_authority="x", now=SLOT, source="t")
+    later = SLOT + timedelta(days=7)
+    second = build_issue(store, settings, "weekly", later, later)
+    assert [a.title for a in store.articles.by_ids(second.article_ids)] == ["Twin"]

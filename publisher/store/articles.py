@@ -122,14 +122,15 @@ class ArticleStore:
             ])
 
     def newest(self, limit: int | None = None, *, tag_slug: str | None = None,
-               since: datetime | None = None) -> list[Article]:
-        """Articles newest first (ties broken by id, so the order is stable)."""
+               since: datetime | None = None, inclusive: bool = False) -> list[Article]:
+        """Articles newest first (ties broken by id, so the order is stable), published after
+        `since` (or at it, when `inclusive`)."""
         query = select(articles).order_by(articles.c.published.desc(), articles.c.id.desc())
         if tag_slug is not None:
             query = query.join(article_tags, article_tags.c.article_id == articles.c.id).where(
                 article_tags.c.tag_slug == tag_slug)
         if since is not None:
-            query = query.where(articles.c.published > since)
+            query = query.where(articles.c.published >= since if inclusive else articles.c.published > since)
         if limit is not None:
             query = query.limit(limit)
         with self.engine.connect() as connection:

@@ -149,6 +149,16 @@ class IssueStore:
             return set(connection.scalars(
                 select(sent_articles.c.article_id).where(sent_articles.c.newsletter == newsletter)))
 
+    def returned_ids(self, newsletter: str) -> set[int]:
+        """Articles given back by issues cancelled before they started, and not taken since."""
+        taken = select(sent_articles.c.article_id).where(sent_articles.c.newsletter == newsletter)
+        query = (select(issue_articles.c.article_id)
+                 .join(issues, issues.c.id == issue_articles.c.issue_id)
+                 .where(issues.c.newsletter == newsletter, issues.c.state == "cancelled",
+                        issues.c.started_at.is_(None), issue_articles.c.article_id.not_in(taken)))
+        with self.engine.connect() as connection:
+            return set(connection.scalars(query))
+
     def guids(self, newsletter: str) -> dict[int, str]:
         """Issue number → the guid minted when it was created (ids in the issues feed)."""
         with self.engine.connect() as connection:
