@@ -100,6 +100,12 @@ def schedule_table(settings: Settings, now: datetime) -> list[dict]:
     return rows
 
 
+def trigger_key(trigger: BaseTrigger) -> str:
+    """What makes two triggers fire at the same times: a cron trigger's fields *and* time zone
+    (APScheduler's str() leaves the zone out), an interval's length (not its start)."""
+    return str(trigger) if isinstance(trigger, IntervalTrigger) else repr(trigger)
+
+
 class Scheduler:
     """The active scheduler: holds the lock, runs the jobs, gives both up on stop."""
 
@@ -146,9 +152,10 @@ class Scheduler:
                 scheduler.add_job(run_job, spec.trigger, id=spec.id, name=spec.description, args=args,
                                   misfire_grace_time=grace)
                 log.info("added job %s: %s", spec.id, spec.description)
-            elif str(job.trigger) != str(spec.trigger) or job.misfire_grace_time != grace or tuple(job.args) != args:
+            elif (changed := trigger_key(job.trigger) != trigger_key(spec.trigger)) or (
+                    job.misfire_grace_time != grace or tuple(job.args) != args):
                 job.modify(args=args, misfire_grace_time=grace, name=spec.description)
-                if str(job.trigger) != str(spec.trigger):
+                if changed:
                     job.reschedule(spec.trigger)
                 log.info("updated job %s: %s", spec.id, spec.description)
 

@@ -267,3 +267,20 @@ def test_sigterm_during_a_send_finishes_the_batch_in_hand_and_a_restart_complete
     assert handler.received() == {f"reader{i}@example.org": 1 for i in range(AUDIENCE)}
     assert store.issues.list("weekly")[0].state == "sent"
     store.close()
+
+
+def test_a_changed_time_zone_moves_the_stored_job(folder, database_url):
+    config = write_config(folder, database_url, fired_ago=timedelta(days=2))
+    store = prepare(config)
+    first = Service(config, folder / "run1.log")
+    first.wait_for("next newsletter:weekly")
+    assert first.stop() == 0
+    text = config.read_text().replace('timezone = "UTC"', 'timezone = "America/New_York"')
+    config.write_text(text)
+    second = Service(config, folder / "run2.log")
+    second.wait_for("updated job newsletter:weekly")
+    second.wait_for("next newsletter:weekly")
+    assert second.stop() == 0
+    line = next(l for l in second.text().splitlines() if "next newsletter:weekly" in l)
+    assert line.rstrip().endswith(("-05:00", "-04:00"))  # 8:00 in New York, not in UTC
+    store.close()
