@@ -214,12 +214,15 @@ def subscribe(settings: Settings, store: Store, mailer: Mailer, signup: SignUp, 
 
 
 def _pending_or_existing(store: Store, signup: SignUp, now: datetime) -> Subscriber:
-    """A new address becomes a pending subscriber; a known one is left as it is until it confirms."""
+    """The subscriber for an address, created pending with nothing attached if it is new.
+
+    What the form asked for (newsletters, topics, name) travels only in the signed confirmation
+    link, so a stranger posting the form cannot add newsletters or a name to someone's address:
+    only the link its owner opens applies them.
+    """
     person = store.subscribers.get(signup.email)
-    if person is None or person.status == "pending":
-        store.subscribers.add(Subscriber(
-            email=signup.email, name=signup.name, status="pending", newsletters=signup.newsletters,
-            topics=signup.topics, source=SOURCE), now)
+    if person is None:
+        store.subscribers.add(Subscriber(email=signup.email, status="pending", source=SOURCE), now)
         person = store.subscribers.get(signup.email)
     return person
 

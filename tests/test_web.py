@@ -83,7 +83,8 @@ def test_subscribing_makes_a_pending_subscriber_and_sends_one_confirmation(clien
     page = subscribe(client, "Reader@Example.com")
     assert page.status_code == 200 and "Check your inbox" in page.text
     person = store.subscribers.get("reader@example.com")
-    assert (person.status, person.newsletters, person.source) == ("pending", ("weekly",), "web form")
+    # Nothing the form asked for is attached before the owner confirms: it travels in the link.
+    assert (person.status, person.newsletters, person.name, person.source) == ("pending", (), "", "web form")
     [message] = outbox.sent
     mail = parse(message)
     assert message.recipient == "reader@example.com" and mail["To"] == "reader@example.com"
@@ -171,6 +172,17 @@ def test_an_expired_confirmation_link_is_refused(client, store, outbox, monkeypa
     page = client.post(path)
     assert page.status_code == 400 and "expired" in page.text
     assert store.subscribers.get("reader@example.com").status == "pending"
+
+
+def test_a_stranger_posting_the_form_cannot_add_newsletters_or_a_name_to_a_pending_address(
+        client, store, outbox):
+    subscribe(client, "victim@example.com", name="Victim", newsletter=["weekly"])
+    link = confirm_path(outbox.sent[0])
+    subscribe(client, "victim@example.com", name="<Evil>", newsletter=["daily"])  # no second mail within the hour
+    assert len(outbox.sent) == 1
+    assert client.post(link).status_code == 200
+    person = store.subscribers.get("victim@example.com")
+    assert (person.status, person.newsletters, person.name) == ("confirmed", ("weekly",), "Victim")
 
 
 def test_confirming_adds_the_newsletters_asked_for_to_a_known_subscriber(client, store, web_settings, outbox):
