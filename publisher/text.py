@@ -14,11 +14,19 @@ _HEADER_UNSAFE = re.compile("[\r\n\x00]")
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
+MAX_SLUG = 200  # WordPress's limit; leaves room for a "-2" suffix within the store's 255
+
+
 def slugify(title: str) -> str:
-    """A WordPress-style slug: lower-case ASCII, apostrophes dropped, other runs become '-'."""
+    """A WordPress-style slug: lower-case ASCII, apostrophes dropped, other runs become '-';
+    a very long one is cut at a word boundary."""
     ascii_text = unicodedata.normalize("NFKD", title).encode("ascii", "ignore").decode()
     ascii_text = _APOSTROPHES.sub("", ascii_text.lower())
-    return _NON_ALNUM.sub("-", ascii_text).strip("-")
+    slug = _NON_ALNUM.sub("-", ascii_text).strip("-")
+    if len(slug) > MAX_SLUG:
+        cut = slug[:MAX_SLUG + 1]
+        slug = (cut.rsplit("-", 1)[0] if "-" in cut else cut[:MAX_SLUG]).strip("-")
+    return slug
 
 
 def xml_safe(value: str) -> str:

@@ -67,3 +67,35 @@ def test_url_import_uses_conditional_get(store):
     finally:
         server.shutdown()
         server.server_close()
+
+
+RELATIVE = b"""<?xml version="1.0"?>
+<rss version="2.0"><channel><title>T</title><link>https://blog.example.net/</link><description>d</description>
+<item><title>Tom &amp;amp; Jerry &amp;#8217; &lt;b&gt;x&lt;/b&gt;</title><link>/posts/1</link>
+<guid isPermaLink="false">p1</guid><description>&lt;a href="/about"&gt;about&lt;/a&gt;</description></item>
+</channel></rss>"""
+
+
+def test_html_titles_become_text_and_relative_links_absolute():
+    (draft,) = parse_feed(RELATIVE, where="f.xml", now=NOW)
+    assert draft.title == "Tom & Jerry ’ x"
+    assert draft.url == "https://blog.example.net/posts/1"
+    (fetched,) = parse_feed(RELATIVE, where="u", now=NOW, url="https://mirror.example.org/feeds/rss.xml")
+    assert fetched.url == "https://mirror.example.org/posts/1"
+    assert 'href="https://mirror.example.org/about"' in fetched.summary_html
+
+
+def test_very_long_titles_and_ids_fit_the_store(store, settings):
+    from publisher.importers.markdown import parse_markdown
+
+    long_title = "A very long title " * 20
+    draft = parse_markdown(f"---\ntitle: {long_title}\n---\nbody\n", where="p.md", now=NOW)
+    entry_id = "urn:" + "x" * 600
+    feed = (b'<feed xmlns="http://www.w3.org/2005/Atom"><title>t</title><id>urn:f</id><updated>2025-01-01T00:00:00Z'
+            b'</updated><entry><id>' + entry_id.encode() + b'</id><title>Short</title>'
+            b'<updated>2025-01-01T00:00:00Z</updated><link href="https://e.org/s"/></entry></feed>')
+    drafts = [draft, *parse_feed(feed, where="f.xml", now=NOW)]
+    store.articles.ingest(drafts, site_url=settings.site.url, guid_authority="x", now=NOW, source="t")
+    stored = store.articles.newest()
+    assert len(stored) == 2 and max(len(a.slug) for a in stored) <= 200
+    assert long_title.strip() in {a.title for a in stored}

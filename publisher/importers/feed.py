@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import calendar
+import hashlib
+import html
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from urllib.parse import urljoin
 from xml.sax import SAXException
 
 import feedparser
@@ -26,11 +29,26 @@ def _moment(parsed, fallback: datetime) -> datetime:
     return datetime.fromtimestamp(calendar.timegm(parsed), tz=timezone.utc)
 
 
-def _entry_draft(entry, position: int, *, where: str, now: datetime, source: str) -> Draft:
-    title = (entry.get("title") or "").strip()
+def _plain_title(entry) -> str:
+    """The title as text: an HTML-typed title (Atom type="html", most RSS) loses its tags and entities."""
+    title = entry.get("title") or ""
+    if entry.get("title_detail", {}).get("type", "text/plain") in ("text/html", "application/xhtml+xml"):
+        title = html.unescape(nh3.clean(title, tags=set()))
+    return " ".join(title.split())
+
+
+def _key(identity: str) -> str:
+    """Ids longer than the store's column are keyed by their hash."""
+    key = f"feed:{identity}"
+    return key if len(key) <= 500 else f"feed:sha256:{hashlib.sha256(identity.encode()).hexdigest()}"
+
+
+def _entry_draft(entry, position: int, *, where: str, now: datetime, source: str, base: str) -> Draft:
+    title = _plain_title(entry)
     if not title:
         raise ContentError(f"{where}: entry {position + 1} has no title")
-    identity = entry.get("id") or entry.get("link")
+    link = urljoin(base, entry["link"]) if entry.get("link") else ""
+    identity = entry.get("id") or link
     if not identity:
         raise ContentError(f"{where}: entry {title!r} has neither an id nor a link")
     summary = nh3.clean(entry.get("summary") or "").strip()
@@ -39,7 +57,7 @@ def _entry_draft(entry, position: int, *, where: str, now: datetime, source: str
     published = _moment(entry.get("published_parsed") or entry.get("updated_parsed"),
                         now - timedelta(minutes=position))
     return Draft(
-        key=f"feed:{identity}",
+        key=_key(identity),
         slug=slugify(title) or slugify(identity),
         title=title,
         summary_html=summary or content,
@@ -47,23 +65,25 @@ def _entry_draft(entry, position: int, *, where: str, now: datetime, source: str
         truncated=not content,
         published=published,
         updated=_moment(entry.get("updated_parsed"), published),
-        url=entry.get("link") or "",
-        guid=identity if ":" in identity else "",
+        url=link,
+        guid=identity if ":" in identity and len(identity) <= 500 else "",
         authors=tuple(a.get("name", "") for a in entry.get("authors", []) if a.get("name")),
         tags=tuple(t.get("term", "") for t in entry.get("tags", []) if t.get("term")),
         source=source,
     )
 
 
-def parse_feed(data: bytes, *, where: str, now: datetime, source: str = "") -> list[Draft]:
-    parsed = feedparser.parse(data)
+def parse_feed(data: bytes, *, where: str, now: datetime, source: str = "", url: str = "") -> list[Draft]:
+    """Entries as drafts; relative links are resolved against the feed's URL, then its own link."""
+    parsed = feedparser.parse(data, response_headers={"content-location": url} if url else None)
     error = parsed.get("bozo_exception")
     if isinstance(error, SAXException) or not parsed.get("version"):
         line = error.getLineNumber() if hasattr(error, "getLineNumber") else 1
         reason = getattr(error, "getMessage", lambda: "not an RSS or Atom feed")()
         raise ContentError(f"{where}:{line}: not a valid RSS or Atom feed: {reason}")
+    base = url or parsed.feed.get("link", "")
     return [
-        _entry_draft(entry, position, where=where, now=now, source=source or where)
+        _entry_draft(entry, position, where=where, now=now, source=source or where, base=base)
         for position, entry in enumerate(parsed.entries)
     ]
 
@@ -92,7 +112,7 @@ def read_feed(source: str, *, store: Store, now: datetime) -> list[Draft]:
         response = _fetch(source, store)
         if response is None:
             return []
-        drafts = parse_feed(response.content, where=source, now=now, source=source)
+        drafts = parse_feed(response.content, where=source, now=now, source=source, url=str(response.url))
         # Remembered only once the feed parsed, so a broken version is fetched again next time.
         store.articles.save_source_state(
             source, response.headers.get("ETag", ""), response.headers.get("Last-Modified", ""), now)
