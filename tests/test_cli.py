@@ -91,6 +91,8 @@ def test_subscribers_commands(config, tmp_path):
     listed = json.loads(run(config, "subscribers", "list", "--json").output)
     assert [(p["email"], p["status"], p["newsletters"]) for p in listed] == [
         ("ann@example.org", "confirmed", ["weekly"]), ("bob@example.org", "pending", ["daily"])]
+    unknown = run(config, "subscribers", "list", "--newsletter", "monthly")
+    assert unknown.exit_code == 1 and "no [newsletters.monthly]" in unknown.stderr
     assert run(config, "subscribers", "remove", "bob@example.org").exit_code == 0
     exported = run(config, "subscribers", "export").output.splitlines()
     assert exported[0].startswith("email,name,newsletters")

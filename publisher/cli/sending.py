@@ -40,8 +40,8 @@ def _to_send(app: App, name: str, force: bool, *, store_new: bool = True) -> tup
         if unfinished.state == "paused":
             raise DigestError(f"{name} issue {unfinished.number} is paused: `publisher digest resume {name}`")
         return unfinished, "resumed", ""
-    if waiting := app.store.issues.latest(name, states=("approved",)):
-        return waiting, "sent", ""
+    if waiting := app.store.issues.list(name, states=("approved",)):
+        return waiting[0], "sent", ""  # the oldest first, as the timetable sends them
     now = app.now()
     make = build_issue if store_new else plan_issue
     built = make(app.store, app.settings, name, now.replace(second=0, microsecond=0), now, force=force)

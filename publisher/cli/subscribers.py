@@ -81,6 +81,8 @@ def export_command(app: App, output: Path | None, status: str | None) -> None:
 @click.pass_obj
 def list_command(app: App, as_json: bool, status: str | None, newsletter: str | None) -> None:
     """List subscribers."""
+    if newsletter:
+        app.settings.newsletter(newsletter)  # an unknown name is an error, not an empty list
     people = app.store.subscribers.all(status=status, newsletter=newsletter)
     if as_json:
         print_json([subscriber_json(person) for person in people])
