@@ -150,7 +150,7 @@ class RssSampler(threading.Thread):
 def message_size(folder: Path, port: int, args: argparse.Namespace) -> tuple[int, float, float | None]:
     """The size of one personalised message, and µs per message to personalise it (and DKIM-sign it)."""
     from publisher.dispatch import composer, rendered_issue
-    from publisher.message import Signer, compile_message
+    from publisher.message import compile_message
     from publisher.store.deliveries import Leased
 
     settings = settings_for(folder, port, args)

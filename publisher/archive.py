@@ -15,7 +15,13 @@ from pathlib import Path
 
 from publisher.config import NewsletterSettings, Settings
 from publisher.digest import Digest
-from publisher.feeds import FeedEntry, FeedSpec, make_spec, write_feed_set, write_if_changed
+from publisher.feeds import (
+    FeedEntry,
+    FeedSpec,
+    make_spec,
+    write_feed_set,
+    write_if_changed,
+)
 from publisher.issues import load_digest
 from publisher.model import Issue
 from publisher.render import context, environment, long_date, render_template, view_url

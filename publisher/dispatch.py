@@ -14,12 +14,12 @@ soft bounce. A 5xx is a hard bounce.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from functools import partial
 from datetime import datetime, timedelta, timezone
+from functools import partial
 
 from publisher.config import DeliverySettings, NewsletterSettings, Settings
 from publisher.errors import DeliveryError, DigestError
@@ -28,7 +28,13 @@ from publisher.model import Issue, RenderedIssue
 from publisher.store import Store
 from publisher.store.deliveries import OPEN_STATES, Leased, Outcome
 from publisher.tokens import preferences_url, unsubscribe_url
-from publisher.transports import LazyOutgoing, Outgoing, SendResult, Transport, make_transport
+from publisher.transports import (
+    LazyOutgoing,
+    Outgoing,
+    SendResult,
+    Transport,
+    make_transport,
+)
 
 Compose = Callable[[Leased, datetime], Outgoing | LazyOutgoing]
 Clock = Callable[[], datetime]

@@ -12,8 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from publisher.config import NewsletterSettings, Settings
+from publisher import timetable
 from publisher.archive import write_archive
+from publisher.config import NewsletterSettings, Settings
 from publisher.content import import_sources
 from publisher.digest import Skipped
 from publisher.dispatch import deliver_issue, start_issue
@@ -22,7 +23,7 @@ from publisher.feeds import build_feeds
 from publisher.issues import build_issue
 from publisher.model import ImportReport, Issue
 from publisher.store import Store
-from publisher.timetable import crontab_trigger, fire_times, slot_of
+from publisher.timetable import crontab_trigger
 
 log = logging.getLogger("publisher.pipeline")
 StopCheck = Callable[[], bool]
@@ -58,8 +59,7 @@ def _rounded(delta: timedelta) -> timedelta:
 
 def latest_slot(newsletter: NewsletterSettings, now: datetime, within: timedelta) -> datetime | None:
     trigger = crontab_trigger(newsletter.schedule, newsletter.zone, where=f"newsletters.{newsletter.name}.schedule")
-    times = fire_times(trigger, now - within, now)
-    return slot_of(times[-1], newsletter.zone) if times else None
+    return timetable.latest_slot(trigger, newsletter.zone, now, within)
 
 
 def deliver(store: Store, settings: Settings, issue: Issue, now: datetime, should_stop: StopCheck = never) -> str:

@@ -8,7 +8,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from itsdangerous import BadSignature, SignatureExpired, URLSafeSerializer, URLSafeTimedSerializer
+from itsdangerous import (
+    BadSignature,
+    SignatureExpired,
+    URLSafeSerializer,
+    URLSafeTimedSerializer,
+)
 
 from publisher.errors import PublisherError
 

@@ -20,6 +20,7 @@ import sys
 import time
 from datetime import datetime, timedelta, timezone
 
+from sink import SinkHandler, smtp_sink
 from sqlalchemy import insert
 
 from publisher import dispatch
@@ -27,7 +28,6 @@ from publisher.config import load_settings
 from publisher.model import Issue, RenderedIssue, Subscriber
 from publisher.store import Store
 from publisher.store.schema import issues
-from sink import SinkHandler, smtp_sink
 
 RECIPIENTS = 2500
 BATCH = 50

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from sink import SinkHandler, smtp_sink
 from sqlalchemy import insert, select
 
 from publisher import dispatch
@@ -13,7 +14,6 @@ from publisher.model import Issue, RenderedIssue, Subscriber
 from publisher.store import Store
 from publisher.store.schema import issues
 from publisher.transports import MemoryTransport, SendResult, make_transport
-from sink import SinkHandler, smtp_sink
 
 NOW = datetime(2025, 10, 20, 12, 0, tzinfo=timezone.utc)
 RENDERED = RenderedIssue(

@@ -63,8 +63,8 @@ lookback = "3650d"
 def prepare(config: Path) -> Store:
     settings = load_settings(config)
     store = Store.open(settings.database.url)
-    from publisher.content import import_sources
     from publisher.config import SourceSettings
+    from publisher.content import import_sources
 
     now = datetime.now(timezone.utc)
     import_sources(store, settings, [SourceSettings(path=str(REPO / "sample" / "content"))], as_of=now, now=now)

@@ -6,19 +6,25 @@ import mailbox
 import ssl
 import subprocess
 import time
-from email import message_from_bytes, policy
 
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
+from sink import SinkHandler, free_port, smtp_sink
 
 from publisher.config import DeliverySettings, SmtpSettings
 from publisher.errors import DeliveryError
 from publisher.transports import (
-    MaildirTransport, MemoryTransport, Outgoing, SendResult, SmtpTransport, dot_stuffed, make_transport,
+    MaildirTransport,
+    MemoryTransport,
+    Outgoing,
+    SendResult,
+    SmtpTransport,
+    dot_stuffed,
+    make_transport,
     result_from_reply,
 )
-from sink import SinkHandler, free_port, smtp_sink
+from tests.conftest import require
 
 MESSAGE = b"From: a@news.example.org\r\nSubject: hi\r\n\r\nline one\r\n.starts with a dot\r\n..two\r\nend\r\n"
 
@@ -160,8 +166,7 @@ def test_starttls_verifies_the_certificate(tmp_path):
     made = subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
                            "-subj", "/CN=127.0.0.1", "-keyout", str(tmp_path / "key.pem"),
                            "-out", str(tmp_path / "cert.pem")], capture_output=True)
-    if made.returncode:
-        pytest.skip("openssl is not available to make a certificate")
+    require(made.returncode == 0, "openssl (to make a certificate)")
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
     port = free_port()

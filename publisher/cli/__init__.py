@@ -11,8 +11,18 @@ import sys
 import click
 
 from publisher import __version__
+from publisher.cli import (
+    content,
+    database,
+    demo,
+    digest,
+    feeds,
+    sending,
+    service,
+    subscribers,
+    web,
+)
 from publisher.cli.app import App, PublisherGroup
-from publisher.cli import content, database, demo, digest, feeds, sending, service, subscribers, web
 
 
 @click.group(cls=PublisherGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -10,8 +10,8 @@ import click
 from publisher.cli.app import MOMENT, App, print_json
 from publisher.config import SourceSettings
 from publisher.content import FORMATS, article_json
-from publisher.pipeline import import_and_publish
 from publisher.errors import ConfigError
+from publisher.pipeline import import_and_publish
 from publisher.scaffold import scaffold
 
 

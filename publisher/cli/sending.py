@@ -7,13 +7,19 @@ from contextlib import contextmanager
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
 
 from publisher import dispatch
+from publisher.archive import write_archive
 from publisher.cli.app import App, iso, print_json
 from publisher.digest import Skipped
 from publisher.errors import DigestError
-from publisher.archive import write_archive
 from publisher.issues import build_issue, plan_issue
 from publisher.message import compile_message
 from publisher.model import Issue

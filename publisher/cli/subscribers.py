@@ -9,7 +9,13 @@ import click
 from publisher.cli.app import App, print_json
 from publisher.errors import SubscriberError
 from publisher.model import SUBSCRIBER_STATUSES
-from publisher.subscribers import make_subscriber, normalise_email, parse_csv, subscriber_json, to_csv
+from publisher.subscribers import (
+    make_subscriber,
+    normalise_email,
+    parse_csv,
+    subscriber_json,
+    to_csv,
+)
 
 
 @click.group("subscribers")
