@@ -75,6 +75,19 @@ def prepare(config: Path) -> Store:
     return store
 
 
+_started: list[subprocess.Popen] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_service_outlives_its_test():
+    yield
+    while _started:
+        process = _started.pop()
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+
+
 class Service:
     """A `publisher run --no-web` subprocess whose log we can wait on."""
 
@@ -85,6 +98,7 @@ class Service:
             [sys.executable, "-m", "publisher", "--config", str(config), "run", "--no-web"],
             stdout=self.handle, stderr=subprocess.STDOUT, cwd=config.parent,
             env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        _started.append(self.process)
 
     def text(self) -> str:
         return self.log.read_text(errors="replace")
