@@ -87,7 +87,8 @@ def main() -> None:
         print(f"render, templates already compiled:      best {best * 1e3:7.2f} ms, median {median * 1e3:7.2f} ms")
 
         people = recipients(args.recipients)
-        html, text = Personaliser(rendered.html, is_html=True), Personaliser(rendered.text)
+        html = Personaliser(rendered.html, rendered.placeholders, is_html=True)
+        text = Personaliser(rendered.text, rendered.placeholders)
         start = time.perf_counter()
         for values in people:
             html.fill(values)

@@ -194,8 +194,9 @@ def write_preview(store: Store, settings: Settings, newsletter: str, out: Path, 
     files = {"html": out / f"{stem}.html", "txt": out / f"{stem}.txt", "eml": out / f"{stem}.eml"}
     try:
         out.mkdir(parents=True, exist_ok=True)
-        files["html"].write_text(personalise(rendered.html, values, is_html=True), encoding="utf-8")
-        files["txt"].write_text(personalise(rendered.text, values), encoding="utf-8")
+        files["html"].write_text(personalise(rendered.html, rendered.placeholders, values, is_html=True),
+                                 encoding="utf-8")
+        files["txt"].write_text(personalise(rendered.text, rendered.placeholders, values), encoding="utf-8")
         files["eml"].write_bytes(eml)
     except OSError as error:
         raise DigestError(f"cannot write the preview to {out}: {error.strerror}") from None

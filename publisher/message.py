@@ -2,7 +2,7 @@
 
 `compile_message` turns a `RenderedIssue` into a `CompiledMessage`: the whole message as a list of
 prebuilt CRLF byte segments with slots where per-recipient values go (To, Date, Message-ID, the
-unsubscribe URL, and the PLACEHOLDERS in the bodies). Bodies are quoted-printable, encoded in
+unsubscribe URL, and the render's placeholder tokens in the bodies). Bodies are quoted-printable, encoded in
 segments around each placeholder: a soft line break closes the line before a placeholder and
 another follows it, so no placeholder is ever split by the encoder and each filled value is
 QP-encoded on its own lines. No line of the result starts with "." (a leading dot is written
@@ -20,7 +20,7 @@ import html
 import re
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.header import Header
@@ -30,14 +30,12 @@ from pathlib import Path
 
 from publisher.config import DkimSettings, NewsletterSettings, Settings
 from publisher.errors import DeliveryError
-from publisher.model import PLACEHOLDERS, RenderedIssue
+from publisher.model import RenderedIssue
 from publisher.text import header_safe
 
 MAX_QP_LINE = 76
 SIGNED_HEADERS = (b"From", b"To", b"Subject", b"Date", b"Message-ID", b"List-Id",
                   b"List-Unsubscribe", b"List-Unsubscribe-Post")
-_TOKEN_KEYS = {token: key for key, token in PLACEHOLDERS.items()}
-_PLACEHOLDER = re.compile("(" + "|".join(re.escape(token) for token in PLACEHOLDERS.values()) + ")")
 _QP_LITERAL = frozenset(b"!\"#$%&'()*+,-./0123456789:;<>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`"
                         b"abcdefghijklmnopqrstuvwxyz{|}~ \t")
 _QP_PLAIN = re.compile(rb"[!-<>-~]*")  # printable ASCII but "=": no escapes, no trailing space
@@ -266,16 +264,22 @@ def _html_value(value: str) -> bytes:
 _BODY_FILL: dict[str, Callable[[str], bytes]] = {"text": qp_value, "html": _html_value}
 
 
-def _body_segments(kind: str, body: str) -> list[bytes | str]:
-    """The QP-encoded body as static bytes and `kind:key` slots, a soft break around each slot."""
+def _body_segments(kind: str, body: str, placeholders: Mapping[str, str]) -> list[bytes | str]:
+    """The QP-encoded body as static bytes and `kind:key` slots, a soft break around each slot.
+
+    Only this render's tokens become slots: anything in the content that looks like a placeholder
+    is plain text.
+    """
+    token_keys = {token: key for key, token in placeholders.items()}
+    pattern = re.compile("(" + "|".join(re.escape(token) for token in token_keys) + ")") if token_keys else None
     segments: list[bytes | str] = []
     column = 0
-    pieces = [piece for piece in _PLACEHOLDER.split(body) if piece]
+    pieces = [piece for piece in (pattern.split(body) if pattern else [body]) if piece]
     for number, piece in enumerate(pieces):
-        if piece in _TOKEN_KEYS:
+        if piece in token_keys:
             if column:
                 segments.append(b"=\r\n")
-            segments.append(f"{kind}:{_TOKEN_KEYS[piece]}")
+            segments.append(f"{kind}:{token_keys[piece]}")
             segments.append(b"=\r\n")
             column = 0
         else:
@@ -285,10 +289,11 @@ def _body_segments(kind: str, body: str) -> list[bytes | str]:
     return segments
 
 
-def _part(content_type: str, boundary: bytes, kind: str, body: str) -> list[bytes | str]:
+def _part(content_type: str, boundary: bytes, kind: str, body: str,
+          placeholders: Mapping[str, str]) -> list[bytes | str]:
     head = (b"--" + boundary + b"\r\nContent-Type: " + content_type.encode() + b'; charset="utf-8"\r\n'
             b"Content-Transfer-Encoding: quoted-printable\r\n\r\n")
-    return [head, *_body_segments(kind, body)]
+    return [head, *_body_segments(kind, body, placeholders)]
 
 
 def compile_message(rendered: RenderedIssue, *, settings: Settings, newsletter: NewsletterSettings,
@@ -318,8 +323,8 @@ def compile_message(rendered: RenderedIssue, *, settings: Settings, newsletter: 
         b'Content-Type: multipart/alternative; boundary="' + boundary + b'"\r\n\r\n',
     ])
     body = _merge([
-        *_part("text/plain", boundary, "text", rendered.text),
-        *_part("text/html", boundary, "html", rendered.html),
+        *_part("text/plain", boundary, "text", rendered.text, rendered.placeholders),
+        *_part("text/html", boundary, "html", rendered.html, rendered.placeholders),
         b"--" + boundary + b"--\r\n",
     ])
     return CompiledMessage(tuple(headers + body), sender or from_address, domain, list_id, signer,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -96,18 +98,22 @@ class Draft:
     source: str = ""
 
 
-# Per-recipient values are written into compiled output as these tokens, then filled per message.
-PLACEHOLDERS = {
-    "name": "@@NAME@@",
-    "email": "@@EMAIL@@",
-    "unsubscribe_url": "@@UNSUBSCRIBE_URL@@",
-    "preferences_url": "@@PREFERENCES_URL@@",
-}
+# Per-recipient values are written into compiled output as placeholder tokens, then filled per
+# message. The tokens carry a random nonce minted for each render, so imported content cannot
+# write one (in any form: escaped, entity-encoded or split) and have a reader's address or signed
+# links filled into a URL of its own.
+PLACEHOLDER_KEYS = ("name", "email", "unsubscribe_url", "preferences_url")
+
+
+def new_placeholders() -> dict[str, str]:
+    """Placeholder tokens for one render: `@@EMAIL.<nonce>@@` and so on, unguessable by content."""
+    nonce = secrets.token_hex(12).upper()
+    return {key: f"@@{key.upper()}.{nonce}@@" for key in PLACEHOLDER_KEYS}
 
 
 @dataclass(frozen=True)
 class RenderedIssue:
-    """An issue rendered once: HTML and text with PLACEHOLDERS still in them."""
+    """An issue rendered once: HTML and text with its `placeholders` tokens still in them."""
 
     newsletter: str
     subject: str
@@ -116,3 +122,4 @@ class RenderedIssue:
     text: str
     view_url: str = ""
     trimmed: tuple[str, ...] = ()  # what the Gmail clip guard shortened or moved, for the operator
+    placeholders: Mapping[str, str] = field(default_factory=dict)  # key -> this render's token

@@ -1,7 +1,8 @@
 """Rendering an issue once: Jinja2 → MJML → mjml-python → css-inline → HTML, plus a plain-text part.
 
-Per-recipient values never reach the compiler: templates write the `PLACEHOLDERS` tokens, and
-`personalise` fills them in each recipient's copy at str.replace cost. The Gmail clip guard keeps
+Per-recipient values never reach the compiler: templates write this render's placeholder tokens
+(`model.new_placeholders`, random per render so content cannot forge one), and `personalise`
+fills them in each recipient's copy at str.replace cost. The Gmail clip guard keeps
 the HTML under `HTML_BUDGET` bytes by shortening teasers, then moving articles to the overflow.
 """
 
@@ -24,7 +25,7 @@ import mjml
 from publisher.config import NewsletterSettings, Settings
 from publisher.digest import Digest, sections
 from publisher.errors import TemplateError
-from publisher.model import PLACEHOLDERS, Article, RenderedIssue
+from publisher.model import PLACEHOLDER_KEYS, Article, RenderedIssue, new_placeholders
 from publisher.resources import templates_dir
 from publisher.text import header_safe
 
@@ -324,7 +325,7 @@ def context(digest: Digest, settings: Settings, newsletter: NewsletterSettings,
         "view_url": view_url(settings, digest.newsletter, digest.number),
         "archive_url": f"{settings.site.url}/archive/{digest.newsletter}/",
         "subscribe_url": f"{settings.site.url}/subscribe",
-        "recipient": dict(PLACEHOLDERS),
+        "recipient": dict.fromkeys(PLACEHOLDER_KEYS, ""),  # render_digest puts its tokens here
     }
 
 
@@ -358,7 +359,7 @@ def _fits(page: str) -> bool:
 
 def render_digest(digest: Digest, *, settings: Settings, newsletter: NewsletterSettings,
                   subject: str | None = None, env: jinja2.Environment | None = None) -> RenderedIssue:
-    """Compile the issue once: HTML and text with PLACEHOLDERS left in them for `personalise`.
+    """Compile the issue once: HTML and text with placeholder tokens left in them for `personalise`.
 
     Pass an `environment(settings)` to reuse its compiled templates across issues (a long-running
     process); without one, the templates are compiled for this call.
@@ -368,13 +369,14 @@ def render_digest(digest: Digest, *, settings: Settings, newsletter: NewsletterS
     subject = subject or render_subject(digest, settings, newsletter)
     base = context(digest, settings, newsletter)
     preheader = render_preheader(base, settings, newsletter)
-    extra = {"subject": subject, "preheader": preheader}
+    placeholders = new_placeholders()
+    extra = {"subject": subject, "preheader": preheader, "recipient": placeholders}
     layout, page, trimmed = _guarded(env, html_name, digest, settings, newsletter, extra)
     values = {**context(digest, settings, newsletter, layout), **extra}
     return RenderedIssue(
         newsletter=digest.newsletter, subject=subject, preheader=preheader, html=page,
         text=_tidy_text(render_template(env, text_name, values)),
-        view_url=str(base["view_url"]), trimmed=tuple(trimmed),
+        view_url=str(base["view_url"]), trimmed=tuple(trimmed), placeholders=placeholders,
     )
 
 
@@ -405,17 +407,19 @@ def _guarded(env: jinja2.Environment, name: str, digest: Digest, settings: Setti
 
 # -- per recipient --------------------------------------------------------------------------------
 
-_TOKENS = re.compile("|".join(re.escape(token) for token in PLACEHOLDERS.values()))
-_KEY_OF = {token: key for key, token in PLACEHOLDERS.items()}
+def _token_pattern(placeholders: Mapping[str, str]) -> re.Pattern[str]:
+    return re.compile("|".join(re.escape(token) for token in placeholders.values()) or r"(?!)")
 
 
 class Personaliser:
     """A compiled text split once at its placeholders; `fill` joins one recipient's copy."""
 
-    def __init__(self, compiled: str, *, is_html: bool = False) -> None:
+    def __init__(self, compiled: str, placeholders: Mapping[str, str], *, is_html: bool = False) -> None:
         self.is_html = is_html
-        self.parts = _TOKENS.split(compiled)
-        self.keys = [_KEY_OF[token] for token in _TOKENS.findall(compiled)]
+        key_of = {token: key for key, token in placeholders.items()}
+        tokens = _token_pattern(placeholders)
+        self.parts = tokens.split(compiled)
+        self.keys = [key_of[token] for token in tokens.findall(compiled)]
 
     def fill(self, values: Mapping[str, str]) -> str:
         escape = html.escape if self.is_html else str
@@ -427,11 +431,7 @@ class Personaliser:
         return "".join(out)
 
 
-def personalise(compiled: str, values: Mapping[str, str], *, is_html: bool = False) -> str:
-    """Fill the PLACEHOLDERS tokens (HTML-escaped when `is_html`); missing values become ""."""
-    escape = html.escape if is_html else str
-    for key, token in PLACEHOLDERS.items():
-        if token in compiled:
-            compiled = compiled.replace(token, escape(str(values.get(key, ""))))
-    return compiled
-
+def personalise(compiled: str, placeholders: Mapping[str, str], values: Mapping[str, str], *,
+                is_html: bool = False) -> str:
+    """Fill this render's placeholder tokens (HTML-escaped when `is_html`); missing values become ""."""
+    return Personaliser(compiled, placeholders, is_html=is_html).fill(values)

@@ -35,7 +35,8 @@ TRIALS = 4
 SLOT = datetime(2025, 10, 20, 8, 0, tzinfo=timezone.utc)
 RENDERED = dict(newsletter="weekly", subject="Weekly", preheader="",
                 html="<p>Hello @@NAME@@</p>" + "<p>Body text.</p>" * 50 + '<a href="@@UNSUBSCRIBE_URL@@">x</a>',
-                text="Hello @@NAME@@\n" + "Body text.\n" * 50 + "@@UNSUBSCRIBE_URL@@\n")
+                text="Hello @@NAME@@\n" + "Body text.\n" * 50 + "@@UNSUBSCRIBE_URL@@\n",
+                placeholders={"name": "@@NAME@@", "unsubscribe_url": "@@UNSUBSCRIBE_URL@@"})
 CHILD = """
 import sys
 from publisher import dispatch

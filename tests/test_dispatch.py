@@ -20,6 +20,7 @@ RENDERED = RenderedIssue(
     newsletter="weekly", subject="Weekly: notes from the field", preheader="3 new articles",
     html="<p>Hello @@NAME@@,</p><p>News.</p><p><a href=\"@@UNSUBSCRIBE_URL@@\">Unsubscribe</a></p>",
     text="Hello @@NAME@@,\n\nNews.\n\nUnsubscribe: @@UNSUBSCRIBE_URL@@\nPreferences: @@PREFERENCES_URL@@\n",
+    placeholders={key: f"@@{key.upper()}@@" for key in ("name", "email", "unsubscribe_url", "preferences_url")},
 )
 
 

