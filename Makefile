@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install system-deps screenshots bench clean
+.PHONY: demo test lint install system-deps screenshots bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,8 +24,13 @@ system-deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium postfix >/dev/null; }
 
 ## Every test, on SQLite and PostgreSQL (127.0.0.1:5432, database test)
-test: $(STAMP) system-deps
+test: $(STAMP) system-deps lint
 	$(BIN)/python -m pytest -q
+
+## ruff (lint and format); CI fails on any finding
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 screenshots: $(STAMP) system-deps
 	$(BIN)/python -m pytest -q tests/test_screenshots.py

@@ -25,35 +25,46 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from publisher.config import Settings, settings_from_dict  # noqa: E402
-from publisher.feeds import article_entry, article_feeds, build_feeds, write_feed_set  # noqa: E402
-from publisher.model import Draft  # noqa: E402
-from publisher.store import Store  # noqa: E402
+from publisher.config import Settings, settings_from_dict
+from publisher.feeds import article_entry, article_feeds, build_feeds, write_feed_set
+from publisher.model import Draft
+from publisher.store import Store
 
 TAGS = [f"Topic {n}" for n in range(8)]
-START = datetime(2020, 1, 1, tzinfo=timezone.utc)
-PARAGRAPH = ("The delegation’s visit – the first in a decade – was called “historic” by both sides, "
-             "who signed agreements on trade, science and culture. ")
+START = datetime(2020, 1, 1, tzinfo=UTC)
+PARAGRAPH = (
+    "The delegation’s visit – the first in a decade – was called “historic” by both sides, "
+    "who signed agreements on trade, science and culture. "
+)
 
 
 def synthetic(n: int) -> Draft:
     tags = (TAGS[n % 8], TAGS[(n * 3) % 8]) if n % 3 == 0 else ()
     body = "\n".join(f"<p>{PARAGRAPH * 3}</p>" for _ in range(8))
-    return Draft(key=f"article-{n}", slug=f"article-{n}", title=f"Article {n}: a “quoted” title – with dashes",
-                 summary_html=f"<p>{PARAGRAPH}</p>", content_html=body, truncated=n % 2 == 0,
-                 published=START + timedelta(minutes=n), tags=tuple(dict.fromkeys(tags)), authors=("A. Writer",))
+    return Draft(
+        key=f"article-{n}",
+        slug=f"article-{n}",
+        title=f"Article {n}: a “quoted” title – with dashes",
+        summary_html=f"<p>{PARAGRAPH}</p>",
+        content_html=body,
+        truncated=n % 2 == 0,
+        published=START + timedelta(minutes=n),
+        tags=tuple(dict.fromkeys(tags)),
+        authors=("A. Writer",),
+    )
 
 
 def fill(store: Store, settings: Settings, count: int, batch: int = 1000) -> None:
     for start in range(0, count, batch):
         drafts = [synthetic(n) for n in range(start, min(start + batch, count))]
-        store.articles.ingest(drafts, site_url=settings.site.url, guid_authority=settings.site.domain,
-                              now=START, source="bench")
+        store.articles.ingest(
+            drafts, site_url=settings.site.url, guid_authority=settings.site.domain, now=START, source="bench"
+        )
 
 
 def site_feeds(store: Store, settings: Settings) -> None:
@@ -75,14 +86,18 @@ def timed(action: Callable[[], None], repeat: int, before: Callable[[], None] = 
 def bench(size: int, repeat: int) -> list[tuple[str, float, float]]:
     folder = Path(tempfile.mkdtemp(prefix="publisher-bench-"))
     try:
-        settings = settings_from_dict({"site": {"url": "https://news.example.org"},
-                                       "database": {"url": f"sqlite:///{folder / 'bench.db'}"}},
-                                      folder / "config.toml")
+        settings = settings_from_dict(
+            {"site": {"url": "https://news.example.org"}, "database": {"url": f"sqlite:///{folder / 'bench.db'}"}},
+            folder / "config.toml",
+        )
         store = Store.open(settings.database.url)
         started = time.perf_counter()
         fill(store, settings, size)
-        print(f"{size:>6} articles stored in {time.perf_counter() - started:.1f} s "
-              f"({len(store.articles.tags())} tags, feeds limit {settings.feeds.limit})", flush=True)
+        print(
+            f"{size:>6} articles stored in {time.perf_counter() - started:.1f} s "
+            f"({len(store.articles.tags())} tags, feeds limit {settings.feeds.limit})",
+            flush=True,
+        )
         clear = lambda: shutil.rmtree(settings.feeds.dir, ignore_errors=True)  # noqa: E731
         results = [
             ("site feeds, written", *timed(lambda: site_feeds(store, settings), repeat, clear)),
@@ -108,8 +123,9 @@ def main() -> None:
         cells = "".join(f"{table[size][row][1]:>12.3f}s{table[size][row][2]:>12.3f}s" for size in args.sizes)
         print(f"{label:<24}{cells}")
     worst = max(table[size][0][2] for size in args.sizes)
-    print(f"\nsite feeds (written, median): {worst:.3f} s at worst; target < 0.5 s: "
-          f"{'met' if worst < 0.5 else 'NOT met'}")
+    print(
+        f"\nsite feeds (written, median): {worst:.3f} s at worst; target < 0.5 s: {'met' if worst < 0.5 else 'NOT met'}"
+    )
 
 
 if __name__ == "__main__":

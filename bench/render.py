@@ -26,20 +26,20 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from publisher.config import SourceSettings, settings_from_dict  # noqa: E402
-from publisher.content import import_sources  # noqa: E402
-from publisher.digest import Digest  # noqa: E402
-from publisher.issues import next_selection  # noqa: E402
-from publisher.render import Personaliser, environment, render_digest  # noqa: E402
-from publisher.store import Store  # noqa: E402
+from publisher.config import SourceSettings, settings_from_dict
+from publisher.content import import_sources
+from publisher.digest import Digest
+from publisher.issues import next_selection
+from publisher.render import Personaliser, environment, render_digest
+from publisher.store import Store
 
 SEEDS = Path(__file__).resolve().parent.parent.parent / "shared" / "seeds"
-SLOT = datetime(2025, 10, 6, 8, tzinfo=timezone.utc)
+SLOT = datetime(2025, 10, 6, 8, tzinfo=UTC)
 
 
 def timed(function: Callable[[], object], repeat: int) -> tuple[float, float, object]:
@@ -52,10 +52,15 @@ def timed(function: Callable[[], object], repeat: int) -> tuple[float, float, ob
 
 
 def recipients(count: int) -> list[dict[str, str]]:
-    return [{"email": f"reader{n}@example{n % 200}.org", "name": f"Reader {n}",
-             "unsubscribe_url": f"https://news.example.org/unsubscribe/{n:08d}.{'x' * 27}",
-             "preferences_url": f"https://news.example.org/preferences/{n:08d}.{'y' * 27}"}
-            for n in range(count)]
+    return [
+        {
+            "email": f"reader{n}@example{n % 200}.org",
+            "name": f"Reader {n}",
+            "unsubscribe_url": f"https://news.example.org/unsubscribe/{n:08d}.{'x' * 27}",
+            "preferences_url": f"https://news.example.org/preferences/{n:08d}.{'y' * 27}",
+        }
+        for n in range(count)
+    ]
 
 
 def main() -> None:
@@ -64,13 +69,17 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=20)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
-        settings = settings_from_dict({
-            "site": {"url": "https://news.example.org"}, "database": {"url": f"sqlite:///{folder}/p.db"},
-            "newsletters": {"weekly": {"title": "The Weekly", "lookback": "7d"}},
-        }, Path(folder) / "config.toml")
+        settings = settings_from_dict(
+            {
+                "site": {"url": "https://news.example.org"},
+                "database": {"url": f"sqlite:///{folder}/p.db"},
+                "newsletters": {"weekly": {"title": "The Weekly", "lookback": "7d"}},
+            },
+            Path(folder) / "config.toml",
+        )
         store = Store.open(settings.database.url)
         seed = SEEDS / "002_3b97ff2f221fe4bf.txt"
-        as_of = datetime(2025, 9, 30, tzinfo=timezone.utc)
+        as_of = datetime(2025, 9, 30, tzinfo=UTC)
         import_sources(store, settings, [SourceSettings(str(seed), "textpage")], as_of=as_of, now=as_of)
         newsletter = settings.newsletter("weekly")
 
@@ -78,12 +87,16 @@ def main() -> None:
         print(f"select       {len(chosen.articles)} articles: best {best * 1e3:7.2f} ms, median {median * 1e3:7.2f} ms")
         digest = Digest("weekly", 1, SLOT, chosen.articles, chosen.overflow, chosen.since)
         best, median, rendered = timed(
-            lambda: render_digest(digest, settings=settings, newsletter=newsletter), args.repeat)
-        print(f"render       html {len(rendered.html.encode()):,} B, text {len(rendered.text.encode()):,} B: "
-              f"best {best * 1e3:7.2f} ms, median {median * 1e3:7.2f} ms  (trimmed: {', '.join(rendered.trimmed) or '-'})")
+            lambda: render_digest(digest, settings=settings, newsletter=newsletter), args.repeat
+        )
+        print(
+            f"render       html {len(rendered.html.encode()):,} B, text {len(rendered.text.encode()):,} B: "
+            f"best {best * 1e3:7.2f} ms, median {median * 1e3:7.2f} ms  (trimmed: {', '.join(rendered.trimmed) or '-'})"
+        )
         env = environment(settings)
         best, median, _ = timed(
-            lambda: render_digest(digest, settings=settings, newsletter=newsletter, env=env), args.repeat)
+            lambda: render_digest(digest, settings=settings, newsletter=newsletter, env=env), args.repeat
+        )
         print(f"render, templates already compiled:      best {best * 1e3:7.2f} ms, median {median * 1e3:7.2f} ms")
 
         people = recipients(args.recipients)
@@ -94,8 +107,10 @@ def main() -> None:
             html.fill(values)
             text.fill(values)
         elapsed = time.perf_counter() - start
-        print(f"personalise  {len(people):,} recipients (HTML + text): {elapsed * 1e3:8.1f} ms total, "
-              f"{elapsed / len(people) * 1e6:6.1f} µs per recipient")
+        print(
+            f"personalise  {len(people):,} recipients (HTML + text): {elapsed * 1e3:8.1f} ms total, "
+            f"{elapsed / len(people) * 1e6:6.1f} µs per recipient"
+        )
 
         try:
             from publisher.message import compile_message
@@ -107,8 +122,10 @@ def main() -> None:
             for n, values in enumerate(people):
                 compiled.personalise(subscriber_id=n, message_id=f"<{n}@news.example.org>", date=SLOT, **values)
             elapsed = time.perf_counter() - start
-            print(f"personalise  {len(people):,} complete .eml messages: {elapsed * 1e3:8.1f} ms total, "
-                  f"{elapsed / len(people) * 1e6:6.1f} µs per recipient")
+            print(
+                f"personalise  {len(people):,} complete .eml messages: {elapsed * 1e3:8.1f} ms total, "
+                f"{elapsed / len(people) * 1e6:6.1f} µs per recipient"
+            )
         store.close()
 
 

@@ -36,7 +36,7 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,7 +51,7 @@ from publisher.store.schema import subscribers, subscriptions  # noqa: E402
 SEEDS = ROOT.parent / "shared" / "seeds"
 SINK = Path("/usr/sbin/smtp-sink")
 SOURCE = Path("/usr/sbin/smtp-source")
-NOW = datetime(2025, 10, 21, 8, 0, tzinfo=timezone.utc)
+NOW = datetime(2025, 10, 21, 8, 0, tzinfo=UTC)
 DOMAINS = 200
 
 
@@ -65,11 +65,26 @@ def config(folder: Path, port: int, args: argparse.Namespace) -> dict:
     return {
         "site": {"url": "https://news.example.org", "title": "The Example Review"},
         "database": {"url": f"sqlite:///{folder / 'publisher.db'}"},
-        "newsletters": {"weekly": {"title": "The Weekly", "from": "The Weekly <weekly@news.example.org>",
-                                   "lookback": "60d", "max_articles": 12}},
-        "delivery": {"transport": "smtp", "batch_size": args.batch, "lease": "10m",
-                     "smtp": {"host": "127.0.0.1", "port": port, "connections": args.connections,
-                              "per_domain_connections": args.connections, "timeout": 30}},
+        "newsletters": {
+            "weekly": {
+                "title": "The Weekly",
+                "from": "The Weekly <weekly@news.example.org>",
+                "lookback": "60d",
+                "max_articles": 12,
+            }
+        },
+        "delivery": {
+            "transport": "smtp",
+            "batch_size": args.batch,
+            "lease": "10m",
+            "smtp": {
+                "host": "127.0.0.1",
+                "port": port,
+                "connections": args.connections,
+                "per_domain_connections": args.connections,
+                "timeout": 30,
+            },
+        },
     }
 
 
@@ -87,20 +102,42 @@ def prepare(folder: Path, size: int, port: int, args: argparse.Namespace) -> Non
     store = Store.open(settings.database.url)
     captures = sorted(SEEDS.glob("*.txt"))
     for number, capture in enumerate(captures):
-        import_sources(store, settings, [SourceSettings(str(capture), "textpage")],
-                       as_of=NOW - timedelta(days=len(captures) - number), now=NOW)
+        import_sources(
+            store,
+            settings,
+            [SourceSettings(str(capture), "textpage")],
+            as_of=NOW - timedelta(days=len(captures) - number),
+            now=NOW,
+        )
     issue = build_issue(store, settings, "weekly", NOW, NOW, force=True)
     if not hasattr(issue, "id"):
         raise SystemExit(f"no issue built from the seeds: {issue}")
     with store.engine.begin() as connection:
         for start in range(0, size, 5000):
             ids = range(start, min(start + 5000, size))
-            connection.execute(insert(subscribers), [{
-                "id": i + 1, "email": f"reader{i}@d{i % DOMAINS}.example", "name": f"Reader {i}",
-                "status": "confirmed", "source": "bench", "topics": "[]", "bounce_count": 0,
-                "created_at": NOW, "updated_at": NOW, "confirm_nonce": "", "consent_text": ""} for i in ids])
-            connection.execute(insert(subscriptions), [
-                {"subscriber_id": i + 1, "newsletter": "weekly", "created_at": NOW} for i in ids])
+            connection.execute(
+                insert(subscribers),
+                [
+                    {
+                        "id": i + 1,
+                        "email": f"reader{i}@d{i % DOMAINS}.example",
+                        "name": f"Reader {i}",
+                        "status": "confirmed",
+                        "source": "bench",
+                        "topics": "[]",
+                        "bounce_count": 0,
+                        "created_at": NOW,
+                        "updated_at": NOW,
+                        "confirm_nonce": "",
+                        "consent_text": "",
+                    }
+                    for i in ids
+                ],
+            )
+            connection.execute(
+                insert(subscriptions),
+                [{"subscriber_id": i + 1, "newsletter": "weekly", "created_at": NOW} for i in ids],
+            )
     store.close()
 
 
@@ -118,9 +155,19 @@ def worker(folder: Path, port: int, args: argparse.Namespace) -> None:
     report = deliver_issue(store, settings, issue, NOW)
     elapsed = time.perf_counter() - started
     sampler.stop()
-    print(json.dumps({"elapsed": elapsed, "delivered": report.get("delivered"), "failed": report.get("failed"),
-                      "deferred": report.get("deferred"), "before_kb": before, "send_peak_kb": sampler.peak,
-                      "peak_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+    print(
+        json.dumps(
+            {
+                "elapsed": elapsed,
+                "delivered": report.get("delivered"),
+                "failed": report.get("failed"),
+                "deferred": report.get("deferred"),
+                "before_kb": before,
+                "send_peak_kb": sampler.peak,
+                "peak_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+            }
+        )
+    )
 
 
 def rss_kb() -> int:
@@ -164,8 +211,9 @@ def message_size(folder: Path, port: int, args: argparse.Namespace) -> tuple[int
         if signer is None and costs:
             costs.append(None)
             continue
-        compiled = compile_message(rendered, settings=settings, newsletter=newsletter, issue_number=issue.number,
-                                   signer=signer)
+        compiled = compile_message(
+            rendered, settings=settings, newsletter=newsletter, issue_number=issue.number, signer=signer
+        )
         compose = composer(compiled, settings, newsletter, issue)
         rounds = 2000 if signer is None else 300
         started = time.perf_counter()
@@ -183,7 +231,7 @@ def dkim_signer(folder: Path):
 
     key = folder / "dkim.pem"
     if not key.exists():
-        made = subprocess.run(["openssl", "genrsa", "-out", str(key), "2048"], capture_output=True)
+        made = subprocess.run(["openssl", "genrsa", "-out", str(key), "2048"], check=False, capture_output=True)
         if made.returncode:
             return None
     return Signer(b"bench", b"news.example.org", key.read_bytes())
@@ -191,8 +239,23 @@ def dkim_signer(folder: Path):
 
 def smtp_source(port: int, count: int, size: int, connections: int) -> float:
     started = time.perf_counter()
-    subprocess.run([str(SOURCE), "-s", str(connections), "-l", str(size), "-m", str(count),
-                    "-f", "weekly@news.example.org", "-t", "reader@d0.example", f"127.0.0.1:{port}"], check=True)
+    subprocess.run(
+        [
+            str(SOURCE),
+            "-s",
+            str(connections),
+            "-l",
+            str(size),
+            "-m",
+            str(count),
+            "-f",
+            "weekly@news.example.org",
+            "-t",
+            "reader@d0.example",
+            f"127.0.0.1:{port}",
+        ],
+        check=True,
+    )
     return time.perf_counter() - started
 
 
@@ -228,29 +291,55 @@ def measure(folder: Path, size: int, octets: int, port: int, args: argparse.Name
     copy = Path(tempfile.mkdtemp(prefix="bench-send-run-"))
     try:
         shutil.copy(folder / "publisher.db", copy / "publisher.db")
-        child = subprocess.run([sys.executable, __file__, "--worker", str(copy), "--port", str(port),
-                                "--connections", str(args.connections), "--batch", str(args.batch)],
-                               check=True, capture_output=True, text=True)
+        child = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--worker",
+                str(copy),
+                "--port",
+                str(port),
+                "--connections",
+                str(args.connections),
+                "--batch",
+                str(args.batch),
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
     finally:
         shutil.rmtree(copy, ignore_errors=True)
     return json.loads(child.stdout.strip().splitlines()[-1]), smtp_source(port, size, octets, args.connections)
 
 
-def report(size: int, octets: int, runs: list[tuple[dict, float]], plain_us: float, dkim_us: float | None, *,
-           connections: int, batch: int) -> None:
+def report(
+    size: int,
+    octets: int,
+    runs: list[tuple[dict, float]],
+    plain_us: float,
+    dkim_us: float | None,
+    *,
+    connections: int,
+    batch: int,
+) -> None:
     ratios = sorted((size / ours["elapsed"]) / (size / theirs) for ours, theirs in runs)
     middle = ratios[(len(ratios) - 1) // 2]  # the lower median when the count is even
     ours, theirs = runs[[(size / o["elapsed"]) / (size / t) for o, t in runs].index(middle)]
     rate, reference = size / ours["elapsed"], size / theirs
     print(f"{size:,} recipients, {octets:,}-octet messages, {connections} connections, batch {batch}")
-    print(f"  publisher:   {rate:8.0f} msg/s  ({ours['elapsed']:.1f} s; delivered {ours['delivered']:,}, "
-          f"failed {ours['failed']}, deferred {ours['deferred']})")
+    print(
+        f"  publisher:   {rate:8.0f} msg/s  ({ours['elapsed']:.1f} s; delivered {ours['delivered']:,}, "
+        f"failed {ours['failed']}, deferred {ours['deferred']})"
+    )
     print(f"  smtp-source: {reference:8.0f} msg/s  ({theirs:.1f} s)")
     every = f"; every run: {', '.join(f'{r:.2f}' for r in ratios)}" if len(runs) > 1 else ""
     print(f"  ratio:       {rate / reference:8.2f}   (target ≥ 0.75{every})")
-    print(f"  RSS:         {ours['send_peak_kb'] / 1024:8.1f} MiB at most while sending "
-          f"({(ours['send_peak_kb'] - ours['before_kb']) / 1024:+.1f} MiB over the {ours['before_kb'] / 1024:.1f} MiB "
-          f"before); process peak {ours['peak_kb'] / 1024:.1f} MiB")
+    print(
+        f"  RSS:         {ours['send_peak_kb'] / 1024:8.1f} MiB at most while sending "
+        f"({(ours['send_peak_kb'] - ours['before_kb']) / 1024:+.1f} MiB over the {ours['before_kb'] / 1024:.1f} MiB "
+        f"before); process peak {ours['peak_kb'] / 1024:.1f} MiB"
+    )
     signed = f"{dkim_us:.0f} µs with DKIM (rsa-sha256, 2048 bits)" if dkim_us else "DKIM not measured (no openssl)"
     print(f"  personalise: {plain_us:8.0f} µs/message; {signed}")
     sys.stdout.flush()
@@ -261,8 +350,12 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--connections", type=int, default=4)
     parser.add_argument("--batch", type=int, default=100)
-    parser.add_argument("--repeat", type=int, default=1,
-                        help="Alternate publisher and smtp-source this many times per size; report the median ratio.")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="Alternate publisher and smtp-source this many times per size; report the median ratio.",
+    )
     parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -24,21 +24,23 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import httpx  # noqa: E402
+import httpx
 
-from publisher.config import settings_from_dict  # noqa: E402
-from publisher.feeds import build_feeds  # noqa: E402
-from publisher.model import Draft  # noqa: E402
-from publisher.store import Store  # noqa: E402
+from publisher.config import settings_from_dict
+from publisher.feeds import build_feeds
+from publisher.model import Draft
+from publisher.store import Store
 
-PARAGRAPH = ("The delegation’s visit – the first in a decade – was called “historic” by both sides, "
-             "who signed agreements on trade, science and culture. ")
-START = datetime(2025, 1, 1, tzinfo=timezone.utc)
+PARAGRAPH = (
+    "The delegation’s visit – the first in a decade – was called “historic” by both sides, "
+    "who signed agreements on trade, science and culture. "
+)
+START = datetime(2025, 1, 1, tzinfo=UTC)
 
 
 def free_port() -> int:
@@ -50,15 +52,26 @@ def free_port() -> int:
 
 
 def publication(folder: Path, port: int):
-    settings = settings_from_dict({"site": {"url": f"http://127.0.0.1:{port}"},
-                                   "database": {"url": "sqlite:///bench.db"}}, folder / "config.toml")
+    settings = settings_from_dict(
+        {"site": {"url": f"http://127.0.0.1:{port}"}, "database": {"url": "sqlite:///bench.db"}}, folder / "config.toml"
+    )
     store = Store.open(settings.database.url)
     body = "\n".join(f"<p>{PARAGRAPH * 3}</p>" for _ in range(8))
-    drafts = [Draft(key=f"a-{n}", slug=f"a-{n}", title=f"Article {n}", summary_html=f"<p>{PARAGRAPH}</p>",
-                    content_html=body, truncated=False, published=START + timedelta(hours=n))
-              for n in range(50)]
-    store.articles.ingest(drafts, site_url=settings.site.url, guid_authority=settings.site.domain,
-                          now=START, source="bench")
+    drafts = [
+        Draft(
+            key=f"a-{n}",
+            slug=f"a-{n}",
+            title=f"Article {n}",
+            summary_html=f"<p>{PARAGRAPH}</p>",
+            content_html=body,
+            truncated=False,
+            published=START + timedelta(hours=n),
+        )
+        for n in range(50)
+    ]
+    store.articles.ingest(
+        drafts, site_url=settings.site.url, guid_authority=settings.site.domain, now=START, source="bench"
+    )
     build_feeds(store, settings)
     store.close()
     return settings
@@ -67,10 +80,13 @@ def publication(folder: Path, port: int):
 def run_server(folder: str, port: int) -> None:
     from publisher.web import make_server
 
-    settings = settings_from_dict({"site": {"url": f"http://127.0.0.1:{port}"},
-                                   "database": {"url": "sqlite:///bench.db"}}, Path(folder) / "config.toml")
-    make_server(settings, Store.open(settings.database.url), host="127.0.0.1", port=port,
-                log_level="warning", access_log=False).run()
+    settings = settings_from_dict(
+        {"site": {"url": f"http://127.0.0.1:{port}"}, "database": {"url": "sqlite:///bench.db"}},
+        Path(folder) / "config.toml",
+    )
+    make_server(
+        settings, Store.open(settings.database.url), host="127.0.0.1", port=port, log_level="warning", access_log=False
+    ).run()
 
 
 def wait_until_up(url: str) -> None:
@@ -98,8 +114,9 @@ def hammer(url: str, headers: dict, seconds: float, expect: int, results) -> Non
 
 def measure(url: str, headers: dict, seconds: float, clients: int, expect: int) -> float:
     results = multiprocessing.Queue()
-    workers = [multiprocessing.Process(target=hammer, args=(url, headers, seconds, expect, results))
-               for _ in range(clients)]
+    workers = [
+        multiprocessing.Process(target=hammer, args=(url, headers, seconds, expect, results)) for _ in range(clients)
+    ]
     for worker in workers:
         worker.start()
     total = sum(results.get() for _ in workers)
@@ -134,8 +151,10 @@ def main() -> None:
             wait_until_up(url)
             first = httpx.get(url, headers={"accept-encoding": "gzip"})
             etag = first.headers["etag"]
-            print(f"rss.xml: {size} bytes, {first.num_bytes_downloaded} gzipped, ETag {etag}; "
-                  f"{options.clients} client process(es), {options.seconds:g} s per case")
+            print(
+                f"rss.xml: {size} bytes, {first.num_bytes_downloaded} gzipped, ETag {etag}; "
+                f"{options.clients} client process(es), {options.seconds:g} s per case"
+            )
             cases = [
                 ("full, gzip", {"accept-encoding": "gzip"}, 200),
                 ("full, identity", {"accept-encoding": "identity"}, 200),

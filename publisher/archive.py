@@ -37,22 +37,33 @@ def archived_issues(store: Store, newsletter: str) -> list[Issue]:
 
 
 def issues_feed_spec(settings: Settings, newsletter: NewsletterSettings) -> FeedSpec:
-    spec = make_spec(settings, f"{FEEDS_PATH}/{newsletter.name}", newsletter.title,
-                     f"Every issue of {newsletter.title} from {settings.site.title}.")
+    spec = make_spec(
+        settings,
+        f"{FEEDS_PATH}/{newsletter.name}",
+        newsletter.title,
+        f"Every issue of {newsletter.title} from {settings.site.title}.",
+    )
     return replace(spec, home_url=f"{settings.site.url}/archive/{newsletter.name}/")
 
 
 def issue_entry(digest: Digest, issue: Issue, guid: str, settings: Settings) -> FeedEntry:
     """One issue as a feed item: its subject, summary and the linked list of its articles."""
     url = view_url(settings, issue.newsletter, issue.number)
-    items = "".join(f'<li><a href="{html.escape(a.url)}">{html.escape(a.title, quote=False)}</a></li>'
-                    for a in (*digest.articles, *digest.overflow))
+    items = "".join(
+        f'<li><a href="{html.escape(a.url)}">{html.escape(a.title, quote=False)}</a></li>'
+        for a in (*digest.articles, *digest.overflow)
+    )
     count = digest.count
     summary = f"{count} article{'' if count == 1 else 's'}"
     return FeedEntry(
-        id=guid or url, title=issue.subject or f"Issue {issue.number}", link=url,
-        summary_html=f"<p>{summary}</p>", content_html=f"<p>{summary}:</p><ul>{items}</ul>",
-        published=issue.slot, updated=issue.slot, is_permalink=not guid,
+        id=guid or url,
+        title=issue.subject or f"Issue {issue.number}",
+        link=url,
+        summary_html=f"<p>{summary}</p>",
+        content_html=f"<p>{summary}:</p><ul>{items}</ul>",
+        published=issue.slot,
+        updated=issue.slot,
+        is_permalink=not guid,
     )
 
 
@@ -71,15 +82,28 @@ def write_archive(store: Store, settings: Settings, newsletter: str) -> list[Pat
         path = folder / f"{issue.number}.html"
         if write_if_changed(path, page.encode("utf-8")):
             changed.append(path)
-        listed.append({"number": issue.number, "subject": issue.subject, "count": digest.count,
-                       "date": long_date(issue.slot.astimezone(config.zone)), "url": f"{issue.number}.html"})
+        listed.append(
+            {
+                "number": issue.number,
+                "subject": issue.subject,
+                "count": digest.count,
+                "date": long_date(issue.slot.astimezone(config.zone)),
+                "url": f"{issue.number}.html",
+            }
+        )
         entries.append(issue_entry(digest, issue, guids.get(issue.number, ""), settings))
     spec = issues_feed_spec(settings, config)
-    index = render_template(env, "archive/index.html.j2", {
-        "site": settings.site, "newsletter": config, "issues": listed,
-        "feeds": {name: spec.url(name) for name in ("rss.xml", "atom.xml", "feed.json")},
-        "subscribe_url": f"{settings.site.url}/subscribe",
-    })
+    index = render_template(
+        env,
+        "archive/index.html.j2",
+        {
+            "site": settings.site,
+            "newsletter": config,
+            "issues": listed,
+            "feeds": {name: spec.url(name) for name in ("rss.xml", "atom.xml", "feed.json")},
+            "subscribe_url": f"{settings.site.url}/subscribe",
+        },
+    )
     if write_if_changed(folder / "index.html", index.encode("utf-8")):
         changed.append(folder / "index.html")
     changed.extend(write_feed_set(spec, entries, settings.feeds))

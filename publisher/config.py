@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from publisher.errors import ConfigError
 
 DEFAULT_CONFIG = Path("config.toml")
-SECRET_KEY_FILE = ".publisher-secret"
+SECRET_KEY_FILE = ".publisher-secret"  # noqa: S105 - a file name, not a secret
 _DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w)\s*$")
 _DURATION_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
@@ -33,7 +33,7 @@ def parse_duration(value: object, where: str) -> timedelta:
         return timedelta(seconds=value)
     if isinstance(value, str) and (match := _DURATION.match(value)):
         return timedelta(**{_DURATION_UNITS[match[2]]: int(match[1])})
-    raise ConfigError(f"{where}: expected a duration such as \"7d\", \"36h\" or \"90m\", got {value!r}")
+    raise ConfigError(f'{where}: expected a duration such as "7d", "36h" or "90m", got {value!r}')
 
 
 @dataclass(frozen=True)
@@ -257,9 +257,10 @@ def _newsletters(table: object, source: Path, site: SiteSettings) -> dict[str, N
         if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", name):
             raise ConfigError(f"{source}: newsletter name {name!r} must be lower-case letters, digits, - or _")
         defaults = {"name": name}
+        given = body
         if isinstance(body, dict):
-            body = {"title": name.title(), "from": f"{site.title} <newsletter@{site.domain}>", **body}
-        newsletter = _build(NewsletterSettings, body, f"newsletters.{name}", source, **defaults)
+            given = {"title": name.title(), "from": f"{site.title} <newsletter@{site.domain}>", **body}
+        newsletter = _build(NewsletterSettings, given, f"newsletters.{name}", source, **defaults)
         _check_timezone(newsletter.timezone, f"{source}: newsletters.{name}.timezone")
         built[name] = newsletter
     return built
@@ -327,7 +328,7 @@ def _resolve(path: Path, base_dir: Path) -> Path:
 def _resolve_database_url(url: str, base_dir: Path) -> str:
     prefix = "sqlite:///"
     if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
-        return prefix + str(base_dir / url[len(prefix):])
+        return prefix + str(base_dir / url[len(prefix) :])
     return url
 
 
@@ -347,11 +348,15 @@ def _check_ranges(path: Path, web: WebSettings, scheduler: SchedulerSettings, de
         if value.total_seconds() < 1:
             raise ConfigError(f"{path}: {key} must be at least 1s, got {value}")
     if delivery.retry_max < delivery.retry_first:
-        raise ConfigError(f"{path}: delivery.retry_max ({delivery.retry_max}) is shorter than "
-                          f"delivery.retry_first ({delivery.retry_first})")
-    for key, count in (("delivery.batch_size", delivery.batch_size), ("delivery.smtp.connections",
-                       delivery.smtp.connections), ("delivery.smtp.per_domain_connections",
-                       delivery.smtp.per_domain_connections)):
+        raise ConfigError(
+            f"{path}: delivery.retry_max ({delivery.retry_max}) is shorter than "
+            f"delivery.retry_first ({delivery.retry_first})"
+        )
+    for key, count in (
+        ("delivery.batch_size", delivery.batch_size),
+        ("delivery.smtp.connections", delivery.smtp.connections),
+        ("delivery.smtp.per_domain_connections", delivery.smtp.per_domain_connections),
+    ):
         if count < 1:
             raise ConfigError(f"{path}: {key} must be at least 1, got {count}")
 
@@ -384,7 +389,7 @@ def settings_from_dict(data: dict, path: Path) -> Settings:
             raise ConfigError(f"{path}: unknown section [{key}]; known sections: {', '.join(sorted(known))}")
     site = _build(SiteSettings, data.get("site", {}), "site", path)
     _check_timezone(site.timezone, f"{path}: site.timezone")
-    if not urlsplit(site.url).scheme in ("http", "https") or not urlsplit(site.url).hostname:
+    if urlsplit(site.url).scheme not in ("http", "https") or not urlsplit(site.url).hostname:
         raise ConfigError(f"{path}: site.url must be an absolute http(s) URL, got {site.url!r}")
     site = replace(site, url=site.url.rstrip("/"))
     delivery = _build(DeliverySettings, data.get("delivery", {}), "delivery", path)
@@ -431,7 +436,8 @@ def settings_warnings(settings: Settings) -> list[str]:
     if site.scheme != "https" and site.hostname not in _LOOPBACK:
         warnings.append(
             f"{settings.path}: site.url is {settings.site.url}; unsubscribe links in mail should be https "
-            f"(Gmail and Yahoo require an https one-click List-Unsubscribe URL for bulk senders)")
+            f"(Gmail and Yahoo require an https one-click List-Unsubscribe URL for bulk senders)"
+        )
     return warnings
 
 

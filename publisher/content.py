@@ -64,16 +64,20 @@ def _check_source_exists(source: str) -> None:
         raise ContentError(f"{source}: no such file or folder")
 
 
-def import_sources(store: Store, settings: Settings, sources: Iterable[SourceSettings], *,
-                   as_of: datetime, now: datetime) -> list[ImportReport]:
+def import_sources(
+    store: Store, settings: Settings, sources: Iterable[SourceSettings], *, as_of: datetime, now: datetime
+) -> list[ImportReport]:
     """Import each source in turn; each is parsed whole and stored in its own transaction."""
     reports = []
     for source in sources:
         path = source.path if is_url(source.path) else str(_resolve(source.path, settings.base_dir))
         _check_source_exists(path)
         drafts = parse_source(path, source.format, as_of=as_of, store=store, now=now)
-        reports.append(store.articles.ingest(
-            drafts, site_url=settings.site.url, guid_authority=settings.site.domain, now=now, source=path))
+        reports.append(
+            store.articles.ingest(
+                drafts, site_url=settings.site.url, guid_authority=settings.site.domain, now=now, source=path
+            )
+        )
     return reports
 
 

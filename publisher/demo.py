@@ -94,11 +94,15 @@ def _pipeline(store: Store, settings: Settings, now: datetime, report: DemoRepor
     steps.append(f"imported {len(imported.added)} articles from {imported.source}")
     feeds = build_feeds(store, settings)
     steps.append(f"built {len(feeds.files)} feed files (RSS, Atom, JSON Feed; site and per tag)")
-    store.subscribers.upsert_many([
-        Subscriber(email=email, name=name, status="confirmed", newsletters=("weekly",), source="demo",
-                   consent_at=now)
-        for email, name in SAMPLE_SUBSCRIBERS
-    ], now)
+    store.subscribers.upsert_many(
+        [
+            Subscriber(
+                email=email, name=name, status="confirmed", newsletters=("weekly",), source="demo", consent_at=now
+            )
+            for email, name in SAMPLE_SUBSCRIBERS
+        ],
+        now,
+    )
     steps.append(f"added {len(SAMPLE_SUBSCRIBERS)} confirmed sample subscribers")
     preview = write_preview(store, settings, "weekly", settings.base_dir / "preview", now)
     steps.append(f"previewed the weekly digest: {preview.files['html']}")

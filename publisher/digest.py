@@ -93,14 +93,22 @@ def _newest_first(articles: Iterable[Article]) -> list[Article]:
     return sorted(articles, key=lambda a: (a.published, a.id or 0), reverse=True)
 
 
-def eligible(articles: Iterable[Article], *, watermark: datetime | None, sent_ids: Collection[int],
-             newsletter: NewsletterSettings, slot: datetime, now: datetime,
-             returned: Collection[int] = ()) -> list[Article]:
+def eligible(
+    articles: Iterable[Article],
+    *,
+    watermark: datetime | None,
+    sent_ids: Collection[int],
+    newsletter: NewsletterSettings,
+    slot: datetime,
+    now: datetime,
+    returned: Collection[int] = (),
+) -> list[Article]:
     """Every article the next issue may hold, newest first. `returned` articles (given back by a
     cancelled issue) count whatever their date."""
     after = lower_bound(watermark, newsletter, slot)
     return _newest_first(
-        article for article in articles
+        article
+        for article in articles
         if (article.id in returned or _after(article, after, inclusive=watermark is not None))
         and article.published <= now
         and article.id not in sent_ids
@@ -108,12 +116,21 @@ def eligible(articles: Iterable[Article], *, watermark: datetime | None, sent_id
     )
 
 
-def select(articles: Iterable[Article], *, watermark: datetime | None, sent_ids: Collection[int],
-           newsletter: NewsletterSettings, slot: datetime, now: datetime,
-           force: bool = False, returned: Collection[int] = ()) -> Selection | Skipped:
+def select(
+    articles: Iterable[Article],
+    *,
+    watermark: datetime | None,
+    sent_ids: Collection[int],
+    newsletter: NewsletterSettings,
+    slot: datetime,
+    now: datetime,
+    force: bool = False,
+    returned: Collection[int] = (),
+) -> Selection | Skipped:
     """Choose the next issue's articles. `force` lowers `min_articles` to 1 (an empty issue never goes)."""
-    chosen = eligible(articles, watermark=watermark, sent_ids=sent_ids, newsletter=newsletter,
-                      slot=slot, now=now, returned=returned)
+    chosen = eligible(
+        articles, watermark=watermark, sent_ids=sent_ids, newsletter=newsletter, slot=slot, now=now, returned=returned
+    )
     since = lower_bound(watermark, newsletter, slot)
     minimum = 1 if force else max(1, newsletter.min_articles)
     if len(chosen) < minimum:

@@ -14,11 +14,12 @@ soft bounce. A 5xx is a hard bounce.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from functools import partial
 
 from publisher.config import DeliverySettings, NewsletterSettings, Settings
@@ -41,7 +42,7 @@ Clock = Callable[[], datetime]
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,7 @@ class SendReport:
 
 # --- pure decisions ------------------------------------------------------------------------
 
+
 def backoff(attempts: int, delivery: DeliverySettings) -> timedelta:
     """retry_first after the first deferral, doubling each time, never more than retry_max."""
     delay = delivery.retry_first * (2 ** max(0, min(attempts - 1, 30)))
@@ -91,8 +93,13 @@ def backoff(attempts: int, delivery: DeliverySettings) -> timedelta:
 
 def decide(leased: Leased, result: SendResult, delivery: DeliverySettings, now: datetime) -> Outcome:
     """The ledger entry for one server answer."""
-    common = dict(subscriber_id=leased.subscriber_id, token=leased.token, code=result.code,
-                  status=result.status, detail=result.detail)
+    common = {
+        "subscriber_id": leased.subscriber_id,
+        "token": leased.token,
+        "code": result.code,
+        "status": result.status,
+        "detail": result.detail,
+    }
     if result.outcome == "delivered":
         return Outcome(state="delivered", **common)
     if result.outcome == "failed":
@@ -103,6 +110,7 @@ def decide(leased: Leased, result: SendResult, delivery: DeliverySettings, now: 
 
 
 # --- composing -----------------------------------------------------------------------------
+
 
 def composer(compiled: CompiledMessage, settings: Settings, newsletter: NewsletterSettings, issue: Issue) -> Compose:
     """Fill the compiled issue for one leased recipient (links signed, Message-ID stable per recipient).
@@ -118,10 +126,14 @@ def composer(compiled: CompiledMessage, settings: Settings, newsletter: Newslett
 
     def build(leased: Leased, now: datetime) -> bytes:
         return compiled.personalise(
-            subscriber_id=leased.subscriber_id, email=leased.email, name=leased.name,
+            subscriber_id=leased.subscriber_id,
+            email=leased.email,
+            name=leased.name,
             unsubscribe_url=unsubscribe_url(site.url, keys, leased.subscriber_id, name),
             preferences_url=preferences_url(site.url, keys, leased.subscriber_id),
-            message_id=message_id(site.domain, name, issue.number, slot, leased.subscriber_id), date=now)
+            message_id=message_id(site.domain, name, issue.number, slot, leased.subscriber_id),
+            date=now,
+        )
 
     def compose(leased: Leased, now: datetime) -> LazyOutgoing:
         return LazyOutgoing(compiled.sender, leased.email, partial(build, leased, now))
@@ -130,6 +142,7 @@ def composer(compiled: CompiledMessage, settings: Settings, newsletter: Newslett
 
 
 # --- running -------------------------------------------------------------------------------
+
 
 def start_issue(store: Store, issue: Issue, now: datetime) -> int | None:
     """Freeze the audience of an approved issue and mark it sending (None: already started)."""
@@ -147,9 +160,17 @@ class _Batch:
     messages: list = field(default_factory=list)
 
 
-def send_issue(store: Store, issue: Issue, compose: Compose, transport: Transport, delivery: DeliverySettings,
-               *, clock: Clock = utcnow, progress: Callable[[Progress], None] | None = None,
-               should_stop: Callable[[], bool] = lambda: False) -> SendReport:
+def send_issue(
+    store: Store,
+    issue: Issue,
+    compose: Compose,
+    transport: Transport,
+    delivery: DeliverySettings,
+    *,
+    clock: Clock = utcnow,
+    progress: Callable[[Progress], None] | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> SendReport:
     """Send every recipient of a started issue that is due now; mark the issue sent when none is left.
 
     Returns when nothing more is due now: finished, paused or cancelled, or only deferred rows
@@ -164,8 +185,11 @@ def send_issue(store: Store, issue: Issue, compose: Compose, transport: Transpor
         try:
             while True:
                 now = clock()
-                waiting = [] if should_stop() else store.deliveries.lease(
-                    issue.id, limit=delivery.batch_size, now=now, lease_for=delivery.lease)
+                waiting = (
+                    []
+                    if should_stop()
+                    else store.deliveries.lease(issue.id, limit=delivery.batch_size, now=now, lease_for=delivery.lease)
+                )
                 outgoing = [ahead.wrap(compose(row, now)) for row in waiting]
                 if in_flight is None and not waiting:
                     break
@@ -188,7 +212,7 @@ def send_issue(store: Store, issue: Issue, compose: Compose, transport: Transpor
 class _Built:
     """The bytes of one lazy message: built ahead by dispatch, or by the transport if it gets there first."""
 
-    __slots__ = ("make", "slots", "lock", "ready", "taken")
+    __slots__ = ("lock", "make", "ready", "slots", "taken")
 
     def __init__(self, make: Callable[[], bytes], slots: threading.Semaphore) -> None:
         self.make, self.slots, self.lock = make, slots, threading.Lock()
@@ -255,8 +279,15 @@ class _Ahead:
                 built.discard()
 
 
-def _settle(store: Store, issue_id: int, waiting: list[Leased], in_flight: _Batch | None,
-            delivery: DeliverySettings, clock: Clock, progress: Callable[[Progress], None] | None) -> None:
+def _settle(
+    store: Store,
+    issue_id: int,
+    waiting: list[Leased],
+    in_flight: _Batch | None,
+    delivery: DeliverySettings,
+    clock: Clock,
+    progress: Callable[[Progress], None] | None,
+) -> None:
     """On the way out after an error or Ctrl-C: give back rows never sent, record the batch on the wire.
 
     Whatever cannot be settled stays `sending` and is sent again when its lease runs out.
@@ -265,21 +296,31 @@ def _settle(store: Store, issue_id: int, waiting: list[Leased], in_flight: _Batc
         store.deliveries.release(issue_id, waiting, clock())
         if in_flight is not None and in_flight.future.exception() is None:
             _record(store, issue_id, in_flight.leased, in_flight.future.result(), delivery, clock(), progress)
-    except Exception:  # noqa: BLE001 - the original error is the one to report
+    except Exception:  # noqa: S110 - already unwinding from an error; the lease is the backstop
         pass
 
 
-def _record(store: Store, issue_id: int, leased: list[Leased], results: list[SendResult],
-            delivery: DeliverySettings, now: datetime, progress: Callable[[Progress], None] | None) -> None:
+def _record(
+    store: Store,
+    issue_id: int,
+    leased: list[Leased],
+    results: list[SendResult],
+    delivery: DeliverySettings,
+    now: datetime,
+    progress: Callable[[Progress], None] | None,
+) -> None:
     if len(results) != len(leased):
         raise DeliveryError(f"the transport answered {len(results)} times for {len(leased)} messages")
-    outcomes = [decide(row, result, delivery, now) for row, result in zip(leased, results)]
+    outcomes = [decide(row, result, delivery, now) for row, result in zip(leased, results, strict=False)]
     store.deliveries.record(issue_id, outcomes, now, soft_bounce_limit=delivery.soft_bounce_limit)
     if progress is not None:
-        progress(Progress(
-            delivered=sum(o.state == "delivered" for o in outcomes),
-            failed=sum(o.state == "failed" for o in outcomes),
-            deferred=sum(o.state == "deferred" for o in outcomes)))
+        progress(
+            Progress(
+                delivered=sum(o.state == "delivered" for o in outcomes),
+                failed=sum(o.state == "failed" for o in outcomes),
+                deferred=sum(o.state == "deferred" for o in outcomes),
+            )
+        )
 
 
 def report(store: Store, issue: Issue, now: datetime) -> SendReport:
@@ -289,10 +330,9 @@ def report(store: Store, issue: Issue, now: datetime) -> SendReport:
     state = current.state if current else issue.state
     result = SendReport(issue.id, counts, state, store.deliveries.next_attempt(issue.id))
     if state == "sending" and result.first_pass_done:
-        try:
+        # another worker may have finished it first, or an operator paused it meanwhile
+        with contextlib.suppress(DigestError):
             result.issue_state = store.issues.transition(issue.newsletter, issue.number, "sent", now).state
-        except DigestError:
-            pass  # another worker finished it first, or an operator paused it meanwhile
     return result
 
 
@@ -303,10 +343,19 @@ def rendered_issue(store: Store, settings: Settings, issue: Issue) -> RenderedIs
     return render_issue(store, settings, issue)
 
 
-def deliver_issue(store: Store, settings: Settings, issue: Issue, now: datetime | None = None, *,
-                  rendered: RenderedIssue | None = None, transport: Transport | None = None,
-                  clock: Clock | None = None, progress: Callable[[Progress], None] | None = None,
-                  signer: Signer | None = None, should_stop: Callable[[], bool] = lambda: False) -> SendReport:
+def deliver_issue(
+    store: Store,
+    settings: Settings,
+    issue: Issue,
+    now: datetime | None = None,
+    *,
+    rendered: RenderedIssue | None = None,
+    transport: Transport | None = None,
+    clock: Clock | None = None,
+    progress: Callable[[Progress], None] | None = None,
+    signer: Signer | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> SendReport:
     """Start the issue if it has not started (freezing its audience), then send what is due now.
 
     Renders the issue and opens `[delivery]`'s transport unless given them; safe to call again
@@ -316,14 +365,20 @@ def deliver_issue(store: Store, settings: Settings, issue: Issue, now: datetime 
     newsletter = settings.newsletter(issue.newsletter)
     frozen = start_issue(store, issue, clock())
     rendered = rendered or rendered_issue(store, settings, issue)
-    compiled = compile_message(rendered, settings=settings, newsletter=newsletter, issue_number=issue.number,
-                               signer=signer if signer is not None else Signer.from_settings(settings.delivery.dkim))
+    compiled = compile_message(
+        rendered,
+        settings=settings,
+        newsletter=newsletter,
+        issue_number=issue.number,
+        signer=signer if signer is not None else Signer.from_settings(settings.delivery.dkim),
+    )
     compose = composer(compiled, settings, newsletter, issue)
     own = transport is None
     transport = transport or make_transport(settings.delivery)
     try:
-        result = send_issue(store, issue, compose, transport, settings.delivery, clock=clock, progress=progress,
-                            should_stop=should_stop)
+        result = send_issue(
+            store, issue, compose, transport, settings.delivery, clock=clock, progress=progress, should_stop=should_stop
+        )
     finally:
         if own:
             transport.close()
@@ -338,6 +393,7 @@ def _from(start: datetime) -> Clock:
 
 
 # --- operator actions ----------------------------------------------------------------------
+
 
 def pause(store: Store, issue: Issue, now: datetime) -> Issue:
     """Stop leasing new rows; batches on the wire finish and are recorded."""

@@ -22,7 +22,7 @@ import re
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, fields, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urljoin
 
@@ -43,7 +43,7 @@ GENERATOR = "publisher"
 FEEDS_URL_PATH = "/feeds"  # where the web app serves [feeds] dir
 TAGS_DIR = "tags"
 # A feed with no entries still needs an `updated`; "now" would make its bytes change every build.
-EMPTY_FEED_UPDATED = datetime(1970, 1, 1, tzinfo=timezone.utc)
+EMPTY_FEED_UPDATED = datetime(1970, 1, 1, tzinfo=UTC)
 ATOM_NS = "http://www.w3.org/2005/Atom"
 RSS_TYPE, ATOM_TYPE, JSON_TYPE = "application/rss+xml", "application/atom+xml", "application/feed+json"
 
@@ -91,10 +91,11 @@ class FeedSpec:
 
 # ---------------------------------------------------------------------------- clean input
 
+
 def _moment(value: datetime, what: str) -> datetime:
     if value.tzinfo is None:
         raise FeedError(f"feed entry {what} has no time zone; feeds need dates with an offset")
-    return value.astimezone(timezone.utc).replace(microsecond=0)
+    return value.astimezone(UTC).replace(microsecond=0)
 
 
 def _safe(value: object) -> object:
@@ -127,6 +128,7 @@ def feed_updated(entries: Sequence[FeedEntry]) -> datetime:
 
 
 # ---------------------------------------------------------------------------- RSS and Atom (feedgen)
+
 
 class _WebSubRss(BaseExtension):
     """feedgen writes only the rel="self" atom:link into RSS; this adds the rel="hub" one."""
@@ -198,9 +200,15 @@ def plain_text(markup: str) -> str:
 
 
 def _json_item(entry: FeedEntry) -> dict:
-    item = {"id": entry.id, "url": entry.link, "title": entry.title,
-            "content_html": entry.content_html, "summary": plain_text(entry.summary_html),
-            "date_published": entry.published.isoformat(), "date_modified": entry.updated.isoformat()}
+    item = {
+        "id": entry.id,
+        "url": entry.link,
+        "title": entry.title,
+        "content_html": entry.content_html,
+        "summary": plain_text(entry.summary_html),
+        "date_published": entry.published.isoformat(),
+        "date_modified": entry.updated.isoformat(),
+    }
     if entry.authors:
         item["authors"] = [{"name": name} for name in entry.authors]
     if entry.categories:
@@ -226,6 +234,7 @@ def render_json(spec: FeedSpec, entries: Sequence[FeedEntry], self_url: str) -> 
 
 # ---------------------------------------------------------------------------- the table of formats
 
+
 @dataclass(frozen=True)
 class FeedFormat:
     filename: str
@@ -241,6 +250,7 @@ FORMATS = (
 
 
 # ---------------------------------------------------------------------------- writing
+
 
 def _holds(path: Path, data: bytes) -> bool:
     try:
@@ -287,8 +297,7 @@ def ping_hub(hub: str, topics: Sequence[str], client: httpx.Client | None = None
             try:
                 client.post(hub, data={"hub.mode": "publish", "hub.url": topic}).raise_for_status()
             except httpx.HTTPStatusError as error:
-                log.warning("WebSub hub %s refused the ping for %s: HTTP %s", hub, topic,
-                            error.response.status_code)
+                log.warning("WebSub hub %s refused the ping for %s: HTTP %s", hub, topic, error.response.status_code)
             except httpx.HTTPError as error:
                 log.warning("WebSub hub %s unreachable (%s); not pinging it this build", hub, error)
                 return
@@ -304,18 +313,20 @@ def _write_status(path: Path, data: bytes) -> str:
     return "changed" if existed else "created"
 
 
-def _write_formats(spec: FeedSpec, entries: Iterable[FeedEntry],
-                   feeds: FeedSettings) -> list[tuple[FeedFormat, str]]:
+def _write_formats(spec: FeedSpec, entries: Iterable[FeedEntry], feeds: FeedSettings) -> list[tuple[FeedFormat, str]]:
     """Write one feed in every format: each format with "created", "changed" or "unchanged"."""
     spec = clean_spec(spec)
     chosen = sorted((clean_entry(entry) for entry in entries), key=lambda e: e.published, reverse=True)
-    chosen = chosen[:feeds.limit]
-    return [(fmt, _write_status(spec.file(feeds.dir, fmt.filename), fmt.render(spec, chosen, spec.url(fmt.filename))))
-            for fmt in FORMATS]
+    chosen = chosen[: feeds.limit]
+    return [
+        (fmt, _write_status(spec.file(feeds.dir, fmt.filename), fmt.render(spec, chosen, spec.url(fmt.filename))))
+        for fmt in FORMATS
+    ]
 
 
-def write_feed_set(spec: FeedSpec, entries: Iterable[FeedEntry], feeds: FeedSettings, *,
-                   client: httpx.Client | None = None) -> list[Path]:
+def write_feed_set(
+    spec: FeedSpec, entries: Iterable[FeedEntry], feeds: FeedSettings, *, client: httpx.Client | None = None
+) -> list[Path]:
     """Write one feed in every format, newest `feeds.limit` entries first; ping the hub if it
     changed. Returns the files written. This is the entry point for any scope of feed."""
     changed = [fmt for fmt, status in _write_formats(spec, entries, feeds) if status != "unchanged"]
@@ -361,9 +372,16 @@ def article_entry(article: Article) -> FeedEntry:
 def make_spec(settings: Settings, path: str, title: str, description: str) -> FeedSpec:
     """A spec with the site's links, language, author and hub; for any scope under the feeds dir."""
     site = settings.site
-    return FeedSpec(path=path, title=title, description=description, home_url=f"{site.url}/",
-                    feeds_url=f"{site.url}{FEEDS_URL_PATH}", language=site.language,
-                    author=site.author or site.title, hub=settings.feeds.hub)
+    return FeedSpec(
+        path=path,
+        title=title,
+        description=description,
+        home_url=f"{site.url}/",
+        feeds_url=f"{site.url}{FEEDS_URL_PATH}",
+        language=site.language,
+        author=site.author or site.title,
+        hub=settings.feeds.hub,
+    )
 
 
 def article_feeds(settings: Settings, tags: dict[str, str]) -> list[tuple[FeedSpec, str | None]]:
@@ -371,8 +389,9 @@ def article_feeds(settings: Settings, tags: dict[str, str]) -> list[tuple[FeedSp
     site = settings.site
     table: list[tuple[FeedSpec, str | None]] = [(make_spec(settings, "", site.title, site.description), None)]
     for slug, name in sorted(tags.items()):
-        spec = make_spec(settings, f"{TAGS_DIR}/{slug}", f"{site.title}: {name}",
-                         f"Articles tagged “{name}” on {site.title}.")
+        spec = make_spec(
+            settings, f"{TAGS_DIR}/{slug}", f"{site.title}: {name}", f"Articles tagged “{name}” on {site.title}."
+        )
         table.append((spec, slug))
     return table
 

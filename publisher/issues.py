@@ -7,7 +7,7 @@ The store does the I/O, `digest.select` decides; this module joins them. The sch
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from publisher.config import NewsletterSettings, Settings
@@ -30,24 +30,39 @@ def _newsletter(settings: Settings, newsletter: str | NewsletterSettings) -> New
 def _utc(moment: datetime, what: str) -> datetime:
     if moment.tzinfo is None:
         raise DigestError(f"{what} {moment.isoformat()} has no time zone offset")
-    return moment.astimezone(timezone.utc)
+    return moment.astimezone(UTC)
 
 
-def next_selection(store: Store, newsletter: NewsletterSettings, slot: datetime, now: datetime, *,
-                   force: bool = False) -> Selection | Skipped:
+def next_selection(
+    store: Store, newsletter: NewsletterSettings, slot: datetime, now: datetime, *, force: bool = False
+) -> Selection | Skipped:
     """What an issue for `slot` would hold now, from the store's articles, watermark and ledger."""
     watermark = store.issues.watermark(newsletter.name)
-    candidates = store.articles.newest(since=lower_bound(watermark, newsletter, slot),
-                                       inclusive=watermark is not None)
+    candidates = store.articles.newest(since=lower_bound(watermark, newsletter, slot), inclusive=watermark is not None)
     returned = store.issues.returned_ids(newsletter.name)
     known = {article.id for article in candidates}
     candidates += store.articles.by_ids(sorted(returned - known))
-    return select(candidates, watermark=watermark, sent_ids=store.issues.sent_ids(newsletter.name),
-                  newsletter=newsletter, slot=slot, now=now, force=force, returned=returned)
+    return select(
+        candidates,
+        watermark=watermark,
+        sent_ids=store.issues.sent_ids(newsletter.name),
+        newsletter=newsletter,
+        slot=slot,
+        now=now,
+        force=force,
+        returned=returned,
+    )
 
 
-def plan_issue(store: Store, settings: Settings, newsletter: str | NewsletterSettings,
-               slot: datetime, now: datetime, *, force: bool = False) -> Issue | Skipped:
+def plan_issue(
+    store: Store,
+    settings: Settings,
+    newsletter: str | NewsletterSettings,
+    slot: datetime,
+    now: datetime,
+    *,
+    force: bool = False,
+) -> Issue | Skipped:
     """The issue `slot` would get now, not stored (no id): for dry runs, and for `build_issue`."""
     config = _newsletter(settings, newsletter)
     slot, now = _utc(slot, "slot"), _utc(now, "now")
@@ -57,14 +72,27 @@ def plan_issue(store: Store, settings: Settings, newsletter: str | NewsletterSet
     number = store.issues.next_number(config.name)
     digest = Digest(config.name, number, slot, chosen.articles, chosen.overflow, chosen.since)
     return Issue(
-        newsletter=config.name, number=number, slot=slot,
+        newsletter=config.name,
+        number=number,
+        slot=slot,
         state="draft" if config.require_approval else "approved",
-        article_ids=tuple(a.id for a in chosen.articles), overflow_ids=tuple(a.id for a in chosen.overflow),
-        watermark=chosen.watermark, subject=render_subject(digest, settings, config), created_at=now)
+        article_ids=tuple(a.id for a in chosen.articles),
+        overflow_ids=tuple(a.id for a in chosen.overflow),
+        watermark=chosen.watermark,
+        subject=render_subject(digest, settings, config),
+        created_at=now,
+    )
 
 
-def build_issue(store: Store, settings: Settings, newsletter: str | NewsletterSettings,
-                slot: datetime, now: datetime, *, force: bool = False) -> Issue | Skipped:
+def build_issue(
+    store: Store,
+    settings: Settings,
+    newsletter: str | NewsletterSettings,
+    slot: datetime,
+    now: datetime,
+    *,
+    force: bool = False,
+) -> Issue | Skipped:
     """The issue for `slot`: the one already stored, or a new one (draft if approval is required).
 
     Returns `Skipped` (nothing stored) with fewer than `min_articles` new articles; `force`
@@ -82,19 +110,28 @@ def build_issue(store: Store, settings: Settings, newsletter: str | NewsletterSe
             return store.issues.by_slot(config.name, slot) or planned
         try:
             issue, _created = store.issues.create(
-                newsletter=config.name, slot=slot, state=planned.state,
-                article_ids=list(planned.article_ids), overflow_ids=list(planned.overflow_ids),
-                watermark=planned.watermark, subject=planned.subject, now=now,
-                guid_authority=settings.site.domain)
+                newsletter=config.name,
+                slot=slot,
+                state=planned.state,
+                article_ids=list(planned.article_ids),
+                overflow_ids=list(planned.overflow_ids),
+                watermark=planned.watermark,
+                subject=planned.subject,
+                now=now,
+                guid_authority=settings.site.domain,
+            )
         except IssueConflict:
             continue
         return issue
-    raise DigestError(f"{config.name}: could not build the issue for {slot.isoformat()}: "
-                      f"other writers kept changing the newsletter; try again")
+    raise DigestError(
+        f"{config.name}: could not build the issue for {slot.isoformat()}: "
+        f"other writers kept changing the newsletter; try again"
+    )
 
 
-def preview_digest(store: Store, settings: Settings, newsletter: str | NewsletterSettings,
-                   now: datetime) -> tuple[Digest, Skipped | None]:
+def preview_digest(
+    store: Store, settings: Settings, newsletter: str | NewsletterSettings, now: datetime
+) -> tuple[Digest, Skipped | None]:
     """What to preview: the newsletter's unsent draft or approved issue, else the next issue.
 
     The second value says whether a scheduled run would skip the next issue (too few articles).
@@ -111,11 +148,14 @@ def preview_digest(store: Store, settings: Settings, newsletter: str | Newslette
         hours = config.lookback.total_seconds() / 3600
         span = f"{hours / 24:g} days" if hours % 24 == 0 else f"{hours:g} hours"
         hint = f" (a first issue looks back {span}: newsletters.{config.name}.lookback)"
-        raise DigestError(f"{config.name}: nothing to preview: no new articles since "
-                          f"{chosen.since.astimezone(config.zone):%Y-%m-%d %H:%M %Z}{hint if first else ''}")
+        raise DigestError(
+            f"{config.name}: nothing to preview: no new articles since "
+            f"{chosen.since.astimezone(config.zone):%Y-%m-%d %H:%M %Z}{hint if first else ''}"
+        )
     strict = next_selection(store, config, now, now)
-    digest = Digest(config.name, store.issues.next_number(config.name), now,
-                    chosen.articles, chosen.overflow, chosen.since)
+    digest = Digest(
+        config.name, store.issues.next_number(config.name), now, chosen.articles, chosen.overflow, chosen.since
+    )
     return digest, strict if isinstance(strict, Skipped) else None
 
 
@@ -187,15 +227,21 @@ def write_preview(store: Store, settings: Settings, newsletter: str, out: Path, 
     rendered = render_digest(digest, settings=settings, newsletter=config)
     values = sample_values(settings, newsletter)
     eml = compile_message(rendered, settings=settings, newsletter=config, issue_number=digest.number).personalise(
-        subscriber_id=0, email=values["email"], name=values["name"], unsubscribe_url=values["unsubscribe_url"],
+        subscriber_id=0,
+        email=values["email"],
+        name=values["name"],
+        unsubscribe_url=values["unsubscribe_url"],
         preferences_url=values["preferences_url"],
-        message_id=message_id(settings.site.domain, "preview", newsletter, digest.number), date=now)
+        message_id=message_id(settings.site.domain, "preview", newsletter, digest.number),
+        date=now,
+    )
     stem = f"{newsletter}-{digest.number}"
     files = {"html": out / f"{stem}.html", "txt": out / f"{stem}.txt", "eml": out / f"{stem}.eml"}
     try:
         out.mkdir(parents=True, exist_ok=True)
-        files["html"].write_text(personalise(rendered.html, rendered.placeholders, values, is_html=True),
-                                 encoding="utf-8")
+        files["html"].write_text(
+            personalise(rendered.html, rendered.placeholders, values, is_html=True), encoding="utf-8"
+        )
         files["txt"].write_text(personalise(rendered.text, rendered.placeholders, values), encoding="utf-8")
         files["eml"].write_bytes(eml)
     except OSError as error:

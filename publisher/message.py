@@ -22,7 +22,7 @@ import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.header import Header
 from email.utils import format_datetime, formataddr, parseaddr
 from functools import cached_property, lru_cache
@@ -34,16 +34,26 @@ from publisher.model import RenderedIssue
 from publisher.text import header_safe
 
 MAX_QP_LINE = 76
-SIGNED_HEADERS = (b"From", b"To", b"Subject", b"Date", b"Message-ID", b"List-Id",
-                  b"List-Unsubscribe", b"List-Unsubscribe-Post")
-_QP_LITERAL = frozenset(b"!\"#$%&'()*+,-./0123456789:;<>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`"
-                        b"abcdefghijklmnopqrstuvwxyz{|}~ \t")
+SIGNED_HEADERS = (
+    b"From",
+    b"To",
+    b"Subject",
+    b"Date",
+    b"Message-ID",
+    b"List-Id",
+    b"List-Unsubscribe",
+    b"List-Unsubscribe-Post",
+)
+_QP_LITERAL = frozenset(
+    b"!\"#$%&'()*+,-./0123456789:;<>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`abcdefghijklmnopqrstuvwxyz{|}~ \t"
+)
 _QP_PLAIN = re.compile(rb"[!-<>-~]*")  # printable ASCII but "=": no escapes, no trailing space
 _PLAIN_WIDTH = MAX_QP_LINE - 3  # room for "=2E" in front and the soft break's "=" behind
 _QP_BYTES = [chr(byte) if byte in _QP_LITERAL else f"={byte:02X}" for byte in range(256)]
 
 
 # --- quoted-printable ----------------------------------------------------------------------
+
 
 def qp_line(line: bytes, column: int = 0, *, hard_end: bool = True) -> tuple[list[str], int]:
     """Encode one line's bytes from `column`; returns output pieces and the column reached.
@@ -87,13 +97,14 @@ def qp_value(value: str) -> bytes:
     """A filled value, alone on its own soft-broken lines (it starts and ends at a soft break)."""
     raw = value.encode("utf-8")
     if _QP_PLAIN.fullmatch(raw):  # the common case (URLs, ASCII names): cut, no escapes
-        lines = [raw[start:start + _PLAIN_WIDTH] for start in range(0, len(raw), _PLAIN_WIDTH)]
+        lines = [raw[start : start + _PLAIN_WIDTH] for start in range(0, len(raw), _PLAIN_WIDTH)]
         return b"=\r\n".join(b"=2E" + line[1:] if line[:1] == b"." else line for line in lines)
     pieces, _ = qp_line(value.replace("\r", " ").replace("\n", " ").encode("utf-8"), hard_end=False)
     return "".join(pieces).encode("ascii")
 
 
 # --- headers -------------------------------------------------------------------------------
+
 
 def encode_header(name: str, value: str) -> bytes:
     """`Name: value` folded at 78 with RFC 2047 words for non-ASCII, CR/LF/NUL stripped."""
@@ -191,9 +202,19 @@ class Signer:
             body_hash = hashlib.sha256(relaxed_body(body)).digest()
         fields = header_fields(head)
         signed = [name for name in SIGNED_HEADERS if name.lower() in fields]
-        tags = (b"v=1; a=rsa-sha256; c=relaxed/relaxed; d=" + self.domain + b"; s=" + self.selector
-                + b"; t=" + str(now if now is not None else int(time.time())).encode()
-                + b";\r\n h=" + b":".join(signed) + b";\r\n bh=" + base64.b64encode(body_hash) + b";\r\n b=")
+        tags = (
+            b"v=1; a=rsa-sha256; c=relaxed/relaxed; d="
+            + self.domain
+            + b"; s="
+            + self.selector
+            + b"; t="
+            + str(now if now is not None else int(time.time())).encode()
+            + b";\r\n h="
+            + b":".join(signed)
+            + b";\r\n bh="
+            + base64.b64encode(body_hash)
+            + b";\r\n b="
+        )
         digest = hashlib.sha256()
         for name in signed:
             digest.update(relaxed_header(*fields[name.lower()]) + b"\r\n")
@@ -216,16 +237,24 @@ class CompiledMessage:
     @cached_property
     def body_canonical(self) -> tuple[bytes | str, ...]:
         """The body's static segments in DKIM relaxed form; every segment is whole lines or a slot."""
-        return tuple(relaxed_body(s) if isinstance(s, bytes) else s for s in self.segments[self.body_start:])
+        return tuple(relaxed_body(s) if isinstance(s, bytes) else s for s in self.segments[self.body_start :])
 
-    def personalise(self, *, subscriber_id: int, email: str, name: str = "", unsubscribe_url: str,
-                    preferences_url: str = "", message_id: str = "", date: datetime | None = None) -> bytes:
+    def personalise(
+        self,
+        *,
+        subscriber_id: int,
+        email: str,
+        name: str = "",
+        unsubscribe_url: str,
+        preferences_url: str = "",
+        message_id: str = "",
+        date: datetime | None = None,
+    ) -> bytes:
         """The message for one recipient, as CRLF bytes ready for SMTP (no dot-stuffing needed)."""
-        raw = {"name": name, "email": email, "unsubscribe_url": unsubscribe_url,
-               "preferences_url": preferences_url}
+        raw = {"name": name, "email": email, "unsubscribe_url": unsubscribe_url, "preferences_url": preferences_url}
         values = {
             "to": encode_address(name, email).encode("utf-8"),
-            "date": _date_header(date or datetime.now(timezone.utc)),
+            "date": _date_header(date or datetime.now(UTC)),
             "message_id": header_safe(message_id or _random_id(self.domain, subscriber_id)).encode("ascii"),
             "header:unsubscribe_url": header_safe(unsubscribe_url).encode("ascii", "replace"),
         }
@@ -289,16 +318,25 @@ def _body_segments(kind: str, body: str, placeholders: Mapping[str, str]) -> lis
     return segments
 
 
-def _part(content_type: str, boundary: bytes, kind: str, body: str,
-          placeholders: Mapping[str, str]) -> list[bytes | str]:
-    head = (b"--" + boundary + b"\r\nContent-Type: " + content_type.encode() + b'; charset="utf-8"\r\n'
-            b"Content-Transfer-Encoding: quoted-printable\r\n\r\n")
+def _part(
+    content_type: str, boundary: bytes, kind: str, body: str, placeholders: Mapping[str, str]
+) -> list[bytes | str]:
+    head = (
+        b"--" + boundary + b"\r\nContent-Type: " + content_type.encode() + b'; charset="utf-8"\r\n'
+        b"Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+    )
     return [head, *_body_segments(kind, body, placeholders)]
 
 
-def compile_message(rendered: RenderedIssue, *, settings: Settings, newsletter: NewsletterSettings,
-                    issue_number: int, signer: Signer | None = None,
-                    sender: str = "") -> CompiledMessage:
+def compile_message(
+    rendered: RenderedIssue,
+    *,
+    settings: Settings,
+    newsletter: NewsletterSettings,
+    issue_number: int,
+    signer: Signer | None = None,
+    sender: str = "",
+) -> CompiledMessage:
     """Assemble the MIME structure of one issue variant once; see `CompiledMessage.personalise`."""
     domain = settings.site.domain
     from_name, from_address = parseaddr(header_safe(newsletter.from_))
@@ -307,28 +345,47 @@ def compile_message(rendered: RenderedIssue, *, settings: Settings, newsletter: 
     list_id = f"{newsletter.name}.{domain}"
     boundary = f"=_publisher_{secrets.token_hex(12)}".encode()
     unsubscribe_mailto = f"mailto:{from_address}?subject=unsubscribe%20{newsletter.name}"
-    head = b"".join([
-        encode_header("From", encode_address(from_name, from_address)),
-        *([encode_header("Reply-To", encode_address(*parseaddr(header_safe(newsletter.reply_to))))]
-          if newsletter.reply_to else []),
-        encode_header("Subject", rendered.subject),
-    ])
-    headers = _merge([
-        head, b"To: ", "to", b"\r\nDate: ", "date", b"\r\nMessage-ID: ", "message_id", b"\r\n",
-        encode_header("List-Id", encode_address(newsletter.title, list_id)),
-        b"List-Unsubscribe: <", "header:unsubscribe_url", b">,\r\n <" + unsubscribe_mailto.encode() + b">\r\n",
-        b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n",
-        encode_header("Feedback-ID", f"{issue_number}:{newsletter.name}:newsletter:{domain}"),
-        b"MIME-Version: 1.0\r\n",
-        b'Content-Type: multipart/alternative; boundary="' + boundary + b'"\r\n\r\n',
-    ])
-    body = _merge([
-        *_part("text/plain", boundary, "text", rendered.text, rendered.placeholders),
-        *_part("text/html", boundary, "html", rendered.html, rendered.placeholders),
-        b"--" + boundary + b"--\r\n",
-    ])
-    return CompiledMessage(tuple(headers + body), sender or from_address, domain, list_id, signer,
-                           body_start=len(headers))
+    head = b"".join(
+        [
+            encode_header("From", encode_address(from_name, from_address)),
+            *(
+                [encode_header("Reply-To", encode_address(*parseaddr(header_safe(newsletter.reply_to))))]
+                if newsletter.reply_to
+                else []
+            ),
+            encode_header("Subject", rendered.subject),
+        ]
+    )
+    headers = _merge(
+        [
+            head,
+            b"To: ",
+            "to",
+            b"\r\nDate: ",
+            "date",
+            b"\r\nMessage-ID: ",
+            "message_id",
+            b"\r\n",
+            encode_header("List-Id", encode_address(newsletter.title, list_id)),
+            b"List-Unsubscribe: <",
+            "header:unsubscribe_url",
+            b">,\r\n <" + unsubscribe_mailto.encode() + b">\r\n",
+            b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n",
+            encode_header("Feedback-ID", f"{issue_number}:{newsletter.name}:newsletter:{domain}"),
+            b"MIME-Version: 1.0\r\n",
+            b'Content-Type: multipart/alternative; boundary="' + boundary + b'"\r\n\r\n',
+        ]
+    )
+    body = _merge(
+        [
+            *_part("text/plain", boundary, "text", rendered.text, rendered.placeholders),
+            *_part("text/html", boundary, "html", rendered.html, rendered.placeholders),
+            b"--" + boundary + b"--\r\n",
+        ]
+    )
+    return CompiledMessage(
+        tuple(headers + body), sender or from_address, domain, list_id, signer, body_start=len(headers)
+    )
 
 
 def _merge(segments: list[bytes | str]) -> list[bytes | str]:

@@ -31,6 +31,8 @@ StopCheck = Callable[[], bool]
 
 def never() -> bool:
     return False
+
+
 # How far back start-up looks for a slot missed while the service was down.
 CATCH_UP_WINDOW = timedelta(days=8)
 
@@ -70,8 +72,9 @@ def deliver(store: Store, settings: Settings, issue: Issue, now: datetime, shoul
     return f"{report.get('delivered')} delivered, {report.get('failed')} failed, {report.get('deferred')} deferred"
 
 
-def run_slot(store: Store, settings: Settings, name: str, slot: datetime, now: datetime,
-             should_stop: StopCheck = never) -> SlotOutcome:
+def run_slot(
+    store: Store, settings: Settings, name: str, slot: datetime, now: datetime, should_stop: StopCheck = never
+) -> SlotOutcome:
     """Build and send the issue for one slot, once, however many callers race for it."""
     newsletter = settings.newsletter(name)
     if not store.slots.claim(name, slot, now):
@@ -99,8 +102,7 @@ def run_slot(store: Store, settings: Settings, name: str, slot: datetime, now: d
         return SlotOutcome(name, slot, "failed", str(error))
 
 
-def catch_up(store: Store, settings: Settings, name: str, now: datetime,
-             should_stop: StopCheck = never) -> SlotOutcome:
+def catch_up(store: Store, settings: Settings, name: str, now: datetime, should_stop: StopCheck = never) -> SlotOutcome:
     """At start-up: run the newest slot if it is within grace and unhandled; log it as missed if not."""
     newsletter = settings.newsletter(name)
     slot = latest_slot(newsletter, now, max(CATCH_UP_WINDOW, newsletter.grace))
@@ -114,7 +116,9 @@ def catch_up(store: Store, settings: Settings, name: str, now: datetime,
         return SlotOutcome(name, slot, "handled", recorded[0])
     late = _rounded(now - slot)
     if late <= newsletter.grace:
-        log.info("%s: slot %s was due %s ago (grace %s): sending it now", name, slot.isoformat(), late, newsletter.grace)
+        log.info(
+            "%s: slot %s was due %s ago (grace %s): sending it now", name, slot.isoformat(), late, newsletter.grace
+        )
         return run_slot(store, settings, name, slot, now, should_stop)
     if store.slots.claim(name, slot, now):
         detail = f"missed by {late} (grace {newsletter.grace}); not sent"
@@ -150,8 +154,9 @@ def rebuild_feeds(store: Store, settings: Settings) -> int:
     return report.count("changed") + report.count("created") + report.count("removed")
 
 
-def import_and_publish(store: Store, settings: Settings, sources, *, as_of: datetime,
-                       now: datetime) -> tuple[list[ImportReport], int]:
+def import_and_publish(
+    store: Store, settings: Settings, sources, *, as_of: datetime, now: datetime
+) -> tuple[list[ImportReport], int]:
     """Import the sources, then rebuild the feeds if any article was added or changed."""
     reports = import_sources(store, settings, sources, as_of=as_of, now=now)
     changed = any(report.added or report.updated for report in reports)
@@ -179,8 +184,9 @@ def retry_deferred(store: Store, settings: Settings, now: datetime, should_stop:
     return retried
 
 
-def run_job(store: Store, settings: Settings, kind: str, name: str, now: datetime,
-            should_stop: StopCheck = never) -> None:
+def run_job(
+    store: Store, settings: Settings, kind: str, name: str, now: datetime, should_stop: StopCheck = never
+) -> None:
     try:
         if kind == "newsletter":
             slot = latest_slot(settings.newsletter(name), now, settings.newsletter(name).grace)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from html.parser import HTMLParser
+from typing import ClassVar
 
 import css_inline
 import jinja2
@@ -33,21 +34,67 @@ from publisher.text import header_safe
 HTML_BUDGET = 96 * 1024
 TEASER_LEVELS: tuple[int | None, ...] = (None, 600, 300, 0)  # characters; None = the whole teaser
 OVERFLOW_SHOWN = 50
-MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September",
-          "October", "November", "December")
+MONTHS = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
 DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
-MJML_TAGS = frozenset({
-    "mjml", "mj-head", "mj-body", "mj-attributes", "mj-all", "mj-class", "mj-breakpoint", "mj-font",
-    "mj-html-attributes", "mj-html-attribute", "mj-selector", "mj-preview", "mj-style", "mj-title",
-    "mj-raw", "mj-include", "mj-accordion", "mj-accordion-element", "mj-accordion-title",
-    "mj-accordion-text", "mj-button", "mj-carousel", "mj-carousel-image", "mj-column", "mj-divider",
-    "mj-group", "mj-hero", "mj-image", "mj-navbar", "mj-navbar-link", "mj-section", "mj-social",
-    "mj-social-element", "mj-spacer", "mj-table", "mj-text", "mj-wrapper",
-})
+MJML_TAGS = frozenset(
+    {
+        "mjml",
+        "mj-head",
+        "mj-body",
+        "mj-attributes",
+        "mj-all",
+        "mj-class",
+        "mj-breakpoint",
+        "mj-font",
+        "mj-html-attributes",
+        "mj-html-attribute",
+        "mj-selector",
+        "mj-preview",
+        "mj-style",
+        "mj-title",
+        "mj-raw",
+        "mj-include",
+        "mj-accordion",
+        "mj-accordion-element",
+        "mj-accordion-title",
+        "mj-accordion-text",
+        "mj-button",
+        "mj-carousel",
+        "mj-carousel-image",
+        "mj-column",
+        "mj-divider",
+        "mj-group",
+        "mj-hero",
+        "mj-image",
+        "mj-navbar",
+        "mj-navbar-link",
+        "mj-section",
+        "mj-social",
+        "mj-social-element",
+        "mj-spacer",
+        "mj-table",
+        "mj-text",
+        "mj-wrapper",
+    }
+)
 _MJ_TAG = re.compile(r"<\s*/?\s*(mj-[A-Za-z0-9_-]+|mjml)\b")
 
 
 # -- templates ----------------------------------------------------------------------------------
+
 
 def environment(settings: Settings) -> jinja2.Environment:
     """The operator's template folder first (when set), then the bundled templates."""
@@ -88,7 +135,7 @@ def render_template(env: jinja2.Environment, name: str, context: Mapping[str, ob
 
 def render_string(source: str, context: Mapping[str, object], where: str) -> str:
     """Render a one-line template from config (subject, preheader), naming the key on errors."""
-    env = jinja2.Environment(autoescape=False)
+    env = jinja2.Environment(autoescape=False)  # noqa: S701 - a header line, not HTML
     try:
         return env.from_string(source).render(context)
     except jinja2.TemplateSyntaxError as error:
@@ -126,8 +173,10 @@ def check_mjml_tags(env: jinja2.Environment, name: str, rendered: str) -> None:
     for filename, source in _sources(env, name):
         for number, line in enumerate(source.splitlines(), start=1):
             if re.search(rf"<\s*/?\s*{re.escape(tag)}\b", line):
-                raise TemplateError(f"{filename}:{number}: unknown MJML tag <{tag}> (check the spelling; "
-                                    f"see https://documentation.mjml.io for the tags MJML knows)")
+                raise TemplateError(
+                    f"{filename}:{number}: unknown MJML tag <{tag}> (check the spelling; "
+                    f"see https://documentation.mjml.io for the tags MJML knows)"
+                )
     line = rendered[: rendered.find(tag)].count("\n") + 1
     raise TemplateError(f"{name}: unknown MJML tag <{tag}> at line {line} of the rendered MJML")
 
@@ -147,10 +196,13 @@ def compile_mjml(source: str, name: str) -> str:
 
 # -- HTML teasers to text -------------------------------------------------------------------------
 
+
 class _Blocks(HTMLParser):
     """Collects the text of block elements: paragraphs, headings and list items."""
 
-    BLOCKS = {"p", "li", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "pre", "div", "tr"}
+    BLOCKS: ClassVar[frozenset[str]] = frozenset(
+        {"p", "li", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "pre", "div", "tr"}
+    )
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
@@ -244,6 +296,7 @@ def blocks_text(blocks: Sequence[tuple[str, str]]) -> str:
 
 # -- the context templates see --------------------------------------------------------------------
 
+
 def day_month(moment: datetime, *, year: bool = False) -> str:
     text = f"{moment.day} {MONTHS[moment.month - 1]}"
     return f"{text} {moment.year}" if year else text
@@ -272,8 +325,13 @@ def article_view(article: Article, newsletter: NewsletterSettings, limit: int | 
     teaser = article.summary_html if limit is None else blocks_html(kept)
     local = article.published.astimezone(newsletter.zone)
     return ArticleView(
-        title=article.title, url=article.url, date=day_month(local, year=True), published=local,
-        tags=article.tags, teaser_html=teaser, teaser_text=blocks_text(kept),
+        title=article.title,
+        url=article.url,
+        date=day_month(local, year=True),
+        published=local,
+        tags=article.tags,
+        teaser_html=teaser,
+        teaser_text=blocks_text(kept),
         more=article.truncated or shortened or article.summary_html.strip() != article.content_html.strip(),
     )
 
@@ -297,13 +355,14 @@ def summary_line(count: int, since: datetime | None, date: datetime) -> str:
     return f"{count} new {noun} since {day_month(since, year=since.year != date.year)}"
 
 
-def context(digest: Digest, settings: Settings, newsletter: NewsletterSettings,
-            layout: Layout = Layout()) -> dict[str, object]:
+def context(
+    digest: Digest, settings: Settings, newsletter: NewsletterSettings, layout: Layout = Layout()
+) -> dict[str, object]:
     """Everything the digest templates (email, text, archive, subject) may use."""
     keep = len(digest.articles) if layout.keep is None else layout.keep
     shown = [article_view(a, newsletter, layout.teaser_limit) for a in digest.articles[:keep]]
     overflow = [article_view(a, newsletter, 0) for a in (*digest.articles[keep:], *digest.overflow)]
-    view_of = {id(article): view for article, view in zip(digest.articles, shown)}
+    view_of = {id(article): view for article, view in zip(digest.articles, shown, strict=False)}
     date = digest.slot.astimezone(newsletter.zone)
     since = digest.since.astimezone(newsletter.zone) if digest.since else None
     return {
@@ -331,6 +390,7 @@ def context(digest: Digest, settings: Settings, newsletter: NewsletterSettings,
 
 # -- rendering ------------------------------------------------------------------------------------
 
+
 def render_subject(digest: Digest, settings: Settings, newsletter: NewsletterSettings) -> str:
     values = context(digest, settings, newsletter, Layout(teaser_limit=0))
     where = f"{settings.path}: newsletters.{newsletter.name}.subject"
@@ -357,8 +417,14 @@ def _fits(page: str) -> bool:
     return len(page.encode("utf-8")) <= HTML_BUDGET
 
 
-def render_digest(digest: Digest, *, settings: Settings, newsletter: NewsletterSettings,
-                  subject: str | None = None, env: jinja2.Environment | None = None) -> RenderedIssue:
+def render_digest(
+    digest: Digest,
+    *,
+    settings: Settings,
+    newsletter: NewsletterSettings,
+    subject: str | None = None,
+    env: jinja2.Environment | None = None,
+) -> RenderedIssue:
     """Compile the issue once: HTML and text with placeholder tokens left in them for `personalise`.
 
     Pass an `environment(settings)` to reuse its compiled templates across issues (a long-running
@@ -374,23 +440,34 @@ def render_digest(digest: Digest, *, settings: Settings, newsletter: NewsletterS
     layout, page, trimmed = _guarded(env, html_name, digest, settings, newsletter, extra)
     values = {**context(digest, settings, newsletter, layout), **extra}
     return RenderedIssue(
-        newsletter=digest.newsletter, subject=subject, preheader=preheader, html=page,
+        newsletter=digest.newsletter,
+        subject=subject,
+        preheader=preheader,
+        html=page,
         text=_tidy_text(render_template(env, text_name, values)),
-        view_url=str(base["view_url"]), trimmed=tuple(trimmed), placeholders=placeholders,
+        view_url=str(base["view_url"]),
+        trimmed=tuple(trimmed),
+        placeholders=placeholders,
     )
 
 
-def _guarded(env: jinja2.Environment, name: str, digest: Digest, settings: Settings,
-             newsletter: NewsletterSettings, extra: Mapping[str, object]) -> tuple[Layout, str, list[str]]:
+def _guarded(
+    env: jinja2.Environment,
+    name: str,
+    digest: Digest,
+    settings: Settings,
+    newsletter: NewsletterSettings,
+    extra: Mapping[str, object],
+) -> tuple[Layout, str, list[str]]:
     """The fullest layout whose HTML fits the budget: shorter teasers first, then fewer articles."""
+
     def attempt(layout: Layout) -> str:
         return _html(env, name, {**context(digest, settings, newsletter, layout), **extra})
 
     for limit in TEASER_LEVELS:
         page = attempt(Layout(teaser_limit=limit))
         if _fits(page):
-            note = [] if limit is None else [f"teasers shortened to {limit} characters" if limit
-                                             else "teasers removed"]
+            note = [] if limit is None else [f"teasers shortened to {limit} characters" if limit else "teasers removed"]
             return Layout(teaser_limit=limit), page, note
     low, high = 0, len(digest.articles)  # find the most articles that fit, without teasers
     best = Layout(teaser_limit=0, keep=0)
@@ -400,12 +477,16 @@ def _guarded(env: jinja2.Environment, name: str, digest: Digest, settings: Setti
             best, low = Layout(teaser_limit=0, keep=middle), middle + 1
         else:
             high = middle - 1
-    moved = [a.title for a in digest.articles[best.keep:]]
-    return best, attempt(best), ["teasers removed", f"moved {len(moved)} articles to the overflow list: "
-                                 + "; ".join(moved)]
+    moved = [a.title for a in digest.articles[best.keep :]]
+    return (
+        best,
+        attempt(best),
+        ["teasers removed", f"moved {len(moved)} articles to the overflow list: " + "; ".join(moved)],
+    )
 
 
 # -- per recipient --------------------------------------------------------------------------------
+
 
 def _token_pattern(placeholders: Mapping[str, str]) -> re.Pattern[str]:
     return re.compile("|".join(re.escape(token) for token in placeholders.values()) or r"(?!)")
@@ -425,13 +506,14 @@ class Personaliser:
         escape = html.escape if self.is_html else str
         filled = [escape(str(values.get(key, ""))) for key in self.keys]
         out = [self.parts[0]]
-        for value, part in zip(filled, self.parts[1:]):
+        for value, part in zip(filled, self.parts[1:], strict=False):
             out.append(value)
             out.append(part)
         return "".join(out)
 
 
-def personalise(compiled: str, placeholders: Mapping[str, str], values: Mapping[str, str], *,
-                is_html: bool = False) -> str:
+def personalise(
+    compiled: str, placeholders: Mapping[str, str], values: Mapping[str, str], *, is_html: bool = False
+) -> str:
     """Fill this render's placeholder tokens (HTML-escaped when `is_html`); missing values become ""."""
     return Personaliser(compiled, placeholders, is_html=is_html).fill(values)

@@ -15,7 +15,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MISSED, JobExecutionEvent
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
@@ -39,7 +39,7 @@ STANDBY_POLL = 2.0
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -55,9 +55,14 @@ class JobSpec:
 def job_specs(settings: Settings) -> list[JobSpec]:
     """Every job the config asks for."""
     specs = [
-        JobSpec(f"newsletter:{n.name}", "newsletter", n.name,
-                crontab_trigger(n.schedule, n.zone, where=f"{settings.path}: newsletters.{n.name}.schedule"),
-                n.grace, f"send {n.name} ({n.schedule}, {n.timezone})")
+        JobSpec(
+            f"newsletter:{n.name}",
+            "newsletter",
+            n.name,
+            crontab_trigger(n.schedule, n.zone, where=f"{settings.path}: newsletters.{n.name}.schedule"),
+            n.grace,
+            f"send {n.name} ({n.schedule}, {n.timezone})",
+        )
         for n in settings.newsletters.values()
     ]
     intervals = [
@@ -67,8 +72,16 @@ def job_specs(settings: Settings) -> list[JobSpec]:
     if settings.sources:
         intervals.append(("poll", settings.scheduler.poll_interval, "import [[sources]]"))
     for kind, every, description in intervals:
-        specs.append(JobSpec(kind, kind, "", IntervalTrigger(seconds=int(every.total_seconds()), timezone=timezone.utc),
-                             every, f"{description} every {every}"))
+        specs.append(
+            JobSpec(
+                kind,
+                kind,
+                "",
+                IntervalTrigger(seconds=int(every.total_seconds()), timezone=UTC),
+                every,
+                f"{description} every {every}",
+            )
+        )
     return specs
 
 
@@ -87,16 +100,18 @@ def schedule_table(settings: Settings, now: datetime) -> list[dict]:
     rows = []
     for spec in job_specs(settings):
         upcoming = next_fire(spec.trigger, now)
-        zone = settings.newsletters[spec.name].zone if spec.kind == "newsletter" else timezone.utc
-        rows.append({
-            "id": spec.id,
-            "kind": spec.kind,
-            "newsletter": spec.name or None,
-            "description": spec.description,
-            "next_run": upcoming.astimezone(zone).isoformat() if upcoming else None,
-            "next_run_utc": upcoming.astimezone(timezone.utc).isoformat() if upcoming else None,
-            "grace": str(spec.grace),
-        })
+        zone = settings.newsletters[spec.name].zone if spec.kind == "newsletter" else UTC
+        rows.append(
+            {
+                "id": spec.id,
+                "kind": spec.kind,
+                "newsletter": spec.name or None,
+                "description": spec.description,
+                "next_run": upcoming.astimezone(zone).isoformat() if upcoming else None,
+                "next_run_utc": upcoming.astimezone(UTC).isoformat() if upcoming else None,
+                "grace": str(spec.grace),
+            }
+        )
     return rows
 
 
@@ -109,8 +124,9 @@ def trigger_key(trigger: BaseTrigger) -> str:
 class Scheduler:
     """The active scheduler: holds the lock, runs the jobs, gives both up on stop."""
 
-    def __init__(self, settings: Settings, store: Store, *, embedded: bool = False,
-                 clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(
+        self, settings: Settings, store: Store, *, embedded: bool = False, clock: Callable[[], datetime] = utcnow
+    ) -> None:
         self.settings = settings
         self.store = store
         self.embedded = embedded
@@ -124,7 +140,7 @@ class Scheduler:
             jobstores={"default": SQLAlchemyJobStore(engine=self.store.engine, tablename=JOBS_TABLE)},
             executors={"default": {"type": "threadpool", "max_workers": 2}},
             job_defaults={"coalesce": True, "max_instances": 1},
-            timezone=timezone.utc,
+            timezone=UTC,
         )
         scheduler.add_listener(self._on_event, EVENT_JOB_MISSED | EVENT_JOB_ERROR)
         return scheduler
@@ -132,8 +148,9 @@ class Scheduler:
     @staticmethod
     def _on_event(event: JobExecutionEvent) -> None:
         if event.code == EVENT_JOB_MISSED:
-            log.warning("job %s missed its run at %s (beyond its grace time); not run",
-                        event.job_id, event.scheduled_run_time)
+            log.warning(
+                "job %s missed its run at %s (beyond its grace time); not run", event.job_id, event.scheduled_run_time
+            )
         else:
             log.error("job %s failed: %s", event.job_id, event.exception)
 
@@ -149,11 +166,13 @@ class Scheduler:
             grace = int(spec.grace.total_seconds())
             job = scheduler.get_job(spec.id)
             if job is None:
-                scheduler.add_job(run_job, spec.trigger, id=spec.id, name=spec.description, args=args,
-                                  misfire_grace_time=grace)
+                scheduler.add_job(
+                    run_job, spec.trigger, id=spec.id, name=spec.description, args=args, misfire_grace_time=grace
+                )
                 log.info("added job %s: %s", spec.id, spec.description)
             elif (changed := trigger_key(job.trigger) != trigger_key(spec.trigger)) or (
-                    job.misfire_grace_time != grace or tuple(job.args) != args):
+                job.misfire_grace_time != grace or tuple(job.args) != args
+            ):
                 job.modify(args=args, misfire_grace_time=grace, name=spec.description)
                 if changed:
                     job.reschedule(spec.trigger)
@@ -186,8 +205,7 @@ class Scheduler:
         while not stop.is_set():
             if not self.lock.acquire():
                 if not announced:
-                    log.info("standby: another scheduler is active (%s); waiting to take over",
-                             self.lock.description)
+                    log.info("standby: another scheduler is active (%s); waiting to take over", self.lock.description)
                     announced = True
                 stop.wait(STANDBY_POLL)
                 continue

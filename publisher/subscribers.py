@@ -53,8 +53,17 @@ def check_newsletters(names: Iterable[str], known: Iterable[str], where: str = "
     return names
 
 
-def make_subscriber(email: str, name: str, newsletters: Iterable[str], *, known: Iterable[str],
-                    confirmed: bool, source: str, now: datetime, where: str = "") -> Subscriber:
+def make_subscriber(
+    email: str,
+    name: str,
+    newsletters: Iterable[str],
+    *,
+    known: Iterable[str],
+    confirmed: bool,
+    source: str,
+    now: datetime,
+    where: str = "",
+) -> Subscriber:
     return Subscriber(
         email=normalise_email(email, where),
         name=clean_name(name, where),
@@ -71,8 +80,9 @@ class CsvImport:
     errors: list[str] = field(default_factory=list)
 
 
-def parse_csv(path: Path, *, known: Iterable[str], confirmed: bool, now: datetime,
-              default_newsletters: tuple[str, ...] = ()) -> CsvImport:
+def parse_csv(
+    path: Path, *, known: Iterable[str], confirmed: bool, now: datetime, default_newsletters: tuple[str, ...] = ()
+) -> CsvImport:
     """Read `email,name,newsletters` rows; bad rows are reported by line number, good rows kept."""
     try:
         text = path.read_text(encoding="utf-8-sig")
@@ -88,9 +98,18 @@ def parse_csv(path: Path, *, known: Iterable[str], confirmed: bool, now: datetim
         where = f"{path}:{reader.line_num}"
         names = (row.get("newsletters") or "").split() or list(default_newsletters)
         try:
-            result.subscribers.append(make_subscriber(
-                row.get("email") or "", row.get("name") or "", names, known=known,
-                confirmed=confirmed, source=f"import:{path.name}", now=now, where=where))
+            result.subscribers.append(
+                make_subscriber(
+                    row.get("email") or "",
+                    row.get("name") or "",
+                    names,
+                    known=known,
+                    confirmed=confirmed,
+                    source=f"import:{path.name}",
+                    now=now,
+                    where=where,
+                )
+            )
         except SubscriberError as error:
             result.errors.append(str(error))
     return result
@@ -99,10 +118,18 @@ def parse_csv(path: Path, *, known: Iterable[str], confirmed: bool, now: datetim
 def to_csv(people: Iterable[Subscriber]) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(CSV_HEADER + ("status", "consent_at", "source"))
+    writer.writerow((*CSV_HEADER, "status", "consent_at", "source"))
     for person in people:
-        writer.writerow([person.email, person.name, " ".join(person.newsletters), person.status,
-                         person.consent_at.isoformat() if person.consent_at else "", person.source])
+        writer.writerow(
+            [
+                person.email,
+                person.name,
+                " ".join(person.newsletters),
+                person.status,
+                person.consent_at.isoformat() if person.consent_at else "",
+                person.source,
+            ]
+        )
     return out.getvalue()
 
 

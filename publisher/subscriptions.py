@@ -78,8 +78,12 @@ class Mailer:
     made: Transport | None = field(default=None, init=False)  # ours to close
 
     def __post_init__(self) -> None:
-        self.templates = Environment(loader=template_loader(self.settings), autoescape=False,
-                                     undefined=StrictUndefined, keep_trailing_newline=True)
+        self.templates = Environment(
+            loader=template_loader(self.settings),
+            autoescape=False,  # noqa: S701 - plain-text mail bodies
+            undefined=StrictUndefined,
+            keep_trailing_newline=True,
+        )
 
     def sender(self, newsletters: Iterable[str]) -> str:
         """The From of the first newsletter asked for (or configured), else the site's own address."""
@@ -88,8 +92,7 @@ class Mailer:
         site = self.settings.site
         return chosen[0].from_ if chosen else str(Address(site.title, "newsletter", site.domain))
 
-    def build(self, kind: str, recipient: str, newsletters: Iterable[str], now: datetime,
-              **context) -> EmailMessage:
+    def build(self, kind: str, recipient: str, newsletters: Iterable[str], now: datetime, **context) -> EmailMessage:
         name = f"web/{kind}_mail.txt"
         try:
             text = self.templates.get_template(name).render(site=self.settings.site, **context)
@@ -106,8 +109,7 @@ class Mailer:
         message.set_content(body.lstrip("\n"))
         return message
 
-    def send(self, kind: str, recipient: str, newsletters: Iterable[str], *, now: datetime,
-             **context) -> SendResult:
+    def send(self, kind: str, recipient: str, newsletters: Iterable[str], *, now: datetime, **context) -> SendResult:
         newsletters = tuple(newsletters)
         message = self.build(kind, recipient, newsletters, now, **context)
         envelope = parseaddr(message["From"])[1]
@@ -152,8 +154,7 @@ def clean_topics(topics: Iterable[str], settings: Settings) -> tuple[str, ...]:
     return tuple(topic for topic in settings.web.topics if topic in chosen)
 
 
-def read_signup(settings: Settings, email: str, name: str, newsletters: Iterable[str],
-                topics: Iterable[str]) -> SignUp:
+def read_signup(settings: Settings, email: str, name: str, newsletters: Iterable[str], topics: Iterable[str]) -> SignUp:
     """Check a posted form; SubscriberError says what to fix."""
     newsletters = tuple(newsletters)
     if len(settings.newsletters) == 1 and not newsletters:
@@ -168,41 +169,45 @@ def consent_sentence(settings: Settings, newsletters: Iterable[str]) -> str:
     """What the subscriber agrees to, shown on the form and stored (with its version) on confirmation."""
     titles = [settings.newsletters[name].title for name in newsletters if name in settings.newsletters]
     what = ", ".join(titles) if titles else f"the {settings.site.title} newsletter"
-    return (f"I agree to receive {what} by email from {settings.site.title}. "
-            "Every email has a link to unsubscribe at once.")
+    return (
+        f"I agree to receive {what} by email from {settings.site.title}. Every email has a link to unsubscribe at once."
+    )
 
 
 def consent_record(settings: Settings, newsletters: Iterable[str]) -> str:
     return f"{CONSENT_VERSION}: {consent_sentence(settings, newsletters)}"
 
 
-def subscribe(settings: Settings, store: Store, mailer: Mailer, signup: SignUp, *, ip: str,
-              now: datetime, honeypot: str = "") -> str:
+def subscribe(
+    settings: Settings, store: Store, mailer: Mailer, signup: SignUp, *, ip: str, now: datetime, honeypot: str = ""
+) -> str:
     """Handle one subscription request; returns what happened, for the log only.
 
     The outcome ("sent", "honeypot", "address-limit", "already-sent", "not-sent") must not be
     shown to the visitor: every one of them gets the same "check your inbox" page.
     """
-    if not store.web_events.hit("subscribe-ip", ip, now, window=WINDOW,
-                                limit=settings.web.subscribe_per_ip_per_hour):
-        raise RateLimited("too many subscription requests from your network: please try again in an hour",
-                          WINDOW)
+    if not store.web_events.hit("subscribe-ip", ip, now, window=WINDOW, limit=settings.web.subscribe_per_ip_per_hour):
+        raise RateLimited("too many subscription requests from your network: please try again in an hour", WINDOW)
     if honeypot.strip():
         return "honeypot"
-    if not store.web_events.hit("subscribe-address", signup.email, now, window=WINDOW,
-                                limit=PER_ADDRESS_PER_HOUR):
+    if not store.web_events.hit("subscribe-address", signup.email, now, window=WINDOW, limit=PER_ADDRESS_PER_HOUR):
         return "address-limit"
     person = _pending_or_existing(store, signup, now)
     nonce = secrets.token_urlsafe(16)
     if not store.subscribers.claim_confirmation(person.id, nonce, now, not_since=now - CONFIRMATION_INTERVAL):
         return "already-sent"
-    payload = {"s": person.id, "n": nonce, "l": list(signup.newsletters), "t": list(signup.topics),
-               "m": signup.name}
+    payload = {"s": person.id, "n": nonce, "l": list(signup.newsletters), "t": list(signup.topics), "m": signup.name}
     url = tokens.confirm_url(settings.site.url, settings.secret_keys, payload)
     try:
-        result = mailer.send("confirm", person.email, signup.newsletters, now=now, confirm_url=url,
-                             expiry=human_duration(settings.web.confirm_expiry),
-                             titles=_titles(settings, signup.newsletters))
+        result = mailer.send(
+            "confirm",
+            person.email,
+            signup.newsletters,
+            now=now,
+            confirm_url=url,
+            expiry=human_duration(settings.web.confirm_expiry),
+            titles=_titles(settings, signup.newsletters),
+        )
     except PublisherError as error:  # a misconfigured transport: the operator's log, not the visitor's page
         log.error("confirmation mail to subscriber %s not sent: %s", person.id, error)
         result = SendResult("failed", detail=str(error))
@@ -265,7 +270,10 @@ def confirm(settings: Settings, store: Store, mailer: Mailer, token: str, now: d
     wanted = read_confirmation(settings, store, token)
     person = wanted.subscriber
     values: dict = {
-        "status": "confirmed", "consent_at": now, "source": SOURCE, "bounce_count": 0,
+        "status": "confirmed",
+        "consent_at": now,
+        "source": SOURCE,
+        "bounce_count": 0,
         "consent_text": consent_record(settings, wanted.newsletters),
         "topics": tuple(dict.fromkeys(person.topics + wanted.topics)),
     }
@@ -278,15 +286,23 @@ def confirm(settings: Settings, store: Store, mailer: Mailer, token: str, now: d
     return wanted
 
 
-def _welcome(settings: Settings, mailer: Mailer, person: Subscriber, newsletters: tuple[str, ...],
-             now: datetime) -> None:
+def _welcome(
+    settings: Settings, mailer: Mailer, person: Subscriber, newsletters: tuple[str, ...], now: datetime
+) -> None:
     keys, site = settings.secret_keys, settings.site.url
-    unsubscribe = [(settings.newsletters[name].title, tokens.unsubscribe_url(site, keys, person.id, name))
-                   for name in newsletters]
+    unsubscribe = [
+        (settings.newsletters[name].title, tokens.unsubscribe_url(site, keys, person.id, name)) for name in newsletters
+    ]
     try:
-        result = mailer.send("welcome", person.email, newsletters, now=now, unsubscribe=unsubscribe,
-                             titles=_titles(settings, newsletters),
-                             preferences_url=tokens.preferences_url(site, keys, person.id))
+        result = mailer.send(
+            "welcome",
+            person.email,
+            newsletters,
+            now=now,
+            unsubscribe=unsubscribe,
+            titles=_titles(settings, newsletters),
+            preferences_url=tokens.preferences_url(site, keys, person.id),
+        )
     except PublisherError as error:  # the subscription stands; only the courtesy mail is lost
         result = SendResult("failed", detail=str(error))
     if result.outcome != "delivered":
@@ -336,9 +352,14 @@ def resubscribe(settings: Settings, store: Store, token: str, now: datetime) -> 
         raise SubscriberError("this subscription cannot be restored here: please subscribe again")
     store.subscribers.add_newsletters(person.id, [found.newsletter], now)
     if person.status == "unsubscribed":
-        store.subscribers.update(person.id, now, status="confirmed", consent_at=now,
-                                 source=RESUBSCRIBE_SOURCE,
-                                 consent_text=consent_record(settings, [found.newsletter]))
+        store.subscribers.update(
+            person.id,
+            now,
+            status="confirmed",
+            consent_at=now,
+            source=RESUBSCRIBE_SOURCE,
+            consent_text=consent_record(settings, [found.newsletter]),
+        )
     return found
 
 
@@ -350,8 +371,16 @@ def read_preferences(settings: Settings, store: Store, token: str) -> Subscriber
     return person
 
 
-def save_preferences(settings: Settings, store: Store, token: str, *, name: str, newsletters: Iterable[str],
-                     topics: Iterable[str], now: datetime) -> Subscriber:
+def save_preferences(
+    settings: Settings,
+    store: Store,
+    token: str,
+    *,
+    name: str,
+    newsletters: Iterable[str],
+    topics: Iterable[str],
+    now: datetime,
+) -> Subscriber:
     """Set name, newsletters and topics. No newsletters left means unsubscribed; choosing one again
     after unsubscribing re-activates (the link proves the mailbox). Bounced stays bounced."""
     person = read_preferences(settings, store, token)
@@ -360,8 +389,9 @@ def save_preferences(settings: Settings, store: Store, token: str, *, name: str,
     if not names and person.status == "confirmed":
         values["status"] = "unsubscribed"
     elif names and person.status == "unsubscribed":
-        values.update(status="confirmed", consent_at=now, source=RESUBSCRIBE_SOURCE,
-                      consent_text=consent_record(settings, names))
+        values.update(
+            status="confirmed", consent_at=now, source=RESUBSCRIBE_SOURCE, consent_text=consent_record(settings, names)
+        )
     store.subscribers.set_newsletters(person.id, names, now)
     store.subscribers.update(person.id, now, **values)
     return store.subscribers.get_by_id(person.id)

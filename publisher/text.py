@@ -24,7 +24,7 @@ def slugify(title: str) -> str:
     ascii_text = _APOSTROPHES.sub("", ascii_text.lower())
     slug = _NON_ALNUM.sub("-", ascii_text).strip("-")
     if len(slug) > MAX_SLUG:
-        cut = slug[:MAX_SLUG + 1]
+        cut = slug[: MAX_SLUG + 1]
         slug = (cut.rsplit("-", 1)[0] if "-" in cut else cut[:MAX_SLUG]).strip("-")
     return slug
 

@@ -12,7 +12,7 @@ go back gives the same slot twice, so it can only ever produce one issue.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.base import BaseTrigger
@@ -24,8 +24,13 @@ from publisher.errors import SchedulerError
 DAY_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
 MONTH_NAMES = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
 _ALIASES = {
-    "@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 * *",
-    "@weekly": "0 0 * * 0", "@daily": "0 0 * * *", "@midnight": "0 0 * * *", "@hourly": "0 * * * *",
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+    "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@hourly": "0 * * * *",
 }
 
 
@@ -81,11 +86,13 @@ def crontab_trigger(line: str, zone: ZoneInfo, *, where: str = "schedule") -> Ba
         # As in cron, a field that starts with "*" (even "*/2") does not restrict the day.
         if not day.startswith("*") and not dow.startswith("*"):
             by_date = CronTrigger(minute=minute, hour=hour, day=day, month=_month_field(month), timezone=zone)
-            by_weekday = CronTrigger(minute=minute, hour=hour, month=_month_field(month),
-                                     day_of_week=dow_names, timezone=zone)
+            by_weekday = CronTrigger(
+                minute=minute, hour=hour, month=_month_field(month), day_of_week=dow_names, timezone=zone
+            )
             return OrTrigger([by_date, by_weekday])
-        return CronTrigger(minute=minute, hour=hour, day=day, month=_month_field(month),
-                           day_of_week=dow_names, timezone=zone)
+        return CronTrigger(
+            minute=minute, hour=hour, day=day, month=_month_field(month), day_of_week=dow_names, timezone=zone
+        )
     except ValueError as error:
         raise SchedulerError(f"{where}: {line!r} is not a valid crontab line: {error}") from None
 
@@ -93,7 +100,7 @@ def crontab_trigger(line: str, zone: ZoneInfo, *, where: str = "schedule") -> Ba
 def slot_of(fire_time: datetime, zone: ZoneInfo) -> datetime:
     """The slot a fire time belongs to, in UTC: the first instant with its local wall-clock time."""
     local = fire_time.astimezone(zone).replace(tzinfo=None)
-    return local.replace(tzinfo=zone, fold=0).astimezone(timezone.utc)
+    return local.replace(tzinfo=zone, fold=0).astimezone(UTC)
 
 
 def fire_times(trigger: BaseTrigger, start: datetime, end: datetime) -> list[datetime]:

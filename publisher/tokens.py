@@ -53,7 +53,8 @@ def sign_timed(secret_keys: tuple[str, ...], purpose: str, payload: object) -> s
 def verify_timed(secret_keys: tuple[str, ...], purpose: str, token: str, max_age: timedelta) -> object:
     try:
         return URLSafeTimedSerializer(_keys(secret_keys), salt=purpose).loads(
-            token, max_age=int(max_age.total_seconds()))
+            token, max_age=int(max_age.total_seconds())
+        )
     except SignatureExpired:
         raise TokenError("this link has expired: please ask for a new one") from None
     except BadSignature:
@@ -84,7 +85,8 @@ def check_csrf(secret_keys: tuple[str, ...], token: str, scope: str, max_age: ti
     try:
         found = verify_timed(secret_keys, CSRF, token, max_age)
     except TokenError:
-        raise TokenError("this form has expired or did not come from this site: please reload the page "
-                         "and try again") from None
+        raise TokenError(
+            "this form has expired or did not come from this site: please reload the page and try again"
+        ) from None
     if found != scope:
         raise TokenError("this form did not come from this page: please reload it and try again")

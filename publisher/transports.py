@@ -47,7 +47,7 @@ class LazyOutgoing:
     the wire (one per connection), not for every message of the batch.
     """
 
-    __slots__ = ("sender", "recipient", "build")
+    __slots__ = ("build", "recipient", "sender")
 
     def __init__(self, sender: str, recipient: str, build: Callable[[], bytes]) -> None:
         self.sender, self.recipient, self.build = sender, recipient, build
@@ -205,8 +205,9 @@ class SmtpConnection:
     def _connect(self) -> smtplib.SMTP:
         settings = self.settings
         if settings.security == "tls":
-            return smtplib.SMTP_SSL(settings.host, settings.port, timeout=settings.timeout,
-                                    context=ssl.create_default_context())
+            return smtplib.SMTP_SSL(
+                settings.host, settings.port, timeout=settings.timeout, context=ssl.create_default_context()
+            )
         return smtplib.SMTP(settings.host, settings.port, timeout=settings.timeout)
 
     def close(self) -> None:
@@ -288,8 +289,10 @@ def _translated(error: BaseException, settings: SmtpSettings) -> BaseException:
     """Opening a session failed: configuration problems become a DeliveryError, the rest a drop."""
     where = f"delivery.smtp: {settings.host}:{settings.port}"
     if isinstance(error, smtplib.SMTPAuthenticationError):
-        return DeliveryError(f"{where} refused the login for {settings.username!r} ({error.smtp_code}); "
-                             f"check username and PUBLISHER_SMTP_PASSWORD")
+        return DeliveryError(
+            f"{where} refused the login for {settings.username!r} ({error.smtp_code}); "
+            f"check username and PUBLISHER_SMTP_PASSWORD"
+        )
     if isinstance(error, ssl.SSLCertVerificationError):
         return DeliveryError(f"{where}: TLS certificate not trusted: {error.verify_message}")
     if isinstance(error, smtplib.SMTPConnectError):  # a 4xx/5xx greeting: try again later
@@ -414,7 +417,7 @@ class SmtpTransport:
             try:
                 self.limiter.wait()
                 result = connection.send(message)
-            except BaseException as error:  # noqa: BLE001 - handed to the caller's thread
+            except BaseException as error:
                 connection.abandon()
                 with self.cond:
                     batch.error = error

@@ -12,7 +12,7 @@ import logging
 import os
 import socket
 from contextlib import asynccontextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 
 import uvicorn
@@ -71,9 +71,16 @@ CSRF_AGE = timedelta(days=1)
 MAX_FORM = 64 * 1024
 FEED_CACHE = "public, max-age=300"
 ARCHIVE_CACHE = "public, max-age=3600"
-TITLES = {400: "This link does not work", 403: "This form has expired", 404: "Page not found",
-          405: "Method not allowed", 413: "Too large", 429: "Too many requests", 500: "Something went wrong",
-          503: "Something went wrong"}
+TITLES = {
+    400: "This link does not work",
+    403: "This form has expired",
+    404: "Page not found",
+    405: "Method not allowed",
+    413: "Too large",
+    429: "Too many requests",
+    500: "Something went wrong",
+    503: "Something went wrong",
+}
 
 
 class SecurityHeaders:
@@ -143,21 +150,37 @@ def not_modified(response: Headers | MutableHeaders, request: Headers) -> bool:
 
 # --- pages ----------------------------------------------------------------------------------
 
-def render(request: Request, name: str, status_code: int = 200, headers: dict | None = None,
-           **context) -> HTMLResponse:
+
+def render(request: Request, name: str, status_code: int = 200, headers: dict | None = None, **context) -> HTMLResponse:
     state = request.app.state
     html = state.pages.get_template(f"web/{name}.html").render(
-        site=state.settings.site, feeds=FEED_LINKS, private="token" in request.path_params, **context)
+        site=state.settings.site, feeds=FEED_LINKS, private="token" in request.path_params, **context
+    )
     # The security headers are set here too: a 500 page leaves through the outermost middleware.
-    return HTMLResponse(html, status_code=status_code, headers={
-        "cache-control": "no-store", **SECURITY_HEADERS, "content-security-policy": PAGE_CSP, **(headers or {})})
+    return HTMLResponse(
+        html,
+        status_code=status_code,
+        headers={
+            "cache-control": "no-store",
+            **SECURITY_HEADERS,
+            "content-security-policy": PAGE_CSP,
+            **(headers or {}),
+        },
+    )
 
 
 def error_page(request: Request, status_code: int, message: str, headers: dict | None = None) -> Response:
     try:
-        return render(request, "error", status_code, headers, status=status_code,
-                      heading=TITLES.get(status_code, "Something went wrong"), message=message)
-    except Exception:  # noqa: BLE001 - a broken error template must not hide the error itself
+        return render(
+            request,
+            "error",
+            status_code,
+            headers,
+            status=status_code,
+            heading=TITLES.get(status_code, "Something went wrong"),
+            message=message,
+        )
+    except Exception:
         log.exception("cannot render the error page")
         return PlainTextResponse(message, status_code=status_code, headers=headers)
 
@@ -186,7 +209,7 @@ def _texts(form: FormData, key: str) -> list[str]:
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _newsletters(settings: Settings) -> list[dict]:
@@ -204,43 +227,72 @@ async def subscribe_form(request: Request) -> Response:
 
 
 def _subscribe_page(request: Request, settings: Settings, form: dict, error: str) -> Response:
-    return render(request, "subscribe", 400 if error else 200, form=form, error=error,
-                  newsletters=_newsletters(settings), topics=settings.web.topics,
-                  consent=subscriptions.consent_sentence(settings, form["newsletters"] or settings.newsletters))
+    return render(
+        request,
+        "subscribe",
+        400 if error else 200,
+        form=form,
+        error=error,
+        newsletters=_newsletters(settings),
+        topics=settings.web.topics,
+        consent=subscriptions.consent_sentence(settings, form["newsletters"] or settings.newsletters),
+    )
 
 
 async def subscribe(request: Request) -> Response:
     state = request.app.state
     settings = state.settings
     posted = await read_form(request)
-    form = {"email": _text(posted, "email", 320), "name": _text(posted, "name", 200),
-            "newsletters": _texts(posted, "newsletter"), "topics": _texts(posted, "topic")}
+    form = {
+        "email": _text(posted, "email", 320),
+        "name": _text(posted, "name", 200),
+        "newsletters": _texts(posted, "newsletter"),
+        "topics": _texts(posted, "topic"),
+    }
     try:
-        signup = subscriptions.read_signup(settings, form["email"], form["name"], form["newsletters"],
-                                           form["topics"])
+        signup = subscriptions.read_signup(settings, form["email"], form["name"], form["newsletters"], form["topics"])
     except SubscriberError as error:
         return _subscribe_page(request, settings, form, str(error))
     ip = request.client.host if request.client else "unknown"
-    outcome = await run_in_threadpool(subscriptions.subscribe, settings, state.store, state.mailer, signup,
-                                      ip=ip, now=_now(), honeypot=_text(posted, "website"))
+    outcome = await run_in_threadpool(
+        subscriptions.subscribe,
+        settings,
+        state.store,
+        state.mailer,
+        signup,
+        ip=ip,
+        now=_now(),
+        honeypot=_text(posted, "website"),
+    )
     log.info("subscribe request: %s", outcome)
-    return render(request, "subscribed", email=signup.email,
-                  expiry=subscriptions.human_duration(settings.web.confirm_expiry))
+    return render(
+        request, "subscribed", email=signup.email, expiry=subscriptions.human_duration(settings.web.confirm_expiry)
+    )
 
 
 async def confirm_page(request: Request) -> Response:
     state, token = request.app.state, request.path_params["token"]
     wanted = await run_in_threadpool(subscriptions.read_confirmation, state.settings, state.store, token)
-    return render(request, "confirm", action=f"/confirm/{token}", email=wanted.subscriber.email,
-                  titles=_titles(state.settings, wanted.newsletters),
-                  consent=subscriptions.consent_sentence(state.settings, wanted.newsletters))
+    return render(
+        request,
+        "confirm",
+        action=f"/confirm/{token}",
+        email=wanted.subscriber.email,
+        titles=_titles(state.settings, wanted.newsletters),
+        consent=subscriptions.consent_sentence(state.settings, wanted.newsletters),
+    )
 
 
 async def confirm(request: Request) -> Response:
     state, token = request.app.state, request.path_params["token"]
     done = await run_in_threadpool(subscriptions.confirm, state.settings, state.store, state.mailer, token, _now())
-    return render(request, "confirmed", email=done.subscriber.email, welcome=state.settings.web.welcome,
-                  titles=_titles(state.settings, done.newsletters))
+    return render(
+        request,
+        "confirmed",
+        email=done.subscriber.email,
+        welcome=state.settings.web.welcome,
+        titles=_titles(state.settings, done.newsletters),
+    )
 
 
 def _titles(settings: Settings, names) -> list[str]:
@@ -253,8 +305,14 @@ async def unsubscribe_page(request: Request) -> Response:
     found = await run_in_threadpool(subscriptions.read_unsubscribe, state.settings, state.store, token)
     person = found.subscriber
     preferences = person and tokens.preferences_url("", state.settings.secret_keys, person.id)
-    return render(request, "unsubscribe", action=f"/unsubscribe/{token}", title=found.title,
-                  email=person.email if person else "", preferences_url=preferences)
+    return render(
+        request,
+        "unsubscribe",
+        action=f"/unsubscribe/{token}",
+        title=found.title,
+        email=person.email if person else "",
+        preferences_url=preferences,
+    )
 
 
 async def unsubscribe(request: Request) -> Response:
@@ -266,9 +324,14 @@ async def unsubscribe(request: Request) -> Response:
     found = await run_in_threadpool(subscriptions.unsubscribe, state.settings, state.store, token, _now())
     person = found.subscriber
     can_return = person is not None and person.status != "bounced" and found.newsletter in state.settings.newsletters
-    return render(request, "unsubscribed", title=found.title, email=person.email if person else "",
-                  resubscribe_action=f"/unsubscribe/{token}/resubscribe" if can_return else "",
-                  csrf=tokens.csrf_token(state.settings.secret_keys, f"resubscribe:{token}"))
+    return render(
+        request,
+        "unsubscribed",
+        title=found.title,
+        email=person.email if person else "",
+        resubscribe_action=f"/unsubscribe/{token}/resubscribe" if can_return else "",
+        csrf=tokens.csrf_token(state.settings.secret_keys, f"resubscribe:{token}"),
+    )
 
 
 async def resubscribe(request: Request) -> Response:
@@ -300,9 +363,18 @@ async def preferences_page(request: Request) -> Response:
 
 def _preferences(request: Request, person, token: str, *, saved: bool = False, error: str = "") -> Response:
     settings = request.app.state.settings
-    return render(request, "preferences", 400 if error else 200, subscriber=person, saved=saved, error=error,
-                  action=f"/preferences/{token}", newsletters=_newsletters(settings), topics=settings.web.topics,
-                  csrf=tokens.csrf_token(settings.secret_keys, f"preferences:{token}"))
+    return render(
+        request,
+        "preferences",
+        400 if error else 200,
+        subscriber=person,
+        saved=saved,
+        error=error,
+        action=f"/preferences/{token}",
+        newsletters=_newsletters(settings),
+        topics=settings.web.topics,
+        csrf=tokens.csrf_token(settings.secret_keys, f"preferences:{token}"),
+    )
 
 
 async def save_preferences(request: Request) -> Response:
@@ -313,8 +385,15 @@ async def save_preferences(request: Request) -> Response:
         return denied
     try:
         person = await run_in_threadpool(
-            subscriptions.save_preferences, state.settings, state.store, token, name=_text(posted, "name", 200),
-            newsletters=_texts(posted, "newsletter"), topics=_texts(posted, "topic"), now=_now())
+            subscriptions.save_preferences,
+            state.settings,
+            state.store,
+            token,
+            name=_text(posted, "name", 200),
+            newsletters=_texts(posted, "newsletter"),
+            topics=_texts(posted, "topic"),
+            now=_now(),
+        )
     except SubscriberError as error:
         person = await run_in_threadpool(subscriptions.read_preferences, state.settings, state.store, token)
         return _preferences(request, person, token, error=str(error))
@@ -327,16 +406,21 @@ async def archive_root(request: Request) -> Response:
 
 async def healthz(request: Request) -> Response:
     up = await run_in_threadpool(request.app.state.store.ping)
-    return PlainTextResponse("ok\n" if up else "database unreachable\n", status_code=200 if up else 503,
-                             headers={"cache-control": "no-store"})
+    return PlainTextResponse(
+        "ok\n" if up else "database unreachable\n",
+        status_code=200 if up else 503,
+        headers={"cache-control": "no-store"},
+    )
 
 
 # --- errors ---------------------------------------------------------------------------------
 
+
 async def on_http_error(request: Request, error: HTTPException) -> Response:
     messages = {404: "There is nothing at this address.", 405: "This address does not accept that request."}
-    return error_page(request, error.status_code, messages.get(error.status_code, str(error.detail)),
-                      dict(error.headers or {}))
+    return error_page(
+        request, error.status_code, messages.get(error.status_code, str(error.detail)), dict(error.headers or {})
+    )
 
 
 async def on_token_error(request: Request, error: TokenError) -> Response:
@@ -358,6 +442,7 @@ async def on_crash(request: Request, error: Exception) -> Response:
 
 
 # --- the app --------------------------------------------------------------------------------
+
 
 def routes(settings: Settings) -> list:
     static = settings.templates.dir / "web" / "static" if settings.templates.dir else None
@@ -394,16 +479,22 @@ def create_app(settings: Settings, store: Store, transport: Transport | None = N
     app = Starlette(
         routes=routes(settings),
         middleware=[Middleware(SecurityHeaders), Middleware(GZipMiddleware, minimum_size=500, compresslevel=6)],
-        exception_handlers={HTTPException: on_http_error, TokenError: on_token_error,
-                            RateLimited: on_rate_limited, PublisherError: on_publisher_error, 500: on_crash},
+        exception_handlers={
+            HTTPException: on_http_error,
+            TokenError: on_token_error,
+            RateLimited: on_rate_limited,
+            PublisherError: on_publisher_error,
+            500: on_crash,
+        },
         lifespan=lifespan,
     )
     app.router.redirect_slashes = False  # its redirects name the Host header's host
     app.state.settings = settings
     app.state.store = store
     app.state.mailer = mailer
-    app.state.pages = Environment(loader=subscriptions.template_loader(settings), autoescape=True,
-                                  undefined=StrictUndefined)
+    app.state.pages = Environment(
+        loader=subscriptions.template_loader(settings), autoescape=True, undefined=StrictUndefined
+    )
     return app
 
 
@@ -413,13 +504,21 @@ def check_address(host: str, port: int) -> None:
         with socket.create_server((host, port)):
             pass
     except OSError as error:
-        raise PublisherError(f"cannot listen on {host}:{port}: {error.strerror or error} "
-                             f"(set [web] port, or --port)") from None
+        raise PublisherError(
+            f"cannot listen on {host}:{port}: {error.strerror or error} (set [web] port, or --port)"
+        ) from None
 
 
-def make_server(settings: Settings, store: Store, *, host: str | None = None, port: int | None = None,
-                transport: Transport | None = None, log_level: str = "info",
-                access_log: bool = True) -> uvicorn.Server:
+def make_server(
+    settings: Settings,
+    store: Store,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    transport: Transport | None = None,
+    log_level: str = "info",
+    access_log: bool = True,
+) -> uvicorn.Server:
     """A uvicorn server for the app (call `.run()`, or run it in a thread and set `.should_exit`)."""
     host = host or settings.web.host
     port = settings.web.port if port is None else port

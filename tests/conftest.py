@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -17,8 +17,8 @@ REPO = Path(__file__).resolve().parent.parent
 SEEDS = REPO.parent / "shared" / "seeds"
 SEED_002 = SEEDS / "002_3b97ff2f221fe4bf.txt"
 SEED_000 = SEEDS / "000_8c5c9c0abe0dc27a.txt"
-AS_OF_002 = datetime(2025, 9, 30, tzinfo=timezone.utc)
-AS_OF_000 = datetime(2025, 10, 20, tzinfo=timezone.utc)
+AS_OF_002 = datetime(2025, 9, 30, tzinfo=UTC)
+AS_OF_000 = datetime(2025, 10, 20, tzinfo=UTC)
 POSTGRES_URL = os.environ.get("PUBLISHER_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
@@ -34,7 +34,7 @@ def require(condition: bool, what: str) -> None:
 
 @pytest.fixture
 def clock() -> datetime:
-    return datetime(2025, 10, 20, 12, 0, tzinfo=timezone.utc)
+    return datetime(2025, 10, 20, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture

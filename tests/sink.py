@@ -25,8 +25,15 @@ def free_port() -> int:
 
 
 class SinkHandler:
-    def __init__(self, *, reject: set[str] | frozenset[str] = frozenset(), flaky: float = 0.0,
-                 drop_every: int = 0, seed: int = 5, delay: float = 0.0) -> None:
+    def __init__(
+        self,
+        *,
+        reject: set[str] | frozenset[str] = frozenset(),
+        flaky: float = 0.0,
+        drop_every: int = 0,
+        seed: int = 5,
+        delay: float = 0.0,
+    ) -> None:
         self.reject = set(reject)
         self.flaky = flaky
         self.drop_every = drop_every

@@ -10,6 +10,7 @@ import importlib.util
 import re
 import threading
 import time
+from datetime import UTC
 from pathlib import Path
 
 import pytest
@@ -21,8 +22,13 @@ from tests.conftest import REPO, require
 from tests.sink import SinkHandler, free_port, smtp_sink
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 SHOTS = REPO / "screenshots" / "web"
 WIDTHS = {"phone": 375, "desktop": 1200}
 READER = "reader@example.com"
@@ -55,12 +61,15 @@ def site(make_settings, tmp_path, mailbox):
     """The app under uvicorn on a free loopback port, sending through the SMTP sink."""
     _, smtp_port = mailbox
     port = free_port()
-    settings = make_settings({
-        "site": {"url": f"http://127.0.0.1:{port}", "title": "Field Notes"},
-        "newsletters": {"weekly": {"title": "Field Notes Weekly", "from": "Field Notes <news@example.org>"}},
-        "web": {"topics": ["python", "email"]},
-        "delivery": {"transport": "smtp", "smtp": {"host": "127.0.0.1", "port": smtp_port, "connections": 1}},
-    }, database_url=f"sqlite:///{tmp_path / 'site.db'}")
+    settings = make_settings(
+        {
+            "site": {"url": f"http://127.0.0.1:{port}", "title": "Field Notes"},
+            "newsletters": {"weekly": {"title": "Field Notes Weekly", "from": "Field Notes <news@example.org>"}},
+            "web": {"topics": ["python", "email"]},
+            "delivery": {"transport": "smtp", "smtp": {"host": "127.0.0.1", "port": smtp_port, "connections": 1}},
+        },
+        database_url=f"sqlite:///{tmp_path / 'site.db'}",
+    )
     store = Store.open(settings.database.url)
     server = make_server(settings, store, host="127.0.0.1", port=port)
     thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
@@ -145,13 +154,14 @@ def test_subscribe_confirm_welcome_and_unsubscribe_in_a_real_browser(chromium_pa
 
 def test_preferences_and_errors_render_in_a_real_browser(chromium_page, site):
     page, (settings, store) = chromium_page, site
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from publisher.model import Subscriber
 
-    now = datetime.now(timezone.utc)
-    store.subscribers.add(Subscriber(email=READER, name="Rea", status="confirmed", newsletters=("weekly",),
-                                     consent_at=now), now)
+    now = datetime.now(UTC)
+    store.subscribers.add(
+        Subscriber(email=READER, name="Rea", status="confirmed", newsletters=("weekly",), consent_at=now), now
+    )
     person = store.subscribers.get(READER)
     page.goto(tokens.preferences_url(settings.site.url, settings.secret_keys, person.id))
     page.get_by_label("Name").fill("Rea Der")

@@ -15,16 +15,17 @@ from tests.conftest import AS_OF_002, SEED_000, SEED_002
 
 def all_commands(group: click.Group = cli, prefix: tuple[str, ...] = ()):
     for name, command in sorted(group.commands.items()):
-        yield prefix + (name,)
+        yield (*prefix, name)
         if isinstance(command, click.Group):
-            yield from all_commands(command, prefix + (name,))
+            yield from all_commands(command, (*prefix, name))
 
 
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
     path = tmp_path / "config.toml"
-    path.write_text('[site]\nurl = "https://news.example.org"\n\n[newsletters.weekly]\n'
-                    '[newsletters.daily]\n', encoding="utf-8")
+    path.write_text(
+        '[site]\nurl = "https://news.example.org"\n\n[newsletters.weekly]\n[newsletters.daily]\n', encoding="utf-8"
+    )
     return path
 
 
@@ -54,8 +55,18 @@ def test_import_and_articles_json_contract(config):
     result = run(config, "articles", "--json")
     articles = json.loads(result.output)
     assert len(articles) == 37
-    required = {"guid", "slug", "title", "url", "published", "updated", "tags", "summary_html",
-                "content_html", "truncated"}
+    required = {
+        "guid",
+        "slug",
+        "title",
+        "url",
+        "published",
+        "updated",
+        "tags",
+        "summary_html",
+        "content_html",
+        "truncated",
+    }
     assert all(required <= set(a) for a in articles)
     assert articles[0]["published"].endswith("+00:00")
     assert [a["published"] for a in articles] == sorted((a["published"] for a in articles), reverse=True)
@@ -67,7 +78,10 @@ def test_handled_errors_are_one_line_exit_1_and_keep_the_store(config, tmp_path)
     empty.write_text("")
     result = subprocess.run(
         [sys.executable, "-m", "publisher", "--config", str(config), "import", str(empty)],
-        capture_output=True, text=True)
+        check=False,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 1
     assert result.stderr == f"error: {empty}:1: the capture is empty\n"
     assert len(json.loads(run(config, "articles", "--json").output)) == 19
@@ -80,8 +94,12 @@ def test_missing_config_is_a_clear_error(tmp_path):
 
 
 def test_subscribers_commands(config, tmp_path):
-    assert run(config, "subscribers", "add", "Ann@Example.org", "--name", "Ann", "--newsletter",
-               "weekly", "--confirmed").exit_code == 0
+    assert (
+        run(
+            config, "subscribers", "add", "Ann@Example.org", "--name", "Ann", "--newsletter", "weekly", "--confirmed"
+        ).exit_code
+        == 0
+    )
     bad = run(config, "subscribers", "add", "nope")
     assert bad.exit_code == 1 and "not a valid email address" in bad.stderr
     csv_file = tmp_path / "in.csv"
@@ -90,7 +108,9 @@ def test_subscribers_commands(config, tmp_path):
     assert "1 added, 0 updated, 1 rejected" in imported.output and f"{csv_file}:3:" in imported.stderr
     listed = json.loads(run(config, "subscribers", "list", "--json").output)
     assert [(p["email"], p["status"], p["newsletters"]) for p in listed] == [
-        ("ann@example.org", "confirmed", ["weekly"]), ("bob@example.org", "pending", ["daily"])]
+        ("ann@example.org", "confirmed", ["weekly"]),
+        ("bob@example.org", "pending", ["daily"]),
+    ]
     unknown = run(config, "subscribers", "list", "--newsletter", "monthly")
     assert unknown.exit_code == 1 and "no [newsletters.monthly]" in unknown.stderr
     assert run(config, "subscribers", "remove", "bob@example.org").exit_code == 0

@@ -31,19 +31,25 @@ def test_relative_paths_resolve_against_the_config_folder(tmp_path):
     assert settings.database.url == f"sqlite:///{tmp_path / 'publisher.db'}"
 
 
-@pytest.mark.parametrize("text, message", [
-    ('[site]\ntitel = "x"\n', r"config\.toml: unknown key site\.titel; known keys: title"),
-    ("[feeds]\nlimit = \"ten\"\n", r"config\.toml: feeds\.limit: expected an integer, got 'ten'"),
-    ("[feeds]\nlimit = 0\n", r"feeds\.limit must be at least 1"),
-    ('[delivery]\ntransport = "pigeon"\n', r"delivery\.transport must be one of smtp, maildir"),
-    ('[delivery.smtp]\npassword = "hunter2"\n', r"unknown key delivery\.smtp\.password \(secrets come from the environment\)"),
-    ('[newsletters.weekly]\nlookback = "soon"\n', r"newsletters\.weekly\.lookback: expected a duration"),
-    ('[newsletters.weekly]\ntimezone = "Mars/Base"\n', r"newsletters\.weekly\.timezone: unknown time zone"),
-    ("[[sources]]\nformat = \"textpage\"\n", r"\[sources\[0\]\] is missing required key path"),
-    ('[colour]\nx = 1\n', r"unknown section \[colour\]"),
-    ('[site]\nurl = "news.example.org"\n', r"site\.url must be an absolute http\(s\) URL"),
-    ("[site\n", r"config\.toml: invalid TOML"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[site]\ntitel = "x"\n', r"config\.toml: unknown key site\.titel; known keys: title"),
+        ('[feeds]\nlimit = "ten"\n', r"config\.toml: feeds\.limit: expected an integer, got 'ten'"),
+        ("[feeds]\nlimit = 0\n", r"feeds\.limit must be at least 1"),
+        ('[delivery]\ntransport = "pigeon"\n', r"delivery\.transport must be one of smtp, maildir"),
+        (
+            '[delivery.smtp]\npassword = "hunter2"\n',
+            r"unknown key delivery\.smtp\.password \(secrets come from the environment\)",
+        ),
+        ('[newsletters.weekly]\nlookback = "soon"\n', r"newsletters\.weekly\.lookback: expected a duration"),
+        ('[newsletters.weekly]\ntimezone = "Mars/Base"\n', r"newsletters\.weekly\.timezone: unknown time zone"),
+        ('[[sources]]\nformat = "textpage"\n', r"\[sources\[0\]\] is missing required key path"),
+        ("[colour]\nx = 1\n", r"unknown section \[colour\]"),
+        ('[site]\nurl = "news.example.org"\n', r"site\.url must be an absolute http\(s\) URL"),
+        ("[site\n", r"config\.toml: invalid TOML"),
+    ],
+)
 def test_bad_config_names_file_and_key(tmp_path, text, message):
     with pytest.raises(ConfigError, match=message):
         load_settings(_write(tmp_path, text))
@@ -75,11 +81,14 @@ def test_a_key_file_is_generated_once_when_no_key_is_in_the_environment(tmp_path
     assert key_file.stat().st_mode & 0o077 == 0
 
 
-@pytest.mark.parametrize("text, message", [
-    ("[web]\nport = 99999\n", r"web\.port must be a port number from 1 to 65535, got 99999"),
-    ('[scheduler]\nfeeds_interval = "0s"\n', r"scheduler\.feeds_interval must be at least 1s"),
-    ("[delivery]\nbatch_size = 0\n", r"delivery\.batch_size must be at least 1"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[web]\nport = 99999\n", r"web\.port must be a port number from 1 to 65535, got 99999"),
+        ('[scheduler]\nfeeds_interval = "0s"\n', r"scheduler\.feeds_interval must be at least 1s"),
+        ("[delivery]\nbatch_size = 0\n", r"delivery\.batch_size must be at least 1"),
+    ],
+)
 def test_values_that_make_no_sense_are_refused(tmp_path, text, message):
     with pytest.raises(ConfigError, match=message):
         load_settings(_write(tmp_path, text))

@@ -12,8 +12,9 @@ from tests.conftest import AS_OF_000, AS_OF_002, REPO, SEED_000, SEED_002
 
 
 def _import(store, settings, path, as_of, fmt="auto", now=None):
-    return import_sources(store, settings, [SourceSettings(path=str(path), format=fmt)],
-                          as_of=as_of, now=now or as_of)[0]
+    return import_sources(store, settings, [SourceSettings(path=str(path), format=fmt)], as_of=as_of, now=now or as_of)[
+        0
+    ]
 
 
 def test_both_seeds_give_37_articles_and_reimport_changes_nothing(store, settings):
@@ -52,15 +53,18 @@ def test_changed_content_updates_in_place_and_keeps_guid(store, settings, tmp_pa
     assert changed.content_html == "<p>New teaser.</p>"
 
 
-@pytest.mark.parametrize("name, data, message", [
-    ("empty.txt", b"", r"empty\.txt:1: the capture is empty"),
-    ("binary.txt", b"\x00\x01\x02\xff", r"binary\.txt:1: binary data"),
-    ("latin1.txt", b"Caf\xe9\n", r"latin1\.txt:1: not UTF-8"),
-    ("marker.txt", b"Title\n\nContinue reading Other\n", r"marker\.txt:3: .*Continue reading Other"),
-    ("broken.md", b"---\ntitle: [unclosed\n---\nbody\n", r"broken\.md:\d+: invalid YAML front matter"),
-    ("nofront.md", b"# Just markdown\n", r"nofront\.md:1: missing front matter"),
-    ("notxml.xml", b"this is not xml at all", r"notxml\.xml:\d+: not a valid RSS or Atom feed"),
-])
+@pytest.mark.parametrize(
+    ("name", "data", "message"),
+    [
+        ("empty.txt", b"", r"empty\.txt:1: the capture is empty"),
+        ("binary.txt", b"\x00\x01\x02\xff", r"binary\.txt:1: binary data"),
+        ("latin1.txt", b"Caf\xe9\n", r"latin1\.txt:1: not UTF-8"),
+        ("marker.txt", b"Title\n\nContinue reading Other\n", r"marker\.txt:3: .*Continue reading Other"),
+        ("broken.md", b"---\ntitle: [unclosed\n---\nbody\n", r"broken\.md:\d+: invalid YAML front matter"),
+        ("nofront.md", b"# Just markdown\n", r"nofront\.md:1: missing front matter"),
+        ("notxml.xml", b"this is not xml at all", r"notxml\.xml:\d+: not a valid RSS or Atom feed"),
+    ],
+)
 def test_malformed_input_names_file_and_line_and_stores_nothing(store, settings, tmp_path, name, data, message):
     _import(store, settings, SEED_002, AS_OF_002)
     before = store.articles.newest()
@@ -79,13 +83,16 @@ def test_sample_publication_imports_as_markdown(store, settings):
     assert len(store.articles.newest(tag_slug="design")) == 3
 
 
-@pytest.mark.parametrize("name, head, expected", [
-    ("a.txt", b"Title", "textpage"),
-    ("a.md", b"---", "markdown"),
-    ("a.xml", b"<rss/>", "feed"),
-    ("capture", b"Plain title\n", "textpage"),
-    ("feed", b"\xef\xbb\xbf <?xml version='1.0'?><feed/>", "feed"),
-])
+@pytest.mark.parametrize(
+    ("name", "head", "expected"),
+    [
+        ("a.txt", b"Title", "textpage"),
+        ("a.md", b"---", "markdown"),
+        ("a.xml", b"<rss/>", "feed"),
+        ("capture", b"Plain title\n", "textpage"),
+        ("feed", b"\xef\xbb\xbf <?xml version='1.0'?><feed/>", "feed"),
+    ],
+)
 def test_auto_format_by_extension_then_content(tmp_path, name, head, expected):
     path = tmp_path / name
     path.write_bytes(head)
@@ -97,8 +104,15 @@ def test_auto_format_by_extension_then_content(tmp_path, name, head, expected):
 def test_unstorable_characters_are_dropped_not_fatal(store, settings, tmp_path):
     from publisher.model import Draft
 
-    draft = Draft(key="odd", slug="odd", title="Odd\ud800 one", summary_html="<p>a\x00b</p>",
-                  content_html="<p>c\udfffd</p>", truncated=False, published=AS_OF_002)
+    draft = Draft(
+        key="odd",
+        slug="odd",
+        title="Odd\ud800 one",
+        summary_html="<p>a\x00b</p>",
+        content_html="<p>c\udfffd</p>",
+        truncated=False,
+        published=AS_OF_002,
+    )
     store.articles.ingest([draft], site_url=settings.site.url, guid_authority="x", now=AS_OF_002, source="t")
     stored = store.articles.by_slug("odd")
     assert (stored.title, stored.summary_html, stored.content_html) == ("Odd one", "<p>ab</p>", "<p>cd</p>")

@@ -18,7 +18,7 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sink import SinkHandler, smtp_sink
 from sqlalchemy import insert
@@ -32,11 +32,15 @@ from publisher.store.schema import issues
 RECIPIENTS = 2500
 BATCH = 50
 TRIALS = 4
-SLOT = datetime(2025, 10, 20, 8, 0, tzinfo=timezone.utc)
-RENDERED = dict(newsletter="weekly", subject="Weekly", preheader="",
-                html="<p>Hello @@NAME@@</p>" + "<p>Body text.</p>" * 50 + '<a href="@@UNSUBSCRIBE_URL@@">x</a>',
-                text="Hello @@NAME@@\n" + "Body text.\n" * 50 + "@@UNSUBSCRIBE_URL@@\n",
-                placeholders={"name": "@@NAME@@", "unsubscribe_url": "@@UNSUBSCRIBE_URL@@"})
+SLOT = datetime(2025, 10, 20, 8, 0, tzinfo=UTC)
+RENDERED = {
+    "newsletter": "weekly",
+    "subject": "Weekly",
+    "preheader": "",
+    "html": "<p>Hello @@NAME@@</p>" + "<p>Body text.</p>" * 50 + '<a href="@@UNSUBSCRIBE_URL@@">x</a>',
+    "text": "Hello @@NAME@@\n" + "Body text.\n" * 50 + "@@UNSUBSCRIBE_URL@@\n",
+    "placeholders": {"name": "@@NAME@@", "unsubscribe_url": "@@UNSUBSCRIBE_URL@@"},
+}
 CHILD = """
 import sys
 from publisher import dispatch
@@ -58,7 +62,7 @@ def write_config(tmp_path, port: int):
 [site]
 url = "https://news.example.org"
 [database]
-url = "sqlite:///{tmp_path / 'publisher.db'}"
+url = "sqlite:///{tmp_path / "publisher.db"}"
 [newsletters.weekly]
 title = "Weekly"
 from = "Weekly <weekly@news.example.org>"
@@ -78,15 +82,28 @@ timeout = 10
 
 def prepare(settings) -> tuple[Store, Issue, list[str]]:
     store = Store.open(settings.database.url)
-    people = [Subscriber(email=f"r{i}@d{i % 20}.example", name=f"R {i}", status="confirmed",
-                         newsletters=("weekly",)) for i in range(RECIPIENTS)]
+    people = [
+        Subscriber(email=f"r{i}@d{i % 20}.example", name=f"R {i}", status="confirmed", newsletters=("weekly",))
+        for i in range(RECIPIENTS)
+    ]
     store.subscribers.upsert_many(people, SLOT)
     with store.engine.begin() as connection:
-        issue_id = connection.execute(insert(issues).values(
-            newsletter="weekly", number=1, slot=SLOT, state="approved", watermark=SLOT, subject="Weekly",
-            created_at=SLOT)).inserted_primary_key[0]
-    return store, Issue(newsletter="weekly", number=1, slot=SLOT, state="approved", id=issue_id), \
-        [person.email for person in people]
+        issue_id = connection.execute(
+            insert(issues).values(
+                newsletter="weekly",
+                number=1,
+                slot=SLOT,
+                state="approved",
+                watermark=SLOT,
+                subject="Weekly",
+                created_at=SLOT,
+            )
+        ).inserted_primary_key[0]
+    return (
+        store,
+        Issue(newsletter="weekly", number=1, slot=SLOT, state="approved", id=issue_id),
+        [person.email for person in people],
+    )
 
 
 def kill_after(child: subprocess.Popen, handler: SinkHandler, messages: int, deadline: float) -> bool:
@@ -115,20 +132,29 @@ def trial(tmp_path, number: int, rng: random.Random) -> dict:
         env = {**os.environ, "PUBLISHER_SECRET_KEY": "crash-test"}
         code = CHILD.format(rendered=RENDERED)
         with open(folder / "child.log", "wb") as log:
-            child = subprocess.Popen([sys.executable, "-c", code, str(folder / "config.toml"), str(issue.id)],
-                                     env=env, stdout=log, stderr=subprocess.STDOUT)
+            child = subprocess.Popen(
+                [sys.executable, "-c", code, str(folder / "config.toml"), str(issue.id)],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
             killed = kill_after(child, handler, target, time.monotonic() + 60)
         before = len(handler.messages)
         in_flight = store.deliveries.counts(issue.id)["sending"]
-        later = datetime.now(timezone.utc) + settings.delivery.lease + timedelta(seconds=1)
+        later = datetime.now(UTC) + settings.delivery.lease + timedelta(seconds=1)
         os.environ.setdefault("PUBLISHER_SECRET_KEY", "crash-test")
         result = dispatch.deliver_issue(store, settings, issue, later, rendered=RenderedIssue(**RENDERED))
         received = handler.received()
         store.close()
     duplicates = sum(count - 1 for count in received.values())
-    return {"killed_after": before if killed else None, "in_flight": in_flight, "duplicates": duplicates,
-            "missing": len(set(emails) - set(received)), "delivered": result.get("delivered"),
-            "state": result.issue_state}
+    return {
+        "killed_after": before if killed else None,
+        "in_flight": in_flight,
+        "duplicates": duplicates,
+        "missing": len(set(emails) - set(received)),
+        "delivered": result.get("delivered"),
+        "state": result.issue_state,
+    }
 
 
 def test_sigkill_at_random_points_loses_nobody(tmp_path, capsys):
@@ -137,9 +163,11 @@ def test_sigkill_at_random_points_loses_nobody(tmp_path, capsys):
     with capsys.disabled():
         print(f"\ncrash test: {RECIPIENTS} recipients, batch {BATCH}, 4 connections, bound 2 × batch = {2 * BATCH}")
         for number, figure in enumerate(figures):
-            print(f"  trial {number}: killed after {figure['killed_after']} messages, "
-                  f"{figure['in_flight']} rows in flight, {figure['duplicates']} duplicates, "
-                  f"{figure['missing']} missing")
+            print(
+                f"  trial {number}: killed after {figure['killed_after']} messages, "
+                f"{figure['in_flight']} rows in flight, {figure['duplicates']} duplicates, "
+                f"{figure['missing']} missing"
+            )
     for figure in figures:
         assert figure["missing"] == 0
         assert figure["delivered"] == RECIPIENTS and figure["state"] == "sent"

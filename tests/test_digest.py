@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -13,7 +13,7 @@ from publisher.issues import build_issue, render_issue
 from publisher.model import Article
 from tests.conftest import AS_OF_000, AS_OF_002, SEED_000, SEED_002
 
-SLOT = datetime(2025, 10, 20, 8, 0, tzinfo=timezone.utc)
+SLOT = datetime(2025, 10, 20, 8, 0, tzinfo=UTC)
 
 ISSUE_1 = [
     "The traditional friendship between Laos and China is at its best in history",
@@ -67,9 +67,19 @@ def newsletter(**overrides) -> NewsletterSettings:
 
 
 def article(id: int, published: datetime, *tags: str) -> Article:
-    return Article(guid=f"g{id}", slug=f"a{id}", title=f"Article {id}", url=f"https://x/a{id}/",
-                   summary_html="<p>Teaser</p>", content_html="<p>Teaser</p><p>More</p>", truncated=True,
-                   published=published, updated=published, tags=tags, id=id)
+    return Article(
+        guid=f"g{id}",
+        slug=f"a{id}",
+        title=f"Article {id}",
+        url=f"https://x/a{id}/",
+        summary_html="<p>Teaser</p>",
+        content_html="<p>Teaser</p><p>More</p>",
+        truncated=True,
+        published=published,
+        updated=published,
+        tags=tags,
+        id=id,
+    )
 
 
 def titles(chosen: Selection) -> list[str]:
@@ -81,8 +91,15 @@ def hours_ago(hours: float) -> datetime:
 
 
 def choose(articles, *, watermark=None, sent=(), now=SLOT, force=False, **settings):
-    return select(articles, watermark=watermark, sent_ids=set(sent), newsletter=newsletter(**settings),
-                  slot=SLOT, now=now, force=force)
+    return select(
+        articles,
+        watermark=watermark,
+        sent_ids=set(sent),
+        newsletter=newsletter(**settings),
+        slot=SLOT,
+        now=now,
+        force=force,
+    )
 
 
 def test_a_first_issue_takes_what_was_published_within_the_lookback_newest_first():
@@ -138,40 +155,64 @@ def test_force_lowers_the_minimum_to_one_but_never_builds_an_empty_issue():
 
 
 def test_include_and_exclude_tags_compare_as_slugs():
-    items = [article(1, hours_ago(1), "China"), article(2, hours_ago(2), "Climate Change"),
-             article(3, hours_ago(3), "china", "Opinion"), article(4, hours_ago(4))]
+    items = [
+        article(1, hours_ago(1), "China"),
+        article(2, hours_ago(2), "Climate Change"),
+        article(3, hours_ago(3), "china", "Opinion"),
+        article(4, hours_ago(4)),
+    ]
     assert titles(choose(items, include_tags=("CHINA",))) == ["Article 1", "Article 3"]
     assert titles(choose(items, exclude_tags=("opinion", "climate-change"))) == ["Article 1", "Article 4"]
 
 
 def test_sections_group_by_the_first_matching_tag_in_configured_order():
-    items = [article(1, hours_ago(1), "World"), article(2, hours_ago(2), "China", "World"),
-             article(3, hours_ago(3)), article(4, hours_ago(4), "china")]
+    items = [
+        article(1, hours_ago(1), "World"),
+        article(2, hours_ago(2), "China", "World"),
+        article(3, hours_ago(3)),
+        article(4, hours_ago(4), "china"),
+    ]
     grouped = sections(items, ("China", "World", "Empty"))
     assert [(name, [a.id for a in group]) for name, group in grouped] == [
-        ("China", [2, 4]), ("World", [1]), ("More", [3])]
+        ("China", [2, 4]),
+        ("World", [1]),
+        ("More", [3]),
+    ]
     assert sections(items, ()) == [("", items)]
 
 
 # -- the seeds, end to end through the store ----------------------------------------------------
+
 
 def _import(store, settings, seed, as_of):
     import_sources(store, settings, [SourceSettings(path=str(seed), format="textpage")], as_of=as_of, now=as_of)
 
 
 def test_the_seed_captures_give_issue_1_then_exactly_the_18_new_articles_then_a_skip(
-        make_settings, database_url, store):
-    settings = make_settings({"newsletters": {"weekly": {
-        "title": "Weekly", "schedule": "0 8 * * mon", "lookback": "7d", "min_articles": 1, "max_articles": 20,
-    }}}, database_url=database_url)
+    make_settings, database_url, store
+):
+    settings = make_settings(
+        {
+            "newsletters": {
+                "weekly": {
+                    "title": "Weekly",
+                    "schedule": "0 8 * * mon",
+                    "lookback": "7d",
+                    "min_articles": 1,
+                    "max_articles": 20,
+                }
+            }
+        },
+        database_url=database_url,
+    )
     _import(store, settings, SEED_002, AS_OF_002)
-    first_slot = datetime(2025, 10, 6, 8, tzinfo=timezone.utc)
+    first_slot = datetime(2025, 10, 6, 8, tzinfo=UTC)
     first = build_issue(store, settings, "weekly", first_slot, first_slot)
     assert first.number == 1 and first.state == "approved" and not first.overflow_ids
     assert [a.title for a in store.articles.by_ids(first.article_ids)] == ISSUE_1
 
     _import(store, settings, SEED_000, AS_OF_000)
-    second_slot = datetime(2025, 10, 20, 8, tzinfo=timezone.utc)
+    second_slot = datetime(2025, 10, 20, 8, tzinfo=UTC)
     second = build_issue(store, settings, "weekly", second_slot, second_slot)
     assert second.number == 2
     assert [a.title for a in store.articles.by_ids(second.article_ids)] == ISSUE_2
@@ -181,19 +222,20 @@ def test_the_seed_captures_give_issue_1_then_exactly_the_18_new_articles_then_a_
     assert rendered.preheader == "18 new articles since 30 September"
     assert rendered.subject == f"Weekly: {ISSUE_2[0]}"
 
-    third_slot = datetime(2025, 10, 27, 8, tzinfo=timezone.utc)
+    third_slot = datetime(2025, 10, 27, 8, tzinfo=UTC)
     third = build_issue(store, settings, "weekly", third_slot, third_slot)
     assert isinstance(third, Skipped)
     assert third.reason == "skipped: 0 new articles, minimum 1"
     assert [i.number for i in store.issues.list("weekly")] == [1, 2]
 
 
-@pytest.mark.parametrize("lookback, expected", [("7d", 19), ("30m", 19), ("10m", 10)])
+@pytest.mark.parametrize(("lookback", "expected"), [("7d", 19), ("30m", 19), ("10m", 10)])
 def test_the_first_issue_lookback_counts_back_from_the_slot(make_settings, tmp_path, lookback, expected):
     from publisher.store import Store
 
-    settings = make_settings({"newsletters": {"weekly": {"lookback": lookback}}},
-                             database_url=f"sqlite:///{tmp_path / 'p.db'}")
+    settings = make_settings(
+        {"newsletters": {"weekly": {"lookback": lookback}}}, database_url=f"sqlite:///{tmp_path / 'p.db'}"
+    )
     store = Store.open(settings.database.url)
     _import(store, settings, SEED_002, AS_OF_002)
     issue = build_issue(store, settings, "weekly", AS_OF_002, AS_OF_002)
@@ -207,17 +249,23 @@ def test_sent_issues_are_archived_as_pages_an_index_and_an_issues_feed(make_sett
     from publisher.archive import write_archive
     from publisher.store import Store
 
-    settings = make_settings({"newsletters": {"weekly": {"title": "Weekly"}}},
-                             database_url=f"sqlite:///{tmp_path / 'p.db'}")
+    settings = make_settings(
+        {"newsletters": {"weekly": {"title": "Weekly"}}}, database_url=f"sqlite:///{tmp_path / 'p.db'}"
+    )
     store = Store.open(settings.database.url)
     _import(store, settings, SEED_002, AS_OF_002)
-    slot = datetime(2025, 10, 6, 8, tzinfo=timezone.utc)
+    slot = datetime(2025, 10, 6, 8, tzinfo=UTC)
     issue = build_issue(store, settings, "weekly", slot, slot)
     assert write_archive(store, settings, "weekly")[0].name == "index.html"  # nothing sent yet: no page
     store.issues.transition("weekly", issue.number, "sending", slot)
     written = {path.relative_to(tmp_path).as_posix() for path in write_archive(store, settings, "weekly")}
-    assert written == {"archive/weekly/1.html", "archive/weekly/index.html", "feeds/newsletters/weekly/rss.xml",
-                       "feeds/newsletters/weekly/atom.xml", "feeds/newsletters/weekly/feed.json"}
+    assert written == {
+        "archive/weekly/1.html",
+        "archive/weekly/index.html",
+        "feeds/newsletters/weekly/rss.xml",
+        "feeds/newsletters/weekly/atom.xml",
+        "feeds/newsletters/weekly/feed.json",
+    }
     page = (tmp_path / "archive/weekly/1.html").read_text()
     assert ISSUE_1[0] in page and "@@" not in page and '<html lang="en">' in page
     assert 'href="1.html"' in (tmp_path / "archive/weekly/index.html").read_text()
@@ -238,8 +286,11 @@ def test_the_digest_commands_build_list_approve_cancel_and_preview(tmp_path):
     from publisher.cli import cli
 
     config = tmp_path / "config.toml"
-    config.write_text('[site]\nurl = "https://news.example.org"\n\n[newsletters.weekly]\n'
-                      'lookback = "5000d"\nrequire_approval = true\n', encoding="utf-8")
+    config.write_text(
+        '[site]\nurl = "https://news.example.org"\n\n[newsletters.weekly]\n'
+        'lookback = "5000d"\nrequire_approval = true\n',
+        encoding="utf-8",
+    )
 
     def run(*args: str):
         return CliRunner().invoke(cli, ["--config", str(config), *args], catch_exceptions=False)
@@ -270,10 +321,24 @@ def test_the_digest_commands_build_list_approve_cancel_and_preview(tmp_path):
 def _drafts(store, settings, *published):
     from publisher.model import Draft
 
-    store.articles.ingest([
-        Draft(key=f"k{i}", slug=f"k{i}", title=f"Article {i}", summary_html="<p>x</p>", content_html="<p>x</p>",
-              truncated=False, published=moment) for i, moment in enumerate(published, start=1)
-    ], site_url=settings.site.url, guid_authority="x", now=max(published), source="t")
+    store.articles.ingest(
+        [
+            Draft(
+                key=f"k{i}",
+                slug=f"k{i}",
+                title=f"Article {i}",
+                summary_html="<p>x</p>",
+                content_html="<p>x</p>",
+                truncated=False,
+                published=moment,
+            )
+            for i, moment in enumerate(published, start=1)
+        ],
+        site_url=settings.site.url,
+        guid_authority="x",
+        now=max(published),
+        source="t",
+    )
 
 
 @pytest.mark.parametrize("later_issue_first", [False, True])
@@ -287,9 +352,23 @@ def test_articles_of_a_cancelled_issue_go_into_the_next_one(store, make_settings
         late_date = SLOT + timedelta(days=3)
         from publisher.model import Draft
 
-        store.articles.ingest([Draft(key="late", slug="late", title="Late", summary_html="<p>x</p>",
-                                     content_html="<p>x</p>", truncated=False, published=late_date)],
-                              site_url=settings.site.url, guid_authority="x", now=late_date, source="t")
+        store.articles.ingest(
+            [
+                Draft(
+                    key="late",
+                    slug="late",
+                    title="Late",
+                    summary_html="<p>x</p>",
+                    content_html="<p>x</p>",
+                    truncated=False,
+                    published=late_date,
+                )
+            ],
+            site_url=settings.site.url,
+            guid_authority="x",
+            now=late_date,
+            source="t",
+        )
         build_issue(store, settings, "weekly", SLOT + timedelta(days=4), SLOT + timedelta(days=4))
     cancel(store, "weekly", first.number, SLOT + timedelta(days=5))
     later = SLOT + timedelta(days=14)
@@ -304,9 +383,23 @@ def test_two_posts_of_the_same_day_both_go_out(store, make_settings):
     build_issue(store, settings, "weekly", SLOT, SLOT)
     from publisher.model import Draft
 
-    store.articles.ingest([Draft(key="twin", slug="twin", title="Twin", summary_html="<p>x</p>",
-                                 content_html="<p>x</p>", truncated=False, published=day)],
-                          site_url=settings.site.url, guid_authority="x", now=SLOT, source="t")
+    store.articles.ingest(
+        [
+            Draft(
+                key="twin",
+                slug="twin",
+                title="Twin",
+                summary_html="<p>x</p>",
+                content_html="<p>x</p>",
+                truncated=False,
+                published=day,
+            )
+        ],
+        site_url=settings.site.url,
+        guid_authority="x",
+        now=SLOT,
+        source="t",
+    )
     later = SLOT + timedelta(days=7)
     second = build_issue(store, settings, "weekly", later, later)
     assert [a.title for a in store.articles.by_ids(second.article_ids)] == ["Twin"]

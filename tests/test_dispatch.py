@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sink import SinkHandler, smtp_sink
@@ -15,10 +15,12 @@ from publisher.store import Store
 from publisher.store.schema import issues
 from publisher.transports import MemoryTransport, SendResult, make_transport
 
-NOW = datetime(2025, 10, 20, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2025, 10, 20, 12, 0, tzinfo=UTC)
 RENDERED = RenderedIssue(
-    newsletter="weekly", subject="Weekly: notes from the field", preheader="3 new articles",
-    html="<p>Hello @@NAME@@,</p><p>News.</p><p><a href=\"@@UNSUBSCRIBE_URL@@\">Unsubscribe</a></p>",
+    newsletter="weekly",
+    subject="Weekly: notes from the field",
+    preheader="3 new articles",
+    html='<p>Hello @@NAME@@,</p><p>News.</p><p><a href="@@UNSUBSCRIBE_URL@@">Unsubscribe</a></p>',
     text="Hello @@NAME@@,\n\nNews.\n\nUnsubscribe: @@UNSUBSCRIBE_URL@@\nPreferences: @@PREFERENCES_URL@@\n",
     placeholders={key: f"@@{key.upper()}@@" for key in ("name", "email", "unsubscribe_url", "preferences_url")},
 )
@@ -44,9 +46,17 @@ def send_until_done(store, settings, issue, transport, clock: Clock, rounds: int
 
 def make_issue(store, newsletter: str = "weekly", number: int = 1, state: str = "approved") -> Issue:
     with store.engine.begin() as connection:
-        issue_id = connection.execute(insert(issues).values(
-            newsletter=newsletter, number=number, slot=NOW + timedelta(days=number), state=state,
-            watermark=NOW, subject=RENDERED.subject, created_at=NOW)).inserted_primary_key[0]
+        issue_id = connection.execute(
+            insert(issues).values(
+                newsletter=newsletter,
+                number=number,
+                slot=NOW + timedelta(days=number),
+                state=state,
+                watermark=NOW,
+                subject=RENDERED.subject,
+                created_at=NOW,
+            )
+        ).inserted_primary_key[0]
     return Issue(newsletter=newsletter, number=number, slot=NOW, state=state, id=issue_id, article_ids=(1, 2, 3))
 
 
@@ -56,8 +66,12 @@ def issue_state(store, issue: Issue) -> str:
 
 
 def add_subscribers(store, count: int, *, status: str = "confirmed", domain_count: int = 5, prefix: str = "reader"):
-    people = [Subscriber(email=f"{prefix}{i}@d{i % domain_count}.example", name=f"Reader {i}", status=status,
-                         newsletters=("weekly",)) for i in range(count)]
+    people = [
+        Subscriber(
+            email=f"{prefix}{i}@d{i % domain_count}.example", name=f"Reader {i}", status=status, newsletters=("weekly",)
+        )
+        for i in range(count)
+    ]
     store.subscribers.upsert_many(people, NOW)
     return [person.email for person in people]
 
@@ -67,9 +81,20 @@ def config(make_settings, database_url):
     def make(port: int = 25, **delivery):
         data = {
             "newsletters": {"weekly": {"title": "Weekly", "from": "The Weekly <weekly@news.example.org>"}},
-            "delivery": {"transport": "smtp", "batch_size": 25, "retry_first": "1s", "retry_max": "1s",
-                         "smtp": {"host": "127.0.0.1", "port": port, "connections": 3, "timeout": 10,
-                                  "per_domain_connections": 2}, **delivery},
+            "delivery": {
+                "transport": "smtp",
+                "batch_size": 25,
+                "retry_first": "1s",
+                "retry_max": "1s",
+                "smtp": {
+                    "host": "127.0.0.1",
+                    "port": port,
+                    "connections": 3,
+                    "timeout": 10,
+                    "per_domain_connections": 2,
+                },
+                **delivery,
+            },
         }
         return make_settings(data, database_url=database_url)
 
@@ -87,12 +112,22 @@ def test_everyone_receives_exactly_one_message_with_the_list_headers(store, conf
         transport = make_transport(settings.delivery)
         result = dispatch.deliver_issue(store, settings, issue, rendered=RENDERED, transport=transport, clock=Clock())
         transport.close()
-    assert handler.received() == {email: 1 for email in emails}
+    assert handler.received() == dict.fromkeys(emails, 1)
     assert result.get("delivered") == 120 and result.finished and result.issue_state == "sent"
     assert dispatch.summary(result, issue, "sent") | {"next_attempt_at": None} == {
-        "status": "sent", "issue": 1, "newsletter": "weekly", "articles": 3, "recipients": 120,
-        "delivered": 120, "failed": 0, "deferred": 0, "pending": 0, "cancelled": 0, "state": "sent",
-        "next_attempt_at": None}
+        "status": "sent",
+        "issue": 1,
+        "newsletter": "weekly",
+        "articles": 3,
+        "recipients": 120,
+        "delivered": 120,
+        "failed": 0,
+        "deferred": 0,
+        "pending": 0,
+        "cancelled": 0,
+        "state": "sent",
+        "next_attempt_at": None,
+    }
     message = handler.parsed(emails[7])[0]
     assert message["To"] == f"Reader 7 <{emails[7]}>"
     assert message["From"] == "The Weekly <weekly@news.example.org>"
@@ -128,7 +163,7 @@ def test_flaky_server_and_dropped_connections_still_deliver_everyone_once(store,
         result = send_until_done(store, settings, issue, transport, Clock())
         transport.close()
     assert handler.refusals["421"] and handler.refusals["451"] and handler.refusals["drop"]
-    assert handler.received() == {email: 1 for email in emails}
+    assert handler.received() == dict.fromkeys(emails, 1)
     assert result.get("delivered") == 300 and result.issue_state == "sent"
     retried = [row for row in store.deliveries.rows(issue.id) if row["attempts"] > 1]
     assert retried and all(row["state"] == "delivered" for row in retried)
@@ -171,7 +206,8 @@ def test_soft_failures_back_off_then_give_up_as_soft_bounces(store, config):
 def test_backoff_doubles_from_retry_first_up_to_retry_max(config):
     delivery = config(retry_first="5m", retry_max="1h").delivery
     assert [dispatch.backoff(n, delivery) for n in (1, 2, 3, 4, 5, 9)] == [
-        timedelta(minutes=m) for m in (5, 10, 20, 40, 60, 60)]
+        timedelta(minutes=m) for m in (5, 10, 20, 40, 60, 60)
+    ]
 
 
 def test_nothing_is_sent_before_a_deferral_is_due(store, config):
@@ -186,9 +222,19 @@ def test_nothing_is_sent_before_a_deferral_is_due(store, config):
     clock.now = NOW + timedelta(minutes=9)
     assert store.deliveries.due_retries(issue.id, clock.now) == 0
     assert store.deliveries.due_retries(issue.id, NOW + timedelta(minutes=10)) == 2
-    assert dispatch.deliver_issue(store, settings, issue, rendered=RENDERED, transport=transport, clock=clock).get("deferred") == 2
+    assert (
+        dispatch.deliver_issue(store, settings, issue, rendered=RENDERED, transport=transport, clock=clock).get(
+            "deferred"
+        )
+        == 2
+    )
     clock.now = NOW + timedelta(minutes=10)
-    assert dispatch.deliver_issue(store, settings, issue, rendered=RENDERED, transport=transport, clock=clock).get("delivered") == 2
+    assert (
+        dispatch.deliver_issue(store, settings, issue, rendered=RENDERED, transport=transport, clock=clock).get(
+            "delivered"
+        )
+        == 2
+    )
 
 
 def test_an_unsubscribe_during_the_send_stops_that_recipient(store, config):
@@ -222,9 +268,12 @@ def test_expired_leases_are_sent_again_and_delivered_rows_never(store, config):
     result = dispatch.deliver_issue(store, settings, issue, rendered=RENDERED, transport=transport, clock=clock)
     assert sorted(m.recipient for m in transport.sent[20:]) == sorted(row.email for row in abandoned)
     assert result.get("delivered") == 30 and result.issue_state == "sent"
-    stale = store.deliveries.record(issue.id, [dispatch.decide(abandoned[0], SendResult("failed", 550),
-                                                               settings.delivery, clock.now)], clock.now,
-                                    soft_bounce_limit=3)
+    stale = store.deliveries.record(
+        issue.id,
+        [dispatch.decide(abandoned[0], SendResult("failed", 550), settings.delivery, clock.now)],
+        clock.now,
+        soft_bounce_limit=3,
+    )
     assert stale == 0 and store.deliveries.counts(issue.id)["delivered"] == 30
 
 
@@ -244,14 +293,19 @@ def test_pause_resume_and_cancel(store, config):
     settings = config(batch_size=5)
     add_subscribers(store, 30)
     issue = make_issue(store)
-    result = dispatch.deliver_issue(store, settings, issue, rendered=RENDERED, transport=pausing_after(store, issue, 3), clock=Clock())
+    result = dispatch.deliver_issue(
+        store, settings, issue, rendered=RENDERED, transport=pausing_after(store, issue, 3), clock=Clock()
+    )
     first = result.get("delivered")
     assert result.issue_state == "paused" and first in (5, 10)  # the batch on the wire (+ one leased beside it)
-    again = dispatch.deliver_issue(store, settings, issue, rendered=RENDERED, transport=MemoryTransport(), clock=Clock())
+    again = dispatch.deliver_issue(
+        store, settings, issue, rendered=RENDERED, transport=MemoryTransport(), clock=Clock()
+    )
     assert again.get("delivered") == first and again.get("pending") == 30 - first
     dispatch.resume(store, issue, NOW)
-    result = dispatch.deliver_issue(store, settings, issue, rendered=RENDERED, transport=pausing_after(store, issue, 1),
-                                    clock=Clock())
+    result = dispatch.deliver_issue(
+        store, settings, issue, rendered=RENDERED, transport=pausing_after(store, issue, 1), clock=Clock()
+    )
     second = result.get("delivered")
     assert result.issue_state == "paused" and second - first in (5, 10)
     cancelled, rows = dispatch.cancel(store, issue, NOW)
@@ -261,6 +315,7 @@ def test_pause_resume_and_cancel(store, config):
 
 
 # --- the commands ----------------------------------------------------------------------------
+
 
 def cli_run(config_path, *args: str):
     from click.testing import CliRunner
@@ -276,15 +331,25 @@ def publication(tmp_path, database_url):
     from tests.conftest import SEED_000
 
     def make(port: int | None = None):
-        transport = (f'transport = "smtp"\n[delivery.smtp]\nhost = "127.0.0.1"\nport = {port}\n'
-                     if port else 'transport = "maildir"\n')
+        transport = (
+            f'transport = "smtp"\n[delivery.smtp]\nhost = "127.0.0.1"\nport = {port}\n'
+            if port
+            else 'transport = "maildir"\n'
+        )
         path = tmp_path / "config.toml"
-        path.write_text(f'[site]\nurl = "https://news.example.org"\n[database]\nurl = "{database_url}"\n'
-                        f'[newsletters.weekly]\nlookback = "3650d"\n[delivery]\n{transport}', encoding="utf-8")
-        assert cli_run(path, "import", str(SEED_000), "--as-of", datetime.now(timezone.utc).isoformat()).exit_code == 0
+        path.write_text(
+            f'[site]\nurl = "https://news.example.org"\n[database]\nurl = "{database_url}"\n'
+            f'[newsletters.weekly]\nlookback = "3650d"\n[delivery]\n{transport}',
+            encoding="utf-8",
+        )
+        assert cli_run(path, "import", str(SEED_000), "--as-of", datetime.now(UTC).isoformat()).exit_code == 0
         for n in range(3):
-            assert cli_run(path, "subscribers", "add", f"r{n}@d{n}.example", "--name", f"Réader {n}",
-                           "--confirmed").exit_code == 0
+            assert (
+                cli_run(
+                    path, "subscribers", "add", f"r{n}@d{n}.example", "--name", f"Réader {n}", "--confirmed"
+                ).exit_code
+                == 0
+            )
         return path
 
     return make
@@ -301,7 +366,13 @@ def test_digest_send_json_contract_over_smtp(publication, monkeypatch):
         again = cli_run(path, "digest", "send", "weekly", "--json")
     sent = json.loads(result.output)
     assert {k: sent[k] for k in ("status", "issue", "recipients", "delivered", "failed", "deferred")} == {
-        "status": "sent", "issue": 1, "recipients": 3, "delivered": 3, "failed": 0, "deferred": 0}
+        "status": "sent",
+        "issue": 1,
+        "recipients": 3,
+        "delivered": 3,
+        "failed": 0,
+        "deferred": 0,
+    }
     assert sent["articles"] > 0
     assert json.loads(again.output)["status"] == "skipped"
     assert handler.received() == {"r0@d0.example": 1, "r1@d1.example": 1, "r2@d2.example": 1}
@@ -349,9 +420,14 @@ def test_two_workers_on_one_issue_never_send_the_same_recipient(store, config):
     issue = make_issue(store)
     dispatch.start_issue(store, issue, NOW)
     transports = [MemoryTransport(), MemoryTransport()]
-    workers = [threading.Thread(target=dispatch.deliver_issue, args=(store, settings, issue),
-                                kwargs={"rendered": RENDERED, "transport": transport, "clock": Clock()})
-               for transport in transports]
+    workers = [
+        threading.Thread(
+            target=dispatch.deliver_issue,
+            args=(store, settings, issue),
+            kwargs={"rendered": RENDERED, "transport": transport, "clock": Clock()},
+        )
+        for transport in transports
+    ]
     for worker in workers:
         worker.start()
     for worker in workers:
@@ -385,8 +461,9 @@ def test_ctrl_c_while_composing_still_records_the_batch_on_the_wire(store, confi
     add_subscribers(store, 30)
     issue = make_issue(store)
     dispatch.start_issue(store, issue, NOW)
-    compiled = dispatch.compile_message(RENDERED, settings=settings, newsletter=settings.newsletter("weekly"),
-                                        issue_number=1)
+    compiled = dispatch.compile_message(
+        RENDERED, settings=settings, newsletter=settings.newsletter("weekly"), issue_number=1
+    )
     compose = dispatch.composer(compiled, settings, settings.newsletter("weekly"), issue)
     calls = []
 

@@ -1,15 +1,16 @@
 """The feed importer, from files and over HTTP with conditional GET."""
 
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 
 import pytest
 
 from publisher.errors import ContentError
 from publisher.importers.feed import parse_feed, read_feed
 
-NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
 ATOM = b"""<?xml version="1.0" encoding="utf-8"?>
 <feed xmlns="http://www.w3.org/2005/Atom">
   <title>Elsewhere</title><id>urn:x</id><updated>2025-01-02T00:00:00Z</updated>
@@ -25,7 +26,7 @@ ATOM = b"""<?xml version="1.0" encoding="utf-8"?>
 def test_atom_entries_become_sanitised_drafts():
     second, first = parse_feed(ATOM, where="f.xml", now=NOW)
     assert second.title == "Second – post" and second.guid == "urn:uuid:1"
-    assert second.published == datetime(2025, 1, 2, 8, 0, tzinfo=timezone.utc)
+    assert second.published == datetime(2025, 1, 2, 8, 0, tzinfo=UTC)
     assert second.content_html == "<p>Full</p>" and not second.truncated
     assert second.authors == ("Bo",) and second.tags == ("news",) and second.url == "https://e.org/2"
     assert first.truncated and first.summary_html == "Only a summary"
@@ -37,7 +38,7 @@ def test_not_xml_is_an_error_with_a_line():
 
 
 class _FeedServer(BaseHTTPRequestHandler):
-    requests: list = []
+    requests: ClassVar[list] = []
 
     def do_GET(self):
         type(self).requests.append(dict(self.headers))
@@ -91,9 +92,11 @@ def test_very_long_titles_and_ids_fit_the_store(store, settings):
     long_title = "A very long title " * 20
     draft = parse_markdown(f"---\ntitle: {long_title}\n---\nbody\n", where="p.md", now=NOW)
     entry_id = "urn:" + "x" * 600
-    feed = (b'<feed xmlns="http://www.w3.org/2005/Atom"><title>t</title><id>urn:f</id><updated>2025-01-01T00:00:00Z'
-            b'</updated><entry><id>' + entry_id.encode() + b'</id><title>Short</title>'
-            b'<updated>2025-01-01T00:00:00Z</updated><link href="https://e.org/s"/></entry></feed>')
+    feed = (
+        b'<feed xmlns="http://www.w3.org/2005/Atom"><title>t</title><id>urn:f</id><updated>2025-01-01T00:00:00Z'
+        b"</updated><entry><id>" + entry_id.encode() + b"</id><title>Short</title>"
+        b'<updated>2025-01-01T00:00:00Z</updated><link href="https://e.org/s"/></entry></feed>'
+    )
     drafts = [draft, *parse_feed(feed, where="f.xml", now=NOW)]
     store.articles.ingest(drafts, site_url=settings.site.url, guid_authority="x", now=NOW, source="t")
     stored = store.articles.newest()

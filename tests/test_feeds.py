@@ -36,29 +36,48 @@ SITE = "https://news.example.org"
 GOLDEN = REPO / "tests" / "golden" / "feeds"
 SEED_ARTICLES = 37  # 19 + 22 articles in the captures, 4 of them in both
 FILES = ("rss.xml", "atom.xml", "feed.json")
-NS = {"atom": "http://www.w3.org/2005/Atom", "content": "http://purl.org/rss/1.0/modules/content/",
-      "dc": "http://purl.org/dc/elements/1.1/"}
-RFC_822 = re.compile(r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) "
-                     r"\d{4} \d{2}:\d{2}:\d{2} [+-]\d{4}$")
+NS = {
+    "atom": "http://www.w3.org/2005/Atom",
+    "content": "http://purl.org/rss/1.0/modules/content/",
+    "dc": "http://purl.org/dc/elements/1.1/",
+}
+RFC_822 = re.compile(
+    r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) "
+    r"\d{4} \d{2}:\d{2}:\d{2} [+-]\d{4}$"
+)
 RFC_3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?([+-]\d{2}:\d{2}|Z)$")
 
 
 def import_seeds(store, settings, now_shift: timedelta = timedelta(0)) -> None:
     for seed, as_of in ((SEED_002, AS_OF_002), (SEED_000, AS_OF_000)):
-        store.articles.ingest(read_textpage(seed, as_of=as_of), site_url=settings.site.url,
-                              guid_authority=settings.site.domain, now=as_of + now_shift, source=seed.name)
+        store.articles.ingest(
+            read_textpage(seed, as_of=as_of),
+            site_url=settings.site.url,
+            guid_authority=settings.site.domain,
+            now=as_of + now_shift,
+            source=seed.name,
+        )
 
 
 def add_drafts(store, settings, *drafts: Draft) -> None:
-    store.articles.ingest(list(drafts), site_url=settings.site.url, guid_authority=settings.site.domain,
-                          now=AS_OF_000, source="test")
+    store.articles.ingest(
+        list(drafts), site_url=settings.site.url, guid_authority=settings.site.domain, now=AS_OF_000, source="test"
+    )
 
 
 def tagged(title: str, minutes: int, tags: tuple[str, ...], **extra) -> Draft:
     slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
-    return Draft(key=slug, slug=slug, title=title, summary_html=f"<p>About {title}.</p>",
-                 content_html=f"<p>All about {title}.</p>", truncated=False,
-                 published=AS_OF_000 + timedelta(minutes=minutes), tags=tags, **extra)
+    return Draft(
+        key=slug,
+        slug=slug,
+        title=title,
+        summary_html=f"<p>About {title}.</p>",
+        content_html=f"<p>All about {title}.</p>",
+        truncated=False,
+        published=AS_OF_000 + timedelta(minutes=minutes),
+        tags=tags,
+        **extra,
+    )
 
 
 @pytest.fixture
@@ -102,7 +121,9 @@ def json_feed_problems(document: object) -> list[str]:
     def check_authors(where: str, authors: object) -> None:
         check(where, authors, list)
         for i, author in enumerate(authors or []):
-            if not isinstance(author, dict) or not any(isinstance(author.get(k), str) for k in ("name", "url", "avatar")):
+            if not isinstance(author, dict) or not any(
+                isinstance(author.get(k), str) for k in ("name", "url", "avatar")
+            ):
                 problems.append(f"{where}[{i}] needs a name, url or avatar string")
 
     def check_date(where: str, value: object) -> None:
@@ -197,6 +218,7 @@ def json_feed(settings, folder: str = "") -> dict:
 
 # ---------------------------------------------------------------------------- the seed site feeds
 
+
 def test_seed_feeds_are_valid_with_every_article_newest_first(seeded, settings):
     build_feeds(seeded, settings)
     expected = [a.title for a in seeded.articles.newest()]
@@ -206,7 +228,10 @@ def test_seed_feeds_are_valid_with_every_article_newest_first(seeded, settings):
     assert [e.title for e in rss.entries] == expected
     assert [e.title for e in atom.entries] == expected
     assert [item["title"] for item in json_feed(settings)["items"]] == expected
-    assert expected[0] == "Premier Li Qiang joins celebrations of the 80th anniversary of the Workers’ Party of Korea in Pyongyang"
+    assert (
+        expected[0]
+        == "Premier Li Qiang joins celebrations of the 80th anniversary of the Workers’ Party of Korea in Pyongyang"
+    )
     assert rss_problems(strict(read(settings, "rss.xml"))) == []
     assert atom_problems(strict(read(settings, "atom.xml"))) == []
 
@@ -282,8 +307,9 @@ def test_an_edited_article_keeps_its_guid_and_moves_the_feed_updated(seeded, set
     build_feeds(seeded, settings)
     before = {e.title: e for e in parsed(settings, "atom.xml").entries}
     drafts = read_textpage(SEED_000, as_of=AS_OF_000)
-    edited = replace(drafts[3], content_html=drafts[3].content_html + "<p>Correction.</p>",
-                     updated=AS_OF_000 + timedelta(days=1))
+    edited = replace(
+        drafts[3], content_html=drafts[3].content_html + "<p>Correction.</p>", updated=AS_OF_000 + timedelta(days=1)
+    )
     add_drafts(seeded, settings, edited)
     report = build_feeds(seeded, settings)
     assert [(p.name, status) for p, status in report.files] == [(name, "changed") for name in FILES]
@@ -305,7 +331,9 @@ def test_dates_are_rfc_822_in_rss_and_rfc_3339_in_atom_and_json(seeded, settings
     assert RFC_822.match(rss.find("channel").findtext("lastBuildDate"))
     assert parsedate_to_datetime(rss.find("channel").findtext("lastBuildDate")) == max(a.updated for a in articles)
     atom = strict(read(settings, "atom.xml"))
-    stamps = [e.text for e in atom.iterfind(".//atom:published", NS)] + [e.text for e in atom.iterfind(".//atom:updated", NS)]
+    stamps = [e.text for e in atom.iterfind(".//atom:published", NS)] + [
+        e.text for e in atom.iterfind(".//atom:updated", NS)
+    ]
     assert all(RFC_3339.match(s) for s in stamps), stamps[:3]
     published = [datetime.fromisoformat(e.text) for e in atom.iterfind("atom:entry/atom:published", NS)]
     assert published == [a.published for a in articles]
@@ -329,12 +357,17 @@ def test_typography_is_kept_exactly(seeded, settings):
 
 
 def test_links_inside_the_content_are_made_absolute(store, settings):
-    draft = replace(tagged("Links", 1, ()), content_html='<p><a href="/about/">About</a> <img src="pic.png" alt="">'
-                    ' <a href="https://elsewhere.example/x">away</a> <a href="#notes">notes</a></p>')
+    draft = replace(
+        tagged("Links", 1, ()),
+        content_html='<p><a href="/about/">About</a> <img src="pic.png" alt="">'
+        ' <a href="https://elsewhere.example/x">away</a> <a href="#notes">notes</a></p>',
+    )
     add_drafts(store, settings, draft)
     build_feeds(store, settings)
-    expected = (f'<p><a href="{SITE}/about/">About</a> <img src="{SITE}/links/pic.png" alt="">'
-                f' <a href="https://elsewhere.example/x">away</a> <a href="{SITE}/links/#notes">notes</a></p>')
+    expected = (
+        f'<p><a href="{SITE}/about/">About</a> <img src="{SITE}/links/pic.png" alt="">'
+        f' <a href="https://elsewhere.example/x">away</a> <a href="{SITE}/links/#notes">notes</a></p>'
+    )
     assert json_feed(settings)["items"][0]["content_html"] == expected
     rss = strict(read(settings, "rss.xml"))
     assert rss.find("channel/item").findtext("content:encoded", namespaces=NS) == expected
@@ -343,8 +376,17 @@ def test_links_inside_the_content_are_made_absolute(store, settings):
 
 
 def test_the_site_settings_describe_every_feed(store, make_settings, database_url):
-    settings = make_settings({"site": {"title": "La Gazette", "description": "Les nouvelles – chaque jour",
-                                       "language": "fr-FR", "author": "La rédaction"}}, database_url=database_url)
+    settings = make_settings(
+        {
+            "site": {
+                "title": "La Gazette",
+                "description": "Les nouvelles – chaque jour",
+                "language": "fr-FR",
+                "author": "La rédaction",
+            }
+        },
+        database_url=database_url,
+    )
     add_drafts(store, settings, tagged("Bonjour", 1, ("Été",)))
     build_feeds(store, settings)
     for folder, title in (("", "La Gazette"), ("tags/ete", "La Gazette: Été")):
@@ -368,6 +410,7 @@ def test_an_empty_store_gives_valid_empty_feeds_that_do_not_change(store, settin
 
 
 # ---------------------------------------------------------------------------- determinism and writing
+
 
 def test_a_second_build_gives_identical_bytes_and_leaves_files_alone(seeded, settings):
     first = build_feeds(seeded, settings)
@@ -418,9 +461,9 @@ def test_golden_site_feeds(store, make_settings, database_url):
 
 # ---------------------------------------------------------------------------- bad characters
 
+
 def test_a_control_character_in_an_article_does_not_break_any_feed(seeded, settings):
-    bad = tagged("Bell\x07 and\x1b escape", 60, ("Odd\x01",),
-                 authors=("Ann\x0c",))
+    bad = tagged("Bell\x07 and\x1b escape", 60, ("Odd\x01",), authors=("Ann\x0c",))
     bad = replace(bad, summary_html="<p>vertical\x0btab</p>", content_html="<p>nul-ish\x08 back\x1fspace</p>")
     add_drafts(seeded, settings, bad)
     build_feeds(seeded, settings)
@@ -435,8 +478,12 @@ def test_a_control_character_in_an_article_does_not_break_any_feed(seeded, setti
 
 def test_a_lone_surrogate_in_an_article_does_not_break_any_feed(seeded, settings):
     articles = seeded.articles.newest()
-    planted = replace(articles[0], title=articles[0].title + " \ud800", content_html="<p>half \udfff a pair</p>",
-                      summary_html="<p>\ud83d</p>")
+    planted = replace(
+        articles[0],
+        title=articles[0].title + " \ud800",
+        content_html="<p>half \udfff a pair</p>",
+        summary_html="<p>\ud83d</p>",
+    )
     spec = make_spec(settings, "", settings.site.title, settings.site.description)
     entries = [article_entry(a) for a in [planted, *articles[1:]]]
     written = write_feed_set(spec, entries, settings.feeds)
@@ -451,15 +498,22 @@ def test_a_lone_surrogate_in_an_article_does_not_break_any_feed(seeded, settings
 
 # ---------------------------------------------------------------------------- per-tag feeds
 
+
 def test_each_tag_has_its_own_feeds_with_only_its_articles(seeded, settings):
-    add_drafts(seeded, settings,
-               tagged("Rust notes", 10, ("Rust", "Programming")),
-               tagged("Python notes", 20, ("Python", "Programming"), authors=("Ann Author",)),
-               tagged("More Python", 30, ("Python",)))
+    add_drafts(
+        seeded,
+        settings,
+        tagged("Rust notes", 10, ("Rust", "Programming")),
+        tagged("Python notes", 20, ("Python", "Programming"), authors=("Ann Author",)),
+        tagged("More Python", 30, ("Python",)),
+    )
     report = build_feeds(seeded, settings)
     assert report.count("created") == 3 * 4  # the site and three tags
-    for slug, titles in {"python": ["More Python", "Python notes"], "rust": ["Rust notes"],
-                         "programming": ["Python notes", "Rust notes"]}.items():
+    for slug, titles in {
+        "python": ["More Python", "Python notes"],
+        "rust": ["Rust notes"],
+        "programming": ["Python notes", "Rust notes"],
+    }.items():
         folder = f"tags/{slug}"
         rss, atom = parsed(settings, "rss.xml", folder), parsed(settings, "atom.xml", folder)
         assert [e.title for e in rss.entries] == titles
@@ -500,6 +554,7 @@ def test_the_feeds_of_a_tag_no_longer_used_are_removed(seeded, settings):
 
 # ---------------------------------------------------------------------------- WebSub
 
+
 def recording_client(requests: list, response: int = 204) -> httpx.Client:
     def handle(request: httpx.Request) -> httpx.Response:
         requests.append(request)
@@ -535,8 +590,10 @@ def test_an_unreachable_hub_is_logged_and_the_feeds_still_publish(store, make_se
         attempts.append(request)
         raise httpx.ConnectError("connection refused", request=request)
 
-    with caplog.at_level(logging.WARNING, logger="publisher.feeds"), \
-            httpx.Client(transport=httpx.MockTransport(refuse)) as client:
+    with (
+        caplog.at_level(logging.WARNING, logger="publisher.feeds"),
+        httpx.Client(transport=httpx.MockTransport(refuse)) as client,
+    ):
         report = build_feeds(store, settings, client=client)
     assert report.count("created") == 6
     assert len(attempts) == 1  # a dead hub costs one try per build, not one per feed
@@ -554,6 +611,7 @@ def test_a_hub_refusal_is_logged_per_feed(store, make_settings, database_url, ca
 
 
 # ---------------------------------------------------------------------------- the command
+
 
 @pytest.fixture
 def cli_stores(monkeypatch):
@@ -574,15 +632,20 @@ def cli_stores(monkeypatch):
 
 
 def test_publisher_feeds_reports_each_file_and_a_summary(seeded, settings, cli_stores):
-    settings.path.write_text(f'[site]\nurl = "{SITE}"\n\n[database]\nurl = "{settings.database.url}"\n',
-                             encoding="utf-8")
+    settings.path.write_text(
+        f'[site]\nurl = "{SITE}"\n\n[database]\nurl = "{settings.database.url}"\n', encoding="utf-8"
+    )
     add_drafts(seeded, settings, tagged("Tagged", 1, ("Only tag",)))
     runner = CliRunner()
     first = runner.invoke(cli, ["--config", str(settings.path), "feeds"])
     assert first.exit_code == 0, first.output
     assert first.output.splitlines() == [
-        "created   rss.xml", "created   atom.xml", "created   feed.json",
-        "created   tags/only-tag/rss.xml", "created   tags/only-tag/atom.xml", "created   tags/only-tag/feed.json",
+        "created   rss.xml",
+        "created   atom.xml",
+        "created   feed.json",
+        "created   tags/only-tag/rss.xml",
+        "created   tags/only-tag/atom.xml",
+        "created   tags/only-tag/feed.json",
         f"6 created, 0 changed, 0 unchanged, 0 removed in {settings.feeds.dir}",
     ]
     again = runner.invoke(cli, ["--config", str(settings.path), "feeds"])
@@ -592,8 +655,12 @@ def test_publisher_feeds_reports_each_file_and_a_summary(seeded, settings, cli_s
     add_drafts(seeded, settings, tagged("Untagged", 2, ()))
     third = runner.invoke(cli, ["--config", str(settings.path), "feeds"])
     assert third.output.splitlines() == [
-        "changed   rss.xml", "changed   atom.xml", "changed   feed.json",
-        "unchanged tags/only-tag/rss.xml", "unchanged tags/only-tag/atom.xml", "unchanged tags/only-tag/feed.json",
+        "changed   rss.xml",
+        "changed   atom.xml",
+        "changed   feed.json",
+        "unchanged tags/only-tag/rss.xml",
+        "unchanged tags/only-tag/atom.xml",
+        "unchanged tags/only-tag/feed.json",
         f"0 created, 3 changed, 3 unchanged, 0 removed in {settings.feeds.dir}",
     ]
 
@@ -607,8 +674,9 @@ def test_an_unwritable_feeds_dir_is_a_one_line_error(store, make_settings, datab
     settings = make_settings({"feeds": {"dir": "blocked"}}, database_url=database_url)
     (tmp_path / "blocked").write_text("a file where the feeds folder should be")
     add_drafts(store, settings, tagged("Plain", 1, ()))
-    settings.path.write_text(f'[site]\nurl = "{SITE}"\n\n[database]\nurl = "{database_url}"\n\n'
-                             f'[feeds]\ndir = "blocked"\n', encoding="utf-8")
+    settings.path.write_text(
+        f'[site]\nurl = "{SITE}"\n\n[database]\nurl = "{database_url}"\n\n[feeds]\ndir = "blocked"\n', encoding="utf-8"
+    )
     result = CliRunner().invoke(cli, ["--config", str(settings.path), "feeds"])
     assert result.exit_code == 1
     assert result.output.startswith(f"error: cannot write the feed {tmp_path / 'blocked' / 'rss.xml'}: ")

@@ -1,22 +1,24 @@
 """The Markdown importer: front matter, the teaser break, sanitising."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
 from publisher.errors import ContentError
 from publisher.importers.markdown import parse_markdown
 
-NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def test_yaml_front_matter_and_more_break():
     draft = parse_markdown(
         "---\ntitle: Hello, world’s end\ndate: 2026-02-03\ntags: [a, B c]\nauthors: Ann\n---\n"
         "Intro *text*.\n\n<!--more-->\n\nRest.\n",
-        where="post.md", now=NOW)
+        where="post.md",
+        now=NOW,
+    )
     assert draft.title == "Hello, world’s end" and draft.slug == "hello-worlds-end"
-    assert draft.published == datetime(2026, 2, 3, tzinfo=timezone.utc)
+    assert draft.published == datetime(2026, 2, 3, tzinfo=UTC)
     assert draft.tags == ("a", "B c") and draft.authors == ("Ann",)
     assert draft.truncated
     assert draft.summary_html == "<p>Intro <em>text</em>.</p>"
@@ -25,16 +27,17 @@ def test_yaml_front_matter_and_more_break():
 
 def test_toml_front_matter_slug_and_summary():
     draft = parse_markdown(
-        '+++\ntitle = "T"\nslug = "Custom Slug"\nsummary = "Short **one**"\n+++\nBody\n',
-        where="post.md", now=NOW)
+        '+++\ntitle = "T"\nslug = "Custom Slug"\nsummary = "Short **one**"\n+++\nBody\n', where="post.md", now=NOW
+    )
     assert draft.slug == "custom-slug"
     assert draft.summary_html == "<p>Short <strong>one</strong></p>"
     assert not draft.truncated and draft.published == NOW
 
 
 def test_scripts_and_handlers_are_removed():
-    draft = parse_markdown('---\ntitle: T\n---\n<script>alert(1)</script>\n\n<a href="x" onclick="y">l</a>\n',
-                           where="p.md", now=NOW)
+    draft = parse_markdown(
+        '---\ntitle: T\n---\n<script>alert(1)</script>\n\n<a href="x" onclick="y">l</a>\n', where="p.md", now=NOW
+    )
     assert "<script" not in draft.content_html and "onclick" not in draft.content_html
 
 
@@ -42,14 +45,17 @@ def test_draft_files_are_skipped():
     assert parse_markdown("---\ntitle: T\ndraft: true\n---\nx\n", where="p.md", now=NOW) is None
 
 
-@pytest.mark.parametrize("text, message", [
-    ("---\ntitle: T\n", r"p\.md:1: front matter opened with --- is never closed"),
-    ("---\n- a list\n---\nx", r"p\.md:2: front matter must be a table"),
-    ("---\ntitel: T\n---\nx", r"p\.md: unknown front matter key titel"),
-    ("---\ndate: 2026-01-01\n---\nx", r"p\.md: front matter needs a title"),
-    ("---\ntitle: T\ndate: soon\n---\nx", r"p\.md: front matter date: 'soon' is not an ISO-8601 date"),
-    ('+++\ntitle = \n+++\nx', r"p\.md:1: invalid TOML front matter"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("---\ntitle: T\n", r"p\.md:1: front matter opened with --- is never closed"),
+        ("---\n- a list\n---\nx", r"p\.md:2: front matter must be a table"),
+        ("---\ntitel: T\n---\nx", r"p\.md: unknown front matter key titel"),
+        ("---\ndate: 2026-01-01\n---\nx", r"p\.md: front matter needs a title"),
+        ("---\ntitle: T\ndate: soon\n---\nx", r"p\.md: front matter date: 'soon' is not an ISO-8601 date"),
+        ("+++\ntitle = \n+++\nx", r"p\.md:1: invalid TOML front matter"),
+    ],
+)
 def test_broken_front_matter_is_named(text, message):
     with pytest.raises(ContentError, match=message):
         parse_markdown(text, where="p.md", now=NOW)

@@ -6,7 +6,7 @@ import base64
 import random
 import re
 import subprocess
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email import message_from_bytes, policy
 
 import pytest
@@ -15,32 +15,51 @@ from publisher.message import Signer, compile_message, message_id, qp_encode
 from publisher.model import RenderedIssue, new_placeholders
 from tests.conftest import require
 
-NOW = datetime(2025, 10, 20, 8, 0, tzinfo=timezone.utc)
+NOW = datetime(2025, 10, 20, 8, 0, tzinfo=UTC)
 URL = "https://news.example.org/unsubscribe/WzEsIndlZWtseSJd.tKf4Sxjfga-jH5PBdE6LI5LLALw"
 PLACEHOLDERS = new_placeholders()
-NAME, EMAIL, UNSUBSCRIBE, PREFERENCES = (PLACEHOLDERS[key] for key in
-                                         ("name", "email", "unsubscribe_url", "preferences_url"))
+NAME, EMAIL, UNSUBSCRIBE, PREFERENCES = (
+    PLACEHOLDERS[key] for key in ("name", "email", "unsubscribe_url", "preferences_url")
+)
 RENDERED = RenderedIssue(
-    newsletter="weekly", subject="Weekly: the Workers’ Party – “80 years”", preheader="",
+    newsletter="weekly",
+    subject="Weekly: the Workers’ Party – “80 years”",
+    preheader="",
     html=f'<p>Hello {NAME},</p><p style="color: #333">Read on.</p><a href="{UNSUBSCRIBE}">Unsubscribe</a>',
     text=f"Hello {NAME},\n\nRead on: café ☕\n.a line that starts with a dot\nUnsubscribe: {UNSUBSCRIBE}\n"
-         f"Preferences: {PREFERENCES} (for {EMAIL})\n",
+    f"Preferences: {PREFERENCES} (for {EMAIL})\n",
     placeholders=PLACEHOLDERS,
 )
 
 
 @pytest.fixture
 def settings(make_settings):
-    return make_settings({"newsletters": {"weekly": {"title": "The Weekly", "from": "The Weekly <weekly@news.example.org>",
-                                                     "reply_to": "editor@news.example.org"}}})
+    return make_settings(
+        {
+            "newsletters": {
+                "weekly": {
+                    "title": "The Weekly",
+                    "from": "The Weekly <weekly@news.example.org>",
+                    "reply_to": "editor@news.example.org",
+                }
+            }
+        }
+    )
 
 
 def personalised(settings, rendered=RENDERED, signer=None, **values) -> bytes:
-    compiled = compile_message(rendered, settings=settings, newsletter=settings.newsletter("weekly"),
-                               issue_number=7, signer=signer)
-    fields = {"subscriber_id": 42, "email": "zoe@example.com", "name": "Zoë O’Neil", "unsubscribe_url": URL,
-              "preferences_url": "https://news.example.org/preferences/abc", "date": NOW,
-              "message_id": message_id("news.example.org", "weekly", 7, 42)} | values
+    compiled = compile_message(
+        rendered, settings=settings, newsletter=settings.newsletter("weekly"), issue_number=7, signer=signer
+    )
+    fields = {
+        "subscriber_id": 42,
+        "email": "zoe@example.com",
+        "name": "Zoë O’Neil",
+        "unsubscribe_url": URL,
+        "preferences_url": "https://news.example.org/preferences/abc",
+        "date": NOW,
+        "message_id": message_id("news.example.org", "weekly", 7, 42),
+    } | values
     return compiled.personalise(**fields)
 
 
@@ -57,8 +76,7 @@ def test_headers_a_mail_client_reads(settings):
     assert message["Date"] == "Mon, 20 Oct 2025 08:00:00 +0000"
     assert message["Message-ID"] == "<weekly.7.42@news.example.org>"
     assert message["List-Id"] == "The Weekly <weekly.news.example.org>"
-    assert message["List-Unsubscribe"] == (f"<{URL}>, "
-                                           "<mailto:weekly@news.example.org?subject=unsubscribe%20weekly>")
+    assert message["List-Unsubscribe"] == (f"<{URL}>, <mailto:weekly@news.example.org?subject=unsubscribe%20weekly>")
     assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert message["Feedback-ID"] == "7:weekly:newsletter:news.example.org"
     assert message["MIME-Version"] == "1.0"
@@ -71,8 +89,12 @@ def test_headers_a_mail_client_reads(settings):
 def test_bodies_are_filled_exactly(settings):
     text, html = (part.get_content() for part in parse(personalised(settings)).iter_parts())
     expected = RENDERED.text
-    for key, value in {"name": "Zoë O’Neil", "email": "zoe@example.com", "unsubscribe_url": URL,
-                       "preferences_url": "https://news.example.org/preferences/abc"}.items():
+    for key, value in {
+        "name": "Zoë O’Neil",
+        "email": "zoe@example.com",
+        "unsubscribe_url": URL,
+        "preferences_url": "https://news.example.org/preferences/abc",
+    }.items():
         expected = expected.replace(PLACEHOLDERS[key], value)
     assert text.replace("\r\n", "\n") == expected
     assert f'<a href="{URL}">' in html and "Hello Zoë O’Neil," in html
@@ -95,10 +117,14 @@ def test_wire_format_crlf_short_lines_no_leading_dots(settings):
 
 
 def test_header_values_cannot_add_headers(settings):
-    rendered = RenderedIssue(newsletter="weekly", subject="Hi\r\nBcc: evil@example.com", preheader="",
-                             html="<p>x</p>", text="x")
-    message = parse(personalised(settings, rendered, name="Eve\r\nBcc: evil@example.com\x00",
-                                 email="eve@example.com\r\nCc: x@example.com"))
+    rendered = RenderedIssue(
+        newsletter="weekly", subject="Hi\r\nBcc: evil@example.com", preheader="", html="<p>x</p>", text="x"
+    )
+    message = parse(
+        personalised(
+            settings, rendered, name="Eve\r\nBcc: evil@example.com\x00", email="eve@example.com\r\nCc: x@example.com"
+        )
+    )
     assert message["Bcc"] is None and message["Cc"] is None
     assert message["Subject"] == "Hi  Bcc: evil@example.com"
     assert "\n" not in message["To"] and "eve@example.com" in message["To"]
@@ -111,11 +137,15 @@ def test_placeholders_survive_any_position_and_any_value(settings):
         tokens = list(PLACEHOLDERS.values())
         pieces = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 120))) for _ in range(4)]
         text = "".join(piece + rng.choice(tokens) for piece in pieces)
-        values = {"name": "".join(rng.choice(alphabet.strip()) for _ in range(rng.randint(0, 90))),
-                  "unsubscribe_url": URL + "=" * rng.randint(0, 3), "email": "a@b.example",
-                  "preferences_url": "." + "p" * rng.randint(0, 150)}
-        rendered = RenderedIssue(newsletter="weekly", subject="s", preheader="", html="<p>x</p>", text=text,
-                                 placeholders=PLACEHOLDERS)
+        values = {
+            "name": "".join(rng.choice(alphabet.strip()) for _ in range(rng.randint(0, 90))),
+            "unsubscribe_url": URL + "=" * rng.randint(0, 3),
+            "email": "a@b.example",
+            "preferences_url": "." + "p" * rng.randint(0, 150),
+        }
+        rendered = RenderedIssue(
+            newsletter="weekly", subject="s", preheader="", html="<p>x</p>", text=text, placeholders=PLACEHOLDERS
+        )
         data = personalised(settings, rendered, **values)
         body = data.split(b"\r\n\r\n", 2)[2]
         assert max(len(line) for line in body.split(b"\r\n")) <= 76
@@ -134,32 +164,53 @@ def test_qp_encodes_trailing_white_space_and_equals():
 
 def test_message_ids_are_unique_per_recipient(settings):
     compiled = compile_message(RENDERED, settings=settings, newsletter=settings.newsletter("weekly"), issue_number=1)
-    ids = {parse(compiled.personalise(subscriber_id=i, email=f"r{i}@x.example", unsubscribe_url=URL))["Message-ID"]
-           for i in range(50)}
+    ids = {
+        parse(compiled.personalise(subscriber_id=i, email=f"r{i}@x.example", unsubscribe_url=URL))["Message-ID"]
+        for i in range(50)
+    }
     assert len(ids) == 50 and all(i.endswith("@news.example.org>") for i in ids)
 
 
 def test_dkim_signature_covers_the_list_headers_and_verifies(settings, tmp_path):
     import dkim
 
-    made = subprocess.run(["openssl", "genrsa", "-out", str(tmp_path / "k.pem"), "1024"], capture_output=True)
+    made = subprocess.run(
+        ["openssl", "genrsa", "-out", str(tmp_path / "k.pem"), "1024"], check=False, capture_output=True
+    )
     require(made.returncode == 0, "openssl (to make a key)")
-    public = subprocess.run(["openssl", "rsa", "-in", str(tmp_path / "k.pem"), "-pubout", "-outform", "DER"],
-                            capture_output=True, check=True).stdout
+    public = subprocess.run(
+        ["openssl", "rsa", "-in", str(tmp_path / "k.pem"), "-pubout", "-outform", "DER"],
+        capture_output=True,
+        check=True,
+    ).stdout
     record = b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
     signer = Signer(b"s1", b"news.example.org", (tmp_path / "k.pem").read_bytes())
     data = personalised(settings, signer=signer)
     assert data.startswith(b"DKIM-Signature:")
     signature = parse(data)["DKIM-Signature"]
     signed = {h.strip().lower() for h in re.search(r"h=([^;]+)", signature)[1].split(":")}
-    assert {"from", "to", "subject", "date", "message-id", "list-id", "list-unsubscribe",
-            "list-unsubscribe-post"} <= signed
+    assert {
+        "from",
+        "to",
+        "subject",
+        "date",
+        "message-id",
+        "list-id",
+        "list-unsubscribe",
+        "list-unsubscribe-post",
+    } <= signed
+
     def dns(name, timeout=5):
         return record if name == b"s1._domainkey.news.example.org." else None
 
     assert dkim.verify(data, dnsfunc=dns)
-    rendered = RenderedIssue(newsletter="weekly", subject="s  with   spaces", preheader="",
-                             html="<p>a  \t b</p>\n\n<p>@@NAME@@</p>", text="x  y \n@@NAME@@  z\n\n")
+    rendered = RenderedIssue(
+        newsletter="weekly",
+        subject="s  with   spaces",
+        preheader="",
+        html="<p>a  \t b</p>\n\n<p>@@NAME@@</p>",
+        text="x  y \n@@NAME@@  z\n\n",
+    )
     for name in ("Two  Spaces", "   ", "Zoë\t\tTabs ", "." * 200):
         assert dkim.verify(personalised(settings, rendered, signer=signer, name=name), dnsfunc=dns), name
     tampered = data.replace(b"Hello", b"Hallo", 1)

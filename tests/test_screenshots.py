@@ -37,13 +37,17 @@ def browser():
 
 @pytest.fixture
 def preview_html(make_settings, tmp_path) -> Path:
-    settings = make_settings({
-        "site": {"title": "Friends of the East", "language": "en"},
-        "newsletters": {"weekly": {"title": "The Weekly Digest", "lookback": "7d"}},
-    }, database_url=f"sqlite:///{tmp_path / 'p.db'}")
+    settings = make_settings(
+        {
+            "site": {"title": "Friends of the East", "language": "en"},
+            "newsletters": {"weekly": {"title": "The Weekly Digest", "lookback": "7d"}},
+        },
+        database_url=f"sqlite:///{tmp_path / 'p.db'}",
+    )
     store = Store.open(settings.database.url)
-    import_sources(store, settings, [SourceSettings(path=str(SEED_002), format="textpage")],
-                   as_of=AS_OF_002, now=AS_OF_002)
+    import_sources(
+        store, settings, [SourceSettings(path=str(SEED_002), format="textpage")], as_of=AS_OF_002, now=AS_OF_002
+    )
     shown = write_preview(store, settings, "weekly", tmp_path / "preview", AS_OF_002 + timedelta(hours=8))
     store.close()
     return shown.files["html"]
@@ -51,13 +55,14 @@ def preview_html(make_settings, tmp_path) -> Path:
 
 def open_page(browser, html: Path, width: int, scheme: str):
     page = browser.new_page(viewport={"width": width, "height": 900}, color_scheme=scheme)
-    page.route("**/*", lambda route: route.continue_() if route.request.url.startswith("file:")
-               else route.abort())  # an email must not need the network to look right
+    page.route(
+        "**/*", lambda route: route.continue_() if route.request.url.startswith("file:") else route.abort()
+    )  # an email must not need the network to look right
     page.goto(html.as_uri())
     return page
 
 
-@pytest.mark.parametrize("width, scheme", [(375, "light"), (1200, "light"), (375, "dark"), (1200, "dark")])
+@pytest.mark.parametrize(("width", "scheme"), [(375, "light"), (1200, "light"), (375, "dark"), (1200, "dark")])
 def test_the_preview_reads_well_at_phone_and_desktop_widths(browser, preview_html, width, scheme):
     page = open_page(browser, preview_html, width, scheme)
     SHOTS.mkdir(parents=True, exist_ok=True)
@@ -81,11 +86,13 @@ def test_the_archive_page_and_index_read_well_on_a_phone(browser, make_settings,
     from publisher.archive import write_archive
     from publisher.issues import build_issue
 
-    settings = make_settings({"newsletters": {"weekly": {"title": "The Weekly Digest"}}},
-                             database_url=f"sqlite:///{tmp_path / 'p.db'}")
+    settings = make_settings(
+        {"newsletters": {"weekly": {"title": "The Weekly Digest"}}}, database_url=f"sqlite:///{tmp_path / 'p.db'}"
+    )
     store = Store.open(settings.database.url)
-    import_sources(store, settings, [SourceSettings(path=str(SEED_002), format="textpage")],
-                   as_of=AS_OF_002, now=AS_OF_002)
+    import_sources(
+        store, settings, [SourceSettings(path=str(SEED_002), format="textpage")], as_of=AS_OF_002, now=AS_OF_002
+    )
     issue = build_issue(store, settings, "weekly", AS_OF_002, AS_OF_002)
     store.issues.transition("weekly", issue.number, "sending", AS_OF_002)
     write_archive(store, settings, "weekly")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -13,21 +13,30 @@ from publisher.issues import approve, build_issue, cancel
 from publisher.model import Draft
 from publisher.store import Store
 
-NOW = datetime(2025, 10, 20, 8, 0, tzinfo=timezone.utc)
+NOW = datetime(2025, 10, 20, 8, 0, tzinfo=UTC)
 
 
 def add_articles(store: Store, count: int, *, newest: datetime = NOW - timedelta(hours=1), prefix="a") -> None:
-    drafts = [Draft(key=f"{prefix}{i}", slug=f"{prefix}{i}", title=f"{prefix.upper()} {i}",
-                    summary_html="<p>Teaser</p>", content_html="<p>Body</p>", truncated=True,
-                    published=newest - timedelta(minutes=i)) for i in range(count)]
-    store.articles.ingest(drafts, site_url="https://news.example.org", guid_authority="news.example.org",
-                          now=NOW, source="test")
+    drafts = [
+        Draft(
+            key=f"{prefix}{i}",
+            slug=f"{prefix}{i}",
+            title=f"{prefix.upper()} {i}",
+            summary_html="<p>Teaser</p>",
+            content_html="<p>Body</p>",
+            truncated=True,
+            published=newest - timedelta(minutes=i),
+        )
+        for i in range(count)
+    ]
+    store.articles.ingest(
+        drafts, site_url="https://news.example.org", guid_authority="news.example.org", now=NOW, source="test"
+    )
 
 
 @pytest.fixture
 def weekly(make_settings, database_url):
-    return make_settings({"newsletters": {"weekly": {"title": "Weekly", "max_articles": 3}}},
-                         database_url=database_url)
+    return make_settings({"newsletters": {"weekly": {"title": "Weekly", "max_articles": 3}}}, database_url=database_url)
 
 
 def test_a_second_build_for_the_same_slot_returns_the_existing_issue(store, weekly):
@@ -51,7 +60,7 @@ def test_concurrent_builds_for_one_slot_make_one_issue(store, weekly, attempt):
         start.wait()
         try:
             results.append(build_issue(store, weekly, "weekly", NOW, NOW))
-        except Exception as error:  # noqa: BLE001 - reported by the assertion below
+        except Exception as error:
             errors.append(error)
 
     threads = [threading.Thread(target=run) for _ in range(6)]
@@ -67,7 +76,7 @@ def test_concurrent_builds_for_one_slot_make_one_issue(store, weekly, attempt):
 def test_create_is_keyed_by_newsletter_and_slot(store):
     add_articles(store, 2)
     ids = [a.id for a in store.articles.newest()]
-    values = dict(slot=NOW, state="approved", overflow_ids=[], watermark=NOW, subject="S", now=NOW)
+    values = {"slot": NOW, "state": "approved", "overflow_ids": [], "watermark": NOW, "subject": "S", "now": NOW}
     first, created = store.issues.create(newsletter="weekly", article_ids=ids[:1], **values)
     second, created_again = store.issues.create(newsletter="weekly", article_ids=ids[1:], **values)
     other, _ = store.issues.create(newsletter="daily", article_ids=ids[:1], **values)
@@ -84,8 +93,7 @@ def test_the_next_issue_continues_after_the_watermark_with_the_next_number(store
     assert second.number == first.number + 1
     assert [a.title for a in store.articles.by_ids(second.article_ids)] == ["NEW 0"]
     assert store.issues.watermark("weekly") == second.watermark
-    assert isinstance(build_issue(store, weekly, "weekly", NOW + timedelta(days=7), NOW + timedelta(days=7)),
-                      Skipped)
+    assert isinstance(build_issue(store, weekly, "weekly", NOW + timedelta(days=7), NOW + timedelta(days=7)), Skipped)
 
 
 def test_approval_workflow_draft_approved_sending_sent(store, make_settings, database_url):

@@ -18,18 +18,22 @@ def test_addresses_are_checked_without_dns_and_lower_cased():
 
 
 def test_header_breaking_names_are_flattened(clock):
-    person = make_subscriber("a@example.org", "Eve\r\nBcc: x@y", ["weekly"], known=KNOWN,
-                             confirmed=True, source="t", now=clock)
+    person = make_subscriber(
+        "a@example.org", "Eve\r\nBcc: x@y", ["weekly"], known=KNOWN, confirmed=True, source="t", now=clock
+    )
     assert "\n" not in person.name and "\r" not in person.name
 
 
 def test_csv_rows_are_kept_or_reported_by_line(tmp_path: Path, clock):
     path = tmp_path / "people.csv"
-    path.write_text("email,name,newsletters\n"
-                    "ann@example.org,Ann,weekly daily\n"
-                    "broken,Bob,weekly\n"
-                    "cy@example.org,Cy,monthly\n"
-                    "dee@example.org,,\n", encoding="utf-8")
+    path.write_text(
+        "email,name,newsletters\n"
+        "ann@example.org,Ann,weekly daily\n"
+        "broken,Bob,weekly\n"
+        "cy@example.org,Cy,monthly\n"
+        "dee@example.org,,\n",
+        encoding="utf-8",
+    )
     parsed = parse_csv(path, known=KNOWN, confirmed=False, now=clock, default_newsletters=KNOWN)
     assert [p.email for p in parsed.subscribers] == ["ann@example.org", "dee@example.org"]
     assert parsed.subscribers[1].newsletters == KNOWN
@@ -59,15 +63,20 @@ def test_store_adds_merges_and_never_reactivates(store, clock):
 
 
 def test_export_round_trips_through_import(store, tmp_path: Path, clock):
-    store.subscribers.upsert_many([
-        Subscriber(email="a@example.org", name="A, with comma", status="confirmed", newsletters=KNOWN),
-        Subscriber(email="b@example.org", status="pending", newsletters=("weekly",)),
-    ], clock)
+    store.subscribers.upsert_many(
+        [
+            Subscriber(email="a@example.org", name="A, with comma", status="confirmed", newsletters=KNOWN),
+            Subscriber(email="b@example.org", status="pending", newsletters=("weekly",)),
+        ],
+        clock,
+    )
     path = tmp_path / "out.csv"
     path.write_text(to_csv(store.subscribers.all()), encoding="utf-8")
     parsed = parse_csv(path, known=KNOWN, confirmed=True, now=clock)
     assert [(p.email, p.name, p.newsletters) for p in parsed.subscribers] == [
-        ("a@example.org", "A, with comma", ("daily", "weekly")), ("b@example.org", "", ("weekly",))]
+        ("a@example.org", "A, with comma", ("daily", "weekly")),
+        ("b@example.org", "", ("weekly",)),
+    ]
     assert parsed.errors == []
 
 
@@ -94,5 +103,13 @@ def test_international_domains_are_stored_in_ascii_and_local_parts_must_be_ascii
 
 def test_absurdly_long_names_are_refused_with_the_line(clock):
     with pytest.raises(SubscriberError, match=r"people\.csv:7: name is 1200 characters long"):
-        make_subscriber("a@example.org", "x" * 1200, ["weekly"], known=KNOWN, confirmed=True,
-                        source="t", now=clock, where="people.csv:7")
+        make_subscriber(
+            "a@example.org",
+            "x" * 1200,
+            ["weekly"],
+            known=KNOWN,
+            confirmed=True,
+            source="t",
+            now=clock,
+            where="people.csv:7",
+        )

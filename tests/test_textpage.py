@@ -1,6 +1,6 @@
 """The textpage importer on the real seed captures and on small hand-made ones."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -84,7 +84,7 @@ Only text.
 
 
 def test_hand_made_capture_follows_the_format_rules():
-    as_of = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    as_of = datetime(2026, 1, 1, tzinfo=UTC)
     drafts = parse_textpage(CAPTURE, where="capture.txt", as_of=as_of)
     assert [d.title for d in drafts] == ["A full post without a marker", "The teaser title", "Last full post"]
     full, teaser, last = drafts
@@ -96,12 +96,15 @@ def test_hand_made_capture_follows_the_format_rules():
     assert full.slug == "a-full-post-without-a-marker"
 
 
-@pytest.mark.parametrize("text, line, message", [
-    ("", 1, "empty"),
-    ("   \n\n", 1, "empty"),
-    ("Something\n\nContinue reading Missing title\n", 3, "no line above"),
-    ("Same\n\nSame\n\nbody\n\nContinue reading Same\n\nSame\n\nx\nContinue reading Same\n", 3, "appears twice"),
-])
+@pytest.mark.parametrize(
+    ("text", "line", "message"),
+    [
+        ("", 1, "empty"),
+        ("   \n\n", 1, "empty"),
+        ("Something\n\nContinue reading Missing title\n", 3, "no line above"),
+        ("Same\n\nSame\n\nbody\n\nContinue reading Same\n\nSame\n\nx\nContinue reading Same\n", 3, "appears twice"),
+    ],
+)
 def test_malformed_captures_name_the_file_and_line(text, line, message):
     with pytest.raises(ContentError, match=rf"^capture\.txt:{line}: .*{message}"):
         parse_textpage(text, where="capture.txt", as_of=AS_OF_002)
@@ -110,6 +113,8 @@ def test_malformed_captures_name_the_file_and_line(text, line, message):
 def test_slugs_are_wordpress_style():
     drafts = {d.title: d.slug for d in read_textpage(SEED_002, as_of=AS_OF_002)}
     assert drafts["China’s Premier champions peace, justice and development at UN General Assembly"] == (
-        "chinas-premier-champions-peace-justice-and-development-at-un-general-assembly")
+        "chinas-premier-champions-peace-justice-and-development-at-un-general-assembly"
+    )
     assert drafts["BRICS countries seek common stand on ‘tariff wars’"] == (
-        "brics-countries-seek-common-stand-on-tariff-wars")
+        "brics-countries-seek-common-stand-on-tariff-wars"
+    )

@@ -49,12 +49,15 @@ def test_latest_slot_within_a_window():
     assert latest_slot(trigger, LONDON, monday_9am, timedelta(minutes=30)) is None
 
 
-@pytest.mark.parametrize("line, message", [
-    ("0 9 * *", "five fields"),
-    ("0 9 * * 8", "not a day of the week"),
-    ("61 9 * * *", "not a valid crontab line"),
-    ("0 9 * * fri-mon", "runs backwards"),
-])
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("0 9 * *", "five fields"),
+        ("0 9 * * 8", "not a day of the week"),
+        ("61 9 * * *", "not a valid crontab line"),
+        ("0 9 * * fri-mon", "runs backwards"),
+    ],
+)
 def test_bad_lines_are_explained(line, message):
     with pytest.raises(SchedulerError, match=message):
         crontab_trigger(line, UTC, where="config.toml: newsletters.weekly.schedule")

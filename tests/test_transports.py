@@ -45,8 +45,9 @@ def test_make_transport_follows_the_settings(tmp_path):
 
 
 def test_memory_transport_keeps_delivered_messages_and_can_script_replies():
-    transport = MemoryTransport(reply=lambda m: SendResult("failed", 550) if "bad" in m.recipient else
-                                SendResult("delivered", 250))
+    transport = MemoryTransport(
+        reply=lambda m: SendResult("failed", 550) if "bad" in m.recipient else SendResult("delivered", 250)
+    )
     results = transport.send_many([outgoing("ok@a.example"), outgoing("bad@a.example")])
     assert [r.outcome for r in results] == ["delivered", "failed"]
     assert [m.recipient for m in transport.sent] == ["ok@a.example"]
@@ -54,10 +55,9 @@ def test_memory_transport_keeps_delivered_messages_and_can_script_replies():
 
 def test_maildir_transport_writes_each_message_once(tmp_path):
     transport = make_transport(DeliverySettings(transport="maildir", maildir=tmp_path / "outbox"))
-    assert {r.outcome for r in transport.send_many([outgoing("a@x.example"), outgoing("b@x.example")])} == {
-        "delivered"}
+    assert {r.outcome for r in transport.send_many([outgoing("a@x.example"), outgoing("b@x.example")])} == {"delivered"}
     transport.close()
-    stored = [message for message in mailbox.Maildir(tmp_path / "outbox", factory=None)]
+    stored = list(mailbox.Maildir(tmp_path / "outbox", factory=None))
     assert len(stored) == 2 and stored[0]["Subject"] == "hi"
     assert ".starts with a dot\n" in stored[0].get_payload()
 
@@ -104,7 +104,8 @@ def test_smtp_temporary_failures_and_dropped_connections_are_deferred():
         transport.close()
     by_outcome = {outcome: [r for r in results if r.outcome == outcome] for outcome in ("delivered", "deferred")}
     assert len(by_outcome["delivered"]) == len(handler.messages) and len(by_outcome["deferred"]) == 40 - len(
-        handler.messages)
+        handler.messages
+    )
     assert {r.code for r in by_outcome["deferred"]} == {421, 451, None}
     assert all(r.status == "4.4.2" for r in by_outcome["deferred"] if r.code is None)
 
@@ -120,8 +121,9 @@ def test_smtp_respects_per_domain_connections():
     handler = SinkHandler(delay=0.02)
     with smtp_sink(handler) as port:
         transport = smtp(port, connections=4, per_domain_connections=1)
-        messages = [outgoing(f"r{i}@big.example") for i in range(12)] + [outgoing(f"r{i}@small.example")
-                                                                         for i in range(4)]
+        messages = [outgoing(f"r{i}@big.example") for i in range(12)] + [
+            outgoing(f"r{i}@small.example") for i in range(4)
+        ]
         assert {r.outcome for r in transport.send_many(messages)} == {"delivered"}
         transport.close()
     assert handler.peak["big.example"] == 1 and handler.peak["small.example"] == 1
@@ -143,12 +145,13 @@ class Authenticator:
         return AuthResult(success=ok, handled=False)
 
 
-@pytest.mark.parametrize("password, works", [("s3cret", True), ("wrong", False)])
+@pytest.mark.parametrize(("password", "works"), [("s3cret", True), ("wrong", False)])
 def test_smtp_logs_in_when_a_username_is_set(password, works):
     handler = SinkHandler()
     port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port, authenticator=Authenticator(),
-                            auth_require_tls=False)
+    controller = Controller(
+        handler, hostname="127.0.0.1", port=port, authenticator=Authenticator(), auth_require_tls=False
+    )
     controller.start()
     try:
         transport = smtp(port, connections=1, username="sender", password=password)
@@ -163,9 +166,26 @@ def test_smtp_logs_in_when_a_username_is_set(password, works):
 
 
 def test_starttls_verifies_the_certificate(tmp_path):
-    made = subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                           "-subj", "/CN=127.0.0.1", "-keyout", str(tmp_path / "key.pem"),
-                           "-out", str(tmp_path / "cert.pem")], capture_output=True)
+    made = subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            str(tmp_path / "key.pem"),
+            "-out",
+            str(tmp_path / "cert.pem"),
+        ],
+        check=False,
+        capture_output=True,
+    )
     require(made.returncode == 0, "openssl (to make a certificate)")
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")

@@ -7,7 +7,7 @@ import email.policy
 import gzip
 import re
 import warnings
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import itsdangerous.timed
 import pytest
@@ -28,10 +28,13 @@ RSS = b'<?xml version="1.0" encoding="UTF-8"?>\n<rss version="2.0"><channel><tit
 
 @pytest.fixture
 def web_settings(make_settings, database_url):
-    return make_settings({
-        "newsletters": {"weekly": {"title": "The Weekly"}, "daily": {"title": "The Daily"}},
-        "web": {"topics": ["python", "email"], "subscribe_per_ip_per_hour": 5},
-    }, database_url=database_url)
+    return make_settings(
+        {
+            "newsletters": {"weekly": {"title": "The Weekly"}, "daily": {"title": "The Daily"}},
+            "web": {"topics": ["python", "email"], "subscribe_per_ip_per_hour": 5},
+        },
+        database_url=database_url,
+    )
 
 
 @pytest.fixture
@@ -59,9 +62,10 @@ def subscribe(client, address="reader@example.com", **extra):
 
 
 def confirmed(store, web_settings, address="fan@example.com", newsletters=("weekly", "daily")) -> Subscriber:
-    now = datetime.now(timezone.utc)
-    store.subscribers.add(Subscriber(email=address, status="confirmed", newsletters=newsletters,
-                                     consent_at=now, source="cli"), now)
+    now = datetime.now(UTC)
+    store.subscribers.add(
+        Subscriber(email=address, status="confirmed", newsletters=newsletters, consent_at=now, source="cli"), now
+    )
     return store.subscribers.get(address)
 
 
@@ -70,6 +74,7 @@ def unsubscribe_path(web_settings, person, newsletter="weekly") -> str:
 
 
 # --- subscribe ------------------------------------------------------------------------------
+
 
 def test_the_form_asks_for_email_name_newsletters_and_topics(client):
     page = client.get("/subscribe")
@@ -137,18 +142,24 @@ def test_a_burst_from_one_ip_is_rate_limited(client, outbox):
 
 # --- confirm --------------------------------------------------------------------------------
 
+
 def test_confirming_takes_a_post_records_consent_then_sends_the_welcome(client, store, outbox):
     subscribe(client)
     path = confirm_path(outbox.sent[0])
     page = client.get(path)
-    assert page.status_code == 200 and "<form method=\"post\"" in page.text
+    assert page.status_code == 200 and '<form method="post"' in page.text
     assert store.subscribers.get("reader@example.com").status == "pending"  # a GET confirms nothing
     assert len(outbox.sent) == 1
 
     done = client.post(path)
     assert done.status_code == 200 and "You are subscribed" in done.text
     person = store.subscribers.get("reader@example.com")
-    assert (person.status, person.source, person.name, person.topics) == ("confirmed", "web form", "Reader", ("python",))
+    assert (person.status, person.source, person.name, person.topics) == (
+        "confirmed",
+        "web form",
+        "Reader",
+        ("python",),
+    )
     assert person.consent_at is not None
     assert person.consent_text.startswith(subscriptions.CONSENT_VERSION + ": I agree to receive The Weekly")
     welcome = parse(outbox.sent[1])
@@ -174,8 +185,7 @@ def test_an_expired_confirmation_link_is_refused(client, store, outbox, monkeypa
     assert store.subscribers.get("reader@example.com").status == "pending"
 
 
-def test_a_stranger_posting_the_form_cannot_add_newsletters_or_a_name_to_a_pending_address(
-        client, store, outbox):
+def test_a_stranger_posting_the_form_cannot_add_newsletters_or_a_name_to_a_pending_address(client, store, outbox):
     subscribe(client, "victim@example.com", name="Victim", newsletter=["weekly"])
     link = confirm_path(outbox.sent[0])
     subscribe(client, "victim@example.com", name="<Evil>", newsletter=["daily"])  # no second mail within the hour
@@ -193,6 +203,7 @@ def test_confirming_adds_the_newsletters_asked_for_to_a_known_subscriber(client,
 
 
 # --- unsubscribe ----------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("encoding", ["form", "multipart"])
 def test_one_click_unsubscribe_without_cookies_answers_2xx_without_redirect(client, store, web_settings, encoding):
@@ -239,7 +250,7 @@ def test_unsubscribing_is_idempotent_and_offers_to_resubscribe(client, store, we
 
 def _tampered(token: str) -> str:
     position = len(token) // 2
-    return token[:position] + ("A" if token[position] != "A" else "B") + token[position + 1:]
+    return token[:position] + ("A" if token[position] != "A" else "B") + token[position + 1 :]
 
 
 @pytest.mark.parametrize("method", ["GET", "POST"])
@@ -251,9 +262,15 @@ def test_forged_tampered_and_cross_purpose_tokens_get_a_400_page(client, store, 
     confirm = tokens.sign_timed(keys, tokens.CONFIRM, {"s": person.id, "n": "x", "l": [], "t": [], "m": ""})
     other_key = tokens.sign(("another key",), tokens.UNSUBSCRIBE, [person.id, "weekly"])
     refused = [
-        f"/unsubscribe/{_tampered(unsubscribe)}", f"/unsubscribe/{preferences}", f"/unsubscribe/{confirm}",
-        f"/unsubscribe/{other_key}", "/unsubscribe/garbage", f"/preferences/{unsubscribe}",
-        f"/preferences/{_tampered(preferences)}", f"/confirm/{unsubscribe}", f"/confirm/{_tampered(confirm)}",
+        f"/unsubscribe/{_tampered(unsubscribe)}",
+        f"/unsubscribe/{preferences}",
+        f"/unsubscribe/{confirm}",
+        f"/unsubscribe/{other_key}",
+        "/unsubscribe/garbage",
+        f"/preferences/{unsubscribe}",
+        f"/preferences/{_tampered(preferences)}",
+        f"/confirm/{unsubscribe}",
+        f"/confirm/{_tampered(confirm)}",
     ]
     for path in refused:
         page = client.request(method, path, data={"List-Unsubscribe": "One-Click"} if method == "POST" else None)
@@ -275,6 +292,7 @@ def test_tokens_signed_with_an_older_key_still_work(make_settings, database_url,
 
 
 # --- preferences ----------------------------------------------------------------------------
+
 
 def _preferences(client, web_settings, person):
     path = tokens.preferences_url("", web_settings.secret_keys, person.id)
@@ -308,6 +326,7 @@ def test_preferences_refuse_a_post_without_our_csrf_token(client, store, web_set
 
 # --- feeds, archive, health, headers ---------------------------------------------------------
 
+
 @pytest.fixture
 def built(web_settings):
     feeds, archive = web_settings.feeds.dir, web_settings.archive.dir
@@ -323,12 +342,15 @@ def built(web_settings):
     return web_settings
 
 
-@pytest.mark.parametrize("path, media_type", [
-    ("/feeds/rss.xml", "application/rss+xml; charset=utf-8"),
-    ("/feeds/atom.xml", "application/atom+xml; charset=utf-8"),
-    ("/feeds/feed.json", "application/feed+json"),
-    ("/feeds/tags/python/rss.xml", "application/rss+xml; charset=utf-8"),
-])
+@pytest.mark.parametrize(
+    ("path", "media_type"),
+    [
+        ("/feeds/rss.xml", "application/rss+xml; charset=utf-8"),
+        ("/feeds/atom.xml", "application/atom+xml; charset=utf-8"),
+        ("/feeds/feed.json", "application/feed+json"),
+        ("/feeds/tags/python/rss.xml", "application/rss+xml; charset=utf-8"),
+    ],
+)
 def test_feeds_have_their_content_types_and_validators(built, client, path, media_type):
     answer = client.get(path)
     assert answer.status_code == 200 and answer.headers["content-type"] == media_type
@@ -409,6 +431,7 @@ def test_no_open_redirects(client):
 
 # --- mail details, store and command ---------------------------------------------------------
 
+
 def test_the_confirmation_mail_never_carries_the_name_typed_into_the_form(client, outbox):
     subscribe(client, name="Visit https://spam.example now")
     mail = parse(outbox.sent[0])
@@ -438,7 +461,7 @@ def test_no_welcome_mail_when_welcome_is_off(make_settings, database_url, store)
 
 
 def test_web_events_count_within_their_window(store):
-    start = datetime(2025, 10, 20, 12, 0, tzinfo=timezone.utc)
+    start = datetime(2025, 10, 20, 12, 0, tzinfo=UTC)
     hour = timedelta(hours=1)
     allowed = [store.web_events.hit("k", "s", start + timedelta(minutes=n), window=hour, limit=2) for n in range(3)]
     assert allowed == [True, True, False]
@@ -467,8 +490,11 @@ def test_make_server_listens_where_settings_say(web_settings, store):
 def test_oversized_or_file_carrying_forms_are_refused(client, store):
     big = client.post("/subscribe", data={"email": "a@example.com", "name": "x" * 70_000})
     assert big.status_code == 413
-    chunked = client.post("/subscribe", content=(b"email=a%40example.com&name=" + b"x" * 1000 for _ in range(70)),
-                          headers={"Content-Type": "application/x-www-form-urlencoded"})
+    chunked = client.post(
+        "/subscribe",
+        content=(b"email=a%40example.com&name=" + b"x" * 1000 for _ in range(70)),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
     assert chunked.status_code == 413  # no Content-Length to go by: the body itself is counted
     with_file = client.post("/subscribe", data={"email": "a@example.com"}, files={"name": ("n.txt", b"x")})
     assert with_file.status_code == 400

@@ -27,8 +27,13 @@ from publisher.cli.app import App, PublisherGroup
 
 @click.group(cls=PublisherGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
-    "--config", "config_path", envvar="PUBLISHER_CONFIG", default="config.toml", show_default=True,
-    type=click.Path(dir_okay=False), help="The publication's config file (env PUBLISHER_CONFIG).",
+    "--config",
+    "config_path",
+    envvar="PUBLISHER_CONFIG",
+    default="config.toml",
+    show_default=True,
+    type=click.Path(dir_okay=False),
+    help="The publication's config file (env PUBLISHER_CONFIG).",
 )
 @click.version_option(__version__, prog_name="publisher")
 @click.pass_context
@@ -40,7 +45,6 @@ def cli(ctx: click.Context, config_path: str) -> None:
 
 for module in (content, subscribers, database, feeds, web, digest, sending, service, demo):
     module.register(cli)
-
 
 
 def main() -> None:

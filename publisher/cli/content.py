@@ -27,10 +27,17 @@ def init_command(directory: str, force: bool) -> None:
 
 @click.command("import")
 @click.argument("sources", nargs=-1)
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="auto", show_default=True,
-              help="How to read the sources; auto picks by URL, folder, extension or content.")
-@click.option("--as-of", "as_of", type=MOMENT,
-              help="When a textpage capture was taken (default: now). Dates its new articles.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    default="auto",
+    show_default=True,
+    help="How to read the sources; auto picks by URL, folder, extension or content.",
+)
+@click.option(
+    "--as-of", "as_of", type=MOMENT, help="When a textpage capture was taken (default: now). Dates its new articles."
+)
 @click.pass_obj
 def import_command(app: App, sources: tuple[str, ...], fmt: str, as_of: datetime | None) -> None:
     """Import articles from files, folders or feed URLs (default: the [[sources]] in config).
@@ -46,8 +53,9 @@ def import_command(app: App, sources: tuple[str, ...], fmt: str, as_of: datetime
     now = app.now()
     reports, feeds_changed = import_and_publish(app.store, settings, chosen, as_of=as_of or now, now=now)
     for report in reports:
-        click.echo(f"{report.source}: {len(report.added)} added, {len(report.updated)} updated, "
-                   f"{report.unchanged} unchanged")
+        click.echo(
+            f"{report.source}: {len(report.added)} added, {len(report.updated)} updated, {report.unchanged} unchanged"
+        )
     click.echo(f"{app.store.articles.count()} articles in the store; {feeds_changed} feed files rebuilt")
 
 

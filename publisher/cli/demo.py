@@ -11,8 +11,14 @@ from publisher.demo import run_demo
 
 
 @click.command("demo")
-@click.option("--dir", "folder", default="demo", show_default=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Where the demo publication is written (re-created on every run).")
+@click.option(
+    "--dir",
+    "folder",
+    default="demo",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where the demo publication is written (re-created on every run).",
+)
 @click.option("--serve", is_flag=True, help="Keep serving the web app afterwards, until Ctrl-C.")
 @click.option("--port", default=8080, show_default=True, help="The web app's port with --serve.")
 @click.pass_obj

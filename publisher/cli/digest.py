@@ -15,17 +15,25 @@ from publisher.model import Issue
 
 def issue_json(issue: Issue) -> dict:
     return {
-        "newsletter": issue.newsletter, "number": issue.number, "state": issue.state,
-        "slot": iso(issue.slot), "subject": issue.subject, "articles": len(issue.article_ids),
-        "overflow": len(issue.overflow_ids), "watermark": iso(issue.watermark),
-        "created_at": iso(issue.created_at), "sent_at": iso(issue.sent_at),
+        "newsletter": issue.newsletter,
+        "number": issue.number,
+        "state": issue.state,
+        "slot": iso(issue.slot),
+        "subject": issue.subject,
+        "articles": len(issue.article_ids),
+        "overflow": len(issue.overflow_ids),
+        "watermark": iso(issue.watermark),
+        "created_at": iso(issue.created_at),
+        "sent_at": iso(issue.sent_at),
     }
 
 
 def _describe(issue: Issue) -> str:
     more = f" (+{len(issue.overflow_ids)} linked)" if issue.overflow_ids else ""
-    return (f"issue {issue.number} [{issue.state}] for {issue.slot:%Y-%m-%d %H:%M %Z}: "
-            f"{len(issue.article_ids)} articles{more} — {issue.subject}")
+    return (
+        f"issue {issue.number} [{issue.state}] for {issue.slot:%Y-%m-%d %H:%M %Z}: "
+        f"{len(issue.article_ids)} articles{more} — {issue.subject}"
+    )
 
 
 @click.group("digest")
@@ -35,8 +43,14 @@ def digest_group() -> None:
 
 @digest_group.command("preview")
 @click.argument("name")
-@click.option("--out", "out", default="preview", show_default=True,
-              type=click.Path(file_okay=False, path_type=Path), help="Folder for the .html, .txt and .eml files.")
+@click.option(
+    "--out",
+    "out",
+    default="preview",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for the .html, .txt and .eml files.",
+)
 @click.pass_obj
 def preview_command(app: App, name: str, out: Path) -> None:
     """Render the pending draft, or the issue that would be built now, for a sample recipient.
@@ -122,8 +136,10 @@ def archive_command(app: App, name: str) -> None:
     from publisher.archive import write_archive
 
     changed = write_archive(app.store, app.settings, name)
-    click.echo(f"{name}: {len(changed)} archive files written under {app.settings.archive.dir / name} "
-               f"and {app.settings.feeds.dir / 'newsletters' / name}")
+    click.echo(
+        f"{name}: {len(changed)} archive files written under {app.settings.archive.dir / name} "
+        f"and {app.settings.feeds.dir / 'newsletters' / name}"
+    )
 
 
 def register(group: click.Group) -> None:

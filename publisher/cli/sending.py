@@ -66,8 +66,13 @@ def _progress_bar(total: int, quiet: bool) -> Iterator[Callable[[dispatch.Progre
     if quiet or not console.is_terminal:
         yield None
         return
-    columns = (TextColumn("sending"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[detail]}"),
-               TimeRemainingColumn())
+    columns = (
+        TextColumn("sending"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[detail]}"),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns, console=console, transient=True) as bar:
         task = bar.add_task("send", total=total, detail="")
         done = {"delivered": 0, "failed": 0, "deferred": 0}
@@ -75,8 +80,11 @@ def _progress_bar(total: int, quiet: bool) -> Iterator[Callable[[dispatch.Progre
         def advance(step: dispatch.Progress) -> None:
             for key in done:
                 done[key] += getattr(step, key)
-            bar.update(task, advance=step.delivered + step.failed + step.deferred,
-                       detail=f"{done['delivered']} delivered, {done['failed']} failed, {done['deferred']} deferred")
+            bar.update(
+                task,
+                advance=step.delivered + step.failed + step.deferred,
+                detail=f"{done['delivered']} delivered, {done['failed']} failed, {done['deferred']} deferred",
+            )
 
         yield advance
 
@@ -95,20 +103,23 @@ def _deliver(app: App, issue: Issue, status: str, *, as_json: bool) -> None:
     if as_json:
         print_json(summary)
         return
-    click.echo(f"{issue.newsletter} issue {issue.number} ({status}): {result.recipients:,} recipients — "
-               f"{summary['delivered']:,} delivered, {summary['failed']:,} failed, {summary['deferred']:,} deferred"
-               + (f", {summary['cancelled']:,} cancelled" if summary["cancelled"] else ""))
+    click.echo(
+        f"{issue.newsletter} issue {issue.number} ({status}): {result.recipients:,} recipients — "
+        f"{summary['delivered']:,} delivered, {summary['failed']:,} failed, {summary['deferred']:,} deferred"
+        + (f", {summary['cancelled']:,} cancelled" if summary["cancelled"] else "")
+    )
     if result.next_attempt_at and not result.finished:
-        click.echo(f"retries continue from {result.next_attempt_at:%Y-%m-%d %H:%M %Z} "
-                   f"(`publisher run` or `publisher digest send {issue.newsletter}`)")
+        click.echo(
+            f"retries continue from {result.next_attempt_at:%Y-%m-%d %H:%M %Z} "
+            f"(`publisher run` or `publisher digest send {issue.newsletter}`)"
+        )
 
 
 def _dry_run(app: App, issue: Issue, status: str, *, as_json: bool) -> None:
     """Write every current recipient's message to the maildir; the ledger and the issue stay untouched."""
     settings, newsletter = app.settings, app.settings.newsletter(issue.newsletter)
     rendered = dispatch.rendered_issue(app.store, settings, issue)
-    compiled = compile_message(rendered, settings=settings, newsletter=newsletter,
-                                        issue_number=issue.number)
+    compiled = compile_message(rendered, settings=settings, newsletter=newsletter, issue_number=issue.number)
     compose = dispatch.composer(compiled, settings, newsletter, issue)
     audience = app.store.subscribers.all(status="confirmed", newsletter=issue.newsletter)
     transport = MaildirTransport(settings.delivery.maildir)
@@ -116,14 +127,25 @@ def _dry_run(app: App, issue: Issue, status: str, *, as_json: bool) -> None:
     for person in audience:
         transport.send(compose(Leased(person.id, person.email, person.name, 1, now, ""), now))
     transport.close()
-    summary = {"status": status, "issue": issue.number, "newsletter": issue.newsletter,
-               "articles": len(issue.article_ids), "recipients": len(audience), "delivered": len(audience),
-               "failed": 0, "deferred": 0, "dry_run": True, "maildir": str(settings.delivery.maildir)}
+    summary = {
+        "status": status,
+        "issue": issue.number,
+        "newsletter": issue.newsletter,
+        "articles": len(issue.article_ids),
+        "recipients": len(audience),
+        "delivered": len(audience),
+        "failed": 0,
+        "deferred": 0,
+        "dry_run": True,
+        "maildir": str(settings.delivery.maildir),
+    }
     if as_json:
         print_json(summary)
     else:
-        click.echo(f"dry run: {len(audience):,} messages for {issue.newsletter} issue {issue.number} written to "
-                   f"{settings.delivery.maildir} (nothing sent, nothing recorded)")
+        click.echo(
+            f"dry run: {len(audience):,} messages for {issue.newsletter} issue {issue.number} written to "
+            f"{settings.delivery.maildir} (nothing sent, nothing recorded)"
+        )
 
 
 @click.command("send")
@@ -142,8 +164,19 @@ def send_command(app: App, name: str, dry_run: bool, as_json: bool, force: bool)
     issue, status, reason = _to_send(app, name, force, store_new=not dry_run)
     if issue is None:
         if as_json:
-            print_json({"status": status, "issue": None, "newsletter": name, "articles": 0, "recipients": 0,
-                        "delivered": 0, "failed": 0, "deferred": 0, "reason": reason})
+            print_json(
+                {
+                    "status": status,
+                    "issue": None,
+                    "newsletter": name,
+                    "articles": 0,
+                    "recipients": 0,
+                    "delivered": 0,
+                    "failed": 0,
+                    "deferred": 0,
+                    "reason": reason,
+                }
+            )
         else:
             click.echo(f"{name}: nothing sent ({reason})")
         return
@@ -164,8 +197,16 @@ def status_command(app: App, name: str, number: int | None, as_json: bool) -> No
     counts = app.store.deliveries.counts(issue.id)
     next_at = app.store.deliveries.next_attempt(issue.id)
     if as_json:
-        print_json({"newsletter": name, "issue": issue.number, "state": issue.state, "counts": counts,
-                    "recipients": sum(counts.values()), "next_attempt_at": iso(next_at)})
+        print_json(
+            {
+                "newsletter": name,
+                "issue": issue.number,
+                "state": issue.state,
+                "counts": counts,
+                "recipients": sum(counts.values()),
+                "next_attempt_at": iso(next_at),
+            }
+        )
         return
     click.echo(f"{name} issue {issue.number} [{issue.state}]: {sum(counts.values()):,} recipients")
     for state, count in counts.items():

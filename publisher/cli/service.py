@@ -17,8 +17,9 @@ LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 
 def configure_logging(verbose: bool = False) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format=LOG_FORMAT,
-                        stream=sys.stderr, force=True)
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO, format=LOG_FORMAT, stream=sys.stderr, force=True
+    )
     # APScheduler logs every job start at INFO; our own lines say what each job did.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
@@ -50,15 +51,24 @@ def publish_command(app: App, as_json: bool) -> None:
     configure_logging()
     report = publish_due(app.store, app.settings, app.now())
     if as_json:
-        print_json({
-            "imported": report.imported,
-            "feeds_changed": report.feeds_changed,
-            "slots": [{"newsletter": s.newsletter, "slot": s.slot.isoformat() if s.slot else None,
-                       "outcome": s.outcome, "detail": s.detail,
-                       "issue": s.issue.number if s.issue else None} for s in report.slots],
-            "sent": report.sent,
-            "retried": report.retried,
-        })
+        print_json(
+            {
+                "imported": report.imported,
+                "feeds_changed": report.feeds_changed,
+                "slots": [
+                    {
+                        "newsletter": s.newsletter,
+                        "slot": s.slot.isoformat() if s.slot else None,
+                        "outcome": s.outcome,
+                        "detail": s.detail,
+                        "issue": s.issue.number if s.issue else None,
+                    }
+                    for s in report.slots
+                ],
+                "sent": report.sent,
+                "retried": report.retried,
+            }
+        )
         return
     for line in report.imported:
         click.echo(f"imported {line}")

@@ -26,19 +26,26 @@ def subscribers_group() -> None:
 @subscribers_group.command("add")
 @click.argument("email")
 @click.option("--name", default="", help="The subscriber's name, used in greetings and To: headers.")
-@click.option("--newsletter", "newsletters", multiple=True,
-              help="A newsletter to subscribe to (repeatable; default: every configured newsletter).")
+@click.option(
+    "--newsletter",
+    "newsletters",
+    multiple=True,
+    help="A newsletter to subscribe to (repeatable; default: every configured newsletter).",
+)
 @click.option("--confirmed", is_flag=True, help="Mark as confirmed (consent obtained elsewhere).")
 @click.pass_obj
 def add_command(app: App, email: str, name: str, newsletters: tuple[str, ...], confirmed: bool) -> None:
     """Add one subscriber, or add newsletters to an existing one."""
     known = app.settings.newsletters
-    person = make_subscriber(email, name, newsletters or tuple(known), known=known,
-                             confirmed=confirmed, source="cli", now=app.now())
+    person = make_subscriber(
+        email, name, newsletters or tuple(known), known=known, confirmed=confirmed, source="cli", now=app.now()
+    )
     is_new = app.store.subscribers.add(person, app.now())
     stored = app.store.subscribers.get(person.email)
-    click.echo(f"{'added' if is_new else 'updated'} {stored.email} ({stored.status}; "
-               f"{' '.join(stored.newsletters) or 'no newsletters'})")
+    click.echo(
+        f"{'added' if is_new else 'updated'} {stored.email} ({stored.status}; "
+        f"{' '.join(stored.newsletters) or 'no newsletters'})"
+    )
 
 
 @subscribers_group.command("import")
@@ -52,8 +59,7 @@ def import_command(app: App, csv_file: Path, confirmed: bool) -> None:
     Bad rows are reported with their line number; good rows are kept.
     """
     known = app.settings.newsletters
-    parsed = parse_csv(csv_file, known=known, confirmed=confirmed, now=app.now(),
-                       default_newsletters=tuple(known))
+    parsed = parse_csv(csv_file, known=known, confirmed=confirmed, now=app.now(), default_newsletters=tuple(known))
     for error in parsed.errors:
         click.echo(f"skipped {error}", err=True)
     added, updated = app.store.subscribers.upsert_many(parsed.subscribers, app.now())
@@ -63,8 +69,12 @@ def import_command(app: App, csv_file: Path, confirmed: bool) -> None:
 
 
 @subscribers_group.command("export")
-@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write to this file instead of standard output.")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write to this file instead of standard output.",
+)
 @click.option("--status", type=click.Choice(SUBSCRIBER_STATUSES), help="Only subscribers with this status.")
 @click.pass_obj
 def export_command(app: App, output: Path | None, status: str | None) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import calendar
 import hashlib
 import html
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urljoin
 from xml.sax import SAXException
@@ -26,7 +26,7 @@ USER_AGENT = f"publisher/{__version__} (+feed import)"
 def _moment(parsed, fallback: datetime) -> datetime:
     if not parsed:
         return fallback
-    return datetime.fromtimestamp(calendar.timegm(parsed), tz=timezone.utc)
+    return datetime.fromtimestamp(calendar.timegm(parsed), tz=UTC)
 
 
 def _plain_title(entry) -> str:
@@ -54,8 +54,7 @@ def _entry_draft(entry, position: int, *, where: str, now: datetime, source: str
     summary = nh3.clean(entry.get("summary") or "").strip()
     contents = entry.get("content") or []
     content = nh3.clean(contents[0].get("value", "")).strip() if contents else ""
-    published = _moment(entry.get("published_parsed") or entry.get("updated_parsed"),
-                        now - timedelta(minutes=position))
+    published = _moment(entry.get("published_parsed") or entry.get("updated_parsed"), now - timedelta(minutes=position))
     return Draft(
         key=_key(identity),
         slug=slugify(title) or slugify(identity),
@@ -115,7 +114,8 @@ def read_feed(source: str, *, store: Store, now: datetime) -> list[Draft]:
         drafts = parse_feed(response.content, where=source, now=now, source=source, url=str(response.url))
         # Remembered only once the feed parsed, so a broken version is fetched again next time.
         store.articles.save_source_state(
-            source, response.headers.get("ETag", ""), response.headers.get("Last-Modified", ""), now)
+            source, response.headers.get("ETag", ""), response.headers.get("Last-Modified", ""), now
+        )
         return drafts
     try:
         data = Path(source).read_bytes()

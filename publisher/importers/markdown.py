@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import tomllib
-from datetime import date, datetime, time, timezone
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 
 import nh3
@@ -50,7 +50,7 @@ def _split_front_matter(text: str, where: str) -> tuple[dict, str, int]:
         data = {}
     if not isinstance(data, dict):
         raise ContentError(f"{where}:2: front matter must be a table of keys, got {type(data).__name__}")
-    return data, "".join(lines[end + 1:]), end + 2
+    return data, "".join(lines[end + 1 :]), end + 2
 
 
 def _as_datetime(value: object, key: str, where: str) -> datetime:
@@ -65,7 +65,7 @@ def _as_datetime(value: object, key: str, where: str) -> datetime:
             raise ContentError(f"{where}: front matter {key}: {value!r} is not an ISO-8601 date") from None
     else:
         raise ContentError(f"{where}: front matter {key}: expected a date, got {value!r}")
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _string_list(value: object, key: str, where: str) -> tuple[str, ...]:
@@ -83,8 +83,9 @@ def parse_markdown(text: str, *, where: str, now: datetime, source: str = "") ->
     meta, body, _ = _split_front_matter(text, where)
     unknown = sorted(set(meta) - _KNOWN_KEYS)
     if unknown:
-        raise ContentError(f"{where}: unknown front matter key {', '.join(unknown)} "
-                           f"(known: {', '.join(sorted(_KNOWN_KEYS))})")
+        raise ContentError(
+            f"{where}: unknown front matter key {', '.join(unknown)} (known: {', '.join(sorted(_KNOWN_KEYS))})"
+        )
     if meta.get("draft") is True:
         return None
     title = meta.get("title")
@@ -103,9 +104,17 @@ def parse_markdown(text: str, *, where: str, now: datetime, source: str = "") ->
         summary_html = render_markdown(teaser) if more else content_html
     authors = _string_list(meta.get("authors", meta.get("author")), "authors", where)
     return Draft(
-        key=slug, slug=slug, title=title.strip(), summary_html=summary_html,
-        content_html=content_html, truncated=bool(more), published=published, updated=updated,
-        authors=authors, tags=_string_list(meta.get("tags"), "tags", where), source=source or where,
+        key=slug,
+        slug=slug,
+        title=title.strip(),
+        summary_html=summary_html,
+        content_html=content_html,
+        truncated=bool(more),
+        published=published,
+        updated=updated,
+        authors=authors,
+        tags=_string_list(meta.get("tags"), "tags", where),
+        source=source or where,
     )
 
 

@@ -38,7 +38,7 @@ def blocks_to_html(lines: list[str]) -> str:
     for raw in lines:
         line = raw.strip()
         if line.startswith(BULLET):
-            items.append(f"<li>{html.escape(line[len(BULLET):].strip(), quote=False)}</li>")
+            items.append(f"<li>{html.escape(line[len(BULLET) :].strip(), quote=False)}</li>")
             continue
         if items:
             parts.append("<ul>" + "".join(items) + "</ul>")
@@ -53,7 +53,7 @@ def blocks_to_html(lines: list[str]) -> str:
 def _full_post(lines: list[str], first_line: int) -> _Block | None:
     for offset, line in enumerate(lines):
         if line.strip():
-            return _Block(line.strip(), first_line + offset, lines[offset + 1:], truncated=False)
+            return _Block(line.strip(), first_line + offset, lines[offset + 1 :], truncated=False)
     return None
 
 
@@ -63,18 +63,16 @@ def _split(lines: list[str], where: str) -> list[_Block]:
     for index, line in enumerate(lines):
         if not line.strip().startswith(MARKER):
             continue
-        title = line.strip()[len(MARKER):].strip()
-        title_index = next(
-            (i for i in range(index - 1, start - 1, -1) if lines[i].strip() == title), None
-        )
+        title = line.strip()[len(MARKER) :].strip()
+        title_index = next((i for i in range(index - 1, start - 1, -1) if lines[i].strip() == title), None)
         if not title or title_index is None:
             raise ContentError(
-                f"{where}:{index + 1}: \"Continue reading {title}\" closes a teaser, but no line "
+                f'{where}:{index + 1}: "Continue reading {title}" closes a teaser, but no line '
                 f"above it (after the previous article) is exactly that title"
             )
         if (post := _full_post(lines[start:title_index], start + 1)) is not None:
             blocks.append(post)
-        blocks.append(_Block(title, title_index + 1, lines[title_index + 1:index], truncated=True))
+        blocks.append(_Block(title, title_index + 1, lines[title_index + 1 : index], truncated=True))
         start = index + 1
     if (post := _full_post(lines[start:], start + 1)) is not None:
         blocks.append(post)
@@ -112,20 +110,21 @@ def parse_textpage(text: str, *, where: str, as_of: datetime, source: str = "") 
             raise ContentError(f"{where}:{block.title_line}: title {block.title!r} has no letters or digits for a slug")
         if slug in seen:
             raise ContentError(
-                f"{where}:{block.title_line}: article {block.title!r} appears twice "
-                f"(first at line {seen[slug]})"
+                f"{where}:{block.title_line}: article {block.title!r} appears twice (first at line {seen[slug]})"
             )
         seen[slug] = block.title_line
-        drafts.append(Draft(
-            key=slug,
-            slug=slug,
-            title=block.title,
-            summary_html=_summary(block),
-            content_html=blocks_to_html(block.body),
-            truncated=block.truncated,
-            published=as_of - timedelta(minutes=position),
-            source=source or where,
-        ))
+        drafts.append(
+            Draft(
+                key=slug,
+                slug=slug,
+                title=block.title,
+                summary_html=_summary(block),
+                content_html=blocks_to_html(block.body),
+                truncated=block.truncated,
+                published=as_of - timedelta(minutes=position),
+                source=source or where,
+            )
+        )
     return drafts
 
 

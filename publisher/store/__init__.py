@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import cached_property
 
 from sqlalchemy import create_engine, event, insert, select, text
@@ -51,8 +51,10 @@ def make_engine(url: str) -> Engine:
     except (ArgumentError, NoSuchModuleError) as error:
         raise StoreError(f"database.url {url!r} is not a database URL SQLAlchemy understands: {error}") from None
     except ImportError as error:
-        raise StoreError(f"database.url {url!r} needs a driver that is not installed ({error.name}); "
-                         f"use sqlite:/// or postgresql+psycopg://") from None
+        raise StoreError(
+            f"database.url {url!r} needs a driver that is not installed ({error.name}); "
+            f"use sqlite:/// or postgresql+psycopg://"
+        ) from None
     return engine
 
 
@@ -84,9 +86,7 @@ class Store:
                 for version, migration in enumerate(MIGRATIONS, start=1):
                     if version not in done:
                         migration(connection)
-                        connection.execute(
-                            insert(schema_migrations).values(version=version, applied_at=now())
-                        )
+                        connection.execute(insert(schema_migrations).values(version=version, applied_at=now()))
         except DBAPIError as error:
             raise StoreError(f"cannot open the database {self.safe_url}: {error.orig}") from None
         return len(MIGRATIONS)
@@ -132,4 +132,4 @@ class Store:
 
 
 def now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)

@@ -18,8 +18,15 @@ from publisher.text import slugify, storable
 
 def content_hash(draft: Draft) -> str:
     """What makes two imports of an article "the same": everything a reader sees."""
-    parts = [draft.title, draft.summary_html, draft.content_html, str(draft.truncated),
-             json.dumps(draft.tags), json.dumps(draft.authors), draft.url]
+    parts = [
+        draft.title,
+        draft.summary_html,
+        draft.content_html,
+        str(draft.truncated),
+        json.dumps(draft.tags),
+        json.dumps(draft.authors),
+        draft.url,
+    ]
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
 
 
@@ -45,9 +52,13 @@ def _article(row: RowMapping) -> Article:
 
 def _storable(draft: Draft) -> Draft:
     return replace(
-        draft, title=storable(draft.title), summary_html=storable(draft.summary_html),
-        content_html=storable(draft.content_html), url=storable(draft.url),
-        tags=tuple(storable(t) for t in draft.tags), authors=tuple(storable(a) for a in draft.authors),
+        draft,
+        title=storable(draft.title),
+        summary_html=storable(draft.summary_html),
+        content_html=storable(draft.content_html),
+        url=storable(draft.url),
+        tags=tuple(storable(t) for t in draft.tags),
+        authors=tuple(storable(a) for a in draft.authors),
     )
 
 
@@ -55,17 +66,16 @@ class ArticleStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def ingest(self, drafts: Sequence[Draft], *, site_url: str, guid_authority: str,
-               now: datetime, source: str) -> ImportReport:
+    def ingest(
+        self, drafts: Sequence[Draft], *, site_url: str, guid_authority: str, now: datetime, source: str
+    ) -> ImportReport:
         """Store parsed drafts in one transaction: new ones get a guid; changed ones keep theirs."""
         report = ImportReport(source=source)
         unchanged = 0
         with self.engine.begin() as connection:
-            for draft in drafts:
-                draft = _storable(draft)
-                existing = connection.execute(
-                    select(articles).where(articles.c.key == draft.key)
-                ).mappings().first()
+            for given in drafts:
+                draft = _storable(given)
+                existing = connection.execute(select(articles).where(articles.c.key == draft.key)).mappings().first()
                 digest = content_hash(draft)
                 if existing is None:
                     self._insert(connection, draft, digest, site_url, guid_authority, now)
@@ -86,49 +96,79 @@ class ArticleStore:
                 return candidate
             candidate, n = f"{slug}-{n}", n + 1
 
-    def _insert(self, connection: Connection, draft: Draft, digest: str, site_url: str,
-                guid_authority: str, now: datetime) -> None:
+    def _insert(
+        self, connection: Connection, draft: Draft, digest: str, site_url: str, guid_authority: str, now: datetime
+    ) -> None:
         slug = self._unique_slug(connection, draft.slug)
         guid = draft.guid or f"tag:{guid_authority},{now:%Y-%m-%d}:{slug}"
-        result = connection.execute(insert(articles).values(
-            key=draft.key, guid=guid, slug=slug, title=draft.title,
-            url=draft.url or f"{site_url}/{slug}/",
-            summary_html=draft.summary_html, content_html=draft.content_html,
-            truncated=draft.truncated, authors=json.dumps(list(draft.authors)),
-            tags=json.dumps(list(draft.tags)), published=draft.published,
-            updated=draft.updated or draft.published, first_seen=now,
-            source=draft.source, content_hash=digest,
-        ))
+        result = connection.execute(
+            insert(articles).values(
+                key=draft.key,
+                guid=guid,
+                slug=slug,
+                title=draft.title,
+                url=draft.url or f"{site_url}/{slug}/",
+                summary_html=draft.summary_html,
+                content_html=draft.content_html,
+                truncated=draft.truncated,
+                authors=json.dumps(list(draft.authors)),
+                tags=json.dumps(list(draft.tags)),
+                published=draft.published,
+                updated=draft.updated or draft.published,
+                first_seen=now,
+                source=draft.source,
+                content_hash=digest,
+            )
+        )
         self._set_tags(connection, result.inserted_primary_key[0], draft.tags)
 
-    def _update(self, connection: Connection, article_id: int, draft: Draft, digest: str,
-                site_url: str, now: datetime) -> None:
+    def _update(
+        self, connection: Connection, article_id: int, draft: Draft, digest: str, site_url: str, now: datetime
+    ) -> None:
         slug = self._unique_slug(connection, draft.slug, article_id)
-        connection.execute(update(articles).where(articles.c.id == article_id).values(
-            slug=slug, title=draft.title, url=draft.url or f"{site_url}/{slug}/",
-            summary_html=draft.summary_html, content_html=draft.content_html,
-            truncated=draft.truncated, authors=json.dumps(list(draft.authors)),
-            tags=json.dumps(list(draft.tags)), updated=draft.updated or now,
-            source=draft.source, content_hash=digest,
-        ))
+        connection.execute(
+            update(articles)
+            .where(articles.c.id == article_id)
+            .values(
+                slug=slug,
+                title=draft.title,
+                url=draft.url or f"{site_url}/{slug}/",
+                summary_html=draft.summary_html,
+                content_html=draft.content_html,
+                truncated=draft.truncated,
+                authors=json.dumps(list(draft.authors)),
+                tags=json.dumps(list(draft.tags)),
+                updated=draft.updated or now,
+                source=draft.source,
+                content_hash=digest,
+            )
+        )
         self._set_tags(connection, article_id, draft.tags)
 
     def _set_tags(self, connection: Connection, article_id: int, tags: Iterable[str]) -> None:
         connection.execute(delete(article_tags).where(article_tags.c.article_id == article_id))
         by_slug = {slugify(tag): tag for tag in tags if slugify(tag)}
         if by_slug:
-            connection.execute(insert(article_tags), [
-                {"article_id": article_id, "tag_slug": slug, "tag": tag} for slug, tag in by_slug.items()
-            ])
+            connection.execute(
+                insert(article_tags),
+                [{"article_id": article_id, "tag_slug": slug, "tag": tag} for slug, tag in by_slug.items()],
+            )
 
-    def newest(self, limit: int | None = None, *, tag_slug: str | None = None,
-               since: datetime | None = None, inclusive: bool = False) -> list[Article]:
+    def newest(
+        self,
+        limit: int | None = None,
+        *,
+        tag_slug: str | None = None,
+        since: datetime | None = None,
+        inclusive: bool = False,
+    ) -> list[Article]:
         """Articles newest first (ties broken by id, so the order is stable), published after
         `since` (or at it, when `inclusive`)."""
         query = select(articles).order_by(articles.c.published.desc(), articles.c.id.desc())
         if tag_slug is not None:
             query = query.join(article_tags, article_tags.c.article_id == articles.c.id).where(
-                article_tags.c.tag_slug == tag_slug)
+                article_tags.c.tag_slug == tag_slug
+            )
         if since is not None:
             query = query.where(articles.c.published >= since if inclusive else articles.c.published > since)
         if limit is not None:
@@ -156,7 +196,7 @@ class ArticleStore:
             rows = connection.execute(
                 select(article_tags.c.tag_slug, func.min(article_tags.c.tag)).group_by(article_tags.c.tag_slug)
             )
-            return {slug: tag for slug, tag in rows}
+            return {key: value for key, value in rows}  # noqa: C416 - rows are not pairs to dict()
 
     def count(self) -> int:
         with self.engine.connect() as connection:
@@ -173,5 +213,6 @@ class ArticleStore:
     def save_source_state(self, source: str, etag: str, last_modified: str, now: datetime) -> None:
         with self.engine.begin() as connection:
             connection.execute(delete(source_state).where(source_state.c.source == source))
-            connection.execute(insert(source_state).values(
-                source=source, etag=etag, last_modified=last_modified, fetched_at=now))
+            connection.execute(
+                insert(source_state).values(source=source, etag=etag, last_modified=last_modified, fetched_at=now)
+            )

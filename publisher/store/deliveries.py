@@ -74,7 +74,8 @@ class DeliveryStore:
         with self.engine.begin() as connection:
             newsletter = connection.scalar(select(issues.c.newsletter).where(issues.c.id == issue_id))
             started = connection.execute(
-                update(issues).where(issues.c.id == issue_id, issues.c.state == "approved")
+                update(issues)
+                .where(issues.c.id == issue_id, issues.c.state == "approved")
                 .values(state="sending", started_at=func.coalesce(issues.c.started_at, now))
             ).rowcount
             if not started:
@@ -84,16 +85,37 @@ class DeliveryStore:
     @staticmethod
     def _freeze(connection: Connection, issue_id: int, newsletter: str, now: datetime) -> int:
         audience = (
-            select(literal(issue_id), subscribers.c.id, subscribers.c.email, subscribers.c.name,
-                   literal("pending"), literal(0), literal(""), literal(""), literal(now, deliveries.c.queued_at.type),
-                   literal(now, deliveries.c.updated_at.type))
+            select(
+                literal(issue_id),
+                subscribers.c.id,
+                subscribers.c.email,
+                subscribers.c.name,
+                literal("pending"),
+                literal(0),
+                literal(""),
+                literal(""),
+                literal(now, deliveries.c.queued_at.type),
+                literal(now, deliveries.c.updated_at.type),
+            )
             .select_from(subscribers.join(subscriptions, subscriptions.c.subscriber_id == subscribers.c.id))
-            .where(subscriptions.c.newsletter == newsletter, subscribers.c.status == _SUBSCRIBED,
-                   ~exists().where(deliveries.c.issue_id == issue_id,
-                                   deliveries.c.subscriber_id == subscribers.c.id))
+            .where(
+                subscriptions.c.newsletter == newsletter,
+                subscribers.c.status == _SUBSCRIBED,
+                ~exists().where(deliveries.c.issue_id == issue_id, deliveries.c.subscriber_id == subscribers.c.id),
+            )
         )
-        columns = ["issue_id", "subscriber_id", "email", "name", "state", "attempts", "last_status",
-                   "last_error", "queued_at", "updated_at"]
+        columns = [
+            "issue_id",
+            "subscriber_id",
+            "email",
+            "name",
+            "state",
+            "attempts",
+            "last_status",
+            "last_error",
+            "queued_at",
+            "updated_at",
+        ]
         connection.execute(insert(deliveries).from_select(columns, audience))
         return connection.scalar(select(func.count()).where(deliveries.c.issue_id == issue_id))
 
@@ -108,28 +130,42 @@ class DeliveryStore:
         """
         with self.engine.begin() as connection:
             issue = connection.execute(
-                select(issues.c.state, issues.c.newsletter).where(issues.c.id == issue_id)).first()
+                select(issues.c.state, issues.c.newsletter).where(issues.c.id == issue_id)
+            ).first()
             if issue is None or issue.state not in ("sending", "sent"):
                 return []
             rows = self._candidates(connection, issue_id, issue.newsletter, limit, now)
             gone = [row.subscriber_id for row in rows if not row.eligible]
             keep = [row for row in rows if row.eligible]
             token = secrets.token_hex(8)
-            self._mark(connection, issue_id, gone, state="cancelled", lease_until=None, updated_at=now,
-                       last_error="no longer subscribed when its turn came")
-            self._mark(connection, issue_id, [row.subscriber_id for row in keep], state="sending",
-                       lease_until=now + lease_for, lease_token=token, updated_at=now,
-                       attempts=deliveries.c.attempts + 1)
-        return [Leased(row.subscriber_id, row.email, row.name, row.attempts + 1, row.queued_at, token)
-                for row in keep]
+            self._mark(
+                connection,
+                issue_id,
+                gone,
+                state="cancelled",
+                lease_until=None,
+                updated_at=now,
+                last_error="no longer subscribed when its turn came",
+            )
+            self._mark(
+                connection,
+                issue_id,
+                [row.subscriber_id for row in keep],
+                state="sending",
+                lease_until=now + lease_for,
+                lease_token=token,
+                updated_at=now,
+                attempts=deliveries.c.attempts + 1,
+            )
+        return [Leased(row.subscriber_id, row.email, row.name, row.attempts + 1, row.queued_at, token) for row in keep]
 
-    def _candidates(self, connection: Connection, issue_id: int, newsletter: str, limit: int,
-                    now: datetime) -> list:
+    def _candidates(self, connection: Connection, issue_id: int, newsletter: str, limit: int, now: datetime) -> list:
         """Expired leases first, then retries that are due, then fresh rows; each an index range."""
         eligible = and_(
             subscribers.c.status == _SUBSCRIBED,
-            exists().where(subscriptions.c.subscriber_id == deliveries.c.subscriber_id,
-                           subscriptions.c.newsletter == newsletter),
+            exists().where(
+                subscriptions.c.subscriber_id == deliveries.c.subscriber_id, subscriptions.c.newsletter == newsletter
+            ),
         )
         kinds = (
             and_(deliveries.c.state == "sending", deliveries.c.lease_until <= now),
@@ -141,8 +177,14 @@ class DeliveryStore:
             if len(found) >= limit:
                 break
             query = (
-                select(deliveries.c.subscriber_id, deliveries.c.email, deliveries.c.name,
-                       deliveries.c.attempts, deliveries.c.queued_at, eligible.label("eligible"))
+                select(
+                    deliveries.c.subscriber_id,
+                    deliveries.c.email,
+                    deliveries.c.name,
+                    deliveries.c.attempts,
+                    deliveries.c.queued_at,
+                    eligible.label("eligible"),
+                )
                 .select_from(deliveries.join(subscribers, subscribers.c.id == deliveries.c.subscriber_id))
                 .where(deliveries.c.issue_id == issue_id, kind)
                 .limit(limit - len(found))
@@ -155,10 +197,13 @@ class DeliveryStore:
     @staticmethod
     def _mark(connection: Connection, issue_id: int, subscriber_ids: Sequence[int], **values) -> None:
         for start in range(0, len(subscriber_ids), 500):
-            chunk = list(subscriber_ids[start:start + 500])
+            chunk = list(subscriber_ids[start : start + 500])
             if chunk:
-                connection.execute(update(deliveries).where(
-                    deliveries.c.issue_id == issue_id, deliveries.c.subscriber_id.in_(chunk)).values(**values))
+                connection.execute(
+                    update(deliveries)
+                    .where(deliveries.c.issue_id == issue_id, deliveries.c.subscriber_id.in_(chunk))
+                    .values(**values)
+                )
 
     # -- recording ------------------------------------------------------------------------------
 
@@ -172,38 +217,73 @@ class DeliveryStore:
             return 0
         statement = (
             update(deliveries)
-            .where(deliveries.c.issue_id == issue_id, deliveries.c.subscriber_id == bindparam("b_id"),
-                   deliveries.c.lease_token == bindparam("b_token"), deliveries.c.state == "sending")
-            .values(state=bindparam("b_state"), last_code=bindparam("b_code"), last_status=bindparam("b_status"),
-                    last_error=bindparam("b_detail"), next_attempt_at=bindparam("b_next"),
-                    delivered_at=bindparam("b_delivered"), lease_until=None, lease_token="", updated_at=now)
+            .where(
+                deliveries.c.issue_id == issue_id,
+                deliveries.c.subscriber_id == bindparam("b_id"),
+                deliveries.c.lease_token == bindparam("b_token"),
+                deliveries.c.state == "sending",
+            )
+            .values(
+                state=bindparam("b_state"),
+                last_code=bindparam("b_code"),
+                last_status=bindparam("b_status"),
+                last_error=bindparam("b_detail"),
+                next_attempt_at=bindparam("b_next"),
+                delivered_at=bindparam("b_delivered"),
+                lease_until=None,
+                lease_token="",
+                updated_at=now,
+            )
         )
-        rows = [{
-            "b_id": outcome.subscriber_id, "b_token": outcome.token, "b_state": outcome.state,
-            "b_code": outcome.code, "b_status": outcome.status[:16], "b_detail": outcome.detail[:1000],
-            "b_next": outcome.next_attempt_at, "b_delivered": now if outcome.state == "delivered" else None,
-        } for outcome in outcomes]
+        rows = [
+            {
+                "b_id": outcome.subscriber_id,
+                "b_token": outcome.token,
+                "b_state": outcome.state,
+                "b_code": outcome.code,
+                "b_status": outcome.status[:16],
+                "b_detail": outcome.detail[:1000],
+                "b_next": outcome.next_attempt_at,
+                "b_delivered": now if outcome.state == "delivered" else None,
+            }
+            for outcome in outcomes
+        ]
         with self.engine.begin() as connection:
             written = connection.execute(statement, rows).rowcount
             self._count_bounces(connection, outcomes, now, soft_bounce_limit)
         return written
 
     @staticmethod
-    def _count_bounces(connection: Connection, outcomes: Sequence[Outcome], now: datetime,
-                       soft_bounce_limit: int) -> None:
+    def _count_bounces(
+        connection: Connection, outcomes: Sequence[Outcome], now: datetime, soft_bounce_limit: int
+    ) -> None:
         """Hard bounce: suppressed at once. Soft give-up: suppressed at the limit. Delivery: reset."""
         hard = [o.subscriber_id for o in outcomes if o.bounce == "hard"]
         soft = [o.subscriber_id for o in outcomes if o.bounce == "soft"]
         delivered = [o.subscriber_id for o in outcomes if o.state == "delivered"]
         for ids, limit in ((hard, 1), (soft, max(1, soft_bounce_limit))):
             if ids:
-                connection.execute(update(subscribers).where(subscribers.c.id.in_(ids)).values(
-                    bounce_count=subscribers.c.bounce_count + 1, updated_at=now,
-                    status=case((and_(subscribers.c.status == _SUBSCRIBED, subscribers.c.bounce_count + 1 >= limit),
-                                 "bounced"), else_=subscribers.c.status)))
+                connection.execute(
+                    update(subscribers)
+                    .where(subscribers.c.id.in_(ids))
+                    .values(
+                        bounce_count=subscribers.c.bounce_count + 1,
+                        updated_at=now,
+                        status=case(
+                            (
+                                and_(subscribers.c.status == _SUBSCRIBED, subscribers.c.bounce_count + 1 >= limit),
+                                "bounced",
+                            ),
+                            else_=subscribers.c.status,
+                        ),
+                    )
+                )
         if delivered:
-            connection.execute(update(subscribers).where(
-                subscribers.c.id.in_(delivered), subscribers.c.bounce_count > 0).values(bounce_count=0))
+            connection.execute(
+                update(subscribers)
+                .where(subscribers.c.id.in_(delivered), subscribers.c.bounce_count > 0)
+                .values(bounce_count=0)
+            )
 
     def release(self, issue_id: int, leased: Sequence[Leased], now: datetime) -> int:
         """Give back leased rows that were never handed to a transport: pending again, attempt undone."""
@@ -212,11 +292,19 @@ class DeliveryStore:
         with self.engine.begin() as connection:
             return connection.execute(
                 update(deliveries)
-                .where(deliveries.c.issue_id == issue_id, deliveries.c.state == "sending",
-                       deliveries.c.lease_token == leased[0].token,
-                       deliveries.c.subscriber_id.in_([row.subscriber_id for row in leased]))
-                .values(state="pending", lease_until=None, lease_token="", updated_at=now,
-                        attempts=deliveries.c.attempts - 1)
+                .where(
+                    deliveries.c.issue_id == issue_id,
+                    deliveries.c.state == "sending",
+                    deliveries.c.lease_token == leased[0].token,
+                    deliveries.c.subscriber_id.in_([row.subscriber_id for row in leased]),
+                )
+                .values(
+                    state="pending",
+                    lease_until=None,
+                    lease_token="",
+                    updated_at=now,
+                    attempts=deliveries.c.attempts - 1,
+                )
             ).rowcount
 
     # -- operator -------------------------------------------------------------------------------
@@ -226,25 +314,44 @@ class DeliveryStore:
         from publisher.model import DELIVERY_STATES
 
         with self.engine.connect() as connection:
-            found = dict(connection.execute(
-                select(deliveries.c.state, func.count()).where(deliveries.c.issue_id == issue_id)
-                .group_by(deliveries.c.state)).all())
+            found = dict(
+                connection.execute(
+                    select(deliveries.c.state, func.count())
+                    .where(deliveries.c.issue_id == issue_id)
+                    .group_by(deliveries.c.state)
+                ).all()
+            )
         return {state: found.get(state, 0) for state in DELIVERY_STATES}
 
     def next_attempt(self, issue_id: int) -> datetime | None:
         """When the earliest open row becomes due again (a deferral or a lease running out)."""
         with self.engine.connect() as connection:
-            return connection.scalar(select(func.min(case(
-                (deliveries.c.state == "deferred", deliveries.c.next_attempt_at),
-                else_=deliveries.c.lease_until))).where(
-                deliveries.c.issue_id == issue_id, deliveries.c.state.in_(("deferred", "sending"))))
+            return connection.scalar(
+                select(
+                    func.min(
+                        case(
+                            (deliveries.c.state == "deferred", deliveries.c.next_attempt_at),
+                            else_=deliveries.c.lease_until,
+                        )
+                    )
+                ).where(deliveries.c.issue_id == issue_id, deliveries.c.state.in_(("deferred", "sending")))
+            )
 
     def due_retries(self, issue_id: int, now: datetime) -> int:
         """Deferred rows whose retry time has come, plus leases that ran out (a worker died)."""
         with self.engine.connect() as connection:
-            return connection.scalar(select(func.count()).where(deliveries.c.issue_id == issue_id, or_(
-                and_(deliveries.c.state == "deferred", deliveries.c.next_attempt_at <= now),
-                and_(deliveries.c.state == "sending", deliveries.c.lease_until <= now)))) or 0
+            return (
+                connection.scalar(
+                    select(func.count()).where(
+                        deliveries.c.issue_id == issue_id,
+                        or_(
+                            and_(deliveries.c.state == "deferred", deliveries.c.next_attempt_at <= now),
+                            and_(deliveries.c.state == "sending", deliveries.c.lease_until <= now),
+                        ),
+                    )
+                )
+                or 0
+            )
 
     def cancel_open(self, issue_id: int, now: datetime) -> int:
         """Mark every row not yet sent as cancelled (a cancelled issue), and rows whose worker died.
@@ -252,16 +359,31 @@ class DeliveryStore:
         Rows on the wire under a live lease keep it: their outcome is written when the reply comes.
         """
         with self.engine.begin() as connection:
-            return connection.execute(update(deliveries).where(
-                deliveries.c.issue_id == issue_id,
-                or_(deliveries.c.state.in_(("pending", "deferred")),
-                    and_(deliveries.c.state == "sending", deliveries.c.lease_until <= now)),
-            ).values(lease_token="", lease_until=None, state="cancelled", next_attempt_at=None, updated_at=now,
-                     last_error="the issue was cancelled")).rowcount
+            return connection.execute(
+                update(deliveries)
+                .where(
+                    deliveries.c.issue_id == issue_id,
+                    or_(
+                        deliveries.c.state.in_(("pending", "deferred")),
+                        and_(deliveries.c.state == "sending", deliveries.c.lease_until <= now),
+                    ),
+                )
+                .values(
+                    lease_token="",
+                    lease_until=None,
+                    state="cancelled",
+                    next_attempt_at=None,
+                    updated_at=now,
+                    last_error="the issue was cancelled",
+                )
+            ).rowcount
 
     def rows(self, issue_id: int) -> list[dict]:
         """Every row of an issue's ledger, for tests and exports."""
         with self.engine.connect() as connection:
-            return [dict(row) for row in connection.execute(
-                select(deliveries).where(deliveries.c.issue_id == issue_id)
-                .order_by(deliveries.c.subscriber_id)).mappings()]
+            return [
+                dict(row)
+                for row in connection.execute(
+                    select(deliveries).where(deliveries.c.issue_id == issue_id).order_by(deliveries.c.subscriber_id)
+                ).mappings()
+            ]

@@ -41,9 +41,19 @@ class IssueStore:
 
     # -- creating -------------------------------------------------------------------------------
 
-    def create(self, *, newsletter: str, slot: datetime, state: str, article_ids: Sequence[int],
-               overflow_ids: Sequence[int], watermark: datetime, subject: str,
-               now: datetime, guid_authority: str = "localhost") -> tuple[Issue, bool]:
+    def create(
+        self,
+        *,
+        newsletter: str,
+        slot: datetime,
+        state: str,
+        article_ids: Sequence[int],
+        overflow_ids: Sequence[int],
+        watermark: datetime,
+        subject: str,
+        now: datetime,
+        guid_authority: str = "localhost",
+    ) -> tuple[Issue, bool]:
         """Store a new issue and its ledger rows in one transaction; returns (issue, created).
 
         The issue's guid (for the issues feed) is minted here, once, from `guid_authority`, the
@@ -54,8 +64,7 @@ class IssueStore:
             return existing, False
         try:
             with self.engine.begin() as connection:
-                issue_id = self._insert(connection, newsletter, slot, state, watermark, subject, now,
-                                        guid_authority)
+                issue_id = self._insert(connection, newsletter, slot, state, watermark, subject, now, guid_authority)
                 self._insert_articles(connection, issue_id, newsletter, article_ids, overflow_ids)
         except IntegrityError:
             if existing := self.by_slot(newsletter, slot):
@@ -66,29 +75,52 @@ class IssueStore:
             raise DigestError(f"{newsletter}: the issue for {slot.isoformat()} vanished after creation")
         return issue, True
 
-    def _insert(self, connection: Connection, newsletter: str, slot: datetime, state: str,
-                watermark: datetime, subject: str, now: datetime, guid_authority: str) -> int:
-        number = (connection.scalar(
-            select(func.max(issues.c.number)).where(issues.c.newsletter == newsletter)) or 0) + 1
+    def _insert(
+        self,
+        connection: Connection,
+        newsletter: str,
+        slot: datetime,
+        state: str,
+        watermark: datetime,
+        subject: str,
+        now: datetime,
+        guid_authority: str,
+    ) -> int:
+        number = (
+            connection.scalar(select(func.max(issues.c.number)).where(issues.c.newsletter == newsletter)) or 0
+        ) + 1
         guid = f"tag:{guid_authority},{now:%Y-%m-%d}:newsletters/{newsletter}/{number}"
-        result = connection.execute(insert(issues).values(
-            newsletter=newsletter, number=number, slot=slot, state=state, watermark=watermark,
-            subject=subject, guid=guid, created_at=now))
+        result = connection.execute(
+            insert(issues).values(
+                newsletter=newsletter,
+                number=number,
+                slot=slot,
+                state=state,
+                watermark=watermark,
+                subject=subject,
+                guid=guid,
+                created_at=now,
+            )
+        )
         return result.inserted_primary_key[0]
 
     @staticmethod
-    def _insert_articles(connection: Connection, issue_id: int, newsletter: str,
-                         article_ids: Sequence[int], overflow_ids: Sequence[int]) -> None:
+    def _insert_articles(
+        connection: Connection, issue_id: int, newsletter: str, article_ids: Sequence[int], overflow_ids: Sequence[int]
+    ) -> None:
         rows = [(article_id, False) for article_id in article_ids]
         rows += [(article_id, True) for article_id in overflow_ids]
-        connection.execute(insert(issue_articles), [
-            {"issue_id": issue_id, "article_id": article_id, "position": position, "overflow": overflow}
-            for position, (article_id, overflow) in enumerate(rows)
-        ])
-        connection.execute(insert(sent_articles), [
-            {"newsletter": newsletter, "article_id": article_id, "issue_id": issue_id}
-            for article_id, _ in rows
-        ])
+        connection.execute(
+            insert(issue_articles),
+            [
+                {"issue_id": issue_id, "article_id": article_id, "position": position, "overflow": overflow}
+                for position, (article_id, overflow) in enumerate(rows)
+            ],
+        )
+        connection.execute(
+            insert(sent_articles),
+            [{"newsletter": newsletter, "article_id": article_id, "issue_id": issue_id} for article_id, _ in rows],
+        )
 
     # -- reading --------------------------------------------------------------------------------
 
@@ -96,10 +128,15 @@ class IssueStore:
         if not rows:
             return []
         ids = [row["id"] for row in rows]
-        members = connection.execute(
-            select(issue_articles).where(issue_articles.c.issue_id.in_(ids))
-            .order_by(issue_articles.c.issue_id, issue_articles.c.position)
-        ).mappings().all()
+        members = (
+            connection.execute(
+                select(issue_articles)
+                .where(issue_articles.c.issue_id.in_(ids))
+                .order_by(issue_articles.c.issue_id, issue_articles.c.position)
+            )
+            .mappings()
+            .all()
+        )
         chosen: dict[int, tuple[list[int], list[int]]] = {i: ([], []) for i in ids}
         for member in members:
             chosen[member["issue_id"]][1 if member["overflow"] else 0].append(member["article_id"])
@@ -141,35 +178,43 @@ class IssueStore:
             conditions.append(issues.c.number < before)
         with self.engine.connect() as connection:
             return connection.scalar(
-                select(issues.c.watermark).where(*conditions).order_by(issues.c.number.desc()).limit(1))
+                select(issues.c.watermark).where(*conditions).order_by(issues.c.number.desc()).limit(1)
+            )
 
     def sent_ids(self, newsletter: str) -> set[int]:
         """The ledger: every article any issue of this newsletter has taken."""
         with self.engine.connect() as connection:
-            return set(connection.scalars(
-                select(sent_articles.c.article_id).where(sent_articles.c.newsletter == newsletter)))
+            return set(
+                connection.scalars(select(sent_articles.c.article_id).where(sent_articles.c.newsletter == newsletter))
+            )
 
     def returned_ids(self, newsletter: str) -> set[int]:
         """Articles given back by issues cancelled before they started, and not taken since."""
         taken = select(sent_articles.c.article_id).where(sent_articles.c.newsletter == newsletter)
-        query = (select(issue_articles.c.article_id)
-                 .join(issues, issues.c.id == issue_articles.c.issue_id)
-                 .where(issues.c.newsletter == newsletter, issues.c.state == "cancelled",
-                        issues.c.started_at.is_(None), issue_articles.c.article_id.not_in(taken)))
+        query = (
+            select(issue_articles.c.article_id)
+            .join(issues, issues.c.id == issue_articles.c.issue_id)
+            .where(
+                issues.c.newsletter == newsletter,
+                issues.c.state == "cancelled",
+                issues.c.started_at.is_(None),
+                issue_articles.c.article_id.not_in(taken),
+            )
+        )
         with self.engine.connect() as connection:
             return set(connection.scalars(query))
 
     def guids(self, newsletter: str) -> dict[int, str]:
         """Issue number → the guid minted when it was created (ids in the issues feed)."""
         with self.engine.connect() as connection:
-            rows = connection.execute(
-                select(issues.c.number, issues.c.guid).where(issues.c.newsletter == newsletter))
-            return {number: guid for number, guid in rows}
+            rows = connection.execute(select(issues.c.number, issues.c.guid).where(issues.c.newsletter == newsletter))
+            return {key: value for key, value in rows}  # noqa: C416 - rows are not pairs to dict()
 
     def next_number(self, newsletter: str) -> int:
         with self.engine.connect() as connection:
-            return (connection.scalar(
-                select(func.max(issues.c.number)).where(issues.c.newsletter == newsletter)) or 0) + 1
+            return (
+                connection.scalar(select(func.max(issues.c.number)).where(issues.c.newsletter == newsletter)) or 0
+            ) + 1
 
     # -- changing state -------------------------------------------------------------------------
 
@@ -184,8 +229,10 @@ class IssueStore:
                 raise DigestError(f"{newsletter} has no issue {number}")
             if to not in TRANSITIONS[row.state]:
                 allowed = ", ".join(TRANSITIONS[row.state]) or "nothing: it is final"
-                raise DigestError(f"{newsletter} issue {number} is {row.state}; it cannot become {to} "
-                                  f"(from {row.state} it can become {allowed})")
+                raise DigestError(
+                    f"{newsletter} issue {number} is {row.state}; it cannot become {to} "
+                    f"(from {row.state} it can become {allowed})"
+                )
             changed = connection.execute(
                 update(issues).where(*where, issues.c.state == row.state).values(**_stamps(to, now))
             ).rowcount

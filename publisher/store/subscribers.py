@@ -37,8 +37,9 @@ class SubscriberStore:
         found: dict[int, list[str]] = {i: [] for i in ids}
         if ids:
             rows = connection.execute(
-                select(subscriptions.c.subscriber_id, subscriptions.c.newsletter)
-                .where(subscriptions.c.subscriber_id.in_(list(ids)))
+                select(subscriptions.c.subscriber_id, subscriptions.c.newsletter).where(
+                    subscriptions.c.subscriber_id.in_(list(ids))
+                )
             )
             for subscriber_id, newsletter in rows:
                 found[subscriber_id].append(newsletter)
@@ -64,8 +65,11 @@ class SubscriberStore:
         if status:
             query = query.where(subscribers.c.status == status)
         if newsletter:
-            query = query.where(subscribers.c.id.in_(
-                select(subscriptions.c.subscriber_id).where(subscriptions.c.newsletter == newsletter)))
+            query = query.where(
+                subscribers.c.id.in_(
+                    select(subscriptions.c.subscriber_id).where(subscriptions.c.newsletter == newsletter)
+                )
+            )
         with self.engine.connect() as connection:
             return self._load(connection, query)
 
@@ -94,12 +98,21 @@ class SubscriberStore:
         email = person.email.lower()
         row = connection.execute(select(subscribers).where(subscribers.c.email == email)).mappings().first()
         if row is None:
-            result = connection.execute(insert(subscribers).values(
-                email=email, name=person.name, status=person.status, source=person.source,
-                consent_at=person.consent_at, consent_text=person.consent_text,
-                topics=json.dumps(list(person.topics)), bounce_count=0,
-                created_at=now, updated_at=now, confirm_nonce="",
-            ))
+            result = connection.execute(
+                insert(subscribers).values(
+                    email=email,
+                    name=person.name,
+                    status=person.status,
+                    source=person.source,
+                    consent_at=person.consent_at,
+                    consent_text=person.consent_text,
+                    topics=json.dumps(list(person.topics)),
+                    bounce_count=0,
+                    created_at=now,
+                    updated_at=now,
+                    confirm_nonce="",
+                )
+            )
             subscriber_id = result.inserted_primary_key[0]
             is_new = True
         else:
@@ -114,43 +127,56 @@ class SubscriberStore:
         self._add_newsletters(connection, subscriber_id, person.newsletters, now, explicit=False)
         return is_new
 
-    def _add_newsletters(self, connection: Connection, subscriber_id: int, names: Iterable[str],
-                         now: datetime, *, explicit: bool = True) -> None:
+    def _add_newsletters(
+        self, connection: Connection, subscriber_id: int, names: Iterable[str], now: datetime, *, explicit: bool = True
+    ) -> None:
         """Subscribe to `names`. Only the subscriber's own request (`explicit`) overrides an opt-out;
         an import or an operator's `add` never re-subscribes someone who unsubscribed."""
         names = list(dict.fromkeys(names))
         if explicit and names:
-            connection.execute(delete(opt_outs).where(
-                opt_outs.c.subscriber_id == subscriber_id, opt_outs.c.newsletter.in_(names)))
+            connection.execute(
+                delete(opt_outs).where(opt_outs.c.subscriber_id == subscriber_id, opt_outs.c.newsletter.in_(names))
+            )
         else:
-            opted_out = set(connection.scalars(
-                select(opt_outs.c.newsletter).where(opt_outs.c.subscriber_id == subscriber_id)))
+            opted_out = set(
+                connection.scalars(select(opt_outs.c.newsletter).where(opt_outs.c.subscriber_id == subscriber_id))
+            )
             names = [name for name in names if name not in opted_out]
-        have = set(connection.scalars(
-            select(subscriptions.c.newsletter).where(subscriptions.c.subscriber_id == subscriber_id)))
+        have = set(
+            connection.scalars(select(subscriptions.c.newsletter).where(subscriptions.c.subscriber_id == subscriber_id))
+        )
         new = [name for name in names if name not in have]
         if new:
-            connection.execute(insert(subscriptions), [
-                {"subscriber_id": subscriber_id, "newsletter": name, "created_at": now} for name in new
-            ])
+            connection.execute(
+                insert(subscriptions),
+                [{"subscriber_id": subscriber_id, "newsletter": name, "created_at": now} for name in new],
+            )
 
     def _opt_out(self, connection: Connection, subscriber_id: int, names: Iterable[str], now: datetime) -> None:
         names = list(names)
         if not names:
             return
-        connection.execute(delete(subscriptions).where(
-            subscriptions.c.subscriber_id == subscriber_id, subscriptions.c.newsletter.in_(names)))
-        connection.execute(delete(opt_outs).where(
-            opt_outs.c.subscriber_id == subscriber_id, opt_outs.c.newsletter.in_(names)))
-        connection.execute(insert(opt_outs), [
-            {"subscriber_id": subscriber_id, "newsletter": name, "at": now} for name in names])
+        connection.execute(
+            delete(subscriptions).where(
+                subscriptions.c.subscriber_id == subscriber_id, subscriptions.c.newsletter.in_(names)
+            )
+        )
+        connection.execute(
+            delete(opt_outs).where(opt_outs.c.subscriber_id == subscriber_id, opt_outs.c.newsletter.in_(names))
+        )
+        connection.execute(
+            insert(opt_outs), [{"subscriber_id": subscriber_id, "newsletter": name, "at": now} for name in names]
+        )
 
     def set_newsletters(self, subscriber_id: int, names: Iterable[str], now: datetime) -> None:
         """The subscriber's own choice (preferences page): dropped newsletters count as opt-outs."""
         names = list(names)
         with self.engine.begin() as connection:
-            have = set(connection.scalars(
-                select(subscriptions.c.newsletter).where(subscriptions.c.subscriber_id == subscriber_id)))
+            have = set(
+                connection.scalars(
+                    select(subscriptions.c.newsletter).where(subscriptions.c.subscriber_id == subscriber_id)
+                )
+            )
             self._opt_out(connection, subscriber_id, sorted(have - set(names)), now)
             self._add_newsletters(connection, subscriber_id, names, now)
 
@@ -160,7 +186,8 @@ class SubscriberStore:
             values["topics"] = json.dumps(list(values["topics"]))
         with self.engine.begin() as connection:
             connection.execute(
-                update(subscribers).where(subscribers.c.id == subscriber_id).values(updated_at=now, **values))
+                update(subscribers).where(subscribers.c.id == subscriber_id).values(updated_at=now, **values)
+            )
 
     def remove_newsletter(self, subscriber_id: int, newsletter: str, now: datetime) -> None:
         """Unsubscribe from one newsletter, remembered so that no import subscribes them again."""
@@ -174,8 +201,11 @@ class SubscriberStore:
             if subscriber_id is None:
                 return False
             connection.execute(delete(subscriptions).where(subscriptions.c.subscriber_id == subscriber_id))
-            connection.execute(update(subscribers).where(subscribers.c.id == subscriber_id).values(
-                status="unsubscribed", name="", updated_at=subscribers.c.updated_at))
+            connection.execute(
+                update(subscribers)
+                .where(subscribers.c.id == subscriber_id)
+                .values(status="unsubscribed", name="", updated_at=subscribers.c.updated_at)
+            )
         return True
 
     def count(self, status: str | None = None) -> int:
@@ -199,23 +229,30 @@ class SubscriberStore:
             result = connection.execute(
                 update(subscribers)
                 .where(subscribers.c.id == subscriber_id, (sent.is_(None)) | (sent <= not_since))
-                .values(confirm_nonce=nonce, confirmation_sent_at=now, updated_at=now))
+                .values(confirm_nonce=nonce, confirmation_sent_at=now, updated_at=now)
+            )
         return result.rowcount == 1
 
     def release_confirmation(self, subscriber_id: int, nonce: str) -> None:
         """Undo a claim whose mail could not be sent, so the subscriber may ask again at once."""
         with self.engine.begin() as connection:
-            connection.execute(update(subscribers).where(
-                subscribers.c.id == subscriber_id, subscribers.c.confirm_nonce == nonce,
-            ).values(confirm_nonce="", confirmation_sent_at=None))
+            connection.execute(
+                update(subscribers)
+                .where(
+                    subscribers.c.id == subscriber_id,
+                    subscribers.c.confirm_nonce == nonce,
+                )
+                .values(confirm_nonce="", confirmation_sent_at=None)
+            )
 
     def has_nonce(self, subscriber_id: int, nonce: str) -> bool:
         with self.engine.connect() as connection:
             found = connection.scalar(select(subscribers.c.confirm_nonce).where(subscribers.c.id == subscriber_id))
         return bool(nonce) and found == nonce
 
-    def consume_nonce(self, subscriber_id: int, nonce: str, now: datetime, *,
-                      newsletters: Iterable[str] = (), **values) -> bool:
+    def consume_nonce(
+        self, subscriber_id: int, nonce: str, now: datetime, *, newsletters: Iterable[str] = (), **values
+    ) -> bool:
         """Clear the nonce, apply `values` and add `newsletters`, only if `nonce` is the current one.
 
         One transaction: a confirmation link works once, and never half-way.
@@ -228,7 +265,8 @@ class SubscriberStore:
             result = connection.execute(
                 update(subscribers)
                 .where(subscribers.c.id == subscriber_id, subscribers.c.confirm_nonce == nonce)
-                .values(confirm_nonce="", updated_at=now, **values))
+                .values(confirm_nonce="", updated_at=now, **values)
+            )
             if result.rowcount != 1:
                 return False
             self._add_newsletters(connection, subscriber_id, newsletters, now)

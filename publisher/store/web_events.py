@@ -28,9 +28,11 @@ class WebEventStore:
         subject = subject[:320]
         with self.engine.begin() as connection:
             connection.execute(delete(web_events).where(web_events.c.at < now - KEEP))
-            seen = connection.scalar(select(func.count()).select_from(web_events).where(
-                web_events.c.kind == kind, web_events.c.subject == subject,
-                web_events.c.at > now - window))
+            seen = connection.scalar(
+                select(func.count())
+                .select_from(web_events)
+                .where(web_events.c.kind == kind, web_events.c.subject == subject, web_events.c.at > now - window)
+            )
             if seen >= limit:
                 return False
             connection.execute(insert(web_events).values(kind=kind, subject=subject, at=now))
@@ -38,6 +40,11 @@ class WebEventStore:
 
     def count(self, kind: str, subject: str, since: datetime) -> int:
         with self.engine.connect() as connection:
-            return connection.scalar(select(func.count()).select_from(web_events).where(
-                web_events.c.kind == kind, web_events.c.subject == subject[:320],
-                web_events.c.at > since)) or 0
+            return (
+                connection.scalar(
+                    select(func.count())
+                    .select_from(web_events)
+                    .where(web_events.c.kind == kind, web_events.c.subject == subject[:320], web_events.c.at > since)
+                )
+                or 0
+            )
