@@ -12,16 +12,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from publisher.config import Settings, load_settings
-from publisher.content import import_sources
-from publisher.digest import Skipped
+from publisher.clock import fixed
+from publisher.config import Settings
 from publisher.errors import PublisherError
-from publisher.feeds import build_feeds
-from publisher.issues import build_issue, write_preview
-from publisher.model import Subscriber
-from publisher.pipeline import deliver
+from publisher.publication import Publication
 from publisher.resources import sample_dir
-from publisher.store import Store
 
 MARKER = ".publisher-demo"
 SAMPLE_SUBSCRIBERS = (
@@ -78,38 +73,28 @@ def run_demo(folder: Path, now: datetime, *, port: int = 8080) -> DemoReport:
     config = folder / "config.toml"
     content = (sample_dir() / "content").resolve()
     config.write_text(_CONFIG.format(content=content.as_posix(), port=port), encoding="utf-8")
-    settings = load_settings(config)
-    report = DemoReport(folder, settings)
-    store = Store.open(settings.database.url)
-    try:
-        _pipeline(store, settings, now, report)
-    finally:
-        store.close()
+    with Publication.open(config, clock=fixed(now)) as publication:
+        report = DemoReport(folder, publication.settings)
+        _pipeline(publication, report)
     return report
 
 
-def _pipeline(store: Store, settings: Settings, now: datetime, report: DemoReport) -> None:
-    steps = report.steps
-    (imported,) = import_sources(store, settings, settings.sources, as_of=now, now=now)
+def _pipeline(publication: Publication, report: DemoReport) -> None:
+    steps, settings = report.steps, publication.settings
+    (imported,) = publication.import_sources().reports
     steps.append(f"imported {len(imported.added)} articles from {imported.source}")
-    feeds = build_feeds(store, settings)
+    feeds = publication.build_feeds()
     steps.append(f"built {len(feeds.files)} feed files (RSS, Atom, JSON Feed; site and per tag)")
-    store.subscribers.upsert_many(
-        [
-            Subscriber(
-                email=email, name=name, status="confirmed", newsletters=("weekly",), source="demo", consent_at=now
-            )
-            for email, name in SAMPLE_SUBSCRIBERS
-        ],
-        now,
-    )
+    for email, name in SAMPLE_SUBSCRIBERS:
+        publication.add_subscriber(email, name=name, newsletters=("weekly",), confirmed=True)
     steps.append(f"added {len(SAMPLE_SUBSCRIBERS)} confirmed sample subscribers")
-    preview = write_preview(store, settings, "weekly", settings.base_dir / "preview", now)
+    preview = publication.preview("weekly", settings.base_dir / "preview")
     steps.append(f"previewed the weekly digest: {preview.files['html']}")
-    issue = build_issue(store, settings, "weekly", now.replace(second=0, microsecond=0), now)
-    if isinstance(issue, Skipped):
-        steps.append(f"weekly: {issue.reason}")
+    outcome = publication.send("weekly")
+    if outcome.issue is None or outcome.report is None:
+        steps.append(f"weekly: {outcome.reason}")
         return
-    summary = deliver(store, settings, issue, now)
+    issue, sent = outcome.issue, outcome.report
+    summary = f"{sent.get('delivered')} delivered, {sent.get('failed')} failed, {sent.get('deferred')} deferred"
     steps.append(f"sent issue {issue.number} ({len(issue.article_ids)} articles): {summary}")
     steps.append(f"  subject: {issue.subject}")

@@ -19,13 +19,15 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import partial
+from typing import Any, Protocol
 
+from publisher.clock import Clock, running_from, system_clock
 from publisher.config import DeliverySettings, NewsletterSettings, Settings
 from publisher.errors import DeliveryError, DigestError
 from publisher.message import CompiledMessage, Signer, compile_message, message_id
-from publisher.model import Issue, RenderedIssue
+from publisher.model import Issue, IssueState, PlannedIssue, RenderedIssue
 from publisher.store import Store
 from publisher.store.deliveries import OPEN_STATES, Leased, Outcome
 from publisher.tokens import preferences_url, unsubscribe_url
@@ -37,12 +39,7 @@ from publisher.transports import (
     make_transport,
 )
 
-Compose = Callable[[Leased, datetime], Outgoing | LazyOutgoing]
-Clock = Callable[[], datetime]
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
+Compose = Callable[[Any, datetime], Outgoing | LazyOutgoing]
 
 
 @dataclass(frozen=True)
@@ -52,6 +49,7 @@ class Progress:
     delivered: int = 0
     failed: int = 0
     deferred: int = 0
+    total: int | None = None  # set on the first step of a send: how many recipients it has to try
 
 
 @dataclass
@@ -112,7 +110,20 @@ def decide(leased: Leased, result: SendResult, delivery: DeliverySettings, now: 
 # --- composing -----------------------------------------------------------------------------
 
 
-def composer(compiled: CompiledMessage, settings: Settings, newsletter: NewsletterSettings, issue: Issue) -> Compose:
+class Recipient(Protocol):
+    """Who one message goes to: a leased ledger row, or an audience member in a dry run."""
+
+    @property
+    def subscriber_id(self) -> int: ...
+    @property
+    def email(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+
+
+def composer(
+    compiled: CompiledMessage, settings: Settings, newsletter: NewsletterSettings, issue: PlannedIssue
+) -> Compose:
     """Fill the compiled issue for one leased recipient (links signed, Message-ID stable per recipient).
 
     The bytes are built when the transport sends the message, so memory holds the messages on
@@ -122,9 +133,9 @@ def composer(compiled: CompiledMessage, settings: Settings, newsletter: Newslett
     clients that collapse duplicates hide a re-send after a crash.
     """
     site, keys, name = settings.site, settings.secret_keys, newsletter.name
-    slot = int(issue.slot.timestamp()) if issue.slot else issue.id
+    slot = int(issue.slot.timestamp())
 
-    def build(leased: Leased, now: datetime) -> bytes:
+    def build(leased: Recipient, now: datetime) -> bytes:
         return compiled.personalise(
             subscriber_id=leased.subscriber_id,
             email=leased.email,
@@ -135,7 +146,7 @@ def composer(compiled: CompiledMessage, settings: Settings, newsletter: Newslett
             date=now,
         )
 
-    def compose(leased: Leased, now: datetime) -> LazyOutgoing:
+    def compose(leased: Recipient, now: datetime) -> LazyOutgoing:
         return LazyOutgoing(compiled.sender, leased.email, partial(build, leased, now))
 
     return compose
@@ -146,9 +157,7 @@ def composer(compiled: CompiledMessage, settings: Settings, newsletter: Newslett
 
 def start_issue(store: Store, issue: Issue, now: datetime) -> int | None:
     """Freeze the audience of an approved issue and mark it sending (None: already started)."""
-    if issue.id is None:
-        raise DigestError(f"{issue.newsletter} issue {issue.number} is not stored yet")
-    if issue.state == "draft":
+    if issue.state == IssueState.DRAFT:
         raise DigestError(f"{issue.newsletter} issue {issue.number} is a draft: approve it before sending")
     return store.deliveries.start(issue.id, now)
 
@@ -167,7 +176,7 @@ def send_issue(
     transport: Transport,
     delivery: DeliverySettings,
     *,
-    clock: Clock = utcnow,
+    clock: Clock = system_clock,
     progress: Callable[[Progress], None] | None = None,
     should_stop: Callable[[], bool] = lambda: False,
 ) -> SendReport:
@@ -336,7 +345,7 @@ def report(store: Store, issue: Issue, now: datetime) -> SendReport:
     return result
 
 
-def rendered_issue(store: Store, settings: Settings, issue: Issue) -> RenderedIssue:
+def rendered_issue(store: Store, settings: Settings, issue: PlannedIssue) -> RenderedIssue:
     """The glue to the digest side: a stored issue rendered again (rendering is deterministic)."""
     from publisher.issues import render_issue
 
@@ -355,15 +364,16 @@ def deliver_issue(
     progress: Callable[[Progress], None] | None = None,
     signer: Signer | None = None,
     should_stop: Callable[[], bool] = lambda: False,
+    started: bool = False,
 ) -> SendReport:
     """Start the issue if it has not started (freezing its audience), then send what is due now.
 
     Renders the issue and opens `[delivery]`'s transport unless given them; safe to call again
-    (it resumes: delivered rows are never sent again).
+    (it resumes: delivered rows are never sent again). `started`: the caller started it already.
     """
-    clock = clock or (utcnow if now is None else _from(now))
+    clock = clock or (system_clock if now is None else running_from(now))
     newsletter = settings.newsletter(issue.newsletter)
-    frozen = start_issue(store, issue, clock())
+    frozen = None if started else start_issue(store, issue, clock())
     rendered = rendered or rendered_issue(store, settings, issue)
     compiled = compile_message(
         rendered,
@@ -386,12 +396,6 @@ def deliver_issue(
     return result
 
 
-def _from(start: datetime) -> Clock:
-    """A clock that starts at `start` (the caller's idea of now) and runs in real time."""
-    offset = start - utcnow()
-    return lambda: utcnow() + offset
-
-
 # --- operator actions ----------------------------------------------------------------------
 
 
@@ -407,7 +411,7 @@ def resume(store: Store, issue: Issue, now: datetime) -> Issue:
 def cancel(store: Store, issue: Issue, now: datetime) -> tuple[Issue, int]:
     """Cancel the issue and every recipient not yet sent; returns the issue and rows cancelled."""
     cancelled = store.issues.transition(issue.newsletter, issue.number, "cancelled", now)
-    return cancelled, (store.deliveries.cancel_open(issue.id, now) if issue.id is not None else 0)
+    return cancelled, store.deliveries.cancel_open(issue.id, now)
 
 
 def summary(result: SendReport, issue: Issue, status: str) -> dict:
@@ -426,3 +430,21 @@ def summary(result: SendReport, issue: Issue, status: str) -> dict:
         "state": result.issue_state,
         "next_attempt_at": result.next_attempt_at.isoformat() if result.next_attempt_at else None,
     }
+
+
+def dry_run(store: Store, settings: Settings, issue: PlannedIssue, transport: Transport, now: datetime) -> int:
+    """Write every current recipient's message through `transport`; the ledger and the issue stay
+    untouched. Returns the messages written."""
+    newsletter = settings.newsletter(issue.newsletter)
+    compiled = compile_message(
+        rendered_issue(store, settings, issue), settings=settings, newsletter=newsletter, issue_number=issue.number
+    )
+    compose = composer(compiled, settings, newsletter, issue)
+    written = 0
+    try:
+        for person in store.deliveries.audience(issue.newsletter):
+            transport.send(compose(person, now))
+            written += 1
+    finally:
+        transport.close()
+    return written

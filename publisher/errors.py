@@ -1,5 +1,9 @@
 """The one exception tree. Every message says what went wrong, where, and what to do."""
 
+from __future__ import annotations
+
+from datetime import timedelta
+
 
 class PublisherError(Exception):
     """A handled error: the CLI prints it on one line and exits with code 1."""
@@ -39,3 +43,19 @@ class FeedError(PublisherError):
 
 class SchedulerError(PublisherError):
     """The timetable is invalid or the scheduler cannot start."""
+
+
+class TokenError(PublisherError):
+    """A token is forged, altered, expired or meant for another purpose."""
+
+
+class RateLimited(PublisherError):
+    """Too many subscription requests from one place: try again later."""
+
+    def __init__(self, message: str, retry_after: timedelta) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class IssueConflict(DigestError):
+    """Another writer took the same issue number or one of the same articles: select again."""

@@ -12,12 +12,11 @@ from pathlib import Path
 
 from publisher.config import NewsletterSettings, Settings
 from publisher.digest import Digest, Selection, Skipped, lower_bound, select
-from publisher.errors import DigestError
+from publisher.errors import DigestError, IssueConflict
 from publisher.message import compile_message, message_id
-from publisher.model import Issue, RenderedIssue
+from publisher.model import Issue, IssueState, PlannedIssue, RenderedIssue
 from publisher.render import personalise, render_digest, render_subject
 from publisher.store import Store
-from publisher.store.issues import IssueConflict
 from publisher.tokens import preferences_url, unsubscribe_url
 
 _ATTEMPTS = 5
@@ -62,7 +61,7 @@ def plan_issue(
     now: datetime,
     *,
     force: bool = False,
-) -> Issue | Skipped:
+) -> PlannedIssue | Skipped:
     """The issue `slot` would get now, not stored (no id): for dry runs, and for `build_issue`."""
     config = _newsletter(settings, newsletter)
     slot, now = _utc(slot, "slot"), _utc(now, "now")
@@ -71,11 +70,11 @@ def plan_issue(
         return chosen
     number = store.issues.next_number(config.name)
     digest = Digest(config.name, number, slot, chosen.articles, chosen.overflow, chosen.since)
-    return Issue(
+    return PlannedIssue(
         newsletter=config.name,
         number=number,
         slot=slot,
-        state="draft" if config.require_approval else "approved",
+        state=IssueState.DRAFT if config.require_approval else IssueState.APPROVED,
         article_ids=tuple(a.id for a in chosen.articles),
         overflow_ids=tuple(a.id for a in chosen.overflow),
         watermark=chosen.watermark,
@@ -159,7 +158,7 @@ def preview_digest(
     return digest, strict if isinstance(strict, Skipped) else None
 
 
-def load_digest(store: Store, issue: Issue, newsletter: NewsletterSettings) -> Digest:
+def load_digest(store: Store, issue: PlannedIssue, newsletter: NewsletterSettings) -> Digest:
     """A stored issue with its articles, ready for `render.render_digest`."""
     since = store.issues.watermark(issue.newsletter, before=issue.number) or issue.slot - newsletter.lookback
     articles = store.articles.by_ids(issue.article_ids)
@@ -167,7 +166,7 @@ def load_digest(store: Store, issue: Issue, newsletter: NewsletterSettings) -> D
     return Digest(issue.newsletter, issue.number, issue.slot, tuple(articles), tuple(overflow), since)
 
 
-def render_issue(store: Store, settings: Settings, issue: Issue) -> RenderedIssue:
+def render_issue(store: Store, settings: Settings, issue: PlannedIssue) -> RenderedIssue:
     """Render a stored issue once (the delivery engine personalises the result per recipient)."""
     newsletter = settings.newsletter(issue.newsletter)
     digest = load_digest(store, issue, newsletter)
@@ -188,8 +187,7 @@ def cancel(store: Store, newsletter: str, number: int, now: datetime) -> Issue:
     """Cancel an issue; one that has not started sending gives its articles back to the next issue,
     and one that has started sends nothing more (its unsent recipients are cancelled)."""
     cancelled = store.issues.transition(newsletter, number, "cancelled", now)
-    if cancelled.id is not None:
-        store.deliveries.cancel_open(cancelled.id, now)
+    store.deliveries.cancel_open(cancelled.id, now)
     return cancelled
 
 

@@ -6,10 +6,50 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 
-SUBSCRIBER_STATUSES = ("pending", "confirmed", "unsubscribed", "bounced")
-ISSUE_STATES = ("draft", "approved", "sending", "sent", "cancelled", "paused")
-DELIVERY_STATES = ("pending", "sending", "delivered", "deferred", "failed", "cancelled")
+
+class SubscriberStatus(StrEnum):
+    PENDING = "pending"
+    CONFIRMED = "confirmed"
+    UNSUBSCRIBED = "unsubscribed"
+    BOUNCED = "bounced"
+
+
+class IssueState(StrEnum):
+    """An issue's life; `ISSUE_TRANSITIONS` says which moves are allowed."""
+
+    DRAFT = "draft"
+    APPROVED = "approved"
+    SENDING = "sending"
+    SENT = "sent"
+    CANCELLED = "cancelled"
+    PAUSED = "paused"  # a send stopped by an operator or an error
+
+
+class DeliveryState(StrEnum):
+    PENDING = "pending"
+    SENDING = "sending"
+    DELIVERED = "delivered"
+    DEFERRED = "deferred"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+SUBSCRIBER_STATUSES = tuple(SubscriberStatus)
+DELIVERY_STATES = tuple(DeliveryState)
+
+# The issue state machine: which states each state may move to (the store enforces it).
+ISSUE_TRANSITIONS: dict[IssueState, tuple[IssueState, ...]] = {
+    IssueState.DRAFT: (IssueState.APPROVED, IssueState.CANCELLED),
+    IssueState.APPROVED: (IssueState.SENDING, IssueState.CANCELLED),
+    IssueState.SENDING: (IssueState.SENT, IssueState.PAUSED, IssueState.CANCELLED),
+    IssueState.PAUSED: (IssueState.SENDING, IssueState.CANCELLED),
+    IssueState.SENT: (),
+    IssueState.CANCELLED: (),
+}
+# Before an issue starts sending, cancelling it returns its articles to the pool.
+UNSTARTED_STATES = (IssueState.DRAFT, IssueState.APPROVED)
 
 
 @dataclass(frozen=True)
@@ -49,20 +89,26 @@ class Subscriber:
 
 
 @dataclass(frozen=True)
-class Issue:
-    """One issue of a newsletter: the articles chosen for one slot."""
+class PlannedIssue:
+    """An issue as selection plans it for one slot, before the store keeps it (no id yet)."""
 
     newsletter: str
     number: int
     slot: datetime
-    state: str
+    state: IssueState
     article_ids: tuple[int, ...] = ()
     overflow_ids: tuple[int, ...] = ()
     watermark: datetime | None = None
     subject: str = ""
     created_at: datetime | None = None
     sent_at: datetime | None = None
-    id: int | None = None
+
+
+@dataclass(frozen=True)
+class Issue(PlannedIssue):
+    """A stored issue of a newsletter: the articles chosen for one slot, with its ledger's id."""
+
+    id: int = field(kw_only=True)
 
 
 @dataclass(frozen=True)

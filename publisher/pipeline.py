@@ -1,32 +1,29 @@
-"""What the timetable does, as plain functions of (store, settings, now).
+"""The timetable's jobs, as plain functions of a `Publication`.
 
-`publisher run` calls these from its jobs, `publisher publish` calls `publish_due` once, and
-`publisher demo` strings them together. Each slot of a newsletter is claimed once in the store
-(`slot_runs`), so restarts, a DST fall-back and a second scheduler all end with one issue.
+`publisher run` calls these from its jobs, `publisher publish` calls `publish_due` once. Each
+slot of a newsletter is claimed once in the store (`slot_runs`), so restarts, a DST fall-back and
+a second scheduler all end with one issue. Sending always goes through `Publication.deliver`.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from publisher import timetable
-from publisher.archive import write_archive
-from publisher.config import NewsletterSettings, Settings
-from publisher.content import import_sources
+from publisher.config import NewsletterSettings
 from publisher.digest import Skipped
-from publisher.dispatch import deliver_issue, start_issue
 from publisher.errors import PublisherError
-from publisher.feeds import build_feeds
 from publisher.issues import build_issue
-from publisher.model import ImportReport, Issue
-from publisher.store import Store
+from publisher.model import Issue, IssueState
 from publisher.timetable import crontab_trigger
 
+if TYPE_CHECKING:
+    from publisher.publication import Publication, StopCheck
+
 log = logging.getLogger("publisher.pipeline")
-StopCheck = Callable[[], bool]
 
 
 def never() -> bool:
@@ -64,47 +61,45 @@ def latest_slot(newsletter: NewsletterSettings, now: datetime, within: timedelta
     return timetable.latest_slot(trigger, newsletter.zone, now, within)
 
 
-def deliver(store: Store, settings: Settings, issue: Issue, now: datetime, should_stop: StopCheck = never) -> str:
-    """Start the issue, publish its archive page (the view-in-browser target), then send it."""
-    start_issue(store, issue, now)
-    write_archive(store, settings, issue.newsletter)
-    report = deliver_issue(store, settings, issue, now, should_stop=should_stop)
+def deliver(pub: Publication, issue: Issue, should_stop: StopCheck = never) -> str:
+    """Send the issue through `Publication.deliver`; a one-line summary for the log."""
+    report = pub.deliver(issue, should_stop=should_stop)
     return f"{report.get('delivered')} delivered, {report.get('failed')} failed, {report.get('deferred')} deferred"
 
 
-def run_slot(
-    store: Store, settings: Settings, name: str, slot: datetime, now: datetime, should_stop: StopCheck = never
-) -> SlotOutcome:
+def run_slot(pub: Publication, name: str, slot: datetime, should_stop: StopCheck = never) -> SlotOutcome:
     """Build and send the issue for one slot, once, however many callers race for it."""
-    newsletter = settings.newsletter(name)
+    store, now = pub.store, pub.now()
+    newsletter = pub.newsletter(name)
     if not store.slots.claim(name, slot, now):
         outcome, detail = store.slots.get(name, slot) or ("handled", "")
         log.info("%s: slot %s already handled (%s)", name, slot.isoformat(), outcome)
         return SlotOutcome(name, slot, "handled", outcome)
     try:
-        built = build_issue(store, settings, newsletter, slot, now)
+        built = build_issue(store, pub.settings, newsletter, slot, now)
         if isinstance(built, Skipped):
             store.slots.finish(name, slot, "skipped", built.reason, now)
             log.info("%s: slot %s %s", name, slot.isoformat(), built.reason)
             return SlotOutcome(name, slot, "skipped", built.reason)
-        if built.state == "draft":
+        if built.state == IssueState.DRAFT:
             detail = f"issue {built.number} waits for `publisher digest approve {name}`"
             store.slots.finish(name, slot, "drafted", detail, now)
             log.info("%s: %s", name, detail)
             return SlotOutcome(name, slot, "drafted", detail, built)
-        summary = deliver(store, settings, built, now, should_stop)
-        store.slots.finish(name, slot, "sent", f"issue {built.number}: {summary}", now)
+        summary = deliver(pub, built, should_stop)
+        store.slots.finish(name, slot, "sent", f"issue {built.number}: {summary}", pub.now())
         log.info("%s: issue %d for slot %s: %s", name, built.number, slot.isoformat(), summary)
         return SlotOutcome(name, slot, "sent", summary, built)
     except PublisherError as error:
-        store.slots.finish(name, slot, "failed", str(error), now)
+        store.slots.finish(name, slot, "failed", str(error), pub.now())
         log.error("%s: slot %s failed: %s", name, slot.isoformat(), error)
         return SlotOutcome(name, slot, "failed", str(error))
 
 
-def catch_up(store: Store, settings: Settings, name: str, now: datetime, should_stop: StopCheck = never) -> SlotOutcome:
+def catch_up(pub: Publication, name: str, should_stop: StopCheck = never) -> SlotOutcome:
     """At start-up: run the newest slot if it is within grace and unhandled; log it as missed if not."""
-    newsletter = settings.newsletter(name)
+    store, now = pub.store, pub.now()
+    newsletter = pub.newsletter(name)
     slot = latest_slot(newsletter, now, max(CATCH_UP_WINDOW, newsletter.grace))
     if slot is None:
         return SlotOutcome(name, None, "none")
@@ -119,7 +114,7 @@ def catch_up(store: Store, settings: Settings, name: str, now: datetime, should_
         log.info(
             "%s: slot %s was due %s ago (grace %s): sending it now", name, slot.isoformat(), late, newsletter.grace
         )
-        return run_slot(store, settings, name, slot, now, should_stop)
+        return run_slot(pub, name, slot, should_stop)
     if store.slots.claim(name, slot, now):
         detail = f"missed by {late} (grace {newsletter.grace}); not sent"
         store.slots.finish(name, slot, "missed", detail, now)
@@ -128,90 +123,79 @@ def catch_up(store: Store, settings: Settings, name: str, now: datetime, should_
     return SlotOutcome(name, slot, "handled")
 
 
-def send_ready(store: Store, settings: Settings, now: datetime, should_stop: StopCheck = never) -> list[str]:
+def send_ready(pub: Publication, should_stop: StopCheck = never) -> list[str]:
     """Send issues that are ready: approved ones (a released draft, or a build whose send a crash
     cut short) and ones left half-sent (delivered recipients are never sent again). Oldest first."""
     lines = []
-    for name in settings.newsletters:
-        for issue in store.issues.list(name):
-            if issue.state not in ("approved", "sending") or should_stop():
+    for name in pub.settings.newsletters:
+        for issue in pub.store.issues.list(name):
+            if issue.state not in (IssueState.APPROVED, IssueState.SENDING) or should_stop():
                 continue
-            verb = "resuming" if issue.state == "sending" else "sending approved"
+            verb = "resuming" if issue.state == IssueState.SENDING else "sending approved"
             log.info("%s: %s issue %d", name, verb, issue.number)
-            lines.append(f"{name} #{issue.number}: {deliver(store, settings, issue, now, should_stop)}")
+            lines.append(f"{name} #{issue.number}: {deliver(pub, issue, should_stop)}")
     return lines
 
 
-def start_up(store: Store, settings: Settings, now: datetime, should_stop: StopCheck = never) -> None:
-    for line in send_ready(store, settings, now, should_stop):
+def start_up(pub: Publication, should_stop: StopCheck = never) -> None:
+    for line in send_ready(pub, should_stop):
         log.info("sent %s", line)
-    for name in settings.newsletters:
-        catch_up(store, settings, name, now, should_stop)
+    for name in pub.settings.newsletters:
+        catch_up(pub, name, should_stop)
 
 
-def rebuild_feeds(store: Store, settings: Settings) -> int:
-    report = build_feeds(store, settings)
-    return report.count("changed") + report.count("created") + report.count("removed")
-
-
-def import_and_publish(
-    store: Store, settings: Settings, sources, *, as_of: datetime, now: datetime
-) -> tuple[list[ImportReport], int]:
-    """Import the sources, then rebuild the feeds if any article was added or changed."""
-    reports = import_sources(store, settings, sources, as_of=as_of, now=now)
-    changed = any(report.added or report.updated for report in reports)
-    return reports, rebuild_feeds(store, settings) if changed else 0
-
-
-def poll_sources(store: Store, settings: Settings, now: datetime) -> list[str]:
-    reports, _ = import_and_publish(store, settings, settings.sources, as_of=now, now=now)
+def poll_sources(pub: Publication) -> list[str]:
+    result = pub.import_sources(as_of=pub.now())
     lines = []
-    for report in reports:
+    for report in result.reports:
         if report.added or report.updated:
             lines.append(f"{report.source}: {len(report.added)} added, {len(report.updated)} updated")
             log.info("import %s", lines[-1])
     return lines
 
 
-def retry_deferred(store: Store, settings: Settings, now: datetime, should_stop: StopCheck = never) -> int:
+def retry_deferred(pub: Publication, should_stop: StopCheck = never) -> int:
     """Send issues approved since the last look, and deferred deliveries whose retry time has come."""
-    retried = len(send_ready(store, settings, now, should_stop))
-    for name in settings.newsletters:
-        for issue in store.issues.list(name):
-            if issue.state == "sent" and store.deliveries.due_retries(issue.id, now) and not should_stop():
-                deliver(store, settings, issue, now, should_stop)
+    retried = len(send_ready(pub, should_stop))
+    for name in pub.settings.newsletters:
+        for issue in pub.store.issues.list(name):
+            if (
+                issue.state == IssueState.SENT
+                and pub.store.deliveries.due_retries(issue.id, pub.now())
+                and not should_stop()
+            ):
+                deliver(pub, issue, should_stop)
                 retried += 1
     return retried
 
 
-def run_job(
-    store: Store, settings: Settings, kind: str, name: str, now: datetime, should_stop: StopCheck = never
-) -> None:
+def run_job(pub: Publication, kind: str, name: str, should_stop: StopCheck = never) -> None:
     try:
         if kind == "newsletter":
-            slot = latest_slot(settings.newsletter(name), now, settings.newsletter(name).grace)
+            newsletter = pub.newsletter(name)
+            slot = latest_slot(newsletter, pub.now(), newsletter.grace)
             if slot is None:
                 log.warning("%s: fired, but no slot within its grace time", name)
                 return
-            run_slot(store, settings, name, slot, now, should_stop)
+            run_slot(pub, name, slot, should_stop)
         elif kind == "feeds":
-            log.info("job feeds: %d files changed", rebuild_feeds(store, settings))
+            log.info("job feeds: %d files changed", pub.rebuild_feeds())
         elif kind == "poll":
-            log.info("job poll: %d sources changed", len(poll_sources(store, settings, now)))
+            log.info("job poll: %d sources changed", len(poll_sources(pub)))
         elif kind == "retry":
-            log.info("job retry: %d issues sent or retried", retry_deferred(store, settings, now, should_stop))
+            log.info("job retry: %d issues sent or retried", retry_deferred(pub, should_stop))
     except PublisherError as error:
         log.error("%s job failed: %s", kind, error)
 
 
-def publish_due(store: Store, settings: Settings, now: datetime) -> PublishReport:
+def publish_due(pub: Publication) -> PublishReport:
     """Everything due now, once: import sources, rebuild feeds, send due slots, retry deferrals."""
     report = PublishReport()
-    if settings.sources:
-        report.imported = poll_sources(store, settings, now)
-    report.feeds_changed = rebuild_feeds(store, settings)
-    report.sent = send_ready(store, settings, now)
-    for name in settings.newsletters:
-        report.slots.append(catch_up(store, settings, name, now))
-    report.retried = retry_deferred(store, settings, now)
+    if pub.settings.sources:
+        report.imported = poll_sources(pub)
+    report.feeds_changed = pub.rebuild_feeds()
+    report.sent = send_ready(pub)
+    for name in pub.settings.newsletters:
+        report.slots.append(catch_up(pub, name))
+    report.retried = retry_deferred(pub)
     return report

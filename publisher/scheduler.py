@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -24,8 +23,10 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from publisher import pipeline
-from publisher.config import Settings, load_settings
+from publisher.clock import Clock, system_clock
+from publisher.config import Settings
 from publisher.lock import ActiveLock, make_lock
+from publisher.publication import Publication
 from publisher.store import Store
 from publisher.timetable import crontab_trigger, next_fire
 
@@ -36,10 +37,6 @@ log = logging.getLogger("publisher.scheduler")
 _stopping = threading.Event()
 JOBS_TABLE = "apscheduler_jobs"
 STANDBY_POLL = 2.0
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -87,12 +84,8 @@ def job_specs(settings: Settings) -> list[JobSpec]:
 
 def run_job(config_path: str, embedded: bool, kind: str, name: str) -> None:
     """What every stored job calls: read the config afresh, then do one thing."""
-    settings = load_settings(config_path, embedded=embedded)
-    store = Store(settings.database.url)
-    try:
-        pipeline.run_job(store, settings, kind, name, utcnow(), _stopping.is_set)
-    finally:
-        store.close()
+    with Publication.open(config_path, embedded=embedded) as publication:
+        pipeline.run_job(publication, kind, name, _stopping.is_set)
 
 
 def schedule_table(settings: Settings, now: datetime) -> list[dict]:
@@ -125,7 +118,7 @@ class Scheduler:
     """The active scheduler: holds the lock, runs the jobs, gives both up on stop."""
 
     def __init__(
-        self, settings: Settings, store: Store, *, embedded: bool = False, clock: Callable[[], datetime] = utcnow
+        self, settings: Settings, store: Store, *, embedded: bool = False, clock: Clock = system_clock
     ) -> None:
         self.settings = settings
         self.store = store
@@ -184,7 +177,7 @@ class Scheduler:
         _stopping.clear()
         scheduler.start(paused=True)
         self._reconcile(scheduler)
-        pipeline.start_up(self.store, self.settings, self.clock(), self._stop.is_set)
+        pipeline.start_up(Publication(self.settings, self.store, clock=self.clock), self._stop.is_set)
         scheduler.resume()
         self._scheduler = scheduler
         for job in scheduler.get_jobs():

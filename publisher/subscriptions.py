@@ -28,13 +28,12 @@ from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined
 
 from publisher import tokens
 from publisher.config import Settings
-from publisher.errors import PublisherError, SubscriberError, TemplateError
+from publisher.errors import PublisherError, RateLimited, SubscriberError, TemplateError, TokenError
 from publisher.model import Subscriber
 from publisher.resources import templates_dir
 from publisher.store import Store
 from publisher.subscribers import check_newsletters, normalise_email
 from publisher.text import header_safe
-from publisher.tokens import TokenError
 from publisher.transports import Outgoing, SendResult, Transport, make_transport
 
 log = logging.getLogger(__name__)
@@ -47,14 +46,6 @@ WINDOW = timedelta(hours=1)
 PER_ADDRESS_PER_HOUR = 3  # form posts naming one address, from anywhere
 CONFIRMATION_INTERVAL = timedelta(hours=1)  # at most one confirmation mail per address
 MAX_NAME = 200
-
-
-class RateLimited(PublisherError):
-    """Too many subscription requests from one place: try again later."""
-
-    def __init__(self, message: str, retry_after: timedelta) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
 
 
 def template_loader(settings: Settings) -> ChoiceLoader:

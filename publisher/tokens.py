@@ -15,16 +15,12 @@ from itsdangerous import (
     URLSafeTimedSerializer,
 )
 
-from publisher.errors import PublisherError
+from publisher.errors import PublisherError, TokenError
 
 CONFIRM = "publisher.confirm"
 UNSUBSCRIBE = "publisher.unsubscribe"
 PREFERENCES = "publisher.preferences"
 CSRF = "publisher.csrf"
-
-
-class TokenError(PublisherError):
-    """A token is forged, altered, expired or meant for another purpose."""
 
 
 def _keys(secret_keys: tuple[str, ...]) -> list[str]:

@@ -12,7 +12,7 @@ import logging
 import os
 import socket
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from email.utils import parsedate_to_datetime
 
 import uvicorn
@@ -37,12 +37,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from publisher import subscriptions, tokens
 from publisher.config import Settings
-from publisher.errors import PublisherError, SubscriberError
+from publisher.errors import PublisherError, RateLimited, SubscriberError, TokenError
+from publisher.publication import Publication
 from publisher.resources import templates_dir
-from publisher.store import Store
-from publisher.subscriptions import Mailer, RateLimited
-from publisher.tokens import TokenError
-from publisher.transports import Transport
 
 log = logging.getLogger(__name__)
 
@@ -208,10 +205,6 @@ def _texts(form: FormData, key: str) -> list[str]:
     return [value[:200] for value in form.getlist(key)[:100] if isinstance(value, str)]
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 def _newsletters(settings: Settings) -> list[dict]:
     return [{"name": name, "title": nl.title} for name, nl in settings.newsletters.items()]
 
@@ -254,16 +247,7 @@ async def subscribe(request: Request) -> Response:
     except SubscriberError as error:
         return _subscribe_page(request, settings, form, str(error))
     ip = request.client.host if request.client else "unknown"
-    outcome = await run_in_threadpool(
-        subscriptions.subscribe,
-        settings,
-        state.store,
-        state.mailer,
-        signup,
-        ip=ip,
-        now=_now(),
-        honeypot=_text(posted, "website"),
-    )
+    outcome = await run_in_threadpool(state.publication.subscribe, signup, ip=ip, honeypot=_text(posted, "website"))
     log.info("subscribe request: %s", outcome)
     return render(
         request, "subscribed", email=signup.email, expiry=subscriptions.human_duration(settings.web.confirm_expiry)
@@ -272,7 +256,7 @@ async def subscribe(request: Request) -> Response:
 
 async def confirm_page(request: Request) -> Response:
     state, token = request.app.state, request.path_params["token"]
-    wanted = await run_in_threadpool(subscriptions.read_confirmation, state.settings, state.store, token)
+    wanted = await run_in_threadpool(state.publication.read_confirmation, token)
     return render(
         request,
         "confirm",
@@ -285,7 +269,7 @@ async def confirm_page(request: Request) -> Response:
 
 async def confirm(request: Request) -> Response:
     state, token = request.app.state, request.path_params["token"]
-    done = await run_in_threadpool(subscriptions.confirm, state.settings, state.store, state.mailer, token, _now())
+    done = await run_in_threadpool(state.publication.confirm, token)
     return render(
         request,
         "confirmed",
@@ -302,7 +286,7 @@ def _titles(settings: Settings, names) -> list[str]:
 async def unsubscribe_page(request: Request) -> Response:
     """GET changes nothing: link scanners and previews follow links."""
     state, token = request.app.state, request.path_params["token"]
-    found = await run_in_threadpool(subscriptions.read_unsubscribe, state.settings, state.store, token)
+    found = await run_in_threadpool(state.publication.read_unsubscribe, token)
     person = found.subscriber
     preferences = person and tokens.preferences_url("", state.settings.secret_keys, person.id)
     return render(
@@ -321,7 +305,7 @@ async def unsubscribe(request: Request) -> Response:
     The body is not needed: the token says who and what. Answers 200, never a redirect.
     """
     state, token = request.app.state, request.path_params["token"]
-    found = await run_in_threadpool(subscriptions.unsubscribe, state.settings, state.store, token, _now())
+    found = await run_in_threadpool(state.publication.unsubscribe, token)
     person = found.subscriber
     can_return = person is not None and person.status != "bounced" and found.newsletter in state.settings.newsletters
     return render(
@@ -337,11 +321,11 @@ async def unsubscribe(request: Request) -> Response:
 async def resubscribe(request: Request) -> Response:
     state, token = request.app.state, request.path_params["token"]
     posted = await read_form(request)
-    await run_in_threadpool(subscriptions.read_unsubscribe, state.settings, state.store, token)  # 400 first
+    await run_in_threadpool(state.publication.read_unsubscribe, token)  # 400 first
     if denied := _csrf_denied(request, posted, f"resubscribe:{token}"):
         return denied
     try:
-        found = await run_in_threadpool(subscriptions.resubscribe, state.settings, state.store, token, _now())
+        found = await run_in_threadpool(state.publication.resubscribe, token)
     except SubscriberError as error:
         return error_page(request, 400, str(error))
     return render(request, "resubscribed", title=found.title, email=found.subscriber.email)
@@ -357,7 +341,7 @@ def _csrf_denied(request: Request, posted: FormData, scope: str) -> Response | N
 
 async def preferences_page(request: Request) -> Response:
     state, token = request.app.state, request.path_params["token"]
-    person = await run_in_threadpool(subscriptions.read_preferences, state.settings, state.store, token)
+    person = await run_in_threadpool(state.publication.read_preferences, token)
     return _preferences(request, person, token)
 
 
@@ -380,22 +364,19 @@ def _preferences(request: Request, person, token: str, *, saved: bool = False, e
 async def save_preferences(request: Request) -> Response:
     state, token = request.app.state, request.path_params["token"]
     posted = await read_form(request)
-    await run_in_threadpool(subscriptions.read_preferences, state.settings, state.store, token)  # 400 first
+    await run_in_threadpool(state.publication.read_preferences, token)  # 400 first
     if denied := _csrf_denied(request, posted, f"preferences:{token}"):
         return denied
     try:
         person = await run_in_threadpool(
-            subscriptions.save_preferences,
-            state.settings,
-            state.store,
+            state.publication.save_preferences,
             token,
             name=_text(posted, "name", 200),
             newsletters=_texts(posted, "newsletter"),
             topics=_texts(posted, "topic"),
-            now=_now(),
         )
     except SubscriberError as error:
-        person = await run_in_threadpool(subscriptions.read_preferences, state.settings, state.store, token)
+        person = await run_in_threadpool(state.publication.read_preferences, token)
         return _preferences(request, person, token, error=str(error))
     return _preferences(request, person, token, saved=True)
 
@@ -405,7 +386,7 @@ async def archive_root(request: Request) -> Response:
 
 
 async def healthz(request: Request) -> Response:
-    up = await run_in_threadpool(request.app.state.store.ping)
+    up = await run_in_threadpool(request.app.state.publication.healthy)
     return PlainTextResponse(
         "ok\n" if up else "database unreachable\n",
         status_code=200 if up else 503,
@@ -467,14 +448,14 @@ def routes(settings: Settings) -> list:
     ]
 
 
-def create_app(settings: Settings, store: Store, transport: Transport | None = None) -> Starlette:
-    """The whole public site. `transport` defaults to `[delivery]`'s, made on the first mail."""
-    mailer = Mailer(settings, transport)
+def create_app(publication: Publication) -> Starlette:
+    """The whole public site over `publication` (its transport sends the sign-up mails)."""
+    settings = publication.settings
 
     @asynccontextmanager
     async def lifespan(app: Starlette):
         yield
-        await run_in_threadpool(mailer.close)
+        await run_in_threadpool(publication.mailer.close)
 
     app = Starlette(
         routes=routes(settings),
@@ -490,8 +471,7 @@ def create_app(settings: Settings, store: Store, transport: Transport | None = N
     )
     app.router.redirect_slashes = False  # its redirects name the Host header's host
     app.state.settings = settings
-    app.state.store = store
-    app.state.mailer = mailer
+    app.state.publication = publication
     app.state.pages = Environment(
         loader=subscriptions.template_loader(settings), autoescape=True, undefined=StrictUndefined
     )
@@ -510,20 +490,19 @@ def check_address(host: str, port: int) -> None:
 
 
 def make_server(
-    settings: Settings,
-    store: Store,
+    publication: Publication,
     *,
     host: str | None = None,
     port: int | None = None,
-    transport: Transport | None = None,
     log_level: str = "info",
     access_log: bool = True,
 ) -> uvicorn.Server:
     """A uvicorn server for the app (call `.run()`, or run it in a thread and set `.should_exit`)."""
+    settings = publication.settings
     host = host or settings.web.host
     port = settings.web.port if port is None else port
     config = uvicorn.Config(
-        create_app(settings, store, transport),
+        create_app(publication),
         host=host,
         port=port,
         proxy_headers=True,  # trust X-Forwarded-For from a proxy on loopback only
@@ -535,8 +514,8 @@ def make_server(
     return uvicorn.Server(config)
 
 
-def serve(settings: Settings, store: Store, *, host: str | None = None, port: int | None = None) -> None:
+def serve(publication: Publication, *, host: str | None = None, port: int | None = None) -> None:
     """Serve the site until interrupted (`publisher serve`)."""
-    server = make_server(settings, store, host=host, port=port)
+    server = make_server(publication, host=host, port=port)
     check_address(server.config.host, server.config.port)
     server.run()

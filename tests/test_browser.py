@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from publisher import tokens
+from publisher.publication import Publication
 from publisher.store import Store
 from publisher.web import make_server
 from tests.conftest import REPO, require
@@ -71,7 +72,7 @@ def site(make_settings, tmp_path, mailbox):
         database_url=f"sqlite:///{tmp_path / 'site.db'}",
     )
     store = Store.open(settings.database.url)
-    server = make_server(settings, store, host="127.0.0.1", port=port)
+    server = make_server(Publication(settings, store), host="127.0.0.1", port=port)
     thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
     thread.start()
     deadline = time.monotonic() + 10

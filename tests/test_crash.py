@@ -43,6 +43,7 @@ RENDERED = {
 }
 CHILD = """
 import sys
+from datetime import UTC, datetime
 from publisher import dispatch
 from publisher.config import load_settings
 from publisher.model import Issue, RenderedIssue
@@ -50,7 +51,8 @@ from publisher.store import Store
 
 settings = load_settings(sys.argv[1])
 store = Store.open(settings.database.url)
-issue = Issue(newsletter="weekly", number=1, slot=None, state="approved", id=int(sys.argv[2]))
+issue = Issue(newsletter="weekly", number=1, slot=datetime(2025, 10, 20, 8, tzinfo=UTC), state="approved",
+              id=int(sys.argv[2]))
 print("ready", flush=True)
 dispatch.deliver_issue(store, settings, issue, rendered=RenderedIssue(**{rendered!r}))
 print("finished", flush=True)

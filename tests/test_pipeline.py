@@ -3,9 +3,11 @@
 import mailbox
 from datetime import UTC, datetime, timedelta
 
+from publisher.clock import fixed
 from publisher.issues import approve, build_issue
 from publisher.model import Draft, Subscriber
 from publisher.pipeline import publish_due
+from publisher.publication import Publication
 
 SLOT = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)  # a Monday
 
@@ -48,20 +50,20 @@ def _outbox(tmp_path) -> int:
 
 def test_a_draft_waits_for_approval_then_the_next_run_sends_it(store, make_settings, tmp_path):
     settings = _setup(store, make_settings, tmp_path, require_approval=True)
-    first = publish_due(store, settings, SLOT + timedelta(minutes=1))
+    first = publish_due(Publication(settings, store, clock=fixed(SLOT + timedelta(minutes=1))))
     assert [s.outcome for s in first.slots] == ["drafted"] and _outbox(tmp_path) == 0
     approve(store, "weekly", None, SLOT + timedelta(minutes=30))
-    second = publish_due(store, settings, SLOT + timedelta(minutes=31))
+    second = publish_due(Publication(settings, store, clock=fixed(SLOT + timedelta(minutes=31))))
     assert second.sent == ["weekly #1: 5 delivered, 0 failed, 0 deferred"]
     assert _outbox(tmp_path) == 5
     assert store.issues.get("weekly", 1).state == "sent"
-    assert publish_due(store, settings, SLOT + timedelta(minutes=40)).sent == []
+    assert publish_due(Publication(settings, store, clock=fixed(SLOT + timedelta(minutes=40)))).sent == []
 
 
 def test_an_issue_built_but_never_sent_goes_out_on_the_next_run(store, make_settings, tmp_path):
     settings = _setup(store, make_settings, tmp_path)
     store.slots.claim("weekly", SLOT, SLOT)  # the run that died right after building
     build_issue(store, settings, "weekly", SLOT, SLOT)
-    report = publish_due(store, settings, SLOT + timedelta(minutes=5))
+    report = publish_due(Publication(settings, store, clock=fixed(SLOT + timedelta(minutes=5))))
     assert report.sent == ["weekly #1: 5 delivered, 0 failed, 0 deferred"]
     assert _outbox(tmp_path) == 5 and len(store.issues.list("weekly")) == 1

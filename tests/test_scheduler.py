@@ -19,9 +19,11 @@ from pathlib import Path
 
 import pytest
 
+from publisher.clock import fixed
 from publisher.config import load_settings
 from publisher.model import Subscriber
 from publisher.pipeline import run_slot
+from publisher.publication import Publication
 from publisher.store import Store
 from publisher.timetable import crontab_trigger, fire_times, slot_of
 from tests.conftest import REPO
@@ -281,7 +283,8 @@ def test_dst_fall_back_sends_one_issue(store, make_settings):
     outcomes = []
     for fired in firings:
         now = fired.astimezone(UTC)
-        outcomes.append(run_slot(store, settings, "weekly", slot_of(fired, zone), now).outcome)
+        publication = Publication(settings, store, clock=fixed(now))
+        outcomes.append(run_slot(publication, "weekly", slot_of(fired, zone)).outcome)
     assert outcomes[1] == "handled"
     assert len(store.issues.list("weekly")) == 1
 

@@ -14,6 +14,7 @@ import pytest
 
 from publisher import subscriptions, tokens
 from publisher.model import Subscriber
+from publisher.publication import Publication
 from publisher.transports import MemoryTransport
 from publisher.web import create_app
 
@@ -44,7 +45,9 @@ def outbox() -> MemoryTransport:
 
 @pytest.fixture
 def client(web_settings, store, outbox):
-    with TestClient(create_app(web_settings, store, outbox), base_url="https://news.example.org") as test_client:
+    with TestClient(
+        create_app(Publication(web_settings, store, transport=outbox)), base_url="https://news.example.org"
+    ) as test_client:
         yield test_client
 
 
@@ -286,7 +289,7 @@ def test_tokens_signed_with_an_older_key_still_work(make_settings, database_url,
     path = unsubscribe_path(old, person)
     monkeypatch.setenv("PUBLISHER_SECRET_KEY", "new-key, old-key")
     rotated = make_settings({"newsletters": {"weekly": {}}}, database_url=database_url)
-    with TestClient(create_app(rotated, store, MemoryTransport())) as test_client:
+    with TestClient(create_app(Publication(rotated, store, transport=MemoryTransport()))) as test_client:
         assert test_client.post(path).status_code == 200
     assert store.subscribers.get(person.email).status == "unsubscribed"
 
@@ -414,7 +417,9 @@ def test_errors_are_pages_without_stack_traces(web_settings, store, monkeypatch)
         raise RuntimeError("secret internals")
 
     monkeypatch.setattr(subscriptions, "read_preferences", broken)
-    with TestClient(create_app(web_settings, store, MemoryTransport()), raise_server_exceptions=False) as test_client:
+    with TestClient(
+        create_app(Publication(web_settings, store, transport=MemoryTransport())), raise_server_exceptions=False
+    ) as test_client:
         crash = test_client.get("/preferences/anything")
         assert crash.status_code == 500 and "Something went wrong" in crash.text
         assert "secret internals" not in crash.text and "Traceback" not in crash.text
@@ -443,10 +448,10 @@ def test_a_refused_confirmation_mail_can_be_asked_for_again_at_once(web_settings
     from publisher.transports import SendResult
 
     refusing = MemoryTransport(reply=lambda _message: SendResult("failed", 550, "5.7.1", "no"))
-    with TestClient(create_app(web_settings, store, refusing)) as test_client:
+    with TestClient(create_app(Publication(web_settings, store, transport=refusing))) as test_client:
         assert subscribe(test_client).status_code == 200
     working = MemoryTransport()
-    with TestClient(create_app(web_settings, store, working)) as test_client:
+    with TestClient(create_app(Publication(web_settings, store, transport=working))) as test_client:
         subscribe(test_client)
     assert len(working.sent) == 1
 
@@ -454,7 +459,9 @@ def test_a_refused_confirmation_mail_can_be_asked_for_again_at_once(web_settings
 def test_no_welcome_mail_when_welcome_is_off(make_settings, database_url, store):
     settings = make_settings({"newsletters": {"weekly": {}}, "web": {"welcome": False}}, database_url=database_url)
     sent = MemoryTransport()
-    with TestClient(create_app(settings, store, sent), base_url="https://news.example.org") as test_client:
+    with TestClient(
+        create_app(Publication(settings, store, transport=sent)), base_url="https://news.example.org"
+    ) as test_client:
         subscribe(test_client)
         assert test_client.post(confirm_path(sent.sent[0])).status_code == 200
     assert len(sent.sent) == 1 and store.subscribers.get("reader@example.com").status == "confirmed"
@@ -482,9 +489,9 @@ def test_the_serve_command_is_registered():
 def test_make_server_listens_where_settings_say(web_settings, store):
     from publisher.web import make_server
 
-    server = make_server(web_settings, store)
+    server = make_server(Publication(web_settings, store))
     assert (server.config.host, server.config.port) == ("127.0.0.1", 8080)
-    assert make_server(web_settings, store, host="0.0.0.0", port=0).config.port == 0
+    assert make_server(Publication(web_settings, store), host="0.0.0.0", port=0).config.port == 0
 
 
 def test_oversized_or_file_carrying_forms_are_refused(client, store):

@@ -10,25 +10,32 @@ from pathlib import Path
 
 import click
 
-from publisher.config import Settings, load_settings, settings_warnings
+from publisher.clock import Clock, system_clock
+from publisher.config import Settings, settings_warnings
 from publisher.errors import PublisherError
+from publisher.publication import Publication
 from publisher.store import Store
 
 
 class App:
-    """Opened lazily, so `--help` and `init` work without a config file or a database."""
+    """The command's `Publication`, opened lazily so `--help` and `init` need no config or database."""
 
-    def __init__(self, config_path: str, *, embedded: bool = False) -> None:
+    def __init__(self, config_path: str, *, embedded: bool = False, clock: Clock = system_clock) -> None:
         self.config_path = Path(config_path)
         self.embedded = embedded
+        self.clock = clock
 
     @cached_property
+    def publication(self) -> Publication:
+        return Publication.open(self.config_path, embedded=self.embedded, clock=self.clock)
+
+    @property
     def settings(self) -> Settings:
-        return load_settings(self.config_path, embedded=self.embedded)
+        return self.publication.settings
 
-    @cached_property
+    @property
     def store(self) -> Store:
-        return Store.open(self.settings.database.url)
+        return self.publication.store
 
     def warn_about_settings(self) -> None:
         """Print `settings_warnings` to stderr, once, for commands that send or serve."""
@@ -36,13 +43,12 @@ class App:
             click.echo(f"warning: {line}", err=True)
 
     def close(self) -> None:
-        """Release the database's connections (the store is opened only if a command used it)."""
-        if "store" in self.__dict__:
-            self.store.close()
+        """Release what a command opened (the store is opened only if a command used it)."""
+        if "publication" in self.__dict__:
+            self.publication.close()
 
-    @staticmethod
-    def now() -> datetime:
-        return datetime.now(UTC)
+    def now(self) -> datetime:
+        return self.clock()
 
 
 class PublisherGroup(click.Group):

@@ -8,10 +8,7 @@ from pathlib import Path
 import click
 
 from publisher.cli.app import MOMENT, App, print_json
-from publisher.config import SourceSettings
 from publisher.content import FORMATS, article_json
-from publisher.errors import ConfigError
-from publisher.pipeline import import_and_publish
 from publisher.scaffold import scaffold
 
 
@@ -46,17 +43,12 @@ def import_command(app: App, sources: tuple[str, ...], fmt: str, as_of: datetime
     updated in place, keeping its guid and publication date. The feeds are rebuilt when
     anything changed.
     """
-    settings = app.settings
-    chosen = tuple(SourceSettings(path=s, format=fmt) for s in sources) or settings.sources
-    if not chosen:
-        raise ConfigError(f"{settings.path}: nothing to import: name a file or add [[sources]] to the config")
-    now = app.now()
-    reports, feeds_changed = import_and_publish(app.store, settings, chosen, as_of=as_of or now, now=now)
-    for report in reports:
+    result = app.publication.import_sources(sources, fmt=fmt, as_of=as_of)
+    for report in result.reports:
         click.echo(
             f"{report.source}: {len(report.added)} added, {len(report.updated)} updated, {report.unchanged} unchanged"
         )
-    click.echo(f"{app.store.articles.count()} articles in the store; {feeds_changed} feed files rebuilt")
+    click.echo(f"{result.articles} articles in the store; {result.feeds_changed} feed files rebuilt")
 
 
 @click.command("articles")
@@ -65,7 +57,7 @@ def import_command(app: App, sources: tuple[str, ...], fmt: str, as_of: datetime
 @click.pass_obj
 def articles_command(app: App, as_json: bool, limit: int | None) -> None:
     """List the stored articles, newest first."""
-    found = app.store.articles.newest(limit)
+    found = app.publication.articles(limit)
     if as_json:
         print_json([article_json(article) for article in found])
         return

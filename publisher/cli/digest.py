@@ -8,8 +8,6 @@ from pathlib import Path
 import click
 
 from publisher.cli.app import MOMENT, App, iso, print_json
-from publisher.digest import Skipped
-from publisher.issues import approve, build_issue, cancel, write_preview
 from publisher.model import Issue
 
 
@@ -57,7 +55,7 @@ def preview_command(app: App, name: str, out: Path) -> None:
 
     Writes NAME-NUMBER.html, .txt and a complete .eml; stores nothing.
     """
-    shown = write_preview(app.store, app.settings, name, out, app.now())
+    shown = app.publication.preview(name, out)
     digest, rendered = shown.digest, shown.rendered
     click.echo(f"subject:  {rendered.subject}")
     click.echo(f"articles: {len(digest.articles)} (+{len(digest.overflow)} linked as more)")
@@ -79,15 +77,12 @@ def build_command(app: App, name: str, slot: datetime | None, force: bool) -> No
 
     Building the same slot again shows the issue already built; nothing is sent here.
     """
-    now = app.now()
-    moment = slot or now.replace(second=0, microsecond=0)
-    app.settings.newsletter(name)  # an unknown name is a clear error before anything else
-    existing = app.store.issues.by_slot(name, moment)
-    built = build_issue(app.store, app.settings, name, moment, now, force=force)
-    if isinstance(built, Skipped):
-        click.echo(f"{name}: {built.reason}")
+    result = app.publication.build(name, slot, force=force)
+    built = result.issue
+    if built is None:
+        click.echo(f"{name}: {result.reason}")
         return
-    click.echo(f"{name}: {'already built: ' if existing else 'built '}{_describe(built)}")
+    click.echo(f"{name}: {'already built: ' if result.existed else 'built '}{_describe(built)}")
     if built.state == "draft":
         click.echo(f"next: publisher digest preview {name}, then publisher digest approve {name} {built.number}")
 
@@ -98,8 +93,7 @@ def build_command(app: App, name: str, slot: datetime | None, force: bool) -> No
 @click.pass_obj
 def approve_command(app: App, name: str, number: int | None) -> None:
     """Release a draft issue for sending (default: the newest draft)."""
-    app.settings.newsletter(name)
-    click.echo(f"{name}: {_describe(approve(app.store, name, number, app.now()))}")
+    click.echo(f"{name}: {_describe(app.publication.approve(name, number))}")
 
 
 @digest_group.command("cancel")
@@ -108,8 +102,7 @@ def approve_command(app: App, name: str, number: int | None) -> None:
 @click.pass_obj
 def cancel_command(app: App, name: str, number: int) -> None:
     """Cancel an issue; if it had not started sending, its articles go in the next issue."""
-    app.settings.newsletter(name)
-    click.echo(f"{name}: {_describe(cancel(app.store, name, number, app.now()))}")
+    click.echo(f"{name}: {_describe(app.publication.cancel(name, number))}")
 
 
 @digest_group.command("issues")
@@ -118,8 +111,7 @@ def cancel_command(app: App, name: str, number: int) -> None:
 @click.pass_obj
 def issues_command(app: App, name: str, as_json: bool) -> None:
     """List a newsletter's issues."""
-    app.settings.newsletter(name)
-    found = app.store.issues.list(name)
+    found = app.publication.issues(name)
     if as_json:
         print_json([issue_json(issue) for issue in found])
         return
@@ -133,9 +125,7 @@ def issues_command(app: App, name: str, as_json: bool) -> None:
 @click.pass_obj
 def archive_command(app: App, name: str) -> None:
     """Rewrite the web archive pages and the issues feed of a newsletter."""
-    from publisher.archive import write_archive
-
-    changed = write_archive(app.store, app.settings, name)
+    changed = app.publication.write_archive(name)
     click.echo(
         f"{name}: {len(changed)} archive files written under {app.settings.archive.dir / name} "
         f"and {app.settings.feeds.dir / 'newsletters' / name}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from publisher.cli.app import App
-from publisher.feeds import STATUSES, build_feeds
+from publisher.feeds import STATUSES
 
 
 @click.command("feeds")
@@ -17,7 +17,7 @@ def feeds_command(app: App) -> None:
     caches stay valid; a changed one is replaced atomically and announced to [feeds] hub if set.
     """
     settings = app.settings
-    report = build_feeds(app.store, settings)
+    report = app.publication.build_feeds()
     root = settings.feeds.dir
     for path, status in report.files:
         click.echo(f"{status:<9} {path.relative_to(root)}")

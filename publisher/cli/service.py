@@ -10,8 +10,8 @@ import threading
 import click
 
 from publisher.cli.app import App, print_json
-from publisher.pipeline import publish_due
-from publisher.scheduler import Scheduler, schedule_table
+from publisher.publication import Publication
+from publisher.scheduler import Scheduler
 
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
@@ -29,7 +29,7 @@ def configure_logging(verbose: bool = False) -> None:
 @click.pass_obj
 def schedule_command(app: App, as_json: bool) -> None:
     """List the timetable's jobs with their next fire times (local and UTC)."""
-    rows = schedule_table(app.settings, app.now())
+    rows = app.publication.schedule()
     if as_json:
         print_json(rows)
         return
@@ -49,7 +49,7 @@ def publish_command(app: App, as_json: bool) -> None:
     handled; run this from cron instead of `publisher run` if you prefer.
     """
     configure_logging()
-    report = publish_due(app.store, app.settings, app.now())
+    report = app.publication.publish_due()
     if as_json:
         print_json(
             {
@@ -83,10 +83,11 @@ def publish_command(app: App, as_json: bool) -> None:
 class WebThread:
     """The web app under uvicorn in a background thread, stopped gracefully on request."""
 
-    def __init__(self, settings, store) -> None:
+    def __init__(self, publication: Publication) -> None:
         from publisher.web import check_address, make_server
 
-        self.server = make_server(settings, store, log_level="warning", access_log=False)
+        settings = publication.settings
+        self.server = make_server(publication, log_level="warning", access_log=False)
         check_address(self.server.config.host, self.server.config.port)
         self.thread = threading.Thread(target=self.server.run, name="web", daemon=True)
         self.thread.start()
@@ -112,7 +113,7 @@ def run_service(app: App, *, web: bool, scheduler: bool) -> None:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    server = WebThread(settings, store) if web else None
+    server = WebThread(app.publication) if web else None
     try:
         if scheduler:
             Scheduler(settings, store, embedded=app.embedded).serve(stop)

@@ -10,11 +10,7 @@ from publisher.cli.app import App, print_json
 from publisher.errors import SubscriberError
 from publisher.model import SUBSCRIBER_STATUSES
 from publisher.subscribers import (
-    make_subscriber,
-    normalise_email,
-    parse_csv,
     subscriber_json,
-    to_csv,
 )
 
 
@@ -36,12 +32,7 @@ def subscribers_group() -> None:
 @click.pass_obj
 def add_command(app: App, email: str, name: str, newsletters: tuple[str, ...], confirmed: bool) -> None:
     """Add one subscriber, or add newsletters to an existing one."""
-    known = app.settings.newsletters
-    person = make_subscriber(
-        email, name, newsletters or tuple(known), known=known, confirmed=confirmed, source="cli", now=app.now()
-    )
-    is_new = app.store.subscribers.add(person, app.now())
-    stored = app.store.subscribers.get(person.email)
+    stored, is_new = app.publication.add_subscriber(email, name=name, newsletters=newsletters, confirmed=confirmed)
     click.echo(
         f"{'added' if is_new else 'updated'} {stored.email} ({stored.status}; "
         f"{' '.join(stored.newsletters) or 'no newsletters'})"
@@ -58,14 +49,10 @@ def import_command(app: App, csv_file: Path, confirmed: bool) -> None:
     Newsletter names are separated by spaces; an empty cell means every configured newsletter.
     Bad rows are reported with their line number; good rows are kept.
     """
-    known = app.settings.newsletters
-    parsed = parse_csv(csv_file, known=known, confirmed=confirmed, now=app.now(), default_newsletters=tuple(known))
-    for error in parsed.errors:
+    result = app.publication.import_subscribers(csv_file, confirmed=confirmed)
+    for error in result.rejected:
         click.echo(f"skipped {error}", err=True)
-    added, updated = app.store.subscribers.upsert_many(parsed.subscribers, app.now())
-    click.echo(f"{csv_file}: {added} added, {updated} updated, {len(parsed.errors)} rejected")
-    if parsed.errors and not parsed.subscribers:
-        raise SubscriberError(f"{csv_file}: no valid rows")
+    click.echo(f"{csv_file}: {result.added} added, {result.updated} updated, {len(result.rejected)} rejected")
 
 
 @subscribers_group.command("export")
@@ -79,7 +66,7 @@ def import_command(app: App, csv_file: Path, confirmed: bool) -> None:
 @click.pass_obj
 def export_command(app: App, output: Path | None, status: str | None) -> None:
     """Export subscribers as CSV (the import format, plus status, consent time and source)."""
-    text = to_csv(app.store.subscribers.all(status=status))
+    text = app.publication.export_subscribers(status=status)
     if output:
         try:
             output.write_text(text, encoding="utf-8")
@@ -97,9 +84,7 @@ def export_command(app: App, output: Path | None, status: str | None) -> None:
 @click.pass_obj
 def list_command(app: App, as_json: bool, status: str | None, newsletter: str | None) -> None:
     """List subscribers."""
-    if newsletter:
-        app.settings.newsletter(newsletter)  # an unknown name is an error, not an empty list
-    people = app.store.subscribers.all(status=status, newsletter=newsletter)
+    people = app.publication.subscribers(status=status, newsletter=newsletter)
     if as_json:
         print_json([subscriber_json(person) for person in people])
         return
@@ -114,10 +99,7 @@ def list_command(app: App, as_json: bool, status: str | None, newsletter: str | 
 @click.pass_obj
 def remove_command(app: App, email: str) -> None:
     """Unsubscribe an address from every newsletter and forget its name."""
-    address = normalise_email(email)
-    if not app.store.subscribers.remove(address):
-        raise SubscriberError(f"{address} is not a subscriber")
-    click.echo(f"removed {address}")
+    click.echo(f"removed {app.publication.remove_subscriber(email)}")
 
 
 def register(group: click.Group) -> None:

@@ -18,7 +18,7 @@ def serve_command(app: App, host: str | None, port: int | None) -> None:
     """
     from publisher.web import serve
 
-    serve(app.settings, app.store, host=host, port=port)
+    serve(app.publication, host=host, port=port)
 
 
 def register(group: click.Group) -> None:

@@ -6,13 +6,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from functools import cached_property
 
 from sqlalchemy import create_engine, event, insert, select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
+from publisher.clock import system_clock
 from publisher.errors import StoreError
 from publisher.store.articles import ArticleStore
 from publisher.store.deliveries import DeliveryStore
@@ -86,7 +86,7 @@ class Store:
                 for version, migration in enumerate(MIGRATIONS, start=1):
                     if version not in done:
                         migration(connection)
-                        connection.execute(insert(schema_migrations).values(version=version, applied_at=now()))
+                        connection.execute(insert(schema_migrations).values(version=version, applied_at=system_clock()))
         except DBAPIError as error:
             raise StoreError(f"cannot open the database {self.safe_url}: {error.orig}") from None
         return len(MIGRATIONS)
@@ -129,7 +129,3 @@ class Store:
     @cached_property
     def web_events(self) -> WebEventStore:
         return WebEventStore(self.engine)
-
-
-def now() -> datetime:
-    return datetime.now(UTC)

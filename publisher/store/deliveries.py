@@ -26,6 +26,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.sql.elements import ColumnElement
 
 from publisher.store.schema import deliveries, issues, subscribers, subscriptions
 
@@ -59,6 +60,20 @@ class Outcome:
     bounce: str = ""  # "" | "hard" | "soft": counts against the subscriber
 
 
+@dataclass(frozen=True)
+class Recipient:
+    """One member of a newsletter's audience."""
+
+    subscriber_id: int
+    email: str
+    name: str
+
+
+def _audience_of(newsletter: str) -> tuple[ColumnElement[bool], ...]:
+    """Confirmed subscribers of `newsletter`: the one definition of an audience."""
+    return (subscriptions.c.newsletter == newsletter, subscribers.c.status == _SUBSCRIBED)
+
+
 class DeliveryStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -82,6 +97,17 @@ class DeliveryStore:
                 return None
             return self._freeze(connection, issue_id, newsletter, now)
 
+    def audience(self, newsletter: str) -> list[Recipient]:
+        """Who an issue of `newsletter` would go to now (the audience `start` freezes)."""
+        query = (
+            select(subscribers.c.id, subscribers.c.email, subscribers.c.name)
+            .select_from(subscribers.join(subscriptions, subscriptions.c.subscriber_id == subscribers.c.id))
+            .where(*_audience_of(newsletter))
+            .order_by(subscribers.c.id)
+        )
+        with self.engine.connect() as connection:
+            return [Recipient(row.id, row.email, row.name) for row in connection.execute(query)]
+
     @staticmethod
     def _freeze(connection: Connection, issue_id: int, newsletter: str, now: datetime) -> int:
         audience = (
@@ -99,8 +125,7 @@ class DeliveryStore:
             )
             .select_from(subscribers.join(subscriptions, subscriptions.c.subscriber_id == subscribers.c.id))
             .where(
-                subscriptions.c.newsletter == newsletter,
-                subscribers.c.status == _SUBSCRIBED,
+                *_audience_of(newsletter),
                 ~exists().where(deliveries.c.issue_id == issue_id, deliveries.c.subscriber_id == subscribers.c.id),
             )
         )

@@ -14,25 +14,9 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.engine import Connection, Engine, RowMapping
 from sqlalchemy.exc import IntegrityError
 
-from publisher.errors import DigestError
-from publisher.model import Issue
+from publisher.errors import DigestError, IssueConflict
+from publisher.model import ISSUE_TRANSITIONS, UNSTARTED_STATES, Issue, IssueState
 from publisher.store.schema import issue_articles, issues, sent_articles
-
-# Which states each state may move to. "paused" is a send stopped by an operator or an error.
-TRANSITIONS: dict[str, tuple[str, ...]] = {
-    "draft": ("approved", "cancelled"),
-    "approved": ("sending", "cancelled"),
-    "sending": ("sent", "paused", "cancelled"),
-    "paused": ("sending", "cancelled"),
-    "sent": (),
-    "cancelled": (),
-}
-# Before an issue starts sending, cancelling it returns its articles to the pool.
-_UNSTARTED = ("draft", "approved")
-
-
-class IssueConflict(Exception):
-    """Another writer took the same issue number or one of the same articles: select again."""
 
 
 class IssueStore:
@@ -220,15 +204,15 @@ class IssueStore:
 
     def transition(self, newsletter: str, number: int, to: str, now: datetime) -> Issue:
         """Move an issue to state `to` if its current state allows it (compare-and-set)."""
-        if to not in TRANSITIONS:
+        if to not in ISSUE_TRANSITIONS:
             raise DigestError(f"unknown issue state {to!r}")
         where = (issues.c.newsletter == newsletter, issues.c.number == number)
         with self.engine.begin() as connection:
             row = connection.execute(select(issues.c.id, issues.c.state).where(*where)).first()
             if row is None:
                 raise DigestError(f"{newsletter} has no issue {number}")
-            if to not in TRANSITIONS[row.state]:
-                allowed = ", ".join(TRANSITIONS[row.state]) or "nothing: it is final"
+            if to not in ISSUE_TRANSITIONS[IssueState(row.state)]:
+                allowed = ", ".join(ISSUE_TRANSITIONS[IssueState(row.state)]) or "nothing: it is final"
                 raise DigestError(
                     f"{newsletter} issue {number} is {row.state}; it cannot become {to} "
                     f"(from {row.state} it can become {allowed})"
@@ -238,7 +222,7 @@ class IssueStore:
             ).rowcount
             if not changed:
                 raise DigestError(f"{newsletter} issue {number} changed state meanwhile; try again")
-            if to == "cancelled" and row.state in _UNSTARTED:
+            if to == "cancelled" and row.state in UNSTARTED_STATES:
                 connection.execute(delete(sent_articles).where(sent_articles.c.issue_id == row.id))
         return self._query(*where)[0]
 
@@ -258,7 +242,7 @@ def _issue(row: RowMapping, article_ids: list[int], overflow_ids: list[int]) -> 
         newsletter=row["newsletter"],
         number=row["number"],
         slot=row["slot"],
-        state=row["state"],
+        state=IssueState(row["state"]),
         article_ids=tuple(article_ids),
         overflow_ids=tuple(overflow_ids),
         watermark=row["watermark"],

@@ -1,0 +1,469 @@
+"""`Publication`: one publication's settings, store, clock and transport, and every operation on it.
+
+The CLI, the web app and the timetable's jobs are faces of this object: each parses its input,
+calls one method and shows the typed result. The methods join the pure core (selection,
+rendering) to the edges (store, transports); none of the faces decides anything on its own.
+
+    from publisher import Publication
+
+    with Publication.open("config.toml") as publication:
+        publication.import_sources()
+        outcome = publication.send("weekly")
+        print(outcome.status, outcome.report.counts if outcome.report else {})
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import cached_property
+from pathlib import Path
+from types import TracebackType
+
+from publisher import content, dispatch, issues, pipeline, subscribers, subscriptions
+from publisher.archive import write_archive
+from publisher.clock import Clock, system_clock
+from publisher.config import NewsletterSettings, Settings, SourceSettings, load_settings
+from publisher.digest import Skipped
+from publisher.errors import ConfigError, DigestError, SubscriberError
+from publisher.feeds import FeedReport, build_feeds
+from publisher.model import Article, ImportReport, Issue, IssueState, Subscriber
+from publisher.store import Store
+from publisher.transports import MaildirTransport, Transport
+
+StopCheck = Callable[[], bool]
+ProgressHook = Callable[[dispatch.Progress], None]
+UNFINISHED = (IssueState.SENDING, IssueState.PAUSED)
+
+
+def never() -> bool:
+    return False
+
+
+# --- reports -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    """What `import_sources` did: one report per source, the feed files rebuilt, the store's size."""
+
+    reports: list[ImportReport]
+    feeds_changed: int
+    articles: int
+
+    @property
+    def changed(self) -> bool:
+        return any(report.added or report.updated for report in self.reports)
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """The issue for a slot (`existed`: built before this call), or why there is none."""
+
+    newsletter: str
+    issue: Issue | None = None
+    skipped: Skipped | None = None
+    existed: bool = False
+
+    @property
+    def reason(self) -> str:
+        """Why no issue was built ("" when one was)."""
+        return self.skipped.reason if self.skipped else ""
+
+
+@dataclass(frozen=True)
+class SendOutcome:
+    """What `send` did. `status` is the contract's: sent | skipped | resumed."""
+
+    newsletter: str
+    status: str
+    issue: Issue | None = None
+    report: dispatch.SendReport | None = None
+    reason: str = ""
+    dry_run_recipients: int | None = None  # set by a dry run: messages written, nothing recorded
+    maildir: Path | None = None
+
+    def as_json(self) -> dict[str, object]:
+        """The `publisher digest send NAME --json` object (product.md)."""
+        if self.issue is None:
+            return {
+                "status": self.status,
+                "issue": None,
+                "newsletter": self.newsletter,
+                "articles": 0,
+                "recipients": 0,
+                "delivered": 0,
+                "failed": 0,
+                "deferred": 0,
+                "reason": self.reason,
+            }
+        if self.dry_run_recipients is not None:
+            count = self.dry_run_recipients
+            return {
+                "status": self.status,
+                "issue": self.issue.number,
+                "newsletter": self.newsletter,
+                "articles": len(self.issue.article_ids),
+                "recipients": count,
+                "delivered": count,
+                "failed": 0,
+                "deferred": 0,
+                "dry_run": True,
+                "maildir": str(self.maildir),
+            }
+        if self.report is None:
+            raise DigestError(f"{self.newsletter}: send outcome without a report")
+        return dispatch.summary(self.report, self.issue, self.status)
+
+
+@dataclass(frozen=True)
+class IssueStatus:
+    """Where an issue's ledger stands: counts per delivery state and the next retry."""
+
+    issue: Issue
+    counts: dict[str, int]
+    next_attempt_at: datetime | None
+
+    @property
+    def recipients(self) -> int:
+        return sum(self.counts.values())
+
+
+@dataclass(frozen=True)
+class CsvImport:
+    """What `import_subscribers` did with a CSV file."""
+
+    added: int
+    updated: int
+    rejected: list[str] = field(default_factory=list)
+
+
+# --- the publication -----------------------------------------------------------------------
+
+
+class Publication:
+    """One publication: open it, call its methods, close it (or use it as a context manager).
+
+    The store is opened on first use, so reading settings or `--help` needs no database; the
+    transport is `[delivery]`'s unless one is given (tests pass a memory transport).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store | None = None,
+        *,
+        clock: Clock = system_clock,
+        transport: Transport | None = None,
+        embedded: bool = False,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.transport = transport
+        self.embedded = embedded
+        if store is not None:
+            self.__dict__["store"] = store
+
+    @classmethod
+    def open(
+        cls,
+        config: str | Path | Settings,
+        *,
+        clock: Clock = system_clock,
+        transport: Transport | None = None,
+        embedded: bool = False,
+    ) -> Publication:
+        """A publication from a config file (or settings already loaded); `embedded` uses built-in defaults."""
+        settings = config if isinstance(config, Settings) else load_settings(config, embedded=embedded)
+        return cls(settings, clock=clock, transport=transport, embedded=embedded)
+
+    @cached_property
+    def store(self) -> Store:
+        return Store.open(self.settings.database.url)
+
+    @cached_property
+    def mailer(self) -> subscriptions.Mailer:
+        """The confirmation and welcome mails of the sign-up flows."""
+        return subscriptions.Mailer(self.settings, self.transport)
+
+    def now(self) -> datetime:
+        return self.clock()
+
+    def close(self) -> None:
+        """Release the database's connections and the mailer's transport (only what was opened)."""
+        if "mailer" in self.__dict__:
+            self.mailer.close()
+        if "store" in self.__dict__:
+            self.store.close()
+
+    def __enter__(self) -> Publication:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def newsletter(self, name: str) -> NewsletterSettings:
+        """A configured newsletter; an unknown name is a clear error."""
+        return self.settings.newsletter(name)
+
+    # --- content ---------------------------------------------------------------------------
+
+    def import_sources(
+        self, sources: Sequence[str] = (), *, fmt: str = "auto", as_of: datetime | None = None
+    ) -> ImportResult:
+        """Import files, folders or feed URLs (default: `[[sources]]`), then rebuild stale feeds."""
+        chosen = tuple(SourceSettings(path=source, format=fmt) for source in sources) or self.settings.sources
+        if not chosen:
+            raise ConfigError(f"{self.settings.path}: nothing to import: name a file or add [[sources]] to the config")
+        now = self.now()
+        reports = content.import_sources(self.store, self.settings, chosen, as_of=as_of or now, now=now)
+        changed = any(report.added or report.updated for report in reports)
+        feeds_changed = self.rebuild_feeds() if changed else 0
+        return ImportResult(reports, feeds_changed, self.store.articles.count())
+
+    def articles(self, limit: int | None = None) -> list[Article]:
+        """Stored articles, newest first."""
+        return self.store.articles.newest(limit)
+
+    def build_feeds(self) -> FeedReport:
+        """Write the site's and each tag's RSS, Atom and JSON feeds; unchanged files are left alone."""
+        return build_feeds(self.store, self.settings)
+
+    def rebuild_feeds(self) -> int:
+        """Build the feeds; returns how many files changed."""
+        report = self.build_feeds()
+        return report.count("changed") + report.count("created") + report.count("removed")
+
+    # --- issues ----------------------------------------------------------------------------
+
+    def preview(self, name: str, out: Path) -> issues.Preview:
+        """Render the pending draft, or the issue that would be built now, for a sample recipient."""
+        return issues.write_preview(self.store, self.settings, name, out, self.now())
+
+    def build(self, name: str, slot: datetime | None = None, *, force: bool = False) -> BuildResult:
+        """The issue for `slot` (default: this minute), built once; a draft if approval is required."""
+        now = self.now()
+        moment = slot or now.replace(second=0, microsecond=0)
+        self.newsletter(name)
+        existed = self.store.issues.by_slot(name, moment) is not None
+        built = issues.build_issue(self.store, self.settings, name, moment, now, force=force)
+        if isinstance(built, Skipped):
+            return BuildResult(name, skipped=built)
+        return BuildResult(name, issue=built, existed=existed)
+
+    def approve(self, name: str, number: int | None = None) -> Issue:
+        """Release a draft for sending (default: the newest draft)."""
+        self.newsletter(name)
+        return issues.approve(self.store, name, number, self.now())
+
+    def cancel(self, name: str, number: int) -> Issue:
+        """Cancel an issue; one that had not started gives its articles back to the next issue."""
+        self.newsletter(name)
+        return issues.cancel(self.store, name, number, self.now())
+
+    def issues(self, name: str) -> list[Issue]:
+        """A newsletter's issues, oldest first."""
+        self.newsletter(name)
+        return self.store.issues.list(name)
+
+    def issue(self, name: str, number: int | None = None, states: Iterable[str] | None = None) -> Issue:
+        """Issue `number`, or the newest in one of `states`."""
+        self.newsletter(name)
+        wanted = tuple(states) if states else None
+        found = self.store.issues.get(name, number) if number else self.store.issues.latest(name, states=wanted)
+        if found is None:
+            what = f"issue {number}" if number else f"issue that is {' or '.join(wanted or ('built',))}"
+            raise DigestError(f"{name} has no {what}")
+        return found
+
+    def write_archive(self, name: str) -> list[Path]:
+        """Rewrite the newsletter's web archive pages and issues feed; returns the files changed."""
+        self.newsletter(name)
+        return write_archive(self.store, self.settings, name)
+
+    def deliver(
+        self, issue: Issue, *, progress: ProgressHook | None = None, should_stop: StopCheck = never
+    ) -> dispatch.SendReport:
+        """Start the issue (freezing its audience), publish its archive page, then send what is due.
+
+        The one way an issue goes out: `send`, the timetable and the demo all come here.
+        """
+        now = self.now()
+        frozen = dispatch.start_issue(self.store, issue, now)
+        write_archive(self.store, self.settings, issue.newsletter)  # the "view in browser" page
+        if progress is not None:
+            progress(dispatch.Progress(total=self.audience_left(issue)))
+        report = dispatch.deliver_issue(
+            self.store,
+            self.settings,
+            issue,
+            now,
+            transport=self.transport,
+            progress=progress,
+            should_stop=should_stop,
+            started=True,
+        )
+        report.frozen = frozen
+        return report
+
+    def next_to_send(self, name: str, *, force: bool = False, store_new: bool = True) -> tuple[Issue | None, str, str]:
+        """(issue, status, reason): the unfinished issue to resume, else the oldest approved one, else
+        a new one for this minute (only planned, not stored, unless `store_new`); no issue (status
+        "skipped") when there is nothing to send."""
+        self.newsletter(name)
+        if unfinished := self.store.issues.latest(name, states=UNFINISHED):
+            if unfinished.state == IssueState.PAUSED:
+                raise DigestError(f"{name} issue {unfinished.number} is paused: `publisher digest resume {name}`")
+            return unfinished, "resumed", ""
+        if waiting := self.store.issues.list(name, states=(IssueState.APPROVED,)):
+            return waiting[0], "sent", ""
+        now = self.now()
+        make = issues.build_issue if store_new else issues.plan_issue
+        built = make(self.store, self.settings, name, now.replace(second=0, microsecond=0), now, force=force)
+        if isinstance(built, Skipped):
+            return None, "skipped", built.reason
+        if built.state == IssueState.DRAFT:
+            raise DigestError(f"{name} issue {built.number} is a draft: `publisher digest approve {name}` first")
+        if built.state in (IssueState.SENT, IssueState.CANCELLED):
+            return None, "skipped", f"issue {built.number} for this slot is already {built.state}"
+        return built, "sent", ""
+
+    def send(
+        self, name: str, *, force: bool = False, dry_run: bool = False, progress: ProgressHook | None = None
+    ) -> SendOutcome:
+        """Send `name`'s issue now: resume an unfinished one, else the approved one, else build one.
+
+        With `dry_run`, every current recipient's message goes to `[delivery] maildir` and nothing
+        is stored or recorded.
+        """
+        issue, status, reason = self.next_to_send(name, force=force, store_new=not dry_run)
+        if issue is None:
+            return SendOutcome(name, status, reason=reason)
+        if dry_run:
+            written = dispatch.dry_run(
+                self.store, self.settings, issue, MaildirTransport(self.settings.delivery.maildir), self.now()
+            )
+            return SendOutcome(name, status, issue, dry_run_recipients=written, maildir=self.settings.delivery.maildir)
+        return SendOutcome(name, status, issue, self.deliver(issue, progress=progress))
+
+    def audience_left(self, issue: Issue) -> int:
+        """Recipients still to try (for a progress bar), or the whole audience of a finished issue."""
+        counts = self.store.deliveries.counts(issue.id)
+        return sum(counts.get(state, 0) for state in ("pending", "sending", "deferred")) or sum(counts.values())
+
+    def status(self, name: str, number: int | None = None) -> IssueStatus:
+        """Delivery counts of issue `number` (default: the newest that started sending)."""
+        started = (IssueState.SENDING, IssueState.PAUSED, IssueState.SENT, IssueState.CANCELLED)
+        issue = self.issue(name, number, started)
+        return IssueStatus(issue, self.store.deliveries.counts(issue.id), self.store.deliveries.next_attempt(issue.id))
+
+    def pause(self, name: str) -> Issue:
+        """Stop sending the current issue; messages on the wire finish and are recorded."""
+        return dispatch.pause(self.store, self.issue(name, None, (IssueState.SENDING,)), self.now())
+
+    def resume(self, name: str, *, progress: ProgressHook | None = None) -> SendOutcome:
+        """Continue sending the paused issue where it stopped."""
+        issue = dispatch.resume(self.store, self.issue(name, None, (IssueState.PAUSED,)), self.now())
+        return SendOutcome(name, "resumed", issue, self.deliver(issue, progress=progress))
+
+    def cancel_sending(self, name: str) -> tuple[Issue, int]:
+        """Cancel the issue that is sending or paused; returns it and the recipients who won't get it."""
+        return dispatch.cancel(self.store, self.issue(name, None, UNFINISHED), self.now())
+
+    # --- subscribers -----------------------------------------------------------------------
+
+    def add_subscriber(
+        self, email: str, *, name: str = "", newsletters: Sequence[str] = (), confirmed: bool = False
+    ) -> tuple[Subscriber, bool]:
+        """Add one subscriber (or newsletters to an existing one); returns it and whether it is new."""
+        known = self.settings.newsletters
+        now = self.now()
+        person = subscribers.make_subscriber(
+            email, name, tuple(newsletters) or tuple(known), known=known, confirmed=confirmed, source="cli", now=now
+        )
+        is_new = self.store.subscribers.add(person, now)
+        stored = self.store.subscribers.get(person.email)
+        if stored is None:
+            raise SubscriberError(f"{person.email} was not stored")
+        return stored, is_new
+
+    def import_subscribers(self, path: Path, *, confirmed: bool = False) -> CsvImport:
+        """Import a CSV file (`email,name,newsletters`); bad rows are reported, good rows kept."""
+        known = self.settings.newsletters
+        now = self.now()
+        parsed = subscribers.parse_csv(
+            path, known=known, confirmed=confirmed, now=now, default_newsletters=tuple(known)
+        )
+        added, updated = self.store.subscribers.upsert_many(parsed.subscribers, now)
+        if parsed.errors and not parsed.subscribers:
+            raise SubscriberError(f"{path}: no valid rows: {parsed.errors[0]}")
+        return CsvImport(added, updated, list(parsed.errors))
+
+    def subscribers(self, *, status: str | None = None, newsletter: str | None = None) -> list[Subscriber]:
+        """Subscribers, optionally of one status and one newsletter (an unknown newsletter is an error)."""
+        if newsletter:
+            self.newsletter(newsletter)
+        return self.store.subscribers.all(status=status, newsletter=newsletter)
+
+    def export_subscribers(self, *, status: str | None = None) -> str:
+        """Subscribers as CSV: the import format, plus status, consent time and source."""
+        return subscribers.to_csv(self.store.subscribers.all(status=status))
+
+    def remove_subscriber(self, email: str) -> str:
+        """Unsubscribe an address from every newsletter and forget its name; returns the address."""
+        address = subscribers.normalise_email(email)
+        if not self.store.subscribers.remove(address):
+            raise SubscriberError(f"{address} is not a subscriber")
+        return address
+
+    # --- the sign-up flows (the web app) ---------------------------------------------------
+
+    def subscribe(self, signup: subscriptions.SignUp, *, ip: str, honeypot: str = "") -> str:
+        """One subscription request; the outcome is for the log only (every visitor sees the same page)."""
+        return subscriptions.subscribe(
+            self.settings, self.store, self.mailer, signup, ip=ip, now=self.now(), honeypot=honeypot
+        )
+
+    def read_confirmation(self, token: str) -> subscriptions.Confirmation:
+        return subscriptions.read_confirmation(self.settings, self.store, token)
+
+    def confirm(self, token: str) -> subscriptions.Confirmation:
+        return subscriptions.confirm(self.settings, self.store, self.mailer, token, self.now())
+
+    def read_unsubscribe(self, token: str) -> subscriptions.Unsubscribe:
+        return subscriptions.read_unsubscribe(self.settings, self.store, token)
+
+    def unsubscribe(self, token: str) -> subscriptions.Unsubscribe:
+        return subscriptions.unsubscribe(self.settings, self.store, token, self.now())
+
+    def resubscribe(self, token: str) -> subscriptions.Unsubscribe:
+        return subscriptions.resubscribe(self.settings, self.store, token, self.now())
+
+    def read_preferences(self, token: str) -> Subscriber:
+        return subscriptions.read_preferences(self.settings, self.store, token)
+
+    def save_preferences(
+        self, token: str, *, name: str, newsletters: Sequence[str], topics: Sequence[str]
+    ) -> Subscriber:
+        return subscriptions.save_preferences(
+            self.settings, self.store, token, name=name, newsletters=newsletters, topics=topics, now=self.now()
+        )
+
+    def healthy(self) -> bool:
+        """The database answers."""
+        return self.store.ping()
+
+    # --- the timetable ---------------------------------------------------------------------
+
+    def publish_due(self) -> pipeline.PublishReport:
+        """Everything due now, once: import sources, rebuild feeds, send due slots, retry deferrals."""
+        return pipeline.publish_due(self)
+
+    def schedule(self) -> list[dict[str, object]]:
+        """The timetable's jobs with their next fire times."""
+        from publisher.scheduler import schedule_table
+
+        return schedule_table(self.settings, self.now())
