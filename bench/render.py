@@ -33,9 +33,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from publisher.config import SourceSettings, settings_from_dict
 from publisher.content import import_sources
-from publisher.digest import Digest
 from publisher.issues import next_selection
 from publisher.render import Personaliser, environment, render_digest
+from publisher.selection import Digest
 from publisher.store import Store
 
 SEEDS = Path(__file__).resolve().parent.parent.parent / "shared" / "seeds"

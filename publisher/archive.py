@@ -14,7 +14,6 @@ from dataclasses import replace
 from pathlib import Path
 
 from publisher.config import NewsletterSettings, Settings
-from publisher.digest import Digest
 from publisher.feeds import (
     FeedEntry,
     FeedSpec,
@@ -25,6 +24,7 @@ from publisher.feeds import (
 from publisher.issues import load_digest
 from publisher.model import Issue
 from publisher.render import context, environment, long_date, render_template, view_url
+from publisher.selection import Digest
 from publisher.store import Store
 
 ARCHIVED_STATES = ("sending", "paused", "sent")

@@ -11,11 +11,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from publisher.config import NewsletterSettings, Settings
-from publisher.digest import Digest, Selection, Skipped, lower_bound, select
 from publisher.errors import DigestError, IssueConflict
 from publisher.message import compile_message, message_id
 from publisher.model import Issue, IssueState, PlannedIssue, RenderedIssue
 from publisher.render import personalise, render_digest, render_subject
+from publisher.selection import Digest, Selection, Skipped, lower_bound, select
 from publisher.store import Store
 from publisher.tokens import preferences_url, unsubscribe_url
 

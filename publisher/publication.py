@@ -21,14 +21,14 @@ from functools import cached_property
 from pathlib import Path
 from types import TracebackType
 
-from publisher import content, dispatch, issues, pipeline, subscribers, subscriptions
+from publisher import content, dispatch, issues, jobs, signup, subscribers
 from publisher.archive import write_archive
 from publisher.clock import Clock, system_clock
 from publisher.config import NewsletterSettings, Settings, SourceSettings, load_settings
-from publisher.digest import Skipped
 from publisher.errors import ConfigError, DigestError, SubscriberError
 from publisher.feeds import FeedReport, build_feeds
 from publisher.model import Article, ImportReport, Issue, IssueState, Subscriber
+from publisher.selection import Skipped
 from publisher.store import Store
 from publisher.transports import MaildirTransport, Transport
 
@@ -183,9 +183,9 @@ class Publication:
         return Store.open(self.settings.database.url)
 
     @cached_property
-    def mailer(self) -> subscriptions.Mailer:
+    def mailer(self) -> signup.Mailer:
         """The confirmation and welcome mails of the sign-up flows."""
-        return subscriptions.Mailer(self.settings, self.transport)
+        return signup.Mailer(self.settings, self.transport)
 
     def now(self) -> datetime:
         return self.clock()
@@ -421,34 +421,34 @@ class Publication:
 
     # --- the sign-up flows (the web app) ---------------------------------------------------
 
-    def subscribe(self, signup: subscriptions.SignUp, *, ip: str, honeypot: str = "") -> str:
+    def subscribe(self, request: signup.SignUp, *, ip: str, honeypot: str = "") -> str:
         """One subscription request; the outcome is for the log only (every visitor sees the same page)."""
-        return subscriptions.subscribe(
-            self.settings, self.store, self.mailer, signup, ip=ip, now=self.now(), honeypot=honeypot
+        return signup.subscribe(
+            self.settings, self.store, self.mailer, request, ip=ip, now=self.now(), honeypot=honeypot
         )
 
-    def read_confirmation(self, token: str) -> subscriptions.Confirmation:
-        return subscriptions.read_confirmation(self.settings, self.store, token)
+    def read_confirmation(self, token: str) -> signup.Confirmation:
+        return signup.read_confirmation(self.settings, self.store, token)
 
-    def confirm(self, token: str) -> subscriptions.Confirmation:
-        return subscriptions.confirm(self.settings, self.store, self.mailer, token, self.now())
+    def confirm(self, token: str) -> signup.Confirmation:
+        return signup.confirm(self.settings, self.store, self.mailer, token, self.now())
 
-    def read_unsubscribe(self, token: str) -> subscriptions.Unsubscribe:
-        return subscriptions.read_unsubscribe(self.settings, self.store, token)
+    def read_unsubscribe(self, token: str) -> signup.Unsubscribe:
+        return signup.read_unsubscribe(self.settings, self.store, token)
 
-    def unsubscribe(self, token: str) -> subscriptions.Unsubscribe:
-        return subscriptions.unsubscribe(self.settings, self.store, token, self.now())
+    def unsubscribe(self, token: str) -> signup.Unsubscribe:
+        return signup.unsubscribe(self.settings, self.store, token, self.now())
 
-    def resubscribe(self, token: str) -> subscriptions.Unsubscribe:
-        return subscriptions.resubscribe(self.settings, self.store, token, self.now())
+    def resubscribe(self, token: str) -> signup.Unsubscribe:
+        return signup.resubscribe(self.settings, self.store, token, self.now())
 
     def read_preferences(self, token: str) -> Subscriber:
-        return subscriptions.read_preferences(self.settings, self.store, token)
+        return signup.read_preferences(self.settings, self.store, token)
 
     def save_preferences(
         self, token: str, *, name: str, newsletters: Sequence[str], topics: Sequence[str]
     ) -> Subscriber:
-        return subscriptions.save_preferences(
+        return signup.save_preferences(
             self.settings, self.store, token, name=name, newsletters=newsletters, topics=topics, now=self.now()
         )
 
@@ -458,9 +458,9 @@ class Publication:
 
     # --- the timetable ---------------------------------------------------------------------
 
-    def publish_due(self) -> pipeline.PublishReport:
+    def publish_due(self) -> jobs.PublishReport:
         """Everything due now, once: import sources, rebuild feeds, send due slots, retry deferrals."""
-        return pipeline.publish_due(self)
+        return jobs.publish_due(self)
 
     def schedule(self) -> list[dict[str, object]]:
         """The timetable's jobs with their next fire times."""

@@ -24,10 +24,10 @@ import jinja2.meta
 import mjml
 
 from publisher.config import NewsletterSettings, Settings
-from publisher.digest import Digest, sections
 from publisher.errors import TemplateError
 from publisher.model import PLACEHOLDER_KEYS, Article, RenderedIssue, new_placeholders
 from publisher.resources import templates_dir
+from publisher.selection import Digest, sections
 from publisher.text import header_safe
 
 # Gmail clips an HTML part above 102 KB; keep room for the filled-in links and addresses.

@@ -22,7 +22,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from publisher import pipeline
+from publisher import jobs
 from publisher.clock import Clock, system_clock
 from publisher.config import Settings
 from publisher.lock import ActiveLock, make_lock
@@ -85,7 +85,7 @@ def job_specs(settings: Settings) -> list[JobSpec]:
 def run_job(config_path: str, embedded: bool, kind: str, name: str) -> None:
     """What every stored job calls: read the config afresh, then do one thing."""
     with Publication.open(config_path, embedded=embedded) as publication:
-        pipeline.run_job(publication, kind, name, _stopping.is_set)
+        jobs.run_job(publication, kind, name, _stopping.is_set)
 
 
 def schedule_table(settings: Settings, now: datetime) -> list[dict]:
@@ -177,7 +177,7 @@ class Scheduler:
         _stopping.clear()
         scheduler.start(paused=True)
         self._reconcile(scheduler)
-        pipeline.start_up(Publication(self.settings, self.store, clock=self.clock), self._stop.is_set)
+        jobs.start_up(Publication(self.settings, self.store, clock=self.clock), self._stop.is_set)
         scheduler.resume()
         self._scheduler = scheduler
         for job in scheduler.get_jobs():

@@ -2,7 +2,7 @@
 
 `create_app(settings, store)` builds a Starlette app; `serve(settings, store)` runs it with
 uvicorn (`make_server` gives the server for embedding, e.g. in `publisher run`). Each endpoint
-reads the request, calls one function of `publisher.subscriptions` in a worker thread, and
+reads the request, calls one function of `Publication` (the sign-up flows of `publisher.signup`) in a worker thread, and
 renders a page from `templates/web/`. No cookies, no sessions, no JavaScript.
 """
 
@@ -35,7 +35,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import NotModifiedResponse, StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from publisher import subscriptions, tokens
+from publisher import signup, tokens
 from publisher.config import Settings
 from publisher.errors import PublisherError, RateLimited, SubscriberError, TokenError
 from publisher.publication import Publication
@@ -228,7 +228,7 @@ def _subscribe_page(request: Request, settings: Settings, form: dict, error: str
         error=error,
         newsletters=_newsletters(settings),
         topics=settings.web.topics,
-        consent=subscriptions.consent_sentence(settings, form["newsletters"] or settings.newsletters),
+        consent=signup.consent_sentence(settings, form["newsletters"] or settings.newsletters),
     )
 
 
@@ -243,15 +243,13 @@ async def subscribe(request: Request) -> Response:
         "topics": _texts(posted, "topic"),
     }
     try:
-        signup = subscriptions.read_signup(settings, form["email"], form["name"], form["newsletters"], form["topics"])
+        wanted = signup.read_signup(settings, form["email"], form["name"], form["newsletters"], form["topics"])
     except SubscriberError as error:
         return _subscribe_page(request, settings, form, str(error))
     ip = request.client.host if request.client else "unknown"
-    outcome = await run_in_threadpool(state.publication.subscribe, signup, ip=ip, honeypot=_text(posted, "website"))
+    outcome = await run_in_threadpool(state.publication.subscribe, wanted, ip=ip, honeypot=_text(posted, "website"))
     log.info("subscribe request: %s", outcome)
-    return render(
-        request, "subscribed", email=signup.email, expiry=subscriptions.human_duration(settings.web.confirm_expiry)
-    )
+    return render(request, "subscribed", email=wanted.email, expiry=signup.human_duration(settings.web.confirm_expiry))
 
 
 async def confirm_page(request: Request) -> Response:
@@ -263,7 +261,7 @@ async def confirm_page(request: Request) -> Response:
         action=f"/confirm/{token}",
         email=wanted.subscriber.email,
         titles=_titles(state.settings, wanted.newsletters),
-        consent=subscriptions.consent_sentence(state.settings, wanted.newsletters),
+        consent=signup.consent_sentence(state.settings, wanted.newsletters),
     )
 
 
@@ -472,9 +470,7 @@ def create_app(publication: Publication) -> Starlette:
     app.router.redirect_slashes = False  # its redirects name the Host header's host
     app.state.settings = settings
     app.state.publication = publication
-    app.state.pages = Environment(
-        loader=subscriptions.template_loader(settings), autoescape=True, undefined=StrictUndefined
-    )
+    app.state.pages = Environment(loader=signup.template_loader(settings), autoescape=True, undefined=StrictUndefined)
     return app
 
 

@@ -10,12 +10,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from publisher.digest import Digest, select
 from publisher.errors import TemplateError
 from publisher.importers.textpage import read_textpage
 from publisher.message import compile_message
 from publisher.model import Article, new_placeholders
 from publisher.render import HTML_BUDGET, Personaliser, personalise, render_digest
+from publisher.selection import Digest, select
 from tests.conftest import AS_OF_002, SEED_002
 
 GMAIL_CLIP = 102 * 1024

@@ -21,8 +21,8 @@ import pytest
 
 from publisher.clock import fixed
 from publisher.config import load_settings
+from publisher.jobs import run_slot
 from publisher.model import Subscriber
-from publisher.pipeline import run_slot
 from publisher.publication import Publication
 from publisher.store import Store
 from publisher.timetable import crontab_trigger, fire_times, slot_of

@@ -15,7 +15,7 @@ from publisher.content import import_sources
 from publisher.issues import write_preview
 from publisher.store import Store
 from tests.conftest import AS_OF_002, REPO, SEED_002, require
-from tests.test_digest import ISSUE_1
+from tests.test_selection import ISSUE_1
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]

@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from publisher.digest import Skipped
 from publisher.errors import DigestError
 from publisher.issues import approve, build_issue, cancel
 from publisher.model import Draft
+from publisher.selection import Skipped
 from publisher.store import Store
 
 NOW = datetime(2025, 10, 20, 8, 0, tzinfo=UTC)

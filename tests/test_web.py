@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 import itsdangerous.timed
 import pytest
 
-from publisher import subscriptions, tokens
+from publisher import signup, tokens
 from publisher.model import Subscriber
 from publisher.publication import Publication
 from publisher.transports import MemoryTransport
@@ -164,7 +164,7 @@ def test_confirming_takes_a_post_records_consent_then_sends_the_welcome(client, 
         ("python",),
     )
     assert person.consent_at is not None
-    assert person.consent_text.startswith(subscriptions.CONSENT_VERSION + ": I agree to receive The Weekly")
+    assert person.consent_text.startswith(signup.CONSENT_VERSION + ": I agree to receive The Weekly")
     welcome = parse(outbox.sent[1])
     assert welcome["Subject"].startswith("Welcome") and "/unsubscribe/" in welcome.get_content()
 
@@ -416,7 +416,7 @@ def test_errors_are_pages_without_stack_traces(web_settings, store, monkeypatch)
     def broken(*_args, **_kwargs):
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr(subscriptions, "read_preferences", broken)
+    monkeypatch.setattr(signup, "read_preferences", broken)
     with TestClient(
         create_app(Publication(web_settings, store, transport=MemoryTransport())), raise_server_exceptions=False
     ) as test_client:

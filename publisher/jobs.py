@@ -14,16 +14,16 @@ from typing import TYPE_CHECKING
 
 from publisher import timetable
 from publisher.config import NewsletterSettings
-from publisher.digest import Skipped
 from publisher.errors import PublisherError
 from publisher.issues import build_issue
 from publisher.model import Issue, IssueState
+from publisher.selection import Skipped
 from publisher.timetable import crontab_trigger
 
 if TYPE_CHECKING:
     from publisher.publication import Publication, StopCheck
 
-log = logging.getLogger("publisher.pipeline")
+log = logging.getLogger("publisher.jobs")
 
 
 def never() -> bool:

@@ -5,8 +5,8 @@ from datetime import UTC, datetime, timedelta
 
 from publisher.clock import fixed
 from publisher.issues import approve, build_issue
+from publisher.jobs import publish_due
 from publisher.model import Draft, Subscriber
-from publisher.pipeline import publish_due
 from publisher.publication import Publication
 
 SLOT = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)  # a Monday

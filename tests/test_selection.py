@@ -8,9 +8,9 @@ import pytest
 
 from publisher.config import NewsletterSettings, SourceSettings
 from publisher.content import import_sources
-from publisher.digest import Selection, Skipped, sections, select
 from publisher.issues import build_issue, render_issue
 from publisher.model import Article
+from publisher.selection import Selection, Skipped, sections, select
 from tests.conftest import AS_OF_000, AS_OF_002, SEED_000, SEED_002
 
 SLOT = datetime(2025, 10, 20, 8, 0, tzinfo=UTC)
