@@ -10,7 +10,6 @@ A fresh SQLite store in a temporary folder holds the seed captures (../shared/se
 - render:          `render.render_digest` of the 19-article issue: Jinja → MJML → mjml-python →
                    css-inline, the clip guard's attempts included, and the plain-text part; once
                    compiling the Jinja templates too (a fresh environment), once reusing them;
-- personalise:     filling one recipient's HTML and text copies (`render.Personaliser.fill`),
                    per recipient, over --recipients recipients with distinct signed links;
 - personalise .eml: the whole MIME message per recipient (`message.CompiledMessage.personalise`),
                    when publisher/message.py is present.
@@ -34,9 +33,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from publisher.config import SourceSettings, settings_from_dict
 from publisher.content import import_sources
 from publisher.issues import next_selection
-from publisher.render import Personaliser, environment, render_digest
+from publisher.message import compile_message
+from publisher.render import render_digest
 from publisher.selection import Digest
 from publisher.store import Store
+from publisher.templates import environment
 
 SEEDS = Path(__file__).resolve().parent.parent.parent / "shared" / "seeds"
 SLOT = datetime(2025, 10, 6, 8, tzinfo=UTC)
@@ -100,23 +101,8 @@ def main() -> None:
         print(f"render, templates already compiled:      best {best * 1e3:7.2f} ms, median {median * 1e3:7.2f} ms")
 
         people = recipients(args.recipients)
-        html = Personaliser(rendered.html, rendered.placeholders, is_html=True)
-        text = Personaliser(rendered.text, rendered.placeholders)
-        start = time.perf_counter()
-        for values in people:
-            html.fill(values)
-            text.fill(values)
-        elapsed = time.perf_counter() - start
-        print(
-            f"personalise  {len(people):,} recipients (HTML + text): {elapsed * 1e3:8.1f} ms total, "
-            f"{elapsed / len(people) * 1e6:6.1f} µs per recipient"
-        )
-
-        try:
-            from publisher.message import compile_message
-        except ImportError:
-            print("personalise .eml: publisher/message.py not present, skipped")
-        else:
+        # the one personaliser: the production path, a whole message per recipient
+        if people:
             compiled = compile_message(rendered, settings=settings, newsletter=newsletter, issue_number=1)
             start = time.perf_counter()
             for n, values in enumerate(people):

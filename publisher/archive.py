@@ -14,18 +14,14 @@ from dataclasses import replace
 from pathlib import Path
 
 from publisher.config import NewsletterSettings, Settings
-from publisher.feeds import (
-    FeedEntry,
-    FeedSpec,
-    make_spec,
-    write_feed_set,
-    write_if_changed,
-)
+from publisher.feedformats import FORMATS, FeedEntry, FeedSpec
+from publisher.feeds import make_spec, write_feed_set, write_if_changed
 from publisher.issues import load_digest
 from publisher.model import Issue
-from publisher.render import context, environment, long_date, render_template, view_url
+from publisher.render import context, long_date, view_url
 from publisher.selection import Digest
 from publisher.store import Store
+from publisher.templates import environment, render_template
 
 ARCHIVED_STATES = ("sending", "paused", "sent")
 FEEDS_PATH = "newsletters"
@@ -100,7 +96,7 @@ def write_archive(store: Store, settings: Settings, newsletter: str) -> list[Pat
             "site": settings.site,
             "newsletter": config,
             "issues": listed,
-            "feeds": {name: spec.url(name) for name in ("rss.xml", "atom.xml", "feed.json")},
+            "feeds": {fmt.filename: spec.url(fmt.filename) for fmt in FORMATS},
             "subscribe_url": f"{settings.site.url}/subscribe",
         },
     )

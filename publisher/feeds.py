@@ -1,252 +1,35 @@
-"""Feeds: RSS 2.0, Atom 1.0 and JSON Feed 1.1 from neutral entries, written only when they change.
+"""Feed files: every spec written in every format of `publisher.feedformats`, only when it changes.
 
-A `FeedSpec` says what one feed is (where it lives, its title and links); a `FeedEntry` is one
-item in any format. `FORMATS` is the table of formats; `article_feeds` is the table of specs for
-the stored articles (the site feed and one per tag). Every spec is written in every format by
-`write_feed_set`, which another scope (an issues archive, say) can call with its own spec and
-entries.
-
-The guarantees: the same entries give the same bytes (a feed's `updated` is its newest entry's,
-never "now"); files are replaced atomically; an unchanged file is not touched, so its mtime and
-HTTP validators stay; characters XML forbids are removed first, so one bad article never breaks
-a feed.
+`article_feeds` is the table of specs for the stored articles (the site feed and one per tag).
+`write_feed_set` writes one spec in every format; another scope (an issues archive, say) calls it
+with its own spec and entries. Files are replaced atomically; an unchanged file is not touched,
+so its mtime and HTTP validators stay; a changed feed is announced to the WebSub hub.
 """
 
 from __future__ import annotations
 
 import html
-import json
 import logging
 import os
 import re
 import tempfile
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, fields, replace
-from datetime import UTC, datetime
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urljoin
 
 import httpx
-from feedgen.ext.base import BaseExtension
-from feedgen.feed import FeedGenerator
 
-from publisher import __version__
 from publisher.config import FeedSettings, Settings
 from publisher.errors import FeedError
+from publisher.feedformats import FORMATS, FeedEntry, FeedFormat, FeedSpec, clean_entry, clean_spec
 from publisher.model import Article
 from publisher.store import Store
-from publisher.text import xml_safe
 
 log = logging.getLogger(__name__)
 
-GENERATOR = "publisher"
 FEEDS_URL_PATH = "/feeds"  # where the web app serves [feeds] dir
 TAGS_DIR = "tags"
-# A feed with no entries still needs an `updated`; "now" would make its bytes change every build.
-EMPTY_FEED_UPDATED = datetime(1970, 1, 1, tzinfo=UTC)
-ATOM_NS = "http://www.w3.org/2005/Atom"
-RSS_TYPE, ATOM_TYPE, JSON_TYPE = "application/rss+xml", "application/atom+xml", "application/feed+json"
-
-
-@dataclass(frozen=True)
-class FeedEntry:
-    """One item of a feed, in no particular format. Dates must carry a time zone."""
-
-    id: str
-    title: str
-    link: str
-    summary_html: str
-    content_html: str
-    published: datetime
-    updated: datetime
-    authors: tuple[str, ...] = ()
-    categories: tuple[str, ...] = ()
-    is_permalink: bool = False
-
-
-@dataclass(frozen=True)
-class FeedSpec:
-    """One feed: its folder under the feeds dir ("" for the site feed) and what it says about itself."""
-
-    path: str
-    title: str
-    description: str
-    home_url: str  # the HTML page the feed stands for (RSS <link>, Atom rel="alternate")
-    feeds_url: str  # the absolute URL the feeds dir is served at
-    language: str
-    author: str  # feed-level author; Atom needs one when an entry has none
-    hub: str = ""  # a WebSub hub to announce and ping, or ""
-
-    @property
-    def id(self) -> str:
-        return self.url("")
-
-    def url(self, filename: str) -> str:
-        folder = f"{self.feeds_url}/{self.path}".rstrip("/")
-        return f"{folder}/{filename}"
-
-    def file(self, root: Path, filename: str) -> Path:
-        return root / self.path / filename
-
-
-# ---------------------------------------------------------------------------- clean input
-
-
-def _moment(value: datetime, what: str) -> datetime:
-    if value.tzinfo is None:
-        raise FeedError(f"feed entry {what} has no time zone; feeds need dates with an offset")
-    return value.astimezone(UTC).replace(microsecond=0)
-
-
-def _safe(value: object) -> object:
-    if isinstance(value, str):
-        return xml_safe(value)
-    if isinstance(value, tuple):
-        return tuple(xml_safe(item) for item in value if xml_safe(item).strip())
-    return value
-
-
-def clean_entry(entry: FeedEntry) -> FeedEntry:
-    """Forbidden characters removed, dates in UTC, a summary to fall back on."""
-    safe = replace(entry, **{f.name: _safe(getattr(entry, f.name)) for f in fields(entry)})
-    return replace(
-        safe,
-        title=safe.title.strip(),
-        summary_html=safe.summary_html if safe.summary_html.strip() else safe.content_html,
-        published=_moment(entry.published, f"{safe.id!r} published"),
-        updated=_moment(entry.updated, f"{safe.id!r} updated"),
-    )
-
-
-def clean_spec(spec: FeedSpec) -> FeedSpec:
-    return replace(spec, **{f.name: _safe(getattr(spec, f.name)) for f in fields(spec)})
-
-
-def feed_updated(entries: Sequence[FeedEntry]) -> datetime:
-    """When the feed last changed: its most recently updated entry, never the build time."""
-    return max((entry.updated for entry in entries), default=EMPTY_FEED_UPDATED)
-
-
-# ---------------------------------------------------------------------------- RSS and Atom (feedgen)
-
-
-class _WebSubRss(BaseExtension):
-    """feedgen writes only the rel="self" atom:link into RSS; this adds the rel="hub" one."""
-
-    hub = ""
-
-    def extend_rss(self, feed):
-        channel = feed[0]
-        channel.append(channel.makeelement(f"{{{ATOM_NS}}}link", {"href": self.hub, "rel": "hub"}))
-        return feed
-
-
-def _generator(spec: FeedSpec, entries: Sequence[FeedEntry], self_url: str, self_type: str) -> FeedGenerator:
-    """A FeedGenerator set up to avoid feedgen's traps (see docs/feeds.md)."""
-    gen = FeedGenerator()
-    gen.load_extension("dc", atom=False, rss=True)  # RSS <author> wants an email; dc:creator a name
-    gen.id(spec.id)
-    gen.title(spec.title)
-    gen.description(spec.description or spec.title)
-    gen.author({"name": spec.author or spec.title})
-    # RSS <link> is the last link added: self first, the alternate last.
-    gen.link(href=self_url, rel="self", type=self_type)
-    if spec.hub:
-        gen.link(href=spec.hub, rel="hub")
-        gen.register_extension("websub", _WebSubRss, atom=False, rss=True)
-        gen.websub.hub = spec.hub
-    gen.link(href=spec.home_url, rel="alternate", type="text/html")
-    gen.language(spec.language)
-    gen.generator(GENERATOR, version=__version__)
-    gen.updated(feed_updated(entries))  # never the default "now"
-    for entry in entries:
-        _add_entry(gen, entry)
-    return gen
-
-
-def _add_entry(gen: FeedGenerator, entry: FeedEntry) -> None:
-    item = gen.add_entry(order="append")  # the default prepends, reversing the feed
-    item.guid(entry.id, permalink=entry.is_permalink)
-    item.title(entry.title)
-    item.link(href=entry.link)  # alternate only: entry links lose their rel in Atom (feedgen #135)
-    item.content(entry.content_html, type="html")  # never "CDATA": invalid Atom
-    item.summary(entry.summary_html, type="html")
-    item.published(entry.published)
-    item.updated(entry.updated)
-    for name in entry.authors:
-        item.author({"name": name})
-        item.dc.dc_creator(name)
-    for category in entry.categories:
-        item.category(term=category)
-
-
-def render_rss(spec: FeedSpec, entries: Sequence[FeedEntry], self_url: str) -> bytes:
-    return _generator(spec, entries, self_url, RSS_TYPE).rss_str(pretty=True)
-
-
-def render_atom(spec: FeedSpec, entries: Sequence[FeedEntry], self_url: str) -> bytes:
-    return _generator(spec, entries, self_url, ATOM_TYPE).atom_str(pretty=True)
-
-
-# ---------------------------------------------------------------------------- JSON Feed 1.1
-
-_TAG = re.compile(r"<[^>]*>")
-_SPACE = re.compile(r"\s+")
-
-
-def plain_text(markup: str) -> str:
-    """HTML as one line of text, for JSON Feed's plain-text `summary`."""
-    return _SPACE.sub(" ", html.unescape(_TAG.sub(" ", markup))).strip()
-
-
-def _json_item(entry: FeedEntry) -> dict:
-    item = {
-        "id": entry.id,
-        "url": entry.link,
-        "title": entry.title,
-        "content_html": entry.content_html,
-        "summary": plain_text(entry.summary_html),
-        "date_published": entry.published.isoformat(),
-        "date_modified": entry.updated.isoformat(),
-    }
-    if entry.authors:
-        item["authors"] = [{"name": name} for name in entry.authors]
-    if entry.categories:
-        item["tags"] = list(entry.categories)
-    return item
-
-
-def render_json(spec: FeedSpec, entries: Sequence[FeedEntry], self_url: str) -> bytes:
-    document = {
-        "version": "https://jsonfeed.org/version/1.1",
-        "title": spec.title,
-        "home_page_url": spec.home_url,
-        "feed_url": self_url,
-        "description": spec.description,
-        "language": spec.language,
-        "authors": [{"name": spec.author or spec.title}],
-    }
-    if spec.hub:
-        document["hubs"] = [{"type": "WebSub", "url": spec.hub}]
-    document["items"] = [_json_item(entry) for entry in entries]
-    return (json.dumps(document, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
-
-
-# ---------------------------------------------------------------------------- the table of formats
-
-
-@dataclass(frozen=True)
-class FeedFormat:
-    filename: str
-    media_type: str  # also the Content-Type to serve it with
-    render: Callable[[FeedSpec, Sequence[FeedEntry], str], bytes]  # (spec, entries, its own URL)
-
-
-FORMATS = (
-    FeedFormat("rss.xml", RSS_TYPE, render_rss),
-    FeedFormat("atom.xml", ATOM_TYPE, render_atom),
-    FeedFormat("feed.json", JSON_TYPE, render_json),
-)
 
 
 # ---------------------------------------------------------------------------- writing

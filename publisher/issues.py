@@ -8,13 +8,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from email import policy
+from email.parser import BytesParser
 from pathlib import Path
 
 from publisher.config import NewsletterSettings, Settings
 from publisher.errors import DigestError, IssueConflict
 from publisher.message import compile_message, message_id
 from publisher.model import Issue, IssueState, PlannedIssue, RenderedIssue
-from publisher.render import personalise, render_digest, render_subject
+from publisher.render import render_digest, render_subject
 from publisher.selection import Digest, Selection, Skipped, lower_bound, select
 from publisher.store import Store
 from publisher.tokens import preferences_url, unsubscribe_url
@@ -237,10 +239,12 @@ def write_preview(store: Store, settings: Settings, newsletter: str, out: Path, 
     files = {"html": out / f"{stem}.html", "txt": out / f"{stem}.txt", "eml": out / f"{stem}.eml"}
     try:
         out.mkdir(parents=True, exist_ok=True)
-        files["html"].write_text(
-            personalise(rendered.html, rendered.placeholders, values, is_html=True), encoding="utf-8"
-        )
-        files["txt"].write_text(personalise(rendered.text, rendered.placeholders, values), encoding="utf-8")
+        message = BytesParser(policy=policy.default).parsebytes(eml)
+        text_part, html_part = message.get_body(("plain",)), message.get_body(("html",))
+        if text_part is None or html_part is None:
+            raise DigestError("the preview message lacks its text or HTML part")
+        files["html"].write_text(html_part.get_content(), encoding="utf-8")
+        files["txt"].write_text(text_part.get_content().replace("\r\n", "\n"), encoding="utf-8")
         files["eml"].write_bytes(eml)
     except OSError as error:
         raise DigestError(f"cannot write the preview to {out}: {error.strerror}") from None

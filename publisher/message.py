@@ -397,3 +397,35 @@ def _merge(segments: list[bytes | str]) -> list[bytes | str]:
         else:
             merged.append(segment)
     return merged
+
+
+def plain_message(
+    *,
+    sender: str,
+    recipient: str,
+    subject: str,
+    body: str,
+    domain: str,
+    date: datetime,
+    signer: Signer | None = None,
+    extra_headers: tuple[tuple[str, str], ...] = (),
+) -> bytes:
+    """A single-part text/plain message (the sign-up mails), CRLF and quoted-printable, DKIM-signed
+    when `signer` is given: the same header encoding and signing as the issues."""
+    from_name, from_address = parseaddr(header_safe(sender))
+    head = b"".join(
+        [
+            encode_header("From", encode_address(from_name, from_address)),
+            encode_header("To", encode_address("", recipient)),
+            encode_header("Subject", subject),
+            b"Date: " + _date_header(date) + b"\r\n",
+            b"Message-ID: " + message_id(domain).encode("ascii") + b"\r\n",
+            *(encode_header(name, value) for name, value in extra_headers),
+            b"MIME-Version: 1.0\r\n",
+            b'Content-Type: text/plain; charset="utf-8"\r\n',
+            b"Content-Transfer-Encoding: quoted-printable\r\n\r\n",
+        ]
+    )
+    encoded, _ = qp_encode(body)
+    data = head + encoded.encode("ascii") + (b"" if encoded.endswith("\r\n") else b"\r\n")
+    return signer.sign(data) if signer is not None else data

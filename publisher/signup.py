@@ -19,20 +19,19 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.headerregistry import Address
-from email.message import EmailMessage
-from email.policy import SMTP
-from email.utils import format_datetime, make_msgid, parseaddr
+from email.utils import parseaddr
 
 import jinja2
-from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined
+from jinja2 import Environment
 
 from publisher import tokens
 from publisher.config import Settings
 from publisher.errors import PublisherError, RateLimited, SubscriberError, TemplateError, TokenError
+from publisher.message import Signer, plain_message
 from publisher.model import Subscriber
-from publisher.resources import templates_dir
 from publisher.store import Store
 from publisher.subscribers import check_newsletters, normalise_email
+from publisher.templates import environment
 from publisher.text import header_safe
 from publisher.transports import Outgoing, SendResult, Transport, make_transport
 
@@ -46,12 +45,6 @@ WINDOW = timedelta(hours=1)
 PER_ADDRESS_PER_HOUR = 3  # form posts naming one address, from anywhere
 CONFIRMATION_INTERVAL = timedelta(hours=1)  # at most one confirmation mail per address
 MAX_NAME = 200
-
-
-def template_loader(settings: Settings) -> ChoiceLoader:
-    """The operator's templates (`[templates] dir`) first, then the bundled ones; names like `web/…`."""
-    dirs = [settings.templates.dir] if settings.templates.dir else []
-    return ChoiceLoader([FileSystemLoader(str(path)) for path in [*dirs, templates_dir()]])
 
 
 @dataclass
@@ -69,12 +62,7 @@ class Mailer:
     made: Transport | None = field(default=None, init=False)  # ours to close
 
     def __post_init__(self) -> None:
-        self.templates = Environment(
-            loader=template_loader(self.settings),
-            autoescape=False,  # noqa: S701 - plain-text mail bodies
-            undefined=StrictUndefined,
-            keep_trailing_newline=True,
-        )
+        self.templates = environment(self.settings)
 
     def sender(self, newsletters: Iterable[str]) -> str:
         """The From of the first newsletter asked for (or configured), else the site's own address."""
@@ -83,31 +71,33 @@ class Mailer:
         site = self.settings.site
         return chosen[0].from_ if chosen else str(Address(site.title, "newsletter", site.domain))
 
-    def build(self, kind: str, recipient: str, newsletters: Iterable[str], now: datetime, **context) -> EmailMessage:
+    def build(self, kind: str, recipient: str, newsletters: Iterable[str], now: datetime, **context) -> bytes:
+        """The mail of `kind`, built and DKIM-signed by `publisher.message` like every mail we send."""
         name = f"web/{kind}_mail.txt"
         try:
             text = self.templates.get_template(name).render(site=self.settings.site, **context)
         except jinja2.TemplateError as error:
             raise TemplateError(f"template {name}: {error}") from None
         subject, _, body = text.partition("\n\n")
-        message = EmailMessage(policy=SMTP)
-        message["From"] = header_safe(self.sender(newsletters))
-        message["To"] = recipient
-        message["Subject"] = header_safe(subject)
-        message["Date"] = format_datetime(now)
-        message["Message-ID"] = make_msgid(domain=self.settings.site.domain)
-        message["Auto-Submitted"] = "auto-generated"
-        message.set_content(body.lstrip("\n"))
-        return message
+        return plain_message(
+            sender=self.sender(newsletters),
+            recipient=recipient,
+            subject=subject,
+            body=body.lstrip("\n"),
+            domain=self.settings.site.domain,
+            date=now,
+            signer=Signer.from_settings(self.settings.delivery.dkim),
+            extra_headers=(("Auto-Submitted", "auto-generated"),),
+        )
 
     def send(self, kind: str, recipient: str, newsletters: Iterable[str], *, now: datetime, **context) -> SendResult:
         newsletters = tuple(newsletters)
-        message = self.build(kind, recipient, newsletters, now, **context)
-        envelope = parseaddr(message["From"])[1]
+        data = self.build(kind, recipient, newsletters, now, **context)
+        envelope = parseaddr(header_safe(self.sender(newsletters)))[1]
         with self.lock:
             if self.transport is None:
                 self.transport = self.made = make_transport(self.settings.delivery)
-            return self.transport.send(Outgoing(envelope, recipient, message.as_bytes()))
+            return self.transport.send(Outgoing(envelope, recipient, data))
 
     def close(self) -> None:
         with self.lock:

@@ -9,49 +9,41 @@ renders a page from `templates/web/`. No cookies, no sessions, no JavaScript.
 from __future__ import annotations
 
 import logging
-import os
 import socket
 from contextlib import asynccontextmanager
 from datetime import timedelta
-from email.utils import parsedate_to_datetime
 
 import uvicorn
-from jinja2 import Environment, StrictUndefined
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import FormData, Headers, MutableHeaders
+from starlette.datastructures import FormData, MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
 from starlette.responses import (
-    FileResponse,
     HTMLResponse,
     PlainTextResponse,
     RedirectResponse,
     Response,
 )
 from starlette.routing import Mount, Route
-from starlette.staticfiles import NotModifiedResponse, StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from publisher import signup, tokens
 from publisher.config import Settings
 from publisher.errors import PublisherError, RateLimited, SubscriberError, TokenError
+from publisher.feedformats import FORMATS
+from publisher.feeds import FEEDS_URL_PATH
 from publisher.publication import Publication
 from publisher.resources import templates_dir
+from publisher.templates import environment
+from publisher.webfiles import Files
 
 log = logging.getLogger(__name__)
 
-FEED_TYPES = {
-    "rss.xml": "application/rss+xml; charset=utf-8",
-    "atom.xml": "application/atom+xml; charset=utf-8",
-    "feed.json": "application/feed+json",
-}
-FEED_LINKS = (
-    {"href": "/feeds/rss.xml", "type": "application/rss+xml", "label": "RSS"},
-    {"href": "/feeds/atom.xml", "type": "application/atom+xml", "label": "Atom"},
-    {"href": "/feeds/feed.json", "type": "application/feed+json", "label": "JSON Feed"},
+FEED_LINKS = tuple(
+    {"href": f"{FEEDS_URL_PATH}/{fmt.filename}", "type": fmt.media_type, "label": fmt.label} for fmt in FORMATS
 )
 _COMMON_CSP = "default-src 'none'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 PAGE_CSP = f"{_COMMON_CSP}; style-src 'self'; img-src 'self' data:"
@@ -100,49 +92,6 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
-
-
-class Files(StaticFiles):
-    """A built directory (feeds, archive) with validators: weak ETag, Last-Modified, 304.
-
-    The ETag is weak because gzip may change the bytes on the way out. A directory that does
-    not exist yet (nothing built) serves 404s instead of failing.
-    """
-
-    def __init__(self, directory: os.PathLike, cache_control: str) -> None:
-        super().__init__(directory=directory, html=True, check_dir=False)
-        self.cache_control = cache_control
-
-    async def check_config(self) -> None:
-        return None
-
-    async def get_response(self, path: str, scope: Scope) -> Response:
-        response = await super().get_response(path, scope)
-        if isinstance(response, RedirectResponse):  # a directory without its slash: same host, path only
-            return RedirectResponse(scope["path"] + "/", status_code=307)
-        return response
-
-    def file_response(self, full_path, stat_result, scope: Scope, status_code: int = 200) -> Response:
-        media_type = FEED_TYPES.get(os.path.basename(full_path))
-        response = FileResponse(full_path, status_code=status_code, stat_result=stat_result, media_type=media_type)
-        response.headers["etag"] = "W/" + response.headers["etag"]
-        response.headers["cache-control"] = self.cache_control
-        if status_code == 200 and not_modified(response.headers, Headers(scope=scope)):
-            return NotModifiedResponse(response.headers)
-        return response
-
-
-def not_modified(response: Headers | MutableHeaders, request: Headers) -> bool:
-    """If-None-Match (weak comparison) wins over If-Modified-Since, as RFC 9110 says."""
-    if if_none_match := request.get("if-none-match"):
-        ours = response["etag"].removeprefix("W/")
-        tags = [tag.strip().removeprefix("W/") for tag in if_none_match.split(",")]
-        return if_none_match.strip() == "*" or ours in tags
-    try:
-        since = parsedate_to_datetime(request["if-modified-since"])
-        return parsedate_to_datetime(response["last-modified"]) <= since
-    except (KeyError, TypeError, ValueError):
-        return False
 
 
 # --- pages ----------------------------------------------------------------------------------
@@ -470,7 +419,7 @@ def create_app(publication: Publication) -> Starlette:
     app.router.redirect_slashes = False  # its redirects name the Host header's host
     app.state.settings = settings
     app.state.publication = publication
-    app.state.pages = Environment(loader=signup.template_loader(settings), autoescape=True, undefined=StrictUndefined)
+    app.state.pages = environment(settings)
     return app
 
 

@@ -229,3 +229,46 @@ def test_a_reply_to_with_a_non_ascii_name_keeps_its_address_readable(make_settin
     message = parse(personalised(settings))
     assert message["Reply-To"].addresses[0].addr_spec == "zoe@news.example.org"
     assert message["Reply-To"].addresses[0].display_name == "Zoë Editor"
+
+
+def test_sign_up_mails_are_built_and_dkim_signed_like_issues(make_settings, tmp_path):
+    """The confirmation mail goes through publisher.message: CRLF, QP, and a DKIM signature that verifies."""
+    import dkim
+
+    from publisher.signup import Mailer
+    from publisher.transports import MemoryTransport
+
+    made = subprocess.run(
+        ["openssl", "genrsa", "-out", str(tmp_path / "k.pem"), "1024"], check=False, capture_output=True
+    )
+    require(made.returncode == 0, "openssl (to make a key)")
+    public = subprocess.run(
+        ["openssl", "rsa", "-in", str(tmp_path / "k.pem"), "-pubout", "-outform", "DER"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    settings = make_settings(
+        {
+            "newsletters": {"weekly": {"title": "The Weekly", "from": "The Weekly <weekly@news.example.org>"}},
+            "delivery": {"dkim": {"selector": "s1", "domain": "news.example.org", "key_file": str(tmp_path / "k.pem")}},
+        }
+    )
+    sent = MemoryTransport()
+    mailer = Mailer(settings, sent)
+    result = mailer.send(
+        "confirm",
+        "zoë@example.com",
+        ["weekly"],
+        now=NOW,
+        confirm_url="https://news.example.org/confirm/x",
+        expiry="7 days",
+        titles=["The Weekly"],
+    )
+    assert result.outcome == "delivered"
+    data = sent.sent[0].data
+    assert data.startswith(b"DKIM-Signature:") and b"\n" not in data.replace(b"\r\n", b"")
+    record = b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
+    assert dkim.verify(data, dnsfunc=lambda name, timeout=5: record)
+    message = parse(data)
+    assert message["Auto-Submitted"] == "auto-generated" and message["From"] == "The Weekly <weekly@news.example.org>"
+    assert "https://news.example.org/confirm/x" in message.get_content()

@@ -10,11 +10,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from publisher.clip import HTML_BUDGET
 from publisher.errors import TemplateError
 from publisher.importers.textpage import read_textpage
 from publisher.message import compile_message
-from publisher.model import Article, new_placeholders
-from publisher.render import HTML_BUDGET, Personaliser, personalise, render_digest
+from publisher.model import Article
+from publisher.render import render_digest
 from publisher.selection import Digest, select
 from tests.conftest import AS_OF_002, SEED_002
 
@@ -128,16 +129,6 @@ def test_the_text_part_reads_on_its_own(eml):
     assert "Continue reading: https://news.example.org/is-china-a-threat/" in text
     assert "<p>" not in text and "&amp;" not in text and "\n\n\n" not in text
     assert f"Unsubscribe: {rendered.placeholders['unsubscribe_url']}" in text
-
-
-def test_personalise_fills_every_placeholder_and_escapes_html():
-    tokens = new_placeholders()
-    compiled = " ".join(tokens.values()) + " end"
-    html = personalise(compiled, tokens, RECIPIENT, is_html=True)
-    assert "Ada &lt;Lovelace&gt; &amp; co" in html and "@@" not in html
-    assert personalise(compiled, tokens, RECIPIENT) == Personaliser(compiled, tokens).fill(RECIPIENT)
-    assert Personaliser(compiled, tokens, is_html=True).fill(RECIPIENT) == html
-    assert personalise(compiled, tokens, {}) == "    end"
 
 
 def test_each_render_mints_its_own_unguessable_placeholders(site):

@@ -14,16 +14,8 @@ from sink import SinkHandler, free_port, smtp_sink
 
 from publisher.config import DeliverySettings, SmtpSettings
 from publisher.errors import DeliveryError
-from publisher.transports import (
-    MaildirTransport,
-    MemoryTransport,
-    Outgoing,
-    SendResult,
-    SmtpTransport,
-    dot_stuffed,
-    make_transport,
-    result_from_reply,
-)
+from publisher.smtp import SmtpTransport, dot_stuffed, result_from_reply
+from publisher.transports import MaildirTransport, MemoryTransport, Outgoing, SendResult, make_transport
 from tests.conftest import require
 
 MESSAGE = b"From: a@news.example.org\r\nSubject: hi\r\n\r\nline one\r\n.starts with a dot\r\n..two\r\nend\r\n"
