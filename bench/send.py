@@ -63,7 +63,7 @@ def free_port() -> int:
 
 def config(folder: Path, port: int, args: argparse.Namespace) -> dict:
     return {
-        "site": {"url": "https://news.example.org", "title": "The Example Review"},
+        "site": {"url": "https://news.example.org", "title": "The Example Review", "postal_address": "1 Example Road"},
         "database": {"url": f"sqlite:///{folder / 'publisher.db'}"},
         "newsletters": {
             "weekly": {

@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from publisher.errors import ConfigError
 
 DEFAULT_CONFIG = Path("config.toml")
+SOURCE_FORMATS = ("auto", "markdown", "textpage", "feed")
 SECRET_KEY_FILE = ".publisher-secret"  # noqa: S105 - a file name, not a secret
 _DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w)\s*$")
 _DURATION_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -38,11 +39,11 @@ def parse_duration(value: object, where: str) -> timedelta:
 
 @dataclass(frozen=True)
 class SiteSettings:
-    title: str = "A publisher sample"
+    title: str = "My publication"
     url: str = "http://localhost:8080"
-    description: str = "Notes on building a newsletter and feed publisher."
+    description: str = ""
     language: str = "en"
-    postal_address: str = "1 Sample Street, Exampletown, EX1 2MP"
+    postal_address: str = ""  # required before mail goes out: anti-spam law wants a real one
     author: str = ""
     timezone: str = "UTC"
 
@@ -185,7 +186,7 @@ _SECRET_FIELDS = {"password"}
 _CHOICES = {
     "delivery.transport": ("smtp", "maildir"),
     "delivery.smtp.security": ("none", "starttls", "tls"),
-    "sources.format": ("auto", "markdown", "textpage", "feed"),
+    "sources.format": SOURCE_FORMATS,
 }
 
 
@@ -321,8 +322,10 @@ def _apply_environment(data: dict) -> dict:
     return data
 
 
-def _resolve(path: Path, base_dir: Path) -> Path:
-    return path if path.is_absolute() else base_dir / path
+def resolve_path(path: Path | str, base_dir: Path) -> Path:
+    """A path from the config (or the command line) taken relative to the config file's folder."""
+    candidate = Path(path)
+    return candidate if candidate.is_absolute() else base_dir / candidate
 
 
 def _resolve_database_url(url: str, base_dir: Path) -> str:
@@ -396,9 +399,9 @@ def settings_from_dict(data: dict, path: Path) -> Settings:
     password = os.environ.get("PUBLISHER_SMTP_PASSWORD", "")
     delivery = replace(
         delivery,
-        maildir=_resolve(delivery.maildir, base_dir),
+        maildir=resolve_path(delivery.maildir, base_dir),
         smtp=replace(delivery.smtp, password=password),
-        dkim=replace(delivery.dkim, key_file=delivery.dkim.key_file and _resolve(delivery.dkim.key_file, base_dir)),
+        dkim=replace(delivery.dkim, key_file=delivery.dkim.key_file and resolve_path(delivery.dkim.key_file, base_dir)),
     )
     database = _build(DatabaseSettings, data.get("database", {}), "database", path)
     feeds = _build(FeedSettings, data.get("feeds", {}), "feeds", path)
@@ -415,13 +418,13 @@ def settings_from_dict(data: dict, path: Path) -> Settings:
         site=site,
         database=replace(database, url=_resolve_database_url(database.url, base_dir)),
         sources=_sources(data.get("sources", []), path),
-        feeds=replace(feeds, dir=_resolve(feeds.dir, base_dir)),
+        feeds=replace(feeds, dir=resolve_path(feeds.dir, base_dir)),
         delivery=delivery,
         newsletters=_newsletters(data.get("newsletters", {}), path, site),
         web=web,
         scheduler=scheduler,
-        templates=replace(templates, dir=templates.dir and _resolve(templates.dir, base_dir)),
-        archive=replace(archive, dir=_resolve(archive.dir, base_dir)),
+        templates=replace(templates, dir=templates.dir and resolve_path(templates.dir, base_dir)),
+        archive=replace(archive, dir=resolve_path(archive.dir, base_dir)),
         secret_keys=_secret_keys(base_dir),
     )
 

@@ -9,12 +9,12 @@ from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 
-from publisher.config import Settings, SourceSettings
+from publisher.config import SOURCE_FORMATS, Settings, SourceSettings, resolve_path
 from publisher.errors import ContentError
 from publisher.model import Article, Draft, ImportReport
 from publisher.store import Store
 
-FORMATS = ("auto", "markdown", "textpage", "feed")
+FORMATS = SOURCE_FORMATS
 _FEED_SUFFIXES = {".xml", ".rss", ".atom", ".rdf"}
 
 
@@ -70,7 +70,7 @@ def import_sources(
     """Import each source in turn; each is parsed whole and stored in its own transaction."""
     reports = []
     for source in sources:
-        path = source.path if is_url(source.path) else str(_resolve(source.path, settings.base_dir))
+        path = source.path if is_url(source.path) else str(resolve_path(source.path, settings.base_dir))
         _check_source_exists(path)
         drafts = parse_source(path, source.format, as_of=as_of, store=store, now=now)
         reports.append(
@@ -79,11 +79,6 @@ def import_sources(
             )
         )
     return reports
-
-
-def _resolve(path: str, base_dir: Path) -> Path:
-    candidate = Path(path)
-    return candidate if candidate.is_absolute() else base_dir / candidate
 
 
 def article_json(article: Article) -> dict:

@@ -25,7 +25,7 @@ from publisher import content, dispatch, issues, jobs, signup, subscribers
 from publisher.archive import write_archive
 from publisher.clock import Clock, system_clock
 from publisher.config import NewsletterSettings, Settings, SourceSettings, load_settings
-from publisher.errors import ConfigError, DigestError, SubscriberError
+from publisher.errors import ConfigError, DeliveryError, DigestError, SubscriberError
 from publisher.feeds import FeedReport, build_feeds
 from publisher.model import Article, ImportReport, Issue, IssueState, Subscriber
 from publisher.selection import Skipped
@@ -291,6 +291,11 @@ class Publication:
 
         The one way an issue goes out: `send`, the timetable and the demo all come here.
         """
+        if not self.settings.site.postal_address.strip():
+            raise DeliveryError(
+                f"{self.settings.path}: site.postal_address is empty; every newsletter must carry the "
+                "sender's postal address (CAN-SPAM, the GDPR's imprint rules): set it in [site]"
+            )
         now = self.now()
         frozen = dispatch.start_issue(self.store, issue, now)
         write_archive(self.store, self.settings, issue.newsletter)  # the "view in browser" page

@@ -30,7 +30,7 @@ from publisher.errors import PublisherError, RateLimited, SubscriberError, Templ
 from publisher.message import Signer, plain_message
 from publisher.model import Subscriber
 from publisher.store import Store
-from publisher.subscribers import check_newsletters, normalise_email
+from publisher.subscribers import check_newsletters, clean_name, normalise_email
 from publisher.templates import environment
 from publisher.text import header_safe
 from publisher.transports import Outgoing, SendResult, Transport, make_transport
@@ -44,7 +44,6 @@ CONSENT_VERSION = "web-consent-1"
 WINDOW = timedelta(hours=1)
 PER_ADDRESS_PER_HOUR = 3  # form posts naming one address, from anywhere
 CONFIRMATION_INTERVAL = timedelta(hours=1)  # at most one confirmation mail per address
-MAX_NAME = 200
 
 
 @dataclass
@@ -123,10 +122,6 @@ def human_duration(delta: timedelta) -> str:
     unit, size = next(((u, n) for u, n in units if seconds >= n and seconds % n == 0), ("minute", 60))
     count = max(1, round(seconds / size))
     return f"{count} {unit}{'s' if count != 1 else ''}"
-
-
-def clean_name(name: str) -> str:
-    return header_safe(name)[:MAX_NAME]
 
 
 def clean_topics(topics: Iterable[str], settings: Settings) -> tuple[str, ...]:

@@ -43,7 +43,11 @@ def make_settings(tmp_path: Path):
 
     def make(data: dict | None = None, database_url: str | None = None) -> Settings:
         data = dict(data or {})
-        data.setdefault("site", {}).setdefault("url", "https://news.example.org")
+        site = data.setdefault("site", {})
+        site.setdefault("url", "https://news.example.org")
+        site.setdefault("title", "A publisher sample")  # the fixture publication's own words
+        site.setdefault("description", "Notes on building a newsletter and feed publisher.")
+        site.setdefault("postal_address", "1 Sample Street, Exampletown, EX1 2MP")
         if database_url:
             data["database"] = {"url": database_url}
         return settings_from_dict(data, tmp_path / "config.toml")

@@ -24,7 +24,9 @@ def all_commands(group: click.Group = cli, prefix: tuple[str, ...] = ()):
 def config(tmp_path: Path) -> Path:
     path = tmp_path / "config.toml"
     path.write_text(
-        '[site]\nurl = "https://news.example.org"\n\n[newsletters.weekly]\n[newsletters.daily]\n', encoding="utf-8"
+        '[site]\nurl = "https://news.example.org"\npostal_address = "1 Example Road, Testville"\n\n'
+        "[newsletters.weekly]\n[newsletters.daily]\n",
+        encoding="utf-8",
     )
     return path
 

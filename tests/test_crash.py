@@ -62,6 +62,7 @@ print("finished", flush=True)
 def write_config(tmp_path, port: int):
     (tmp_path / "config.toml").write_text(f"""
 [site]
+postal_address = "1 Example Road, Testville"
 url = "https://news.example.org"
 [database]
 url = "sqlite:///{tmp_path / "publisher.db"}"

@@ -338,7 +338,8 @@ def publication(tmp_path, database_url):
         )
         path = tmp_path / "config.toml"
         path.write_text(
-            f'[site]\nurl = "https://news.example.org"\n[database]\nurl = "{database_url}"\n'
+            '[site]\nurl = "https://news.example.org"\npostal_address = "1 Example Road, Testville"\n'
+            f'[database]\nurl = "{database_url}"\n'
             f'[newsletters.weekly]\nlookback = "3650d"\n[delivery]\n{transport}',
             encoding="utf-8",
         )

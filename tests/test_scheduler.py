@@ -49,6 +49,7 @@ def write_config(
     config.write_text(
         f"""
 [site]
+postal_address = "1 Example Road, Testville"
 url = "https://news.example.org"
 title = "Scheduler test"
 
