@@ -5,8 +5,7 @@ import re
 import pytest
 
 from publisher.config import documented_keys
-from tests.conftest import REPO
-from tests.test_cli import all_commands
+from tests.helpers import REPO, all_commands
 
 CONFIGURATION = (REPO / "docs" / "configuration.md").read_text(encoding="utf-8")
 CLI = (REPO / "docs" / "cli.md").read_text(encoding="utf-8")

@@ -24,7 +24,7 @@ from publisher.model import Subscriber
 from publisher.pipeline import run_slot
 from publisher.store import Store
 from publisher.timetable import crontab_trigger, fire_times, slot_of
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 AUDIENCE = 30
 

@@ -24,7 +24,7 @@ from publisher.transports import (
     make_transport,
     result_from_reply,
 )
-from tests.conftest import require
+from tests.helpers import require
 
 MESSAGE = b"From: a@news.example.org\r\nSubject: hi\r\n\r\nline one\r\n.starts with a dot\r\n..two\r\nend\r\n"
 
