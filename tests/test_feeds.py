@@ -354,7 +354,7 @@ def test_typography_is_kept_exactly(seeded, settings, captures):
         for name in FILES:
             assert mark.encode("utf-8") in read(settings, name)
     typographic = [t for t in (*captures.issue_1, *captures.issue_2) if any(mark in t for mark in "’‘–“”")]
-    assert len(typographic) >= 3  # "China’s Premier champions peace, …" among the seeds'
+    assert len(typographic) >= 3  # "China’s Premier champions peace, …" among the seeds
     for title in typographic:
         assert title in rss_items and title in atom_items and title in json_items
 
