@@ -19,6 +19,8 @@ from pathlib import Path
 import click
 import pytest
 
+from publisher.cli import cli
+
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO / "tests" / "data"
 SEEDS = Path(os.environ.get("PUBLISHER_TEST_SEEDS") or REPO.parent / "shared" / "seeds")
@@ -39,10 +41,8 @@ def require(condition: bool, what: str) -> None:
     pytest.skip(f"{what} is not available")
 
 
-def all_commands(group: click.Group | None = None, prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+def all_commands(group: click.Group = cli, prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
     """Every command and subcommand of the CLI, as word tuples: ("digest", "send"), …"""
-    if group is None:
-        from publisher.cli import cli as group
     for name, command in sorted(group.commands.items()):
         yield (*prefix, name)
         if isinstance(command, click.Group):
