@@ -4,15 +4,24 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint install system-deps screenshots bench clean
+.PHONY: demo test lint install lock system-deps screenshots bench clean
 
-$(STAMP): pyproject.toml
+## The pinned dependencies of requirements.lock, then publisher itself (editable, nothing else)
+$(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -r requirements.lock
+	$(BIN)/pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
 install: $(STAMP)
+
+## Re-pin requirements.lock after changing dependencies in pyproject.toml (existing pins are kept;
+## `make lock LOCK_ARGS=--upgrade` moves every pin to the newest release); review the diff
+lock: $(STAMP)
+	$(BIN)/pip install --quiet pip-tools
+	$(BIN)/pip-compile --quiet $(LOCK_ARGS) --extra test --strip-extras --no-emit-index-url --no-emit-find-links \
+	  --output-file requirements.lock pyproject.toml
 
 ## The whole pipeline on the bundled sample publication, in ./demo
 demo: $(STAMP)
@@ -32,11 +41,13 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+## The digest preview and archive in Chromium; PNGs land in screenshots/ (ignored by git)
 screenshots: $(STAMP) system-deps
 	$(BIN)/python -m pytest -q tests/test_screenshots.py
+	@echo "screenshots in $${PUBLISHER_SCREENSHOTS:-$(CURDIR)/screenshots}/digest/"
 
 bench: $(STAMP)
 	for script in bench/*.py; do $(BIN)/python $$script || exit 1; done
 
 clean:
-	rm -rf $(VENV) demo publisher.db* outbox preview archive
+	rm -rf $(VENV) demo publisher.db* outbox preview archive screenshots

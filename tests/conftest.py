@@ -1,4 +1,6 @@
-"""Shared fixtures: settings over tmp_path, a store on SQLite and on PostgreSQL, a fixed clock."""
+"""Shared fixtures: settings over tmp_path, a store on SQLite and on PostgreSQL, a fixed clock, the captures.
+
+Plain helpers and constants live in tests/helpers.py; test modules import from there, never from each other."""
 
 from __future__ import annotations
 
@@ -12,24 +14,25 @@ import sqlalchemy
 
 from publisher.config import Settings, settings_from_dict
 from publisher.store import Store
+from tests.helpers import CAPTURE_SETS, OURS, SEED_CAPTURES, Captures, require
 
-REPO = Path(__file__).resolve().parent.parent
-SEEDS = REPO.parent / "shared" / "seeds"
-SEED_002 = SEEDS / "002_3b97ff2f221fe4bf.txt"
-SEED_000 = SEEDS / "000_8c5c9c0abe0dc27a.txt"
-AS_OF_002 = datetime(2025, 9, 30, tzinfo=UTC)
-AS_OF_000 = datetime(2025, 10, 20, tzinfo=UTC)
 POSTGRES_URL = os.environ.get("PUBLISHER_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
-def require(condition: bool, what: str) -> None:
-    """Skip locally when a real component is missing; in CI a missing component is a failure."""
-    if condition:
-        return
-    if IN_CI:
-        pytest.fail(f"{what} is required when CI=true")
-    pytest.skip(f"{what} is not available")
+@pytest.fixture(params=sorted(CAPTURE_SETS))
+def captures(request) -> Captures:
+    """Each set of textpage captures in turn: ours (tests/data, always) and the real seeds
+    (../shared/seeds or PUBLISHER_TEST_SEEDS: skipped when absent, a failure when CI=true)."""
+    chosen = CAPTURE_SETS[request.param]
+    if chosen is SEED_CAPTURES:
+        chosen.require()
+    return chosen
+
+
+@pytest.fixture
+def our_captures() -> Captures:
+    """Our own captures only, for tests that need real-looking content but no particular facts."""
+    return OURS
 
 
 @pytest.fixture

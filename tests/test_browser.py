@@ -1,7 +1,7 @@
 """The whole life of a subscriber in Debian's Chromium (Playwright), against the app under uvicorn.
 
 Mail goes through the real SMTP transport to aiosmtpd on loopback. Screenshots of every page at
-phone (375 px) and desktop (1200 px) widths land in screenshots/web/.
+phone (375 px) and desktop (1200 px) widths land in screenshots/web/ (ignored by git; $PUBLISHER_SCREENSHOTS moves it).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from publisher import tokens
 from publisher.publication import Publication
 from publisher.store import Store
 from publisher.web import make_server
-from tests.conftest import REPO, require
+from tests.helpers import SCREENSHOTS, require
 from tests.sink import SinkHandler, free_port, smtp_sink
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -30,7 +30,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-SHOTS = REPO / "screenshots" / "web"
+SHOTS = SCREENSHOTS / "web"
 WIDTHS = {"phone": 375, "desktop": 1200}
 READER = "reader@example.com"
 

@@ -5,19 +5,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import click
 import pytest
 from click.testing import CliRunner
 
 from publisher.cli import cli
-from tests.conftest import AS_OF_002, SEED_000, SEED_002
-
-
-def all_commands(group: click.Group = cli, prefix: tuple[str, ...] = ()):
-    for name, command in sorted(group.commands.items()):
-        yield (*prefix, name)
-        if isinstance(command, click.Group):
-            yield from all_commands(command, (*prefix, name))
+from tests.helpers import all_commands
 
 
 @pytest.fixture
@@ -47,16 +39,18 @@ def test_usage_errors_exit_2(config):
     assert run(config, "no-such-command").exit_code == 2
 
 
-def test_import_and_articles_json_contract(config):
-    first = run(config, "import", str(SEED_002), "--as-of", AS_OF_002.isoformat())
-    assert first.exit_code == 0 and "19 added" in first.output
+def test_import_and_articles_json_contract(config, captures):
+    early, late = captures.early, captures.late
+    first = run(config, "import", str(early.path), "--as-of", early.as_of.isoformat())
+    assert first.exit_code == 0 and f"{early.count} added" in first.output
     assert (config.parent / "feeds" / "rss.xml").exists()  # an import that changed something rebuilds the feeds
-    assert "0 feed files rebuilt" in run(config, "import", str(SEED_002), "--as-of", "2025-09-30").output
-    second = run(config, "import", str(SEED_000), "--as-of", "2025-10-20")
-    assert "18 added, 0 updated, 2 unchanged" in second.output
+    again = run(config, "import", str(early.path), "--as-of", early.as_of.date().isoformat())  # e.g. 2025-09-30
+    assert "0 feed files rebuilt" in again.output
+    second = run(config, "import", str(late.path), "--as-of", late.as_of.date().isoformat())
+    assert f"{len(captures.issue_2)} added, 0 updated, {captures.shared} unchanged" in second.output
     result = run(config, "articles", "--json")
     articles = json.loads(result.output)
-    assert len(articles) == 37
+    assert len(articles) == captures.total
     required = {
         "guid",
         "slug",
@@ -74,8 +68,8 @@ def test_import_and_articles_json_contract(config):
     assert [a["published"] for a in articles] == sorted((a["published"] for a in articles), reverse=True)
 
 
-def test_handled_errors_are_one_line_exit_1_and_keep_the_store(config, tmp_path):
-    run(config, "import", str(SEED_002), "--as-of", AS_OF_002.isoformat())
+def test_handled_errors_are_one_line_exit_1_and_keep_the_store(config, tmp_path, captures):
+    run(config, "import", str(captures.early.path), "--as-of", captures.early.as_of.isoformat())
     empty = tmp_path / "empty.txt"
     empty.write_text("")
     result = subprocess.run(
@@ -86,7 +80,7 @@ def test_handled_errors_are_one_line_exit_1_and_keep_the_store(config, tmp_path)
     )
     assert result.returncode == 1
     assert result.stderr == f"error: {empty}:1: the capture is empty\n"
-    assert len(json.loads(run(config, "articles", "--json").output)) == 19
+    assert len(json.loads(run(config, "articles", "--json").output)) == captures.early.count
 
 
 def test_missing_config_is_a_clear_error(tmp_path):

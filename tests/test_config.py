@@ -7,7 +7,7 @@ import pytest
 
 from publisher.config import load_settings
 from publisher.errors import ConfigError
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 
 def _write(tmp_path: Path, text: str) -> Path:

@@ -8,7 +8,7 @@ import pytest
 from publisher.config import SourceSettings
 from publisher.content import detect_format, import_sources
 from publisher.errors import ContentError
-from tests.conftest import AS_OF_000, AS_OF_002, REPO, SEED_000, SEED_002
+from tests.helpers import EARLY_AS_OF, LATE_AS_OF, REPO
 
 
 def _import(store, settings, path, as_of, fmt="auto", now=None):
@@ -17,25 +17,28 @@ def _import(store, settings, path, as_of, fmt="auto", now=None):
     ]
 
 
-def test_both_seeds_give_37_articles_and_reimport_changes_nothing(store, settings):
-    first = _import(store, settings, SEED_002, AS_OF_002)
-    second = _import(store, settings, SEED_000, AS_OF_000)
-    assert (len(first.added), len(second.added), second.unchanged) == (19, 18, 2)
-    assert store.articles.count() == 37
+def test_both_captures_give_each_article_once_and_reimport_changes_nothing(store, settings, captures):
+    early, late = captures.early, captures.late
+    first = _import(store, settings, early.path, early.as_of)
+    second = _import(store, settings, late.path, late.as_of)
+    new, shared = len(captures.issue_2), captures.shared  # 18 and 2 in the seeds
+    assert (len(first.added), len(second.added), second.unchanged) == (early.count, new, shared)
+    assert store.articles.count() == captures.total
     before = store.articles.newest()
-    again = _import(store, settings, SEED_002, AS_OF_002 + timedelta(days=60))
-    assert (again.added, again.updated, again.unchanged) == ([], [], 19)
+    again = _import(store, settings, early.path, early.as_of + timedelta(days=60))
+    assert (again.added, again.updated, again.unchanged) == ([], [], early.count)
     assert store.articles.newest() == before
 
 
-def test_articles_keep_first_seen_dates_and_come_back_newest_first(store, settings):
-    _import(store, settings, SEED_002, AS_OF_002)
-    _import(store, settings, SEED_000, AS_OF_000)
+def test_articles_keep_first_seen_dates_and_come_back_newest_first(store, settings, captures):
+    early, late = captures.early, captures.late
+    _import(store, settings, early.path, early.as_of)
+    _import(store, settings, late.path, late.as_of)
     articles = store.articles.newest()
     assert [a.published for a in articles] == sorted((a.published for a in articles), reverse=True)
-    shared = store.articles.by_slug("chinas-premier-champions-peace-justice-and-development-at-un-general-assembly")
-    assert shared.published == AS_OF_002 - timedelta(minutes=3)
-    assert articles[0].title.startswith("Premier Li Qiang joins celebrations")
+    shared = store.articles.by_slug(captures.shared_slug)
+    assert shared.published == early.as_of - timedelta(minutes=captures.shared_position)
+    assert articles[0].title == captures.issue_2[0]
     assert all(a.url == f"https://news.example.org/{a.slug}/" for a in articles)
     assert all(a.guid.startswith("tag:news.example.org,") for a in articles)
 
@@ -43,10 +46,10 @@ def test_articles_keep_first_seen_dates_and_come_back_newest_first(store, settin
 def test_changed_content_updates_in_place_and_keeps_guid(store, settings, tmp_path: Path):
     capture = tmp_path / "page.txt"
     capture.write_text("A title\n\nOld teaser.\n\nContinue reading A title\n", encoding="utf-8")
-    _import(store, settings, capture, AS_OF_002)
+    _import(store, settings, capture, EARLY_AS_OF)
     original = store.articles.newest()[0]
     capture.write_text("A title\n\nNew teaser.\n\nContinue reading A title\n", encoding="utf-8")
-    report = _import(store, settings, capture, AS_OF_000)
+    report = _import(store, settings, capture, LATE_AS_OF)
     changed = store.articles.newest()[0]
     assert report.updated == ["A title"]
     assert (changed.guid, changed.published) == (original.guid, original.published)
@@ -65,18 +68,21 @@ def test_changed_content_updates_in_place_and_keeps_guid(store, settings, tmp_pa
         ("notxml.xml", b"this is not xml at all", r"notxml\.xml:\d+: not a valid RSS or Atom feed"),
     ],
 )
-def test_malformed_input_names_file_and_line_and_stores_nothing(store, settings, tmp_path, name, data, message):
-    _import(store, settings, SEED_002, AS_OF_002)
+def test_malformed_input_names_file_and_line_and_stores_nothing(
+    store, settings, captures, tmp_path, name, data, message
+):
+    _import(store, settings, captures.early.path, captures.early.as_of)
     before = store.articles.newest()
+    assert before
     bad = tmp_path / name
     bad.write_bytes(data)
     with pytest.raises(ContentError, match=message):
-        _import(store, settings, bad, AS_OF_000)
+        _import(store, settings, bad, captures.late.as_of)
     assert store.articles.newest() == before
 
 
 def test_sample_publication_imports_as_markdown(store, settings):
-    report = _import(store, settings, REPO / "sample" / "content", AS_OF_000)
+    report = _import(store, settings, REPO / "sample" / "content", LATE_AS_OF)
     assert len(report.added) == 5
     tags = store.articles.tags()
     assert {"design", "newsletter", "feeds"} <= set(tags)
@@ -111,8 +117,8 @@ def test_unstorable_characters_are_dropped_not_fatal(store, settings, tmp_path):
         summary_html="<p>a\x00b</p>",
         content_html="<p>c\udfffd</p>",
         truncated=False,
-        published=AS_OF_002,
+        published=EARLY_AS_OF,
     )
-    store.articles.ingest([draft], site_url=settings.site.url, guid_authority="x", now=AS_OF_002, source="t")
+    store.articles.ingest([draft], site_url=settings.site.url, guid_authority="x", now=EARLY_AS_OF, source="t")
     stored = store.articles.by_slug("odd")
     assert (stored.title, stored.summary_html, stored.content_html) == ("Odd one", "<p>ab</p>", "<p>cd</p>")

@@ -326,9 +326,8 @@ def cli_run(config_path, *args: str):
 
 
 @pytest.fixture
-def publication(tmp_path, database_url):
-    """A config.toml on SQLite or PostgreSQL with the seed articles and three confirmed subscribers."""
-    from tests.conftest import SEED_000
+def publication(tmp_path, database_url, our_captures):
+    """A config.toml on SQLite or PostgreSQL with our late capture's articles and three confirmed subscribers."""
 
     def make(port: int | None = None):
         transport = (
@@ -343,7 +342,8 @@ def publication(tmp_path, database_url):
             f'[newsletters.weekly]\nlookback = "3650d"\n[delivery]\n{transport}',
             encoding="utf-8",
         )
-        assert cli_run(path, "import", str(SEED_000), "--as-of", datetime.now(UTC).isoformat()).exit_code == 0
+        now = datetime.now(UTC).isoformat()
+        assert cli_run(path, "import", str(our_captures.late.path), "--as-of", now).exit_code == 0
         for n in range(3):
             assert (
                 cli_run(

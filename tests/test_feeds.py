@@ -1,7 +1,9 @@
-"""Feeds on the real seed articles, on SQLite and PostgreSQL: what a feed reader and a validator see.
+"""Feeds on each set of captures (ours and the real seeds), on SQLite and PostgreSQL: what a feed
+reader and a validator see.
 
-Golden files: tests/golden/feeds/ holds the site feeds of the two seeds (limit 5). After a
-deliberate change to the output, regenerate them with
+Golden files: tests/golden/feeds/<set>/ holds the site feeds of both captures of a set (limit 5):
+ours/ for tests/data, seeds/ for ../shared/seeds. After a deliberate change to the output,
+regenerate them with
 
     PUBLISHER_REGENERATE_GOLDEN=1 .venv/bin/python -m pytest tests/test_feeds.py -k golden
 
@@ -30,11 +32,10 @@ from publisher.cli import cli
 from publisher.feeds import article_entry, build_feeds, make_spec, write_feed_set
 from publisher.importers.textpage import read_textpage
 from publisher.model import Draft
-from tests.conftest import AS_OF_000, AS_OF_002, REPO, SEED_000, SEED_002
+from tests.helpers import LATE_AS_OF, REPO
 
 SITE = "https://news.example.org"
-GOLDEN = REPO / "tests" / "golden" / "feeds"
-SEED_ARTICLES = 37  # 19 + 22 articles in the captures, 4 of them in both
+GOLDEN = REPO / "tests" / "golden" / "feeds"  # one folder per set of captures
 FILES = ("rss.xml", "atom.xml", "feed.json")
 NS = {
     "atom": "http://www.w3.org/2005/Atom",
@@ -48,20 +49,21 @@ RFC_822 = re.compile(
 RFC_3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?([+-]\d{2}:\d{2}|Z)$")
 
 
-def import_seeds(store, settings, now_shift: timedelta = timedelta(0)) -> None:
-    for seed, as_of in ((SEED_002, AS_OF_002), (SEED_000, AS_OF_000)):
+def import_captures(store, settings, captures, now_shift: timedelta = timedelta(0)) -> None:
+    """Both captures of a set, the early one first, as the importer stores them."""
+    for capture in (captures.early, captures.late):
         store.articles.ingest(
-            read_textpage(seed, as_of=as_of),
+            read_textpage(capture.path, as_of=capture.as_of),
             site_url=settings.site.url,
             guid_authority=settings.site.domain,
-            now=as_of + now_shift,
-            source=seed.name,
+            now=capture.as_of + now_shift,
+            source=capture.path.name,
         )
 
 
 def add_drafts(store, settings, *drafts: Draft) -> None:
     store.articles.ingest(
-        list(drafts), site_url=settings.site.url, guid_authority=settings.site.domain, now=AS_OF_000, source="test"
+        list(drafts), site_url=settings.site.url, guid_authority=settings.site.domain, now=LATE_AS_OF, source="test"
     )
 
 
@@ -74,15 +76,15 @@ def tagged(title: str, minutes: int, tags: tuple[str, ...], **extra) -> Draft:
         summary_html=f"<p>About {title}.</p>",
         content_html=f"<p>All about {title}.</p>",
         truncated=False,
-        published=AS_OF_000 + timedelta(minutes=minutes),
+        published=LATE_AS_OF + timedelta(minutes=minutes),
         tags=tags,
         **extra,
     )
 
 
 @pytest.fixture
-def seeded(store, settings):
-    import_seeds(store, settings)
+def seeded(store, settings, captures):
+    import_captures(store, settings, captures)
     return store
 
 
@@ -216,29 +218,26 @@ def json_feed(settings, folder: str = "") -> dict:
     return document
 
 
-# ---------------------------------------------------------------------------- the seed site feeds
+# ---------------------------------------------------------------------------- the site feeds
 
 
-def test_seed_feeds_are_valid_with_every_article_newest_first(seeded, settings):
+def test_site_feeds_are_valid_with_every_article_newest_first(seeded, settings, captures):
     build_feeds(seeded, settings)
     expected = [a.title for a in seeded.articles.newest()]
-    assert len(expected) == SEED_ARTICLES
+    assert len(expected) == captures.total
     rss, atom = parsed(settings, "rss.xml"), parsed(settings, "atom.xml")
     assert rss.version == "rss20" and atom.version == "atom10"
     assert [e.title for e in rss.entries] == expected
     assert [e.title for e in atom.entries] == expected
     assert [item["title"] for item in json_feed(settings)["items"]] == expected
-    assert (
-        expected[0]
-        == "Premier Li Qiang joins celebrations of the 80th anniversary of the Workers’ Party of Korea in Pyongyang"
-    )
+    assert expected[0] == captures.issue_2[0]
     assert rss_problems(strict(read(settings, "rss.xml"))) == []
     assert atom_problems(strict(read(settings, "atom.xml"))) == []
 
 
-def test_only_the_newest_limit_articles_are_published(store, make_settings, database_url):
+def test_only_the_newest_limit_articles_are_published(store, make_settings, database_url, captures):
     settings = make_settings({"feeds": {"limit": 5}}, database_url=database_url)
-    import_seeds(store, settings)
+    import_captures(store, settings, captures)
     build_feeds(store, settings)
     expected = [a.title for a in store.articles.newest(5)]
     assert [e.title for e in parsed(settings, "rss.xml").entries] == expected
@@ -287,28 +286,29 @@ def test_a_teaser_links_to_its_permalink_with_continue_reading(seeded, settings)
     assert item["content_html"].endswith(f'<a href="{teaser.url}">Continue reading {teaser.title}</a></p>')
 
 
-def test_guids_are_stable_across_a_rebuild_and_a_reimport(seeded, settings):
+def test_guids_are_stable_across_a_rebuild_and_a_reimport(seeded, settings, captures):
     build_feeds(seeded, settings)
     rss = strict(read(settings, "rss.xml"))
     guids = [(g.text, g.get("isPermaLink")) for g in rss.iter("guid")]
-    assert len(set(guids)) == SEED_ARTICLES and {flag for _, flag in guids} == {"false"}
+    assert len(set(guids)) == captures.total and {flag for _, flag in guids} == {"false"}
     assert all(text.startswith("tag:news.example.org,") for text, _ in guids)
     atom_ids = [e.id for e in parsed(settings, "atom.xml").entries]
     for name in FILES:
         (settings.feeds.dir / name).unlink()
-    import_seeds(seeded, settings, now_shift=timedelta(days=3))  # a later re-import of both pages
+    import_captures(seeded, settings, captures, now_shift=timedelta(days=3))  # a later re-import of both pages
     build_feeds(seeded, settings)
     assert [(g.text, g.get("isPermaLink")) for g in strict(read(settings, "rss.xml")).iter("guid")] == guids
     assert [e.id for e in parsed(settings, "atom.xml").entries] == atom_ids
     assert [item["id"] for item in json_feed(settings)["items"]] == atom_ids
 
 
-def test_an_edited_article_keeps_its_guid_and_moves_the_feed_updated(seeded, settings):
+def test_an_edited_article_keeps_its_guid_and_moves_the_feed_updated(seeded, settings, captures):
     build_feeds(seeded, settings)
     before = {e.title: e for e in parsed(settings, "atom.xml").entries}
-    drafts = read_textpage(SEED_000, as_of=AS_OF_000)
+    drafts = read_textpage(captures.late.path, as_of=captures.late.as_of)
+    assert drafts[3].title in captures.issue_2  # new in the late capture, so fourth in the feeds
     edited = replace(
-        drafts[3], content_html=drafts[3].content_html + "<p>Correction.</p>", updated=AS_OF_000 + timedelta(days=1)
+        drafts[3], content_html=drafts[3].content_html + "<p>Correction.</p>", updated=LATE_AS_OF + timedelta(days=1)
     )
     add_drafts(seeded, settings, edited)
     report = build_feeds(seeded, settings)
@@ -317,7 +317,7 @@ def test_an_edited_article_keeps_its_guid_and_moves_the_feed_updated(seeded, set
     entry = next(e for e in atom.entries if e.title == edited.title)
     assert entry.id == before[edited.title].id
     assert "<p>Correction.</p>" in entry.content[0].value
-    assert atom.feed.updated == (AS_OF_000 + timedelta(days=1)).isoformat()
+    assert atom.feed.updated == (LATE_AS_OF + timedelta(days=1)).isoformat()
     assert parsed(settings, "rss.xml").entries[3].title == edited.title  # still in publication order
 
 
@@ -340,7 +340,7 @@ def test_dates_are_rfc_822_in_rss_and_rfc_3339_in_atom_and_json(seeded, settings
     assert atom.findtext("atom:updated", namespaces=NS) == "2025-10-20T00:00:00+00:00"  # newest entry, not now
 
 
-def test_typography_is_kept_exactly(seeded, settings):
+def test_typography_is_kept_exactly(seeded, settings, captures):
     build_feeds(seeded, settings)
     articles = seeded.articles.newest()
     rss_items = {e.title: e for e in parsed(settings, "rss.xml").entries}
@@ -353,7 +353,10 @@ def test_typography_is_kept_exactly(seeded, settings):
         assert json_items[article.title]["content_html"].startswith(article.content_html)
         for name in FILES:
             assert mark.encode("utf-8") in read(settings, name)
-    assert "China’s Premier champions peace, justice and development at UN General Assembly" in rss_items
+    typographic = [t for t in (*captures.issue_1, *captures.issue_2) if any(mark in t for mark in "’‘–“”")]
+    assert len(typographic) >= 3  # "China’s Premier champions peace, …" among the seeds
+    for title in typographic:
+        assert title in rss_items and title in atom_items and title in json_items
 
 
 def test_links_inside_the_content_are_made_absolute(store, settings):
@@ -448,21 +451,21 @@ def test_a_changed_feed_is_replaced_without_leaving_temporary_files(seeded, sett
     assert oct((settings.feeds.dir / "rss.xml").stat().st_mode & 0o777) == oct(0o644)
 
 
-def test_golden_site_feeds(store, make_settings, database_url):
+def test_golden_site_feeds(store, make_settings, database_url, captures):
     settings = make_settings({"feeds": {"limit": 5}}, database_url=database_url)
-    import_seeds(store, settings)
+    import_captures(store, settings, captures)
     build_feeds(store, settings)
     for name in FILES:
         if os.environ.get("PUBLISHER_REGENERATE_GOLDEN"):
-            GOLDEN.mkdir(parents=True, exist_ok=True)
-            (GOLDEN / name).write_bytes(read(settings, name))
-        assert read(settings, name) == (GOLDEN / name).read_bytes(), name
+            (GOLDEN / captures.name).mkdir(parents=True, exist_ok=True)
+            (GOLDEN / captures.name / name).write_bytes(read(settings, name))
+        assert read(settings, name) == (GOLDEN / captures.name / name).read_bytes(), name
 
 
 # ---------------------------------------------------------------------------- bad characters
 
 
-def test_a_control_character_in_an_article_does_not_break_any_feed(seeded, settings):
+def test_a_control_character_in_an_article_does_not_break_any_feed(seeded, settings, captures):
     bad = tagged("Bell\x07 and\x1b escape", 60, ("Odd\x01",), authors=("Ann\x0c",))
     bad = replace(bad, summary_html="<p>vertical\x0btab</p>", content_html="<p>nul-ish\x08 back\x1fspace</p>")
     add_drafts(seeded, settings, bad)
@@ -473,10 +476,10 @@ def test_a_control_character_in_an_article_does_not_break_any_feed(seeded, setti
         for name in ("rss.xml", "atom.xml"):
             assert parsed(settings, name, folder).entries[0].title == "Bell and escape"
         assert json_feed(settings, folder)["items"][0]["content_html"] == "<p>nul-ish backspace</p>"
-    assert len(parsed(settings, "rss.xml").entries) == SEED_ARTICLES + 1
+    assert len(parsed(settings, "rss.xml").entries) == captures.total + 1
 
 
-def test_a_lone_surrogate_in_an_article_does_not_break_any_feed(seeded, settings):
+def test_a_lone_surrogate_in_an_article_does_not_break_any_feed(seeded, settings, captures):
     articles = seeded.articles.newest()
     planted = replace(
         articles[0],
@@ -492,7 +495,7 @@ def test_a_lone_surrogate_in_an_article_does_not_break_any_feed(seeded, settings
         strict(read(settings, name))
         result = parsed(settings, name)
         assert result.entries[0].title == articles[0].title
-        assert len(result.entries) == SEED_ARTICLES
+        assert len(result.entries) == captures.total
     assert json_feed(settings)["items"][0]["content_html"].startswith("<p>half  a pair</p>")
 
 
@@ -563,10 +566,10 @@ def recording_client(requests: list, response: int = 204) -> httpx.Client:
     return httpx.Client(transport=httpx.MockTransport(handle))
 
 
-def test_a_hub_is_announced_and_pinged_only_for_changed_feeds(store, make_settings, database_url):
+def test_a_hub_is_announced_and_pinged_only_for_changed_feeds(store, make_settings, database_url, captures):
     hub = "https://hub.example.net/"
     settings = make_settings({"feeds": {"hub": hub}}, database_url=database_url)
-    import_seeds(store, settings)
+    import_captures(store, settings, captures)
     requests: list[httpx.Request] = []
     with recording_client(requests) as client:
         build_feeds(store, settings, client=client)

@@ -13,7 +13,7 @@ import pytest
 
 from publisher.message import Signer, compile_message, message_id, qp_encode
 from publisher.model import RenderedIssue, new_placeholders
-from tests.conftest import require
+from tests.helpers import require
 
 NOW = datetime(2025, 10, 20, 8, 0, tzinfo=UTC)
 URL = "https://news.example.org/unsubscribe/WzEsIndlZWtseSJd.tKf4Sxjfga-jH5PBdE6LI5LLALw"

@@ -7,6 +7,7 @@ import email.policy
 import html
 import re
 from datetime import UTC, datetime, timedelta
+from html import escape
 
 import pytest
 
@@ -17,7 +18,7 @@ from publisher.message import compile_message
 from publisher.model import Article
 from publisher.render import render_digest
 from publisher.selection import Digest, select
-from tests.conftest import AS_OF_002, SEED_002
+from tests.helpers import OURS
 
 GMAIL_CLIP = 102 * 1024
 SLOT = datetime(2025, 10, 6, 8, tzinfo=UTC)
@@ -29,8 +30,9 @@ RECIPIENT = {
 }
 
 
-def seed_articles() -> list[Article]:
-    drafts = read_textpage(SEED_002, as_of=AS_OF_002)
+def capture_articles(captures) -> list[Article]:
+    """The early capture's articles as stored, every fourth one tagged "Featured"."""
+    drafts = read_textpage(captures.early.path, as_of=captures.early.as_of)
     return [
         Article(
             guid=d.slug,
@@ -43,10 +45,15 @@ def seed_articles() -> list[Article]:
             published=d.published,
             updated=d.published,
             id=n,
-            tags=("China",) if n % 4 == 0 else (),
+            tags=("Featured",) if n % 4 == 0 else (),
         )
         for n, d in enumerate(drafts, start=1)
     ]
+
+
+@pytest.fixture
+def articles(captures) -> list[Article]:
+    return capture_articles(captures)
 
 
 @pytest.fixture
@@ -69,21 +76,19 @@ def digest_of(articles, settings) -> Digest:
     return Digest("weekly", 1, SLOT, chosen.articles, chosen.overflow, chosen.since)
 
 
-def render(settings, articles=None):
-    return render_digest(
-        digest_of(articles or seed_articles(), settings), settings=settings, newsletter=settings.newsletter("weekly")
-    )
+def render(settings, articles):
+    return render_digest(digest_of(articles, settings), settings=settings, newsletter=settings.newsletter("weekly"))
 
 
 @pytest.fixture
-def eml(site):
+def eml(site, articles):
     settings = site()
-    rendered = render(settings)
+    rendered = render(settings, articles)
     compiled = compile_message(rendered, settings=settings, newsletter=settings.newsletter("weekly"), issue_number=1)
     return rendered, compiled.personalise(subscriber_id=7, **RECIPIENT)
 
 
-def test_the_19_article_issue_is_one_clean_multipart_alternative_message(eml):
+def test_the_whole_capture_is_one_clean_multipart_alternative_message(eml):
     rendered, raw = eml
     message = email.message_from_bytes(raw, policy=email.policy.default)
     assert [part.get_content_type() for part in message.iter_parts()] == ["text/plain", "text/html"]
@@ -99,41 +104,44 @@ def test_the_19_article_issue_is_one_clean_multipart_alternative_message(eml):
     assert RECIPIENT["preferences_url"] in html and "ada@example.com" in html
 
 
-def test_the_html_has_the_design_the_issue_describes(eml, site):
+def test_the_html_has_the_design_the_issue_describes(eml, articles, captures):
     rendered, _ = eml
+    count = captures.early.count  # 19 in the seeds
     html = rendered.html
     assert '<html lang="en"' in html
     assert '<meta name="color-scheme" content="light dark"' in html
     assert "prefers-color-scheme: dark" in html and "max-width: 480px" in html
-    assert "19 new articles since 29 September" in html
+    assert f"{count} new articles since 29 September" in html
     assert "Monday 6 October 2025" in html and "Issue 1" in html
-    assert html.count("Continue reading →") == 19  # every teaser here is shorter than its article
+    assert html.count("Continue reading →") == count  # every teaser here is shorter than its article
     assert "https://news.example.org/archive/weekly/1.html" in html  # view in browser
     assert "1 Sample Street, Exampletown, EX1 2MP" in html
     tokens = rendered.placeholders
     assert tokens["unsubscribe_url"] in html and tokens["preferences_url"] in html
-    titles = [a.title for a in seed_articles()]
-    positions = [html.find(title.replace("’", "’")) for title in titles]
+    titles = [a.title for a in articles]
+    positions = [html.find(escape(title, quote=False)) for title in titles]
     assert -1 not in positions and positions == sorted(positions)
     assert 'style="' in html  # css-inline inlined the rules
 
 
-def test_the_text_part_reads_on_its_own(eml):
+def test_the_text_part_reads_on_its_own(eml, articles, captures):
     rendered, _ = eml
     text = rendered.text
     lines = text.splitlines()
-    assert lines[:3] == ["The Weekly", "Issue 1 · Monday 6 October 2025", "19 new articles since 29 September"]
-    titles = [a.title for a in seed_articles()]
+    count = captures.early.count
+    assert lines[:3] == ["The Weekly", "Issue 1 · Monday 6 October 2025", f"{count} new articles since 29 September"]
+    titles = [a.title for a in articles]
     positions = [lines.index(title) for title in titles]
     assert positions == sorted(positions)
-    assert "Continue reading: https://news.example.org/is-china-a-threat/" in text
+    teaser_slug = dict(captures.slugs)[captures.a_teaser]
+    assert f"Continue reading: https://news.example.org/{teaser_slug}/" in text
     assert "<p>" not in text and "&amp;" not in text and "\n\n\n" not in text
     assert f"Unsubscribe: {rendered.placeholders['unsubscribe_url']}" in text
 
 
-def test_each_render_mints_its_own_unguessable_placeholders(site):
+def test_each_render_mints_its_own_unguessable_placeholders(site, articles):
     settings = site()
-    first, second = render(settings), render(settings)
+    first, second = render(settings, articles), render(settings, articles)
     assert first.placeholders.keys() == second.placeholders.keys()
     assert set(first.placeholders.values()).isdisjoint(second.placeholders.values())
 
@@ -184,21 +192,30 @@ def test_imported_content_cannot_fill_in_a_readers_address_or_links(site, form):
     assert "ada@example.com" in message.get_body(("html",)).get_content()  # the footer still says who
 
 
-def test_sections_by_tag_head_their_articles(site):
-    rendered = render(site(sections=["China"]))
-    assert ">China</h2>" in rendered.html and ">More</h2>" in rendered.html
-    assert "== CHINA ==" in rendered.text and "== MORE ==" in rendered.text
+def test_sections_by_tag_head_their_articles(site, articles):
+    rendered = render(site(sections=["Featured"]), articles)
+    assert ">Featured</h2>" in rendered.html and ">More</h2>" in rendered.html
+    assert "== FEATURED ==" in rendered.text and "== MORE ==" in rendered.text
+    featured = [a.title for a in articles if a.tags]
+    assert len(featured) >= 3
+    html_sections = rendered.html.split(">More</h2>")
+    text_sections = rendered.text.split("== MORE ==")
+    for title in featured:
+        assert escape(title, quote=False) in html_sections[0] and title in text_sections[0]
+    for title in (a.title for a in articles if not a.tags):
+        assert escape(title, quote=False) in html_sections[1] and title in text_sections[1]
 
 
-def test_overflow_is_listed_as_links(site):
-    rendered = render(site(max_articles=5))
+def test_overflow_is_listed_as_links(site, articles, captures):
+    rendered = render(site(max_articles=5), articles)
     assert "More new articles" in rendered.html and rendered.html.count("Continue reading →") <= 5
-    assert "Is China a threat?" in rendered.html.split("More new articles")[1]
+    assert captures.issue_1.index(captures.a_teaser) >= 5
+    assert escape(captures.a_teaser, quote=False) in rendered.html.split("More new articles")[1]
     assert "== MORE NEW ARTICLES ==" in rendered.text
 
 
-def test_the_clip_guard_shortens_teasers_then_moves_articles_to_the_overflow(site):
-    base = seed_articles()
+def test_the_clip_guard_shortens_teasers_then_moves_articles_to_the_overflow(site, articles):
+    base = articles
     huge = [
         Article(
             **{
@@ -224,7 +241,7 @@ def test_a_jinja_syntax_error_names_the_template_and_line(site, tmp_path):
     folder.mkdir(parents=True)
     (folder / "digest.mjml.j2").write_text("<mjml>\n<mj-body>\n{% for x in %}\n</mj-body></mjml>\n")
     with pytest.raises(TemplateError, match=r"mine/email/digest\.mjml\.j2:3: "):
-        render(site(templates_dir=tmp_path / "mine"))
+        render(site(templates_dir=tmp_path / "mine"), capture_articles(OURS))
 
 
 def test_an_unknown_mjml_tag_names_the_template_and_line(site, tmp_path):
@@ -235,21 +252,21 @@ def test_an_unknown_mjml_tag_names_the_template_and_line(site, tmp_path):
         "    </mj-column></mj-section>\n  </mj-body>\n</mjml>\n"
     )
     with pytest.raises(TemplateError, match=r"mine/email/digest\.mjml\.j2:4: unknown MJML tag <mj-txt>"):
-        render(site(templates_dir=tmp_path / "mine"))
+        render(site(templates_dir=tmp_path / "mine"), capture_articles(OURS))
 
 
-def test_an_operator_template_overrides_only_what_it_replaces(site, tmp_path):
+def test_an_operator_template_overrides_only_what_it_replaces(site, tmp_path, articles):
     folder = tmp_path / "mine" / "email"
     folder.mkdir(parents=True)
     (folder / "digest.txt.j2").write_text("Hello from {{ newsletter.title }}: {{ count }} articles\n")
-    rendered = render(site(templates_dir=tmp_path / "mine"))
-    assert rendered.text == "Hello from The Weekly: 19 articles\n"
-    assert "19 new articles since" in rendered.html  # the bundled MJML template still applies
+    rendered = render(site(templates_dir=tmp_path / "mine"), articles)
+    assert rendered.text == f"Hello from The Weekly: {len(articles)} articles\n"
+    assert f"{len(articles)} new articles since" in rendered.html  # the bundled MJML template still applies
 
 
 def test_an_error_in_the_subject_template_names_the_config_key(site):
     with pytest.raises(TemplateError, match=r"newsletters\.weekly\.subject: .*line 1"):
-        render(site(subject="{{ articles[0].title "))
+        render(site(subject="{{ articles[0].title "), capture_articles(OURS))
 
 
 def test_a_short_full_post_needs_no_continue_reading_link(site):
@@ -275,4 +292,4 @@ def test_an_undefined_variable_in_a_template_names_the_template_and_line(site, t
     folder.mkdir(parents=True)
     (folder / "digest.txt.j2").write_text("{{ newsletter.title }}\n\n{{ artcles[0].title }}\n")
     with pytest.raises(TemplateError, match=r"mine/email/digest\.txt\.j2:3: 'artcles' is undefined"):
-        render(site(templates_dir=tmp_path / "mine"))
+        render(site(templates_dir=tmp_path / "mine"), capture_articles(OURS))

@@ -26,7 +26,7 @@ from publisher.model import Subscriber
 from publisher.publication import Publication
 from publisher.store import Store
 from publisher.timetable import crontab_trigger, fire_times, slot_of
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 AUDIENCE = 30
 

@@ -1,6 +1,8 @@
-"""The preview of the 19-article issue in Debian's Chromium: phone and desktop, light and dark.
+"""The preview of a first issue holding a whole capture, in Debian's Chromium: phone and desktop,
+light and dark, for each set of captures (ours; the real seeds when present).
 
-`make screenshots` runs this file; the PNGs land in screenshots/digest/ for a person to look at.
+`make screenshots` runs this file; the PNGs land in screenshots/digest/<set>/ (ignored by git, or
+under $PUBLISHER_SCREENSHOTS) for a person to look at.
 """
 
 from __future__ import annotations
@@ -14,12 +16,17 @@ from publisher.config import SourceSettings
 from publisher.content import import_sources
 from publisher.issues import write_preview
 from publisher.store import Store
-from tests.conftest import AS_OF_002, REPO, SEED_002, require
-from tests.test_selection import ISSUE_1
+from tests.helpers import SCREENSHOTS, require
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-SHOTS = REPO / "screenshots" / "digest"
+
+
+def shots(captures) -> Path:
+    folder = SCREENSHOTS / "digest" / captures.name
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
 
 pytestmark = pytest.mark.browser
 
@@ -36,19 +43,20 @@ def browser():
 
 
 @pytest.fixture
-def preview_html(make_settings, tmp_path) -> Path:
+def preview_html(make_settings, tmp_path, captures) -> Path:
+    early = captures.early
     settings = make_settings(
         {
-            "site": {"title": "Friends of the East", "language": "en"},
+            "site": {"title": captures.site_title, "language": "en"},
             "newsletters": {"weekly": {"title": "The Weekly Digest", "lookback": "7d"}},
         },
         database_url=f"sqlite:///{tmp_path / 'p.db'}",
     )
     store = Store.open(settings.database.url)
     import_sources(
-        store, settings, [SourceSettings(path=str(SEED_002), format="textpage")], as_of=AS_OF_002, now=AS_OF_002
+        store, settings, [SourceSettings(path=str(early.path), format="textpage")], as_of=early.as_of, now=early.as_of
     )
-    shown = write_preview(store, settings, "weekly", tmp_path / "preview", AS_OF_002 + timedelta(hours=8))
+    shown = write_preview(store, settings, "weekly", tmp_path / "preview", early.as_of + timedelta(hours=8))
     store.close()
     return shown.files["html"]
 
@@ -63,15 +71,14 @@ def open_page(browser, html: Path, width: int, scheme: str):
 
 
 @pytest.mark.parametrize(("width", "scheme"), [(375, "light"), (1200, "light"), (375, "dark"), (1200, "dark")])
-def test_the_preview_reads_well_at_phone_and_desktop_widths(browser, preview_html, width, scheme):
+def test_the_preview_reads_well_at_phone_and_desktop_widths(browser, preview_html, captures, width, scheme):
     page = open_page(browser, preview_html, width, scheme)
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"preview-{width}-{scheme}.png"), full_page=True)
+    page.screenshot(path=str(shots(captures) / f"preview-{width}-{scheme}.png"), full_page=True)
     assert page.evaluate("document.documentElement.scrollWidth") <= width  # no sideways scrolling
-    first = page.get_by_role("link", name=ISSUE_1[0], exact=True)
+    first = page.get_by_role("link", name=captures.issue_1[0], exact=True)
     assert first.is_visible() and first.bounding_box()["width"] <= width
     headlines = page.locator("h3.headline a").all_inner_texts()
-    assert headlines == ISSUE_1
+    assert headlines == list(captures.issue_1)
     assert page.get_by_role("link", name="Unsubscribe").is_visible()
     background = page.evaluate("getComputedStyle(document.querySelector('.card')).backgroundColor")
     text = page.evaluate("getComputedStyle(document.querySelector('.card .dateline')).color")
@@ -82,7 +89,7 @@ def test_the_preview_reads_well_at_phone_and_desktop_widths(browser, preview_htm
     page.close()
 
 
-def test_the_archive_page_and_index_read_well_on_a_phone(browser, make_settings, tmp_path):
+def test_the_archive_page_and_index_read_well_on_a_phone(browser, make_settings, tmp_path, captures):
     from publisher.archive import write_archive
     from publisher.issues import build_issue
 
@@ -90,16 +97,18 @@ def test_the_archive_page_and_index_read_well_on_a_phone(browser, make_settings,
         {"newsletters": {"weekly": {"title": "The Weekly Digest"}}}, database_url=f"sqlite:///{tmp_path / 'p.db'}"
     )
     store = Store.open(settings.database.url)
+    early = captures.early
     import_sources(
-        store, settings, [SourceSettings(path=str(SEED_002), format="textpage")], as_of=AS_OF_002, now=AS_OF_002
+        store, settings, [SourceSettings(path=str(early.path), format="textpage")], as_of=early.as_of, now=early.as_of
     )
-    issue = build_issue(store, settings, "weekly", AS_OF_002, AS_OF_002)
-    store.issues.transition("weekly", issue.number, "sending", AS_OF_002)
+    issue = build_issue(store, settings, "weekly", early.as_of, early.as_of)
+    store.issues.transition("weekly", issue.number, "sending", early.as_of)
     write_archive(store, settings, "weekly")
     store.close()
     for name in ("1", "index"):
         page = open_page(browser, settings.archive.dir / "weekly" / f"{name}.html", 375, "light")
-        page.screenshot(path=str(SHOTS / f"archive-{name}-375.png"), full_page=True)
+        page.screenshot(path=str(shots(captures) / f"archive-{name}-375.png"), full_page=True)
         assert page.evaluate("document.documentElement.scrollWidth") <= 375
-        assert page.get_by_role("link", name=ISSUE_1[0] if name == "1" else issue.subject, exact=True).is_visible()
+        title = captures.issue_1[0] if name == "1" else issue.subject
+        assert page.get_by_role("link", name=title, exact=True).is_visible()
         page.close()

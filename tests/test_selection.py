@@ -1,4 +1,4 @@
-"""Selecting an issue's articles: the pure rules with a fixed clock, then the seeds end to end."""
+"""Selecting an issue's articles: the pure rules with a fixed clock, then each set of captures end to end."""
 
 from __future__ import annotations
 
@@ -11,55 +11,8 @@ from publisher.content import import_sources
 from publisher.issues import build_issue, render_issue
 from publisher.model import Article
 from publisher.selection import Selection, Skipped, sections, select
-from tests.conftest import AS_OF_000, AS_OF_002, SEED_000, SEED_002
 
 SLOT = datetime(2025, 10, 20, 8, 0, tzinfo=UTC)
-
-ISSUE_1 = [
-    "The traditional friendship between Laos and China is at its best in history",
-    "Li Qiang issues rallying call for development at UN",
-    "China and Cuba show that a better world is not only possible – it is being built day by day",
-    "China’s Premier champions peace, justice and development at UN General Assembly",
-    "Xi Jinping at the UN Climate Summit: Green and low-carbon transition is the trend of the time",
-    "Is China a threat?",
-    "Communist forces played the main role in defeating Japanese militarism",
-    "Xi Jinping: At all times, our work must be for the people and we must do our best to improve "
-    "the well-being of all the people",
-    "BRICS countries seek common stand on ‘tariff wars’",
-    "Li Qiang: The Global South should stand at the forefront of global governance reform",
-    "Reject Western Marxism, defend the socialist countries, and stand with the peoples of the world "
-    "against imperialism",
-    "Young people can build improved people-to-people relations between China and Britain",
-    "China is a force for peace and progress, that’s why the world needs China",
-    "Xi Jinping sets out programme for heightened cooperation with Central Asia",
-    "China will continue to be a stabilising force for peace and progress",
-    "Remarks marking the 26th anniversary of the NATO bombing of Yugoslavia",
-    "Tongogara Memorial Talk: African liberation and China",
-    "Lula: Latin America, the Caribbean and China show it is possible to fight climate change without "
-    "sacrificing growth and justice",
-    "Xi Jinping: Writing a new chapter in building a China-LAC Community with a Shared Future",
-]
-
-ISSUE_2 = [
-    "Premier Li Qiang joins celebrations of the 80th anniversary of the Workers’ Party of Korea in Pyongyang",
-    "Tianjin Declaration advances roadmap for Shanghai Cooperation Organisation",
-    "China, Russia, Pakistan and Iran reject US return to Afghanistan",
-    "Cuba-China diplomatic relations: 65 years from history to the future",
-    "DPRK foreign minister: Consolidating and developing relations with China is an unwavering stance",
-    "China strongly condemns US misuse of veto to shield Israel",
-    "Symbolic significance of Western states’ recognition of Palestine",
-    "Chinese leaders meet guests from Brazil, Timor-Leste, Hungary, Bulgaria, Romania and Greece",
-    "Portugal reinforces sound relations with China",
-    "Xi Jinping meets the leaders of Zimbabwe, Slovakia, Congo, Serbia and Indonesia",
-    "China-Vietnam relations of comrades and brothers underlined in three high-level meetings",
-    "China and Cuba build on the friendship established by Chairman Mao and Fidel Castro",
-    "Xi meets Lao president",
-    "China, Russia and Mongolia strengthen three-way friendship in Beijing",
-    "Xi Jinping meets leaders from Uzbekistan, Pakistan, Turkmenistan, Iran, Malaysia and Tajikistan",
-    "Kim Jong Un’s first China visit in six years draws world attention",
-    "Special friendship with Cambodia reflected in high-level visits",
-    "Xi Jinping meets leaders from Armenia, Belarus, Maldives, Azerbaijan, Kyrgyzstan, India and Türkiye",
-]
 
 
 def newsletter(**overrides) -> NewsletterSettings:
@@ -181,15 +134,15 @@ def test_sections_group_by_the_first_matching_tag_in_configured_order():
     assert sections(items, ()) == [("", items)]
 
 
-# -- the seeds, end to end through the store ----------------------------------------------------
+# -- the captures, end to end through the store---------------------------------------------------
 
 
 def _import(store, settings, seed, as_of):
     import_sources(store, settings, [SourceSettings(path=str(seed), format="textpage")], as_of=as_of, now=as_of)
 
 
-def test_the_seed_captures_give_issue_1_then_exactly_the_18_new_articles_then_a_skip(
-    make_settings, database_url, store
+def test_the_captures_give_issue_1_then_exactly_the_new_articles_then_a_skip(
+    make_settings, database_url, store, captures
 ):
     settings = make_settings(
         {
@@ -205,22 +158,24 @@ def test_the_seed_captures_give_issue_1_then_exactly_the_18_new_articles_then_a_
         },
         database_url=database_url,
     )
-    _import(store, settings, SEED_002, AS_OF_002)
+    early, late = captures.early, captures.late
+    _import(store, settings, early.path, early.as_of)
     first_slot = datetime(2025, 10, 6, 8, tzinfo=UTC)
     first = build_issue(store, settings, "weekly", first_slot, first_slot)
     assert first.number == 1 and first.state == "approved" and not first.overflow_ids
-    assert [a.title for a in store.articles.by_ids(first.article_ids)] == ISSUE_1
+    assert [a.title for a in store.articles.by_ids(first.article_ids)] == list(captures.issue_1)
 
-    _import(store, settings, SEED_000, AS_OF_000)
+    _import(store, settings, late.path, late.as_of)
     second_slot = datetime(2025, 10, 20, 8, tzinfo=UTC)
     second = build_issue(store, settings, "weekly", second_slot, second_slot)
     assert second.number == 2
-    assert [a.title for a in store.articles.by_ids(second.article_ids)] == ISSUE_2
+    assert [a.title for a in store.articles.by_ids(second.article_ids)] == list(captures.issue_2)
     assert second.watermark == max(a.published for a in store.articles.by_ids(second.article_ids))
     rendered = render_issue(store, settings, second)
-    assert "18 new articles since 30 September" in rendered.html
-    assert rendered.preheader == "18 new articles since 30 September"
-    assert rendered.subject == f"Weekly: {ISSUE_2[0]}"
+    new = len(captures.issue_2)  # 18 in the seeds
+    assert f"{new} new articles since 30 September" in rendered.html
+    assert rendered.preheader == f"{new} new articles since 30 September"
+    assert rendered.subject == f"Weekly: {captures.issue_2[0]}"
 
     third_slot = datetime(2025, 10, 27, 8, tzinfo=UTC)
     third = build_issue(store, settings, "weekly", third_slot, third_slot)
@@ -229,21 +184,24 @@ def test_the_seed_captures_give_issue_1_then_exactly_the_18_new_articles_then_a_
     assert [i.number for i in store.issues.list("weekly")] == [1, 2]
 
 
-@pytest.mark.parametrize(("lookback", "expected"), [("7d", 19), ("30m", 19), ("10m", 10)])
-def test_the_first_issue_lookback_counts_back_from_the_slot(make_settings, tmp_path, lookback, expected):
+@pytest.mark.parametrize(("lookback", "expected"), [("7d", "all"), ("30m", "all"), ("10m", 10)])
+def test_the_first_issue_lookback_counts_back_from_the_slot(make_settings, tmp_path, captures, lookback, expected):
+    """One article a minute back from the capture time: 10 minutes reach 10 of them, 30 minutes reach all."""
     from publisher.store import Store
 
     settings = make_settings(
         {"newsletters": {"weekly": {"lookback": lookback}}}, database_url=f"sqlite:///{tmp_path / 'p.db'}"
     )
     store = Store.open(settings.database.url)
-    _import(store, settings, SEED_002, AS_OF_002)
-    issue = build_issue(store, settings, "weekly", AS_OF_002, AS_OF_002)
-    assert len(issue.article_ids) == expected
+    early = captures.early
+    assert 10 < early.count <= 30
+    _import(store, settings, early.path, early.as_of)
+    issue = build_issue(store, settings, "weekly", early.as_of, early.as_of)
+    assert len(issue.article_ids) == (early.count if expected == "all" else expected)
     store.close()
 
 
-def test_sent_issues_are_archived_as_pages_an_index_and_an_issues_feed(make_settings, tmp_path):
+def test_sent_issues_are_archived_as_pages_an_index_and_an_issues_feed(make_settings, tmp_path, captures):
     import json
 
     from publisher.archive import write_archive
@@ -253,7 +211,7 @@ def test_sent_issues_are_archived_as_pages_an_index_and_an_issues_feed(make_sett
         {"newsletters": {"weekly": {"title": "Weekly"}}}, database_url=f"sqlite:///{tmp_path / 'p.db'}"
     )
     store = Store.open(settings.database.url)
-    _import(store, settings, SEED_002, AS_OF_002)
+    _import(store, settings, captures.early.path, captures.early.as_of)
     slot = datetime(2025, 10, 6, 8, tzinfo=UTC)
     issue = build_issue(store, settings, "weekly", slot, slot)
     assert write_archive(store, settings, "weekly")[0].name == "index.html"  # nothing sent yet: no page
@@ -267,7 +225,7 @@ def test_sent_issues_are_archived_as_pages_an_index_and_an_issues_feed(make_sett
         "feeds/newsletters/weekly/feed.json",
     }
     page = (tmp_path / "archive/weekly/1.html").read_text()
-    assert ISSUE_1[0] in page and "@@" not in page and '<html lang="en">' in page
+    assert captures.issue_1[0] in page and "@@" not in page and '<html lang="en">' in page
     assert 'href="1.html"' in (tmp_path / "archive/weekly/index.html").read_text()
     feed = json.loads((tmp_path / "feeds/newsletters/weekly/feed.json").read_text())
     assert feed["items"][0]["url"] == "https://news.example.org/archive/weekly/1.html"
@@ -276,7 +234,7 @@ def test_sent_issues_are_archived_as_pages_an_index_and_an_issues_feed(make_sett
     store.close()
 
 
-def test_the_digest_commands_build_list_approve_cancel_and_preview(tmp_path):
+def test_the_digest_commands_build_list_approve_cancel_and_preview(tmp_path, captures):
     import email
     import email.policy
     import json
@@ -295,21 +253,22 @@ def test_the_digest_commands_build_list_approve_cancel_and_preview(tmp_path):
     def run(*args: str):
         return CliRunner().invoke(cli, ["--config", str(config), *args], catch_exceptions=False)
 
-    assert run("import", str(SEED_002), "--as-of", AS_OF_002.isoformat()).exit_code == 0
+    early = captures.early
+    assert run("import", str(early.path), "--as-of", early.as_of.isoformat()).exit_code == 0
     preview = run("digest", "preview", "weekly", "--out", str(tmp_path / "preview"))
     assert preview.exit_code == 0, preview.output
-    assert "articles: 19 (+0 linked as more)" in preview.output
+    assert f"articles: {early.count} (+0 linked as more)" in preview.output
     raw = (tmp_path / "preview" / "weekly-1.eml").read_bytes()
     assert not email.message_from_bytes(raw, policy=email.policy.default).defects
     assert run("digest", "issues", "weekly", "--json").output.strip() == "[]"  # a preview stores nothing
 
     built = run("digest", "build", "weekly", "--slot", "2025-10-06T08:00:00+00:00")
-    assert "built issue 1 [draft]" in built.output and "19 articles" in built.output
+    assert "built issue 1 [draft]" in built.output and f"{early.count} articles" in built.output
     again = run("digest", "build", "weekly", "--slot", "2025-10-06T09:00:00+01:00")  # the same instant
     assert "already built: issue 1 [draft]" in again.output
     assert "issue 1 [approved]" in run("digest", "approve", "weekly").output
     listed = json.loads(run("digest", "issues", "weekly", "--json").output)
-    assert [(i["number"], i["state"], i["articles"]) for i in listed] == [(1, "approved", 19)]
+    assert [(i["number"], i["state"], i["articles"]) for i in listed] == [(1, "approved", early.count)]
     skipped = run("digest", "build", "weekly", "--slot", "2025-10-13T08:00:00+00:00")
     assert skipped.exit_code == 0 and "skipped: 0 new articles, minimum 1" in skipped.output
     assert "issue 1 [cancelled]" in run("digest", "cancel", "weekly", "1").output

@@ -3,19 +3,19 @@
 from click.testing import CliRunner
 
 from publisher.cli import cli
-from tests.conftest import AS_OF_002, SEED_002
 
 
-def test_db_copy_from_sqlite_to_postgresql(tmp_path, postgres_url):
+def test_db_copy_from_sqlite_to_postgresql(tmp_path, postgres_url, captures):
     config = tmp_path / "config.toml"
     config.write_text('[site]\nurl = "https://news.example.org"\n[newsletters.weekly]\n', encoding="utf-8")
     runner = CliRunner()
     base = ["--config", str(config)]
-    runner.invoke(cli, [*base, "import", str(SEED_002), "--as-of", AS_OF_002.isoformat()], catch_exceptions=False)
+    early = captures.early
+    runner.invoke(cli, [*base, "import", str(early.path), "--as-of", early.as_of.isoformat()], catch_exceptions=False)
     runner.invoke(cli, [*base, "subscribers", "add", "ann@example.org", "--confirmed"], catch_exceptions=False)
     before = runner.invoke(cli, [*base, "articles", "--json"]).output
     copied = runner.invoke(cli, [*base, "db", "copy", postgres_url], catch_exceptions=False)
-    assert copied.exit_code == 0 and "articles         19 rows" in copied.output
+    assert copied.exit_code == 0 and f"articles         {early.count} rows" in copied.output
     moved = ["--config", str(config)]
     env = {"PUBLISHER_DATABASE_URL": postgres_url}
     assert runner.invoke(cli, [*moved, "articles", "--json"], env=env).output == before

@@ -1,4 +1,4 @@
-"""The textpage importer on the real seed captures and on small hand-made ones."""
+"""The textpage importer on each set of captures (ours, the real seeds) and on small hand-made ones."""
 
 from datetime import UTC, datetime, timedelta
 
@@ -6,55 +6,91 @@ import pytest
 
 from publisher.errors import ContentError
 from publisher.importers.textpage import parse_textpage, read_textpage
-from tests.conftest import AS_OF_000, AS_OF_002, SEED_000, SEED_002
+from tests.helpers import OURS
 
-FIRST_TITLES_002 = [
-    "The traditional friendship between Laos and China is at its best in history",
-    "Li Qiang issues rallying call for development at UN",
-    "China and Cuba show that a better world is not only possible – it is being built day by day",
-    "China’s Premier champions peace, justice and development at UN General Assembly",
-]
-LAST_TITLE_002 = "Xi Jinping: Writing a new chapter in building a China-LAC Community with a Shared Future"
+AS_OF = datetime(2025, 9, 30, tzinfo=UTC)
 
 
-def test_seed_002_gives_19_articles_in_page_order():
-    drafts = read_textpage(SEED_002, as_of=AS_OF_002)
-    assert len(drafts) == 19
-    assert [d.title for d in drafts[:4]] == FIRST_TITLES_002
-    assert drafts[-1].title == LAST_TITLE_002
-    assert [d.published for d in drafts] == [AS_OF_002 - timedelta(minutes=i) for i in range(19)]
+def test_the_early_capture_gives_its_articles_in_page_order(captures):
+    early = captures.early
+    drafts = read_textpage(early.path, as_of=early.as_of)
+    assert len(drafts) == early.count
+    assert [d.title for d in drafts] == list(captures.issue_1)
+    assert [d.published for d in drafts] == [early.as_of - timedelta(minutes=i) for i in range(early.count)]
 
 
-def test_seed_002_teasers_and_full_posts():
-    drafts = {d.title: d for d in read_textpage(SEED_002, as_of=AS_OF_002)}
-    assert sum(d.truncated for d in drafts.values()) == 15
+def test_teasers_and_full_posts(captures):
+    drafts = {d.title: d for d in read_textpage(captures.early.path, as_of=captures.early.as_of)}
+    assert sum(d.truncated for d in drafts.values()) == captures.early_teasers
     full = [d.title for d in drafts.values() if not d.truncated]
-    assert "Is China a threat?" not in full
-    assert len(full) == 4
-    teaser = drafts["Li Qiang issues rallying call for development at UN"]
-    assert teaser.content_html.startswith("<p>During his recent visit to New York")
-    assert teaser.content_html.count("<ul>") == 1 and teaser.content_html.count("<li>") == 4
-    assert teaser.content_html.endswith("global development.</p>")
+    assert captures.a_teaser not in full
+    assert len(full) == captures.early.count - captures.early_teasers
+    expected = captures.list_teaser
+    teaser = drafts[expected.title]
+    assert teaser.truncated
+    assert teaser.content_html.startswith(expected.starts)
+    assert teaser.content_html.count("<ul>") == 1 and teaser.content_html.count("<li>") == expected.items
+    assert teaser.content_html.endswith(expected.ends)
 
 
-def test_no_continue_reading_survives_and_typography_is_kept():
-    for seed, as_of in ((SEED_002, AS_OF_002), (SEED_000, AS_OF_000)):
-        for draft in read_textpage(seed, as_of=as_of):
+def test_no_continue_reading_survives_and_typography_is_kept(captures):
+    for capture in (captures.early, captures.late):
+        for draft in read_textpage(capture.path, as_of=capture.as_of):
             assert "Continue reading" not in draft.content_html
             assert "Continue reading" not in draft.summary_html
-    text = "".join(d.content_html for d in read_textpage(SEED_002, as_of=AS_OF_002))
+    text = "".join(d.content_html for d in read_textpage(captures.early.path, as_of=captures.early.as_of))
     for mark in "’–“”":
         assert mark in text
 
 
-def test_overlapping_articles_are_identical_in_both_captures():
-    first = {d.slug: d for d in read_textpage(SEED_002, as_of=AS_OF_002)}
-    second = {d.slug: d for d in read_textpage(SEED_000, as_of=AS_OF_000)}
+def test_overlapping_articles_are_identical_in_both_captures(captures):
+    first = {d.slug: d for d in read_textpage(captures.early.path, as_of=captures.early.as_of)}
+    second = {d.slug: d for d in read_textpage(captures.late.path, as_of=captures.late.as_of)}
     shared = first.keys() & second.keys()
-    assert len(shared) == 2
+    assert len(shared) == captures.shared > 0
+    assert captures.shared_slug in shared
     for slug in shared:
         assert first[slug].content_html == second[slug].content_html
-    assert len(second) - len(shared) == 18
+        assert first[slug].summary_html == second[slug].summary_html
+    assert [d.title for d in second.values() if d.slug not in shared] == list(captures.issue_2)
+
+
+def test_our_captures_exercise_every_rule_of_the_format():
+    """Guards tests/data: if an edit there drops a rule, this says which."""
+    early = {d.title: d for d in read_textpage(OURS.early.path, as_of=OURS.early.as_of)}
+    late = {d.title: d for d in read_textpage(OURS.late.path, as_of=OURS.late.as_of)}
+    raw = OURS.early.path.read_text(encoding="utf-8")
+    # A full post opens the file; its headings, one equal to the next teaser's title, stay inside it.
+    calendar = early["Autumn club-run calendar"]
+    assert not calendar.truncated and raw.startswith("Autumn club-run calendar\n")
+    for heading in ("Sunday social rides", "Wednesday chaingang", "Lanterns on the towpath"):
+        assert f"<p>{heading}</p>" in calendar.content_html
+    # The teaser's title is the last line above the marker that equals it.
+    assert early["Lanterns on the towpath"].content_html.startswith("<p>Forty riders")
+    # A run of bullets is one list, and a paragraph right after it is not an item.
+    assert calendar.content_html.count("<ul>") == 1 and calendar.content_html.count("<li>") == 4
+    assert "</li></ul>\n<p>If a ride is cancelled" in calendar.content_html
+    # Indented bullets are items too.
+    assert late["Ten things we learned from the reliability ride"].content_html.count("<li>") == 10
+    assert "\n  • " in raw
+    # A title line is compared trimmed; a longer line that starts with the title is body text.
+    route = early["Route of the month: Heron Lane and the two fords"]
+    assert "Route of the month: Heron Lane and the two fords  \n" in raw
+    assert "<p>Route of the month: Heron Lane and the two fords, printed on one page</p>" in route.content_html
+    # Full posts: several, one closing the file, each with more than its first paragraph.
+    full = [d for d in early.values() if not d.truncated]
+    assert [d.title for d in full] == [
+        "Autumn club-run calendar",
+        "Committee notes, September",
+        "Lost property",
+        "Welcome to our new members",
+    ]
+    assert all(d.summary_html != d.content_html for d in full)
+    # Typography, including the single quotes, stays as written; HTML-special characters are escaped.
+    assert "‘Why does my chain skip?’" in raw
+    assert "&amp; Crank" in early["Café stop review: The Kettle & Crank"].content_html
+    # Articles are separated by one blank line or more.
+    assert "\n\n\n" in OURS.late.path.read_text(encoding="utf-8")
 
 
 CAPTURE = """\
@@ -107,14 +143,10 @@ def test_hand_made_capture_follows_the_format_rules():
 )
 def test_malformed_captures_name_the_file_and_line(text, line, message):
     with pytest.raises(ContentError, match=rf"^capture\.txt:{line}: .*{message}"):
-        parse_textpage(text, where="capture.txt", as_of=AS_OF_002)
+        parse_textpage(text, where="capture.txt", as_of=AS_OF)
 
 
-def test_slugs_are_wordpress_style():
-    drafts = {d.title: d.slug for d in read_textpage(SEED_002, as_of=AS_OF_002)}
-    assert drafts["China’s Premier champions peace, justice and development at UN General Assembly"] == (
-        "chinas-premier-champions-peace-justice-and-development-at-un-general-assembly"
-    )
-    assert drafts["BRICS countries seek common stand on ‘tariff wars’"] == (
-        "brics-countries-seek-common-stand-on-tariff-wars"
-    )
+def test_slugs_are_wordpress_style(captures):
+    slugs = {d.title: d.slug for d in read_textpage(captures.early.path, as_of=captures.early.as_of)}
+    for title, slug in captures.slugs:
+        assert slugs[title] == slug

@@ -16,7 +16,7 @@ from publisher.config import DeliverySettings, SmtpSettings
 from publisher.errors import DeliveryError
 from publisher.smtp import SmtpTransport, dot_stuffed, result_from_reply
 from publisher.transports import MaildirTransport, MemoryTransport, Outgoing, SendResult, make_transport
-from tests.conftest import require
+from tests.helpers import require
 
 MESSAGE = b"From: a@news.example.org\r\nSubject: hi\r\n\r\nline one\r\n.starts with a dot\r\n..two\r\nend\r\n"
 
