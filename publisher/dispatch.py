@@ -36,6 +36,8 @@ from publisher.transports import (
     Transport,
     make_transport,
 )
+from publisher.verp import UNSUBSCRIBE, make_token
+from publisher.verp import address as verp_address
 
 Compose = Callable[[Leased, datetime], Outgoing | LazyOutgoing]
 Clock = Callable[[], datetime]
@@ -123,6 +125,12 @@ def composer(compiled: CompiledMessage, settings: Settings, newsletter: Newslett
     """
     site, keys, name = settings.site, settings.secret_keys, newsletter.name
     slot = int(issue.slot.timestamp()) if issue.slot else issue.id
+    return_path = settings.delivery.return_path
+
+    def verp(leased: Leased, purpose: str = "bounce") -> str:
+        return (
+            verp_address(return_path, make_token(keys, issue.id, leased.subscriber_id, purpose)) if return_path else ""
+        )
 
     def build(leased: Leased, now: datetime) -> bytes:
         return compiled.personalise(
@@ -133,10 +141,11 @@ def composer(compiled: CompiledMessage, settings: Settings, newsletter: Newslett
             preferences_url=preferences_url(site.url, keys, leased.subscriber_id),
             message_id=message_id(site.domain, name, issue.number, slot, leased.subscriber_id),
             date=now,
+            unsubscribe_mailto=verp(leased, UNSUBSCRIBE),
         )
 
     def compose(leased: Leased, now: datetime) -> LazyOutgoing:
-        return LazyOutgoing(compiled.sender, leased.email, partial(build, leased, now))
+        return LazyOutgoing(verp(leased) or compiled.sender, leased.email, partial(build, leased, now))
 
     return compose
 

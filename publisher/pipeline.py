@@ -200,6 +200,10 @@ def run_job(
             log.info("job poll: %d sources changed", len(poll_sources(store, settings, now)))
         elif kind == "retry":
             log.info("job retry: %d issues sent or retried", retry_deferred(store, settings, now, should_stop))
+        elif kind == "inbound":
+            from publisher.inbound.imap import poll
+
+            log.info("job inbound: %d messages read", poll(settings, store, now).processed)
     except PublisherError as error:
         log.error("%s job failed: %s", kind, error)
 

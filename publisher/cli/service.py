@@ -10,6 +10,7 @@ import threading
 import click
 
 from publisher.cli.app import App, print_json
+from publisher.inbound.listener import Listener
 from publisher.pipeline import publish_due
 from publisher.scheduler import Scheduler, schedule_table
 
@@ -113,12 +114,15 @@ def run_service(app: App, *, web: bool, scheduler: bool) -> None:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     server = WebThread(settings, store) if web else None
+    listener = Listener(settings, store).start() if settings.inbound.listen else None
     try:
         if scheduler:
             Scheduler(settings, store, embedded=app.embedded).serve(stop)
         else:
             stop.wait()
     finally:
+        if listener is not None:
+            listener.stop()
         if server is not None:
             server.stop()
         store.close()
