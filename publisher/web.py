@@ -35,7 +35,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import NotModifiedResponse, StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from publisher import subscriptions, tokens
+from publisher import subscriptions, tokens, webhooks
 from publisher.config import Settings
 from publisher.errors import PublisherError, SubscriberError
 from publisher.resources import templates_dir
@@ -461,6 +461,7 @@ def routes(settings: Settings) -> list:
         Route("/preferences/{token}", save_preferences, methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/archive", archive_root, methods=["GET"]),
+        Route("/webhooks/{provider}", webhooks.endpoint(settings), methods=["POST"]),
         Mount("/feeds", Files(settings.feeds.dir, FEED_CACHE)),
         Mount("/archive", Files(settings.archive.dir, ARCHIVE_CACHE)),
         Mount("/static", Files(static, ARCHIVE_CACHE)),
