@@ -357,3 +357,83 @@ def test_the_listener_refuses_nothing_it_cannot_record(store, inbound_settings):
 def test_message_parse_keeps_header_policy():
     raw = (CORPUS / "arf-complaint.eml").read_bytes()
     assert message_from_bytes(raw, policy=policy.default)["Subject"].startswith("FW:")
+
+
+# --- the receiver inside `publisher run`, and over LMTP --------------------------------------------
+
+
+def wait_for_port(port: int, process, timeout: float = 30) -> None:
+    import socket
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "publisher run exited"
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"nothing listens on {port}")
+
+
+def test_publisher_run_receives_bounces_on_inbound_listen(tmp_path, database_url, monkeypatch):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from publisher.store import Store
+
+    listen, web = free_port(), free_port()
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[site]\nurl = "https://news.example.org"\n[database]\nurl = "{database_url}"\n[newsletters.weekly]\n'
+        f'[delivery]\nreturn_path = "bounces@news.example.org"\n[web]\nport = {web}\n'
+        f'[inbound]\nlisten = "127.0.0.1:{listen}"\n'
+    )
+    store = Store.open(database_url)
+    store.subscribers.add(Subscriber(email="gone@a.example", status="confirmed", newsletters=("weekly",)), NOW)
+    issue = make_issue(store, 1)
+    token = verp.make_token(KEYS, issue.id, store.subscribers.get("gone@a.example").id)
+    log = (tmp_path / "run.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "publisher", "--config", str(config), "run", "--no-scheduler"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PUBLISHER_SECRET_KEY": KEYS[0]},
+    )
+    try:
+        wait_for_port(listen, process)
+        raw = (CORPUS / "exim-failed.eml").read_bytes().replace(SAMPLE_TOKEN.encode(), token.encode())
+        with smtplib.SMTP("127.0.0.1", listen, timeout=10) as client:
+            client.sendmail(
+                "<>", [f"bounces+{token}@news.example.org"], crlf(raw.replace(b"alice@example.com", b"gone@a.example"))
+            )
+        assert store.subscribers.get("gone@a.example").status == "bounced"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+        log.close()
+        store.close()
+    assert "receiving mail that comes back on smtp://127.0.0.1" in (tmp_path / "run.log").read_text()
+
+
+def test_the_receiver_speaks_lmtp(store, make_settings, database_url, monkeypatch):
+    monkeypatch.setenv("PUBLISHER_SECRET_KEY", KEYS[0])
+    settings = make_settings(
+        {
+            "newsletters": {"weekly": {}},
+            "delivery": {"return_path": "bounces@news.example.org"},
+            "inbound": {"listen": f"127.0.0.1:{free_port()}", "protocol": "lmtp"},
+        },
+        database_url=database_url,
+    )
+    store.subscribers.add(Subscriber(email="gone@a.example", status="confirmed", newsletters=("weekly",)), NOW)
+    token = verp.make_token(KEYS, make_issue(store, 1).id, store.subscribers.get("gone@a.example").id)
+    raw = (CORPUS / "gmail-dsn.eml").read_bytes().replace(SAMPLE_TOKEN.encode(), token.encode())
+    with Listener(settings, store):
+        host, port = settings.inbound.address
+        with smtplib.LMTP(host, port) as client:
+            client.sendmail("<>", [f"bounces+{token}@news.example.org"], crlf(raw))
+    assert store.subscribers.get("gone@a.example").status == "bounced"
