@@ -81,7 +81,9 @@ _MAILGUN = {"complained": Kind.COMPLAINT, "unsubscribed": Kind.UNSUBSCRIBE}
 
 def mailgun(config: MailgunWebhook, body: bytes, headers) -> list[Event]:
     data = _json(body)
-    signature = data.get("signature", {}) if isinstance(data, dict) else {}
+    if not isinstance(data, dict):
+        raise Rejected("not a Mailgun event")
+    signature = data.get("signature") or {}
     expected = hmac.new(
         config.signing_key.encode(),
         f"{signature.get('timestamp', '')}{signature.get('token', '')}".encode(),

@@ -437,3 +437,41 @@ def test_the_receiver_speaks_lmtp(store, make_settings, database_url, monkeypatc
         with smtplib.LMTP(host, port) as client:
             client.sendmail("<>", [f"bounces+{token}@news.example.org"], crlf(raw))
     assert store.subscribers.get("gone@a.example").status == "bounced"
+
+
+def test_an_out_of_office_reply_to_the_unsubscribe_address_is_no_request():
+    raw = (CORPUS / "mailto-unsubscribe.eml").read_bytes()
+    assert (
+        parse(raw.replace(b"Subject: unsubscribe", b"Auto-Submitted: auto-replied\nSubject: Out of office")).kind
+        is Kind.AUTO_REPLY
+    )
+    assert (
+        parse(raw.replace(b"Subject: unsubscribe", b"Auto-Submitted: auto-generated\nSubject: unsubscribe")).kind
+        is Kind.UNSUBSCRIBE
+    )
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"",
+        b"\x00\xff\xfe garbage",
+        b"Content-Type: multipart/report; report-type=delivery-status\n\nno parts",
+        b"From: x\n\n" * 1000,
+    ],
+)
+def test_anything_unreadable_is_kept_as_unknown_never_an_error(raw):
+    assert parse(raw).kind is Kind.UNKNOWN
+
+
+def test_inbound_import_of_a_missing_path_is_a_one_line_error(tmp_path):
+    config = tmp_path / "config.toml"
+    config.write_text(f'[database]\nurl = "sqlite:///{tmp_path}/p.db"\n')
+    from click.testing import CliRunner
+
+    from publisher.cli import cli as group
+
+    result = CliRunner().invoke(group, ["--config", str(config), "inbound", "import", str(tmp_path / "nowhere")])
+    assert (
+        result.exit_code == 1 and result.output.strip() == f"error: {tmp_path / 'nowhere'}: no such file or directory"
+    )

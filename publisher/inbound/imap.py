@@ -64,12 +64,12 @@ def _capabilities(client: imaplib.IMAP4) -> set[str]:
     return set((data[0] or b"").decode("ascii", "replace").upper().split())
 
 
-def _move(client: imaplib.IMAP4, uid: bytes, folder: str, capabilities: set[str]) -> None:
+def _move(client: imaplib.IMAP4, uid: str, folder: str, capabilities: set[str]) -> None:
     if "MOVE" in capabilities:
-        _check(client.uid("MOVE", uid, _quote(folder)), f"moving message {uid.decode()}")
+        _check(client.uid("MOVE", uid, _quote(folder)), f"moving message {uid}")
         return
-    _check(client.uid("COPY", uid, _quote(folder)), f"copying message {uid.decode()}")
-    _check(client.uid("STORE", uid, "+FLAGS", "(\\Deleted)"), f"deleting message {uid.decode()}")
+    _check(client.uid("COPY", uid, _quote(folder)), f"copying message {uid}")
+    _check(client.uid("STORE", uid, "+FLAGS", "(\\Deleted)"), f"deleting message {uid}")
     client.expunge()
 
 
@@ -84,9 +84,9 @@ def poll(settings: Settings, store: Store, now: datetime) -> PollReport:
         capabilities = _capabilities(client)
         client.create(_quote(imap.processed_folder))  # "already exists" is fine
         _check(client.select(_quote(imap.folder)), f"selecting {imap.folder}")
-        uids = _check(client.uid("SEARCH", None, "ALL"), "searching")[0].split()
+        uids = _check(client.uid("SEARCH", "ALL"), "searching")[0].decode("ascii").split()
         for uid in uids:
-            data = _check(client.uid("FETCH", uid, "(BODY.PEEK[])"), f"fetching message {uid.decode()}")
+            data = _check(client.uid("FETCH", uid, "(BODY.PEEK[])"), f"fetching message {uid}")
             raw = next((item[1] for item in data if isinstance(item, tuple)), None)
             if raw is None:
                 continue

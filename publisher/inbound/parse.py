@@ -11,7 +11,7 @@ tokens it finds are checked by `publisher.feedback`, which acts on them.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from email import message_from_bytes, policy
 from email.message import Message
 from email.utils import getaddresses, parseaddr
@@ -89,18 +89,20 @@ _FORMATS = (
 def parse(raw: bytes, *, envelope_to: str = "") -> Feedback:
     """Classify one message that came back; `envelope_to` is the address it was delivered to."""
     message = message_from_bytes(raw, policy=policy.compat32)
-    common = {
-        "tokens": _tokens(message, raw, envelope_to),
-        "message_id": _header(message, "Message-ID"),
-        "sender": parseaddr(_header(message, "From"))[1],
-        "subject": _header(message, "Subject"),
-        "original_message_id": _original_message_id(message),
-    }
-    for reader in (_arf, _dsn, _plain_bounce, _auto_reply, _unsubscribe):
+    unknown = Feedback(
+        Kind.UNKNOWN,
+        tokens=_tokens(message, raw, envelope_to),
+        message_id=_header(message, "Message-ID"),
+        sender=parseaddr(_header(message, "From"))[1],
+        subject=_header(message, "Subject"),
+        original_message_id=_original_message_id(message),
+        diagnostic="not a bounce, complaint, auto-reply or unsubscribe request",
+    )
+    for reader in (_arf, _dsn, _plain_bounce, _unsubscribe, _auto_reply):
         found = reader(message, envelope_to)
         if found is not None:
-            return Feedback(**{**common, **found})
-    return Feedback(Kind.UNKNOWN, **common, diagnostic="not a bounce, complaint, auto-reply or unsubscribe request")
+            return replace(unknown, **found)
+    return unknown
 
 
 # --- pieces --------------------------------------------------------------------------------
@@ -114,7 +116,8 @@ def _header(message: Message, name: str) -> str:
 
 
 def _content_type(message: Message) -> tuple[str, str]:
-    return message.get_content_type(), (message.get_param("report-type") or "").lower()
+    report_type = message.get_param("report-type")
+    return message.get_content_type(), report_type.lower() if isinstance(report_type, str) else ""
 
 
 def _parts(message: Message) -> list[Message]:
@@ -126,7 +129,9 @@ def _text(message: Message, limit: int = 200_000) -> str:
     chunks = []
     for part in _top_level_parts(message):
         if part.get_content_type() in ("text/plain", "text/html"):
-            payload = part.get_payload(decode=True) or b""
+            payload = part.get_payload(decode=True)
+            if not isinstance(payload, bytes):
+                payload = b""
             charset = part.get_content_charset() or "utf-8"
             try:
                 text = payload.decode(charset, "replace")
@@ -142,12 +147,17 @@ def _top_level_parts(message: Message) -> list[Message]:
     """Parts of the report itself: multipart containers opened, attached messages left closed."""
     if not message.is_multipart():
         return [message]
-    found = []
-    for part in message.get_payload():
+    found: list[Message] = []
+    for part in _children(message):
         if part.get_content_type() in ("message/rfc822", "message/delivery-status", "message/feedback-report"):
             continue
         found.extend(_top_level_parts(part) if part.is_multipart() else [part])
     return found
+
+
+def _children(message: Message) -> list[Message]:
+    payload = message.get_payload()
+    return [part for part in payload if isinstance(part, Message)] if isinstance(payload, list) else []
 
 
 def _tokens(message: Message, raw: bytes, envelope_to: str) -> tuple[str, ...]:
@@ -164,7 +174,7 @@ def _original_message_id(message: Message) -> str:
     for part in _parts(message):
         if part.get_content_type() in ("message/rfc822", "text/rfc822-headers"):
             inner = part.get_payload()
-            if isinstance(inner, list) and inner:
+            if isinstance(inner, list) and inner and isinstance(inner[0], Message):
                 return _header(inner[0], "Message-ID")
             if isinstance(inner, str):
                 match = re.search(r"^Message-ID:\s*(<[^>]+>)", inner, re.IGNORECASE | re.MULTILINE)
@@ -184,7 +194,7 @@ def _fields(part: Message) -> list[Message]:
     """The header blocks of a delivery-status or feedback-report part."""
     payload = part.get_payload()
     if isinstance(payload, list):
-        return payload
+        return [block for block in payload if isinstance(block, Message)]
     text = payload if isinstance(payload, str) else ""
     blocks = re.split(r"\r?\n\s*\r?\n", text.strip())
     from email.parser import HeaderParser
@@ -212,7 +222,7 @@ def _arf(message: Message, _envelope_to: str) -> dict | None:
     if not recipient:
         original = next((p for p in _parts(message) if p.get_content_type() == "message/rfc822"), None)
         inner = original.get_payload() if original is not None else None
-        if isinstance(inner, list) and inner:
+        if isinstance(inner, list) and inner and isinstance(inner[0], Message):
             recipient = (getaddresses([_header(inner[0], "To")]) or [("", "")])[0][1].lower()
     feedback_type = fields.get("feedback-type", "abuse").strip().lower()
     return {
@@ -293,6 +303,13 @@ def _plain_bounce(message: Message, _envelope_to: str) -> dict | None:
 
 
 def _auto_reply(message: Message, _envelope_to: str) -> dict | None:
+    why = _auto_signs(message)
+    if not why:
+        return None
+    return {"kind": Kind.AUTO_REPLY, "diagnostic": "auto-reply (" + ", ".join(why) + ")", "format": "header"}
+
+
+def _auto_signs(message: Message) -> list[str]:
     auto_submitted = _header(message, "Auto-Submitted").lower()
     precedence = _header(message, "Precedence").lower()
     signs = [
@@ -302,15 +319,16 @@ def _auto_reply(message: Message, _envelope_to: str) -> dict | None:
         ("x-auto-response-suppress", "oof" in _header(message, "X-Auto-Response-Suppress").lower()),
         ("subject", bool(_AUTO_SUBJECT.search(_header(message, "Subject")))),
     ]
-    why = [name for name, present in signs if present]
-    if not why:
-        return None
-    return {"kind": Kind.AUTO_REPLY, "diagnostic": "auto-reply (" + ", ".join(why) + ")", "format": "header"}
+    return [name for name, present in signs if present]
 
 
 def _unsubscribe(message: Message, envelope_to: str) -> dict | None:
     addressed = " ".join([envelope_to, _header(message, "To"), _header(message, "Delivered-To")])
     if not any(token.startswith("unsub-") for token in tokens_in(addressed)):
+        return None
+    # A mail client's unsubscribe button may mark its request auto-generated; an out-of-office
+    # reply that strays to the unsubscribe address is not a request.
+    if _auto_signs(message) and _header(message, "Auto-Submitted").lower() != "auto-generated":
         return None
     return {
         "kind": Kind.UNSUBSCRIBE,
