@@ -15,10 +15,11 @@ from pathlib import Path
 import pytest
 from sink import free_port
 
-from publisher import verp
+from publisher import pipeline, verp
 from publisher.errors import PublisherError
 from publisher.inbound.imap import poll
 from publisher.model import Subscriber
+from publisher.scheduler import schedule_table
 from tests.conftest import REPO, require
 from tests.test_inbound import CORPUS, SAMPLE_TOKEN, crlf, make_issue
 
@@ -158,6 +159,14 @@ def test_imap_intake_acts_on_each_message_and_moves_it_to_the_processed_folder(
     assert (count(client, "INBOX"), count(client, "Done")) == (0, 2)
     client.logout()
     assert poll(settings, store, NOW).processed == 0  # nothing is read twice
+
+    # `publisher run` polls on its timetable: the job is listed, and its run reads new mail.
+    assert "inbound" in [row["id"] for row in schedule_table(settings, NOW)]
+    client = mailbox(dovecot)
+    assert client.append("INBOX", None, None, crlf((CORPUS / "human-reply.eml").read_bytes()))[0] == "OK"
+    client.logout()
+    pipeline.run_job(store, settings, "inbound", "", NOW)
+    assert [row["kind"] for row in store.inbound.messages()] == ["unknown", "auto_reply", "bounce"]
 
     monkeypatch.setenv("PUBLISHER_IMAP_PASSWORD", "not-the-password")
     bad = make_settings(
