@@ -282,24 +282,27 @@ def _plain_bounce(message: Message, _envelope_to: str) -> dict | None:
     report = text[: cut.start()] if cut else text
     found = _FAILED_ADDRESS.search(report)
     recipient = found[1].lower().rstrip(".") if found else ""
-    status_match = _STATUS.search(report)
-    code_match = _SMTP_CODE.search(report)
-    status = status_match[0] if status_match else ""
-    if not status and code_match:
-        status = f"{code_match[1][0]}.0.0"
+    status = _plain_status(report)
     if not status:
-        if _SOFT_WORDS.search(report) and not _HARD_WORDS.search(report):
-            status = "4.0.0"
-        elif _HARD_WORDS.search(report):
-            status = "5.0.0"
-        else:
-            return None
+        return None
     kind = _status_kind(status)
     if kind is Kind.BOUNCE and _SOFT_WORDS.search(_header(message, "Subject")):
         kind = Kind.SOFT_BOUNCE
     name = next((name for name, pattern in _FORMATS if pattern.search(report)), "plain")
-    line = next((ln.strip() for ln in report.splitlines() if status in ln or (code_match and code_match[1] in ln)), "")
+    code = _SMTP_CODE.search(report)
+    line = next((ln.strip() for ln in report.splitlines() if status in ln or (code and code[1] in ln)), "")
     return {"kind": kind, "recipient": recipient, "status": status, "diagnostic": line[:500], "format": name}
+
+
+def _plain_status(report: str) -> str:
+    """The enhanced status in a plain-text bounce; else one from its SMTP code or its wording ("" if none)."""
+    if status := _STATUS.search(report):
+        return status[0]
+    if code := _SMTP_CODE.search(report):
+        return f"{code[1][0]}.0.0"
+    if _HARD_WORDS.search(report):
+        return "5.0.0"
+    return "4.0.0" if _SOFT_WORDS.search(report) else ""
 
 
 def _auto_reply(message: Message, _envelope_to: str) -> dict | None:
