@@ -100,6 +100,7 @@ class DeliverySettings:
     retry_max: timedelta = timedelta(hours=4)
     give_up_after: timedelta = timedelta(days=5)
     soft_bounce_limit: int = 3
+    return_path: str = ""  # VERP: bounces+<token>@domain as each message's envelope sender
     smtp: SmtpSettings = SmtpSettings()
     dkim: DkimSettings = DkimSettings()
 
@@ -157,6 +158,65 @@ class ArchiveSettings:
 
 
 @dataclass(frozen=True)
+class ImapSettings:
+    host: str = ""
+    port: int = 993
+    security: str = "tls"
+    username: str = ""
+    password: str = field(default="", repr=False)  # PUBLISHER_IMAP_PASSWORD
+    folder: str = "INBOX"
+    processed_folder: str = "Processed"
+    interval: timedelta = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class InboundSettings:
+    listen: str = ""  # HOST:PORT for the SMTP/LMTP receiver
+    protocol: str = "smtp"
+    soft_bounce_half_life: timedelta = timedelta(days=7)
+    imap: ImapSettings = ImapSettings()
+
+    @property
+    def address(self) -> tuple[str, int]:
+        host, _, port = self.listen.rpartition(":")
+        return host.strip("[]"), int(port)
+
+
+@dataclass(frozen=True)
+class MailgunWebhook:
+    signing_key_env: str = ""
+    signing_key: str = field(default="", repr=False)
+
+
+@dataclass(frozen=True)
+class SendgridWebhook:
+    public_key_env: str = ""
+    public_key: str = field(default="", repr=False)
+
+
+@dataclass(frozen=True)
+class PostmarkWebhook:
+    username: str = ""
+    password_env: str = ""
+    password: str = field(default="", repr=False)
+
+
+@dataclass(frozen=True)
+class SesWebhook:
+    enabled: bool = False
+    signing_cert_url_pattern: str = r"^https://sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/"
+    topic_arns: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class WebhookSettings:
+    mailgun: MailgunWebhook = MailgunWebhook()
+    sendgrid: SendgridWebhook = SendgridWebhook()
+    postmark: PostmarkWebhook = PostmarkWebhook()
+    ses: SesWebhook = SesWebhook()
+
+
+@dataclass(frozen=True)
 class Settings:
     path: Path
     base_dir: Path
@@ -170,6 +230,8 @@ class Settings:
     scheduler: SchedulerSettings = SchedulerSettings()
     templates: TemplateSettings = TemplateSettings()
     archive: ArchiveSettings = ArchiveSettings()
+    inbound: InboundSettings = InboundSettings()
+    webhooks: WebhookSettings = WebhookSettings()
     secret_keys: tuple[str, ...] = field(default=(), repr=False)
 
     def newsletter(self, name: str) -> NewsletterSettings:
@@ -182,11 +244,13 @@ class Settings:
 
 # Keys that are not plain `[section] key = value` fields of the dataclasses above.
 _SPECIAL_KEYS = {"path", "base_dir", "sources", "newsletters", "secret_keys"}
-_SECRET_FIELDS = {"password"}
+_SECRET_FIELDS = {"password", "signing_key", "public_key"}
 _CHOICES = {
     "delivery.transport": ("smtp", "maildir"),
     "delivery.smtp.security": ("none", "starttls", "tls"),
     "sources.format": SOURCE_FORMATS,
+    "inbound.protocol": ("smtp", "lmtp"),
+    "inbound.imap.security": ("tls", "starttls", "none"),
 }
 
 
@@ -412,6 +476,9 @@ def settings_from_dict(data: dict, path: Path) -> Settings:
     _check_ranges(path, web, scheduler, delivery)
     templates = _build(TemplateSettings, data.get("templates", {}), "templates", path)
     archive = _build(ArchiveSettings, data.get("archive", {}), "archive", path)
+    _check_return_path(path, delivery.return_path)
+    inbound = _inbound(_build(InboundSettings, data.get("inbound", {}), "inbound", path), path)
+    webhooks = _webhooks(_build(WebhookSettings, data.get("webhooks", {}), "webhooks", path), path)
     return Settings(
         path=path,
         base_dir=base_dir,
@@ -425,7 +492,64 @@ def settings_from_dict(data: dict, path: Path) -> Settings:
         scheduler=scheduler,
         templates=replace(templates, dir=templates.dir and resolve_path(templates.dir, base_dir)),
         archive=replace(archive, dir=resolve_path(archive.dir, base_dir)),
+        inbound=inbound,
+        webhooks=webhooks,
         secret_keys=_secret_keys(base_dir),
+    )
+
+
+def _check_return_path(path: Path, return_path: str) -> None:
+    local, at, domain = return_path.rpartition("@")
+    if return_path and (not at or not local or "." not in domain or "+" in local or len(local) > 20):
+        raise ConfigError(
+            f"{path}: delivery.return_path must be an address like bounces@example.org "
+            f"(no '+', local part of at most 20 characters), got {return_path!r}"
+        )
+
+
+def _inbound(inbound: InboundSettings, path: Path) -> InboundSettings:
+    if inbound.listen:
+        host, _, port = inbound.listen.rpartition(":")
+        if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise ConfigError(
+                f'{path}: inbound.listen must be HOST:PORT such as "127.0.0.1:2526", got {inbound.listen!r}'
+            )
+    imap = inbound.imap
+    if imap.host and not imap.username:
+        raise ConfigError(f"{path}: inbound.imap.username is required when inbound.imap.host is set")
+    if imap.interval.total_seconds() < 1:
+        raise ConfigError(f"{path}: inbound.imap.interval must be at least 1s, got {imap.interval}")
+    return replace(inbound, imap=replace(imap, password=os.environ.get("PUBLISHER_IMAP_PASSWORD", "")))
+
+
+def _from_env(path: Path, key: str, variable: str) -> str:
+    if not variable:
+        return ""
+    value = os.environ.get(variable, "")
+    if not value:
+        raise ConfigError(f"{path}: {key} names the environment variable {variable}, which is not set")
+    return value
+
+
+def _webhooks(webhooks: WebhookSettings, path: Path) -> WebhookSettings:
+    mailgun, sendgrid, postmark, ses = webhooks.mailgun, webhooks.sendgrid, webhooks.postmark, webhooks.ses
+    if bool(postmark.username) != bool(postmark.password_env):
+        raise ConfigError(f"{path}: webhooks.postmark needs both username and password_env")
+    try:
+        re.compile(ses.signing_cert_url_pattern)
+    except re.error as error:
+        raise ConfigError(
+            f"{path}: webhooks.ses.signing_cert_url_pattern is not a regular expression: {error}"
+        ) from None
+    return replace(
+        webhooks,
+        mailgun=replace(
+            mailgun, signing_key=_from_env(path, "webhooks.mailgun.signing_key_env", mailgun.signing_key_env)
+        ),
+        sendgrid=replace(
+            sendgrid, public_key=_from_env(path, "webhooks.sendgrid.public_key_env", sendgrid.public_key_env)
+        ),
+        postmark=replace(postmark, password=_from_env(path, "webhooks.postmark.password_env", postmark.password_env)),
     )
 
 

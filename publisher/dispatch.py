@@ -38,6 +38,8 @@ from publisher.transports import (
     Transport,
     make_transport,
 )
+from publisher.verp import UNSUBSCRIBE, make_token
+from publisher.verp import address as verp_address
 
 Compose = Callable[[Any, datetime], Outgoing | LazyOutgoing]
 
@@ -134,6 +136,13 @@ def composer(
     """
     site, keys, name = settings.site, settings.secret_keys, newsletter.name
     slot = int(issue.slot.timestamp())
+    return_path = settings.delivery.return_path
+    issue_id = issue.id if isinstance(issue, Issue) else 0  # a dry run's planned issue has no id yet
+
+    def verp(leased: Recipient, purpose: str = "bounce") -> str:
+        return (
+            verp_address(return_path, make_token(keys, issue_id, leased.subscriber_id, purpose)) if return_path else ""
+        )
 
     def build(leased: Recipient, now: datetime) -> bytes:
         return compiled.personalise(
@@ -144,10 +153,11 @@ def composer(
             preferences_url=preferences_url(site.url, keys, leased.subscriber_id),
             message_id=message_id(site.domain, name, issue.number, slot, leased.subscriber_id),
             date=now,
+            unsubscribe_mailto=verp(leased, UNSUBSCRIBE),
         )
 
     def compose(leased: Recipient, now: datetime) -> LazyOutgoing:
-        return LazyOutgoing(compiled.sender, leased.email, partial(build, leased, now))
+        return LazyOutgoing(verp(leased) or compiled.sender, leased.email, partial(build, leased, now))
 
     return compose
 

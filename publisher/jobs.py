@@ -184,6 +184,8 @@ def run_job(pub: Publication, kind: str, name: str, should_stop: StopCheck = nev
             log.info("job poll: %d sources changed", len(poll_sources(pub)))
         elif kind == "retry":
             log.info("job retry: %d issues sent or retried", retry_deferred(pub, should_stop))
+        elif kind == "inbound":
+            log.info("job inbound: %d messages read", pub.poll_inbound().processed)
     except PublisherError as error:
         log.error("%s job failed: %s", kind, error)
 

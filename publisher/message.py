@@ -249,6 +249,7 @@ class CompiledMessage:
         preferences_url: str = "",
         message_id: str = "",
         date: datetime | None = None,
+        unsubscribe_mailto: str = "",
     ) -> bytes:
         """The message for one recipient, as CRLF bytes ready for SMTP (no dot-stuffing needed)."""
         raw = {"name": name, "email": email, "unsubscribe_url": unsubscribe_url, "preferences_url": preferences_url}
@@ -257,6 +258,7 @@ class CompiledMessage:
             "date": _date_header(date or datetime.now(UTC)),
             "message_id": header_safe(message_id or _random_id(self.domain, subscriber_id)).encode("ascii"),
             "header:unsubscribe_url": header_safe(unsubscribe_url).encode("ascii", "replace"),
+            "header:unsubscribe_mailto": header_safe(unsubscribe_mailto).encode("ascii", "replace"),
         }
         parts = []
         for segment in self.segments:
@@ -345,6 +347,12 @@ def compile_message(
     list_id = f"{newsletter.name}.{domain}"
     boundary = f"=_publisher_{secrets.token_hex(12)}".encode()
     unsubscribe_mailto = f"mailto:{from_address}?subject=unsubscribe%20{newsletter.name}"
+    # With a VERP return path, the mailto goes to a per-recipient address that we read.
+    mailto: list[bytes | str] = (
+        [b">,\r\n <mailto:", "header:unsubscribe_mailto", b"?subject=unsubscribe>\r\n"]
+        if settings.delivery.return_path
+        else [b">,\r\n <" + unsubscribe_mailto.encode() + b">\r\n"]
+    )
     head = b"".join(
         [
             encode_header("From", encode_address(from_name, from_address)),
@@ -369,7 +377,7 @@ def compile_message(
             encode_header("List-Id", encode_address(newsletter.title, list_id)),
             b"List-Unsubscribe: <",
             "header:unsubscribe_url",
-            b">,\r\n <" + unsubscribe_mailto.encode() + b">\r\n",
+            *mailto,
             b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n",
             encode_header("Feedback-ID", f"{issue_number}:{newsletter.name}:newsletter:{domain}"),
             b"MIME-Version: 1.0\r\n",

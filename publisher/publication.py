@@ -14,6 +14,7 @@ rendering) to the edges (store, transports); none of the faces decides anything 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -21,15 +22,20 @@ from functools import cached_property
 from pathlib import Path
 from types import TracebackType
 
-from publisher import content, dispatch, issues, jobs, signup, subscribers
+from publisher import content, dispatch, feedback, issues, jobs, signup, subscribers
 from publisher.archive import write_archive
 from publisher.clock import Clock, system_clock
 from publisher.config import NewsletterSettings, Settings, SourceSettings, load_settings
 from publisher.errors import ConfigError, DeliveryError, DigestError, SubscriberError
 from publisher.feeds import FeedReport, build_feeds
+from publisher.inbound import files as inbound_files
+from publisher.inbound import imap as inbound_imap
+from publisher.inbound import listener as inbound_listener
+from publisher.inbound.parse import Feedback
 from publisher.model import Article, ImportReport, Issue, IssueState, Subscriber
 from publisher.selection import Skipped
 from publisher.store import Store
+from publisher.store.inbound import Suppression
 from publisher.transports import MaildirTransport, Transport
 
 StopCheck = Callable[[], bool]
@@ -456,6 +462,36 @@ class Publication:
         return signup.save_preferences(
             self.settings, self.store, token, name=name, newsletters=newsletters, topics=topics, now=self.now()
         )
+
+    # --- what comes back (bounces, complaints, unsubscribe requests) ------------------------
+
+    def import_inbound(self, paths: Sequence[Path]) -> inbound_files.ImportReport:
+        """Read .eml files, mbox files or maildirs of returned mail and act on each message once."""
+        return inbound_files.import_paths(self.store, self.settings, list(paths), self.now())
+
+    def poll_inbound(self) -> inbound_imap.PollReport:
+        """Read `[inbound] imap`'s mailbox once; processed mail moves to its folder."""
+        return inbound_imap.poll(self.settings, self.store, self.now())
+
+    def serve_inbound(self, stop: threading.Event) -> None:
+        """Receive returned mail on `[inbound] listen` until `stop` is set."""
+        inbound_listener.serve(self.settings, self.store, stop)
+
+    def take_event(self, event: Feedback, *, source: str, event_id: str) -> feedback.Recorded:
+        """An ESP webhook's event, its signature already verified, acted on once."""
+        return feedback.apply_event(self.store, self.settings, event, self.now(), source=source, event_id=event_id)
+
+    def suppressed(self) -> list[Suppression]:
+        """Addresses nothing is sent to, with why, when and the evidence."""
+        return self.store.inbound.suppressed()
+
+    def unsuppress(self, email: str, reason: str) -> tuple[str, list[str]]:
+        """Lift a suppression (logged with `reason`); returns the address and the newsletters restored."""
+        address = subscribers.normalise_email(email)
+        names = feedback.unsuppress(self.store, address, reason, self.now())
+        if names is None:
+            raise SubscriberError(f"{address} is not suppressed")
+        return address, names
 
     def healthy(self) -> bool:
         """The database answers."""

@@ -68,6 +68,8 @@ def job_specs(settings: Settings) -> list[JobSpec]:
     ]
     if settings.sources:
         intervals.append(("poll", settings.scheduler.poll_interval, "import [[sources]]"))
+    if settings.inbound.imap.host:
+        intervals.append(("inbound", settings.inbound.imap.interval, "read bounces from [inbound.imap]"))
     for kind, every, description in intervals:
         specs.append(
             JobSpec(

@@ -30,7 +30,7 @@ from starlette.responses import (
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from publisher import signup, tokens
+from publisher import signup, tokens, webhooks
 from publisher.config import Settings
 from publisher.errors import PublisherError, RateLimited, SubscriberError, TokenError
 from publisher.feedformats import FORMATS
@@ -389,6 +389,7 @@ def routes(settings: Settings) -> list:
         Route("/preferences/{token}", save_preferences, methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/archive", archive_root, methods=["GET"]),
+        Route("/webhooks/{provider}", webhooks.endpoint(settings), methods=["POST"]),
         Mount("/feeds", Files(settings.feeds.dir, FEED_CACHE)),
         Mount("/archive", Files(settings.archive.dir, ARCHIVE_CACHE)),
         Mount("/static", Files(static, ARCHIVE_CACHE)),

@@ -13,13 +13,14 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import click
 import pytest
 
 from publisher.cli import cli
+from publisher.model import Issue
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO / "tests" / "data"
@@ -229,3 +230,34 @@ SEED_CAPTURES = Captures(
 )
 
 CAPTURE_SETS = {captures.name: captures for captures in (OURS, SEED_CAPTURES)}
+
+
+# --- returned mail (tests/data/inbound/) ---------------------------------------------------------
+
+CORPUS = DATA / "inbound"
+SAMPLE_TOKEN = "a" * 29
+
+
+def crlf(raw: bytes) -> bytes:
+    return raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+def make_issue(store, subject: str, now: datetime, number: int) -> Issue:
+    """An approved issue stored straight into the issues table (the inbound tests need only its id)."""
+    from sqlalchemy import insert
+
+    from publisher.store.schema import issues
+
+    with store.engine.begin() as connection:
+        issue_id = connection.execute(
+            insert(issues).values(
+                newsletter="weekly",
+                number=number,
+                slot=now + timedelta(days=7 * number),
+                state="approved",
+                watermark=now,
+                subject=subject,
+                created_at=now,
+            )
+        ).inserted_primary_key[0]
+    return Issue(newsletter="weekly", number=number, slot=now, state="approved", id=issue_id, article_ids=(1,))

@@ -40,6 +40,7 @@ class SinkHandler:
         self.random = random.Random(seed)
         self.lock = threading.Lock()
         self.messages: list[tuple[str, bytes]] = []
+        self.senders: dict[str, str] = {}  # recipient → the envelope sender (MAIL FROM) of its last message
         self.refusals = Counter()
         self.seen = 0
         self.sessions = 0
@@ -86,6 +87,7 @@ class SinkHandler:
                 return "451 4.3.0 Temporary failure, try again"
             for recipient in envelope.rcpt_tos:
                 self.messages.append((recipient, envelope.content))
+                self.senders[recipient] = envelope.mail_from
         return "250 2.0.0 OK queued"
 
     def received(self) -> Counter:

@@ -106,3 +106,47 @@ def test_a_public_http_site_url_is_warned_about_but_loopback_is_not(tmp_path):
     assert "unsubscribe links in mail should be https" in settings_warnings(public)[0]
     assert settings_warnings(load_settings(_write(tmp_path, '[site]\nurl = "https://news.example.org"\n'))) == []
     assert settings_warnings(load_settings(_write(tmp_path, '[site]\nurl = "http://127.0.0.1:8080"\n'))) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[delivery]\nreturn_path = "bounces+x@example.org"\n', r"delivery\.return_path must be an address like"),
+        ('[delivery]\nreturn_path = "bounces"\n', r"delivery\.return_path must be an address like"),
+        ('[inbound]\nlisten = "2526"\n', r'inbound\.listen must be HOST:PORT such as "127\.0\.0\.1:2526"'),
+        ('[inbound]\nprotocol = "pop3"\n', r"inbound\.protocol must be one of smtp, lmtp"),
+        ('[inbound.imap]\nhost = "imap.example.org"\n', r"inbound\.imap\.username is required"),
+        ('[inbound.imap]\nsecurity = "ssl"\n', r"inbound\.imap\.security must be one of tls, starttls, none"),
+        (
+            '[inbound.imap]\npassword = "x"\n',
+            r"unknown key inbound\.imap\.password \(secrets come from the environment\)",
+        ),
+        ('[webhooks.mailgun]\nsigning_key = "x"\n', r"unknown key webhooks\.mailgun\.signing_key \(secrets come"),
+        (
+            '[webhooks.mailgun]\nsigning_key_env = "NOT_SET_ANYWHERE_42"\n',
+            r"webhooks\.mailgun\.signing_key_env names the environment variable NOT_SET_ANYWHERE_42, which is not set",
+        ),
+        ('[webhooks.postmark]\nusername = "hook"\n', r"webhooks\.postmark needs both username and password_env"),
+        (
+            '[webhooks.ses]\nsigning_cert_url_pattern = "("\n',
+            r"webhooks\.ses\.signing_cert_url_pattern is not a regular",
+        ),
+    ],
+)
+def test_inbound_and_webhook_settings_are_checked(tmp_path, text, message):
+    with pytest.raises(ConfigError, match=message):
+        load_settings(_write(tmp_path, text))
+
+
+def test_inbound_secrets_come_from_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("PUBLISHER_IMAP_PASSWORD", "imap-secret")
+    monkeypatch.setenv("HOOK_KEY", "mailgun-secret")
+    settings = load_settings(
+        _write(
+            tmp_path,
+            '[inbound.imap]\nhost = "imap.example.org"\nusername = "bounces"\n'
+            '[webhooks.mailgun]\nsigning_key_env = "HOOK_KEY"\n',
+        )
+    )
+    assert settings.inbound.imap.password == "imap-secret" and settings.webhooks.mailgun.signing_key == "mailgun-secret"
+    assert "imap-secret" not in repr(settings) and "mailgun-secret" not in repr(settings)

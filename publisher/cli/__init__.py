@@ -17,6 +17,7 @@ from publisher.cli import (
     demo,
     digest,
     feeds,
+    inbound,
     sending,
     service,
     subscribers,
@@ -43,7 +44,7 @@ def cli(ctx: click.Context, config_path: str) -> None:
     ctx.call_on_close(ctx.obj.close)
 
 
-for module in (content, subscribers, database, feeds, web, digest, sending, service, demo):
+for module in (content, subscribers, database, feeds, web, digest, sending, service, demo, inbound):
     module.register(cli)
 
 

@@ -10,6 +10,7 @@ import threading
 import click
 
 from publisher.cli.app import App, print_json
+from publisher.inbound.listener import Listener
 from publisher.publication import Publication
 from publisher.scheduler import Scheduler
 
@@ -114,12 +115,15 @@ def run_service(app: App, *, web: bool, scheduler: bool) -> None:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     server = WebThread(app.publication) if web else None
+    listener = Listener(settings, store).start() if settings.inbound.listen else None
     try:
         if scheduler:
             Scheduler(settings, store, embedded=app.embedded).serve(stop)
         else:
             stop.wait()
     finally:
+        if listener is not None:
+            listener.stop()
         if server is not None:
             server.stop()
         store.close()

@@ -16,6 +16,7 @@ from publisher.clock import system_clock
 from publisher.errors import StoreError
 from publisher.store.articles import ArticleStore
 from publisher.store.deliveries import DeliveryStore
+from publisher.store.inbound import InboundStore
 from publisher.store.issues import IssueStore
 from publisher.store.schema import MIGRATIONS, metadata, schema_migrations
 from publisher.store.slots import SlotStore
@@ -129,3 +130,7 @@ class Store:
     @cached_property
     def web_events(self) -> WebEventStore:
         return WebEventStore(self.engine)
+
+    @cached_property
+    def inbound(self) -> InboundStore:
+        return InboundStore(self.engine)

@@ -12,6 +12,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -207,6 +208,52 @@ opt_outs = Table(
 )
 
 
+inbound_messages = Table(
+    "inbound_messages",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("digest", String(64), nullable=False, unique=True),  # the same message read twice is one
+    Column("received_at", UTCDateTime, nullable=False),
+    Column("source", String(32), nullable=False),  # smtp | lmtp | file | imap | webhook:<provider>
+    Column("kind", String(16), nullable=False),  # bounce | soft_bounce | complaint | unsubscribe | auto_reply | unknown
+    Column("format", String(32), nullable=False, default=""),
+    Column("recipient", String(320), nullable=False, default=""),
+    Column("subscriber_id", Integer, nullable=True),
+    Column("issue_id", Integer, nullable=True),
+    Column("verified", Boolean, nullable=False, default=False),
+    Column("status", String(16), nullable=False, default=""),
+    Column("diagnostic", Text, nullable=False, default=""),
+    Column("action", Text, nullable=False, default=""),  # what was done, in words
+    Column("sender", String(320), nullable=False, default=""),
+    Column("subject", Text, nullable=False, default=""),
+    Column("raw", Text, nullable=False, default=""),  # kept for an operator
+    Index("ix_inbound_kind", "kind", "received_at"),
+)
+
+suppressions = Table(
+    "suppressions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("subscriber_id", ForeignKey("subscribers.id", ondelete="CASCADE"), nullable=False),
+    Column("email", String(320), nullable=False),
+    Column("reason", String(32), nullable=False),  # hard_bounce | soft_bounces | complaint
+    Column("at", UTCDateTime, nullable=False),
+    Column("evidence", Text, nullable=False, default=""),
+    Column("newsletters", Text, nullable=False, default="[]"),  # JSON: restored when lifted
+    Column("lifted_at", UTCDateTime, nullable=True),
+    Column("lift_reason", Text, nullable=False, default=""),
+    Index("ix_suppressions_active", "subscriber_id", "lifted_at"),
+)
+
+bounce_scores = Table(
+    "bounce_scores",
+    metadata,
+    Column("subscriber_id", ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True),
+    Column("score", Float, nullable=False),
+    Column("at", UTCDateTime, nullable=False),  # when `score` was last computed
+)
+
+
 def _create(*tables: Table) -> Callable[[Connection], None]:
     def migrate(connection: Connection) -> None:
         metadata.create_all(connection, tables=list(tables))
@@ -222,4 +269,5 @@ MIGRATIONS: list[Callable[[Connection], None]] = [
     _create(web_events),  # 5
     _create(slot_runs),  # 6
     _create(opt_outs),  # 7: a per-newsletter unsubscribe that imports must not undo
+    _create(inbound_messages, suppressions, bounce_scores),  # 8: mail that comes back, and what it did
 ]

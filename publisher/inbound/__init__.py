@@ -1,0 +1,1 @@
+"""Mail that comes back: one parser (`parse`), three ways in (`files`, `listener`, `imap`)."""

@@ -1,0 +1,303 @@
+"""Mail that came back, what it was taken to mean, and the suppression list it feeds.
+
+`record` writes one inbound message and applies its effect in the same transaction, so a message
+is acted on exactly once however often it is read (its digest is unique).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, delete, insert, select, update
+from sqlalchemy.engine import Connection, Engine
+
+from publisher.store.schema import (
+    bounce_scores,
+    inbound_messages,
+    issues,
+    opt_outs,
+    subscribers,
+    subscriptions,
+    suppressions,
+)
+
+SUPPRESS = "suppress"
+UNSUBSCRIBE = "unsubscribe"  # one newsletter (`Effect.newsletter`), or every one when it is empty
+SOFT_BOUNCE = "soft_bounce"
+NOTHING = "nothing"
+_ACTIVE = ("pending", "confirmed")
+
+
+@dataclass(frozen=True)
+class InboundEntry:
+    """One message (or webhook event) as it will be kept."""
+
+    digest: str
+    source: str
+    kind: str
+    format: str = ""
+    recipient: str = ""
+    subscriber_id: int | None = None
+    issue_id: int | None = None
+    verified: bool = False
+    status: str = ""
+    diagnostic: str = ""
+    sender: str = ""
+    subject: str = ""
+    raw: str = ""
+
+
+@dataclass(frozen=True)
+class Effect:
+    """What the message asks of the subscriber it verifiably names."""
+
+    action: str = NOTHING
+    reason: str = ""  # for SUPPRESS: hard_bounce | complaint
+    newsletter: str = ""  # for UNSUBSCRIBE
+    note: str = ""  # for NOTHING: why
+
+
+@dataclass(frozen=True)
+class Recorded:
+    id: int
+    kind: str
+    action: str  # what was done, in words
+    duplicate: bool = False
+
+
+@dataclass(frozen=True)
+class Suppression:
+    email: str
+    reason: str
+    at: datetime
+    evidence: str
+
+
+@dataclass(frozen=True)
+class ScoreRule:
+    half_life: timedelta
+    limit: int
+
+
+class InboundStore:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    # --- recording ------------------------------------------------------------------------
+
+    def record(self, entry: InboundEntry, effect: Effect, now: datetime, rule: ScoreRule) -> Recorded:
+        """Keep `entry` and apply `effect`, once: a message already recorded changes nothing."""
+        with self.engine.begin() as connection:
+            seen = connection.scalar(select(inbound_messages.c.id).where(inbound_messages.c.digest == entry.digest))
+            if seen is not None:
+                return Recorded(seen, entry.kind, "already recorded: nothing done", duplicate=True)
+            action = self._apply(connection, entry, effect, now, rule)
+            values = {**entry.__dict__, "received_at": now, "action": action}
+            row_id = connection.execute(insert(inbound_messages).values(**values)).inserted_primary_key[0]
+        return Recorded(row_id, entry.kind, action)
+
+    def newsletter_of(self, issue_id: int) -> str | None:
+        with self.engine.connect() as connection:
+            return connection.scalar(select(issues.c.newsletter).where(issues.c.id == issue_id))
+
+    def subscriber_id(self, email: str) -> int | None:
+        with self.engine.connect() as connection:
+            return connection.scalar(select(subscribers.c.id).where(subscribers.c.email == email.lower()))
+
+    def messages(self, kind: str | None = None, limit: int = 100) -> list[dict]:
+        query = select(inbound_messages).order_by(inbound_messages.c.id.desc()).limit(limit)
+        if kind:
+            query = query.where(inbound_messages.c.kind == kind)
+        with self.engine.connect() as connection:
+            return [dict(row) for row in connection.execute(query).mappings()]
+
+    def _apply(
+        self, connection: Connection, entry: InboundEntry, effect: Effect, now: datetime, rule: ScoreRule
+    ) -> str:
+        if effect.action == NOTHING or entry.subscriber_id is None:
+            return f"nothing: {effect.note or 'no subscriber identified'}"
+        person = (
+            connection.execute(select(subscribers).where(subscribers.c.id == entry.subscriber_id)).mappings().first()
+        )
+        if person is None:
+            return "nothing: the subscriber no longer exists"
+        evidence = f"{entry.source} {entry.kind} {entry.status} {entry.diagnostic}".strip()[:1000]
+        if effect.action == UNSUBSCRIBE:
+            return self._unsubscribe(connection, person, effect.newsletter, now)
+        if effect.action == SOFT_BOUNCE:
+            score = self._score(connection, person["id"], now, rule.half_life)
+            if score < rule.limit:
+                return f"soft bounce scored: {score:.2f} of {rule.limit}"
+            newsletters = self._newsletters(connection, person["id"])
+            return self._suppress(
+                connection, person, "soft_bounces", f"score {score:.2f}: {evidence}", now, newsletters
+            )
+        newsletters = self._newsletters(connection, person["id"])
+        if effect.reason == "complaint":
+            self._unsubscribe(connection, person, "", now)
+        return self._suppress(connection, person, effect.reason, evidence, now, newsletters)
+
+    @staticmethod
+    def _newsletters(connection: Connection, subscriber_id: int) -> list[str]:
+        return sorted(
+            connection.scalars(select(subscriptions.c.newsletter).where(subscriptions.c.subscriber_id == subscriber_id))
+        )
+
+    def _unsubscribe(self, connection: Connection, person, newsletter: str, now: datetime) -> str:
+        have = self._newsletters(connection, person["id"])
+        names = [newsletter] if newsletter else have
+        connection.execute(
+            delete(subscriptions).where(
+                subscriptions.c.subscriber_id == person["id"], subscriptions.c.newsletter.in_(names)
+            )
+        )
+        connection.execute(
+            delete(opt_outs).where(opt_outs.c.subscriber_id == person["id"], opt_outs.c.newsletter.in_(names))
+        )
+        if names:
+            connection.execute(
+                insert(opt_outs), [{"subscriber_id": person["id"], "newsletter": name, "at": now} for name in names]
+            )
+        if not set(have) - set(names) and person["status"] in _ACTIVE:
+            connection.execute(
+                update(subscribers)
+                .where(subscribers.c.id == person["id"])
+                .values(status="unsubscribed", updated_at=now)
+            )
+        return f"unsubscribed from {', '.join(names) if newsletter else 'every newsletter'}"
+
+    def _suppress(
+        self, connection: Connection, person, reason: str, evidence: str, now: datetime, newsletters: list[str]
+    ) -> str:
+        active = connection.scalar(
+            select(suppressions.c.reason).where(
+                suppressions.c.subscriber_id == person["id"], suppressions.c.lifted_at.is_(None)
+            )
+        )
+        if active is not None:
+            return f"nothing: already suppressed ({active})"
+        connection.execute(
+            insert(suppressions).values(
+                subscriber_id=person["id"],
+                email=person["email"],
+                reason=reason,
+                at=now,
+                evidence=evidence,
+                newsletters=json.dumps(newsletters),
+                lift_reason="",
+            )
+        )
+        if reason != "complaint" and person["status"] in _ACTIVE:
+            connection.execute(
+                update(subscribers).where(subscribers.c.id == person["id"]).values(status="bounced", updated_at=now)
+            )
+        return f"suppressed ({reason})"
+
+    @staticmethod
+    def _score(connection: Connection, subscriber_id: int, now: datetime, half_life: timedelta) -> float:
+        """Soft bounces add 1; the score halves every `half_life` without one."""
+        row = connection.execute(select(bounce_scores).where(bounce_scores.c.subscriber_id == subscriber_id)).first()
+        if row is None:
+            connection.execute(insert(bounce_scores).values(subscriber_id=subscriber_id, score=1.0, at=now))
+            return 1.0
+        elapsed = max(0.0, (now - row.at).total_seconds())
+        score = row.score * 0.5 ** (elapsed / half_life.total_seconds()) + 1.0
+        connection.execute(
+            update(bounce_scores).where(bounce_scores.c.subscriber_id == subscriber_id).values(score=score, at=now)
+        )
+        return score
+
+    def score(self, subscriber_id: int, now: datetime, half_life: timedelta) -> float:
+        """The decayed soft-bounce score as of `now` (0 without soft bounces)."""
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                select(bounce_scores).where(bounce_scores.c.subscriber_id == subscriber_id)
+            ).first()
+        if row is None:
+            return 0.0
+        return row.score * 0.5 ** (max(0.0, (now - row.at).total_seconds()) / half_life.total_seconds())
+
+    # --- the suppression list --------------------------------------------------------------
+
+    def suppressed(self) -> list[Suppression]:
+        """Active suppressions, plus addresses bounced during an SMTP session (no inbound message)."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(suppressions.c.email, suppressions.c.reason, suppressions.c.at, suppressions.c.evidence)
+                .where(suppressions.c.lifted_at.is_(None))
+                .order_by(suppressions.c.at, suppressions.c.id)
+            ).all()
+            listed = {row.email for row in rows}
+            bounced = connection.execute(
+                select(subscribers.c.email, subscribers.c.updated_at)
+                .where(subscribers.c.status == "bounced")
+                .order_by(subscribers.c.id)
+            ).all()
+        found = [Suppression(row.email, row.reason, row.at, row.evidence) for row in rows]
+        found += [
+            Suppression(row.email, "smtp_bounce", row.updated_at, "refused during the SMTP session")
+            for row in bounced
+            if row.email not in listed
+        ]
+        return found
+
+    def unsuppress(self, email: str, reason: str, now: datetime) -> list[str] | None:
+        """Lift the suppression: the address is confirmed again with its newsletters (returned).
+
+        None when the address is not suppressed.
+        """
+        email = email.lower()
+        with self.engine.begin() as connection:
+            person = connection.execute(select(subscribers).where(subscribers.c.email == email)).mappings().first()
+            if person is None:
+                return None
+            active = connection.execute(
+                select(suppressions).where(
+                    suppressions.c.subscriber_id == person["id"], suppressions.c.lifted_at.is_(None)
+                )
+            ).all()
+            if not active and person["status"] != "bounced":
+                return None
+            names = sorted({name for row in active for name in json.loads(row.newsletters)})
+            names = sorted({*names, *self._newsletters(connection, person["id"])})
+            if active:
+                connection.execute(
+                    update(suppressions)
+                    .where(suppressions.c.subscriber_id == person["id"], suppressions.c.lifted_at.is_(None))
+                    .values(lifted_at=now, lift_reason=reason)
+                )
+            else:
+                connection.execute(
+                    insert(suppressions).values(
+                        subscriber_id=person["id"],
+                        email=email,
+                        reason="smtp_bounce",
+                        at=person["updated_at"],
+                        evidence="refused during the SMTP session",
+                        newsletters="[]",
+                        lifted_at=now,
+                        lift_reason=reason,
+                    )
+                )
+            self._restore(connection, person["id"], names, now)
+        return names
+
+    def _restore(self, connection: Connection, subscriber_id: int, names: list[str], now: datetime) -> None:
+        connection.execute(
+            delete(opt_outs).where(and_(opt_outs.c.subscriber_id == subscriber_id, opt_outs.c.newsletter.in_(names)))
+        )
+        have = set(self._newsletters(connection, subscriber_id))
+        missing = [name for name in names if name not in have]
+        if missing:
+            connection.execute(
+                insert(subscriptions),
+                [{"subscriber_id": subscriber_id, "newsletter": name, "created_at": now} for name in missing],
+            )
+        connection.execute(delete(bounce_scores).where(bounce_scores.c.subscriber_id == subscriber_id))
+        connection.execute(
+            update(subscribers)
+            .where(subscribers.c.id == subscriber_id)
+            .values(status="confirmed", bounce_count=0, updated_at=now)
+        )

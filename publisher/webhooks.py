@@ -1,0 +1,341 @@
+"""ESP event webhooks: Amazon SES (through SNS), Mailgun, Postmark and SendGrid.
+
+Each provider's reader verifies the request by the provider's documented scheme and maps its
+events to the same `Feedback` values the mail parser gives (bounce, soft bounce, complaint,
+unsubscribe); `publisher.feedback.apply_event` then acts on them. A provider is off unless
+configured (404); a request that fails verification is answered 403 and changes nothing.
+
+- Mailgun: HMAC-SHA256 of timestamp + token with the webhook signing key.
+- SendGrid: ECDSA P-256 / SHA-256 over timestamp + body with the verification public key.
+- Postmark: HTTP basic auth with credentials configured in the webhook's URL.
+- SES via SNS: RSA (SignatureVersion 1: SHA-1, 2: SHA-256) with the certificate at
+  SigningCertURL, fetched only when the URL matches `signing_cert_url_pattern`; the
+  SubscriptionConfirmation is verified, then confirmed by visiting its SubscribeURL.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import logging
+import re
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import httpx
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+
+from publisher.config import MailgunWebhook, PostmarkWebhook, SendgridWebhook, SesWebhook, Settings
+from publisher.errors import PublisherError
+from publisher.inbound.parse import Feedback, Kind
+
+log = logging.getLogger("publisher.webhooks")
+MAX_BODY = 1024 * 1024
+Fetch = Callable[[str], bytes]
+
+
+class Rejected(PublisherError):
+    """The request is not verifiably from the provider."""
+
+
+@dataclass(frozen=True)
+class Event:
+    feedback: Feedback
+    event_id: str
+
+
+def _event(
+    kind: Kind, recipient: object, event_id: object, provider: str, status: object = "", why: object = ""
+) -> Event:
+    return Event(
+        Feedback(
+            kind,
+            recipient=str(recipient or "").strip().lower(),
+            status=str(status or ""),
+            diagnostic=str(why or ""),
+            format=provider,
+        ),
+        str(event_id or ""),
+    )
+
+
+def _json(body: bytes) -> object:
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise Rejected("the body is not JSON") from None
+
+
+# --- Mailgun --------------------------------------------------------------------------------
+
+_MAILGUN = {"complained": Kind.COMPLAINT, "unsubscribed": Kind.UNSUBSCRIBE}
+
+
+def mailgun(config: MailgunWebhook, body: bytes, headers) -> list[Event]:
+    data = _json(body)
+    if not isinstance(data, dict):
+        raise Rejected("not a Mailgun event")
+    signature = data.get("signature") or {}
+    expected = hmac.new(
+        config.signing_key.encode(),
+        f"{signature.get('timestamp', '')}{signature.get('token', '')}".encode(),
+        hashlib.sha256,
+    ).hexdigest()
+    if not hmac.compare_digest(expected, str(signature.get("signature", ""))):
+        raise Rejected("bad Mailgun signature")
+    event = data.get("event-data", {})
+    name = event.get("event", "")
+    status = event.get("delivery-status", {}) or {}
+    if name == "failed":
+        kind = Kind.BOUNCE if event.get("severity") == "permanent" else Kind.SOFT_BOUNCE
+    elif name in _MAILGUN:
+        kind = _MAILGUN[name]
+    else:
+        return []
+    why = status.get("description") or status.get("message") or event.get("reason", "")
+    return [_event(kind, event.get("recipient"), event.get("id"), "mailgun", status.get("code", ""), why)]
+
+
+# --- SendGrid -------------------------------------------------------------------------------
+
+
+def _sendgrid_key(text: str):
+    from cryptography.hazmat.primitives.serialization import load_der_public_key, load_pem_public_key
+
+    try:
+        if "BEGIN PUBLIC KEY" in text:
+            return load_pem_public_key(text.encode())
+        return load_der_public_key(base64.b64decode(text))
+    except (ValueError, binascii.Error):
+        raise PublisherError("webhooks.sendgrid: the verification key is not a base64 or PEM public key") from None
+
+
+def sendgrid(config: SendgridWebhook, body: bytes, headers) -> list[Event]:
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    timestamp = headers.get("x-twilio-email-event-webhook-timestamp", "")
+    try:
+        signature = base64.b64decode(headers.get("x-twilio-email-event-webhook-signature", ""), validate=True)
+        _sendgrid_key(config.public_key).verify(signature, timestamp.encode() + body, ec.ECDSA(hashes.SHA256()))
+    except (InvalidSignature, binascii.Error, ValueError):
+        raise Rejected("bad SendGrid signature") from None
+    events = _json(body)
+    found = []
+    for item in events if isinstance(events, list) else []:
+        name, kind = item.get("event"), None
+        if name == "bounce":
+            kind = Kind.SOFT_BOUNCE if item.get("type") == "blocked" else Kind.BOUNCE
+        elif name == "spamreport":
+            kind = Kind.COMPLAINT
+        elif name in ("unsubscribe", "group_unsubscribe"):
+            kind = Kind.UNSUBSCRIBE
+        if kind is not None:
+            found.append(
+                _event(
+                    kind, item.get("email"), item.get("sg_event_id"), "sendgrid", item.get("status"), item.get("reason")
+                )
+            )
+    return found
+
+
+# --- Postmark -------------------------------------------------------------------------------
+
+_POSTMARK_HARD = {"HardBounce", "BadEmailAddress", "ManuallyDeactivated", "Blocked"}
+
+
+def postmark(config: PostmarkWebhook, body: bytes, headers) -> list[Event]:
+    scheme, _, given = headers.get("authorization", "").partition(" ")
+    expected = base64.b64encode(f"{config.username}:{config.password}".encode()).decode()
+    if scheme.lower() != "basic" or not hmac.compare_digest(given.strip(), expected):
+        raise Rejected("bad Postmark credentials")
+    data = _json(body)
+    if not isinstance(data, dict):
+        return []
+    record = data.get("RecordType")
+    if record == "Bounce":
+        kind = Kind.BOUNCE if data.get("Type") in _POSTMARK_HARD else Kind.SOFT_BOUNCE
+        return [
+            _event(
+                kind,
+                data.get("Email"),
+                f"bounce:{data.get('ID')}",
+                "postmark",
+                data.get("Type"),
+                data.get("Description"),
+            )
+        ]
+    if record == "SpamComplaint":
+        return [
+            _event(Kind.COMPLAINT, data.get("Email"), f"spam:{data.get('ID')}", "postmark", "", data.get("Description"))
+        ]
+    if record == "SubscriptionChange" and data.get("SuppressSending"):
+        reason = data.get("SuppressionReason", "")
+        kind = {"HardBounce": Kind.BOUNCE, "SpamComplaint": Kind.COMPLAINT}.get(reason, Kind.UNSUBSCRIBE)
+        event_id = f"change:{data.get('MessageID')}:{data.get('ChangedAt')}"
+        return [_event(kind, data.get("Recipient"), event_id, "postmark", "", reason)]
+    return []
+
+
+# --- Amazon SES through SNS -------------------------------------------------------------------
+
+_SNS_FIELDS = {
+    "Notification": ("Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type"),
+    "SubscriptionConfirmation": ("Message", "MessageId", "SubscribeURL", "Timestamp", "Token", "TopicArn", "Type"),
+    "UnsubscribeConfirmation": ("Message", "MessageId", "SubscribeURL", "Timestamp", "Token", "TopicArn", "Type"),
+}
+
+
+def sns_string_to_sign(message: dict) -> bytes:
+    """SNS's canonical form: each present field's name and value on their own lines, in order."""
+    lines = []
+    for name in _SNS_FIELDS.get(message.get("Type", ""), ()):
+        if name in message and not (name == "Subject" and message[name] is None):
+            lines += [name, str(message[name])]
+    return ("\n".join(lines) + "\n").encode()
+
+
+class SnsVerifier:
+    """Checks SNS signatures; certificates are fetched once per URL and kept."""
+
+    def __init__(self, config: SesWebhook, fetch: Fetch) -> None:
+        self.config, self.fetch = config, fetch
+        self.pattern = re.compile(config.signing_cert_url_pattern)
+        self.certificates: dict[str, object] = {}
+        self.lock = threading.Lock()
+
+    def _certificate(self, url: str):
+        from cryptography import x509
+
+        if not self.pattern.match(url):
+            raise Rejected(f"SigningCertURL {url!r} is not allowed by webhooks.ses.signing_cert_url_pattern")
+        with self.lock:
+            if url not in self.certificates:
+                try:
+                    self.certificates[url] = x509.load_pem_x509_certificate(self.fetch(url))
+                except (httpx.HTTPError, ValueError) as error:
+                    raise Rejected(f"cannot load the SNS certificate at {url}: {error}") from None
+            return self.certificates[url]
+
+    def verify(self, message: dict) -> None:
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import padding
+
+        if self.config.topic_arns and message.get("TopicArn") not in self.config.topic_arns:
+            raise Rejected(f"SNS topic {message.get('TopicArn')!r} is not in webhooks.ses.topic_arns")
+        # SignatureVersion 1 is SNS's SHA1withRSA; 2 is SHA256withRSA (the scheme is AWS's, not ours).
+        digest = {"1": hashes.SHA1(), "2": hashes.SHA256()}.get(str(message.get("SignatureVersion")))  # noqa: S303
+        if digest is None or message.get("Type") not in _SNS_FIELDS:
+            raise Rejected("not a signed SNS message")
+        certificate = self._certificate(str(message.get("SigningCertURL", "")))
+        try:
+            signature = base64.b64decode(str(message.get("Signature", "")), validate=True)
+            certificate.public_key().verify(signature, sns_string_to_sign(message), padding.PKCS1v15(), digest)
+        except (InvalidSignature, binascii.Error, ValueError, TypeError):
+            raise Rejected("bad SNS signature") from None
+
+    def __call__(self, body: bytes, headers) -> list[Event]:
+        message = _json(body)
+        if not isinstance(message, dict):
+            raise Rejected("not an SNS message")
+        self.verify(message)
+        if message["Type"] == "SubscriptionConfirmation":
+            url = str(message.get("SubscribeURL", ""))
+            if not self.pattern.match(url):
+                raise Rejected(f"SubscribeURL {url!r} is not allowed by webhooks.ses.signing_cert_url_pattern")
+            self.fetch(url)
+            log.info("confirmed the SNS subscription to %s", message.get("TopicArn"))
+            return []
+        if message["Type"] != "Notification":
+            return []
+        return ses_events(_json(str(message.get("Message", "")).encode()), str(message.get("MessageId", "")))
+
+
+def ses_events(notification: object, message_id: str) -> list[Event]:
+    if not isinstance(notification, dict):
+        return []
+    kind_name = notification.get("notificationType") or notification.get("eventType")
+    if kind_name == "Bounce":
+        bounce = notification.get("bounce", {})
+        kind = Kind.BOUNCE if bounce.get("bounceType") == "Permanent" else Kind.SOFT_BOUNCE
+        return [
+            _event(
+                kind,
+                r.get("emailAddress"),
+                f"{message_id}:{r.get('emailAddress')}",
+                "ses",
+                r.get("status"),
+                r.get("diagnosticCode"),
+            )
+            for r in bounce.get("bouncedRecipients", [])
+        ]
+    if kind_name == "Complaint":
+        complaint = notification.get("complaint", {})
+        why = complaint.get("complaintFeedbackType", "")
+        return [
+            _event(Kind.COMPLAINT, r.get("emailAddress"), f"{message_id}:{r.get('emailAddress')}", "ses", "", why)
+            for r in complaint.get("complainedRecipients", [])
+        ]
+    return []
+
+
+# --- the endpoint -----------------------------------------------------------------------------
+
+
+def _fetch(url: str) -> bytes:
+    response = httpx.get(url, timeout=10, follow_redirects=False)
+    response.raise_for_status()
+    return response.content
+
+
+def readers(settings: Settings, fetch: Fetch = _fetch) -> dict[str, Callable[[bytes, object], list[Event]]]:
+    """The configured providers' readers, by the name in the URL (`POST /webhooks/<name>`)."""
+    hooks = settings.webhooks
+    found: dict[str, Callable[[bytes, object], list[Event]]] = {}
+    if hooks.mailgun.signing_key:
+        found["mailgun"] = lambda body, headers: mailgun(hooks.mailgun, body, headers)
+    if hooks.sendgrid.public_key:
+        _sendgrid_key(hooks.sendgrid.public_key)  # a bad key fails at start-up, not per request
+        found["sendgrid"] = lambda body, headers: sendgrid(hooks.sendgrid, body, headers)
+    if hooks.postmark.password:
+        found["postmark"] = lambda body, headers: postmark(hooks.postmark, body, headers)
+    if hooks.ses.enabled:
+        found["ses"] = SnsVerifier(hooks.ses, fetch)
+    return found
+
+
+def endpoint(settings: Settings, fetch: Fetch = _fetch) -> Callable:
+    """The Starlette endpoint for `POST /webhooks/{provider}`."""
+    configured = readers(settings, fetch)
+
+    async def receive(request: Request) -> Response:
+        reader = configured.get(request.path_params["provider"])
+        if reader is None:
+            return PlainTextResponse("no such webhook\n", status_code=404)
+        body = await request.body()
+        if len(body) > MAX_BODY:
+            return PlainTextResponse("too large\n", status_code=413)
+        try:
+            events = await run_in_threadpool(reader, body, request.headers)
+        except Rejected as error:
+            log.warning("webhook %s rejected: %s", request.path_params["provider"], error)
+            return PlainTextResponse("forbidden\n", status_code=403)
+        publication = request.app.state.publication
+        for event in events:
+            await run_in_threadpool(
+                publication.take_event,
+                event.feedback,
+                source=f"webhook:{request.path_params['provider']}",
+                event_id=event.event_id,
+            )
+        return PlainTextResponse(f"ok: {len(events)} events\n")
+
+    return receive

@@ -1,0 +1,454 @@
+"""Mail that comes back, end to end: VERP senders out, DSNs, complaints, auto-replies and mailto
+unsubscribes back in (through the SMTP listener and from a maildir), on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import mailbox
+import smtplib
+from datetime import UTC, datetime, timedelta
+from email import message_from_bytes, policy
+from pathlib import Path
+
+import pytest
+from sink import SinkHandler, free_port, smtp_sink
+
+from publisher import dispatch, verp
+from publisher.feedback import receive
+from publisher.inbound.files import import_paths
+from publisher.inbound.listener import Listener
+from publisher.inbound.parse import Kind, parse
+from publisher.model import Issue, RenderedIssue, Subscriber
+from publisher.transports import make_transport
+from tests.helpers import CORPUS, SAMPLE_TOKEN, crlf, make_issue
+
+SAMPLE_RECIPIENT = "alice@example.com"
+NOW = datetime(2025, 10, 20, 12, 0, tzinfo=UTC)
+KEYS = ("test-key",)
+RENDERED = RenderedIssue(
+    newsletter="weekly",
+    subject="Weekly: notes from the field",
+    preheader="3 new articles",
+    html='<p>Hello @@NAME@@,</p><p><a href="@@UNSUBSCRIBE_URL@@">Unsubscribe</a></p>',
+    text="Hello @@NAME@@,\n\nUnsubscribe: @@UNSUBSCRIBE_URL@@\n",
+    placeholders={key: f"@@{key.upper()}@@" for key in ("name", "email", "unsubscribe_url", "preferences_url")},
+)
+
+
+# --- the parser, on the corpus ---------------------------------------------------------------
+
+EXPECTED = {
+    "postfix-user-unknown.eml": (Kind.BOUNCE, SAMPLE_RECIPIENT, "5.1.1", "dsn"),
+    "postfix-delayed.eml": (Kind.SOFT_BOUNCE, SAMPLE_RECIPIENT, "4.4.1", "dsn"),
+    "exim-failed.eml": (Kind.BOUNCE, SAMPLE_RECIPIENT, "5.1.1", "exim"),
+    "office365-recipient-not-found.eml": (Kind.BOUNCE, SAMPLE_RECIPIENT, "5.1.10", "dsn"),
+    "exchange-legacy.eml": (Kind.BOUNCE, SAMPLE_RECIPIENT, "5.1.1", "exchange"),
+    "gmail-dsn.eml": (Kind.BOUNCE, SAMPLE_RECIPIENT, "5.1.1", "dsn"),
+    "gmail-legacy.eml": (Kind.BOUNCE, SAMPLE_RECIPIENT, "5.1.1", "gmail"),
+    "yahoo-failure-notice.eml": (Kind.BOUNCE, SAMPLE_RECIPIENT, "5.0.0", "qmail"),
+    "arf-complaint.eml": (Kind.COMPLAINT, SAMPLE_RECIPIENT, "", "arf"),
+    "out-of-office.eml": (Kind.AUTO_REPLY, "", "", "header"),
+    "vacation-x-autoreply.eml": (Kind.AUTO_REPLY, "", "", "header"),
+    "mailto-unsubscribe.eml": (Kind.UNSUBSCRIBE, SAMPLE_RECIPIENT, "", "mailto"),
+    "human-reply.eml": (Kind.UNKNOWN, "", "", ""),
+}
+
+
+def test_the_corpus_is_all_covered():
+    assert sorted(path.name for path in CORPUS.glob("*.eml")) == sorted(EXPECTED)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_parser_reads_each_sample(name):
+    found = parse((CORPUS / name).read_bytes())
+    assert (found.kind, found.recipient, found.status, found.format) == EXPECTED[name]
+    assert SAMPLE_TOKEN in found.tokens[0]  # the VERP token the report came back to
+    if found.kind in (Kind.BOUNCE, Kind.SOFT_BOUNCE):
+        assert found.diagnostic and found.original_message_id == "<weekly.3.1760943600.17@news.example.org>"
+
+
+def test_a_delivery_notice_is_never_a_bounce():
+    raw = (CORPUS / "postfix-user-unknown.eml").read_bytes().replace(b"Action: failed", b"Action: delivered")
+    raw = raw.replace(b"Status: 5.1.1", b"Status: 2.0.0")
+    assert parse(raw).kind is Kind.AUTO_REPLY
+
+
+# --- VERP tokens ----------------------------------------------------------------------------
+
+
+def test_verp_tokens_verify_in_any_case_only_under_our_key_and_fit_a_local_part():
+    token = verp.make_token(KEYS, 12, 345)
+    unsub = verp.make_token(KEYS, 12, 345, verp.UNSUBSCRIBE)
+    assert verp.read_token(KEYS, token.upper()) == verp.Verp(12, 345, verp.BOUNCE)
+    assert verp.read_token(("new-key", *KEYS), unsub) == verp.Verp(12, 345, verp.UNSUBSCRIBE)
+    assert verp.read_token(("another-key",), token) is None
+    assert verp.read_token(KEYS, token[:-1] + ("a" if token[-1] != "a" else "b")) is None
+    assert verp.read_token(KEYS, "unsub-" + token) is None  # a bounce token is not an unsubscribe token
+    assert len(verp.address("bounces@news.example.org", unsub).partition("@")[0]) <= 64
+
+
+# --- end to end -------------------------------------------------------------------------------
+
+PEOPLE = {
+    "alice@a.example": ("postfix-user-unknown.eml", ("weekly",)),
+    "bob@b.example": ("exim-failed.eml", ("weekly",)),
+    "carol@c.example": ("office365-recipient-not-found.eml", ("weekly",)),
+    "yann@y.example": ("yahoo-failure-notice.eml", ("weekly",)),
+    "dave@d.example": ("arf-complaint.eml", ("monthly", "weekly")),
+    "erin@e.example": ("out-of-office.eml", ("weekly",)),
+    "frank@f.example": ("mailto-unsubscribe.eml", ("monthly", "weekly")),
+    "grace@g.example": (None, ("weekly",)),  # the target of forged bounces
+    "henry@h.example": ("human-reply.eml", ("weekly",)),
+}
+
+
+@pytest.fixture
+def inbound_settings(make_settings, database_url, monkeypatch):
+    monkeypatch.setenv("PUBLISHER_SECRET_KEY", KEYS[0])
+
+    def make(smtp_port: int, listen_port: int = 0):
+        return make_settings(
+            {
+                "newsletters": {
+                    "weekly": {"title": "Weekly", "from": "The Weekly <weekly@news.example.org>"},
+                    "monthly": {"title": "Monthly", "from": "The Monthly <monthly@news.example.org>"},
+                },
+                "delivery": {
+                    "transport": "smtp",
+                    "return_path": "bounces@news.example.org",
+                    "smtp": {"host": "127.0.0.1", "port": smtp_port, "timeout": 10},
+                },
+                "inbound": {"listen": f"127.0.0.1:{listen_port or free_port()}"},
+            },
+            database_url=database_url,
+        )
+
+    return make
+
+
+def send(store, settings, issue: Issue):
+    transport = make_transport(settings.delivery)
+    try:
+        return dispatch.deliver_issue(store, settings, issue, rendered=RENDERED, transport=transport, now=NOW)
+    finally:
+        transport.close()
+
+
+def returned_mail(handler: SinkHandler, store) -> list[tuple[str, bytes]]:
+    """What comes back for issue 1, written as the receiving systems would: (envelope recipient, bytes)."""
+    out = []
+    for email, (sample, _) in PEOPLE.items():
+        if sample is None:
+            continue
+        sender = handler.senders[email]
+        message = handler.parsed(email)[0]
+        mailto = message["List-Unsubscribe"].split(",")[1].strip().strip("<>")
+        unsub_address = mailto.removeprefix("mailto:").partition("?")[0]
+        token = verp.tokens_in(sender)[0]
+        unsub_token = verp.tokens_in(unsub_address)[0]
+        raw = (CORPUS / sample).read_bytes()
+        raw = raw.replace(b"unsub-" + SAMPLE_TOKEN.encode(), unsub_token.encode())
+        raw = raw.replace(SAMPLE_TOKEN.encode(), token.encode()).replace(SAMPLE_RECIPIENT.encode(), email.encode())
+        out.append((unsub_address if sample.startswith("mailto") else sender, raw))
+    # Forged: a bounce for grace with a token we did not sign, and one naming only her Message-ID.
+    grace_token = verp.tokens_in(handler.senders["grace@g.example"])[0]
+    forged_token = grace_token[:-4] + ("aaaa" if grace_token[-4:] != "aaaa" else "bbbb")
+    forged = (CORPUS / "gmail-dsn.eml").read_bytes().replace(SAMPLE_TOKEN.encode(), forged_token.encode())
+    out.append((f"bounces+{forged_token}@news.example.org", forged.replace(b"alice@example.com", b"grace@g.example")))
+    grace_id = store.subscribers.get("grace@g.example").id
+    no_token = (CORPUS / "exim-failed.eml").read_bytes().replace(b"+" + SAMPLE_TOKEN.encode(), b"")
+    no_token = no_token.replace(b"weekly.3.1760943600.17@", f"weekly.1.1761552000.{grace_id}@".encode())
+    out.append(("bounces@news.example.org", no_token.replace(b"alice@example.com", b"grace@g.example")))
+    return out
+
+
+def deliver_by_smtp(settings, store, mail):
+    with Listener(settings, store):
+        host, port = settings.inbound.address
+        with smtplib.SMTP(host, port, timeout=10) as client:
+            for recipient, raw in mail:
+                client.sendmail("<>", [recipient], crlf(raw))
+            with pytest.raises(smtplib.SMTPRecipientsRefused):  # not our bounce domain
+                client.sendmail("<>", ["someone@elsewhere.example"], mail[0][1])
+
+
+def deliver_to_maildir(settings, store, mail, tmp_path: Path):
+    box = mailbox.Maildir(tmp_path / "Maildir", create=True)
+    for recipient, raw in mail:
+        box.add(f"Delivered-To: {recipient}\r\n".encode() + raw)
+    first = import_paths(store, settings, [tmp_path / "Maildir"], NOW)
+    again = import_paths(store, settings, [tmp_path / "Maildir"], NOW)
+    assert first.total == len(mail) and first.duplicates == 0
+    assert again.duplicates == len(mail) and not again.kinds  # reading twice changes nothing
+
+
+@pytest.mark.parametrize("intake", ["smtp", "maildir"])
+def test_what_comes_back_is_acted_on_and_the_next_issue_goes_to_none_of_them(intake, store, inbound_settings, tmp_path):
+    handler = SinkHandler()
+    with smtp_sink(handler) as smtp_port:
+        settings = inbound_settings(smtp_port)
+        store.subscribers.upsert_many(
+            [Subscriber(email=e, name="", status="confirmed", newsletters=n) for e, (_, n) in PEOPLE.items()], NOW
+        )
+        first = make_issue(store, RENDERED.subject, NOW, 1)
+        assert send(store, settings, first).get("delivered") == len(PEOPLE)
+
+        for email in PEOPLE:  # every message carries its own signed bounce address
+            sender = handler.senders[email]
+            assert sender.startswith("bounces+") and sender.endswith("@news.example.org")
+            named = verp.read_token(settings.secret_keys, verp.tokens_in(sender)[0])
+            assert named == verp.Verp(first.id, store.subscribers.get(email).id, verp.BOUNCE)
+            assert "mailto:bounces+unsub-" in handler.parsed(email)[0]["List-Unsubscribe"]
+
+        mail = returned_mail(handler, store)
+        if intake == "smtp":
+            deliver_by_smtp(settings, store, mail)
+        else:
+            deliver_to_maildir(settings, store, mail, tmp_path)
+
+        status = {email: store.subscribers.get(email) for email in PEOPLE}
+        for email in ("alice@a.example", "bob@b.example", "carol@c.example", "yann@y.example"):
+            assert status[email].status == "bounced", email
+        assert status["dave@d.example"].status == "unsubscribed" and status["dave@d.example"].newsletters == ()
+        assert status["erin@e.example"].status == "confirmed" and status["erin@e.example"].newsletters == ("weekly",)
+        assert status["frank@f.example"].status == "confirmed"
+        assert status["frank@f.example"].newsletters == ("monthly",)  # that newsletter only
+        assert status["grace@g.example"].status == "confirmed" and status["grace@g.example"].newsletters == ("weekly",)
+        suppressed = {s.email: s.reason for s in store.inbound.suppressed()}
+        assert suppressed == {
+            "alice@a.example": "hard_bounce",
+            "bob@b.example": "hard_bounce",
+            "carol@c.example": "hard_bounce",
+            "yann@y.example": "hard_bounce",
+            "dave@d.example": "complaint",
+        }
+        kept = {row["kind"]: row for row in store.inbound.messages()}
+        assert "Loved this week's issue" in kept["unknown"]["raw"]  # kept for an operator
+        assert len(store.inbound.messages()) == len(mail)
+        forged = [row for row in store.inbound.messages() if row["recipient"] == "grace@g.example"]
+        assert len(forged) == 2 and all(row["action"].startswith("nothing") for row in forged)
+        assert not any(row["verified"] for row in forged)
+
+        handler.messages.clear()
+        second = make_issue(store, RENDERED.subject, NOW, 2)
+        assert send(store, settings, second).get("delivered") == 3
+    assert set(handler.received()) == {"erin@e.example", "grace@g.example", "henry@h.example"}
+
+
+# --- soft bounces score over time; the suppression list -----------------------------------------
+
+
+def soft_bounce(settings, store, issue_id: int, subscriber_id: int, when: datetime, n: int):
+    token = verp.make_token(settings.secret_keys, issue_id, subscriber_id)
+    raw = (CORPUS / "postfix-delayed.eml").read_bytes().replace(SAMPLE_TOKEN.encode(), token.encode())
+    raw = raw.replace(b"Message-Id: <", f"Message-Id: <{n}.".encode())  # a new report each time
+    return receive(store, settings, raw, when, source="file")
+
+
+def test_soft_bounces_suppress_only_when_they_keep_coming(store, inbound_settings):
+    settings = inbound_settings(25)
+    store.subscribers.upsert_many(
+        [Subscriber(email=e, status="confirmed", newsletters=("weekly",)) for e in ("x@x.example", "y@y.example")], NOW
+    )
+    issue = make_issue(store, RENDERED.subject, NOW, 1)
+    x, y = store.subscribers.get("x@x.example").id, store.subscribers.get("y@y.example").id
+    for hour in range(3):  # an hour apart: 1 + 0.996 + 0.992…, just short of the limit (3)
+        soft_bounce(settings, store, issue.id, x, NOW + timedelta(hours=hour), hour)
+    assert store.subscribers.get("x@x.example").status == "confirmed"
+    soft_bounce(settings, store, issue.id, x, NOW + timedelta(hours=3), 3)
+    for day in range(5):  # one a month: the score halves every week, so it never adds up
+        soft_bounce(settings, store, issue.id, y, NOW + timedelta(days=30 * day), day)
+    assert store.subscribers.get("x@x.example").status == "bounced"
+    assert [s.reason for s in store.inbound.suppressed()] == ["soft_bounces"]
+    assert store.subscribers.get("y@y.example").status == "confirmed"
+    assert store.inbound.score(y, NOW + timedelta(days=127), settings.inbound.soft_bounce_half_life) < 0.6
+
+
+def cli(config: Path, *args: str):
+    from click.testing import CliRunner
+
+    from publisher.cli import cli as group
+
+    return CliRunner().invoke(group, ["--config", str(config), *args], catch_exceptions=False)
+
+
+def test_import_suppressed_and_unsuppress_commands(tmp_path, database_url, monkeypatch):
+    monkeypatch.setenv("PUBLISHER_SECRET_KEY", KEYS[0])
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[site]\nurl = "https://news.example.org"\n[database]\nurl = "{database_url}"\n'
+        '[newsletters.weekly]\n[newsletters.monthly]\n[delivery]\nreturn_path = "bounces@news.example.org"\n'
+    )
+    assert cli(config, "subscribers", "add", "alice@a.example", "--confirmed").exit_code == 0
+    from publisher.config import load_settings
+    from publisher.store import Store
+
+    store = Store.open(database_url)
+    try:
+        issue = make_issue(store, RENDERED.subject, NOW, 1)
+        alice = store.subscribers.get("alice@a.example").id
+    finally:
+        store.close()
+    token = verp.make_token(KEYS, issue.id, alice)
+    raw = (CORPUS / "gmail-dsn.eml").read_bytes().replace(SAMPLE_TOKEN.encode(), token.encode())
+    (tmp_path / "bounce.eml").write_bytes(raw)
+    box = mailbox.mbox(tmp_path / "returned.mbox")
+    box.add((CORPUS / "out-of-office.eml").read_bytes())
+    box.add((CORPUS / "human-reply.eml").read_bytes())
+    box.close()
+
+    result = cli(config, "inbound", "import", str(tmp_path / "bounce.eml"), str(tmp_path / "returned.mbox"))
+    assert result.exit_code == 0
+    assert result.output.strip() == "3 messages: 1 auto_reply, 1 bounce, 1 unknown; 0 already recorded"
+    listed = json.loads(cli(config, "subscribers", "suppressed", "--json").output)
+    assert [(row["email"], row["reason"]) for row in listed] == [("alice@a.example", "hard_bounce")]
+    assert "5.1.1" in listed[0]["evidence"] and listed[0]["at"].startswith("20")
+
+    result = cli(config, "subscribers", "unsuppress", "alice@a.example", "--reason", "fixed a typo in the domain")
+    assert result.output.strip() == "unsuppressed alice@a.example (monthly weekly)"
+    people = json.loads(cli(config, "subscribers", "list", "--json").output)
+    assert [(p["email"], p["status"], p["newsletters"]) for p in people] == [
+        ("alice@a.example", "confirmed", ["monthly", "weekly"])
+    ]
+    assert json.loads(cli(config, "subscribers", "suppressed", "--json").output) == []
+    again = cli(config, "subscribers", "unsuppress", "alice@a.example", "--reason", "again")
+    assert again.exit_code == 1
+    assert load_settings(config).delivery.return_path == "bounces@news.example.org"
+
+
+def test_the_listener_refuses_nothing_it_cannot_record(store, inbound_settings):
+    """A message the store cannot take is answered 451, so the sending MTA keeps it and retries."""
+    settings = inbound_settings(25)
+    store.close()
+    broken = type(store)("sqlite:////nonexistent/dir/db.sqlite")
+    with Listener(settings, broken):
+        host, port = settings.inbound.address
+        with smtplib.SMTP(host, port, timeout=10) as client, pytest.raises(smtplib.SMTPDataError) as refused:
+            client.sendmail("<>", ["bounces@news.example.org"], crlf((CORPUS / "exim-failed.eml").read_bytes()))
+    assert refused.value.smtp_code == 451
+    broken.close()
+
+
+def test_message_parse_keeps_header_policy():
+    raw = (CORPUS / "arf-complaint.eml").read_bytes()
+    assert message_from_bytes(raw, policy=policy.default)["Subject"].startswith("FW:")
+
+
+# --- the receiver inside `publisher run`, and over LMTP --------------------------------------------
+
+
+def wait_for_port(port: int, process, timeout: float = 30) -> None:
+    import socket
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "publisher run exited"
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"nothing listens on {port}")
+
+
+def test_publisher_run_receives_bounces_on_inbound_listen(tmp_path, database_url, monkeypatch):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from publisher.store import Store
+
+    listen, web = free_port(), free_port()
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[site]\nurl = "https://news.example.org"\n[database]\nurl = "{database_url}"\n[newsletters.weekly]\n'
+        f'[delivery]\nreturn_path = "bounces@news.example.org"\n[web]\nport = {web}\n'
+        f'[inbound]\nlisten = "127.0.0.1:{listen}"\n'
+    )
+    store = Store.open(database_url)
+    store.subscribers.add(Subscriber(email="gone@a.example", status="confirmed", newsletters=("weekly",)), NOW)
+    issue = make_issue(store, RENDERED.subject, NOW, 1)
+    token = verp.make_token(KEYS, issue.id, store.subscribers.get("gone@a.example").id)
+    log = (tmp_path / "run.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "publisher", "--config", str(config), "run", "--no-scheduler"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PUBLISHER_SECRET_KEY": KEYS[0]},
+    )
+    try:
+        wait_for_port(listen, process)
+        raw = (CORPUS / "exim-failed.eml").read_bytes().replace(SAMPLE_TOKEN.encode(), token.encode())
+        with smtplib.SMTP("127.0.0.1", listen, timeout=10) as client:
+            client.sendmail(
+                "<>", [f"bounces+{token}@news.example.org"], crlf(raw.replace(b"alice@example.com", b"gone@a.example"))
+            )
+        assert store.subscribers.get("gone@a.example").status == "bounced"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+        log.close()
+        store.close()
+    assert "receiving mail that comes back on smtp://127.0.0.1" in (tmp_path / "run.log").read_text()
+
+
+def test_the_receiver_speaks_lmtp(store, make_settings, database_url, monkeypatch):
+    monkeypatch.setenv("PUBLISHER_SECRET_KEY", KEYS[0])
+    settings = make_settings(
+        {
+            "newsletters": {"weekly": {}},
+            "delivery": {"return_path": "bounces@news.example.org"},
+            "inbound": {"listen": f"127.0.0.1:{free_port()}", "protocol": "lmtp"},
+        },
+        database_url=database_url,
+    )
+    store.subscribers.add(Subscriber(email="gone@a.example", status="confirmed", newsletters=("weekly",)), NOW)
+    token = verp.make_token(
+        KEYS, make_issue(store, RENDERED.subject, NOW, 1).id, store.subscribers.get("gone@a.example").id
+    )
+    raw = (CORPUS / "gmail-dsn.eml").read_bytes().replace(SAMPLE_TOKEN.encode(), token.encode())
+    with Listener(settings, store):
+        host, port = settings.inbound.address
+        with smtplib.LMTP(host, port) as client:
+            client.sendmail("<>", [f"bounces+{token}@news.example.org"], crlf(raw))
+    assert store.subscribers.get("gone@a.example").status == "bounced"
+
+
+def test_an_out_of_office_reply_to_the_unsubscribe_address_is_no_request():
+    raw = (CORPUS / "mailto-unsubscribe.eml").read_bytes()
+    assert (
+        parse(raw.replace(b"Subject: unsubscribe", b"Auto-Submitted: auto-replied\nSubject: Out of office")).kind
+        is Kind.AUTO_REPLY
+    )
+    assert (
+        parse(raw.replace(b"Subject: unsubscribe", b"Auto-Submitted: auto-generated\nSubject: unsubscribe")).kind
+        is Kind.UNSUBSCRIBE
+    )
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"",
+        b"\x00\xff\xfe garbage",
+        b"Content-Type: multipart/report; report-type=delivery-status\n\nno parts",
+        b"From: x\n\n" * 1000,
+    ],
+)
+def test_anything_unreadable_is_kept_as_unknown_never_an_error(raw):
+    assert parse(raw).kind is Kind.UNKNOWN
+
+
+def test_inbound_import_of_a_missing_path_is_a_one_line_error(tmp_path):
+    config = tmp_path / "config.toml"
+    config.write_text(f'[database]\nurl = "sqlite:///{tmp_path}/p.db"\n')
+    from click.testing import CliRunner
+
+    from publisher.cli import cli as group
+
+    result = CliRunner().invoke(group, ["--config", str(config), "inbound", "import", str(tmp_path / "nowhere")])
+    assert (
+        result.exit_code == 1 and result.output.strip() == f"error: {tmp_path / 'nowhere'}: no such file or directory"
+    )

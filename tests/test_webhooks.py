@@ -1,0 +1,289 @@
+"""ESP webhooks over real HTTP requests to the app: a correctly signed event changes the subscriber,
+a wrongly signed one gets 403 and changes nothing. On SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import threading
+import warnings
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.x509.oid import NameOID
+
+from publisher.model import Subscriber
+from publisher.publication import Publication
+from publisher.transports import MemoryTransport
+from publisher.web import create_app
+from publisher.webhooks import sns_string_to_sign
+
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient` is deprecated")
+    from starlette.testclient import TestClient
+
+NOW = datetime(2025, 10, 20, 12, 0, tzinfo=UTC)
+MAILGUN_KEY = "key-mailgun-signing"
+POSTMARK = ("postmark-hook", "s3cret-password")
+EC_KEY = ec.generate_private_key(ec.SECP256R1())
+RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+OTHER_RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def certificate(key) -> bytes:
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sns.eu-west-1.amazonaws.com")])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(datetime.now(UTC) - timedelta(days=1))
+        .not_valid_after(datetime.now(UTC) + timedelta(days=30))
+        .sign(key, hashes.SHA256())
+    )
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+class Loopback(BaseHTTPRequestHandler):
+    """Serves the SNS signing certificate and records visits to the SubscribeURL."""
+
+    visits: list[str]
+    cert: bytes
+
+    def do_GET(self):
+        self.visits.append(self.path)
+        body = self.cert if self.path.endswith(".pem") else b"<ConfirmSubscriptionResponse/>"
+        self.send_response(200)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def loopback():
+    handler = type("Handler", (Loopback,), {"visits": [], "cert": certificate(RSA_KEY)})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", handler.visits
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def client(make_settings, database_url, store, monkeypatch, loopback):
+    monkeypatch.setenv("MAILGUN_SIGNING_KEY", MAILGUN_KEY)
+    public = EC_KEY.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    monkeypatch.setenv("SENDGRID_KEY", base64.b64encode(public).decode())
+    monkeypatch.setenv("POSTMARK_HOOK_PASSWORD", POSTMARK[1])
+    settings = make_settings(
+        {
+            "newsletters": {"weekly": {}, "monthly": {}},
+            "webhooks": {
+                "mailgun": {"signing_key_env": "MAILGUN_SIGNING_KEY"},
+                "sendgrid": {"public_key_env": "SENDGRID_KEY"},
+                "postmark": {"username": POSTMARK[0], "password_env": "POSTMARK_HOOK_PASSWORD"},
+                "ses": {"enabled": True, "signing_cert_url_pattern": r"^http://127\.0\.0\.1:\d+/"},
+            },
+        },
+        database_url=database_url,
+    )
+    people = ["gone@a.example", "angry@b.example", "leaving@c.example", "fine@d.example"]
+    store.subscribers.upsert_many(
+        [Subscriber(email=e, status="confirmed", newsletters=("monthly", "weekly")) for e in people], NOW
+    )
+    with TestClient(
+        create_app(Publication(settings, store, transport=MemoryTransport())), base_url="https://news.example.org"
+    ) as test:
+        yield test
+
+
+def state(store, email: str) -> tuple[str, tuple[str, ...]]:
+    person = store.subscribers.get(email)
+    return person.status, person.newsletters
+
+
+UNCHANGED = ("confirmed", ("monthly", "weekly"))
+
+
+def everyone_unchanged(store) -> bool:
+    return all(state(store, e) == UNCHANGED for e in ("gone@a.example", "angry@b.example", "leaving@c.example"))
+
+
+# --- Mailgun --------------------------------------------------------------------------------
+
+
+def mailgun_body(event: dict, key: str = MAILGUN_KEY) -> dict:
+    timestamp, token = "1760961600", "a8ce0edb2dd8301dee6c2405235584e45aa91d1e9f979f3de0"
+    signature = hmac.new(key.encode(), f"{timestamp}{token}".encode(), hashlib.sha256).hexdigest()
+    return {"signature": {"timestamp": timestamp, "token": token, "signature": signature}, "event-data": event}
+
+
+def test_mailgun(client, store):
+    bounce = {
+        "id": "G9Bn5sl1TC6nu79C8C0bwg",
+        "event": "failed",
+        "severity": "permanent",
+        "recipient": "gone@a.example",
+        "delivery-status": {
+            "code": 550,
+            "description": "5.1.1 The email account that you tried to reach does not exist",
+        },
+    }
+    complaint = {"id": "Ase7i2zsRYeDXztHGENqRA", "event": "complained", "recipient": "angry@b.example"}
+    unsubscribe = {"id": "Ase7i2zsRYeDXztHGENqRB", "event": "unsubscribed", "recipient": "leaving@c.example"}
+    forged = mailgun_body(bounce, key="not-the-key")
+    assert client.post("/webhooks/mailgun", json=forged).status_code == 403
+    assert client.post("/webhooks/mailgun", json={"event-data": bounce}).status_code == 403
+    assert everyone_unchanged(store)
+    for event in (bounce, complaint, unsubscribe):
+        assert client.post("/webhooks/mailgun", json=mailgun_body(event)).status_code == 200
+    assert state(store, "gone@a.example") == ("bounced", ("monthly", "weekly"))
+    assert state(store, "angry@b.example") == ("unsubscribed", ())
+    assert state(store, "leaving@c.example") == ("unsubscribed", ())
+    assert state(store, "fine@d.example") == UNCHANGED
+    assert {s.email: s.reason for s in store.inbound.suppressed()} == {
+        "gone@a.example": "hard_bounce",
+        "angry@b.example": "complaint",
+    }
+
+
+# --- SendGrid -------------------------------------------------------------------------------
+
+
+def sendgrid_post(client, events: list, key=EC_KEY):
+    body = json.dumps(events).encode()
+    timestamp = "1760961600"
+    signature = key.sign(timestamp.encode() + body, ec.ECDSA(hashes.SHA256()))
+    headers = {
+        "content-type": "application/json",
+        "x-twilio-email-event-webhook-signature": base64.b64encode(signature).decode(),
+        "x-twilio-email-event-webhook-timestamp": timestamp,
+    }
+    return client.post("/webhooks/sendgrid", content=body, headers=headers)
+
+
+def test_sendgrid(client, store):
+    events = [
+        {"email": "gone@a.example", "event": "bounce", "type": "bounce", "status": "5.1.1", "sg_event_id": "e1"},
+        {"email": "angry@b.example", "event": "spamreport", "sg_event_id": "e2"},
+        {"email": "leaving@c.example", "event": "unsubscribe", "sg_event_id": "e3"},
+        {"email": "fine@d.example", "event": "delivered", "sg_event_id": "e4"},
+        {"email": "fine@d.example", "event": "open", "sg_event_id": "e5"},
+    ]
+    assert sendgrid_post(client, events, key=ec.generate_private_key(ec.SECP256R1())).status_code == 403
+    assert everyone_unchanged(store)
+    response = sendgrid_post(client, events)
+    assert response.status_code == 200 and response.text == "ok: 3 events\n"
+    assert state(store, "gone@a.example") == ("bounced", ("monthly", "weekly"))
+    assert state(store, "angry@b.example") == ("unsubscribed", ())
+    assert state(store, "leaving@c.example") == ("unsubscribed", ())
+    assert state(store, "fine@d.example") == UNCHANGED
+
+
+# --- Postmark -------------------------------------------------------------------------------
+
+
+def test_postmark(client, store):
+    bounce = {"RecordType": "Bounce", "ID": 42, "Type": "HardBounce", "Email": "gone@a.example", "Description": "x"}
+    spam = {"RecordType": "SpamComplaint", "ID": 43, "Type": "SpamComplaint", "Email": "angry@b.example"}
+    change = {
+        "RecordType": "SubscriptionChange",
+        "MessageID": "883953f4-6105-42a2-a16a-77a8eac79483",
+        "ChangedAt": "2025-10-20T12:00:00Z",
+        "Recipient": "leaving@c.example",
+        "SuppressSending": True,
+        "SuppressionReason": "ManualSuppression",
+    }
+    assert client.post("/webhooks/postmark", json=bounce, auth=(POSTMARK[0], "wrong")).status_code == 403
+    assert client.post("/webhooks/postmark", json=bounce).status_code == 403
+    assert everyone_unchanged(store)
+    for event in (bounce, spam, change):
+        assert client.post("/webhooks/postmark", json=event, auth=POSTMARK).status_code == 200
+    assert state(store, "gone@a.example") == ("bounced", ("monthly", "weekly"))
+    assert state(store, "angry@b.example") == ("unsubscribed", ())
+    assert state(store, "leaving@c.example") == ("unsubscribed", ())
+
+
+# --- Amazon SES through SNS -------------------------------------------------------------------
+
+
+def sns(base: str, kind: str, key=RSA_KEY, **fields) -> dict:
+    message = {
+        "Type": kind,
+        "MessageId": f"22b80b92-fdea-4c2c-8f9d-bdfb0c7bf3{len(fields):02d}",
+        "TopicArn": "arn:aws:sns:eu-west-1:123456789012:ses-feedback",
+        "Timestamp": "2025-10-20T12:00:00.000Z",
+        "SignatureVersion": "1",
+        "SigningCertURL": f"{base}/SimpleNotificationService-0000.pem",
+        **fields,
+    }
+    message["Signature"] = base64.b64encode(
+        key.sign(sns_string_to_sign(message), padding.PKCS1v15(), hashes.SHA1())  # noqa: S303 - SNS version 1
+    ).decode()
+    return message
+
+
+def test_ses_through_sns(client, store, loopback):
+    base, visits = loopback
+    confirmation = sns(
+        base,
+        "SubscriptionConfirmation",
+        Token="2336412f37",
+        Message="You have chosen to subscribe",
+        SubscribeURL=f"{base}/?Action=ConfirmSubscription&Token=2336412f37",
+    )
+    assert client.post("/webhooks/ses", json={**confirmation, "Token": "tampered"}).status_code == 403
+    assert not any("ConfirmSubscription" in path for path in visits)
+    assert client.post("/webhooks/ses", json=confirmation).status_code == 200
+    assert any("ConfirmSubscription" in path for path in visits)  # the subscription is confirmed
+
+    bounce = {
+        "notificationType": "Bounce",
+        "bounce": {
+            "bounceType": "Permanent",
+            "bounceSubType": "General",
+            "bouncedRecipients": [
+                {"emailAddress": "gone@a.example", "status": "5.1.1", "diagnosticCode": "smtp; 550 5.1.1 user unknown"}
+            ],
+        },
+        "mail": {"messageId": "0100018c"},
+    }
+    complaint = {
+        "notificationType": "Complaint",
+        "complaint": {"complainedRecipients": [{"emailAddress": "angry@b.example"}], "complaintFeedbackType": "abuse"},
+    }
+    forged = sns(base, "Notification", key=OTHER_RSA_KEY, Message=json.dumps(bounce), Subject=None)
+    assert client.post("/webhooks/ses", json=forged).status_code == 403
+    elsewhere = {
+        **sns(base, "Notification", Message=json.dumps(bounce)),
+        "SigningCertURL": "https://evil.example/c.pem",
+    }
+    assert client.post("/webhooks/ses", json=elsewhere).status_code == 403
+    assert everyone_unchanged(store)
+    assert client.post("/webhooks/ses", json=sns(base, "Notification", Message=json.dumps(bounce))).status_code == 200
+    signed = sns(base, "Notification", Message=json.dumps(complaint), Subject="Amazon SES Email Event Notification")
+    assert client.post("/webhooks/ses", json=signed).status_code == 200
+    assert state(store, "gone@a.example") == ("bounced", ("monthly", "weekly"))
+    assert state(store, "angry@b.example") == ("unsubscribed", ())
+    assert state(store, "leaving@c.example") == UNCHANGED
+
+
+def test_unconfigured_webhooks_are_not_there(make_settings, database_url, store):
+    settings = make_settings({}, database_url=database_url)
+    with TestClient(
+        create_app(Publication(settings, store, transport=MemoryTransport())), base_url="https://news.example.org"
+    ) as test:
+        assert test.post("/webhooks/mailgun", json=mailgun_body({"event": "failed"})).status_code == 404
