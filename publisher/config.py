@@ -7,6 +7,7 @@ everywhere: the file, the dotted key, and what was expected.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
@@ -279,19 +280,50 @@ def _sources(value: object, source: Path) -> tuple[SourceSettings, ...]:
     return tuple(_build(SourceSettings, item, f"sources[{i}]", source) for i, item in enumerate(value))
 
 
+MIN_KEY_LENGTH = 32
+_MIN_KEY_SYMBOLS = 10
+
+
+def _check_key(key: str, where: str) -> str:
+    """A key someone could guess or brute-force signs links anyone could forge: refuse it."""
+    if len(key) < MIN_KEY_LENGTH or len(set(key)) < _MIN_KEY_SYMBOLS:
+        raise ConfigError(
+            f"{where}: a secret key must be at least {MIN_KEY_LENGTH} random characters "
+            f"(make one with: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+        )
+    return key
+
+
 def _secret_keys(base_dir: Path) -> tuple[str, ...]:
     """Signing keys, newest first: PUBLISHER_SECRET_KEY (comma-separated for rotation) or a key file."""
     from_env = os.environ.get("PUBLISHER_SECRET_KEY", "")
     if from_env.strip():
-        return tuple(key.strip() for key in from_env.split(",") if key.strip())
+        return tuple(_check_key(key.strip(), "PUBLISHER_SECRET_KEY") for key in from_env.split(",") if key.strip())
     key_file = base_dir / SECRET_KEY_FILE
     if not key_file.exists():
-        try:
-            key_file.write_text(secrets.token_urlsafe(32) + "\n")
-            key_file.chmod(0o600)
-        except OSError as error:
-            raise ConfigError(f"cannot create the secret key file {key_file}: {error.strerror}") from None
-    return tuple(line.strip() for line in key_file.read_text().splitlines() if line.strip())
+        _create_key_file(key_file)
+    try:
+        lines = key_file.read_text().splitlines()
+    except OSError as error:
+        raise ConfigError(f"cannot read the secret key file {key_file}: {error.strerror}") from None
+    return tuple(_check_key(line.strip(), str(key_file)) for line in lines if line.strip())
+
+
+def _create_key_file(key_file: Path) -> None:
+    """Write a new key owner-only from the first byte, all at once: a private temporary file is
+    hard-linked into place, so of several processes starting together one wins and the others
+    read its key; nobody ever sees the file half-written or readable by others."""
+    temporary = key_file.with_name(f"{key_file.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(secrets.token_urlsafe(32) + "\n")
+        with contextlib.suppress(FileExistsError):  # another process won: its key is the one
+            os.link(temporary, key_file)
+    except OSError as error:
+        raise ConfigError(f"cannot create the secret key file {key_file}: {error.strerror}") from None
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 _ENV_OVERRIDES = {

@@ -280,11 +280,13 @@ def test_forged_tampered_and_cross_purpose_tokens_get_a_400_page(client, store, 
 
 
 def test_tokens_signed_with_an_older_key_still_work(make_settings, database_url, store, monkeypatch):
-    monkeypatch.setenv("PUBLISHER_SECRET_KEY", "old-key")
+    monkeypatch.setenv("PUBLISHER_SECRET_KEY", "old-key-8d1e5b7f3a9c2e6d0b4f8a1c7e3d5b92")
     old = make_settings({"newsletters": {"weekly": {}}}, database_url=database_url)
     person = confirmed(store, old, newsletters=("weekly",))
     path = unsubscribe_path(old, person)
-    monkeypatch.setenv("PUBLISHER_SECRET_KEY", "new-key, old-key")
+    monkeypatch.setenv(
+        "PUBLISHER_SECRET_KEY", "new-key-2c6a9e1f5d3b7a0c8e4f2d6b1a9c5e73, old-key-8d1e5b7f3a9c2e6d0b4f8a1c7e3d5b92"
+    )
     rotated = make_settings({"newsletters": {"weekly": {}}}, database_url=database_url)
     with TestClient(create_app(rotated, store, MemoryTransport())) as test_client:
         assert test_client.post(path).status_code == 200
