@@ -35,7 +35,7 @@ from publisher.config import FeedSettings, Settings
 from publisher.errors import FeedError
 from publisher.model import Article
 from publisher.store import Store
-from publisher.text import xml_safe
+from publisher.text import safe_links, safe_url, xml_safe
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +168,8 @@ def _add_entry(gen: FeedGenerator, entry: FeedEntry) -> None:
     item = gen.add_entry(order="append")  # the default prepends, reversing the feed
     item.guid(entry.id, permalink=entry.is_permalink)
     item.title(entry.title)
-    item.link(href=entry.link)  # alternate only: entry links lose their rel in Atom (feedgen #135)
+    if safe_url(entry.link):
+        item.link(href=safe_url(entry.link))  # alternate only: entry links lose their rel in Atom (feedgen #135)
     item.content(entry.content_html, type="html")  # never "CDATA": invalid Atom
     item.summary(entry.summary_html, type="html")
     item.published(entry.published)
@@ -202,13 +203,15 @@ def plain_text(markup: str) -> str:
 def _json_item(entry: FeedEntry) -> dict:
     item = {
         "id": entry.id,
-        "url": entry.link,
+        "url": safe_url(entry.link),
         "title": entry.title,
         "content_html": entry.content_html,
         "summary": plain_text(entry.summary_html),
         "date_published": entry.published.isoformat(),
         "date_modified": entry.updated.isoformat(),
     }
+    if not item["url"]:
+        del item["url"]
     if entry.authors:
         item["authors"] = [{"name": name} for name in entry.authors]
     if entry.categories:
@@ -341,26 +344,30 @@ _URL_ATTRIBUTE = re.compile(r"""(\s(?:href|src)=)(["'])(.*?)\2""")
 
 
 def absolute_links(markup: str, base: str) -> str:
-    """href and src attributes made absolute against `base`, so feed readers can follow them."""
+    """href and src attributes made absolute against `base`, so feed readers can follow them.
+    An empty one, or one whose scheme is not http, https or mailto, is removed, not resolved."""
 
     def absolute(match: re.Match) -> str:
         prefix, quote, value = match.groups()
-        return f"{prefix}{quote}{html.escape(urljoin(base, html.unescape(value)))}{quote}"
+        url = html.unescape(value).strip()
+        resolved = safe_url(urljoin(base, url)) if url and safe_url(url) else ""
+        return f"{prefix}{quote}{html.escape(resolved)}{quote}" if resolved else ""
 
-    return _START_TAG.sub(lambda tag: _URL_ATTRIBUTE.sub(absolute, tag[0]), markup)
+    return _START_TAG.sub(lambda tag: _URL_ATTRIBUTE.sub(absolute, tag[0]), safe_links(markup))
 
 
 def article_entry(article: Article) -> FeedEntry:
-    content = absolute_links(article.content_html, article.url)
-    if article.truncated:
+    url = safe_url(article.url)
+    content = absolute_links(article.content_html, url)
+    if article.truncated and url:
         title = html.escape(article.title, quote=False)
-        content += f'\n<p><a href="{html.escape(article.url)}">Continue reading {title}</a></p>'
+        content += f'\n<p><a href="{html.escape(url)}">Continue reading {title}</a></p>'
     return FeedEntry(
         id=article.guid,
-        is_permalink=article.guid == article.url,
+        is_permalink=article.guid == url,
         title=article.title,
-        link=article.url,
-        summary_html=absolute_links(article.summary_html, article.url),
+        link=url,
+        summary_html=absolute_links(article.summary_html, url),
         content_html=content,
         authors=article.authors,
         categories=article.tags,

@@ -28,7 +28,7 @@ from publisher.digest import Digest, sections
 from publisher.errors import TemplateError
 from publisher.model import PLACEHOLDER_KEYS, Article, RenderedIssue, new_placeholders
 from publisher.resources import templates_dir
-from publisher.text import header_safe
+from publisher.text import header_safe, safe_links, safe_url
 
 # Gmail clips an HTML part above 102 KB; keep room for the filled-in links and addresses.
 HTML_BUDGET = 96 * 1024
@@ -322,11 +322,11 @@ class ArticleView:
 
 def article_view(article: Article, newsletter: NewsletterSettings, limit: int | None) -> ArticleView:
     kept, shortened = shorten(html_blocks(article.summary_html), limit)
-    teaser = article.summary_html if limit is None else blocks_html(kept)
+    teaser = safe_links(article.summary_html) if limit is None else blocks_html(kept)
     local = article.published.astimezone(newsletter.zone)
     return ArticleView(
         title=article.title,
-        url=article.url,
+        url=safe_url(article.url),
         date=day_month(local, year=True),
         published=local,
         tags=article.tags,

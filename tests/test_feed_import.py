@@ -1,5 +1,6 @@
 """The feed importer, from files and over HTTP with conditional GET."""
 
+import re
 import threading
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -102,3 +103,55 @@ def test_very_long_titles_and_ids_fit_the_store(store, settings):
     stored = store.articles.newest()
     assert len(stored) == 2 and max(len(a.slug) for a in stored) <= 200
     assert long_title.strip() in {a.title for a in stored}
+
+
+HOSTILE_LINKS = b"""<?xml version="1.0"?>
+<rss version="2.0"><channel><title>T</title><link>https://blog.example.net/</link><description>d</description>
+<item><title>Script link</title><link>javascript:alert(1)</link><guid isPermaLink="false">h1</guid>
+<description>&lt;a href="javascript:alert(2)"&gt;a&lt;/a&gt; &lt;a href=" JaVaScRiPt:alert(3)"&gt;b&lt;/a&gt;
+&lt;a href=""&gt;c&lt;/a&gt; &lt;img src="data:text/html;base64,PHNjcmlwdD4=" alt="i"&gt;
+&lt;a href="vbscript:x"&gt;d&lt;/a&gt; &lt;a href="mailto:ed@example.org"&gt;mail&lt;/a&gt;</description></item>
+<item><title>Data link</title><link>data:text/html,&lt;script&gt;alert(4)&lt;/script&gt;</link>
+<guid isPermaLink="false">h2</guid><description>x</description></item>
+</channel></rss>"""
+
+
+def test_only_http_https_and_mailto_links_leave_the_feed_importer():
+    script, data = parse_feed(HOSTILE_LINKS, where="f.xml", now=NOW)
+    assert script.url == "" and data.url == ""  # the store gives them our own permalink
+    assert "mailto:ed@example.org" in script.summary_html
+    for bad in ("javascript", "JaVaScRiPt", "vbscript", "data:", 'href=""'):
+        assert bad not in script.summary_html + script.content_html
+
+
+def test_a_hostile_feed_leaves_no_foreign_scheme_in_feeds_email_or_archive(make_settings, database_url, store):
+    from publisher.archive import write_archive
+    from publisher.feeds import build_feeds
+    from publisher.issues import build_issue, load_digest
+    from publisher.message import compile_message
+    from publisher.render import render_digest
+
+    settings = make_settings({"newsletters": {"weekly": {"title": "Weekly"}}}, database_url=database_url)
+    drafts = parse_feed(HOSTILE_LINKS, where="f.xml", now=NOW)
+    store.articles.ingest(drafts, site_url=settings.site.url, guid_authority="x", now=NOW, source="f.xml")
+    assert {a.url for a in store.articles.newest()} == {
+        "https://news.example.org/script-link/",
+        "https://news.example.org/data-link/",
+    }
+    build_feeds(store, settings)
+    issue = build_issue(store, settings, "weekly", NOW, NOW)
+    store.issues.transition("weekly", issue.number, "sending", NOW)
+    write_archive(store, settings, "weekly")
+    weekly = settings.newsletter("weekly")
+    rendered = render_digest(load_digest(store, issue, weekly), settings=settings, newsletter=weekly)
+    mail = compile_message(rendered, settings=settings, newsletter=weekly, issue_number=1)
+    outputs = [path.read_text() for path in (*settings.feeds.dir.rglob("*.*"), *settings.archive.dir.rglob("*.*"))]
+    outputs += [
+        rendered.html,
+        rendered.text,
+        mail.personalise(subscriber_id=1, email="a@b.org", unsubscribe_url="https://n.org/u").decode(),
+    ]
+    assert len(outputs) >= 6
+    for text in outputs:
+        assert not re.search(r"(?i)\b(javascript|vbscript|data):", text)
+        assert 'href=""' not in text and 'src=""' not in text

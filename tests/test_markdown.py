@@ -1,5 +1,6 @@
 """The Markdown importer: front matter, the teaser break, sanitising."""
 
+import re
 from datetime import UTC, datetime
 
 import pytest
@@ -64,3 +65,14 @@ def test_broken_front_matter_is_named(text, message):
 def test_an_impossible_date_is_an_error_not_a_crash():
     with pytest.raises(ContentError, match=r"p\.md:2: invalid front matter"):
         parse_markdown("---\ntitle: T\ndate: 2025-13-45\n---\nx\n", where="p.md", now=NOW)
+
+
+def test_only_http_https_and_mailto_links_survive():
+    text = (
+        "---\ntitle: Links\n---\n[a](javascript:alert(1)) [b](JaVaScRiPt:x) "
+        '<a href="vbscript:x">c</a> <a href="tel:123">d</a> ![i](data:image/png;base64,AAAA) '
+        "[ok](https://e.org/) [mail](mailto:ed@e.org) [rel](/about)\n"
+    )
+    draft = parse_markdown(text, where="p.md", now=NOW)
+    hrefs = re.findall(r'(?:href|src)="([^"]*)"', draft.content_html)
+    assert hrefs == ["https://e.org/", "mailto:ed@e.org", "/about"]

@@ -18,7 +18,7 @@ from publisher import __version__
 from publisher.errors import ContentError
 from publisher.model import Draft
 from publisher.store import Store
-from publisher.text import slugify
+from publisher.text import SAFE_SCHEMES, safe_links, safe_url, slugify
 
 USER_AGENT = f"publisher/{__version__} (+feed import)"
 
@@ -37,6 +37,12 @@ def _plain_title(entry) -> str:
     return " ".join(title.split())
 
 
+def clean_html(markup: str) -> str:
+    """Sanitised HTML whose links and images are http, https or mailto only (feedparser's own
+    sanitiser leaves `href=""` where it removed a javascript: link: those go too)."""
+    return safe_links(nh3.clean(markup, url_schemes=set(SAFE_SCHEMES))).strip()
+
+
 def _key(identity: str) -> str:
     """Ids longer than the store's column are keyed by their hash."""
     key = f"feed:{identity}"
@@ -47,13 +53,14 @@ def _entry_draft(entry, position: int, *, where: str, now: datetime, source: str
     title = _plain_title(entry)
     if not title:
         raise ContentError(f"{where}: entry {position + 1} has no title")
-    link = urljoin(base, entry["link"]) if entry.get("link") else ""
-    identity = entry.get("id") or link
+    raw_link = urljoin(base, entry["link"]) if entry.get("link") else ""
+    link = safe_url(raw_link)  # a javascript: or data: link is dropped: the article gets our permalink
+    identity = entry.get("id") or raw_link
     if not identity:
         raise ContentError(f"{where}: entry {title!r} has neither an id nor a link")
-    summary = nh3.clean(entry.get("summary") or "").strip()
+    summary = clean_html(entry.get("summary") or "")
     contents = entry.get("content") or []
-    content = nh3.clean(contents[0].get("value", "")).strip() if contents else ""
+    content = clean_html(contents[0].get("value", "")) if contents else ""
     published = _moment(entry.get("published_parsed") or entry.get("updated_parsed"), now - timedelta(minutes=position))
     return Draft(
         key=_key(identity),

@@ -13,7 +13,7 @@ from markdown_it import MarkdownIt
 from publisher.errors import ContentError
 from publisher.importers.textpage import decode
 from publisher.model import Draft
-from publisher.text import slugify
+from publisher.text import SAFE_SCHEMES, slugify
 
 MORE = "<!--more-->"
 _FENCES = {"---": "yaml", "+++": "toml"}
@@ -22,8 +22,9 @@ _markdown = MarkdownIt("commonmark", {"typographer": False}).enable("table").ena
 
 
 def render_markdown(text: str) -> str:
-    """Markdown to sanitised HTML (scripts, event handlers and unknown tags removed)."""
-    return nh3.clean(_markdown.render(text)).strip()
+    """Markdown to sanitised HTML (scripts, event handlers, unknown tags and links other than
+    http, https and mailto removed)."""
+    return nh3.clean(_markdown.render(text), url_schemes=set(SAFE_SCHEMES)).strip()
 
 
 def _split_front_matter(text: str, where: str) -> tuple[dict, str, int]:

@@ -13,7 +13,7 @@ from sqlalchemy.engine import Connection, Engine, RowMapping
 
 from publisher.model import Article, Draft, ImportReport
 from publisher.store.schema import article_tags, articles, source_state
-from publisher.text import slugify, storable
+from publisher.text import safe_url, slugify, storable
 
 
 def content_hash(draft: Draft) -> str:
@@ -56,7 +56,7 @@ def _storable(draft: Draft) -> Draft:
         title=storable(draft.title),
         summary_html=storable(draft.summary_html),
         content_html=storable(draft.content_html),
-        url=storable(draft.url),
+        url=safe_url(storable(draft.url)),  # another scheme gets the site's permalink instead
         tags=tuple(storable(t) for t in draft.tags),
         authors=tuple(storable(a) for a in draft.authors),
     )
