@@ -1,6 +1,7 @@
 """The Markdown importer: front matter, the teaser break, sanitising."""
 
 import re
+import tracemalloc
 from datetime import UTC, datetime
 
 import pytest
@@ -76,3 +77,43 @@ def test_only_http_https_and_mailto_links_survive():
     draft = parse_markdown(text, where="p.md", now=NOW)
     hrefs = re.findall(r'(?:href|src)="([^"]*)"', draft.content_html)
     assert hrefs == ["https://e.org/", "mailto:ed@e.org", "/about"]
+
+
+LAUGHS = (
+    "---\n"
+    + "".join(
+        f"{name}: &{name} [{', '.join([f'*{prev}'] * 9) if prev else ', '.join(['lol'] * 9)}]\n"
+        for prev, name in zip(["", *"abcdefgh"], "abcdefghi", strict=True)
+    )
+    + "tags: *i\n---\nbody\n"
+)
+
+
+def test_yaml_aliases_are_refused_before_they_expand():
+    tracemalloc.start()
+    try:
+        with pytest.raises(
+            ContentError, match=r"^p\.md:3: invalid YAML front matter: aliases \(\*name\) are not allowed"
+        ):
+            parse_markdown(LAUGHS, where="p.md", now=NOW)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(LAUGHS) < 500 and peak < 5_000_000
+
+
+@pytest.mark.parametrize(
+    "front",
+    [
+        "title: T\ntags: " + str(list(range(20_000))),
+        "title: T\ndate: " + "9" * 20_000,
+        "title: T\n" + "".join(f"k{n}: v\n" for n in range(10_000)),
+        "title: T\n1: a\nb: c",
+        "title: [" + "[" * 50 + "]" * 51,
+    ],
+)
+def test_error_messages_stay_one_short_line(front):
+    with pytest.raises(ContentError) as raised:
+        parse_markdown(f"---\n{front}\n---\nbody\n", where="p.md", now=NOW)
+    message = str(raised.value)
+    assert "\n" not in message and len(message) < 500, message[:1000]
