@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from publisher.errors import ConfigError
 
 DEFAULT_CONFIG = Path("config.toml")
+DEFAULT_MAX_BYTES = 20_000_000  # the most a feed URL may send, decompressed
 SECRET_KEY_FILE = ".publisher-secret"  # noqa: S105 - a file name, not a secret
 _DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w)\s*$")
 _DURATION_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -61,6 +62,7 @@ class DatabaseSettings:
 class SourceSettings:
     path: str
     format: str = "auto"
+    max_bytes: int = DEFAULT_MAX_BYTES  # a feed URL's body, after decompression
 
 
 @dataclass(frozen=True)
@@ -277,7 +279,11 @@ def _check_timezone(name: str, where: str) -> None:
 def _sources(value: object, source: Path) -> tuple[SourceSettings, ...]:
     if not isinstance(value, list):
         raise ConfigError(f"{source}: sources must be written as [[sources]] tables")
-    return tuple(_build(SourceSettings, item, f"sources[{i}]", source) for i, item in enumerate(value))
+    built = tuple(_build(SourceSettings, item, f"sources[{i}]", source) for i, item in enumerate(value))
+    for i, item in enumerate(built):
+        if item.max_bytes < 1:
+            raise ConfigError(f"{source}: sources[{i}].max_bytes must be at least 1, got {item.max_bytes}")
+    return built
 
 
 MIN_KEY_LENGTH = 32

@@ -1,15 +1,19 @@
 """The feed importer, from files and over HTTP with conditional GET."""
 
+import contextlib
+import gzip
 import re
 import threading
+import tracemalloc
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
 
 import pytest
 
-from publisher.errors import ContentError
+from publisher.errors import ConfigError, ContentError
 from publisher.importers.feed import parse_feed, read_feed
+from publisher.model import SourceState
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 ATOM = b"""<?xml version="1.0" encoding="utf-8"?>
@@ -63,8 +67,12 @@ def test_url_import_uses_conditional_get(store):
     thread.start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/feed.xml"
-        assert len(read_feed(url, store=store, now=NOW)) == 2
-        assert read_feed(url, store=store, now=NOW) == []
+        drafts, state = read_feed(url, store=store, now=NOW)
+        assert len(drafts) == 2 and state == SourceState(url, '"v1"', "")
+        store.articles.ingest(
+            drafts, site_url="https://n.org", guid_authority="n.org", now=NOW, source=url, source_state=state
+        )
+        assert read_feed(url, store=store, now=NOW) == ([], None)
         assert _FeedServer.requests[-1].get("If-None-Match") == '"v1"'
     finally:
         server.shutdown()
@@ -155,3 +163,122 @@ def test_a_hostile_feed_leaves_no_foreign_scheme_in_feeds_email_or_archive(make_
     for text in outputs:
         assert not re.search(r"(?i)\b(javascript|vbscript|data):", text)
         assert 'href=""' not in text and 'src=""' not in text
+
+
+class _Server:
+    """A real HTTP server on loopback answering every GET with `body` and `headers`; it records
+    each request's headers. `chunks` sends the body in pieces without a Content-Length."""
+
+    def __init__(self, body: bytes, headers: dict | None = None, *, chunked: bool = False):
+        self.requests: list[dict] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self):
+                outer.requests.append(dict(self.headers))
+                if self.headers.get("If-None-Match") and self.headers["If-None-Match"] == (headers or {}).get("ETag"):
+                    self.send_response(304)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                self.send_response(200)
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
+                if chunked:
+                    self.send_header("Transfer-Encoding", "chunked")
+                    self.end_headers()
+                    try:
+                        for start in range(0, len(body), 65536):
+                            piece = body[start : start + 65536]
+                            self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                        self.wfile.write(b"0\r\n\r\n")
+                    except (BrokenPipeError, ConnectionResetError):
+                        pass
+                    return
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/feed.xml"
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _gzip_bomb(size: int) -> bytes:
+    return gzip.compress(ATOM[:-7] + b"<!--" + b" " * size + b"-->" + ATOM[-7:], compresslevel=9)
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "chunked"),
+    [
+        (_gzip_bomb(60_000_000), {"Content-Encoding": "gzip"}, False),
+        (_gzip_bomb(60_000_000), {"Content-Encoding": "gzip"}, True),
+        (ATOM + b" " * 3_000_000, {}, False),
+        (ATOM + b" " * 3_000_000, {}, True),
+    ],
+    ids=["gzip-bomb", "gzip-bomb-chunked", "large", "large-chunked"],
+)
+def test_a_feed_larger_than_max_bytes_stops_at_the_cap_with_one_line(store, body, headers, chunked):
+    with _Server(body, headers, chunked=chunked) as server:
+        tracemalloc.start()
+        try:
+            with pytest.raises(ContentError) as raised:
+                read_feed(server.url, store=store, now=NOW, max_bytes=1_000_000)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert str(raised.value) == (
+        f"{server.url}: the feed is larger than 1000000 bytes ([[sources]] max_bytes); not imported"
+    )
+    assert peak < 12_000_000
+
+
+def test_a_gzip_feed_under_the_cap_is_read(store):
+    with _Server(gzip.compress(ATOM), {"Content-Encoding": "gzip"}) as server:
+        drafts, _ = read_feed(server.url, store=store, now=NOW, max_bytes=len(ATOM))
+    assert [d.title for d in drafts] == ["Second – post", "First"]
+
+
+def test_max_bytes_is_read_from_the_sources_table(make_settings):
+    settings = make_settings({"sources": [{"path": "https://e.org/feed", "max_bytes": 5000}]})
+    assert settings.sources[0].max_bytes == 5000
+    assert make_settings({"sources": [{"path": "x.txt"}]}).sources[0].max_bytes == 20_000_000
+    with pytest.raises(ConfigError, match=r"sources\[0\]\.max_bytes must be at least 1, got 0"):
+        make_settings({"sources": [{"path": "x", "max_bytes": 0}]})
+
+
+def test_the_etag_is_saved_only_with_the_imported_articles(make_settings, database_url, store, monkeypatch):
+    """A failed ingest leaves no validator behind: the next poll fetches the whole feed again."""
+    from publisher.content import import_sources
+    from publisher.errors import StoreError
+    from publisher.store.articles import ArticleStore
+
+    with _Server(ATOM, {"ETag": '"v1"', "Content-Type": "application/atom+xml"}) as server:
+        settings = make_settings({"sources": [{"path": server.url}]}, database_url=database_url)
+
+        def broken(*args, **kwargs):
+            raise StoreError("the disk is full")
+
+        with monkeypatch.context() as patched:
+            patched.setattr(ArticleStore, "_set_tags", broken)  # fails after the validators were written
+            with pytest.raises(StoreError):
+                import_sources(store, settings, settings.sources, as_of=NOW, now=NOW)
+        assert store.articles.source_state(server.url) == ("", "")
+        (report,) = import_sources(store, settings, settings.sources, as_of=NOW, now=NOW)
+        assert "If-None-Match" not in server.requests[-1] and len(report.added) == 2
+        (again,) = import_sources(store, settings, settings.sources, as_of=NOW, now=NOW)
+        assert server.requests[-1].get("If-None-Match") == '"v1"' and not again.added

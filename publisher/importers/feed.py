@@ -5,6 +5,8 @@ from __future__ import annotations
 import calendar
 import hashlib
 import html
+import time
+import zlib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urljoin
@@ -15,8 +17,9 @@ import httpx
 import nh3
 
 from publisher import __version__
+from publisher.config import DEFAULT_MAX_BYTES
 from publisher.errors import ContentError
-from publisher.model import Draft
+from publisher.model import Draft, SourceState
 from publisher.store import Store
 from publisher.text import SAFE_SCHEMES, safe_links, safe_url, slugify
 
@@ -94,38 +97,82 @@ def parse_feed(data: bytes, *, where: str, now: datetime, source: str = "", url:
     ]
 
 
-def _fetch(url: str, store: Store) -> httpx.Response | None:
-    """The response, or None when the server says the feed has not changed since last time."""
+FETCH_TIMEOUT = 120.0  # seconds for the whole download, however slowly the server dribbles
+_DECODERS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+
+
+def _too_large(url: str, max_bytes: int) -> ContentError:
+    return ContentError(f"{url}: the feed is larger than {max_bytes} bytes ([[sources]] max_bytes); not imported")
+
+
+def _read_body(response: httpx.Response, url: str, max_bytes: int) -> bytes:
+    """The body, decompressed by us in bounded steps: a small gzip bomb stops at `max_bytes`."""
+    encoding = response.headers.get("content-encoding", "identity").strip().lower()
+    if encoding not in (*_DECODERS, "identity", ""):
+        raise ContentError(f"{url}: the server sent an encoding we did not ask for ({encoding})")
+    decoder = zlib.decompressobj(_DECODERS[encoding]) if encoding in _DECODERS else None
+    deadline = time.monotonic() + FETCH_TIMEOUT
+    body = bytearray()
+    for chunk in response.iter_raw():
+        if response.num_bytes_downloaded > max_bytes:
+            raise _too_large(url, max_bytes)
+        if time.monotonic() > deadline:
+            raise ContentError(f"{url}: the download took longer than {FETCH_TIMEOUT:.0f} seconds")
+        pending = chunk
+        while pending:
+            if decoder is None:
+                body += pending
+                break
+            try:
+                body += decoder.decompress(pending, max_bytes + 1 - len(body))
+            except zlib.error:
+                raise ContentError(f"{url}: the {encoding} body is corrupt") from None
+            pending = decoder.unconsumed_tail
+            if len(body) > max_bytes:
+                break
+        if len(body) > max_bytes:
+            raise _too_large(url, max_bytes)
+    return bytes(body)
+
+
+def fetch_feed(
+    url: str, *, store: Store, now: datetime, max_bytes: int = DEFAULT_MAX_BYTES
+) -> tuple[list[Draft], SourceState | None]:
+    """The feed's entries and its new validators; ([], None) when it has not changed since last time.
+
+    The validators are not saved here: the caller saves them with the articles, in one transaction,
+    so a failed import fetches the feed again next time instead of getting a 304."""
     etag, last_modified = store.articles.source_state(url)
-    headers = {"User-Agent": USER_AGENT}
+    headers = {"User-Agent": USER_AGENT, "Accept-Encoding": ", ".join(_DECODERS)}
     if etag:
         headers["If-None-Match"] = etag
     if last_modified:
         headers["If-Modified-Since"] = last_modified
     try:
-        response = httpx.get(url, headers=headers, follow_redirects=True, timeout=30)
-    except httpx.HTTPError as error:
+        with httpx.stream("GET", url, headers=headers, follow_redirects=True, timeout=30) as response:
+            if response.status_code == 304:
+                return [], None
+            if response.status_code >= 400:
+                raise ContentError(f"{url}: the server answered {response.status_code} {response.reason_phrase}")
+            length = response.headers.get("content-length", "")
+            if length.isdigit() and int(length) > max_bytes:
+                raise _too_large(url, max_bytes)
+            data = _read_body(response, url, max_bytes)
+    except (httpx.HTTPError, httpx.InvalidURL) as error:
         raise ContentError(f"{url}: cannot fetch: {error}") from None
-    if response.status_code == 304:
-        return None
-    if response.status_code >= 400:
-        raise ContentError(f"{url}: the server answered {response.status_code} {response.reason_phrase}")
-    return response
+    drafts = parse_feed(data, where=url, now=now, source=url, url=str(response.url))
+    state = SourceState(url, response.headers.get("ETag", ""), response.headers.get("Last-Modified", ""))
+    return drafts, state
 
 
-def read_feed(source: str, *, store: Store, now: datetime) -> list[Draft]:
+def read_feed(
+    source: str, *, store: Store, now: datetime, max_bytes: int = DEFAULT_MAX_BYTES
+) -> tuple[list[Draft], SourceState | None]:
+    """A feed from a URL (with its validators) or a file (without)."""
     if source.startswith(("http://", "https://")):
-        response = _fetch(source, store)
-        if response is None:
-            return []
-        drafts = parse_feed(response.content, where=source, now=now, source=source, url=str(response.url))
-        # Remembered only once the feed parsed, so a broken version is fetched again next time.
-        store.articles.save_source_state(
-            source, response.headers.get("ETag", ""), response.headers.get("Last-Modified", ""), now
-        )
-        return drafts
+        return fetch_feed(source, store=store, now=now, max_bytes=max_bytes)
     try:
         data = Path(source).read_bytes()
     except OSError as error:
         raise ContentError(f"{source}: cannot read: {error.strerror}") from None
-    return parse_feed(data, where=source, now=now, source=Path(source).name)
+    return parse_feed(data, where=source, now=now, source=Path(source).name), None
