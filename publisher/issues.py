@@ -13,6 +13,7 @@ from pathlib import Path
 from publisher.config import NewsletterSettings, Settings
 from publisher.digest import Digest, Selection, Skipped, lower_bound, select
 from publisher.errors import DigestError
+from publisher.files import private_folder, write_private
 from publisher.message import compile_message, message_id
 from publisher.model import Issue, RenderedIssue
 from publisher.render import personalise, render_digest, render_subject
@@ -238,12 +239,11 @@ def write_preview(store: Store, settings: Settings, newsletter: str, out: Path, 
     stem = f"{newsletter}-{digest.number}"
     files = {"html": out / f"{stem}.html", "txt": out / f"{stem}.txt", "eml": out / f"{stem}.eml"}
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        files["html"].write_text(
-            personalise(rendered.html, rendered.placeholders, values, is_html=True), encoding="utf-8"
-        )
-        files["txt"].write_text(personalise(rendered.text, rendered.placeholders, values), encoding="utf-8")
-        files["eml"].write_bytes(eml)
+        private_folder(out)  # its links carry real signed tokens
+        html_text = personalise(rendered.html, rendered.placeholders, values, is_html=True)
+        write_private(files["html"], html_text.encode())
+        write_private(files["txt"], personalise(rendered.text, rendered.placeholders, values).encode())
+        write_private(files["eml"], eml)
     except OSError as error:
         raise DigestError(f"cannot write the preview to {out}: {error.strerror}") from None
     return Preview(digest, rendered, files, skipped)

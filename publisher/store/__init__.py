@@ -6,14 +6,17 @@
 
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, datetime
 from functools import cached_property
+from pathlib import Path
 
-from sqlalchemy import create_engine, event, insert, select, text
+from sqlalchemy import create_engine, event, insert, make_url, select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
 from publisher.errors import StoreError
+from publisher.files import create_private
 from publisher.store.articles import ArticleStore
 from publisher.store.deliveries import DeliveryStore
 from publisher.store.issues import IssueStore
@@ -41,9 +44,18 @@ def _configure_sqlite(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def _create_sqlite_file(url: str) -> None:
+    """A new database file is created owner-only before SQLite writes anything into it."""
+    path = make_url(url).database
+    if path and path != ":memory:" and not path.startswith("file:") and Path(path).parent.is_dir():
+        with contextlib.suppress(OSError):  # SQLite itself reports an unusable path, in its own words
+            create_private(Path(path))
+
+
 def make_engine(url: str) -> Engine:
     try:
         if url.startswith("sqlite"):
+            _create_sqlite_file(url)
             engine = create_engine(url)
             _configure_sqlite(engine)
         else:
