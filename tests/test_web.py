@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import email
 import email.policy
 import gzip
+import logging
 import re
+import threading
+import time
 import warnings
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import itsdangerous.timed
 import pytest
 
 from publisher import subscriptions, tokens
+from publisher.errors import ConfigError
 from publisher.model import Subscriber
 from publisher.transports import MemoryTransport
 from publisher.web import create_app
@@ -501,3 +507,73 @@ def test_oversized_or_file_carrying_forms_are_refused(client, store):
     with_file = client.post("/subscribe", data={"email": "a@example.com"}, files={"name": ("n.txt", b"x")})
     assert with_file.status_code == 400
     assert store.subscribers.count() == 0
+
+
+# --- the real server: access log and proxies -------------------------------------------------
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+@contextlib.contextmanager
+def running(settings, store):
+    """`make_server` on a free loopback port in a thread; yields (base URL, access log lines)."""
+    from publisher.web import make_server
+
+    server = make_server(settings, store, host="127.0.0.1", port=0, transport=MemoryTransport(), log_level="warning")
+    server.config.access_log = True
+    records = _Records()
+    access = logging.getLogger("uvicorn.access")
+    access.addHandler(records)
+    level = access.level
+    access.setLevel(logging.INFO)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            time.sleep(0.02)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        yield f"http://127.0.0.1:{port}", records.lines
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        access.removeHandler(records)
+        access.setLevel(level)
+
+
+def test_the_access_log_names_the_route_not_the_token(web_settings, store):
+    person = confirmed(store, web_settings)
+    unsubscribe = unsubscribe_path(web_settings, person)
+    preferences = tokens.preferences_url("", web_settings.secret_keys, person.id)
+    secret = [unsubscribe.rsplit("/", 1)[1], preferences.rsplit("/", 1)[1], "abc.def-ghi"]
+    with running(web_settings, store) as (base, lines):
+        httpx.get(base + unsubscribe)
+        httpx.get(base + preferences + "?x=1")
+        httpx.get(base + "/confirm/abc.def-ghi")
+        httpx.post(base + unsubscribe + "/resubscribe", data={"csrf": "x"})
+    logged = "\n".join(lines)
+    assert "GET /unsubscribe/{token} HTTP/1.1" in logged and "GET /preferences/{token}?x=1" in logged
+    assert "GET /confirm/{token}" in logged and "POST /unsubscribe/{token}/resubscribe" in logged
+    assert not [token for token in secret if token in logged]
+
+
+@pytest.mark.parametrize(
+    ("trusted", "seen"), [(None, "203.0.113.9"), (["10.0.0.0/8", "192.0.2.1"], "127.0.0.1")], ids=["default", "set"]
+)
+def test_x_forwarded_for_counts_only_from_trusted_proxies(make_settings, database_url, store, trusted, seen):
+    web = {"trusted_proxies": trusted} if trusted else {}
+    settings = make_settings({"web": web, "newsletters": {"weekly": {}}}, database_url=database_url)
+    with running(settings, store) as (base, lines):
+        httpx.get(base + "/healthz", headers={"X-Forwarded-For": "203.0.113.9"})
+    assert lines and lines[-1].startswith(f"{seen}:"), lines
+
+
+def test_trusted_proxies_must_be_addresses_or_networks(make_settings):
+    with pytest.raises(ConfigError, match=r"web\.trusted_proxies: 'proxy\.local' is not an IP address or network"):
+        make_settings({"web": {"trusted_proxies": ["127.0.0.1", "proxy.local"]}})
