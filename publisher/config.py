@@ -8,6 +8,7 @@ everywhere: the file, the dotted key, and what was expected.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import re
 import secrets
@@ -139,6 +140,7 @@ class WebSettings:
     subscribe_per_ip_per_hour: int = 20
     topics: tuple[str, ...] = ()
     welcome: bool = True
+    trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")  # whose X-Forwarded-For is believed
 
 
 @dataclass(frozen=True)
@@ -274,6 +276,14 @@ def _check_timezone(name: str, where: str) -> None:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
         raise ConfigError(f"{where}: unknown time zone {name!r} (use an IANA name like Europe/London)") from None
+
+
+def _check_networks(values: tuple[str, ...], where: str) -> None:
+    for value in values:
+        try:
+            ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            raise ConfigError(f"{where}: {value!r} is not an IP address or network (e.g. 10.0.0.0/8)") from None
 
 
 def _sources(value: object, source: Path) -> tuple[SourceSettings, ...]:
@@ -443,6 +453,7 @@ def settings_from_dict(data: dict, path: Path) -> Settings:
     if feeds.limit < 1:
         raise ConfigError(f"{path}: feeds.limit must be at least 1, got {feeds.limit}")
     web = _build(WebSettings, data.get("web", {}), "web", path)
+    _check_networks(web.trusted_proxies, f"{path}: web.trusted_proxies")
     scheduler = _build(SchedulerSettings, data.get("scheduler", {}), "scheduler", path)
     _check_ranges(path, web, scheduler, delivery)
     templates = _build(TemplateSettings, data.get("templates", {}), "templates", path)
