@@ -157,10 +157,11 @@ def rebuild_feeds(store: Store, settings: Settings) -> int:
 def import_and_publish(
     store: Store, settings: Settings, sources, *, as_of: datetime, now: datetime
 ) -> tuple[list[ImportReport], int]:
-    """Import the sources, then rebuild the feeds if any article was added or changed."""
+    """Import the sources, then bring the feeds up to date with the store. Always, not only when
+    this import changed something: a run killed between its commit and the rebuild left them stale,
+    and the build rewrites only the files whose bytes differ (the count says how many did)."""
     reports = import_sources(store, settings, sources, as_of=as_of, now=now)
-    changed = any(report.added or report.updated for report in reports)
-    return reports, rebuild_feeds(store, settings) if changed else 0
+    return reports, rebuild_feeds(store, settings)
 
 
 def poll_sources(store: Store, settings: Settings, now: datetime) -> list[str]:

@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 from publisher.issues import approve, build_issue
 from publisher.model import Draft, Subscriber
-from publisher.pipeline import publish_due
+from publisher.pipeline import import_and_publish, publish_due
 
 SLOT = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)  # a Monday
 
@@ -65,3 +65,21 @@ def test_an_issue_built_but_never_sent_goes_out_on_the_next_run(store, make_sett
     report = publish_due(store, settings, SLOT + timedelta(minutes=5))
     assert report.sent == ["weekly #1: 5 delivered, 0 failed, 0 deferred"]
     assert _outbox(tmp_path) == 5 and len(store.issues.list("weekly")) == 1
+
+
+def test_an_import_after_a_crash_before_the_feed_rebuild_brings_the_feeds_up_to_date(store, make_settings, tmp_path):
+    """The articles were committed, then the process died (kill -9) before the feeds were built."""
+    from publisher.config import SourceSettings
+    from publisher.content import import_sources
+
+    settings = make_settings(database_url=store.url)
+    capture = tmp_path / "capture.txt"
+    capture.write_text("First post\nIts one paragraph.\n", encoding="utf-8")
+    sources = [SourceSettings(path=str(capture), format="textpage")]
+    import_sources(store, settings, sources, as_of=SLOT, now=SLOT)  # ... and no rebuild: the crash
+    assert not (settings.feeds.dir / "rss.xml").exists()
+
+    reports, rebuilt = import_and_publish(store, settings, sources, as_of=SLOT, now=SLOT)
+    assert not reports[0].added and reports[0].unchanged == 1
+    assert rebuilt == 3 and "First post" in (settings.feeds.dir / "rss.xml").read_text()  # RSS, Atom, JSON
+    assert import_and_publish(store, settings, sources, as_of=SLOT, now=SLOT)[1] == 0
