@@ -375,7 +375,8 @@ def _resolve(path: Path, base_dir: Path) -> Path:
 
 def _resolve_database_url(url: str, base_dir: Path) -> str:
     prefix = "sqlite:///"
-    if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
+    relative = url.startswith(prefix) and not url.startswith((prefix + "/", prefix + "file:"))  # file: is a URI
+    if relative and ":memory:" not in url:
         return prefix + str(base_dir / url[len(prefix) :])
     return url
 

@@ -19,6 +19,7 @@ from publisher.errors import StoreError
 from publisher.files import create_private
 from publisher.store.articles import ArticleStore
 from publisher.store.deliveries import DeliveryStore
+from publisher.store.failures import translate_errors
 from publisher.store.issues import IssueStore
 from publisher.store.schema import MIGRATIONS, metadata, schema_migrations
 from publisher.store.slots import SlotStore
@@ -60,6 +61,7 @@ def make_engine(url: str) -> Engine:
             _configure_sqlite(engine)
         else:
             engine = create_engine(url, pool_pre_ping=True)
+        translate_errors(engine)
     except (ArgumentError, NoSuchModuleError) as error:
         raise StoreError(f"database.url {url!r} is not a database URL SQLAlchemy understands: {error}") from None
     except ImportError as error:
@@ -99,6 +101,8 @@ class Store:
                     if version not in done:
                         migration(connection)
                         connection.execute(insert(schema_migrations).values(version=version, applied_at=now()))
+        except StoreError:
+            raise  # already one line that names the database
         except DBAPIError as error:
             raise StoreError(f"cannot open the database {self.safe_url}: {error.orig}") from None
         return len(MIGRATIONS)
