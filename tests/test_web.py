@@ -369,6 +369,7 @@ def test_conditional_feed_requests_get_304(built, client):
     first = client.get("/feeds/rss.xml")
     again = client.get("/feeds/rss.xml", headers={"if-none-match": first.headers["etag"]})
     assert again.status_code == 304 and again.content == b"" and again.headers["etag"] == first.headers["etag"]
+    assert again.headers["vary"] == "Accept-Encoding"  # a cache must not serve a gzip 304'd body to others
     since = client.get("/feeds/rss.xml", headers={"if-modified-since": first.headers["last-modified"]})
     assert since.status_code == 304
     stale = client.get("/feeds/rss.xml", headers={"if-none-match": 'W/"other"'})
@@ -577,3 +578,10 @@ def test_x_forwarded_for_counts_only_from_trusted_proxies(make_settings, databas
 def test_trusted_proxies_must_be_addresses_or_networks(make_settings):
     with pytest.raises(ConfigError, match=r"web\.trusted_proxies: 'proxy\.local' is not an IP address or network"):
         make_settings({"web": {"trusted_proxies": ["127.0.0.1", "proxy.local"]}})
+
+
+@pytest.mark.parametrize("path", ["/feeds/rss.xml", "/feeds/tags/python/rss.xml", "/archive/weekly/1.html"])
+def test_a_304_says_vary_accept_encoding_like_its_200(built, client, path):
+    first = client.get(path, headers={"accept-encoding": "gzip"})
+    again = client.get(path, headers={"accept-encoding": "gzip", "if-none-match": first.headers["etag"]})
+    assert again.status_code == 304 and again.headers["vary"] == "Accept-Encoding"
