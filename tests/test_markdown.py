@@ -117,3 +117,23 @@ def test_error_messages_stay_one_short_line(front):
         parse_markdown(f"---\n{front}\n---\nbody\n", where="p.md", now=NOW)
     message = str(raised.value)
     assert "\n" not in message and len(message) < 500, message[:1000]
+
+
+def test_a_symlink_out_of_the_content_folder_is_refused_and_one_inside_is_followed(tmp_path):
+    from publisher.importers.markdown import read_markdown
+
+    content, elsewhere = tmp_path / "content", tmp_path / "private"
+    (content / "drafts").mkdir(parents=True)
+    elsewhere.mkdir()
+    (content / "a.md").write_text("---\ntitle: A\n---\nbody\n")
+    (content / "drafts" / "b.txt").write_text("---\ntitle: B\n---\nbody\n")
+    (content / "b.md").symlink_to(content / "drafts" / "b.txt")  # inside the folder: followed
+    assert [d.title for d in read_markdown(content, now=NOW)] == ["A", "B"]
+
+    (elsewhere / "secret.md").write_text("---\ntitle: Secret\n---\nthe password is hunter2\n")
+    (content / "leak.md").symlink_to(elsewhere / "secret.md")
+    with pytest.raises(ContentError, match=r"leak\.md: a symbolic link to .*secret\.md, outside the source folder"):
+        read_markdown(content, now=NOW)
+    (content / "leak.md").unlink()
+    (content / "linked").symlink_to(elsewhere, target_is_directory=True)  # a linked folder is not entered
+    assert [d.title for d in read_markdown(content, now=NOW)] == ["A", "B"]

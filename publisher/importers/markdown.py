@@ -147,11 +147,26 @@ def parse_markdown(text: str, *, where: str, now: datetime, source: str = "") ->
     )
 
 
+def _check_inside(files: list[Path], folder: Path) -> None:
+    """Symbolic links are followed only within the folder: one pointing elsewhere (a secret file,
+    another site's drafts) is refused rather than published."""
+    root = folder.resolve()
+    for file in files:
+        target = file.resolve()
+        if not target.is_relative_to(root):
+            raise ContentError(
+                f"{file}: a symbolic link to {target}, outside the source folder {folder}; "
+                f"copy the file in or remove the link"
+            )
+
+
 def read_markdown(path: Path, *, now: datetime) -> list[Draft]:
     """A .md file, or every .md file under a folder, newest first."""
     files = sorted(path.rglob("*.md")) if path.is_dir() else [path]
     if not files:
         raise ContentError(f"{path}: no .md files in this folder")
+    if path.is_dir():
+        _check_inside(files, path)
     drafts: list[Draft] = []
     seen: dict[str, Path] = {}
     for file in files:
