@@ -585,3 +585,21 @@ def test_a_304_says_vary_accept_encoding_like_its_200(built, client, path):
     first = client.get(path, headers={"accept-encoding": "gzip"})
     again = client.get(path, headers={"accept-encoding": "gzip", "if-none-match": first.headers["etag"]})
     assert again.status_code == 304 and again.headers["vary"] == "Accept-Encoding"
+
+
+def test_addresses_never_confirmed_are_forgotten_after_their_link_expired(client, store, web_settings, outbox):
+    now = datetime.now(UTC)
+    long_ago = now - web_settings.web.confirm_expiry - timedelta(days=2)
+    lately = now - timedelta(hours=2)
+    people = {
+        "stale@example.com": ("pending", "web form", long_ago),
+        "recent@example.com": ("pending", "web form", lately),
+        "confirmed@example.com": ("confirmed", "web form", long_ago),
+        "operator@example.com": ("pending", "cli", long_ago),
+    }
+    for address, (status, source, when) in people.items():
+        store.subscribers.add(Subscriber(email=address, status=status, source=source), when)
+        store.subscribers.claim_confirmation(store.subscribers.get(address).id, "n", when, not_since=when)
+    assert subscribe(client, "new@example.com").status_code == 200
+    kept = {person.email for person in store.subscribers.all()}
+    assert kept == {"recent@example.com", "confirmed@example.com", "operator@example.com", "new@example.com"}
