@@ -64,7 +64,9 @@ def _entry_draft(entry, position: int, *, where: str, now: datetime, source: str
     summary = clean_html(entry.get("summary") or "")
     contents = entry.get("content") or []
     content = clean_html(contents[0].get("value", "")) if contents else ""
-    published = _moment(entry.get("published_parsed") or entry.get("updated_parsed"), now - timedelta(minutes=position))
+    # dict.get: feedparser's own .get("updated_parsed") falls back to published, with a DeprecationWarning
+    updated = dict.get(entry, "updated_parsed")
+    published = _moment(entry.get("published_parsed") or updated, now - timedelta(minutes=position))
     return Draft(
         key=_key(identity),
         slug=slugify(title) or slugify(identity),
@@ -73,7 +75,7 @@ def _entry_draft(entry, position: int, *, where: str, now: datetime, source: str
         content_html=content or summary,
         truncated=not content,
         published=published,
-        updated=_moment(entry.get("updated_parsed"), published),
+        updated=_moment(updated, published),
         url=link,
         guid=identity if ":" in identity and len(identity) <= 500 else "",
         authors=tuple(a.get("name", "") for a in entry.get("authors", []) if a.get("name")),
@@ -84,7 +86,10 @@ def _entry_draft(entry, position: int, *, where: str, now: datetime, source: str
 
 def parse_feed(data: bytes, *, where: str, now: datetime, source: str = "", url: str = "") -> list[Draft]:
     """Entries as drafts; relative links are resolved against the feed's URL, then its own link."""
-    parsed = feedparser.parse(data, response_headers={"content-location": url} if url else None)
+    try:
+        parsed = feedparser.parse(data, response_headers={"content-location": url} if url else None)
+    except (ValueError, LookupError) as error:  # feedparser on a mangled encoding declaration, NULs …
+        raise ContentError(f"{where}:1: not a valid RSS or Atom feed: {str(error)[:200]}") from None
     error = parsed.get("bozo_exception")
     if isinstance(error, SAXException) or not parsed.get("version"):
         line = error.getLineNumber() if hasattr(error, "getLineNumber") else 1
