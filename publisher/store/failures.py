@@ -28,7 +28,7 @@ _HINTS = (
 class DatabaseUnavailable(StoreError, OperationalError):
     """A StoreError for the user, and still a DBAPIError for code that catches those."""
 
-    def __init__(self, message: str, original: Exception) -> None:
+    def __init__(self, message: str, original: BaseException) -> None:
         orig = getattr(original, "orig", original)
         OperationalError.__init__(self, getattr(original, "statement", None), None, orig)
         self.message = message
@@ -61,4 +61,5 @@ def translate_errors(engine: Engine) -> None:
     def on_error(context: ExceptionContext) -> None:
         if context.is_pre_ping or not _actionable(context):
             return
-        raise DatabaseUnavailable(describe(url, context.original_exception), context.sqlalchemy_exception)
+        original = context.sqlalchemy_exception or context.original_exception
+        raise DatabaseUnavailable(describe(url, context.original_exception), original)
