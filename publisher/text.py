@@ -68,3 +68,12 @@ def safe_links(markup: str) -> str:
         return match[0] if safe_url(html.unescape(value)) else ""
 
     return _START_TAG.sub(lambda tag: _LINK_ATTRIBUTE.sub(keep_safe, tag[0]), markup)
+
+
+def cut(value: str, limit: int = 80) -> str:
+    """A value for an error message, cut short: messages stay one line of bounded size."""
+    return value if len(value) <= limit else value[:limit] + "…"
+
+
+def quoted(value: str, limit: int = 80) -> str:
+    return repr(cut(value, limit))

@@ -130,3 +130,10 @@ def test_the_cli_on_a_postgresql_server_that_is_down_says_so_in_one_line_without
         done.stderr,
     )
     assert "hunter2" not in done.stderr
+
+
+@pytest.mark.parametrize("url", ["mysql://user:hunter2@localhost/db", "nonsense://user:hunter2@x/db"])
+def test_a_url_error_never_shows_the_password(url):
+    with pytest.raises(StoreError) as raised:
+        Store.open(url)
+    assert "hunter2" not in str(raised.value) and "user:***@" in str(raised.value)

@@ -21,7 +21,7 @@ from publisher.config import DEFAULT_MAX_BYTES
 from publisher.errors import ContentError
 from publisher.model import Draft, SourceState
 from publisher.store import Store
-from publisher.text import SAFE_SCHEMES, safe_links, safe_url, slugify
+from publisher.text import SAFE_SCHEMES, quoted, safe_links, safe_url, slugify
 
 USER_AGENT = f"publisher/{__version__} (+feed import)"
 
@@ -60,7 +60,7 @@ def _entry_draft(entry, position: int, *, where: str, now: datetime, source: str
     link = safe_url(raw_link)  # a javascript: or data: link is dropped: the article gets our permalink
     identity = entry.get("id") or raw_link
     if not identity:
-        raise ContentError(f"{where}: entry {title!r} has neither an id nor a link")
+        raise ContentError(f"{where}: entry {quoted(title)} has neither an id nor a link")
     summary = clean_html(entry.get("summary") or "")
     contents = entry.get("content") or []
     content = clean_html(contents[0].get("value", "")) if contents else ""

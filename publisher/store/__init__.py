@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
@@ -53,6 +54,11 @@ def _create_sqlite_file(url: str) -> None:
             create_private(Path(path))
 
 
+def _hidden(url: str) -> str:
+    """The URL with its password masked, even when SQLAlchemy cannot parse it."""
+    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
+
+
 def make_engine(url: str) -> Engine:
     try:
         if url.startswith("sqlite"):
@@ -63,10 +69,12 @@ def make_engine(url: str) -> Engine:
             engine = create_engine(url, pool_pre_ping=True)
         translate_errors(engine)
     except (ArgumentError, NoSuchModuleError) as error:
-        raise StoreError(f"database.url {url!r} is not a database URL SQLAlchemy understands: {error}") from None
+        raise StoreError(
+            f"database.url {_hidden(url)!r} is not a database URL SQLAlchemy understands: {error}"
+        ) from None
     except ImportError as error:
         raise StoreError(
-            f"database.url {url!r} needs a driver that is not installed ({error.name}); "
+            f"database.url {_hidden(url)!r} needs a driver that is not installed ({error.name}); "
             f"use sqlite:/// or postgresql+psycopg://"
         ) from None
     return engine
