@@ -1,6 +1,7 @@
 """The feed importer, from files and over HTTP with conditional GET."""
 
 import contextlib
+import functools
 import gzip
 import re
 import threading
@@ -218,21 +219,24 @@ class _Server:
         self.server.server_close()
 
 
-def _gzip_bomb(size: int) -> bytes:
-    return gzip.compress(ATOM[:-7] + b"<!--" + b" " * size + b"-->" + ATOM[-7:], compresslevel=9)
+@functools.cache
+def _gzip_bomb() -> bytes:
+    """About 60 KB of gzip that expands to 60 MB (made on first use, not at collection)."""
+    return gzip.compress(ATOM[:-7] + b"<!--" + b" " * 60_000_000 + b"-->" + ATOM[-7:], compresslevel=9)
 
 
 @pytest.mark.parametrize(
     ("body", "headers", "chunked"),
     [
-        (_gzip_bomb(60_000_000), {"Content-Encoding": "gzip"}, False),
-        (_gzip_bomb(60_000_000), {"Content-Encoding": "gzip"}, True),
+        ("bomb", {"Content-Encoding": "gzip"}, False),
+        ("bomb", {"Content-Encoding": "gzip"}, True),
         (ATOM + b" " * 3_000_000, {}, False),
         (ATOM + b" " * 3_000_000, {}, True),
     ],
     ids=["gzip-bomb", "gzip-bomb-chunked", "large", "large-chunked"],
 )
 def test_a_feed_larger_than_max_bytes_stops_at_the_cap_with_one_line(store, body, headers, chunked):
+    body = _gzip_bomb() if body == "bomb" else body
     with _Server(body, headers, chunked=chunked) as server:
         tracemalloc.start()
         try:
@@ -282,3 +286,47 @@ def test_the_etag_is_saved_only_with_the_imported_articles(make_settings, databa
         assert "If-None-Match" not in server.requests[-1] and len(report.added) == 2
         (again,) = import_sources(store, settings, settings.sources, as_of=NOW, now=NOW)
         assert server.requests[-1].get("If-None-Match") == '"v1"' and not again.added
+
+
+class _Redirecting(BaseHTTPRequestHandler):
+    """/loop redirects to itself; /feed.xml redirects, with a gzip bomb as the redirect's body."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):
+        if self.path in ("/feed.xml", "/loop"):
+            self.send_response(301)
+            self.send_header("Location", "/loop" if self.path == "/loop" else "/real.xml")
+            self.send_header("Content-Encoding", "gzip")
+            self.send_header("Content-Length", str(len(_gzip_bomb())))
+            self.end_headers()
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                self.wfile.write(_gzip_bomb())
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(ATOM)))
+        self.end_headers()
+        self.wfile.write(ATOM)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_redirect_body_is_never_read_and_redirects_are_bounded(store):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Redirecting)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        tracemalloc.start()
+        try:
+            drafts, state = read_feed(f"{base}/feed.xml", store=store, now=NOW, max_bytes=1_000_000)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert len(drafts) == 2 and state is not None and peak < 12_000_000
+        assert drafts[0].url == "https://e.org/2"
+        with pytest.raises(ContentError, match=r"/loop: more than 5 redirects$"):
+            read_feed(f"{base}/loop", store=store, now=NOW)
+    finally:
+        server.shutdown()
+        server.server_close()

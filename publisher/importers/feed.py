@@ -7,6 +7,8 @@ import hashlib
 import html
 import time
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urljoin
@@ -102,6 +104,7 @@ def parse_feed(data: bytes, *, where: str, now: datetime, source: str = "", url:
     ]
 
 
+MAX_REDIRECTS = 5
 FETCH_TIMEOUT = 120.0  # seconds for the whole download, however slowly the server dribbles
 _DECODERS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 
@@ -140,6 +143,25 @@ def _read_body(response: httpx.Response, url: str, max_bytes: int) -> bytes:
     return bytes(body)
 
 
+@contextmanager
+def _follow(client: httpx.Client, url: str) -> Iterator[httpx.Response]:
+    """The streamed response at the end of the redirects. httpx's own following reads each
+    redirect's body whole (and unbounded); here a redirect's body is never read."""
+    request = client.build_request("GET", url)
+    for _ in range(MAX_REDIRECTS + 1):
+        response = client.send(request, stream=True)
+        if response.next_request is None:
+            break
+        response.close()
+        request = response.next_request
+    else:
+        raise ContentError(f"{url}: more than {MAX_REDIRECTS} redirects")
+    try:
+        yield response
+    finally:
+        response.close()
+
+
 def fetch_feed(
     url: str, *, store: Store, now: datetime, max_bytes: int = DEFAULT_MAX_BYTES
 ) -> tuple[list[Draft], SourceState | None]:
@@ -154,7 +176,7 @@ def fetch_feed(
     if last_modified:
         headers["If-Modified-Since"] = last_modified
     try:
-        with httpx.stream("GET", url, headers=headers, follow_redirects=True, timeout=30) as response:
+        with httpx.Client(headers=headers, timeout=30) as client, _follow(client, url) as response:
             if response.status_code == 304:
                 return [], None
             if response.status_code >= 400:
