@@ -5,6 +5,7 @@ import functools
 import gzip
 import re
 import threading
+import time
 import tracemalloc
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -327,6 +328,44 @@ def test_a_redirect_body_is_never_read_and_redirects_are_bounded(store):
         assert drafts[0].url == "https://e.org/2"
         with pytest.raises(ContentError, match=r"/loop: more than 5 redirects$"):
             read_feed(f"{base}/loop", store=store, now=NOW)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class _Dribbling(BaseHTTPRequestHandler):
+    """Sends the feed a few bytes at a time, each within the read timeout, never finishing soon."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            for start in range(0, len(ATOM), 16):
+                piece = ATOM[start : start + 16]
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                self.wfile.flush()
+                time.sleep(0.2)
+            self.wfile.write(b"0\r\n\r\n")
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_download_that_never_ends_stops_at_the_total_timeout(store, monkeypatch):
+    import publisher.importers.feed as feed
+
+    monkeypatch.setattr(feed, "FETCH_TIMEOUT", 0.5)  # the real one is 120 s: too long for a test
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Dribbling)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/feed.xml"
+    try:
+        started = time.monotonic()
+        with pytest.raises(ContentError, match=r"^http://127\.0\.0\.1:\d+/feed\.xml: the download took longer than"):
+            read_feed(url, store=store, now=NOW)
+        assert time.monotonic() - started < 5
     finally:
         server.shutdown()
         server.server_close()

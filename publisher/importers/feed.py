@@ -125,7 +125,7 @@ def _read_body(response: httpx.Response, url: str, max_bytes: int) -> bytes:
         if response.num_bytes_downloaded > max_bytes:
             raise _too_large(url, max_bytes)
         if time.monotonic() > deadline:
-            raise ContentError(f"{url}: the download took longer than {FETCH_TIMEOUT:.0f} seconds")
+            raise ContentError(f"{url}: the download took longer than {FETCH_TIMEOUT:g} seconds")
         pending = chunk
         while pending:
             if decoder is None:
