@@ -89,7 +89,7 @@ def config(folder: Path, port: int, args: argparse.Namespace) -> dict:
 
 
 def settings_for(folder: Path, port: int, args: argparse.Namespace):
-    os.environ.setdefault("PUBLISHER_SECRET_KEY", "bench-secret-key")
+    os.environ.setdefault("PUBLISHER_SECRET_KEY", "bench-secret-key-3f7a1c9e5b2d8f4a6c0e7b3d9a5f1c82")
     return settings_from_dict(config(folder, port, args), folder / "config.toml")
 
 

@@ -7,6 +7,8 @@ everywhere: the file, the dotted key, and what was expected.
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import os
 import re
 import secrets
@@ -23,6 +25,7 @@ from publisher.errors import ConfigError
 
 DEFAULT_CONFIG = Path("config.toml")
 SOURCE_FORMATS = ("auto", "markdown", "textpage", "feed")
+DEFAULT_MAX_BYTES = 20_000_000  # the most a feed URL may send, decompressed
 SECRET_KEY_FILE = ".publisher-secret"  # noqa: S105 - a file name, not a secret
 _DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w)\s*$")
 _DURATION_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -61,6 +64,7 @@ class DatabaseSettings:
 class SourceSettings:
     path: str
     format: str = "auto"
+    max_bytes: int = DEFAULT_MAX_BYTES  # a feed URL's body, after decompression
 
 
 @dataclass(frozen=True)
@@ -138,6 +142,7 @@ class WebSettings:
     subscribe_per_ip_per_hour: int = 20
     topics: tuple[str, ...] = ()
     welcome: bool = True
+    trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")  # whose X-Forwarded-For is believed
 
 
 @dataclass(frozen=True)
@@ -338,25 +343,68 @@ def _check_timezone(name: str, where: str) -> None:
         raise ConfigError(f"{where}: unknown time zone {name!r} (use an IANA name like Europe/London)") from None
 
 
+def _check_networks(values: tuple[str, ...], where: str) -> None:
+    for value in values:
+        try:
+            ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            raise ConfigError(f"{where}: {value!r} is not an IP address or network (e.g. 10.0.0.0/8)") from None
+
+
 def _sources(value: object, source: Path) -> tuple[SourceSettings, ...]:
     if not isinstance(value, list):
         raise ConfigError(f"{source}: sources must be written as [[sources]] tables")
-    return tuple(_build(SourceSettings, item, f"sources[{i}]", source) for i, item in enumerate(value))
+    built = tuple(_build(SourceSettings, item, f"sources[{i}]", source) for i, item in enumerate(value))
+    for i, item in enumerate(built):
+        if item.max_bytes < 1:
+            raise ConfigError(f"{source}: sources[{i}].max_bytes must be at least 1, got {item.max_bytes}")
+    return built
+
+
+MIN_KEY_LENGTH = 32
+_MIN_KEY_SYMBOLS = 10
+
+
+def _check_key(key: str, where: str) -> str:
+    """A key someone could guess or brute-force signs links anyone could forge: refuse it."""
+    if len(key) < MIN_KEY_LENGTH or len(set(key)) < _MIN_KEY_SYMBOLS:
+        raise ConfigError(
+            f"{where}: a secret key must be at least {MIN_KEY_LENGTH} random characters "
+            f"(make one with: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+        )
+    return key
 
 
 def _secret_keys(base_dir: Path) -> tuple[str, ...]:
     """Signing keys, newest first: PUBLISHER_SECRET_KEY (comma-separated for rotation) or a key file."""
     from_env = os.environ.get("PUBLISHER_SECRET_KEY", "")
     if from_env.strip():
-        return tuple(key.strip() for key in from_env.split(",") if key.strip())
+        return tuple(_check_key(key.strip(), "PUBLISHER_SECRET_KEY") for key in from_env.split(",") if key.strip())
     key_file = base_dir / SECRET_KEY_FILE
     if not key_file.exists():
-        try:
-            key_file.write_text(secrets.token_urlsafe(32) + "\n")
-            key_file.chmod(0o600)
-        except OSError as error:
-            raise ConfigError(f"cannot create the secret key file {key_file}: {error.strerror}") from None
-    return tuple(line.strip() for line in key_file.read_text().splitlines() if line.strip())
+        _create_key_file(key_file)
+    try:
+        lines = key_file.read_text().splitlines()
+    except OSError as error:
+        raise ConfigError(f"cannot read the secret key file {key_file}: {error.strerror}") from None
+    return tuple(_check_key(line.strip(), str(key_file)) for line in lines if line.strip())
+
+
+def _create_key_file(key_file: Path) -> None:
+    """Write a new key owner-only from the first byte, all at once: a private temporary file is
+    hard-linked into place, so of several processes starting together one wins and the others
+    read its key; nobody ever sees the file half-written or readable by others."""
+    temporary = key_file.with_name(f"{key_file.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(secrets.token_urlsafe(32) + "\n")
+        with contextlib.suppress(FileExistsError):  # another process won: its key is the one
+            os.link(temporary, key_file)
+    except OSError as error:
+        raise ConfigError(f"cannot create the secret key file {key_file}: {error.strerror}") from None
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 _ENV_OVERRIDES = {
@@ -394,7 +442,8 @@ def resolve_path(path: Path | str, base_dir: Path) -> Path:
 
 def _resolve_database_url(url: str, base_dir: Path) -> str:
     prefix = "sqlite:///"
-    if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
+    relative = url.startswith(prefix) and not url.startswith((prefix + "/", prefix + "file:"))  # file: is a URI
+    if relative and ":memory:" not in url:
         return prefix + str(base_dir / url[len(prefix) :])
     return url
 
@@ -472,6 +521,7 @@ def settings_from_dict(data: dict, path: Path) -> Settings:
     if feeds.limit < 1:
         raise ConfigError(f"{path}: feeds.limit must be at least 1, got {feeds.limit}")
     web = _build(WebSettings, data.get("web", {}), "web", path)
+    _check_networks(web.trusted_proxies, f"{path}: web.trusted_proxies")
     scheduler = _build(SchedulerSettings, data.get("scheduler", {}), "scheduler", path)
     _check_ranges(path, web, scheduler, delivery)
     templates = _build(TemplateSettings, data.get("templates", {}), "templates", path)

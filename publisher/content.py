@@ -9,9 +9,9 @@ from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 
-from publisher.config import SOURCE_FORMATS, Settings, SourceSettings, resolve_path
+from publisher.config import DEFAULT_MAX_BYTES, SOURCE_FORMATS, Settings, SourceSettings, resolve_path
 from publisher.errors import ContentError
-from publisher.model import Article, Draft, ImportReport
+from publisher.model import Article, Draft, ImportReport, SourceState
 from publisher.store import Store
 
 FORMATS = SOURCE_FORMATS
@@ -41,21 +41,24 @@ def detect_format(source: str) -> str:
     return "feed" if head.startswith(b"<") else "textpage"
 
 
-def parse_source(source: str, fmt: str, *, as_of: datetime, store: Store, now: datetime) -> list[Draft]:
-    """Parse one source into drafts, raising ContentError (file and line) on malformed input."""
+def parse_source(
+    source: str, fmt: str, *, as_of: datetime, store: Store, now: datetime, max_bytes: int = DEFAULT_MAX_BYTES
+) -> tuple[list[Draft], SourceState | None]:
+    """Parse one source into drafts (and a feed URL's validators, to be saved with them), raising
+    ContentError (file and line) on malformed input."""
     fmt = detect_format(source) if fmt == "auto" else fmt
     if fmt == "textpage":
         from publisher.importers.textpage import read_textpage
 
-        return read_textpage(Path(source), as_of=as_of)
+        return read_textpage(Path(source), as_of=as_of), None
     if fmt == "markdown":
         from publisher.importers.markdown import read_markdown
 
-        return read_markdown(Path(source), now=now)
+        return read_markdown(Path(source), now=now), None
     if fmt == "feed":
         from publisher.importers.feed import read_feed
 
-        return read_feed(source, store=store, now=now)
+        return read_feed(source, store=store, now=now, max_bytes=max_bytes)
     raise ContentError(f"{source}: unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
 
 
@@ -72,10 +75,15 @@ def import_sources(
     for source in sources:
         path = source.path if is_url(source.path) else str(resolve_path(source.path, settings.base_dir))
         _check_source_exists(path)
-        drafts = parse_source(path, source.format, as_of=as_of, store=store, now=now)
+        drafts, state = parse_source(path, source.format, as_of=as_of, store=store, now=now, max_bytes=source.max_bytes)
         reports.append(
             store.articles.ingest(
-                drafts, site_url=settings.site.url, guid_authority=settings.site.domain, now=now, source=path
+                drafts,
+                site_url=settings.site.url,
+                guid_authority=settings.site.domain,
+                now=now,
+                source=path,
+                source_state=state,
             )
         )
     return reports

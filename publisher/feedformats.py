@@ -21,7 +21,7 @@ from feedgen.feed import FeedGenerator
 
 from publisher import __version__
 from publisher.errors import FeedError
-from publisher.text import xml_safe
+from publisher.text import safe_url, xml_safe
 
 GENERATOR = "publisher"
 # A feed with no entries still needs an `updated`; "now" would make its bytes change every build.
@@ -150,7 +150,8 @@ def _add_entry(gen: FeedGenerator, entry: FeedEntry) -> None:
     item = gen.add_entry(order="append")  # the default prepends, reversing the feed
     item.guid(entry.id, permalink=entry.is_permalink)
     item.title(entry.title)
-    item.link(href=entry.link)  # alternate only: entry links lose their rel in Atom (feedgen #135)
+    if safe_url(entry.link):
+        item.link(href=safe_url(entry.link))  # alternate only: entry links lose their rel in Atom (feedgen #135)
     item.content(entry.content_html, type="html")  # never "CDATA": invalid Atom
     item.summary(entry.summary_html, type="html")
     item.published(entry.published)
@@ -184,13 +185,15 @@ def plain_text(markup: str) -> str:
 def _json_item(entry: FeedEntry) -> dict:
     item = {
         "id": entry.id,
-        "url": entry.link,
+        "url": safe_url(entry.link),
         "title": entry.title,
         "content_html": entry.content_html,
         "summary": plain_text(entry.summary_html),
         "date_published": entry.published.isoformat(),
         "date_modified": entry.updated.isoformat(),
     }
+    if not item["url"]:
+        del item["url"]
     if entry.authors:
         item["authors"] = [{"name": name} for name in entry.authors]
     if entry.categories:

@@ -25,6 +25,7 @@ from publisher.errors import FeedError
 from publisher.feedformats import FORMATS, FeedEntry, FeedFormat, FeedSpec, clean_entry, clean_spec
 from publisher.model import Article
 from publisher.store import Store
+from publisher.text import safe_links, safe_url
 
 log = logging.getLogger(__name__)
 
@@ -124,26 +125,30 @@ _URL_ATTRIBUTE = re.compile(r"""(\s(?:href|src)=)(["'])(.*?)\2""")
 
 
 def absolute_links(markup: str, base: str) -> str:
-    """href and src attributes made absolute against `base`, so feed readers can follow them."""
+    """href and src attributes made absolute against `base`, so feed readers can follow them.
+    An empty one, or one whose scheme is not http, https or mailto, is removed, not resolved."""
 
     def absolute(match: re.Match) -> str:
         prefix, quote, value = match.groups()
-        return f"{prefix}{quote}{html.escape(urljoin(base, html.unescape(value)))}{quote}"
+        url = html.unescape(value).strip()
+        resolved = safe_url(urljoin(base, url)) if url and safe_url(url) else ""
+        return f"{prefix}{quote}{html.escape(resolved)}{quote}" if resolved else ""
 
-    return _START_TAG.sub(lambda tag: _URL_ATTRIBUTE.sub(absolute, tag[0]), markup)
+    return _START_TAG.sub(lambda tag: _URL_ATTRIBUTE.sub(absolute, tag[0]), safe_links(markup))
 
 
 def article_entry(article: Article) -> FeedEntry:
-    content = absolute_links(article.content_html, article.url)
-    if article.truncated:
+    url = safe_url(article.url)
+    content = absolute_links(article.content_html, url)
+    if article.truncated and url:
         title = html.escape(article.title, quote=False)
-        content += f'\n<p><a href="{html.escape(article.url)}">Continue reading {title}</a></p>'
+        content += f'\n<p><a href="{html.escape(url)}">Continue reading {title}</a></p>'
     return FeedEntry(
         id=article.guid,
-        is_permalink=article.guid == article.url,
+        is_permalink=article.guid == url,
         title=article.title,
-        link=article.url,
-        summary_html=absolute_links(article.summary_html, article.url),
+        link=url,
+        summary_html=absolute_links(article.summary_html, url),
         content_html=content,
         authors=article.authors,
         categories=article.tags,

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from publisher.config import NewsletterSettings, Settings
 from publisher.errors import DigestError, IssueConflict
+from publisher.files import private_folder, write_private
 from publisher.message import compile_message, message_id
 from publisher.model import Issue, IssueState, PlannedIssue, RenderedIssue
 from publisher.render import render_digest, render_subject
@@ -238,14 +239,14 @@ def write_preview(store: Store, settings: Settings, newsletter: str, out: Path, 
     stem = f"{newsletter}-{digest.number}"
     files = {"html": out / f"{stem}.html", "txt": out / f"{stem}.txt", "eml": out / f"{stem}.eml"}
     try:
-        out.mkdir(parents=True, exist_ok=True)
+        private_folder(out)  # its links carry real signed tokens
         message = BytesParser(policy=policy.default).parsebytes(eml)
         text_part, html_part = message.get_body(("plain",)), message.get_body(("html",))
         if text_part is None or html_part is None:
             raise DigestError("the preview message lacks its text or HTML part")
-        files["html"].write_text(html_part.get_content(), encoding="utf-8")
-        files["txt"].write_text(text_part.get_content().replace("\r\n", "\n"), encoding="utf-8")
-        files["eml"].write_bytes(eml)
+        write_private(files["html"], html_part.get_content().encode())
+        write_private(files["txt"], text_part.get_content().replace("\r\n", "\n").encode())
+        write_private(files["eml"], eml)
     except OSError as error:
         raise DigestError(f"cannot write the preview to {out}: {error.strerror}") from None
     return Preview(digest, rendered, files, skipped)

@@ -74,6 +74,15 @@ class Article:
 
 
 @dataclass(frozen=True)
+class SourceState:
+    """The validators a feed URL answered with, saved with the articles they vouch for."""
+
+    source: str
+    etag: str = ""
+    last_modified: str = ""
+
+
+@dataclass(frozen=True)
 class Subscriber:
     email: str
     name: str = ""

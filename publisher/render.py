@@ -22,7 +22,7 @@ from publisher.model import PLACEHOLDER_KEYS, Article, RenderedIssue, new_placeh
 from publisher.selection import Digest, sections
 from publisher.teasers import blocks_html, blocks_text, html_blocks, shorten
 from publisher.templates import check_mjml_tags, compile_mjml, environment, render_string, render_template
-from publisher.text import header_safe
+from publisher.text import header_safe, safe_links, safe_url
 
 OVERFLOW_SHOWN = 50
 FULL = Layout()  # every article in full, whole teasers
@@ -69,11 +69,11 @@ class ArticleView:
 
 def article_view(article: Article, newsletter: NewsletterSettings, limit: int | None) -> ArticleView:
     kept, shortened = shorten(html_blocks(article.summary_html), limit)
-    teaser = article.summary_html if limit is None else blocks_html(kept)
+    teaser = safe_links(article.summary_html) if limit is None else blocks_html(kept)
     local = article.published.astimezone(newsletter.zone)
     return ArticleView(
         title=article.title,
-        url=article.url,
+        url=safe_url(article.url),
         date=day_month(local, year=True),
         published=local,
         tags=article.tags,

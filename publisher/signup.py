@@ -44,6 +44,7 @@ CONSENT_VERSION = "web-consent-1"
 WINDOW = timedelta(hours=1)
 PER_ADDRESS_PER_HOUR = 3  # form posts naming one address, from anywhere
 CONFIRMATION_INTERVAL = timedelta(hours=1)  # at most one confirmation mail per address
+PURGE_MARGIN = timedelta(days=1)  # an address never confirmed is forgotten this long after its link expired
 
 
 @dataclass
@@ -168,6 +169,8 @@ def subscribe(
         return "honeypot"
     if not store.web_events.hit("subscribe-address", signup.email, now, window=WINDOW, limit=PER_ADDRESS_PER_HOUR):
         return "address-limit"
+    if purged := store.subscribers.purge_unconfirmed(SOURCE, now - settings.web.confirm_expiry - PURGE_MARGIN):
+        log.info("forgot %d address(es) never confirmed", purged)
     person = _pending_or_existing(store, signup, now)
     nonce = secrets.token_urlsafe(16)
     if not store.subscribers.claim_confirmation(person.id, nonce, now, not_since=now - CONFIRMATION_INTERVAL):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 import unicodedata
 
@@ -12,6 +13,13 @@ _XML_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\ufff
 _HEADER_UNSAFE = re.compile("[\r\n\x00]")
 # Text no database stores and no encoder writes: NUL and unpaired surrogates.
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+# The only link schemes that may reach a reader: no javascript:, data:, vbscript:, file: …
+SAFE_SCHEMES = frozenset({"http", "https", "mailto"})
+# Browsers ignore ASCII whitespace and controls inside a scheme ("java\tscript:").
+_URL_IGNORED = re.compile("[\x00-\x20\x7f]")
+_SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*):")
+_START_TAG = re.compile(r"<[a-zA-Z][^>]*>")
+_LINK_ATTRIBUTE = re.compile(r"""\s(?:href|src)\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'>]+))""", re.IGNORECASE)
 
 
 MAX_SLUG = 200  # WordPress's limit; leaves room for a "-2" suffix within the store's 255
@@ -42,3 +50,30 @@ def storable(value: str) -> str:
 def header_safe(value: str) -> str:
     """Strip CR, LF and NUL, so a value cannot add headers to a message."""
     return _HEADER_UNSAFE.sub(" ", value).strip()
+
+
+def safe_url(url: str) -> str:
+    """`url` (trimmed) if it is relative or http, https or mailto; "" for any other scheme."""
+    scheme = _SCHEME.match(_URL_IGNORED.sub("", url))
+    if scheme and scheme[1].lower() not in SAFE_SCHEMES:
+        return ""
+    return url.strip()
+
+
+def safe_links(markup: str) -> str:
+    """HTML with every href or src whose URL has another scheme than http, https or mailto removed."""
+
+    def keep_safe(match: re.Match) -> str:
+        value = next(group for group in match.groups() if group is not None)
+        return match[0] if safe_url(html.unescape(value)) else ""
+
+    return _START_TAG.sub(lambda tag: _LINK_ATTRIBUTE.sub(keep_safe, tag[0]), markup)
+
+
+def cut(value: str, limit: int = 80) -> str:
+    """A value for an error message, cut short: messages stay one line of bounded size."""
+    return value if len(value) <= limit else value[:limit] + "…"
+
+
+def quoted(value: str, limit: int = 80) -> str:
+    return repr(cut(value, limit))

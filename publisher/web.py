@@ -9,6 +9,7 @@ renders a page from `templates/web/`. No cookies, no sessions, no JavaScript.
 from __future__ import annotations
 
 import logging
+import re
 import socket
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -56,6 +57,8 @@ SECURITY_HEADERS = {
     "cross-origin-opener-policy": "same-origin",
     "permissions-policy": "camera=(), microphone=(), geolocation=(), interest-cohort=()",
 }
+# Paths whose last part is a bearer token (unsubscribe and preferences ones never expire).
+_TOKEN_PATH = re.compile(r"^/(confirm|unsubscribe|preferences)/[^/?\s]+")
 CSRF_AGE = timedelta(days=1)
 MAX_FORM = 64 * 1024
 FEED_CACHE = "public, max-age=300"
@@ -92,6 +95,20 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+def route_of(path: str) -> str:
+    """A path fit for a log: a token in it becomes the route's `{token}`."""
+    return _TOKEN_PATH.sub(r"/\1/{token}", path)
+
+
+class HideTokens(logging.Filter):
+    """Writes `/unsubscribe/{token}` instead of the token into uvicorn's access log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and len(record.args) >= 3 and isinstance(record.args[2], str):
+            record.args = (*record.args[:2], route_of(record.args[2]), *record.args[3:])
+        return True
 
 
 # --- pages ----------------------------------------------------------------------------------
@@ -361,7 +378,7 @@ async def on_rate_limited(request: Request, error: RateLimited) -> Response:
 
 
 async def on_publisher_error(request: Request, error: PublisherError) -> Response:
-    log.error("%s %s: %s", request.method, request.url.path, error)
+    log.error("%s %s: %s", request.method, route_of(request.url.path), error)
     return error_page(request, 503, "Please try again in a few minutes.")
 
 
@@ -451,12 +468,15 @@ def make_server(
         create_app(publication),
         host=host,
         port=port,
-        proxy_headers=True,  # trust X-Forwarded-For from a proxy on loopback only
-        forwarded_allow_ips="127.0.0.1",
+        proxy_headers=True,  # X-Forwarded-For counts only from [web] trusted_proxies
+        forwarded_allow_ips=list(settings.web.trusted_proxies),
         server_header=False,
         log_level=log_level,
         access_log=access_log,
     )
+    access = logging.getLogger("uvicorn.access")  # configured by uvicorn.Config just above
+    if not any(isinstance(f, HideTokens) for f in access.filters):
+        access.addFilter(HideTokens())
     return uvicorn.Server(config)
 
 

@@ -45,7 +45,9 @@ class Files(StaticFiles):
         response.headers["etag"] = "W/" + response.headers["etag"]
         response.headers["cache-control"] = self.cache_control
         if status_code == 200 and not_modified(response.headers, Headers(scope=scope)):
-            return NotModifiedResponse(response.headers)
+            unchanged = NotModifiedResponse(response.headers)
+            unchanged.headers["vary"] = "Accept-Encoding"  # as on the 200 (GZipMiddleware skips empty bodies)
+            return unchanged
         return response
 
 

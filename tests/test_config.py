@@ -1,11 +1,13 @@
 """Loading config.toml: defaults, validation errors that name the key, the environment."""
 
+import multiprocessing
+import os
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from publisher.config import load_settings
+from publisher.config import _create_key_file, load_settings
 from publisher.errors import ConfigError
 from tests.helpers import REPO
 
@@ -60,15 +62,19 @@ def test_missing_config_file_suggests_init(tmp_path):
         load_settings(tmp_path / "nope.toml")
 
 
+NEW_KEY = "new-key-2c6a9e1f5d3b7a0c8e4f2d6b1a9c5e73"
+OLD_KEY = "old-key-8d1e5b7f3a9c2e6d0b4f8a1c7e3d5b92"
+
+
 def test_environment_overrides_and_secrets(tmp_path, monkeypatch):
     monkeypatch.setenv("PUBLISHER_DATABASE_URL", "postgresql+psycopg://db/x")
     monkeypatch.setenv("PUBLISHER_SMTP_PASSWORD", "s3cret")
     monkeypatch.setenv("PUBLISHER_SMTP_PORT", "2525")
-    monkeypatch.setenv("PUBLISHER_SECRET_KEY", "new-key, old-key")
+    monkeypatch.setenv("PUBLISHER_SECRET_KEY", f"{NEW_KEY}, {OLD_KEY}")
     settings = load_settings(_write(tmp_path, ""))
     assert settings.database.url == "postgresql+psycopg://db/x"
     assert settings.delivery.smtp.password == "s3cret" and settings.delivery.smtp.port == 2525
-    assert settings.secret_keys == ("new-key", "old-key")
+    assert settings.secret_keys == (NEW_KEY, OLD_KEY)
     assert "s3cret" not in repr(settings)
 
 
@@ -79,6 +85,45 @@ def test_a_key_file_is_generated_once_when_no_key_is_in_the_environment(tmp_path
     key_file = tmp_path / ".publisher-secret"
     assert first == again and len(first[0]) >= 32
     assert key_file.stat().st_mode & 0o077 == 0
+
+
+@pytest.mark.parametrize("weak", ["a", "x" * 64, "abababababababababababababababababab", f"{NEW_KEY}, short"])
+def test_a_weak_secret_key_is_refused(tmp_path, monkeypatch, weak):
+    monkeypatch.setenv("PUBLISHER_SECRET_KEY", weak)
+    with pytest.raises(ConfigError, match=r"^PUBLISHER_SECRET_KEY: a secret key must be at least 32 random characters"):
+        load_settings(_write(tmp_path, ""))
+
+
+def test_a_weak_key_in_the_key_file_is_refused(tmp_path, monkeypatch):
+    monkeypatch.delenv("PUBLISHER_SECRET_KEY", raising=False)
+    (tmp_path / ".publisher-secret").write_text("secret\n")
+    with pytest.raises(ConfigError, match=r"\.publisher-secret: a secret key must be at least 32"):
+        load_settings(_write(tmp_path, ""))
+
+
+def test_a_key_file_written_meanwhile_by_another_process_is_kept(tmp_path):
+    key_file = tmp_path / ".publisher-secret"
+    key_file.write_text(f"{NEW_KEY}\n")
+    os.chmod(key_file, 0o600)
+    _create_key_file(key_file)  # lost the race: another process created the file after our check
+    assert key_file.read_text() == f"{NEW_KEY}\n"
+    assert [p.name for p in tmp_path.iterdir()] == [".publisher-secret"]
+
+
+def _load_keys(config: str, barrier) -> tuple[str, ...]:
+    barrier.wait()
+    return load_settings(config).secret_keys
+
+
+def test_processes_starting_together_share_one_generated_key(tmp_path, monkeypatch):
+    monkeypatch.delenv("PUBLISHER_SECRET_KEY", raising=False)
+    config = str(_write(tmp_path, ""))
+    context = multiprocessing.get_context("fork")
+    barrier = context.Manager().Barrier(6)
+    with context.Pool(6) as pool:
+        keys = pool.starmap(_load_keys, [(config, barrier)] * 6)
+    assert len(set(keys)) == 1 and len(keys[0]) == 1
+    assert (tmp_path / ".publisher-secret").stat().st_mode & 0o777 == 0o600
 
 
 @pytest.mark.parametrize(

@@ -132,7 +132,7 @@ def trial(tmp_path, number: int, rng: random.Random) -> dict:
         settings = write_config(folder, port)
         store, issue, emails = prepare(settings)
         target = rng.randint(1, RECIPIENTS - 2 * BATCH)
-        env = {**os.environ, "PUBLISHER_SECRET_KEY": "crash-test"}
+        env = {**os.environ, "PUBLISHER_SECRET_KEY": "crash-test-5e2a8c1f7d3b9e6a0c4f8d2b6a1e9c37"}
         code = CHILD.format(rendered=RENDERED)
         with open(folder / "child.log", "wb") as log:
             child = subprocess.Popen(
@@ -145,7 +145,7 @@ def trial(tmp_path, number: int, rng: random.Random) -> dict:
         before = len(handler.messages)
         in_flight = store.deliveries.counts(issue.id)["sending"]
         later = datetime.now(UTC) + settings.delivery.lease + timedelta(seconds=1)
-        os.environ.setdefault("PUBLISHER_SECRET_KEY", "crash-test")
+        os.environ.setdefault("PUBLISHER_SECRET_KEY", "crash-test-5e2a8c1f7d3b9e6a0c4f8d2b6a1e9c37")
         result = dispatch.deliver_issue(store, settings, issue, later, rendered=RenderedIssue(**RENDERED))
         received = handler.received()
         store.close()

@@ -359,7 +359,7 @@ def publication(tmp_path, database_url, our_captures):
 def test_digest_send_json_contract_over_smtp(publication, monkeypatch):
     import json
 
-    monkeypatch.setenv("PUBLISHER_SECRET_KEY", "test-key")
+    monkeypatch.setenv("PUBLISHER_SECRET_KEY", "test-key-4f9c2a71d8e3b605a9c7e1f2d4b8a36c")
     handler = SinkHandler()
     with smtp_sink(handler) as port:
         path = publication(port)
@@ -386,7 +386,7 @@ def test_digest_send_dry_run_writes_the_maildir_and_records_nothing(publication,
     import json
     import mailbox
 
-    monkeypatch.setenv("PUBLISHER_SECRET_KEY", "test-key")
+    monkeypatch.setenv("PUBLISHER_SECRET_KEY", "test-key-4f9c2a71d8e3b605a9c7e1f2d4b8a36c")
     path = publication()
     result = json.loads(cli_run(path, "digest", "send", "weekly", "--dry-run", "--json").output)
     assert result["dry_run"] and result["recipients"] == 3
@@ -398,7 +398,7 @@ def test_digest_send_dry_run_writes_the_maildir_and_records_nothing(publication,
 
 
 def test_pause_resume_and_cancel_commands(publication, monkeypatch):
-    monkeypatch.setenv("PUBLISHER_SECRET_KEY", "test-key")
+    monkeypatch.setenv("PUBLISHER_SECRET_KEY", "test-key-4f9c2a71d8e3b605a9c7e1f2d4b8a36c")
     path = publication()
     assert cli_run(path, "digest", "pause", "weekly").exit_code == 1  # nothing is sending
     assert cli_run(path, "digest", "build", "weekly").exit_code == 0
@@ -483,7 +483,7 @@ def test_ctrl_c_while_composing_still_records_the_batch_on_the_wire(store, confi
 def test_digest_cancel_of_a_started_issue_sends_nobody_else(publication, monkeypatch):
     import json
 
-    monkeypatch.setenv("PUBLISHER_SECRET_KEY", "test-key")
+    monkeypatch.setenv("PUBLISHER_SECRET_KEY", "test-key-4f9c2a71d8e3b605a9c7e1f2d4b8a36c")
     path = publication()
     assert cli_run(path, "digest", "build", "weekly").exit_code == 0
     store = Store.open(load_settings(path).database.url)

@@ -24,7 +24,7 @@ from tests.helpers import CORPUS, SAMPLE_TOKEN, crlf, make_issue
 
 SAMPLE_RECIPIENT = "alice@example.com"
 NOW = datetime(2025, 10, 20, 12, 0, tzinfo=UTC)
-KEYS = ("test-key",)
+KEYS = ("inbound-test-7c3e9a1f5b2d8e4a6c0f3b9d1e7a5c28",)
 RENDERED = RenderedIssue(
     newsletter="weekly",
     subject="Weekly: notes from the field",

@@ -121,7 +121,7 @@ def count(client: imaplib.IMAP4, folder: str) -> int:
 def test_imap_intake_acts_on_each_message_and_moves_it_to_the_processed_folder(
     dovecot, make_settings, database_url, store, monkeypatch
 ):
-    monkeypatch.setenv("PUBLISHER_SECRET_KEY", "test-key")
+    monkeypatch.setenv("PUBLISHER_SECRET_KEY", "inbound-test-7c3e9a1f5b2d8e4a6c0f3b9d1e7a5c28")
     monkeypatch.setenv("PUBLISHER_IMAP_PASSWORD", "secret")
     settings = make_settings(
         {

@@ -67,3 +67,22 @@ def test_an_issue_built_but_never_sent_goes_out_on_the_next_run(store, make_sett
     report = publish_due(Publication(settings, store, clock=fixed(SLOT + timedelta(minutes=5))))
     assert report.sent == ["weekly #1: 5 delivered, 0 failed, 0 deferred"]
     assert _outbox(tmp_path) == 5 and len(store.issues.list("weekly")) == 1
+
+
+def test_an_import_after_a_crash_before_the_feed_rebuild_brings_the_feeds_up_to_date(store, make_settings, tmp_path):
+    """The articles were committed, then the process died (kill -9) before the feeds were built."""
+    from publisher.config import SourceSettings
+    from publisher.content import import_sources
+
+    settings = make_settings(database_url=store.url)
+    capture = tmp_path / "capture.txt"
+    capture.write_text("First post\nIts one paragraph.\n", encoding="utf-8")
+    sources = [SourceSettings(path=str(capture), format="textpage")]
+    import_sources(store, settings, sources, as_of=SLOT, now=SLOT)  # ... and no rebuild: the crash
+    assert not (settings.feeds.dir / "rss.xml").exists()
+
+    publication = Publication(settings, store, clock=fixed(SLOT))
+    result = publication.import_sources([str(capture)], fmt="textpage", as_of=SLOT)
+    assert not result.reports[0].added and result.reports[0].unchanged == 1
+    assert result.feeds_changed == 3 and "First post" in (settings.feeds.dir / "rss.xml").read_text()  # RSS, Atom, JSON
+    assert publication.import_sources([str(capture)], fmt="textpage", as_of=SLOT).feeds_changed == 0

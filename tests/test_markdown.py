@@ -1,5 +1,7 @@
 """The Markdown importer: front matter, the teaser break, sanitising."""
 
+import re
+import tracemalloc
 from datetime import UTC, datetime
 
 import pytest
@@ -64,3 +66,74 @@ def test_broken_front_matter_is_named(text, message):
 def test_an_impossible_date_is_an_error_not_a_crash():
     with pytest.raises(ContentError, match=r"p\.md:2: invalid front matter"):
         parse_markdown("---\ntitle: T\ndate: 2025-13-45\n---\nx\n", where="p.md", now=NOW)
+
+
+def test_only_http_https_and_mailto_links_survive():
+    text = (
+        "---\ntitle: Links\n---\n[a](javascript:alert(1)) [b](JaVaScRiPt:x) "
+        '<a href="vbscript:x">c</a> <a href="tel:123">d</a> ![i](data:image/png;base64,AAAA) '
+        "[ok](https://e.org/) [mail](mailto:ed@e.org) [rel](/about)\n"
+    )
+    draft = parse_markdown(text, where="p.md", now=NOW)
+    hrefs = re.findall(r'(?:href|src)="([^"]*)"', draft.content_html)
+    assert hrefs == ["https://e.org/", "mailto:ed@e.org", "/about"]
+
+
+LAUGHS = (
+    "---\n"
+    + "".join(
+        f"{name}: &{name} [{', '.join([f'*{prev}'] * 9) if prev else ', '.join(['lol'] * 9)}]\n"
+        for prev, name in zip(["", *"abcdefgh"], "abcdefghi", strict=True)
+    )
+    + "tags: *i\n---\nbody\n"
+)
+
+
+def test_yaml_aliases_are_refused_before_they_expand():
+    tracemalloc.start()
+    try:
+        with pytest.raises(
+            ContentError, match=r"^p\.md:3: invalid YAML front matter: aliases \(\*name\) are not allowed"
+        ):
+            parse_markdown(LAUGHS, where="p.md", now=NOW)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(LAUGHS) < 500 and peak < 5_000_000
+
+
+@pytest.mark.parametrize(
+    "front",
+    [
+        "title: T\ntags: " + str(list(range(20_000))),
+        "title: T\ndate: " + "9" * 20_000,
+        "title: T\n" + "".join(f"k{n}: v\n" for n in range(10_000)),
+        "title: T\n1: a\nb: c",
+        "title: [" + "[" * 50 + "]" * 51,
+    ],
+)
+def test_error_messages_stay_one_short_line(front):
+    with pytest.raises(ContentError) as raised:
+        parse_markdown(f"---\n{front}\n---\nbody\n", where="p.md", now=NOW)
+    message = str(raised.value)
+    assert "\n" not in message and len(message) < 500, message[:1000]
+
+
+def test_a_symlink_out_of_the_content_folder_is_refused_and_one_inside_is_followed(tmp_path):
+    from publisher.importers.markdown import read_markdown
+
+    content, elsewhere = tmp_path / "content", tmp_path / "private"
+    (content / "drafts").mkdir(parents=True)
+    elsewhere.mkdir()
+    (content / "a.md").write_text("---\ntitle: A\n---\nbody\n")
+    (content / "drafts" / "b.txt").write_text("---\ntitle: B\n---\nbody\n")
+    (content / "b.md").symlink_to(content / "drafts" / "b.txt")  # inside the folder: followed
+    assert [d.title for d in read_markdown(content, now=NOW)] == ["A", "B"]
+
+    (elsewhere / "secret.md").write_text("---\ntitle: Secret\n---\nthe password is hunter2\n")
+    (content / "leak.md").symlink_to(elsewhere / "secret.md")
+    with pytest.raises(ContentError, match=r"leak\.md: a symbolic link to .*secret\.md, outside the source folder"):
+        read_markdown(content, now=NOW)
+    (content / "leak.md").unlink()
+    (content / "linked").symlink_to(elsewhere, target_is_directory=True)  # a linked folder is not entered
+    assert [d.title for d in read_markdown(content, now=NOW)] == ["A", "B"]

@@ -1,10 +1,21 @@
 """The store itself: migrations, and clear errors for databases it cannot use."""
 
+import os
+import re
+import socket
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
 import pytest
+from sqlalchemy import event
 
 from publisher.errors import StoreError
+from publisher.model import Draft
 from publisher.store import Store
 from publisher.store.schema import MIGRATIONS
+from tests.helpers import REPO
 
 
 def test_migrations_are_ordered_and_idempotent(store: Store):
@@ -22,3 +33,107 @@ def test_a_file_that_is_not_a_database_is_a_clear_error(tmp_path):
     path.write_text("these are my notes, not a database\n" * 100)
     with pytest.raises(StoreError, match=r"cannot open the database .*notes\.txt"):
         Store.open(f"sqlite:///{path}")
+
+
+# --- operational failures: one line naming the database, the store unchanged --------------------
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def _drafts(count: int, size: int = 0) -> list[Draft]:
+    body = "<p>" + "x" * size + "</p>"
+    return [
+        Draft(
+            key=f"k{n}",
+            slug=f"s{n}",
+            title=f"T{n}",
+            summary_html=body,
+            content_html=body,
+            truncated=False,
+            published=NOW,
+        )
+        for n in range(count)
+    ]
+
+
+def _ingest(store: Store, drafts: list[Draft]):
+    return store.articles.ingest(drafts, site_url="https://n.org", guid_authority="n.org", now=NOW, source="t")
+
+
+def _cripple(store: Store, database_url: str) -> Store:
+    """SQLite: no room left in the file (as on a full disk). PostgreSQL: transactions are read-only."""
+    if store.dialect == "sqlite":
+        store.engine.dispose()
+        with store.engine.connect() as connection:
+            pages = connection.exec_driver_sql("PRAGMA page_count").scalar()
+
+        @event.listens_for(store.engine, "connect")
+        def full(dbapi_connection, _record) -> None:
+            dbapi_connection.execute(f"PRAGMA max_page_count={pages}")
+
+        store.engine.dispose()
+        return store
+    return Store.open(database_url + "%20-cdefault_transaction_read_only%3Don")
+
+
+def test_a_full_or_read_only_database_is_one_line_naming_it_and_loses_nothing(store, database_url):
+    _ingest(store, _drafts(1))
+    crippled = _cripple(store, database_url)
+    with pytest.raises(StoreError) as raised:
+        _ingest(crippled, _drafts(200, size=2000))
+    message = str(raised.value)
+    assert "\n" not in message and len(message) < 400 and "INSERT" not in message, message
+    assert message.startswith(f"database {crippled.safe_url}: ")
+    assert re.search(r"the disk is full|it is read-only", message), message
+    assert store.articles.count() == 1 and crippled.articles.count() == 1
+    crippled.close()
+
+
+def _cli(tmp_path: Path, database_url: str, *args: str) -> subprocess.CompletedProcess:
+    config = tmp_path / "config.toml"
+    config.write_text('[site]\nurl = "https://news.example.org"\n')
+    env = {**os.environ, "PUBLISHER_DATABASE_URL": database_url, "PUBLISHER_CONFIG": str(config)}
+    return subprocess.run(
+        [sys.executable, "-m", "publisher", *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=60,
+    )
+
+
+def test_the_cli_on_a_read_only_sqlite_database_says_so_in_one_line(tmp_path):
+    capture = tmp_path / "capture.txt"
+    capture.write_text("First post\nIts paragraph.\n")
+    path = tmp_path / "publisher.db"
+    assert _cli(tmp_path, f"sqlite:///{path}", "import", str(capture), "--as-of", NOW.isoformat()).returncode == 0
+    capture.write_text("Second post\nIts paragraph.\n")
+    read_only = f"sqlite:///file:{path}?mode=ro&uri=true"
+    done = _cli(tmp_path, read_only, "import", str(capture), "--as-of", NOW.isoformat())
+    assert done.returncode == 1 and done.stdout == ""
+    assert re.fullmatch(r"error: database sqlite:///\S+publisher\.db\S*: it is read-only: .*\n", done.stderr)
+    reopened = Store.open(f"sqlite:///{path}")
+    assert reopened.articles.count() == 1
+    reopened.close()
+
+
+def test_the_cli_on_a_postgresql_server_that_is_down_says_so_in_one_line_without_the_password(tmp_path):
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    done = _cli(tmp_path, f"postgresql+psycopg://postgres:hunter2@127.0.0.1:{port}/test", "articles")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert re.fullmatch(
+        rf"error: database postgresql\+psycopg://postgres:\*\*\*@127\.0\.0\.1:{port}/test: cannot reach it: .*\n",
+        done.stderr,
+    )
+    assert "hunter2" not in done.stderr
+
+
+@pytest.mark.parametrize("url", ["mysql://user:hunter2@localhost/db", "nonsense://user:hunter2@x/db"])
+def test_a_url_error_never_shows_the_password(url):
+    with pytest.raises(StoreError) as raised:
+        Store.open(url)
+    assert "hunter2" not in str(raised.value) and "user:***@" in str(raised.value)

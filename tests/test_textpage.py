@@ -150,3 +150,18 @@ def test_slugs_are_wordpress_style(captures):
     slugs = {d.title: d.slug for d in read_textpage(captures.early.path, as_of=captures.early.as_of)}
     for title, slug in captures.slugs:
         assert slugs[title] == slug
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        ("x" * 50_000 + "\nteaser\nContinue reading " + "x" * 50_000 + "\n") * 2,  # the same long title twice
+        "•" * 50_000 + "\n",  # a title with nothing to slug
+        "Continue reading " + "y" * 50_000 + "\n",  # a marker without its title
+    ],
+    ids=["twice", "no-slug", "marker"],
+)
+def test_error_messages_stay_short_whatever_the_title(text):
+    with pytest.raises(ContentError) as raised:
+        parse_textpage(text, where="c.txt", as_of=datetime(2025, 1, 1, tzinfo=UTC))
+    assert len(str(raised.value)) < 300 and "\n" not in str(raised.value)

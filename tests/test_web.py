@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import email
 import email.policy
 import gzip
+import logging
 import re
+import threading
+import time
 import warnings
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import itsdangerous.timed
 import pytest
 
 from publisher import signup, tokens
+from publisher.errors import ConfigError
 from publisher.model import Subscriber
 from publisher.publication import Publication
 from publisher.transports import MemoryTransport
@@ -283,11 +289,13 @@ def test_forged_tampered_and_cross_purpose_tokens_get_a_400_page(client, store, 
 
 
 def test_tokens_signed_with_an_older_key_still_work(make_settings, database_url, store, monkeypatch):
-    monkeypatch.setenv("PUBLISHER_SECRET_KEY", "old-key")
+    monkeypatch.setenv("PUBLISHER_SECRET_KEY", "old-key-8d1e5b7f3a9c2e6d0b4f8a1c7e3d5b92")
     old = make_settings({"newsletters": {"weekly": {}}}, database_url=database_url)
     person = confirmed(store, old, newsletters=("weekly",))
     path = unsubscribe_path(old, person)
-    monkeypatch.setenv("PUBLISHER_SECRET_KEY", "new-key, old-key")
+    monkeypatch.setenv(
+        "PUBLISHER_SECRET_KEY", "new-key-2c6a9e1f5d3b7a0c8e4f2d6b1a9c5e73, old-key-8d1e5b7f3a9c2e6d0b4f8a1c7e3d5b92"
+    )
     rotated = make_settings({"newsletters": {"weekly": {}}}, database_url=database_url)
     with TestClient(create_app(Publication(rotated, store, transport=MemoryTransport()))) as test_client:
         assert test_client.post(path).status_code == 200
@@ -364,6 +372,7 @@ def test_conditional_feed_requests_get_304(built, client):
     first = client.get("/feeds/rss.xml")
     again = client.get("/feeds/rss.xml", headers={"if-none-match": first.headers["etag"]})
     assert again.status_code == 304 and again.content == b"" and again.headers["etag"] == first.headers["etag"]
+    assert again.headers["vary"] == "Accept-Encoding"  # a cache must not serve a gzip 304'd body to others
     since = client.get("/feeds/rss.xml", headers={"if-modified-since": first.headers["last-modified"]})
     assert since.status_code == 304
     stale = client.get("/feeds/rss.xml", headers={"if-none-match": 'W/"other"'})
@@ -506,3 +515,99 @@ def test_oversized_or_file_carrying_forms_are_refused(client, store):
     with_file = client.post("/subscribe", data={"email": "a@example.com"}, files={"name": ("n.txt", b"x")})
     assert with_file.status_code == 400
     assert store.subscribers.count() == 0
+
+
+# --- the real server: access log and proxies -------------------------------------------------
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+@contextlib.contextmanager
+def running(settings, store):
+    """`make_server` on a free loopback port in a thread; yields (base URL, access log lines)."""
+    from publisher.web import make_server
+
+    publication = Publication(settings, store, transport=MemoryTransport())
+    server = make_server(publication, host="127.0.0.1", port=0, log_level="warning")
+    server.config.access_log = True
+    records = _Records()
+    access = logging.getLogger("uvicorn.access")
+    access.addHandler(records)
+    level = access.level
+    access.setLevel(logging.INFO)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            time.sleep(0.02)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        yield f"http://127.0.0.1:{port}", records.lines
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        access.removeHandler(records)
+        access.setLevel(level)
+
+
+def test_the_access_log_names_the_route_not_the_token(web_settings, store):
+    person = confirmed(store, web_settings)
+    unsubscribe = unsubscribe_path(web_settings, person)
+    preferences = tokens.preferences_url("", web_settings.secret_keys, person.id)
+    secret = [unsubscribe.rsplit("/", 1)[1], preferences.rsplit("/", 1)[1], "abc.def-ghi"]
+    with running(web_settings, store) as (base, lines):
+        httpx.get(base + unsubscribe)
+        httpx.get(base + preferences + "?x=1")
+        httpx.get(base + "/confirm/abc.def-ghi")
+        httpx.post(base + unsubscribe + "/resubscribe", data={"csrf": "x"})
+    logged = "\n".join(lines)
+    assert "GET /unsubscribe/{token} HTTP/1.1" in logged and "GET /preferences/{token}?x=1" in logged
+    assert "GET /confirm/{token}" in logged and "POST /unsubscribe/{token}/resubscribe" in logged
+    assert not [token for token in secret if token in logged]
+
+
+@pytest.mark.parametrize(
+    ("trusted", "seen"), [(None, "203.0.113.9"), (["10.0.0.0/8", "192.0.2.1"], "127.0.0.1")], ids=["default", "set"]
+)
+def test_x_forwarded_for_counts_only_from_trusted_proxies(make_settings, database_url, store, trusted, seen):
+    web = {"trusted_proxies": trusted} if trusted else {}
+    settings = make_settings({"web": web, "newsletters": {"weekly": {}}}, database_url=database_url)
+    with running(settings, store) as (base, lines):
+        httpx.get(base + "/healthz", headers={"X-Forwarded-For": "203.0.113.9"})
+    assert lines and lines[-1].startswith(f"{seen}:"), lines
+
+
+def test_trusted_proxies_must_be_addresses_or_networks(make_settings):
+    with pytest.raises(ConfigError, match=r"web\.trusted_proxies: 'proxy\.local' is not an IP address or network"):
+        make_settings({"web": {"trusted_proxies": ["127.0.0.1", "proxy.local"]}})
+
+
+@pytest.mark.parametrize("path", ["/feeds/rss.xml", "/feeds/tags/python/rss.xml", "/archive/weekly/1.html"])
+def test_a_304_says_vary_accept_encoding_like_its_200(built, client, path):
+    first = client.get(path, headers={"accept-encoding": "gzip"})
+    again = client.get(path, headers={"accept-encoding": "gzip", "if-none-match": first.headers["etag"]})
+    assert again.status_code == 304 and again.headers["vary"] == "Accept-Encoding"
+
+
+def test_addresses_never_confirmed_are_forgotten_after_their_link_expired(client, store, web_settings, outbox):
+    now = datetime.now(UTC)
+    long_ago = now - web_settings.web.confirm_expiry - timedelta(days=2)
+    lately = now - timedelta(hours=2)
+    people = {
+        "stale@example.com": ("pending", "web form", long_ago),
+        "recent@example.com": ("pending", "web form", lately),
+        "confirmed@example.com": ("confirmed", "web form", long_ago),
+        "operator@example.com": ("pending", "cli", long_ago),
+    }
+    for address, (status, source, when) in people.items():
+        store.subscribers.add(Subscriber(email=address, status=status, source=source), when)
+        store.subscribers.claim_confirmation(store.subscribers.get(address).id, "n", when, not_since=when)
+    assert subscribe(client, "new@example.com").status_code == 200
+    kept = {person.email for person in store.subscribers.all()}
+    assert kept == {"recent@example.com", "confirmed@example.com", "operator@example.com", "new@example.com"}

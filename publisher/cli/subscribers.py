@@ -8,6 +8,7 @@ import click
 
 from publisher.cli.app import App, print_json
 from publisher.errors import SubscriberError
+from publisher.files import write_private
 from publisher.model import SUBSCRIBER_STATUSES
 from publisher.subscribers import (
     subscriber_json,
@@ -69,7 +70,7 @@ def export_command(app: App, output: Path | None, status: str | None) -> None:
     text = app.publication.export_subscribers(status=status)
     if output:
         try:
-            output.write_text(text, encoding="utf-8")
+            write_private(output, text.encode())  # addresses and names: owner-only
         except OSError as error:
             raise SubscriberError(f"{output}: cannot write: {error.strerror}") from None
         click.echo(f"wrote {output}", err=True)

@@ -5,6 +5,10 @@ from __future__ import annotations
 import calendar
 import hashlib
 import html
+import time
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urljoin
@@ -15,10 +19,11 @@ import httpx
 import nh3
 
 from publisher import __version__
+from publisher.config import DEFAULT_MAX_BYTES
 from publisher.errors import ContentError
-from publisher.model import Draft
+from publisher.model import Draft, SourceState
 from publisher.store import Store
-from publisher.text import slugify
+from publisher.text import SAFE_SCHEMES, quoted, safe_links, safe_url, slugify
 
 USER_AGENT = f"publisher/{__version__} (+feed import)"
 
@@ -37,6 +42,12 @@ def _plain_title(entry) -> str:
     return " ".join(title.split())
 
 
+def clean_html(markup: str) -> str:
+    """Sanitised HTML whose links and images are http, https or mailto only (feedparser's own
+    sanitiser leaves `href=""` where it removed a javascript: link: those go too)."""
+    return safe_links(nh3.clean(markup, url_schemes=set(SAFE_SCHEMES))).strip()
+
+
 def _key(identity: str) -> str:
     """Ids longer than the store's column are keyed by their hash."""
     key = f"feed:{identity}"
@@ -47,14 +58,17 @@ def _entry_draft(entry, position: int, *, where: str, now: datetime, source: str
     title = _plain_title(entry)
     if not title:
         raise ContentError(f"{where}: entry {position + 1} has no title")
-    link = urljoin(base, entry["link"]) if entry.get("link") else ""
-    identity = entry.get("id") or link
+    raw_link = urljoin(base, entry["link"]) if entry.get("link") else ""
+    link = safe_url(raw_link)  # a javascript: or data: link is dropped: the article gets our permalink
+    identity = entry.get("id") or raw_link
     if not identity:
-        raise ContentError(f"{where}: entry {title!r} has neither an id nor a link")
-    summary = nh3.clean(entry.get("summary") or "").strip()
+        raise ContentError(f"{where}: entry {quoted(title)} has neither an id nor a link")
+    summary = clean_html(entry.get("summary") or "")
     contents = entry.get("content") or []
-    content = nh3.clean(contents[0].get("value", "")).strip() if contents else ""
-    published = _moment(entry.get("published_parsed") or entry.get("updated_parsed"), now - timedelta(minutes=position))
+    content = clean_html(contents[0].get("value", "")) if contents else ""
+    # dict.get: feedparser's own .get("updated_parsed") falls back to published, with a DeprecationWarning
+    updated = dict.get(entry, "updated_parsed")
+    published = _moment(entry.get("published_parsed") or updated, now - timedelta(minutes=position))
     return Draft(
         key=_key(identity),
         slug=slugify(title) or slugify(identity),
@@ -63,7 +77,7 @@ def _entry_draft(entry, position: int, *, where: str, now: datetime, source: str
         content_html=content or summary,
         truncated=not content,
         published=published,
-        updated=_moment(entry.get("updated_parsed"), published),
+        updated=_moment(updated, published),
         url=link,
         guid=identity if ":" in identity and len(identity) <= 500 else "",
         authors=tuple(a.get("name", "") for a in entry.get("authors", []) if a.get("name")),
@@ -74,7 +88,10 @@ def _entry_draft(entry, position: int, *, where: str, now: datetime, source: str
 
 def parse_feed(data: bytes, *, where: str, now: datetime, source: str = "", url: str = "") -> list[Draft]:
     """Entries as drafts; relative links are resolved against the feed's URL, then its own link."""
-    parsed = feedparser.parse(data, response_headers={"content-location": url} if url else None)
+    try:
+        parsed = feedparser.parse(data, response_headers={"content-location": url} if url else None)
+    except (ValueError, LookupError) as error:  # feedparser on a mangled encoding declaration, NULs …
+        raise ContentError(f"{where}:1: not a valid RSS or Atom feed: {str(error)[:200]}") from None
     error = parsed.get("bozo_exception")
     if isinstance(error, SAXException) or not parsed.get("version"):
         line = error.getLineNumber() if hasattr(error, "getLineNumber") else 1
@@ -87,38 +104,102 @@ def parse_feed(data: bytes, *, where: str, now: datetime, source: str = "", url:
     ]
 
 
-def _fetch(url: str, store: Store) -> httpx.Response | None:
-    """The response, or None when the server says the feed has not changed since last time."""
+MAX_REDIRECTS = 5
+FETCH_TIMEOUT = 120.0  # seconds for the whole download, however slowly the server dribbles
+_DECODERS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+
+
+def _too_large(url: str, max_bytes: int) -> ContentError:
+    return ContentError(f"{url}: the feed is larger than {max_bytes} bytes ([[sources]] max_bytes); not imported")
+
+
+def _read_body(response: httpx.Response, url: str, max_bytes: int) -> bytes:
+    """The body, decompressed by us in bounded steps: a small gzip bomb stops at `max_bytes`."""
+    encoding = response.headers.get("content-encoding", "identity").strip().lower()
+    if encoding not in (*_DECODERS, "identity", ""):
+        raise ContentError(f"{url}: the server sent an encoding we did not ask for ({encoding})")
+    decoder = zlib.decompressobj(_DECODERS[encoding]) if encoding in _DECODERS else None
+    deadline = time.monotonic() + FETCH_TIMEOUT
+    body = bytearray()
+    for chunk in response.iter_raw():
+        if response.num_bytes_downloaded > max_bytes:
+            raise _too_large(url, max_bytes)
+        if time.monotonic() > deadline:
+            raise ContentError(f"{url}: the download took longer than {FETCH_TIMEOUT:g} seconds")
+        pending = chunk
+        while pending:
+            if decoder is None:
+                body += pending
+                break
+            try:
+                body += decoder.decompress(pending, max_bytes + 1 - len(body))
+            except zlib.error:
+                raise ContentError(f"{url}: the {encoding} body is corrupt") from None
+            pending = decoder.unconsumed_tail
+            if len(body) > max_bytes:
+                break
+        if len(body) > max_bytes:
+            raise _too_large(url, max_bytes)
+    return bytes(body)
+
+
+@contextmanager
+def _follow(client: httpx.Client, url: str) -> Iterator[httpx.Response]:
+    """The streamed response at the end of the redirects. httpx's own following reads each
+    redirect's body whole (and unbounded); here a redirect's body is never read."""
+    request = client.build_request("GET", url)
+    for _ in range(MAX_REDIRECTS + 1):
+        response = client.send(request, stream=True)
+        if response.next_request is None:
+            break
+        response.close()
+        request = response.next_request
+    else:
+        raise ContentError(f"{url}: more than {MAX_REDIRECTS} redirects")
+    try:
+        yield response
+    finally:
+        response.close()
+
+
+def fetch_feed(
+    url: str, *, store: Store, now: datetime, max_bytes: int = DEFAULT_MAX_BYTES
+) -> tuple[list[Draft], SourceState | None]:
+    """The feed's entries and its new validators; ([], None) when it has not changed since last time.
+
+    The validators are not saved here: the caller saves them with the articles, in one transaction,
+    so a failed import fetches the feed again next time instead of getting a 304."""
     etag, last_modified = store.articles.source_state(url)
-    headers = {"User-Agent": USER_AGENT}
+    headers = {"User-Agent": USER_AGENT, "Accept-Encoding": ", ".join(_DECODERS)}
     if etag:
         headers["If-None-Match"] = etag
     if last_modified:
         headers["If-Modified-Since"] = last_modified
     try:
-        response = httpx.get(url, headers=headers, follow_redirects=True, timeout=30)
-    except httpx.HTTPError as error:
+        with httpx.Client(headers=headers, timeout=30) as client, _follow(client, url) as response:
+            if response.status_code == 304:
+                return [], None
+            if response.status_code >= 400:
+                raise ContentError(f"{url}: the server answered {response.status_code} {response.reason_phrase}")
+            length = response.headers.get("content-length", "")
+            if length.isdigit() and int(length) > max_bytes:
+                raise _too_large(url, max_bytes)
+            data = _read_body(response, url, max_bytes)
+    except (httpx.HTTPError, httpx.InvalidURL) as error:
         raise ContentError(f"{url}: cannot fetch: {error}") from None
-    if response.status_code == 304:
-        return None
-    if response.status_code >= 400:
-        raise ContentError(f"{url}: the server answered {response.status_code} {response.reason_phrase}")
-    return response
+    drafts = parse_feed(data, where=url, now=now, source=url, url=str(response.url))
+    state = SourceState(url, response.headers.get("ETag", ""), response.headers.get("Last-Modified", ""))
+    return drafts, state
 
 
-def read_feed(source: str, *, store: Store, now: datetime) -> list[Draft]:
+def read_feed(
+    source: str, *, store: Store, now: datetime, max_bytes: int = DEFAULT_MAX_BYTES
+) -> tuple[list[Draft], SourceState | None]:
+    """A feed from a URL (with its validators) or a file (without)."""
     if source.startswith(("http://", "https://")):
-        response = _fetch(source, store)
-        if response is None:
-            return []
-        drafts = parse_feed(response.content, where=source, now=now, source=source, url=str(response.url))
-        # Remembered only once the feed parsed, so a broken version is fetched again next time.
-        store.articles.save_source_state(
-            source, response.headers.get("ETag", ""), response.headers.get("Last-Modified", ""), now
-        )
-        return drafts
+        return fetch_feed(source, store=store, now=now, max_bytes=max_bytes)
     try:
         data = Path(source).read_bytes()
     except OSError as error:
         raise ContentError(f"{source}: cannot read: {error.strerror}") from None
-    return parse_feed(data, where=source, now=now, source=Path(source).name)
+    return parse_feed(data, where=source, now=now, source=Path(source).name), None

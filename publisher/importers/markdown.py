@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import reprlib
 import tomllib
 from datetime import UTC, date, datetime, time
 from pathlib import Path
@@ -13,7 +14,7 @@ from markdown_it import MarkdownIt
 from publisher.errors import ContentError
 from publisher.importers.textpage import decode
 from publisher.model import Draft
-from publisher.text import slugify
+from publisher.text import SAFE_SCHEMES, slugify
 
 MORE = "<!--more-->"
 _FENCES = {"---": "yaml", "+++": "toml"}
@@ -21,9 +22,35 @@ _KNOWN_KEYS = {"title", "date", "updated", "tags", "authors", "author", "slug", 
 _markdown = MarkdownIt("commonmark", {"typographer": False}).enable("table").enable("strikethrough")
 
 
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 60
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxdict = 2, 4, 4
+
+
+def _shown(value: object) -> str:
+    """A value for an error message, cut short: the message stays one line of bounded size."""
+    return _REPR.repr(value) if not isinstance(value, str) else _REPR.repr(value.replace("\n", " "))
+
+
+def _cut(text: str, limit: int = 200) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """YAML without aliases: `*name` can expand a few hundred bytes into gigabytes ("billion laughs")."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise yaml.composer.ComposerError(None, None, "aliases (*name) are not allowed in front matter", mark)
+        return super().compose_node(parent, index)
+
+
 def render_markdown(text: str) -> str:
-    """Markdown to sanitised HTML (scripts, event handlers and unknown tags removed)."""
-    return nh3.clean(_markdown.render(text)).strip()
+    """Markdown to sanitised HTML (scripts, event handlers, unknown tags and links other than
+    http, https and mailto removed)."""
+    return nh3.clean(_markdown.render(text), url_schemes=set(SAFE_SCHEMES)).strip()
 
 
 def _split_front_matter(text: str, where: str) -> tuple[dict, str, int]:
@@ -37,15 +64,17 @@ def _split_front_matter(text: str, where: str) -> tuple[dict, str, int]:
         raise ContentError(f"{where}:1: front matter opened with {fence} is never closed")
     raw = "".join(lines[1:end])
     try:
-        data = yaml.safe_load(raw) if _FENCES[fence] == "yaml" else tomllib.loads(raw)
+        data = yaml.load(raw, Loader=_NoAliasLoader) if _FENCES[fence] == "yaml" else tomllib.loads(raw)  # noqa: S506 - a SafeLoader
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         line = mark.line + 2 if mark else 1
-        raise ContentError(f"{where}:{line}: invalid YAML front matter: {getattr(error, 'problem', error)}") from None
+        raise ContentError(
+            f"{where}:{line}: invalid YAML front matter: {_cut(getattr(error, 'problem', None) or str(error))}"
+        ) from None
     except tomllib.TOMLDecodeError as error:
-        raise ContentError(f"{where}:1: invalid TOML front matter: {error}") from None
+        raise ContentError(f"{where}:1: invalid TOML front matter: {_cut(str(error))}") from None
     except ValueError as error:  # YAML's timestamps: "2025-13-45" parses as a date, then fails
-        raise ContentError(f"{where}:2: invalid front matter: {error}") from None
+        raise ContentError(f"{where}:2: invalid front matter: {_cut(str(error))}") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -62,9 +91,9 @@ def _as_datetime(value: object, key: str, where: str) -> datetime:
         try:
             moment = datetime.fromisoformat(value.strip())
         except ValueError:
-            raise ContentError(f"{where}: front matter {key}: {value!r} is not an ISO-8601 date") from None
+            raise ContentError(f"{where}: front matter {key}: {_shown(value)} is not an ISO-8601 date") from None
     else:
-        raise ContentError(f"{where}: front matter {key}: expected a date, got {value!r}")
+        raise ContentError(f"{where}: front matter {key}: expected a date, got {_shown(value)}")
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
@@ -75,16 +104,16 @@ def _string_list(value: object, key: str, where: str) -> tuple[str, ...]:
         return tuple(part.strip() for part in value.split(",") if part.strip())
     if isinstance(value, list) and all(isinstance(item, str) for item in value):
         return tuple(item.strip() for item in value if item.strip())
-    raise ContentError(f"{where}: front matter {key}: expected a list of strings, got {value!r}")
+    raise ContentError(f"{where}: front matter {key}: expected a list of strings, got {_shown(value)}")
 
 
 def parse_markdown(text: str, *, where: str, now: datetime, source: str = "") -> Draft | None:
     """One Markdown file as a draft; None for a file marked `draft: true`."""
     meta, body, _ = _split_front_matter(text, where)
-    unknown = sorted(set(meta) - _KNOWN_KEYS)
+    unknown = sorted(str(key) for key in set(meta) - _KNOWN_KEYS)
     if unknown:
         raise ContentError(
-            f"{where}: unknown front matter key {', '.join(unknown)} (known: {', '.join(sorted(_KNOWN_KEYS))})"
+            f"{where}: unknown front matter key {_cut(', '.join(unknown))} (known: {', '.join(sorted(_KNOWN_KEYS))})"
         )
     if meta.get("draft") is True:
         return None
@@ -95,7 +124,7 @@ def parse_markdown(text: str, *, where: str, now: datetime, source: str = "") ->
     updated = _as_datetime(meta["updated"], "updated", where) if "updated" in meta else published
     slug = slugify(str(meta.get("slug") or title))
     if not slug:
-        raise ContentError(f"{where}: the title {title!r} gives an empty slug; set `slug` in the front matter")
+        raise ContentError(f"{where}: the title {_shown(title)} gives an empty slug; set `slug` in the front matter")
     teaser, more, _rest = body.partition(MORE)
     content_html = render_markdown(body.replace(MORE, ""))
     if isinstance(meta.get("summary"), str):
@@ -118,11 +147,26 @@ def parse_markdown(text: str, *, where: str, now: datetime, source: str = "") ->
     )
 
 
+def _check_inside(files: list[Path], folder: Path) -> None:
+    """Symbolic links are followed only within the folder: one pointing elsewhere (a secret file,
+    another site's drafts) is refused rather than published."""
+    root = folder.resolve()
+    for file in files:
+        target = file.resolve()
+        if not target.is_relative_to(root):
+            raise ContentError(
+                f"{file}: a symbolic link to {target}, outside the source folder {folder}; "
+                f"copy the file in or remove the link"
+            )
+
+
 def read_markdown(path: Path, *, now: datetime) -> list[Draft]:
     """A .md file, or every .md file under a folder, newest first."""
     files = sorted(path.rglob("*.md")) if path.is_dir() else [path]
     if not files:
         raise ContentError(f"{path}: no .md files in this folder")
+    if path.is_dir():
+        _check_inside(files, path)
     drafts: list[Draft] = []
     seen: dict[str, Path] = {}
     for file in files:

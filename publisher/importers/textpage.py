@@ -15,7 +15,7 @@ from pathlib import Path
 
 from publisher.errors import ContentError
 from publisher.model import Draft
-from publisher.text import slugify
+from publisher.text import cut, quoted, slugify
 
 MARKER = "Continue reading "
 BULLET = "•"
@@ -67,7 +67,7 @@ def _split(lines: list[str], where: str) -> list[_Block]:
         title_index = next((i for i in range(index - 1, start - 1, -1) if lines[i].strip() == title), None)
         if not title or title_index is None:
             raise ContentError(
-                f'{where}:{index + 1}: "Continue reading {title}" closes a teaser, but no line '
+                f'{where}:{index + 1}: "Continue reading {cut(title)}" closes a teaser, but no line '
                 f"above it (after the previous article) is exactly that title"
             )
         if (post := _full_post(lines[start:title_index], start + 1)) is not None:
@@ -107,10 +107,12 @@ def parse_textpage(text: str, *, where: str, as_of: datetime, source: str = "") 
     for position, block in enumerate(_split(text.splitlines(), where)):
         slug = slugify(block.title)
         if not slug:
-            raise ContentError(f"{where}:{block.title_line}: title {block.title!r} has no letters or digits for a slug")
+            raise ContentError(
+                f"{where}:{block.title_line}: title {quoted(block.title)} has no letters or digits for a slug"
+            )
         if slug in seen:
             raise ContentError(
-                f"{where}:{block.title_line}: article {block.title!r} appears twice (first at line {seen[slug]})"
+                f"{where}:{block.title_line}: article {quoted(block.title)} appears twice (first at line {seen[slug]})"
             )
         seen[slug] = block.title_line
         drafts.append(

@@ -6,16 +6,21 @@
 
 from __future__ import annotations
 
+import contextlib
+import re
 from functools import cached_property
+from pathlib import Path
 
-from sqlalchemy import create_engine, event, insert, select, text
+from sqlalchemy import create_engine, event, insert, make_url, select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
 from publisher.clock import system_clock
 from publisher.errors import StoreError
+from publisher.files import create_private
 from publisher.store.articles import ArticleStore
 from publisher.store.deliveries import DeliveryStore
+from publisher.store.failures import translate_errors
 from publisher.store.inbound import InboundStore
 from publisher.store.issues import IssueStore
 from publisher.store.schema import MIGRATIONS, metadata, schema_migrations
@@ -42,18 +47,35 @@ def _configure_sqlite(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def _create_sqlite_file(url: str) -> None:
+    """A new database file is created owner-only before SQLite writes anything into it."""
+    path = make_url(url).database
+    if path and path != ":memory:" and not path.startswith("file:") and Path(path).parent.is_dir():
+        with contextlib.suppress(OSError):  # SQLite itself reports an unusable path, in its own words
+            create_private(Path(path))
+
+
+def _hidden(url: str) -> str:
+    """The URL with its password masked, even when SQLAlchemy cannot parse it."""
+    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
+
+
 def make_engine(url: str) -> Engine:
     try:
         if url.startswith("sqlite"):
+            _create_sqlite_file(url)
             engine = create_engine(url)
             _configure_sqlite(engine)
         else:
             engine = create_engine(url, pool_pre_ping=True)
+        translate_errors(engine)
     except (ArgumentError, NoSuchModuleError) as error:
-        raise StoreError(f"database.url {url!r} is not a database URL SQLAlchemy understands: {error}") from None
+        raise StoreError(
+            f"database.url {_hidden(url)!r} is not a database URL SQLAlchemy understands: {error}"
+        ) from None
     except ImportError as error:
         raise StoreError(
-            f"database.url {url!r} needs a driver that is not installed ({error.name}); "
+            f"database.url {_hidden(url)!r} needs a driver that is not installed ({error.name}); "
             f"use sqlite:/// or postgresql+psycopg://"
         ) from None
     return engine
@@ -88,6 +110,8 @@ class Store:
                     if version not in done:
                         migration(connection)
                         connection.execute(insert(schema_migrations).values(version=version, applied_at=system_clock()))
+        except StoreError:
+            raise  # already one line that names the database
         except DBAPIError as error:
             raise StoreError(f"cannot open the database {self.safe_url}: {error.orig}") from None
         return len(MIGRATIONS)

@@ -11,9 +11,9 @@ from datetime import datetime
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.engine import Connection, Engine, RowMapping
 
-from publisher.model import Article, Draft, ImportReport
+from publisher.model import Article, Draft, ImportReport, SourceState
 from publisher.store.schema import article_tags, articles, source_state
-from publisher.text import slugify, storable
+from publisher.text import safe_url, slugify, storable
 
 
 def content_hash(draft: Draft) -> str:
@@ -56,7 +56,7 @@ def _storable(draft: Draft) -> Draft:
         title=storable(draft.title),
         summary_html=storable(draft.summary_html),
         content_html=storable(draft.content_html),
-        url=storable(draft.url),
+        url=safe_url(storable(draft.url)),  # another scheme gets the site's permalink instead
         tags=tuple(storable(t) for t in draft.tags),
         authors=tuple(storable(a) for a in draft.authors),
     )
@@ -67,12 +67,22 @@ class ArticleStore:
         self.engine = engine
 
     def ingest(
-        self, drafts: Sequence[Draft], *, site_url: str, guid_authority: str, now: datetime, source: str
+        self,
+        drafts: Sequence[Draft],
+        *,
+        site_url: str,
+        guid_authority: str,
+        now: datetime,
+        source: str,
+        source_state: SourceState | None = None,
     ) -> ImportReport:
-        """Store parsed drafts in one transaction: new ones get a guid; changed ones keep theirs."""
+        """Store parsed drafts in one transaction: new ones get a guid; changed ones keep theirs.
+        A feed's validators (`source_state`) are saved in the same transaction, never before."""
         report = ImportReport(source=source)
         unchanged = 0
         with self.engine.begin() as connection:
+            if source_state is not None:
+                self._save_source_state(connection, source_state, now)
             for given in drafts:
                 draft = _storable(given)
                 existing = connection.execute(select(articles).where(articles.c.key == draft.key)).mappings().first()
@@ -210,9 +220,10 @@ class ArticleStore:
             ).first()
         return (row[0], row[1]) if row else ("", "")
 
-    def save_source_state(self, source: str, etag: str, last_modified: str, now: datetime) -> None:
-        with self.engine.begin() as connection:
-            connection.execute(delete(source_state).where(source_state.c.source == source))
-            connection.execute(
-                insert(source_state).values(source=source, etag=etag, last_modified=last_modified, fetched_at=now)
+    def _save_source_state(self, connection: Connection, state: SourceState, now: datetime) -> None:
+        connection.execute(delete(source_state).where(source_state.c.source == state.source))
+        connection.execute(
+            insert(source_state).values(
+                source=state.source, etag=state.etag, last_modified=state.last_modified, fetched_at=now
             )
+        )

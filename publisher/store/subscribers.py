@@ -10,7 +10,7 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.engine import Connection, Engine, RowMapping
 
 from publisher.model import Subscriber
-from publisher.store.schema import opt_outs, subscribers, subscriptions
+from publisher.store.schema import deliveries, opt_outs, subscribers, subscriptions
 
 
 def _subscriber(row: RowMapping, newsletters: Sequence[str]) -> Subscriber:
@@ -207,6 +207,24 @@ class SubscriberStore:
                 .values(status="unsubscribed", name="", updated_at=subscribers.c.updated_at)
             )
         return True
+
+    def purge_unconfirmed(self, source: str, before: datetime) -> int:
+        """Delete addresses from `source` still pending, whose last confirmation mail (or creation)
+        is older than `before`: nobody confirmed them, so we keep no record of them. A subscriber
+        who ever confirmed is never pending again, so never purged."""
+        asked = func.coalesce(subscribers.c.confirmation_sent_at, subscribers.c.created_at)
+        stale = select(subscribers.c.id).where(
+            subscribers.c.status == "pending",
+            subscribers.c.source == source,
+            subscribers.c.consent_at.is_(None),
+            asked < before,
+            ~select(deliveries.c.subscriber_id).where(deliveries.c.subscriber_id == subscribers.c.id).exists(),
+        )
+        with self.engine.begin() as connection:
+            ids = list(connection.scalars(stale))
+            if ids:
+                connection.execute(delete(subscribers).where(subscribers.c.id.in_(ids)))
+        return len(ids)
 
     def count(self, status: str | None = None) -> int:
         query = select(func.count()).select_from(subscribers)
