@@ -49,3 +49,16 @@ def test_pre_commit_runs_the_ruff_that_the_lock_pins():
     locked = re.search(r"^ruff==(\S+)$", (REPO / "requirements.lock").read_text(encoding="utf-8"), re.MULTILINE)
     hooks = (REPO / ".pre-commit-config.yaml").read_text(encoding="utf-8")
     assert locked and re.findall(r'"ruff==([^"]+)"', hooks) == [locked[1], locked[1]]
+
+
+def test_the_api_example_runs_and_says_what_it_did(tmp_path, monkeypatch, capsys):
+    """docs/api.md's end-to-end example, run as written (in a temporary folder)."""
+    text = (REPO / "docs" / "api.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", text, re.DOTALL)
+    example = next(block for block in blocks if "Publication.open(folder" in block)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PUBLISHER_SECRET_KEY", "docs-example-3f8a1c6e9b2d7f4a0c5e8b1d6a9f2c7e")
+    exec(compile(example, "docs/api.md", "exec"), {})  # noqa: S102 - our own documentation
+    printed = capsys.readouterr().out
+    assert "1 article(s)" in printed and "sent 1 delivered" in printed
+    assert "1 message(s) in the outbox" in printed
