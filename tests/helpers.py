@@ -261,3 +261,49 @@ def make_issue(store, subject: str, now: datetime, number: int) -> Issue:
             )
         ).inserted_primary_key[0]
     return Issue(newsletter="weekly", number=number, slot=now, state="approved", id=issue_id, article_ids=(1,))
+
+
+# --- a small publication -----------------------------------------------------------------------
+
+
+def three_articles_and_readers(store, settings, now: datetime, readers: int, newsletter: str = "weekly") -> None:
+    """Articles 0-2, published one, two and three days before `now`, and `readers` confirmed
+    subscribers of `newsletter` (r0@example.org, r1@example.org, ...)."""
+    from publisher.model import Draft, Subscriber
+
+    store.articles.ingest(
+        [
+            Draft(
+                key=f"a{i}",
+                slug=f"a{i}",
+                title=f"Article {i}",
+                summary_html="<p>x</p>",
+                content_html="<p>x</p>",
+                truncated=False,
+                published=now - timedelta(days=i + 1),
+            )
+            for i in range(3)
+        ],
+        site_url=settings.site.url,
+        guid_authority="x",
+        now=now,
+        source="t",
+    )
+    store.subscribers.upsert_many(
+        [Subscriber(email=f"r{i}@example.org", status="confirmed", newsletters=(newsletter,)) for i in range(readers)],
+        now,
+    )
+
+
+def dkim_key(folder: Path) -> tuple[Path, bytes]:
+    """A fresh 1024-bit RSA key for DKIM tests, and the DNS TXT record that publishes it."""
+    import base64
+    import subprocess
+
+    key = folder / "dkim.pem"
+    made = subprocess.run(["openssl", "genrsa", "-out", str(key), "1024"], check=False, capture_output=True)
+    require(made.returncode == 0, "openssl (to make a key)")
+    public = subprocess.run(
+        ["openssl", "rsa", "-in", str(key), "-pubout", "-outform", "DER"], capture_output=True, check=True
+    ).stdout
+    return key, b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)

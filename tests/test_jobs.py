@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 from publisher.clock import fixed
 from publisher.issues import approve, build_issue
 from publisher.jobs import publish_due
-from publisher.model import Draft, Subscriber
 from publisher.publication import Publication
+from tests.helpers import three_articles_and_readers
 
 SLOT = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)  # a Monday
 
@@ -20,27 +20,7 @@ def _setup(store, make_settings, tmp_path, **newsletter):
         },
         database_url=store.url,
     )
-    store.articles.ingest(
-        [
-            Draft(
-                key=f"a{i}",
-                slug=f"a{i}",
-                title=f"Article {i}",
-                summary_html="<p>x</p>",
-                content_html="<p>x</p>",
-                truncated=False,
-                published=SLOT - timedelta(days=i + 1),
-            )
-            for i in range(3)
-        ],
-        site_url=settings.site.url,
-        guid_authority="x",
-        now=SLOT,
-        source="t",
-    )
-    store.subscribers.upsert_many(
-        [Subscriber(email=f"r{i}@example.org", status="confirmed", newsletters=("weekly",)) for i in range(5)], SLOT
-    )
+    three_articles_and_readers(store, settings, SLOT, readers=5)
     return settings
 
 

@@ -1,41 +1,22 @@
 """`Publication`, the library object: what a script (or the CLI) gets when it calls it."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 
 from publisher import Publication
 from publisher.clock import fixed
 from publisher.errors import DeliveryError
-from publisher.model import Draft, IssueState, Subscriber
+from publisher.model import IssueState
 from publisher.transports import MemoryTransport
+from tests.helpers import three_articles_and_readers
 
 NOW = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
 
 
 def _publication(make_settings, store, **site) -> tuple[Publication, MemoryTransport]:
     settings = make_settings({"site": site, "newsletters": {"weekly": {"lookback": "30d"}}}, database_url=store.url)
-    store.articles.ingest(
-        [
-            Draft(
-                key=f"a{i}",
-                slug=f"a{i}",
-                title=f"Article {i}",
-                summary_html="<p>x</p>",
-                content_html="<p>x</p>",
-                truncated=False,
-                published=NOW - timedelta(days=i + 1),
-            )
-            for i in range(3)
-        ],
-        site_url=settings.site.url,
-        guid_authority="x",
-        now=NOW,
-        source="t",
-    )
-    store.subscribers.upsert_many(
-        [Subscriber(email=f"r{i}@example.org", status="confirmed", newsletters=("weekly",)) for i in range(4)], NOW
-    )
+    three_articles_and_readers(store, settings, NOW, readers=4)
     sent = MemoryTransport()
     return Publication(settings, store, clock=fixed(NOW), transport=sent), sent
 
