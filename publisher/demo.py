@@ -89,7 +89,7 @@ def _pipeline(publication: Publication, report: DemoReport) -> None:
         publication.add_subscriber(email, name=name, newsletters=("weekly",), confirmed=True)
     steps.append(f"added {len(SAMPLE_SUBSCRIBERS)} confirmed sample subscribers")
     preview = publication.preview("weekly", settings.base_dir / "preview")
-    steps.append(f"previewed the weekly digest: {preview.files['html']}")
+    steps.append(f"previewed the weekly digest: {preview.files.get('html') or preview.note}")
     outcome = publication.send("weekly")
     if outcome.issue is None or outcome.report is None:
         steps.append(f"weekly: {outcome.reason}")

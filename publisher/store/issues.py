@@ -15,8 +15,10 @@ from sqlalchemy.engine import Connection, Engine, RowMapping
 from sqlalchemy.exc import IntegrityError
 
 from publisher.errors import DigestError, IssueConflict
-from publisher.model import ISSUE_TRANSITIONS, UNSTARTED_STATES, Issue, IssueState
+from publisher.model import ISSUE_TRANSITIONS, UNSTARTED_STATES, Issue, IssueKind, IssueState
 from publisher.store.schema import issue_articles, issues, sent_articles
+
+_DIGEST = issues.c.kind == IssueKind.DIGEST.value
 
 
 class IssueStore:
@@ -134,36 +136,36 @@ class IssueStore:
             return self._load(connection, connection.execute(query).mappings().all())
 
     def by_slot(self, newsletter: str, slot: datetime) -> Issue | None:
-        found = self._query(issues.c.newsletter == newsletter, issues.c.slot == slot)
+        """The digest built for a slot (announcements are never a slot's issue)."""
+        found = self._query(issues.c.newsletter == newsletter, issues.c.slot == slot, _DIGEST)
         return found[0] if found else None
 
     def get(self, newsletter: str, number: int) -> Issue | None:
         found = self._query(issues.c.newsletter == newsletter, issues.c.number == number)
         return found[0] if found else None
 
-    def list(self, newsletter: str, *, states: Sequence[str] | None = None) -> list[Issue]:
-        """The newsletter's issues, oldest first."""
-        conditions = [issues.c.newsletter == newsletter]
-        if states:
-            conditions.append(issues.c.state.in_(list(states)))
-        return self._query(*conditions)
+    def list(self, newsletter: str, *, states: Sequence[str] | None = None, kind: str | None = None) -> list[Issue]:
+        """The newsletter's issues (of one kind, if given), oldest first."""
+        return self._query(*_filters(newsletter, states, kind))
 
-    def latest(self, newsletter: str, *, states: Sequence[str] | None = None) -> Issue | None:
-        conditions = [issues.c.newsletter == newsletter]
-        if states:
-            conditions.append(issues.c.state.in_(list(states)))
-        found = self._query(*conditions, order=[issues.c.number.desc()], limit=1)
+    def latest(self, newsletter: str, *, states: Sequence[str] | None = None, kind: str | None = None) -> Issue | None:
+        found = self._query(*_filters(newsletter, states, kind), order=[issues.c.number.desc()], limit=1)
         return found[0] if found else None
 
-    def watermark(self, newsletter: str, *, before: int | None = None) -> datetime | None:
-        """The watermark of the latest issue not cancelled (before issue number `before`, if given)."""
-        conditions = [issues.c.newsletter == newsletter, issues.c.state != "cancelled"]
+    def previous(self, newsletter: str, *, before: int | None = None) -> tuple[datetime, datetime] | None:
+        """(watermark, built at) of the latest digest not cancelled (before issue number `before`)."""
+        conditions = [issues.c.newsletter == newsletter, issues.c.state != "cancelled", _DIGEST]
         if before is not None:
             conditions.append(issues.c.number < before)
+        query = select(issues.c.watermark, issues.c.created_at).where(*conditions)
         with self.engine.connect() as connection:
-            return connection.scalar(
-                select(issues.c.watermark).where(*conditions).order_by(issues.c.number.desc()).limit(1)
-            )
+            row = connection.execute(query.order_by(issues.c.number.desc()).limit(1)).first()
+        return (row.watermark, row.created_at) if row is not None and row.watermark is not None else None
+
+    def watermark(self, newsletter: str, *, before: int | None = None) -> datetime | None:
+        """The watermark of the latest digest not cancelled (before issue number `before`, if given)."""
+        found = self.previous(newsletter, before=before)
+        return found[0] if found else None
 
     def sent_ids(self, newsletter: str) -> set[int]:
         """The ledger: every article any issue of this newsletter has taken."""
@@ -227,6 +229,15 @@ class IssueStore:
         return self._query(*where)[0]
 
 
+def _filters(newsletter: str, states: Sequence[str] | None, kind: str | None) -> list:
+    conditions = [issues.c.newsletter == newsletter]
+    if states:
+        conditions.append(issues.c.state.in_(list(states)))
+    if kind:
+        conditions.append(issues.c.kind == kind)
+    return conditions
+
+
 def _stamps(state: str, now: datetime) -> dict[str, object]:
     values: dict[str, object] = {"state": state}
     if state == "sending":
@@ -249,4 +260,7 @@ def _issue(row: RowMapping, article_ids: list[int], overflow_ids: list[int]) -> 
         subject=row["subject"],
         created_at=row["created_at"],
         sent_at=row["sent_at"],
+        kind=IssueKind(row["kind"]),
+        preheader=row["preheader"],
+        body=row["body"],
     )

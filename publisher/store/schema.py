@@ -20,6 +20,8 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    inspect,
+    text,
 )
 from sqlalchemy.engine import Connection
 from sqlalchemy.types import TypeDecorator
@@ -136,6 +138,11 @@ issues = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("started_at", UTCDateTime, nullable=True),
     Column("sent_at", UTCDateTime, nullable=True),
+    # 8: one-off announcements are issues too (kind "announcement"), with their own body
+    Column("kind", String(16), nullable=False, server_default="digest"),
+    Column("preheader", Text, nullable=False, server_default=""),
+    Column("body", Text, nullable=False, server_default=""),  # an announcement's Markdown
+    Column("content_key", String(64), nullable=False, server_default=""),  # one file, one announcement
     UniqueConstraint("newsletter", "slot", name="uq_issues_slot"),
     UniqueConstraint("newsletter", "number", name="uq_issues_number"),
 )
@@ -207,6 +214,22 @@ opt_outs = Table(
 )
 
 
+def _add_columns(table: Table, *names: str) -> Callable[[Connection], None]:
+    """Add columns (as declared on `table`) that an older database lacks; a new one has them already."""
+
+    def migrate(connection: Connection) -> None:
+        present = {column["name"] for column in inspect(connection).get_columns(table.name)}
+        for name in names:
+            if name in present:
+                continue
+            column = table.c[name]
+            kind = column.type.compile(dialect=connection.dialect)
+            default = column.server_default.arg if column.server_default is not None else ""  # type: ignore[attr-defined]
+            connection.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {name} {kind} NOT NULL DEFAULT '{default}'"))
+
+    return migrate
+
+
 def _create(*tables: Table) -> Callable[[Connection], None]:
     def migrate(connection: Connection) -> None:
         metadata.create_all(connection, tables=list(tables))
@@ -222,4 +245,5 @@ MIGRATIONS: list[Callable[[Connection], None]] = [
     _create(web_events),  # 5
     _create(slot_runs),  # 6
     _create(opt_outs),  # 7: a per-newsletter unsubscribe that imports must not undo
+    _add_columns(issues, "kind", "preheader", "body", "content_key"),  # 8: announcements
 ]
