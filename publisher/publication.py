@@ -27,7 +27,7 @@ from publisher.clock import Clock, system_clock
 from publisher.config import NewsletterSettings, Settings, SourceSettings, load_settings
 from publisher.errors import ConfigError, DigestError, SubscriberError
 from publisher.feeds import FeedReport, build_feeds
-from publisher.model import Article, ImportReport, Issue, IssueState, Subscriber
+from publisher.model import Article, ImportReport, Issue, IssueKind, IssueState, PlannedIssue, Subscriber
 from publisher.selection import Skipped
 from publisher.store import Store
 from publisher.transports import MaildirTransport, Transport
@@ -39,6 +39,22 @@ UNFINISHED = (IssueState.SENDING, IssueState.PAUSED)
 
 def never() -> bool:
     return False
+
+
+def waits_for_slot(issue: PlannedIssue, newsletter: NewsletterSettings) -> str:
+    when = f"{issue.slot.astimezone(newsletter.zone):%Y-%m-%d %H:%M %Z}"
+    return (
+        f"issue {issue.number} is approved for its slot, {when}: `publisher run` (or `publisher publish` then) "
+        f"sends it; `publisher digest send {issue.newsletter} --now` sends it now"
+    )
+
+
+def already_handled(issue: PlannedIssue) -> str:
+    return (
+        f"issue {issue.number} for this slot is already {issue.state}; to send another: "
+        f"`publisher digest send {issue.newsletter} --now` (an issue of any newer articles) or "
+        f"`publisher announce FILE.md --newsletter {issue.newsletter}` (a one-off message)"
+    )
 
 
 # --- reports -------------------------------------------------------------------------------
@@ -78,7 +94,7 @@ class SendOutcome:
 
     newsletter: str
     status: str
-    issue: Issue | None = None
+    issue: Issue | PlannedIssue | None = None
     report: dispatch.SendReport | None = None
     reason: str = ""
     dry_run_recipients: int | None = None  # set by a dry run: messages written, nothing recorded
@@ -309,37 +325,53 @@ class Publication:
         report.frozen = frozen
         return report
 
-    def next_to_send(self, name: str, *, force: bool = False, store_new: bool = True) -> tuple[Issue | None, str, str]:
-        """(issue, status, reason): the unfinished issue to resume, else the oldest approved one, else
-        a new one for this minute (only planned, not stored, unless `store_new`); no issue (status
-        "skipped") when there is nothing to send."""
+    def next_to_send(
+        self, name: str, *, force: bool = False, dry_run: bool = False, immediately: bool = False
+    ) -> tuple[Issue | PlannedIssue | None, str, str]:
+        """(issue, status, reason): the unfinished issue to resume, else the oldest approved digest
+        (one whose slot is still ahead only `immediately`), else a new one for this minute (this
+        very moment, `immediately`); no issue (status "skipped") when there is nothing to send.
+        A dry run also takes a draft, and only plans a new issue (nothing is stored)."""
         self.newsletter(name)
         if unfinished := self.store.issues.latest(name, states=UNFINISHED):
             if unfinished.state == IssueState.PAUSED:
                 raise DigestError(f"{name} issue {unfinished.number} is paused: `publisher digest resume {name}`")
             return unfinished, "resumed", ""
-        if waiting := self.store.issues.list(name, states=(IssueState.APPROVED,)):
-            return waiting[0], "sent", ""
         now = self.now()
-        make = issues.build_issue if store_new else issues.plan_issue
-        built = make(self.store, self.settings, name, now.replace(second=0, microsecond=0), now, force=force)
+        waiting = self.store.issues.list(name, states=(IssueState.APPROVED,), kind=IssueKind.DIGEST)
+        if waiting and (immediately or dry_run or waiting[0].slot <= now):
+            return waiting[0], "sent", ""
+        if waiting:
+            return None, "skipped", waits_for_slot(waiting[0], self.newsletter(name))
+        if dry_run and (draft := self.store.issues.latest(name, states=(IssueState.DRAFT,))):
+            return draft, "sent", ""
+        slot = now if immediately else now.replace(second=0, microsecond=0)
+        make = issues.plan_issue if dry_run else issues.build_issue
+        built = make(self.store, self.settings, name, slot, now, force=force)
         if isinstance(built, Skipped):
             return None, "skipped", built.reason
-        if built.state == IssueState.DRAFT:
+        if built.state == IssueState.DRAFT and not dry_run:
             raise DigestError(f"{name} issue {built.number} is a draft: `publisher digest approve {name}` first")
         if built.state in (IssueState.SENT, IssueState.CANCELLED):
-            return None, "skipped", f"issue {built.number} for this slot is already {built.state}"
+            return None, "skipped", already_handled(built)
         return built, "sent", ""
 
     def send(
-        self, name: str, *, force: bool = False, dry_run: bool = False, progress: ProgressHook | None = None
+        self,
+        name: str,
+        *,
+        force: bool = False,
+        dry_run: bool = False,
+        immediately: bool = False,
+        progress: ProgressHook | None = None,
     ) -> SendOutcome:
-        """Send `name`'s issue now: resume an unfinished one, else the approved one, else build one.
+        """Send `name`'s issue now: resume an unfinished one, else the approved one whose slot has
+        come (any approved one, `immediately`), else build one.
 
-        With `dry_run`, every current recipient's message goes to `[delivery] maildir` and nothing
-        is stored or recorded.
+        With `dry_run`, the issue that would go (a draft too, or one only planned) is rendered for
+        every current recipient into `[delivery] maildir`; nothing is approved, stored or recorded.
         """
-        issue, status, reason = self.next_to_send(name, force=force, store_new=not dry_run)
+        issue, status, reason = self.next_to_send(name, force=force, dry_run=dry_run, immediately=immediately)
         if issue is None:
             return SendOutcome(name, status, reason=reason)
         if dry_run:
@@ -347,6 +379,8 @@ class Publication:
                 self.store, self.settings, issue, MaildirTransport(self.settings.delivery.maildir), self.now()
             )
             return SendOutcome(name, status, issue, dry_run_recipients=written, maildir=self.settings.delivery.maildir)
+        if not isinstance(issue, Issue):  # pragma: no cover - only a dry run plans without storing
+            raise DigestError(f"{name}: issue {issue.number} was planned but not stored")
         return SendOutcome(name, status, issue, self.deliver(issue, progress=progress))
 
     def audience_left(self, issue: Issue) -> int:

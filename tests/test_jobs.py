@@ -67,3 +67,49 @@ def test_an_issue_built_but_never_sent_goes_out_on_the_next_run(store, make_sett
     report = publish_due(Publication(settings, store, clock=fixed(SLOT + timedelta(minutes=5))))
     assert report.sent == ["weekly #1: 5 delivered, 0 failed, 0 deferred"]
     assert _outbox(tmp_path) == 5 and len(store.issues.list("weekly")) == 1
+
+
+SATURDAY = SLOT - timedelta(days=2)
+
+
+def test_an_issue_approved_on_saturday_for_monday_waits_for_its_slot(store, make_settings, tmp_path):
+    settings = _setup(store, make_settings, tmp_path, require_approval=True)
+    saturday = Publication(settings, store, clock=fixed(SATURDAY))
+    assert saturday.build("weekly", SLOT).issue.state == "draft"
+    saturday.approve("weekly")
+    report = publish_due(saturday)
+    assert report.sent == [] and _outbox(tmp_path) == 0
+    outcome = saturday.send("weekly")  # `digest send` without --now says when it goes
+    assert outcome.status == "skipped" and "--now" in outcome.reason and _outbox(tmp_path) == 0
+    assert store.issues.get("weekly", 1).state == "approved"
+    monday = publish_due(Publication(settings, store, clock=fixed(SLOT + timedelta(seconds=30))))
+    assert monday.sent == ["weekly #1: 5 delivered, 0 failed, 0 deferred"] and _outbox(tmp_path) == 5
+    assert publish_due(Publication(settings, store, clock=fixed(SLOT + timedelta(minutes=5)))).sent == []
+
+
+def test_now_sends_an_approved_issue_before_its_slot(store, make_settings, tmp_path):
+    settings = _setup(store, make_settings, tmp_path, require_approval=True)
+    saturday = Publication(settings, store, clock=fixed(SATURDAY))
+    saturday.build("weekly", SLOT)
+    saturday.approve("weekly")
+    outcome = saturday.send("weekly", immediately=True)
+    assert outcome.status == "sent" and outcome.issue.number == 1 and _outbox(tmp_path) == 5
+    assert store.issues.get("weekly", 1).state == "sent"
+
+
+def test_an_approved_issue_whose_slot_passed_beyond_grace_waits_for_now(store, make_settings, tmp_path):
+    settings = _setup(store, make_settings, tmp_path, require_approval=True, grace="1h")
+    pub = Publication(settings, store, clock=fixed(SATURDAY))
+    pub.build("weekly", SATURDAY - timedelta(hours=5))
+    pub.approve("weekly")
+    assert publish_due(pub).sent == [] and _outbox(tmp_path) == 0
+    assert pub.send("weekly").status == "sent" and _outbox(tmp_path) == 5  # by hand, the slot being past
+
+
+def test_a_second_send_in_a_sent_slot_says_how_to_send_another(store, make_settings, tmp_path):
+    settings = _setup(store, make_settings, tmp_path)
+    pub = Publication(settings, store, clock=fixed(SLOT))
+    assert pub.send("weekly").status == "sent"
+    again = pub.send("weekly", force=True)
+    assert again.status == "skipped" and "already sent" in again.reason
+    assert "--now" in again.reason and "publisher announce" in again.reason

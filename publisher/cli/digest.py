@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from publisher.cli.app import MOMENT, App, iso, print_json
+from publisher.cli.app import MOMENT, App, iso, plural, print_json
 from publisher.issues import Preview
 from publisher.model import Issue
 from publisher.selection import Reason, Verdict
@@ -33,7 +33,7 @@ def _describe(issue: Issue) -> str:
     more = f" (+{len(issue.overflow_ids)} linked)" if issue.overflow_ids else ""
     return (
         f"issue {issue.number} [{issue.state}] for {issue.slot:%Y-%m-%d %H:%M %Z}: "
-        f"{len(issue.article_ids)} articles{more} — {issue.subject}"
+        f"{plural(len(issue.article_ids), 'article')}{more} — {issue.subject}"
     )
 
 
@@ -153,7 +153,12 @@ def build_command(app: App, name: str, slot: datetime | None, force: bool) -> No
 @click.pass_obj
 def approve_command(app: App, name: str, number: int | None) -> None:
     """Release a draft issue for sending (default: the newest draft)."""
-    click.echo(f"{name}: {_describe(app.publication.approve(name, number))}")
+    approved = app.publication.approve(name, number)
+    click.echo(f"{name}: {_describe(approved)}")
+    click.echo(
+        f"it goes out at its slot (`publisher run` or `publisher publish`); "
+        f"`publisher digest send {name} --now` sends it now"
+    )
 
 
 @digest_group.command("cancel")
@@ -177,7 +182,7 @@ def issues_command(app: App, name: str, as_json: bool) -> None:
         return
     for issue in found:
         click.echo(_describe(issue))
-    click.echo(f"{len(found)} issues")
+    click.echo(plural(len(found), "issue"))
 
 
 @digest_group.command("archive")
