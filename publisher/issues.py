@@ -12,6 +12,7 @@ from email import policy
 from email.parser import BytesParser
 from pathlib import Path
 
+from publisher.announcements import render_announcement
 from publisher.config import NewsletterSettings, Settings
 from publisher.errors import DigestError, IssueConflict
 from publisher.message import compile_message, message_id
@@ -208,6 +209,8 @@ def load_digest(store: Store, issue: PlannedIssue, newsletter: NewsletterSetting
 def render_issue(store: Store, settings: Settings, issue: PlannedIssue) -> RenderedIssue:
     """Render a stored issue once (the delivery engine personalises the result per recipient)."""
     newsletter = settings.newsletter(issue.newsletter)
+    if issue.is_announcement:
+        return render_announcement(issue, settings=settings, newsletter=newsletter)
     digest = load_digest(store, issue, newsletter)
     return render_digest(digest, settings=settings, newsletter=newsletter, subject=issue.subject or None)
 

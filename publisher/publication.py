@@ -21,7 +21,7 @@ from functools import cached_property
 from pathlib import Path
 from types import TracebackType
 
-from publisher import content, dispatch, issues, jobs, signup, subscribers
+from publisher import announcements, content, dispatch, issues, jobs, signup, subscribers
 from publisher.archive import write_archive
 from publisher.clock import Clock, system_clock
 from publisher.config import NewsletterSettings, Settings, SourceSettings, load_settings
@@ -131,6 +131,40 @@ class SendOutcome:
         if self.report is None:
             raise DigestError(f"{self.newsletter}: send outcome without a report")
         return dispatch.summary(self.report, self.issue, self.status)
+
+
+@dataclass(frozen=True)
+class AnnounceOutcome:
+    """What `announce` did. `status`: sent | resumed | scheduled | skipped (already sent)."""
+
+    newsletter: str
+    status: str
+    issue: Issue | PlannedIssue
+    report: dispatch.SendReport | None = None
+    reason: str = ""
+    dry_run_recipients: int | None = None
+    maildir: Path | None = None
+
+    def as_json(self) -> dict[str, object]:
+        """The `publisher announce --json` object: the digest send's keys, plus `kind` and `at`."""
+        counts = self.report.counts if self.report else {}
+        recipients = self.dry_run_recipients if self.dry_run_recipients is not None else sum(counts.values())
+        delivered = self.dry_run_recipients if self.dry_run_recipients is not None else counts.get("delivered", 0)
+        return {
+            "status": self.status,
+            "kind": "announcement",
+            "issue": self.issue.number,
+            "newsletter": self.newsletter,
+            "subject": self.issue.subject,
+            "at": self.issue.slot.isoformat(),
+            "articles": 0,
+            "recipients": recipients,
+            "delivered": delivered,
+            "failed": counts.get("failed", 0),
+            "deferred": counts.get("deferred", 0),
+            "reason": self.reason,
+            **({"dry_run": True, "maildir": str(self.maildir)} if self.dry_run_recipients is not None else {}),
+        }
 
 
 @dataclass(frozen=True)
@@ -382,6 +416,61 @@ class Publication:
         if not isinstance(issue, Issue):  # pragma: no cover - only a dry run plans without storing
             raise DigestError(f"{name}: issue {issue.number} was planned but not stored")
         return SendOutcome(name, status, issue, self.deliver(issue, progress=progress))
+
+    def announce(
+        self,
+        path: Path,
+        name: str,
+        *,
+        at: datetime | None = None,
+        dry_run: bool = False,
+        progress: ProgressHook | None = None,
+    ) -> AnnounceOutcome:
+        """Send a one-off Markdown message to `name`'s confirmed audience, now or at `at`.
+
+        The same file is one announcement: a re-run (after a crash, or by mistake) resumes it or
+        says it went, never sends it twice. A future `at` stores it for `run`/`publish` to send.
+        """
+        newsletter = self.newsletter(name)
+        message = announcements.read_announcement(path)
+        now = self.now()
+        when = at or now
+        if when.tzinfo is None:
+            raise DigestError(f"--at {when.isoformat()} has no time zone offset (e.g. +00:00)")
+        if dry_run:
+            planned = PlannedIssue(
+                newsletter=name,
+                number=self.store.issues.next_number(name),
+                slot=when,
+                state=IssueState.APPROVED,
+                subject=message.subject,
+                created_at=now,
+                kind=IssueKind.ANNOUNCEMENT,
+                preheader=message.preheader,
+                body=message.body,
+            )
+            maildir = self.settings.delivery.maildir
+            written = dispatch.dry_run(self.store, self.settings, planned, MaildirTransport(maildir), now)
+            return AnnounceOutcome(name, "sent", planned, dry_run_recipients=written, maildir=maildir)
+        issue = self.store.issues.announcement(name, message.key) or self.store.issues.create_announcement(
+            newsletter=name,
+            at=when,
+            subject=message.subject,
+            preheader=message.preheader,
+            body=message.body,
+            content_key=message.key,
+            now=now,
+            guid_authority=self.settings.site.domain,
+        )
+        if issue.state == IssueState.SENT:
+            return AnnounceOutcome(name, "skipped", issue, reason=f"already sent as {name} issue {issue.number}")
+        if issue.state == IssueState.PAUSED:
+            raise DigestError(f"{name} announcement {issue.number} is paused: `publisher digest resume {name}`")
+        if issue.state == IssueState.APPROVED and issue.slot > now:
+            when_text = f"{issue.slot.astimezone(newsletter.zone):%Y-%m-%d %H:%M %Z}"
+            return AnnounceOutcome(name, "scheduled", issue, reason=f"`publisher run` sends it at {when_text}")
+        status = "resumed" if issue.state == IssueState.SENDING else "sent"
+        return AnnounceOutcome(name, status, issue, self.deliver(issue, progress=progress))
 
     def audience_left(self, issue: Issue) -> int:
         """Recipients still to try (for a progress bar), or the whole audience of a finished issue."""

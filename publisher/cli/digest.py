@@ -18,6 +18,7 @@ def issue_json(issue: Issue) -> dict:
     return {
         "newsletter": issue.newsletter,
         "number": issue.number,
+        "kind": issue.kind.value,
         "state": issue.state,
         "slot": iso(issue.slot),
         "subject": issue.subject,
@@ -30,6 +31,8 @@ def issue_json(issue: Issue) -> dict:
 
 
 def _describe(issue: Issue) -> str:
+    if issue.is_announcement:
+        return f"issue {issue.number} [{issue.state}] announcement for {issue.slot:%Y-%m-%d %H:%M %Z} — {issue.subject}"
     more = f" (+{len(issue.overflow_ids)} linked)" if issue.overflow_ids else ""
     return (
         f"issue {issue.number} [{issue.state}] for {issue.slot:%Y-%m-%d %H:%M %Z}: "
@@ -175,7 +178,7 @@ def cancel_command(app: App, name: str, number: int) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list, oldest first.")
 @click.pass_obj
 def issues_command(app: App, name: str, as_json: bool) -> None:
-    """List a newsletter's issues."""
+    """List a newsletter's issues and announcements (one numbering), oldest first."""
     found = app.publication.issues(name)
     if as_json:
         print_json([issue_json(issue) for issue in found])

@@ -8,7 +8,7 @@ gives its articles back.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.engine import Connection, Engine, RowMapping
@@ -61,13 +61,62 @@ class IssueStore:
             raise DigestError(f"{newsletter}: the issue for {slot.isoformat()} vanished after creation")
         return issue, True
 
+    def create_announcement(
+        self,
+        *,
+        newsletter: str,
+        at: datetime,
+        subject: str,
+        preheader: str,
+        body: str,
+        content_key: str,
+        now: datetime,
+        guid_authority: str = "localhost",
+    ) -> Issue:
+        """Store an approved announcement for `at`, taking the newsletter's next issue number.
+
+        Its slot is `at`, moved a microsecond earlier off the whole second (where digests' slots
+        fall) and off any issue already there, so it never takes a digest's slot and is due at `at`.
+        """
+        slot = at if at.microsecond else at - timedelta(microseconds=1)
+        for _ in range(20):
+            try:
+                with self.engine.begin() as connection:
+                    issue_id = self._insert(
+                        connection, newsletter, slot, IssueState.APPROVED, None, subject, now, guid_authority
+                    )
+                    connection.execute(
+                        update(issues)
+                        .where(issues.c.id == issue_id)
+                        .values(
+                            kind=IssueKind.ANNOUNCEMENT.value, preheader=preheader, body=body, content_key=content_key
+                        )
+                    )
+            except IntegrityError:
+                slot = slot - timedelta(microseconds=1)
+                continue
+            return self._query(issues.c.id == issue_id)[0]
+        raise IssueConflict(f"{newsletter}: other issues kept taking the announcement's number; try again")
+
+    def announcement(self, newsletter: str, content_key: str) -> Issue | None:
+        """The newest announcement of these words that was not cancelled."""
+        found = self._query(
+            issues.c.newsletter == newsletter,
+            issues.c.kind == IssueKind.ANNOUNCEMENT.value,
+            issues.c.content_key == content_key,
+            issues.c.state != IssueState.CANCELLED.value,
+            order=[issues.c.number.desc()],
+            limit=1,
+        )
+        return found[0] if found else None
+
     def _insert(
         self,
         connection: Connection,
         newsletter: str,
         slot: datetime,
         state: str,
-        watermark: datetime,
+        watermark: datetime | None,
         subject: str,
         now: datetime,
         guid_authority: str,
