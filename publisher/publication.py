@@ -128,7 +128,7 @@ class SendOutcome:
                 "dry_run": True,
                 "maildir": str(self.maildir),
             }
-        if self.report is None:
+        if self.report is None or not isinstance(self.issue, Issue):
             raise DigestError(f"{self.newsletter}: send outcome without a report")
         return dispatch.summary(self.report, self.issue, self.status)
 
