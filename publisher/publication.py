@@ -309,6 +309,21 @@ class Publication:
         self.newsletter(name)
         return issues.approve(self.store, name, number, self.now())
 
+    def when_sent(self, issue: Issue) -> str:
+        """When an approved issue goes out, and how to send it now (for the operator)."""
+        newsletter, now = self.newsletter(issue.newsletter), self.now()
+        if issue.slot > now:
+            return waits_for_slot(issue, newsletter)
+        if jobs.due(issue, newsletter, now):
+            return (
+                f"issue {issue.number}'s slot has come: the next `publisher run` round or `publisher publish` "
+                f"sends it, or `publisher digest send {issue.newsletter}` now"
+            )
+        return (
+            f"issue {issue.number}'s slot passed more than grace ({newsletter.grace}) ago, so the timetable "
+            f"leaves it: `publisher digest send {issue.newsletter}` sends it"
+        )
+
     def cancel(self, name: str, number: int) -> Issue:
         """Cancel an issue; one that had not started gives its articles back to the next issue."""
         self.newsletter(name)

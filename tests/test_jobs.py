@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 from publisher.clock import fixed
 from publisher.issues import approve, build_issue
-from publisher.jobs import publish_due
+from publisher.jobs import publish_due, start_up
 from publisher.model import Draft, Subscriber
 from publisher.publication import Publication
 
@@ -76,7 +76,9 @@ def test_an_issue_approved_on_saturday_for_monday_waits_for_its_slot(store, make
     settings = _setup(store, make_settings, tmp_path, require_approval=True)
     saturday = Publication(settings, store, clock=fixed(SATURDAY))
     assert saturday.build("weekly", SLOT).issue.state == "draft"
-    saturday.approve("weekly")
+    approved = saturday.approve("weekly")
+    assert "2026-01-05 08:00 UTC" in saturday.when_sent(approved) and "--now" in saturday.when_sent(approved)
+    start_up(saturday)  # `publisher run` starting on Saturday
     report = publish_due(saturday)
     assert report.sent == [] and _outbox(tmp_path) == 0
     outcome = saturday.send("weekly")  # `digest send` without --now says when it goes

@@ -158,10 +158,7 @@ def approve_command(app: App, name: str, number: int | None) -> None:
     """Release a draft issue for sending (default: the newest draft)."""
     approved = app.publication.approve(name, number)
     click.echo(f"{name}: {_describe(approved)}")
-    click.echo(
-        f"it goes out at its slot (`publisher run` or `publisher publish`); "
-        f"`publisher digest send {name} --now` sends it now"
-    )
+    click.echo(app.publication.when_sent(approved))
 
 
 @digest_group.command("cancel")
