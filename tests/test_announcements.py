@@ -245,3 +245,30 @@ def test_an_announcement_killed_mid_send_and_run_again_loses_nobody(tmp_path, mo
     assert set(received) == set(emails)  # nobody lost
     assert sum(count - 1 for count in received.values()) <= in_flight <= 2 * 50  # only what was on the wire
     _check_headers(handler, emails)
+
+
+def test_an_announcement_pauses_resumes_and_cancels_like_an_issue(make_settings, database_url, tmp_path):
+    from publisher.transports import DELIVERED
+
+    pub = _publication(make_settings, database_url, SATURDAY, readers=120, batch_size=10)
+    paused = []
+
+    def pause_once(message):
+        if not paused:
+            paused.append(pub.pause("weekly"))  # an operator's `publisher digest pause weekly` mid-send
+        return DELIVERED
+
+    pub.transport.reply = pause_once
+    first = pub.announce(_file(tmp_path), "weekly")
+    assert paused and first.report.issue_state == "paused" and 0 < len(pub.transport.sent) < 120
+    resumed = pub.resume("weekly")
+    assert resumed.report.issue_state == "sent"
+    assert len({m.recipient for m in pub.transport.sent}) == 120  # everyone, once
+    assert len(pub.transport.sent) == 120
+
+    later = _file(tmp_path, MESSAGE.replace("We are moving", "We have moved"))
+    assert pub.announce(later, "weekly", at=MONDAY).status == "scheduled"
+    assert pub.cancel("weekly", 2).state == "cancelled"
+    monday = Publication(pub.settings, pub.store, clock=fixed(MONDAY), transport=pub.transport)
+    assert publish_due(monday).sent == [] and len(pub.transport.sent) == 120
+    pub.close()
