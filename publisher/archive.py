@@ -13,6 +13,9 @@ import html
 from dataclasses import replace
 from pathlib import Path
 
+from jinja2 import Environment
+
+from publisher.announcements import context as announcement_context
 from publisher.config import NewsletterSettings, Settings
 from publisher.feedformats import FORMATS, FeedEntry, FeedSpec
 from publisher.feeds import make_spec, write_feed_set, write_if_changed
@@ -64,6 +67,35 @@ def issue_entry(digest: Digest, issue: Issue, guid: str, settings: Settings) -> 
     )
 
 
+def announcement_entry(issue: Issue, guid: str, settings: Settings, body_html: str) -> FeedEntry:
+    """One announcement as a feed item: its subject and its whole text."""
+    url = view_url(settings, issue.newsletter, issue.number)
+    return FeedEntry(
+        id=guid or url,
+        title=issue.subject,
+        link=url,
+        summary_html=f"<p>{html.escape(issue.preheader or issue.subject, quote=False)}</p>",
+        content_html=body_html,
+        published=issue.slot,
+        updated=issue.slot,
+        is_permalink=not guid,
+    )
+
+
+def _page(
+    store: Store, settings: Settings, config: NewsletterSettings, env: Environment, issue: Issue, guid: str
+) -> tuple[str, int, FeedEntry]:
+    """(page, article count, feed entry) of one archived issue or announcement."""
+    if issue.is_announcement:
+        values = announcement_context(issue, settings, config)
+        page = render_template(env, "archive/announcement.html.j2", values)
+        return page, 0, announcement_entry(issue, guid, settings, str(values["body_html"]))
+    digest = load_digest(store, issue, config)
+    values = {**context(digest, settings, config), "subject": issue.subject}
+    page = render_template(env, "archive/issue.html.j2", values)
+    return page, digest.count, issue_entry(digest, issue, guid, settings)
+
+
 def write_archive(store: Store, settings: Settings, newsletter: str) -> list[Path]:
     """(Re)write the newsletter's archive pages, index and issues feed; returns the files changed."""
     config = settings.newsletter(newsletter)
@@ -73,22 +105,21 @@ def write_archive(store: Store, settings: Settings, newsletter: str) -> list[Pat
     changed: list[Path] = []
     listed, entries = [], []
     for issue in archived_issues(store, newsletter):
-        digest = load_digest(store, issue, config)
-        values = {**context(digest, settings, config), "subject": issue.subject}
-        page = render_template(env, "archive/issue.html.j2", values)
+        page, count, entry = _page(store, settings, config, env, issue, guids.get(issue.number, ""))
         path = folder / f"{issue.number}.html"
         if write_if_changed(path, page.encode("utf-8")):
             changed.append(path)
         listed.append(
             {
                 "number": issue.number,
+                "kind": issue.kind.value,
                 "subject": issue.subject,
-                "count": digest.count,
+                "count": count,
                 "date": long_date(issue.slot.astimezone(config.zone)),
                 "url": f"{issue.number}.html",
             }
         )
-        entries.append(issue_entry(digest, issue, guids.get(issue.number, ""), settings))
+        entries.append(entry)
     spec = issues_feed_spec(settings, config)
     index = render_template(
         env,

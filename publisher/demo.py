@@ -82,19 +82,21 @@ def run_demo(folder: Path, now: datetime, *, port: int = 8080) -> DemoReport:
 def _pipeline(publication: Publication, report: DemoReport) -> None:
     steps, settings = report.steps, publication.settings
     (imported,) = publication.import_sources().reports
-    steps.append(f"imported {len(imported.added)} articles from {imported.source}")
+    added = len(imported.added)
+    steps.append(f"imported {added} article{'' if added == 1 else 's'} from {imported.source}")
     feeds = publication.build_feeds()
     steps.append(f"built {len(feeds.files)} feed files (RSS, Atom, JSON Feed; site and per tag)")
     for email, name in SAMPLE_SUBSCRIBERS:
         publication.add_subscriber(email, name=name, newsletters=("weekly",), confirmed=True)
     steps.append(f"added {len(SAMPLE_SUBSCRIBERS)} confirmed sample subscribers")
     preview = publication.preview("weekly", settings.base_dir / "preview")
-    steps.append(f"previewed the weekly digest: {preview.files['html']}")
+    steps.append(f"previewed the weekly digest: {preview.files.get('html') or preview.note}")
     outcome = publication.send("weekly")
     if outcome.issue is None or outcome.report is None:
         steps.append(f"weekly: {outcome.reason}")
         return
     issue, sent = outcome.issue, outcome.report
     summary = f"{sent.get('delivered')} delivered, {sent.get('failed')} failed, {sent.get('deferred')} deferred"
-    steps.append(f"sent issue {issue.number} ({len(issue.article_ids)} articles): {summary}")
+    count = len(issue.article_ids)
+    steps.append(f"sent issue {issue.number} ({count} article{'' if count == 1 else 's'}): {summary}")
     steps.append(f"  subject: {issue.subject}")

@@ -12,13 +12,14 @@ from email import policy
 from email.parser import BytesParser
 from pathlib import Path
 
+from publisher.announcements import render_announcement
 from publisher.config import NewsletterSettings, Settings
 from publisher.errors import DigestError, IssueConflict
 from publisher.files import private_folder, write_private
 from publisher.message import compile_message, message_id
-from publisher.model import Issue, IssueState, PlannedIssue, RenderedIssue
+from publisher.model import Issue, IssueKind, IssueState, PlannedIssue, RenderedIssue
 from publisher.render import render_digest, render_subject
-from publisher.selection import Digest, Selection, Skipped, lower_bound, select
+from publisher.selection import HELD_BACK, Digest, Reason, Selection, Skipped, Verdict, select
 from publisher.store import Store
 from publisher.tokens import preferences_url, unsubscribe_url
 
@@ -36,17 +37,26 @@ def _utc(moment: datetime, what: str) -> datetime:
 
 
 def next_selection(
-    store: Store, newsletter: NewsletterSettings, slot: datetime, now: datetime, *, force: bool = False
+    store: Store,
+    newsletter: NewsletterSettings,
+    slot: datetime,
+    now: datetime,
+    *,
+    force: bool = False,
+    before: int | None = None,
 ) -> Selection | Skipped:
-    """What an issue for `slot` would hold now, from the store's articles, watermark and ledger."""
-    watermark = store.issues.watermark(newsletter.name)
-    candidates = store.articles.newest(since=lower_bound(watermark, newsletter, slot), inclusive=watermark is not None)
+    """What an issue for `slot` would hold now, from the store's articles, previous issue and ledger
+    (the previous issue before number `before`, when given: the context a pending issue was built in)."""
+    previous = store.issues.previous(newsletter.name, before=before)
+    watermark, built_at = previous if previous else (None, None)
+    candidates = store.articles.new_since(watermark, built_at)
     returned = store.issues.returned_ids(newsletter.name)
     known = {article.id for article in candidates}
     candidates += store.articles.by_ids(sorted(returned - known))
     return select(
         candidates,
         watermark=watermark,
+        built_at=built_at,
         sent_ids=store.issues.sent_ids(newsletter.name),
         newsletter=newsletter,
         slot=slot,
@@ -131,34 +141,62 @@ def build_issue(
     )
 
 
-def preview_digest(
-    store: Store, settings: Settings, newsletter: str | NewsletterSettings, now: datetime
-) -> tuple[Digest, Skipped | None]:
-    """What to preview: the newsletter's unsent draft or approved issue, else the next issue.
+@dataclass(frozen=True)
+class Outlook:
+    """The pending or next issue (`digest`, None when nothing would go), and every candidate
+    article with its reason: what is in, and what is held back and why."""
 
-    The second value says whether a scheduled run would skip the next issue (too few articles).
-    Raises DigestError when there is nothing at all to show.
-    """
+    digest: Digest | None
+    verdicts: tuple[Verdict, ...]
+    skipped: Skipped | None = None  # a scheduled run would skip the next issue (too few articles)
+    note: str = ""  # why there is no issue to show
+
+
+def _newest_first(verdicts: list[Verdict]) -> tuple[Verdict, ...]:
+    return tuple(sorted(verdicts, key=lambda v: (v.article.published, v.article.id or 0), reverse=True))
+
+
+def _pending_verdicts(store: Store, config: NewsletterSettings, pending: Issue, now: datetime) -> tuple[Verdict, ...]:
+    """A built issue's articles (in, more), and the candidates of its time held back, or left for the next issue."""
+    chosen = [Verdict(a, Reason.IN) for a in store.articles.by_ids(pending.article_ids)]
+    chosen += [Verdict(a, Reason.MORE) for a in store.articles.by_ids(pending.overflow_ids)]
+    taken = {*pending.article_ids, *pending.overflow_ids}
+    context = next_selection(store, config, pending.slot, now, force=True, before=pending.number)
+    for verdict in context.verdicts:
+        if verdict.article.id in taken:
+            continue
+        later = verdict.reason in (Reason.IN, Reason.MORE)
+        chosen.append(Verdict(verdict.article, Reason.NEXT_ISSUE) if later else verdict)
+    return _newest_first(chosen)
+
+
+def _nothing_new(store: Store, config: NewsletterSettings, since: datetime) -> str:
+    first = store.issues.watermark(config.name) is None
+    hours = config.lookback.total_seconds() / 3600
+    span = f"{hours / 24:g} days" if hours % 24 == 0 else f"{hours:g} hours"
+    hint = f" (a first issue looks back {span}: newsletters.{config.name}.lookback)"
+    return (
+        f"{config.name}: nothing to preview: no new articles since "
+        f"{since.astimezone(config.zone):%Y-%m-%d %H:%M %Z}{hint if first else ''}"
+    )
+
+
+def preview_digest(store: Store, settings: Settings, newsletter: str | NewsletterSettings, now: datetime) -> Outlook:
+    """What to preview: the newsletter's unsent draft or approved digest, else the next issue,
+    with every candidate article's reason."""
     config = _newsletter(settings, newsletter)
-    pending = store.issues.latest(config.name, states=("draft", "approved"))
-    if pending is not None:
-        return load_digest(store, pending, config), None
     now = _utc(now, "now")
+    pending = store.issues.latest(config.name, states=("draft", "approved"), kind=IssueKind.DIGEST)
+    if pending is not None:
+        return Outlook(load_digest(store, pending, config), _pending_verdicts(store, config, pending, now))
     chosen = next_selection(store, config, now, now, force=True)
     if isinstance(chosen, Skipped):
-        first = store.issues.watermark(config.name) is None
-        hours = config.lookback.total_seconds() / 3600
-        span = f"{hours / 24:g} days" if hours % 24 == 0 else f"{hours:g} hours"
-        hint = f" (a first issue looks back {span}: newsletters.{config.name}.lookback)"
-        raise DigestError(
-            f"{config.name}: nothing to preview: no new articles since "
-            f"{chosen.since.astimezone(config.zone):%Y-%m-%d %H:%M %Z}{hint if first else ''}"
-        )
+        return Outlook(None, chosen.verdicts, note=_nothing_new(store, config, chosen.since))
     strict = next_selection(store, config, now, now)
     digest = Digest(
         config.name, store.issues.next_number(config.name), now, chosen.articles, chosen.overflow, chosen.since
     )
-    return digest, strict if isinstance(strict, Skipped) else None
+    return Outlook(digest, chosen.verdicts, strict if isinstance(strict, Skipped) else None)
 
 
 def load_digest(store: Store, issue: PlannedIssue, newsletter: NewsletterSettings) -> Digest:
@@ -172,6 +210,8 @@ def load_digest(store: Store, issue: PlannedIssue, newsletter: NewsletterSetting
 def render_issue(store: Store, settings: Settings, issue: PlannedIssue) -> RenderedIssue:
     """Render a stored issue once (the delivery engine personalises the result per recipient)."""
     newsletter = settings.newsletter(issue.newsletter)
+    if issue.is_announcement:
+        return render_announcement(issue, settings=settings, newsletter=newsletter)
     digest = load_digest(store, issue, newsletter)
     return render_digest(digest, settings=settings, newsletter=newsletter, subject=issue.subject or None)
 
@@ -199,12 +239,18 @@ SAMPLE_RECIPIENT = {"subscriber_id": 0, "email": "reader@example.com", "name": "
 
 @dataclass(frozen=True)
 class Preview:
-    """What `publisher digest preview` wrote: the files, the rendered issue, and any skip warning."""
+    """What `publisher digest preview` wrote: the files and the rendered issue (none when nothing
+    would go), every candidate article with its reason, and any skip warning."""
 
-    digest: Digest
-    rendered: RenderedIssue
+    digest: Digest | None
+    rendered: RenderedIssue | None
     files: dict[str, Path]
+    verdicts: tuple[Verdict, ...] = ()
     skipped: Skipped | None = None
+    note: str = ""
+
+    def held_back(self) -> list[Verdict]:
+        return [verdict for verdict in self.verdicts if verdict.reason in HELD_BACK]
 
 
 def sample_values(settings: Settings, newsletter: str) -> dict[str, str]:
@@ -224,7 +270,10 @@ def write_preview(store: Store, settings: Settings, newsletter: str, out: Path, 
     Nothing is stored: the preview of a not-yet-built issue takes no number and no articles.
     """
     config = settings.newsletter(newsletter)
-    digest, skipped = preview_digest(store, settings, config, now)
+    outlook = preview_digest(store, settings, config, now)
+    digest = outlook.digest
+    if digest is None:
+        return Preview(None, None, {}, outlook.verdicts, note=outlook.note)
     rendered = render_digest(digest, settings=settings, newsletter=config)
     values = sample_values(settings, newsletter)
     eml = compile_message(rendered, settings=settings, newsletter=config, issue_number=digest.number).personalise(
@@ -249,4 +298,4 @@ def write_preview(store: Store, settings: Settings, newsletter: str, out: Path, 
         write_private(files["eml"], eml)
     except OSError as error:
         raise DigestError(f"cannot write the preview to {out}: {error.strerror}") from None
-    return Preview(digest, rendered, files, skipped)
+    return Preview(digest, rendered, files, outlook.verdicts, outlook.skipped)

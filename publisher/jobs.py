@@ -123,15 +123,35 @@ def catch_up(pub: Publication, name: str, should_stop: StopCheck = never) -> Slo
     return SlotOutcome(name, slot, "handled")
 
 
+def due(issue: Issue, newsletter: NewsletterSettings, now: datetime) -> bool:
+    """An approved issue goes at its slot (an announcement's at its `--at` time), or at once when
+    that time passed no more than `grace` ago; later than that it waits for `digest send --now`."""
+    return issue.slot <= now and now - issue.slot <= newsletter.grace
+
+
 def send_ready(pub: Publication, should_stop: StopCheck = never) -> list[str]:
-    """Send issues that are ready: approved ones (a released draft, or a build whose send a crash
-    cut short) and ones left half-sent (delivered recipients are never sent again). Oldest first."""
+    """Send issues that are ready: approved ones whose slot has come (a released draft, an
+    announcement, or a build whose send a crash cut short) and ones left half-sent (delivered
+    recipients are never sent again). Oldest first."""
     lines = []
     for name in pub.settings.newsletters:
-        for issue in pub.store.issues.list(name):
-            if issue.state not in (IssueState.APPROVED, IssueState.SENDING) or should_stop():
+        newsletter = pub.newsletter(name)
+        for issue in pub.store.issues.list(name, states=(IssueState.APPROVED, IssueState.SENDING)):
+            if should_stop():
+                break
+            if issue.state == IssueState.APPROVED and not due(issue, newsletter, pub.now()):
+                if issue.slot <= pub.now():
+                    log.warning(
+                        "%s: approved issue %d missed its slot %s by more than grace %s; "
+                        "`publisher digest send %s --now` sends it",
+                        name,
+                        issue.number,
+                        issue.slot.isoformat(),
+                        newsletter.grace,
+                        name,
+                    )
                 continue
-            verb = "resuming" if issue.state == IssueState.SENDING else "sending approved"
+            verb = "resuming" if issue.state == IssueState.SENDING else f"sending approved {issue.kind}"
             log.info("%s: %s issue %d", name, verb, issue.number)
             lines.append(f"{name} #{issue.number}: {deliver(pub, issue, should_stop)}")
     return lines

@@ -27,6 +27,13 @@ class IssueState(StrEnum):
     PAUSED = "paused"  # a send stopped by an operator or an error
 
 
+class IssueKind(StrEnum):
+    """A digest holds the articles new since the previous issue; an announcement is a one-off message."""
+
+    DIGEST = "digest"
+    ANNOUNCEMENT = "announcement"
+
+
 class DeliveryState(StrEnum):
     PENDING = "pending"
     SENDING = "sending"
@@ -111,6 +118,13 @@ class PlannedIssue:
     subject: str = ""
     created_at: datetime | None = None
     sent_at: datetime | None = None
+    kind: IssueKind = IssueKind.DIGEST
+    preheader: str = ""  # an announcement's; a digest's comes from its template
+    body: str = ""  # an announcement's Markdown
+
+    @property
+    def is_announcement(self) -> bool:
+        return self.kind == IssueKind.ANNOUNCEMENT
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from functools import cached_property
 from pathlib import Path
 from types import TracebackType
 
-from publisher import content, dispatch, feedback, issues, jobs, signup, subscribers
+from publisher import announcements, content, dispatch, feedback, issues, jobs, signup, subscribers
 from publisher.archive import write_archive
 from publisher.clock import Clock, system_clock
 from publisher.config import NewsletterSettings, Settings, SourceSettings, load_settings
@@ -32,7 +32,7 @@ from publisher.inbound import files as inbound_files
 from publisher.inbound import imap as inbound_imap
 from publisher.inbound import listener as inbound_listener
 from publisher.inbound.parse import Feedback
-from publisher.model import Article, ImportReport, Issue, IssueState, Subscriber
+from publisher.model import Article, ImportReport, Issue, IssueKind, IssueState, PlannedIssue, Subscriber
 from publisher.selection import Skipped
 from publisher.store import Store
 from publisher.store.inbound import Suppression
@@ -45,6 +45,22 @@ UNFINISHED = (IssueState.SENDING, IssueState.PAUSED)
 
 def never() -> bool:
     return False
+
+
+def waits_for_slot(issue: PlannedIssue, newsletter: NewsletterSettings) -> str:
+    when = f"{issue.slot.astimezone(newsletter.zone):%Y-%m-%d %H:%M %Z}"
+    return (
+        f"issue {issue.number} is approved for its slot, {when}: `publisher run` (or `publisher publish` then) "
+        f"sends it; `publisher digest send {issue.newsletter} --now` sends it now"
+    )
+
+
+def already_handled(issue: PlannedIssue) -> str:
+    return (
+        f"issue {issue.number} for this slot is already {issue.state}; to send another: "
+        f"`publisher digest send {issue.newsletter} --now` (an issue of any newer articles) or "
+        f"`publisher announce FILE.md --newsletter {issue.newsletter}` (a one-off message)"
+    )
 
 
 # --- reports -------------------------------------------------------------------------------
@@ -84,7 +100,7 @@ class SendOutcome:
 
     newsletter: str
     status: str
-    issue: Issue | None = None
+    issue: Issue | PlannedIssue | None = None
     report: dispatch.SendReport | None = None
     reason: str = ""
     dry_run_recipients: int | None = None  # set by a dry run: messages written, nothing recorded
@@ -118,9 +134,43 @@ class SendOutcome:
                 "dry_run": True,
                 "maildir": str(self.maildir),
             }
-        if self.report is None:
+        if self.report is None or not isinstance(self.issue, Issue):
             raise DigestError(f"{self.newsletter}: send outcome without a report")
         return dispatch.summary(self.report, self.issue, self.status)
+
+
+@dataclass(frozen=True)
+class AnnounceOutcome:
+    """What `announce` did. `status`: sent | resumed | scheduled | skipped (already sent)."""
+
+    newsletter: str
+    status: str
+    issue: Issue | PlannedIssue
+    report: dispatch.SendReport | None = None
+    reason: str = ""
+    dry_run_recipients: int | None = None
+    maildir: Path | None = None
+
+    def as_json(self) -> dict[str, object]:
+        """The `publisher announce --json` object: the digest send's keys, plus `kind` and `at`."""
+        counts = self.report.counts if self.report else {}
+        recipients = self.dry_run_recipients if self.dry_run_recipients is not None else sum(counts.values())
+        delivered = self.dry_run_recipients if self.dry_run_recipients is not None else counts.get("delivered", 0)
+        return {
+            "status": self.status,
+            "kind": "announcement",
+            "issue": self.issue.number,
+            "newsletter": self.newsletter,
+            "subject": self.issue.subject,
+            "at": self.issue.slot.isoformat(),
+            "articles": 0,
+            "recipients": recipients,
+            "delivered": delivered,
+            "failed": counts.get("failed", 0),
+            "deferred": counts.get("deferred", 0),
+            "reason": self.reason,
+            **({"dry_run": True, "maildir": str(self.maildir)} if self.dry_run_recipients is not None else {}),
+        }
 
 
 @dataclass(frozen=True)
@@ -267,6 +317,21 @@ class Publication:
         self.newsletter(name)
         return issues.approve(self.store, name, number, self.now())
 
+    def when_sent(self, issue: Issue) -> str:
+        """When an approved issue goes out, and how to send it now (for the operator)."""
+        newsletter, now = self.newsletter(issue.newsletter), self.now()
+        if issue.slot > now:
+            return waits_for_slot(issue, newsletter)
+        if jobs.due(issue, newsletter, now):
+            return (
+                f"issue {issue.number}'s slot has come: the next `publisher run` round or `publisher publish` "
+                f"sends it, or `publisher digest send {issue.newsletter}` now"
+            )
+        return (
+            f"issue {issue.number}'s slot passed more than grace ({newsletter.grace}) ago, so the timetable "
+            f"leaves it: `publisher digest send {issue.newsletter}` sends it"
+        )
+
     def cancel(self, name: str, number: int) -> Issue:
         """Cancel an issue; one that had not started gives its articles back to the next issue."""
         self.newsletter(name)
@@ -322,37 +387,53 @@ class Publication:
         report.frozen = frozen
         return report
 
-    def next_to_send(self, name: str, *, force: bool = False, store_new: bool = True) -> tuple[Issue | None, str, str]:
-        """(issue, status, reason): the unfinished issue to resume, else the oldest approved one, else
-        a new one for this minute (only planned, not stored, unless `store_new`); no issue (status
-        "skipped") when there is nothing to send."""
+    def next_to_send(
+        self, name: str, *, force: bool = False, dry_run: bool = False, immediately: bool = False
+    ) -> tuple[Issue | PlannedIssue | None, str, str]:
+        """(issue, status, reason): the unfinished issue to resume, else the oldest approved digest
+        (one whose slot is still ahead only `immediately`), else a new one for this minute (this
+        very moment, `immediately`); no issue (status "skipped") when there is nothing to send.
+        A dry run also takes a draft, and only plans a new issue (nothing is stored)."""
         self.newsletter(name)
         if unfinished := self.store.issues.latest(name, states=UNFINISHED):
             if unfinished.state == IssueState.PAUSED:
                 raise DigestError(f"{name} issue {unfinished.number} is paused: `publisher digest resume {name}`")
             return unfinished, "resumed", ""
-        if waiting := self.store.issues.list(name, states=(IssueState.APPROVED,)):
-            return waiting[0], "sent", ""
         now = self.now()
-        make = issues.build_issue if store_new else issues.plan_issue
-        built = make(self.store, self.settings, name, now.replace(second=0, microsecond=0), now, force=force)
+        waiting = self.store.issues.list(name, states=(IssueState.APPROVED,), kind=IssueKind.DIGEST)
+        if waiting and (immediately or dry_run or waiting[0].slot <= now):
+            return waiting[0], "sent", ""
+        if waiting:
+            return None, "skipped", waits_for_slot(waiting[0], self.newsletter(name))
+        if dry_run and (draft := self.store.issues.latest(name, states=(IssueState.DRAFT,))):
+            return draft, "sent", ""
+        slot = now if immediately else now.replace(second=0, microsecond=0)
+        make = issues.plan_issue if dry_run else issues.build_issue
+        built = make(self.store, self.settings, name, slot, now, force=force)
         if isinstance(built, Skipped):
             return None, "skipped", built.reason
-        if built.state == IssueState.DRAFT:
+        if built.state == IssueState.DRAFT and not dry_run:
             raise DigestError(f"{name} issue {built.number} is a draft: `publisher digest approve {name}` first")
         if built.state in (IssueState.SENT, IssueState.CANCELLED):
-            return None, "skipped", f"issue {built.number} for this slot is already {built.state}"
+            return None, "skipped", already_handled(built)
         return built, "sent", ""
 
     def send(
-        self, name: str, *, force: bool = False, dry_run: bool = False, progress: ProgressHook | None = None
+        self,
+        name: str,
+        *,
+        force: bool = False,
+        dry_run: bool = False,
+        immediately: bool = False,
+        progress: ProgressHook | None = None,
     ) -> SendOutcome:
-        """Send `name`'s issue now: resume an unfinished one, else the approved one, else build one.
+        """Send `name`'s issue now: resume an unfinished one, else the approved one whose slot has
+        come (any approved one, `immediately`), else build one.
 
-        With `dry_run`, every current recipient's message goes to `[delivery] maildir` and nothing
-        is stored or recorded.
+        With `dry_run`, the issue that would go (a draft too, or one only planned) is rendered for
+        every current recipient into `[delivery] maildir`; nothing is approved, stored or recorded.
         """
-        issue, status, reason = self.next_to_send(name, force=force, store_new=not dry_run)
+        issue, status, reason = self.next_to_send(name, force=force, dry_run=dry_run, immediately=immediately)
         if issue is None:
             return SendOutcome(name, status, reason=reason)
         if dry_run:
@@ -360,7 +441,64 @@ class Publication:
                 self.store, self.settings, issue, MaildirTransport(self.settings.delivery.maildir), self.now()
             )
             return SendOutcome(name, status, issue, dry_run_recipients=written, maildir=self.settings.delivery.maildir)
+        if not isinstance(issue, Issue):  # pragma: no cover - only a dry run plans without storing
+            raise DigestError(f"{name}: issue {issue.number} was planned but not stored")
         return SendOutcome(name, status, issue, self.deliver(issue, progress=progress))
+
+    def announce(
+        self,
+        path: Path,
+        name: str,
+        *,
+        at: datetime | None = None,
+        dry_run: bool = False,
+        progress: ProgressHook | None = None,
+    ) -> AnnounceOutcome:
+        """Send a one-off Markdown message to `name`'s confirmed audience, now or at `at`.
+
+        The same file is one announcement: a re-run (after a crash, or by mistake) resumes it or
+        says it went, never sends it twice. A future `at` stores it for `run`/`publish` to send.
+        """
+        newsletter = self.newsletter(name)
+        message = announcements.read_announcement(path)
+        now = self.now()
+        when = at or now
+        if when.tzinfo is None:
+            raise DigestError(f"--at {when.isoformat()} has no time zone offset (e.g. +00:00)")
+        if dry_run:
+            planned = PlannedIssue(
+                newsletter=name,
+                number=self.store.issues.next_number(name),
+                slot=when,
+                state=IssueState.APPROVED,
+                subject=message.subject,
+                created_at=now,
+                kind=IssueKind.ANNOUNCEMENT,
+                preheader=message.preheader,
+                body=message.body,
+            )
+            maildir = self.settings.delivery.maildir
+            written = dispatch.dry_run(self.store, self.settings, planned, MaildirTransport(maildir), now)
+            return AnnounceOutcome(name, "sent", planned, dry_run_recipients=written, maildir=maildir)
+        issue = self.store.issues.announcement(name, message.key) or self.store.issues.create_announcement(
+            newsletter=name,
+            at=when,
+            subject=message.subject,
+            preheader=message.preheader,
+            body=message.body,
+            content_key=message.key,
+            now=now,
+            guid_authority=self.settings.site.domain,
+        )
+        if issue.state == IssueState.SENT:
+            return AnnounceOutcome(name, "skipped", issue, reason=f"already sent as {name} issue {issue.number}")
+        if issue.state == IssueState.PAUSED:
+            raise DigestError(f"{name} announcement {issue.number} is paused: `publisher digest resume {name}`")
+        if issue.state == IssueState.APPROVED and issue.slot > now:
+            when_text = f"{issue.slot.astimezone(newsletter.zone):%Y-%m-%d %H:%M %Z}"
+            return AnnounceOutcome(name, "scheduled", issue, reason=f"`publisher run` sends it at {when_text}")
+        status = "resumed" if issue.state == IssueState.SENDING else "sent"
+        return AnnounceOutcome(name, status, issue, self.deliver(issue, progress=progress))
 
     def audience_left(self, issue: Issue) -> int:
         """Recipients still to try (for a progress bar), or the whole audience of a finished issue."""

@@ -1,10 +1,13 @@
-"""Choosing an issue's articles: a pure function of (articles, last watermark, ledger, settings, slot).
+"""Choosing an issue's articles: a pure function of (articles, previous issue, ledger, settings, slot, now).
 
-An issue holds the articles published after the newsletter's watermark (the newest publication
-time among the articles of its previous issue; for the first issue, `slot - lookback`) and not
-after `now` (future-dated posts wait), that the newsletter has never sent (its ledger) and that
-pass the tag filters. Newest first; the first `max_articles` are the issue, the rest its overflow
-(listed as links). Fewer than `min_articles` new articles give `Skipped`, and nothing is stored.
+An article is in a newsletter's next issue when it passes the newsletter's tag filters, is not in
+the newsletter's ledger (no issue took it), is not dated after `now`, and either was published at
+or after the previous issue's watermark or was first imported after the previous issue was built,
+and was published after `floor`: `lookback` before the previous watermark (before the slot, for a
+first issue). Newest first; with `sections`, each section keeps its newest article in full, then
+the newest of the rest fill `max_articles`; the others are the issue's overflow ("More").
+
+Every candidate gets a `Reason`, so nothing is left out silently: `digest preview` lists them.
 """
 
 from __future__ import annotations
@@ -12,10 +15,34 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 
 from publisher.config import NewsletterSettings
 from publisher.model import Article
 from publisher.text import slugify
+
+
+class Reason(StrEnum):
+    """Why a candidate article is in the next issue, or held back."""
+
+    IN = "in"  # in the issue, in full
+    MORE = "more"  # in the issue, linked under "More" (over max_articles)
+    TOO_OLD = "too-old"  # published before the lookback (a back catalogue is reported, never sent)
+    EXCLUDED_TAG = "excluded-tag"  # carries an exclude_tags tag, or none of include_tags
+    FUTURE = "future-dated"  # published after now: waits for its time
+    ALREADY_SENT = "already-sent"  # an issue of this newsletter already took it
+    NEXT_ISSUE = "next-issue"  # imported after the pending issue was built: goes in the one after
+
+
+HELD_BACK = frozenset(Reason) - {Reason.IN, Reason.MORE}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One candidate article and why it is in or out."""
+
+    article: Article
+    reason: Reason
 
 
 @dataclass(frozen=True)
@@ -24,8 +51,9 @@ class Selection:
 
     articles: tuple[Article, ...]
     overflow: tuple[Article, ...]
-    watermark: datetime  # the newest publication time among all of them
+    watermark: datetime  # the newest publication time among them (never before the previous watermark)
     since: datetime  # the previous watermark, or slot - lookback for a first issue
+    verdicts: tuple[Verdict, ...] = ()
 
     @property
     def count(self) -> int:
@@ -40,6 +68,7 @@ class Skipped:
     new: int
     minimum: int
     since: datetime
+    verdicts: tuple[Verdict, ...] = ()
 
     @property
     def reason(self) -> str:
@@ -67,14 +96,14 @@ class Digest:
 
 
 def lower_bound(watermark: datetime | None, newsletter: NewsletterSettings, slot: datetime) -> datetime:
-    """Articles must be published after this moment: at or after the watermark (the ledger keeps out
-    those already sent, so an article sharing the watermark's time is not lost), or strictly after
-    `slot - lookback` for a first issue."""
+    """The "since" of an issue: the previous watermark, or `slot - lookback` for a first issue."""
     return watermark if watermark is not None else slot - newsletter.lookback
 
 
-def _after(article: Article, bound: datetime, *, inclusive: bool) -> bool:
-    return bound <= article.published if inclusive else bound < article.published
+def floor(watermark: datetime | None, newsletter: NewsletterSettings, slot: datetime) -> datetime:
+    """Articles published at or before this moment are too old: `lookback` before the previous
+    watermark, or before the slot for a first issue."""
+    return (watermark if watermark is not None else slot) - newsletter.lookback
 
 
 def _tag_slugs(tags: Iterable[str]) -> set[str]:
@@ -93,27 +122,81 @@ def _newest_first(articles: Iterable[Article]) -> list[Article]:
     return sorted(articles, key=lambda a: (a.published, a.id or 0), reverse=True)
 
 
-def eligible(
+def is_candidate(
+    article: Article, *, watermark: datetime | None, built_at: datetime | None, returned: Collection[int] = ()
+) -> bool:
+    """New since the previous issue: published at or after its watermark, or first imported after
+    it was built (every article is new to a first issue; cancelled issues give theirs back)."""
+    if watermark is None or article.id in returned or article.published >= watermark:
+        return True
+    return built_at is not None and article.first_seen is not None and article.first_seen > built_at
+
+
+def judge(
+    article: Article,
+    *,
+    sent_ids: Collection[int],
+    newsletter: NewsletterSettings,
+    oldest: datetime,
+    now: datetime,
+    returned: Collection[int] = (),
+) -> Reason:
+    """Why a candidate is held back, or `Reason.IN` (the split into full and "More" comes later)."""
+    if article.id in sent_ids:
+        return Reason.ALREADY_SENT
+    if article.published > now:
+        return Reason.FUTURE
+    if not passes_filters(article, newsletter):
+        return Reason.EXCLUDED_TAG
+    if article.id not in returned and article.published <= oldest:
+        return Reason.TOO_OLD
+    return Reason.IN
+
+
+def candidates(
     articles: Iterable[Article],
     *,
     watermark: datetime | None,
+    built_at: datetime | None,
     sent_ids: Collection[int],
     newsletter: NewsletterSettings,
     slot: datetime,
     now: datetime,
     returned: Collection[int] = (),
-) -> list[Article]:
-    """Every article the next issue may hold, newest first. `returned` articles (given back by a
-    cancelled issue) count whatever their date."""
-    after = lower_bound(watermark, newsletter, slot)
-    return _newest_first(
-        article
-        for article in articles
-        if (article.id in returned or _after(article, after, inclusive=watermark is not None))
-        and article.published <= now
-        and article.id not in sent_ids
-        and passes_filters(article, newsletter)
-    )
+) -> list[Verdict]:
+    """Every candidate article, newest first, with its reason (IN for all that may go in)."""
+    oldest = floor(watermark, newsletter, slot)
+    return [
+        Verdict(
+            article, judge(article, sent_ids=sent_ids, newsletter=newsletter, oldest=oldest, now=now, returned=returned)
+        )
+        for article in _newest_first(articles)
+        if is_candidate(article, watermark=watermark, built_at=built_at, returned=returned)
+    ]
+
+
+def home_section(article: Article, section_tags: Sequence[str]) -> str:
+    """The first configured section whose tag the article carries ("" for none)."""
+    tags = _tag_slugs(article.tags)
+    return next((tag for tag in section_tags if slugify(tag) in tags), "")
+
+
+def split(
+    chosen: Sequence[Article], limit: int, section_tags: Sequence[str] = ()
+) -> tuple[list[Article], list[Article]]:
+    """(in full, overflow): each section's newest article first, then the newest others up to `limit`."""
+    kept: list[Article] = []
+    for tag in section_tags:
+        newest = next((a for a in chosen if home_section(a, section_tags) == tag), None)
+        if newest is not None:
+            kept.append(newest)
+    for article in chosen:
+        if len(kept) >= limit:
+            break
+        if article not in kept:
+            kept.append(article)
+    full = _newest_first(kept)
+    return full, [article for article in chosen if article not in full]
 
 
 def select(
@@ -126,21 +209,35 @@ def select(
     now: datetime,
     force: bool = False,
     returned: Collection[int] = (),
+    built_at: datetime | None = None,
 ) -> Selection | Skipped:
-    """Choose the next issue's articles. `force` lowers `min_articles` to 1 (an empty issue never goes)."""
-    chosen = eligible(
-        articles, watermark=watermark, sent_ids=sent_ids, newsletter=newsletter, slot=slot, now=now, returned=returned
+    """Choose the next issue's articles; `built_at` is when the previous issue was built.
+
+    `force` lowers `min_articles` to 1 (an empty issue never goes)."""
+    verdicts = candidates(
+        articles,
+        watermark=watermark,
+        built_at=built_at,
+        sent_ids=sent_ids,
+        newsletter=newsletter,
+        slot=slot,
+        now=now,
+        returned=returned,
     )
+    chosen = [verdict.article for verdict in verdicts if verdict.reason == Reason.IN]
     since = lower_bound(watermark, newsletter, slot)
     minimum = 1 if force else max(1, newsletter.min_articles)
     if len(chosen) < minimum:
-        return Skipped(newsletter.name, len(chosen), minimum, since)
-    limit = max(1, newsletter.max_articles)
+        return Skipped(newsletter.name, len(chosen), minimum, since, tuple(verdicts))
+    full, overflow = split(chosen, max(1, newsletter.max_articles), newsletter.sections)
+    more = {id(article) for article in overflow}
+    newest = max(article.published for article in chosen)
     return Selection(
-        articles=tuple(chosen[:limit]),
-        overflow=tuple(chosen[limit:]),
-        watermark=max(article.published for article in chosen),
+        articles=tuple(full),
+        overflow=tuple(overflow),
+        watermark=max(newest, watermark) if watermark is not None else newest,
         since=since,
+        verdicts=tuple(Verdict(v.article, Reason.MORE) if id(v.article) in more else v for v in verdicts),
     )
 
 
@@ -154,10 +251,8 @@ def sections(articles: Sequence[Article], section_tags: Sequence[str]) -> list[t
         return [("", list(articles))] if articles else []
     groups: dict[str, list[Article]] = {tag: [] for tag in section_tags}
     rest: list[Article] = []
-    wanted = [(tag, slugify(tag)) for tag in section_tags]
     for article in articles:
-        tags = _tag_slugs(article.tags)
-        home = next((tag for tag, slug in wanted if slug in tags), None)
+        home = home_section(article, section_tags)
         (groups[home] if home else rest).append(article)
     grouped = [(tag, items) for tag, items in groups.items() if items]
     return grouped + ([("More", rest)] if rest else [])

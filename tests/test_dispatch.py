@@ -493,3 +493,52 @@ def test_digest_cancel_of_a_started_issue_sends_nobody_else(publication, monkeyp
     status = json.loads(cli_run(path, "digest", "status", "weekly", "1", "--json").output)
     assert status["state"] == "cancelled" and status["counts"].get("pending", 0) == 0
     assert status["counts"]["cancelled"] == 3
+
+
+def test_a_dry_run_of_a_draft_writes_the_maildir_and_leaves_the_draft_and_its_articles(store, make_settings, tmp_path):
+    import mailbox
+    from datetime import UTC, datetime, timedelta
+
+    from publisher.clock import fixed
+    from publisher.model import Draft, Subscriber
+    from publisher.publication import Publication
+
+    moment = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
+    settings = make_settings(
+        {
+            "delivery": {"transport": "maildir", "maildir": "outbox"},
+            "newsletters": {"weekly": {"require_approval": True}},
+        },
+        database_url=store.url,
+    )
+    drafts = [
+        Draft(
+            key=f"d{i}",
+            slug=f"d{i}",
+            title=f"Story {i}",
+            summary_html="<p>x</p>",
+            content_html="<p>x</p>",
+            truncated=False,
+            published=moment - timedelta(hours=i + 1),
+        )
+        for i in range(2)
+    ]
+    store.articles.ingest(drafts, site_url=settings.site.url, guid_authority="x", now=moment, source="t")
+    people = [Subscriber(email=f"d{i}@example.org", status="confirmed", newsletters=("weekly",)) for i in range(4)]
+    store.subscribers.upsert_many(people, moment)
+    pub = Publication(settings, store, clock=fixed(moment))
+
+    planned = pub.send("weekly", dry_run=True)  # nothing built yet: the issue that would be built
+    assert planned.dry_run_recipients == 4 and store.issues.list("weekly") == []
+    assert store.issues.sent_ids("weekly") == set()
+
+    pub.build("weekly")
+    held = store.issues.sent_ids("weekly")  # the draft's own articles, nothing else
+    drafted = pub.send("weekly", dry_run=True)
+    assert drafted.status == "sent" and drafted.dry_run_recipients == 4 and drafted.issue.number == 1
+    assert len(mailbox.Maildir(tmp_path / "outbox", create=False)) == 8
+    issue = store.issues.get("weekly", 1)
+    assert issue.state == "draft" and sum(store.deliveries.counts(issue.id).values()) == 0
+    assert store.issues.sent_ids("weekly") == held == set(issue.article_ids)
+    pub.cancel("weekly", 1)
+    assert store.issues.sent_ids("weekly") == set()  # its articles go back: none was consumed

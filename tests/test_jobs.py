@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 from publisher.clock import fixed
 from publisher.issues import approve, build_issue
-from publisher.jobs import publish_due
+from publisher.jobs import publish_due, start_up
 from publisher.publication import Publication
 from tests.helpers import three_articles_and_readers
 
@@ -66,3 +66,51 @@ def test_an_import_after_a_crash_before_the_feed_rebuild_brings_the_feeds_up_to_
     assert not result.reports[0].added and result.reports[0].unchanged == 1
     assert result.feeds_changed == 3 and "First post" in (settings.feeds.dir / "rss.xml").read_text()  # RSS, Atom, JSON
     assert publication.import_sources([str(capture)], fmt="textpage", as_of=SLOT).feeds_changed == 0
+
+
+SATURDAY = SLOT - timedelta(days=2)
+
+
+def test_an_issue_approved_on_saturday_for_monday_waits_for_its_slot(store, make_settings, tmp_path):
+    settings = _setup(store, make_settings, tmp_path, require_approval=True)
+    saturday = Publication(settings, store, clock=fixed(SATURDAY))
+    assert saturday.build("weekly", SLOT).issue.state == "draft"
+    approved = saturday.approve("weekly")
+    assert "2026-01-05 08:00 UTC" in saturday.when_sent(approved) and "--now" in saturday.when_sent(approved)
+    start_up(saturday)  # `publisher run` starting on Saturday
+    report = publish_due(saturday)
+    assert report.sent == [] and _outbox(tmp_path) == 0
+    outcome = saturday.send("weekly")  # `digest send` without --now says when it goes
+    assert outcome.status == "skipped" and "--now" in outcome.reason and _outbox(tmp_path) == 0
+    assert store.issues.get("weekly", 1).state == "approved"
+    monday = publish_due(Publication(settings, store, clock=fixed(SLOT + timedelta(seconds=30))))
+    assert monday.sent == ["weekly #1: 5 delivered, 0 failed, 0 deferred"] and _outbox(tmp_path) == 5
+    assert publish_due(Publication(settings, store, clock=fixed(SLOT + timedelta(minutes=5)))).sent == []
+
+
+def test_now_sends_an_approved_issue_before_its_slot(store, make_settings, tmp_path):
+    settings = _setup(store, make_settings, tmp_path, require_approval=True)
+    saturday = Publication(settings, store, clock=fixed(SATURDAY))
+    saturday.build("weekly", SLOT)
+    saturday.approve("weekly")
+    outcome = saturday.send("weekly", immediately=True)
+    assert outcome.status == "sent" and outcome.issue.number == 1 and _outbox(tmp_path) == 5
+    assert store.issues.get("weekly", 1).state == "sent"
+
+
+def test_an_approved_issue_whose_slot_passed_beyond_grace_waits_for_now(store, make_settings, tmp_path):
+    settings = _setup(store, make_settings, tmp_path, require_approval=True, grace="1h")
+    pub = Publication(settings, store, clock=fixed(SATURDAY))
+    pub.build("weekly", SATURDAY - timedelta(hours=5))
+    pub.approve("weekly")
+    assert publish_due(pub).sent == [] and _outbox(tmp_path) == 0
+    assert pub.send("weekly").status == "sent" and _outbox(tmp_path) == 5  # by hand, the slot being past
+
+
+def test_a_second_send_in_a_sent_slot_says_how_to_send_another(store, make_settings, tmp_path):
+    settings = _setup(store, make_settings, tmp_path)
+    pub = Publication(settings, store, clock=fixed(SLOT))
+    assert pub.send("weekly").status == "sent"
+    again = pub.send("weekly", force=True)
+    assert again.status == "skipped" and "already sent" in again.reason
+    assert "--now" in again.reason and "publisher announce" in again.reason

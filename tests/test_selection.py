@@ -362,3 +362,45 @@ def test_two_posts_of_the_same_day_both_go_out(store, make_settings):
     later = SLOT + timedelta(days=7)
     second = build_issue(store, settings, "weekly", later, later)
     assert [a.title for a in store.articles.by_ids(second.article_ids)] == ["Twin"]
+
+
+def test_each_section_keeps_its_newest_article_in_full_before_the_rest_fill_max_articles():
+    world = [article(i, hours_ago(i), "World") for i in range(1, 5)]
+    china = article(9, hours_ago(9), "China")
+    chosen = choose([*world, china], max_articles=2, sections=("China", "World"))
+    assert titles(chosen) == ["Article 1", "Article 9"]
+    assert [a.title for a in chosen.overflow] == ["Article 2", "Article 3", "Article 4"]
+    grouped = sections(chosen.articles, ("China", "World"))
+    assert [(title, [a.title for a in items]) for title, items in grouped] == [
+        ("China", ["Article 9"]),
+        ("World", ["Article 1"]),
+    ]
+    reasons = {v.article.title: v.reason.value for v in chosen.verdicts}
+    assert reasons == {
+        "Article 1": "in",
+        "Article 9": "in",
+        "Article 2": "more",
+        "Article 3": "more",
+        "Article 4": "more",
+    }
+
+
+def test_a_late_import_dated_before_the_watermark_is_in_and_a_back_catalogue_is_too_old():
+    from dataclasses import replace
+
+    watermark, built = hours_ago(48), hours_ago(24)
+    late = replace(article(1, hours_ago(49)), first_seen=hours_ago(2))  # imported after the build
+    seen = replace(article(2, hours_ago(50)), first_seen=hours_ago(47))  # was there at the build
+    ancient = replace(article(3, watermark - timedelta(days=30)), first_seen=hours_ago(1))
+    chosen = select(
+        [late, seen, ancient],
+        watermark=watermark,
+        built_at=built,
+        sent_ids=set(),
+        newsletter=newsletter(lookback=timedelta(days=7)),
+        slot=SLOT,
+        now=SLOT,
+    )
+    assert titles(chosen) == ["Article 1"]
+    assert {v.article.title: v.reason.value for v in chosen.verdicts} == {"Article 1": "in", "Article 3": "too-old"}
+    assert chosen.watermark == watermark  # an issue of late articles never moves the watermark back

@@ -135,3 +135,20 @@ def test_unknown_issue_or_state_is_a_clear_error(store):
         store.issues.transition("weekly", 9, "approved", NOW)
     with pytest.raises(DigestError, match="unknown issue state"):
         store.issues.transition("weekly", 1, "shipped", NOW)
+
+
+def test_migration_9_gives_an_older_issues_table_its_announcement_columns(database_url):
+    """A database made before announcements: its issues become digests; a new database is left alone."""
+    import sqlalchemy
+
+    from publisher.store.schema import MIGRATIONS
+
+    engine = sqlalchemy.create_engine(database_url)
+    with engine.begin() as connection:
+        connection.execute(sqlalchemy.text("CREATE TABLE issues (id INTEGER PRIMARY KEY, newsletter VARCHAR(64))"))
+        connection.execute(sqlalchemy.text("INSERT INTO issues (id, newsletter) VALUES (1, 'weekly')"))
+        MIGRATIONS[8](connection)
+        MIGRATIONS[8](connection)  # a second run (or a new database) changes nothing
+        row = connection.execute(sqlalchemy.text("SELECT kind, preheader, body, content_key FROM issues")).one()
+    engine.dispose()
+    assert tuple(row) == ("digest", "", "", "")

@@ -12,6 +12,7 @@ import click
 
 from publisher import __version__
 from publisher.cli import (
+    announce,
     content,
     database,
     demo,
@@ -44,7 +45,7 @@ def cli(ctx: click.Context, config_path: str) -> None:
     ctx.call_on_close(ctx.obj.close)
 
 
-for module in (content, subscribers, database, feeds, web, digest, sending, service, demo, inbound):
+for module in (content, subscribers, database, feeds, web, digest, sending, announce, service, demo, inbound):
     module.register(cli)
 
 

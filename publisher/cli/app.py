@@ -87,5 +87,10 @@ def print_json(value: object) -> None:
     click.echo(json.dumps(value, indent=2, ensure_ascii=False, default=str))
 
 
+def plural(count: int, noun: str) -> str:
+    """ "1 article", "2 articles", "1,024 recipients"."""
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
 def iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment else None

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from publisher.cli.app import MOMENT, App, print_json
+from publisher.cli.app import MOMENT, App, plural, print_json
 from publisher.content import FORMATS, article_json
 from publisher.scaffold import scaffold
 
@@ -48,7 +48,7 @@ def import_command(app: App, sources: tuple[str, ...], fmt: str, as_of: datetime
         click.echo(
             f"{report.source}: {len(report.added)} added, {len(report.updated)} updated, {report.unchanged} unchanged"
         )
-    click.echo(f"{result.articles} articles in the store; {result.feeds_changed} feed files rebuilt")
+    click.echo(f"{plural(result.articles, 'article')} in the store; {result.feeds_changed} feed files rebuilt")
 
 
 @click.command("articles")
@@ -65,7 +65,7 @@ def articles_command(app: App, as_json: bool, limit: int | None) -> None:
         marker = "…" if article.truncated else " "
         tags = f"  [{', '.join(article.tags)}]" if article.tags else ""
         click.echo(f"{article.published:%Y-%m-%d %H:%M} {marker} {article.title}{tags}")
-    click.echo(f"{len(found)} articles")
+    click.echo(plural(len(found), "article"))
 
 
 def register(group: click.Group) -> None:

@@ -16,7 +16,7 @@ from rich.progress import (
 )
 
 from publisher import dispatch
-from publisher.cli.app import App, iso, print_json
+from publisher.cli.app import App, iso, plural, print_json
 from publisher.publication import SendOutcome
 
 
@@ -62,7 +62,8 @@ def _show(outcome: SendOutcome, *, as_json: bool) -> None:
         return
     if outcome.dry_run_recipients is not None:
         click.echo(
-            f"dry run: {outcome.dry_run_recipients:,} messages for {issue.newsletter} issue {issue.number} "
+            f"dry run: {plural(outcome.dry_run_recipients, 'message')} for {issue.newsletter} "
+            f"{issue.state} issue {issue.number} "
             f"written to {outcome.maildir} (nothing sent, nothing recorded)"
         )
         return
@@ -70,7 +71,7 @@ def _show(outcome: SendOutcome, *, as_json: bool) -> None:
         return
     summary = outcome.as_json()
     click.echo(
-        f"{issue.newsletter} issue {issue.number} ({outcome.status}): {report.recipients:,} recipients — "
+        f"{issue.newsletter} issue {issue.number} ({outcome.status}): {plural(report.recipients, 'recipient')} — "
         f"{summary['delivered']:,} delivered, {summary['failed']:,} failed, {summary['deferred']:,} deferred"
         + (f", {summary['cancelled']:,} cancelled" if summary["cancelled"] else "")
     )
@@ -83,22 +84,29 @@ def _show(outcome: SendOutcome, *, as_json: bool) -> None:
 
 @click.command("send")
 @click.argument("name")
-@click.option("--dry-run", is_flag=True, help="Write every message to [delivery] maildir; record nothing.")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Write every message of the issue that would go (a draft too) to [delivery] maildir; record nothing.",
+)
+@click.option("--now", "immediately", is_flag=True, help="Send an approved issue now, before its slot.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (status, issue, recipients, …).")
 @click.option("--force", is_flag=True, help="Build an issue even with fewer than min_articles new articles.")
 @click.pass_obj
-def send_command(app: App, name: str, dry_run: bool, as_json: bool, force: bool) -> None:
-    """Send NAME's issue now: resume an unfinished one, else send the approved one, else build one.
+def send_command(app: App, name: str, dry_run: bool, immediately: bool, as_json: bool, force: bool) -> None:
+    """Send NAME's issue: resume an unfinished one, else send the approved one whose slot has
+    come (any approved one with --now), else build one and send it.
 
     Delivered recipients are never sent again; deferred ones are retried with backoff. Nothing is
     sent when there are fewer than min_articles new articles (status "skipped").
     """
     app.warn_about_settings()
+    pub = app.publication
     if dry_run:
-        _show(app.publication.send(name, force=force, dry_run=True), as_json=as_json)
+        _show(pub.send(name, force=force, dry_run=True, immediately=immediately), as_json=as_json)
     else:
         with _progress_bar(as_json) as progress:
-            _show(app.publication.send(name, force=force, progress=progress), as_json=as_json)
+            _show(pub.send(name, force=force, immediately=immediately, progress=progress), as_json=as_json)
 
 
 @click.command("status")
@@ -122,7 +130,7 @@ def status_command(app: App, name: str, number: int | None, as_json: bool) -> No
             }
         )
         return
-    click.echo(f"{name} issue {issue.number} [{issue.state}]: {sum(counts.values()):,} recipients")
+    click.echo(f"{name} issue {issue.number} [{issue.state}]: {plural(sum(counts.values()), 'recipient')}")
     for state, count in counts.items():
         click.echo(f"  {state:<10} {count:>8,}")
     if next_at:
@@ -154,7 +162,7 @@ def resume_command(app: App, name: str, as_json: bool) -> None:
 def cancel_sending_command(app: App, name: str) -> None:
     """Cancel NAME's issue that is sending or paused: nobody not yet sent will get it."""
     issue, rows = app.publication.cancel_sending(name)
-    click.echo(f"{name} issue {issue.number} cancelled; {rows:,} recipients will not get it")
+    click.echo(f"{name} issue {issue.number} cancelled; {plural(rows, 'recipient')} will not get it")
 
 
 def register(group: click.Group) -> None:

@@ -82,6 +82,9 @@ def _split_front_matter(text: str, where: str) -> tuple[dict, str, int]:
     return data, "".join(lines[end + 1 :]), end + 2
 
 
+split_front_matter = _split_front_matter  # for other Markdown files with front matter (announcements)
+
+
 def _as_datetime(value: object, key: str, where: str) -> datetime:
     if isinstance(value, datetime):
         moment = value

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from datetime import datetime
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, false, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, Engine, RowMapping
 
 from publisher.model import Article, Draft, ImportReport, SourceState
@@ -183,6 +183,16 @@ class ArticleStore:
             query = query.where(articles.c.published >= since if inclusive else articles.c.published > since)
         if limit is not None:
             query = query.limit(limit)
+        with self.engine.connect() as connection:
+            return [_article(row) for row in connection.execute(query).mappings()]
+
+    def new_since(self, watermark: datetime | None, built_at: datetime | None) -> list[Article]:
+        """Articles published at or after `watermark` or first imported after `built_at`, newest
+        first (every article when there is no watermark: all are new to a first issue)."""
+        query = select(articles).order_by(articles.c.published.desc(), articles.c.id.desc())
+        if watermark is not None:
+            seen_later = articles.c.first_seen > built_at if built_at is not None else false()
+            query = query.where(or_(articles.c.published >= watermark, seen_later))
         with self.engine.connect() as connection:
             return [_article(row) for row in connection.execute(query).mappings()]
 

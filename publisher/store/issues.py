@@ -8,15 +8,17 @@ gives its articles back.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.engine import Connection, Engine, RowMapping
 from sqlalchemy.exc import IntegrityError
 
 from publisher.errors import DigestError, IssueConflict
-from publisher.model import ISSUE_TRANSITIONS, UNSTARTED_STATES, Issue, IssueState
+from publisher.model import ISSUE_TRANSITIONS, UNSTARTED_STATES, Issue, IssueKind, IssueState
 from publisher.store.schema import issue_articles, issues, sent_articles
+
+_DIGEST = issues.c.kind == IssueKind.DIGEST.value
 
 
 class IssueStore:
@@ -59,13 +61,62 @@ class IssueStore:
             raise DigestError(f"{newsletter}: the issue for {slot.isoformat()} vanished after creation")
         return issue, True
 
+    def create_announcement(
+        self,
+        *,
+        newsletter: str,
+        at: datetime,
+        subject: str,
+        preheader: str,
+        body: str,
+        content_key: str,
+        now: datetime,
+        guid_authority: str = "localhost",
+    ) -> Issue:
+        """Store an approved announcement for `at`, taking the newsletter's next issue number.
+
+        Its slot is `at`, moved a microsecond earlier off the whole second (where digests' slots
+        fall) and off any issue already there, so it never takes a digest's slot and is due at `at`.
+        """
+        slot = at if at.microsecond else at - timedelta(microseconds=1)
+        for _ in range(20):
+            try:
+                with self.engine.begin() as connection:
+                    issue_id = self._insert(
+                        connection, newsletter, slot, IssueState.APPROVED, None, subject, now, guid_authority
+                    )
+                    connection.execute(
+                        update(issues)
+                        .where(issues.c.id == issue_id)
+                        .values(
+                            kind=IssueKind.ANNOUNCEMENT.value, preheader=preheader, body=body, content_key=content_key
+                        )
+                    )
+            except IntegrityError:
+                slot = slot - timedelta(microseconds=1)
+                continue
+            return self._query(issues.c.id == issue_id)[0]
+        raise IssueConflict(f"{newsletter}: other issues kept taking the announcement's number; try again")
+
+    def announcement(self, newsletter: str, content_key: str) -> Issue | None:
+        """The newest announcement of these words that was not cancelled."""
+        found = self._query(
+            issues.c.newsletter == newsletter,
+            issues.c.kind == IssueKind.ANNOUNCEMENT.value,
+            issues.c.content_key == content_key,
+            issues.c.state != IssueState.CANCELLED.value,
+            order=[issues.c.number.desc()],
+            limit=1,
+        )
+        return found[0] if found else None
+
     def _insert(
         self,
         connection: Connection,
         newsletter: str,
         slot: datetime,
         state: str,
-        watermark: datetime,
+        watermark: datetime | None,
         subject: str,
         now: datetime,
         guid_authority: str,
@@ -134,36 +185,36 @@ class IssueStore:
             return self._load(connection, connection.execute(query).mappings().all())
 
     def by_slot(self, newsletter: str, slot: datetime) -> Issue | None:
-        found = self._query(issues.c.newsletter == newsletter, issues.c.slot == slot)
+        """The digest built for a slot (announcements are never a slot's issue)."""
+        found = self._query(issues.c.newsletter == newsletter, issues.c.slot == slot, _DIGEST)
         return found[0] if found else None
 
     def get(self, newsletter: str, number: int) -> Issue | None:
         found = self._query(issues.c.newsletter == newsletter, issues.c.number == number)
         return found[0] if found else None
 
-    def list(self, newsletter: str, *, states: Sequence[str] | None = None) -> list[Issue]:
-        """The newsletter's issues, oldest first."""
-        conditions = [issues.c.newsletter == newsletter]
-        if states:
-            conditions.append(issues.c.state.in_(list(states)))
-        return self._query(*conditions)
+    def list(self, newsletter: str, *, states: Sequence[str] | None = None, kind: str | None = None) -> list[Issue]:
+        """The newsletter's issues (of one kind, if given), oldest first."""
+        return self._query(*_filters(newsletter, states, kind))
 
-    def latest(self, newsletter: str, *, states: Sequence[str] | None = None) -> Issue | None:
-        conditions = [issues.c.newsletter == newsletter]
-        if states:
-            conditions.append(issues.c.state.in_(list(states)))
-        found = self._query(*conditions, order=[issues.c.number.desc()], limit=1)
+    def latest(self, newsletter: str, *, states: Sequence[str] | None = None, kind: str | None = None) -> Issue | None:
+        found = self._query(*_filters(newsletter, states, kind), order=[issues.c.number.desc()], limit=1)
         return found[0] if found else None
 
-    def watermark(self, newsletter: str, *, before: int | None = None) -> datetime | None:
-        """The watermark of the latest issue not cancelled (before issue number `before`, if given)."""
-        conditions = [issues.c.newsletter == newsletter, issues.c.state != "cancelled"]
+    def previous(self, newsletter: str, *, before: int | None = None) -> tuple[datetime, datetime] | None:
+        """(watermark, built at) of the latest digest not cancelled (before issue number `before`)."""
+        conditions = [issues.c.newsletter == newsletter, issues.c.state != "cancelled", _DIGEST]
         if before is not None:
             conditions.append(issues.c.number < before)
+        query = select(issues.c.watermark, issues.c.created_at).where(*conditions)
         with self.engine.connect() as connection:
-            return connection.scalar(
-                select(issues.c.watermark).where(*conditions).order_by(issues.c.number.desc()).limit(1)
-            )
+            row = connection.execute(query.order_by(issues.c.number.desc()).limit(1)).first()
+        return (row.watermark, row.created_at) if row is not None and row.watermark is not None else None
+
+    def watermark(self, newsletter: str, *, before: int | None = None) -> datetime | None:
+        """The watermark of the latest digest not cancelled (before issue number `before`, if given)."""
+        found = self.previous(newsletter, before=before)
+        return found[0] if found else None
 
     def sent_ids(self, newsletter: str) -> set[int]:
         """The ledger: every article any issue of this newsletter has taken."""
@@ -227,6 +278,15 @@ class IssueStore:
         return self._query(*where)[0]
 
 
+def _filters(newsletter: str, states: Sequence[str] | None, kind: str | None) -> list:
+    conditions = [issues.c.newsletter == newsletter]
+    if states:
+        conditions.append(issues.c.state.in_(list(states)))
+    if kind:
+        conditions.append(issues.c.kind == kind)
+    return conditions
+
+
 def _stamps(state: str, now: datetime) -> dict[str, object]:
     values: dict[str, object] = {"state": state}
     if state == "sending":
@@ -249,4 +309,7 @@ def _issue(row: RowMapping, article_ids: list[int], overflow_ids: list[int]) -> 
         subject=row["subject"],
         created_at=row["created_at"],
         sent_at=row["sent_at"],
+        kind=IssueKind(row["kind"]),
+        preheader=row["preheader"],
+        body=row["body"],
     )

@@ -21,6 +21,8 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    inspect,
+    text,
 )
 from sqlalchemy.engine import Connection
 from sqlalchemy.types import TypeDecorator
@@ -137,6 +139,11 @@ issues = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("started_at", UTCDateTime, nullable=True),
     Column("sent_at", UTCDateTime, nullable=True),
+    # 8: one-off announcements are issues too (kind "announcement"), with their own body
+    Column("kind", String(16), nullable=False, server_default="digest"),
+    Column("preheader", Text, nullable=False, server_default=""),
+    Column("body", Text, nullable=False, server_default=""),  # an announcement's Markdown
+    Column("content_key", String(64), nullable=False, server_default=""),  # one file, one announcement
     UniqueConstraint("newsletter", "slot", name="uq_issues_slot"),
     UniqueConstraint("newsletter", "number", name="uq_issues_number"),
 )
@@ -254,6 +261,22 @@ bounce_scores = Table(
 )
 
 
+def _add_columns(table: Table, *names: str) -> Callable[[Connection], None]:
+    """Add columns (as declared on `table`) that an older database lacks; a new one has them already."""
+
+    def migrate(connection: Connection) -> None:
+        present = {column["name"] for column in inspect(connection).get_columns(table.name)}
+        for name in names:
+            if name in present:
+                continue
+            column = table.c[name]
+            kind = column.type.compile(dialect=connection.dialect)
+            default = column.server_default.arg if column.server_default is not None else ""  # type: ignore[attr-defined]
+            connection.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {name} {kind} NOT NULL DEFAULT '{default}'"))
+
+    return migrate
+
+
 def _create(*tables: Table) -> Callable[[Connection], None]:
     def migrate(connection: Connection) -> None:
         metadata.create_all(connection, tables=list(tables))
@@ -270,4 +293,5 @@ MIGRATIONS: list[Callable[[Connection], None]] = [
     _create(slot_runs),  # 6
     _create(opt_outs),  # 7: a per-newsletter unsubscribe that imports must not undo
     _create(inbound_messages, suppressions, bounce_scores),  # 8: mail that comes back, and what it did
+    _add_columns(issues, "kind", "preheader", "body", "content_key"),  # 9: announcements
 ]
