@@ -8,11 +8,11 @@ import click
 
 from publisher.cli.app import App, print_json
 from publisher.errors import SubscriberError
+from publisher.list_import import Known, import_rows, parse_maps, read_rows
 from publisher.model import SUBSCRIBER_STATUSES
 from publisher.subscribers import (
     make_subscriber,
     normalise_email,
-    parse_csv,
     subscriber_json,
     to_csv,
 )
@@ -50,22 +50,58 @@ def add_command(app: App, email: str, name: str, newsletters: tuple[str, ...], c
 
 @subscribers_group.command("import")
 @click.argument("csv_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--confirmed", is_flag=True, help="Mark imported addresses as confirmed.")
+@click.option("--confirmed", is_flag=True, help="Mark imported addresses as confirmed (consent time: the export's).")
+@click.option(
+    "--newsletter",
+    "newsletters",
+    multiple=True,
+    help="Subscribe everyone in the file to this newsletter (repeatable).",
+)
+@click.option(
+    "--map",
+    "maps",
+    multiple=True,
+    metavar="COLUMN=FIELD",
+    help="Read COLUMN as FIELD (email, name, first_name, last_name, newsletters, tags, topics, optin_at, "
+    "confirmed_at, ignore), or tag:TAG=NEWSLETTER / tag:TAG=topic:TOPIC (repeatable).",
+)
+@click.option("--dry-run", is_flag=True, help="Show the detected format, the mapping and the counts; write nothing.")
 @click.pass_obj
-def import_command(app: App, csv_file: Path, confirmed: bool) -> None:
-    """Import subscribers from a CSV file with a header row `email,name,newsletters`.
+def import_command(
+    app: App, csv_file: Path, confirmed: bool, newsletters: tuple[str, ...], maps: tuple[str, ...], dry_run: bool
+) -> None:
+    """Import subscribers from a CSV file: `email,name,newsletters`, or a Mailchimp, Substack,
+    Buttondown or listmonk export (recognised from its header row).
 
     Newsletter names are separated by spaces; an empty cell means every configured newsletter.
+    Rows the old service had unsubscribed or suppressed come in as unsubscribed or bounced.
     Bad rows are reported with their line number; good rows are kept.
     """
-    known = app.settings.newsletters
-    parsed = parse_csv(csv_file, known=known, confirmed=confirmed, now=app.now(), default_newsletters=tuple(known))
-    for error in parsed.errors:
-        click.echo(f"skipped {error}", err=True)
-    added, updated = app.store.subscribers.upsert_many(parsed.subscribers, app.now())
-    click.echo(f"{csv_file}: {added} added, {updated} updated, {len(parsed.errors)} rejected")
-    if parsed.errors and not parsed.subscribers:
+    known = Known(tuple(app.settings.newsletters), app.settings.web.topics)
+    now = app.now()
+    plan, rows = read_rows(csv_file, parse_maps(maps, newsletters), known, confirmed=confirmed, now=now)
+    for line in plan.describe():
+        click.echo(f"{csv_file}: {line}")
+    writer = None if dry_run else app.store.subscribers
+    result = import_rows(writer, rows, now, on_error=lambda error: click.echo(f"skipped {error}", err=True))
+    statuses = ", ".join(f"{result.statuses[s]} {s}" for s in SUBSCRIBER_STATUSES if result.statuses[s])
+    if dry_run:
+        click.echo(
+            f"dry run, nothing written: {result.rows} rows — {statuses or 'none valid'}, {result.rejected} rejected"
+        )
+    else:
+        click.echo(
+            f"{csv_file}: {result.added} added, {result.updated} updated, {result.rejected} rejected ({statuses})"
+        )
+    if result.without_newsletters:
+        click.echo(f"{result.without_newsletters} addresses matched no newsletter (no tag rule applied to them)")
+    if result.rejected and result.rejected == result.rows:
         raise SubscriberError(f"{csv_file}: no valid rows")
+    if pending := result.statuses["pending"]:
+        click.echo(
+            f"{pending} addresses {'would be' if dry_run else 'are'} pending confirmation: "
+            f"`publisher subscribers confirm-pending --send` asks them"
+        )
 
 
 @subscribers_group.command("export")

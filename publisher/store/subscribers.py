@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from datetime import datetime
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import Text, bindparam, delete, func, insert, select, update
 from sqlalchemy.engine import Connection, Engine, RowMapping
 
 from publisher.model import Subscriber
@@ -88,6 +89,122 @@ class SubscriberStore:
                 else:
                     updated += 1
         return added, updated
+
+    def import_batch(self, people: Sequence[Subscriber], now: datetime) -> tuple[int, int]:
+        """`upsert_many` for one batch of an import, in a handful of statements and one transaction.
+
+        The same rules: an existing address keeps its status unless a pending one is confirmed;
+        unsubscribed and bounced addresses are never re-activated and get no newsletters; opt-outs
+        are kept. An export's unsubscribed or suppressed row also stops an active address.
+        Later rows for the same address merge into the first. Returns (added, updated).
+        """
+        batch: dict[str, Subscriber] = {}
+        for person in people:
+            first = batch.get(person.email)
+            batch[person.email] = (
+                person if first is None else replace(first, newsletters=(*first.newsletters, *person.newsletters))
+            )
+        with self.engine.begin() as connection:
+            existing = {
+                row.email: row
+                for row in connection.execute(
+                    select(subscribers.c.id, subscribers.c.email, subscribers.c.name, subscribers.c.status).where(
+                        subscribers.c.email.in_(list(batch))
+                    )
+                )
+            }
+            ids = self._insert_new(connection, [p for e, p in batch.items() if e not in existing], now)
+            ids.update({email: row.id for email, row in existing.items()})
+            self._update_existing(connection, [(row, batch[email]) for email, row in existing.items()], now)
+            active = {email for email, p in batch.items() if p.status in ("pending", "confirmed")}
+            active -= {email for email, row in existing.items() if row.status not in ("pending", "confirmed")}
+            self._subscribe_many(connection, {ids[email]: batch[email].newsletters for email in active}, now)
+        return len(batch) - len(existing), len(existing)
+
+    @staticmethod
+    def _insert_new(connection: Connection, people: Sequence[Subscriber], now: datetime) -> dict[str, int]:
+        if not people:
+            return {}
+        rows = [
+            {
+                "email": person.email,
+                "name": person.name,
+                "status": person.status,
+                "source": person.source,
+                "consent_at": person.consent_at,
+                "consent_text": person.consent_text,
+                "topics": json.dumps(list(person.topics)),
+                "bounce_count": 0,
+                "created_at": now,
+                "updated_at": now,
+                "confirm_nonce": "",
+            }
+            for person in people
+        ]
+        connection.execute(insert(subscribers), rows)
+        found = connection.execute(
+            select(subscribers.c.email, subscribers.c.id).where(subscribers.c.email.in_([p.email for p in people]))
+        )
+        return {row.email: row.id for row in found}
+
+    @staticmethod
+    def _update_existing(connection: Connection, pairs: Sequence[tuple], now: datetime) -> None:
+        """Names, pending → confirmed, and active → unsubscribed/bounced; one executemany."""
+        rows = []
+        for row, person in pairs:
+            status, consent_at, consent_text, source = row.status, None, None, None
+            if person.status == "confirmed" and row.status == "pending":
+                status, consent_at = "confirmed", person.consent_at or now
+                consent_text, source = person.consent_text, person.source
+            elif person.status in ("unsubscribed", "bounced") and row.status in ("pending", "confirmed"):
+                status = person.status
+            name = person.name or row.name
+            if (status, name) != (row.status, row.name):
+                rows.append(
+                    {
+                        "b_id": row.id,
+                        "b_status": status,
+                        "b_name": name,
+                        "b_consent_at": consent_at,
+                        "b_text": consent_text,
+                        "b_source": source,
+                    }
+                )
+        if rows:
+            connection.execute(
+                update(subscribers)
+                .where(subscribers.c.id == bindparam("b_id"))
+                .values(
+                    status=bindparam("b_status"),
+                    name=bindparam("b_name"),
+                    consent_at=func.coalesce(
+                        bindparam("b_consent_at", type_=subscribers.c.consent_at.type), subscribers.c.consent_at
+                    ),
+                    consent_text=func.coalesce(bindparam("b_text", type_=Text()), subscribers.c.consent_text),
+                    source=func.coalesce(bindparam("b_source", type_=Text()), subscribers.c.source),
+                    updated_at=now,
+                ),
+                rows,
+            )
+
+    @staticmethod
+    def _subscribe_many(connection: Connection, wanted: dict[int, tuple[str, ...]], now: datetime) -> None:
+        """Add newsletters to many subscribers at once, skipping those they have and their opt-outs."""
+        ids = [subscriber_id for subscriber_id, names in wanted.items() if names]
+        if not ids:
+            return
+        skip: set[tuple[int, str]] = set()
+        for table in (subscriptions, opt_outs):
+            query = select(table.c.subscriber_id, table.c.newsletter).where(table.c.subscriber_id.in_(ids))
+            skip.update((subscriber_id, name) for subscriber_id, name in connection.execute(query))
+        rows = [
+            {"subscriber_id": subscriber_id, "newsletter": name, "created_at": now}
+            for subscriber_id in ids
+            for name in dict.fromkeys(wanted[subscriber_id])
+            if (subscriber_id, name) not in skip
+        ]
+        if rows:
+            connection.execute(insert(subscriptions), rows)
 
     def add(self, person: Subscriber, now: datetime) -> bool:
         """Add or merge one subscriber; True when the address is new."""
