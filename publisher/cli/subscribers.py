@@ -10,6 +10,7 @@ from publisher.cli.app import App, print_json
 from publisher.errors import SubscriberError
 from publisher.list_import import Known, import_rows, parse_maps, read_rows
 from publisher.model import SUBSCRIBER_STATUSES
+from publisher.reconfirm import send_confirmations
 from publisher.subscribers import (
     make_subscriber,
     normalise_email,
@@ -154,6 +155,51 @@ def remove_command(app: App, email: str) -> None:
     if not app.store.subscribers.remove(address):
         raise SubscriberError(f"{address} is not a subscriber")
     click.echo(f"removed {address}")
+
+
+@subscribers_group.command("confirm-pending")
+@click.option("--newsletter", help="Only pending subscribers of this newsletter.")
+@click.option("--send", is_flag=True, help="Send the confirmation mails (without it: only show who would get one).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_obj
+def confirm_pending_command(app: App, newsletter: str | None, send: bool, as_json: bool) -> None:
+    """Ask pending subscribers (e.g. imported without --confirmed) to confirm, once each.
+
+    Each address gets one confirmation mail through [delivery] (its rate_limit applies); the
+    state is kept per address, so a second run sends nothing new and a run stopped half-way
+    is finished by the next one. Without --send, only counts and lists who would get one.
+    """
+    if newsletter:
+        app.settings.newsletter(newsletter)
+    if not send:
+        waiting = app.store.reconfirmations.not_asked(newsletter)
+        if as_json:
+            print_json({"send": False, "would_ask": len(waiting), "addresses": waiting})
+            return
+        for email in waiting:
+            click.echo(email)
+        click.echo(f"{len(waiting)} pending addresses would be asked to confirm (add --send to send)")
+        return
+    app.warn_about_settings()
+    report = send_confirmations(app.settings, app.store, newsletter=newsletter)
+    if as_json:
+        print_json(
+            {
+                "send": True,
+                "queued": report.queued,
+                "sent": report.sent,
+                "failed": report.failed,
+                "deferred": report.deferred,
+                "ledger": report.ledger,
+            }
+        )
+        return
+    click.echo(
+        f"confirmation mails: {report.sent} sent, {report.failed} failed, {report.deferred} deferred"
+        f" ({report.ledger.get('sent', 0)} sent in all)"
+    )
+    if report.open:
+        click.echo(f"{report.open} still to send: run `publisher subscribers confirm-pending --send` again later")
 
 
 def register(group: click.Group) -> None:

@@ -17,6 +17,7 @@ from publisher.errors import StoreError
 from publisher.store.articles import ArticleStore
 from publisher.store.deliveries import DeliveryStore
 from publisher.store.issues import IssueStore
+from publisher.store.reconfirmations import ReconfirmationStore
 from publisher.store.schema import MIGRATIONS, metadata, schema_migrations
 from publisher.store.slots import SlotStore
 from publisher.store.subscribers import SubscriberStore
@@ -121,6 +122,10 @@ class Store:
     @cached_property
     def deliveries(self) -> DeliveryStore:
         return DeliveryStore(self.engine)
+
+    @cached_property
+    def reconfirmations(self) -> ReconfirmationStore:
+        return ReconfirmationStore(self.engine)
 
     @cached_property
     def slots(self) -> SlotStore:
