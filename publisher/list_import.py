@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -278,12 +279,17 @@ def parse_time(value: str, where: str) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+_QUOTED = re.compile(r'"([^"]*)"')
+
+
 def split_tags(value: str) -> list[str]:
     """Tags as the services write them: `"VIP","Weekly"` (Mailchimp), `a, b`, or a JSON list
     (of names, or of listmonk's `{"name": …}` lists)."""
     value = value.strip()
     if not value:
         return []
+    if value[0] == '"' and '""' not in value:
+        return [tag.strip() for tag in _QUOTED.findall(value) if tag.strip()]
     if value.startswith("["):
         try:
             items = json.loads(value)
@@ -313,7 +319,8 @@ def row_subscriber(plan: Plan, row: Row, known: Known, now: datetime, where: str
     state = plan.state(row)
     tags = {tag.lower() for tag in split_tags(values.get("tags", ""))}
     newsletters, topics = _newsletters_and_topics(plan, values, tags, known, where)
-    consent = parse_time(values.get("confirmed_at", ""), where) or parse_time(values.get("optin_at", ""), where)
+    consent_cell = values.get("confirmed_at") or values.get("optin_at") or ""
+    consent = parse_time(consent_cell, where)
     status = {SUPPRESSED: "bounced", UNSUBSCRIBED: "unsubscribed", PENDING: "pending"}.get(
         state, "confirmed" if plan.confirmed else "pending"
     )
@@ -328,7 +335,7 @@ def row_subscriber(plan: Plan, row: Row, known: Known, now: datetime, where: str
         topics=topics,
         source=plan.source,
         consent_at=(consent or now) if confirmed else None,
-        consent_text=_consent_text(plan, consent, where) if confirmed else "",
+        consent_text=_consent_text(plan, consent_cell, where) if confirmed else "",
     )
 
 
@@ -344,12 +351,15 @@ def _newsletters_and_topics(
             (topics if rule.topic else names).append(rule.topic or rule.newsletter)
     if not names and not plan.mapping.tag_rules:
         names = list(known.newsletters)
-    checked = check_newsletters(names, known.newsletters, where)
+    if len(names) == 1 and names[0] in known.newsletters:
+        checked: tuple[str, ...] = (names[0],)
+    else:
+        checked = check_newsletters(names, known.newsletters, where)
     return checked, tuple(topic for topic in known.topics if topic in topics)
 
 
-def _consent_text(plan: Plan, consent: datetime | None, where: str) -> str:
-    when = f"opted in {consent.isoformat()}" if consent else "no opt-in time in the export; consent time is the import"
+def _consent_text(plan: Plan, consent: str, where: str) -> str:
+    when = f"opted in {consent.strip()}" if consent else "no opt-in time in the export; consent time is the import"
     return f"{plan.source}: {when} ({where})"
 
 

@@ -7,8 +7,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from datetime import datetime
 
-from sqlalchemy import Text, bindparam, delete, func, insert, select, update
+from sqlalchemy import ARRAY, ColumnElement, Text, any_, bindparam, delete, func, insert, literal, select, update
 from sqlalchemy.engine import Connection, Engine, RowMapping
+from sqlalchemy.sql.dml import Insert
 
 from publisher.model import Subscriber
 from publisher.store.schema import opt_outs, subscribers, subscriptions
@@ -28,6 +29,50 @@ def _subscriber(row: RowMapping, newsletters: Sequence[str]) -> Subscriber:
         created_at=row["created_at"],
         bounce_count=row["bounce_count"],
     )
+
+
+def _executemany(connection: Connection, statement: Insert, rows: list[dict]) -> None:
+    """An executemany of a Core INSERT handed straight to the driver, for imports of many rows.
+
+    The statement is compiled once for the connection's dialect; each column's bind processor
+    (e.g. UTCDateTime) converts each distinct value once, instead of SQLAlchemy processing every
+    parameter of every row (most of the time of a large import).
+    """
+    dialect, keys = connection.dialect, list(rows[0])
+    compiled = statement.compile(dialect=dialect, column_keys=keys)
+    table = statement.table
+    for key in keys:
+        processor = table.c[key].type.bind_processor(dialect)
+        if processor is not None:
+            done: dict = {}
+            for row in rows:
+                value = row[key]
+                if value not in done:
+                    done[value] = processor(value)
+                row[key] = done[value]
+    if dialect.name == "postgresql" and dialect.driver == "psycopg":
+        _copy(connection, statement.table.name, keys, rows)
+    elif compiled.positional:
+        order = compiled.positiontup or []
+        connection.exec_driver_sql(compiled.string, [tuple(row[key] for key in order) for row in rows])
+    else:
+        connection.exec_driver_sql(compiled.string, rows)
+
+
+def _among(connection: Connection, column, values: list) -> ColumnElement[bool]:
+    """`column IN (values)`; on PostgreSQL `= ANY(array)`, one parameter however many values."""
+    if connection.dialect.name == "postgresql":
+        return column == any_(literal(values, ARRAY(column.type)))
+    return column.in_(values)
+
+
+def _copy(connection: Connection, table: str, keys: list[str], rows: list[dict]) -> None:
+    """PostgreSQL's COPY, in the connection's transaction: one statement for the whole batch
+    (an executemany costs the server a statement per row, about five times slower here)."""
+    cursor = connection.connection.driver_connection.cursor()
+    with cursor, cursor.copy(f"COPY {table} ({', '.join(keys)}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row([row[key] for key in keys])
 
 
 class SubscriberStore:
@@ -109,7 +154,7 @@ class SubscriberStore:
                 row.email: row
                 for row in connection.execute(
                     select(subscribers.c.id, subscribers.c.email, subscribers.c.name, subscribers.c.status).where(
-                        subscribers.c.email.in_(list(batch))
+                        _among(connection, subscribers.c.email, list(batch))
                     )
                 )
             }
@@ -141,9 +186,11 @@ class SubscriberStore:
             }
             for person in people
         ]
-        connection.execute(insert(subscribers), rows)
+        _executemany(connection, insert(subscribers), rows)
         found = connection.execute(
-            select(subscribers.c.email, subscribers.c.id).where(subscribers.c.email.in_([p.email for p in people]))
+            select(subscribers.c.email, subscribers.c.id).where(
+                _among(connection, subscribers.c.email, [p.email for p in people])
+            )
         )
         return {row.email: row.id for row in found}
 
@@ -195,7 +242,9 @@ class SubscriberStore:
             return
         skip: set[tuple[int, str]] = set()
         for table in (subscriptions, opt_outs):
-            query = select(table.c.subscriber_id, table.c.newsletter).where(table.c.subscriber_id.in_(ids))
+            query = select(table.c.subscriber_id, table.c.newsletter).where(
+                _among(connection, table.c.subscriber_id, ids)
+            )
             skip.update((subscriber_id, name) for subscriber_id, name in connection.execute(query))
         rows = [
             {"subscriber_id": subscriber_id, "newsletter": name, "created_at": now}
@@ -204,7 +253,7 @@ class SubscriberStore:
             if (subscriber_id, name) not in skip
         ]
         if rows:
-            connection.execute(insert(subscriptions), rows)
+            _executemany(connection, insert(subscriptions), rows)
 
     def add(self, person: Subscriber, now: datetime) -> bool:
         """Add or merge one subscriber; True when the address is new."""
