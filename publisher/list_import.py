@@ -422,7 +422,7 @@ BATCH_SIZE = 2000
 
 
 class BatchWriter(Protocol):
-    def import_batch(self, people: Sequence[Subscriber], now: datetime) -> tuple[int, int]: ...
+    def import_batch(self, people: Sequence[Subscriber], now: datetime) -> tuple[int, int, list[str]]: ...
 
 
 @dataclass
@@ -433,6 +433,8 @@ class ListImport:
     added: int = 0
     updated: int = 0
     rejected: int = 0
+    suppressed: int = 0  # existing suppressed addresses the file tried to subscribe: left unchanged
+    suppressed_named: list[str] = field(default_factory=list)  # the first few of them
     without_newsletters: int = 0  # active rows that no --newsletter, column or tag rule placed
     statuses: Counter = field(default_factory=Counter)  # per status the rows asked for
 
@@ -466,6 +468,8 @@ def import_rows(
 
 def _write(writer: BatchWriter | None, batch: list[Subscriber], now: datetime, result: ListImport) -> None:
     if writer is not None and batch:
-        added, updated = writer.import_batch(batch, now)
+        added, updated, suppressed = writer.import_batch(batch, now)
+        result.suppressed += len(suppressed)
+        result.suppressed_named += suppressed[: max(0, 20 - len(result.suppressed_named))]
         result.added += added
         result.updated += updated

@@ -45,6 +45,14 @@ def normalise_email(address: str, where: str = "") -> str:
     return (checked.ascii_email or checked.normalized).lower()
 
 
+def suppressed_hint(email: str) -> str:
+    """What to say when someone tries to add back an address that bounced or complained."""
+    return (
+        f"{email} is suppressed (it bounced or complained), so it was left unchanged: "
+        f"`publisher subscribers unsuppress {email} --reason …` restores it"
+    )
+
+
 def clean_name(name: str, where: str = "") -> str:
     """A display name safe for headers, of a sensible length."""
     name = header_safe(name)

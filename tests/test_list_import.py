@@ -228,3 +228,18 @@ def test_the_original_format_keeps_working_and_merges_newsletters(config, tmp_pa
     again = run(config, "subscribers", "import", str(path), "--confirmed")
     assert "0 added, 2 updated" in again.output
     assert listed(config)["bob@example.org"]["status"] == "confirmed"
+
+
+def test_a_suppressed_address_is_named_with_the_way_back_and_left_unchanged(config, tmp_path: Path):
+    run(config, "subscribers", "import", str(EXPORTS / "mailchimp_cleaned.csv"))
+    added = run(config, "subscribers", "add", "gone.away@example.com", "--confirmed", "--newsletter", "daily")
+    assert added.exit_code == 1
+    assert "gone.away@example.com is suppressed" in added.stderr
+    assert "`publisher subscribers unsuppress gone.away@example.com --reason …` restores it" in added.stderr
+    path = tmp_path / "back.csv"
+    path.write_text("email,name,newsletters\ngone.away@example.com,,daily\nnew@example.com,,daily\n")
+    imported = run(config, "subscribers", "import", str(path), "--confirmed")
+    assert imported.exit_code == 0 and "skipped gone.away@example.com is suppressed" in imported.stderr
+    person = listed(config)["gone.away@example.com"]
+    assert (person["status"], person["newsletters"]) == ("bounced", [])
+    assert listed(config)["new@example.com"]["status"] == "confirmed"

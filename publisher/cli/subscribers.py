@@ -15,6 +15,7 @@ from publisher.subscribers import (
     make_subscriber,
     normalise_email,
     subscriber_json,
+    suppressed_hint,
     to_csv,
 )
 
@@ -41,6 +42,8 @@ def add_command(app: App, email: str, name: str, newsletters: tuple[str, ...], c
     person = make_subscriber(
         email, name, newsletters or tuple(known), known=known, confirmed=confirmed, source="cli", now=app.now()
     )
+    if (found := app.store.subscribers.get(person.email)) and found.status == "bounced":
+        raise SubscriberError(suppressed_hint(found.email))
     is_new = app.store.subscribers.add(person, app.now())
     stored = app.store.subscribers.get(person.email)
     click.echo(
@@ -94,6 +97,10 @@ def import_command(
         click.echo(
             f"{csv_file}: {result.added} added, {result.updated} updated, {result.rejected} rejected ({statuses})"
         )
+    for email in result.suppressed_named:
+        click.echo(f"skipped {suppressed_hint(email)}", err=True)
+    if result.suppressed > len(result.suppressed_named):
+        click.echo(f"… {result.suppressed} suppressed addresses in all were left unchanged", err=True)
     if result.without_newsletters:
         click.echo(f"{result.without_newsletters} addresses matched no newsletter (no tag rule applied to them)")
     if result.rejected and result.rejected == result.rows:

@@ -135,13 +135,14 @@ class SubscriberStore:
                     updated += 1
         return added, updated
 
-    def import_batch(self, people: Sequence[Subscriber], now: datetime) -> tuple[int, int]:
+    def import_batch(self, people: Sequence[Subscriber], now: datetime) -> tuple[int, int, list[str]]:
         """`upsert_many` for one batch of an import, in a handful of statements and one transaction.
 
         The same rules: an existing address keeps its status unless a pending one is confirmed;
         unsubscribed and bounced addresses are never re-activated and get no newsletters; opt-outs
         are kept. An export's unsubscribed or suppressed row also stops an active address.
-        Later rows for the same address merge into the first. Returns (added, updated).
+        Later rows for the same address merge into the first. Returns (added, updated, and the
+        suppressed addresses the batch tried to subscribe, which stay as they are).
         """
         batch: dict[str, Subscriber] = {}
         for person in people:
@@ -164,7 +165,10 @@ class SubscriberStore:
             active = {email for email, p in batch.items() if p.status in ("pending", "confirmed")}
             active -= {email for email, row in existing.items() if row.status not in ("pending", "confirmed")}
             self._subscribe_many(connection, {ids[email]: batch[email].newsletters for email in active}, now)
-        return len(batch) - len(existing), len(existing)
+        suppressed = [
+            email for email, row in existing.items() if row.status == "bounced" and batch[email].status != "bounced"
+        ]
+        return len(batch) - len(existing), len(existing), suppressed
 
     @staticmethod
     def _insert_new(connection: Connection, people: Sequence[Subscriber], now: datetime) -> dict[str, int]:
