@@ -190,10 +190,14 @@ def send_command(app: App, name: str, dry_run: bool, as_json: bool, force: bool)
 @click.argument("name")
 @click.argument("number", type=int, required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the per-state counts.")
+@click.option("--failures", is_flag=True, help="List each failed or deferred address with the server's last reply.")
 @click.pass_obj
-def status_command(app: App, name: str, number: int | None, as_json: bool) -> None:
+def status_command(app: App, name: str, number: int | None, as_json: bool, failures: bool) -> None:
     """Delivery counts per state for an issue (default: the newest that started sending)."""
     issue = _issue(app, name, number, ("sending", "paused", "sent", "cancelled"))
+    if failures:
+        _failures(app, issue, as_json=as_json)
+        return
     counts = app.store.deliveries.counts(issue.id)
     next_at = app.store.deliveries.next_attempt(issue.id)
     if as_json:
@@ -213,6 +217,34 @@ def status_command(app: App, name: str, number: int | None, as_json: bool) -> No
         click.echo(f"  {state:<10} {count:>8,}")
     if next_at:
         click.echo(f"next attempt: {next_at:%Y-%m-%d %H:%M %Z}")
+
+
+def _failures(app: App, issue: Issue, *, as_json: bool) -> None:
+    rows = app.store.deliveries.failures(issue.id)
+    found = [
+        {
+            "email": row["email"],
+            "state": row["state"],
+            "attempts": row["attempts"],
+            "code": row["last_code"],
+            "status": row["last_status"],
+            "reply": row["last_error"],
+            "at": iso(row["updated_at"]),
+            "next_attempt_at": iso(row["next_attempt_at"]) if row["state"] == "deferred" else None,
+        }
+        for row in rows
+    ]
+    if as_json:
+        print_json({"newsletter": issue.newsletter, "issue": issue.number, "state": issue.state, "failures": found})
+        return
+    failed = sum(row["state"] == "failed" for row in found)
+    click.echo(
+        f"{issue.newsletter} issue {issue.number} [{issue.state}]: {failed:,} failed, {len(found) - failed:,} deferred"
+    )
+    for row in found:
+        reply = " ".join(str(part) for part in (row["code"], row["status"], row["reply"]) if part) or "no reply"
+        when = f"; next attempt {row['next_attempt_at']}" if row["next_attempt_at"] else ""
+        click.echo(f"  {row['state']:<9} {row['email']}  {reply}  (attempt {row['attempts']}{when})")
 
 
 @click.command("pause")
