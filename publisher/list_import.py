@@ -16,6 +16,7 @@ import json
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -447,29 +448,41 @@ def import_rows(
     on_error: Callable[[str], None] = lambda error: None,
     batch_size: int = BATCH_SIZE,
 ) -> ListImport:
-    """Write good rows in batches (one transaction each), report bad ones; no writer: a dry run."""
+    """Write good rows in batches (one transaction each), report bad ones; no writer: a dry run.
+
+    One batch is written (in a second thread) while the next is read, so at most two batches
+    are in memory; batches are written in file order, and an error in one stops the import.
+    """
     result, batch = ListImport(), []
-    for row in rows:
-        result.rows += 1
-        if row.subscriber is None:
-            result.rejected += 1
-            on_error(row.error)
-            continue
-        result.statuses[row.subscriber.status] += 1
-        if row.subscriber.status in ("pending", "confirmed") and not row.subscriber.newsletters:
-            result.without_newsletters += 1
-        batch.append(row.subscriber)
-        if len(batch) >= batch_size:
-            _write(writer, batch, now, result)
-            batch = []
-    _write(writer, batch, now, result)
+    with ThreadPoolExecutor(1, thread_name_prefix="import") as pool:
+        writing: Future | None = None
+        for row in rows:
+            result.rows += 1
+            if row.subscriber is None:
+                result.rejected += 1
+                on_error(row.error)
+                continue
+            result.statuses[row.subscriber.status] += 1
+            if row.subscriber.status in ("pending", "confirmed") and not row.subscriber.newsletters:
+                result.without_newsletters += 1
+            if writer is None:
+                continue
+            batch.append(row.subscriber)
+            if len(batch) >= batch_size:
+                _collect(writing, result)
+                writing, batch = pool.submit(writer.import_batch, batch, now), []
+        _collect(writing, result)
+        if batch and writer is not None:
+            _collect(pool.submit(writer.import_batch, batch, now), result)
     return result
 
 
-def _write(writer: BatchWriter | None, batch: list[Subscriber], now: datetime, result: ListImport) -> None:
-    if writer is not None and batch:
-        added, updated, suppressed = writer.import_batch(batch, now)
-        result.suppressed += len(suppressed)
-        result.suppressed_named += suppressed[: max(0, 20 - len(result.suppressed_named))]
-        result.added += added
-        result.updated += updated
+def _collect(writing: Future | None, result: ListImport) -> None:
+    """Wait for a batch being written and add up what it did."""
+    if writing is None:
+        return
+    added, updated, suppressed = writing.result()
+    result.suppressed += len(suppressed)
+    result.suppressed_named += suppressed[: max(0, 20 - len(result.suppressed_named))]
+    result.added += added
+    result.updated += updated

@@ -243,3 +243,29 @@ def test_a_suppressed_address_is_named_with_the_way_back_and_left_unchanged(conf
     person = listed(config)["gone.away@example.com"]
     assert (person["status"], person["newsletters"]) == ("bounced", [])
     assert listed(config)["new@example.com"]["status"] == "confirmed"
+
+
+class RecordingWriter:
+    def __init__(self, fail_at: int = 0) -> None:
+        self.batches: list[list[str]] = []
+        self.fail_at = fail_at
+
+    def import_batch(self, people, now):
+        if self.fail_at and len(self.batches) + 1 == self.fail_at:
+            raise SubscriberError("the database went away")
+        self.batches.append([person.email for person in people])
+        return len(people), 0, []
+
+
+def test_batches_are_written_in_file_order_and_a_failing_batch_stops_the_import(tmp_path: Path):
+    path = tmp_path / "many.csv"
+    path.write_text("email\n" + "".join(f"u{n}@example.com\n" for n in range(2500)))
+    writer = RecordingWriter()
+    result = import_rows(writer, read_rows(path, ColumnMap(), KNOWN, confirmed=False, now=NOW)[1], NOW, batch_size=1000)
+    assert [len(batch) for batch in writer.batches] == [1000, 1000, 500]
+    assert writer.batches[0][0] == "u0@example.com" and writer.batches[2][-1] == "u2499@example.com"
+    assert result.added == 2500
+    failing = RecordingWriter(fail_at=2)
+    with pytest.raises(SubscriberError, match="went away"):
+        import_rows(failing, read_rows(path, ColumnMap(), KNOWN, confirmed=False, now=NOW)[1], NOW, batch_size=1000)
+    assert len(failing.batches) == 1

@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from datetime import datetime
+from operator import itemgetter
 
 from sqlalchemy import ARRAY, ColumnElement, Text, any_, bindparam, delete, func, insert, literal, select, update
 from sqlalchemy.engine import Connection, Engine, RowMapping
@@ -54,7 +55,8 @@ def _executemany(connection: Connection, statement: Insert, rows: list[dict]) ->
         _copy(connection, statement.table.name, keys, rows)
     elif compiled.positional:
         order = compiled.positiontup or []
-        connection.exec_driver_sql(compiled.string, [tuple(row[key] for key in order) for row in rows])
+        values = itemgetter(*order) if len(order) > 1 else lambda row: tuple(row[key] for key in order)
+        connection.exec_driver_sql(compiled.string, [values(row) for row in rows])
     else:
         connection.exec_driver_sql(compiled.string, rows)
 
@@ -63,7 +65,7 @@ def _among(connection: Connection, column, values: list) -> ColumnElement[bool]:
     """`column IN (values)`; on PostgreSQL `= ANY(array)`, one parameter however many values."""
     if connection.dialect.name == "postgresql":
         return column == any_(literal(values, ARRAY(column.type)))
-    return column.in_(values)
+    return column.in_(bindparam(f"among_{column.name}", value=values, expanding=True))
 
 
 def _copy(connection: Connection, table: str, keys: list[str], rows: list[dict]) -> None:
