@@ -405,7 +405,7 @@ def _rows(path: Path, handle, reader, plan: Plan, known: Known, now: datetime) -
     with handle:
         try:
             for cells in reader:
-                if not any(cell.strip() for cell in cells):
+                if not "".join(cells).strip():
                     continue
                 where = f"{path}:{reader.line_num}"
                 row = dict(zip(lowered, cells, strict=False))
