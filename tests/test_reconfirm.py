@@ -135,3 +135,34 @@ def test_addresses_confirmed_or_gone_meanwhile_are_not_asked(tmp_path, database_
     listed = run(config, "subscribers", "list", "--json").output
     assert '"email": "reader0001@example.com",\n    "name": "",\n    "status": "bounced"' in listed
     assert handler.received() == {}
+
+
+def test_a_killed_run_is_finished_by_the_next_and_at_most_its_batch_on_the_wire_goes_twice(tmp_path, database_url):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    handler = SinkHandler()
+    with smtp_sink(handler) as port:
+        config = write_config(tmp_path, database_url, port)
+        text = config.read_text().replace("batch_size = 100", 'batch_size = 50\nlease = "2s"')
+        config.write_text(text.replace("timeout = 10", "timeout = 10\nrate_limit = 400"))
+        emails = import_pending(config, tmp_path, 1000)
+        command = [sys.executable, "-m", "publisher", "--config", str(config), "subscribers", "confirm-pending"]
+        child = subprocess.Popen([*command, "--send"], cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(Path.cwd())})
+        deadline = time.monotonic() + 60
+        while sum(handler.received().values()) < 200 and time.monotonic() < deadline and child.poll() is None:
+            time.sleep(0.01)
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        at_kill = sum(handler.received().values())
+        assert 200 <= at_kill < 1000  # killed half-way
+        time.sleep(2.5)  # the dead run's lease runs out
+        result = run(config, "subscribers", "confirm-pending", "--send")
+        assert "(1000 sent in all)" in result.output
+    received = handler.received()
+    assert set(received) == set(emails)
+    twice = sorted(email for email, count in received.items() if count > 1)
+    assert len(twice) <= 50 and max(received.values()) <= 2  # at most the one batch on the wire
