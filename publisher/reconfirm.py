@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parseaddr
+from functools import partial
 
 from publisher import tokens
 from publisher.config import DeliverySettings, Settings
@@ -51,12 +52,12 @@ def decide(row: Asking, result: SendResult, delivery: DeliverySettings, now: dat
     """The ledger entry for one server answer: sent, failed (5xx, or retried too long), or deferred."""
     from publisher.dispatch import backoff
 
-    common = {"subscriber_id": row.subscriber_id, "token": row.token, "code": result.code, "detail": result.detail}
+    answer = partial(Answer, row.subscriber_id, row.token, code=result.code, detail=result.detail)
     if result.outcome == "delivered":
-        return Answer(state="sent", **common)
+        return answer(state="sent")
     if result.outcome == "failed" or now - row.queued_at >= delivery.give_up_after:
-        return Answer(state="failed", **common)
-    return Answer(state="deferred", next_attempt_at=now + backoff(row.attempts, delivery), **common)
+        return answer(state="failed")
+    return answer(state="deferred", next_attempt_at=now + backoff(row.attempts, delivery))
 
 
 def compose(settings: Settings, mailer: Mailer, row: Asking, now: datetime) -> Outgoing:

@@ -253,7 +253,7 @@ class ReconfirmationStore:
     def counts(self) -> dict[str, int]:
         with self.engine.connect() as connection:
             query = select(reconfirmations.c.state, func.count()).group_by(reconfirmations.c.state)
-            found = dict(connection.execute(query).all())
+            found: dict[str, int] = dict(connection.execute(query).all())
         return {
             state: found.get(state, 0) for state in ("pending", "sending", "deferred", "sent", "failed", "cancelled")
         }

@@ -12,6 +12,7 @@ from sqlalchemy import ARRAY, ColumnElement, Text, any_, bindparam, delete, func
 from sqlalchemy.engine import Connection, Engine, RowMapping
 from sqlalchemy.sql.dml import Insert
 
+from publisher.errors import StoreError
 from publisher.model import Subscriber
 from publisher.store.schema import opt_outs, subscribers, subscriptions
 
@@ -71,7 +72,10 @@ def _among(connection: Connection, column, values: list) -> ColumnElement[bool]:
 def _copy(connection: Connection, table: str, keys: list[str], rows: list[dict]) -> None:
     """PostgreSQL's COPY, in the connection's transaction: one statement for the whole batch
     (an executemany costs the server a statement per row, about five times slower here)."""
-    cursor = connection.connection.driver_connection.cursor()
+    driver = connection.connection.driver_connection
+    if driver is None:
+        raise StoreError("the PostgreSQL connection closed during an import: run it again")
+    cursor = driver.cursor()
     with cursor, cursor.copy(f"COPY {table} ({', '.join(keys)}) FROM STDIN") as copy:
         for row in rows:
             copy.write_row([row[key] for key in keys])
