@@ -345,7 +345,11 @@ def _newsletters_and_topics(
 ) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """`--newsletter`, then the newsletters column, then the tag rules; none of these: every newsletter."""
     cell = values.get("newsletters", "")
-    names = list(plan.mapping.newsletters) + (split_tags(cell) if '"' in cell or "," in cell else cell.split())
+    named = split_tags(cell) if '"' in cell or "," in cell or "[" in cell else cell.split()
+    if named and not all(name in known.newsletters for name in named):  # "Weekly" for weekly
+        lowered = {name.lower(): name for name in known.newsletters}
+        named = [lowered.get(name.lower(), name) for name in named]
+    names = list(plan.mapping.newsletters) + named
     topics: list[str] = []
     for rule in plan.mapping.tag_rules:
         if rule.tag in tags:

@@ -269,3 +269,11 @@ def test_batches_are_written_in_file_order_and_a_failing_batch_stops_the_import(
     with pytest.raises(SubscriberError, match="went away"):
         import_rows(failing, read_rows(path, ColumnMap(), KNOWN, confirmed=False, now=NOW)[1], NOW, batch_size=1000)
     assert len(failing.batches) == 1
+
+
+def test_a_tags_column_read_as_newsletters_matches_names_in_any_case():
+    _, found = rows("mailchimp_subscribed.csv", "TAGS=newsletters")
+    by_email = {row.subscriber.email: row.subscriber for row in found if row.subscriber}
+    assert by_email["grace.hopper@example.com"].newsletters == ("weekly",)  # tagged "Weekly"
+    errors = [row.error for row in found if row.error]
+    assert any(":2: unknown newsletter VIP" in error for error in errors)  # Ada's VIP is no newsletter
