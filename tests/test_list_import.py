@@ -277,3 +277,19 @@ def test_a_tags_column_read_as_newsletters_matches_names_in_any_case():
     assert by_email["grace.hopper@example.com"].newsletters == ("weekly",)  # tagged "Weekly"
     errors = [row.error for row in found if row.error]
     assert any(":2: unknown newsletter VIP" in error for error in errors)  # Ada's VIP is no newsletter
+
+
+def test_an_import_never_undoes_an_opt_out_from_one_newsletter(config, database_url, tmp_path: Path):
+    from publisher.store import Store
+
+    run(config, "subscribers", "add", "ann@example.org", "--confirmed")
+    store = Store.open(database_url)
+    try:
+        person = store.subscribers.get("ann@example.org")
+        store.subscribers.remove_newsletter(person.id, "daily", NOW)
+    finally:
+        store.close()
+    path = tmp_path / "again.csv"
+    path.write_text("email,name,newsletters\nann@example.org,Ann,weekly daily\n")
+    assert "0 added, 1 updated" in run(config, "subscribers", "import", str(path), "--confirmed").output
+    assert listed(config)["ann@example.org"]["newsletters"] == ["weekly"]

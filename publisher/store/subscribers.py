@@ -170,7 +170,8 @@ class SubscriberStore:
             self._update_existing(connection, [(row, batch[email]) for email, row in existing.items()], now)
             active = {email for email, p in batch.items() if p.status in ("pending", "confirmed")}
             active -= {email for email, row in existing.items() if row.status not in ("pending", "confirmed")}
-            self._subscribe_many(connection, {ids[email]: batch[email].newsletters for email in active}, now)
+            wanted = {ids[email]: batch[email].newsletters for email in active}
+            self._subscribe_many(connection, wanted, [row.id for row in existing.values()], now)
         suppressed = [
             email for email, row in existing.items() if row.status == "bounced" and batch[email].status != "bounced"
         ]
@@ -245,15 +246,18 @@ class SubscriberStore:
             )
 
     @staticmethod
-    def _subscribe_many(connection: Connection, wanted: dict[int, tuple[str, ...]], now: datetime) -> None:
-        """Add newsletters to many subscribers at once, skipping those they have and their opt-outs."""
+    def _subscribe_many(
+        connection: Connection, wanted: dict[int, tuple[str, ...]], existing: list[int], now: datetime
+    ) -> None:
+        """Add newsletters to many subscribers at once, skipping those they have and their opt-outs
+        (only `existing` subscribers can have either: new ones are not looked up)."""
         ids = [subscriber_id for subscriber_id, names in wanted.items() if names]
         if not ids:
             return
         skip: set[tuple[int, str]] = set()
-        for table in (subscriptions, opt_outs):
+        for table in (subscriptions, opt_outs) if existing else ():
             query = select(table.c.subscriber_id, table.c.newsletter).where(
-                _among(connection, table.c.subscriber_id, ids)
+                _among(connection, table.c.subscriber_id, existing)
             )
             skip.update((subscriber_id, name) for subscriber_id, name in connection.execute(query))
         rows = [
