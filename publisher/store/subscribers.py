@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from datetime import datetime
+from functools import lru_cache
 from operator import itemgetter
 
 from sqlalchemy import ARRAY, ColumnElement, Text, any_, bindparam, delete, func, insert, literal, select, update
@@ -33,6 +34,10 @@ def _subscriber(row: RowMapping, newsletters: Sequence[str]) -> Subscriber:
     )
 
 
+_INSERT_SUBSCRIBER = insert(subscribers)
+_INSERT_SUBSCRIPTION = insert(subscriptions)
+
+
 def _executemany(connection: Connection, statement: Insert, rows: list[dict]) -> None:
     """An executemany of a Core INSERT handed straight to the driver, for imports of many rows.
 
@@ -41,7 +46,6 @@ def _executemany(connection: Connection, statement: Insert, rows: list[dict]) ->
     parameter of every row (most of the time of a large import).
     """
     dialect, keys = connection.dialect, list(rows[0])
-    compiled = statement.compile(dialect=dialect, column_keys=keys)
     table = statement.table
     for key in keys:
         processor = table.c[key].type.bind_processor(dialect)
@@ -53,13 +57,22 @@ def _executemany(connection: Connection, statement: Insert, rows: list[dict]) ->
                     done[value] = processor(value)
                 row[key] = done[value]
     if dialect.name == "postgresql" and dialect.driver == "psycopg":
-        _copy(connection, statement.table.name, keys, rows)
-    elif compiled.positional:
-        order = compiled.positiontup or []
-        values = itemgetter(*order) if len(order) > 1 else lambda row: tuple(row[key] for key in order)
-        connection.exec_driver_sql(compiled.string, [values(row) for row in rows])
+        _copy(connection, table.name, keys, rows)
+        return
+    text, order = _compiled(statement, tuple(keys), dialect)
+    if order is None:
+        connection.exec_driver_sql(text, rows)
     else:
-        connection.exec_driver_sql(compiled.string, rows)
+        values = itemgetter(*order) if len(order) > 1 else lambda row: tuple(row[key] for key in order)
+        connection.exec_driver_sql(text, [values(row) for row in rows])
+
+
+@lru_cache(maxsize=16)
+def _compiled(statement: Insert, keys: tuple[str, ...], dialect) -> tuple[str, list[str] | None]:
+    """The SQL of an INSERT for these columns, and its parameter order when positional (once per batch
+    size is enough: compiling costs milliseconds)."""
+    compiled = statement.compile(dialect=dialect, column_keys=list(keys))
+    return compiled.string, (list(compiled.positiontup or []) if compiled.positional else None)
 
 
 def _among(connection: Connection, column, values: list) -> ColumnElement[bool]:
@@ -189,7 +202,7 @@ class SubscriberStore:
                 "source": person.source,
                 "consent_at": person.consent_at,
                 "consent_text": person.consent_text,
-                "topics": json.dumps(list(person.topics)),
+                "topics": json.dumps(list(person.topics)) if person.topics else "[]",
                 "bounce_count": 0,
                 "created_at": now,
                 "updated_at": now,
@@ -197,7 +210,7 @@ class SubscriberStore:
             }
             for person in people
         ]
-        _executemany(connection, insert(subscribers), rows)
+        _executemany(connection, _INSERT_SUBSCRIBER, rows)
         found = connection.execute(
             select(subscribers.c.email, subscribers.c.id).where(
                 _among(connection, subscribers.c.email, [p.email for p in people])
@@ -267,7 +280,7 @@ class SubscriberStore:
             if (subscriber_id, name) not in skip
         ]
         if rows:
-            _executemany(connection, insert(subscriptions), rows)
+            _executemany(connection, _INSERT_SUBSCRIPTION, rows)
 
     def add(self, person: Subscriber, now: datetime) -> bool:
         """Add or merge one subscriber; True when the address is new."""
