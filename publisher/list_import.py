@@ -198,10 +198,7 @@ class Plan:
     mapping: ColumnMap
     confirmed: bool
     state: Callable[[Row], str]
-
-    @property
-    def source(self) -> str:
-        return f"import:{self.format.name}"
+    source: str  # recorded on each subscriber: import:mailchimp…, or import:<file name> for our own format
 
     @property
     def state_columns(self) -> list[str]:
@@ -262,7 +259,8 @@ def make_plan(path: Path, header: list[str], mapping: ColumnMap, *, confirmed: b
     columns = {name: fld for name, fld in columns.items() if fld != "ignore"}
     if "email" not in columns.values():
         raise SubscriberError(f"{path}:1: no column holds the address: add --map COLUMN=email")
-    return Plan(found, tuple(header), columns, mapping, confirmed, found.row_state(frozenset(lowered)))
+    source = f"import:{path.name}" if found.name == "publisher" else f"import:{found.name}"
+    return Plan(found, tuple(header), columns, mapping, confirmed, found.row_state(frozenset(lowered)), source)
 
 
 # --- rows ----------------------------------------------------------------------------------

@@ -228,6 +228,7 @@ def test_the_original_format_keeps_working_and_merges_newsletters(config, tmp_pa
     again = run(config, "subscribers", "import", str(path), "--confirmed")
     assert "0 added, 2 updated" in again.output
     assert listed(config)["bob@example.org"]["status"] == "confirmed"
+    assert listed(config)["bob@example.org"]["source"] == "import:people.csv"  # as before: the file's name
 
 
 def test_a_suppressed_address_is_named_with_the_way_back_and_left_unchanged(config, tmp_path: Path):
