@@ -348,7 +348,8 @@ def _newsletters_and_topics(
         lowered = {name.lower(): name for name in known.newsletters}
         named = [lowered.get(name.lower(), name) for name in named]
     names = list(plan.mapping.newsletters) + named
-    topics: list[str] = []
+    cell = values.get("topics", "")
+    topics: list[str] = split_tags(cell) if '"' in cell or "," in cell or "[" in cell else cell.split()
     for rule in plan.mapping.tag_rules:
         if rule.tag in tags:
             (topics if rule.topic else names).append(rule.topic or rule.newsletter)

@@ -294,3 +294,10 @@ def test_an_import_never_undoes_an_opt_out_from_one_newsletter(config, database_
     path.write_text("email,name,newsletters\nann@example.org,Ann,weekly daily\n")
     assert "0 added, 1 updated" in run(config, "subscribers", "import", str(path), "--confirmed").output
     assert listed(config)["ann@example.org"]["newsletters"] == ["weekly"]
+
+
+def test_a_topics_column_gives_the_offered_topics(tmp_path: Path):
+    path = tmp_path / "crm.csv"
+    path.write_text("email,interests\na@example.com,offers cars\n")
+    _, found = read_rows(path, parse_maps(["interests=topics"]), KNOWN, confirmed=False, now=NOW)
+    assert next(found).subscriber.topics == ("offers",)  # cars is not in [web] topics
