@@ -16,13 +16,24 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
 from pathlib import Path
 from types import TracebackType
 
-from publisher import announcements, content, dispatch, feedback, issues, jobs, signup, subscribers
+from publisher import (
+    announcements,
+    content,
+    dispatch,
+    feedback,
+    issues,
+    jobs,
+    list_import,
+    reconfirm,
+    signup,
+    subscribers,
+)
 from publisher.archive import write_archive
 from publisher.clock import Clock, system_clock
 from publisher.config import NewsletterSettings, Settings, SourceSettings, load_settings
@@ -32,7 +43,16 @@ from publisher.inbound import files as inbound_files
 from publisher.inbound import imap as inbound_imap
 from publisher.inbound import listener as inbound_listener
 from publisher.inbound.parse import Feedback
-from publisher.model import Article, ImportReport, Issue, IssueKind, IssueState, PlannedIssue, Subscriber
+from publisher.model import (
+    Article,
+    ImportReport,
+    Issue,
+    IssueKind,
+    IssueState,
+    PlannedIssue,
+    Subscriber,
+    SubscriberStatus,
+)
 from publisher.selection import Skipped
 from publisher.store import Store
 from publisher.store.inbound import Suppression
@@ -184,15 +204,6 @@ class IssueStatus:
     @property
     def recipients(self) -> int:
         return sum(self.counts.values())
-
-
-@dataclass(frozen=True)
-class CsvImport:
-    """What `import_subscribers` did with a CSV file."""
-
-    added: int
-    updated: int
-    rejected: list[str] = field(default_factory=list)
 
 
 # --- the publication -----------------------------------------------------------------------
@@ -535,23 +546,56 @@ class Publication:
         person = subscribers.make_subscriber(
             email, name, tuple(newsletters) or tuple(known), known=known, confirmed=confirmed, source="cli", now=now
         )
+        if (found := self.store.subscribers.get(person.email)) and found.status == SubscriberStatus.BOUNCED:
+            raise SubscriberError(subscribers.suppressed_hint(found.email))
         is_new = self.store.subscribers.add(person, now)
         stored = self.store.subscribers.get(person.email)
         if stored is None:
             raise SubscriberError(f"{person.email} was not stored")
         return stored, is_new
 
-    def import_subscribers(self, path: Path, *, confirmed: bool = False) -> CsvImport:
-        """Import a CSV file (`email,name,newsletters`); bad rows are reported, good rows kept."""
-        known = self.settings.newsletters
+    def import_subscribers(
+        self,
+        path: Path,
+        *,
+        confirmed: bool = False,
+        newsletters: Sequence[str] = (),
+        maps: Sequence[str] = (),
+        dry_run: bool = False,
+        on_error: Callable[[str], None] = lambda error: None,
+        on_plan: Callable[[list_import.Plan], object] = lambda plan: None,
+    ) -> tuple[list_import.Plan, list_import.ListImport]:
+        """Import a CSV file: `email,name,newsletters`, or a Mailchimp, Substack, Buttondown or
+        listmonk export (recognised from its header row), streamed in batches. `on_plan` hears the
+        detected format and mapping before any row is written; `dry_run` writes nothing."""
+        for name in newsletters:
+            self.newsletter(name)
+        known = list_import.Known(tuple(self.settings.newsletters), self.settings.web.topics)
         now = self.now()
-        parsed = subscribers.parse_csv(
-            path, known=known, confirmed=confirmed, now=now, default_newsletters=tuple(known)
+        plan, rows = list_import.read_rows(
+            path, list_import.parse_maps(maps, newsletters), known, confirmed=confirmed, now=now
         )
-        added, updated = self.store.subscribers.upsert_many(parsed.subscribers, now)
-        if parsed.errors and not parsed.subscribers:
-            raise SubscriberError(f"{path}: no valid rows: {parsed.errors[0]}")
-        return CsvImport(added, updated, list(parsed.errors))
+        on_plan(plan)
+        writer = None if dry_run else self.store.subscribers
+        return plan, list_import.import_rows(writer, rows, now, on_error=on_error)
+
+    def pending_to_ask(self, newsletter: str | None = None) -> list[str]:
+        """Pending addresses that `confirm_pending` would ask (never asked before)."""
+        if newsletter:
+            self.newsletter(newsletter)
+        return self.store.reconfirmations.not_asked(newsletter)
+
+    def confirm_pending(self, newsletter: str | None = None) -> reconfirm.ReconfirmReport:
+        """Send each pending address one confirmation mail through a ledger (exactly once, resumable)."""
+        if newsletter:
+            self.newsletter(newsletter)
+        return reconfirm.send_confirmations(
+            self.settings, self.store, newsletter=newsletter, transport=self.transport, clock=self.clock
+        )
+
+    def failures(self, issue: Issue) -> list[dict[str, object]]:
+        """Each failed or deferred recipient of `issue` with the server's last reply."""
+        return [dict(row) for row in self.store.deliveries.failures(issue.id)]
 
     def subscribers(self, *, status: str | None = None, newsletter: str | None = None) -> list[Subscriber]:
         """Subscribers, optionally of one status and one newsletter (an unknown newsletter is an error)."""

@@ -542,3 +542,40 @@ def test_a_dry_run_of_a_draft_writes_the_maildir_and_leaves_the_draft_and_its_ar
     assert store.issues.sent_ids("weekly") == held == set(issue.article_ids)
     pub.cancel("weekly", 1)
     assert store.issues.sent_ids("weekly") == set()  # its articles go back: none was consumed
+
+
+class GreylistingSink(SinkHandler):
+    """Refuses `later` with a temporary 451 and `reject` (SinkHandler) with a 550."""
+
+    def __init__(self, later: str, **options) -> None:
+        super().__init__(**options)
+        self.later = later
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802 - aiosmtpd's name
+        if address == self.later:
+            return "451 4.7.1 Greylisted, please try again in 5 minutes"
+        return await super().handle_RCPT(server, session, envelope, address, rcpt_options)
+
+
+def test_digest_status_failures_names_each_address_with_the_servers_reply(publication, monkeypatch):
+    import json
+
+    monkeypatch.setenv("PUBLISHER_SECRET_KEY", "test-key-4f9c2a71d8e3b605a9c7e1f2d4b8a36c")
+    handler = GreylistingSink("r2@d2.example", reject={"r1@d1.example"})
+    with smtp_sink(handler) as port:
+        path = publication(port)
+        cli_run(path, "digest", "send", "weekly")
+    text = cli_run(path, "digest", "status", "weekly", "--failures")
+    assert text.exit_code == 0
+    lines = text.output.splitlines()
+    assert lines[0] == "weekly issue 1 [sent]: 1 failed, 1 deferred"
+    assert lines[1].split()[:4] == ["failed", "r1@d1.example", "550", "5.1.1"]
+    assert "User unknown" in lines[1]
+    assert lines[2].split()[:4] == ["deferred", "r2@d2.example", "451", "4.7.1"]
+    assert "Greylisted" in lines[2] and "next attempt" in lines[2]
+    found = json.loads(cli_run(path, "digest", "status", "weekly", "--failures", "--json").output)["failures"]
+    assert [(f["email"], f["state"], f["code"]) for f in found] == [
+        ("r1@d1.example", "failed", 550),
+        ("r2@d2.example", "deferred", 451),
+    ]
+    assert found[1]["next_attempt_at"] and "r0@d0.example" not in text.output

@@ -113,3 +113,21 @@ def test_absurdly_long_names_are_refused_with_the_line(clock):
             now=clock,
             where="people.csv:7",
         )
+
+
+def test_the_fast_path_for_plain_addresses_agrees_with_email_validator():
+    from email_validator import validate_email
+
+    samples = ["A.B+tag@Example.COM", "o'neil@x.example", "a@b.test", "a@sub.local", "a..b@x.com", "a@x-.com"]
+    samples += ["a@ab--c.com", "a@xn--bcher-kva.com", "a@b.c", "a@1.2.3.4", "x" * 65 + "@x.com", "a_b@x_y.com"]
+    for address in samples:
+        try:
+            checked = validate_email(address, check_deliverability=False, allow_smtputf8=False)
+            expected = (checked.ascii_email or checked.normalized).lower()
+        except Exception:
+            expected = None
+        try:
+            found = normalise_email(address)
+        except SubscriberError:
+            found = None
+        assert found == expected, address

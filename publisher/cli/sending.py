@@ -17,6 +17,7 @@ from rich.progress import (
 
 from publisher import dispatch
 from publisher.cli.app import App, iso, plural, print_json
+from publisher.model import Issue
 from publisher.publication import SendOutcome
 
 
@@ -113,11 +114,15 @@ def send_command(app: App, name: str, dry_run: bool, immediately: bool, as_json:
 @click.argument("name")
 @click.argument("number", type=int, required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the per-state counts.")
+@click.option("--failures", is_flag=True, help="List each failed or deferred address with the server's last reply.")
 @click.pass_obj
-def status_command(app: App, name: str, number: int | None, as_json: bool) -> None:
+def status_command(app: App, name: str, number: int | None, as_json: bool, failures: bool) -> None:
     """Delivery counts per state for an issue (default: the newest that started sending)."""
     status = app.publication.status(name, number)
     issue, counts, next_at = status.issue, status.counts, status.next_attempt_at
+    if failures:
+        _failures(app, issue, as_json=as_json)
+        return
     if as_json:
         print_json(
             {
@@ -135,6 +140,34 @@ def status_command(app: App, name: str, number: int | None, as_json: bool) -> No
         click.echo(f"  {state:<10} {count:>8,}")
     if next_at:
         click.echo(f"next attempt: {next_at:%Y-%m-%d %H:%M %Z}")
+
+
+def _failures(app: App, issue: Issue, *, as_json: bool) -> None:
+    rows = app.publication.failures(issue)
+    found = [
+        {
+            "email": row["email"],
+            "state": row["state"],
+            "attempts": row["attempts"],
+            "code": row["last_code"],
+            "status": row["last_status"],
+            "reply": row["last_error"],
+            "at": iso(row["updated_at"]),
+            "next_attempt_at": iso(row["next_attempt_at"]) if row["state"] == "deferred" else None,
+        }
+        for row in rows
+    ]
+    if as_json:
+        print_json({"newsletter": issue.newsletter, "issue": issue.number, "state": issue.state, "failures": found})
+        return
+    failed = sum(row["state"] == "failed" for row in found)
+    click.echo(
+        f"{issue.newsletter} issue {issue.number} [{issue.state}]: {failed:,} failed, {len(found) - failed:,} deferred"
+    )
+    for row in found:
+        reply = " ".join(str(part) for part in (row["code"], row["status"], row["reply"]) if part) or "no reply"
+        when = f"; next attempt {row['next_attempt_at']}" if row["next_attempt_at"] else ""
+        click.echo(f"  {row['state']:<9} {row['email']}  {reply}  (attempt {row['attempts']}{when})")
 
 
 @click.command("pause")

@@ -12,6 +12,7 @@ from publisher.files import write_private
 from publisher.model import SUBSCRIBER_STATUSES
 from publisher.subscribers import (
     subscriber_json,
+    suppressed_hint,
 )
 
 
@@ -42,18 +43,64 @@ def add_command(app: App, email: str, name: str, newsletters: tuple[str, ...], c
 
 @subscribers_group.command("import")
 @click.argument("csv_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--confirmed", is_flag=True, help="Mark imported addresses as confirmed.")
+@click.option("--confirmed", is_flag=True, help="Mark imported addresses as confirmed (consent time: the export's).")
+@click.option(
+    "--newsletter",
+    "newsletters",
+    multiple=True,
+    help="Subscribe everyone in the file to this newsletter (repeatable).",
+)
+@click.option(
+    "--map",
+    "maps",
+    multiple=True,
+    metavar="COLUMN=FIELD",
+    help="Read COLUMN as FIELD (email, name, first_name, last_name, newsletters, tags, topics, optin_at, "
+    "confirmed_at, ignore), or tag:TAG=NEWSLETTER / tag:TAG=topic:TOPIC (repeatable).",
+)
+@click.option("--dry-run", is_flag=True, help="Show the detected format, the mapping and the counts; write nothing.")
 @click.pass_obj
-def import_command(app: App, csv_file: Path, confirmed: bool) -> None:
-    """Import subscribers from a CSV file with a header row `email,name,newsletters`.
+def import_command(
+    app: App, csv_file: Path, confirmed: bool, newsletters: tuple[str, ...], maps: tuple[str, ...], dry_run: bool
+) -> None:
+    """Import subscribers from a CSV file: `email,name,newsletters`, or a Mailchimp, Substack,
+    Buttondown or listmonk export (recognised from its header row).
 
     Newsletter names are separated by spaces; an empty cell means every configured newsletter.
+    Rows the old service had unsubscribed or suppressed come in as unsubscribed or bounced.
     Bad rows are reported with their line number; good rows are kept.
     """
-    result = app.publication.import_subscribers(csv_file, confirmed=confirmed)
-    for error in result.rejected:
-        click.echo(f"skipped {error}", err=True)
-    click.echo(f"{csv_file}: {result.added} added, {result.updated} updated, {len(result.rejected)} rejected")
+    _, result = app.publication.import_subscribers(
+        csv_file,
+        confirmed=confirmed,
+        newsletters=newsletters,
+        maps=maps,
+        dry_run=dry_run,
+        on_error=lambda error: click.echo(f"skipped {error}", err=True),
+        on_plan=lambda plan: [click.echo(f"{csv_file}: {line}") for line in plan.describe()],
+    )
+    statuses = ", ".join(f"{result.statuses[s]} {s}" for s in SUBSCRIBER_STATUSES if result.statuses[s])
+    if dry_run:
+        click.echo(
+            f"dry run, nothing written: {result.rows} rows — {statuses or 'none valid'}, {result.rejected} rejected"
+        )
+    else:
+        click.echo(
+            f"{csv_file}: {result.added} added, {result.updated} updated, {result.rejected} rejected ({statuses})"
+        )
+    for email in result.suppressed_named:
+        click.echo(f"skipped {suppressed_hint(email)}", err=True)
+    if result.suppressed > len(result.suppressed_named):
+        click.echo(f"… {result.suppressed} suppressed addresses in all were left unchanged", err=True)
+    if result.without_newsletters:
+        click.echo(f"{result.without_newsletters} addresses matched no newsletter (no tag rule applied to them)")
+    if result.rejected and result.rejected == result.rows:
+        raise SubscriberError(f"{csv_file}: no valid rows")
+    if pending := result.statuses["pending"]:
+        click.echo(
+            f"{pending} addresses {'would be' if dry_run else 'are'} pending confirmation: "
+            f"`publisher subscribers confirm-pending --send` asks them"
+        )
 
 
 @subscribers_group.command("export")
@@ -101,6 +148,51 @@ def list_command(app: App, as_json: bool, status: str | None, newsletter: str | 
 def remove_command(app: App, email: str) -> None:
     """Unsubscribe an address from every newsletter and forget its name."""
     click.echo(f"removed {app.publication.remove_subscriber(email)}")
+
+
+@subscribers_group.command("confirm-pending")
+@click.option("--newsletter", help="Only pending subscribers of this newsletter.")
+@click.option("--send", is_flag=True, help="Send the confirmation mails (without it: only show who would get one).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_obj
+def confirm_pending_command(app: App, newsletter: str | None, send: bool, as_json: bool) -> None:
+    """Ask pending subscribers (e.g. imported without --confirmed) to confirm, once each.
+
+    Each address gets one confirmation mail through [delivery] (its rate_limit applies); the
+    state is kept per address, so a second run sends nothing new and a run stopped half-way
+    is finished by the next one. Without --send, only counts and lists who would get one.
+    """
+    if newsletter:
+        app.settings.newsletter(newsletter)
+    if not send:
+        waiting = app.publication.pending_to_ask(newsletter)
+        if as_json:
+            print_json({"send": False, "would_ask": len(waiting), "addresses": waiting})
+            return
+        for email in waiting:
+            click.echo(email)
+        click.echo(f"{len(waiting)} pending addresses would be asked to confirm (add --send to send)")
+        return
+    app.warn_about_settings()
+    report = app.publication.confirm_pending(newsletter)
+    if as_json:
+        print_json(
+            {
+                "send": True,
+                "queued": report.queued,
+                "sent": report.sent,
+                "failed": report.failed,
+                "deferred": report.deferred,
+                "ledger": report.ledger,
+            }
+        )
+        return
+    click.echo(
+        f"confirmation mails: {report.sent} sent, {report.failed} failed, {report.deferred} deferred"
+        f" ({report.ledger.get('sent', 0)} sent in all)"
+    )
+    if report.open:
+        click.echo(f"{report.open} still to send: run `publisher subscribers confirm-pending --send` again later")
 
 
 def register(group: click.Group) -> None:

@@ -23,6 +23,7 @@ from publisher.store.deliveries import DeliveryStore
 from publisher.store.failures import translate_errors
 from publisher.store.inbound import InboundStore
 from publisher.store.issues import IssueStore
+from publisher.store.reconfirmations import ReconfirmationStore
 from publisher.store.schema import MIGRATIONS, metadata, schema_migrations
 from publisher.store.slots import SlotStore
 from publisher.store.subscribers import SubscriberStore
@@ -146,6 +147,10 @@ class Store:
     @cached_property
     def deliveries(self) -> DeliveryStore:
         return DeliveryStore(self.engine)
+
+    @cached_property
+    def reconfirmations(self) -> ReconfirmationStore:
+        return ReconfirmationStore(self.engine)
 
     @cached_property
     def slots(self) -> SlotStore:

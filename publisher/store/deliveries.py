@@ -403,6 +403,26 @@ class DeliveryStore:
                 )
             ).rowcount
 
+    def failures(self, issue_id: int) -> list[dict]:
+        """Failed and deferred rows of an issue with the server's last reply, failed first, by address."""
+        columns = (
+            deliveries.c.email,
+            deliveries.c.state,
+            deliveries.c.attempts,
+            deliveries.c.last_code,
+            deliveries.c.last_status,
+            deliveries.c.last_error,
+            deliveries.c.updated_at,
+            deliveries.c.next_attempt_at,
+        )
+        query = (
+            select(*columns)
+            .where(deliveries.c.issue_id == issue_id, deliveries.c.state.in_(("failed", "deferred")))
+            .order_by(deliveries.c.state.desc(), deliveries.c.email)
+        )
+        with self.engine.connect() as connection:
+            return [dict(row) for row in connection.execute(query).mappings()]
+
     def rows(self, issue_id: int) -> list[dict]:
         """Every row of an issue's ledger, for tests and exports."""
         with self.engine.connect() as connection:

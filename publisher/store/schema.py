@@ -214,6 +214,25 @@ opt_outs = Table(
     Column("at", UTCDateTime, nullable=False),
 )
 
+reconfirmations = Table(
+    "reconfirmations",
+    metadata,
+    # one row per address ever asked by `subscribers confirm-pending`: asked once, never twice
+    Column("subscriber_id", ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True),
+    Column("email", String(320), nullable=False),
+    Column("state", String(16), nullable=False),  # pending | sending | sent | deferred | failed | cancelled
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("lease_until", UTCDateTime, nullable=True),
+    Column("lease_token", String(32), nullable=False, default=""),
+    Column("next_attempt_at", UTCDateTime, nullable=True),
+    Column("last_code", Integer, nullable=True),
+    Column("last_error", Text, nullable=False, default=""),
+    Column("queued_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("sent_at", UTCDateTime, nullable=True),
+    Index("ix_reconfirmations_state", "state", "next_attempt_at"),
+)
+
 
 inbound_messages = Table(
     "inbound_messages",
@@ -294,4 +313,5 @@ MIGRATIONS: list[Callable[[Connection], None]] = [
     _create(opt_outs),  # 7: a per-newsletter unsubscribe that imports must not undo
     _create(inbound_messages, suppressions, bounce_scores),  # 8: mail that comes back, and what it did
     _add_columns(issues, "kind", "preheader", "body", "content_key"),  # 9: announcements
+    _create(reconfirmations),  # 10: the confirm-pending ledger (imported addresses asked to confirm)
 ]

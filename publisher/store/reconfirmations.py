@@ -1,0 +1,259 @@
+"""The confirm-pending ledger: one row per pending address asked to confirm, pending → sending → sent.
+
+The same discipline as the deliveries ledger: rows are queued once (the primary key is the
+subscriber, so nobody is ever queued twice), leased in batches under a token, and marked sent
+only after the server answered. A lease that runs out (the process died) makes its rows due again.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, bindparam, exists, func, insert, literal, or_, select, update
+from sqlalchemy.engine import Connection, Engine
+
+from publisher.store.schema import reconfirmations, subscribers, subscriptions
+
+ASKED = ("sent", "failed", "cancelled")  # finished: never asked again
+
+
+@dataclass(frozen=True)
+class Asking:
+    """One leased address, with what its confirmation link needs."""
+
+    subscriber_id: int
+    email: str
+    name: str
+    newsletters: tuple[str, ...]
+    topics_json: str
+    attempts: int  # including this one
+    queued_at: datetime
+    nonce: str
+    token: str
+
+
+@dataclass(frozen=True)
+class Answer:
+    subscriber_id: int
+    token: str
+    state: str  # sent | deferred | failed
+    code: int | None = None
+    detail: str = ""
+    next_attempt_at: datetime | None = None
+
+
+def _in_newsletter(newsletter: str | None):
+    if not newsletter:
+        return literal(True)
+    return exists().where(subscriptions.c.subscriber_id == subscribers.c.id, subscriptions.c.newsletter == newsletter)
+
+
+class ReconfirmationStore:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def not_asked(self, newsletter: str | None) -> list[str]:
+        """Pending addresses that no confirm-pending run has finished with, oldest first."""
+        finished = exists().where(
+            reconfirmations.c.subscriber_id == subscribers.c.id, reconfirmations.c.state.in_(ASKED)
+        )
+        query = (
+            select(subscribers.c.email)
+            .where(subscribers.c.status == "pending", ~finished, _in_newsletter(newsletter))
+            .order_by(subscribers.c.id)
+        )
+        with self.engine.connect() as connection:
+            return list(connection.scalars(query))
+
+    def queue(self, newsletter: str | None, now: datetime) -> int:
+        """Add every pending address not queued before; returns how many were added."""
+        fresh = select(
+            subscribers.c.id,
+            subscribers.c.email,
+            literal("pending"),
+            literal(0),
+            literal(""),
+            literal(""),
+            literal(now, reconfirmations.c.queued_at.type),
+            literal(now, reconfirmations.c.updated_at.type),
+        ).where(
+            subscribers.c.status == "pending",
+            _in_newsletter(newsletter),
+            ~exists().where(reconfirmations.c.subscriber_id == subscribers.c.id),
+        )
+        columns = [
+            "subscriber_id",
+            "email",
+            "state",
+            "attempts",
+            "lease_token",
+            "last_error",
+            "queued_at",
+            "updated_at",
+        ]
+        with self.engine.begin() as connection:
+            before = connection.scalar(select(func.count()).select_from(reconfirmations)) or 0
+            connection.execute(insert(reconfirmations).from_select(columns, fresh))
+            return (connection.scalar(select(func.count()).select_from(reconfirmations)) or 0) - before
+
+    def lease(self, newsletter: str | None, *, limit: int, now: datetime, lease_for: timedelta) -> list[Asking]:
+        """Up to `limit` due rows, marked sending; each gets a fresh nonce on its subscriber.
+
+        Rows whose subscriber is no longer pending (confirmed on the web meanwhile, unsubscribed,
+        suppressed) are cancelled instead.
+        """
+        due = or_(
+            reconfirmations.c.state == "pending",
+            and_(reconfirmations.c.state == "deferred", reconfirmations.c.next_attempt_at <= now),
+            and_(reconfirmations.c.state == "sending", reconfirmations.c.lease_until <= now),
+        )
+        query = (
+            select(
+                reconfirmations.c.subscriber_id,
+                reconfirmations.c.attempts,
+                reconfirmations.c.queued_at,
+                subscribers.c.email,
+                subscribers.c.name,
+                subscribers.c.status,
+                subscribers.c.topics,
+            )
+            .select_from(reconfirmations.join(subscribers, subscribers.c.id == reconfirmations.c.subscriber_id))
+            .where(due, _in_newsletter(newsletter))
+            .order_by(reconfirmations.c.subscriber_id)
+            .limit(limit)
+        )
+        token = secrets.token_hex(8)
+        with self.engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                query = query.with_for_update(skip_locked=True, of=reconfirmations)
+            rows = connection.execute(query).all()
+            gone = [row.subscriber_id for row in rows if row.status != "pending"]
+            keep = [row for row in rows if row.status == "pending"]
+            nonces = {row.subscriber_id: secrets.token_urlsafe(16) for row in keep}
+            self._mark(connection, gone, state="cancelled", updated_at=now, last_error="no longer pending")
+            self._mark(
+                connection,
+                list(nonces),
+                state="sending",
+                lease_until=now + lease_for,
+                lease_token=token,
+                attempts=reconfirmations.c.attempts + 1,
+                updated_at=now,
+            )
+            if nonces:
+                connection.execute(
+                    update(subscribers)
+                    .where(subscribers.c.id == bindparam("b_id"))
+                    .values(confirm_nonce=bindparam("b_nonce"), confirmation_sent_at=now),
+                    [{"b_id": key, "b_nonce": nonce} for key, nonce in nonces.items()],
+                )
+            newsletters = self._newsletters(connection, list(nonces))
+        return [
+            Asking(
+                row.subscriber_id,
+                row.email,
+                row.name,
+                newsletters.get(row.subscriber_id, ()),
+                row.topics or "[]",
+                row.attempts + 1,
+                row.queued_at,
+                nonces[row.subscriber_id],
+                token,
+            )
+            for row in keep
+        ]
+
+    @staticmethod
+    def _newsletters(connection: Connection, ids: list[int]) -> dict[int, tuple[str, ...]]:
+        found: dict[int, list[str]] = {}
+        if ids:
+            query = select(subscriptions.c.subscriber_id, subscriptions.c.newsletter).where(
+                subscriptions.c.subscriber_id.in_(ids)
+            )
+            for subscriber_id, name in connection.execute(query):
+                found.setdefault(subscriber_id, []).append(name)
+        return {key: tuple(sorted(names)) for key, names in found.items()}
+
+    @staticmethod
+    def _mark(connection: Connection, ids: Sequence[int], **values) -> None:
+        if ids:
+            connection.execute(
+                update(reconfirmations).where(reconfirmations.c.subscriber_id.in_(list(ids))).values(**values)
+            )
+
+    def record(self, answers: Sequence[Answer], now: datetime) -> int:
+        """Write the server's answers (only rows still leased under the same token); a 5xx suppresses."""
+        if not answers:
+            return 0
+        statement = (
+            update(reconfirmations)
+            .where(
+                reconfirmations.c.subscriber_id == bindparam("b_id"),
+                reconfirmations.c.lease_token == bindparam("b_token"),
+                reconfirmations.c.state == "sending",
+            )
+            .values(
+                state=bindparam("b_state"),
+                last_code=bindparam("b_code"),
+                last_error=bindparam("b_detail"),
+                next_attempt_at=bindparam("b_next"),
+                sent_at=bindparam("b_sent"),
+                lease_until=None,
+                lease_token="",
+                updated_at=now,
+            )
+        )
+        rows = [
+            {
+                "b_id": answer.subscriber_id,
+                "b_token": answer.token,
+                "b_state": answer.state,
+                "b_code": answer.code,
+                "b_detail": answer.detail[:1000],
+                "b_next": answer.next_attempt_at,
+                "b_sent": now if answer.state == "sent" else None,
+            }
+            for answer in answers
+        ]
+        bounced = [answer.subscriber_id for answer in answers if answer.state == "failed" and (answer.code or 0) >= 500]
+        with self.engine.begin() as connection:
+            written = connection.execute(statement, rows).rowcount
+            if bounced:
+                connection.execute(
+                    update(subscribers)
+                    .where(subscribers.c.id.in_(bounced), subscribers.c.status == "pending")
+                    .values(status="bounced", bounce_count=subscribers.c.bounce_count + 1, updated_at=now)
+                )
+        return written
+
+    def release(self, asking: Sequence[Asking], now: datetime) -> int:
+        """Give back leased rows never handed to the transport: pending again, the attempt undone."""
+        if not asking:
+            return 0
+        with self.engine.begin() as connection:
+            return connection.execute(
+                update(reconfirmations)
+                .where(
+                    reconfirmations.c.subscriber_id.in_([row.subscriber_id for row in asking]),
+                    reconfirmations.c.lease_token == asking[0].token,
+                    reconfirmations.c.state == "sending",
+                )
+                .values(
+                    state="pending",
+                    lease_until=None,
+                    lease_token="",
+                    attempts=reconfirmations.c.attempts - 1,
+                    updated_at=now,
+                )
+            ).rowcount
+
+    def counts(self) -> dict[str, int]:
+        with self.engine.connect() as connection:
+            query = select(reconfirmations.c.state, func.count()).group_by(reconfirmations.c.state)
+            found: dict[str, int] = dict(connection.execute(query).all())
+        return {
+            state: found.get(state, 0) for state in ("pending", "sending", "deferred", "sent", "failed", "cancelled")
+        }

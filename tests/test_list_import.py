@@ -1,0 +1,303 @@
+"""Bringing a list in: other services' exports recognised, consent dates and opt-outs kept."""
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from publisher.cli import cli
+from publisher.errors import SubscriberError
+from publisher.list_import import ColumnMap, Known, detect, import_rows, parse_maps, read_rows, split_tags
+from tests.helpers import REPO
+
+EXPORTS = REPO / "tests" / "data" / "exports"
+KNOWN = Known(("weekly", "daily"), ("offers",))
+NOW = datetime(2025, 10, 20, 12, 0, tzinfo=UTC)
+
+
+def rows(name: str, *maps: str, newsletters=(), confirmed=True):
+    plan, found = read_rows(EXPORTS / name, parse_maps(maps, newsletters), KNOWN, confirmed=confirmed, now=NOW)
+    return plan, list(found)
+
+
+def people(name: str, *maps: str, **options) -> dict:
+    return {row.subscriber.email: row.subscriber for row in rows(name, *maps, **options)[1] if row.subscriber}
+
+
+@pytest.mark.parametrize(
+    ("name", "service"),
+    [
+        ("mailchimp_subscribed.csv", "mailchimp"),
+        ("mailchimp_unsubscribed.csv", "mailchimp"),
+        ("mailchimp_cleaned.csv", "mailchimp"),
+        ("substack.csv", "substack"),
+        ("buttondown.csv", "buttondown"),
+        ("listmonk.csv", "listmonk"),
+    ],
+)
+def test_each_services_export_is_recognised_from_its_header(name, service):
+    header = (EXPORTS / name).read_text(encoding="utf-8").splitlines()[0].replace('"', "").split(",")
+    assert detect(header).name == service
+    assert detect(["email", "name", "newsletters"]).name == "publisher"
+    assert detect(["E-Mail", "Vorname"]) is None
+
+
+def test_mailchimp_keeps_the_confirm_time_names_and_maps_tags_to_newsletters():
+    found = people("mailchimp_subscribed.csv", "tag:Weekly=weekly", "tag:vip=daily")
+    ada = found["ada.lovelace@example.com"]
+    assert (ada.name, ada.status, ada.newsletters) == ("Ada Lovelace", "confirmed", ("weekly", "daily"))
+    assert ada.consent_at == datetime(2021, 3, 14, 9, 31, 2, tzinfo=UTC)  # CONFIRM_TIME, not OPTIN_TIME
+    assert ada.source == "import:mailchimp" and "2021-03-14 09:31:02" in ada.consent_text
+    assert found["alan.turing@example.com"].consent_at == datetime(2023, 7, 19, 6, 0, 10, tzinfo=UTC)  # OPTIN_TIME
+    assert found["alan.turing@example.com"].newsletters == ()  # no tag rule matched
+    assert found["grace.hopper@example.com"].newsletters == ("weekly",)
+
+
+def test_a_bad_row_is_reported_with_its_line_and_the_rest_kept():
+    _, found = rows("mailchimp_subscribed.csv")
+    errors = [row.error for row in found if row.error]
+    assert len(errors) == 1 and errors[0].startswith(f"{EXPORTS / 'mailchimp_subscribed.csv'}:5: 'not-an-address'")
+
+
+@pytest.mark.parametrize(
+    ("name", "email", "status"),
+    [
+        ("mailchimp_unsubscribed.csv", "katherine.johnson@example.com", "unsubscribed"),
+        ("mailchimp_cleaned.csv", "gone.away@example.com", "bounced"),
+        ("substack.csv", "sophie.germain@example.com", "unsubscribed"),
+        ("buttondown.csv", "lise.meitner@example.com", "unsubscribed"),
+        ("buttondown.csv", "barbara.liskov@example.com", "pending"),  # never confirmed at Buttondown
+        ("listmonk.csv", "spam.trap@example.com", "bounced"),
+    ],
+)
+def test_opted_out_rows_never_become_subscribers_even_with_confirmed(name, email, status):
+    person = people(name, confirmed=True)[email]
+    assert person.status == status
+    assert person.consent_at is None
+    if status != "pending":
+        assert person.newsletters == ()
+
+
+def test_consent_dates_of_substack_buttondown_and_listmonk():
+    assert people("substack.csv")["emmy.noether@example.com"].consent_at == datetime(
+        2023, 9, 12, 8, 15, 30, 250000, tzinfo=UTC
+    )
+    assert people("buttondown.csv")["hedy.lamarr@example.com"].consent_at == datetime(
+        2023, 4, 1, 10, 20, 30, 123456, tzinfo=UTC
+    )
+    wu = people("listmonk.csv")["chien-shiung.wu@example.com"]
+    assert (wu.name, wu.consent_at) == ("Chien-Shiung Wu", datetime(2023, 2, 14, 9, 0, 0, 123456, tzinfo=UTC))
+
+
+def test_without_confirmed_everyone_is_pending_and_no_consent_is_invented():
+    found = people("substack.csv", confirmed=False)
+    assert found["mary.somerville@example.com"].status == "pending"
+    assert found["mary.somerville@example.com"].consent_at is None
+
+
+def test_tags_are_read_as_each_service_writes_them():
+    assert split_tags('"Weekly","VIP"') == ["Weekly", "VIP"]
+    assert split_tags('["weekly", "vip"]') == ["weekly", "vip"]
+    assert split_tags("['weekly', 'vip']") == ["weekly", "vip"]
+    assert split_tags('[{"id": 3, "name": "Daily"}]') == ["Daily"]
+    assert split_tags("a, b") == ["a", "b"]
+
+
+def test_any_other_csv_is_read_through_map(tmp_path: Path):
+    path = tmp_path / "crm.csv"
+    path.write_text("Mail,Full name,Signed up,Lists\nx@example.com,X Y,2020-01-02 03:04:05,daily weekly\n")
+    with pytest.raises(SubscriberError, match=r"crm\.csv:1: the header row must name .*--map COLUMN=email"):
+        read_rows(path, ColumnMap(), KNOWN, confirmed=True, now=NOW)
+    maps = parse_maps(["Mail=email", "full name=name", "Signed up=optin_at", "Lists=newsletters"])
+    plan, found = read_rows(path, maps, KNOWN, confirmed=True, now=NOW)
+    person = next(found).subscriber
+    assert (person.email, person.name, person.newsletters) == ("x@example.com", "X Y", ("daily", "weekly"))
+    assert person.consent_at == datetime(2020, 1, 2, 3, 4, 5, tzinfo=UTC)
+    assert any("Signed up → optin_at" in line for line in plan.describe())
+
+
+def test_bad_maps_are_refused_before_any_row_is_read(tmp_path: Path):
+    with pytest.raises(SubscriberError, match="unknown field 'mail'"):
+        parse_maps(["Email Address=mail"])
+    with pytest.raises(SubscriberError, match="lacks"):
+        rows("substack.csv", "Nope=email")
+    with pytest.raises(SubscriberError, match="unknown newsletter monthly"):
+        rows("mailchimp_subscribed.csv", "tag:VIP=monthly")
+    with pytest.raises(SubscriberError, match="unknown topic"):
+        rows("mailchimp_subscribed.csv", "tag:VIP=topic:cars")
+    assert people("mailchimp_subscribed.csv", "tag:VIP=topic:offers")["ada.lovelace@example.com"].topics == ("offers",)
+
+
+def test_the_file_is_streamed_not_read_whole(tmp_path: Path):
+    path = tmp_path / "many.csv"
+    with path.open("w") as out:
+        out.write("email,name,newsletters\n")
+        for number in range(5000):
+            out.write(f"user{number}@example.com,,weekly\n")
+    _, found = read_rows(path, ColumnMap(), KNOWN, confirmed=False, now=NOW)
+    first = next(found)
+    assert first.subscriber.email == "user0@example.com"
+    result = import_rows(None, found, NOW)  # a dry run: no writer
+    assert (result.rows, result.statuses["pending"], result.added) == (4999, 4999, 0)
+
+
+# --- through the command, on SQLite and PostgreSQL ---------------------------------------------
+
+
+@pytest.fixture
+def config(tmp_path: Path, database_url: str) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(
+        f'[site]\nurl = "https://news.example.org"\n\n[database]\nurl = "{database_url}"\n\n'
+        "[newsletters.weekly]\n[newsletters.daily]\n",
+        encoding="utf-8",
+    )
+    return path
+
+
+def run(config: Path, *args: str):
+    return CliRunner().invoke(cli, ["--config", str(config), *args], catch_exceptions=False)
+
+
+def listed(config: Path) -> dict:
+    return {p["email"]: p for p in json.loads(run(config, "subscribers", "list", "--json").output)}
+
+
+EXPECTED = {
+    "mailchimp_subscribed.csv": ("ada.lovelace@example.com", "2021-03-14T09:31:02+00:00"),
+    "substack.csv": ("mary.somerville@example.com", "2022-03-04T12:00:00+00:00"),
+    "buttondown.csv": ("rosalind.franklin@example.com", "2022-12-24T18:00:00+00:00"),
+    "listmonk.csv": ("dorothy.vaughan@example.com", "2022-08-30T16:45:10+00:00"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_each_export_imports_with_its_consent_dates_kept(config, name):
+    result = run(config, "subscribers", "import", str(EXPORTS / name), "--confirmed", "--newsletter", "weekly")
+    assert result.exit_code == 0, result.output
+    service = name.split("_")[0].removesuffix(".csv")
+    assert f"source recorded as 'import:{service}'" in result.output
+    email, consent = EXPECTED[name]
+    person = listed(config)[email]
+    assert (person["status"], person["consent_at"], person["source"]) == ("confirmed", consent, f"import:{service}")
+    assert person["newsletters"] == ["weekly"]
+
+
+def test_unsubscribed_and_cleaned_files_stop_existing_subscribers(config):
+    run(config, "subscribers", "add", "katherine.johnson@example.com", "--confirmed")
+    run(config, "subscribers", "add", "gone.away@example.com", "--confirmed")
+    run(config, "subscribers", "import", str(EXPORTS / "mailchimp_unsubscribed.csv"), "--confirmed")
+    run(config, "subscribers", "import", str(EXPORTS / "mailchimp_cleaned.csv"), "--confirmed")
+    found = listed(config)
+    assert found["katherine.johnson@example.com"]["status"] == "unsubscribed"
+    assert found["gone.away@example.com"]["status"] == "bounced"
+    # and importing them again as subscribers does not bring them back
+    again = run(config, "subscribers", "import", str(EXPORTS / "mailchimp_subscribed.csv"), "--confirmed")
+    assert again.exit_code == 0
+    assert listed(config)["gone.away@example.com"]["status"] == "bounced"
+
+
+def test_dry_run_shows_the_format_mapping_and_counts_and_writes_nothing(config):
+    result = run(config, "subscribers", "import", str(EXPORTS / "buttondown.csv"), "--dry-run", "--confirmed")
+    assert result.exit_code == 0
+    assert "format: Buttondown subscriber export (buttondown)" in result.output
+    assert "creation_date → optin_at" in result.output
+    assert "unsubscribed or suppressed rows from: subscriber_type" in result.output
+    assert "dry run, nothing written: 4 rows — 1 pending, 2 confirmed, 1 unsubscribed, 0 rejected" in result.output
+    assert listed(config) == {}
+
+
+def test_pending_imports_say_how_to_reach_them(config):
+    result = run(config, "subscribers", "import", str(EXPORTS / "substack.csv"))
+    assert "3 added, 0 updated, 0 rejected (2 pending, 1 unsubscribed)" in result.output
+    assert "2 addresses are pending confirmation: `publisher subscribers confirm-pending --send` asks them" in (
+        result.output
+    )
+
+
+def test_the_original_format_keeps_working_and_merges_newsletters(config, tmp_path: Path):
+    path = tmp_path / "people.csv"
+    path.write_text("email,name,newsletters\nann@example.org,Ann,weekly\nann@example.org,,daily\nbob@example.org,,\n")
+    result = run(config, "subscribers", "import", str(path))
+    assert "2 added, 0 updated, 0 rejected" in result.output
+    found = listed(config)
+    assert (found["ann@example.org"]["name"], found["ann@example.org"]["newsletters"]) == ("Ann", ["daily", "weekly"])
+    assert found["bob@example.org"]["newsletters"] == ["daily", "weekly"]
+    again = run(config, "subscribers", "import", str(path), "--confirmed")
+    assert "0 added, 2 updated" in again.output
+    assert listed(config)["bob@example.org"]["status"] == "confirmed"
+    assert listed(config)["bob@example.org"]["source"] == "import:people.csv"  # as before: the file's name
+
+
+def test_a_suppressed_address_is_named_with_the_way_back_and_left_unchanged(config, tmp_path: Path):
+    run(config, "subscribers", "import", str(EXPORTS / "mailchimp_cleaned.csv"))
+    added = run(config, "subscribers", "add", "gone.away@example.com", "--confirmed", "--newsletter", "daily")
+    assert added.exit_code == 1
+    assert "gone.away@example.com is suppressed" in added.stderr
+    assert "`publisher subscribers unsuppress gone.away@example.com --reason …` restores it" in added.stderr
+    path = tmp_path / "back.csv"
+    path.write_text("email,name,newsletters\ngone.away@example.com,,daily\nnew@example.com,,daily\n")
+    imported = run(config, "subscribers", "import", str(path), "--confirmed")
+    assert imported.exit_code == 0 and "skipped gone.away@example.com is suppressed" in imported.stderr
+    person = listed(config)["gone.away@example.com"]
+    assert (person["status"], person["newsletters"]) == ("bounced", [])
+    assert listed(config)["new@example.com"]["status"] == "confirmed"
+
+
+class RecordingWriter:
+    def __init__(self, fail_at: int = 0) -> None:
+        self.batches: list[list[str]] = []
+        self.fail_at = fail_at
+
+    def import_batch(self, people, now):
+        if self.fail_at and len(self.batches) + 1 == self.fail_at:
+            raise SubscriberError("the database went away")
+        self.batches.append([person.email for person in people])
+        return len(people), 0, []
+
+
+def test_batches_are_written_in_file_order_and_a_failing_batch_stops_the_import(tmp_path: Path):
+    path = tmp_path / "many.csv"
+    path.write_text("email\n" + "".join(f"u{n}@example.com\n" for n in range(2500)))
+    writer = RecordingWriter()
+    result = import_rows(writer, read_rows(path, ColumnMap(), KNOWN, confirmed=False, now=NOW)[1], NOW, batch_size=1000)
+    assert [len(batch) for batch in writer.batches] == [1000, 1000, 500]
+    assert writer.batches[0][0] == "u0@example.com" and writer.batches[2][-1] == "u2499@example.com"
+    assert result.added == 2500
+    failing = RecordingWriter(fail_at=2)
+    with pytest.raises(SubscriberError, match="went away"):
+        import_rows(failing, read_rows(path, ColumnMap(), KNOWN, confirmed=False, now=NOW)[1], NOW, batch_size=1000)
+    assert len(failing.batches) == 1
+
+
+def test_a_tags_column_read_as_newsletters_matches_names_in_any_case():
+    _, found = rows("mailchimp_subscribed.csv", "TAGS=newsletters")
+    by_email = {row.subscriber.email: row.subscriber for row in found if row.subscriber}
+    assert by_email["grace.hopper@example.com"].newsletters == ("weekly",)  # tagged "Weekly"
+    errors = [row.error for row in found if row.error]
+    assert any(":2: unknown newsletter VIP" in error for error in errors)  # Ada's VIP is no newsletter
+
+
+def test_an_import_never_undoes_an_opt_out_from_one_newsletter(config, database_url, tmp_path: Path):
+    from publisher.store import Store
+
+    run(config, "subscribers", "add", "ann@example.org", "--confirmed")
+    store = Store.open(database_url)
+    try:
+        person = store.subscribers.get("ann@example.org")
+        store.subscribers.remove_newsletter(person.id, "daily", NOW)
+    finally:
+        store.close()
+    path = tmp_path / "again.csv"
+    path.write_text("email,name,newsletters\nann@example.org,Ann,weekly daily\n")
+    assert "0 added, 1 updated" in run(config, "subscribers", "import", str(path), "--confirmed").output
+    assert listed(config)["ann@example.org"]["newsletters"] == ["weekly"]
+
+
+def test_a_topics_column_gives_the_offered_topics(tmp_path: Path):
+    path = tmp_path / "crm.csv"
+    path.write_text("email,interests\na@example.com,offers cars\n")
+    _, found = read_rows(path, parse_maps(["interests=topics"]), KNOWN, confirmed=False, now=NOW)
+    assert next(found).subscriber.topics == ("offers",)  # cars is not in [web] topics

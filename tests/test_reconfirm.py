@@ -1,0 +1,168 @@
+"""`subscribers confirm-pending`: every imported pending address asked once, through a real SMTP server."""
+
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from publisher.signup import Mailer, confirm
+from sink import SinkHandler, smtp_sink
+
+from publisher.cli import cli
+from publisher.config import load_settings
+from publisher.errors import DeliveryError
+from publisher.reconfirm import send_confirmations
+from publisher.store import Store
+from publisher.transports import make_transport
+
+
+def write_config(tmp_path: Path, database_url: str, port: int) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(
+        f'[site]\nurl = "https://news.example.org"\ntitle = "The Example"\n\n[database]\nurl = "{database_url}"\n\n'
+        '[newsletters.weekly]\ntitle = "Weekly"\n[newsletters.daily]\ntitle = "Daily"\n\n'
+        f'[delivery]\ntransport = "smtp"\nbatch_size = 100\n\n'
+        f'[delivery.smtp]\nhost = "127.0.0.1"\nport = {port}\nconnections = 4\ntimeout = 10\n',
+        encoding="utf-8",
+    )
+    return path
+
+
+def run(config: Path, *args: str):
+    return CliRunner().invoke(cli, ["--config", str(config), *args], catch_exceptions=False)
+
+
+def import_pending(config: Path, tmp_path: Path, count: int, newsletter: str = "weekly") -> list[str]:
+    emails = [f"reader{number:04d}@example.com" for number in range(count)]
+    path = tmp_path / f"{newsletter}.csv"
+    path.write_text("email,name,newsletters\n" + "".join(f"{e},,{newsletter}\n" for e in emails), encoding="utf-8")
+    result = run(config, "subscribers", "import", str(path))
+    assert f"{count} addresses are pending confirmation" in result.output
+    return emails
+
+
+def test_a_thousand_pending_addresses_get_exactly_one_mail_and_a_second_run_sends_none(tmp_path, database_url):
+    handler = SinkHandler()
+    with smtp_sink(handler) as port:
+        config = write_config(tmp_path, database_url, port)
+        emails = import_pending(config, tmp_path, 1000)
+        preview = run(config, "subscribers", "confirm-pending")
+        assert "1000 pending addresses would be asked to confirm" in preview.output
+        assert "reader0999@example.com" in preview.output and handler.received() == {}
+        first = run(config, "subscribers", "confirm-pending", "--send")
+        assert first.exit_code == 0 and "1000 sent, 0 failed" in first.output
+        second = run(config, "subscribers", "confirm-pending", "--send")
+        assert "0 sent, 0 failed, 0 deferred (1000 sent in all)" in second.output
+        assert "0 pending addresses would be asked" in run(config, "subscribers", "confirm-pending").output
+    assert handler.received() == dict.fromkeys(emails, 1)
+    mail = handler.parsed("reader0007@example.com")[0]
+    assert mail["Subject"] == "Please confirm: do you still want Weekly?"
+    assert "https://news.example.org/confirm/" in mail.get_content()
+
+
+class FailingAfter:
+    """A real SMTP transport whose relay 'goes away' after `limit` messages (a crash mid-run)."""
+
+    def __init__(self, inner, limit: int) -> None:
+        self.inner, self.limit, self.sent = inner, limit, 0
+
+    def send_many(self, messages):
+        if self.sent + len(messages) > self.limit:
+            raise DeliveryError("the relay went away")
+        self.sent += len(messages)
+        return self.inner.send_many(messages)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_a_run_that_fails_half_way_is_finished_by_the_next_and_nobody_gets_two(tmp_path, database_url):
+    handler = SinkHandler()
+    with smtp_sink(handler) as port:
+        config = write_config(tmp_path, database_url, port)
+        emails = import_pending(config, tmp_path, 450)
+        settings = load_settings(config)
+        store = Store.open(settings.database.url)
+        try:
+            transport = FailingAfter(make_transport(settings.delivery), 300)
+            with pytest.raises(DeliveryError):
+                send_confirmations(settings, store, transport=transport)
+            transport.close()
+            assert sum(handler.received().values()) == 300
+            report = send_confirmations(settings, store)
+            assert (report.queued, report.sent) == (0, 150)
+        finally:
+            store.close()
+    assert handler.received() == dict.fromkeys(emails, 1)
+
+
+def test_the_link_in_the_mail_confirms_the_address_and_newsletter_filters_apply(tmp_path, database_url):
+    handler = SinkHandler()
+    with smtp_sink(handler) as port:
+        config = write_config(tmp_path, database_url, port)
+        import_pending(config, tmp_path, 3, "weekly")
+        daily = tmp_path / "daily.csv"
+        daily.write_text("email,name,newsletters\nday@example.com,Day,daily\n", encoding="utf-8")
+        run(config, "subscribers", "import", str(daily))
+        result = run(config, "subscribers", "confirm-pending", "--newsletter", "daily", "--send")
+        assert "1 sent" in result.output
+        assert handler.received() == {"day@example.com": 1}
+        body = handler.parsed("day@example.com")[0].get_content()
+        assert "Hello Day," in body and "Daily" in body
+        token = re.search(r"https://news\.example\.org/confirm/(\S+)", body)[1]
+        settings = load_settings(config)
+        store = Store.open(settings.database.url)
+        mailer = Mailer(settings)
+        try:
+            confirm(settings, store, mailer, token, datetime.now(UTC))
+            person = store.subscribers.get("day@example.com")
+        finally:
+            mailer.close()
+            store.close()
+    assert (person.status, person.newsletters) == ("confirmed", ("daily",))
+
+
+def test_addresses_confirmed_or_gone_meanwhile_are_not_asked(tmp_path, database_url):
+    handler = SinkHandler(reject={"reader0001@example.com"})
+    with smtp_sink(handler) as port:
+        config = write_config(tmp_path, database_url, port)
+        import_pending(config, tmp_path, 3)
+        run(config, "subscribers", "add", "reader0000@example.com", "--confirmed")
+        run(config, "subscribers", "remove", "reader0002@example.com")
+        result = run(config, "subscribers", "confirm-pending", "--send", "--json")
+        assert '"sent": 0' in result.output and '"failed": 1' in result.output
+    listed = run(config, "subscribers", "list", "--json").output
+    assert '"email": "reader0001@example.com",\n    "name": "",\n    "status": "bounced"' in listed
+    assert handler.received() == {}
+
+
+def test_a_killed_run_is_finished_by_the_next_and_at_most_its_batch_on_the_wire_goes_twice(tmp_path, database_url):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    handler = SinkHandler()
+    with smtp_sink(handler) as port:
+        config = write_config(tmp_path, database_url, port)
+        text = config.read_text().replace("batch_size = 100", 'batch_size = 50\nlease = "2s"')
+        config.write_text(text.replace("timeout = 10", "timeout = 10\nrate_limit = 400"))
+        emails = import_pending(config, tmp_path, 1000)
+        command = [sys.executable, "-m", "publisher", "--config", str(config), "subscribers", "confirm-pending"]
+        child = subprocess.Popen([*command, "--send"], cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(Path.cwd())})
+        deadline = time.monotonic() + 60
+        while sum(handler.received().values()) < 200 and time.monotonic() < deadline and child.poll() is None:
+            time.sleep(0.01)
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        at_kill = sum(handler.received().values())
+        assert 200 <= at_kill < 1000  # killed half-way
+        time.sleep(2.5)  # the dead run's lease runs out
+        result = run(config, "subscribers", "confirm-pending", "--send")
+        assert "(1000 sent in all)" in result.output
+    received = handler.received()
+    assert set(received) == set(emails)
+    twice = sorted(email for email, count in received.items() if count > 1)
+    assert len(twice) <= 50 and max(received.values()) <= 2  # at most the one batch on the wire
