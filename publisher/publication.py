@@ -32,7 +32,7 @@ from publisher.inbound import files as inbound_files
 from publisher.inbound import imap as inbound_imap
 from publisher.inbound import listener as inbound_listener
 from publisher.inbound.parse import Feedback
-from publisher.model import Article, ImportReport, Issue, IssueState, Subscriber
+from publisher.model import Article, ImportReport, Issue, IssueState, PlannedIssue, StoredSubscriber
 from publisher.selection import Skipped
 from publisher.store import Store
 from publisher.store.inbound import Suppression
@@ -84,7 +84,7 @@ class SendOutcome:
 
     newsletter: str
     status: str
-    issue: Issue | None = None
+    issue: PlannedIssue | None = None  # a dry run's issue is only planned (no id)
     report: dispatch.SendReport | None = None
     reason: str = ""
     dry_run_recipients: int | None = None  # set by a dry run: messages written, nothing recorded
@@ -322,7 +322,9 @@ class Publication:
         report.frozen = frozen
         return report
 
-    def next_to_send(self, name: str, *, force: bool = False, store_new: bool = True) -> tuple[Issue | None, str, str]:
+    def next_to_send(
+        self, name: str, *, force: bool = False, store_new: bool = True
+    ) -> tuple[PlannedIssue | None, str, str]:
         """(issue, status, reason): the unfinished issue to resume, else the oldest approved one, else
         a new one for this minute (only planned, not stored, unless `store_new`); no issue (status
         "skipped") when there is nothing to send."""
@@ -360,6 +362,8 @@ class Publication:
                 self.store, self.settings, issue, MaildirTransport(self.settings.delivery.maildir), self.now()
             )
             return SendOutcome(name, status, issue, dry_run_recipients=written, maildir=self.settings.delivery.maildir)
+        if not isinstance(issue, Issue):
+            raise DigestError(f"{name} issue {issue.number} was planned but not stored")
         return SendOutcome(name, status, issue, self.deliver(issue, progress=progress))
 
     def audience_left(self, issue: Issue) -> int:
@@ -390,7 +394,7 @@ class Publication:
 
     def add_subscriber(
         self, email: str, *, name: str = "", newsletters: Sequence[str] = (), confirmed: bool = False
-    ) -> tuple[Subscriber, bool]:
+    ) -> tuple[StoredSubscriber, bool]:
         """Add one subscriber (or newsletters to an existing one); returns it and whether it is new."""
         known = self.settings.newsletters
         now = self.now()
@@ -415,7 +419,7 @@ class Publication:
             raise SubscriberError(f"{path}: no valid rows: {parsed.errors[0]}")
         return CsvImport(added, updated, list(parsed.errors))
 
-    def subscribers(self, *, status: str | None = None, newsletter: str | None = None) -> list[Subscriber]:
+    def subscribers(self, *, status: str | None = None, newsletter: str | None = None) -> list[StoredSubscriber]:
         """Subscribers, optionally of one status and one newsletter (an unknown newsletter is an error)."""
         if newsletter:
             self.newsletter(newsletter)
@@ -455,12 +459,12 @@ class Publication:
     def resubscribe(self, token: str) -> signup.Unsubscribe:
         return signup.resubscribe(self.settings, self.store, token, self.now())
 
-    def read_preferences(self, token: str) -> Subscriber:
+    def read_preferences(self, token: str) -> StoredSubscriber:
         return signup.read_preferences(self.settings, self.store, token)
 
     def save_preferences(
         self, token: str, *, name: str, newsletters: Sequence[str], topics: Sequence[str]
-    ) -> Subscriber:
+    ) -> StoredSubscriber:
         return signup.save_preferences(
             self.settings, self.store, token, name=name, newsletters=newsletters, topics=topics, now=self.now()
         )

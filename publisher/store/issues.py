@@ -9,14 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.engine import Connection, Engine, RowMapping
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql.elements import ColumnElement
 
 from publisher.errors import DigestError, IssueConflict
 from publisher.model import ISSUE_TRANSITIONS, UNSTARTED_STATES, Issue, IssueState
-from publisher.store.schema import issue_articles, issues, sent_articles
+from publisher.store.schema import inserted_id, issue_articles, issues, sent_articles
 
 
 class IssueStore:
@@ -33,7 +35,7 @@ class IssueStore:
         state: str,
         article_ids: Sequence[int],
         overflow_ids: Sequence[int],
-        watermark: datetime,
+        watermark: datetime | None,
         subject: str,
         now: datetime,
         guid_authority: str = "localhost",
@@ -65,7 +67,7 @@ class IssueStore:
         newsletter: str,
         slot: datetime,
         state: str,
-        watermark: datetime,
+        watermark: datetime | None,
         subject: str,
         now: datetime,
         guid_authority: str,
@@ -86,7 +88,7 @@ class IssueStore:
                 created_at=now,
             )
         )
-        return result.inserted_primary_key[0]
+        return inserted_id(result)
 
     @staticmethod
     def _insert_articles(
@@ -126,7 +128,9 @@ class IssueStore:
             chosen[member["issue_id"]][1 if member["overflow"] else 0].append(member["article_id"])
         return [_issue(row, *chosen[row["id"]]) for row in rows]
 
-    def _query(self, *conditions, order=None, limit: int | None = None) -> list[Issue]:
+    def _query(
+        self, *conditions: ColumnElement[bool], order: Sequence[ColumnElement[Any]] = (), limit: int | None = None
+    ) -> list[Issue]:
         query = select(issues).where(*conditions).order_by(*(order or [issues.c.number]))
         if limit is not None:
             query = query.limit(limit)
