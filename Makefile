@@ -36,10 +36,11 @@ system-deps:
 test: $(STAMP) system-deps lint
 	$(BIN)/python -m pytest -q
 
-## ruff (lint and format); CI fails on any finding
+## ruff (lint and format) and mypy (its settings and files are in pyproject.toml); CI fails on any finding
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 ## The digest preview and archive in Chromium; PNGs land in screenshots/ (ignored by git)
 screenshots: $(STAMP) system-deps

@@ -23,6 +23,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from publisher.errors import ConfigError
 
+if typing.TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+_Settings = typing.TypeVar("_Settings", bound="DataclassInstance")
+
 DEFAULT_CONFIG = Path("config.toml")
 SOURCE_FORMATS = ("auto", "markdown", "textpage", "feed")
 DEFAULT_MAX_BYTES = 20_000_000  # the most a feed URL may send, decompressed
@@ -285,11 +290,11 @@ def _convert(value: object, kind: object, where: str) -> object:
         raise ConfigError(f"{where}: expected an integer, got {value!r}")
     if isinstance(kind, type) and isinstance(value, kind):
         return value
-    expected = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
+    expected: dict[object, str] = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
     raise ConfigError(f"{where}: expected {expected.get(kind, kind)}, got {value!r}")
 
 
-def _build(cls: type, table: object, where: str, source: Path, **fixed: object):
+def _build(cls: type[_Settings], table: object, where: str, source: Path, **fixed: object) -> _Settings:
     """Build dataclass `cls` from a TOML table, rejecting unknown keys and wrong types."""
     if not isinstance(table, dict):
         raise ConfigError(f"{source}: [{where}] must be a table")
@@ -308,7 +313,7 @@ def _build(cls: type, table: object, where: str, source: Path, **fixed: object):
                 raise ConfigError(f"{source}: [{where}] is missing required key {key}")
             continue
         kind = hints[spec.name]
-        if is_dataclass(kind):
+        if isinstance(kind, type) and is_dataclass(kind):
             values[spec.name] = _build(kind, table[key], dotted, source)
             continue
         value = _convert(table[key], kind, f"{source}: {dotted}")

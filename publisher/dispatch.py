@@ -93,20 +93,21 @@ def backoff(attempts: int, delivery: DeliverySettings) -> timedelta:
 
 def decide(leased: Leased, result: SendResult, delivery: DeliverySettings, now: datetime) -> Outcome:
     """The ledger entry for one server answer."""
-    common = {
-        "subscriber_id": leased.subscriber_id,
-        "token": leased.token,
-        "code": result.code,
-        "status": result.status,
-        "detail": result.detail,
-    }
+    outcome = partial(
+        Outcome,
+        subscriber_id=leased.subscriber_id,
+        token=leased.token,
+        code=result.code,
+        status=result.status,
+        detail=result.detail,
+    )
     if result.outcome == "delivered":
-        return Outcome(state="delivered", **common)
+        return outcome(state="delivered")
     if result.outcome == "failed":
-        return Outcome(state="failed", bounce="hard", **common)
+        return outcome(state="failed", bounce="hard")
     if now - leased.queued_at >= delivery.give_up_after:
-        return Outcome(state="failed", bounce="soft", **{**common, "detail": f"gave up: {result.detail}"})
-    return Outcome(state="deferred", next_attempt_at=now + backoff(leased.attempts, delivery), **common)
+        return outcome(state="failed", bounce="soft", detail=f"gave up: {result.detail}")
+    return outcome(state="deferred", next_attempt_at=now + backoff(leased.attempts, delivery))
 
 
 # --- composing -----------------------------------------------------------------------------
@@ -212,7 +213,7 @@ def send_issue(
                 outgoing = [ahead.wrap(compose(row, now)) for row in waiting]
                 if in_flight is None and not waiting:
                     break
-                results = in_flight.future.result() if in_flight is not None else None
+                results = in_flight.future.result() if in_flight is not None else []
                 done, in_flight = in_flight, None
                 if waiting:
                     in_flight, waiting = _Batch(waiting, wire.submit(transport.send_many, outgoing)), []
@@ -424,7 +425,7 @@ def cancel(store: Store, issue: Issue, now: datetime) -> tuple[Issue, int]:
     return cancelled, store.deliveries.cancel_open(issue.id, now)
 
 
-def summary(result: SendReport, issue: Issue, status: str) -> dict:
+def summary(result: SendReport, issue: PlannedIssue, status: str) -> dict:
     """The `publisher digest send NAME --json` object (product.md), plus the per-state counts."""
     return {
         "status": status,

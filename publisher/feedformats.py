@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from feedgen.ext.base import BaseExtension
 from feedgen.feed import FeedGenerator
@@ -80,28 +81,30 @@ def _moment(value: datetime, what: str) -> datetime:
     return value.astimezone(UTC).replace(microsecond=0)
 
 
-def _safe(value: object) -> object:
-    if isinstance(value, str):
-        return xml_safe(value)
-    if isinstance(value, tuple):
-        return tuple(xml_safe(item) for item in value if xml_safe(item).strip())
-    return value
+def _safe_items(values: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(xml_safe(item) for item in values if xml_safe(item).strip())
 
 
 def clean_entry(entry: FeedEntry) -> FeedEntry:
     """Forbidden characters removed, dates in UTC, a summary to fall back on."""
-    safe = replace(entry, **{f.name: _safe(getattr(entry, f.name)) for f in fields(entry)})
+    entry_id, summary, content = xml_safe(entry.id), xml_safe(entry.summary_html), xml_safe(entry.content_html)
     return replace(
-        safe,
-        title=safe.title.strip(),
-        summary_html=safe.summary_html if safe.summary_html.strip() else safe.content_html,
-        published=_moment(entry.published, f"{safe.id!r} published"),
-        updated=_moment(entry.updated, f"{safe.id!r} updated"),
+        entry,
+        id=entry_id,
+        title=xml_safe(entry.title).strip(),
+        link=xml_safe(entry.link),
+        summary_html=summary if summary.strip() else content,
+        content_html=content,
+        published=_moment(entry.published, f"{entry_id!r} published"),
+        updated=_moment(entry.updated, f"{entry_id!r} updated"),
+        authors=_safe_items(entry.authors),
+        categories=_safe_items(entry.categories),
     )
 
 
 def clean_spec(spec: FeedSpec) -> FeedSpec:
-    return replace(spec, **{f.name: _safe(getattr(spec, f.name)) for f in fields(spec)})
+    """Every field is text: forbidden characters removed from each."""
+    return replace(spec, **{f.name: xml_safe(getattr(spec, f.name)) for f in fields(spec)})
 
 
 def feed_updated(entries: Sequence[FeedEntry]) -> datetime:
@@ -117,7 +120,7 @@ class _WebSubRss(BaseExtension):
 
     hub = ""
 
-    def extend_rss(self, feed):
+    def extend_rss(self, feed: Any) -> Any:  # an lxml element; feedgen has no types
         channel = feed[0]
         channel.append(channel.makeelement(f"{{{ATOM_NS}}}link", {"href": self.hub, "rel": "hub"}))
         return feed
@@ -183,7 +186,7 @@ def plain_text(markup: str) -> str:
 
 
 def _json_item(entry: FeedEntry) -> dict:
-    item = {
+    item: dict[str, object] = {
         "id": entry.id,
         "url": safe_url(entry.link),
         "title": entry.title,

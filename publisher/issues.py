@@ -21,6 +21,7 @@ from publisher.model import Issue, IssueKind, IssueState, PlannedIssue, Rendered
 from publisher.render import render_digest, render_subject
 from publisher.selection import HELD_BACK, Digest, Reason, Selection, Skipped, Verdict, select
 from publisher.store import Store
+from publisher.store.articles import article_id
 from publisher.tokens import preferences_url, unsubscribe_url
 
 _ATTEMPTS = 5
@@ -88,8 +89,8 @@ def plan_issue(
         number=number,
         slot=slot,
         state=IssueState.DRAFT if config.require_approval else IssueState.APPROVED,
-        article_ids=tuple(a.id for a in chosen.articles),
-        overflow_ids=tuple(a.id for a in chosen.overflow),
+        article_ids=tuple(article_id(a) for a in chosen.articles),
+        overflow_ids=tuple(article_id(a) for a in chosen.overflow),
         watermark=chosen.watermark,
         subject=render_subject(digest, settings, config),
         created_at=now,
@@ -234,7 +235,8 @@ def cancel(store: Store, newsletter: str, number: int, now: datetime) -> Issue:
     return cancelled
 
 
-SAMPLE_RECIPIENT = {"subscriber_id": 0, "email": "reader@example.com", "name": "Sample Reader"}
+SAMPLE_SUBSCRIBER_ID = 0
+SAMPLE_RECIPIENT = {"subscriber_id": SAMPLE_SUBSCRIBER_ID, "email": "reader@example.com", "name": "Sample Reader"}
 
 
 @dataclass(frozen=True)
@@ -255,7 +257,7 @@ class Preview:
 
 def sample_values(settings: Settings, newsletter: str) -> dict[str, str]:
     """The per-recipient values of the preview's sample recipient (real signed links, id 0)."""
-    subscriber = SAMPLE_RECIPIENT["subscriber_id"]
+    subscriber = SAMPLE_SUBSCRIBER_ID
     return {
         "email": str(SAMPLE_RECIPIENT["email"]),
         "name": str(SAMPLE_RECIPIENT["name"]),

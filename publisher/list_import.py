@@ -20,7 +20,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TextIO
 
 from publisher.errors import SubscriberError
 from publisher.model import Subscriber
@@ -403,7 +403,19 @@ def _check_rules(plan: Plan, known: Known) -> None:
         raise SubscriberError(f"--map tag:…: {plan.format.label} has no tags column; add --map COLUMN=tags")
 
 
-def _rows(path: Path, handle, reader, plan: Plan, known: Known, now: datetime) -> Iterator[RowResult]:
+class LineReader(Protocol):
+    """A csv.reader: rows, and the line the last one ended on."""
+
+    line_num: int
+
+    def __iter__(self) -> Iterator[list[str]]: ...
+
+    def __next__(self) -> list[str]: ...
+
+
+def _rows(
+    path: Path, handle: TextIO, reader: LineReader, plan: Plan, known: Known, now: datetime
+) -> Iterator[RowResult]:
     lowered = [name.strip().lower() for name in plan.header]
     with handle:
         try:

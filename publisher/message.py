@@ -262,7 +262,7 @@ class CompiledMessage:
         }
         parts = []
         for segment in self.segments:
-            if segment.__class__ is bytes:
+            if isinstance(segment, bytes):
                 parts.append(segment)
                 continue
             value = values.get(segment)
@@ -275,7 +275,7 @@ class CompiledMessage:
             return data
         digest = hashlib.sha256()
         for segment in self.body_canonical:
-            digest.update(segment if segment.__class__ is bytes else relaxed_body(values[segment]))
+            digest.update(segment if isinstance(segment, bytes) else relaxed_body(values[segment]))
         return self.signer.sign(data, digest.digest())
 
 

@@ -91,6 +91,8 @@ class SourceState:
 
 @dataclass(frozen=True)
 class Subscriber:
+    """A subscriber as an import, a sign-up or an operator gives it to the store (no id yet)."""
+
     email: str
     name: str = ""
     status: str = "pending"
@@ -101,7 +103,13 @@ class Subscriber:
     consent_text: str = ""
     created_at: datetime | None = None
     bounce_count: int = 0
-    id: int | None = None
+
+
+@dataclass(frozen=True)
+class StoredSubscriber(Subscriber):
+    """A subscriber the store keeps, with its id."""
+
+    id: int = field(kw_only=True)
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from datetime import datetime
 from functools import cached_property
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from publisher import (
     announcements,
@@ -50,7 +51,7 @@ from publisher.model import (
     IssueKind,
     IssueState,
     PlannedIssue,
-    Subscriber,
+    StoredSubscriber,
     SubscriberStatus,
 )
 from publisher.selection import Skipped
@@ -120,7 +121,7 @@ class SendOutcome:
 
     newsletter: str
     status: str
-    issue: Issue | PlannedIssue | None = None
+    issue: Issue | PlannedIssue | None = None  # a dry run's issue may be only planned (no id)
     report: dispatch.SendReport | None = None
     reason: str = ""
     dry_run_recipients: int | None = None  # set by a dry run: messages written, nothing recorded
@@ -452,7 +453,7 @@ class Publication:
                 self.store, self.settings, issue, MaildirTransport(self.settings.delivery.maildir), self.now()
             )
             return SendOutcome(name, status, issue, dry_run_recipients=written, maildir=self.settings.delivery.maildir)
-        if not isinstance(issue, Issue):  # pragma: no cover - only a dry run plans without storing
+        if not isinstance(issue, Issue):
             raise DigestError(f"{name}: issue {issue.number} was planned but not stored")
         return SendOutcome(name, status, issue, self.deliver(issue, progress=progress))
 
@@ -539,7 +540,7 @@ class Publication:
 
     def add_subscriber(
         self, email: str, *, name: str = "", newsletters: Sequence[str] = (), confirmed: bool = False
-    ) -> tuple[Subscriber, bool]:
+    ) -> tuple[StoredSubscriber, bool]:
         """Add one subscriber (or newsletters to an existing one); returns it and whether it is new."""
         known = self.settings.newsletters
         now = self.now()
@@ -593,11 +594,11 @@ class Publication:
             self.settings, self.store, newsletter=newsletter, transport=self.transport, clock=self.clock
         )
 
-    def failures(self, issue: Issue) -> list[dict[str, object]]:
+    def failures(self, issue: Issue) -> list[dict[str, Any]]:
         """Each failed or deferred recipient of `issue` with the server's last reply."""
         return [dict(row) for row in self.store.deliveries.failures(issue.id)]
 
-    def subscribers(self, *, status: str | None = None, newsletter: str | None = None) -> list[Subscriber]:
+    def subscribers(self, *, status: str | None = None, newsletter: str | None = None) -> list[StoredSubscriber]:
         """Subscribers, optionally of one status and one newsletter (an unknown newsletter is an error)."""
         if newsletter:
             self.newsletter(newsletter)
@@ -637,12 +638,12 @@ class Publication:
     def resubscribe(self, token: str) -> signup.Unsubscribe:
         return signup.resubscribe(self.settings, self.store, token, self.now())
 
-    def read_preferences(self, token: str) -> Subscriber:
+    def read_preferences(self, token: str) -> StoredSubscriber:
         return signup.read_preferences(self.settings, self.store, token)
 
     def save_preferences(
         self, token: str, *, name: str, newsletters: Sequence[str], topics: Sequence[str]
-    ) -> Subscriber:
+    ) -> StoredSubscriber:
         return signup.save_preferences(
             self.settings, self.store, token, name=name, newsletters=newsletters, topics=topics, now=self.now()
         )

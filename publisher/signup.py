@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.headerregistry import Address
 from email.utils import parseaddr
+from typing import Any
 
 import jinja2
 from jinja2 import Environment
@@ -28,7 +29,7 @@ from publisher import tokens
 from publisher.config import Settings
 from publisher.errors import PublisherError, RateLimited, SubscriberError, TemplateError, TokenError
 from publisher.message import Signer, plain_message
-from publisher.model import Subscriber
+from publisher.model import StoredSubscriber, Subscriber
 from publisher.store import Store
 from publisher.subscribers import check_newsletters, clean_name, normalise_email
 from publisher.templates import environment
@@ -71,7 +72,7 @@ class Mailer:
         site = self.settings.site
         return chosen[0].from_ if chosen else str(Address(site.title, "newsletter", site.domain))
 
-    def build(self, kind: str, recipient: str, newsletters: Iterable[str], now: datetime, **context) -> bytes:
+    def build(self, kind: str, recipient: str, newsletters: Iterable[str], now: datetime, **context: Any) -> bytes:
         """The mail of `kind`, built and DKIM-signed by `publisher.message` like every mail we send."""
         name = f"web/{kind}_mail.txt"
         try:
@@ -90,7 +91,9 @@ class Mailer:
             extra_headers=(("Auto-Submitted", "auto-generated"),),
         )
 
-    def send(self, kind: str, recipient: str, newsletters: Iterable[str], *, now: datetime, **context) -> SendResult:
+    def send(
+        self, kind: str, recipient: str, newsletters: Iterable[str], *, now: datetime, **context: Any
+    ) -> SendResult:
         newsletters = tuple(newsletters)
         data = self.build(kind, recipient, newsletters, now, **context)
         envelope = parseaddr(header_safe(self.sender(newsletters)))[1]
@@ -197,7 +200,7 @@ def subscribe(
     return "sent"
 
 
-def _pending_or_existing(store: Store, signup: SignUp, now: datetime) -> Subscriber:
+def _pending_or_existing(store: Store, signup: SignUp, now: datetime) -> StoredSubscriber:
     """The subscriber for an address, created pending with nothing attached if it is new.
 
     What the form asked for (newsletters, topics, name) travels only in the signed confirmation
@@ -208,6 +211,8 @@ def _pending_or_existing(store: Store, signup: SignUp, now: datetime) -> Subscri
     if person is None:
         store.subscribers.add(Subscriber(email=signup.email, status="pending", source=SOURCE), now)
         person = store.subscribers.get(signup.email)
+    if person is None:
+        raise SubscriberError(f"{signup.email} was removed while subscribing: please try again")
     return person
 
 
@@ -219,7 +224,7 @@ def _titles(settings: Settings, names: Iterable[str]) -> list[str]:
 class Confirmation:
     """What a valid confirmation link asks for."""
 
-    subscriber: Subscriber
+    subscriber: StoredSubscriber
     nonce: str
     newsletters: tuple[str, ...]
     topics: tuple[str, ...]
@@ -231,7 +236,8 @@ USED = "this link has already been used, or a newer one was sent: use the newest
 
 def read_confirmation(settings: Settings, store: Store, token: str) -> Confirmation:
     """Check a confirmation link without using it (for the page with the button)."""
-    payload = tokens.verify_timed(settings.secret_keys, tokens.CONFIRM, token, settings.web.confirm_expiry)
+    signed = tokens.verify_timed(settings.secret_keys, tokens.CONFIRM, token, settings.web.confirm_expiry)
+    payload = signed if isinstance(signed, dict) else {}
     try:
         subscriber_id, nonce = int(payload["s"]), str(payload["n"])
         newsletters = tuple(name for name in payload["l"] if name in settings.newsletters)
@@ -266,7 +272,7 @@ def confirm(settings: Settings, store: Store, mailer: Mailer, token: str, now: d
 
 
 def _welcome(
-    settings: Settings, mailer: Mailer, person: Subscriber, newsletters: tuple[str, ...], now: datetime
+    settings: Settings, mailer: Mailer, person: StoredSubscriber, newsletters: tuple[str, ...], now: datetime
 ) -> None:
     keys, site = settings.secret_keys, settings.site.url
     unsubscribe = [
@@ -292,7 +298,7 @@ def _welcome(
 class Unsubscribe:
     """What an unsubscribe link names; `subscriber` is None when the address is gone."""
 
-    subscriber: Subscriber | None
+    subscriber: StoredSubscriber | None
     newsletter: str
     title: str
 
@@ -300,7 +306,7 @@ class Unsubscribe:
 def read_unsubscribe(settings: Settings, store: Store, token: str) -> Unsubscribe:
     payload = tokens.verify(settings.secret_keys, tokens.UNSUBSCRIBE, token)
     try:
-        subscriber_id, newsletter = payload
+        subscriber_id, newsletter = payload if isinstance(payload, list) else []
         subscriber_id, newsletter = int(subscriber_id), str(newsletter)
     except (TypeError, ValueError):
         raise TokenError("this link is not valid: it may have been altered or cut short") from None
@@ -342,7 +348,7 @@ def resubscribe(settings: Settings, store: Store, token: str, now: datetime) -> 
     return found
 
 
-def read_preferences(settings: Settings, store: Store, token: str) -> Subscriber:
+def read_preferences(settings: Settings, store: Store, token: str) -> StoredSubscriber:
     subscriber_id = tokens.verify(settings.secret_keys, tokens.PREFERENCES, token)
     person = store.subscribers.get_by_id(subscriber_id) if isinstance(subscriber_id, int) else None
     if person is None:
@@ -359,7 +365,7 @@ def save_preferences(
     newsletters: Iterable[str],
     topics: Iterable[str],
     now: datetime,
-) -> Subscriber:
+) -> StoredSubscriber:
     """Set name, newsletters and topics. No newsletters left means unsubscribed; choosing one again
     after unsubscribing re-activates (the link proves the mailbox). Bounced stays bounced."""
     person = read_preferences(settings, store, token)
@@ -373,4 +379,4 @@ def save_preferences(
         )
     store.subscribers.set_newsletters(person.id, names, now)
     store.subscribers.update(person.id, now, **values)
-    return store.subscribers.get_by_id(person.id)
+    return read_preferences(settings, store, token)

@@ -93,6 +93,19 @@ class SmtpConnection:
         except (*_DISCONNECTED, smtplib.SMTPException):
             client.close()
 
+    @property
+    def session(self) -> smtplib.SMTP:
+        """The open session with the relay."""
+        if self.client is None:
+            raise DeliveryError(f"{self.settings.host}:{self.settings.port}: not connected")
+        return self.client
+
+    def _write(self, data: bytes) -> None:
+        sock = self.session.sock
+        if sock is None:  # closed under us: what smtplib itself raises then
+            raise smtplib.SMTPServerDisconnected("the connection to the relay is closed")
+        sock.sendall(data)
+
     def abandon(self) -> None:
         client, self.client = self.client, None
         if client is not None:
@@ -123,16 +136,16 @@ class SmtpConnection:
     def _transaction(self, message: Outgoing | LazyOutgoing, data: bytes) -> SendResult:
         if _UNSAFE_ADDRESS.search(message.sender + message.recipient):
             return SendResult("failed", None, "5.1.3", f"refused to send: bad address {message.recipient!r}")
-        client = self.client
+        client = self.session
         envelope = f"MAIL FROM:<{message.sender}>\r\nRCPT TO:<{message.recipient}>\r\nDATA\r\n".encode()
         try:
             if self.pipelining:
-                client.sock.sendall(envelope)
+                self._write(envelope)
                 replies = [client.getreply() for _ in range(3)]
             else:
                 replies = []
                 for line in envelope.split(b"\r\n")[:3]:
-                    client.sock.sendall(line + b"\r\n")
+                    self._write(line + b"\r\n")
                     replies.append(client.getreply())
                     if replies[-1][0] >= 400:
                         break
@@ -141,7 +154,7 @@ class SmtpConnection:
         self.sent += 1
         refused = next((reply for reply in replies[:2] if reply[0] >= 300), None)
         if replies[-1][0] == 354:
-            client.sock.sendall(b".\r\n" if refused else dot_stuffed(data) + b".\r\n")
+            self._write(b".\r\n" if refused else dot_stuffed(data) + b".\r\n")
             final = client.getreply()
             if refused is None:
                 return self._finish(final)
@@ -153,7 +166,7 @@ class SmtpConnection:
             self.abandon()
         elif reset or code >= 400:
             try:
-                self.client.rset()
+                self.session.rset()
             except (*_DISCONNECTED, smtplib.SMTPException):
                 self.abandon()
         return result_from_reply(code, text)
@@ -213,10 +226,10 @@ class RateLimiter:
 class _Batch:
     """One `send_many` call: messages waiting, results arriving, domains in use."""
 
-    def __init__(self, messages: Sequence[Outgoing]) -> None:
+    def __init__(self, messages: Sequence[Outgoing | LazyOutgoing]) -> None:
         self.messages = messages
         self.waiting = list(range(len(messages)))
-        self.results: list[SendResult | None] = [None] * len(messages)
+        self.results: dict[int, SendResult] = {}  # by index in `messages`
         self.remaining = len(messages)
         self.error: BaseException | None = None
 
@@ -253,7 +266,7 @@ class SmtpTransport:
                 self.batch = None
             if batch.error is not None:
                 raise batch.error
-            return batch.results
+            return [batch.results[index] for index in range(len(messages))]
 
     def _start(self) -> None:
         if self.workers:

@@ -34,8 +34,8 @@ def normalise_email(address: str, where: str = "") -> str:
     """
     address = address.strip()
     plain = _PLAIN.fullmatch(address)
-    ordinary = plain and plain["domain"].rpartition(".")[2].lower() not in _SPECIAL  # special-use: one label
-    if ordinary and len(plain["local"]) <= 64 and len(address) <= 254:
+    ordinary = plain is not None and plain["domain"].rpartition(".")[2].lower() not in _SPECIAL  # one label
+    if plain is not None and ordinary and len(plain["local"]) <= 64 and len(address) <= 254:
         return address.lower()
     prefix = f"{where}: " if where else ""
     try:

@@ -32,7 +32,7 @@ class _Blocks(HTMLParser):
             self.blocks.append((self._kind, text))
         self._text = []
 
-    def handle_starttag(self, tag: str, attrs) -> None:
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag in self.BLOCKS:
             self._flush()
             self._kind = "li" if tag == "li" else "p"

@@ -120,6 +120,8 @@ def _sources(env: jinja2.Environment, name: str) -> list[tuple[str, str]]:
     """(filename, source) of a template and every template it includes, extends or imports."""
     found: list[tuple[str, str]] = []
     pending, seen = [name], set()
+    if env.loader is None:
+        raise TemplateError(f"{name}: the template environment has no loader")
     while pending:
         current = pending.pop()
         if current in seen:
@@ -144,8 +146,8 @@ def check_mjml_tags(env: jinja2.Environment, name: str, rendered: str) -> None:
                     f"{filename}:{number}: unknown MJML tag <{tag}> (check the spelling; "
                     f"see https://documentation.mjml.io for the tags MJML knows)"
                 )
-    line = rendered[: rendered.find(tag)].count("\n") + 1
-    raise TemplateError(f"{name}: unknown MJML tag <{tag}> at line {line} of the rendered MJML")
+    at = rendered[: rendered.find(tag)].count("\n") + 1
+    raise TemplateError(f"{name}: unknown MJML tag <{tag}> at line {at} of the rendered MJML")
 
 
 def compile_mjml(source: str, name: str) -> str:

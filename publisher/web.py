@@ -11,8 +11,10 @@ from __future__ import annotations
 import logging
 import re
 import socket
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
@@ -36,6 +38,7 @@ from publisher.config import Settings
 from publisher.errors import PublisherError, RateLimited, SubscriberError, TokenError
 from publisher.feedformats import FORMATS
 from publisher.feeds import FEEDS_URL_PATH
+from publisher.model import StoredSubscriber
 from publisher.publication import Publication
 from publisher.resources import templates_dir
 from publisher.templates import environment
@@ -114,7 +117,9 @@ class HideTokens(logging.Filter):
 # --- pages ----------------------------------------------------------------------------------
 
 
-def render(request: Request, name: str, status_code: int = 200, headers: dict | None = None, **context) -> HTMLResponse:
+def render(
+    request: Request, name: str, status_code: int = 200, headers: dict[str, str] | None = None, **context: Any
+) -> HTMLResponse:
     state = request.app.state
     html = state.pages.get_template(f"web/{name}.html").render(
         site=state.settings.site, feeds=FEED_LINKS, private="token" in request.path_params, **context
@@ -202,7 +207,7 @@ async def subscribe(request: Request) -> Response:
     state = request.app.state
     settings = state.settings
     posted = await read_form(request)
-    form = {
+    form: dict[str, Any] = {
         "email": _text(posted, "email", 320),
         "name": _text(posted, "name", 200),
         "newsletters": _texts(posted, "newsletter"),
@@ -243,7 +248,7 @@ async def confirm(request: Request) -> Response:
     )
 
 
-def _titles(settings: Settings, names) -> list[str]:
+def _titles(settings: Settings, names: Iterable[str]) -> list[str]:
     return [settings.newsletters[name].title for name in names if name in settings.newsletters]
 
 
@@ -309,7 +314,9 @@ async def preferences_page(request: Request) -> Response:
     return _preferences(request, person, token)
 
 
-def _preferences(request: Request, person, token: str, *, saved: bool = False, error: str = "") -> Response:
+def _preferences(
+    request: Request, person: StoredSubscriber, token: str, *, saved: bool = False, error: str = ""
+) -> Response:
     settings = request.app.state.settings
     return render(
         request,
@@ -418,20 +425,22 @@ def create_app(publication: Publication) -> Starlette:
     settings = publication.settings
 
     @asynccontextmanager
-    async def lifespan(app: Starlette):
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
         await run_in_threadpool(publication.mailer.close)
 
+    # Starlette types each handler as taking any Exception; ours take the class they are registered for.
+    handlers: dict[Any, Callable[..., Any]] = {
+        HTTPException: on_http_error,
+        TokenError: on_token_error,
+        RateLimited: on_rate_limited,
+        PublisherError: on_publisher_error,
+        500: on_crash,
+    }
     app = Starlette(
         routes=routes(settings),
         middleware=[Middleware(SecurityHeaders), Middleware(GZipMiddleware, minimum_size=500, compresslevel=6)],
-        exception_handlers={
-            HTTPException: on_http_error,
-            TokenError: on_token_error,
-            RateLimited: on_rate_limited,
-            PublisherError: on_publisher_error,
-            500: on_crash,
-        },
+        exception_handlers=handlers,
         lifespan=lifespan,
     )
     app.router.redirect_slashes = False  # its redirects name the Host header's host

@@ -38,7 +38,9 @@ class Files(StaticFiles):
             return RedirectResponse(scope["path"] + "/", status_code=307)
         return response
 
-    def file_response(self, full_path, stat_result, scope: Scope, status_code: int = 200) -> Response:
+    def file_response(
+        self, full_path: str | os.PathLike[str], stat_result: os.stat_result, scope: Scope, status_code: int = 200
+    ) -> Response:
         fmt = FORMAT_BY_FILENAME.get(os.path.basename(full_path))
         media_type = fmt.content_type if fmt else None
         response = FileResponse(full_path, status_code=status_code, stat_result=stat_result, media_type=media_type)

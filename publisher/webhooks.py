@@ -23,8 +23,9 @@ import json
 import logging
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import httpx
 from starlette.concurrency import run_in_threadpool
@@ -34,6 +35,10 @@ from starlette.responses import PlainTextResponse, Response
 from publisher.config import MailgunWebhook, PostmarkWebhook, SendgridWebhook, SesWebhook, Settings
 from publisher.errors import PublisherError
 from publisher.inbound.parse import Feedback, Kind
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
+    from cryptography.x509 import Certificate
 
 log = logging.getLogger("publisher.webhooks")
 MAX_BODY = 1024 * 1024
@@ -77,7 +82,7 @@ def _json(body: bytes) -> object:
 _MAILGUN = {"complained": Kind.COMPLAINT, "unsubscribed": Kind.UNSUBSCRIBE}
 
 
-def mailgun(config: MailgunWebhook, body: bytes, headers) -> list[Event]:
+def mailgun(config: MailgunWebhook, body: bytes, headers: Mapping[str, str]) -> list[Event]:
     data = _json(body)
     if not isinstance(data, dict):
         raise Rejected("not a Mailgun event")
@@ -105,18 +110,23 @@ def mailgun(config: MailgunWebhook, body: bytes, headers) -> list[Event]:
 # --- SendGrid -------------------------------------------------------------------------------
 
 
-def _sendgrid_key(text: str):
+def _sendgrid_key(text: str) -> EllipticCurvePublicKey:
+    from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
     from cryptography.hazmat.primitives.serialization import load_der_public_key, load_pem_public_key
 
     try:
         if "BEGIN PUBLIC KEY" in text:
-            return load_pem_public_key(text.encode())
-        return load_der_public_key(base64.b64decode(text))
+            key = load_pem_public_key(text.encode())
+        else:
+            key = load_der_public_key(base64.b64decode(text))
     except (ValueError, binascii.Error):
         raise PublisherError("webhooks.sendgrid: the verification key is not a base64 or PEM public key") from None
+    if not isinstance(key, EllipticCurvePublicKey):
+        raise PublisherError("webhooks.sendgrid: the verification key is not an ECDSA (elliptic curve) public key")
+    return key
 
 
-def sendgrid(config: SendgridWebhook, body: bytes, headers) -> list[Event]:
+def sendgrid(config: SendgridWebhook, body: bytes, headers: Mapping[str, str]) -> list[Event]:
     from cryptography.exceptions import InvalidSignature
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -151,7 +161,7 @@ def sendgrid(config: SendgridWebhook, body: bytes, headers) -> list[Event]:
 _POSTMARK_HARD = {"HardBounce", "BadEmailAddress", "ManuallyDeactivated", "Blocked"}
 
 
-def postmark(config: PostmarkWebhook, body: bytes, headers) -> list[Event]:
+def postmark(config: PostmarkWebhook, body: bytes, headers: Mapping[str, str]) -> list[Event]:
     scheme, _, given = headers.get("authorization", "").partition(" ")
     expected = base64.b64encode(f"{config.username}:{config.password}".encode()).decode()
     if scheme.lower() != "basic" or not hmac.compare_digest(given.strip(), expected):
@@ -208,10 +218,10 @@ class SnsVerifier:
     def __init__(self, config: SesWebhook, fetch: Fetch) -> None:
         self.config, self.fetch = config, fetch
         self.pattern = re.compile(config.signing_cert_url_pattern)
-        self.certificates: dict[str, object] = {}
+        self.certificates: dict[str, Certificate] = {}
         self.lock = threading.Lock()
 
-    def _certificate(self, url: str):
+    def _certificate(self, url: str) -> Certificate:
         from cryptography import x509
 
         if not self.pattern.match(url):
@@ -227,7 +237,7 @@ class SnsVerifier:
     def verify(self, message: dict) -> None:
         from cryptography.exceptions import InvalidSignature
         from cryptography.hazmat.primitives import hashes
-        from cryptography.hazmat.primitives.asymmetric import padding
+        from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
         if self.config.topic_arns and message.get("TopicArn") not in self.config.topic_arns:
             raise Rejected(f"SNS topic {message.get('TopicArn')!r} is not in webhooks.ses.topic_arns")
@@ -238,11 +248,14 @@ class SnsVerifier:
         certificate = self._certificate(str(message.get("SigningCertURL", "")))
         try:
             signature = base64.b64decode(str(message.get("Signature", "")), validate=True)
-            certificate.public_key().verify(signature, sns_string_to_sign(message), padding.PKCS1v15(), digest)
+            key = certificate.public_key()
+            if not isinstance(key, rsa.RSAPublicKey):  # SNS signs with RSA
+                raise Rejected("bad SNS signature: the certificate's key is not RSA")
+            key.verify(signature, sns_string_to_sign(message), padding.PKCS1v15(), digest)
         except (InvalidSignature, binascii.Error, ValueError, TypeError):
             raise Rejected("bad SNS signature") from None
 
-    def __call__(self, body: bytes, headers) -> list[Event]:
+    def __call__(self, body: bytes, headers: Mapping[str, str]) -> list[Event]:
         message = _json(body)
         if not isinstance(message, dict):
             raise Rejected("not an SNS message")
@@ -296,10 +309,10 @@ def _fetch(url: str) -> bytes:
     return response.content
 
 
-def readers(settings: Settings, fetch: Fetch = _fetch) -> dict[str, Callable[[bytes, object], list[Event]]]:
+def readers(settings: Settings, fetch: Fetch = _fetch) -> dict[str, Callable[[bytes, Mapping[str, str]], list[Event]]]:
     """The configured providers' readers, by the name in the URL (`POST /webhooks/<name>`)."""
     hooks = settings.webhooks
-    found: dict[str, Callable[[bytes, object], list[Event]]] = {}
+    found: dict[str, Callable[[bytes, Mapping[str, str]], list[Event]]] = {}
     if hooks.mailgun.signing_key:
         found["mailgun"] = lambda body, headers: mailgun(hooks.mailgun, body, headers)
     if hooks.sendgrid.public_key:

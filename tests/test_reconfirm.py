@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from publisher.signup import Mailer, confirm
 from sink import SinkHandler, smtp_sink
 
 from publisher.cli import cli
 from publisher.config import load_settings
 from publisher.errors import DeliveryError
 from publisher.reconfirm import send_confirmations
+from publisher.signup import Mailer, confirm
 from publisher.store import Store
 from publisher.transports import make_transport
 

@@ -6,8 +6,6 @@ Each command parses its arguments, calls one library function and prints the res
 
 from __future__ import annotations
 
-import sys
-
 import click
 
 from publisher import __version__
@@ -54,4 +52,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -7,6 +7,7 @@ import sys
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -54,7 +55,7 @@ class App:
 class PublisherGroup(click.Group):
     """Turns a PublisherError anywhere below into `error: …` on stderr and exit code 1."""
 
-    def invoke(self, ctx: click.Context):
+    def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except PublisherError as error:
@@ -70,7 +71,7 @@ class Moment(click.ParamType):
 
     name = "ISO-8601"
 
-    def convert(self, value, param, ctx) -> datetime:
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> datetime:
         if isinstance(value, datetime):
             return value
         try:

@@ -108,7 +108,7 @@ def run_service(app: App, *, web: bool, scheduler: bool) -> None:
     settings, store = app.settings, app.store
     stop = threading.Event()
 
-    def on_signal(signum, _frame) -> None:
+    def on_signal(signum: int, _frame: object) -> None:
         logging.getLogger("publisher").info("received %s; finishing the work in hand", signal.Signals(signum).name)
         stop.set()
 

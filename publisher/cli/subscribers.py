@@ -77,7 +77,7 @@ def import_command(
         maps=maps,
         dry_run=dry_run,
         on_error=lambda error: click.echo(f"skipped {error}", err=True),
-        on_plan=lambda plan: [click.echo(f"{csv_file}: {line}") for line in plan.describe()],
+        on_plan=lambda plan: click.echo("\n".join(f"{csv_file}: {line}" for line in plan.describe())),
     )
     statuses = ", ".join(f"{result.statuses[s]} {s}" for s in SUBSCRIBER_STATUSES if result.statuses[s])
     if dry_run:

@@ -28,13 +28,13 @@ from publisher.text import SAFE_SCHEMES, quoted, safe_links, safe_url, slugify
 USER_AGENT = f"publisher/{__version__} (+feed import)"
 
 
-def _moment(parsed, fallback: datetime) -> datetime:
+def _moment(parsed: time.struct_time | None, fallback: datetime) -> datetime:
     if not parsed:
         return fallback
     return datetime.fromtimestamp(calendar.timegm(parsed), tz=UTC)
 
 
-def _plain_title(entry) -> str:
+def _plain_title(entry: feedparser.FeedParserDict) -> str:
     """The title as text: an HTML-typed title (Atom type="html", most RSS) loses its tags and entities."""
     title = entry.get("title") or ""
     if entry.get("title_detail", {}).get("type", "text/plain") in ("text/html", "application/xhtml+xml"):
@@ -54,7 +54,9 @@ def _key(identity: str) -> str:
     return key if len(key) <= 500 else f"feed:sha256:{hashlib.sha256(identity.encode()).hexdigest()}"
 
 
-def _entry_draft(entry, position: int, *, where: str, now: datetime, source: str, base: str) -> Draft:
+def _entry_draft(
+    entry: feedparser.FeedParserDict, position: int, *, where: str, now: datetime, source: str, base: str
+) -> Draft:
     title = _plain_title(entry)
     if not title:
         raise ContentError(f"{where}: entry {position + 1} has no title")
@@ -92,10 +94,10 @@ def parse_feed(data: bytes, *, where: str, now: datetime, source: str = "", url:
         parsed = feedparser.parse(data, response_headers={"content-location": url} if url else None)
     except (ValueError, LookupError) as error:  # feedparser on a mangled encoding declaration, NULs …
         raise ContentError(f"{where}:1: not a valid RSS or Atom feed: {str(error)[:200]}") from None
-    error = parsed.get("bozo_exception")
-    if isinstance(error, SAXException) or not parsed.get("version"):
-        line = error.getLineNumber() if hasattr(error, "getLineNumber") else 1
-        reason = getattr(error, "getMessage", lambda: "not an RSS or Atom feed")()
+    bozo = parsed.get("bozo_exception")
+    if isinstance(bozo, SAXException) or not parsed.get("version"):
+        line = bozo.getLineNumber() if hasattr(bozo, "getLineNumber") else 1
+        reason = getattr(bozo, "getMessage", lambda: "not an RSS or Atom feed")()
         raise ContentError(f"{where}:{line}: not a valid RSS or Atom feed: {reason}")
     base = url or parsed.feed.get("link", "")
     return [

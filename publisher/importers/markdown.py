@@ -40,7 +40,7 @@ def _cut(text: str, limit: int = 200) -> str:
 class _NoAliasLoader(yaml.SafeLoader):
     """YAML without aliases: `*name` can expand a few hundred bytes into gigabytes ("billion laughs")."""
 
-    def compose_node(self, parent, index):
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
         if self.check_event(yaml.AliasEvent):
             mark = self.peek_event().start_mark
             raise yaml.composer.ComposerError(None, None, "aliases (*name) are not allowed in front matter", mark)

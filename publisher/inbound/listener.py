@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.lmtp import LMTP
+from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from publisher.config import Settings
 from publisher.errors import PublisherError
@@ -37,14 +38,16 @@ class InboundHandler:
         self.domain = settings.delivery.return_path.rpartition("@")[2].lower()
         self.source = settings.inbound.protocol
 
-    async def handle_RCPT(self, server, session, envelope, address: str, rcpt_options) -> str:  # noqa: N802
+    async def handle_RCPT(  # noqa: N802
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
+    ) -> str:
         if self.domain and address.rpartition("@")[2].lower() != self.domain:
             return f"550 5.1.1 <{address}>: this server only takes mail for {self.domain}"
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 OK"
 
-    async def handle_DATA(self, server, session, envelope) -> str:  # noqa: N802
-        raw = envelope.original_content or envelope.content
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
+        raw = envelope.original_content or b""  # the bytes as received (aiosmtpd sets them before DATA's hook)
         loop = asyncio.get_running_loop()
         try:
             for recipient in envelope.rcpt_tos:
@@ -59,7 +62,7 @@ class InboundHandler:
 
 
 class _LmtpController(Controller):
-    def factory(self):
+    def factory(self) -> LMTP:
         return LMTP(self.handler, **self.SMTP_kwargs)
 
 
@@ -92,7 +95,7 @@ class Listener:
     def __enter__(self) -> Listener:
         return self.start()
 
-    def __exit__(self, *_exc) -> None:
+    def __exit__(self, *_exc: object) -> None:
         self.stop()
 
 

@@ -10,9 +10,10 @@ import contextlib
 import re
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import create_engine, event, insert, make_url, select, text
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
 from publisher.clock import system_clock
@@ -34,7 +35,7 @@ def _configure_sqlite(engine: Engine) -> None:
     """WAL, foreign keys, a generous busy timeout, and BEGIN IMMEDIATE so writers queue, not fail."""
 
     @event.listens_for(engine, "connect")
-    def on_connect(dbapi_connection, _record) -> None:
+    def on_connect(dbapi_connection: Any, _record: object) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
@@ -44,7 +45,7 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.close()
 
     @event.listens_for(engine, "begin")
-    def on_begin(connection) -> None:
+    def on_begin(connection: Connection) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 

@@ -11,8 +11,9 @@ from datetime import datetime
 from sqlalchemy import delete, false, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, Engine, RowMapping
 
+from publisher.errors import StoreError
 from publisher.model import Article, Draft, ImportReport, SourceState
-from publisher.store.schema import article_tags, articles, source_state
+from publisher.store.schema import article_tags, articles, inserted_id, source_state
 from publisher.text import safe_url, slugify, storable
 
 
@@ -28,6 +29,13 @@ def content_hash(draft: Draft) -> str:
         draft.url,
     ]
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
+
+
+def article_id(article: Article) -> int:
+    """The id of an article read from the store; a StoreError for one that never was stored."""
+    if article.id is None:
+        raise StoreError(f"article {article.slug!r} has no id: it was never stored")
+    return article.id
 
 
 def _article(row: RowMapping) -> Article:
@@ -130,7 +138,7 @@ class ArticleStore:
                 content_hash=digest,
             )
         )
-        self._set_tags(connection, result.inserted_primary_key[0], draft.tags)
+        self._set_tags(connection, inserted_id(result), draft.tags)
 
     def _update(
         self, connection: Connection, article_id: int, draft: Draft, digest: str, site_url: str, now: datetime

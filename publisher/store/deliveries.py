@@ -12,6 +12,7 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import (
     and_,
@@ -87,7 +88,6 @@ class DeliveryStore:
         audience is never extended) or is not approved.
         """
         with self.engine.begin() as connection:
-            newsletter = connection.scalar(select(issues.c.newsletter).where(issues.c.id == issue_id))
             started = connection.execute(
                 update(issues)
                 .where(issues.c.id == issue_id, issues.c.state == "approved")
@@ -95,6 +95,7 @@ class DeliveryStore:
             ).rowcount
             if not started:
                 return None
+            newsletter = connection.execute(select(issues.c.newsletter).where(issues.c.id == issue_id)).scalar_one()
             return self._freeze(connection, issue_id, newsletter, now)
 
     def audience(self, newsletter: str) -> list[Recipient]:
@@ -142,7 +143,7 @@ class DeliveryStore:
             "updated_at",
         ]
         connection.execute(insert(deliveries).from_select(columns, audience))
-        return connection.scalar(select(func.count()).where(deliveries.c.issue_id == issue_id))
+        return connection.execute(select(func.count()).where(deliveries.c.issue_id == issue_id)).scalar_one()
 
     # -- leasing --------------------------------------------------------------------------------
 
@@ -220,7 +221,7 @@ class DeliveryStore:
         return found
 
     @staticmethod
-    def _mark(connection: Connection, issue_id: int, subscriber_ids: Sequence[int], **values) -> None:
+    def _mark(connection: Connection, issue_id: int, subscriber_ids: Sequence[int], **values: Any) -> None:
         for start in range(0, len(subscriber_ids), 500):
             chunk = list(subscriber_ids[start : start + 500])
             if chunk:
@@ -339,7 +340,7 @@ class DeliveryStore:
         from publisher.model import DELIVERY_STATES
 
         with self.engine.connect() as connection:
-            found = dict(
+            found: dict[str, int] = dict(
                 connection.execute(
                     select(deliveries.c.state, func.count())
                     .where(deliveries.c.issue_id == issue_id)

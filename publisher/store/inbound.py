@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import and_, delete, insert, select, update
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Engine, RowMapping
 
 from publisher.store.schema import (
     bounce_scores,
     inbound_messages,
+    inserted_id,
     issues,
     opt_outs,
     subscribers,
@@ -95,7 +96,7 @@ class InboundStore:
                 return Recorded(seen, entry.kind, "already recorded: nothing done", duplicate=True)
             action = self._apply(connection, entry, effect, now, rule)
             values = {**entry.__dict__, "received_at": now, "action": action}
-            row_id = connection.execute(insert(inbound_messages).values(**values)).inserted_primary_key[0]
+            row_id = inserted_id(connection.execute(insert(inbound_messages).values(**values)))
         return Recorded(row_id, entry.kind, action)
 
     def newsletter_of(self, issue_id: int) -> str | None:
@@ -145,7 +146,7 @@ class InboundStore:
             connection.scalars(select(subscriptions.c.newsletter).where(subscriptions.c.subscriber_id == subscriber_id))
         )
 
-    def _unsubscribe(self, connection: Connection, person, newsletter: str, now: datetime) -> str:
+    def _unsubscribe(self, connection: Connection, person: RowMapping, newsletter: str, now: datetime) -> str:
         have = self._newsletters(connection, person["id"])
         names = [newsletter] if newsletter else have
         connection.execute(
@@ -169,7 +170,13 @@ class InboundStore:
         return f"unsubscribed from {', '.join(names) if newsletter else 'every newsletter'}"
 
     def _suppress(
-        self, connection: Connection, person, reason: str, evidence: str, now: datetime, newsletters: list[str]
+        self,
+        connection: Connection,
+        person: RowMapping,
+        reason: str,
+        evidence: str,
+        now: datetime,
+        newsletters: list[str],
     ) -> str:
         active = connection.scalar(
             select(suppressions.c.reason).where(

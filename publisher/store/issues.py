@@ -9,14 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.engine import Connection, Engine, RowMapping
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql.elements import ColumnElement
 
 from publisher.errors import DigestError, IssueConflict
 from publisher.model import ISSUE_TRANSITIONS, UNSTARTED_STATES, Issue, IssueKind, IssueState
-from publisher.store.schema import issue_articles, issues, sent_articles
+from publisher.store.schema import inserted_id, issue_articles, issues, sent_articles
 
 _DIGEST = issues.c.kind == IssueKind.DIGEST.value
 
@@ -35,7 +37,7 @@ class IssueStore:
         state: str,
         article_ids: Sequence[int],
         overflow_ids: Sequence[int],
-        watermark: datetime,
+        watermark: datetime | None,
         subject: str,
         now: datetime,
         guid_authority: str = "localhost",
@@ -137,7 +139,7 @@ class IssueStore:
                 created_at=now,
             )
         )
-        return result.inserted_primary_key[0]
+        return inserted_id(result)
 
     @staticmethod
     def _insert_articles(
@@ -177,7 +179,9 @@ class IssueStore:
             chosen[member["issue_id"]][1 if member["overflow"] else 0].append(member["article_id"])
         return [_issue(row, *chosen[row["id"]]) for row in rows]
 
-    def _query(self, *conditions, order=None, limit: int | None = None) -> list[Issue]:
+    def _query(
+        self, *conditions: ColumnElement[bool], order: Sequence[ColumnElement[Any]] = (), limit: int | None = None
+    ) -> list[Issue]:
         query = select(issues).where(*conditions).order_by(*(order or [issues.c.number]))
         if limit is not None:
             query = query.limit(limit)

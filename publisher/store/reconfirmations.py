@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, bindparam, exists, func, insert, literal, or_, select, update
+from sqlalchemy import ColumnElement, and_, bindparam, exists, func, insert, literal, or_, select, update
 from sqlalchemy.engine import Connection, Engine
 
 from publisher.store.schema import reconfirmations, subscribers, subscriptions
@@ -45,7 +45,7 @@ class Answer:
     next_attempt_at: datetime | None = None
 
 
-def _in_newsletter(newsletter: str | None):
+def _in_newsletter(newsletter: str | None) -> ColumnElement[bool]:
     if not newsletter:
         return literal(True)
     return exists().where(subscriptions.c.subscriber_id == subscribers.c.id, subscriptions.c.newsletter == newsletter)
@@ -178,7 +178,7 @@ class ReconfirmationStore:
         return {key: tuple(sorted(names)) for key, names in found.items()}
 
     @staticmethod
-    def _mark(connection: Connection, ids: Sequence[int], **values) -> None:
+    def _mark(connection: Connection, ids: Sequence[int], **values: object) -> None:
         if ids:
             connection.execute(
                 update(reconfirmations).where(reconfirmations.c.subscriber_id.in_(list(ids))).values(**values)

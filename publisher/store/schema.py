@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import (
     Boolean,
@@ -24,8 +25,10 @@ from sqlalchemy import (
     inspect,
     text,
 )
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, CursorResult, Dialect
 from sqlalchemy.types import TypeDecorator
+
+from publisher.errors import StoreError
 
 
 class UTCDateTime(TypeDecorator):
@@ -34,7 +37,7 @@ class UTCDateTime(TypeDecorator):
     impl = DateTime(timezone=True)
     cache_ok = True
 
-    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
         if value.tzinfo is None:
@@ -42,12 +45,20 @@ class UTCDateTime(TypeDecorator):
         value = value.astimezone(UTC)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
-    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
+
+
+def inserted_id(result: CursorResult[Any]) -> int:
+    """The id the database gave the one row an INSERT added."""
+    key = result.inserted_primary_key
+    if key is None:
+        raise StoreError("the database returned no id for the row just added")
+    return int(key[0])
 
 
 metadata = MetaData()

@@ -8,18 +8,32 @@ from dataclasses import replace
 from datetime import datetime
 from functools import lru_cache
 from operator import itemgetter
+from typing import Any
 
-from sqlalchemy import ARRAY, ColumnElement, Text, any_, bindparam, delete, func, insert, literal, select, update
-from sqlalchemy.engine import Connection, Engine, RowMapping
+from sqlalchemy import (
+    ARRAY,
+    ColumnElement,
+    Select,
+    Text,
+    any_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    literal,
+    select,
+    update,
+)
+from sqlalchemy.engine import Connection, Dialect, Engine, RowMapping
 from sqlalchemy.sql.dml import Insert
 
 from publisher.errors import StoreError
-from publisher.model import Subscriber
-from publisher.store.schema import deliveries, opt_outs, subscribers, subscriptions
+from publisher.model import StoredSubscriber, Subscriber
+from publisher.store.schema import deliveries, inserted_id, opt_outs, subscribers, subscriptions
 
 
-def _subscriber(row: RowMapping, newsletters: Sequence[str]) -> Subscriber:
-    return Subscriber(
+def _subscriber(row: RowMapping, newsletters: Sequence[str]) -> StoredSubscriber:
+    return StoredSubscriber(
         id=row["id"],
         email=row["email"],
         name=row["name"],
@@ -68,14 +82,14 @@ def _executemany(connection: Connection, statement: Insert, rows: list[dict]) ->
 
 
 @lru_cache(maxsize=16)
-def _compiled(statement: Insert, keys: tuple[str, ...], dialect) -> tuple[str, list[str] | None]:
+def _compiled(statement: Insert, keys: tuple[str, ...], dialect: Dialect) -> tuple[str, list[str] | None]:
     """The SQL of an INSERT for these columns, and its parameter order when positional (once per batch
     size is enough: compiling costs milliseconds)."""
     compiled = statement.compile(dialect=dialect, column_keys=list(keys))
     return compiled.string, (list(compiled.positiontup or []) if compiled.positional else None)
 
 
-def _among(connection: Connection, column, values: list) -> ColumnElement[bool]:
+def _among(connection: Connection, column: ColumnElement[Any], values: list[Any]) -> ColumnElement[bool]:
     """`column IN (values)`; on PostgreSQL `= ANY(array)`, one parameter however many values."""
     if connection.dialect.name == "postgresql":
         return column == any_(literal(values, ARRAY(column.type)))
@@ -110,22 +124,22 @@ class SubscriberStore:
                 found[subscriber_id].append(newsletter)
         return found
 
-    def _load(self, connection: Connection, query) -> list[Subscriber]:
+    def _load(self, connection: Connection, query: Select[Any]) -> list[StoredSubscriber]:
         rows = list(connection.execute(query).mappings())
         newsletters = self._newsletters(connection, [row["id"] for row in rows])
         return [_subscriber(row, newsletters[row["id"]]) for row in rows]
 
-    def get(self, email: str) -> Subscriber | None:
+    def get(self, email: str) -> StoredSubscriber | None:
         with self.engine.connect() as connection:
             found = self._load(connection, select(subscribers).where(subscribers.c.email == email.lower()))
         return found[0] if found else None
 
-    def get_by_id(self, subscriber_id: int) -> Subscriber | None:
+    def get_by_id(self, subscriber_id: int) -> StoredSubscriber | None:
         with self.engine.connect() as connection:
             found = self._load(connection, select(subscribers).where(subscribers.c.id == subscriber_id))
         return found[0] if found else None
 
-    def all(self, *, status: str | None = None, newsletter: str | None = None) -> list[Subscriber]:
+    def all(self, *, status: str | None = None, newsletter: str | None = None) -> list[StoredSubscriber]:
         query = select(subscribers).order_by(subscribers.c.id)
         if status:
             query = query.where(subscribers.c.status == status)
@@ -306,7 +320,7 @@ class SubscriberStore:
                     confirm_nonce="",
                 )
             )
-            subscriber_id = result.inserted_primary_key[0]
+            subscriber_id = inserted_id(result)
             is_new = True
         else:
             subscriber_id = row["id"]
@@ -373,7 +387,7 @@ class SubscriberStore:
             self._opt_out(connection, subscriber_id, sorted(have - set(names)), now)
             self._add_newsletters(connection, subscriber_id, names, now)
 
-    def update(self, subscriber_id: int, now: datetime, **values) -> None:
+    def update(self, subscriber_id: int, now: datetime, **values: Any) -> None:
         """Change columns of one subscriber (status, name, topics, consent, nonce, bounce_count…)."""
         if "topics" in values:
             values["topics"] = json.dumps(list(values["topics"]))
@@ -462,7 +476,7 @@ class SubscriberStore:
         return bool(nonce) and found == nonce
 
     def consume_nonce(
-        self, subscriber_id: int, nonce: str, now: datetime, *, newsletters: Iterable[str] = (), **values
+        self, subscriber_id: int, nonce: str, now: datetime, *, newsletters: Iterable[str] = (), **values: Any
     ) -> bool:
         """Clear the nonce, apply `values` and add `newsletters`, only if `nonce` is the current one.
 

@@ -28,11 +28,11 @@ class WebEventStore:
         subject = subject[:320]
         with self.engine.begin() as connection:
             connection.execute(delete(web_events).where(web_events.c.at < now - KEEP))
-            seen = connection.scalar(
+            seen = connection.execute(
                 select(func.count())
                 .select_from(web_events)
                 .where(web_events.c.kind == kind, web_events.c.subject == subject, web_events.c.at > now - window)
-            )
+            ).scalar_one()
             if seen >= limit:
                 return False
             connection.execute(insert(web_events).values(kind=kind, subject=subject, at=now))
