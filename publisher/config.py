@@ -45,6 +45,8 @@ class SiteSettings:
     postal_address: str = "1 Sample Street, Exampletown, EX1 2MP"
     author: str = ""
     timezone: str = "UTC"
+    export_dir: Path | None = None  # `publisher site build` writes here; import and run keep it fresh
+    page_size: int = 20  # articles per page on the home and tag pages
 
     @property
     def domain(self) -> str:
@@ -60,6 +62,7 @@ class DatabaseSettings:
 class SourceSettings:
     path: str
     format: str = "auto"
+    link: str = "origin"  # feed entries link to their origin, or to their page here ("local")
 
 
 @dataclass(frozen=True)
@@ -273,10 +276,17 @@ def _check_timezone(name: str, where: str) -> None:
         raise ConfigError(f"{where}: unknown time zone {name!r} (use an IANA name like Europe/London)") from None
 
 
+LINK_CHOICES = ("origin", "local")
+
+
 def _sources(value: object, source: Path) -> tuple[SourceSettings, ...]:
     if not isinstance(value, list):
         raise ConfigError(f"{source}: sources must be written as [[sources]] tables")
-    return tuple(_build(SourceSettings, item, f"sources[{i}]", source) for i, item in enumerate(value))
+    built = tuple(_build(SourceSettings, item, f"sources[{i}]", source) for i, item in enumerate(value))
+    for i, item in enumerate(built):
+        if item.link not in LINK_CHOICES:
+            raise ConfigError(f'{source}: sources[{i}].link must be "origin" or "local", got {item.link!r}')
+    return built
 
 
 def _secret_keys(base_dir: Path) -> tuple[str, ...]:
@@ -391,7 +401,9 @@ def settings_from_dict(data: dict, path: Path) -> Settings:
     _check_timezone(site.timezone, f"{path}: site.timezone")
     if urlsplit(site.url).scheme not in ("http", "https") or not urlsplit(site.url).hostname:
         raise ConfigError(f"{path}: site.url must be an absolute http(s) URL, got {site.url!r}")
-    site = replace(site, url=site.url.rstrip("/"))
+    if site.page_size < 1:
+        raise ConfigError(f"{path}: site.page_size must be at least 1, got {site.page_size}")
+    site = replace(site, url=site.url.rstrip("/"), export_dir=site.export_dir and _resolve(site.export_dir, base_dir))
     delivery = _build(DeliverySettings, data.get("delivery", {}), "delivery", path)
     password = os.environ.get("PUBLISHER_SMTP_PASSWORD", "")
     delivery = replace(

@@ -230,7 +230,7 @@ class Publication:
 
     def build_feeds(self) -> FeedReport:
         """Write the site's and each tag's RSS, Atom and JSON feeds; unchanged files are left alone."""
-        return build_feeds(self.store, self.settings)
+        return build_feeds(self.store, self.settings, now=self.now())
 
     def rebuild_feeds(self) -> int:
         """Build the feeds; returns how many files changed."""

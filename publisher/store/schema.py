@@ -214,6 +214,12 @@ def _create(*tables: Table) -> Callable[[Connection], None]:
     return migrate
 
 
+def _forget_local_links(connection: Connection) -> None:
+    """`articles.url` held our own permalink (`{site.url}/<slug>/`) frozen at import; links to our
+    host are now computed when output is rendered, so the column keeps only origin links."""
+    connection.execute(articles.update().where(articles.c.url.like("%/" + articles.c.slug + "/")).values(url=""))
+
+
 MIGRATIONS: list[Callable[[Connection], None]] = [
     _create(articles, article_tags, source_state),  # 1
     _create(subscribers, subscriptions),  # 2
@@ -222,4 +228,5 @@ MIGRATIONS: list[Callable[[Connection], None]] = [
     _create(web_events),  # 5
     _create(slot_runs),  # 6
     _create(opt_outs),  # 7: a per-newsletter unsubscribe that imports must not undo
+    _forget_local_links,  # 8: articles.url keeps origin links only (the public site, issue 12)
 ]
