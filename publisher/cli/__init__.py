@@ -19,6 +19,7 @@ from publisher.cli import (
     feeds,
     sending,
     service,
+    site,
     subscribers,
     web,
 )
@@ -43,7 +44,7 @@ def cli(ctx: click.Context, config_path: str) -> None:
     ctx.call_on_close(ctx.obj.close)
 
 
-for module in (content, subscribers, database, feeds, web, digest, sending, service, demo):
+for module in (content, subscribers, database, feeds, site, web, digest, sending, service, demo):
     module.register(cli)
 
 
