@@ -387,3 +387,24 @@ def test_an_unchanged_export_writes_no_file(sample_site, tmp_path):
     first = publication.export_site(tmp_path / "export").export
     second = publication.export_site(tmp_path / "export").export
     assert first.written and second.written == [] and second.removed == [] and second.unchanged == first.files
+
+
+def test_the_timetable_plans_a_feeds_job_for_the_next_scheduled_article(make_settings, tmp_path):
+    from publisher.scheduler import NEXT_ARTICLE_JOB, Scheduler
+
+    settings, store = make_publication(make_settings, tmp_path, [])
+    now = datetime(2026, 11, 20, 12, tzinfo=UTC)
+    due = now + timedelta(days=2, hours=3)
+    store.articles.ingest([_draft("soon", due)], guid_authority="x", now=now, source="t")
+    timetable = Scheduler(settings, store, clock=fixed(now))
+    scheduler = timetable._make_scheduler()
+    scheduler.start(paused=True)
+    try:
+        assert timetable.plan_next_article(scheduler) == due
+        job = scheduler.get_job(NEXT_ARTICLE_JOB)
+        assert job.next_run_time == due and job.args[2:] == ("feeds", "")
+        assert Scheduler(settings, store, clock=fixed(due)).plan_next_article(scheduler) is None
+        assert scheduler.get_job(NEXT_ARTICLE_JOB) is None  # nothing left to wait for
+    finally:
+        scheduler.shutdown(wait=False)
+        store.close()
