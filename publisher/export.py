@@ -8,12 +8,12 @@ article's tag removed, say) are deleted, and nothing else in the folder is touch
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from publisher.errors import SiteError
-from publisher.feeds import replace_if_changed
 from publisher.site import Site, export_name
 
 MANIFEST = ".publisher-export"  # the files the last export wrote, one per line
@@ -50,6 +50,27 @@ def contents(site: Site, feeds: Path, archive: Path, static: Path) -> Iterator[t
     yield from copied(feeds, "feeds")
     yield from copied(archive, "archive")
     yield from copied(static, "static")
+
+
+def replace_if_changed(path: Path, data: bytes) -> bool:
+    """Write `path` through a temporary file and a rename, unless it holds `data` already.
+
+    Unlike the feeds, export files are not fsynced one by one (thousands of syncs would take most
+    of the export's time): a crash can lose the newest export, never leave half a file served."""
+    try:
+        if path.read_bytes() == data:
+            return False
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        temporary.write_bytes(data)
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    return True
 
 
 def export_site(site: Site, out: Path, *, feeds: Path, archive: Path, static: Path) -> ExportReport:

@@ -61,20 +61,15 @@ def _replace(path: Path, data: bytes) -> None:
         raise
 
 
-def replace_if_changed(path: Path, data: bytes) -> bool:
-    """Replace `path` atomically with `data`, unless it already holds exactly that (OSError escapes)."""
-    if _holds(path, data):
-        return False  # untouched: its mtime, and every HTTP cache's validators, stay
-    _replace(path, data)
-    return True
-
-
 def write_if_changed(path: Path, data: bytes) -> bool:
     """Replace `path` atomically with `data`, unless it already holds exactly that. True if written."""
     try:
-        return replace_if_changed(path, data)
+        if _holds(path, data):
+            return False  # untouched: its mtime, and every HTTP cache's validators, stay
+        _replace(path, data)
     except OSError as error:
         raise FeedError(f"cannot write the feed {path}: {error.strerror} (check [feeds] dir)") from None
+    return True
 
 
 def ping_hub(hub: str, topics: Sequence[str], client: httpx.Client | None = None) -> None:

@@ -27,6 +27,7 @@ from publisher.feeds import TAGS_DIR, absolute_links
 from publisher.model import Article
 from publisher.render import day_month
 from publisher.signup import consent_sentence
+from publisher.teasers import blocks_html, html_blocks, shorten
 from publisher.templates import render_template
 from publisher.text import slugify
 
@@ -34,6 +35,7 @@ HTML_TYPE = "text/html; charset=utf-8"
 XML_TYPE = "application/xml; charset=utf-8"
 TEXT_TYPE = "text/plain; charset=utf-8"
 DESCRIPTION_LENGTH = 200
+TEASER_LENGTH = 400  # characters of teaser in lists: whole paragraphs, as in the email
 _PAGE = re.compile(r"^/page/([1-9][0-9]*)/$")
 _TAG = re.compile(r"^/tags/([a-z0-9-]+)/(?:page/([1-9][0-9]*)/)?$")
 _ARTICLE = re.compile(r"^/([a-z0-9][a-z0-9-]*)/$")
@@ -180,9 +182,14 @@ class Site:
             "path": links.page_path(article.slug),
             "date": day_month(article.published.astimezone(self.zone), year=True),
             "iso": article.published.isoformat(),
-            "teaser_html": article.summary_html or article.content_html,
+            "teaser_html": self.teaser(article),
             "tags": self.tag_links(article),
         }
+
+    @staticmethod
+    def teaser(article: Article) -> str:
+        kept, _ = shorten(html_blocks(article.summary_html or article.content_html), TEASER_LENGTH)
+        return blocks_html(kept)
 
     def tag_links(self, article: Article) -> list[dict]:
         return [
