@@ -261,7 +261,6 @@ class Publication:
             articles=tuple(self.store.articles.newest(until=now)),
             tags=self.store.articles.tags(until=now),
             issues={name: self._archived(name) for name in self.settings.newsletters},
-            taken=now,
         )
 
     def _archived(self, name: str) -> tuple[ArchivedIssue, ...]:

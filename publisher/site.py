@@ -58,7 +58,6 @@ class Snapshot:
     articles: tuple[Article, ...]
     tags: dict[str, str]  # slug -> display name, of published articles only
     issues: dict[str, tuple[ArchivedIssue, ...]] = field(default_factory=dict)  # newsletter -> newest first
-    taken: datetime | None = None  # when it was read: the pages' Last-Modified
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,12 @@ from publisher.webfiles import not_modified
 
 PAGE_CACHE = "public, max-age=60"
 REFRESH = 1.0  # seconds between two looks at the store's fingerprint
+MAX_PAGES = 4096  # rendered pages kept; the oldest go first (a crawler never fills the memory)
+# Article content may show images from anywhere (a feed entry's, say); nothing else is loosened.
+SITE_CSP = (
+    "default-src 'none'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; "
+    "style-src 'self'; img-src 'self' https: data:"
+)
 
 
 @dataclass(frozen=True)
@@ -40,10 +46,11 @@ class Served:
 
     def response(self, request_headers: Headers, status_code: int = 200) -> Response:
         headers = {"etag": self.etag, "last-modified": self.last_modified, "cache-control": PAGE_CACHE}
-        if status_code == 200 and not_modified(headers, request_headers):  # type: ignore[arg-type]
+        if status_code == 200 and not_modified(Headers(headers), request_headers):
             return Response(status_code=304, headers=headers)
         if status_code != 200:
             headers = {"cache-control": "no-store"}
+        headers["content-security-policy"] = SITE_CSP
         return Response(self.body, status_code=status_code, media_type=self.media_type, headers=headers)
 
 
@@ -63,7 +70,7 @@ class SitePages:
         self._site: Site | None = None
         self._fingerprint: object = None
         self._checked = float("-inf")
-        self._pages: dict[str, Served | None] = {}
+        self._pages: dict[str, Served] = {}
         self._last_modified = ""
 
     def fresh(self, path: str) -> Served | None:
@@ -86,19 +93,24 @@ class SitePages:
         return self._site
 
     def get(self, path: str) -> Served | None:
-        """The page at `path` (rendered now if it is not cached), or None."""
+        """The page at `path` (rendered now if it is not cached), or None (not cached: any path may be asked)."""
         with self._lock:
             site = self._current()
-            if path not in self._pages:
-                page = site.render(path)
-                self._pages[path] = page and served(page, self._last_modified)
+            if path in self._pages:
+                return self._pages[path]
+            page = site.render(path)
+            if page is None:
+                return None
+            if len(self._pages) >= MAX_PAGES:
+                del self._pages[next(iter(self._pages))]
+            self._pages[path] = served(page, self._last_modified)
             return self._pages[path]
 
     def not_found(self) -> Served:
         with self._lock:
-            if "404" not in self._pages:
+            if "404" not in self._pages:  # never a path: every path starts with "/"
                 self._pages["404"] = served(self._current().not_found(), self._last_modified)
-            return self._pages["404"]  # type: ignore[return-value]
+            return self._pages["404"]
 
 
 async def page(request: Request) -> Response:

@@ -408,3 +408,36 @@ def test_the_timetable_plans_a_feeds_job_for_the_next_scheduled_article(make_set
     finally:
         scheduler.shutdown(wait=False)
         store.close()
+
+
+def test_import_keeps_the_export_dir_fresh_and_site_build_prints_what_it_wrote(make_settings, tmp_path):
+    from click.testing import CliRunner
+
+    from publisher.cli import cli
+
+    settings, store = make_publication(
+        make_settings, tmp_path, [{"path": str(SAMPLE)}], export_dir=str(tmp_path / "public")
+    )
+    store.close()
+    (tmp_path / "config.toml").write_text(
+        f'[site]\nurl = "{SITE}"\nexport_dir = "public"\n[database]\nurl = "{settings.database.url}"\n'
+        f'[[sources]]\npath = "{SAMPLE}"\n',
+        encoding="utf-8",
+    )
+    runner = CliRunner()
+    imported = runner.invoke(cli, ["--config", str(tmp_path / "config.toml"), "import"])
+    assert imported.exit_code == 0, imported.output
+    assert (tmp_path / "public" / "welcome-to-the-publisher-sample" / "index.html").is_file()
+    assert (tmp_path / "public" / "feeds" / "rss.xml").is_file() and (tmp_path / "public" / "404.html").is_file()
+    built = runner.invoke(cli, ["--config", str(tmp_path / "config.toml"), "site", "build"])
+    assert built.exit_code == 0 and " 0 written, " in built.output and "0 removed" in built.output
+    elsewhere = runner.invoke(cli, ["--config", str(tmp_path / "config.toml"), "site", "build", "--out", "/proc/x"])
+    assert elsewhere.exit_code == 1 and elsewhere.output.count("\n") == 1
+    assert elsewhere.output.startswith("error: cannot write the site export")
+
+
+def test_article_pages_may_show_remote_images_but_run_no_script(sample_site):
+    settings, store, _outbox, now = sample_site
+    with TestClient(create_app(at(settings, store, now)), base_url=SITE) as client:
+        csp = client.get("/welcome-to-the-publisher-sample/").headers["content-security-policy"]
+        assert "img-src 'self' https: data:" in csp and "script-src" not in csp and "default-src 'none'" in csp
