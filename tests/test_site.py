@@ -441,3 +441,39 @@ def test_article_pages_may_show_remote_images_but_run_no_script(sample_site):
     with TestClient(create_app(at(settings, store, now)), base_url=SITE) as client:
         csp = client.get("/welcome-to-the-publisher-sample/").headers["content-security-policy"]
         assert "img-src 'self' https: data:" in csp and "script-src" not in csp and "default-src 'none'" in csp
+
+
+# --- the store's part (SQLite and PostgreSQL) ---------------------------------------------------
+
+
+def test_the_store_holds_back_scheduled_articles_and_keeps_only_origin_links(store):
+    from sqlalchemy import select, update
+
+    from publisher.store.schema import _forget_local_links, articles
+
+    now = datetime(2026, 11, 20, 12, tzinfo=UTC)
+    soon = now + timedelta(hours=5)
+    drafts = [
+        replace(_draft("past", now - timedelta(hours=1)), tags=("Old",)),
+        replace(_draft("future", soon), tags=("New",)),
+        replace(_draft("archive", now - timedelta(hours=2)), url="https://blog.example.net/archive/"),
+    ]
+    store.articles.ingest(drafts, guid_authority="x", now=now, source="t")
+    assert [a.slug for a in store.articles.newest(until=now)] == ["past", "archive-2"]  # a reserved slug moves
+    assert store.articles.tags(until=now) == {"old": "Old"} and set(store.articles.tags()) == {"old", "new"}
+    assert store.articles.next_scheduled(now) == soon and store.articles.next_scheduled(soon) is None
+    before = store.articles.fingerprint(now)
+    assert store.articles.fingerprint(now) == before != store.articles.fingerprint(soon)
+    # rows written before links were computed held our own permalink: migration 8 forgets it
+    with store.engine.begin() as connection:
+        connection.execute(
+            update(articles).where(articles.c.slug == "past").values(url="https://old.example.org/past/")
+        )
+        _forget_local_links(connection)
+        urls = dict(connection.execute(select(articles.c.slug, articles.c.url)).all())
+    assert urls == {"past": "", "future": "", "archive-2": "https://blog.example.net/archive/"}
+    # an origin the migration took for a permalink (it ends in /<slug>/) comes back on the next import
+    with store.engine.begin() as connection:
+        connection.execute(update(articles).where(articles.c.slug == "archive-2").values(url=""))
+    report = store.articles.ingest([drafts[2]], guid_authority="x", now=now, source="t")
+    assert report.unchanged == 1 and store.articles.by_slug("archive-2").origin == "https://blog.example.net/archive/"
