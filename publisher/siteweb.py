@@ -19,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from publisher.clock import system_clock
 from publisher.publication import Publication
@@ -111,6 +112,25 @@ class SitePages:
             if "404" not in self._pages:  # never a path: every path starts with "/"
                 self._pages["404"] = served(self._current().not_found(), self._last_modified)
             return self._pages["404"]
+
+
+class NotModified:
+    """Answers a conditional GET for a cached, current page with 304 at once, before routing and
+    compression: the cheap answer feed readers and browsers get most of the time."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] in ("GET", "HEAD"):
+            pages: SitePages = scope["app"].state.site_pages
+            found = pages.fresh(scope["path"])
+            if found is not None:
+                answer = found.response(Headers(scope=scope))
+                if answer.status_code == 304:
+                    await answer(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
 
 
 async def page(request: Request) -> Response:

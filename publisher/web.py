@@ -37,7 +37,7 @@ from publisher.feedformats import FORMATS
 from publisher.feeds import FEEDS_URL_PATH
 from publisher.publication import Publication
 from publisher.resources import static_dir
-from publisher.siteweb import SitePages, page
+from publisher.siteweb import NotModified, SitePages, page
 from publisher.templates import environment
 from publisher.webfiles import Files
 
@@ -404,7 +404,11 @@ def create_app(publication: Publication) -> Starlette:
 
     app = Starlette(
         routes=routes(settings),
-        middleware=[Middleware(SecurityHeaders), Middleware(GZipMiddleware, minimum_size=500, compresslevel=6)],
+        middleware=[
+            Middleware(SecurityHeaders),
+            Middleware(NotModified),
+            Middleware(GZipMiddleware, minimum_size=500, compresslevel=6),
+        ],
         exception_handlers={
             HTTPException: on_http_error,
             TokenError: on_token_error,

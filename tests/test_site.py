@@ -328,6 +328,7 @@ def test_pages_carry_meta_and_answer_304(sample_site):
             assert needle in home.text
         again = client.get("/", headers={"if-none-match": home.headers["etag"]})
         assert again.status_code == 304 and again.content == b""
+        assert again.headers["etag"] == home.headers["etag"] and again.headers["x-frame-options"] == "DENY"
         since = client.get("/", headers={"if-modified-since": home.headers["last-modified"]})
         assert since.status_code == 304
         article = client.get("/sending-to-everyone-once/")
