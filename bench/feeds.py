@@ -70,7 +70,7 @@ def fill(store: Store, settings: Settings, count: int, batch: int = 1000) -> Non
 def site_feeds(store: Store, settings: Settings) -> None:
     spec, _ = article_feeds(settings, {})[0]
     articles = store.articles.newest(settings.feeds.limit)
-    write_feed_set(spec, map(article_entry, articles), settings.feeds)
+    write_feed_set(spec, [article_entry(a, settings.site.url) for a in articles], settings.feeds)
 
 
 def timed(action: Callable[[], None], repeat: int, before: Callable[[], None] = lambda: None) -> tuple[float, float]:

@@ -20,12 +20,12 @@ from publisher.config import NewsletterSettings, Settings
 from publisher.feedformats import FORMATS, FeedEntry, FeedSpec
 from publisher.feeds import make_spec, write_feed_set, write_if_changed
 from publisher.issues import load_digest
+from publisher.links import article_url
 from publisher.model import Issue
 from publisher.render import context, long_date, view_url
 from publisher.selection import Digest
 from publisher.store import Store
 from publisher.templates import environment, render_template
-from publisher.text import safe_url
 
 ARCHIVED_STATES = ("sending", "paused", "sent")
 FEEDS_PATH = "newsletters"
@@ -50,7 +50,7 @@ def issue_entry(digest: Digest, issue: Issue, guid: str, settings: Settings) -> 
     """One issue as a feed item: its subject, summary and the linked list of its articles."""
     url = view_url(settings, issue.newsletter, issue.number)
     items = "".join(
-        f'<li><a href="{html.escape(safe_url(a.url))}">{html.escape(a.title, quote=False)}</a></li>'
+        f'<li><a href="{html.escape(article_url(a, settings.site.url))}">{html.escape(a.title, quote=False)}</a></li>'
         for a in (*digest.articles, *digest.overflow)
     )
     count = digest.count

@@ -54,6 +54,8 @@ class SiteSettings:
     postal_address: str = ""  # required before mail goes out: anti-spam law wants a real one
     author: str = ""
     timezone: str = "UTC"
+    export_dir: Path | None = None  # `publisher site build` writes here; import and run keep it fresh
+    page_size: int = 20  # articles per page on the home and tag pages
 
     @property
     def domain(self) -> str:
@@ -70,6 +72,7 @@ class SourceSettings:
     path: str
     format: str = "auto"
     max_bytes: int = DEFAULT_MAX_BYTES  # a feed URL's body, after decompression
+    link: str = "origin"  # feed entries link to their origin, or to their page here ("local")
 
 
 @dataclass(frozen=True)
@@ -356,11 +359,16 @@ def _check_networks(values: tuple[str, ...], where: str) -> None:
             raise ConfigError(f"{where}: {value!r} is not an IP address or network (e.g. 10.0.0.0/8)") from None
 
 
+LINK_CHOICES = ("origin", "local")
+
+
 def _sources(value: object, source: Path) -> tuple[SourceSettings, ...]:
     if not isinstance(value, list):
         raise ConfigError(f"{source}: sources must be written as [[sources]] tables")
     built = tuple(_build(SourceSettings, item, f"sources[{i}]", source) for i, item in enumerate(value))
     for i, item in enumerate(built):
+        if item.link not in LINK_CHOICES:
+            raise ConfigError(f'{source}: sources[{i}].link must be "origin" or "local", got {item.link!r}')
         if item.max_bytes < 1:
             raise ConfigError(f"{source}: sources[{i}].max_bytes must be at least 1, got {item.max_bytes}")
     return built
@@ -512,7 +520,11 @@ def settings_from_dict(data: dict, path: Path) -> Settings:
     _check_timezone(site.timezone, f"{path}: site.timezone")
     if urlsplit(site.url).scheme not in ("http", "https") or not urlsplit(site.url).hostname:
         raise ConfigError(f"{path}: site.url must be an absolute http(s) URL, got {site.url!r}")
-    site = replace(site, url=site.url.rstrip("/"))
+    if site.page_size < 1:
+        raise ConfigError(f"{path}: site.page_size must be at least 1, got {site.page_size}")
+    site = replace(
+        site, url=site.url.rstrip("/"), export_dir=site.export_dir and resolve_path(site.export_dir, base_dir)
+    )
     delivery = _build(DeliverySettings, data.get("delivery", {}), "delivery", path)
     password = os.environ.get("PUBLISHER_SMTP_PASSWORD", "")
     delivery = replace(

@@ -6,11 +6,13 @@ Parsing happens before any write, so a malformed source changes nothing in the s
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
 from publisher.config import DEFAULT_MAX_BYTES, SOURCE_FORMATS, Settings, SourceSettings, resolve_path
 from publisher.errors import ContentError
+from publisher.links import article_url
 from publisher.model import Article, Draft, ImportReport, SourceState
 from publisher.store import Store
 
@@ -76,26 +78,21 @@ def import_sources(
         path = source.path if is_url(source.path) else str(resolve_path(source.path, settings.base_dir))
         _check_source_exists(path)
         drafts, state = parse_source(path, source.format, as_of=as_of, store=store, now=now, max_bytes=source.max_bytes)
+        if source.link == "local":
+            drafts = [replace(draft, url="") for draft in drafts]
         reports.append(
-            store.articles.ingest(
-                drafts,
-                site_url=settings.site.url,
-                guid_authority=settings.site.domain,
-                now=now,
-                source=path,
-                source_state=state,
-            )
+            store.articles.ingest(drafts, guid_authority=settings.site.domain, now=now, source=path, source_state=state)
         )
     return reports
 
 
-def article_json(article: Article) -> dict:
-    """The `publisher articles --json` contract."""
+def article_json(article: Article, site_url: str) -> dict:
+    """The `publisher articles --json` contract (`url` computed from `site.url` now, never stored)."""
     return {
         "guid": article.guid,
         "slug": article.slug,
         "title": article.title,
-        "url": article.url,
+        "url": article_url(article, site_url),
         "published": article.published.isoformat(),
         "updated": article.updated.isoformat(),
         "tags": list(article.tags),

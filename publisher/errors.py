@@ -41,6 +41,10 @@ class FeedError(PublisherError):
     """A feed cannot be built or written."""
 
 
+class SiteError(PublisherError):
+    """The public site cannot be exported."""
+
+
 class SchedulerError(PublisherError):
     """The timetable is invalid or the scheduler cannot start."""
 

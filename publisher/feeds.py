@@ -14,22 +14,25 @@ import os
 import re
 import tempfile
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 from pathlib import Path
 from urllib.parse import urljoin
 
 import httpx
 
+from publisher.clock import system_clock
 from publisher.config import FeedSettings, Settings
 from publisher.errors import FeedError
 from publisher.feedformats import FORMATS, FeedEntry, FeedFormat, FeedSpec, clean_entry, clean_spec
+from publisher.links import FEEDS_PATH, article_url, tag_path
 from publisher.model import Article
 from publisher.store import Store
 from publisher.text import safe_links, safe_url
 
 log = logging.getLogger(__name__)
 
-FEEDS_URL_PATH = "/feeds"  # where the web app serves [feeds] dir
+FEEDS_URL_PATH = FEEDS_PATH  # where the web app serves [feeds] dir
 TAGS_DIR = "tags"
 
 
@@ -137,8 +140,9 @@ def absolute_links(markup: str, base: str) -> str:
     return _START_TAG.sub(lambda tag: _URL_ATTRIBUTE.sub(absolute, tag[0]), safe_links(markup))
 
 
-def article_entry(article: Article) -> FeedEntry:
-    url = safe_url(article.url)
+def article_entry(article: Article, site_url: str) -> FeedEntry:
+    """One article as a feed item; its link computed from `site_url` now (the guid never changes)."""
+    url = article_url(article, site_url)
     content = absolute_links(article.content_html, url)
     if article.truncated and url:
         title = html.escape(article.title, quote=False)
@@ -180,7 +184,7 @@ def article_feeds(settings: Settings, tags: dict[str, str]) -> list[tuple[FeedSp
         spec = make_spec(
             settings, f"{TAGS_DIR}/{slug}", f"{site.title}: {name}", f"Articles tagged “{name}” on {site.title}."
         )
-        table.append((spec, slug))
+        table.append((replace(spec, home_url=f"{site.url}{tag_path(slug)}"), slug))
     return table
 
 
@@ -220,14 +224,20 @@ def _remove_stale_tags(root: Path, slugs: set[str]) -> list[Path]:
     return removed
 
 
-def build_feeds(store: Store, settings: Settings, *, client: httpx.Client | None = None) -> FeedReport:
-    """Write the site feed and one feed per tag in every format; the store does the limiting."""
-    tags = store.articles.tags()
+def build_feeds(
+    store: Store, settings: Settings, *, client: httpx.Client | None = None, now: datetime | None = None
+) -> FeedReport:
+    """Write the site feed and one feed per tag in every format; the store does the limiting.
+
+    Only articles published by `now` are in them: one dated in the future waits for its time."""
+    now = now or system_clock()
+    tags = store.articles.tags(until=now)
     files: list[tuple[Path, str]] = []
     topics: list[str] = []  # pinged once at the end, so a dead hub costs one timeout, not one per feed
     for spec, tag_slug in article_feeds(settings, tags):
-        articles = store.articles.newest(settings.feeds.limit, tag_slug=tag_slug)
-        for fmt, status in _write_formats(spec, map(article_entry, articles), settings.feeds):
+        articles = store.articles.newest(settings.feeds.limit, tag_slug=tag_slug, until=now)
+        entries = [article_entry(article, settings.site.url) for article in articles]
+        for fmt, status in _write_formats(spec, entries, settings.feeds):
             files.append((spec.file(settings.feeds.dir, fmt.filename), status))
             if status != "unchanged":
                 topics.append(spec.url(fmt.filename))

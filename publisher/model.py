@@ -61,12 +61,15 @@ UNSTARTED_STATES = (IssueState.DRAFT, IssueState.APPROVED)
 
 @dataclass(frozen=True)
 class Article:
-    """One article. `guid` is minted once when first stored and never changes."""
+    """One article. `guid` is minted once when first stored and never changes.
+
+    `origin` is the page a feed entry linked to ("" for articles whose page is ours); links to our
+    own host are never stored: `publisher.links.article_url` computes them from `site.url`.
+    """
 
     guid: str
     slug: str
     title: str
-    url: str
     summary_html: str
     content_html: str
     truncated: bool
@@ -77,6 +80,7 @@ class Article:
     source: str = ""
     content_hash: str = ""
     first_seen: datetime | None = None
+    origin: str = ""
     id: int | None = None
 
 

@@ -23,6 +23,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import jinja2
+
 from publisher import (
     announcements,
     content,
@@ -35,10 +37,11 @@ from publisher import (
     signup,
     subscribers,
 )
-from publisher.archive import write_archive
+from publisher.archive import archived_issues, write_archive
 from publisher.clock import Clock, system_clock
 from publisher.config import NewsletterSettings, Settings, SourceSettings, load_settings
-from publisher.errors import ConfigError, DeliveryError, DigestError, SubscriberError
+from publisher.errors import ConfigError, DeliveryError, DigestError, SiteError, SubscriberError
+from publisher.export import ExportReport, export_site
 from publisher.feeds import FeedReport, build_feeds
 from publisher.inbound import files as inbound_files
 from publisher.inbound import imap as inbound_imap
@@ -54,9 +57,12 @@ from publisher.model import (
     StoredSubscriber,
     SubscriberStatus,
 )
+from publisher.resources import static_dir
 from publisher.selection import Skipped
+from publisher.site import ArchivedIssue, Site, Snapshot
 from publisher.store import Store
 from publisher.store.inbound import Suppression
+from publisher.templates import environment
 from publisher.transports import MaildirTransport, Transport
 
 StopCheck = Callable[[], bool]
@@ -195,6 +201,14 @@ class AnnounceOutcome:
 
 
 @dataclass(frozen=True)
+class SiteBuild:
+    """What `build_site` did: feed and archive files changed, and the export (when one was written)."""
+
+    feeds_changed: int
+    export: ExportReport | None = None
+
+
+@dataclass(frozen=True)
 class IssueStatus:
     """Where an issue's ledger stands: counts per delivery state and the next retry."""
 
@@ -300,12 +314,63 @@ class Publication:
 
     def build_feeds(self) -> FeedReport:
         """Write the site's and each tag's RSS, Atom and JSON feeds; unchanged files are left alone."""
-        return build_feeds(self.store, self.settings)
+        return build_feeds(self.store, self.settings, now=self.now())
 
     def rebuild_feeds(self) -> int:
-        """Build the feeds; returns how many files changed."""
+        """Bring what readers fetch up to date: the feeds, the newsletters' archive pages (their
+        links follow `site.url`) and, with `[site] export_dir`, the static export. Returns how many
+        feed and archive files changed."""
+        return self.build_site(self.settings.site.export_dir).feeds_changed
+
+    # --- the public site -------------------------------------------------------------------
+
+    def site_snapshot(self) -> Snapshot:
+        """What the public site shows now: articles published by now, their tags, archived issues."""
+        now = self.now()
+        return Snapshot(
+            articles=tuple(self.store.articles.newest(until=now)),
+            tags=self.store.articles.tags(until=now),
+            issues={name: self._archived(name) for name in self.settings.newsletters},
+        )
+
+    def _archived(self, name: str) -> tuple[ArchivedIssue, ...]:
+        return tuple(
+            ArchivedIssue(i.number, i.subject, i.slot, len(i.article_ids) + len(i.overflow_ids))
+            for i in archived_issues(self.store, name)
+        )
+
+    def site_fingerprint(self) -> tuple:
+        """Changes whenever a page of the public site would: for caches of rendered pages."""
+        issues = tuple((name, self._archived(name)) for name in self.settings.newsletters)
+        return (self.store.articles.fingerprint(self.now()), issues)
+
+    def site(self, env: jinja2.Environment | None = None) -> Site:
+        """The public site's pages over a fresh snapshot (pass the app's template environment to reuse it)."""
+        return Site(self.settings, self.site_snapshot(), env or environment(self.settings))
+
+    def build_site(self, out: Path | None = None) -> SiteBuild:
+        """Rebuild the feeds and the archive pages; with `out`, export the whole site there."""
         report = self.build_feeds()
-        return report.count("changed") + report.count("created") + report.count("removed")
+        changed = report.count("changed") + report.count("created") + report.count("removed")
+        for name in self.settings.newsletters:
+            changed += len(write_archive(self.store, self.settings, name))
+        if out is None:
+            return SiteBuild(changed)
+        exported = export_site(
+            self.site(),
+            out,
+            feeds=self.settings.feeds.dir,
+            archive=self.settings.archive.dir,
+            static=static_dir(self.settings.templates.dir),
+        )
+        return SiteBuild(changed, exported)
+
+    def export_site(self, out: Path | None = None) -> SiteBuild:
+        """`publisher site build`: everything `build_site` does, into `out` or `[site] export_dir`."""
+        target = out or self.settings.site.export_dir
+        if target is None:
+            raise SiteError(f"{self.settings.path}: say where to write the site: --out DIR or [site] export_dir")
+        return self.build_site(target)
 
     # --- issues ----------------------------------------------------------------------------
 

@@ -18,11 +18,12 @@ import jinja2.meta
 
 from publisher.clip import Layout, fit
 from publisher.config import NewsletterSettings, Settings
+from publisher.links import article_url
 from publisher.model import PLACEHOLDER_KEYS, Article, RenderedIssue, new_placeholders
 from publisher.selection import Digest, sections
 from publisher.teasers import blocks_html, blocks_text, html_blocks, shorten
 from publisher.templates import check_mjml_tags, compile_mjml, environment, render_string, render_template
-from publisher.text import header_safe, safe_links, safe_url
+from publisher.text import header_safe, safe_links
 
 OVERFLOW_SHOWN = 50
 FULL = Layout()  # every article in full, whole teasers
@@ -67,13 +68,13 @@ class ArticleView:
     more: bool  # "Continue reading →": the teaser is not the whole article
 
 
-def article_view(article: Article, newsletter: NewsletterSettings, limit: int | None) -> ArticleView:
+def article_view(article: Article, newsletter: NewsletterSettings, limit: int | None, site_url: str) -> ArticleView:
     kept, shortened = shorten(html_blocks(article.summary_html), limit)
     teaser = safe_links(article.summary_html) if limit is None else blocks_html(kept)
     local = article.published.astimezone(newsletter.zone)
     return ArticleView(
         title=article.title,
-        url=safe_url(article.url),
+        url=article_url(article, site_url),
         date=day_month(local, year=True),
         published=local,
         tags=article.tags,
@@ -99,8 +100,9 @@ def context(
 ) -> dict[str, object]:
     """Everything the digest templates (email, text, archive, subject) may use."""
     keep = len(digest.articles) if layout.keep is None else layout.keep
-    shown = [article_view(a, newsletter, layout.teaser_limit) for a in digest.articles[:keep]]
-    overflow = [article_view(a, newsletter, 0) for a in (*digest.articles[keep:], *digest.overflow)]
+    site_url = settings.site.url
+    shown = [article_view(a, newsletter, layout.teaser_limit, site_url) for a in digest.articles[:keep]]
+    overflow = [article_view(a, newsletter, 0, site_url) for a in (*digest.articles[keep:], *digest.overflow)]
     view_of = {id(article): view for article, view in zip(digest.articles, shown, strict=False)}
     date = digest.slot.astimezone(newsletter.zone)
     since = digest.since.astimezone(newsletter.zone) if digest.since else None

@@ -16,3 +16,9 @@ def templates_dir() -> Path:
 
 def sample_dir() -> Path:
     return _bundled("_sample", "sample")
+
+
+def static_dir(operator_templates: Path | None) -> Path:
+    """The web pages' CSS: the operator's `[templates] dir`/web/static if there is one, else ours."""
+    own = operator_templates / "web" / "static" if operator_templates else None
+    return own if own is not None and own.is_dir() else templates_dir() / "web" / "static"

@@ -16,10 +16,11 @@ import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MISSED, JobExecutionEvent
+from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, EVENT_JOB_MISSED, JobExecutionEvent
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from publisher import jobs
@@ -37,6 +38,9 @@ log = logging.getLogger("publisher.scheduler")
 _stopping = threading.Event()
 JOBS_TABLE = "apscheduler_jobs"
 STANDBY_POLL = 2.0
+# A one-off feeds job at the time the next article dated in the future comes due, so it is
+# published on time rather than at the next `feeds_interval`; planned again after every job.
+NEXT_ARTICLE_JOB = "feeds:next-article"
 
 
 @dataclass(frozen=True)
@@ -138,7 +142,31 @@ class Scheduler:
             timezone=UTC,
         )
         scheduler.add_listener(self._on_event, EVENT_JOB_MISSED | EVENT_JOB_ERROR)
+        scheduler.add_listener(lambda _event: self.plan_next_article(scheduler), EVENT_JOB_EXECUTED)
         return scheduler
+
+    def plan_next_article(self, scheduler: BackgroundScheduler) -> datetime | None:
+        """(Re)plan the feeds job for the next scheduled article; returns its time, or None."""
+        due = self.store.articles.next_scheduled(self.clock())
+        if due is None:
+            if scheduler.get_job(NEXT_ARTICLE_JOB) is not None:
+                scheduler.remove_job(NEXT_ARTICLE_JOB)
+            return None
+        grace = int(self.settings.scheduler.feeds_interval.total_seconds())
+        args = (str(self.settings.path), self.embedded, "feeds", "")
+        job = scheduler.get_job(NEXT_ARTICLE_JOB)
+        if job is None or job.next_run_time != due:
+            scheduler.add_job(
+                run_job,
+                DateTrigger(run_date=due, timezone=UTC),
+                id=NEXT_ARTICLE_JOB,
+                name="publish the next scheduled article",
+                args=args,
+                misfire_grace_time=grace,
+                replace_existing=True,
+            )
+            log.info("next scheduled article at %s: feeds job planned", due.isoformat())
+        return due
 
     @staticmethod
     def _on_event(event: JobExecutionEvent) -> None:
@@ -153,7 +181,7 @@ class Scheduler:
         """Add new jobs, update changed ones, remove ones no longer configured; leave the rest."""
         wanted = {spec.id: spec for spec in job_specs(self.settings)}
         for job in scheduler.get_jobs():
-            if job.id not in wanted:
+            if job.id not in wanted and job.id != NEXT_ARTICLE_JOB:
                 log.info("removing job %s (no longer in the config)", job.id)
                 job.remove()
         for spec in wanted.values():
@@ -179,6 +207,7 @@ class Scheduler:
         _stopping.clear()
         scheduler.start(paused=True)
         self._reconcile(scheduler)
+        self.plan_next_article(scheduler)
         jobs.start_up(Publication(self.settings, self.store, clock=self.clock), self._stop.is_set)
         scheduler.resume()
         self._scheduler = scheduler

@@ -40,7 +40,8 @@ from publisher.feedformats import FORMATS
 from publisher.feeds import FEEDS_URL_PATH
 from publisher.model import StoredSubscriber
 from publisher.publication import Publication
-from publisher.resources import templates_dir
+from publisher.resources import static_dir
+from publisher.siteweb import NotModified, SitePages, page
 from publisher.templates import environment
 from publisher.webfiles import Files
 
@@ -178,10 +179,6 @@ def _texts(form: FormData, key: str) -> list[str]:
 
 def _newsletters(settings: Settings) -> list[dict]:
     return [{"name": name, "title": nl.title} for name, nl in settings.newsletters.items()]
-
-
-async def home(request: Request) -> Response:
-    return render(request, "home")
 
 
 async def subscribe_form(request: Request) -> Response:
@@ -369,6 +366,8 @@ async def healthz(request: Request) -> Response:
 
 
 async def on_http_error(request: Request, error: HTTPException) -> Response:
+    if error.status_code == 404 and request.method in ("GET", "HEAD"):
+        return await page(request)  # the site's own 404 page
     messages = {404: "There is nothing at this address.", 405: "This address does not accept that request."}
     return error_page(
         request, error.status_code, messages.get(error.status_code, str(error.detail)), dict(error.headers or {})
@@ -397,11 +396,8 @@ async def on_crash(request: Request, error: Exception) -> Response:
 
 
 def routes(settings: Settings) -> list:
-    static = settings.templates.dir / "web" / "static" if settings.templates.dir else None
-    if static is None or not static.is_dir():
-        static = templates_dir() / "web" / "static"
+    static = static_dir(settings.templates.dir)
     return [
-        Route("/", home, methods=["GET"]),
         Route("/subscribe", subscribe_form, methods=["GET"]),
         Route("/subscribe", subscribe, methods=["POST"]),
         Route("/confirm/{token}", confirm_page, methods=["GET"]),
@@ -414,9 +410,11 @@ def routes(settings: Settings) -> list:
         Route("/healthz", healthz, methods=["GET"]),
         Route("/archive", archive_root, methods=["GET"]),
         Route("/webhooks/{provider}", webhooks.endpoint(settings), methods=["POST"]),
+        Route("/archive/", page, methods=["GET"]),  # every newsletter and its issues (publisher.site)
         Mount("/feeds", Files(settings.feeds.dir, FEED_CACHE)),
         Mount("/archive", Files(settings.archive.dir, ARCHIVE_CACHE)),
         Mount("/static", Files(static, ARCHIVE_CACHE)),
+        Route("/{path:path}", page, methods=["GET"]),  # the public site's pages, and its 404
     ]
 
 
@@ -439,7 +437,11 @@ def create_app(publication: Publication) -> Starlette:
     }
     app = Starlette(
         routes=routes(settings),
-        middleware=[Middleware(SecurityHeaders), Middleware(GZipMiddleware, minimum_size=500, compresslevel=6)],
+        middleware=[
+            Middleware(SecurityHeaders),
+            Middleware(NotModified),
+            Middleware(GZipMiddleware, minimum_size=500, compresslevel=6),
+        ],
         exception_handlers=handlers,
         lifespan=lifespan,
     )
@@ -447,6 +449,7 @@ def create_app(publication: Publication) -> Starlette:
     app.state.settings = settings
     app.state.publication = publication
     app.state.pages = environment(settings)
+    app.state.site_pages = SitePages(publication, app.state.pages)
     return app
 
 

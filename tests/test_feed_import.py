@@ -138,13 +138,14 @@ def test_a_hostile_feed_leaves_no_foreign_scheme_in_feeds_email_or_archive(make_
     from publisher.archive import write_archive
     from publisher.feeds import build_feeds
     from publisher.issues import build_issue, load_digest
+    from publisher.links import article_url
     from publisher.message import compile_message
     from publisher.render import render_digest
 
     settings = make_settings({"newsletters": {"weekly": {"title": "Weekly"}}}, database_url=database_url)
     drafts = parse_feed(HOSTILE_LINKS, where="f.xml", now=NOW)
     store.articles.ingest(drafts, site_url=settings.site.url, guid_authority="x", now=NOW, source="f.xml")
-    assert {a.url for a in store.articles.newest()} == {
+    assert {article_url(a, settings.site.url) for a in store.articles.newest()} == {
         "https://news.example.org/script-link/",
         "https://news.example.org/data-link/",
     }

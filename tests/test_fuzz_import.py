@@ -167,7 +167,7 @@ def _import_checked(place, name: str, data: bytes, fmt: str) -> None:
         tracemalloc.stop()
     assert peak < PEAK_BYTES, peak
     for article in store.articles.newest(20):
-        assert safe_url(article.url) == article.url
+        assert safe_url(article.origin) == article.origin
         assert safe_links(article.content_html) == article.content_html
         assert safe_links(article.summary_html) == article.summary_html
 

@@ -16,7 +16,7 @@ from publisher.config import SourceSettings
 from publisher.content import import_sources
 from publisher.issues import write_preview
 from publisher.store import Store
-from tests.helpers import SCREENSHOTS, require
+from tests.helpers import REPO, SCREENSHOTS, SEED_CAPTURES, require
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
@@ -112,3 +112,69 @@ def test_the_archive_page_and_index_read_well_on_a_phone(browser, make_settings,
         title = captures.issue_1[0] if name == "1" else issue.subject
         assert page.get_by_role("link", name=title, exact=True).is_visible()
         page.close()
+
+
+# --- the public site ------------------------------------------------------------------------------
+
+SITE_SHOTS = SCREENSHOTS / "site"
+SEED_002, AS_OF_002 = SEED_CAPTURES.early.path, SEED_CAPTURES.early.as_of
+
+
+@pytest.fixture
+def site_url(make_settings, tmp_path):
+    """The app under uvicorn over the seed publication (or the bundled sample without the seeds)."""
+    import threading
+    import time
+    from datetime import UTC, datetime
+
+    from publisher.clock import fixed
+    from publisher.publication import Publication
+    from publisher.web import make_server
+    from tests.sink import free_port
+
+    port = free_port()
+    seeds = SEED_002.exists()
+    sources = [] if seeds else [{"path": str(REPO / "sample" / "content"), "format": "markdown"}]
+    settings = make_settings(
+        {
+            "site": {"url": f"http://127.0.0.1:{port}", "title": "Friends of the East" if seeds else "Field Notes"},
+            "sources": sources,
+            "newsletters": {"weekly": {"title": "The Weekly Digest"}},
+        },
+        database_url=f"sqlite:///{tmp_path / 'site.db'}",
+    )
+    store = Store.open(settings.database.url)
+    now = datetime(2026, 11, 28, tzinfo=UTC)
+    publication = Publication(settings, store, clock=fixed(now))
+    if seeds:
+        publication.import_sources([str(SEED_002)], fmt="textpage", as_of=AS_OF_002)
+    else:
+        publication.import_sources()
+    server = make_server(publication, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    first = store.articles.newest(1)[0]
+    yield settings.site.url, first
+    server.should_exit = True
+    thread.join(timeout=10)
+    store.close()
+
+
+@pytest.mark.parametrize(("width", "scheme"), [(375, "light"), (1200, "light"), (375, "dark"), (1200, "dark")])
+def test_the_site_home_and_article_pages_fit_phone_and_desktop(browser, site_url, width, scheme):
+    base, first = site_url
+    SITE_SHOTS.mkdir(parents=True, exist_ok=True)
+    page = browser.new_page(viewport={"width": width, "height": 900}, color_scheme=scheme)
+    for name, path in (("home", "/"), ("article", f"/{first.slug}/")):
+        assert page.goto(f"{base}{path}").status == 200
+        page.screenshot(path=str(SITE_SHOTS / f"{name}-{width}-{scheme}.png"), full_page=True)
+        assert page.evaluate("document.scrollingElement.scrollWidth <= window.innerWidth"), f"{name} scrolls sideways"
+        assert page.get_by_role("heading", level=1).first.is_visible()
+        assert page.get_by_role("button", name="Subscribe").is_visible()
+    assert page.get_by_role("heading", level=1).inner_text() == first.title
+    background = page.evaluate("getComputedStyle(document.querySelector('.card')).backgroundColor")
+    assert background == ("rgb(28, 32, 38)" if scheme == "dark" else "rgb(255, 255, 255)")
+    page.close()

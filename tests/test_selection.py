@@ -24,7 +24,7 @@ def article(id: int, published: datetime, *tags: str) -> Article:
         guid=f"g{id}",
         slug=f"a{id}",
         title=f"Article {id}",
-        url=f"https://x/a{id}/",
+        origin=f"https://x/a{id}/",
         summary_html="<p>Teaser</p>",
         content_html="<p>Teaser</p><p>More</p>",
         truncated=True,

@@ -54,7 +54,7 @@ def hostile_article() -> Article:
         guid="urn:x:1",
         slug="bait",
         title="Bait",
-        url="javascript:alert(1)",
+        origin="javascript:alert(1)",
         summary_html=body,
         content_html=body,
         truncated=True,
@@ -70,12 +70,12 @@ FOREIGN = re.compile(r"(?i)\b(javascript|data):")
 def test_no_feed_format_writes_a_foreign_scheme(make_settings):
     settings = make_settings()
     spec = make_spec(settings, "", "T", "D")
-    entries = [article_entry(hostile_article())]
+    entries = [article_entry(hostile_article(), settings.site.url)]
     for render in (render_rss, render_atom, render_json):
         written = render(spec, entries, "https://news.example.org/feeds/x").decode()
         assert not FOREIGN.search(written), render.__name__
     item = json.loads(render_json(spec, entries, "https://news.example.org/feeds/feed.json"))["items"][0]
-    assert "url" not in item
+    assert item["url"] == "https://news.example.org/bait/"  # its page here, not the unsafe origin
 
 
 def test_the_email_writes_no_foreign_scheme(make_settings):

@@ -19,6 +19,7 @@ from publisher.cli import (
     inbound,
     sending,
     service,
+    site,
     subscribers,
     web,
 )
@@ -43,7 +44,7 @@ def cli(ctx: click.Context, config_path: str) -> None:
     ctx.call_on_close(ctx.obj.close)
 
 
-for module in (content, subscribers, database, feeds, web, digest, sending, announce, service, demo, inbound):
+for module in (content, subscribers, database, feeds, site, web, digest, sending, announce, service, demo, inbound):
     module.register(cli)
 
 

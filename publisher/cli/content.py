@@ -59,7 +59,7 @@ def articles_command(app: App, as_json: bool, limit: int | None) -> None:
     """List the stored articles, newest first."""
     found = app.publication.articles(limit)
     if as_json:
-        print_json([article_json(article) for article in found])
+        print_json([article_json(article, app.settings.site.url) for article in found])
         return
     for article in found:
         marker = "…" if article.truncated else " "

@@ -12,6 +12,7 @@ from sqlalchemy import delete, false, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, Engine, RowMapping
 
 from publisher.errors import StoreError
+from publisher.links import RESERVED_SLUGS
 from publisher.model import Article, Draft, ImportReport, SourceState
 from publisher.store.schema import article_tags, articles, inserted_id, source_state
 from publisher.text import safe_url, slugify, storable
@@ -44,7 +45,7 @@ def _article(row: RowMapping) -> Article:
         guid=row["guid"],
         slug=row["slug"],
         title=row["title"],
-        url=row["url"],
+        origin=row["url"],  # the source's link only; our own links are computed (links.py)
         summary_html=row["summary_html"],
         content_html=row["content_html"],
         truncated=bool(row["truncated"]),
@@ -78,14 +79,20 @@ class ArticleStore:
         self,
         drafts: Sequence[Draft],
         *,
-        site_url: str,
         guid_authority: str,
         now: datetime,
         source: str,
         source_state: SourceState | None = None,
+        site_url: str = "",
     ) -> ImportReport:
         """Store parsed drafts in one transaction: new ones get a guid; changed ones keep theirs.
-        A feed's validators (`source_state`) are saved in the same transaction, never before."""
+        A feed's validators (`source_state`) are saved in the same transaction, never before.
+
+        Only an origin link is stored (`draft.url`, "" for local pages); it follows the source
+        even when nothing a reader sees changed (a `[[sources]] link` setting that changed).
+        `site_url` is ignored (links to our host are computed when output is rendered); it stays
+        so that callers written before that keep working."""
+        del site_url
         report = ImportReport(source=source)
         unchanged = 0
         with self.engine.begin() as connection:
@@ -96,12 +103,16 @@ class ArticleStore:
                 existing = connection.execute(select(articles).where(articles.c.key == draft.key)).mappings().first()
                 digest = content_hash(draft)
                 if existing is None:
-                    self._insert(connection, draft, digest, site_url, guid_authority, now)
+                    self._insert(connection, draft, digest, guid_authority, now)
                     report.added.append(draft.title)
                 elif existing["content_hash"] != digest:
-                    self._update(connection, existing["id"], draft, digest, site_url, now)
+                    self._update(connection, existing["id"], draft, digest, now)
                     report.updated.append(draft.title)
                 else:
+                    if existing["url"] != draft.url:
+                        connection.execute(
+                            update(articles).where(articles.c.id == existing["id"]).values(url=draft.url)
+                        )
                     unchanged += 1
         return ImportReport(source, report.added, report.updated, unchanged)
 
@@ -110,13 +121,11 @@ class ArticleStore:
         while True:
             query = select(articles.c.id).where(articles.c.slug == candidate)
             found = connection.scalar(query)
-            if found is None or found == article_id:
+            if candidate not in RESERVED_SLUGS and (found is None or found == article_id):
                 return candidate
             candidate, n = f"{slug}-{n}", n + 1
 
-    def _insert(
-        self, connection: Connection, draft: Draft, digest: str, site_url: str, guid_authority: str, now: datetime
-    ) -> None:
+    def _insert(self, connection: Connection, draft: Draft, digest: str, guid_authority: str, now: datetime) -> None:
         slug = self._unique_slug(connection, draft.slug)
         guid = draft.guid or f"tag:{guid_authority},{now:%Y-%m-%d}:{slug}"
         result = connection.execute(
@@ -125,7 +134,7 @@ class ArticleStore:
                 guid=guid,
                 slug=slug,
                 title=draft.title,
-                url=draft.url or f"{site_url}/{slug}/",
+                url=draft.url,
                 summary_html=draft.summary_html,
                 content_html=draft.content_html,
                 truncated=draft.truncated,
@@ -140,9 +149,7 @@ class ArticleStore:
         )
         self._set_tags(connection, inserted_id(result), draft.tags)
 
-    def _update(
-        self, connection: Connection, article_id: int, draft: Draft, digest: str, site_url: str, now: datetime
-    ) -> None:
+    def _update(self, connection: Connection, article_id: int, draft: Draft, digest: str, now: datetime) -> None:
         slug = self._unique_slug(connection, draft.slug, article_id)
         connection.execute(
             update(articles)
@@ -150,7 +157,7 @@ class ArticleStore:
             .values(
                 slug=slug,
                 title=draft.title,
-                url=draft.url or f"{site_url}/{slug}/",
+                url=draft.url,
                 summary_html=draft.summary_html,
                 content_html=draft.content_html,
                 truncated=draft.truncated,
@@ -179,10 +186,13 @@ class ArticleStore:
         tag_slug: str | None = None,
         since: datetime | None = None,
         inclusive: bool = False,
+        until: datetime | None = None,
     ) -> list[Article]:
         """Articles newest first (ties broken by id, so the order is stable), published after
-        `since` (or at it, when `inclusive`)."""
+        `since` (or at it, when `inclusive`) and, given `until`, not after it (scheduled ones wait)."""
         query = select(articles).order_by(articles.c.published.desc(), articles.c.id.desc())
+        if until is not None:
+            query = query.where(articles.c.published <= until)
         if tag_slug is not None:
             query = query.join(article_tags, article_tags.c.article_id == articles.c.id).where(
                 article_tags.c.tag_slug == tag_slug
@@ -218,13 +228,30 @@ class ArticleStore:
             row = connection.execute(select(articles).where(articles.c.slug == slug)).mappings().first()
         return _article(row) if row else None
 
-    def tags(self) -> dict[str, str]:
-        """Every tag in use: slug → display name."""
-        with self.engine.connect() as connection:
-            rows = connection.execute(
-                select(article_tags.c.tag_slug, func.min(article_tags.c.tag)).group_by(article_tags.c.tag_slug)
+    def tags(self, until: datetime | None = None) -> dict[str, str]:
+        """Every tag in use (by an article published by `until`, when given): slug → display name."""
+        query = select(article_tags.c.tag_slug, func.min(article_tags.c.tag)).group_by(article_tags.c.tag_slug)
+        if until is not None:
+            query = query.join(articles, articles.c.id == article_tags.c.article_id).where(
+                articles.c.published <= until
             )
+        with self.engine.connect() as connection:
+            rows = connection.execute(query)
             return {key: value for key, value in rows}  # noqa: C416 - rows are not pairs to dict()
+
+    def fingerprint(self, until: datetime) -> tuple:
+        """Changes whenever what is published by `until` changes: for caches of rendered pages."""
+        query = select(
+            func.count(), func.max(articles.c.id), func.max(articles.c.updated), func.max(articles.c.first_seen)
+        ).where(articles.c.published <= until)
+        with self.engine.connect() as connection:
+            return tuple(connection.execute(query).one())
+
+    def next_scheduled(self, after: datetime) -> datetime | None:
+        """When the next article dated in the future is due, or None."""
+        query = select(func.min(articles.c.published)).where(articles.c.published > after)
+        with self.engine.connect() as connection:
+            return connection.scalar(query)
 
     def count(self) -> int:
         with self.engine.connect() as connection:

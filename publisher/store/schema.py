@@ -314,6 +314,12 @@ def _create(*tables: Table) -> Callable[[Connection], None]:
     return migrate
 
 
+def _forget_local_links(connection: Connection) -> None:
+    """`articles.url` held our own permalink (`{site.url}/<slug>/`) frozen at import; links to our
+    host are now computed when output is rendered, so the column keeps only origin links."""
+    connection.execute(articles.update().where(articles.c.url.like("%/" + articles.c.slug + "/")).values(url=""))
+
+
 MIGRATIONS: list[Callable[[Connection], None]] = [
     _create(articles, article_tags, source_state),  # 1
     _create(subscribers, subscriptions),  # 2
@@ -325,4 +331,5 @@ MIGRATIONS: list[Callable[[Connection], None]] = [
     _create(inbound_messages, suppressions, bounce_scores),  # 8: mail that comes back, and what it did
     _add_columns(issues, "kind", "preheader", "body", "content_key"),  # 9: announcements
     _create(reconfirmations),  # 10: the confirm-pending ledger (imported addresses asked to confirm)
+    _forget_local_links,  # 11: articles.url keeps origin links only (the public site, issue 12)
 ]
