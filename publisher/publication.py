@@ -61,6 +61,7 @@ from publisher.resources import static_dir
 from publisher.selection import Skipped
 from publisher.site import ArchivedIssue, Site, Snapshot
 from publisher.store import Store
+from publisher.store.copy import copy_database
 from publisher.store.inbound import Suppression
 from publisher.templates import environment
 from publisher.transports import MaildirTransport, Transport
@@ -206,6 +207,15 @@ class SiteBuild:
 
     feeds_changed: int
     export: ExportReport | None = None
+
+
+@dataclass(frozen=True)
+class DatabaseStatus:
+    url: str  # the password hidden
+    schema_version: int
+    articles: int
+    subscribers: int
+    confirmed: int
 
 
 @dataclass(frozen=True)
@@ -742,6 +752,27 @@ class Publication:
         if names is None:
             raise SubscriberError(f"{address} is not suppressed")
         return address, names
+
+    # --- the database ----------------------------------------------------------------------
+
+    def database_status(self) -> DatabaseStatus:
+        """The database (password hidden), its schema version and what it holds."""
+        store = self.store
+        return DatabaseStatus(
+            store.safe_url,
+            store.migrate(),
+            store.articles.count(),
+            store.subscribers.count(),
+            store.subscribers.count("confirmed"),
+        )
+
+    def copy_database(self, target_url: str, *, progress: Callable[[str, int], None]) -> tuple[str, dict[str, int]]:
+        """Copy every row into another, empty database; returns where (password hidden) and rows per table."""
+        target = Store.open(target_url)
+        try:
+            return target.safe_url, copy_database(self.store, target, progress=progress)
+        finally:
+            target.close()
 
     def healthy(self) -> bool:
         """The database answers."""

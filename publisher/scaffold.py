@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import shutil
+from datetime import datetime
 from pathlib import Path
 
 from publisher.errors import PublisherError
@@ -16,7 +18,8 @@ title = "{title}"
 url = "http://localhost:8080"
 description = "What this publication is about."
 language = "en"
-postal_address = "Your postal address (the law in many countries requires it in every email)"
+# Required before any mail goes out: the law in many countries wants a real postal address in every email.
+postal_address = ""
 timezone = "UTC"
 
 [database]
@@ -48,8 +51,12 @@ lookback = "7d"
 """
 
 
-def scaffold(directory: Path, *, force: bool = False) -> list[Path]:
-    """Write config.toml, content/ with a sample article, and templates/; return what was written."""
+_DATE_LINE = re.compile(r"^date: .*$", re.MULTILINE)
+
+
+def scaffold(directory: Path, *, now: datetime, force: bool = False) -> list[Path]:
+    """Write config.toml, content/ with a sample article dated `now` (so the first digest has
+    something new in it), and templates/; return what was written."""
     config = directory / "config.toml"
     if config.exists() and not force:
         raise PublisherError(f"{config} already exists (use --force to overwrite)")
@@ -61,7 +68,8 @@ def scaffold(directory: Path, *, force: bool = False) -> list[Path]:
     (directory / "content").mkdir(exist_ok=True)
     target = directory / "content" / sample.name
     if force or not target.exists():
-        shutil.copyfile(sample, target)
+        text = _DATE_LINE.sub(f"date: {now.replace(microsecond=0).isoformat()}", sample.read_text(encoding="utf-8"), 1)
+        target.write_text(text, encoding="utf-8")
         written.append(target)
     templates = directory / "templates"
     shutil.copytree(templates_dir(), templates, dirs_exist_ok=True)

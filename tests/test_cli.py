@@ -119,7 +119,12 @@ def test_init_scaffolds_a_working_publication(tmp_path):
     target = tmp_path / "my-news"
     assert CliRunner().invoke(cli, ["init", str(target)]).exit_code == 0
     assert (target / "config.toml").exists() and (target / "content" / "welcome.md").exists()
-    result = CliRunner().invoke(cli, ["--config", str(target / "config.toml"), "import"])
+    config = ["--config", str(target / "config.toml")]
+    result = CliRunner().invoke(cli, [*config, "import"])
     assert result.exit_code == 0 and "1 added" in result.output
+    preview = CliRunner().invoke(cli, [*config, "digest", "preview", "weekly", "--out", str(tmp_path / "p")])
+    assert preview.exit_code == 0 and "Welcome to the publisher sample" in preview.output  # new, not too old
+    unaddressed = CliRunner().invoke(cli, [*config, "digest", "send", "weekly"])
+    assert unaddressed.exit_code == 1 and "site.postal_address is empty" in unaddressed.stderr
     again = CliRunner().invoke(cli, ["init", str(target)])
     assert again.exit_code == 1 and "already exists" in again.stderr

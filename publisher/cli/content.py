@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from publisher.cli.app import MOMENT, App, plural, print_json
+from publisher.clock import system_clock
 from publisher.content import FORMATS, article_json
 from publisher.scaffold import scaffold
 
@@ -17,7 +18,7 @@ from publisher.scaffold import scaffold
 @click.option("--force", is_flag=True, help="Overwrite files that already exist.")
 def init_command(directory: str, force: bool) -> None:
     """Create a new publication folder: config.toml, templates, content and a sample article."""
-    for path in scaffold(Path(directory), force=force):
+    for path in scaffold(Path(directory), now=system_clock(), force=force):
         click.echo(f"created {path}")
     click.echo(f"next: cd {directory} && publisher import && publisher articles")
 

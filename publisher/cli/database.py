@@ -5,8 +5,6 @@ from __future__ import annotations
 import click
 
 from publisher.cli.app import App
-from publisher.store import Store
-from publisher.store.copy import copy_database
 
 
 @click.group("db")
@@ -18,11 +16,11 @@ def db_group() -> None:
 @click.pass_obj
 def status_command(app: App) -> None:
     """Show the database, its schema version and what it holds."""
-    store = app.store
-    click.echo(f"database   {store.safe_url}")
-    click.echo(f"schema     version {store.migrate()}")
-    click.echo(f"articles   {store.articles.count()}")
-    click.echo(f"subscribers {store.subscribers.count()} ({store.subscribers.count('confirmed')} confirmed)")
+    status = app.publication.database_status()
+    click.echo(f"database   {status.url}")
+    click.echo(f"schema     version {status.schema_version}")
+    click.echo(f"articles   {status.articles}")
+    click.echo(f"subscribers {status.subscribers} ({status.confirmed} confirmed)")
 
 
 @db_group.command("copy")
@@ -34,12 +32,10 @@ def copy_command(app: App, target_url: str) -> None:
     Stop `publisher run` first. Afterwards, point [database] url (or PUBLISHER_DATABASE_URL)
     at TARGET_URL. The timetable's jobs are re-created there on the next start.
     """
-    target = Store.open(target_url)
-    try:
-        copied = copy_database(app.store, target, progress=lambda table, n: click.echo(f"{table:<16} {n} rows"))
-    finally:
-        target.close()
-    click.echo(f"copied {sum(copied.values())} rows into {target.safe_url}")
+    where, copied = app.publication.copy_database(
+        target_url, progress=lambda table, n: click.echo(f"{table:<16} {n} rows")
+    )
+    click.echo(f"copied {sum(copied.values())} rows into {where}")
 
 
 def register(group: click.Group) -> None:
