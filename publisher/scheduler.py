@@ -41,6 +41,10 @@ STANDBY_POLL = 2.0
 # A one-off feeds job at the time the next article dated in the future comes due, so it is
 # published on time rather than at the next `feeds_interval`; planned again after every job.
 NEXT_ARTICLE_JOB = "feeds:next-article"
+# Likewise a one-off send job at the time the next approved issue or announcement (`--at`) waits
+# for, so it goes out at its time rather than at the next `retry_interval`.
+NEXT_SEND_JOB = "retry:next-send"
+ONE_OFF_JOBS = (NEXT_ARTICLE_JOB, NEXT_SEND_JOB)
 
 
 @dataclass(frozen=True)
@@ -142,30 +146,53 @@ class Scheduler:
             timezone=UTC,
         )
         scheduler.add_listener(self._on_event, EVENT_JOB_MISSED | EVENT_JOB_ERROR)
-        scheduler.add_listener(lambda _event: self.plan_next_article(scheduler), EVENT_JOB_EXECUTED)
+        scheduler.add_listener(lambda _event: self.plan_one_offs(scheduler), EVENT_JOB_EXECUTED)
         return scheduler
+
+    def plan_one_offs(self, scheduler: BackgroundScheduler) -> None:
+        """(Re)plan the one-off jobs: the next scheduled article, the next issue waiting for its time."""
+        self.plan_next_article(scheduler)
+        self.plan_next_send(scheduler)
 
     def plan_next_article(self, scheduler: BackgroundScheduler) -> datetime | None:
         """(Re)plan the feeds job for the next scheduled article; returns its time, or None."""
         due = self.store.articles.next_scheduled(self.clock())
+        grace = self.settings.scheduler.feeds_interval
+        return self._plan_once(scheduler, NEXT_ARTICLE_JOB, due, "feeds", grace, "publish the next scheduled article")
+
+    def plan_next_send(self, scheduler: BackgroundScheduler) -> datetime | None:
+        """(Re)plan a send job for the next approved issue or announcement waiting for its time."""
+        due = self.store.issues.next_approved_slot(self.clock())
+        grace = self.settings.scheduler.retry_interval
+        return self._plan_once(
+            scheduler, NEXT_SEND_JOB, due, "retry", grace, "send the next issue waiting for its time"
+        )
+
+    def _plan_once(
+        self,
+        scheduler: BackgroundScheduler,
+        job_id: str,
+        due: datetime | None,
+        kind: str,
+        grace: timedelta,
+        description: str,
+    ) -> datetime | None:
         if due is None:
-            if scheduler.get_job(NEXT_ARTICLE_JOB) is not None:
-                scheduler.remove_job(NEXT_ARTICLE_JOB)
+            if scheduler.get_job(job_id) is not None:
+                scheduler.remove_job(job_id)
             return None
-        grace = int(self.settings.scheduler.feeds_interval.total_seconds())
-        args = (str(self.settings.path), self.embedded, "feeds", "")
-        job = scheduler.get_job(NEXT_ARTICLE_JOB)
+        job = scheduler.get_job(job_id)
         if job is None or job.next_run_time != due:
             scheduler.add_job(
                 run_job,
                 DateTrigger(run_date=due, timezone=UTC),
-                id=NEXT_ARTICLE_JOB,
-                name="publish the next scheduled article",
-                args=args,
-                misfire_grace_time=grace,
+                id=job_id,
+                name=description,
+                args=(str(self.settings.path), self.embedded, kind, ""),
+                misfire_grace_time=int(grace.total_seconds()),
                 replace_existing=True,
             )
-            log.info("next scheduled article at %s: feeds job planned", due.isoformat())
+            log.info("%s at %s: job planned", description, due.isoformat())
         return due
 
     @staticmethod
@@ -181,7 +208,7 @@ class Scheduler:
         """Add new jobs, update changed ones, remove ones no longer configured; leave the rest."""
         wanted = {spec.id: spec for spec in job_specs(self.settings)}
         for job in scheduler.get_jobs():
-            if job.id not in wanted and job.id != NEXT_ARTICLE_JOB:
+            if job.id not in wanted and job.id not in ONE_OFF_JOBS:
                 log.info("removing job %s (no longer in the config)", job.id)
                 job.remove()
         for spec in wanted.values():
@@ -207,7 +234,7 @@ class Scheduler:
         _stopping.clear()
         scheduler.start(paused=True)
         self._reconcile(scheduler)
-        self.plan_next_article(scheduler)
+        self.plan_one_offs(scheduler)
         jobs.start_up(Publication(self.settings, self.store, clock=self.clock), self._stop.is_set)
         scheduler.resume()
         self._scheduler = scheduler

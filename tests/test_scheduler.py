@@ -336,3 +336,24 @@ def test_a_changed_time_zone_moves_the_stored_job(folder, database_url):
     line = next(l for l in second.text().splitlines() if "next newsletter:weekly" in l)
     assert line.rstrip().endswith(("-05:00", "-04:00"))  # 8:00 in New York, not in UTC
     store.close()
+
+
+def test_an_announcement_at_a_later_time_goes_out_at_that_time_under_publisher_run(folder, database_url):
+    """`publisher announce --at` with `publisher run` going: sent at its time, not at the next retry round."""
+    config = write_config(folder, database_url, fired_ago=timedelta(hours=2), grace="1m")  # its digest: missed
+    prepare(config).close()
+    note = folder / "moving.md"
+    note.write_text("---\nsubject: We are moving\n---\nThe club moves to a new address next month.\n")
+    at = datetime.now(UTC) + timedelta(seconds=8)
+    with Publication.open(config) as publication:
+        assert publication.announce(note, "weekly", at=at).status == "scheduled"
+    service = Service(config, folder / "run.log")
+    service.wait_for("send the next issue waiting for its time at")
+    assert not (folder / "outbox").exists()  # nothing before its time (the retry round is every 5 minutes)
+    deadline = time.monotonic() + 40
+    while not ((folder / "outbox").exists() and len(outbox(folder)) >= AUDIENCE) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert datetime.now(UTC) >= at
+    assert sorted(outbox(folder)) == sorted(f"reader{i}@example.org" for i in range(AUDIENCE))
+    assert service.stop() == 0
+    assert "sending approved announcement issue 1" in service.text()

@@ -188,6 +188,13 @@ class IssueStore:
         with self.engine.connect() as connection:
             return self._load(connection, connection.execute(query).mappings().all())
 
+    def next_approved_slot(self, now: datetime) -> datetime | None:
+        """The earliest time an approved issue or announcement is waiting for, still ahead of `now`."""
+        query = select(func.min(issues.c.slot)).where(issues.c.state == IssueState.APPROVED, issues.c.slot > now)
+        with self.engine.connect() as connection:
+            moment: datetime | None = connection.scalar(query)
+        return moment
+
     def by_slot(self, newsletter: str, slot: datetime) -> Issue | None:
         """The digest built for a slot (announcements are never a slot's issue)."""
         found = self._query(issues.c.newsletter == newsletter, issues.c.slot == slot, _DIGEST)
