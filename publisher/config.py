@@ -590,6 +590,8 @@ def _webhooks(webhooks: WebhookSettings, path: Path) -> WebhookSettings:
     mailgun, sendgrid, postmark, ses = webhooks.mailgun, webhooks.sendgrid, webhooks.postmark, webhooks.ses
     if bool(postmark.username) != bool(postmark.password_env):
         raise ConfigError(f"{path}: webhooks.postmark needs both username and password_env")
+    if ses.enabled and not ses.topic_arns:
+        raise ConfigError(f"{path}: webhooks.ses.enabled needs webhooks.ses.topic_arns (the SNS topics to accept)")
     try:
         re.compile(ses.signing_cert_url_pattern)
     except re.error as error:
