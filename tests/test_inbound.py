@@ -14,10 +14,10 @@ import pytest
 from sink import SinkHandler, free_port, smtp_sink
 
 from publisher import dispatch, verp
-from publisher.feedback import receive
+from publisher.feedback import identify, receive
 from publisher.inbound.files import import_paths
 from publisher.inbound.listener import Listener
-from publisher.inbound.parse import Kind, parse
+from publisher.inbound.parse import Feedback, Kind, parse
 from publisher.model import Issue, RenderedIssue, Subscriber
 from publisher.transports import make_transport
 from tests.helpers import CORPUS, SAMPLE_TOKEN, crlf, make_issue
@@ -85,6 +85,15 @@ def test_verp_tokens_verify_in_any_case_only_under_our_key_and_fit_a_local_part(
     assert verp.read_token(KEYS, token[:-1] + ("a" if token[-1] != "a" else "b")) is None
     assert verp.read_token(KEYS, "unsub-" + token) is None  # a bounce token is not an unsubscribe token
     assert len(verp.address("bounces@news.example.org", unsub).partition("@")[0]) <= 64
+
+
+def test_a_token_verifies_only_the_kind_of_mail_it_was_made_for():
+    bounce, unsub = verp.make_token(KEYS, 12, 345), verp.make_token(KEYS, 12, 345, verp.UNSUBSCRIBE)
+    for kind in (Kind.BOUNCE, Kind.SOFT_BOUNCE, Kind.COMPLAINT, Kind.AUTO_REPLY):
+        assert identify(Feedback(kind, tokens=(unsub,)), KEYS).verified is False  # an unsub token is public
+        assert identify(Feedback(kind, tokens=(bounce,)), KEYS).verified is True
+    assert identify(Feedback(Kind.UNSUBSCRIBE, tokens=(bounce,)), KEYS).verified is False
+    assert identify(Feedback(Kind.UNSUBSCRIBE, tokens=(unsub,)), KEYS).verified is True
 
 
 # --- end to end -------------------------------------------------------------------------------
