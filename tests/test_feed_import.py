@@ -4,6 +4,7 @@ import contextlib
 import functools
 import gzip
 import re
+import socket
 import threading
 import time
 import tracemalloc
@@ -369,3 +370,12 @@ def test_a_download_that_never_ends_stops_at_the_total_timeout(store, monkeypatc
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_feed_url_error_never_shows_its_credentials(store):
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(ContentError) as raised:
+        read_feed(f"http://reader:hunter2@127.0.0.1:{port}/feed.xml", store=store, now=datetime.now(UTC))
+    assert "hunter2" not in str(raised.value) and "//***@127.0.0.1" in str(raised.value)

@@ -18,7 +18,7 @@ import feedparser
 import httpx
 import nh3
 
-from publisher import __version__
+from publisher import __version__, redact
 from publisher.config import DEFAULT_MAX_BYTES
 from publisher.errors import ContentError
 from publisher.model import Draft, SourceState
@@ -157,7 +157,7 @@ def _follow(client: httpx.Client, url: str) -> Iterator[httpx.Response]:
         response.close()
         request = response.next_request
     else:
-        raise ContentError(f"{url}: more than {MAX_REDIRECTS} redirects")
+        raise ContentError(f"{redact.userinfo(url)}: more than {MAX_REDIRECTS} redirects")
     try:
         yield response
     finally:
@@ -171,6 +171,7 @@ def fetch_feed(
 
     The validators are not saved here: the caller saves them with the articles, in one transaction,
     so a failed import fetches the feed again next time instead of getting a 304."""
+    shown = redact.userinfo(url)  # what messages name: no credentials
     etag, last_modified = store.articles.source_state(url)
     headers = {"User-Agent": USER_AGENT, "Accept-Encoding": ", ".join(_DECODERS)}
     if etag:
@@ -182,14 +183,14 @@ def fetch_feed(
             if response.status_code == 304:
                 return [], None
             if response.status_code >= 400:
-                raise ContentError(f"{url}: the server answered {response.status_code} {response.reason_phrase}")
+                raise ContentError(f"{shown}: the server answered {response.status_code} {response.reason_phrase}")
             length = response.headers.get("content-length", "")
             if length.isdigit() and int(length) > max_bytes:
-                raise _too_large(url, max_bytes)
-            data = _read_body(response, url, max_bytes)
+                raise _too_large(shown, max_bytes)
+            data = _read_body(response, shown, max_bytes)
     except (httpx.HTTPError, httpx.InvalidURL) as error:
-        raise ContentError(f"{url}: cannot fetch: {error}") from None
-    drafts = parse_feed(data, where=url, now=now, source=url, url=str(response.url))
+        raise ContentError(f"{shown}: cannot fetch: {redact.userinfo(str(error))}") from None
+    drafts = parse_feed(data, where=shown, now=now, source=url, url=str(response.url))
     state = SourceState(url, response.headers.get("ETag", ""), response.headers.get("Last-Modified", ""))
     return drafts, state
 
