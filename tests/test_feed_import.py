@@ -379,3 +379,14 @@ def test_a_feed_url_error_never_shows_its_credentials(store):
     with pytest.raises(ContentError) as raised:
         read_feed(f"http://reader:hunter2@127.0.0.1:{port}/feed.xml", store=store, now=datetime.now(UTC))
     assert "hunter2" not in str(raised.value) and "//***@127.0.0.1" in str(raised.value)
+
+
+def test_an_entry_with_html_nested_absurdly_deep_is_refused_quickly():
+    deep = ("&lt;div&gt;" * 60_000) + "x"  # 660 KB of description: nh3 would take minutes
+    rss = (
+        '<?xml version="1.0"?><rss version="2.0"><channel><title>T</title><link>https://a.example/</link>'
+        f"<item><title>Deep</title><link>https://a.example/1</link><description>{deep}</description></item>"
+        "</channel></rss>"
+    ).encode()
+    with pytest.raises(ContentError, match=r"^deep\.xml: entry 1: its HTML nests deeper than 200 levels"):
+        parse_feed(rss, where="deep.xml", now=datetime(2026, 1, 1, tzinfo=UTC))

@@ -23,7 +23,7 @@ from publisher.config import DEFAULT_MAX_BYTES
 from publisher.errors import ContentError
 from publisher.model import Draft, SourceState
 from publisher.store import Store
-from publisher.text import SAFE_SCHEMES, quoted, safe_links, safe_url, slugify
+from publisher.text import MAX_HTML_DEPTH, SAFE_SCHEMES, quoted, safe_links, safe_url, slugify, too_deep
 
 USER_AGENT = f"publisher/{__version__} (+feed import)"
 
@@ -54,9 +54,20 @@ def _key(identity: str) -> str:
     return key if len(key) <= 500 else f"feed:sha256:{hashlib.sha256(identity.encode()).hexdigest()}"
 
 
+def _check_depth(entry: feedparser.FeedParserDict, position: int, where: str) -> None:
+    """Refuse an entry whose HTML nests absurdly deep before a sanitiser spends minutes on it."""
+    fields = [entry.get("title") or "", entry.get("summary") or ""]
+    fields += [part.get("value", "") for part in entry.get("content") or []]
+    if any(too_deep(value) for value in fields):
+        raise ContentError(
+            f"{where}: entry {position + 1}: its HTML nests deeper than {MAX_HTML_DEPTH} levels; not imported"
+        )
+
+
 def _entry_draft(
     entry: feedparser.FeedParserDict, position: int, *, where: str, now: datetime, source: str, base: str
 ) -> Draft:
+    _check_depth(entry, position, where)
     title = _plain_title(entry)
     if not title:
         raise ContentError(f"{where}: entry {position + 1} has no title")
