@@ -21,6 +21,7 @@ import nh3
 from publisher import __version__, redact
 from publisher.config import DEFAULT_MAX_BYTES
 from publisher.errors import ContentError
+from publisher.importers import deadline
 from publisher.model import Draft, SourceState
 from publisher.store import Store
 from publisher.text import MAX_HTML_DEPTH, SAFE_SCHEMES, quoted, safe_links, safe_url, slugify, too_deep
@@ -132,13 +133,10 @@ def _read_body(response: httpx.Response, url: str, max_bytes: int) -> bytes:
     if encoding not in (*_DECODERS, "identity", ""):
         raise ContentError(f"{url}: the server sent an encoding we did not ask for ({encoding})")
     decoder = zlib.decompressobj(_DECODERS[encoding]) if encoding in _DECODERS else None
-    deadline = time.monotonic() + FETCH_TIMEOUT
     body = bytearray()
     for chunk in response.iter_raw():
         if response.num_bytes_downloaded > max_bytes:
             raise _too_large(url, max_bytes)
-        if time.monotonic() > deadline:
-            raise ContentError(f"{url}: the download took longer than {FETCH_TIMEOUT:g} seconds")
         pending = chunk
         while pending:
             if decoder is None:
@@ -189,8 +187,10 @@ def fetch_feed(
         headers["If-None-Match"] = etag
     if last_modified:
         headers["If-Modified-Since"] = last_modified
+    # the deadline starts now and covers connecting, headers, redirects and the body
+    client = httpx.Client(headers=headers, timeout=30, transport=deadline.transport(FETCH_TIMEOUT))
     try:
-        with httpx.Client(headers=headers, timeout=30) as client, _follow(client, url) as response:
+        with client, _follow(client, url) as response:
             if response.status_code == 304:
                 return [], None
             if response.status_code >= 400:
@@ -199,6 +199,10 @@ def fetch_feed(
             if length.isdigit() and int(length) > max_bytes:
                 raise _too_large(shown, max_bytes)
             data = _read_body(response, shown, max_bytes)
+    except httpx.TimeoutException as error:
+        if isinstance(error.__cause__, deadline.DeadlinePassed):
+            raise ContentError(f"{shown}: the download took longer than {FETCH_TIMEOUT:g} seconds") from None
+        raise ContentError(f"{shown}: cannot fetch: {redact.userinfo(str(error))}") from None
     except (httpx.HTTPError, httpx.InvalidURL) as error:
         raise ContentError(f"{shown}: cannot fetch: {redact.userinfo(str(error))}") from None
     drafts = parse_feed(data, where=shown, now=now, source=url, url=str(response.url))
