@@ -124,12 +124,20 @@ def apply(
 
 
 def receive(
-    store: Store, settings: Settings, raw: bytes, now: datetime, *, source: str, envelope_to: str = ""
+    store: Store,
+    settings: Settings,
+    raw: bytes,
+    now: datetime,
+    *,
+    source: str,
+    envelope_to: str = "",
+    keep_raw: bool = True,
 ) -> Recorded:
-    """Parse one message that came back and act on it."""
+    """Parse one message that came back and act on it. `keep_raw=False` records it without its
+    bytes (another recipient's record of the same delivery keeps them)."""
     feedback = parse(raw, envelope_to=envelope_to)
     digest = hashlib.sha256(envelope_to.lower().encode() + b"\n" + raw).hexdigest()
-    return apply(store, feedback, settings, now, source=source, raw=raw, digest=digest)
+    return apply(store, feedback, settings, now, source=source, raw=raw if keep_raw else b"", digest=digest)
 
 
 def apply_event(
