@@ -670,6 +670,10 @@ class Publication:
         """True the first time a signed webhook's one-time token is used (within `keep`); a replay gets False."""
         return self.store.inbound.claim_nonce(nonce, self.now(), keep)
 
+    def release_nonce(self, nonce: str) -> None:
+        """Forget a claimed token whose events could not be recorded, so the provider's retry is taken."""
+        self.store.inbound.release_nonce(nonce)
+
     def suppressed(self) -> list[Suppression]:
         """Addresses nothing is sent to, with why, when and the evidence."""
         return self.store.inbound.suppressed()

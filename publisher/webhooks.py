@@ -409,13 +409,18 @@ def endpoint(settings: Settings, fetch: Fetch = _fetch) -> Callable:
             log.warning("webhook %s rejected: %s", request.path_params["provider"], error)
             return PlainTextResponse("forbidden\n", status_code=403)
         events = verified.events
-        for event in events:
-            await run_in_threadpool(
-                publication.take_event,
-                event.feedback,
-                source=f"webhook:{request.path_params['provider']}",
-                event_id=event.event_id,
-            )
+        try:
+            for event in events:
+                await run_in_threadpool(
+                    publication.take_event,
+                    event.feedback,
+                    source=f"webhook:{request.path_params['provider']}",
+                    event_id=event.event_id,
+                )
+        except Exception:
+            if verified.nonce:  # the provider retries with the same token: let it (events are kept once by id)
+                await run_in_threadpool(publication.release_nonce, verified.nonce)
+            raise
         return PlainTextResponse(f"ok: {len(events)} events\n")
 
     return receive

@@ -407,3 +407,18 @@ def test_a_large_body_is_refused_without_reading_it_all(client):
     asyncio.run(app(scope, receive, send))
     assert replies[0]["status"] == 413
     assert len(sent) <= MAX_BODY // len(chunk) + 2
+
+
+def test_a_mailgun_retry_after_a_failure_is_not_taken_for_a_replay(client, store, monkeypatch):
+    publication = client.app.state.publication
+    bounce = {"id": "r1", "event": "failed", "severity": "permanent", "recipient": "gone@a.example"}
+    body = mailgun_body(bounce)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the database went away")
+
+    with monkeypatch.context() as patch, pytest.raises(RuntimeError):
+        patch.setattr(publication, "take_event", broken)
+        client.post("/webhooks/mailgun", json=body)
+    assert client.post("/webhooks/mailgun", json=body).status_code == 200  # Mailgun's retry
+    assert state(store, "gone@a.example") == ("bounced", ("monthly", "weekly"))

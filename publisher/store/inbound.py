@@ -109,6 +109,10 @@ class InboundStore:
             connection.execute(insert(webhook_nonces).values(nonce=nonce, seen_at=now))
         return True
 
+    def release_nonce(self, nonce: str) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(delete(webhook_nonces).where(webhook_nonces.c.nonce == nonce))
+
     def newsletter_of(self, issue_id: int) -> str | None:
         with self.engine.connect() as connection:
             return connection.scalar(select(issues.c.newsletter).where(issues.c.id == issue_id))
