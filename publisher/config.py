@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import math
 import os
 import re
 import secrets
 import tomllib
 import types
 import typing
+from collections import Counter
 from dataclasses import MISSING, dataclass, field, fields, is_dataclass, replace
 from datetime import timedelta
 from pathlib import Path
@@ -376,11 +378,24 @@ def _sources(value: object, source: Path) -> tuple[SourceSettings, ...]:
 
 MIN_KEY_LENGTH = 32
 _MIN_KEY_SYMBOLS = 10
+_MIN_KEY_BITS_PER_CHAR = 3.0  # Shannon estimate; a random hex key has ~3.9, token_urlsafe ~5
+_MIN_DISTINCT_4GRAMS = 0.8  # random keys: >0.93; "passwordpassword…" 0.36, "0123…f0123…f" 0.55
+
+
+def _bits_per_char(key: str) -> float:
+    counts = Counter(key)
+    return -sum(n / len(key) * math.log2(n / len(key)) for n in counts.values())
+
+
+def _repetitive(key: str) -> bool:
+    grams = len(key) - 3
+    return len({key[i : i + 4] for i in range(grams)}) / grams < _MIN_DISTINCT_4GRAMS
 
 
 def _check_key(key: str, where: str) -> str:
     """A key someone could guess or brute-force signs links anyone could forge: refuse it."""
-    if len(key) < MIN_KEY_LENGTH or len(set(key)) < _MIN_KEY_SYMBOLS:
+    short = len(key) < MIN_KEY_LENGTH or len(set(key)) < _MIN_KEY_SYMBOLS
+    if short or _bits_per_char(key) < _MIN_KEY_BITS_PER_CHAR or _repetitive(key):
         raise ConfigError(
             f"{where}: a secret key must be at least {MIN_KEY_LENGTH} random characters "
             f"(make one with: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
@@ -392,7 +407,10 @@ def _secret_keys(base_dir: Path) -> tuple[str, ...]:
     """Signing keys, newest first: PUBLISHER_SECRET_KEY (comma-separated for rotation) or a key file."""
     from_env = os.environ.get("PUBLISHER_SECRET_KEY", "")
     if from_env.strip():
-        return tuple(_check_key(key.strip(), "PUBLISHER_SECRET_KEY") for key in from_env.split(",") if key.strip())
+        keys = tuple(_check_key(key.strip(), "PUBLISHER_SECRET_KEY") for key in from_env.split(",") if key.strip())
+        if not keys:
+            raise ConfigError("PUBLISHER_SECRET_KEY holds no key, only commas and spaces")
+        return keys
     key_file = base_dir / SECRET_KEY_FILE
     if not key_file.exists():
         _create_key_file(key_file)
@@ -400,7 +418,10 @@ def _secret_keys(base_dir: Path) -> tuple[str, ...]:
         lines = key_file.read_text().splitlines()
     except OSError as error:
         raise ConfigError(f"cannot read the secret key file {key_file}: {error.strerror}") from None
-    return tuple(_check_key(line.strip(), str(key_file)) for line in lines if line.strip())
+    keys = tuple(_check_key(line.strip(), str(key_file)) for line in lines if line.strip())
+    if not keys:
+        raise ConfigError(f"the secret key file {key_file} is empty: delete it to have a key generated")
+    return keys
 
 
 def _create_key_file(key_file: Path) -> None:
@@ -584,9 +605,23 @@ def _inbound(inbound: InboundSettings, path: Path) -> InboundSettings:
     imap = inbound.imap
     if imap.host and not imap.username:
         raise ConfigError(f"{path}: inbound.imap.username is required when inbound.imap.host is set")
+    if imap.host and imap.security == "none" and not _loopback(imap.host):
+        raise ConfigError(
+            f'{path}: inbound.imap.security = "none" sends the password in clear: allowed only to a loopback '
+            f"host, not {imap.host!r} (use tls or starttls)"
+        )
     if imap.interval.total_seconds() < 1:
         raise ConfigError(f"{path}: inbound.imap.interval must be at least 1s, got {imap.interval}")
     return replace(inbound, imap=replace(imap, password=os.environ.get("PUBLISHER_IMAP_PASSWORD", "")))
+
+
+def _loopback(host: str) -> bool:
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def _from_env(path: Path, key: str, variable: str) -> str:
@@ -602,6 +637,8 @@ def _webhooks(webhooks: WebhookSettings, path: Path) -> WebhookSettings:
     mailgun, sendgrid, postmark, ses = webhooks.mailgun, webhooks.sendgrid, webhooks.postmark, webhooks.ses
     if bool(postmark.username) != bool(postmark.password_env):
         raise ConfigError(f"{path}: webhooks.postmark needs both username and password_env")
+    if ses.enabled and not ses.topic_arns:
+        raise ConfigError(f"{path}: webhooks.ses.enabled needs webhooks.ses.topic_arns (the SNS topics to accept)")
     try:
         re.compile(ses.signing_cert_url_pattern)
     except re.error as error:

@@ -27,6 +27,7 @@ from publisher.store.inbound import (
     Recorded,
     ScoreRule,
 )
+from publisher.verp import BOUNCE as BOUNCE_PURPOSE
 from publisher.verp import UNSUBSCRIBE as UNSUB_PURPOSE
 from publisher.verp import read_token
 
@@ -46,10 +47,10 @@ class Identity:
 
 def identify(feedback: Feedback, secret_keys: tuple[str, ...]) -> Identity:
     """The subscriber a verified VERP token names; else, unverified, the one our Message-ID names."""
-    wanted = UNSUB_PURPOSE if feedback.kind is Kind.UNSUBSCRIBE else None
+    wanted = UNSUB_PURPOSE if feedback.kind is Kind.UNSUBSCRIBE else BOUNCE_PURPOSE
     for token in feedback.tokens:
         found = read_token(secret_keys, token)
-        if found is not None and (wanted is None or found.purpose == wanted):
+        if found is not None and found.purpose == wanted:
             return Identity(found.subscriber_id, found.issue_id, True, f"verp-{found.purpose}")
     how = "forged-token" if feedback.tokens else "none"
     match = _OUR_MESSAGE_ID.fullmatch(feedback.original_message_id)
@@ -123,12 +124,20 @@ def apply(
 
 
 def receive(
-    store: Store, settings: Settings, raw: bytes, now: datetime, *, source: str, envelope_to: str = ""
+    store: Store,
+    settings: Settings,
+    raw: bytes,
+    now: datetime,
+    *,
+    source: str,
+    envelope_to: str = "",
+    keep_raw: bool = True,
 ) -> Recorded:
-    """Parse one message that came back and act on it."""
+    """Parse one message that came back and act on it. `keep_raw=False` records it without its
+    bytes (another recipient's record of the same delivery keeps them)."""
     feedback = parse(raw, envelope_to=envelope_to)
     digest = hashlib.sha256(envelope_to.lower().encode() + b"\n" + raw).hexdigest()
-    return apply(store, feedback, settings, now, source=source, raw=raw, digest=digest)
+    return apply(store, feedback, settings, now, source=source, raw=raw if keep_raw else b"", digest=digest)
 
 
 def apply_event(

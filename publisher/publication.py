@@ -17,7 +17,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import cached_property
 from pathlib import Path
 from types import TracebackType
@@ -740,6 +740,14 @@ class Publication:
     def take_event(self, event: Feedback, *, source: str, event_id: str) -> feedback.Recorded:
         """An ESP webhook's event, its signature already verified, acted on once."""
         return feedback.apply_event(self.store, self.settings, event, self.now(), source=source, event_id=event_id)
+
+    def claim_nonce(self, nonce: str, keep: timedelta) -> bool:
+        """True the first time a signed webhook's one-time token is used (within `keep`); a replay gets False."""
+        return self.store.inbound.claim_nonce(nonce, self.now(), keep)
+
+    def release_nonce(self, nonce: str) -> None:
+        """Forget a claimed token whose events could not be recorded, so the provider's retry is taken."""
+        self.store.inbound.release_nonce(nonce)
 
     def suppressed(self) -> list[Suppression]:
         """Addresses nothing is sent to, with why, when and the evidence."""

@@ -135,21 +135,28 @@ def parse_csv(
     return result
 
 
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value: str) -> str:
+    """A cell a spreadsheet shows as text: one that would start a formula gets a leading `'` (OWASP)."""
+    return "'" + value if value.startswith(_FORMULA_START) else value
+
+
 def to_csv(people: Iterable[Subscriber]) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow((*CSV_HEADER, "status", "consent_at", "source"))
     for person in people:
-        writer.writerow(
-            [
-                person.email,
-                person.name,
-                " ".join(person.newsletters),
-                person.status,
-                person.consent_at.isoformat() if person.consent_at else "",
-                person.source,
-            ]
-        )
+        row = [
+            person.email,
+            person.name,
+            " ".join(person.newsletters),
+            person.status,
+            person.consent_at.isoformat() if person.consent_at else "",
+            person.source,
+        ]
+        writer.writerow([_cell(value) for value in row])
     return out.getvalue()
 
 

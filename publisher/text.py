@@ -77,3 +77,26 @@ def cut(value: str, limit: int = 80) -> str:
 
 def quoted(value: str, limit: int = 80) -> str:
     return repr(cut(value, limit))
+
+
+MAX_HTML_DEPTH = 200  # sanitisers take super-linear time in nesting depth; no real article nests this deep
+_TAG = re.compile(r"<(/?)([A-Za-z][^\s/>]*)[^>]*?(/?)>")
+# elements whose end tag may be left out (or that never have one): they never nest by themselves
+_VOID = "area base br col embed hr img input link meta source track wbr"
+_OPTIONAL_END = "p li dt dd tr td th thead tbody tfoot option optgroup colgroup caption rb rt rtc rp"
+_FLAT = frozenset(f"{_VOID} {_OPTIONAL_END}".split())
+
+
+def too_deep(markup: str, limit: int = MAX_HTML_DEPTH) -> bool:
+    """Whether the tags in `markup` nest more than `limit` levels: one linear scan, no parsing."""
+    if markup.count("<") <= limit:
+        return False
+    depth = 0
+    for match in _TAG.finditer(markup):
+        closing, name, self_closing = match[1], match[2].lower(), match[3]
+        if name in _FLAT or self_closing:
+            continue
+        depth = max(depth - 1, 0) if closing else depth + 1
+        if depth > limit:
+            return True
+    return False

@@ -25,6 +25,7 @@ import re
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import httpx
@@ -42,6 +43,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("publisher.webhooks")
 MAX_BODY = 1024 * 1024
+SIGNED_FRESH = timedelta(minutes=5)  # Mailgun's and SendGrid's signed timestamps
+SNS_FRESH = timedelta(hours=1)  # SNS's message Timestamp
+NONCE_KEPT = 2 * SIGNED_FRESH  # a token older than this is refused as stale anyway
 Fetch = Callable[[str], bytes]
 
 
@@ -53,6 +57,36 @@ class Rejected(PublisherError):
 class Event:
     feedback: Feedback
     event_id: str
+
+
+@dataclass(frozen=True)
+class Verified:
+    """A request's events, and the one-time value (Mailgun's token) its signature covers, if any."""
+
+    events: list[Event]
+    nonce: str = ""
+
+
+Reader = Callable[[bytes, Mapping[str, str], datetime], Verified]
+
+
+def _fresh(stamp: datetime, now: datetime, window: timedelta, what: str) -> None:
+    if abs(now - stamp) > window:
+        raise Rejected(f"{what} {stamp.isoformat()} is not within {window} of now")
+
+
+def _unix(value: object, what: str) -> datetime:
+    try:
+        return datetime.fromtimestamp(int(str(value)), tz=UTC)
+    except (ValueError, OverflowError, OSError):
+        raise Rejected(f"{what} is not a Unix time") from None
+
+
+def _same(expected: str, given: object) -> bool:
+    """Constant-time comparison that treats a non-ASCII or non-string value as a mismatch."""
+    if not isinstance(given, str) or not given.isascii():
+        return False
+    return hmac.compare_digest(expected, given)
 
 
 def _event(
@@ -73,8 +107,12 @@ def _event(
 def _json(body: bytes) -> object:
     try:
         return json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise Rejected("the body is not JSON") from None
+
+
+def _dict(value: object) -> dict:
+    return value if isinstance(value, dict) else {}
 
 
 # --- Mailgun --------------------------------------------------------------------------------
@@ -82,21 +120,22 @@ def _json(body: bytes) -> object:
 _MAILGUN = {"complained": Kind.COMPLAINT, "unsubscribed": Kind.UNSUBSCRIBE}
 
 
-def mailgun(config: MailgunWebhook, body: bytes, headers: Mapping[str, str]) -> list[Event]:
+def mailgun(config: MailgunWebhook, body: bytes, headers: Mapping[str, str], now: datetime) -> Verified:
     data = _json(body)
-    if not isinstance(data, dict):
+    if not isinstance(data, dict) or not isinstance(data.get("signature"), dict):
         raise Rejected("not a Mailgun event")
-    signature = data.get("signature") or {}
-    expected = hmac.new(
-        config.signing_key.encode(),
-        f"{signature.get('timestamp', '')}{signature.get('token', '')}".encode(),
-        hashlib.sha256,
-    ).hexdigest()
-    if not hmac.compare_digest(expected, str(signature.get("signature", ""))):
+    signature = data["signature"]
+    timestamp, token = str(signature.get("timestamp", "")), str(signature.get("token", ""))
+    expected = hmac.new(config.signing_key.encode(), f"{timestamp}{token}".encode(), hashlib.sha256).hexdigest()
+    if not token or not _same(expected, signature.get("signature")):
         raise Rejected("bad Mailgun signature")
-    event = data.get("event-data", {})
+    _fresh(_unix(timestamp, "the Mailgun timestamp"), now, SIGNED_FRESH, "the Mailgun timestamp")
+    return Verified(_mailgun_events(_dict(data.get("event-data"))), nonce=f"mailgun:{token}")
+
+
+def _mailgun_events(event: dict) -> list[Event]:
     name = event.get("event", "")
-    status = event.get("delivery-status", {}) or {}
+    status = _dict(event.get("delivery-status"))
     if name == "failed":
         kind = Kind.BOUNCE if event.get("severity") == "permanent" else Kind.SOFT_BOUNCE
     elif name in _MAILGUN:
@@ -126,7 +165,7 @@ def _sendgrid_key(text: str) -> EllipticCurvePublicKey:
     return key
 
 
-def sendgrid(config: SendgridWebhook, body: bytes, headers: Mapping[str, str]) -> list[Event]:
+def sendgrid(config: SendgridWebhook, body: bytes, headers: Mapping[str, str], now: datetime) -> Verified:
     from cryptography.exceptions import InvalidSignature
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -137,9 +176,15 @@ def sendgrid(config: SendgridWebhook, body: bytes, headers: Mapping[str, str]) -
         _sendgrid_key(config.public_key).verify(signature, timestamp.encode() + body, ec.ECDSA(hashes.SHA256()))
     except (InvalidSignature, binascii.Error, ValueError):
         raise Rejected("bad SendGrid signature") from None
-    events = _json(body)
+    _fresh(_unix(timestamp, "the SendGrid timestamp"), now, SIGNED_FRESH, "the SendGrid timestamp")
+    return Verified(_sendgrid_events(_json(body)))
+
+
+def _sendgrid_events(events: object) -> list[Event]:
     found = []
     for item in events if isinstance(events, list) else []:
+        if not isinstance(item, dict):
+            continue
         name, kind = item.get("event"), None
         if name == "bounce":
             kind = Kind.SOFT_BOUNCE if item.get("type") == "blocked" else Kind.BOUNCE
@@ -161,12 +206,15 @@ def sendgrid(config: SendgridWebhook, body: bytes, headers: Mapping[str, str]) -
 _POSTMARK_HARD = {"HardBounce", "BadEmailAddress", "ManuallyDeactivated", "Blocked"}
 
 
-def postmark(config: PostmarkWebhook, body: bytes, headers: Mapping[str, str]) -> list[Event]:
+def postmark(config: PostmarkWebhook, body: bytes, headers: Mapping[str, str], now: datetime) -> Verified:
     scheme, _, given = headers.get("authorization", "").partition(" ")
     expected = base64.b64encode(f"{config.username}:{config.password}".encode()).decode()
-    if scheme.lower() != "basic" or not hmac.compare_digest(given.strip(), expected):
+    if scheme.lower() != "basic" or not _same(expected, given.strip()):
         raise Rejected("bad Postmark credentials")
-    data = _json(body)
+    return Verified(_postmark_events(_json(body)))
+
+
+def _postmark_events(data: object) -> list[Event]:
     if not isinstance(data, dict):
         return []
     record = data.get("RecordType")
@@ -239,7 +287,7 @@ class SnsVerifier:
         from cryptography.hazmat.primitives import hashes
         from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-        if self.config.topic_arns and message.get("TopicArn") not in self.config.topic_arns:
+        if message.get("TopicArn") not in self.config.topic_arns:
             raise Rejected(f"SNS topic {message.get('TopicArn')!r} is not in webhooks.ses.topic_arns")
         # SignatureVersion 1 is SNS's SHA1withRSA; 2 is SHA256withRSA (the scheme is AWS's, not ours).
         digest = {"1": hashes.SHA1(), "2": hashes.SHA256()}.get(str(message.get("SignatureVersion")))  # noqa: S303
@@ -255,11 +303,15 @@ class SnsVerifier:
         except (InvalidSignature, binascii.Error, ValueError, TypeError):
             raise Rejected("bad SNS signature") from None
 
-    def __call__(self, body: bytes, headers: Mapping[str, str]) -> list[Event]:
+    def __call__(self, body: bytes, headers: Mapping[str, str], now: datetime) -> Verified:
+        return Verified(self.events(body, now))
+
+    def events(self, body: bytes, now: datetime) -> list[Event]:
         message = _json(body)
         if not isinstance(message, dict):
             raise Rejected("not an SNS message")
         self.verify(message)
+        _fresh(_sns_time(message.get("Timestamp")), now, SNS_FRESH, "the SNS Timestamp")
         if message["Type"] == "SubscriptionConfirmation":
             url = str(message.get("SubscribeURL", ""))
             if not self.pattern.match(url):
@@ -272,12 +324,22 @@ class SnsVerifier:
         return ses_events(_json(str(message.get("Message", "")).encode()), str(message.get("MessageId", "")))
 
 
+def _sns_time(value: object) -> datetime:
+    try:
+        stamp = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        raise Rejected("the SNS Timestamp is not an ISO 8601 time") from None
+    if stamp.tzinfo is None:
+        raise Rejected("the SNS Timestamp has no time zone")
+    return stamp
+
+
 def ses_events(notification: object, message_id: str) -> list[Event]:
     if not isinstance(notification, dict):
         return []
     kind_name = notification.get("notificationType") or notification.get("eventType")
     if kind_name == "Bounce":
-        bounce = notification.get("bounce", {})
+        bounce = _dict(notification.get("bounce"))
         kind = Kind.BOUNCE if bounce.get("bounceType") == "Permanent" else Kind.SOFT_BOUNCE
         return [
             _event(
@@ -289,13 +351,15 @@ def ses_events(notification: object, message_id: str) -> list[Event]:
                 r.get("diagnosticCode"),
             )
             for r in bounce.get("bouncedRecipients", [])
+            if isinstance(r, dict)
         ]
     if kind_name == "Complaint":
-        complaint = notification.get("complaint", {})
+        complaint = _dict(notification.get("complaint"))
         why = complaint.get("complaintFeedbackType", "")
         return [
             _event(Kind.COMPLAINT, r.get("emailAddress"), f"{message_id}:{r.get('emailAddress')}", "ses", "", why)
             for r in complaint.get("complainedRecipients", [])
+            if isinstance(r, dict)
         ]
     return []
 
@@ -309,17 +373,17 @@ def _fetch(url: str) -> bytes:
     return response.content
 
 
-def readers(settings: Settings, fetch: Fetch = _fetch) -> dict[str, Callable[[bytes, Mapping[str, str]], list[Event]]]:
+def readers(settings: Settings, fetch: Fetch = _fetch) -> dict[str, Reader]:
     """The configured providers' readers, by the name in the URL (`POST /webhooks/<name>`)."""
     hooks = settings.webhooks
-    found: dict[str, Callable[[bytes, Mapping[str, str]], list[Event]]] = {}
+    found: dict[str, Reader] = {}
     if hooks.mailgun.signing_key:
-        found["mailgun"] = lambda body, headers: mailgun(hooks.mailgun, body, headers)
+        found["mailgun"] = lambda body, headers, now: mailgun(hooks.mailgun, body, headers, now)
     if hooks.sendgrid.public_key:
         _sendgrid_key(hooks.sendgrid.public_key)  # a bad key fails at start-up, not per request
-        found["sendgrid"] = lambda body, headers: sendgrid(hooks.sendgrid, body, headers)
+        found["sendgrid"] = lambda body, headers, now: sendgrid(hooks.sendgrid, body, headers, now)
     if hooks.postmark.password:
-        found["postmark"] = lambda body, headers: postmark(hooks.postmark, body, headers)
+        found["postmark"] = lambda body, headers, now: postmark(hooks.postmark, body, headers, now)
     if hooks.ses.enabled:
         found["ses"] = SnsVerifier(hooks.ses, fetch)
     return found
@@ -333,22 +397,41 @@ def endpoint(settings: Settings, fetch: Fetch = _fetch) -> Callable:
         reader = configured.get(request.path_params["provider"])
         if reader is None:
             return PlainTextResponse("no such webhook\n", status_code=404)
-        body = await request.body()
-        if len(body) > MAX_BODY:
+        body = await _read_body(request)
+        if body is None:
             return PlainTextResponse("too large\n", status_code=413)
+        publication = request.app.state.publication
         try:
-            events = await run_in_threadpool(reader, body, request.headers)
+            verified = await run_in_threadpool(reader, body, request.headers, publication.now())
+            if verified.nonce and not await run_in_threadpool(publication.claim_nonce, verified.nonce, NONCE_KEPT):
+                raise Rejected("the signature was used before (a replay)")
         except Rejected as error:
             log.warning("webhook %s rejected: %s", request.path_params["provider"], error)
             return PlainTextResponse("forbidden\n", status_code=403)
-        publication = request.app.state.publication
-        for event in events:
-            await run_in_threadpool(
-                publication.take_event,
-                event.feedback,
-                source=f"webhook:{request.path_params['provider']}",
-                event_id=event.event_id,
-            )
+        events = verified.events
+        try:
+            for event in events:
+                await run_in_threadpool(
+                    publication.take_event,
+                    event.feedback,
+                    source=f"webhook:{request.path_params['provider']}",
+                    event_id=event.event_id,
+                )
+        except Exception:
+            if verified.nonce:  # the provider retries with the same token: let it (events are kept once by id)
+                await run_in_threadpool(publication.release_nonce, verified.nonce)
+            raise
         return PlainTextResponse(f"ok: {len(events)} events\n")
 
     return receive
+
+
+async def _read_body(request: Request) -> bytes | None:
+    """The body, read in chunks and abandoned (None) once it passes MAX_BODY."""
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -2,6 +2,7 @@
 
 import multiprocessing
 import os
+import secrets
 from datetime import timedelta
 from pathlib import Path
 
@@ -87,11 +88,41 @@ def test_a_key_file_is_generated_once_when_no_key_is_in_the_environment(tmp_path
     assert key_file.stat().st_mode & 0o077 == 0
 
 
-@pytest.mark.parametrize("weak", ["a", "x" * 64, "abababababababababababababababababab", f"{NEW_KEY}, short"])
+@pytest.mark.parametrize(
+    "weak",
+    [
+        "a",
+        "x" * 64,
+        "abababababababababababababababababab",
+        f"{NEW_KEY}, short",
+        "passwordpasswordpasswordpassword1234",
+        "0123456789abcdef0123456789abcdef",
+    ],
+)
 def test_a_weak_secret_key_is_refused(tmp_path, monkeypatch, weak):
     monkeypatch.setenv("PUBLISHER_SECRET_KEY", weak)
     with pytest.raises(ConfigError, match=r"^PUBLISHER_SECRET_KEY: a secret key must be at least 32 random characters"):
         load_settings(_write(tmp_path, ""))
+
+
+def test_generated_keys_are_accepted(tmp_path, monkeypatch):
+    for key in [*(secrets.token_urlsafe(32) for _ in range(200)), *(secrets.token_hex(16) for _ in range(200))]:
+        monkeypatch.setenv("PUBLISHER_SECRET_KEY", key)
+        assert load_settings(_write(tmp_path, "")).secret_keys == (key,)
+
+
+def test_a_secret_key_of_only_commas_is_a_config_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("PUBLISHER_SECRET_KEY", ", ,")
+    with pytest.raises(ConfigError, match=r"^PUBLISHER_SECRET_KEY holds no key"):
+        load_settings(_write(tmp_path, ""))
+
+
+def test_imap_without_encryption_is_refused_except_to_loopback(tmp_path):
+    imap = '[inbound.imap]\nhost = "{}"\nusername = "bounces"\nsecurity = "none"\n'
+    with pytest.raises(ConfigError, match=r'inbound\.imap\.security = "none" .* not \'imap\.example\.org\''):
+        load_settings(_write(tmp_path, imap.format("imap.example.org")))
+    for host in ("127.0.0.1", "localhost", "::1"):
+        assert load_settings(_write(tmp_path, imap.format(host))).inbound.imap.host == host
 
 
 def test_a_weak_key_in_the_key_file_is_refused(tmp_path, monkeypatch):

@@ -4,6 +4,7 @@ import contextlib
 import functools
 import gzip
 import re
+import socket
 import threading
 import time
 import tracemalloc
@@ -370,3 +371,56 @@ def test_a_download_that_never_ends_stops_at_the_total_timeout(store, monkeypatc
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_feed_url_error_never_shows_its_credentials(store):
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(ContentError) as raised:
+        read_feed(f"http://reader:hunter2@127.0.0.1:{port}/feed.xml", store=store, now=datetime.now(UTC))
+    assert "hunter2" not in str(raised.value) and "//***@127.0.0.1" in str(raised.value)
+
+
+def test_an_entry_with_html_nested_absurdly_deep_is_refused_quickly():
+    deep = ("&lt;div&gt;" * 60_000) + "x"  # 660 KB of description: nh3 would take minutes
+    rss = (
+        '<?xml version="1.0"?><rss version="2.0"><channel><title>T</title><link>https://a.example/</link>'
+        f"<item><title>Deep</title><link>https://a.example/1</link><description>{deep}</description></item>"
+        "</channel></rss>"
+    ).encode()
+    with pytest.raises(ContentError, match=r"^deep\.xml: entry 1: its HTML nests deeper than 200 levels"):
+        parse_feed(rss, where="deep.xml", now=datetime(2026, 1, 1, tzinfo=UTC))
+
+
+@pytest.fixture
+def dribbling_server():
+    """Answers with one header line every 0.3 s for 6 s: each read is quick, the whole is not."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve():
+        with contextlib.suppress(OSError):
+            connection, _ = listener.accept()
+            with connection:
+                connection.recv(4096)
+                connection.sendall(b"HTTP/1.1 200 OK\r\n")
+                for i in range(20):
+                    if stop.wait(0.3):
+                        return
+                    connection.sendall(f"X-Slow-{i}: a\r\n".encode())
+                body = b"<rss version='2.0'><channel><title>T</title></channel></rss>"
+                connection.sendall(b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}/feed.xml"
+    stop.set()
+    listener.close()
+    thread.join(5)
+
+
+def test_the_total_time_limit_covers_slowly_sent_headers(store, dribbling_server, monkeypatch):
+    monkeypatch.setattr("publisher.importers.feed.FETCH_TIMEOUT", 1.5)
+    with pytest.raises(ContentError, match=r"the download took longer than 1\.5 seconds"):
+        read_feed(dribbling_server, store=store, now=datetime(2026, 1, 1, tzinfo=UTC))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import mailbox
 import smtplib
+import socket
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from pathlib import Path
@@ -14,10 +15,10 @@ import pytest
 from sink import SinkHandler, free_port, smtp_sink
 
 from publisher import dispatch, verp
-from publisher.feedback import receive
+from publisher.feedback import identify, receive
 from publisher.inbound.files import import_paths
 from publisher.inbound.listener import Listener
-from publisher.inbound.parse import Kind, parse
+from publisher.inbound.parse import Feedback, Kind, parse
 from publisher.model import Issue, RenderedIssue, Subscriber
 from publisher.transports import make_transport
 from tests.helpers import CORPUS, SAMPLE_TOKEN, crlf, make_issue
@@ -85,6 +86,15 @@ def test_verp_tokens_verify_in_any_case_only_under_our_key_and_fit_a_local_part(
     assert verp.read_token(KEYS, token[:-1] + ("a" if token[-1] != "a" else "b")) is None
     assert verp.read_token(KEYS, "unsub-" + token) is None  # a bounce token is not an unsubscribe token
     assert len(verp.address("bounces@news.example.org", unsub).partition("@")[0]) <= 64
+
+
+def test_a_token_verifies_only_the_kind_of_mail_it_was_made_for():
+    bounce, unsub = verp.make_token(KEYS, 12, 345), verp.make_token(KEYS, 12, 345, verp.UNSUBSCRIBE)
+    for kind in (Kind.BOUNCE, Kind.SOFT_BOUNCE, Kind.COMPLAINT, Kind.AUTO_REPLY):
+        assert identify(Feedback(kind, tokens=(unsub,)), KEYS).verified is False  # an unsub token is public
+        assert identify(Feedback(kind, tokens=(bounce,)), KEYS).verified is True
+    assert identify(Feedback(Kind.UNSUBSCRIBE, tokens=(bounce,)), KEYS).verified is False
+    assert identify(Feedback(Kind.UNSUBSCRIBE, tokens=(unsub,)), KEYS).verified is True
 
 
 # --- end to end -------------------------------------------------------------------------------
@@ -452,3 +462,85 @@ def test_inbound_import_of_a_missing_path_is_a_one_line_error(tmp_path):
     assert (
         result.exit_code == 1 and result.output.strip() == f"error: {tmp_path / 'nowhere'}: no such file or directory"
     )
+
+
+# --- hostile mail -------------------------------------------------------------------------------
+
+
+def nested(levels: int) -> bytes:
+    head = b"From: a@b.example\r\nTo: bounces@news.example.org\r\nMIME-Version: 1.0\r\n"
+    return (head + b"Content-Type: message/rfc822\r\n\r\n") * levels + head + b"\r\nhello\r\n"
+
+
+def test_mime_nested_too_deeply_is_unknown_and_the_import_goes_on(store, inbound_settings, tmp_path):
+    settings = inbound_settings(25)
+    box = mailbox.mbox(tmp_path / "returned.mbox")
+    box.add(nested(2000))
+    box.add((CORPUS / "postfix-user-unknown.eml").read_bytes())
+    box.close()
+    report = import_paths(store, settings, [tmp_path / "returned.mbox"], NOW)
+    assert report.kinds == {"unknown": 1, "bounce": 1}
+    deep = store.inbound.messages(kind="unknown")[0]
+    assert "nested too deeply" in deep["diagnostic"] and deep["raw"]
+
+
+def test_the_listener_records_deeply_nested_mail_as_unknown(store, inbound_settings):
+    settings = inbound_settings(25)
+    with Listener(settings, store):
+        host, port = settings.inbound.address
+        with smtplib.SMTP(host, port, timeout=30) as client:
+            client.sendmail("<>", ["bounces@news.example.org"], nested(2000))
+    assert [m["kind"] for m in store.inbound.messages()] == ["unknown"]
+
+
+def test_the_listener_caps_recipients_and_keeps_the_raw_message_once(store, inbound_settings):
+    settings = inbound_settings(25)
+    raw = crlf((CORPUS / "out-of-office.eml").read_bytes())
+    with Listener(settings, store):
+        host, port = settings.inbound.address
+        with smtplib.SMTP(host, port, timeout=30) as client:
+            client.ehlo()
+            client.mail("<>")
+            codes = [client.rcpt(f"bounces+{i}@news.example.org")[0] for i in range(11)]
+            assert codes == [250] * 10 + [452]
+            assert client.data(raw)[0] == 250
+    kept = store.inbound.messages()
+    assert len(kept) == 10 and sum(1 for m in kept if m["raw"]) == 1
+
+
+def lmtp_exchange(host: str, port: int, recipients: list[str], raw: bytes) -> list[bytes]:
+    """The replies to one LMTP transaction, read line by line (smtplib reads one reply to DATA)."""
+    with socket.create_connection((host, port), timeout=10) as connection:
+        reader = connection.makefile("rb")
+        reader.readline()  # greeting
+        connection.sendall(b"LHLO test.example\r\n")
+        while not reader.readline().startswith(b"250 "):
+            pass
+        connection.sendall(b"MAIL FROM:<>\r\n")
+        reader.readline()
+        for recipient in recipients:
+            connection.sendall(f"RCPT TO:<{recipient}>\r\n".encode())
+            reader.readline()
+        connection.sendall(b"DATA\r\n")
+        reader.readline()
+        connection.sendall(raw.rstrip(b"\r\n") + b"\r\n.\r\n")
+        return [reader.readline() for _ in recipients]
+
+
+def test_lmtp_answers_each_recipient_after_data(store, make_settings, database_url, monkeypatch):
+    monkeypatch.setenv("PUBLISHER_SECRET_KEY", KEYS[0])
+    settings = make_settings(
+        {
+            "newsletters": {"weekly": {}},
+            "delivery": {"return_path": "bounces@news.example.org"},
+            "inbound": {"listen": f"127.0.0.1:{free_port()}", "protocol": "lmtp"},
+        },
+        database_url=database_url,
+    )
+    raw = crlf((CORPUS / "out-of-office.eml").read_bytes())
+    recipients = ["bounces+a@news.example.org", "bounces+b@news.example.org", "bounces+c@news.example.org"]
+    with Listener(settings, store):
+        replies = lmtp_exchange(*settings.inbound.address, recipients, raw)
+    assert [reply[:3] for reply in replies] == [b"250"] * 3
+    assert [b"<" + r.encode() + b">" in reply for r, reply in zip(recipients, replies, strict=True)] == [True] * 3
+    assert len(store.inbound.messages()) == 3

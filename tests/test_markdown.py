@@ -137,3 +137,19 @@ def test_a_symlink_out_of_the_content_folder_is_refused_and_one_inside_is_follow
     (content / "leak.md").unlink()
     (content / "linked").symlink_to(elsewhere, target_is_directory=True)  # a linked folder is not entered
     assert [d.title for d in read_markdown(content, now=NOW)] == ["A", "B"]
+
+
+@pytest.mark.parametrize("fence", ["---\nx: " + "[" * 5000 + "]" * 5000, "+++\nx = " + "[" * 5000 + "]" * 5000])
+def test_deeply_nested_front_matter_is_a_content_error(fence):
+    closing = fence.partition("\n")[0]
+    text = f"{fence}\ntitle: t\n{closing}\nBody.\n" if closing == "---" else f"{fence}\n{closing}\nBody.\n"
+    with pytest.raises(ContentError, match=r"^deep\.md:\d+: invalid (YAML |TOML )?front matter"):
+        parse_markdown(text, where="deep.md", now=NOW)
+
+
+def test_html_nested_absurdly_deep_is_refused_not_sanitised_for_minutes():
+    text = "---\ntitle: Deep\n---\n" + "<div>" * 60_000 + "x\n"  # ~300 KB; nh3 would take minutes
+    with pytest.raises(ContentError, match=r"^deep\.md: its HTML nests deeper than 200 levels"):
+        parse_markdown(text, where="deep.md", now=NOW)
+    fine = parse_markdown("---\ntitle: Fine\n---\n" + "<div>" * 150 + "x" + "</div>" * 150, where="f.md", now=NOW)
+    assert fine is not None and fine.content_html.count("<div>") == 150

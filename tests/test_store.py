@@ -137,3 +137,26 @@ def test_a_url_error_never_shows_the_password(url):
     with pytest.raises(StoreError) as raised:
         Store.open(url)
     assert "hunter2" not in str(raised.value) and "user:***@" in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql+psycopg://user:hunter2@localhost:abc/db",
+        "postgresql+psycopg://user@localhost:abc/db?password=hunter2",
+        "user:hunter2@localhost/db",
+    ],
+)
+def test_a_bad_url_is_one_line_without_its_secrets(url):
+    with pytest.raises(StoreError, match=r"^database\.url .* is not a database URL") as raised:
+        Store.open(url)
+    assert "hunter2" not in str(raised.value)
+
+
+def test_a_password_query_parameter_never_shows_in_a_database_error():
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(StoreError, match=r"cannot reach it") as raised:
+        Store.open(f"postgresql+psycopg://postgres@127.0.0.1:{port}/test?password=hunter2")
+    assert "hunter2" not in str(raised.value) and "password=***" in str(raised.value)

@@ -1,5 +1,6 @@
 """Subscribers: address checks, CSV import with line numbers, export, and the store on both databases."""
 
+import csv
 from pathlib import Path
 
 import pytest
@@ -131,3 +132,20 @@ def test_the_fast_path_for_plain_addresses_agrees_with_email_validator():
         except SubscriberError:
             found = None
         assert found == expected, address
+
+
+def test_export_neutralises_cells_a_spreadsheet_would_run_as_formulas(store, tmp_path: Path, clock):
+    names = ['=HYPERLINK("http://evil.example","x")', "+1+1", "-2", "@SUM(A1)", "\tTab", "Plain - name"]
+    store.subscribers.upsert_many(
+        [
+            Subscriber(email=f"p{i}@example.org", name=name, status="confirmed", newsletters=KNOWN, source="=cmd|x")
+            for i, name in enumerate(names)
+        ],
+        clock,
+    )
+    path = tmp_path / "out.csv"
+    path.write_text(to_csv(store.subscribers.all()), encoding="utf-8", newline="")
+    with path.open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert sorted(row["name"] for row in rows) == sorted([*("'" + name for name in names[:-1]), "Plain - name"])
+    assert {row["source"] for row in rows} == {"'=cmd|x"}

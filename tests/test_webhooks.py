@@ -3,9 +3,11 @@ a wrongly signed one gets 403 and changes nothing. On SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
+import itertools
 import json
 import threading
 import warnings
@@ -18,11 +20,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import NameOID
 
+from publisher.config import load_settings
+from publisher.errors import ConfigError
 from publisher.model import Subscriber
 from publisher.publication import Publication
 from publisher.transports import MemoryTransport
 from publisher.web import create_app
-from publisher.webhooks import sns_string_to_sign
+from publisher.webhooks import MAX_BODY, sns_string_to_sign
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient` is deprecated")
@@ -34,6 +38,12 @@ POSTMARK = ("postmark-hook", "s3cret-password")
 EC_KEY = ec.generate_private_key(ec.SECP256R1())
 RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 OTHER_RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+TOPIC = "arn:aws:sns:eu-west-1:123456789012:ses-feedback"
+TOKENS = itertools.count()
+
+
+def unix_now(shift: timedelta = timedelta()) -> str:
+    return str(int((datetime.now(UTC) + shift).timestamp()))
 
 
 def certificate(key) -> bytes:
@@ -95,7 +105,11 @@ def client(make_settings, database_url, store, monkeypatch, loopback):
                 "mailgun": {"signing_key_env": "MAILGUN_SIGNING_KEY"},
                 "sendgrid": {"public_key_env": "SENDGRID_KEY"},
                 "postmark": {"username": POSTMARK[0], "password_env": "POSTMARK_HOOK_PASSWORD"},
-                "ses": {"enabled": True, "signing_cert_url_pattern": r"^http://127\.0\.0\.1:\d+/"},
+                "ses": {
+                    "enabled": True,
+                    "signing_cert_url_pattern": r"^http://127\.0\.0\.1:\d+/",
+                    "topic_arns": [TOPIC],
+                },
             },
         },
         database_url=database_url,
@@ -125,8 +139,9 @@ def everyone_unchanged(store) -> bool:
 # --- Mailgun --------------------------------------------------------------------------------
 
 
-def mailgun_body(event: dict, key: str = MAILGUN_KEY) -> dict:
-    timestamp, token = "1760961600", "a8ce0edb2dd8301dee6c2405235584e45aa91d1e9f979f3de0"
+def mailgun_body(event: dict, key: str = MAILGUN_KEY, timestamp: str = "", token: str = "") -> dict:
+    timestamp = timestamp or unix_now()
+    token = token or f"a8ce0edb2dd8301dee6c2405235584e45aa91d1e9f979f{next(TOKENS):04d}"
     signature = hmac.new(key.encode(), f"{timestamp}{token}".encode(), hashlib.sha256).hexdigest()
     return {"signature": {"timestamp": timestamp, "token": token, "signature": signature}, "event-data": event}
 
@@ -163,9 +178,9 @@ def test_mailgun(client, store):
 # --- SendGrid -------------------------------------------------------------------------------
 
 
-def sendgrid_post(client, events: list, key=EC_KEY):
+def sendgrid_post(client, events: list, key=EC_KEY, timestamp: str = ""):
     body = json.dumps(events).encode()
-    timestamp = "1760961600"
+    timestamp = timestamp or unix_now()
     signature = key.sign(timestamp.encode() + body, ec.ECDSA(hashes.SHA256()))
     headers = {
         "content-type": "application/json",
@@ -224,8 +239,8 @@ def sns(base: str, kind: str, key=RSA_KEY, **fields) -> dict:
     message = {
         "Type": kind,
         "MessageId": f"22b80b92-fdea-4c2c-8f9d-bdfb0c7bf3{len(fields):02d}",
-        "TopicArn": "arn:aws:sns:eu-west-1:123456789012:ses-feedback",
-        "Timestamp": "2025-10-20T12:00:00.000Z",
+        "TopicArn": TOPIC,
+        "Timestamp": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         "SignatureVersion": "1",
         "SigningCertURL": f"{base}/SimpleNotificationService-0000.pem",
         **fields,
@@ -287,3 +302,124 @@ def test_unconfigured_webhooks_are_not_there(make_settings, database_url, store)
         create_app(Publication(settings, store, transport=MemoryTransport())), base_url="https://news.example.org"
     ) as test:
         assert test.post("/webhooks/mailgun", json=mailgun_body({"event": "failed"})).status_code == 404
+
+
+# --- freshness, replays, topics -------------------------------------------------------------
+
+
+def test_ses_needs_topic_arns(tmp_path):
+    path = tmp_path / "config.toml"
+    path.write_text("[webhooks.ses]\nenabled = true\n")
+    with pytest.raises(ConfigError, match=r"webhooks\.ses\.topic_arns"):
+        load_settings(path)
+
+
+def test_ses_refuses_other_topics_and_stale_messages(client, store, loopback):
+    base, visits = loopback
+    url = f"{base}/?Action=ConfirmSubscription&Token=1"
+    other = sns(base, "SubscriptionConfirmation", Token="1", Message="hi", SubscribeURL=url, TopicArn=TOPIC + "-x")
+    assert client.post("/webhooks/ses", json=other).status_code == 403
+    stale = sns(
+        base, "SubscriptionConfirmation", Token="1", Message="hi", SubscribeURL=url, Timestamp="2020-01-01T00:00:00Z"
+    )
+    assert client.post("/webhooks/ses", json=stale).status_code == 403
+    assert not any("ConfirmSubscription" in path for path in visits)
+    bounce = {
+        "notificationType": "Bounce",
+        "bounce": {"bounceType": "Permanent", "bouncedRecipients": [{"emailAddress": "gone@a.example"}]},
+    }
+    ahead = (datetime.now(UTC) + timedelta(hours=2)).isoformat().replace("+00:00", "Z")
+    for fields in ({"TopicArn": TOPIC + "-x"}, {"Timestamp": ahead}, {"Timestamp": "2020-01-01T00:00:00Z"}):
+        notification = sns(base, "Notification", Message=json.dumps(bounce), **fields)
+        assert client.post("/webhooks/ses", json=notification).status_code == 403
+    assert everyone_unchanged(store)
+
+
+def test_mailgun_refuses_replays_and_stale_signatures(client, store):
+    bounce = {"id": "b1", "event": "failed", "severity": "permanent", "recipient": "gone@a.example"}
+    complaint = {"id": "c1", "event": "complained", "recipient": "angry@b.example"}
+    old = mailgun_body(complaint, timestamp=unix_now(-timedelta(minutes=6)))
+    assert client.post("/webhooks/mailgun", json=old).status_code == 403
+    ahead = mailgun_body(complaint, timestamp=unix_now(timedelta(minutes=6)))
+    assert client.post("/webhooks/mailgun", json=ahead).status_code == 403
+    first = mailgun_body(bounce)
+    assert client.post("/webhooks/mailgun", json=first).status_code == 200
+    replay = {**first, "event-data": complaint}  # the same signature over another event
+    assert client.post("/webhooks/mailgun", json=replay).status_code == 403
+    assert state(store, "angry@b.example") == UNCHANGED
+    assert state(store, "gone@a.example") == ("bounced", ("monthly", "weekly"))
+
+
+def test_sendgrid_refuses_stale_timestamps(client, store):
+    events = [{"email": "gone@a.example", "event": "bounce", "type": "bounce", "sg_event_id": "s1"}]
+    assert sendgrid_post(client, events, timestamp=unix_now(-timedelta(minutes=6))).status_code == 403
+    assert everyone_unchanged(store)
+
+
+@pytest.mark.parametrize(
+    ("provider", "body", "headers"),
+    [
+        ("mailgun", '{"signature": [1]}', {}),
+        ("mailgun", '{"signature": "x"}', {}),
+        ("mailgun", '{"signature": {"timestamp": "1", "token": "t", "signature": "\u00e9\u00e9"}}', {}),
+        ("mailgun", "[" * 100_000 + "]" * 100_000, {}),
+        ("postmark", "{}", {"authorization": "Basic \u00e9\u00e9"}),
+        ("postmark", "{}", {"authorization": "Basic"}),
+        ("sendgrid", "[]", {"x-twilio-email-event-webhook-signature": "\u00e9"}),
+        ("ses", "[" * 100_000 + "]" * 100_000, {}),
+        ("ses", '{"Type": "Notification", "TopicArn": [1]}', {}),
+    ],
+)
+def test_malformed_requests_are_refused_not_errors(client, provider, body, headers):
+    raw = {name: value.encode("latin-1") for name, value in headers.items()}
+    response = client.post(
+        f"/webhooks/{provider}", content=body.encode(), headers={"content-type": "application/json", **raw}
+    )
+    assert response.status_code in (400, 403)
+
+
+def test_a_large_body_is_refused_without_reading_it_all(client):
+    app, chunk, sent = client.app, b"x" * 65536, []
+
+    async def receive():
+        sent.append(1)
+        return {"type": "http.request", "body": chunk, "more_body": len(sent) < 10_000}  # 640 MB offered
+
+    replies = []
+
+    async def send(message):
+        replies.append(message)
+
+    scope = {
+        "type": "http",
+        "http_version": "1.1",
+        "method": "POST",
+        "path": "/webhooks/mailgun",
+        "raw_path": b"/webhooks/mailgun",
+        "root_path": "",
+        "scheme": "https",
+        "query_string": b"",
+        "headers": [(b"host", b"news.example.org"), (b"content-type", b"application/json")],
+        "client": ("127.0.0.1", 1),
+        "server": ("news.example.org", 443),
+        "state": {},
+    }
+    asyncio.run(app(scope, receive, send))
+    assert replies[0]["status"] == 413
+    assert len(sent) <= MAX_BODY // len(chunk) + 2
+
+
+def test_a_mailgun_retry_after_a_failure_is_not_taken_for_a_replay(client, store, monkeypatch):
+    publication = client.app.state.publication
+    bounce = {"id": "r1", "event": "failed", "severity": "permanent", "recipient": "gone@a.example"}
+    body = mailgun_body(bounce)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the database went away")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(publication, "take_event", broken)
+        with pytest.raises(RuntimeError):
+            client.post("/webhooks/mailgun", json=body)
+    assert client.post("/webhooks/mailgun", json=body).status_code == 200  # Mailgun's retry
+    assert state(store, "gone@a.example") == ("bounced", ("monthly", "weekly"))

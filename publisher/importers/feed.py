@@ -18,12 +18,13 @@ import feedparser
 import httpx
 import nh3
 
-from publisher import __version__
+from publisher import __version__, redact
 from publisher.config import DEFAULT_MAX_BYTES
 from publisher.errors import ContentError
+from publisher.importers import deadline
 from publisher.model import Draft, SourceState
 from publisher.store import Store
-from publisher.text import SAFE_SCHEMES, quoted, safe_links, safe_url, slugify
+from publisher.text import MAX_HTML_DEPTH, SAFE_SCHEMES, quoted, safe_links, safe_url, slugify, too_deep
 
 USER_AGENT = f"publisher/{__version__} (+feed import)"
 
@@ -54,9 +55,20 @@ def _key(identity: str) -> str:
     return key if len(key) <= 500 else f"feed:sha256:{hashlib.sha256(identity.encode()).hexdigest()}"
 
 
+def _check_depth(entry: feedparser.FeedParserDict, position: int, where: str) -> None:
+    """Refuse an entry whose HTML nests absurdly deep before a sanitiser spends minutes on it."""
+    fields = [entry.get("title") or "", entry.get("summary") or ""]
+    fields += [part.get("value", "") for part in entry.get("content") or []]
+    if any(too_deep(value) for value in fields):
+        raise ContentError(
+            f"{where}: entry {position + 1}: its HTML nests deeper than {MAX_HTML_DEPTH} levels; not imported"
+        )
+
+
 def _entry_draft(
     entry: feedparser.FeedParserDict, position: int, *, where: str, now: datetime, source: str, base: str
 ) -> Draft:
+    _check_depth(entry, position, where)
     title = _plain_title(entry)
     if not title:
         raise ContentError(f"{where}: entry {position + 1} has no title")
@@ -121,13 +133,10 @@ def _read_body(response: httpx.Response, url: str, max_bytes: int) -> bytes:
     if encoding not in (*_DECODERS, "identity", ""):
         raise ContentError(f"{url}: the server sent an encoding we did not ask for ({encoding})")
     decoder = zlib.decompressobj(_DECODERS[encoding]) if encoding in _DECODERS else None
-    deadline = time.monotonic() + FETCH_TIMEOUT
     body = bytearray()
     for chunk in response.iter_raw():
         if response.num_bytes_downloaded > max_bytes:
             raise _too_large(url, max_bytes)
-        if time.monotonic() > deadline:
-            raise ContentError(f"{url}: the download took longer than {FETCH_TIMEOUT:g} seconds")
         pending = chunk
         while pending:
             if decoder is None:
@@ -157,7 +166,7 @@ def _follow(client: httpx.Client, url: str) -> Iterator[httpx.Response]:
         response.close()
         request = response.next_request
     else:
-        raise ContentError(f"{url}: more than {MAX_REDIRECTS} redirects")
+        raise ContentError(f"{redact.userinfo(url)}: more than {MAX_REDIRECTS} redirects")
     try:
         yield response
     finally:
@@ -171,25 +180,32 @@ def fetch_feed(
 
     The validators are not saved here: the caller saves them with the articles, in one transaction,
     so a failed import fetches the feed again next time instead of getting a 304."""
+    shown = redact.userinfo(url)  # what messages name: no credentials
     etag, last_modified = store.articles.source_state(url)
     headers = {"User-Agent": USER_AGENT, "Accept-Encoding": ", ".join(_DECODERS)}
     if etag:
         headers["If-None-Match"] = etag
     if last_modified:
         headers["If-Modified-Since"] = last_modified
+    # the deadline starts now and covers connecting, headers, redirects and the body
+    client = httpx.Client(headers=headers, timeout=30, transport=deadline.transport(FETCH_TIMEOUT))
     try:
-        with httpx.Client(headers=headers, timeout=30) as client, _follow(client, url) as response:
+        with client, _follow(client, url) as response:
             if response.status_code == 304:
                 return [], None
             if response.status_code >= 400:
-                raise ContentError(f"{url}: the server answered {response.status_code} {response.reason_phrase}")
+                raise ContentError(f"{shown}: the server answered {response.status_code} {response.reason_phrase}")
             length = response.headers.get("content-length", "")
             if length.isdigit() and int(length) > max_bytes:
-                raise _too_large(url, max_bytes)
-            data = _read_body(response, url, max_bytes)
+                raise _too_large(shown, max_bytes)
+            data = _read_body(response, shown, max_bytes)
+    except httpx.TimeoutException as error:
+        if isinstance(error.__cause__, deadline.DeadlinePassed):
+            raise ContentError(f"{shown}: the download took longer than {FETCH_TIMEOUT:g} seconds") from None
+        raise ContentError(f"{shown}: cannot fetch: {redact.userinfo(str(error))}") from None
     except (httpx.HTTPError, httpx.InvalidURL) as error:
-        raise ContentError(f"{url}: cannot fetch: {error}") from None
-    drafts = parse_feed(data, where=url, now=now, source=url, url=str(response.url))
+        raise ContentError(f"{shown}: cannot fetch: {redact.userinfo(str(error))}") from None
+    drafts = parse_feed(data, where=shown, now=now, source=url, url=str(response.url))
     state = SourceState(url, response.headers.get("ETag", ""), response.headers.get("Last-Modified", ""))
     return drafts, state
 

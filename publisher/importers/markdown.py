@@ -14,7 +14,7 @@ from markdown_it import MarkdownIt
 from publisher.errors import ContentError
 from publisher.importers.textpage import decode
 from publisher.model import Draft
-from publisher.text import SAFE_SCHEMES, slugify
+from publisher.text import MAX_HTML_DEPTH, SAFE_SCHEMES, slugify, too_deep
 
 MORE = "<!--more-->"
 _FENCES = {"---": "yaml", "+++": "toml"}
@@ -49,8 +49,12 @@ class _NoAliasLoader(yaml.SafeLoader):
 
 def render_markdown(text: str) -> str:
     """Markdown to sanitised HTML (scripts, event handlers, unknown tags and links other than
-    http, https and mailto removed)."""
-    return nh3.clean(_markdown.render(text), url_schemes=set(SAFE_SCHEMES)).strip()
+    http, https and mailto removed); ContentError when it nests deeper than MAX_HTML_DEPTH
+    levels (the sanitiser's time grows faster than the depth)."""
+    markup = _markdown.render(text)
+    if too_deep(markup):
+        raise ContentError(f"its HTML nests deeper than {MAX_HTML_DEPTH} levels")
+    return nh3.clean(markup, url_schemes=set(SAFE_SCHEMES)).strip()
 
 
 def _split_front_matter(text: str, where: str) -> tuple[dict, str, int]:
@@ -75,6 +79,8 @@ def _split_front_matter(text: str, where: str) -> tuple[dict, str, int]:
         raise ContentError(f"{where}:1: invalid TOML front matter: {_cut(str(error))}") from None
     except ValueError as error:  # YAML's timestamps: "2025-13-45" parses as a date, then fails
         raise ContentError(f"{where}:2: invalid front matter: {_cut(str(error))}") from None
+    except RecursionError:
+        raise ContentError(f"{where}:2: invalid front matter: nested too deeply") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -129,11 +135,14 @@ def parse_markdown(text: str, *, where: str, now: datetime, source: str = "") ->
     if not slug:
         raise ContentError(f"{where}: the title {_shown(title)} gives an empty slug; set `slug` in the front matter")
     teaser, more, _rest = body.partition(MORE)
-    content_html = render_markdown(body.replace(MORE, ""))
-    if isinstance(meta.get("summary"), str):
-        summary_html = render_markdown(meta["summary"])
-    else:
-        summary_html = render_markdown(teaser) if more else content_html
+    try:
+        content_html = render_markdown(body.replace(MORE, ""))
+        if isinstance(meta.get("summary"), str):
+            summary_html = render_markdown(meta["summary"])
+        else:
+            summary_html = render_markdown(teaser) if more else content_html
+    except ContentError as error:
+        raise ContentError(f"{where}: {error}") from None
     authors = _string_list(meta.get("authors", meta.get("author")), "authors", where)
     return Draft(
         key=slug,

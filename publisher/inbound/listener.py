@@ -3,6 +3,11 @@
 Point the bounce domain's MX (or the local MTA's transport for it) here. Each message is
 recorded and acted on before the receiver answers 250; when that fails it answers 451, so the
 sending MTA keeps the message and tries again: nothing is dropped.
+
+A transaction takes at most MAX_RECIPIENTS recipients (452 for more: the client sends those
+again in another transaction); its raw bytes are kept once, with the first recipient's record.
+In LMTP mode each accepted recipient gets its own reply after DATA (RFC 2033), so one that
+cannot be recorded is retried alone.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from publisher.store import Store
 
 log = logging.getLogger("publisher.inbound")
 MAX_MESSAGE = 10 * 1024 * 1024
+MAX_RECIPIENTS = 10
 
 
 def utcnow() -> datetime:
@@ -43,22 +49,32 @@ class InboundHandler:
     ) -> str:
         if self.domain and address.rpartition("@")[2].lower() != self.domain:
             return f"550 5.1.1 <{address}>: this server only takes mail for {self.domain}"
+        if len(envelope.rcpt_tos) >= MAX_RECIPIENTS:
+            return f"452 4.5.3 too many recipients: at most {MAX_RECIPIENTS} a message; send the rest again"
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
         raw = envelope.original_content or b""  # the bytes as received (aiosmtpd sets them before DATA's hook)
         loop = asyncio.get_running_loop()
-        try:
-            for recipient in envelope.rcpt_tos:
-                await loop.run_in_executor(None, self._receive, raw, recipient)
-        except Exception:
-            log.exception("could not record a message for %s", ", ".join(envelope.rcpt_tos))
-            return "451 4.3.0 could not record the message; try again later"
-        return "250 2.0.0 OK recorded"
+        replies = []
+        for number, recipient in enumerate(envelope.rcpt_tos):
+            try:
+                await loop.run_in_executor(None, self._receive, raw, recipient, number == 0)
+                replies.append(f"250 2.0.0 <{recipient}> OK recorded")
+            except Exception:
+                log.exception("could not record a message for %s", recipient)
+                replies.append(f"451 4.3.0 <{recipient}> could not record the message; try again later")
+        if self.source == "lmtp":  # one reply per recipient, in RCPT order
+            return "\r\n".join(replies)
+        if all(reply.startswith("250") for reply in replies):
+            return "250 2.0.0 OK recorded"
+        return "451 4.3.0 could not record the message; try again later"  # recorded ones are not acted on twice
 
-    def _receive(self, raw: bytes, recipient: str) -> None:
-        receive(self.store, self.settings, raw, self.clock(), source=self.source, envelope_to=recipient)
+    def _receive(self, raw: bytes, recipient: str, keep_raw: bool) -> None:
+        receive(
+            self.store, self.settings, raw, self.clock(), source=self.source, envelope_to=recipient, keep_raw=keep_raw
+        )
 
 
 class _LmtpController(Controller):

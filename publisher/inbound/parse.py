@@ -87,7 +87,19 @@ _FORMATS = (
 
 
 def parse(raw: bytes, *, envelope_to: str = "") -> Feedback:
-    """Classify one message that came back; `envelope_to` is the address it was delivered to."""
+    """Classify one message that came back; `envelope_to` is the address it was delivered to.
+    A message nested too deeply to read (thousands of parts inside parts) is `unknown`."""
+    try:
+        return _classify(raw, envelope_to)
+    except RecursionError:
+        return Feedback(
+            Kind.UNKNOWN,
+            format="too-deep",
+            diagnostic="MIME parts nested too deeply to read: kept for an operator, not acted on",
+        )
+
+
+def _classify(raw: bytes, envelope_to: str) -> Feedback:
     message = message_from_bytes(raw, policy=policy.compat32)
     unknown = Feedback(
         Kind.UNKNOWN,

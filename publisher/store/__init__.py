@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import contextlib
-import re
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from sqlalchemy import create_engine, event, insert, make_url, select, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
+from publisher import redact
 from publisher.clock import system_clock
 from publisher.errors import StoreError
 from publisher.files import create_private
@@ -58,8 +58,8 @@ def _create_sqlite_file(url: str) -> None:
 
 
 def _hidden(url: str) -> str:
-    """The URL with its password masked, even when SQLAlchemy cannot parse it."""
-    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
+    """The URL with its credentials masked, even when SQLAlchemy cannot parse it."""
+    return redact.url(url)
 
 
 def make_engine(url: str) -> Engine:
@@ -71,9 +71,9 @@ def make_engine(url: str) -> Engine:
         else:
             engine = create_engine(url, pool_pre_ping=True)
         translate_errors(engine)
-    except (ArgumentError, NoSuchModuleError) as error:
+    except (ArgumentError, NoSuchModuleError, ValueError) as error:  # ValueError: a port like ":abc"
         raise StoreError(
-            f"database.url {_hidden(url)!r} is not a database URL SQLAlchemy understands: {error}"
+            f"database.url {_hidden(url)!r} is not a database URL SQLAlchemy understands: {redact.url(str(error))}"
         ) from None
     except ImportError as error:
         raise StoreError(

@@ -11,6 +11,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine, ExceptionContext
 from sqlalchemy.exc import OperationalError
 
+from publisher import redact
 from publisher.errors import StoreError
 
 _MAX_DETAIL = 200
@@ -44,7 +45,7 @@ def describe(url: str, driver_error: BaseException) -> str:
     detail = detail if len(detail) <= _MAX_DETAIL else detail[:_MAX_DETAIL] + "…"
     lowered = text.lower()
     hint = next((words for keys, words in _HINTS if any(key in lowered for key in keys)), "it failed")
-    return f"database {url}: {hint} ({detail})"
+    return redact.url(f"database {url}: {hint} ({detail})")
 
 
 def _actionable(context: ExceptionContext) -> bool:

@@ -22,6 +22,7 @@ from publisher.store.schema import (
     subscribers,
     subscriptions,
     suppressions,
+    webhook_nonces,
 )
 
 SUPPRESS = "suppress"
@@ -98,6 +99,19 @@ class InboundStore:
             values = {**entry.__dict__, "received_at": now, "action": action}
             row_id = inserted_id(connection.execute(insert(inbound_messages).values(**values)))
         return Recorded(row_id, entry.kind, action)
+
+    def claim_nonce(self, nonce: str, now: datetime, keep: timedelta) -> bool:
+        """True the first time `nonce` is seen (nonces older than `keep` are forgotten)."""
+        with self.engine.begin() as connection:
+            connection.execute(delete(webhook_nonces).where(webhook_nonces.c.seen_at < now - keep))
+            if connection.scalar(select(webhook_nonces.c.nonce).where(webhook_nonces.c.nonce == nonce)) is not None:
+                return False
+            connection.execute(insert(webhook_nonces).values(nonce=nonce, seen_at=now))
+        return True
+
+    def release_nonce(self, nonce: str) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(delete(webhook_nonces).where(webhook_nonces.c.nonce == nonce))
 
     def newsletter_of(self, issue_id: int) -> str | None:
         with self.engine.connect() as connection:

@@ -267,6 +267,13 @@ inbound_messages = Table(
     Index("ix_inbound_kind", "kind", "received_at"),
 )
 
+webhook_nonces = Table(
+    "webhook_nonces",
+    metadata,
+    Column("nonce", String(320), primary_key=True),  # provider:token, accepted once
+    Column("seen_at", UTCDateTime, nullable=False),
+)
+
 suppressions = Table(
     "suppressions",
     metadata,
@@ -332,4 +339,5 @@ MIGRATIONS: list[Callable[[Connection], None]] = [
     _add_columns(issues, "kind", "preheader", "body", "content_key"),  # 9: announcements
     _create(reconfirmations),  # 10: the confirm-pending ledger (imported addresses asked to confirm)
     _forget_local_links,  # 11: articles.url keeps origin links only (the public site, issue 12)
+    _create(webhook_nonces),  # 12: signed webhook tokens already used (replays are refused)
 ]
