@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import base64
 import random
 import re
-import subprocess
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
 
@@ -13,7 +11,7 @@ import pytest
 
 from publisher.message import Signer, compile_message, message_id, qp_encode
 from publisher.model import RenderedIssue, new_placeholders
-from tests.helpers import require
+from tests.helpers import dkim_key
 
 NOW = datetime(2025, 10, 20, 8, 0, tzinfo=UTC)
 URL = "https://news.example.org/unsubscribe/WzEsIndlZWtseSJd.tKf4Sxjfga-jH5PBdE6LI5LLALw"
@@ -174,17 +172,8 @@ def test_message_ids_are_unique_per_recipient(settings):
 def test_dkim_signature_covers_the_list_headers_and_verifies(settings, tmp_path):
     import dkim
 
-    made = subprocess.run(
-        ["openssl", "genrsa", "-out", str(tmp_path / "k.pem"), "1024"], check=False, capture_output=True
-    )
-    require(made.returncode == 0, "openssl (to make a key)")
-    public = subprocess.run(
-        ["openssl", "rsa", "-in", str(tmp_path / "k.pem"), "-pubout", "-outform", "DER"],
-        capture_output=True,
-        check=True,
-    ).stdout
-    record = b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
-    signer = Signer(b"s1", b"news.example.org", (tmp_path / "k.pem").read_bytes())
+    key, record = dkim_key(tmp_path)
+    signer = Signer(b"s1", b"news.example.org", key.read_bytes())
     data = personalised(settings, signer=signer)
     assert data.startswith(b"DKIM-Signature:")
     signature = parse(data)["DKIM-Signature"]
@@ -238,19 +227,11 @@ def test_sign_up_mails_are_built_and_dkim_signed_like_issues(make_settings, tmp_
     from publisher.signup import Mailer
     from publisher.transports import MemoryTransport
 
-    made = subprocess.run(
-        ["openssl", "genrsa", "-out", str(tmp_path / "k.pem"), "1024"], check=False, capture_output=True
-    )
-    require(made.returncode == 0, "openssl (to make a key)")
-    public = subprocess.run(
-        ["openssl", "rsa", "-in", str(tmp_path / "k.pem"), "-pubout", "-outform", "DER"],
-        capture_output=True,
-        check=True,
-    ).stdout
+    key, record = dkim_key(tmp_path)
     settings = make_settings(
         {
             "newsletters": {"weekly": {"title": "The Weekly", "from": "The Weekly <weekly@news.example.org>"}},
-            "delivery": {"dkim": {"selector": "s1", "domain": "news.example.org", "key_file": str(tmp_path / "k.pem")}},
+            "delivery": {"dkim": {"selector": "s1", "domain": "news.example.org", "key_file": str(key)}},
         }
     )
     sent = MemoryTransport()
@@ -267,7 +248,6 @@ def test_sign_up_mails_are_built_and_dkim_signed_like_issues(make_settings, tmp_
     assert result.outcome == "delivered"
     data = sent.sent[0].data
     assert data.startswith(b"DKIM-Signature:") and b"\n" not in data.replace(b"\r\n", b"")
-    record = b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
     assert dkim.verify(data, dnsfunc=lambda name, timeout=5: record)
     message = parse(data)
     assert message["Auto-Submitted"] == "auto-generated" and message["From"] == "The Weekly <weekly@news.example.org>"
