@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.headerregistry import Address
 from email.utils import parseaddr
+from functools import cached_property
 from typing import Any
 
 import jinja2
@@ -65,6 +66,11 @@ class Mailer:
     def __post_init__(self) -> None:
         self.templates = environment(self.settings)
 
+    @cached_property
+    def signer(self) -> Signer | None:
+        """The DKIM key, read and parsed on the first mail (a bad key fails that mail, not start-up)."""
+        return Signer.from_settings(self.settings.delivery.dkim)
+
     def sender(self, newsletters: Iterable[str]) -> str:
         """The From of the first newsletter asked for (or configured), else the site's own address."""
         chosen = [self.settings.newsletters[name] for name in newsletters if name in self.settings.newsletters]
@@ -87,7 +93,7 @@ class Mailer:
             body=body.lstrip("\n"),
             domain=self.settings.site.domain,
             date=now,
-            signer=Signer.from_settings(self.settings.delivery.dkim),
+            signer=self.signer,
             extra_headers=(("Auto-Submitted", "auto-generated"),),
         )
 

@@ -71,6 +71,22 @@ def _storable(draft: Draft) -> Draft:
     )
 
 
+def _content(draft: Draft, slug: str, digest: str) -> dict[str, object]:
+    """The columns an import writes whether the article is new or changed."""
+    return {
+        "slug": slug,
+        "title": draft.title,
+        "url": draft.url,
+        "summary_html": draft.summary_html,
+        "content_html": draft.content_html,
+        "truncated": draft.truncated,
+        "authors": json.dumps(list(draft.authors)),
+        "tags": json.dumps(list(draft.tags)),
+        "source": draft.source,
+        "content_hash": digest,
+    }
+
+
 class ArticleStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -132,19 +148,10 @@ class ArticleStore:
             insert(articles).values(
                 key=draft.key,
                 guid=guid,
-                slug=slug,
-                title=draft.title,
-                url=draft.url,
-                summary_html=draft.summary_html,
-                content_html=draft.content_html,
-                truncated=draft.truncated,
-                authors=json.dumps(list(draft.authors)),
-                tags=json.dumps(list(draft.tags)),
                 published=draft.published,
                 updated=draft.updated or draft.published,
                 first_seen=now,
-                source=draft.source,
-                content_hash=digest,
+                **_content(draft, slug, digest),
             )
         )
         self._set_tags(connection, inserted_id(result), draft.tags)
@@ -154,19 +161,7 @@ class ArticleStore:
         connection.execute(
             update(articles)
             .where(articles.c.id == article_id)
-            .values(
-                slug=slug,
-                title=draft.title,
-                url=draft.url,
-                summary_html=draft.summary_html,
-                content_html=draft.content_html,
-                truncated=draft.truncated,
-                authors=json.dumps(list(draft.authors)),
-                tags=json.dumps(list(draft.tags)),
-                updated=draft.updated or now,
-                source=draft.source,
-                content_hash=digest,
-            )
+            .values(updated=draft.updated or now, **_content(draft, slug, digest))
         )
         self._set_tags(connection, article_id, draft.tags)
 
