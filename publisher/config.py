@@ -133,8 +133,9 @@ class NewsletterSettings:
     include_tags: tuple[str, ...] = ()
     exclude_tags: tuple[str, ...] = ()
     sections: tuple[str, ...] = ()
-    subject: str = "{{ newsletter.title }}: {{ articles[0].title }}"
-    preheader: str = "{{ count }} new article{{ 's' if count != 1 }} since {{ since }}"
+    subject: str = "{{ lead_subject }}"  # the lead headline and "+ N more", at most 78 characters
+    preheader: str = "{{ lead_teaser }}"  # the lead article's first sentences
+    site_link: bool = False  # a "read these articles on the site" block in the digest
     template: str = "digest"
     require_approval: bool = False
     grace: timedelta = timedelta(hours=3)

@@ -9,6 +9,7 @@ guard (`publisher.clip`) keeps the HTML under budget; teasers come from `publish
 from __future__ import annotations
 
 import re
+import textwrap
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,42 +17,33 @@ from datetime import datetime
 import jinja2
 import jinja2.meta
 
+from publisher import i18n
 from publisher.clip import Layout, fit
 from publisher.config import NewsletterSettings, Settings
+from publisher.images import Image, first_image
 from publisher.links import article_url
 from publisher.model import PLACEHOLDER_KEYS, Article, RenderedIssue, new_placeholders
 from publisher.selection import Digest, sections
-from publisher.teasers import blocks_html, blocks_text, html_blocks, shorten
+from publisher.teasers import blocks_html, blocks_text, first_sentences, html_blocks, shorten
 from publisher.templates import check_mjml_tags, compile_mjml, environment, render_string, render_template
-from publisher.text import header_safe, safe_links
+from publisher.text import header_safe
 
 OVERFLOW_SHOWN = 50
 FULL = Layout()  # every article in full, whole teasers
-MONTHS = (
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-)
-DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+SUBJECT_LIMIT = 78  # characters: longer subjects are cut off in inboxes
+PREHEADER_LIMIT = 150  # characters of the lead teaser in the inbox preview line
+PREHEADER_PADDING = 90  # invisible characters after it, so the preview line stops there
+WORDS_PER_MINUTE = 230
+TEXT_WIDTH = 72
 # -- the context templates see --------------------------------------------------------------------
 
 
-def day_month(moment: datetime, *, year: bool = False) -> str:
-    text = f"{moment.day} {MONTHS[moment.month - 1]}"
-    return f"{text} {moment.year}" if year else text
+def day_month(moment: datetime, *, year: bool = False, language: str = "en") -> str:
+    return i18n.day_month(moment, language, year=year)
 
 
-def long_date(moment: datetime) -> str:
-    return f"{DAYS[moment.weekday()]} {day_month(moment, year=True)}"
+def long_date(moment: datetime, language: str = "en") -> str:
+    return i18n.long_date(moment, language)
 
 
 @dataclass(frozen=True)
@@ -66,21 +58,48 @@ class ArticleView:
     teaser_html: str
     teaser_text: str
     more: bool  # "Continue reading →": the teaser is not the whole article
+    authors: tuple[str, ...] = ()
+    byline: str = ""  # "By Ada Lovelace and Grace Hopper", translated; "" without authors
+    reading_time: str = ""  # "4 min read", translated; "" when only a teaser is known
+    image: Image | None = None  # absolute https, with width and alt; None when there is none usable
 
 
-def article_view(article: Article, newsletter: NewsletterSettings, limit: int | None, site_url: str) -> ArticleView:
+def byline(authors: tuple[str, ...], language: str) -> str:
+    if not authors:
+        return ""
+    _ = i18n.translations(language).gettext
+    names = authors[0] if len(authors) == 1 else ", ".join(authors[:-1]) + _(" and ") + authors[-1]
+    return _("By {authors}").format(authors=names)
+
+
+def reading_time(article: Article, language: str) -> str:
+    """ "4 min read" from the article's whole text; "" for a teaser (the rest is elsewhere)."""
+    if article.truncated:
+        return ""
+    words = sum(len(block.text.split()) for block in html_blocks(article.content_html))
+    minutes = max(1, round(words / WORDS_PER_MINUTE))
+    return i18n.translations(language).ngettext("{n} min read", "{n} min read", minutes).format(n=minutes)
+
+
+def article_view(
+    article: Article, newsletter: NewsletterSettings, limit: int | None, site_url: str, language: str = "en"
+) -> ArticleView:
     kept, shortened = shorten(html_blocks(article.summary_html), limit)
-    teaser = safe_links(article.summary_html) if limit is None else blocks_html(kept)
     local = article.published.astimezone(newsletter.zone)
+    url = article_url(article, site_url)
     return ArticleView(
         title=article.title,
-        url=article_url(article, site_url),
-        date=day_month(local, year=True),
+        url=url,
+        date=day_month(local, year=True, language=language),
         published=local,
         tags=article.tags,
-        teaser_html=teaser,
+        teaser_html=blocks_html(kept),
         teaser_text=blocks_text(kept),
         more=article.truncated or shortened or article.summary_html.strip() != article.content_html.strip(),
+        authors=article.authors,
+        byline=byline(article.authors, language),
+        reading_time=reading_time(article, language),
+        image=first_image(article.content_html, article.summary_html, base=url, alt=article.title),
     )
 
 
@@ -88,11 +107,33 @@ def view_url(settings: Settings, newsletter: str, number: int) -> str:
     return f"{settings.site.url}/archive/{newsletter}/{number}.html"
 
 
-def summary_line(count: int, since: datetime | None, date: datetime) -> str:
-    noun = "article" if count == 1 else "articles"
+def summary_line(count: int, since: datetime | None, date: datetime, language: str = "en") -> str:
+    ngettext = i18n.translations(language).ngettext
     if since is None:
-        return f"{count} new {noun}"
-    return f"{count} new {noun} since {day_month(since, year=since.year != date.year)}"
+        return ngettext("{count} new article", "{count} new articles", count).format(count=count)
+    when = day_month(since, year=since.year != date.year, language=language)
+    return ngettext("{count} new article since {since}", "{count} new articles since {since}", count).format(
+        count=count, since=when
+    )
+
+
+def lead_subject(titles: list[str], count: int, language: str = "en") -> str:
+    """The lead headline and "+ N more", cut at a word to fit SUBJECT_LIMIT characters."""
+    if not titles:
+        return ""
+    more = count - 1
+    ngettext = i18n.translations(language).ngettext
+    suffix = " " + ngettext("+ {n} more", "+ {n} more", more).format(n=more) if more > 0 else ""
+    room = SUBJECT_LIMIT - len(suffix)
+    title = " ".join(titles[0].split())
+    if len(title) > room:
+        title = title[: room - 1].rsplit(" ", 1)[0].rstrip(",;:–—- ") + "…"
+    return title + suffix
+
+
+def lead_teaser(articles: list[Article]) -> str:
+    """The lead article's first sentences: the default inbox preview line."""
+    return first_sentences(html_blocks(articles[0].summary_html), PREHEADER_LIMIT) if articles else ""
 
 
 def context(
@@ -100,22 +141,27 @@ def context(
 ) -> dict[str, object]:
     """Everything the digest templates (email, text, archive, subject) may use."""
     keep = len(digest.articles) if layout.keep is None else layout.keep
-    site_url = settings.site.url
-    shown = [article_view(a, newsletter, layout.teaser_limit, site_url) for a in digest.articles[:keep]]
-    overflow = [article_view(a, newsletter, 0, site_url) for a in (*digest.articles[keep:], *digest.overflow)]
+    site_url, language = settings.site.url, settings.site.language
+    shown = [article_view(a, newsletter, layout.teaser_limit, site_url, language) for a in digest.articles[:keep]]
+    overflow = [article_view(a, newsletter, 0, site_url, language) for a in (*digest.articles[keep:], *digest.overflow)]
     view_of = {id(article): view for article, view in zip(digest.articles, shown, strict=False)}
     date = digest.slot.astimezone(newsletter.zone)
     since = digest.since.astimezone(newsletter.zone) if digest.since else None
+    summary = summary_line(digest.count, since, date, language)
     return {
         "site": settings.site,
         "newsletter": newsletter,
+        "language": i18n.code(language),
         "number": digest.number,
         "date": date,
-        "date_long": long_date(date),
+        "date_long": long_date(date, language),
         "count": digest.count,
-        "since": day_month(since, year=since.year != date.year) if since else "",
-        "summary": summary_line(digest.count, since, date),
+        "since": day_month(since, year=since.year != date.year, language=language) if since else "",
+        "summary": summary,
         "articles": shown,
+        "lead": shown[0] if shown else None,
+        "lead_subject": lead_subject([a.title for a in digest.articles], digest.count, language),
+        "lead_teaser": lead_teaser(list(digest.articles)) or summary,
         "sections": [
             {"title": title, "articles": [view_of[id(a)] for a in group]}
             for title, group in sections(digest.articles[:keep], newsletter.sections)
@@ -125,6 +171,8 @@ def context(
         "view_url": view_url(settings, digest.newsletter, digest.number),
         "archive_url": f"{settings.site.url}/archive/{digest.newsletter}/",
         "subscribe_url": f"{settings.site.url}/subscribe",
+        "site_link": newsletter.site_link,
+        "preheader_padding": PREHEADER_PADDING,
         "recipient": dict.fromkeys(PLACEHOLDER_KEYS, ""),  # render_digest puts its tokens here
     }
 
@@ -143,8 +191,24 @@ def render_preheader(values: Mapping[str, object], settings: Settings, newslette
     return header_safe(render_string(newsletter.preheader, values, where))
 
 
-def _tidy_text(text: str) -> str:
-    lines = [line.rstrip() for line in text.splitlines()]
+def _wrap(line: str) -> list[str]:
+    """One line of the text part wrapped at TEXT_WIDTH; words (URLs) are never broken."""
+    if len(line) <= TEXT_WIDTH:
+        return [line]
+    item = re.match(r"(\s*(?:[•*-]|\d+\.) )", line)
+    indent = " " * len(item[1]) if item else re.match(r"\s*", line)[0]  # type: ignore[index]
+    return textwrap.wrap(
+        line, TEXT_WIDTH, subsequent_indent=indent, break_long_words=False, break_on_hyphens=False
+    ) or [line]
+
+
+def tidy_text(text: str) -> str:
+    """The text part: lines wrapped at 72 characters, no trailing spaces but the signature
+    separator's ("-- "), no runs of blank lines."""
+    lines = []
+    for raw in text.splitlines():
+        line = raw.rstrip()
+        lines.extend(["-- "] if line == "--" else _wrap(line))
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip() + "\n"
 
 
@@ -185,7 +249,7 @@ def render_digest(
         subject=subject,
         preheader=preheader,
         html=page,
-        text=_tidy_text(render_template(env, text_name, values)),
+        text=tidy_text(render_template(env, text_name, values)),
         view_url=str(base["view_url"]),
         trimmed=tuple(trimmed),
         placeholders=placeholders,

@@ -15,6 +15,7 @@ import jinja2
 import jinja2.meta
 import mjml
 
+from publisher import i18n
 from publisher.config import Settings
 from publisher.errors import TemplateError
 from publisher.resources import templates_dir
@@ -67,14 +68,18 @@ def environment(settings: Settings) -> jinja2.Environment:
     """The operator's template folder first (when set), then the bundled templates."""
     folders = [settings.templates.dir] if settings.templates.dir else []
     loader = jinja2.ChoiceLoader([jinja2.FileSystemLoader(str(f)) for f in [*folders, templates_dir()]])
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=loader,
         autoescape=jinja2.select_autoescape(["html", "mjml", "html.j2", "mjml.j2"], default=False),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
+        extensions=["jinja2.ext.i18n"],
     )
+    # `_()` and `ngettext()` in templates speak `site.language` (publisher.i18n)
+    env.install_gettext_translations(i18n.translations(settings.site.language), newstyle=True)  # type: ignore[attr-defined]
+    return env
 
 
 def _location(error: Exception, fallback: str) -> str:

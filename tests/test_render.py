@@ -131,8 +131,11 @@ def test_the_text_part_reads_on_its_own(eml, articles, captures):
     count = captures.early.count
     assert lines[:3] == ["The Weekly", "Issue 1 · Monday 6 October 2025", f"{count} new articles since 29 September"]
     titles = [a.title for a in articles]
-    positions = [lines.index(title) for title in titles]
+    joined = " ".join(lines)  # titles longer than 72 characters are wrapped
+    positions = [joined.index(title) for title in titles]
     assert positions == sorted(positions)
+    assert max(len(line) for line in lines if "://" not in line and "@@" not in line) <= 72
+    assert "\n-- \n" in text  # the signature separator, before the footer
     teaser_slug = dict(captures.slugs)[captures.a_teaser]
     assert f"Continue reading: https://news.example.org/{teaser_slug}/" in text
     assert "<p>" not in text and "&amp;" not in text and "\n\n\n" not in text
@@ -199,7 +202,7 @@ def test_sections_by_tag_head_their_articles(site, articles):
     featured = [a.title for a in articles if a.tags]
     assert len(featured) >= 3
     html_sections = rendered.html.split(">More</h2>")
-    text_sections = rendered.text.split("== MORE ==")
+    text_sections = [" ".join(part.split()) for part in rendered.text.split("== MORE ==")]  # wrapped at 72
     for title in featured:
         assert escape(title, quote=False) in html_sections[0] and title in text_sections[0]
     for title in (a.title for a in articles if not a.tags):
