@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint install lock system-deps screenshots bench clean
+.PHONY: demo test lint install lock system-deps screenshots bench clean translations
 
 ## The pinned dependencies of requirements.lock, then publisher itself (editable, nothing else)
 $(STAMP): pyproject.toml requirements.lock
@@ -46,6 +46,10 @@ lint: $(STAMP)
 screenshots: $(STAMP) system-deps
 	$(BIN)/python -m pytest -q tests/test_screenshots.py
 	@echo "screenshots in $${PUBLISHER_SCREENSHOTS:-$(CURDIR)/screenshots}/digest/"
+
+## Compile the email's gettext catalogues (templates/locale/*/LC_MESSAGES/publisher.po → .mo; Debian package gettext)
+translations:
+	for po in templates/locale/*/LC_MESSAGES/publisher.po; do msgfmt --check -o $${po%.po}.mo $$po || exit 1; done
 
 bench: $(STAMP)
 	for script in bench/*.py; do $(BIN)/python $$script || exit 1; done

@@ -18,7 +18,7 @@ from publisher.config import NewsletterSettings, Settings
 from publisher.errors import ContentError
 from publisher.importers.markdown import render_markdown, split_front_matter
 from publisher.model import PLACEHOLDER_KEYS, PlannedIssue, RenderedIssue, new_placeholders
-from publisher.render import long_date, view_url
+from publisher.render import long_date, tidy_text, view_url
 from publisher.templates import check_mjml_tags, compile_mjml, environment, render_template
 from publisher.text import header_safe
 
@@ -68,7 +68,7 @@ def context(issue: PlannedIssue, settings: Settings, newsletter: NewsletterSetti
         "newsletter": newsletter,
         "number": issue.number,
         "date": date,
-        "date_long": long_date(date),
+        "date_long": long_date(date, settings.site.language),
         "subject": issue.subject,
         "preheader": issue.preheader,
         "body_html": render_markdown(issue.body),
@@ -96,7 +96,7 @@ def render_announcement(
         subject=issue.subject,
         preheader=issue.preheader,
         html=compile_mjml(source, html_name),
-        text="\n".join(line.rstrip() for line in text.splitlines()).strip() + "\n",
+        text=tidy_text(text),
         view_url=str(values["view_url"]),
         placeholders=placeholders,
     )

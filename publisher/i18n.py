@@ -61,5 +61,3 @@ def long_date(moment: datetime, language: str = "en") -> str:
     _ = translations(language).gettext
     weekday = _(DAYS[moment.weekday()])
     return _("{weekday} {date}").format(weekday=weekday, date=day_month(moment, language, year=True))
-
-

@@ -49,6 +49,27 @@ def clean_html(markup: str) -> str:
     return safe_links(nh3.clean(markup, url_schemes=set(SAFE_SCHEMES))).strip()
 
 
+def _media_image(entry: feedparser.FeedParserDict, title: str) -> str:
+    """The entry's image from its media tags or enclosures, as an `<img>` for the top of its
+    content ("" when it has none, or its content already holds an image). Only https images."""
+    candidates = [*entry.get("media_content", []), *entry.get("media_thumbnail", [])]
+    candidates += [
+        {"url": link.get("href", ""), "medium": "image"}
+        for link in entry.get("links", [])
+        if link.get("rel") == "enclosure" and str(link.get("type", "")).startswith("image/")
+    ]
+    for media in candidates:
+        url = str(media.get("url", ""))
+        is_image = media.get("medium") == "image" or str(media.get("type", "")).startswith("image/")
+        if not url.startswith("https://") or not (is_image or ("medium" not in media and "type" not in media)):
+            continue
+        size = "".join(
+            f' {name}="{int(media[name])}"' for name in ("width", "height") if str(media.get(name, "")).isdigit()
+        )
+        return f'<p><img src="{html.escape(url, quote=True)}" alt="{html.escape(title, quote=True)}"{size}></p>'
+    return ""
+
+
 def _key(identity: str) -> str:
     """Ids longer than the store's column are keyed by their hash."""
     key = f"feed:{identity}"
@@ -82,13 +103,15 @@ def _entry_draft(
     content = clean_html(contents[0].get("value", "")) if contents else ""
     # dict.get: feedparser's own .get("updated_parsed") falls back to published, with a DeprecationWarning
     updated = dict.get(entry, "updated_parsed")
+    image = "" if "<img" in content + summary else _media_image(entry, title)
+    teaser, body = summary or content, content or summary
     published = _moment(entry.get("published_parsed") or updated, now - timedelta(minutes=position))
     return Draft(
         key=_key(identity),
         slug=slugify(title) or slugify(identity),
         title=title,
-        summary_html=summary or content,
-        content_html=content or summary,
+        summary_html=image + teaser if teaser == body else teaser,  # a whole article stays "whole"
+        content_html=image + body,
         truncated=not content,
         published=published,
         updated=_moment(updated, published),
