@@ -176,18 +176,21 @@ def test_dkim_signature_covers_the_list_headers_and_verifies(settings, tmp_path)
     signer = Signer(b"s1", b"news.example.org", key.read_bytes())
     data = personalised(settings, signer=signer)
     assert data.startswith(b"DKIM-Signature:")
-    signature = parse(data)["DKIM-Signature"]
-    signed = {h.strip().lower() for h in re.search(r"h=([^;]+)", signature)[1].split(":")}
+    signed = signed_headers(data)
     assert {
         "from",
         "to",
         "subject",
         "date",
         "message-id",
+        "reply-to",
+        "content-type",
+        "mime-version",
         "list-id",
         "list-unsubscribe",
         "list-unsubscribe-post",
-    } <= signed
+    } <= set(signed)
+    assert signed.count("from") == 2  # over-signed: a second From added on the way breaks the signature
 
     def dns(name, timeout=5):
         return record if name == b"s1._domainkey.news.example.org." else None
@@ -204,6 +207,15 @@ def test_dkim_signature_covers_the_list_headers_and_verifies(settings, tmp_path)
         assert dkim.verify(personalised(settings, rendered, signer=signer, name=name), dnsfunc=dns), name
     tampered = data.replace(b"Hello", b"Hallo", 1)
     assert not dkim.verify(tampered, dnsfunc=dns)
+    head, _, body = data.partition(b"\r\n\r\n")
+    for added in (b"From: Bank <security@bank.example>", b"Reply-To: thief@example.net"):
+        assert not dkim.verify(head + b"\r\n" + added + b"\r\n\r\n" + body, dnsfunc=dns), added
+
+
+def signed_headers(data: bytes) -> list[str]:
+    """The header names a message's DKIM-Signature lists in h=, lower-cased, in order."""
+    signature = parse(data)["DKIM-Signature"]
+    return [h.strip().lower() for h in re.search(r"h=([^;]+)", signature)[1].split(":")]
 
 
 def test_no_name_makes_a_header_line_longer_than_smtp_allows(settings):
@@ -249,6 +261,9 @@ def test_sign_up_mails_are_built_and_dkim_signed_like_issues(make_settings, tmp_
     data = sent.sent[0].data
     assert data.startswith(b"DKIM-Signature:") and b"\n" not in data.replace(b"\r\n", b"")
     assert dkim.verify(data, dnsfunc=lambda name, timeout=5: record)
+    signed = signed_headers(data)
+    assert {"to", "subject", "date", "message-id", "content-type", "mime-version"} <= set(signed)
+    assert signed.count("from") == 2
     message = parse(data)
     assert message["Auto-Submitted"] == "auto-generated" and message["From"] == "The Weekly <weekly@news.example.org>"
     assert "https://news.example.org/confirm/x" in message.get_content()

@@ -5,9 +5,13 @@ from __future__ import annotations
 import email
 import email.policy
 import html
+import itertools
 import re
+import shutil
+import subprocess
 from datetime import UTC, datetime, timedelta
 from html import escape
+from html.parser import HTMLParser
 
 import pytest
 
@@ -16,9 +20,10 @@ from publisher.errors import TemplateError
 from publisher.importers.textpage import read_textpage
 from publisher.message import compile_message
 from publisher.model import Article
-from publisher.render import render_digest
+from publisher.render import lead_subject, render_digest
 from publisher.selection import Digest, select
-from tests.helpers import OURS
+from publisher.teasers import html_blocks
+from tests.helpers import OURS, require
 
 GMAIL_CLIP = 102 * 1024
 SLOT = datetime(2025, 10, 6, 8, tzinfo=UTC)
@@ -232,7 +237,12 @@ def test_the_clip_guard_shortens_teasers_then_moves_articles_to_the_overflow(sit
         )
         for n, a in enumerate(base * 10, start=1)
     ]
-    rendered = render(site(max_articles=200), huge)
+    settings = site(max_articles=200)
+    rendered = render(settings, huge)
+    compiled = compile_message(rendered, settings=settings, newsletter=settings.newsletter("weekly"), issue_number=1)
+    raw = compiled.personalise(subscriber_id=7, **RECIPIENT)
+    html_part = raw.split(b"Content-Type: text/html")[1].split(b"\r\n\r\n", 1)[1].split(b"\r\n--=_publisher")[0]
+    assert len(html_part) <= GMAIL_CLIP  # measured as sent: quoted-printable, CRLF, links filled in
     assert len(rendered.html.encode("utf-8")) <= HTML_BUDGET
     assert rendered.trimmed[0] == "teasers removed"
     assert rendered.trimmed[1].startswith("moved ") and "to the overflow list" in rendered.trimmed[1]
@@ -296,3 +306,132 @@ def test_an_undefined_variable_in_a_template_names_the_template_and_line(site, t
     (folder / "digest.txt.j2").write_text("{{ newsletter.title }}\n\n{{ artcles[0].title }}\n")
     with pytest.raises(TemplateError, match=r"mine/email/digest\.txt\.j2:3: 'artcles' is undefined"):
         render(site(templates_dir=tmp_path / "mine"), capture_articles(OURS))
+
+
+# --- the email, better than the anchors (issue 16) -----------------------------------------------
+
+
+class _Headings(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.levels: list[int] = []
+
+    def handle_starttag(self, tag, attrs):
+        if re.fullmatch(r"h[1-6]", tag):
+            self.levels.append(int(tag[1]))
+
+
+def heading_levels(page: str) -> list[int]:
+    parser = _Headings()
+    parser.feed(page)
+    return parser.levels
+
+
+def assert_no_skipped_heading_level(page: str) -> None:
+    """Strict: one h1 first, and every heading at most one level below the one before it."""
+    levels = heading_levels(page)
+    assert levels[0] == 1 and levels.count(1) == 1, levels
+    for before, after in itertools.pairwise(levels):
+        assert after <= before + 1, f"h{before} then h{after} in {levels}"
+
+
+@pytest.mark.parametrize("newsletter", [{}, {"sections": ["Featured"]}, {"max_articles": 3}])
+def test_headings_never_skip_a_level(site, articles, newsletter):
+    rendered = render(site(**newsletter), articles)
+    assert_no_skipped_heading_level(rendered.html)
+    assert set(heading_levels(rendered.html)) == ({1, 2, 3} if "sections" in newsletter else {1, 2})
+
+
+def test_the_default_subject_of_both_seed_issues_fits_78_characters(site, articles, captures):
+    rendered = render(site(), articles)
+    lead = captures.issue_1[0]
+    assert len(rendered.subject) <= 78 and rendered.subject.endswith(f" + {len(captures.issue_1) - 1} more")
+    assert rendered.subject.startswith(lead if len(lead) <= 60 else lead[:40])
+    second = lead_subject(list(captures.issue_2), len(captures.issue_2))
+    assert len(second) <= 78 and second.endswith(f" + {len(captures.issue_2) - 1} more")
+    long_title = "A headline that goes on and on about the many things that happened this week in detail"
+    assert (
+        lead_subject([long_title], 1) == "A headline that goes on and on about the many things that happened this week…"
+    )
+    assert lead_subject(["Short"], 1) == "Short"
+
+
+def test_the_preview_line_is_the_lead_teaser_padded_and_not_hidden_by_colour(site, articles):
+    rendered = render(site(), articles)
+    first_text = html_blocks(articles[0].summary_html)[0].text
+    assert rendered.preheader and first_text.startswith(rendered.preheader.rstrip("…"))
+    assert rendered.preheader[-1] in ".!?…”’"  # a whole sentence
+    hidden = re.search(r'<div class="preheader" style="([^"]*)">(.*?)</div>', rendered.html, re.S)
+    assert "display:none" in hidden[1].replace(" ", "") and "color" not in hidden[1] and "font-size" not in hidden[1]
+    text = html.unescape(hidden[2])
+    assert text.startswith(escape(rendered.preheader, quote=False)) or text.startswith(rendered.preheader)
+    assert text.count("\u200c") >= 80  # zero-width padding: the inbox shows nothing of the body after it
+
+
+def test_dark_mode_is_declared_in_css_and_for_outlook_com(site, articles):
+    page = render(site(), articles).html
+    assert re.search(r":root\s*{\s*color-scheme:\s*light dark", page)
+    assert "[data-ogsc] .card" in page and "[data-ogsb] .card" in page
+    assert '<meta name="color-scheme" content="light dark"' in page
+
+
+def full_article(n: int, **fields) -> Article:
+    body = "<p>" + " ".join(["Word"] * 900) + ".</p>"
+    return Article(
+        **{
+            "guid": f"g{n}",
+            "slug": f"story-{n}",
+            "title": f"Story {n}",
+            "summary_html": "<p>The first sentence. The second one.</p>",
+            "content_html": body,
+            "truncated": False,
+            "published": SLOT - timedelta(hours=n),
+            "updated": SLOT - timedelta(hours=n),
+            "id": n,
+        }
+        | fields
+    )
+
+
+def test_images_bylines_and_reading_time_show_with_each_article(site):
+    with_image = full_article(
+        1,
+        authors=("Ada Lovelace", "Grace Hopper"),
+        content_html='<p><img src="https://cdn.example.org/lead.jpg" alt="The harbour at dawn" width="1600" '
+        'height="900"></p>' + full_article(1).content_html,
+    )
+    broken = full_article(2, content_html='<img src="http://cdn.example.org/x.jpg"><p>Short.</p>')
+    rendered = render(site(), [with_image, broken])
+    images = re.findall(r"<img [^>]*>", rendered.html)
+    assert len(images) == 1
+    assert 'src="https://cdn.example.org/lead.jpg"' in images[0] and 'alt="The harbour at dawn"' in images[0]
+    assert 'width="576"' in images[0]
+    assert "By Ada Lovelace and Grace Hopper · 4 min read" in rendered.html
+    assert "By Ada Lovelace and Grace Hopper · 4 min read" in rendered.text
+    assert "1 min read" in rendered.html  # the short one
+
+
+def test_a_forwarded_copy_says_where_to_subscribe_and_the_site_block_is_optional(site):
+    plain = render(site(), [full_article(1)])
+    assert 'Forwarded to you? <a href="https://news.example.org/subscribe"' in plain.html
+    assert "Forwarded to you? Subscribe here: https://news.example.org/subscribe." in plain.text
+    assert "articles on" not in plain.html
+    linked = render(site(site_link=True), [full_article(1)])
+    assert re.search(
+        r'<a href="https://news.example.org/"[^>]*>Read this issue’s articles on Friends →</a>', linked.html
+    )
+    assert "Read this issue’s articles on Friends → https://news.example.org/" in linked.text
+
+
+def test_spamassassin_scores_the_seed_digests_below_half_a_point(site, articles, captures, tmp_path):
+    """SpamAssassin's local rules (no network tests) on the whole message a reader gets."""
+    require(shutil.which("spamassassin") is not None, "spamassassin (apt-get install spamassassin)")
+    settings = site()
+    rendered = render(settings, articles)
+    compiled = compile_message(rendered, settings=settings, newsletter=settings.newsletter("weekly"), issue_number=1)
+    message = compiled.personalise(subscriber_id=7, **RECIPIENT)
+    report = subprocess.run(
+        ["spamassassin", "-L", "-t"], input=message, capture_output=True, check=True, timeout=120
+    ).stdout.decode("utf-8", "replace")
+    score = float(re.search(r"X-Spam-Status: \w+, score=(-?[\d.]+)", report)[1])
+    assert score < 0.5, report[report.find("Content analysis") :]

@@ -7,6 +7,7 @@ under $PUBLISHER_SCREENSHOTS) for a person to look at.
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -77,7 +78,7 @@ def test_the_preview_reads_well_at_phone_and_desktop_widths(browser, preview_htm
     assert page.evaluate("document.documentElement.scrollWidth") <= width  # no sideways scrolling
     first = page.get_by_role("link", name=captures.issue_1[0], exact=True)
     assert first.is_visible() and first.bounding_box()["width"] <= width
-    headlines = page.locator("h3.headline a").all_inner_texts()
+    headlines = page.locator(".headline a").all_inner_texts()
     assert headlines == list(captures.issue_1)
     assert page.get_by_role("link", name="Unsubscribe").is_visible()
     background = page.evaluate("getComputedStyle(document.querySelector('.card')).backgroundColor")
@@ -112,6 +113,124 @@ def test_the_archive_page_and_index_read_well_on_a_phone(browser, make_settings,
         title = captures.issue_1[0] if name == "1" else issue.subject
         assert page.get_by_role("link", name=title, exact=True).is_visible()
         page.close()
+
+
+# --- the digest with images, with and without its style blocks (issue 16) -------------------------
+
+IMAGE_HOST = "https://images.example.org"
+IMAGE_WIDTHS = (1600, 1200, 800)  # the first three articles get an image; the fourth a too-small one
+
+
+def svg_image(label: str, width: int, height: int) -> bytes:
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}">'
+        '<defs><linearGradient id="g" x1="0" y1="0" x2="1" y2="1"><stop offset="0" stop-color="#2d6a8f"/>'
+        '<stop offset="1" stop-color="#e0a458"/></linearGradient></defs>'
+        f'<rect width="{width}" height="{height}" fill="url(#g)"/><text x="50%" y="50%" font-size="{width // 12}" '
+        f'text-anchor="middle" fill="#fff" font-family="sans-serif">{label}</text></svg>'
+    ).encode()
+
+
+def with_images(articles):
+    """The capture's articles, the first three with an image and authors, the fourth with a tracking pixel."""
+    from dataclasses import replace
+
+    changed = []
+    for n, article in enumerate(articles):
+        extra = ""
+        if n < len(IMAGE_WIDTHS):
+            width = IMAGE_WIDTHS[n]
+            extra = f'<p><img src="{IMAGE_HOST}/{n}.svg" alt="Photo {n + 1}" width="{width}" height="{width * 9 // 16}"></p>'
+        elif n == len(IMAGE_WIDTHS):
+            extra = f'<p><img src="{IMAGE_HOST}/pixel.gif" width="1" height="1" alt=""></p>'
+        authors = ("Ada Lovelace",) if n < len(IMAGE_WIDTHS) else ()
+        changed.append(replace(article, content_html=extra + article.content_html, authors=authors))
+    return changed
+
+
+@pytest.fixture
+def digest_with_images(make_settings, tmp_path, captures) -> Path:
+    """The first issue of the capture as the reader gets it (the .eml's HTML part), three articles with images."""
+    import email
+    import email.policy
+
+    from publisher.message import compile_message
+    from publisher.render import render_digest
+    from publisher.selection import Digest
+
+    early = captures.early
+    settings = make_settings(
+        {"site": {"title": captures.site_title}, "newsletters": {"weekly": {"title": "The Weekly"}}}
+    )
+    store = Store.open(f"sqlite:///{tmp_path / 'p.db'}")
+    import_sources(
+        store, settings, [SourceSettings(path=str(early.path), format="textpage")], as_of=early.as_of, now=early.as_of
+    )
+    articles = with_images(store.articles.newest(early.count))
+    store.close()
+    slot = early.as_of + timedelta(hours=8)
+    digest = Digest("weekly", 1, slot, tuple(articles), (), None)
+    newsletter = settings.newsletter("weekly")
+    rendered = render_digest(digest, settings=settings, newsletter=newsletter)
+    compiled = compile_message(rendered, settings=settings, newsletter=newsletter, issue_number=1)
+    raw = compiled.personalise(
+        subscriber_id=1,
+        email="reader@example.com",
+        unsubscribe_url="https://news.example.org/unsubscribe/x",
+        preferences_url="https://news.example.org/preferences/x",
+    )
+    page = email.message_from_bytes(raw, policy=email.policy.default).get_body(("html",)).get_content()
+    path = tmp_path / "digest.html"
+    path.write_text(page, encoding="utf-8")
+    return path
+
+
+def open_with_images(browser, html: Path, width: int, scheme: str):
+    page = browser.new_page(viewport={"width": width, "height": 900}, color_scheme=scheme)
+
+    def answer(route):
+        url = route.request.url
+        if url.startswith("file:"):
+            return route.continue_()
+        if url.startswith(IMAGE_HOST) and url.endswith(".svg"):
+            n = int(url.rsplit("/", 1)[1].split(".")[0])
+            size = IMAGE_WIDTHS[n]
+            return route.fulfill(content_type="image/svg+xml", body=svg_image(f"Photo {n + 1}", size, size * 9 // 16))
+        return route.abort()  # the tracking pixel, if it were shown, would fail here
+
+    page.route("**/*", answer)
+    page.goto(html.as_uri())
+    page.wait_for_load_state("networkidle")
+    return page
+
+
+@pytest.mark.parametrize("styles", ["styles", "no-styles"])
+@pytest.mark.parametrize(("width", "scheme"), [(375, "light"), (1200, "light"), (375, "dark"), (1200, "dark")])
+def test_the_digest_with_images_reads_well_with_and_without_style_blocks(
+    browser, digest_with_images, captures, width, scheme, styles
+):
+    html = digest_with_images
+    if styles == "no-styles":  # as clients that drop <style> show it: only the inlined styles are left
+        stripped = re.sub(r"<style[^>]*>.*?</style>", "", html.read_text(encoding="utf-8"), flags=re.S)
+        html = html.with_name("digest-no-styles.html")
+        html.write_text(stripped, encoding="utf-8")
+    page = open_with_images(browser, html, width, scheme)
+    page.screenshot(path=str(shots(captures) / f"images-{width}-{scheme}-{styles}.png"), full_page=True)
+    assert page.evaluate("document.documentElement.scrollWidth") <= width  # no sideways scrolling
+    images = page.locator("img").all()
+    assert len(images) == len(IMAGE_WIDTHS)  # the tracking pixel is left out, not shown broken
+    for image in images:
+        box = image.bounding_box()
+        assert image.evaluate("i => i.complete && i.naturalWidth > 0")  # loaded, not broken
+        assert 0 < box["width"] <= min(width, 576) and image.get_attribute("alt").startswith("Photo ")
+    assert page.get_by_text("By Ada Lovelace").first.is_visible()
+    assert page.get_by_role("heading", level=1).count() == 1
+    assert page.get_by_role("heading", level=2).first.is_visible()
+    assert page.get_by_role("link", name="Unsubscribe").is_visible()
+    background = page.evaluate("getComputedStyle(document.querySelector('.card')).backgroundColor")
+    dark = scheme == "dark" and styles == "styles"
+    assert background == ("rgb(28, 32, 38)" if dark else "rgb(255, 255, 255)")
+    page.close()
 
 
 # --- the public site ------------------------------------------------------------------------------
