@@ -424,3 +424,28 @@ def test_the_total_time_limit_covers_slowly_sent_headers(store, dribbling_server
     monkeypatch.setattr("publisher.importers.feed.FETCH_TIMEOUT", 1.5)
     with pytest.raises(ContentError, match=r"the download took longer than 1\.5 seconds"):
         read_feed(dribbling_server, store=store, now=datetime(2026, 1, 1, tzinfo=UTC))
+
+
+MEDIA_RSS = b"""<?xml version="1.0"?>
+<rss version="2.0" xmlns:media="http://search.yahoo.com/mrss/"><channel><title>t</title><link>https://ex.org/</link>
+<item><title>With media</title><link>https://ex.org/1</link><guid>https://ex.org/1</guid><description>Text.</description>
+<media:content url="https://cdn.ex.org/1.jpg" medium="image" width="1200" height="800"/></item>
+<item><title>With enclosure</title><link>https://ex.org/2</link><guid>https://ex.org/2</guid><description>Text.</description>
+<enclosure url="https://cdn.ex.org/2.png" type="image/png" length="1000"/></item>
+<item><title>Podcast</title><link>https://ex.org/3</link><guid>https://ex.org/3</guid><description>Text.</description>
+<enclosure url="https://cdn.ex.org/3.mp3" type="audio/mpeg" length="1000"/></item>
+<item><title>Plain http</title><link>https://ex.org/4</link><guid>https://ex.org/4</guid><description>Text.</description>
+<media:thumbnail url="http://cdn.ex.org/4.jpg"/></item>
+</channel></rss>"""
+
+
+def test_media_tags_and_image_enclosures_give_an_entry_its_image_for_the_email():
+    from publisher.images import first_image
+
+    media, enclosure, podcast, insecure = parse_feed(MEDIA_RSS, where="f.xml", now=NOW)
+    assert first_image(media.content_html) is not None
+    assert first_image(media.content_html).src == "https://cdn.ex.org/1.jpg"
+    assert first_image(media.content_html).alt == "With media"
+    assert first_image(enclosure.content_html).src == "https://cdn.ex.org/2.png"
+    assert "<img" not in podcast.content_html and "<img" not in insecure.content_html
+    assert media.summary_html == media.content_html  # a whole article stays whole (no "Continue reading")

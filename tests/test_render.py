@@ -364,7 +364,7 @@ def test_the_preview_line_is_the_lead_teaser_padded_and_not_hidden_by_colour(sit
     hidden = re.search(r'<div class="preheader" style="([^"]*)">(.*?)</div>', rendered.html, re.S)
     assert "display:none" in hidden[1].replace(" ", "") and "color" not in hidden[1] and "font-size" not in hidden[1]
     text = html.unescape(hidden[2])
-    assert text.startswith(escape(rendered.preheader, quote=False)) or text.startswith(rendered.preheader)
+    assert text.startswith(rendered.preheader)
     assert text.count("\u200c") >= 80  # zero-width padding: the inbox shows nothing of the body after it
 
 

@@ -139,8 +139,8 @@ def with_images(articles):
     for n, article in enumerate(articles):
         extra = ""
         if n < len(IMAGE_WIDTHS):
-            width = IMAGE_WIDTHS[n]
-            extra = f'<p><img src="{IMAGE_HOST}/{n}.svg" alt="Photo {n + 1}" width="{width}" height="{width * 9 // 16}"></p>'
+            size = f'width="{IMAGE_WIDTHS[n]}" height="{IMAGE_WIDTHS[n] * 9 // 16}"'
+            extra = f'<p><img src="{IMAGE_HOST}/{n}.svg" alt="Photo {n + 1}" {size}></p>'
         elif n == len(IMAGE_WIDTHS):
             extra = f'<p><img src="{IMAGE_HOST}/pixel.gif" width="1" height="1" alt=""></p>'
         authors = ("Ada Lovelace",) if n < len(IMAGE_WIDTHS) else ()
