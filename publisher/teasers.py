@@ -225,6 +225,14 @@ def blocks_text(blocks: Sequence[Block]) -> str:
 
 
 def first_sentences(blocks: Sequence[Block], limit: int) -> str:
-    """Plain text of the first sentences that fit `limit` characters (the inbox preview line)."""
-    kept, _ = shorten(blocks[:1], limit)
-    return kept[0].text if kept else ""
+    """Plain text of the first block's sentences that fit `limit` characters (the inbox preview
+    line); a first sentence longer than that is cut at a word with an ellipsis."""
+    if not blocks:
+        return ""
+    text = blocks[0].text
+    if len(text) <= limit:
+        return text
+    fitting = [end for end in sentence_ends(text) if end <= limit]
+    if fitting:
+        return text[: fitting[-1]]
+    return text[: limit - 1].rsplit(" ", 1)[0].rstrip(",;:–—- ") + "…"

@@ -175,7 +175,7 @@ def test_the_captures_give_issue_1_then_exactly_the_new_articles_then_a_skip(
     new = len(captures.issue_2)  # 18 in the seeds
     assert f"{new} new articles since 30 September" in rendered.html
     lead = store.articles.by_ids(second.article_ids[:1])[0]
-    assert rendered.preheader and rendered.preheader in " ".join(lead.summary_html.split())  # its first sentences
+    assert rendered.preheader and rendered.preheader.rstrip("…") in " ".join(lead.summary_html.split())  # first words
     assert len(rendered.subject) <= 78 and rendered.subject.endswith(f"+ {new - 1} more")
 
     third_slot = datetime(2025, 10, 27, 8, tzinfo=UTC)

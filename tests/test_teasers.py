@@ -57,3 +57,14 @@ def test_every_teaser_of_a_capture_ends_on_a_sentence(captures, limit):
             last = kept[-1].text
             assert last.rstrip('”’")]').endswith((".", "!", "?", "…", ":")) or kept[-1].kind == "li", last[-80:]
             assert sum(len(block.text) for block in kept) <= 2 * limit
+
+
+def test_the_preview_line_is_the_sentences_that_fit_or_a_cut_first_sentence():
+    from publisher.teasers import first_sentences
+
+    blocks = html_blocks("<p>Short one. Then a second sentence that is rather longer than the first.</p><p>No.</p>")
+    assert first_sentences(blocks, 30) == "Short one."
+    assert first_sentences(blocks, 200) == blocks[0].text
+    long = html_blocks("<p>" + "word " * 60 + "end.</p>")
+    assert first_sentences(long, 50) == ("word " * 9).strip() + "…"
+    assert first_sentences((), 50) == ""
