@@ -3,7 +3,9 @@
 Per-recipient values never reach the compiler: templates write this render's placeholder tokens
 (`model.new_placeholders`, random per render so content cannot forge one), and
 `message.CompiledMessage.personalise` fills them in each recipient's message. The Gmail clip
-guard (`publisher.clip`) keeps the HTML under budget; teasers come from `publisher.teasers`.
+guard (`publisher.clip`) keeps the HTML under budget; teasers come from `publisher.teasers`,
+article images from `publisher.images`, and every word the render itself writes (dates, the
+summary, bylines, the default subject) from `publisher.i18n` in `site.language`.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ PREHEADER_LIMIT = 150  # characters of the lead teaser in the inbox preview line
 PREHEADER_PADDING = 90  # invisible characters after it, so the preview line stops there
 WORDS_PER_MINUTE = 230
 TEXT_WIDTH = 72
+
+
 # -- the context templates see --------------------------------------------------------------------
 
 
