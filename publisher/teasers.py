@@ -22,6 +22,7 @@ from publisher.text import safe_url
 Piece = tuple[str, str]
 INLINE = frozenset({"a", "em", "strong", "b", "i", "code"})
 _TAG_NAME = re.compile(r"<([a-z]+)")
+_HREF = re.compile(r'href="([^"]*)"')
 # A sentence ends at . ! ? or … (and any closing quotes or brackets) before a space and a capital,
 # a digit or an opening quote, or at the end of the block.
 _SENTENCE_END = re.compile(r"[.!?…][\"”’')\]]*(?=\s+[\"“‘'(\[]?[A-Z0-9À-ÖØ-Þ]|\s*$)")
@@ -38,6 +39,20 @@ class Block:
     @cached_property
     def text(self) -> str:
         return "".join(value for kind, value in self.pieces if kind == "text")
+
+    @cached_property
+    def plain(self) -> str:
+        """The text for the plain-text part: each link's URL follows its words, in angle brackets."""
+        parts, hrefs = [], []
+        for kind, value in self.pieces:
+            if kind == "text":
+                parts.append(value)
+            elif kind == "open" and value.startswith("<a "):
+                hrefs.append(html.unescape(_HREF.search(value)[1]))  # type: ignore[index]
+            elif value == "</a>" and hrefs:
+                href = hrefs.pop()
+                parts.append(f" <{href}>" if href.removeprefix("mailto:") not in parts[-1:] else "")
+        return "".join(parts)
 
     @cached_property
     def html(self) -> str:
@@ -220,7 +235,7 @@ def blocks_text(blocks: Sequence[Block]) -> str:
         previous = blocks[index - 1].kind if index else None
         if lines and not (block.kind == "li" and previous == "li"):
             lines.append("")
-        lines.append(f"  • {block.text}" if block.kind == "li" else block.text)
+        lines.append(f"  • {block.plain}" if block.kind == "li" else block.plain)
     return "\n".join(lines)
 
 

@@ -21,7 +21,9 @@ def test_a_shortened_teaser_ends_on_a_sentence_and_keeps_links_and_emphasis():
         "<p>Notes</p><p>The club met on <em>Tuesday</em>. Read the "
         '<a href="https://example.org/minutes">full minutes</a> online.</p>'
     )
-    assert blocks_text(kept) == "Notes\n\nThe club met on Tuesday. Read the full minutes online."
+    assert blocks_text(kept) == (
+        "Notes\n\nThe club met on Tuesday. Read the full minutes <https://example.org/minutes> online."
+    )
 
 
 def test_abbreviations_and_initials_do_not_end_a_sentence():
