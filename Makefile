@@ -27,10 +27,10 @@ lock: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/publisher demo
 
-## System packages the tests drive: Debian's Chromium, Postfix's smtp-sink for benchmarks, Dovecot (IMAP intake)
+## System packages the tests drive: Debian's Chromium, Postfix's smtp-sink for benchmarks, Dovecot (IMAP intake), SpamAssassin (scores the digest), gettext (catalogues)
 system-deps:
-	@command -v chromium >/dev/null && command -v smtp-sink >/dev/null && command -v dovecot >/dev/null || { \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium postfix dovecot-imapd >/dev/null; }
+	@command -v chromium >/dev/null && command -v smtp-sink >/dev/null && command -v dovecot >/dev/null && command -v spamassassin >/dev/null && command -v msgfmt >/dev/null || { \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium postfix dovecot-imapd spamassassin gettext >/dev/null; }
 
 ## Every test, on SQLite and PostgreSQL (127.0.0.1:5432, database test)
 test: $(STAMP) system-deps lint
