@@ -398,7 +398,7 @@ def _check_rules(plan: Plan, known: Known) -> None:
     unknown = [r.topic for r in plan.mapping.tag_rules if r.topic and r.topic not in known.topics]
     if unknown:
         offered = ", ".join(known.topics) or "none configured"
-        raise SubscriberError(f"--map: unknown topic {', '.join(unknown)} ([web] topics: {offered})")
+        raise SubscriberError(f"--map: unknown topic {', '.join(unknown)} ([[topics]]: {offered})")
     if plan.mapping.tag_rules and "tags" not in plan.columns.values():
         raise SubscriberError(f"--map tag:…: {plan.format.label} has no tags column; add --map COLUMN=tags")
 

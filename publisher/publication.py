@@ -311,12 +311,24 @@ class Publication:
         The feeds are rebuilt whether or not this import changed anything: a run killed between its
         commit and the rebuild left them stale, and the build rewrites only files whose bytes differ.
         """
-        chosen = tuple(SourceSettings(path=source, format=fmt) for source in sources) or self.settings.sources
+        tags = {source.path: source.tags for source in self.settings.sources}
+        chosen = (
+            tuple(SourceSettings(path=source, format=fmt, tags=tags.get(source, ())) for source in sources)
+            or self.settings.sources
+        )
         if not chosen:
             raise ConfigError(f"{self.settings.path}: nothing to import: name a file or add [[sources]] to the config")
         now = self.now()
         reports = content.import_sources(self.store, self.settings, chosen, as_of=as_of or now, now=now)
         return ImportResult(reports, self.rebuild_feeds(), self.store.articles.count())
+
+    def retag(self) -> list[tuple[Article, tuple[str, ...]]]:
+        """Apply `[[sources]] tags` and `[[tag_rules]]` to the stored articles again (tags are only
+        added); rebuilds the feeds. Returns each article whose tags changed, with its new tags."""
+        changed = content.retag(self.store, self.settings)
+        if changed:
+            self.rebuild_feeds()
+        return changed
 
     def articles(self, limit: int | None = None) -> list[Article]:
         """Stored articles, newest first."""
@@ -646,7 +658,7 @@ class Publication:
         detected format and mapping before any row is written; `dry_run` writes nothing."""
         for name in newsletters:
             self.newsletter(name)
-        known = list_import.Known(tuple(self.settings.newsletters), self.settings.web.topics)
+        known = list_import.Known(tuple(self.settings.newsletters), tuple(t.name for t in self.settings.topics))
         now = self.now()
         plan, rows = list_import.read_rows(
             path, list_import.parse_maps(maps, newsletters), known, confirmed=confirmed, now=now

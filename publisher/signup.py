@@ -137,7 +137,7 @@ def human_duration(delta: timedelta) -> str:
 def clean_topics(topics: Iterable[str], settings: Settings) -> tuple[str, ...]:
     """The chosen topics the operator offers, in the operator's order; others are dropped."""
     chosen = set(topics)
-    return tuple(topic for topic in settings.web.topics if topic in chosen)
+    return tuple(topic.name for topic in settings.topics if topic.name in chosen)
 
 
 def read_signup(settings: Settings, email: str, name: str, newsletters: Iterable[str], topics: Iterable[str]) -> SignUp:
