@@ -57,8 +57,9 @@ def _rounded(delta: timedelta) -> timedelta:
 
 
 def latest_slot(newsletter: NewsletterSettings, now: datetime, within: timedelta) -> datetime | None:
-    trigger = crontab_trigger(newsletter.schedule, newsletter.zone, where=f"newsletters.{newsletter.name}.schedule")
-    return timetable.latest_slot(trigger, newsletter.zone, now, within)
+    zone = newsletter.slot_zone
+    trigger = crontab_trigger(newsletter.schedule, zone, where=f"newsletters.{newsletter.name}.schedule")
+    return timetable.latest_slot(trigger, zone, now, within)
 
 
 def deliver(pub: Publication, issue: Issue, should_stop: StopCheck = never) -> str:
@@ -139,6 +140,8 @@ def send_ready(pub: Publication, should_stop: StopCheck = never) -> list[str]:
         for issue in pub.store.issues.list(name, states=(IssueState.APPROVED, IssueState.SENDING)):
             if should_stop():
                 break
+            if issue.state == IssueState.SENDING and waits_for_wave(pub, issue):
+                continue
             if issue.state == IssueState.APPROVED and not due(issue, newsletter, pub.now()):
                 if issue.slot <= pub.now():
                     log.warning(
@@ -155,6 +158,12 @@ def send_ready(pub: Publication, should_stop: StopCheck = never) -> list[str]:
             log.info("%s: %s issue %d", name, verb, issue.number)
             lines.append(f"{name} #{issue.number}: {deliver(pub, issue, should_stop)}")
     return lines
+
+
+def waits_for_wave(pub: Publication, issue: Issue) -> bool:
+    """A local-time issue between waves: nothing to send until its next wave is due."""
+    now = pub.now()
+    return pub.store.deliveries.next_wave(now, issue.id) is not None and not pub.store.deliveries.due_now(issue.id, now)
 
 
 def start_up(pub: Publication, should_stop: StopCheck = never) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import cached_property
 from pathlib import Path
@@ -469,7 +469,7 @@ class Publication:
                 "sender's postal address (CAN-SPAM, the GDPR's imprint rules): set it in [site]"
             )
         now = self.now()
-        frozen = dispatch.start_issue(self.store, issue, now)
+        frozen = dispatch.start_issue(self.store, issue, now, self.newsletter(issue.newsletter))
         write_archive(self.store, self.settings, issue.newsletter)  # the "view in browser" page
         if progress is not None:
             progress(dispatch.Progress(total=self.audience_left(issue)))
@@ -626,13 +626,25 @@ class Publication:
     # --- subscribers -----------------------------------------------------------------------
 
     def add_subscriber(
-        self, email: str, *, name: str = "", newsletters: Sequence[str] = (), confirmed: bool = False
+        self,
+        email: str,
+        *,
+        name: str = "",
+        newsletters: Sequence[str] = (),
+        confirmed: bool = False,
+        topics: Sequence[str] = (),
+        timezone: str = "",
     ) -> tuple[StoredSubscriber, bool]:
-        """Add one subscriber (or newsletters to an existing one); returns it and whether it is new."""
+        """Add one subscriber (or newsletters to an existing one, and its topics and time zone when
+        given); returns it and whether it is new."""
         known = self.settings.newsletters
         now = self.now()
-        person = subscribers.make_subscriber(
-            email, name, tuple(newsletters) or tuple(known), known=known, confirmed=confirmed, source="cli", now=now
+        person = replace(
+            subscribers.make_subscriber(
+                email, name, tuple(newsletters) or tuple(known), known=known, confirmed=confirmed, source="cli", now=now
+            ),
+            topics=subscribers.check_topics(topics, (topic.name for topic in self.settings.topics), "--topic"),
+            timezone=subscribers.clean_timezone(timezone, "--timezone"),
         )
         if (found := self.store.subscribers.get(person.email)) and found.status == SubscriberStatus.BOUNCED:
             raise SubscriberError(subscribers.suppressed_hint(found.email))

@@ -64,9 +64,9 @@ def job_specs(settings: Settings) -> list[JobSpec]:
             f"newsletter:{n.name}",
             "newsletter",
             n.name,
-            crontab_trigger(n.schedule, n.zone, where=f"{settings.path}: newsletters.{n.name}.schedule"),
+            crontab_trigger(n.schedule, n.slot_zone, where=f"{settings.path}: newsletters.{n.name}.schedule"),
             n.grace,
-            f"send {n.name} ({n.schedule}, {n.timezone})",
+            f"send {n.name} ({n.schedule}, {'each reader at local time' if n.local else n.timezone})",
         )
         for n in settings.newsletters.values()
     ]
@@ -161,8 +161,11 @@ class Scheduler:
         return self._plan_once(scheduler, NEXT_ARTICLE_JOB, due, "feeds", grace, "publish the next scheduled article")
 
     def plan_next_send(self, scheduler: BackgroundScheduler) -> datetime | None:
-        """(Re)plan a send job for the next approved issue or announcement waiting for its time."""
-        due = self.store.issues.next_approved_slot(self.clock())
+        """(Re)plan a send job for the next approved issue or announcement waiting for its time, or
+        the next wave of a local-time issue."""
+        now = self.clock()
+        times = [self.store.issues.next_approved_slot(now), self.store.deliveries.next_wave(now)]
+        due = min((time for time in times if time is not None), default=None)
         grace = self.settings.scheduler.retry_interval
         return self._plan_once(
             scheduler, NEXT_SEND_JOB, due, "retry", grace, "send the next issue waiting for its time"

@@ -45,6 +45,7 @@ def _subscriber(row: RowMapping, newsletters: Sequence[str]) -> StoredSubscriber
         consent_text=row["consent_text"],
         created_at=row["created_at"],
         bounce_count=row["bounce_count"],
+        timezone=row["timezone"],
     )
 
 
@@ -217,6 +218,7 @@ class SubscriberStore:
                 "consent_at": person.consent_at,
                 "consent_text": person.consent_text,
                 "topics": json.dumps(list(person.topics)) if person.topics else "[]",
+                "timezone": person.timezone,
                 "bounce_count": 0,
                 "created_at": now,
                 "updated_at": now,
@@ -314,6 +316,7 @@ class SubscriberStore:
                     consent_at=person.consent_at,
                     consent_text=person.consent_text,
                     topics=json.dumps(list(person.topics)),
+                    timezone=person.timezone,
                     bounce_count=0,
                     created_at=now,
                     updated_at=now,
@@ -329,6 +332,10 @@ class SubscriberStore:
                 values["name"] = person.name
             if person.status == "confirmed" and row["status"] == "pending":
                 values.update(status="confirmed", consent_at=person.consent_at or now)
+            if person.topics:
+                values["topics"] = json.dumps(list(person.topics))
+            if person.timezone:
+                values["timezone"] = person.timezone
             connection.execute(update(subscribers).where(subscribers.c.id == subscriber_id).values(**values))
             is_new = False
         self._add_newsletters(connection, subscriber_id, person.newsletters, now, explicit=False)
