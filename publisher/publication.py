@@ -817,7 +817,23 @@ class Publication:
         return jobs.publish_due(self)
 
     def schedule(self) -> list[dict[str, object]]:
-        """The timetable's jobs with their next fire times."""
-        from publisher.scheduler import schedule_table
+        """The timetable's jobs with their next fire times; a local-time newsletter's row also has
+        its next slot's `waves` (per time zone of its readers) and the waves its sending issue
+        still has to go (`sending_waves`)."""
+        from publisher.scheduler import schedule_table, waves_table
 
-        return schedule_table(self.settings, self.now())
+        rows = schedule_table(self.settings, self.now())
+        for row in rows:
+            newsletter = self.settings.newsletters.get(str(row["newsletter"]))
+            if row["kind"] != "newsletter" or newsletter is None or not newsletter.local:
+                continue
+            upcoming = row["next_run_utc"]
+            zones = self.store.subscribers.zones(newsletter.name)
+            row["waves"] = waves_table(newsletter, datetime.fromisoformat(str(upcoming)), zones) if upcoming else []
+            row["sending_waves"] = [
+                {"issue": issue.number, "due": due.isoformat() if due else None, "left": left, "readers": total}
+                for issue in self.store.issues.list(newsletter.name, states=(IssueState.SENDING,))
+                for due, left, total in self.store.deliveries.waves(issue.id)
+                if left
+            ]
+        return rows

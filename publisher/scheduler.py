@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, EVENT_JOB_MISSED, JobExecutionEvent
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
@@ -25,11 +27,11 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from publisher import jobs
 from publisher.clock import Clock, system_clock
-from publisher.config import Settings
+from publisher.config import NewsletterSettings, Settings
 from publisher.lock import ActiveLock, make_lock
 from publisher.publication import Publication
 from publisher.store import Store
-from publisher.timetable import crontab_trigger, next_fire
+from publisher.timetable import crontab_trigger, next_fire, wave_time
 
 log = logging.getLogger("publisher.scheduler")
 # Set when this process is shutting down: a job sending an issue finishes the batch on the wire
@@ -116,6 +118,30 @@ def schedule_table(settings: Settings, now: datetime) -> list[dict]:
             }
         )
     return rows
+
+
+def waves_table(newsletter: NewsletterSettings, slot: datetime, zones: Mapping[str, int]) -> list[dict]:
+    """A local-time slot's waves: when it reaches the readers of each time zone, earliest first."""
+    waves: dict[str, int] = {}
+    for zone, readers in zones.items():
+        name = zone or newsletter.timezone
+        waves[name] = waves.get(name, 0) + readers
+    rows = []
+    for name, readers in waves.items():
+        try:
+            where = ZoneInfo(name)
+        except (ValueError, ZoneInfoNotFoundError):
+            where = newsletter.zone
+        due = wave_time(slot, newsletter.slot_zone, where)
+        rows.append(
+            {
+                "zone": name,
+                "local": due.astimezone(where).isoformat(),
+                "utc": due.astimezone(UTC).isoformat(),
+                "readers": readers,
+            }
+        )
+    return sorted(rows, key=lambda row: (row["utc"], row["zone"]))
 
 
 def trigger_key(trigger: BaseTrigger) -> str:

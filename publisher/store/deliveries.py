@@ -425,9 +425,8 @@ class DeliveryStore:
         """Rows a send would take now: pending ones whose wave has come, due retries, dead leases."""
         pending = and_(deliveries.c.state == "pending", or_(deliveries.c.due_at.is_(None), deliveries.c.due_at <= now))
         with self.engine.connect() as connection:
-            return (
-                connection.scalar(select(func.count()).where(deliveries.c.issue_id == issue_id, pending)) or 0
-            ) + self.due_retries(issue_id, now)
+            waiting = connection.scalar(select(func.count()).where(deliveries.c.issue_id == issue_id, pending)) or 0
+        return waiting + self.due_retries(issue_id, now)
 
     def next_wave(self, now: datetime, issue_id: int | None = None) -> datetime | None:
         """When the next wave of a local-time issue (or of `issue_id`) is due, after `now`."""

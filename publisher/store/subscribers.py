@@ -440,6 +440,17 @@ class SubscriberStore:
                 connection.execute(delete(subscribers).where(subscribers.c.id.in_(ids)))
         return len(ids)
 
+    def zones(self, newsletter: str) -> dict[str, int]:
+        """The time zones of a newsletter's confirmed readers ("" for none set), with how many in each."""
+        query = (
+            select(subscribers.c.timezone, func.count())
+            .select_from(subscribers.join(subscriptions, subscriptions.c.subscriber_id == subscribers.c.id))
+            .where(subscriptions.c.newsletter == newsletter, subscribers.c.status == "confirmed")
+            .group_by(subscribers.c.timezone)
+        )
+        with self.engine.connect() as connection:
+            return {zone or "": int(count) for zone, count in connection.execute(query)}
+
     def count(self, status: str | None = None) -> int:
         query = select(func.count()).select_from(subscribers)
         if status:
