@@ -186,19 +186,15 @@ def test_local_time_readers_each_get_the_monday_issue_at_eight_in_their_own_zone
     def at(moment: datetime) -> Publication:
         return Publication(settings, store, clock=fixed(moment), transport=transport)
 
-    weeks = [
-        # (Monday, Sydney 08:00, London 08:00, Los Angeles 08:00) in UTC
-        (
-            datetime(2027, 3, 22),
-            datetime(2027, 3, 21, 21, 0),
-            datetime(2027, 3, 22, 8, 0),
-            datetime(2027, 3, 22, 15, 0),
-        ),
-        (datetime(2027, 4, 5), datetime(2027, 4, 4, 22, 0), datetime(2027, 4, 5, 7, 0), datetime(2027, 4, 5, 15, 0)),
+    def utc(*fields: int) -> datetime:
+        return datetime(*fields, tzinfo=UTC)
+
+    weeks = [  # (Monday, then 08:00 in Sydney, London and Los Angeles, in UTC)
+        (utc(2027, 3, 22), utc(2027, 3, 21, 21), utc(2027, 3, 22, 8), utc(2027, 3, 22, 15)),
+        (utc(2027, 4, 5), utc(2027, 4, 4, 22), utc(2027, 4, 5, 7), utc(2027, 4, 5, 15)),
     ]
     for week, (monday, sydney, london, los_angeles) in enumerate(weeks, start=1):
-        sydney, london, los_angeles = (t.replace(tzinfo=UTC) for t in (sydney, london, los_angeles))
-        _article(store, f"w{week}", monday.replace(tzinfo=UTC) - timedelta(days=2))
+        _article(store, f"w{week}", monday - timedelta(days=2))
         before = dict(_received(transport))
         first_wave = sydney - timedelta(hours=3)  # 08:00 Monday at UTC+14: the issue is built
         publish_due(at(first_wave))
