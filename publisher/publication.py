@@ -741,10 +741,24 @@ class Publication:
         return signup.read_preferences(self.settings, self.store, token)
 
     def save_preferences(
-        self, token: str, *, name: str, newsletters: Sequence[str], topics: Sequence[str]
+        self,
+        token: str,
+        *,
+        name: str,
+        newsletters: Sequence[str],
+        topics: Sequence[str],
+        timezone: str | None = None,
     ) -> StoredSubscriber:
+        """Save the preferences page: name, newsletters, topics and (given) time zone."""
         return signup.save_preferences(
-            self.settings, self.store, token, name=name, newsletters=newsletters, topics=topics, now=self.now()
+            self.settings,
+            self.store,
+            token,
+            name=name,
+            newsletters=newsletters,
+            topics=topics,
+            now=self.now(),
+            timezone=timezone,
         )
 
     # --- what comes back (bounces, complaints, unsubscribe requests) ------------------------
