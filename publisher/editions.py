@@ -16,6 +16,7 @@ from publisher.model import PlannedIssue, RenderedIssue
 from publisher.render import render_digest
 from publisher.selection import Digest
 from publisher.store import Store
+from publisher.templates import environment
 from publisher.topics import EditionKey, edition, edition_key, parse_topics
 
 
@@ -79,15 +80,17 @@ def issue_editions(
 
     newsletter = settings.newsletter(issue.newsletter)
     digest = None if issue.is_announcement else load_digest(store, issue, newsletter)
-    full = rendered
+    env = environment(settings)  # compiled once for every edition of the issue
 
     def compile_edition(copy: Digest | None) -> CompiledMessage:
-        whole = copy is None or digest is None or (copy.articles, copy.overflow) == (digest.articles, digest.overflow)
-        if copy is None or (whole and not copy.topics):
-            made = full or render_issue(store, settings, issue)
+        if rendered is not None and (copy is None or not settings.topics):
+            made = rendered
+        elif copy is None or digest is None:  # an announcement
+            made = render_issue(store, settings, issue)
         else:  # a reader's own selection gets a subject of its own (the stored one names the lead article)
-            subject = issue.subject if whole else None
-            made = render_digest(copy, settings=settings, newsletter=newsletter, subject=subject or None)
+            whole = (copy.articles, copy.overflow) == (digest.articles, digest.overflow)
+            subject = (issue.subject if whole else None) or None
+            made = render_digest(copy, settings=settings, newsletter=newsletter, subject=subject, env=env)
         return compile_message(made, settings=settings, newsletter=newsletter, issue_number=issue.number, signer=signer)
 
     return Editions(digest, settings, newsletter, compile_edition)
