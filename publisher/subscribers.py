@@ -172,7 +172,7 @@ def _cell(value: str) -> str:
 def to_csv(people: Iterable[Subscriber]) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow((*CSV_HEADER, "status", "consent_at", "source"))
+    writer.writerow((*CSV_HEADER, "status", "consent_at", "source", "topics", "timezone"))
     for person in people:
         row = [
             person.email,
@@ -181,6 +181,8 @@ def to_csv(people: Iterable[Subscriber]) -> str:
             person.status,
             person.consent_at.isoformat() if person.consent_at else "",
             person.source,
+            " ".join(person.topics),
+            person.timezone,
         ]
         writer.writerow([_cell(value) for value in row])
     return out.getvalue()

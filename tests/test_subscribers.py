@@ -199,3 +199,8 @@ def test_the_csv_columns_topics_and_timezone_are_read(tmp_path):
         for p in json.loads(_cli(tmp_path, "subscribers", "list", "--json").output)
     }
     assert found == {"a@example.org": (["asia", "sport"], "America/Los_Angeles"), "b@example.org": ([], "")}
+    exported = tmp_path / "exported.csv"
+    _cli(tmp_path, "subscribers", "export", "--output", str(exported))
+    assert "a@example.org,A,weekly,confirmed," in exported.read_text() and exported.read_text().split("\n")[1].endswith(
+        ",asia sport,America/Los_Angeles"
+    )
