@@ -207,7 +207,7 @@ def prepare_editions(store: Store, issue: Issue, editions: Editions, now: dateti
     """Mark skipped the rows whose topics hold none of the issue's articles; returns how many."""
     if not editions.selects:
         return 0
-    empty = [raw for raw in store.deliveries.topic_sets(issue.id) if editions.for_topics(raw) is None]
+    empty = [raw for raw in store.deliveries.topic_sets(issue.id) if not editions.has_articles(raw)]
     return store.deliveries.skip(issue.id, empty, now)
 
 
@@ -488,7 +488,7 @@ def dry_run(store: Store, settings: Settings, issue: PlannedIssue, transport: Tr
     written = 0
     try:
         for person in store.deliveries.audience(issue.newsletter):
-            if editions.for_topics(person.topics) is None:
+            if not editions.has_articles(person.topics):
                 continue  # nothing in this issue for their topics
             transport.send(compose(person, now))
             written += 1

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from publisher.config import NewsletterSettings, Settings
+from publisher.errors import DigestError
 from publisher.message import CompiledMessage, Signer, compile_message
 from publisher.model import PlannedIssue, RenderedIssue
 from publisher.render import render_digest
@@ -32,6 +33,7 @@ class Editions:
     ) -> None:
         self.digest, self.settings, self.newsletter = digest, settings, newsletter
         self._compile = compile_edition
+        self._editions: dict[str, tuple[EditionKey | None, Digest | None] | None] = {}
         self._by_topics: dict[str, CompiledMessage | None] = {}
         self._by_key: dict[EditionKey | None, CompiledMessage] = {}
         self.renders = 0
@@ -45,8 +47,12 @@ class Editions:
         """The edition of a reader who chose no topic, or all of them: every article."""
         found = self.for_topics("[]")
         if found is None:  # an issue always has articles; its full edition is never empty
-            raise ValueError("the issue's full edition has no articles")
+            raise DigestError(f"{self.newsletter.name}: the issue has no articles to send")
         return found
+
+    def has_articles(self, raw: str) -> bool:
+        """Whether readers whose frozen topics are `raw` get anything (nothing is rendered to tell)."""
+        return self._edition(raw) is not None
 
     def for_topics(self, raw: str) -> CompiledMessage | None:
         """The message for a reader whose frozen topics are `raw` (the ledger's JSON)."""
@@ -54,11 +60,19 @@ class Editions:
             self._by_topics[raw] = self._message(raw)
         return self._by_topics[raw]
 
+    def _edition(self, raw: str) -> tuple[EditionKey | None, Digest | None] | None:
+        """(key, digest) of the edition `raw` topics give; None when it has no article."""
+        if raw not in self._editions:
+            if not self.selects or self.digest is None:
+                self._editions[raw] = (None, None)
+            else:
+                copy = edition(self.digest, parse_topics(raw), self.settings.topics, self.newsletter)
+                self._editions[raw] = None if copy is None else (edition_key(copy, self.newsletter), copy)
+        return self._editions[raw]
+
     def _message(self, raw: str) -> CompiledMessage | None:
-        if not self.selects or self.digest is None:
-            return self._compiled(None, None)
-        copy = edition(self.digest, parse_topics(raw), self.settings.topics, self.newsletter)
-        return None if copy is None else self._compiled(edition_key(copy, self.newsletter), copy)
+        found = self._edition(raw)
+        return None if found is None else self._compiled(*found)
 
     def _compiled(self, key: EditionKey | None, copy: Digest | None) -> CompiledMessage:
         if key not in self._by_key:

@@ -67,7 +67,7 @@ def edition(
     if not pool:
         return None
     pool.sort(key=lambda a: (a.published, a.id or 0), reverse=True)
-    full, overflow = split(pool, max(1, newsletter.max_articles))
+    full, overflow = split(pool, max(1, newsletter.max_articles), newsletter.sections)
     return replace(digest, articles=tuple(full), overflow=tuple(overflow), topics=section_topics)
 
 
