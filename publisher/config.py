@@ -169,6 +169,13 @@ class NewsletterSettings:
         return self.deliver == "local"
 
     @property
+    def slot_grace(self) -> timedelta:
+        """How late a slot may still be sent: `grace`, plus for a local-time newsletter the 26 hours
+        its waves span (its last readers' morning comes 26 hours after its first's), so a service
+        down at the first wave still sends the later ones (the earlier ones at once)."""
+        return self.grace + WAVE_SPAN if self.local else self.grace
+
+    @property
     def slot_zone(self) -> ZoneInfo:
         """Where the crontab is read: a local-time newsletter's slot starts where its wall-clock
         time comes first on Earth (UTC+14), so the issue is built before its first wave."""
@@ -176,6 +183,7 @@ class NewsletterSettings:
 
 
 FIRST_ZONE = ZoneInfo("Etc/GMT-14")  # POSIX sign: 14 hours ahead of UTC (Kiritimati)
+WAVE_SPAN = timedelta(hours=26)  # from UTC+14 to UTC-12: one wall-clock time around the Earth
 
 
 @dataclass(frozen=True)

@@ -101,7 +101,7 @@ def catch_up(pub: Publication, name: str, should_stop: StopCheck = never) -> Slo
     """At start-up: run the newest slot if it is within grace and unhandled; log it as missed if not."""
     store, now = pub.store, pub.now()
     newsletter = pub.newsletter(name)
-    slot = latest_slot(newsletter, now, max(CATCH_UP_WINDOW, newsletter.grace))
+    slot = latest_slot(newsletter, now, max(CATCH_UP_WINDOW, newsletter.slot_grace))
     if slot is None:
         return SlotOutcome(name, None, "none")
     recorded = store.slots.get(name, slot)
@@ -111,13 +111,13 @@ def catch_up(pub: Publication, name: str, should_stop: StopCheck = never) -> Slo
     if recorded is not None:
         return SlotOutcome(name, slot, "handled", recorded[0])
     late = _rounded(now - slot)
-    if late <= newsletter.grace:
+    if late <= newsletter.slot_grace:
         log.info(
-            "%s: slot %s was due %s ago (grace %s): sending it now", name, slot.isoformat(), late, newsletter.grace
+            "%s: slot %s was due %s ago (grace %s): sending it now", name, slot.isoformat(), late, newsletter.slot_grace
         )
         return run_slot(pub, name, slot, should_stop)
     if store.slots.claim(name, slot, now):
-        detail = f"missed by {late} (grace {newsletter.grace}); not sent"
+        detail = f"missed by {late} (grace {newsletter.slot_grace}); not sent"
         store.slots.finish(name, slot, "missed", detail, now)
         log.warning("%s: slot %s %s", name, slot.isoformat(), detail)
         return SlotOutcome(name, slot, "missed", detail)
@@ -127,7 +127,7 @@ def catch_up(pub: Publication, name: str, should_stop: StopCheck = never) -> Slo
 def due(issue: Issue, newsletter: NewsletterSettings, now: datetime) -> bool:
     """An approved issue goes at its slot (an announcement's at its `--at` time), or at once when
     that time passed no more than `grace` ago; later than that it waits for `digest send --now`."""
-    return issue.slot <= now and now - issue.slot <= newsletter.grace
+    return issue.slot <= now and now - issue.slot <= newsletter.slot_grace
 
 
 def send_ready(pub: Publication, should_stop: StopCheck = never) -> list[str]:
@@ -150,7 +150,7 @@ def send_ready(pub: Publication, should_stop: StopCheck = never) -> list[str]:
                         name,
                         issue.number,
                         issue.slot.isoformat(),
-                        newsletter.grace,
+                        newsletter.slot_grace,
                         name,
                     )
                 continue
@@ -202,7 +202,7 @@ def run_job(pub: Publication, kind: str, name: str, should_stop: StopCheck = nev
     try:
         if kind == "newsletter":
             newsletter = pub.newsletter(name)
-            slot = latest_slot(newsletter, pub.now(), newsletter.grace)
+            slot = latest_slot(newsletter, pub.now(), newsletter.slot_grace)
             if slot is None:
                 log.warning("%s: fired, but no slot within its grace time", name)
                 return

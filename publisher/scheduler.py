@@ -67,7 +67,7 @@ def job_specs(settings: Settings) -> list[JobSpec]:
             "newsletter",
             n.name,
             crontab_trigger(n.schedule, n.slot_zone, where=f"{settings.path}: newsletters.{n.name}.schedule"),
-            n.grace,
+            n.slot_grace,
             f"send {n.name} ({n.schedule}, {'in each reader’s own zone; built at UTC+14' if n.local else n.timezone})",
         )
         for n in settings.newsletters.values()

@@ -236,3 +236,20 @@ def test_publisher_schedule_shows_a_local_time_newsletters_waves(store, make_set
         ("Europe/London", "2027-03-22T08:00:00+00:00", 2),
         ("America/Los_Angeles", "2027-03-22T08:00:00-07:00", 1),
     ]
+
+
+def test_a_local_time_slot_missed_at_its_first_wave_still_reaches_the_later_waves(store, make_settings):
+    """The service was down from before the first wave (UTC+14) until London's morning: the issue is
+    built then, the readers whose morning has passed get it at once, Los Angeles at its own time."""
+    from publisher.transports import MemoryTransport
+
+    settings = _local_setup(store, make_settings)
+    _article(store, "w1", datetime(2027, 3, 20, tzinfo=UTC))
+    transport = MemoryTransport()
+    london = datetime(2027, 3, 22, 8, 0, tzinfo=UTC)
+    start_up(Publication(settings, store, clock=fixed(london), transport=transport))
+    assert {m.recipient for m in transport.sent} == {"sydney@example.org", "london@example.org", "default@example.org"}
+    publish_due(
+        Publication(settings, store, clock=fixed(datetime(2027, 3, 22, 15, 0, tzinfo=UTC)), transport=transport)
+    )
+    assert sorted(m.recipient for m in transport.sent) == sorted(ZONES)
