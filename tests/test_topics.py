@@ -103,3 +103,15 @@ def test_without_topics_configured_everyone_gets_the_whole_issue_from_one_render
     outcome = pub.send("weekly")
     assert outcome.report is not None and outcome.report.renders == 1
     assert len(transport.sent) == len(READERS)
+
+
+def test_the_preview_of_a_topics_newsletter_has_a_section_per_topic(store, make_settings, tmp_path):
+    SEED_CAPTURES.require()
+    pub = _publication(store, make_settings, MemoryTransport(), sections="topics")
+    pub.import_sources([str(SEED_CAPTURES.early.path)], fmt="textpage", as_of=SEED_CAPTURES.early.as_of)
+    preview = pub.preview("weekly", tmp_path / "preview")
+    assert preview.rendered is not None
+    page = preview.files["html"].read_text(encoding="utf-8")
+    # a heading per topic, in the [[topics]] order, the rest under "More"; Sport had nothing new
+    assert page.index(">Asia<") < page.index(">The Americas<") < page.index(">More<")
+    assert ">Sport<" not in page
