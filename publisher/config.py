@@ -75,6 +75,25 @@ class SourceSettings:
     format: str = "auto"
     max_bytes: int = DEFAULT_MAX_BYTES  # a feed URL's body, after decompression
     link: str = "origin"  # feed entries link to their origin, or to their page here ("local")
+    tags: tuple[str, ...] = ()  # given to every article of this source
+
+
+@dataclass(frozen=True)
+class TopicSettings:
+    """A topic readers may choose (`[[topics]]`): the articles carrying any of its tags."""
+
+    name: str
+    label: str = ""
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TagRule:
+    """`[[tag_rules]]`: `tag` goes on every imported article whose title or text `pattern` matches."""
+
+    tag: str
+    pattern: re.Pattern[str]
+    match: str | tuple[str, ...] = ""  # as written: a regular expression, or a list of words
 
 
 @dataclass(frozen=True)
@@ -139,10 +158,33 @@ class NewsletterSettings:
     template: str = "digest"
     require_approval: bool = False
     grace: timedelta = timedelta(hours=3)
+    deliver: str = "newsletter"  # "local": each reader at the slot's wall-clock time in their own zone
+    by_topic: bool = False  # `sections = "topics"`: a reader's digest has a section per chosen topic
 
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    @property
+    def local(self) -> bool:
+        return self.deliver == "local"
+
+    @property
+    def slot_grace(self) -> timedelta:
+        """How late a slot may still be sent: `grace`, plus for a local-time newsletter the 26 hours
+        its waves span (its last readers' morning comes 26 hours after its first's), so a service
+        down at the first wave still sends the later ones (the earlier ones at once)."""
+        return self.grace + WAVE_SPAN if self.local else self.grace
+
+    @property
+    def slot_zone(self) -> ZoneInfo:
+        """Where the crontab is read: a local-time newsletter's slot starts where its wall-clock
+        time comes first on Earth (UTC+14), so the issue is built before its first wave."""
+        return FIRST_ZONE if self.local else self.zone
+
+
+FIRST_ZONE = ZoneInfo("Etc/GMT-14")  # POSIX sign: 14 hours ahead of UTC (Kiritimati)
+WAVE_SPAN = timedelta(hours=26)  # from UTC+14 to UTC-12: one wall-clock time around the Earth
 
 
 @dataclass(frozen=True)
@@ -248,6 +290,8 @@ class Settings:
     archive: ArchiveSettings = ArchiveSettings()
     inbound: InboundSettings = InboundSettings()
     webhooks: WebhookSettings = WebhookSettings()
+    topics: tuple[TopicSettings, ...] = ()
+    tag_rules: tuple[TagRule, ...] = ()
     secret_keys: tuple[str, ...] = field(default=(), repr=False)
 
     def newsletter(self, name: str) -> NewsletterSettings:
@@ -259,7 +303,7 @@ class Settings:
 
 
 # Keys that are not plain `[section] key = value` fields of the dataclasses above.
-_SPECIAL_KEYS = {"path", "base_dir", "sources", "newsletters", "secret_keys"}
+_SPECIAL_KEYS = {"path", "base_dir", "sources", "newsletters", "secret_keys", "topics", "tag_rules"}
 _SECRET_FIELDS = {"password", "signing_key", "public_key"}
 _CHOICES = {
     "delivery.transport": ("smtp", "maildir"),
@@ -267,6 +311,7 @@ _CHOICES = {
     "sources.format": SOURCE_FORMATS,
     "inbound.protocol": ("smtp", "lmtp"),
     "inbound.imap.security": ("tls", "starttls", "none"),
+    "newsletters.deliver": ("newsletter", "local"),
 }
 
 
@@ -323,7 +368,11 @@ def _build(cls: type[_Settings], table: object, where: str, source: Path, **fixe
             values[spec.name] = _build(kind, table[key], dotted, source)
             continue
         value = _convert(table[key], kind, f"{source}: {dotted}")
-        choices = _CHOICES.get(dotted) or _CHOICES.get(f"{where.split('[')[0]}.{key}")
+        choices = (
+            _CHOICES.get(dotted)
+            or _CHOICES.get(f"{where.split('[')[0]}.{key}")
+            or _CHOICES.get(f"{where.split('.')[0]}.{key}")
+        )
         if choices and value not in choices:
             raise ConfigError(f"{source}: {dotted} must be one of {', '.join(choices)}, got {value!r}")
         values[spec.name] = value
@@ -337,10 +386,13 @@ def _newsletters(table: object, source: Path, site: SiteSettings) -> dict[str, N
     for name, body in table.items():
         if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", name):
             raise ConfigError(f"{source}: newsletter name {name!r} must be lower-case letters, digits, - or _")
-        defaults = {"name": name}
+        defaults: dict[str, object] = {"name": name}
         given = body
         if isinstance(body, dict):
             given = {"title": name.title(), "from": f"{site.title} <newsletter@{site.domain}>", **body}
+            if given.get("sections") == "topics":
+                given.pop("sections")
+                defaults["by_topic"] = True
         newsletter = _build(NewsletterSettings, given, f"newsletters.{name}", source, **defaults)
         _check_timezone(newsletter.timezone, f"{source}: newsletters.{name}.timezone")
         built[name] = newsletter
@@ -583,8 +635,61 @@ def settings_from_dict(data: dict, path: Path) -> Settings:
         archive=replace(archive, dir=resolve_path(archive.dir, base_dir)),
         inbound=inbound,
         webhooks=webhooks,
+        topics=_topics(data.get("topics"), web.topics, path),
+        tag_rules=_tag_rules(data.get("tag_rules", []), path),
         secret_keys=_secret_keys(base_dir),
     )
+
+
+def _topics(value: object, old: tuple[str, ...], source: Path) -> tuple[TopicSettings, ...]:
+    """`[[topics]]`, or the deprecated `[web] topics` (each topic then selects its own tag)."""
+    if value is None:
+        return tuple(TopicSettings(name=name, label=name, tags=(name,)) for name in old)
+    if not isinstance(value, list):
+        raise ConfigError(f"{source}: topics must be written as [[topics]] tables")
+    if old:
+        raise ConfigError(f"{source}: web.topics and [[topics]] are both set; keep [[topics]] only")
+    built = []
+    for i, item in enumerate(value):
+        topic = _build(TopicSettings, item, f"topics[{i}]", source)
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", topic.name):
+            raise ConfigError(f"{source}: topics[{i}].name {topic.name!r} must be letters, digits, - or _")
+        if not topic.tags:
+            raise ConfigError(f"{source}: topics[{i}].tags must name at least one article tag")
+        built.append(replace(topic, label=topic.label or topic.name))
+    names = [topic.name for topic in built]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{source}: topics: the name {Counter(names).most_common(1)[0][0]!r} is used twice")
+    return tuple(built)
+
+
+def _tag_rules(value: object, source: Path) -> tuple[TagRule, ...]:
+    """`[[tag_rules]] tag match`: `match` is a list of words (any of them, whole words, any case)
+    or a string holding a regular expression (searched case-insensitively)."""
+    if not isinstance(value, list):
+        raise ConfigError(f"{source}: tag_rules must be written as [[tag_rules]] tables")
+    rules = []
+    for i, item in enumerate(value):
+        where = f"{source}: tag_rules[{i}]"
+        if not isinstance(item, dict) or set(item) - {"tag", "match"}:
+            raise ConfigError(f"{where}: expected a table with the keys tag and match")
+        tag, match = item.get("tag"), item.get("match")
+        written: str | tuple[str, ...]
+        if not isinstance(tag, str) or not tag.strip():
+            raise ConfigError(f"{where}.tag: expected a tag name, got {tag!r}")
+        if isinstance(match, list) and match and all(isinstance(word, str) and word.strip() for word in match):
+            words = "|".join(re.escape(word.strip()) for word in match)
+            pattern, written = rf"\b(?:{words})\b", tuple(match)
+        elif isinstance(match, str) and match:
+            pattern, written = match, match
+        else:
+            raise ConfigError(f"{where}.match: expected a list of words or a regular expression, got {match!r}")
+        try:
+            compiled = re.compile(pattern, re.IGNORECASE)
+        except re.error as error:
+            raise ConfigError(f"{where}.match: not a regular expression: {error}") from None
+        rules.append(TagRule(tag.strip(), compiled, written))
+    return tuple(rules)
 
 
 def _check_return_path(path: Path, return_path: str) -> None:
@@ -673,6 +778,16 @@ def settings_warnings(settings: Settings) -> list[str]:
     return warnings
 
 
+def deprecations(settings: Settings) -> list[str]:
+    """Old forms that still load; printed whenever the config is read."""
+    if not settings.web.topics:
+        return []
+    return [
+        f"{settings.path}: web.topics is deprecated: write [[topics]] tables (name, label, tags); "
+        f"until then each topic selects the articles tagged with its own name"
+    ]
+
+
 def documented_keys() -> list[str]:
     """Every dotted key a user may write, for the docs test."""
     keys: list[str] = []
@@ -691,4 +806,5 @@ def documented_keys() -> list[str]:
     walk(Settings, "")
     walk(SourceSettings, "sources.")
     walk(NewsletterSettings, "newsletters.<name>.")
-    return keys
+    keys.remove("newsletters.<name>.by_topic")  # written as sections = "topics"
+    return [*keys, "topics.name", "topics.label", "topics.tags", "tag_rules.tag", "tag_rules.match"]

@@ -15,6 +15,8 @@ from publisher.errors import ContentError
 from publisher.links import article_url
 from publisher.model import Article, Draft, ImportReport, SourceState
 from publisher.store import Store
+from publisher.store.articles import content_hash
+from publisher.tagging import tags_for
 
 FORMATS = SOURCE_FORMATS
 _FEED_SUFFIXES = {".xml", ".rss", ".atom", ".rdf"}
@@ -75,15 +77,66 @@ def import_sources(
     """Import each source in turn; each is parsed whole and stored in its own transaction."""
     reports = []
     for source in sources:
-        path = source.path if is_url(source.path) else str(resolve_path(source.path, settings.base_dir))
+        path = source_path(source, settings)
         _check_source_exists(path)
         drafts, state = parse_source(path, source.format, as_of=as_of, store=store, now=now, max_bytes=source.max_bytes)
         if source.link == "local":
             drafts = [replace(draft, url="") for draft in drafts]
+        drafts = [_tagged(draft, source.tags, settings) for draft in drafts]
         reports.append(
             store.articles.ingest(drafts, guid_authority=settings.site.domain, now=now, source=path, source_state=state)
         )
     return reports
+
+
+def _tagged(draft: Draft, source_tags: tuple[str, ...], settings: Settings) -> Draft:
+    if not source_tags and not settings.tag_rules:
+        return draft
+    tags = tags_for(draft.title, draft.summary_html, draft.content_html, draft.tags, source_tags, settings.tag_rules)
+    return replace(draft, tags=tags)
+
+
+def source_path(source: SourceSettings, settings: Settings) -> str:
+    """How a source's articles name it (`Article.source`): its URL, or its path resolved."""
+    return source.path if is_url(source.path) else str(resolve_path(source.path, settings.base_dir))
+
+
+def retag(store: Store, settings: Settings) -> list[tuple[Article, tuple[str, ...]]]:
+    """Apply `[[sources]] tags` and `[[tag_rules]]` to every stored article again; tags are only
+    added. Returns each article whose tags changed, with its new tags."""
+    by_source = {source_path(source, settings): source.tags for source in settings.sources}
+    changed = []
+    for article in store.articles.newest(None):
+        tags = tags_for(
+            article.title,
+            article.summary_html,
+            article.content_html,
+            article.tags,
+            by_source.get(article.source, ()),
+            settings.tag_rules,
+        )
+        if tags != article.tags:
+            changed.append((article, tags))
+    store.articles.set_tags([(article, tags, _hash(article, tags)) for article, tags in changed])
+    return changed
+
+
+def _hash(article: Article, tags: tuple[str, ...]) -> str:
+    """The content hash an import of the article with these tags would compute (so a later import
+    with the same rules finds it unchanged)."""
+    draft = Draft(
+        key="",
+        slug=article.slug,
+        title=article.title,
+        summary_html=article.summary_html,
+        content_html=article.content_html,
+        truncated=article.truncated,
+        published=article.published,
+        url=article.origin,
+        tags=tags,
+        authors=article.authors,
+    )
+    return content_hash(draft)
 
 
 def article_json(article: Article, site_url: str) -> dict:

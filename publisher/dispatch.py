@@ -22,14 +22,18 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, Protocol
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from publisher.clock import Clock, running_from, system_clock
 from publisher.config import DeliverySettings, NewsletterSettings, Settings
+from publisher.editions import Editions, issue_editions
 from publisher.errors import DeliveryError, DigestError
-from publisher.message import CompiledMessage, Signer, compile_message, message_id
+from publisher.message import CompiledMessage, Signer, message_id
+from publisher.message import compile_message as compile_message  # callers compile through dispatch too
 from publisher.model import Issue, IssueState, PlannedIssue, RenderedIssue
 from publisher.store import Store
 from publisher.store.deliveries import OPEN_STATES, Leased, Outcome
+from publisher.timetable import wave_time
 from publisher.tokens import preferences_url, unsubscribe_url
 from publisher.transports import (
     LazyOutgoing,
@@ -63,6 +67,8 @@ class SendReport:
     issue_state: str = ""
     next_attempt_at: datetime | None = None
     frozen: int | None = None  # recipients frozen by this run (None: the issue had already started)
+    renders: int = 0  # editions rendered by this run (one per distinct article set, never per reader)
+    skipped_now: int = 0  # readers this run found nothing for in their topics (state `skipped`)
 
     @property
     def recipients(self) -> int:
@@ -125,9 +131,16 @@ class Recipient(Protocol):
 
 
 def composer(
-    compiled: CompiledMessage, settings: Settings, newsletter: NewsletterSettings, issue: PlannedIssue
+    compiled: CompiledMessage,
+    settings: Settings,
+    newsletter: NewsletterSettings,
+    issue: PlannedIssue,
+    editions: Callable[[str], CompiledMessage | None] | None = None,
 ) -> Compose:
     """Fill the compiled issue for one leased recipient (links signed, Message-ID stable per recipient).
+
+    With `editions`, each recipient gets the edition their frozen topics give (`Leased.topics`);
+    rows whose topics give none were marked skipped before leasing (`prepare_editions`).
 
     The bytes are built when the transport sends the message, so memory holds the messages on
     the wire rather than whole batches.
@@ -145,8 +158,8 @@ def composer(
             verp_address(return_path, make_token(keys, issue_id, leased.subscriber_id, purpose)) if return_path else ""
         )
 
-    def build(leased: Recipient, now: datetime) -> bytes:
-        return compiled.personalise(
+    def build(leased: Recipient, now: datetime, message: CompiledMessage) -> bytes:
+        return message.personalise(
             subscriber_id=leased.subscriber_id,
             email=leased.email,
             name=leased.name,
@@ -158,7 +171,8 @@ def composer(
         )
 
     def compose(leased: Recipient, now: datetime) -> LazyOutgoing:
-        return LazyOutgoing(verp(leased) or compiled.sender, leased.email, partial(build, leased, now))
+        message = (editions(getattr(leased, "topics", "[]")) if editions else None) or compiled
+        return LazyOutgoing(verp(leased) or compiled.sender, leased.email, partial(build, leased, now, message))
 
     return compose
 
@@ -166,11 +180,35 @@ def composer(
 # --- running -------------------------------------------------------------------------------
 
 
-def start_issue(store: Store, issue: Issue, now: datetime) -> int | None:
-    """Freeze the audience of an approved issue and mark it sending (None: already started)."""
+def start_issue(store: Store, issue: Issue, now: datetime, newsletter: NewsletterSettings | None = None) -> int | None:
+    """Freeze the audience of an approved issue and mark it sending (None: already started).
+
+    A local-time newsletter's digest (`deliver = "local"`) goes out in waves: each reader's row is
+    due at the slot's wall-clock time in their own time zone (the newsletter's, when they set none).
+    """
     if issue.state == IssueState.DRAFT:
         raise DigestError(f"{issue.newsletter} issue {issue.number} is a draft: approve it before sending")
-    return store.deliveries.start(issue.id, now)
+    local = newsletter is not None and newsletter.local and not issue.is_announcement
+    return store.deliveries.start(issue.id, now, partial(wave_due, issue.slot, newsletter) if local else None)
+
+
+def wave_due(slot: datetime, newsletter: NewsletterSettings | None, zone: str) -> datetime | None:
+    """When a reader in `zone` ("" or unknown: the newsletter's) is due the local-time `slot`."""
+    if newsletter is None:
+        return None
+    try:
+        where = ZoneInfo(zone) if zone else newsletter.zone
+    except (ValueError, ZoneInfoNotFoundError):
+        where = newsletter.zone
+    return wave_time(slot, newsletter.slot_zone, where)
+
+
+def prepare_editions(store: Store, issue: Issue, editions: Editions, now: datetime) -> int:
+    """Mark skipped the rows whose topics hold none of the issue's articles; returns how many."""
+    if not editions.selects:
+        return 0
+    empty = [raw for raw in store.deliveries.topic_sets(issue.id) if not editions.has_articles(raw)]
+    return store.deliveries.skip(issue.id, empty, now)
 
 
 @dataclass
@@ -384,16 +422,11 @@ def deliver_issue(
     """
     clock = clock or (system_clock if now is None else running_from(now))
     newsletter = settings.newsletter(issue.newsletter)
-    frozen = None if started else start_issue(store, issue, clock())
-    rendered = rendered or rendered_issue(store, settings, issue)
-    compiled = compile_message(
-        rendered,
-        settings=settings,
-        newsletter=newsletter,
-        issue_number=issue.number,
-        signer=signer if signer is not None else Signer.from_settings(settings.delivery.dkim),
-    )
-    compose = composer(compiled, settings, newsletter, issue)
+    frozen = None if started else start_issue(store, issue, clock(), newsletter)
+    signer = signer if signer is not None else Signer.from_settings(settings.delivery.dkim)
+    editions = issue_editions(store, settings, issue, rendered=rendered, signer=signer)
+    skipped = prepare_editions(store, issue, editions, clock())
+    compose = composer(editions.full(), settings, newsletter, issue, editions.for_topics)
     own = transport is None
     transport = transport or make_transport(settings.delivery)
     try:
@@ -404,6 +437,7 @@ def deliver_issue(
         if own:
             transport.close()
     result.frozen = frozen
+    result.renders, result.skipped_now = editions.renders, skipped
     return result
 
 
@@ -438,6 +472,8 @@ def summary(result: SendReport, issue: PlannedIssue, status: str) -> dict:
         "deferred": result.get("deferred"),
         "pending": result.get("pending") + result.get("sending"),
         "cancelled": result.get("cancelled"),
+        "skipped": result.get("skipped"),
+        "renders": result.renders,
         "state": result.issue_state,
         "next_attempt_at": result.next_attempt_at.isoformat() if result.next_attempt_at else None,
     }
@@ -447,13 +483,13 @@ def dry_run(store: Store, settings: Settings, issue: PlannedIssue, transport: Tr
     """Write every current recipient's message through `transport`; the ledger and the issue stay
     untouched. Returns the messages written."""
     newsletter = settings.newsletter(issue.newsletter)
-    compiled = compile_message(
-        rendered_issue(store, settings, issue), settings=settings, newsletter=newsletter, issue_number=issue.number
-    )
-    compose = composer(compiled, settings, newsletter, issue)
+    editions = issue_editions(store, settings, issue)
+    compose = composer(editions.full(), settings, newsletter, issue, editions.for_topics)
     written = 0
     try:
         for person in store.deliveries.audience(issue.newsletter):
+            if not editions.has_articles(person.topics):
+                continue  # nothing in this issue for their topics
             transport.send(compose(person, now))
             written += 1
     finally:

@@ -23,6 +23,7 @@ from publisher.selection import HELD_BACK, Digest, Reason, Selection, Skipped, V
 from publisher.store import Store
 from publisher.store.articles import article_id
 from publisher.tokens import preferences_url, unsubscribe_url
+from publisher.topics import edition
 
 _ATTEMPTS = 5
 
@@ -276,7 +277,8 @@ def write_preview(store: Store, settings: Settings, newsletter: str, out: Path, 
     digest = outlook.digest
     if digest is None:
         return Preview(None, None, {}, outlook.verdicts, note=outlook.note)
-    rendered = render_digest(digest, settings=settings, newsletter=config)
+    everything = edition(digest, (), settings.topics, config) or digest  # a reader of every topic
+    rendered = render_digest(everything, settings=settings, newsletter=config)
     values = sample_values(settings, newsletter)
     eml = compile_message(rendered, settings=settings, newsletter=config, issue_number=digest.number).personalise(
         subscriber_id=0,

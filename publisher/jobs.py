@@ -57,8 +57,9 @@ def _rounded(delta: timedelta) -> timedelta:
 
 
 def latest_slot(newsletter: NewsletterSettings, now: datetime, within: timedelta) -> datetime | None:
-    trigger = crontab_trigger(newsletter.schedule, newsletter.zone, where=f"newsletters.{newsletter.name}.schedule")
-    return timetable.latest_slot(trigger, newsletter.zone, now, within)
+    zone = newsletter.slot_zone
+    trigger = crontab_trigger(newsletter.schedule, zone, where=f"newsletters.{newsletter.name}.schedule")
+    return timetable.latest_slot(trigger, zone, now, within)
 
 
 def deliver(pub: Publication, issue: Issue, should_stop: StopCheck = never) -> str:
@@ -100,7 +101,7 @@ def catch_up(pub: Publication, name: str, should_stop: StopCheck = never) -> Slo
     """At start-up: run the newest slot if it is within grace and unhandled; log it as missed if not."""
     store, now = pub.store, pub.now()
     newsletter = pub.newsletter(name)
-    slot = latest_slot(newsletter, now, max(CATCH_UP_WINDOW, newsletter.grace))
+    slot = latest_slot(newsletter, now, max(CATCH_UP_WINDOW, newsletter.slot_grace))
     if slot is None:
         return SlotOutcome(name, None, "none")
     recorded = store.slots.get(name, slot)
@@ -110,13 +111,13 @@ def catch_up(pub: Publication, name: str, should_stop: StopCheck = never) -> Slo
     if recorded is not None:
         return SlotOutcome(name, slot, "handled", recorded[0])
     late = _rounded(now - slot)
-    if late <= newsletter.grace:
+    if late <= newsletter.slot_grace:
         log.info(
-            "%s: slot %s was due %s ago (grace %s): sending it now", name, slot.isoformat(), late, newsletter.grace
+            "%s: slot %s was due %s ago (grace %s): sending it now", name, slot.isoformat(), late, newsletter.slot_grace
         )
         return run_slot(pub, name, slot, should_stop)
     if store.slots.claim(name, slot, now):
-        detail = f"missed by {late} (grace {newsletter.grace}); not sent"
+        detail = f"missed by {late} (grace {newsletter.slot_grace}); not sent"
         store.slots.finish(name, slot, "missed", detail, now)
         log.warning("%s: slot %s %s", name, slot.isoformat(), detail)
         return SlotOutcome(name, slot, "missed", detail)
@@ -126,7 +127,7 @@ def catch_up(pub: Publication, name: str, should_stop: StopCheck = never) -> Slo
 def due(issue: Issue, newsletter: NewsletterSettings, now: datetime) -> bool:
     """An approved issue goes at its slot (an announcement's at its `--at` time), or at once when
     that time passed no more than `grace` ago; later than that it waits for `digest send --now`."""
-    return issue.slot <= now and now - issue.slot <= newsletter.grace
+    return issue.slot <= now and now - issue.slot <= newsletter.slot_grace
 
 
 def send_ready(pub: Publication, should_stop: StopCheck = never) -> list[str]:
@@ -139,6 +140,8 @@ def send_ready(pub: Publication, should_stop: StopCheck = never) -> list[str]:
         for issue in pub.store.issues.list(name, states=(IssueState.APPROVED, IssueState.SENDING)):
             if should_stop():
                 break
+            if issue.state == IssueState.SENDING and waits_for_wave(pub, issue):
+                continue
             if issue.state == IssueState.APPROVED and not due(issue, newsletter, pub.now()):
                 if issue.slot <= pub.now():
                     log.warning(
@@ -147,7 +150,7 @@ def send_ready(pub: Publication, should_stop: StopCheck = never) -> list[str]:
                         name,
                         issue.number,
                         issue.slot.isoformat(),
-                        newsletter.grace,
+                        newsletter.slot_grace,
                         name,
                     )
                 continue
@@ -155,6 +158,12 @@ def send_ready(pub: Publication, should_stop: StopCheck = never) -> list[str]:
             log.info("%s: %s issue %d", name, verb, issue.number)
             lines.append(f"{name} #{issue.number}: {deliver(pub, issue, should_stop)}")
     return lines
+
+
+def waits_for_wave(pub: Publication, issue: Issue) -> bool:
+    """A local-time issue between waves: nothing to send until its next wave is due."""
+    now = pub.now()
+    return pub.store.deliveries.next_wave(now, issue.id) is not None and not pub.store.deliveries.due_now(issue.id, now)
 
 
 def start_up(pub: Publication, should_stop: StopCheck = never) -> None:
@@ -193,7 +202,7 @@ def run_job(pub: Publication, kind: str, name: str, should_stop: StopCheck = nev
     try:
         if kind == "newsletter":
             newsletter = pub.newsletter(name)
-            slot = latest_slot(newsletter, pub.now(), newsletter.grace)
+            slot = latest_slot(newsletter, pub.now(), newsletter.slot_grace)
             if slot is None:
                 log.warning("%s: fired, but no slot within its grace time", name)
                 return

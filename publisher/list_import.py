@@ -24,9 +24,20 @@ from typing import Protocol, TextIO
 
 from publisher.errors import SubscriberError
 from publisher.model import Subscriber
-from publisher.subscribers import check_newsletters, clean_name, normalise_email
+from publisher.subscribers import check_newsletters, clean_name, clean_timezone, normalise_email
 
-FIELDS = ("email", "name", "first_name", "last_name", "newsletters", "tags", "topics", "optin_at", "confirmed_at")
+FIELDS = (
+    "email",
+    "name",
+    "first_name",
+    "last_name",
+    "newsletters",
+    "tags",
+    "topics",
+    "timezone",
+    "optin_at",
+    "confirmed_at",
+)
 
 # What a row of the old service is; `row_state` functions return one of these.
 SUBSCRIBED, PENDING, UNSUBSCRIBED, SUPPRESSED = "subscribed", "pending", "unsubscribed", "suppressed"
@@ -137,7 +148,14 @@ FORMATS = (
         "publisher",
         "email,name,newsletters",
         frozenset({"email"}),
-        {"email": "email", "name": "name", "newsletters": "newsletters", "consent_at": "confirmed_at"},
+        {
+            "email": "email",
+            "name": "name",
+            "newsletters": "newsletters",
+            "consent_at": "confirmed_at",
+            "topics": "topics",
+            "timezone": "timezone",
+        },
         _publisher_state,
         ("status",),
     ),
@@ -335,6 +353,7 @@ def row_subscriber(plan: Plan, row: Row, known: Known, now: datetime, where: str
         source=plan.source,
         consent_at=(consent or now) if confirmed else None,
         consent_text=_consent_text(plan, consent_cell, where) if confirmed else "",
+        timezone=clean_timezone(values.get("timezone", ""), where),
     )
 
 
@@ -398,7 +417,7 @@ def _check_rules(plan: Plan, known: Known) -> None:
     unknown = [r.topic for r in plan.mapping.tag_rules if r.topic and r.topic not in known.topics]
     if unknown:
         offered = ", ".join(known.topics) or "none configured"
-        raise SubscriberError(f"--map: unknown topic {', '.join(unknown)} ([web] topics: {offered})")
+        raise SubscriberError(f"--map: unknown topic {', '.join(unknown)} ([[topics]]: {offered})")
     if plan.mapping.tag_rules and "tags" not in plan.columns.values():
         raise SubscriberError(f"--map tag:…: {plan.format.label} has no tags column; add --map COLUMN=tags")
 

@@ -41,6 +41,7 @@ class DeliveryState(StrEnum):
     DEFERRED = "deferred"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    SKIPPED = "skipped"  # none of the articles is in the reader's topics: nothing sent
 
 
 SUBSCRIBER_STATUSES = tuple(SubscriberStatus)
@@ -107,6 +108,7 @@ class Subscriber:
     consent_text: str = ""
     created_at: datetime | None = None
     bounce_count: int = 0
+    timezone: str = ""  # an IANA zone; "" means the newsletter's
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import cached_property
 from pathlib import Path
@@ -311,12 +311,24 @@ class Publication:
         The feeds are rebuilt whether or not this import changed anything: a run killed between its
         commit and the rebuild left them stale, and the build rewrites only files whose bytes differ.
         """
-        chosen = tuple(SourceSettings(path=source, format=fmt) for source in sources) or self.settings.sources
+        tags = {source.path: source.tags for source in self.settings.sources}
+        chosen = (
+            tuple(SourceSettings(path=source, format=fmt, tags=tags.get(source, ())) for source in sources)
+            or self.settings.sources
+        )
         if not chosen:
             raise ConfigError(f"{self.settings.path}: nothing to import: name a file or add [[sources]] to the config")
         now = self.now()
         reports = content.import_sources(self.store, self.settings, chosen, as_of=as_of or now, now=now)
         return ImportResult(reports, self.rebuild_feeds(), self.store.articles.count())
+
+    def retag(self) -> list[tuple[Article, tuple[str, ...]]]:
+        """Apply `[[sources]] tags` and `[[tag_rules]]` to the stored articles again (tags are only
+        added); rebuilds the feeds. Returns each article whose tags changed, with its new tags."""
+        changed = content.retag(self.store, self.settings)
+        if changed:
+            self.rebuild_feeds()
+        return changed
 
     def articles(self, limit: int | None = None) -> list[Article]:
         """Stored articles, newest first."""
@@ -457,7 +469,7 @@ class Publication:
                 "sender's postal address (CAN-SPAM, the GDPR's imprint rules): set it in [site]"
             )
         now = self.now()
-        frozen = dispatch.start_issue(self.store, issue, now)
+        frozen = dispatch.start_issue(self.store, issue, now, self.newsletter(issue.newsletter))
         write_archive(self.store, self.settings, issue.newsletter)  # the "view in browser" page
         if progress is not None:
             progress(dispatch.Progress(total=self.audience_left(issue)))
@@ -614,13 +626,25 @@ class Publication:
     # --- subscribers -----------------------------------------------------------------------
 
     def add_subscriber(
-        self, email: str, *, name: str = "", newsletters: Sequence[str] = (), confirmed: bool = False
+        self,
+        email: str,
+        *,
+        name: str = "",
+        newsletters: Sequence[str] = (),
+        confirmed: bool = False,
+        topics: Sequence[str] = (),
+        timezone: str = "",
     ) -> tuple[StoredSubscriber, bool]:
-        """Add one subscriber (or newsletters to an existing one); returns it and whether it is new."""
+        """Add one subscriber (or newsletters to an existing one, and its topics and time zone when
+        given); returns it and whether it is new."""
         known = self.settings.newsletters
         now = self.now()
-        person = subscribers.make_subscriber(
-            email, name, tuple(newsletters) or tuple(known), known=known, confirmed=confirmed, source="cli", now=now
+        person = replace(
+            subscribers.make_subscriber(
+                email, name, tuple(newsletters) or tuple(known), known=known, confirmed=confirmed, source="cli", now=now
+            ),
+            topics=subscribers.check_topics(topics, (topic.name for topic in self.settings.topics), "--topic"),
+            timezone=subscribers.clean_timezone(timezone, "--timezone"),
         )
         if (found := self.store.subscribers.get(person.email)) and found.status == SubscriberStatus.BOUNCED:
             raise SubscriberError(subscribers.suppressed_hint(found.email))
@@ -646,7 +670,7 @@ class Publication:
         detected format and mapping before any row is written; `dry_run` writes nothing."""
         for name in newsletters:
             self.newsletter(name)
-        known = list_import.Known(tuple(self.settings.newsletters), self.settings.web.topics)
+        known = list_import.Known(tuple(self.settings.newsletters), tuple(t.name for t in self.settings.topics))
         now = self.now()
         plan, rows = list_import.read_rows(
             path, list_import.parse_maps(maps, newsletters), known, confirmed=confirmed, now=now
@@ -717,10 +741,24 @@ class Publication:
         return signup.read_preferences(self.settings, self.store, token)
 
     def save_preferences(
-        self, token: str, *, name: str, newsletters: Sequence[str], topics: Sequence[str]
+        self,
+        token: str,
+        *,
+        name: str,
+        newsletters: Sequence[str],
+        topics: Sequence[str],
+        timezone: str | None = None,
     ) -> StoredSubscriber:
+        """Save the preferences page: name, newsletters, topics and (given) time zone."""
         return signup.save_preferences(
-            self.settings, self.store, token, name=name, newsletters=newsletters, topics=topics, now=self.now()
+            self.settings,
+            self.store,
+            token,
+            name=name,
+            newsletters=newsletters,
+            topics=topics,
+            now=self.now(),
+            timezone=timezone,
         )
 
     # --- what comes back (bounces, complaints, unsubscribe requests) ------------------------
@@ -793,7 +831,23 @@ class Publication:
         return jobs.publish_due(self)
 
     def schedule(self) -> list[dict[str, object]]:
-        """The timetable's jobs with their next fire times."""
-        from publisher.scheduler import schedule_table
+        """The timetable's jobs with their next fire times; a local-time newsletter's row also has
+        its next slot's `waves` (per time zone of its readers) and the waves its sending issue
+        still has to go (`sending_waves`)."""
+        from publisher.scheduler import schedule_table, waves_table
 
-        return schedule_table(self.settings, self.now())
+        rows = schedule_table(self.settings, self.now())
+        for row in rows:
+            newsletter = self.settings.newsletters.get(str(row["newsletter"]))
+            if row["kind"] != "newsletter" or newsletter is None or not newsletter.local:
+                continue
+            upcoming = row["next_run_utc"]
+            zones = self.store.subscribers.zones(newsletter.name)
+            row["waves"] = waves_table(newsletter, datetime.fromisoformat(str(upcoming)), zones) if upcoming else []
+            row["sending_waves"] = [
+                {"issue": issue.number, "due": due.isoformat() if due else None, "left": left, "readers": total}
+                for issue in self.store.issues.list(newsletter.name, states=(IssueState.SENDING,))
+                for due, left, total in self.store.deliveries.waves(issue.id)
+                if left
+            ]
+        return rows

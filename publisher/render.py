@@ -25,10 +25,11 @@ from publisher.config import NewsletterSettings, Settings
 from publisher.images import Image, first_image
 from publisher.links import article_url
 from publisher.model import PLACEHOLDER_KEYS, Article, RenderedIssue, new_placeholders
-from publisher.selection import Digest, sections
+from publisher.selection import Digest
 from publisher.teasers import blocks_html, blocks_text, first_sentences, html_blocks, shorten
 from publisher.templates import check_mjml_tags, compile_mjml, environment, render_string, render_template
 from publisher.text import header_safe
+from publisher.topics import digest_sections
 
 OVERFLOW_SHOWN = 50
 FULL = Layout()  # every article in full, whole teasers
@@ -168,7 +169,7 @@ def context(
         "lead_teaser": lead_teaser(list(digest.articles)) or summary,
         "sections": [
             {"title": title, "articles": [view_of[id(a)] for a in group]}
-            for title, group in sections(digest.articles[:keep], newsletter.sections)
+            for title, group in digest_sections(digest, digest.articles[:keep], newsletter)
         ],
         "overflow": overflow[:OVERFLOW_SHOWN],
         "overflow_hidden": max(0, len(overflow) - OVERFLOW_SHOWN),

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, EVENT_JOB_MISSED, JobExecutionEvent
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
@@ -25,11 +27,11 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from publisher import jobs
 from publisher.clock import Clock, system_clock
-from publisher.config import Settings
+from publisher.config import NewsletterSettings, Settings
 from publisher.lock import ActiveLock, make_lock
 from publisher.publication import Publication
 from publisher.store import Store
-from publisher.timetable import crontab_trigger, next_fire
+from publisher.timetable import crontab_trigger, next_fire, wave_time
 
 log = logging.getLogger("publisher.scheduler")
 # Set when this process is shutting down: a job sending an issue finishes the batch on the wire
@@ -64,9 +66,9 @@ def job_specs(settings: Settings) -> list[JobSpec]:
             f"newsletter:{n.name}",
             "newsletter",
             n.name,
-            crontab_trigger(n.schedule, n.zone, where=f"{settings.path}: newsletters.{n.name}.schedule"),
-            n.grace,
-            f"send {n.name} ({n.schedule}, {n.timezone})",
+            crontab_trigger(n.schedule, n.slot_zone, where=f"{settings.path}: newsletters.{n.name}.schedule"),
+            n.slot_grace,
+            f"send {n.name} ({n.schedule}, {'in each reader’s own zone; built at UTC+14' if n.local else n.timezone})",
         )
         for n in settings.newsletters.values()
     ]
@@ -118,6 +120,30 @@ def schedule_table(settings: Settings, now: datetime) -> list[dict]:
     return rows
 
 
+def waves_table(newsletter: NewsletterSettings, slot: datetime, zones: Mapping[str, int]) -> list[dict]:
+    """A local-time slot's waves: when it reaches the readers of each time zone, earliest first."""
+    waves: dict[str, int] = {}
+    for zone, readers in zones.items():
+        name = zone or newsletter.timezone
+        waves[name] = waves.get(name, 0) + readers
+    rows = []
+    for name, readers in waves.items():
+        try:
+            where = ZoneInfo(name)
+        except (ValueError, ZoneInfoNotFoundError):
+            where = newsletter.zone
+        due = wave_time(slot, newsletter.slot_zone, where)
+        rows.append(
+            {
+                "zone": name,
+                "local": due.astimezone(where).isoformat(),
+                "utc": due.astimezone(UTC).isoformat(),
+                "readers": readers,
+            }
+        )
+    return sorted(rows, key=lambda row: (row["utc"], row["zone"]))
+
+
 def trigger_key(trigger: BaseTrigger) -> str:
     """What makes two triggers fire at the same times: a cron trigger's fields *and* time zone
     (APScheduler's str() leaves the zone out), an interval's length (not its start)."""
@@ -161,8 +187,11 @@ class Scheduler:
         return self._plan_once(scheduler, NEXT_ARTICLE_JOB, due, "feeds", grace, "publish the next scheduled article")
 
     def plan_next_send(self, scheduler: BackgroundScheduler) -> datetime | None:
-        """(Re)plan a send job for the next approved issue or announcement waiting for its time."""
-        due = self.store.issues.next_approved_slot(self.clock())
+        """(Re)plan a send job for the next approved issue or announcement waiting for its time, or
+        the next wave of a local-time issue."""
+        now = self.clock()
+        times = [self.store.issues.next_approved_slot(now), self.store.deliveries.next_wave(now)]
+        due = min((time for time in times if time is not None), default=None)
         grace = self.settings.scheduler.retry_interval
         return self._plan_once(
             scheduler, NEXT_SEND_JOB, due, "retry", grace, "send the next issue waiting for its time"

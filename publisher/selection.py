@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from publisher.config import NewsletterSettings
+from publisher.config import NewsletterSettings, TopicSettings
 from publisher.model import Article
 from publisher.text import slugify
 
@@ -89,6 +89,7 @@ class Digest:
     articles: tuple[Article, ...]
     overflow: tuple[Article, ...] = ()
     since: datetime | None = None
+    topics: tuple[TopicSettings, ...] = ()  # `sections = "topics"`: a section per topic, in this order
 
     @property
     def count(self) -> int:

@@ -32,7 +32,7 @@ from publisher.errors import PublisherError, RateLimited, SubscriberError, Templ
 from publisher.message import Signer, plain_message
 from publisher.model import StoredSubscriber, Subscriber
 from publisher.store import Store
-from publisher.subscribers import check_newsletters, clean_name, normalise_email
+from publisher.subscribers import check_newsletters, clean_name, clean_timezone, normalise_email
 from publisher.templates import environment
 from publisher.text import header_safe
 from publisher.transports import Outgoing, SendResult, Transport, make_transport
@@ -123,6 +123,7 @@ class SignUp:
     name: str = ""
     newsletters: tuple[str, ...] = ()
     topics: tuple[str, ...] = ()
+    timezone: str = ""  # guessed by the visitor's browser; "" when it could not tell
 
 
 def human_duration(delta: timedelta) -> str:
@@ -137,10 +138,20 @@ def human_duration(delta: timedelta) -> str:
 def clean_topics(topics: Iterable[str], settings: Settings) -> tuple[str, ...]:
     """The chosen topics the operator offers, in the operator's order; others are dropped."""
     chosen = set(topics)
-    return tuple(topic for topic in settings.web.topics if topic in chosen)
+    return tuple(topic.name for topic in settings.topics if topic.name in chosen)
 
 
-def read_signup(settings: Settings, email: str, name: str, newsletters: Iterable[str], topics: Iterable[str]) -> SignUp:
+def guessed_timezone(zone: str) -> str:
+    """A time zone the browser reported, or "" when it is not one we know (a guess is never an error)."""
+    try:
+        return clean_timezone(zone[:64])
+    except SubscriberError:
+        return ""
+
+
+def read_signup(
+    settings: Settings, email: str, name: str, newsletters: Iterable[str], topics: Iterable[str], timezone: str = ""
+) -> SignUp:
     """Check a posted form; SubscriberError says what to fix."""
     newsletters = tuple(newsletters)
     if len(settings.newsletters) == 1 and not newsletters:
@@ -148,7 +159,9 @@ def read_signup(settings: Settings, email: str, name: str, newsletters: Iterable
     names = check_newsletters(newsletters, settings.newsletters)
     if settings.newsletters and not names:
         raise SubscriberError("choose at least one newsletter")
-    return SignUp(normalise_email(email), clean_name(name), names, clean_topics(topics, settings))
+    return SignUp(
+        normalise_email(email), clean_name(name), names, clean_topics(topics, settings), guessed_timezone(timezone)
+    )
 
 
 def consent_sentence(settings: Settings, newsletters: Iterable[str]) -> str:
@@ -185,6 +198,8 @@ def subscribe(
     if not store.subscribers.claim_confirmation(person.id, nonce, now, not_since=now - CONFIRMATION_INTERVAL):
         return "already-sent"
     payload = {"s": person.id, "n": nonce, "l": list(signup.newsletters), "t": list(signup.topics), "m": signup.name}
+    if signup.timezone:
+        payload["z"] = signup.timezone
     url = tokens.confirm_url(settings.site.url, settings.secret_keys, payload)
     try:
         result = mailer.send(
@@ -235,6 +250,7 @@ class Confirmation:
     newsletters: tuple[str, ...]
     topics: tuple[str, ...]
     name: str
+    timezone: str = ""
 
 
 USED = "this link has already been used, or a newer one was sent: use the newest email, or subscribe again"
@@ -248,12 +264,13 @@ def read_confirmation(settings: Settings, store: Store, token: str) -> Confirmat
         subscriber_id, nonce = int(payload["s"]), str(payload["n"])
         newsletters = tuple(name for name in payload["l"] if name in settings.newsletters)
         topics, name = clean_topics(payload["t"], settings), clean_name(str(payload["m"]))
+        timezone = guessed_timezone(str(payload.get("z", "")))
     except (TypeError, KeyError, ValueError):
         raise TokenError("this link is not valid: it may have been altered or cut short") from None
     person = store.subscribers.get_by_id(subscriber_id)
     if person is None or not store.subscribers.has_nonce(subscriber_id, nonce):
         raise TokenError(USED)
-    return Confirmation(person, nonce, newsletters, topics, name)
+    return Confirmation(person, nonce, newsletters, topics, name, timezone)
 
 
 def confirm(settings: Settings, store: Store, mailer: Mailer, token: str, now: datetime) -> Confirmation:
@@ -270,6 +287,8 @@ def confirm(settings: Settings, store: Store, mailer: Mailer, token: str, now: d
     }
     if wanted.name:
         values["name"] = wanted.name
+    if wanted.timezone and not person.timezone:  # a zone the reader set on the preferences page stays
+        values["timezone"] = wanted.timezone
     if not store.subscribers.consume_nonce(person.id, wanted.nonce, now, newsletters=wanted.newsletters, **values):
         raise TokenError(USED)
     if settings.web.welcome:
@@ -371,12 +390,15 @@ def save_preferences(
     newsletters: Iterable[str],
     topics: Iterable[str],
     now: datetime,
+    timezone: str | None = None,
 ) -> StoredSubscriber:
-    """Set name, newsletters and topics. No newsletters left means unsubscribed; choosing one again
+    """Set name, newsletters, topics and (given) time zone. No newsletters left means unsubscribed; choosing one again
     after unsubscribing re-activates (the link proves the mailbox). Bounced stays bounced."""
     person = read_preferences(settings, store, token)
     names = check_newsletters(newsletters, settings.newsletters)
     values: dict = {"name": clean_name(name), "topics": clean_topics(topics, settings)}
+    if timezone is not None:
+        values["timezone"] = clean_timezone(timezone, "time zone")
     if not names and person.status == "confirmed":
         values["status"] = "unsubscribed"
     elif names and person.status == "unsubscribed":

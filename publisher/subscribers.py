@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
 
@@ -60,6 +61,31 @@ def clean_name(name: str, where: str = "") -> str:
         prefix = f"{where}: " if where else ""
         raise SubscriberError(f"{prefix}name is {len(name)} characters long; at most {MAX_NAME} are allowed")
     return name
+
+
+def clean_timezone(zone: str, where: str = "") -> str:
+    """An IANA time zone name ("" for none: the newsletter's own zone is used)."""
+    zone = zone.strip()
+    if not zone:
+        return ""
+    try:
+        ZoneInfo(zone)
+    except (ValueError, ZoneInfoNotFoundError):
+        prefix = f"{where}: " if where else ""
+        raise SubscriberError(f"{prefix}unknown time zone {zone!r} (use an IANA name like Europe/London)") from None
+    return zone
+
+
+def check_topics(names: Iterable[str], known: Iterable[str], where: str = "") -> tuple[str, ...]:
+    """Topic names as given, each one the config offers ([[topics]])."""
+    known = tuple(known)
+    names = tuple(dict.fromkeys(name for name in names if name))
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        prefix = f"{where}: " if where else ""
+        listed = ", ".join(known) or "none configured"
+        raise SubscriberError(f"{prefix}unknown topic {', '.join(unknown)} ([[topics]]: {listed})")
+    return names
 
 
 def check_newsletters(names: Iterable[str], known: Iterable[str], where: str = "") -> tuple[str, ...]:
@@ -146,7 +172,7 @@ def _cell(value: str) -> str:
 def to_csv(people: Iterable[Subscriber]) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow((*CSV_HEADER, "status", "consent_at", "source"))
+    writer.writerow((*CSV_HEADER, "status", "consent_at", "source", "topics", "timezone"))
     for person in people:
         row = [
             person.email,
@@ -155,6 +181,8 @@ def to_csv(people: Iterable[Subscriber]) -> str:
             person.status,
             person.consent_at.isoformat() if person.consent_at else "",
             person.source,
+            " ".join(person.topics),
+            person.timezone,
         ]
         writer.writerow([_cell(value) for value in row])
     return out.getvalue()
@@ -167,6 +195,7 @@ def subscriber_json(person: Subscriber) -> dict:
         "status": person.status,
         "newsletters": list(person.newsletters),
         "topics": list(person.topics),
+        "timezone": person.timezone,
         "source": person.source,
         "consent_at": person.consent_at.isoformat() if person.consent_at else None,
         "created_at": person.created_at.isoformat() if person.created_at else None,

@@ -122,3 +122,13 @@ def latest_slot(trigger: BaseTrigger, zone: ZoneInfo, now: datetime, within: tim
 
 def next_fire(trigger: BaseTrigger, now: datetime) -> datetime | None:
     return trigger.get_next_fire_time(None, now)
+
+
+def wave_time(slot: datetime, slot_zone: ZoneInfo, zone: ZoneInfo) -> datetime:
+    """When a local-time slot comes in `zone`: the slot's wall-clock time there, in UTC.
+
+    A time the clocks skip that day (spring forward) comes at the same distance after the jump;
+    a time they repeat (fall back) comes the first time.
+    """
+    wall = slot.astimezone(slot_zone).replace(tzinfo=None)
+    return wall.replace(tzinfo=zone, fold=0).astimezone(UTC)

@@ -8,9 +8,11 @@ renders a page from `templates/web/`. No cookies, no sessions, no JavaScript.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import socket
+import zoneinfo
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -51,7 +53,7 @@ FEED_LINKS = tuple(
     {"href": f"{FEEDS_URL_PATH}/{fmt.filename}", "type": fmt.media_type, "label": fmt.label} for fmt in FORMATS
 )
 _COMMON_CSP = "default-src 'none'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
-PAGE_CSP = f"{_COMMON_CSP}; style-src 'self'; img-src 'self' data:"
+PAGE_CSP = f"{_COMMON_CSP}; style-src 'self'; img-src 'self' data:; script-src 'self'"  # timezone.js
 # Archived issues are the email's HTML: inline styles and remote images are part of it.
 ARCHIVE_CSP = f"{_COMMON_CSP}; style-src 'self' 'unsafe-inline'; img-src 'self' https: data:"
 SECURITY_HEADERS = {
@@ -181,9 +183,15 @@ def _newsletters(settings: Settings) -> list[dict]:
     return [{"name": name, "title": nl.title} for name, nl in settings.newsletters.items()]
 
 
+@functools.cache
+def _zones() -> tuple[str, ...]:
+    """The IANA time zones a reader may pick on the preferences page."""
+    return tuple(sorted(zone for zone in zoneinfo.available_timezones() if "/" in zone and not zone.startswith("Etc/")))
+
+
 async def subscribe_form(request: Request) -> Response:
     settings = request.app.state.settings
-    form = {"email": "", "name": "", "newsletters": [], "topics": []}
+    form = {"email": "", "name": "", "newsletters": [], "topics": [], "timezone": ""}
     return _subscribe_page(request, settings, form, "")
 
 
@@ -195,7 +203,7 @@ def _subscribe_page(request: Request, settings: Settings, form: dict, error: str
         form=form,
         error=error,
         newsletters=_newsletters(settings),
-        topics=settings.web.topics,
+        topics=settings.topics,
         consent=signup.consent_sentence(settings, form["newsletters"] or settings.newsletters),
     )
 
@@ -209,9 +217,12 @@ async def subscribe(request: Request) -> Response:
         "name": _text(posted, "name", 200),
         "newsletters": _texts(posted, "newsletter"),
         "topics": _texts(posted, "topic"),
+        "timezone": _text(posted, "timezone", 64),
     }
     try:
-        wanted = signup.read_signup(settings, form["email"], form["name"], form["newsletters"], form["topics"])
+        wanted = signup.read_signup(
+            settings, form["email"], form["name"], form["newsletters"], form["topics"], form["timezone"]
+        )
     except SubscriberError as error:
         return _subscribe_page(request, settings, form, str(error))
     ip = request.client.host if request.client else "unknown"
@@ -324,7 +335,8 @@ def _preferences(
         error=error,
         action=f"/preferences/{token}",
         newsletters=_newsletters(settings),
-        topics=settings.web.topics,
+        topics=settings.topics,
+        zones=_zones(),
         csrf=tokens.csrf_token(settings.secret_keys, f"preferences:{token}"),
     )
 
@@ -342,6 +354,7 @@ async def save_preferences(request: Request) -> Response:
             name=_text(posted, "name", 200),
             newsletters=_texts(posted, "newsletter"),
             topics=_texts(posted, "topic"),
+            timezone=_text(posted, "timezone", 64) if "timezone" in posted else None,
         )
     except SubscriberError as error:
         person = await run_in_threadpool(state.publication.read_preferences, token)

@@ -45,7 +45,8 @@ def chromium_page():
 
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": WIDTHS["desktop"], "height": 900})
+        # the reader's browser is in Sydney: the subscribe form guesses the time zone from it
+        page = browser.new_page(viewport={"width": WIDTHS["desktop"], "height": 900}, timezone_id="Australia/Sydney")
         yield page
         browser.close()
 
@@ -135,6 +136,7 @@ def test_subscribe_confirm_welcome_and_unsubscribe_in_a_real_browser(chromium_pa
 
     person = store.subscribers.get(READER)
     assert (person.status, person.newsletters, person.topics) == ("confirmed", ("weekly",), ("python",))
+    assert person.timezone == "Australia/Sydney"  # guessed by the browser on the form
     welcome = wait_for_mail(handler, READER, 2)[1]
     assert welcome["Subject"] == "Welcome to Field Notes"
     assert "/preferences/" in welcome.get_content()

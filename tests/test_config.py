@@ -226,3 +226,60 @@ def test_inbound_secrets_come_from_the_environment(tmp_path, monkeypatch):
     )
     assert settings.inbound.imap.password == "imap-secret" and settings.webhooks.mailgun.signing_key == "mailgun-secret"
     assert "imap-secret" not in repr(settings) and "mailgun-secret" not in repr(settings)
+
+
+TOPICS = """
+[[topics]]
+name = "politics"
+label = "Politics"
+tags = ["politics", "elections"]
+
+[[topics]]
+name = "sport"
+tags = ["sport"]
+"""
+
+
+def test_topics_map_names_to_tags_and_label_defaults_to_the_name(tmp_path):
+    settings = load_settings(
+        _write(tmp_path, TOPICS + '\n[newsletters.weekly]\nsections = "topics"\ndeliver = "local"\n')
+    )
+    assert [(t.name, t.label, t.tags) for t in settings.topics] == [
+        ("politics", "Politics", ("politics", "elections")),
+        ("sport", "sport", ("sport",)),
+    ]
+    weekly = settings.newsletter("weekly")
+    assert weekly.by_topic and weekly.sections == () and weekly.local
+
+
+def test_the_old_web_topics_still_load_with_a_deprecation_warning(tmp_path):
+    from click.testing import CliRunner
+
+    from publisher.cli import cli
+
+    path = _write(tmp_path, '[web]\ntopics = ["politics", "sport"]\n')
+    assert [(t.name, t.tags) for t in load_settings(path).topics] == [
+        ("politics", ("politics",)),
+        ("sport", ("sport",)),
+    ]
+    result = CliRunner().invoke(cli, ["--config", str(path), "articles"])
+    assert result.exit_code == 0 and "web.topics is deprecated: write [[topics]] tables" in result.output
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[[topics]]\nname = "x"\n', r"topics\[0\]\.tags must name at least one article tag"),
+        ('[[topics]]\nname = "x"\ntags = ["a"]\n[[topics]]\nname = "x"\ntags = ["b"]\n', "'x' is used twice"),
+        ('[web]\ntopics = ["a"]\n' + TOPICS, "web.topics and \\[\\[topics\\]\\] are both set"),
+        (
+            '[newsletters.weekly]\ndeliver = "reader"\n',
+            r"newsletters\.weekly\.deliver must be one of newsletter, local",
+        ),
+        ('[[tag_rules]]\ntag = "x"\nmatch = []\n', r"tag_rules\[0\]\.match: expected a list of words or a regular"),
+        ('[[sources]]\npath = "a"\ntags = "x"\n', r"sources\[0\]\.tags: expected a list of strings"),
+    ],
+)
+def test_topic_and_tag_mistakes_name_the_key(tmp_path, text, message):
+    with pytest.raises(ConfigError, match=message):
+        load_settings(_write(tmp_path, text))

@@ -125,6 +125,8 @@ def test_everyone_receives_exactly_one_message_with_the_list_headers(store, conf
         "deferred": 0,
         "pending": 0,
         "cancelled": 0,
+        "skipped": 0,
+        "renders": 1,
         "state": "sent",
         "next_attempt_at": None,
     }

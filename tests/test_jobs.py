@@ -114,3 +114,142 @@ def test_a_second_send_in_a_sent_slot_says_how_to_send_another(store, make_setti
     again = pub.send("weekly", force=True)
     assert again.status == "skipped" and "already sent" in again.reason
     assert "--now" in again.reason and "publisher announce" in again.reason
+
+
+# --- local-time delivery: one issue per slot, sent in time-zone waves --------------------------
+
+ZONES = {
+    "sydney@example.org": "Australia/Sydney",
+    "london@example.org": "Europe/London",
+    "la@example.org": "America/Los_Angeles",
+    "default@example.org": "",  # no zone set: the newsletter's (Europe/London)
+}
+
+
+def _local_setup(store, make_settings):
+    from publisher.model import Subscriber
+
+    settings = make_settings(
+        {
+            "newsletters": {
+                "weekly": {"schedule": "0 8 * * 1", "timezone": "Europe/London", "deliver": "local", "lookback": "30d"}
+            }
+        },
+        database_url=store.url,
+    )
+    store.subscribers.upsert_many(
+        [Subscriber(email=e, status="confirmed", newsletters=("weekly",), timezone=z) for e, z in ZONES.items()],
+        datetime(2027, 3, 1, tzinfo=UTC),
+    )
+    return settings
+
+
+def _article(store, key: str, published: datetime) -> None:
+    from publisher.model import Draft
+
+    store.articles.ingest(
+        [
+            Draft(
+                key=key,
+                slug=key,
+                title=f"News {key}",
+                summary_html="<p>x</p>",
+                content_html="<p>x</p>",
+                truncated=False,
+                published=published,
+            )
+        ],
+        guid_authority="x",
+        now=published,
+        source="t",
+    )
+
+
+def _received(transport) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for message in transport.sent:
+        counts[message.recipient] = counts.get(message.recipient, 0) + 1
+    return counts
+
+
+def test_local_time_readers_each_get_the_monday_issue_at_eight_in_their_own_zone(store, make_settings):
+    """Two Mondays: London goes to summer time (28 March 2027) and Sydney leaves it (4 April 2027)
+    between them; a restart falls between the waves; one reader moves zone mid-issue."""
+    from zoneinfo import ZoneInfo
+
+    from publisher.jobs import publish_due, start_up
+    from publisher.transports import MemoryTransport
+
+    settings = _local_setup(store, make_settings)
+    transport = MemoryTransport()
+
+    def at(moment: datetime) -> Publication:
+        return Publication(settings, store, clock=fixed(moment), transport=transport)
+
+    def utc(*fields: int) -> datetime:
+        return datetime(*fields, tzinfo=UTC)
+
+    weeks = [  # (Monday, then 08:00 in Sydney, London and Los Angeles, in UTC)
+        (utc(2027, 3, 22), utc(2027, 3, 21, 21), utc(2027, 3, 22, 8), utc(2027, 3, 22, 15)),
+        (utc(2027, 4, 5), utc(2027, 4, 4, 22), utc(2027, 4, 5, 7), utc(2027, 4, 5, 15)),
+    ]
+    for week, (monday, sydney, london, los_angeles) in enumerate(weeks, start=1):
+        _article(store, f"w{week}", monday - timedelta(days=2))
+        before = dict(_received(transport))
+        first_wave = sydney - timedelta(hours=3)  # 08:00 Monday at UTC+14: the issue is built
+        publish_due(at(first_wave))
+        issue = store.issues.get("weekly", week)
+        assert issue is not None and issue.state == "sending" and _received(transport) == before
+        publish_due(at(sydney - timedelta(minutes=1)))
+        assert _received(transport) == before
+        publish_due(at(sydney))
+        assert _received(transport).get("sydney@example.org", 0) == week
+        assert _received(transport).get("london@example.org", 0) == week - 1
+        start_up(at(sydney + timedelta(hours=1)))  # `publisher run` restarted between the waves
+        publish_due(at(london - timedelta(minutes=1)))
+        assert _received(transport).get("london@example.org", 0) == week - 1
+        if week == 1:  # the LA reader moves to London after London's wave: still one copy, at LA's time
+            store.subscribers.update(store.subscribers.get("la@example.org").id, london, timezone="Europe/London")
+        publish_due(at(london))
+        publish_due(at(london + timedelta(minutes=30)))
+        assert _received(transport).get("london@example.org", 0) == week
+        assert _received(transport).get("default@example.org", 0) == week
+        assert _received(transport).get("la@example.org", 0) == week - 1
+        publish_due(at(los_angeles))
+        publish_due(at(los_angeles + timedelta(hours=2)))
+        assert _received(transport) == dict.fromkeys(ZONES, week)  # exactly once each
+        assert store.issues.get("weekly", week).state == "sent" and len(store.issues.list("weekly")) == week
+        for row in store.deliveries.rows(issue.id):
+            zone = ZoneInfo(ZONES[row["email"]] or "Europe/London")
+            local = row["delivered_at"].astimezone(zone)
+            assert (local.weekday(), local.hour, local.minute) == (0, 8, 0), (row["email"], local)
+        if week == 1:  # the move counts from the next issue on
+            store.subscribers.update(store.subscribers.get("la@example.org").id, london, timezone="America/Los_Angeles")
+
+
+def test_publisher_schedule_shows_a_local_time_newsletters_waves(store, make_settings):
+    settings = _local_setup(store, make_settings)
+    rows = Publication(settings, store, clock=fixed(datetime(2027, 3, 17, tzinfo=UTC))).schedule()
+    row = next(r for r in rows if r["id"] == "newsletter:weekly")
+    assert [(w["zone"], w["local"], w["readers"]) for w in row["waves"]] == [
+        ("Australia/Sydney", "2027-03-22T08:00:00+11:00", 1),
+        ("Europe/London", "2027-03-22T08:00:00+00:00", 2),
+        ("America/Los_Angeles", "2027-03-22T08:00:00-07:00", 1),
+    ]
+
+
+def test_a_local_time_slot_missed_at_its_first_wave_still_reaches_the_later_waves(store, make_settings):
+    """The service was down from before the first wave (UTC+14) until London's morning: the issue is
+    built then, the readers whose morning has passed get it at once, Los Angeles at its own time."""
+    from publisher.transports import MemoryTransport
+
+    settings = _local_setup(store, make_settings)
+    _article(store, "w1", datetime(2027, 3, 20, tzinfo=UTC))
+    transport = MemoryTransport()
+    london = datetime(2027, 3, 22, 8, 0, tzinfo=UTC)
+    start_up(Publication(settings, store, clock=fixed(london), transport=transport))
+    assert {m.recipient for m in transport.sent} == {"sydney@example.org", "london@example.org", "default@example.org"}
+    publish_due(
+        Publication(settings, store, clock=fixed(datetime(2027, 3, 22, 15, 0, tzinfo=UTC)), transport=transport)
+    )
+    assert sorted(m.recipient for m in transport.sent) == sorted(ZONES)

@@ -149,3 +149,58 @@ def test_export_neutralises_cells_a_spreadsheet_would_run_as_formulas(store, tmp
         rows = list(csv.DictReader(handle))
     assert sorted(row["name"] for row in rows) == sorted([*("'" + name for name in names[:-1]), "Plain - name"])
     assert {row["source"] for row in rows} == {"'=cmd|x"}
+
+
+def _cli(tmp_path: Path, *args: str):
+    from click.testing import CliRunner
+
+    from publisher.cli import cli
+
+    config = tmp_path / "config.toml"
+    if not config.exists():
+        config.write_text(
+            '[site]\nurl = "https://news.example.org"\n\n[newsletters.weekly]\n\n'
+            '[[topics]]\nname = "asia"\ntags = ["asia"]\n\n[[topics]]\nname = "sport"\ntags = ["sport"]\n',
+            encoding="utf-8",
+        )
+    return CliRunner().invoke(cli, ["--config", str(config), *args])
+
+
+def test_subscribers_add_sets_topics_and_time_zone(tmp_path):
+    import json
+
+    added = _cli(tmp_path, "subscribers", "add", "ann@example.org", "--topic", "asia", "--timezone", "Australia/Sydney")
+    assert added.exit_code == 0 and "topics: asia; time zone: Australia/Sydney" in added.output
+    _cli(tmp_path, "subscribers", "add", "ann@example.org", "--topic", "sport", "--confirmed")
+    (ann,) = json.loads(_cli(tmp_path, "subscribers", "list", "--json").output)
+    assert (ann["topics"], ann["timezone"], ann["status"]) == (["sport"], "Australia/Sydney", "confirmed")
+    bad_zone = _cli(tmp_path, "subscribers", "add", "bob@example.org", "--timezone", "Mars/Olympus")
+    assert bad_zone.exit_code == 1 and "--timezone: unknown time zone 'Mars/Olympus'" in bad_zone.output
+    bad_topic = _cli(tmp_path, "subscribers", "add", "bob@example.org", "--topic", "opera")
+    assert bad_topic.exit_code == 1 and "--topic: unknown topic opera ([[topics]]: asia, sport)" in bad_topic.output
+    assert "bob@example.org" not in _cli(tmp_path, "subscribers", "list", "--json").output
+
+
+def test_the_csv_columns_topics_and_timezone_are_read(tmp_path):
+    import json
+
+    people = tmp_path / "people.csv"
+    people.write_text(
+        "email,name,newsletters,topics,timezone\n"
+        "a@example.org,A,weekly,asia sport,America/Los_Angeles\n"
+        "b@example.org,B,weekly,,\n"
+        "c@example.org,C,weekly,asia,Nowhere/City\n",
+        encoding="utf-8",
+    )
+    result = _cli(tmp_path, "subscribers", "import", str(people), "--confirmed")
+    assert "people.csv:4: unknown time zone 'Nowhere/City'" in result.output
+    found = {
+        p["email"]: (p["topics"], p["timezone"])
+        for p in json.loads(_cli(tmp_path, "subscribers", "list", "--json").output)
+    }
+    assert found == {"a@example.org": (["asia", "sport"], "America/Los_Angeles"), "b@example.org": ([], "")}
+    exported = tmp_path / "exported.csv"
+    _cli(tmp_path, "subscribers", "export", "--output", str(exported))
+    assert "a@example.org,A,weekly,confirmed," in exported.read_text() and exported.read_text().split("\n")[1].endswith(
+        ",asia sport,America/Los_Angeles"
+    )

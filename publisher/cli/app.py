@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from publisher.clock import Clock, system_clock
-from publisher.config import Settings, settings_warnings
+from publisher.config import Settings, deprecations, settings_warnings
 from publisher.errors import PublisherError
 from publisher.publication import Publication
 from publisher.store import Store
@@ -28,7 +28,10 @@ class App:
 
     @cached_property
     def publication(self) -> Publication:
-        return Publication.open(self.config_path, embedded=self.embedded, clock=self.clock)
+        publication = Publication.open(self.config_path, embedded=self.embedded, clock=self.clock)
+        for line in deprecations(publication.settings):
+            click.echo(f"warning: {line}", err=True)
+        return publication
 
     @property
     def settings(self) -> Settings:

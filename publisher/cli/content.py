@@ -55,9 +55,15 @@ def import_command(app: App, sources: tuple[str, ...], fmt: str, as_of: datetime
 @click.command("articles")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list, newest first.")
 @click.option("--limit", type=click.IntRange(min=1), help="Show only the newest N.")
+@click.option(
+    "--retag", is_flag=True, help="First apply [[sources]] tags and [[tag_rules]] to every stored article again."
+)
 @click.pass_obj
-def articles_command(app: App, as_json: bool, limit: int | None) -> None:
-    """List the stored articles, newest first."""
+def articles_command(app: App, as_json: bool, limit: int | None, retag: bool) -> None:
+    """List the stored articles, newest first (with --retag, after tagging them again)."""
+    if retag:
+        changed = app.publication.retag()
+        click.echo(f"retagged {plural(len(changed), 'article')}", err=as_json)
     found = app.publication.articles(limit)
     if as_json:
         print_json([article_json(article, app.settings.site.url) for article in found])

@@ -75,6 +75,7 @@ def _show(outcome: SendOutcome, *, as_json: bool) -> None:
         f"{issue.newsletter} issue {issue.number} ({outcome.status}): {plural(report.recipients, 'recipient')} — "
         f"{summary['delivered']:,} delivered, {summary['failed']:,} failed, {summary['deferred']:,} deferred"
         + (f", {summary['cancelled']:,} cancelled" if summary["cancelled"] else "")
+        + (f", {summary['skipped']:,} skipped (nothing for their topics)" if summary.get("skipped") else "")
     )
     if report.next_attempt_at and not report.finished:
         click.echo(

@@ -9,7 +9,7 @@ import threading
 
 import click
 
-from publisher.cli.app import App, print_json
+from publisher.cli.app import App, plural, print_json
 from publisher.inbound.listener import Listener
 from publisher.publication import Publication
 from publisher.scheduler import Scheduler
@@ -38,6 +38,14 @@ def schedule_command(app: App, as_json: bool) -> None:
         local = row["next_run"] or "never"
         utc = f" ({row['next_run_utc']} UTC)" if row["kind"] == "newsletter" and row["next_run_utc"] else ""
         click.echo(f"{row['id']:<24} next {local}{utc}  {row['description']}")
+        waves: list = row.get("waves", [])  # type: ignore[assignment]
+        sending: list = row.get("sending_waves", [])  # type: ignore[assignment]
+        for wave in waves:
+            readers = plural(wave["readers"], "reader")
+            click.echo(f"{'':<24}   wave {wave['zone']:<22} {wave['local']} ({wave['utc']} UTC)  {readers}")
+        for wave in sending:
+            due = wave["due"] or "now"
+            click.echo(f"{'':<24}   issue {wave['issue']}: {wave['left']} of {wave['readers']} readers due {due}")
 
 
 @click.command("publish")

@@ -31,13 +31,38 @@ def subscribers_group() -> None:
     help="A newsletter to subscribe to (repeatable; default: every configured newsletter).",
 )
 @click.option("--confirmed", is_flag=True, help="Mark as confirmed (consent obtained elsewhere).")
+@click.option(
+    "--topic",
+    "topics",
+    multiple=True,
+    metavar="NAME",
+    help="A [[topics]] name the reader wants (repeatable; default: every topic, i.e. everything).",
+)
+@click.option(
+    "--timezone",
+    default="",
+    metavar="ZONE",
+    help="The reader's IANA time zone (e.g. Australia/Sydney), for local-time newsletters.",
+)
 @click.pass_obj
-def add_command(app: App, email: str, name: str, newsletters: tuple[str, ...], confirmed: bool) -> None:
-    """Add one subscriber, or add newsletters to an existing one."""
-    stored, is_new = app.publication.add_subscriber(email, name=name, newsletters=newsletters, confirmed=confirmed)
+def add_command(
+    app: App,
+    email: str,
+    name: str,
+    newsletters: tuple[str, ...],
+    confirmed: bool,
+    topics: tuple[str, ...],
+    timezone: str,
+) -> None:
+    """Add one subscriber, or add newsletters (and set topics or time zone) for an existing one."""
+    stored, is_new = app.publication.add_subscriber(
+        email, name=name, newsletters=newsletters, confirmed=confirmed, topics=topics, timezone=timezone
+    )
+    extras = [f"topics: {' '.join(stored.topics)}"] if stored.topics else []
+    extras += [f"time zone: {stored.timezone}"] if stored.timezone else []
     click.echo(
         f"{'added' if is_new else 'updated'} {stored.email} ({stored.status}; "
-        f"{' '.join(stored.newsletters) or 'no newsletters'})"
+        f"{'; '.join([' '.join(stored.newsletters) or 'no newsletters', *extras])})"
     )
 
 

@@ -165,6 +165,17 @@ class ArticleStore:
         )
         self._set_tags(connection, article_id, draft.tags)
 
+    def set_tags(self, changes: Sequence[tuple[Article, tuple[str, ...], str]]) -> None:
+        """New tags (and the content hash that goes with them) for stored articles, in one transaction."""
+        with self.engine.begin() as connection:
+            for article, tags, digest in changes:
+                connection.execute(
+                    update(articles)
+                    .where(articles.c.id == article_id(article))
+                    .values(tags=json.dumps([storable(tag) for tag in tags]), content_hash=digest)
+                )
+                self._set_tags(connection, article_id(article), tags)
+
     def _set_tags(self, connection: Connection, article_id: int, tags: Iterable[str]) -> None:
         connection.execute(delete(article_tags).where(article_tags.c.article_id == article_id))
         by_slug = {slugify(tag): tag for tag in tags if slugify(tag)}

@@ -9,7 +9,7 @@ freezing its audience happen in one transaction; so do recording outcomes and co
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -45,6 +45,7 @@ class Leased:
     attempts: int  # including this one
     queued_at: datetime
     token: str
+    topics: str = "[]"  # the reader's topics when the audience was frozen: which edition they get
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,7 @@ class Recipient:
     subscriber_id: int
     email: str
     name: str
+    topics: str = "[]"
 
 
 def _audience_of(newsletter: str) -> tuple[ColumnElement[bool], ...]:
@@ -81,11 +83,12 @@ class DeliveryStore:
 
     # -- starting -------------------------------------------------------------------------------
 
-    def start(self, issue_id: int, now: datetime) -> int | None:
+    def start(self, issue_id: int, now: datetime, due: Callable[[str], datetime | None] | None = None) -> int | None:
         """Move an approved issue to sending and freeze its audience, in one transaction.
 
         Returns how many recipients were frozen, or None if the issue had already started (its
-        audience is never extended) or is not approved.
+        audience is never extended) or is not approved. `due` (local-time delivery) gives the
+        time each reader's wave is due from their time zone ("" for none); rows wait until then.
         """
         with self.engine.begin() as connection:
             started = connection.execute(
@@ -96,18 +99,38 @@ class DeliveryStore:
             if not started:
                 return None
             newsletter = connection.execute(select(issues.c.newsletter).where(issues.c.id == issue_id)).scalar_one()
-            return self._freeze(connection, issue_id, newsletter, now)
+            frozen = self._freeze(connection, issue_id, newsletter, now)
+            if due is not None:
+                self._plan_waves(connection, issue_id, due)
+            return frozen
+
+    @staticmethod
+    def _plan_waves(connection: Connection, issue_id: int, due: Callable[[str], datetime | None]) -> None:
+        """Each frozen row's due time, from its reader's time zone: one UPDATE per zone present."""
+        readers = select(deliveries.c.subscriber_id).where(deliveries.c.issue_id == issue_id)
+        zones = connection.execute(
+            select(subscribers.c.timezone).where(subscribers.c.id.in_(readers)).distinct()
+        ).scalars()
+        for zone in list(zones):
+            connection.execute(
+                update(deliveries)
+                .where(
+                    deliveries.c.issue_id == issue_id,
+                    deliveries.c.subscriber_id.in_(select(subscribers.c.id).where(subscribers.c.timezone == zone)),
+                )
+                .values(due_at=due(zone))
+            )
 
     def audience(self, newsletter: str) -> list[Recipient]:
         """Who an issue of `newsletter` would go to now (the audience `start` freezes)."""
         query = (
-            select(subscribers.c.id, subscribers.c.email, subscribers.c.name)
+            select(subscribers.c.id, subscribers.c.email, subscribers.c.name, subscribers.c.topics)
             .select_from(subscribers.join(subscriptions, subscriptions.c.subscriber_id == subscribers.c.id))
             .where(*_audience_of(newsletter))
             .order_by(subscribers.c.id)
         )
         with self.engine.connect() as connection:
-            return [Recipient(row.id, row.email, row.name) for row in connection.execute(query)]
+            return [Recipient(row.id, row.email, row.name, row.topics or "[]") for row in connection.execute(query)]
 
     @staticmethod
     def _freeze(connection: Connection, issue_id: int, newsletter: str, now: datetime) -> int:
@@ -123,6 +146,7 @@ class DeliveryStore:
                 literal(""),
                 literal(now, deliveries.c.queued_at.type),
                 literal(now, deliveries.c.updated_at.type),
+                subscribers.c.topics,
             )
             .select_from(subscribers.join(subscriptions, subscriptions.c.subscriber_id == subscribers.c.id))
             .where(
@@ -141,6 +165,7 @@ class DeliveryStore:
             "last_error",
             "queued_at",
             "updated_at",
+            "topics",
         ]
         connection.execute(insert(deliveries).from_select(columns, audience))
         return connection.execute(select(func.count()).where(deliveries.c.issue_id == issue_id)).scalar_one()
@@ -183,7 +208,10 @@ class DeliveryStore:
                 updated_at=now,
                 attempts=deliveries.c.attempts + 1,
             )
-        return [Leased(row.subscriber_id, row.email, row.name, row.attempts + 1, row.queued_at, token) for row in keep]
+        return [
+            Leased(row.subscriber_id, row.email, row.name, row.attempts + 1, row.queued_at, token, row.topics)
+            for row in keep
+        ]
 
     def _candidates(self, connection: Connection, issue_id: int, newsletter: str, limit: int, now: datetime) -> list:
         """Expired leases first, then retries that are due, then fresh rows; each an index range."""
@@ -196,7 +224,7 @@ class DeliveryStore:
         kinds = (
             and_(deliveries.c.state == "sending", deliveries.c.lease_until <= now),
             and_(deliveries.c.state == "deferred", deliveries.c.next_attempt_at <= now),
-            deliveries.c.state == "pending",
+            and_(deliveries.c.state == "pending", or_(deliveries.c.due_at.is_(None), deliveries.c.due_at <= now)),
         )
         found: list = []
         for kind in kinds:
@@ -209,6 +237,7 @@ class DeliveryStore:
                     deliveries.c.name,
                     deliveries.c.attempts,
                     deliveries.c.queued_at,
+                    deliveries.c.topics,
                     eligible.label("eligible"),
                 )
                 .select_from(deliveries.join(subscribers, subscribers.c.id == deliveries.c.subscriber_id))
@@ -350,18 +379,75 @@ class DeliveryStore:
         return {state: found.get(state, 0) for state in DELIVERY_STATES}
 
     def next_attempt(self, issue_id: int) -> datetime | None:
-        """When the earliest open row becomes due again (a deferral or a lease running out)."""
+        """When the earliest open row becomes due again (a deferral, a lease running out, a wave)."""
         with self.engine.connect() as connection:
             return connection.scalar(
                 select(
                     func.min(
                         case(
                             (deliveries.c.state == "deferred", deliveries.c.next_attempt_at),
+                            (deliveries.c.state == "pending", deliveries.c.due_at),
                             else_=deliveries.c.lease_until,
                         )
                     )
-                ).where(deliveries.c.issue_id == issue_id, deliveries.c.state.in_(("deferred", "sending")))
+                ).where(deliveries.c.issue_id == issue_id, deliveries.c.state.in_(OPEN_STATES))
             )
+
+    # -- editions and waves -----------------------------------------------------------------------
+
+    def topic_sets(self, issue_id: int) -> list[str]:
+        """The distinct frozen topics (JSON) of the rows not yet sent: one per possible edition."""
+        with self.engine.connect() as connection:
+            return list(
+                connection.execute(
+                    select(deliveries.c.topics)
+                    .where(deliveries.c.issue_id == issue_id, deliveries.c.state == "pending")
+                    .distinct()
+                ).scalars()
+            )
+
+    def skip(self, issue_id: int, topic_sets: Sequence[str], now: datetime) -> int:
+        """Mark pending rows whose topics hold none of the issue's articles `skipped`; returns how many."""
+        if not topic_sets:
+            return 0
+        with self.engine.begin() as connection:
+            return connection.execute(
+                update(deliveries)
+                .where(
+                    deliveries.c.issue_id == issue_id,
+                    deliveries.c.state == "pending",
+                    deliveries.c.topics.in_(list(topic_sets)),
+                )
+                .values(state="skipped", updated_at=now, last_error="nothing in this issue for their topics")
+            ).rowcount
+
+    def due_now(self, issue_id: int, now: datetime) -> int:
+        """Rows a send would take now: pending ones whose wave has come, due retries, dead leases."""
+        pending = and_(deliveries.c.state == "pending", or_(deliveries.c.due_at.is_(None), deliveries.c.due_at <= now))
+        with self.engine.connect() as connection:
+            waiting = connection.scalar(select(func.count()).where(deliveries.c.issue_id == issue_id, pending)) or 0
+        return waiting + self.due_retries(issue_id, now)
+
+    def next_wave(self, now: datetime, issue_id: int | None = None) -> datetime | None:
+        """When the next wave of a local-time issue (or of `issue_id`) is due, after `now`."""
+        query = select(func.min(deliveries.c.due_at)).where(deliveries.c.state == "pending", deliveries.c.due_at > now)
+        if issue_id is not None:
+            query = query.where(deliveries.c.issue_id == issue_id)
+        with self.engine.connect() as connection:
+            return connection.scalar(query)
+
+    def waves(self, issue_id: int) -> list[tuple[datetime | None, int, int]]:
+        """(due at, rows still pending, rows in all) per wave of an issue, earliest first."""
+        pending = func.sum(case((deliveries.c.state == "pending", 1), else_=0))
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(deliveries.c.due_at, pending, func.count())
+                .where(deliveries.c.issue_id == issue_id)
+                .group_by(deliveries.c.due_at)
+            ).all()
+        return sorted(
+            ((due, int(left or 0), int(total)) for due, left, total in rows), key=lambda r: (r[0] is not None, r[0])
+        )
 
     def due_retries(self, issue_id: int, now: datetime) -> int:
         """Deferred rows whose retry time has come, plus leases that ran out (a worker died)."""

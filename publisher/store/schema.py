@@ -121,6 +121,7 @@ subscribers = Table(
     Column("consent_at", UTCDateTime, nullable=True),
     Column("consent_text", Text, nullable=False, default=""),
     Column("topics", Text, nullable=False, default="[]"),  # JSON list
+    Column("timezone", String(64), nullable=False, default="", server_default=""),  # "": the newsletter's
     Column("bounce_count", Integer, nullable=False, default=0),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
@@ -194,6 +195,10 @@ deliveries = Table(
     Column("queued_at", UTCDateTime, nullable=False),  # when the audience was frozen (give-up clock)
     Column("updated_at", UTCDateTime, nullable=False),
     Column("delivered_at", UTCDateTime, nullable=True),
+    # The reader's topics when the audience was frozen (their digest variant), and when their
+    # wave is due (a local-time newsletter; NULL: at once).
+    Column("topics", Text, nullable=False, default="[]", server_default="[]"),
+    Column("due_at", UTCDateTime, nullable=True),
     Index("ix_deliveries_state", "issue_id", "state", "next_attempt_at"),
 )
 
@@ -314,6 +319,24 @@ def _add_columns(table: Table, *names: str) -> Callable[[Connection], None]:
     return migrate
 
 
+def _add_nullable(table: Table, name: str) -> Callable[[Connection], None]:
+    """Add a nullable column (as declared on `table`) that an older database lacks."""
+
+    def migrate(connection: Connection) -> None:
+        if name not in {column["name"] for column in inspect(connection).get_columns(table.name)}:
+            kind = table.c[name].type.compile(dialect=connection.dialect)
+            connection.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {name} {kind}"))
+
+    return migrate
+
+
+def _topics_and_waves(connection: Connection) -> None:
+    """Issue 16: a reader's time zone; a delivery's frozen topics and the time its wave is due."""
+    _add_columns(subscribers, "timezone")(connection)
+    _add_columns(deliveries, "topics")(connection)
+    _add_nullable(deliveries, "due_at")(connection)
+
+
 def _create(*tables: Table) -> Callable[[Connection], None]:
     def migrate(connection: Connection) -> None:
         metadata.create_all(connection, tables=list(tables))
@@ -340,4 +363,5 @@ MIGRATIONS: list[Callable[[Connection], None]] = [
     _create(reconfirmations),  # 10: the confirm-pending ledger (imported addresses asked to confirm)
     _forget_local_links,  # 11: articles.url keeps origin links only (the public site, issue 12)
     _create(webhook_nonces),  # 12: signed webhook tokens already used (replays are refused)
+    _topics_and_waves,  # 13: readers' time zones; deliveries' topics and due times (issue 16)
 ]

@@ -45,6 +45,7 @@ def _subscriber(row: RowMapping, newsletters: Sequence[str]) -> StoredSubscriber
         consent_text=row["consent_text"],
         created_at=row["created_at"],
         bounce_count=row["bounce_count"],
+        timezone=row["timezone"],
     )
 
 
@@ -217,6 +218,7 @@ class SubscriberStore:
                 "consent_at": person.consent_at,
                 "consent_text": person.consent_text,
                 "topics": json.dumps(list(person.topics)) if person.topics else "[]",
+                "timezone": person.timezone,
                 "bounce_count": 0,
                 "created_at": now,
                 "updated_at": now,
@@ -314,6 +316,7 @@ class SubscriberStore:
                     consent_at=person.consent_at,
                     consent_text=person.consent_text,
                     topics=json.dumps(list(person.topics)),
+                    timezone=person.timezone,
                     bounce_count=0,
                     created_at=now,
                     updated_at=now,
@@ -329,6 +332,10 @@ class SubscriberStore:
                 values["name"] = person.name
             if person.status == "confirmed" and row["status"] == "pending":
                 values.update(status="confirmed", consent_at=person.consent_at or now)
+            if person.topics:
+                values["topics"] = json.dumps(list(person.topics))
+            if person.timezone:
+                values["timezone"] = person.timezone
             connection.execute(update(subscribers).where(subscribers.c.id == subscriber_id).values(**values))
             is_new = False
         self._add_newsletters(connection, subscriber_id, person.newsletters, now, explicit=False)
@@ -432,6 +439,17 @@ class SubscriberStore:
             if ids:
                 connection.execute(delete(subscribers).where(subscribers.c.id.in_(ids)))
         return len(ids)
+
+    def zones(self, newsletter: str) -> dict[str, int]:
+        """The time zones of a newsletter's confirmed readers ("" for none set), with how many in each."""
+        query = (
+            select(subscribers.c.timezone, func.count())
+            .select_from(subscribers.join(subscriptions, subscriptions.c.subscriber_id == subscribers.c.id))
+            .where(subscriptions.c.newsletter == newsletter, subscribers.c.status == "confirmed")
+            .group_by(subscribers.c.timezone)
+        )
+        with self.engine.connect() as connection:
+            return {zone or "": int(count) for zone, count in connection.execute(query)}
 
     def count(self, status: str | None = None) -> int:
         query = select(func.count()).select_from(subscribers)
