@@ -438,7 +438,9 @@ BATCH_SIZE = 2000
 
 
 class BatchWriter(Protocol):
-    def import_batch(self, people: Sequence[Subscriber], now: datetime) -> tuple[int, int, list[str]]: ...
+    def import_batch(self, people: Sequence[Subscriber], now: datetime) -> tuple[int, int, int, list[str]]:
+        """(added, updated, unchanged, suppressed addresses left as they were)."""
+        ...
 
 
 @dataclass
@@ -447,7 +449,8 @@ class ListImport:
 
     rows: int = 0
     added: int = 0
-    updated: int = 0
+    updated: int = 0  # existing addresses the file changed (name, status or newsletters)
+    unchanged: int = 0  # existing addresses already as the file has them
     rejected: int = 0
     suppressed: int = 0  # existing suppressed addresses the file tried to subscribe: left unchanged
     suppressed_named: list[str] = field(default_factory=list)  # the first few of them
@@ -496,8 +499,9 @@ def _collect(writing: Future | None, result: ListImport) -> None:
     """Wait for a batch being written and add up what it did."""
     if writing is None:
         return
-    added, updated, suppressed = writing.result()
+    added, updated, unchanged, suppressed = writing.result()
     result.suppressed += len(suppressed)
     result.suppressed_named += suppressed[: max(0, 20 - len(result.suppressed_named))]
     result.added += added
     result.updated += updated
+    result.unchanged += unchanged
