@@ -28,34 +28,50 @@ _COPY_SPECIAL = re.compile(r"[\\\t\n\r]")
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
-def _copy_text(value: Any) -> str:
-    """A value as PostgreSQL's COPY text format writes it."""
-    if value is None:
-        return "\\N"
-    text = str(value)
-    return text.translate(_COPY_ESCAPES) if _COPY_SPECIAL.search(text) else text
-
-
 def _sqlite_time(value: datetime) -> str:
     """As the sqlite3 module stores a datetime (and SQLAlchemy reads it back): UTC, no offset."""
     return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ")
 
 
-def _formatter(is_time: bool, postgresql: bool) -> Callable[[Any], Any]:
-    """How one column's values go to the driver; times are formatted once per distinct value."""
-    if not is_time:
-        return _copy_text if postgresql else lambda value: value
-    done: dict[datetime, str] = {}
+def _time_formatter(postgresql: bool) -> Callable[[datetime | None], str | None]:
+    """A datetime as the driver takes it, formatted once per distinct value (an import's rows
+    share a few hundred consent times and one `now`)."""
+    done: dict[datetime | None, str | None] = {None: None}
 
     def formatted(value: datetime | None) -> str | None:
-        if value is None:
-            return "\\N" if postgresql else None
-        found = done.get(value)
-        if found is None:
+        found = done.get(value, "")
+        if found == "" and value is not None:
             found = done[value] = value.isoformat() if postgresql else _sqlite_time(value)
         return found
 
     return formatted
+
+
+def _row_converter(table: Table, keys: Sequence[str], postgresql: bool) -> Callable[[Sequence[Any]], Any]:
+    """One row as the driver takes it: a list of values (SQLite), a line of COPY text (PostgreSQL)."""
+    times = [
+        (i, _time_formatter(postgresql)) for i, key in enumerate(keys) if isinstance(table.c[key].type, UTCDateTime)
+    ]
+
+    def values(row: Sequence[Any]) -> list[Any]:
+        row = list(row)
+        for i, formatted in times:
+            row[i] = formatted(row[i])
+        return row
+
+    if not postgresql:
+        return values
+
+    def line(row: Sequence[Any]) -> str:
+        cells = values(row)
+        texts = [str(value) for value in cells]
+        if _COPY_SPECIAL.search("".join(texts)):  # rare: a tab, newline or backslash in a name
+            texts = [text.translate(_COPY_ESCAPES) for text in texts]
+        if None in cells:
+            texts = ["\\N" if value is None else text for value, text in zip(cells, texts, strict=True)]
+        return "\t".join(texts) + "\n"
+
+    return line
 
 
 def _driver(connection: Connection) -> Any:
@@ -78,18 +94,18 @@ def _driver_errors(connection: Connection) -> Iterator[None]:
 def insert_rows(connection: Connection, table: Table, keys: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
     """Insert `rows` (values in the order of `keys`) in the connection's transaction."""
     postgresql = connection.dialect.name == "postgresql"
-    formats = [_formatter(isinstance(table.c[key].type, UTCDateTime), postgresql) for key in keys]
+    converted = map(_row_converter(table, keys, postgresql), rows)
     cursor = _driver(connection).cursor()
     with _driver_errors(connection), closing(cursor):
         if postgresql:
-            text = "".join("\t".join([f(v) for f, v in zip(formats, row, strict=True)]) + "\n" for row in rows)
+            text = "".join(converted)
             # table and column names come from our own schema, never from input
             with cursor.copy(f"COPY {table.name} ({', '.join(keys)}) FROM STDIN") as copy:
                 copy.write(text)
             return
         marks = ", ".join("?" * len(keys))
         statement = f"INSERT INTO {table.name} ({', '.join(keys)}) VALUES ({marks})"  # noqa: S608 (our own names)
-        cursor.executemany(statement, ([f(v) for f, v in zip(formats, row, strict=True)] for row in rows))
+        cursor.executemany(statement, converted)
 
 
 def select_where_in(
