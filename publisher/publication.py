@@ -45,7 +45,6 @@ from publisher.export import ExportReport, export_site
 from publisher.feeds import FeedReport, build_feeds
 from publisher.inbound import files as inbound_files
 from publisher.inbound import imap as inbound_imap
-from publisher.inbound import listener as inbound_listener
 from publisher.inbound.parse import Feedback
 from publisher.model import (
     Article,
@@ -735,6 +734,8 @@ class Publication:
 
     def serve_inbound(self, stop: threading.Event) -> None:
         """Receive returned mail on `[inbound] listen` until `stop` is set."""
+        from publisher.inbound import listener as inbound_listener  # aiosmtpd: only for this
+
         inbound_listener.serve(self.settings, self.store, stop)
 
     def take_event(self, event: Feedback, *, source: str, event_id: str) -> feedback.Recorded:

@@ -6,14 +6,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import click
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-)
 
 from publisher import dispatch
 from publisher.cli.app import App, iso, plural, print_json
@@ -24,6 +16,9 @@ from publisher.publication import SendOutcome
 @contextmanager
 def _progress_bar(quiet: bool) -> Iterator[Callable[[dispatch.Progress], None] | None]:
     """A bar on a terminal; the first step of a send announces its total."""
+    from rich.console import Console  # only when sending: other commands start faster without it
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
     console = Console(stderr=True)
     if quiet or not console.is_terminal:
         yield None

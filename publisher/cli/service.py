@@ -10,9 +10,7 @@ import threading
 import click
 
 from publisher.cli.app import App, print_json
-from publisher.inbound.listener import Listener
 from publisher.publication import Publication
-from publisher.scheduler import Scheduler
 
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
@@ -101,6 +99,10 @@ class WebThread:
 
 def run_service(app: App, *, web: bool, scheduler: bool) -> None:
     """Scheduler and web app in one process until SIGTERM or SIGINT."""
+    # imported here, not at the top: every other command starts faster without APScheduler and aiosmtpd
+    from publisher.inbound.listener import Listener
+    from publisher.scheduler import Scheduler
+
     if not web and not scheduler:
         raise click.UsageError("--no-web and --no-scheduler together leave nothing to run")
     configure_logging()
