@@ -83,7 +83,8 @@ def _show(outcome: SendOutcome, *, as_json: bool) -> None:
 @click.option(
     "--dry-run",
     is_flag=True,
-    help="Write every message of the issue that would go (a draft too) to [delivery] maildir; record nothing.",
+    help="Write every message of the issue that would go (a draft too) to dry-run/NEWSLETTER-NUMBER/ beside "
+    "[delivery] maildir (never the outbox); record nothing.",
 )
 @click.option("--now", "immediately", is_flag=True, help="Send an approved issue now, before its slot.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (status, issue, recipients, …).")
