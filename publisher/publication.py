@@ -808,7 +808,8 @@ class Publication:
         return jobs.publish_due(self)
 
     def schedule(self) -> list[dict[str, object]]:
-        """The timetable's jobs with their next fire times."""
-        from publisher.scheduler import schedule_table
+        """The timetable's jobs with their next fire times, then the one-off jobs: approved issues
+        and announcements waiting for their time, the next article dated in the future."""
+        from publisher.scheduler import schedule_table, waiting_table
 
-        return schedule_table(self.settings, self.now())
+        return schedule_table(self.settings, self.now()) + waiting_table(self.settings, self.store, self.now())

@@ -122,3 +122,17 @@ def latest_slot(trigger: BaseTrigger, zone: ZoneInfo, now: datetime, within: tim
 
 def next_fire(trigger: BaseTrigger, now: datetime) -> datetime | None:
     return trigger.get_next_fire_time(None, now)
+
+
+_UNITS = (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1))
+
+
+def human_interval(every: timedelta) -> str:
+    """ "15 minutes", "1 hour 30 minutes", "2 days" (not timedelta's "0:15:00")."""
+    left = int(every.total_seconds())
+    parts = []
+    for unit, seconds in _UNITS:
+        count, left = divmod(left, seconds)
+        if count:
+            parts.append(f"{count} {unit}{'' if count == 1 else 's'}")
+    return " ".join(parts) or "0 seconds"

@@ -27,14 +27,16 @@ def configure_logging(verbose: bool = False) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of jobs.")
 @click.pass_obj
 def schedule_command(app: App, as_json: bool) -> None:
-    """List the timetable's jobs with their next fire times (local and UTC)."""
+    """List the timetable's jobs with their next fire times (local and UTC), then the one-off
+    jobs: approved issues and announcements waiting for their time, the next scheduled article."""
     rows = app.publication.schedule()
     if as_json:
         print_json(rows)
         return
     for row in rows:
         local = row["next_run"] or "never"
-        utc = f" ({row['next_run_utc']} UTC)" if row["kind"] == "newsletter" and row["next_run_utc"] else ""
+        zoned = row["kind"] in ("newsletter", "send") and row["next_run_utc"]
+        utc = f" ({row['next_run_utc']} UTC)" if zoned else ""
         click.echo(f"{row['id']:<24} next {local}{utc}  {row['description']}")
 
 
