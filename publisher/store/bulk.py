@@ -108,6 +108,51 @@ def insert_rows(connection: Connection, table: Table, keys: Sequence[str], rows:
         cursor.executemany(statement, converted)
 
 
+_SQLITE_PARAMETERS = 32766  # the most one SQLite statement takes (3.32 and later)
+
+
+def insert_returning_ids(
+    connection: Connection, table: Table, keys: Sequence[str], rows: Sequence[Sequence[Any]]
+) -> dict[Any, int]:
+    """Insert `rows` like `insert_rows` and return {first value of each row: the id it got}.
+
+    PostgreSQL: the ids are taken from the table's sequence first and written with the rows.
+    SQLite: multi-row INSERTs with RETURNING, as many rows per statement as its parameters allow.
+    Either way no second query looks the new rows up.
+    """
+    if not rows:
+        return {}
+    if connection.dialect.name == "postgresql":
+        with _driver_errors(connection), closing(_driver(connection).cursor()) as cursor:
+            # the table's name comes from our own schema, never from input
+            cursor.execute(
+                f"SELECT nextval(pg_get_serial_sequence('{table.name}', 'id')) FROM generate_series(1, %s)",  # noqa: S608
+                (len(rows),),
+            )
+            ids = [found for (found,) in cursor.fetchall()]
+        insert_rows(connection, table, ("id", *keys), [(i, *row) for i, row in zip(ids, rows, strict=True)])
+        return {row[0]: i for i, row in zip(ids, rows, strict=True)}
+    convert = _row_converter(table, keys, postgresql=False)
+    per_statement = _SQLITE_PARAMETERS // len(keys)
+    found: dict[Any, int] = {}
+    with _driver_errors(connection), closing(_driver(connection).cursor()) as cursor:
+        for start in range(0, len(rows), per_statement):
+            chunk = rows[start : start + per_statement]
+            cursor.execute(
+                _insert_returning(table, tuple(keys), len(chunk)), [v for row in chunk for v in convert(row)]
+            )
+            found.update(cursor.fetchall())
+    return found
+
+
+@lru_cache(maxsize=8)
+def _insert_returning(table: Table, keys: tuple[str, ...], count: int) -> str:
+    """INSERT of `count` rows, RETURNING the first column and the id (SQLite; one text per batch size)."""
+    row = f"({', '.join('?' * len(keys))})"
+    # table and column names come from our own schema, never from input
+    return f"INSERT INTO {table.name} ({', '.join(keys)}) VALUES {', '.join([row] * count)} RETURNING {keys[0]}, id"  # noqa: S608
+
+
 def select_where_in(
     connection: Connection, table: Table, columns: Sequence[str], key: str, values: Iterable[Any]
 ) -> list[tuple[Any, ...]]:

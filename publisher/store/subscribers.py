@@ -163,7 +163,7 @@ class SubscriberStore:
     def _insert_new(connection: Connection, people: Sequence[Subscriber], now: datetime) -> dict[str, int]:
         if not people:
             return {}
-        rows = (
+        rows = [
             (
                 person.email,
                 person.name,
@@ -178,10 +178,8 @@ class SubscriberStore:
                 "",
             )
             for person in people
-        )
-        bulk.insert_rows(connection, subscribers, _NEW_COLUMNS, rows)
-        found = bulk.select_where_in(connection, subscribers, ("email", "id"), "email", [p.email for p in people])
-        return dict(found)
+        ]
+        return bulk.insert_returning_ids(connection, subscribers, _NEW_COLUMNS, rows)
 
     @staticmethod
     def _update_existing(
