@@ -2,9 +2,10 @@
 
 An import of 100,000 subscribers spends most of its time, through SQLAlchemy, adapting each
 parameter and building each result row. Here a batch is written with one driver call (SQLite's
-`executemany`, PostgreSQL's `COPY` with the rows as one block of text), each distinct datetime is
-formatted once per batch, and a lookup by a list of values sends the list as one parameter, so
-no statement depends on the batch's size and none is compiled per batch.
+`executemany` or a multi-row INSERT … RETURNING, PostgreSQL's `COPY` with the rows as one block of
+text), new rows' ids are learned as they are written, each distinct datetime is formatted once
+per batch, and a lookup by a list of values sends the list as one parameter, so no lookup
+depends on the batch's size and none is compiled per batch.
 """
 
 from __future__ import annotations
