@@ -34,3 +34,10 @@ def test_a_batch_counts_what_it_changed_and_what_it_found_as_it_was(store):
     assert store.subscribers.import_batch(again, NOW) == (0, 2, 3, [])
     assert store.subscribers.get("u3@example.org").name == "Renamed"
     assert store.subscribers.get("u4@example.org").newsletters == ("daily", "weekly")
+
+
+def test_a_batch_larger_than_one_statement_takes_gets_every_row_and_its_newsletters(store):
+    people = [Subscriber(f"n{n}@example.org", status="confirmed", newsletters=("weekly",)) for n in range(6000)]
+    assert store.subscribers.import_batch(people, NOW) == (6000, 0, 0, [])
+    assert store.subscribers.count("confirmed") == 6000
+    assert store.subscribers.get("n5999@example.org").newsletters == ("weekly",)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import closing, contextmanager
 from datetime import UTC, datetime
@@ -109,9 +110,6 @@ def insert_rows(connection: Connection, table: Table, keys: Sequence[str], rows:
         cursor.executemany(statement, converted)
 
 
-_SQLITE_PARAMETERS = 32766  # the most one SQLite statement takes (3.32 and later)
-
-
 def insert_returning_ids(
     connection: Connection, table: Table, keys: Sequence[str], rows: Sequence[Sequence[Any]]
 ) -> dict[Any, int]:
@@ -134,9 +132,11 @@ def insert_returning_ids(
         insert_rows(connection, table, ("id", *keys), [(i, *row) for i, row in zip(ids, rows, strict=True)])
         return {row[0]: i for i, row in zip(ids, rows, strict=True)}
     convert = _row_converter(table, keys, postgresql=False)
-    per_statement = _SQLITE_PARAMETERS // len(keys)
+    driver = _driver(connection)
+    # as many rows per statement as this SQLite's parameter limit allows (250,000 on Debian's)
+    per_statement = max(1, min(driver.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER), 30_000) // len(keys))
     found: dict[Any, int] = {}
-    with _driver_errors(connection), closing(_driver(connection).cursor()) as cursor:
+    with _driver_errors(connection), closing(driver.cursor()) as cursor:
         for start in range(0, len(rows), per_statement):
             chunk = rows[start : start + per_statement]
             cursor.execute(
