@@ -16,7 +16,6 @@ import jinja2
 
 from publisher.config import NewsletterSettings, Settings
 from publisher.errors import ContentError
-from publisher.importers.markdown import render_markdown, split_front_matter
 from publisher.model import PLACEHOLDER_KEYS, PlannedIssue, RenderedIssue, new_placeholders
 from publisher.render import long_date, tidy_text, view_url
 from publisher.templates import check_mjml_tags, compile_mjml, environment, render_template
@@ -48,6 +47,8 @@ def read_announcement(path: Path) -> Announcement:
         raise ContentError(f"{path}: cannot read the announcement: {error.strerror}") from None
     except UnicodeDecodeError:
         raise ContentError(f"{path}: the announcement is not UTF-8 text") from None
+    from publisher.importers.markdown import split_front_matter  # markdown-it: only when announcing
+
     meta, body, _ = split_front_matter(text, str(path))
     unknown = sorted(set(meta) - KNOWN_KEYS)
     if unknown:
@@ -62,6 +63,8 @@ def read_announcement(path: Path) -> Announcement:
 
 def context(issue: PlannedIssue, settings: Settings, newsletter: NewsletterSettings) -> dict[str, object]:
     """Everything the announcement templates (email, text, archive) may use."""
+    from publisher.importers.markdown import render_markdown
+
     date = issue.slot.astimezone(newsletter.zone)
     return {
         "site": settings.site,

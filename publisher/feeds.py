@@ -17,9 +17,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urljoin
-
-import httpx
 
 from publisher.clock import system_clock
 from publisher.config import FeedSettings, Settings
@@ -29,6 +28,9 @@ from publisher.links import FEEDS_PATH, article_url, tag_path
 from publisher.model import Article
 from publisher.store import Store
 from publisher.text import safe_links, safe_url
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +79,8 @@ def ping_hub(hub: str, topics: Sequence[str], client: httpx.Client | None = None
     """Tell a WebSub hub these feeds changed. A hub that fails is logged, never fatal."""
     if not hub or not topics:
         return
+    import httpx  # only when there is a hub to ping: it takes a tenth of a second to import
+
     own = client is None
     client = client or httpx.Client(timeout=5.0)
     try:

@@ -15,12 +15,12 @@ import csv
 import json
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol, TextIO
+from typing import Protocol, TextIO, TypeVar
 
 from publisher.errors import SubscriberError
 from publisher.model import Subscriber
@@ -43,6 +43,8 @@ FIELDS = (
 SUBSCRIBED, PENDING, UNSUBSCRIBED, SUPPRESSED = "subscribed", "pending", "unsubscribed", "suppressed"
 
 Row = Mapping[str, str]  # lower-cased column name → cell
+T = TypeVar("T")
+K = TypeVar("K", bound=Hashable)
 
 
 def _truthy(value: str) -> bool:
@@ -328,46 +330,90 @@ class Known:
     topics: tuple[str, ...] = ()
 
 
-def row_subscriber(plan: Plan, row: Row, known: Known, now: datetime, where: str) -> Subscriber:
-    """One row as a subscriber; SubscriberError (naming file:line) for a row that cannot be one."""
-    values: dict[str, str] = {fld: row.get(col) or "" for col, fld in plan.columns.items()}
-    email = normalise_email(values["email"], where)
-    name = values.get("name") or " ".join(v for v in (values.get("first_name"), values.get("last_name")) if v)
-    state = plan.state(row)
-    tags = {tag.lower() for tag in split_tags(values.get("tags", ""))}
-    newsletters, topics = _newsletters_and_topics(plan, values, tags, known, where)
-    consent_cell = values.get("confirmed_at") or values.get("optin_at") or ""
-    consent = parse_time(consent_cell, where)
-    status = {SUPPRESSED: "bounced", UNSUBSCRIBED: "unsubscribed", PENDING: "pending"}.get(
-        state, "confirmed" if plan.confirmed else "pending"
+_STATUS = {SUPPRESSED: "bounced", UNSUBSCRIBED: "unsubscribed", PENDING: "pending"}
+_CACHED = 4096  # distinct cells remembered per column (tags, times): exports repeat them a lot
+
+
+def _remembered(function: Callable[[K, str], T]) -> Callable[[K, str], T]:
+    """`function(cells, where)`, computed once per distinct cells (only results, never errors,
+    are kept; at most _CACHED of them, so memory stays flat however long the file)."""
+    done: dict[K, T] = {}
+
+    def call(cells: K, where: str) -> T:
+        try:
+            return done[cells]
+        except KeyError:
+            if len(done) >= _CACHED:
+                done.clear()
+            found = done[cells] = function(cells, where)
+            return found
+
+    return call
+
+
+def row_reader(plan: Plan, known: Known, now: datetime) -> Callable[[list[str], str], Subscriber]:
+    """How each row (its cells, and where it is: file:line) becomes a subscriber; SubscriberError
+    naming file:line for a row that cannot be one. Decided once from the plan: the cell each
+    field reads, and the parts that repeat from row to row (tags, newsletters, times) are
+    worked out once per distinct value."""
+    lowered = [name.strip().lower() for name in plan.header]
+    width = len(lowered)
+    last = {name: i for i, name in enumerate(lowered)}  # a repeated column: the last one counts
+    index = {fld: last[col] for col, fld in plan.columns.items()}
+    # a field no column feeds reads the empty cell added at the end of each row
+    email, name, first, family, newsletters, tags, topics, timezone, optin_at, confirmed_at = (
+        index.get(fld, width) for fld in FIELDS
     )
-    if status in ("unsubscribed", "bounced"):
-        newsletters, topics = (), ()
-    confirmed = status == "confirmed"
-    return Subscriber(
-        email=email,
-        name=clean_name(name, where),
-        status=status,
-        newsletters=newsletters,
-        topics=topics,
-        source=plan.source,
-        consent_at=(consent or now) if confirmed else None,
-        consent_text=_consent_text(plan, consent_cell, where) if confirmed else "",
-        timezone=clean_timezone(values.get("timezone", ""), where),
-    )
+    states = [(col, last[col]) for col in plan.format.state_columns if col in last]
+    otherwise = "confirmed" if plan.confirmed else "pending"
+
+    def newsletters_and_topics(cells: tuple[str, str, str], where: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        return _newsletters_and_topics(plan, cells, known, where)
+
+    places = _remembered(newsletters_and_topics)
+    consent_time = _remembered(parse_time)
+    zone = _remembered(clean_timezone)
+
+    def read(cells: list[str], where: str) -> Subscriber:
+        if len(cells) != width:
+            cells = (cells + [""] * width)[:width]
+        cells.append("")
+        address = normalise_email(cells[email], where)
+        status = _STATUS.get(plan.state({col: cells[i] for col, i in states}), otherwise)
+        chosen, interests = places((cells[newsletters], cells[topics], cells[tags]), where)
+        consent_cell = cells[confirmed_at] or cells[optin_at]
+        consent = consent_time(consent_cell, where)
+        if status in ("unsubscribed", "bounced"):
+            chosen, interests = (), ()
+        confirmed = status == "confirmed"
+        return Subscriber(
+            email=address,
+            name=clean_name(cells[name] or " ".join(v for v in (cells[first], cells[family]) if v), where),
+            status=status,
+            newsletters=chosen,
+            topics=interests,
+            source=plan.source,
+            consent_at=(consent or now) if confirmed else None,
+            consent_text=_consent_text(plan, consent_cell, where) if confirmed else "",
+            timezone=zone(cells[timezone], where),
+        )
+
+    return read
 
 
 def _newsletters_and_topics(
-    plan: Plan, values: dict[str, str], tags: set[str], known: Known, where: str
+    plan: Plan, cells: tuple[str, str, str], known: Known, where: str
 ) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """`--newsletter`, then the newsletters column, then the tag rules; none of these: every newsletter."""
-    cell = values.get("newsletters", "")
+    """From the newsletters, topics and tags cells: `--newsletter`, then the newsletters column,
+    then the tag rules; none of these: every newsletter."""
+    cell, topics_cell, tags_cell = cells
+    tags = {tag.lower() for tag in split_tags(tags_cell)}
     named = split_tags(cell) if '"' in cell or "," in cell or "[" in cell else cell.split()
     if named and not all(name in known.newsletters for name in named):  # "Weekly" for weekly
         lowered = {name.lower(): name for name in known.newsletters}
         named = [lowered.get(name.lower(), name) for name in named]
     names = list(plan.mapping.newsletters) + named
-    cell = values.get("topics", "")
+    cell = topics_cell
     topics: list[str] = split_tags(cell) if '"' in cell or "," in cell or "[" in cell else cell.split()
     for rule in plan.mapping.tag_rules:
         if rule.tag in tags:
@@ -435,16 +481,15 @@ class LineReader(Protocol):
 def _rows(
     path: Path, handle: TextIO, reader: LineReader, plan: Plan, known: Known, now: datetime
 ) -> Iterator[RowResult]:
-    lowered = [name.strip().lower() for name in plan.header]
+    read = row_reader(plan, known, now)
     with handle:
         try:
             for cells in reader:
-                if not "".join(cells).strip():
+                if not (cells and cells[0].strip()) and not "".join(cells).strip():
                     continue
                 where = f"{path}:{reader.line_num}"
-                row = dict(zip(lowered, cells, strict=False))
                 try:
-                    yield RowResult(row_subscriber(plan, row, known, now, where))
+                    yield RowResult(read(cells, where))
                 except SubscriberError as error:
                     yield RowResult(error=str(error))
         except (csv.Error, UnicodeDecodeError) as error:
@@ -457,7 +502,9 @@ BATCH_SIZE = 2000
 
 
 class BatchWriter(Protocol):
-    def import_batch(self, people: Sequence[Subscriber], now: datetime) -> tuple[int, int, list[str]]: ...
+    def import_batch(self, people: Sequence[Subscriber], now: datetime) -> tuple[int, int, int, list[str]]:
+        """(added, updated, unchanged, suppressed addresses left as they were)."""
+        ...
 
 
 @dataclass
@@ -466,7 +513,8 @@ class ListImport:
 
     rows: int = 0
     added: int = 0
-    updated: int = 0
+    updated: int = 0  # existing addresses the file changed (name, status or newsletters)
+    unchanged: int = 0  # existing addresses already as the file has them
     rejected: int = 0
     suppressed: int = 0  # existing suppressed addresses the file tried to subscribe: left unchanged
     suppressed_named: list[str] = field(default_factory=list)  # the first few of them
@@ -515,8 +563,9 @@ def _collect(writing: Future | None, result: ListImport) -> None:
     """Wait for a batch being written and add up what it did."""
     if writing is None:
         return
-    added, updated, suppressed = writing.result()
+    added, updated, unchanged, suppressed = writing.result()
     result.suppressed += len(suppressed)
     result.suppressed_named += suppressed[: max(0, 20 - len(result.suppressed_named))]
     result.added += added
     result.updated += updated
+    result.unchanged += unchanged

@@ -14,6 +14,7 @@ rendering) to the edges (store, transports); none of the faces decides anything 
 
 from __future__ import annotations
 
+import mailbox
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -45,7 +46,6 @@ from publisher.export import ExportReport, export_site
 from publisher.feeds import FeedReport, build_feeds
 from publisher.inbound import files as inbound_files
 from publisher.inbound import imap as inbound_imap
-from publisher.inbound import listener as inbound_listener
 from publisher.inbound.parse import Feedback
 from publisher.model import (
     Article,
@@ -81,6 +81,19 @@ def waits_for_slot(issue: PlannedIssue, newsletter: NewsletterSettings) -> str:
         f"issue {issue.number} is approved for its slot, {when}: `publisher run` (or `publisher publish` then) "
         f"sends it; `publisher digest send {issue.newsletter} --now` sends it now"
     )
+
+
+def dry_run_maildir(settings: Settings, issue: PlannedIssue) -> Path:
+    """Where a dry run writes: `dry-run/NEWSLETTER-NUMBER/` beside `[delivery] maildir`, never the
+    outbox itself. An earlier dry run's messages for the same issue are removed first."""
+    box = settings.delivery.maildir.parent / "dry-run" / f"{issue.newsletter}-{issue.number}"
+    try:
+        box.parent.mkdir(parents=True, exist_ok=True)
+        if (box / "cur").is_dir():
+            mailbox.Maildir(box, factory=None, create=False).clear()
+    except OSError as error:
+        raise DeliveryError(f"{box}: cannot prepare the dry run's maildir: {error.strerror}") from None
+    return box
 
 
 def already_handled(issue: PlannedIssue) -> str:
@@ -530,16 +543,16 @@ class Publication:
         come (any approved one, `immediately`), else build one.
 
         With `dry_run`, the issue that would go (a draft too, or one only planned) is rendered for
-        every current recipient into `[delivery] maildir`; nothing is approved, stored or recorded.
+        every current recipient into `dry_run_maildir` (beside the outbox, never in it); nothing is
+        approved, stored or recorded.
         """
         issue, status, reason = self.next_to_send(name, force=force, dry_run=dry_run, immediately=immediately)
         if issue is None:
             return SendOutcome(name, status, reason=reason)
         if dry_run:
-            written = dispatch.dry_run(
-                self.store, self.settings, issue, MaildirTransport(self.settings.delivery.maildir), self.now()
-            )
-            return SendOutcome(name, status, issue, dry_run_recipients=written, maildir=self.settings.delivery.maildir)
+            box = dry_run_maildir(self.settings, issue)
+            written = dispatch.dry_run(self.store, self.settings, issue, MaildirTransport(box), self.now())
+            return SendOutcome(name, status, issue, dry_run_recipients=written, maildir=box)
         if not isinstance(issue, Issue):
             raise DigestError(f"{name}: issue {issue.number} was planned but not stored")
         return SendOutcome(name, status, issue, self.deliver(issue, progress=progress))
@@ -576,7 +589,7 @@ class Publication:
                 preheader=message.preheader,
                 body=message.body,
             )
-            maildir = self.settings.delivery.maildir
+            maildir = dry_run_maildir(self.settings, planned)
             written = dispatch.dry_run(self.store, self.settings, planned, MaildirTransport(maildir), now)
             return AnnounceOutcome(name, "sent", planned, dry_run_recipients=written, maildir=maildir)
         issue = self.store.issues.announcement(name, message.key) or self.store.issues.create_announcement(
@@ -773,6 +786,8 @@ class Publication:
 
     def serve_inbound(self, stop: threading.Event) -> None:
         """Receive returned mail on `[inbound] listen` until `stop` is set."""
+        from publisher.inbound import listener as inbound_listener  # aiosmtpd: only for this
+
         inbound_listener.serve(self.settings, self.store, stop)
 
     def take_event(self, event: Feedback, *, source: str, event_id: str) -> feedback.Recorded:
@@ -831,10 +846,11 @@ class Publication:
         return jobs.publish_due(self)
 
     def schedule(self) -> list[dict[str, object]]:
-        """The timetable's jobs with their next fire times; a local-time newsletter's row also has
-        its next slot's `waves` (per time zone of its readers) and the waves its sending issue
-        still has to go (`sending_waves`)."""
-        from publisher.scheduler import schedule_table, waves_table
+        """The timetable's jobs with their next fire times, then the one-off jobs: approved issues
+        and announcements waiting for their time, the next article dated in the future. A
+        local-time newsletter's row also has its next slot's `waves` (per time zone of its readers)
+        and the waves its sending issue still has to go (`sending_waves`)."""
+        from publisher.scheduler import schedule_table, waiting_table, waves_table
 
         rows = schedule_table(self.settings, self.now())
         for row in rows:
@@ -850,4 +866,4 @@ class Publication:
                 for due, left, total in self.store.deliveries.waves(issue.id)
                 if left
             ]
-        return rows
+        return rows + waiting_table(self.settings, self.store, self.now())

@@ -29,9 +29,10 @@ from publisher import jobs
 from publisher.clock import Clock, system_clock
 from publisher.config import NewsletterSettings, Settings
 from publisher.lock import ActiveLock, make_lock
+from publisher.model import IssueKind, IssueState
 from publisher.publication import Publication
 from publisher.store import Store
-from publisher.timetable import crontab_trigger, next_fire, wave_time
+from publisher.timetable import crontab_trigger, human_interval, next_fire, wave_time
 
 log = logging.getLogger("publisher.scheduler")
 # Set when this process is shutting down: a job sending an issue finishes the batch on the wire
@@ -88,7 +89,7 @@ def job_specs(settings: Settings) -> list[JobSpec]:
                 "",
                 IntervalTrigger(seconds=int(every.total_seconds()), timezone=UTC),
                 every,
-                f"{description} every {every}",
+                f"{description} every {human_interval(every)}",
             )
         )
     return specs
@@ -142,6 +143,41 @@ def waves_table(newsletter: NewsletterSettings, slot: datetime, zones: Mapping[s
             }
         )
     return sorted(rows, key=lambda row: (row["utc"], row["zone"]))
+
+
+def waiting_table(settings: Settings, store: Store, now: datetime) -> list[dict]:
+    """The one-off jobs `publisher run` plans, as `schedule_table` rows: each approved issue or
+    announcement waiting for its time (sent at that time, or at the next send round when it has
+    passed), and the next article dated in the future (the feeds are rebuilt when it comes due)."""
+    rows: list[dict[str, str | None]] = []
+    for name, newsletter in settings.newsletters.items():
+        for issue in store.issues.list(name, states=[IssueState.APPROVED]):
+            what = "announcement" if issue.kind == IssueKind.ANNOUNCEMENT else "issue"
+            subject = f" “{issue.subject}”" if issue.subject else ""
+            rows.append(
+                {
+                    "id": f"send:{name}:{issue.number}",
+                    "kind": "send",
+                    "newsletter": name,
+                    "description": f"send {name} {what} {issue.number}{subject} (approved, waiting for its time)",
+                    "next_run": max(issue.slot, now).astimezone(newsletter.zone).isoformat(),
+                    "next_run_utc": max(issue.slot, now).astimezone(UTC).isoformat(),
+                    "grace": str(settings.scheduler.retry_interval),
+                }
+            )
+    if (due := store.articles.next_scheduled(now)) is not None:
+        rows.append(
+            {
+                "id": NEXT_ARTICLE_JOB,
+                "kind": "feeds",
+                "newsletter": None,
+                "description": "publish the next scheduled article (rebuild feeds)",
+                "next_run": due.astimezone(UTC).isoformat(),
+                "next_run_utc": due.astimezone(UTC).isoformat(),
+                "grace": str(settings.scheduler.feeds_interval),
+            }
+        )
+    return sorted(rows, key=lambda row: str(row["next_run_utc"]))
 
 
 def trigger_key(trigger: BaseTrigger) -> str:

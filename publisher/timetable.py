@@ -132,3 +132,17 @@ def wave_time(slot: datetime, slot_zone: ZoneInfo, zone: ZoneInfo) -> datetime:
     """
     wall = slot.astimezone(slot_zone).replace(tzinfo=None)
     return wall.replace(tzinfo=zone, fold=0).astimezone(UTC)
+
+
+_UNITS = (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1))
+
+
+def human_interval(every: timedelta) -> str:
+    """ "15 minutes", "1 hour 30 minutes", "2 days" (not timedelta's "0:15:00")."""
+    left = int(every.total_seconds())
+    parts = []
+    for unit, seconds in _UNITS:
+        count, left = divmod(left, seconds)
+        if count:
+            parts.append(f"{count} {unit}{'' if count == 1 else 's'}")
+    return " ".join(parts) or "0 seconds"

@@ -101,7 +101,7 @@ def test_subscribers_commands(config, tmp_path):
     csv_file = tmp_path / "in.csv"
     csv_file.write_text("email,name,newsletters\nbob@example.org,Bob,daily\nbad,,\n", encoding="utf-8")
     imported = run(config, "subscribers", "import", str(csv_file))
-    assert "1 added, 0 updated, 1 rejected" in imported.output and f"{csv_file}:3:" in imported.stderr
+    assert "1 added, 0 updated, 0 unchanged, 1 rejected" in imported.output and f"{csv_file}:3:" in imported.stderr
     listed = json.loads(run(config, "subscribers", "list", "--json").output)
     assert [(p["email"], p["status"], p["newsletters"]) for p in listed] == [
         ("ann@example.org", "confirmed", ["weekly"]),

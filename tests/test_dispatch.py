@@ -384,7 +384,7 @@ def test_digest_send_json_contract_over_smtp(publication, monkeypatch):
     assert status["counts"]["delivered"] == 3 and status["state"] == "sent"
 
 
-def test_digest_send_dry_run_writes_the_maildir_and_records_nothing(publication, monkeypatch):
+def test_digest_send_dry_run_writes_its_own_maildir_beside_the_outbox_and_records_nothing(publication, monkeypatch):
     import json
     import mailbox
 
@@ -392,11 +392,14 @@ def test_digest_send_dry_run_writes_the_maildir_and_records_nothing(publication,
     path = publication()
     result = json.loads(cli_run(path, "digest", "send", "weekly", "--dry-run", "--json").output)
     assert result["dry_run"] and result["recipients"] == 3
-    assert len(mailbox.Maildir(path.parent / "outbox", factory=None)) == 3
+    dry = path.parent / "dry-run" / "weekly-1"
+    assert result["maildir"] == str(dry) and len(mailbox.Maildir(dry, factory=None, create=False)) == 3
+    assert not (path.parent / "outbox").exists()  # the real outbox holds only what was really sent
     assert cli_run(path, "digest", "status", "weekly").exit_code == 1  # nothing started
     assert json.loads(cli_run(path, "digest", "issues", "weekly", "--json").output) == []  # nothing stored
     real = json.loads(cli_run(path, "digest", "send", "weekly", "--json").output)
     assert (real["status"], real["delivered"]) == ("sent", 3)
+    assert len(mailbox.Maildir(path.parent / "outbox", factory=None, create=False)) == 3
 
 
 def test_pause_resume_and_cancel_commands(publication, monkeypatch):
@@ -538,7 +541,8 @@ def test_a_dry_run_of_a_draft_writes_the_maildir_and_leaves_the_draft_and_its_ar
     held = store.issues.sent_ids("weekly")  # the draft's own articles, nothing else
     drafted = pub.send("weekly", dry_run=True)
     assert drafted.status == "sent" and drafted.dry_run_recipients == 4 and drafted.issue.number == 1
-    assert len(mailbox.Maildir(tmp_path / "outbox", create=False)) == 8
+    assert len(mailbox.Maildir(tmp_path / "dry-run" / "weekly-1", create=False)) == 4  # this run's, not both
+    assert not (tmp_path / "outbox").exists()
     issue = store.issues.get("weekly", 1)
     assert issue.state == "draft" and sum(store.deliveries.counts(issue.id).values()) == 0
     assert store.issues.sent_ids("weekly") == held == set(issue.article_ids)

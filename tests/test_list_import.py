@@ -211,7 +211,7 @@ def test_dry_run_shows_the_format_mapping_and_counts_and_writes_nothing(config):
 
 def test_pending_imports_say_how_to_reach_them(config):
     result = run(config, "subscribers", "import", str(EXPORTS / "substack.csv"))
-    assert "3 added, 0 updated, 0 rejected (2 pending, 1 unsubscribed)" in result.output
+    assert "3 added, 0 updated, 0 unchanged, 0 rejected (2 pending, 1 unsubscribed)" in result.output
     assert "2 addresses are pending confirmation: `publisher subscribers confirm-pending --send` asks them" in (
         result.output
     )
@@ -221,12 +221,12 @@ def test_the_original_format_keeps_working_and_merges_newsletters(config, tmp_pa
     path = tmp_path / "people.csv"
     path.write_text("email,name,newsletters\nann@example.org,Ann,weekly\nann@example.org,,daily\nbob@example.org,,\n")
     result = run(config, "subscribers", "import", str(path))
-    assert "2 added, 0 updated, 0 rejected" in result.output
+    assert "2 added, 0 updated, 0 unchanged, 0 rejected" in result.output
     found = listed(config)
     assert (found["ann@example.org"]["name"], found["ann@example.org"]["newsletters"]) == ("Ann", ["daily", "weekly"])
     assert found["bob@example.org"]["newsletters"] == ["daily", "weekly"]
     again = run(config, "subscribers", "import", str(path), "--confirmed")
-    assert "0 added, 2 updated" in again.output
+    assert "0 added, 2 updated, 0 unchanged" in again.output
     assert listed(config)["bob@example.org"]["status"] == "confirmed"
     assert listed(config)["bob@example.org"]["source"] == "import:people.csv"  # as before: the file's name
 
@@ -255,7 +255,7 @@ class RecordingWriter:
         if self.fail_at and len(self.batches) + 1 == self.fail_at:
             raise SubscriberError("the database went away")
         self.batches.append([person.email for person in people])
-        return len(people), 0, []
+        return len(people), 0, 0, []
 
 
 def test_batches_are_written_in_file_order_and_a_failing_batch_stops_the_import(tmp_path: Path):
@@ -301,3 +301,13 @@ def test_a_topics_column_gives_the_offered_topics(tmp_path: Path):
     path.write_text("email,interests\na@example.com,offers cars\n")
     _, found = read_rows(path, parse_maps(["interests=topics"]), KNOWN, confirmed=False, now=NOW)
     assert next(found).subscriber.topics == ("offers",)  # cars is not in [web] topics
+
+
+def test_importing_the_same_file_twice_counts_everyone_unchanged(config, tmp_path: Path):
+    path = tmp_path / "people.csv"
+    path.write_text("email,name,newsletters\nann@example.org,Ann,weekly\nbob@example.org,Bob,daily\n")
+    assert "2 added, 0 updated, 0 unchanged" in run(config, "subscribers", "import", str(path)).output
+    assert "0 added, 0 updated, 2 unchanged" in run(config, "subscribers", "import", str(path)).output
+    path.write_text("email,name,newsletters\nann@example.org,Ann,daily\nbob@example.org,Bob,daily\n")
+    assert "0 added, 1 updated, 1 unchanged" in run(config, "subscribers", "import", str(path)).output
+    assert listed(config)["ann@example.org"]["newsletters"] == ["daily", "weekly"]

@@ -357,3 +357,36 @@ def test_an_announcement_at_a_later_time_goes_out_at_that_time_under_publisher_r
     assert sorted(outbox(folder)) == sorted(f"reader{i}@example.org" for i in range(AUDIENCE))
     assert service.stop() == 0
     assert "sending approved announcement issue 1" in service.text()
+
+
+def test_schedule_says_intervals_in_words_and_lists_what_waits_for_its_time(tmp_path: Path, database_url: str):
+    import json
+
+    from click.testing import CliRunner
+
+    from publisher.cli import cli
+
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[site]\nurl = "https://news.example.org"\npostal_address = "1 Example Road"\n'
+        f'[database]\nurl = "{database_url}"\n[delivery]\ntransport = "maildir"\n'
+        '[scheduler]\nfeeds_interval = "90m"\n[newsletters.weekly]\nschedule = "0 8 * * mon"\n',
+        encoding="utf-8",
+    )
+
+    def run(*args: str):
+        return CliRunner().invoke(cli, ["--config", str(config), *args], catch_exceptions=False)
+
+    before = run("schedule").output
+    assert "rebuild feeds every 1 hour 30 minutes" in before and "every 5 minutes" in before
+    assert "0:05:00" not in before and "waiting for its time" not in before
+    message = tmp_path / "moving.md"
+    message.write_text("---\nsubject: We are moving\n---\nNew address from February.\n", encoding="utf-8")
+    at = (datetime.now(UTC) + timedelta(days=2)).replace(microsecond=0)
+    assert run("announce", str(message), "--newsletter", "weekly", "--at", at.isoformat()).exit_code == 0
+    listed = run("schedule").output
+    assert "send weekly announcement 1 “We are moving” (approved, waiting for its time)" in listed
+    assert f"({(at - timedelta(microseconds=1)).isoformat()} UTC)" in listed  # its slot: see create_announcement
+    rows = json.loads(run("schedule", "--json").output)
+    waiting = [(row["id"], datetime.fromisoformat(row["next_run_utc"])) for row in rows if row["kind"] == "send"]
+    assert waiting == [("send:weekly:1", at - timedelta(microseconds=1))]

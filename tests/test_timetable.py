@@ -67,3 +67,12 @@ def test_a_day_field_starting_with_a_star_does_not_widen_the_weekday():
     # cron: "*/2" in day-of-month still counts as unrestricted, so both fields must match.
     days = [m.day for m in fire_times(crontab_trigger("0 8 */2 * mon", UTC), *JANUARY)]
     assert days == [5, 19]  # Mondays that fall on odd days
+
+
+def test_intervals_read_as_words_not_as_clock_times():
+    from publisher.timetable import human_interval
+
+    assert human_interval(timedelta(minutes=15)) == "15 minutes"
+    assert human_interval(timedelta(hours=1)) == "1 hour"
+    assert human_interval(timedelta(minutes=90)) == "1 hour 30 minutes"
+    assert human_interval(timedelta(days=2, seconds=1)) == "2 days 1 second"

@@ -38,7 +38,11 @@ def _show(outcome: AnnounceOutcome, *, as_json: bool) -> None:
 @click.argument("path", metavar="FILE.md", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--newsletter", "name", required=True, help="The newsletter whose confirmed readers get it.")
 @click.option("--at", "at", type=MOMENT, help="Send it at this time (ISO-8601 with offset); `publisher run` sends it.")
-@click.option("--dry-run", is_flag=True, help="Write every message to [delivery] maildir; record nothing.")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Write every message to dry-run/NEWSLETTER-NUMBER/ beside [delivery] maildir; record nothing.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (status, issue, recipients, …).")
 @click.pass_obj
 def announce_command(app: App, path: Path, name: str, at: datetime | None, dry_run: bool, as_json: bool) -> None:

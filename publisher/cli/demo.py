@@ -42,15 +42,26 @@ def demo_command(app: App, folder: Path, serve: bool, port: int) -> None:
     click.echo(f"  outbox     {outbox}/  ({len(list(outbox.glob('*')))} messages, one per subscriber)")
     click.echo(f"  database   {settings.database.url}")
     command = f"publisher --config {report.folder / 'config.toml'}"
-    click.echo("\nNext:")
-    click.echo(f"  {command} serve        # subscribe page, archive and feeds on {settings.site.url}/")
-    click.echo(f"  {command} schedule     # the timetable")
-    click.echo(f"  {command} run          # timetable and web app together")
+    for line in next_steps(command, settings.site.url, report.folder):
+        click.echo(line)
     if serve:
         from publisher.cli.app import App as DemoApp
         from publisher.cli.service import run_service
 
         run_service(DemoApp(str(report.folder / "config.toml")), web=True, scheduler=False)
+
+
+def next_steps(command: str, site_url: str, folder: Path) -> list[str]:
+    """What to try after the demo: the public site (served, or written as files), the timetable."""
+    return [
+        "\nNext:",
+        f"  {command} serve        # the public site on {site_url}/: home, articles, tags, archive, "
+        "subscribe page, feeds",
+        f"  {command} site build --out {folder / 'public'}",
+        "      # the same site as static files (index.html per page, sitemap.xml, feeds/) to open or upload",
+        f"  {command} schedule     # the timetable",
+        f"  {command} run          # timetable and web app together",
+    ]
 
 
 def register(group: click.Group) -> None:

@@ -6,14 +6,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import click
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-)
 
 from publisher import dispatch
 from publisher.cli.app import App, iso, plural, print_json
@@ -24,6 +16,9 @@ from publisher.publication import SendOutcome
 @contextmanager
 def _progress_bar(quiet: bool) -> Iterator[Callable[[dispatch.Progress], None] | None]:
     """A bar on a terminal; the first step of a send announces its total."""
+    from rich.console import Console  # only when sending: other commands start faster without it
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
     console = Console(stderr=True)
     if quiet or not console.is_terminal:
         yield None
@@ -89,7 +84,8 @@ def _show(outcome: SendOutcome, *, as_json: bool) -> None:
 @click.option(
     "--dry-run",
     is_flag=True,
-    help="Write every message of the issue that would go (a draft too) to [delivery] maildir; record nothing.",
+    help="Write every message of the issue that would go (a draft too) to dry-run/NEWSLETTER-NUMBER/ beside "
+    "[delivery] maildir (never the outbox); record nothing.",
 )
 @click.option("--now", "immediately", is_flag=True, help="Send an approved issue now, before its slot.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (status, issue, recipients, …).")

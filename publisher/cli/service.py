@@ -10,9 +10,7 @@ import threading
 import click
 
 from publisher.cli.app import App, plural, print_json
-from publisher.inbound.listener import Listener
 from publisher.publication import Publication
-from publisher.scheduler import Scheduler
 
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
@@ -29,14 +27,16 @@ def configure_logging(verbose: bool = False) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of jobs.")
 @click.pass_obj
 def schedule_command(app: App, as_json: bool) -> None:
-    """List the timetable's jobs with their next fire times (local and UTC)."""
+    """List the timetable's jobs with their next fire times (local and UTC), then the one-off
+    jobs: approved issues and announcements waiting for their time, the next scheduled article."""
     rows = app.publication.schedule()
     if as_json:
         print_json(rows)
         return
     for row in rows:
         local = row["next_run"] or "never"
-        utc = f" ({row['next_run_utc']} UTC)" if row["kind"] == "newsletter" and row["next_run_utc"] else ""
+        zoned = row["kind"] in ("newsletter", "send") and row["next_run_utc"]
+        utc = f" ({row['next_run_utc']} UTC)" if zoned else ""
         click.echo(f"{row['id']:<24} next {local}{utc}  {row['description']}")
         waves: list = row.get("waves", [])  # type: ignore[assignment]
         sending: list = row.get("sending_waves", [])  # type: ignore[assignment]
@@ -109,6 +109,10 @@ class WebThread:
 
 def run_service(app: App, *, web: bool, scheduler: bool) -> None:
     """Scheduler and web app in one process until SIGTERM or SIGINT."""
+    # imported here, not at the top: every other command starts faster without APScheduler and aiosmtpd
+    from publisher.inbound.listener import Listener
+    from publisher.scheduler import Scheduler
+
     if not web and not scheduler:
         raise click.UsageError("--no-web and --no-scheduler together leave nothing to run")
     configure_logging()

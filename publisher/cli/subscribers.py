@@ -111,7 +111,8 @@ def import_command(
         )
     else:
         click.echo(
-            f"{csv_file}: {result.added} added, {result.updated} updated, {result.rejected} rejected ({statuses})"
+            f"{csv_file}: {result.added} added, {result.updated} updated, {result.unchanged} unchanged, "
+            f"{result.rejected} rejected ({statuses})"
         )
     for email in result.suppressed_named:
         click.echo(f"skipped {suppressed_hint(email)}", err=True)

@@ -6,29 +6,22 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from datetime import datetime
-from functools import lru_cache
-from operator import itemgetter
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
-    ARRAY,
-    ColumnElement,
     Select,
     Text,
-    any_,
     bindparam,
     delete,
     func,
     insert,
-    literal,
     select,
     update,
 )
-from sqlalchemy.engine import Connection, Dialect, Engine, RowMapping
-from sqlalchemy.sql.dml import Insert
+from sqlalchemy.engine import Connection, Engine, RowMapping
 
-from publisher.errors import StoreError
 from publisher.model import StoredSubscriber, Subscriber
+from publisher.store import bulk
 from publisher.store.schema import deliveries, inserted_id, opt_outs, subscribers, subscriptions
 
 
@@ -49,64 +42,30 @@ def _subscriber(row: RowMapping, newsletters: Sequence[str]) -> StoredSubscriber
     )
 
 
-_INSERT_SUBSCRIBER = insert(subscribers)
-_INSERT_SUBSCRIPTION = insert(subscriptions)
+class _Existing(NamedTuple):
+    """What an import needs to know of an address it finds in the store."""
+
+    id: int
+    email: str
+    name: str
+    status: str
 
 
-def _executemany(connection: Connection, statement: Insert, rows: list[dict]) -> None:
-    """An executemany of a Core INSERT handed straight to the driver, for imports of many rows.
-
-    The statement is compiled once for the connection's dialect; each column's bind processor
-    (e.g. UTCDateTime) converts each distinct value once, instead of SQLAlchemy processing every
-    parameter of every row (most of the time of a large import).
-    """
-    dialect, keys = connection.dialect, list(rows[0])
-    table = statement.table
-    for key in keys:
-        processor = table.c[key].type.bind_processor(dialect)
-        if processor is not None:
-            done: dict = {}
-            for row in rows:
-                value = row[key]
-                if value not in done:
-                    done[value] = processor(value)
-                row[key] = done[value]
-    if dialect.name == "postgresql" and dialect.driver == "psycopg":
-        _copy(connection, table.name, keys, rows)
-        return
-    text, order = _compiled(statement, tuple(keys), dialect)
-    if order is None:
-        connection.exec_driver_sql(text, rows)
-    else:
-        values = itemgetter(*order) if len(order) > 1 else lambda row: tuple(row[key] for key in order)
-        connection.exec_driver_sql(text, [values(row) for row in rows])
-
-
-@lru_cache(maxsize=16)
-def _compiled(statement: Insert, keys: tuple[str, ...], dialect: Dialect) -> tuple[str, list[str] | None]:
-    """The SQL of an INSERT for these columns, and its parameter order when positional (once per batch
-    size is enough: compiling costs milliseconds)."""
-    compiled = statement.compile(dialect=dialect, column_keys=list(keys))
-    return compiled.string, (list(compiled.positiontup or []) if compiled.positional else None)
-
-
-def _among(connection: Connection, column: ColumnElement[Any], values: list[Any]) -> ColumnElement[bool]:
-    """`column IN (values)`; on PostgreSQL `= ANY(array)`, one parameter however many values."""
-    if connection.dialect.name == "postgresql":
-        return column == any_(literal(values, ARRAY(column.type)))
-    return column.in_(bindparam(f"among_{column.name}", value=values, expanding=True))
-
-
-def _copy(connection: Connection, table: str, keys: list[str], rows: list[dict]) -> None:
-    """PostgreSQL's COPY, in the connection's transaction: one statement for the whole batch
-    (an executemany costs the server a statement per row, about five times slower here)."""
-    driver = connection.connection.driver_connection
-    if driver is None:
-        raise StoreError("the PostgreSQL connection closed during an import: run it again")
-    cursor = driver.cursor()
-    with cursor, cursor.copy(f"COPY {table} ({', '.join(keys)}) FROM STDIN") as copy:
-        for row in rows:
-            copy.write_row([row[key] for key in keys])
+_EXISTING = _Existing._fields
+_NEW_COLUMNS = (
+    "email",
+    "name",
+    "status",
+    "source",
+    "consent_at",
+    "consent_text",
+    "topics",
+    "timezone",
+    "bounce_count",
+    "created_at",
+    "updated_at",
+    "confirm_nonce",
+)
 
 
 class SubscriberStore:
@@ -169,14 +128,14 @@ class SubscriberStore:
                     updated += 1
         return added, updated
 
-    def import_batch(self, people: Sequence[Subscriber], now: datetime) -> tuple[int, int, list[str]]:
+    def import_batch(self, people: Sequence[Subscriber], now: datetime) -> tuple[int, int, int, list[str]]:
         """`upsert_many` for one batch of an import, in a handful of statements and one transaction.
 
         The same rules: an existing address keeps its status unless a pending one is confirmed;
         unsubscribed and bounced addresses are never re-activated and get no newsletters; opt-outs
         are kept. An export's unsubscribed or suppressed row also stops an active address.
-        Later rows for the same address merge into the first. Returns (added, updated, and the
-        suppressed addresses the batch tried to subscribe, which stay as they are).
+        Later rows for the same address merge into the first. Returns (added, updated, unchanged,
+        and the suppressed addresses the batch tried to subscribe, which stay as they are).
         """
         batch: dict[str, Subscriber] = {}
         for person in people:
@@ -186,58 +145,52 @@ class SubscriberStore:
             )
         with self.engine.begin() as connection:
             existing = {
-                row.email: row
-                for row in connection.execute(
-                    select(subscribers.c.id, subscribers.c.email, subscribers.c.name, subscribers.c.status).where(
-                        _among(connection, subscribers.c.email, list(batch))
-                    )
-                )
+                row[1]: _Existing(*row)
+                for row in bulk.select_where_in(connection, subscribers, _EXISTING, "email", batch)
             }
             ids = self._insert_new(connection, [p for e, p in batch.items() if e not in existing], now)
             ids.update({email: row.id for email, row in existing.items()})
-            self._update_existing(connection, [(row, batch[email]) for email, row in existing.items()], now)
+            changed = self._update_existing(connection, [(row, batch[email]) for email, row in existing.items()], now)
             active = {email for email, p in batch.items() if p.status in ("pending", "confirmed")}
             active -= {email for email, row in existing.items() if row.status not in ("pending", "confirmed")}
             wanted = {ids[email]: batch[email].newsletters for email in active}
-            self._subscribe_many(connection, wanted, [row.id for row in existing.values()], now)
+            changed |= self._subscribe_many(connection, wanted, [row.id for row in existing.values()], now)
         suppressed = [
             email for email, row in existing.items() if row.status == "bounced" and batch[email].status != "bounced"
         ]
-        return len(batch) - len(existing), len(existing), suppressed
+        updated = sum(1 for row in existing.values() if row.id in changed)
+        return len(batch) - len(existing), updated, len(existing) - updated, suppressed
 
     @staticmethod
     def _insert_new(connection: Connection, people: Sequence[Subscriber], now: datetime) -> dict[str, int]:
         if not people:
             return {}
         rows = [
-            {
-                "email": person.email,
-                "name": person.name,
-                "status": person.status,
-                "source": person.source,
-                "consent_at": person.consent_at,
-                "consent_text": person.consent_text,
-                "topics": json.dumps(list(person.topics)) if person.topics else "[]",
-                "timezone": person.timezone,
-                "bounce_count": 0,
-                "created_at": now,
-                "updated_at": now,
-                "confirm_nonce": "",
-            }
+            (
+                person.email,
+                person.name,
+                person.status,
+                person.source,
+                person.consent_at,
+                person.consent_text,
+                json.dumps(list(person.topics)) if person.topics else "[]",
+                person.timezone,
+                0,
+                now,
+                now,
+                "",
+            )
             for person in people
         ]
-        _executemany(connection, _INSERT_SUBSCRIBER, rows)
-        found = connection.execute(
-            select(subscribers.c.email, subscribers.c.id).where(
-                _among(connection, subscribers.c.email, [p.email for p in people])
-            )
-        )
-        return {row.email: row.id for row in found}
+        return bulk.insert_returning_ids(connection, subscribers, _NEW_COLUMNS, rows)
 
     @staticmethod
-    def _update_existing(connection: Connection, pairs: Sequence[tuple], now: datetime) -> None:
-        """Names, pending → confirmed, and active → unsubscribed/bounced; one executemany."""
-        rows = []
+    def _update_existing(
+        connection: Connection, pairs: Sequence[tuple[_Existing, Subscriber]], now: datetime
+    ) -> set[int]:
+        """Names, pending → confirmed, and active → unsubscribed/bounced; one executemany.
+        Returns the ids of the subscribers it changed."""
+        rows: list[dict[str, Any]] = []
         for row, person in pairs:
             status, consent_at, consent_text, source = row.status, None, None, None
             if person.status == "confirmed" and row.status == "pending":
@@ -273,30 +226,31 @@ class SubscriberStore:
                 ),
                 rows,
             )
+        return {int(row["b_id"]) for row in rows}
 
     @staticmethod
     def _subscribe_many(
         connection: Connection, wanted: dict[int, tuple[str, ...]], existing: list[int], now: datetime
-    ) -> None:
+    ) -> set[int]:
         """Add newsletters to many subscribers at once, skipping those they have and their opt-outs
-        (only `existing` subscribers can have either: new ones are not looked up)."""
+        (only `existing` subscribers can have either: new ones are not looked up). Returns the ids
+        of the subscribers that gained a newsletter."""
         ids = [subscriber_id for subscriber_id, names in wanted.items() if names]
         if not ids:
-            return
+            return set()
         skip: set[tuple[int, str]] = set()
         for table in (subscriptions, opt_outs) if existing else ():
-            query = select(table.c.subscriber_id, table.c.newsletter).where(
-                _among(connection, table.c.subscriber_id, existing)
-            )
-            skip.update((subscriber_id, name) for subscriber_id, name in connection.execute(query))
+            found = bulk.select_where_in(connection, table, ("subscriber_id", "newsletter"), "subscriber_id", existing)
+            skip.update(found)
         rows = [
-            {"subscriber_id": subscriber_id, "newsletter": name, "created_at": now}
+            (subscriber_id, name, now)
             for subscriber_id in ids
             for name in dict.fromkeys(wanted[subscriber_id])
             if (subscriber_id, name) not in skip
         ]
         if rows:
-            _executemany(connection, _INSERT_SUBSCRIPTION, rows)
+            bulk.insert_rows(connection, subscriptions, ("subscriber_id", "newsletter", "created_at"), rows)
+        return {row[0] for row in rows}
 
     def add(self, person: Subscriber, now: datetime) -> bool:
         """Add or merge one subscriber; True when the address is new."""
