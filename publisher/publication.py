@@ -34,6 +34,7 @@ from publisher import (
     jobs,
     list_import,
     operators,
+    overview,
     reconfirm,
     signup,
     subscribers,
@@ -44,10 +45,12 @@ from publisher.config import NewsletterSettings, Settings, SourceSettings, load_
 from publisher.errors import (
     AccessError,
     ConfigError,
+    ContentError,
     DeliveryError,
     DigestError,
     LoginLocked,
     OperatorError,
+    RateLimited,
     SiteError,
     SubscriberError,
 )
@@ -831,6 +834,11 @@ class Publication:
         the same time; the fifth wrong password in a row locks the account for `operators.LOCK_FOR`."""
         now = self.now()
         address = email.strip().lower()[:320]
+        if ip and not self.store.web_events.hit(
+            "console-login", ip, now, window=operators.LOGIN_WINDOW, limit=operators.LOGIN_ATTEMPTS
+        ):
+            self.audit("anonymous", "login.rate_limited", {"email": address, "ip": ip})
+            raise RateLimited("too many login attempts from this address: try again later", operators.LOGIN_WINDOW)
         found = self.store.operators.get(address)
         if found is not None and found.locked(now):
             self.audit(f"operator:{address}", "login.locked", {"ip": ip})
@@ -863,9 +871,39 @@ class Publication:
         found = self.store.operators.by_id(operator_id)
         return found if found is not None and found.session_generation == generation else None
 
+    def start_session(self, operator: Operator) -> tuple[str, str]:
+        """A new console session (a new id at every login): returns the cookie's value and the CSRF token."""
+        session_id, digest, csrf = operators.mint_session()
+        self.store.sessions.start(
+            digest, operator.id, operator.session_generation, csrf, self.now(), operators.SESSION_LIFETIME
+        )
+        return session_id, csrf
+
+    def session(self, session_id: str) -> tuple[Operator, str] | None:
+        """The operator and CSRF token of a live console session; None when it ended, expired or went idle."""
+        if not session_id:
+            return None
+        digest, now = operators.token_digest(session_id), self.now()
+        found = self.store.sessions.get(digest)
+        if found is None:
+            return None
+        operator = self.session_operator(found.operator_id, found.generation)
+        if operator is None or now >= found.expires_at or now - found.seen_at > operators.SESSION_IDLE:
+            self.store.sessions.end(digest)
+            return None
+        if now - found.seen_at > timedelta(minutes=1):
+            self.store.sessions.seen(digest, now)
+        return operator, found.csrf
+
+    def end_session(self, session_id: str, operator: Operator) -> None:
+        """Log out this browser: its session id stops working at once."""
+        self.store.sessions.end(operators.token_digest(session_id))
+        self.audit(operators.operator_actor(operator), "logout")
+
     def logout_everywhere(self, operator: Operator) -> None:
         """End every console session of `operator` (on every browser)."""
         self.store.operators.end_sessions(operator.id, self.now())
+        self.store.sessions.end_all(operator.id)
         self.audit(operators.operator_actor(operator), "logout.everywhere")
 
     def tokens(self) -> list[ApiToken]:
@@ -894,6 +932,69 @@ class Publication:
             raise AccessError("the API token is unknown or revoked")
         self.store.tokens.used(found.id, self.now())
         return operators.token_actor(found)
+
+    # --- what the console shows -------------------------------------------------------------
+
+    def dashboard(self) -> overview.Dashboard:
+        """Subscribers per newsletter and their growth, the next slots, the last issues with their
+        delivery counts, and what needs attention (unfinished sends, recent failures)."""
+        return overview.dashboard(self.store, self.settings, self.now())
+
+    def preview_issue(self, name: str) -> overview.IssuePreview:
+        """The pending draft (or the issue that would be built now) rendered for a sample reader, in
+        memory: HTML, text, and each article held back with its reason."""
+        self.newsletter(name)
+        return overview.preview(self.store, self.settings, name, self.now())
+
+    def issue_report(self, name: str, number: int) -> overview.IssueReport:
+        """Issue `number` with its articles, its delivery counts and its failed or deferred recipients."""
+        return overview.issue_report(self.store, self.issue(name, number))
+
+    def find_subscribers(
+        self,
+        text: str = "",
+        *,
+        status: str | None = None,
+        newsletter: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> tuple[list[StoredSubscriber], int]:
+        """Subscribers whose address or name contains `text`, newest first; and how many match."""
+        if newsletter:
+            self.newsletter(newsletter)
+        return self.store.lookups.subscribers(text, status=status, newsletter=newsletter, limit=limit, offset=offset)
+
+    def subscriber(self, email: str) -> StoredSubscriber:
+        address = subscribers.normalise_email(email)
+        found = self.store.subscribers.get(address)
+        if found is None:
+            raise SubscriberError(f"{address} is not a subscriber")
+        return found
+
+    def subscriber_history(self, email: str) -> overview.SubscriberHistory:
+        """One subscriber: consent, the issues sent to them, mail that came back, suppressions."""
+        return overview.history(self.store, self.subscriber(email))
+
+    def set_newsletters(self, email: str, newsletters: Sequence[str]) -> StoredSubscriber:
+        """Subscribe an address to exactly these newsletters (the ones left are opted out of)."""
+        person = self.subscriber(email)
+        for name in newsletters:
+            self.newsletter(name)
+        if person.status == SubscriberStatus.BOUNCED:
+            raise SubscriberError(subscribers.suppressed_hint(person.email))
+        self.store.subscribers.set_newsletters(person.id, newsletters, self.now())
+        return self.subscriber(person.email)
+
+    def find_articles(self, text: str = "", *, limit: int = 50, offset: int = 0) -> tuple[list[Article], int]:
+        """Articles whose title, slug or tags contain `text`, newest first; and how many match."""
+        return self.store.lookups.articles(text, limit=limit, offset=offset)
+
+    def article(self, slug: str) -> tuple[Article, list[dict[str, Any]]]:
+        """One article and the issues it went into."""
+        found = self.store.articles.by_slug(slug)
+        if found is None:
+            raise ContentError(f"there is no article {slug!r}")
+        return found, overview.article_issues(self.store, found)
 
     # --- the database ----------------------------------------------------------------------
 

@@ -336,6 +336,19 @@ audit_log = Table(
     Index("ix_audit_log_at", "at"),
 )
 
+console_sessions = Table(
+    "console_sessions",
+    metadata,
+    Column("digest", String(64), primary_key=True),  # SHA-256 of the cookie's session id; the id is kept nowhere
+    Column("operator_id", ForeignKey("operators.id", ondelete="CASCADE"), nullable=False),
+    Column("generation", Integer, nullable=False),  # the operator's session generation at login
+    Column("csrf", String(64), nullable=False),  # the token every form of this session carries
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("seen_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Index("ix_console_sessions_operator", "operator_id"),
+)
+
 
 def _add_columns(table: Table, *names: str) -> Callable[[Connection], None]:
     """Add columns (as declared on `table`) that an older database lacks; a new one has them already."""
@@ -380,4 +393,5 @@ MIGRATIONS: list[Callable[[Connection], None]] = [
     _forget_local_links,  # 11: articles.url keeps origin links only (the public site, issue 12)
     _create(webhook_nonces),  # 12: signed webhook tokens already used (replays are refused)
     _create(operators, api_tokens, audit_log),  # 13: the console's operators, API tokens, the audit log (issue 17)
+    _create(console_sessions),  # 14: the console's sessions (logout ends one, "log out everywhere" all)
 ]
