@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from publisher.model import Subscriber
+from publisher.model import Draft, Subscriber
 from publisher.operators import Role, cli_actor
 from publisher.publication import Publication
 from publisher.store import Store
@@ -77,6 +77,23 @@ def console_site(make_settings, tmp_path, mailbox):
     publication = Publication(settings, store)
     publication.import_sources([str(OURS.early.path)], fmt="textpage", as_of=OURS.early.as_of)
     now = datetime.now(UTC)
+    store.articles.ingest(  # waits for its time: the preview says it is held back, and why
+        [
+            Draft(
+                key="ride-report",
+                slug="saturday-ride-report",
+                title="Saturday ride report",
+                summary_html="<p>Soon.</p>",
+                content_html="<p>Soon.</p>",
+                truncated=False,
+                published=now + timedelta(days=2),
+            )
+        ],
+        site_url=settings.site.url,
+        guid_authority="example.org",
+        now=now,
+        source="console-test",
+    )
     store.subscribers.upsert_many(
         [
             Subscriber(email=f"rider{i}@example.org", status="confirmed", newsletters=("weekly",))
@@ -143,6 +160,8 @@ def test_an_editor_previews_approves_sends_and_watches_it_reach_sent(browser, co
     expect(page.frame_locator("iframe[title='The issue at desktop width']").locator("body")).to_contain_text(newest)
     page.get_by_text("Text part").click()
     expect(page.locator(".text-part pre")).to_contain_text(newest)
+    expect(page.locator(".held-back")).to_contain_text("Saturday ride report")
+    expect(page.locator(".held-back")).to_contain_text("future-dated")
     shoot(page, "preview")
 
     page.get_by_role("button", name="Build now").click()
