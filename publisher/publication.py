@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import mailbox
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import cached_property
@@ -34,6 +34,8 @@ from publisher import (
     issues,
     jobs,
     list_import,
+    operators,
+    overview,
     reconfirm,
     signup,
     subscribers,
@@ -41,7 +43,18 @@ from publisher import (
 from publisher.archive import archived_issues, write_archive
 from publisher.clock import Clock, system_clock
 from publisher.config import NewsletterSettings, Settings, SourceSettings, load_settings
-from publisher.errors import ConfigError, DeliveryError, DigestError, SiteError, SubscriberError
+from publisher.errors import (
+    AccessError,
+    ConfigError,
+    ContentError,
+    DeliveryError,
+    DigestError,
+    LoginLocked,
+    OperatorError,
+    RateLimited,
+    SiteError,
+    SubscriberError,
+)
 from publisher.export import ExportReport, export_site
 from publisher.feeds import FeedReport, build_feeds
 from publisher.inbound import files as inbound_files
@@ -57,6 +70,7 @@ from publisher.model import (
     StoredSubscriber,
     SubscriberStatus,
 )
+from publisher.operators import Actor, ApiToken, AuditEntry, Operator, Permission, Role
 from publisher.resources import static_dir
 from publisher.selection import Skipped
 from publisher.site import ArchivedIssue, Site, Snapshot
@@ -813,6 +827,227 @@ class Publication:
         if names is None:
             raise SubscriberError(f"{address} is not suppressed")
         return address, names
+
+    # --- operators, API tokens and the audit log --------------------------------------------
+
+    def audit(self, actor: Actor | str, action: str, detail: Mapping[str, Any] | None = None) -> None:
+        """Write who did what, now, to the audit log (secrets in `detail` are masked)."""
+        label = actor.label if isinstance(actor, Actor) else actor
+        self.store.audit.write(self.now(), label, action, operators.audit_detail(detail or {}))
+
+    def audit_log(
+        self, actor: Actor, *, limit: int = 100, before: int | None = None, who: str = ""
+    ) -> list[AuditEntry]:
+        """The audit log, newest first (owners and admin tokens only); `who` keeps one actor's entries."""
+        operators.require(actor, Permission.ADMIN)
+        return self.store.audit.newest(limit, before=before, actor=who)
+
+    def operators(self) -> list[Operator]:
+        return self.store.operators.all()
+
+    def add_operator(self, email: str, role: Role, password: str = "", *, actor: Actor) -> tuple[Operator, bool]:
+        """Add an operator, or change an existing one's role (and password, when given); returns it
+        and whether it is new. A new password unlocks the account and ends its sessions."""
+        operators.require(actor, Permission.ADMIN)
+        address = subscribers.normalise_email(email)
+        found = self.store.operators.get(address)
+        if found is None:
+            if not password:
+                raise OperatorError(f"{address}: a new operator needs a password")
+            added = self.store.operators.add(address, role, operators.hash_password(password), self.now())
+            self.audit(actor, "operator.add", {"email": address, "role": role.value})
+            return added, True
+        if found.role == Role.OWNER and role != Role.OWNER:
+            self._keep_an_owner(address)
+        self.store.operators.update(
+            found.id, self.now(), role=role, password_hash=operators.hash_password(password) if password else ""
+        )
+        self.audit(actor, "operator.update", {"email": address, "role": role.value, "new_password": bool(password)})
+        return self.store.operators.get(address) or found, False
+
+    def _keep_an_owner(self, address: str) -> None:
+        if self.store.operators.count(Role.OWNER) <= 1:
+            raise OperatorError(f"{address} is the only owner: make another operator an owner first")
+
+    def remove_operator(self, email: str, *, actor: Actor) -> Operator:
+        """Remove an operator (their sessions end with them); the last owner stays."""
+        operators.require(actor, Permission.ADMIN)
+        address = subscribers.normalise_email(email)
+        found = self.store.operators.get(address)
+        if found is None:
+            raise OperatorError(f"{address} is not an operator")
+        if found.role == Role.OWNER:
+            self._keep_an_owner(address)
+        self.store.operators.remove(address)
+        self.audit(actor, "operator.remove", {"email": address})
+        return found
+
+    def login(self, email: str, password: str, *, ip: str = "") -> Operator:
+        """Check a console login. A wrong address and a wrong password get the same answer and take
+        the same time; the fifth wrong password in a row locks the account for `operators.LOCK_FOR`."""
+        now = self.now()
+        address = email.strip().lower()[:320]
+        if ip and not self.store.web_events.hit(
+            "console-login", ip, now, window=operators.LOGIN_WINDOW, limit=operators.LOGIN_ATTEMPTS
+        ):
+            self.audit("anonymous", "login.rate_limited", {"email": address, "ip": ip})
+            raise RateLimited("too many login attempts from this address: try again later", operators.LOGIN_WINDOW)
+        found = self.store.operators.get(address)
+        if found is not None and found.locked(now):
+            self.audit(f"operator:{address}", "login.locked", {"ip": ip})
+            raise LoginLocked(self._locked_message(found), found.locked_until or now)
+        matches = operators.verify_password(found.password_hash if found else None, password)  # timed alike
+        if found is None or not matches:
+            if found is not None:
+                after = self.store.operators.login_failed(
+                    found.id, now, limit=operators.MAX_FAILED_LOGINS, lock_for=operators.LOCK_FOR
+                )
+                if after is not None and after.locked(now):
+                    self.audit(f"operator:{address}", "login.lock", {"ip": ip})
+                    raise LoginLocked(self._locked_message(after), after.locked_until or now)
+            self.audit(f"operator:{address}" if found else "anonymous", "login.failed", {"email": address, "ip": ip})
+            raise AccessError("wrong email address or password")
+        rehashed = operators.hash_password(password) if operators.needs_rehash(found.password_hash) else ""
+        self.store.operators.login_succeeded(found.id, now, rehashed)
+        self.audit(operators.operator_actor(found), "login", {"ip": ip})
+        return found
+
+    def _locked_message(self, operator: Operator) -> str:
+        until = operator.locked_until or self.now()
+        return (
+            f"too many wrong passwords: this account is locked until {until:%H:%M} UTC; "
+            "try again then, or ask an owner to set a new password"
+        )
+
+    def session_operator(self, operator_id: int, generation: int) -> Operator | None:
+        """The operator a console session belongs to, unless they were removed or logged out everywhere."""
+        found = self.store.operators.by_id(operator_id)
+        return found if found is not None and found.session_generation == generation else None
+
+    def start_session(self, operator: Operator) -> tuple[str, str]:
+        """A new console session (a new id at every login): returns the cookie's value and the CSRF token."""
+        session_id, digest, csrf = operators.mint_session()
+        self.store.sessions.start(
+            digest, operator.id, operator.session_generation, csrf, self.now(), operators.SESSION_LIFETIME
+        )
+        return session_id, csrf
+
+    def session(self, session_id: str) -> tuple[Operator, str] | None:
+        """The operator and CSRF token of a live console session; None when it ended, expired or went idle."""
+        if not session_id:
+            return None
+        digest, now = operators.token_digest(session_id), self.now()
+        found = self.store.sessions.get(digest)
+        if found is None:
+            return None
+        operator = self.session_operator(found.operator_id, found.generation)
+        if operator is None or now >= found.expires_at or now - found.seen_at > operators.SESSION_IDLE:
+            self.store.sessions.end(digest)
+            return None
+        if now - found.seen_at > timedelta(minutes=1):
+            self.store.sessions.seen(digest, now)
+        return operator, found.csrf
+
+    def end_session(self, session_id: str, operator: Operator) -> None:
+        """Log out this browser: its session id stops working at once."""
+        self.store.sessions.end(operators.token_digest(session_id))
+        self.audit(operators.operator_actor(operator), "logout")
+
+    def logout_everywhere(self, operator: Operator) -> None:
+        """End every console session of `operator` (on every browser)."""
+        self.store.operators.end_sessions(operator.id, self.now())
+        self.store.sessions.end_all(operator.id)
+        self.audit(operators.operator_actor(operator), "logout.everywhere")
+
+    def tokens(self) -> list[ApiToken]:
+        return self.store.tokens.all()
+
+    def create_token(self, name: str, scope: Permission, *, actor: Actor) -> tuple[ApiToken, str]:
+        """A new API token: returns the stored record and the token itself, which is shown once and kept nowhere."""
+        operators.require(actor, Permission.ADMIN)
+        secret, digest = operators.mint_token()
+        stored = self.store.tokens.create(operators.check_token_name(name), scope, digest, self.now(), actor.label)
+        self.audit(actor, "token.create", {"name": stored.name, "scope": scope.value})
+        return stored, secret
+
+    def revoke_token(self, name: str, *, actor: Actor) -> ApiToken:
+        operators.require(actor, Permission.ADMIN)
+        revoked = self.store.tokens.revoke(name.strip(), self.now())
+        if revoked is None:
+            raise OperatorError(f"there is no active token named {name.strip()!r}")
+        self.audit(actor, "token.revoke", {"name": revoked.name})
+        return revoked
+
+    def token_actor(self, secret: str) -> Actor:
+        """Who a bearer token speaks for; AccessError for an unknown or revoked token."""
+        found = self.store.tokens.by_digest(operators.token_digest(secret)) if secret.strip() else None
+        if found is None or not found.active:
+            raise AccessError("the API token is unknown or revoked")
+        self.store.tokens.used(found.id, self.now())
+        return operators.token_actor(found)
+
+    # --- what the console shows -------------------------------------------------------------
+
+    def dashboard(self) -> overview.Dashboard:
+        """Subscribers per newsletter and their growth, the next slots, the last issues with their
+        delivery counts, and what needs attention (unfinished sends, recent failures)."""
+        return overview.dashboard(self.store, self.settings, self.now())
+
+    def preview_issue(self, name: str) -> overview.IssuePreview:
+        """The pending draft (or the issue that would be built now) rendered for a sample reader, in
+        memory: HTML, text, and each article held back with its reason."""
+        self.newsletter(name)
+        return overview.preview(self.store, self.settings, name, self.now())
+
+    def issue_report(self, name: str, number: int) -> overview.IssueReport:
+        """Issue `number` with its articles, its delivery counts and its failed or deferred recipients."""
+        return overview.issue_report(self.store, self.issue(name, number))
+
+    def find_subscribers(
+        self,
+        text: str = "",
+        *,
+        status: str | None = None,
+        newsletter: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> tuple[list[StoredSubscriber], int]:
+        """Subscribers whose address or name contains `text`, newest first; and how many match."""
+        if newsletter:
+            self.newsletter(newsletter)
+        return self.store.lookups.subscribers(text, status=status, newsletter=newsletter, limit=limit, offset=offset)
+
+    def subscriber(self, email: str) -> StoredSubscriber:
+        address = subscribers.normalise_email(email)
+        found = self.store.subscribers.get(address)
+        if found is None:
+            raise SubscriberError(f"{address} is not a subscriber")
+        return found
+
+    def subscriber_history(self, email: str) -> overview.SubscriberHistory:
+        """One subscriber: consent, the issues sent to them, mail that came back, suppressions."""
+        return overview.history(self.store, self.subscriber(email))
+
+    def set_newsletters(self, email: str, newsletters: Sequence[str]) -> StoredSubscriber:
+        """Subscribe an address to exactly these newsletters (the ones left are opted out of)."""
+        person = self.subscriber(email)
+        for name in newsletters:
+            self.newsletter(name)
+        if person.status == SubscriberStatus.BOUNCED:
+            raise SubscriberError(subscribers.suppressed_hint(person.email))
+        self.store.subscribers.set_newsletters(person.id, newsletters, self.now())
+        return self.subscriber(person.email)
+
+    def find_articles(self, text: str = "", *, limit: int = 50, offset: int = 0) -> tuple[list[Article], int]:
+        """Articles whose title, slug or tags contain `text`, newest first; and how many match."""
+        return self.store.lookups.articles(text, limit=limit, offset=offset)
+
+    def article(self, slug: str) -> tuple[Article, list[dict[str, Any]]]:
+        """One article and the issues it went into."""
+        found = self.store.articles.by_slug(slug)
+        if found is None:
+            raise ContentError(f"there is no article {slug!r}")
+        return found, overview.article_issues(self.store, found)
 
     # --- the database ----------------------------------------------------------------------
 

@@ -35,7 +35,7 @@ from starlette.responses import (
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from publisher import signup, tokens, webhooks
+from publisher import console, signup, tokens, webhooks
 from publisher.config import Settings
 from publisher.errors import PublisherError, RateLimited, SubscriberError, TokenError
 from publisher.feedformats import FORMATS
@@ -424,6 +424,7 @@ def routes(settings: Settings) -> list:
         Route("/archive", archive_root, methods=["GET"]),
         Route("/webhooks/{provider}", webhooks.endpoint(settings), methods=["POST"]),
         Route("/archive/", page, methods=["GET"]),  # every newsletter and its issues (publisher.site)
+        Mount("/admin", routes=console.routes()),  # the operators' console (publisher.console)
         Mount("/feeds", Files(settings.feeds.dir, FEED_CACHE)),
         Mount("/archive", Files(settings.archive.dir, ARCHIVE_CACHE)),
         Mount("/static", Files(static, ARCHIVE_CACHE)),

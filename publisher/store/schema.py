@@ -302,6 +302,58 @@ bounce_scores = Table(
     Column("at", UTCDateTime, nullable=False),  # when `score` was last computed
 )
 
+operators = Table(
+    "operators",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("email", String(320), nullable=False, unique=True),  # stored lower-cased
+    Column("role", String(16), nullable=False),  # owner | editor | viewer
+    Column("password_hash", Text, nullable=False),  # argon2id
+    Column("failed_logins", Integer, nullable=False, default=0),  # wrong passwords in a row
+    Column("locked_until", UTCDateTime, nullable=True),
+    Column("session_generation", Integer, nullable=False, default=0),  # "log out everywhere" bumps it
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(64), nullable=False),  # unique among tokens not revoked (checked by the store)
+    Column("scope", String(16), nullable=False),  # read | write | admin
+    Column("digest", String(64), nullable=False, unique=True),  # SHA-256 of the token; the token is kept nowhere
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("created_by", Text, nullable=False, default=""),
+    Column("revoked_at", UTCDateTime, nullable=True),
+    Column("last_used_at", UTCDateTime, nullable=True),
+    Index("ix_api_tokens_name", "name"),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("actor", String(400), nullable=False),  # operator:EMAIL | token:NAME | cli:USER
+    Column("action", String(64), nullable=False),  # e.g. issue.approve, subscriber.add, login.failed
+    Column("detail", Text, nullable=False, default="{}"),  # JSON, secrets masked
+    Index("ix_audit_log_at", "at"),
+)
+
+console_sessions = Table(
+    "console_sessions",
+    metadata,
+    Column("digest", String(64), primary_key=True),  # SHA-256 of the cookie's session id; the id is kept nowhere
+    Column("operator_id", ForeignKey("operators.id", ondelete="CASCADE"), nullable=False),
+    Column("generation", Integer, nullable=False),  # the operator's session generation at login
+    Column("csrf", String(64), nullable=False),  # the token every form of this session carries
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("seen_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Index("ix_console_sessions_operator", "operator_id"),
+)
+
 
 def _add_columns(table: Table, *names: str) -> Callable[[Connection], None]:
     """Add columns (as declared on `table`) that an older database lacks; a new one has them already."""
@@ -364,4 +416,6 @@ MIGRATIONS: list[Callable[[Connection], None]] = [
     _forget_local_links,  # 11: articles.url keeps origin links only (the public site, issue 12)
     _create(webhook_nonces),  # 12: signed webhook tokens already used (replays are refused)
     _topics_and_waves,  # 13: readers' time zones; deliveries' topics and due times (issue 16)
+    _create(operators, api_tokens, audit_log),  # 14: the console's operators, API tokens, the audit log (issue 17)
+    _create(console_sessions),  # 15: the console's sessions (logout ends one, "log out everywhere" all)
 ]
