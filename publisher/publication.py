@@ -15,7 +15,9 @@ rendering) to the edges (store, transports); none of the faces decides anything 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cached_property
@@ -40,7 +42,7 @@ from publisher import (
 from publisher.archive import archived_issues, write_archive
 from publisher.clock import Clock, system_clock
 from publisher.config import NewsletterSettings, Settings, SourceSettings, load_settings
-from publisher.errors import ConfigError, DeliveryError, DigestError, SiteError, SubscriberError
+from publisher.errors import ConfigError, DeliveryError, DigestError, PublisherError, SiteError, SubscriberError
 from publisher.export import ExportReport, export_site
 from publisher.feeds import FeedReport, build_feeds
 from publisher.inbound import files as inbound_files
@@ -63,12 +65,15 @@ from publisher.site import ArchivedIssue, Site, Snapshot
 from publisher.store import Store
 from publisher.store.copy import copy_database
 from publisher.store.inbound import Suppression
+from publisher.store.runs import LockHolder, RunTotal
+from publisher.store.stats import StoreStats
 from publisher.templates import environment
 from publisher.transports import MaildirTransport, Transport
 
 StopCheck = Callable[[], bool]
 ProgressHook = Callable[[dispatch.Progress], None]
 UNFINISHED = (IssueState.SENDING, IssueState.PAUSED)
+SCHEDULER_LOCK = "scheduler"  # the name `Scheduler` records its lock holder under
 
 
 def never() -> bool:
@@ -219,6 +224,23 @@ class DatabaseStatus:
 
 
 @dataclass(frozen=True)
+class Health:
+    """What /healthz shows: the store answers, who runs the timetable, when each kind of work last succeeded."""
+
+    database: bool
+    scheduler: LockHolder | None = None
+    runs: tuple[RunTotal, ...] = ()
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """The store's counts and run totals, read at scrape time (for /metrics)."""
+
+    stats: StoreStats
+    runs: tuple[RunTotal, ...]
+
+
+@dataclass(frozen=True)
 class IssueStatus:
     """Where an issue's ledger stands: counts per delivery state and the next retry."""
 
@@ -315,7 +337,8 @@ class Publication:
         if not chosen:
             raise ConfigError(f"{self.settings.path}: nothing to import: name a file or add [[sources]] to the config")
         now = self.now()
-        reports = content.import_sources(self.store, self.settings, chosen, as_of=as_of or now, now=now)
+        with self.track("import"):
+            reports = content.import_sources(self.store, self.settings, chosen, as_of=as_of or now, now=now)
         return ImportResult(reports, self.rebuild_feeds(), self.store.articles.count())
 
     def articles(self, limit: int | None = None) -> list[Article]:
@@ -324,7 +347,8 @@ class Publication:
 
     def build_feeds(self) -> FeedReport:
         """Write the site's and each tag's RSS, Atom and JSON feeds; unchanged files are left alone."""
-        return build_feeds(self.store, self.settings, now=self.now())
+        with self.track("feeds"):
+            return build_feeds(self.store, self.settings, now=self.now())
 
     def rebuild_feeds(self) -> int:
         """Bring what readers fetch up to date: the feeds, the newsletters' archive pages (their
@@ -785,6 +809,28 @@ class Publication:
     def healthy(self) -> bool:
         """The database answers."""
         return self.store.ping()
+
+    def health(self) -> Health:
+        """The database answers; the scheduler's lock holder; the last success of each kind of run."""
+        if not self.store.ping():
+            return Health(database=False)
+        return Health(True, self.store.runs.holder(SCHEDULER_LOCK), tuple(self.store.runs.totals()))
+
+    def metrics(self) -> Metrics:
+        """Issues, deliveries, subscribers, mail taken in and run totals, as the store has them now."""
+        return Metrics(self.store.stats.snapshot(self.now()), tuple(self.store.runs.totals()))
+
+    @contextmanager
+    def track(self, kind: str, name: str = "") -> Iterator[None]:
+        """Count the work inside (its time, and whether it raised a PublisherError) in the run totals."""
+        started = time.monotonic()
+        try:
+            yield
+        except PublisherError as error:
+            took = time.monotonic() - started
+            self.store.runs.record(kind, name, self.now(), took, str(error) or type(error).__name__)
+            raise
+        self.store.runs.record(kind, name, self.now(), time.monotonic() - started)
 
     # --- the timetable ---------------------------------------------------------------------
 

@@ -418,7 +418,41 @@ def test_pages_carry_security_headers_and_feed_discovery(client):
 def test_healthz_follows_the_store(client, store, monkeypatch):
     assert client.get("/healthz").status_code == 200
     monkeypatch.setattr(store, "ping", lambda: False)
-    assert client.get("/healthz").status_code == 503
+    down = client.get("/healthz")
+    assert down.status_code == 503 and down.json() == {
+        "status": "unavailable",
+        "database": "unreachable",
+        "scheduler": None,
+        "last_success": {},
+    }
+
+
+def test_healthz_names_the_active_scheduler_and_the_last_success_of_each_job(client, web_settings, store):
+    import os
+
+    from publisher import jobs
+    from publisher.scheduler import Scheduler
+
+    assert client.get("/healthz").json()["scheduler"] is None
+    stop = threading.Event()
+    timetable = Scheduler(web_settings, store)
+    active = threading.Thread(target=timetable.serve, args=(stop,))
+    active.start()
+    try:
+        deadline = time.monotonic() + 30
+        while (health := client.get("/healthz").json())["scheduler"] is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert health["status"] == "ok" and health["database"] == "ok"
+        assert health["scheduler"]["holder"].endswith(f":{os.getpid()}") and not health["scheduler"]["stale"]
+    finally:
+        stop.set()
+        active.join(30)
+    assert client.get("/healthz").json()["scheduler"] is None  # a clean stop gives the lock and the record up
+    publication = Publication(web_settings, store)
+    jobs.run_job(publication, "feeds", "")
+    last = client.get("/healthz").json()["last_success"]
+    assert {"job:feeds", "feeds"} <= set(last)
+    assert datetime.fromisoformat(last["job:feeds"]).tzinfo is not None
 
 
 def test_errors_are_pages_without_stack_traces(web_settings, store, monkeypatch):

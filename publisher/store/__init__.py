@@ -25,8 +25,10 @@ from publisher.store.failures import translate_errors
 from publisher.store.inbound import InboundStore
 from publisher.store.issues import IssueStore
 from publisher.store.reconfirmations import ReconfirmationStore
+from publisher.store.runs import RunStore
 from publisher.store.schema import MIGRATIONS, metadata, schema_migrations
 from publisher.store.slots import SlotStore
+from publisher.store.stats import StatsStore
 from publisher.store.subscribers import SubscriberStore
 from publisher.store.web_events import WebEventStore
 
@@ -164,3 +166,11 @@ class Store:
     @cached_property
     def inbound(self) -> InboundStore:
         return InboundStore(self.engine)
+
+    @cached_property
+    def runs(self) -> RunStore:
+        return RunStore(self.engine)
+
+    @cached_property
+    def stats(self) -> StatsStore:
+        return StatsStore(self.engine)
