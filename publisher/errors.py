@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 
 class PublisherError(Exception):
@@ -63,3 +63,19 @@ class RateLimited(PublisherError):
 
 class IssueConflict(DigestError):
     """Another writer took the same issue number or one of the same articles: select again."""
+
+
+class OperatorError(PublisherError):
+    """An operator, password, role, token name or scope is invalid, or unknown."""
+
+
+class AccessError(PublisherError):
+    """Not signed in, a wrong password, a locked account, or an action the role or token may not take."""
+
+
+class LoginLocked(AccessError):
+    """Too many wrong passwords: the account is locked until `until`."""
+
+    def __init__(self, message: str, until: datetime) -> None:
+        super().__init__(message)
+        self.until = until

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -35,6 +35,7 @@ from publisher import (
     issues,
     jobs,
     list_import,
+    operators,
     reconfirm,
     signup,
     subscribers,
@@ -42,7 +43,17 @@ from publisher import (
 from publisher.archive import archived_issues, write_archive
 from publisher.clock import Clock, system_clock
 from publisher.config import NewsletterSettings, Settings, SourceSettings, load_settings
-from publisher.errors import ConfigError, DeliveryError, DigestError, PublisherError, SiteError, SubscriberError
+from publisher.errors import (
+    AccessError,
+    ConfigError,
+    DeliveryError,
+    DigestError,
+    LoginLocked,
+    OperatorError,
+    PublisherError,
+    SiteError,
+    SubscriberError,
+)
 from publisher.export import ExportReport, export_site
 from publisher.feeds import FeedReport, build_feeds
 from publisher.inbound import files as inbound_files
@@ -59,6 +70,7 @@ from publisher.model import (
     StoredSubscriber,
     SubscriberStatus,
 )
+from publisher.operators import Actor, ApiToken, AuditEntry, Operator, Permission, Role
 from publisher.resources import static_dir
 from publisher.selection import Skipped
 from publisher.site import ArchivedIssue, Site, Snapshot
@@ -784,6 +796,129 @@ class Publication:
         if names is None:
             raise SubscriberError(f"{address} is not suppressed")
         return address, names
+
+    # --- operators, API tokens and the audit log --------------------------------------------
+
+    def audit(self, actor: Actor | str, action: str, detail: Mapping[str, Any] | None = None) -> None:
+        """Write who did what, now, to the audit log (secrets in `detail` are masked)."""
+        label = actor.label if isinstance(actor, Actor) else actor
+        self.store.audit.write(self.now(), label, action, operators.audit_detail(detail or {}))
+
+    def audit_log(
+        self, actor: Actor, *, limit: int = 100, before: int | None = None, who: str = ""
+    ) -> list[AuditEntry]:
+        """The audit log, newest first (owners and admin tokens only); `who` keeps one actor's entries."""
+        operators.require(actor, Permission.ADMIN)
+        return self.store.audit.newest(limit, before=before, actor=who)
+
+    def operators(self) -> list[Operator]:
+        return self.store.operators.all()
+
+    def add_operator(self, email: str, role: Role, password: str = "", *, actor: Actor) -> tuple[Operator, bool]:
+        """Add an operator, or change an existing one's role (and password, when given); returns it
+        and whether it is new. A new password unlocks the account and ends its sessions."""
+        operators.require(actor, Permission.ADMIN)
+        address = subscribers.normalise_email(email)
+        found = self.store.operators.get(address)
+        if found is None:
+            if not password:
+                raise OperatorError(f"{address}: a new operator needs a password")
+            added = self.store.operators.add(address, role, operators.hash_password(password), self.now())
+            self.audit(actor, "operator.add", {"email": address, "role": role.value})
+            return added, True
+        if found.role == Role.OWNER and role != Role.OWNER:
+            self._keep_an_owner(address)
+        self.store.operators.update(
+            found.id, self.now(), role=role, password_hash=operators.hash_password(password) if password else ""
+        )
+        self.audit(actor, "operator.update", {"email": address, "role": role.value, "new_password": bool(password)})
+        return self.store.operators.get(address) or found, False
+
+    def _keep_an_owner(self, address: str) -> None:
+        if self.store.operators.count(Role.OWNER) <= 1:
+            raise OperatorError(f"{address} is the only owner: make another operator an owner first")
+
+    def remove_operator(self, email: str, *, actor: Actor) -> Operator:
+        """Remove an operator (their sessions end with them); the last owner stays."""
+        operators.require(actor, Permission.ADMIN)
+        address = subscribers.normalise_email(email)
+        found = self.store.operators.get(address)
+        if found is None:
+            raise OperatorError(f"{address} is not an operator")
+        if found.role == Role.OWNER:
+            self._keep_an_owner(address)
+        self.store.operators.remove(address)
+        self.audit(actor, "operator.remove", {"email": address})
+        return found
+
+    def login(self, email: str, password: str, *, ip: str = "") -> Operator:
+        """Check a console login. A wrong address and a wrong password get the same answer and take
+        the same time; the fifth wrong password in a row locks the account for `operators.LOCK_FOR`."""
+        now = self.now()
+        address = email.strip().lower()[:320]
+        found = self.store.operators.get(address)
+        if found is not None and found.locked(now):
+            self.audit(f"operator:{address}", "login.locked", {"ip": ip})
+            raise LoginLocked(self._locked_message(found), found.locked_until or now)
+        matches = operators.verify_password(found.password_hash if found else None, password)  # timed alike
+        if found is None or not matches:
+            if found is not None:
+                after = self.store.operators.login_failed(
+                    found.id, now, limit=operators.MAX_FAILED_LOGINS, lock_for=operators.LOCK_FOR
+                )
+                if after is not None and after.locked(now):
+                    self.audit(f"operator:{address}", "login.lock", {"ip": ip})
+                    raise LoginLocked(self._locked_message(after), after.locked_until or now)
+            self.audit(f"operator:{address}" if found else "anonymous", "login.failed", {"email": address, "ip": ip})
+            raise AccessError("wrong email address or password")
+        rehashed = operators.hash_password(password) if operators.needs_rehash(found.password_hash) else ""
+        self.store.operators.login_succeeded(found.id, now, rehashed)
+        self.audit(operators.operator_actor(found), "login", {"ip": ip})
+        return found
+
+    def _locked_message(self, operator: Operator) -> str:
+        until = operator.locked_until or self.now()
+        return (
+            f"too many wrong passwords: this account is locked until {until:%H:%M} UTC; "
+            "try again then, or ask an owner to set a new password"
+        )
+
+    def session_operator(self, operator_id: int, generation: int) -> Operator | None:
+        """The operator a console session belongs to, unless they were removed or logged out everywhere."""
+        found = self.store.operators.by_id(operator_id)
+        return found if found is not None and found.session_generation == generation else None
+
+    def logout_everywhere(self, operator: Operator) -> None:
+        """End every console session of `operator` (on every browser)."""
+        self.store.operators.end_sessions(operator.id, self.now())
+        self.audit(operators.operator_actor(operator), "logout.everywhere")
+
+    def tokens(self) -> list[ApiToken]:
+        return self.store.tokens.all()
+
+    def create_token(self, name: str, scope: Permission, *, actor: Actor) -> tuple[ApiToken, str]:
+        """A new API token: returns the stored record and the token itself, which is shown once and kept nowhere."""
+        operators.require(actor, Permission.ADMIN)
+        secret, digest = operators.mint_token()
+        stored = self.store.tokens.create(operators.check_token_name(name), scope, digest, self.now(), actor.label)
+        self.audit(actor, "token.create", {"name": stored.name, "scope": scope.value})
+        return stored, secret
+
+    def revoke_token(self, name: str, *, actor: Actor) -> ApiToken:
+        operators.require(actor, Permission.ADMIN)
+        revoked = self.store.tokens.revoke(name.strip(), self.now())
+        if revoked is None:
+            raise OperatorError(f"there is no active token named {name.strip()!r}")
+        self.audit(actor, "token.revoke", {"name": revoked.name})
+        return revoked
+
+    def token_actor(self, secret: str) -> Actor:
+        """Who a bearer token speaks for; AccessError for an unknown or revoked token."""
+        found = self.store.tokens.by_digest(operators.token_digest(secret)) if secret.strip() else None
+        if found is None or not found.active:
+            raise AccessError("the API token is unknown or revoked")
+        self.store.tokens.used(found.id, self.now())
+        return operators.token_actor(found)
 
     # --- the database ----------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ import click
 
 from publisher import __version__
 from publisher.cli import (
+    admin,
     announce,
     content,
     database,
@@ -44,7 +45,21 @@ def cli(ctx: click.Context, config_path: str) -> None:
     ctx.call_on_close(ctx.obj.close)
 
 
-for module in (content, subscribers, database, feeds, site, web, digest, sending, announce, service, demo, inbound):
+for module in (
+    content,
+    subscribers,
+    database,
+    feeds,
+    site,
+    web,
+    digest,
+    sending,
+    announce,
+    service,
+    demo,
+    inbound,
+    admin,
+):
     module.register(cli)
 
 

@@ -1,7 +1,7 @@
 """The store: the only code that speaks SQL, through SQLAlchemy Core, on SQLite or PostgreSQL.
 
 `Store` owns the engine and hands out one repository per concept (`articles`, `subscribers`,
-`issues`, `deliveries`, `slots`, `web_events`), each in its own module.
+`issues`, `deliveries`, `slots`, `web_events`, `operators`, `tokens`, `audit`), each in its own module.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from publisher.store.deliveries import DeliveryStore
 from publisher.store.failures import translate_errors
 from publisher.store.inbound import InboundStore
 from publisher.store.issues import IssueStore
+from publisher.store.operators import AuditStore, OperatorStore, TokenStore
 from publisher.store.reconfirmations import ReconfirmationStore
 from publisher.store.runs import RunStore
 from publisher.store.schema import MIGRATIONS, metadata, schema_migrations
@@ -174,3 +175,15 @@ class Store:
     @cached_property
     def stats(self) -> StatsStore:
         return StatsStore(self.engine)
+
+    @cached_property
+    def operators(self) -> OperatorStore:
+        return OperatorStore(self.engine)
+
+    @cached_property
+    def tokens(self) -> TokenStore:
+        return TokenStore(self.engine)
+
+    @cached_property
+    def audit(self) -> AuditStore:
+        return AuditStore(self.engine)

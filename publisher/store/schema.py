@@ -297,6 +297,45 @@ bounce_scores = Table(
     Column("at", UTCDateTime, nullable=False),  # when `score` was last computed
 )
 
+operators = Table(
+    "operators",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("email", String(320), nullable=False, unique=True),  # stored lower-cased
+    Column("role", String(16), nullable=False),  # owner | editor | viewer
+    Column("password_hash", Text, nullable=False),  # argon2id
+    Column("failed_logins", Integer, nullable=False, default=0),  # wrong passwords in a row
+    Column("locked_until", UTCDateTime, nullable=True),
+    Column("session_generation", Integer, nullable=False, default=0),  # "log out everywhere" bumps it
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(64), nullable=False),  # unique among tokens not revoked (checked by the store)
+    Column("scope", String(16), nullable=False),  # read | write | admin
+    Column("digest", String(64), nullable=False, unique=True),  # SHA-256 of the token; the token is kept nowhere
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("created_by", Text, nullable=False, default=""),
+    Column("revoked_at", UTCDateTime, nullable=True),
+    Column("last_used_at", UTCDateTime, nullable=True),
+    Index("ix_api_tokens_name", "name"),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("actor", String(400), nullable=False),  # operator:EMAIL | token:NAME | cli:USER
+    Column("action", String(64), nullable=False),  # e.g. issue.approve, subscriber.add, login.failed
+    Column("detail", Text, nullable=False, default="{}"),  # JSON, secrets masked
+    Index("ix_audit_log_at", "at"),
+)
+
 # What each kind of run (an import, a feeds build, a scheduler job) has done so far, one row per
 # (kind, name): counters that only grow, so /metrics reads them as Prometheus counters from any process.
 run_totals = Table(
@@ -367,5 +406,6 @@ MIGRATIONS: list[Callable[[Connection], None]] = [
     _create(reconfirmations),  # 10: the confirm-pending ledger (imported addresses asked to confirm)
     _forget_local_links,  # 11: articles.url keeps origin links only (the public site, issue 12)
     _create(webhook_nonces),  # 12: signed webhook tokens already used (replays are refused)
-    _create(run_totals, lock_holders),  # 13: what /metrics and /healthz read (issue 17)
+    _create(operators, api_tokens, audit_log),  # 13: the console's operators, API tokens, the audit log (issue 17)
+    _create(run_totals, lock_holders),  # 14: what /metrics and /healthz read (issue 17)
 ]

@@ -1,0 +1,83 @@
+"""`publisher admin`: operators, API tokens shown once, and the audit log at the shell."""
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from publisher.cli import cli
+from publisher.operators import token_digest
+
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture
+def config(tmp_path: Path, database_url: str) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(
+        f'[site]\nurl = "https://news.example.org"\npostal_address = "1 Example Road, Testville"\n\n'
+        f'[database]\nurl = "{database_url}"\n\n[newsletters.weekly]\n',
+        encoding="utf-8",
+    )
+    return path
+
+
+def run(config: Path, *args: str, stdin: str | None = None):
+    return CliRunner().invoke(cli, ["--config", str(config), *args], input=stdin, catch_exceptions=False)
+
+
+def test_add_user_from_stdin_then_list_change_and_remove(config):
+    added = run(config, "admin", "add-user", "Ada@Example.org", "--role", "owner", "--password-stdin", stdin=PASSWORD)
+    assert added.exit_code == 0 and added.output == "added ada@example.org (owner)\n"
+    run(config, "admin", "add-user", "ed@example.org", "--password-stdin", stdin=PASSWORD + "\n")
+    users = json.loads(run(config, "admin", "users", "--json").output)
+    assert [(u["email"], u["role"]) for u in users] == [("ada@example.org", "owner"), ("ed@example.org", "editor")]
+    changed = run(config, "admin", "add-user", "ed@example.org", "--role", "viewer")  # no new password asked
+    assert changed.output == "updated ed@example.org (viewer)\n"
+    assert run(config, "admin", "remove-user", "ed@example.org").output == "removed ed@example.org (viewer)\n"
+    last = run(config, "admin", "remove-user", "ada@example.org")
+    assert last.exit_code == 1 and last.output.count("\n") == 1 and "only owner" in last.output
+
+
+def test_bad_input_is_one_line_and_nothing_is_stored(config):
+    short = run(config, "admin", "add-user", "ada@example.org", "--password-stdin", stdin="short\n")
+    assert short.exit_code == 1 and short.output == "error: the password is too short: use at least 10 characters\n"
+    empty = run(config, "admin", "add-user", "ada@example.org", "--password-stdin", stdin="")
+    assert empty.exit_code == 1 and "held no password" in empty.output
+    bad = run(config, "admin", "add-user", "not-an-address", "--password-stdin", stdin=PASSWORD)
+    assert bad.exit_code == 1 and bad.output.count("\n") == 1
+    assert run(config, "admin", "add-user", "a@example.org", "--role", "boss").exit_code == 2
+    assert json.loads(run(config, "admin", "users", "--json").output) == []
+
+
+def test_a_token_is_shown_once_and_stored_only_as_its_digest(config, database_url):
+    created = run(config, "admin", "token", "create", "cms", "--scope", "write", "--json")
+    shown = json.loads(created.output)
+    assert shown["name"] == "cms" and shown["scope"] == "write" and shown["token"].startswith("pub_")
+    listed = run(config, "admin", "tokens", "--json").output
+    assert shown["token"] not in listed and json.loads(listed)[0]["revoked_at"] is None
+    plain = run(config, "admin", "token", "create", "reader")
+    assert plain.stdout.startswith("pub_") and "not shown again" in plain.stderr
+    from publisher.store import Store
+
+    store = Store.open(database_url)
+    try:
+        assert store.tokens.by_digest(token_digest(shown["token"])) is not None
+    finally:
+        store.close()
+    assert run(config, "admin", "token", "revoke", "cms").output == "revoked token 'cms' (write)\n"
+    again = run(config, "admin", "token", "revoke", "cms")
+    assert again.exit_code == 1 and "no active token named 'cms'" in again.output
+
+
+def test_the_audit_log_says_who_did_what(config):
+    run(config, "admin", "add-user", "ada@example.org", "--role", "owner", "--password-stdin", stdin=PASSWORD)
+    secret = json.loads(run(config, "admin", "token", "create", "cms", "--json").output)["token"]
+    entries = json.loads(run(config, "admin", "audit", "--json").output)
+    assert [e["action"] for e in entries] == ["token.create", "operator.add"]
+    assert all(e["actor"].startswith("cli:") for e in entries)
+    assert entries[0]["detail"] == {"name": "cms", "scope": "read"}
+    text = run(config, "admin", "audit").output
+    assert "operator.add" in text and "email=ada@example.org" in text
+    assert secret not in text and PASSWORD not in text

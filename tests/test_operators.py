@@ -1,0 +1,212 @@
+"""Operators, API tokens and the audit log: roles, passwords, lockout, tokens shown once, who did what."""
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from publisher import Publication
+from publisher.errors import AccessError, LoginLocked, OperatorError
+from publisher.operators import (
+    LOCK_FOR,
+    MAX_FAILED_LOGINS,
+    Permission,
+    Role,
+    audit_detail,
+    cli_actor,
+    hash_password,
+    mint_token,
+    operator_actor,
+    parse_role,
+    parse_scope,
+    require,
+    token_digest,
+    verify_password,
+)
+
+NOW = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
+SHELL = cli_actor("root")
+PASSWORD = "correct horse battery staple"
+
+
+class Clock:
+    """A clock the test moves forward."""
+
+    def __init__(self, moment: datetime) -> None:
+        self.moment = moment
+
+    def __call__(self) -> datetime:
+        return self.moment
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock(NOW)
+
+
+@pytest.fixture
+def publication(make_settings, store, clock):
+    return Publication(make_settings(database_url=store.url), store, clock=clock)
+
+
+# --- the pure module ---------------------------------------------------------------------------
+
+
+def test_viewers_read_editors_write_owners_administer():
+    def can(role: Role) -> set[str]:
+        return {p.value for p in Permission if operator_actor_of(role).can(p)}
+
+    assert can(Role.VIEWER) == {"read"}
+    assert can(Role.EDITOR) == {"read", "write"}
+    assert can(Role.OWNER) == {"read", "write", "admin"}
+    with pytest.raises(AccessError, match="needs the write permission"):
+        require(operator_actor_of(Role.VIEWER), Permission.WRITE)
+
+
+def operator_actor_of(role: Role):
+    from publisher.operators import Operator
+
+    return operator_actor(Operator(1, "a@example.org", role, "", 0, None, 0, NOW))
+
+
+def test_unknown_roles_and_scopes_are_one_line_errors():
+    assert parse_role(" Owner ") == Role.OWNER and parse_scope("WRITE") == Permission.WRITE
+    with pytest.raises(OperatorError, match="unknown role 'boss': use owner, editor or viewer"):
+        parse_role("boss")
+    with pytest.raises(OperatorError, match="unknown scope 'all'"):
+        parse_scope("all")
+
+
+def test_passwords_are_argon2_hashed_and_checked():
+    hashed = hash_password(PASSWORD)
+    assert hashed.startswith("$argon2id$") and PASSWORD not in hashed
+    assert verify_password(hashed, PASSWORD)
+    assert not verify_password(hashed, PASSWORD + "!")
+    assert not verify_password(None, PASSWORD)  # an unknown address never matches
+    assert not verify_password("not a hash", PASSWORD)
+    with pytest.raises(OperatorError, match="too short"):
+        hash_password("short")
+
+
+def test_a_token_is_random_and_only_its_digest_is_kept():
+    token, digest = mint_token()
+    other, _ = mint_token()
+    assert token.startswith("pub_") and len(token) > 40 and token != other
+    assert digest == token_digest(token) and token not in digest and len(digest) == 64
+
+
+def test_the_audit_detail_never_holds_a_secret():
+    stored = json.loads(audit_detail({"email": "a@example.org", "password": "x", "nested": {"Token": "t"}}))
+    assert stored == {"email": "a@example.org", "nested": {"Token": "***"}, "password": "***"}
+
+
+# --- operators through Publication (SQLite and PostgreSQL) ------------------------------------
+
+
+def test_an_added_operator_logs_in_and_the_log_says_who_did_it(publication):
+    operator, is_new = publication.add_operator("Ada@Example.org", Role.EDITOR, PASSWORD, actor=SHELL)
+    assert is_new and operator.email == "ada@example.org" and operator.role == Role.EDITOR
+    assert publication.login("ada@example.org", PASSWORD, ip="192.0.2.1").id == operator.id
+    log = publication.audit_log(SHELL)
+    assert [(e.actor, e.action) for e in log] == [
+        ("operator:ada@example.org", "login"),
+        ("cli:root", "operator.add"),
+    ]
+    assert log[1].detail == {"email": "ada@example.org", "role": "editor"} and log[0].at == NOW
+    assert PASSWORD not in json.dumps([e.detail for e in log])
+
+
+def test_a_wrong_address_and_a_wrong_password_get_the_same_answer(publication):
+    publication.add_operator("ada@example.org", Role.EDITOR, PASSWORD, actor=SHELL)
+    with pytest.raises(AccessError, match=r"^wrong email address or password$"):
+        publication.login("ada@example.org", "wrong password!")
+    with pytest.raises(AccessError, match=r"^wrong email address or password$"):
+        publication.login("bob@example.org", PASSWORD)
+    assert [e.action for e in publication.audit_log(SHELL, limit=2)] == ["login.failed", "login.failed"]
+
+
+def test_five_wrong_passwords_lock_the_account_for_a_while(publication, clock):
+    publication.add_operator("ada@example.org", Role.EDITOR, PASSWORD, actor=SHELL)
+    for _ in range(MAX_FAILED_LOGINS - 1):
+        with pytest.raises(AccessError, match="wrong email"):
+            publication.login("ada@example.org", "wrong password!")
+    with pytest.raises(LoginLocked, match="locked until 08:15 UTC") as locked:
+        publication.login("ada@example.org", "wrong password!")
+    assert locked.value.until == NOW + LOCK_FOR
+    with pytest.raises(LoginLocked):  # even the right password, while locked
+        publication.login("ada@example.org", PASSWORD)
+    clock.moment = NOW + LOCK_FOR + timedelta(seconds=1)
+    assert publication.login("ada@example.org", PASSWORD).email == "ada@example.org"
+
+
+def test_a_right_password_resets_the_count_of_wrong_ones(publication):
+    publication.add_operator("ada@example.org", Role.EDITOR, PASSWORD, actor=SHELL)
+    for _ in range(MAX_FAILED_LOGINS - 1):
+        with pytest.raises(AccessError):
+            publication.login("ada@example.org", "wrong password!")
+    publication.login("ada@example.org", PASSWORD)
+    with pytest.raises(AccessError, match="wrong email"):  # one more wrong one does not lock
+        publication.login("ada@example.org", "wrong password!")
+
+
+def test_logging_out_everywhere_ends_every_session(publication):
+    operator, _ = publication.add_operator("ada@example.org", Role.VIEWER, PASSWORD, actor=SHELL)
+    assert publication.session_operator(operator.id, operator.session_generation) is not None
+    publication.logout_everywhere(operator)
+    assert publication.session_operator(operator.id, operator.session_generation) is None
+    fresh = publication.login("ada@example.org", PASSWORD)
+    assert publication.session_operator(fresh.id, fresh.session_generation) is not None
+
+
+def test_a_new_password_unlocks_and_ends_sessions_and_a_removed_operator_has_none(publication):
+    operator, _ = publication.add_operator("ada@example.org", Role.EDITOR, PASSWORD, actor=SHELL)
+    updated, is_new = publication.add_operator("ada@example.org", Role.OWNER, "another long password", actor=SHELL)
+    assert not is_new and updated.role == Role.OWNER
+    assert publication.session_operator(operator.id, operator.session_generation) is None
+    with pytest.raises(AccessError):
+        publication.login("ada@example.org", PASSWORD)
+    publication.add_operator("bob@example.org", Role.OWNER, PASSWORD, actor=SHELL)
+    publication.remove_operator("ada@example.org", actor=SHELL)
+    assert publication.session_operator(updated.id, updated.session_generation) is None
+    assert [o.email for o in publication.operators()] == ["bob@example.org"]
+
+
+def test_the_last_owner_stays(publication):
+    publication.add_operator("ada@example.org", Role.OWNER, PASSWORD, actor=SHELL)
+    with pytest.raises(OperatorError, match="only owner"):
+        publication.remove_operator("ada@example.org", actor=SHELL)
+    with pytest.raises(OperatorError, match="only owner"):
+        publication.add_operator("ada@example.org", Role.VIEWER, actor=SHELL)
+
+
+def test_only_owners_manage_operators_and_read_the_log(publication):
+    editor, _ = publication.add_operator("ed@example.org", Role.EDITOR, PASSWORD, actor=SHELL)
+    as_editor = operator_actor(editor)
+    with pytest.raises(AccessError, match="needs the admin permission"):
+        publication.add_operator("eve@example.org", Role.OWNER, PASSWORD, actor=as_editor)
+    with pytest.raises(AccessError):
+        publication.audit_log(as_editor)
+    with pytest.raises(AccessError):
+        publication.create_token("cms", Permission.ADMIN, actor=as_editor)
+    assert [o.email for o in publication.operators()] == ["ed@example.org"]
+
+
+def test_a_token_works_until_it_is_revoked(publication):
+    stored, secret = publication.create_token("cms", Permission.WRITE, actor=SHELL)
+    assert stored.digest == token_digest(secret)
+    actor = publication.token_actor(secret)
+    assert actor.label == "token:cms" and actor.can(Permission.WRITE) and not actor.can(Permission.ADMIN)
+    assert publication.tokens()[0].last_used_at == NOW
+    with pytest.raises(OperatorError, match="exists: revoke it first"):
+        publication.create_token("cms", Permission.READ, actor=SHELL)
+    publication.revoke_token("cms", actor=SHELL)
+    with pytest.raises(AccessError, match="unknown or revoked"):
+        publication.token_actor(secret)
+    with pytest.raises(AccessError):
+        publication.token_actor(secret + "x")
+    _, again = publication.create_token("cms", Permission.READ, actor=SHELL)  # the name is free again
+    assert publication.token_actor(again).can(Permission.READ)
+    log = json.dumps([(e.action, e.detail) for e in publication.audit_log(SHELL)])
+    assert "token.revoke" in log and secret not in log and again not in log
+    with pytest.raises(OperatorError, match="no active token named 'nope'"):
+        publication.revoke_token("nope", actor=SHELL)
