@@ -232,6 +232,11 @@ class WebhookSettings:
 
 
 @dataclass(frozen=True)
+class ApiSettings:
+    cors_origins: tuple[str, ...] = ()  # other sites whose pages may POST /api/v1/subscribe
+
+
+@dataclass(frozen=True)
 class MetricsSettings:
     """Who may read /metrics: holders of the token (in the environment variable `token_env`), or
     anyone who can reach `listen`, a separate HOST:PORT that serves only /metrics."""
@@ -263,6 +268,7 @@ class Settings:
     inbound: InboundSettings = InboundSettings()
     webhooks: WebhookSettings = WebhookSettings()
     metrics: MetricsSettings = MetricsSettings()
+    api: ApiSettings = ApiSettings()
     secret_keys: tuple[str, ...] = field(default=(), repr=False)
 
     def newsletter(self, name: str) -> NewsletterSettings:
@@ -584,6 +590,8 @@ def settings_from_dict(data: dict, path: Path) -> Settings:
     inbound = _inbound(_build(InboundSettings, data.get("inbound", {}), "inbound", path), path)
     webhooks = _webhooks(_build(WebhookSettings, data.get("webhooks", {}), "webhooks", path), path)
     metrics = _metrics(_build(MetricsSettings, data.get("metrics", {}), "metrics", path), path)
+    api = _build(ApiSettings, data.get("api", {}), "api", path)
+    _check_origins(path, api.cors_origins)
     return Settings(
         path=path,
         base_dir=base_dir,
@@ -600,6 +608,7 @@ def settings_from_dict(data: dict, path: Path) -> Settings:
         inbound=inbound,
         webhooks=webhooks,
         metrics=metrics,
+        api=api,
         secret_keys=_secret_keys(base_dir),
     )
 
@@ -617,6 +626,16 @@ def _check_listen(path: Path, key: str, listen: str, example: str) -> None:
     host, _, port = listen.rpartition(":")
     if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
         raise ConfigError(f'{path}: {key} must be HOST:PORT such as "{example}", got {listen!r}')
+
+
+def _check_origins(path: Path, origins: tuple[str, ...]) -> None:
+    for origin in origins:
+        parts = urlsplit(origin)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.path or parts.query:
+            raise ConfigError(
+                f'{path}: api.cors_origins: {origin!r} is not an origin like "https://www.example.org" '
+                "(scheme and host, optional port, no path)"
+            )
 
 
 def _metrics(metrics: MetricsSettings, path: Path) -> MetricsSettings:

@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric, SummaryMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
+from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from publisher.errors import PublisherError
@@ -163,6 +164,16 @@ def token_matches(header: str, token: str) -> bool:
     return bool(token) and scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
 
 
+def route_label(scope: Scope) -> str:
+    """The template of the route that answered (`/admin/issues/{name}`), never the raw path: a
+    route inside a Mount is prefixed by the mount's path; a mounted app is named by its mount."""
+    route = scope.get("route")
+    if route is None:
+        return "unmatched"
+    prefix = scope.get("root_path", "")
+    return prefix + route.path if isinstance(route, Route) else prefix or route.path
+
+
 class HttpMetrics:
     """Counts every HTTP request by the route that answered it (the template, never the raw path)."""
 
@@ -186,6 +197,6 @@ class HttpMetrics:
         try:
             await self.app(scope, receive, record_status)
         finally:
-            route = getattr(scope.get("route"), "path", "") or "unmatched"
+            route = route_label(scope)
             self.metrics.requests.labels(route, scope["method"], str(status)).inc()
             self.metrics.latency.labels(route).observe(time.perf_counter() - started)

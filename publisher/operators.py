@@ -31,6 +31,12 @@ from publisher.errors import AccessError, OperatorError
 # Five wrong passwords in a row lock an account for a while (the console says until when).
 MAX_FAILED_LOGINS = 5
 LOCK_FOR = timedelta(minutes=15)
+# Console sessions end 12 hours after login, or after 2 hours without a request.
+SESSION_LIFETIME = timedelta(hours=12)
+SESSION_IDLE = timedelta(hours=2)
+# Login attempts from one IP address (any accounts) within LOGIN_WINDOW, before 429.
+LOGIN_ATTEMPTS = 30
+LOGIN_WINDOW = timedelta(minutes=15)
 MIN_PASSWORD = 10
 MAX_PASSWORD = 1024  # argon2 hashes anything, but a megabyte "password" is a denial of service
 TOKEN_PREFIX = "pub_"  # noqa: S105 - a prefix that makes leaked tokens easy to spot, not a secret
@@ -207,6 +213,12 @@ def mint_token() -> tuple[str, str]:
 def token_digest(token: str) -> str:
     """SHA-256 of a token (a token has 256 random bits: no salt or slow hash needed to protect it)."""
     return hashlib.sha256(token.strip().encode("utf-8", "replace")).hexdigest()
+
+
+def mint_session() -> tuple[str, str, str]:
+    """A new console session: the cookie's id, its digest (what the store keeps) and the CSRF token."""
+    session_id = secrets.token_urlsafe(32)
+    return session_id, token_digest(session_id), secrets.token_urlsafe(32)
 
 
 def same_digest(a: str, b: str) -> bool:

@@ -36,6 +36,8 @@ from publisher import (
     jobs,
     list_import,
     operators,
+    overview,
+    posting,
     reconfirm,
     signup,
     subscribers,
@@ -46,11 +48,13 @@ from publisher.config import NewsletterSettings, Settings, SourceSettings, load_
 from publisher.errors import (
     AccessError,
     ConfigError,
+    ContentError,
     DeliveryError,
     DigestError,
     LoginLocked,
     OperatorError,
     PublisherError,
+    RateLimited,
     SiteError,
     SubscriberError,
 )
@@ -68,6 +72,7 @@ from publisher.model import (
     IssueState,
     PlannedIssue,
     StoredSubscriber,
+    Subscriber,
     SubscriberStatus,
 )
 from publisher.operators import Actor, ApiToken, AuditEntry, Operator, Permission, Role
@@ -856,6 +861,11 @@ class Publication:
         the same time; the fifth wrong password in a row locks the account for `operators.LOCK_FOR`."""
         now = self.now()
         address = email.strip().lower()[:320]
+        if ip and not self.store.web_events.hit(
+            "console-login", ip, now, window=operators.LOGIN_WINDOW, limit=operators.LOGIN_ATTEMPTS
+        ):
+            self.audit("anonymous", "login.rate_limited", {"email": address, "ip": ip})
+            raise RateLimited("too many login attempts from this address: try again later", operators.LOGIN_WINDOW)
         found = self.store.operators.get(address)
         if found is not None and found.locked(now):
             self.audit(f"operator:{address}", "login.locked", {"ip": ip})
@@ -888,9 +898,39 @@ class Publication:
         found = self.store.operators.by_id(operator_id)
         return found if found is not None and found.session_generation == generation else None
 
+    def start_session(self, operator: Operator) -> tuple[str, str]:
+        """A new console session (a new id at every login): returns the cookie's value and the CSRF token."""
+        session_id, digest, csrf = operators.mint_session()
+        self.store.sessions.start(
+            digest, operator.id, operator.session_generation, csrf, self.now(), operators.SESSION_LIFETIME
+        )
+        return session_id, csrf
+
+    def session(self, session_id: str) -> tuple[Operator, str] | None:
+        """The operator and CSRF token of a live console session; None when it ended, expired or went idle."""
+        if not session_id:
+            return None
+        digest, now = operators.token_digest(session_id), self.now()
+        found = self.store.sessions.get(digest)
+        if found is None:
+            return None
+        operator = self.session_operator(found.operator_id, found.generation)
+        if operator is None or now >= found.expires_at or now - found.seen_at > operators.SESSION_IDLE:
+            self.store.sessions.end(digest)
+            return None
+        if now - found.seen_at > timedelta(minutes=1):
+            self.store.sessions.seen(digest, now)
+        return operator, found.csrf
+
+    def end_session(self, session_id: str, operator: Operator) -> None:
+        """Log out this browser: its session id stops working at once."""
+        self.store.sessions.end(operators.token_digest(session_id))
+        self.audit(operators.operator_actor(operator), "logout")
+
     def logout_everywhere(self, operator: Operator) -> None:
         """End every console session of `operator` (on every browser)."""
         self.store.operators.end_sessions(operator.id, self.now())
+        self.store.sessions.end_all(operator.id)
         self.audit(operators.operator_actor(operator), "logout.everywhere")
 
     def tokens(self) -> list[ApiToken]:
@@ -919,6 +959,169 @@ class Publication:
             raise AccessError("the API token is unknown or revoked")
         self.store.tokens.used(found.id, self.now())
         return operators.token_actor(found)
+
+    # --- what other systems do through the API ----------------------------------------------
+
+    def subscriber_page(
+        self, *, after: int = 0, limit: int = 50, status: str | None = None, newsletter: str | None = None
+    ) -> list[StoredSubscriber]:
+        """Up to `limit` subscribers after id `after`, in id order (the API's cursor pagination)."""
+        if newsletter:
+            self.newsletter(newsletter)
+        return self.store.subscribers.page(after=after, limit=limit, status=status, newsletter=newsletter)
+
+    def create_subscriber(
+        self,
+        email: str,
+        *,
+        name: str = "",
+        newsletters: Sequence[str] = (),
+        topics: Sequence[str] = (),
+        consent: tuple[datetime, str] | None = None,
+        source: str = "api",
+    ) -> StoredSubscriber:
+        """A new subscriber: pending and sent one confirmation mail (double opt-in), or confirmed at
+        once when `consent` (when and what they agreed to) is given. A known address is an error."""
+        wanted = signup.read_signup(self.settings, email, name, newsletters, topics)
+        if self.store.subscribers.get(wanted.email) is not None:
+            raise SubscriberError(f"{wanted.email} is already a subscriber")
+        now = self.now()
+        at, text = consent or (None, "")
+        if at is not None and at > now:
+            raise SubscriberError("consent.at is in the future")
+        self.store.subscribers.add(
+            Subscriber(
+                email=wanted.email,
+                name=wanted.name,
+                status=SubscriberStatus.CONFIRMED if consent else SubscriberStatus.PENDING,
+                newsletters=wanted.newsletters,
+                topics=wanted.topics,
+                source=source,
+                consent_at=at,
+                consent_text=text,
+            ),
+            now,
+        )
+        person = self.subscriber(wanted.email)
+        if consent is None:
+            outcome = signup.ask_to_confirm(self.settings, self.store, self.mailer, person, wanted, now)
+            if outcome != "sent":
+                raise DeliveryError(f"{person.email} was added, but the confirmation mail was not sent: see the log")
+        return person
+
+    def update_subscriber(
+        self,
+        email: str,
+        *,
+        name: str | None = None,
+        newsletters: Sequence[str] | None = None,
+        topics: Sequence[str] | None = None,
+    ) -> StoredSubscriber:
+        """Change a subscriber's name, newsletters (exactly these) or topics; what is None stays."""
+        person = self.subscriber(email)
+        if newsletters is not None:
+            self.set_newsletters(person.email, newsletters)
+        values: dict[str, Any] = {}
+        if name is not None:
+            values["name"] = subscribers.clean_name(name)
+        if topics is not None:
+            values["topics"] = signup.clean_topics(topics, self.settings)
+        if values:
+            self.store.subscribers.update(person.id, self.now(), **values)
+        return self.subscriber(person.email)
+
+    def post_article(self, posted: posting.Posted) -> tuple[Article, bool]:
+        """Store an article another system sent (sanitised like an import; the same slug updates it),
+        then bring the feeds and the site up to date. Returns it and whether it is new."""
+        now = self.now()
+        draft = posting.draft(posted, now)
+        with self.track("import", posting.SOURCE):
+            report = self.store.articles.ingest(
+                [draft], guid_authority=self.settings.site.domain, now=now, source=posting.SOURCE
+            )
+        self.rebuild_feeds()
+        found = self.store.articles.by_key(draft.key)
+        if found is None:
+            raise ContentError(f"the article {draft.slug!r} was not stored")
+        return found, bool(report.added)
+
+    def issue_status(self, name: str, number: int) -> IssueStatus:
+        """Issue `number` of `name` with its delivery counts (all zero before it starts sending)."""
+        issue = self.issue(name, number)
+        return IssueStatus(issue, self.store.deliveries.counts(issue.id), self.store.deliveries.next_attempt(issue.id))
+
+    def send_issue(self, name: str, number: int) -> Issue:
+        """Check that issue `number` can go now (approved, or sending after an interruption) and mark
+        nothing yet: the caller then runs `deliver` (the API does it after answering)."""
+        issue = self.issue(name, number)
+        if issue.state == IssueState.DRAFT:
+            raise DigestError(f"{name} issue {number} is a draft: approve it first")
+        if issue.state not in (IssueState.APPROVED, IssueState.SENDING):
+            raise DigestError(f"{name} issue {number} is {issue.state}: only an approved issue can be sent")
+        return issue
+
+    # --- what the console shows -------------------------------------------------------------
+
+    def dashboard(self) -> overview.Dashboard:
+        """Subscribers per newsletter and their growth, the next slots, the last issues with their
+        delivery counts, and what needs attention (unfinished sends, recent failures)."""
+        return overview.dashboard(self.store, self.settings, self.now())
+
+    def preview_issue(self, name: str) -> overview.IssuePreview:
+        """The pending draft (or the issue that would be built now) rendered for a sample reader, in
+        memory: HTML, text, and each article held back with its reason."""
+        self.newsletter(name)
+        return overview.preview(self.store, self.settings, name, self.now())
+
+    def issue_report(self, name: str, number: int) -> overview.IssueReport:
+        """Issue `number` with its articles, its delivery counts and its failed or deferred recipients."""
+        return overview.issue_report(self.store, self.issue(name, number))
+
+    def find_subscribers(
+        self,
+        text: str = "",
+        *,
+        status: str | None = None,
+        newsletter: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> tuple[list[StoredSubscriber], int]:
+        """Subscribers whose address or name contains `text`, newest first; and how many match."""
+        if newsletter:
+            self.newsletter(newsletter)
+        return self.store.lookups.subscribers(text, status=status, newsletter=newsletter, limit=limit, offset=offset)
+
+    def subscriber(self, email: str) -> StoredSubscriber:
+        address = subscribers.normalise_email(email)
+        found = self.store.subscribers.get(address)
+        if found is None:
+            raise SubscriberError(f"{address} is not a subscriber")
+        return found
+
+    def subscriber_history(self, email: str) -> overview.SubscriberHistory:
+        """One subscriber: consent, the issues sent to them, mail that came back, suppressions."""
+        return overview.history(self.store, self.subscriber(email))
+
+    def set_newsletters(self, email: str, newsletters: Sequence[str]) -> StoredSubscriber:
+        """Subscribe an address to exactly these newsletters (the ones left are opted out of)."""
+        person = self.subscriber(email)
+        for name in newsletters:
+            self.newsletter(name)
+        if person.status == SubscriberStatus.BOUNCED:
+            raise SubscriberError(subscribers.suppressed_hint(person.email))
+        self.store.subscribers.set_newsletters(person.id, newsletters, self.now())
+        return self.subscriber(person.email)
+
+    def find_articles(self, text: str = "", *, limit: int = 50, offset: int = 0) -> tuple[list[Article], int]:
+        """Articles whose title, slug or tags contain `text`, newest first; and how many match."""
+        return self.store.lookups.articles(text, limit=limit, offset=offset)
+
+    def article(self, slug: str) -> tuple[Article, list[dict[str, Any]]]:
+        """One article and the issues it went into."""
+        found = self.store.articles.by_slug(slug)
+        if found is None:
+            raise ContentError(f"there is no article {slug!r}")
+        return found, overview.article_issues(self.store, found)
 
     # --- the database ----------------------------------------------------------------------
 

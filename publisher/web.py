@@ -35,7 +35,7 @@ from starlette.responses import (
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from publisher import metrics, signup, tokens, webhooks
+from publisher import api, console, metrics, signup, tokens, webhooks
 from publisher.config import Settings
 from publisher.errors import PublisherError, RateLimited, SubscriberError, TokenError
 from publisher.feedformats import FORMATS
@@ -402,6 +402,8 @@ async def metrics_response(registry: metrics.Registry) -> Response:
 
 
 async def on_http_error(request: Request, error: HTTPException) -> Response:
+    if request.url.path.startswith(api.PREFIX + "/"):
+        return api.http_problem(error.status_code, request.url.path)
     if error.status_code == 404 and request.method in ("GET", "HEAD"):
         return await page(request)  # the site's own 404 page
     messages = {404: "There is nothing at this address.", 405: "This address does not accept that request."}
@@ -448,6 +450,8 @@ def routes(settings: Settings) -> list:
         Route("/archive", archive_root, methods=["GET"]),
         Route("/webhooks/{provider}", webhooks.endpoint(settings), methods=["POST"]),
         Route("/archive/", page, methods=["GET"]),  # every newsletter and its issues (publisher.site)
+        Mount("/admin", routes=console.routes()),  # the operators' console (publisher.console)
+        Mount(api.PREFIX, routes=api.routes()),  # the JSON API (publisher.api)
         Mount("/feeds", Files(settings.feeds.dir, FEED_CACHE)),
         Mount("/archive", Files(settings.archive.dir, ARCHIVE_CACHE)),
         Mount("/static", Files(static, ARCHIVE_CACHE)),

@@ -210,3 +210,24 @@ def test_a_token_works_until_it_is_revoked(publication):
     assert "token.revoke" in log and secret not in log and again not in log
     with pytest.raises(OperatorError, match="no active token named 'nope'"):
         publication.revoke_token("nope", actor=SHELL)
+
+
+def test_a_console_session_ends_at_logout_after_idling_and_at_its_lifetime(publication, clock):
+    from publisher.operators import SESSION_IDLE, SESSION_LIFETIME
+
+    operator, _ = publication.add_operator("ada@example.org", Role.EDITOR, PASSWORD, actor=SHELL)
+    first, csrf = publication.start_session(operator)
+    second, other_csrf = publication.start_session(operator)
+    assert first != second and csrf != other_csrf  # a new id (and CSRF token) at every login
+    assert publication.session(first) == (publication.store.operators.get("ada@example.org"), csrf)
+    publication.end_session(first, operator)
+    assert publication.session(first) is None and publication.session(second) is not None
+    clock.moment = NOW + SESSION_IDLE + timedelta(seconds=1)
+    assert publication.session(second) is None  # idle too long
+    clock.moment = NOW + SESSION_IDLE
+    third, _ = publication.start_session(operator)
+    for hour in range(1, 13):  # active every hour, but no longer than the lifetime
+        clock.moment = NOW + SESSION_IDLE + timedelta(hours=hour)
+        alive = publication.session(third) is not None
+        assert alive == (timedelta(hours=hour) < SESSION_LIFETIME)
+    assert publication.session("") is None and publication.session("made-up") is None

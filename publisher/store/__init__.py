@@ -24,10 +24,12 @@ from publisher.store.deliveries import DeliveryStore
 from publisher.store.failures import translate_errors
 from publisher.store.inbound import InboundStore
 from publisher.store.issues import IssueStore
+from publisher.store.lookups import LookupStore
 from publisher.store.operators import AuditStore, OperatorStore, TokenStore
 from publisher.store.reconfirmations import ReconfirmationStore
 from publisher.store.runs import RunStore
 from publisher.store.schema import MIGRATIONS, metadata, schema_migrations
+from publisher.store.sessions import SessionStore
 from publisher.store.slots import SlotStore
 from publisher.store.stats import StatsStore
 from publisher.store.subscribers import SubscriberStore
@@ -187,3 +189,11 @@ class Store:
     @cached_property
     def audit(self) -> AuditStore:
         return AuditStore(self.engine)
+
+    @cached_property
+    def sessions(self) -> SessionStore:
+        return SessionStore(self.engine)
+
+    @cached_property
+    def lookups(self) -> LookupStore:
+        return LookupStore(self.engine)

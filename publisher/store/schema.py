@@ -336,6 +336,19 @@ audit_log = Table(
     Index("ix_audit_log_at", "at"),
 )
 
+console_sessions = Table(
+    "console_sessions",
+    metadata,
+    Column("digest", String(64), primary_key=True),  # SHA-256 of the cookie's session id; the id is kept nowhere
+    Column("operator_id", ForeignKey("operators.id", ondelete="CASCADE"), nullable=False),
+    Column("generation", Integer, nullable=False),  # the operator's session generation at login
+    Column("csrf", String(64), nullable=False),  # the token every form of this session carries
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("seen_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Index("ix_console_sessions_operator", "operator_id"),
+)
+
 # What each kind of run (an import, a feeds build, a scheduler job) has done so far, one row per
 # (kind, name): counters that only grow, so /metrics reads them as Prometheus counters from any process.
 run_totals = Table(
@@ -407,5 +420,6 @@ MIGRATIONS: list[Callable[[Connection], None]] = [
     _forget_local_links,  # 11: articles.url keeps origin links only (the public site, issue 12)
     _create(webhook_nonces),  # 12: signed webhook tokens already used (replays are refused)
     _create(operators, api_tokens, audit_log),  # 13: the console's operators, API tokens, the audit log (issue 17)
-    _create(run_totals, lock_holders),  # 14: what /metrics and /healthz read (issue 17)
+    _create(console_sessions),  # 14: the console's sessions (logout ends one, "log out everywhere" all)
+    _create(run_totals, lock_holders),  # 15: what /metrics and /healthz read (issue 17)
 ]

@@ -1,0 +1,229 @@
+"""Subscribers in the console: search, add, import a CSV (mapping preview first), export, change
+newsletters, unsubscribe, unsuppress, and one subscriber's history."""
+
+from __future__ import annotations
+
+import secrets
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+from starlette.responses import Response
+
+from publisher.console.auth import Console, audited
+from publisher.console.pages import PAGE_HEADERS, redirect, render
+from publisher.errors import SubscriberError
+from publisher.files import private_folder, write_private
+from publisher.model import SUBSCRIBER_STATUSES
+from publisher.publication import Publication
+
+PAGE = 50
+MAX_UPLOAD = 20 * 1024 * 1024
+UPLOAD_AGE = 3600  # seconds an uploaded file waits for its confirmation
+MAX_ERRORS = 20
+
+
+def _publication(request: Request) -> Publication:
+    found: Publication = request.app.state.publication
+    return found
+
+
+def _url(email: str) -> str:
+    return "/admin/subscribers/" + quote(email, safe="@")
+
+
+async def index(request: Request, console: Console) -> Response:
+    query = request.query_params
+    text, status, newsletter = query.get("q", "")[:200], query.get("status", ""), query.get("newsletter", "")
+    page = int(query["page"]) if query.get("page", "").isdigit() else 1
+    publication = _publication(request)
+    found, total = await run_in_threadpool(
+        publication.find_subscribers,
+        text,
+        status=status if status in SUBSCRIBER_STATUSES else None,
+        newsletter=newsletter if newsletter in publication.settings.newsletters else None,
+        limit=PAGE,
+        offset=(max(page, 1) - 1) * PAGE,
+    )
+    return render(
+        request,
+        "subscribers",
+        found=found,
+        total=total,
+        page=page,
+        pages=max(1, -(-total // PAGE)),
+        q=text,
+        status=status,
+        newsletter=newsletter,
+        statuses=SUBSCRIBER_STATUSES,
+        newsletters=publication.settings.newsletters,
+    )
+
+
+async def detail(request: Request, console: Console) -> Response:
+    publication = _publication(request)
+    shown = await run_in_threadpool(publication.subscriber_history, request.path_params["email"])
+    return render(request, "subscriber", history=shown, newsletters=publication.settings.newsletters)
+
+
+async def add(request: Request, console: Console) -> Response:
+    publication = _publication(request)
+    email = console.text("email", 320)
+    detail = {"email": email, "newsletters": console.texts("newsletter"), "confirmed": bool(console.text("confirmed"))}
+    stored, is_new = await audited(
+        request,
+        console,
+        "subscriber.add",
+        detail,
+        publication.add_subscriber,
+        email,
+        name=console.text("name", 200),
+        newsletters=console.texts("newsletter"),
+        confirmed=bool(console.text("confirmed")),
+    )
+    return redirect(
+        request, _url(stored.email), f"{'Added' if is_new else 'Updated'} {stored.email} ({stored.status})."
+    )
+
+
+async def set_newsletters(request: Request, console: Console) -> Response:
+    email, names = request.path_params["email"], console.texts("newsletter")
+    detail = {"email": email, "newsletters": names}
+    stored = await audited(
+        request, console, "subscriber.newsletters", detail, _publication(request).set_newsletters, email, names
+    )
+    return redirect(
+        request, _url(stored.email), f"{stored.email}: {', '.join(stored.newsletters) or 'no newsletters'}."
+    )
+
+
+async def unsubscribe(request: Request, console: Console) -> Response:
+    email = request.path_params["email"]
+    address = await audited(
+        request, console, "subscriber.unsubscribe", {"email": email}, _publication(request).remove_subscriber, email
+    )
+    return redirect(request, _url(address), f"{address} is unsubscribed from every newsletter.")
+
+
+async def unsuppress(request: Request, console: Console) -> Response:
+    email, reason = request.path_params["email"], console.text("reason", 500)
+    if not reason:
+        raise SubscriberError("say why the address may receive mail again (the reason is logged)")
+    address, names = await audited(
+        request,
+        console,
+        "subscriber.unsuppress",
+        {"email": email, "reason": reason},
+        _publication(request).unsuppress,
+        email,
+        reason,
+    )
+    return redirect(
+        request, _url(address), f"{address} may receive mail again ({', '.join(names) or 'no newsletters'})."
+    )
+
+
+async def export(request: Request, console: Console) -> Response:
+    status = request.query_params.get("status", "")
+    chosen = status if status in SUBSCRIBER_STATUSES else None
+    body = await audited(
+        request,
+        console,
+        "subscribers.export",
+        {"status": chosen},
+        _publication(request).export_subscribers,
+        status=chosen,
+    )
+    headers = {**PAGE_HEADERS, "content-disposition": 'attachment; filename="subscribers.csv"'}
+    return Response(body, media_type="text/csv; charset=utf-8", headers=headers)
+
+
+# --- CSV import: upload, look at the mapping, confirm --------------------------------------------
+
+
+def _uploads() -> Path:
+    folder = Path(tempfile.gettempdir()) / "publisher-console-uploads"
+    private_folder(folder)
+    cutoff = time.time() - UPLOAD_AGE
+    for old in folder.glob("*.csv"):
+        if old.stat().st_mtime < cutoff:
+            old.unlink(missing_ok=True)
+    return folder
+
+
+def _upload_path(upload_id: str) -> Path:
+    if len(upload_id) != 32 or any(c not in "0123456789abcdef" for c in upload_id):
+        raise SubscriberError("this import has expired: upload the file again")
+    path = _uploads() / f"{upload_id}.csv"
+    if not path.exists():
+        raise SubscriberError("this import has expired: upload the file again")
+    return path
+
+
+async def import_form(request: Request, console: Console) -> Response:
+    return render(request, "import", newsletters=_publication(request).settings.newsletters, plan=None)
+
+
+def _options(console: Console) -> dict:
+    return {
+        "confirmed": bool(console.text("confirmed")),
+        "newsletters": console.texts("newsletter"),
+        "maps": [m for m in console.text("maps", 2000).splitlines() if m.strip()],
+    }
+
+
+async def import_preview(request: Request, console: Console) -> Response:
+    """Keep the uploaded file, and show how it would be read (a dry run) before anything is written."""
+    upload = console.form.get("file") if console.form is not None else None
+    if not isinstance(upload, UploadFile) or not upload.filename:
+        raise SubscriberError("choose a CSV file to import")
+    data = await upload.read()
+    upload_id = secrets.token_hex(16)
+    path = _uploads() / f"{upload_id}.csv"
+    write_private(path, data)
+    options = _options(console)
+    errors: list[str] = []
+    plan, counts = await run_in_threadpool(
+        _publication(request).import_subscribers,
+        path,
+        dry_run=True,
+        on_error=lambda message: errors.append(message) if len(errors) < MAX_ERRORS else None,
+        **options,
+    )
+    return render(
+        request,
+        "import",
+        newsletters=_publication(request).settings.newsletters,
+        plan=plan,
+        counts=counts,
+        errors=errors,
+        upload_id=upload_id,
+        filename=upload.filename,
+        options=options,
+    )
+
+
+async def import_confirm(request: Request, console: Console) -> Response:
+    path = _upload_path(console.text("upload", 64))
+    options = _options(console)
+    try:
+        _, counts = await audited(
+            request,
+            console,
+            "subscribers.import",
+            {"file": console.text("filename", 200), **options},
+            _publication(request).import_subscribers,
+            path,
+            **options,
+        )
+    finally:
+        path.unlink(missing_ok=True)
+    return redirect(
+        request,
+        "/admin/subscribers/",
+        f"Imported {counts.rows} rows: {counts.added} added, {counts.updated} updated, {counts.rejected} rejected.",
+    )

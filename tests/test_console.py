@@ -1,0 +1,325 @@
+"""The console at /admin/ over HTTP (Starlette's TestClient), on SQLite and PostgreSQL: login and
+its security (CSRF, session fixation, cookie flags, lockout, no page without a session, no token in
+logs), roles, and the operations an editor runs: preview, approve, send; subscribers; articles."""
+
+from __future__ import annotations
+
+import logging
+import re
+import warnings
+from datetime import UTC, datetime
+
+import pytest
+
+from publisher.operators import Role, cli_actor
+from publisher.publication import Publication
+from publisher.transports import MemoryTransport
+from publisher.web import create_app
+from tests.helpers import three_articles_and_readers
+
+with warnings.catch_warnings():
+    # Starlette asks for httpx2 in its test client; httpx is what the project uses.
+    warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient` is deprecated")
+    from starlette.testclient import TestClient
+
+SITE = "https://news.example.org"
+PASSWORD = "correct horse battery staple"
+SHELL = cli_actor("root")
+CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+
+
+@pytest.fixture
+def outbox() -> MemoryTransport:
+    return MemoryTransport()
+
+
+@pytest.fixture
+def publication(make_settings, store, outbox):
+    settings = make_settings(
+        {"newsletters": {"weekly": {"title": "Weekly", "lookback": "3650d", "require_approval": True}}},
+        database_url=store.url,
+    )
+    publication = Publication(settings, store, transport=outbox)
+    publication.add_operator("owner@example.org", Role.OWNER, PASSWORD, actor=SHELL)
+    publication.add_operator("editor@example.org", Role.EDITOR, PASSWORD, actor=SHELL)
+    publication.add_operator("viewer@example.org", Role.VIEWER, PASSWORD, actor=SHELL)
+    return publication
+
+
+@pytest.fixture
+def client(publication):
+    app = create_app(publication)
+    with TestClient(app, base_url=SITE, follow_redirects=False) as test_client:
+        yield test_client
+    if hasattr(app.state, "console_sends"):
+        app.state.console_sends.wait()
+
+
+def csrf_of(page: str) -> str:
+    found = CSRF.search(page)
+    assert found, "the page has no form with a CSRF token"
+    return found[1]
+
+
+def log_in(client: TestClient, email: str, password: str = PASSWORD):
+    form = client.get("/admin/login")
+    return client.post(
+        "/admin/login", data={"email": email, "password": password, "csrf": csrf_of(form.text), "next": "/admin/"}
+    )
+
+
+def session_cookie(client: TestClient) -> str:
+    return client.cookies.get("__Host-publisher-console") or ""
+
+
+# --- login and the session ----------------------------------------------------------------------
+
+
+def test_no_console_page_is_reachable_without_logging_in(client):
+    for path in ("/admin/", "/admin/issues/", "/admin/issues/weekly/", "/admin/subscribers/", "/admin/audit"):
+        response = client.get(path)
+        assert response.status_code == 303 and response.headers["location"].startswith("/admin/login"), path
+    for path in ("/admin/issues/weekly/approve", "/admin/subscribers/add", "/admin/articles/import"):
+        response = client.post(path, data={"number": "1"})
+        assert response.status_code == 403, path
+
+
+def test_logging_in_sets_a_flagged_cookie_and_shows_the_dashboard(client):
+    response = log_in(client, "editor@example.org")
+    assert response.status_code == 303 and response.headers["location"] == "/admin/"
+    header = next(h for h in response.headers.get_list("set-cookie") if h.startswith("__Host-publisher-console="))
+    flags = {part.strip().lower() for part in header.split(";")}
+    assert {"httponly", "secure", "samesite=strict", "path=/"} <= flags
+    page = client.get("/admin/")
+    assert page.status_code == 200 and "editor@example.org" in page.text and "Dashboard" in page.text
+    assert page.headers["cache-control"] == "no-store"
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+
+
+def test_a_session_id_planted_before_login_is_never_the_logged_in_one(client):
+    client.cookies.set("__Host-publisher-console", "planted-by-an-attacker-0123456789abcdef", domain="news.example.org")
+    log_in(client, "editor@example.org")
+    assert session_cookie(client) not in ("", "planted-by-an-attacker-0123456789abcdef")
+    first = session_cookie(client)
+    client.post("/admin/logout", data={"csrf": csrf_of(client.get("/admin/").text)})
+    log_in(client, "editor@example.org")
+    assert session_cookie(client) not in ("", first)  # a new id at every login
+    stolen = TestClient(client.app, base_url=SITE, follow_redirects=False)
+    stolen.cookies.set("__Host-publisher-console", first, domain="news.example.org")
+    assert stolen.get("/admin/").status_code == 303  # the logged-out id opens nothing
+
+
+def test_a_wrong_password_or_address_gets_the_same_refusal(client):
+    wrong = log_in(client, "editor@example.org", "not the password")
+    unknown = log_in(client, "nobody@example.org", PASSWORD)
+    assert wrong.status_code == unknown.status_code == 403
+    assert "wrong email address or password" in wrong.text and "wrong email address or password" in unknown.text
+    assert session_cookie(client) == ""
+
+
+def test_five_wrong_passwords_lock_the_account(client):
+    for _ in range(4):
+        assert "wrong email address or password" in log_in(client, "editor@example.org", "not the password").text
+    locked = log_in(client, "editor@example.org", "not the password")
+    assert locked.status_code == 403 and "locked until" in locked.text
+    assert "locked until" in log_in(client, "editor@example.org").text  # the right password waits too
+    assert session_cookie(client) == ""
+
+
+def test_the_login_form_needs_its_csrf_token(client):
+    client.get("/admin/login")
+    response = client.post("/admin/login", data={"email": "editor@example.org", "password": PASSWORD, "csrf": "x"})
+    assert response.status_code == 403 and session_cookie(client) == ""
+
+
+def test_every_form_needs_the_sessions_csrf_token(client, publication):
+    log_in(client, "editor@example.org")
+    for csrf in ("", "forged"):
+        response = client.post("/admin/subscribers/add", data={"email": "new@example.org", "csrf": csrf})
+        assert response.status_code == 403
+    assert publication.find_subscribers("new@")[1] == 0
+    other = TestClient(client.app, base_url=SITE, follow_redirects=False)
+    log_in(other, "owner@example.org")
+    theirs = csrf_of(other.get("/admin/").text)
+    assert client.post("/admin/subscribers/add", data={"email": "new@example.org", "csrf": theirs}).status_code == 403
+
+
+def test_logging_out_everywhere_ends_every_session(client):
+    log_in(client, "editor@example.org")
+    other = TestClient(client.app, base_url=SITE, follow_redirects=False)
+    log_in(other, "editor@example.org")
+    response = client.post("/admin/logout-everywhere", data={"csrf": csrf_of(client.get("/admin/").text)})
+    assert response.status_code == 303 and response.headers["location"] == "/admin/login"
+    assert client.get("/admin/").status_code == 303 and other.get("/admin/").status_code == 303
+
+
+def test_the_login_redirect_stays_in_the_console(client):
+    form = client.get("/admin/login?next=https://evil.example/")
+    assert 'value="/admin/"' in form.text
+    response = client.post(
+        "/admin/login",
+        data={
+            "email": "editor@example.org",
+            "password": PASSWORD,
+            "csrf": csrf_of(form.text),
+            "next": "//evil.example/",
+        },
+    )
+    assert response.headers["location"] == "/admin/"
+
+
+def test_no_session_id_or_password_reaches_the_logs_or_the_audit_log(client, publication, caplog):
+    caplog.set_level(logging.DEBUG)
+    log_in(client, "editor@example.org")
+    client.get("/admin/")
+    session_id = session_cookie(client)
+    assert session_id and session_id not in caplog.text and PASSWORD not in caplog.text
+    entries = publication.audit_log(SHELL)
+    assert [e.action for e in entries][:1] == ["login"]
+    assert all(session_id not in str(e.detail) and PASSWORD not in str(e.detail) for e in entries)
+
+
+# --- roles --------------------------------------------------------------------------------------
+
+
+def articles_and_a_draft(publication) -> int:
+    now = datetime.now(UTC)
+    three_articles_and_readers(publication.store, publication.settings, now, readers=3)
+    built = publication.build("weekly")
+    assert built.issue is not None
+    return built.issue.number
+
+
+def test_a_viewer_sees_no_approve_button_and_the_post_is_refused(client, publication):
+    number = articles_and_a_draft(publication)
+    log_in(client, "viewer@example.org")
+    page = client.get(f"/admin/issues/weekly/{number}")
+    assert page.status_code == 200 and "draft" in page.text and ">Approve<" not in page.text
+    response = client.post("/admin/issues/weekly/approve", data={"number": str(number), "csrf": csrf_of(page.text)})
+    assert response.status_code == 403
+    assert publication.issue("weekly", number).state == "draft"
+    assert publication.audit_log(SHELL)[0].action == "refused"
+
+
+def test_only_owners_read_the_audit_log(client):
+    log_in(client, "editor@example.org")
+    assert client.get("/admin/audit").status_code == 403
+    owner = TestClient(client.app, base_url=SITE, follow_redirects=False)
+    log_in(owner, "owner@example.org")
+    page = owner.get("/admin/audit")
+    assert page.status_code == 200 and "operator:editor@example.org" in page.text and "login" in page.text
+
+
+# --- issues -------------------------------------------------------------------------------------
+
+
+def test_an_editor_previews_approves_and_sends(client, publication, outbox):
+    number = articles_and_a_draft(publication)
+    log_in(client, "editor@example.org")
+    page = client.get("/admin/issues/weekly/")
+    assert page.status_code == 200 and f"Issue {number}" in page.text and "Held back" in page.text
+    assert 'src="/admin/issues/weekly/preview.html"' in page.text and "Text part" in page.text
+    frame = client.get("/admin/issues/weekly/preview.html")
+    assert frame.status_code == 200 and "<html" in frame.text.lower()
+    assert frame.headers["x-frame-options"] == "SAMEORIGIN" and "sandbox" in frame.headers["content-security-policy"]
+    approved = client.post("/admin/issues/weekly/approve", data={"number": str(number), "csrf": csrf_of(page.text)})
+    assert approved.status_code == 303 and publication.issue("weekly", number).state == "approved"
+    issue_page = client.get(f"/admin/issues/weekly/{number}")
+    assert f"Issue {number} approved" in issue_page.text and ">Send now<" in issue_page.text
+    sent = client.post("/admin/issues/weekly/send", data={"number": str(number), "csrf": csrf_of(issue_page.text)})
+    assert sent.status_code == 303
+    client.app.state.console_sends.wait()
+    done = client.get(f"/admin/issues/weekly/{number}")
+    assert 'id="issue-state">sent<' in done.text and '<strong id="delivered">3</strong>' in done.text
+    assert 'http-equiv="refresh"' not in done.text
+    assert len(outbox.sent) == 3
+    actions = [e.action for e in publication.audit_log(SHELL)]
+    assert {"issue.approve", "issue.send"} <= set(actions)
+
+
+def test_a_send_in_progress_refreshes_its_page(client, publication):
+    number = articles_and_a_draft(publication)
+    publication.approve("weekly", number)
+    issue = publication.issue("weekly", number)
+    from publisher import dispatch
+
+    dispatch.start_issue(publication.store, issue, publication.now())  # started, nothing delivered yet
+    log_in(client, "viewer@example.org")
+    page = client.get(f"/admin/issues/weekly/{number}")
+    assert '<meta http-equiv="refresh" content="2">' in page.text and '<strong id="delivered">0</strong>' in page.text
+
+
+def test_a_wrong_action_comes_back_as_a_notice(client, publication):
+    number = articles_and_a_draft(publication)
+    log_in(client, "editor@example.org")
+    page = client.get(f"/admin/issues/weekly/{number}")
+    response = client.post(
+        "/admin/issues/weekly/send",
+        data={"number": str(number), "csrf": csrf_of(page.text), "back": f"/admin/issues/weekly/{number}"},
+    )
+    assert response.status_code == 303
+    shown = client.get(response.headers["location"])
+    assert "draft: approve it first" in shown.text
+    assert client.get("/admin/issues/nope/").status_code == 400
+
+
+# --- subscribers and articles -------------------------------------------------------------------
+
+
+def test_an_editor_adds_finds_changes_and_unsubscribes_a_subscriber(client, publication):
+    log_in(client, "editor@example.org")
+    csrf = csrf_of(client.get("/admin/subscribers/").text)
+    added = client.post(
+        "/admin/subscribers/add",
+        data={"email": "Reader@Example.com", "name": "Rea", "newsletter": "weekly", "confirmed": "1", "csrf": csrf},
+    )
+    assert added.headers["location"] == "/admin/subscribers/reader@example.com"
+    found = client.get("/admin/subscribers/?q=rea")
+    assert "reader@example.com" in found.text and "confirmed" in found.text
+    assert "reader@example.com" not in client.get("/admin/subscribers/?q=zzz").text
+    detail = client.get("/admin/subscribers/reader@example.com")
+    assert "Issues received" in detail.text and "Unsubscribe from everything" in detail.text
+    client.post("/admin/subscribers/reader@example.com/newsletters", data={"csrf": csrf})
+    assert publication.subscriber("reader@example.com").newsletters == ()
+    client.post("/admin/subscribers/reader@example.com/unsubscribe", data={"csrf": csrf})
+    assert publication.subscriber("reader@example.com").status == "unsubscribed"
+    exported = client.get("/admin/subscribers/export.csv")
+    assert exported.headers["content-type"].startswith("text/csv") and "reader@example.com" in exported.text
+    actions = {e.action for e in publication.audit_log(SHELL)}
+    assert {"subscriber.add", "subscriber.newsletters", "subscriber.unsubscribe", "subscribers.export"} <= actions
+
+
+def test_a_csv_import_shows_its_mapping_before_writing(client, publication):
+    log_in(client, "editor@example.org")
+    csrf = csrf_of(client.get("/admin/subscribers/import").text)
+    body = "Email Address,First Name,Last Name\nann@example.com,Ann,Lee\nbad-address,Bob,\n"
+    preview = client.post(
+        "/admin/subscribers/import",
+        data={"csrf": csrf, "newsletter": "weekly", "confirmed": "1"},
+        files={"file": ("audience.csv", body.encode(), "text/csv")},
+    )
+    assert preview.status_code == 200 and "Mailchimp" in preview.text and "Email Address" in preview.text
+    assert publication.find_subscribers()[1] == 0  # nothing written yet
+    upload = re.search(r'name="upload" value="([0-9a-f]+)"', preview.text)
+    assert upload
+    done = client.post(
+        "/admin/subscribers/import/confirm",
+        data={"csrf": csrf, "upload": upload[1], "newsletter": "weekly", "confirmed": "1", "filename": "audience.csv"},
+    )
+    assert done.status_code == 303
+    assert publication.subscriber("ann@example.com").newsletters == ("weekly",)
+    again = client.post("/admin/subscribers/import/confirm", data={"csrf": csrf, "upload": upload[1]})
+    assert "expired" in client.get(again.headers["location"]).text
+
+
+def test_articles_are_listed_searched_and_show_their_issues(client, publication):
+    number = articles_and_a_draft(publication)
+    log_in(client, "viewer@example.org")
+    listed = client.get("/admin/articles/")
+    slugs = re.findall(r'href="/admin/articles/([a-z0-9-]+)"', listed.text)
+    assert len(slugs) == 3
+    article, _ = publication.article(slugs[0])
+    assert article.title in client.get(f"/admin/articles/?q={article.title[:6]}").text
+    detail = client.get(f"/admin/articles/{slugs[0]}")
+    assert detail.status_code == 200 and f"weekly {number}" in detail.text
+    assert client.get("/admin/articles/no-such-article").status_code == 400
