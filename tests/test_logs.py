@@ -20,6 +20,7 @@ KEY = "logs-test-8b1e4c7a2f9d0536e1a7c4b8d2f6e093"
 
 
 def test_json_lines_carry_time_level_logger_message_and_the_traceback(capsys):
+    handlers, level = logging.root.handlers[:], logging.root.level
     logs.configure("json")
     try:
         logging.getLogger("publisher.test").warning("sent %d of %d", 2, 3)
@@ -28,7 +29,8 @@ def test_json_lines_carry_time_level_logger_message_and_the_traceback(capsys):
         except ValueError:
             logging.getLogger("publisher.test").exception("it failed")
     finally:
-        logs.configure("text")
+        logging.root.handlers[:] = handlers  # pytest's own capture handlers, not one on a closed stream
+        logging.root.setLevel(level)
     first, second = (json.loads(line) for line in capsys.readouterr().err.splitlines())
     assert {k: first[k] for k in ("level", "logger", "message")} == {
         "level": "warning",
@@ -89,3 +91,13 @@ def test_publisher_serve_logs_json_access_lines_without_tokens(tmp_path, databas
     ]
     assert secret not in text
     assert any(line["logger"] == "uvicorn.error" and "Uvicorn running" in line["message"] for line in lines)
+
+
+def test_every_long_running_command_takes_the_option():
+    from click.testing import CliRunner
+
+    from publisher.cli import cli
+
+    for command in (["run"], ["serve"], ["inbound", "serve"]):
+        shown = CliRunner().invoke(cli, [*command, "--help"])
+        assert shown.exit_code == 0 and "--log-format [text|json]" in shown.output, command
