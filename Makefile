@@ -42,10 +42,10 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-## The digest preview and archive in Chromium; PNGs land in screenshots/ (ignored by git)
+## The digest preview and archive, and the console's dashboard, preview and issue pages, in Chromium; PNGs land in screenshots/ (ignored by git)
 screenshots: $(STAMP) system-deps
-	$(BIN)/python -m pytest -q tests/test_screenshots.py
-	@echo "screenshots in $${PUBLISHER_SCREENSHOTS:-$(CURDIR)/screenshots}/digest/"
+	$(BIN)/python -m pytest -q tests/test_screenshots.py tests/test_console_browser.py
+	@echo "screenshots in $${PUBLISHER_SCREENSHOTS:-$(CURDIR)/screenshots}/digest/ and console/"
 
 bench: $(STAMP)
 	for script in bench/*.py; do $(BIN)/python $$script || exit 1; done

@@ -323,3 +323,36 @@ def test_articles_are_listed_searched_and_show_their_issues(client, publication)
     detail = client.get(f"/admin/articles/{slugs[0]}")
     assert detail.status_code == 200 and f"weekly {number}" in detail.text
     assert client.get("/admin/articles/no-such-article").status_code == 400
+
+
+# --- access (owners) ----------------------------------------------------------------------------
+
+
+def test_an_owner_adds_operators_and_creates_a_token_shown_once(client, publication, caplog):
+    caplog.set_level(logging.DEBUG)
+    log_in(client, "owner@example.org")
+    page = client.get("/admin/access")
+    assert page.status_code == 200 and "viewer@example.org" in page.text
+    csrf = csrf_of(page.text)
+    added = client.post(
+        "/admin/access/operators/add",
+        data={"csrf": csrf, "email": "new@example.org", "role": "viewer", "password": "a long new password"},
+    )
+    assert added.status_code == 303 and publication.login("new@example.org", "a long new password").role == "viewer"
+    created = client.post("/admin/access/tokens/create", data={"csrf": csrf, "name": "cms", "scope": "write"})
+    secret = re.search(r"<code>(pub_[\w-]+)</code>", created.text)
+    assert created.status_code == 200 and secret and publication.token_actor(secret[1]).label == "token:cms"
+    assert secret[1] not in client.get("/admin/access").text  # shown once
+    assert secret[1] not in caplog.text and secret[1] not in str([e.detail for e in publication.audit_log(SHELL)])
+    client.post("/admin/access/tokens/revoke", data={"csrf": csrf, "name": "cms"})
+    assert publication.tokens()[0].revoked_at is not None
+    client.post("/admin/access/operators/remove", data={"csrf": csrf, "email": "new@example.org"})
+    assert "new@example.org" not in [o.email for o in publication.operators()]
+
+
+def test_editors_cannot_manage_access(client, publication):
+    log_in(client, "editor@example.org")
+    assert client.get("/admin/access").status_code == 403
+    csrf = csrf_of(client.get("/admin/").text)
+    response = client.post("/admin/access/tokens/create", data={"csrf": csrf, "name": "x", "scope": "admin"})
+    assert response.status_code == 403 and publication.tokens() == []

@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from publisher.console import articles, auth, dashboard, issues, subscribers
+from publisher.console import access, articles, auth, dashboard, issues, subscribers
 from publisher.console.pages import error
 from publisher.operators import Permission
 
@@ -27,6 +27,11 @@ def routes() -> list[BaseRoute]:
         Route("/logout", auth.logout, methods=["POST"]),
         Route("/logout-everywhere", auth.logout_everywhere, methods=["POST"]),
         Route("/audit", g(ADMIN, dashboard.audit_log), methods=["GET"]),
+        Route("/access", g(ADMIN, access.page), methods=["GET"]),
+        Route("/access/operators/add", g(ADMIN, access.add_operator), methods=["POST"]),
+        Route("/access/operators/remove", g(ADMIN, access.remove_operator), methods=["POST"]),
+        Route("/access/tokens/create", g(ADMIN, access.create_token), methods=["POST"]),
+        Route("/access/tokens/revoke", g(ADMIN, access.revoke_token), methods=["POST"]),
         Route("/issues/", g(READ, issues.index), methods=["GET"]),
         Route(NEWSLETTER + "/", g(READ, issues.newsletter_page), methods=["GET"]),
         Route(NEWSLETTER + "/preview.html", g(READ, issues.preview_frame), methods=["GET"]),

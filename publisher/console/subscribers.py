@@ -17,7 +17,7 @@ from starlette.responses import Response
 from publisher.console.auth import Console, audited
 from publisher.console.pages import PAGE_HEADERS, redirect, render
 from publisher.errors import SubscriberError
-from publisher.files import private_folder, write_private
+from publisher.files import write_private
 from publisher.model import SUBSCRIBER_STATUSES
 from publisher.publication import Publication
 
@@ -145,9 +145,12 @@ async def export(request: Request, console: Console) -> Response:
 # --- CSV import: upload, look at the mapping, confirm --------------------------------------------
 
 
-def _uploads() -> Path:
-    folder = Path(tempfile.gettempdir()) / "publisher-console-uploads"
-    private_folder(folder)
+def _uploads(request: Request) -> Path:
+    """This app's private folder for uploaded files (made with mkdtemp: owner-only, unguessable)."""
+    state = request.app.state
+    if not hasattr(state, "console_uploads"):
+        state.console_uploads = Path(tempfile.mkdtemp(prefix="publisher-console-uploads-"))
+    folder: Path = state.console_uploads
     cutoff = time.time() - UPLOAD_AGE
     for old in folder.glob("*.csv"):
         if old.stat().st_mtime < cutoff:
@@ -155,10 +158,10 @@ def _uploads() -> Path:
     return folder
 
 
-def _upload_path(upload_id: str) -> Path:
+def _upload_path(request: Request, upload_id: str) -> Path:
     if len(upload_id) != 32 or any(c not in "0123456789abcdef" for c in upload_id):
         raise SubscriberError("this import has expired: upload the file again")
-    path = _uploads() / f"{upload_id}.csv"
+    path = _uploads(request) / f"{upload_id}.csv"
     if not path.exists():
         raise SubscriberError("this import has expired: upload the file again")
     return path
@@ -183,7 +186,7 @@ async def import_preview(request: Request, console: Console) -> Response:
         raise SubscriberError("choose a CSV file to import")
     data = await upload.read()
     upload_id = secrets.token_hex(16)
-    path = _uploads() / f"{upload_id}.csv"
+    path = _uploads(request) / f"{upload_id}.csv"
     write_private(path, data)
     options = _options(console)
     errors: list[str] = []
@@ -208,7 +211,7 @@ async def import_preview(request: Request, console: Console) -> Response:
 
 
 async def import_confirm(request: Request, console: Console) -> Response:
-    path = _upload_path(console.text("upload", 64))
+    path = _upload_path(request, console.text("upload", 64))
     options = _options(console)
     try:
         _, counts = await audited(
