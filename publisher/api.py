@@ -88,6 +88,8 @@ def http_problem(status: int, instance: str) -> JSONResponse:
         return Problem(405, "method-not-allowed", "This address does not accept that method").response(instance)
     if status == 404:
         return Problem(404, "not-found", "There is nothing at this address").response(instance)
+    if status == 500:
+        return Problem(500, "internal", "Something went wrong", "please try again in a few minutes").response(instance)
     return Problem(status, "error", "The request failed").response(instance)
 
 

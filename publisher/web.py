@@ -427,6 +427,8 @@ async def on_publisher_error(request: Request, error: PublisherError) -> Respons
 
 
 async def on_crash(request: Request, error: Exception) -> Response:
+    if request.url.path.startswith(api.PREFIX + "/"):
+        return api.http_problem(500, request.url.path)
     return error_page(request, 500, "Please try again in a few minutes.")
 
 

@@ -242,3 +242,15 @@ def test_the_openapi_document_validates_and_lists_every_route(client, publicatio
     routed = {(method, route.path) for route in api.routes() for method in route.methods or () if method != "HEAD"}
     assert listed == routed
     assert document["servers"] == [{"url": "https://news.example.org/api/v1"}]
+
+
+def test_a_crash_is_a_problem_without_internals(publication, monkeypatch):
+    reader = token(publication, "dashboard", Permission.READ)
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("SELECT secret FROM somewhere")
+
+    monkeypatch.setattr(publication, "subscriber_page", broken)
+    with TestClient(create_app(publication), raise_server_exceptions=False) as client:
+        crashed = client.get("/api/v1/subscribers", headers=reader)
+    assert is_problem(crashed, 500)["type"].endswith("/internal") and "SELECT" not in crashed.text
