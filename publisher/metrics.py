@@ -33,6 +33,11 @@ class StoreCollector(Collector):
     def __init__(self, read: Callable[[], Metrics]) -> None:
         self.read = read
 
+    def describe(self) -> list[Metric]:
+        """Nothing up front: without this, registering the collector would run a scrape (and open
+        the store) while the web app is being built."""
+        return []
+
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily("publisher_store_up", "1 when the database answered this scrape, else 0")
         try:

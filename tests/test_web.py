@@ -427,29 +427,36 @@ def test_healthz_follows_the_store(client, store, monkeypatch):
     }
 
 
-def test_healthz_names_the_active_scheduler_and_the_last_success_of_each_job(client, web_settings, store):
+def test_healthz_names_the_active_scheduler_and_the_last_success_of_each_job(
+    client, web_settings, store, database_url, tmp_path
+):
     import os
+    import signal
+    import subprocess
+    import sys
 
     from publisher import jobs
-    from publisher.scheduler import Scheduler
 
     assert client.get("/healthz").json()["scheduler"] is None
-    stop = threading.Event()
-    timetable = Scheduler(web_settings, store)
-    active = threading.Thread(target=timetable.serve, args=(stop,))
-    active.start()
+    config = tmp_path / "run.toml"
+    config.write_text(f'[site]\nurl = "https://news.example.org"\n[database]\nurl = "{database_url}"\n')
+    timetable = subprocess.Popen(
+        [sys.executable, "-m", "publisher", "--config", str(config), "run", "--no-web"],
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "PUBLISHER_SECRET_KEY": "healthz-test-2c7f9a4e1b8d3f6a0e5c9b2d7a4f1e83"},
+    )
     try:
-        deadline = time.monotonic() + 30
-        while (health := client.get("/healthz").json())["scheduler"] is None and time.monotonic() < deadline:
+        deadline = time.monotonic() + 60
+        while (health := client.get("/healthz").json())["scheduler"] is None:
+            assert timetable.poll() is None and time.monotonic() < deadline, "publisher run did not become active"
             time.sleep(0.1)
         assert health["status"] == "ok" and health["database"] == "ok"
-        assert health["scheduler"]["holder"].endswith(f":{os.getpid()}") and not health["scheduler"]["stale"]
+        assert health["scheduler"]["holder"].endswith(f":{timetable.pid}") and not health["scheduler"]["stale"]
     finally:
-        stop.set()
-        active.join(30)
+        timetable.send_signal(signal.SIGTERM)
+        assert timetable.wait(timeout=60) == 0
     assert client.get("/healthz").json()["scheduler"] is None  # a clean stop gives the lock and the record up
-    publication = Publication(web_settings, store)
-    jobs.run_job(publication, "feeds", "")
+    jobs.run_job(Publication(web_settings, store), "feeds", "")
     last = client.get("/healthz").json()["last_success"]
     assert {"job:feeds", "feeds"} <= set(last)
     assert datetime.fromisoformat(last["job:feeds"]).tzinfo is not None
