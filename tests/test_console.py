@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import re
 import warnings
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -356,3 +356,31 @@ def test_editors_cannot_manage_access(client, publication):
     csrf = csrf_of(client.get("/admin/").text)
     response = client.post("/admin/access/tokens/create", data={"csrf": csrf, "name": "x", "scope": "admin"})
     assert response.status_code == 403 and publication.tokens() == []
+
+
+def test_build_dry_run_cancel_pause_and_resume_from_the_console(client, publication, outbox):
+    three_articles_and_readers(publication.store, publication.settings, datetime.now(UTC), readers=2)
+    log_in(client, "editor@example.org")
+    csrf = csrf_of(client.get("/admin/issues/weekly/").text)
+    dry = client.post("/admin/issues/weekly/dry-run", data={"csrf": csrf})
+    assert "Dry run of issue 1: 2 messages written" in client.get(dry.headers["location"]).text
+    assert outbox.sent == [] and publication.issues("weekly") == []  # nothing sent or stored
+    built = client.post("/admin/issues/weekly/build", data={"csrf": csrf})
+    assert built.headers["location"] == "/admin/issues/weekly/1" and publication.issue("weekly", 1).state == "draft"
+    client.post("/admin/issues/weekly/cancel", data={"csrf": csrf, "number": "1"})
+    assert publication.issue("weekly", 1).state == "cancelled"
+    again = client.post("/admin/issues/weekly/build", data={"csrf": csrf})  # the same slot: one issue
+    assert "Issue 1 was already built" in client.get(again.headers["location"]).text
+    publication.build("weekly", datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(minutes=5))
+    publication.approve("weekly", 2)
+    from publisher import dispatch
+
+    dispatch.start_issue(publication.store, publication.issue("weekly", 2), publication.now())
+    client.post("/admin/issues/weekly/pause", data={"csrf": csrf, "number": "2"})
+    assert publication.issue("weekly", 2).state == "paused"
+    assert ">Resume<" in client.get("/admin/issues/weekly/2").text
+    client.post("/admin/issues/weekly/resume", data={"csrf": csrf, "number": "2"})
+    client.app.state.console_sends.wait()
+    assert publication.issue("weekly", 2).state == "sent" and len(outbox.sent) == 2
+    actions = [e.action for e in publication.audit_log(SHELL)]
+    assert {"issue.dry_run", "issue.build", "issue.cancel", "issue.pause", "issue.resume"} <= set(actions)

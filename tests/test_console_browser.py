@@ -149,7 +149,6 @@ def test_an_editor_previews_approves_sends_and_watches_it_reach_sent(browser, co
     log_in(page, base, "editor@example.org")
     expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
     expect(page.locator(".figures").first).to_contain_text(str(READERS))
-    shoot(page, "dashboard")
 
     page.get_by_role("link", name="Issues", exact=True).click()
     page.get_by_role("link", name="The Weekly Ride").first.click()
@@ -175,6 +174,9 @@ def test_an_editor_previews_approves_sends_and_watches_it_reach_sent(browser, co
     expect(page.locator("#delivered")).to_have_text(str(READERS))
     expect(page.locator("#recipients")).to_have_text(str(READERS))
     shoot(page, "issue")
+    page.get_by_role("link", name="Dashboard").click()
+    expect(page.locator(".counts, table.list").first).to_contain_text(f"{READERS} / {READERS}")
+    shoot(page, "dashboard")
     assert len({recipient for recipient, _ in handler.messages}) == READERS
     assert publication.issue("weekly", 1).state == "sent"
     assert {"issue.build", "issue.approve", "issue.send"} <= {e.action for e in publication.audit_log(cli_actor("t"))}

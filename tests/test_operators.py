@@ -231,3 +231,20 @@ def test_a_console_session_ends_at_logout_after_idling_and_at_its_lifetime(publi
         alive = publication.session(third) is not None
         assert alive == (timedelta(hours=hour) < SESSION_LIFETIME)
     assert publication.session("") is None and publication.session("made-up") is None
+
+
+def test_too_many_logins_from_one_address_are_refused_for_a_while(publication, clock, monkeypatch):
+    from publisher import operators
+    from publisher.errors import RateLimited
+
+    monkeypatch.setattr(operators, "LOGIN_ATTEMPTS", 3)
+    publication.add_operator("ada@example.org", Role.EDITOR, PASSWORD, actor=SHELL)
+    for email in ("a@example.org", "b@example.org", "c@example.org"):
+        with pytest.raises(AccessError, match="wrong email"):
+            publication.login(email, PASSWORD, ip="198.51.100.7")
+    with pytest.raises(RateLimited, match="too many login attempts"):
+        publication.login("ada@example.org", PASSWORD, ip="198.51.100.7")  # even the right one
+    assert publication.login("ada@example.org", PASSWORD, ip="198.51.100.8").email == "ada@example.org"
+    clock.moment = NOW + operators.LOGIN_WINDOW + timedelta(seconds=1)
+    assert publication.login("ada@example.org", PASSWORD, ip="198.51.100.7").email == "ada@example.org"
+    assert "login.rate_limited" in [e.action for e in publication.audit_log(SHELL)]

@@ -45,7 +45,7 @@ def render(request: Request, name: str, status_code: int = 200, **context: Any) 
         html, status_code, headers={**PAGE_HEADERS, "content-security-policy": CONSOLE_CSP, "vary": "cookie"}
     )
     if notice is not None:
-        response.delete_cookie(FLASH_COOKIE, path="/admin/", httponly=True, samesite="strict")
+        response.delete_cookie(FLASH_COOKIE, path="/admin/", secure=secure(request), httponly=True, samesite="strict")
     return response
 
 
