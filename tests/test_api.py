@@ -254,3 +254,14 @@ def test_a_crash_is_a_problem_without_internals(publication, monkeypatch):
     with TestClient(create_app(publication), raise_server_exceptions=False) as client:
         crashed = client.get("/api/v1/subscribers", headers=reader)
     assert is_problem(crashed, 500)["type"].endswith("/internal") and "SELECT" not in crashed.text
+
+
+def test_no_endpoint_but_the_sign_up_and_the_document_answers_without_a_token(client):
+    values = {"email": "a@example.org", "slug": "a", "newsletter": "weekly", "number": "1"}
+    for endpoint in api.ENDPOINTS:
+        path = api.PREFIX + endpoint.path.format(**values)
+        answer = client.request(endpoint.method, path, json={})
+        if endpoint.permission is None:
+            assert answer.status_code != 401, path
+        else:
+            assert is_problem(answer, 401)["type"].endswith("/unauthorized"), (endpoint.method, path)

@@ -79,6 +79,8 @@ def test_publisher_serve_logs_json_access_lines_without_tokens(tmp_path, databas
         secret = "Zm9vYmFyLXNlY3JldC10b2tlbi12YWx1ZQ"
         assert httpx.get(f"http://127.0.0.1:{port}/unsubscribe/{secret}", timeout=10).status_code == 400
         assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=10).status_code == 200
+        bearer = {"authorization": "Bearer pub_bm90LWEtcmVhbC10b2tlbi1idXQtbG9uZw"}
+        assert httpx.get(f"http://127.0.0.1:{port}/api/v1/subscribers", headers=bearer, timeout=10).status_code == 401
     finally:
         process.send_signal(signal.SIGTERM)
         _, err = process.communicate(timeout=30)
@@ -88,8 +90,9 @@ def test_publisher_serve_logs_json_access_lines_without_tokens(tmp_path, databas
     assert [(line["method"], line["path"], line["status"]) for line in access] == [
         ("GET", "/unsubscribe/{token}", 400),
         ("GET", "/healthz", 200),
+        ("GET", "/api/v1/subscribers", 401),
     ]
-    assert secret not in text
+    assert secret not in text and "bm90LWEtcmVhbC10b2tlbi1idXQtbG9uZw" not in text
     assert any(line["logger"] == "uvicorn.error" and "Uvicorn running" in line["message"] for line in lines)
 
 
