@@ -275,6 +275,26 @@ class WebhookSettings:
 
 
 @dataclass(frozen=True)
+class ApiSettings:
+    cors_origins: tuple[str, ...] = ()  # other sites whose pages may POST /api/v1/subscribe
+
+
+@dataclass(frozen=True)
+class MetricsSettings:
+    """Who may read /metrics: holders of the token (in the environment variable `token_env`), or
+    anyone who can reach `listen`, a separate HOST:PORT that serves only /metrics."""
+
+    token_env: str = ""
+    token: str = field(default="", repr=False)
+    listen: str = ""
+
+    @property
+    def address(self) -> tuple[str, int]:
+        host, _, port = self.listen.rpartition(":")
+        return host.strip("[]"), int(port)
+
+
+@dataclass(frozen=True)
 class Settings:
     path: Path
     base_dir: Path
@@ -292,6 +312,8 @@ class Settings:
     webhooks: WebhookSettings = WebhookSettings()
     topics: tuple[TopicSettings, ...] = ()
     tag_rules: tuple[TagRule, ...] = ()
+    metrics: MetricsSettings = MetricsSettings()
+    api: ApiSettings = ApiSettings()
     secret_keys: tuple[str, ...] = field(default=(), repr=False)
 
     def newsletter(self, name: str) -> NewsletterSettings:
@@ -304,7 +326,7 @@ class Settings:
 
 # Keys that are not plain `[section] key = value` fields of the dataclasses above.
 _SPECIAL_KEYS = {"path", "base_dir", "sources", "newsletters", "secret_keys", "topics", "tag_rules"}
-_SECRET_FIELDS = {"password", "signing_key", "public_key"}
+_SECRET_FIELDS = {"password", "signing_key", "public_key", "token"}
 _CHOICES = {
     "delivery.transport": ("smtp", "maildir"),
     "delivery.smtp.security": ("none", "starttls", "tls"),
@@ -620,6 +642,9 @@ def settings_from_dict(data: dict, path: Path) -> Settings:
     _check_return_path(path, delivery.return_path)
     inbound = _inbound(_build(InboundSettings, data.get("inbound", {}), "inbound", path), path)
     webhooks = _webhooks(_build(WebhookSettings, data.get("webhooks", {}), "webhooks", path), path)
+    metrics = _metrics(_build(MetricsSettings, data.get("metrics", {}), "metrics", path), path)
+    api = _build(ApiSettings, data.get("api", {}), "api", path)
+    _check_origins(path, api.cors_origins)
     return Settings(
         path=path,
         base_dir=base_dir,
@@ -637,6 +662,8 @@ def settings_from_dict(data: dict, path: Path) -> Settings:
         webhooks=webhooks,
         topics=_topics(data.get("topics"), web.topics, path),
         tag_rules=_tag_rules(data.get("tag_rules", []), path),
+        metrics=metrics,
+        api=api,
         secret_keys=_secret_keys(base_dir),
     )
 
@@ -701,13 +728,34 @@ def _check_return_path(path: Path, return_path: str) -> None:
         )
 
 
+def _check_listen(path: Path, key: str, listen: str, example: str) -> None:
+    host, _, port = listen.rpartition(":")
+    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ConfigError(f'{path}: {key} must be HOST:PORT such as "{example}", got {listen!r}')
+
+
+def _check_origins(path: Path, origins: tuple[str, ...]) -> None:
+    for origin in origins:
+        parts = urlsplit(origin)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.path or parts.query:
+            raise ConfigError(
+                f'{path}: api.cors_origins: {origin!r} is not an origin like "https://www.example.org" '
+                "(scheme and host, optional port, no path)"
+            )
+
+
+def _metrics(metrics: MetricsSettings, path: Path) -> MetricsSettings:
+    if metrics.listen:
+        _check_listen(path, "metrics.listen", metrics.listen, "127.0.0.1:9464")
+    token = _from_env(path, "metrics.token_env", metrics.token_env)
+    if token and len(token) < 24:
+        raise ConfigError(f"{path}: the metrics token in {metrics.token_env} is too short: use at least 24 characters")
+    return replace(metrics, token=token)
+
+
 def _inbound(inbound: InboundSettings, path: Path) -> InboundSettings:
     if inbound.listen:
-        host, _, port = inbound.listen.rpartition(":")
-        if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
-            raise ConfigError(
-                f'{path}: inbound.listen must be HOST:PORT such as "127.0.0.1:2526", got {inbound.listen!r}'
-            )
+        _check_listen(path, "inbound.listen", inbound.listen, "127.0.0.1:2526")
     imap = inbound.imap
     if imap.host and not imap.username:
         raise ConfigError(f"{path}: inbound.imap.username is required when inbound.imap.host is set")

@@ -199,24 +199,30 @@ def retry_deferred(pub: Publication, should_stop: StopCheck = never) -> int:
 
 
 def run_job(pub: Publication, kind: str, name: str, should_stop: StopCheck = never) -> None:
+    """Run one of the timetable's jobs; its time and outcome go into the run totals (/healthz, /metrics)."""
     try:
-        if kind == "newsletter":
-            newsletter = pub.newsletter(name)
-            slot = latest_slot(newsletter, pub.now(), newsletter.slot_grace)
-            if slot is None:
-                log.warning("%s: fired, but no slot within its grace time", name)
-                return
-            run_slot(pub, name, slot, should_stop)
-        elif kind == "feeds":
-            log.info("job feeds: %d files changed", pub.rebuild_feeds())
-        elif kind == "poll":
-            log.info("job poll: %d sources changed", len(poll_sources(pub)))
-        elif kind == "retry":
-            log.info("job retry: %d issues sent or retried", retry_deferred(pub, should_stop))
-        elif kind == "inbound":
-            log.info("job inbound: %d messages read", pub.poll_inbound().processed)
+        with pub.track("job", f"{kind}:{name}" if name else kind):
+            _run_job(pub, kind, name, should_stop)
     except PublisherError as error:
         log.error("%s job failed: %s", kind, error)
+
+
+def _run_job(pub: Publication, kind: str, name: str, should_stop: StopCheck) -> None:
+    if kind == "newsletter":
+        newsletter = pub.newsletter(name)
+        slot = latest_slot(newsletter, pub.now(), newsletter.slot_grace)
+        if slot is None:
+            log.warning("%s: fired, but no slot within its grace time", name)
+            return
+        run_slot(pub, name, slot, should_stop)
+    elif kind == "feeds":
+        log.info("job feeds: %d files changed", pub.rebuild_feeds())
+    elif kind == "poll":
+        log.info("job poll: %d sources changed", len(poll_sources(pub)))
+    elif kind == "retry":
+        log.info("job retry: %d issues sent or retried", retry_deferred(pub, should_stop))
+    elif kind == "inbound":
+        log.info("job inbound: %d messages read", pub.poll_inbound().processed)
 
 
 def publish_due(pub: Publication) -> PublishReport:

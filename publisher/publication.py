@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import mailbox
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import cached_property
@@ -36,6 +38,7 @@ from publisher import (
     list_import,
     operators,
     overview,
+    posting,
     reconfirm,
     signup,
     subscribers,
@@ -51,6 +54,7 @@ from publisher.errors import (
     DigestError,
     LoginLocked,
     OperatorError,
+    PublisherError,
     RateLimited,
     SiteError,
     SubscriberError,
@@ -68,6 +72,7 @@ from publisher.model import (
     IssueState,
     PlannedIssue,
     StoredSubscriber,
+    Subscriber,
     SubscriberStatus,
 )
 from publisher.operators import Actor, ApiToken, AuditEntry, Operator, Permission, Role
@@ -77,12 +82,15 @@ from publisher.site import ArchivedIssue, Site, Snapshot
 from publisher.store import Store
 from publisher.store.copy import copy_database
 from publisher.store.inbound import Suppression
+from publisher.store.runs import LockHolder, RunTotal
+from publisher.store.stats import StoreStats
 from publisher.templates import environment
 from publisher.transports import MaildirTransport, Transport
 
 StopCheck = Callable[[], bool]
 ProgressHook = Callable[[dispatch.Progress], None]
 UNFINISHED = (IssueState.SENDING, IssueState.PAUSED)
+SCHEDULER_LOCK = "scheduler"  # the name `Scheduler` records its lock holder under
 
 
 def never() -> bool:
@@ -246,6 +254,23 @@ class DatabaseStatus:
 
 
 @dataclass(frozen=True)
+class Health:
+    """What /healthz shows: the store answers, who runs the timetable, when each kind of work last succeeded."""
+
+    database: bool
+    scheduler: LockHolder | None = None
+    runs: tuple[RunTotal, ...] = ()
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """The store's counts and run totals, read at scrape time (for /metrics)."""
+
+    stats: StoreStats
+    runs: tuple[RunTotal, ...]
+
+
+@dataclass(frozen=True)
 class IssueStatus:
     """Where an issue's ledger stands: counts per delivery state and the next retry."""
 
@@ -346,7 +371,8 @@ class Publication:
         if not chosen:
             raise ConfigError(f"{self.settings.path}: nothing to import: name a file or add [[sources]] to the config")
         now = self.now()
-        reports = content.import_sources(self.store, self.settings, chosen, as_of=as_of or now, now=now)
+        with self.track("import"):
+            reports = content.import_sources(self.store, self.settings, chosen, as_of=as_of or now, now=now)
         return ImportResult(reports, self.rebuild_feeds(), self.store.articles.count())
 
     def retag(self) -> list[tuple[Article, tuple[str, ...]]]:
@@ -363,7 +389,8 @@ class Publication:
 
     def build_feeds(self) -> FeedReport:
         """Write the site's and each tag's RSS, Atom and JSON feeds; unchanged files are left alone."""
-        return build_feeds(self.store, self.settings, now=self.now())
+        with self.track("feeds"):
+            return build_feeds(self.store, self.settings, now=self.now())
 
     def rebuild_feeds(self) -> int:
         """Bring what readers fetch up to date: the feeds, the newsletters' archive pages (their
@@ -986,6 +1013,106 @@ class Publication:
         self.store.tokens.used(found.id, self.now())
         return operators.token_actor(found)
 
+    # --- what other systems do through the API ----------------------------------------------
+
+    def subscriber_page(
+        self, *, after: int = 0, limit: int = 50, status: str | None = None, newsletter: str | None = None
+    ) -> list[StoredSubscriber]:
+        """Up to `limit` subscribers after id `after`, in id order (the API's cursor pagination)."""
+        if newsletter:
+            self.newsletter(newsletter)
+        return self.store.subscribers.page(after=after, limit=limit, status=status, newsletter=newsletter)
+
+    def create_subscriber(
+        self,
+        email: str,
+        *,
+        name: str = "",
+        newsletters: Sequence[str] = (),
+        topics: Sequence[str] = (),
+        consent: tuple[datetime, str] | None = None,
+        source: str = "api",
+    ) -> StoredSubscriber:
+        """A new subscriber: pending and sent one confirmation mail (double opt-in), or confirmed at
+        once when `consent` (when and what they agreed to) is given. A known address is an error."""
+        wanted = signup.read_signup(self.settings, email, name, newsletters, topics)
+        if self.store.subscribers.get(wanted.email) is not None:
+            raise SubscriberError(f"{wanted.email} is already a subscriber")
+        now = self.now()
+        at, text = consent or (None, "")
+        if at is not None and at > now:
+            raise SubscriberError("consent.at is in the future")
+        self.store.subscribers.add(
+            Subscriber(
+                email=wanted.email,
+                name=wanted.name,
+                status=SubscriberStatus.CONFIRMED if consent else SubscriberStatus.PENDING,
+                newsletters=wanted.newsletters,
+                topics=wanted.topics,
+                source=source,
+                consent_at=at,
+                consent_text=text,
+            ),
+            now,
+        )
+        person = self.subscriber(wanted.email)
+        if consent is None:
+            outcome = signup.ask_to_confirm(self.settings, self.store, self.mailer, person, wanted, now)
+            if outcome != "sent":
+                raise DeliveryError(f"{person.email} was added, but the confirmation mail was not sent: see the log")
+        return person
+
+    def update_subscriber(
+        self,
+        email: str,
+        *,
+        name: str | None = None,
+        newsletters: Sequence[str] | None = None,
+        topics: Sequence[str] | None = None,
+    ) -> StoredSubscriber:
+        """Change a subscriber's name, newsletters (exactly these) or topics; what is None stays."""
+        person = self.subscriber(email)
+        if newsletters is not None:
+            self.set_newsletters(person.email, newsletters)
+        values: dict[str, Any] = {}
+        if name is not None:
+            values["name"] = subscribers.clean_name(name)
+        if topics is not None:
+            values["topics"] = signup.clean_topics(topics, self.settings)
+        if values:
+            self.store.subscribers.update(person.id, self.now(), **values)
+        return self.subscriber(person.email)
+
+    def post_article(self, posted: posting.Posted) -> tuple[Article, bool]:
+        """Store an article another system sent (sanitised like an import; the same slug updates it),
+        then bring the feeds and the site up to date. Returns it and whether it is new."""
+        now = self.now()
+        draft = posting.draft(posted, now)
+        with self.track("import", posting.SOURCE):
+            report = self.store.articles.ingest(
+                [draft], guid_authority=self.settings.site.domain, now=now, source=posting.SOURCE
+            )
+        self.rebuild_feeds()
+        found = self.store.articles.by_key(draft.key)
+        if found is None:
+            raise ContentError(f"the article {draft.slug!r} was not stored")
+        return found, bool(report.added)
+
+    def issue_status(self, name: str, number: int) -> IssueStatus:
+        """Issue `number` of `name` with its delivery counts (all zero before it starts sending)."""
+        issue = self.issue(name, number)
+        return IssueStatus(issue, self.store.deliveries.counts(issue.id), self.store.deliveries.next_attempt(issue.id))
+
+    def send_issue(self, name: str, number: int) -> Issue:
+        """Check that issue `number` can go now (approved, or sending after an interruption) and mark
+        nothing yet: the caller then runs `deliver` (the API does it after answering)."""
+        issue = self.issue(name, number)
+        if issue.state == IssueState.DRAFT:
+            raise DigestError(f"{name} issue {number} is a draft: approve it first")
+        if issue.state not in (IssueState.APPROVED, IssueState.SENDING):
+            raise DigestError(f"{name} issue {number} is {issue.state}: only an approved issue can be sent")
+        return issue
+
     # --- what the console shows -------------------------------------------------------------
 
     def dashboard(self) -> overview.Dashboard:
@@ -1073,6 +1200,28 @@ class Publication:
     def healthy(self) -> bool:
         """The database answers."""
         return self.store.ping()
+
+    def health(self) -> Health:
+        """The database answers; the scheduler's lock holder; the last success of each kind of run."""
+        if not self.store.ping():
+            return Health(database=False)
+        return Health(True, self.store.runs.holder(SCHEDULER_LOCK), tuple(self.store.runs.totals()))
+
+    def metrics(self) -> Metrics:
+        """Issues, deliveries, subscribers, mail taken in and run totals, as the store has them now."""
+        return Metrics(self.store.stats.snapshot(self.now()), tuple(self.store.runs.totals()))
+
+    @contextmanager
+    def track(self, kind: str, name: str = "") -> Iterator[None]:
+        """Count the work inside (its time, and whether it raised a PublisherError) in the run totals."""
+        started = time.monotonic()
+        try:
+            yield
+        except PublisherError as error:
+            took = time.monotonic() - started
+            self.store.runs.record(kind, name, self.now(), took, str(error) or type(error).__name__)
+            raise
+        self.store.runs.record(kind, name, self.now(), time.monotonic() - started)
 
     # --- the timetable ---------------------------------------------------------------------
 

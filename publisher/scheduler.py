@@ -12,6 +12,8 @@ afresh. At start-up, jobs are compared with the config and changed only where a 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -28,9 +30,10 @@ from apscheduler.triggers.interval import IntervalTrigger
 from publisher import jobs
 from publisher.clock import Clock, system_clock
 from publisher.config import NewsletterSettings, Settings
+from publisher.errors import PublisherError
 from publisher.lock import ActiveLock, make_lock
 from publisher.model import IssueKind, IssueState
-from publisher.publication import Publication
+from publisher.publication import SCHEDULER_LOCK, Publication
 from publisher.store import Store
 from publisher.timetable import crontab_trigger, human_interval, next_fire, wave_time
 
@@ -41,6 +44,8 @@ log = logging.getLogger("publisher.scheduler")
 _stopping = threading.Event()
 JOBS_TABLE = "apscheduler_jobs"
 STANDBY_POLL = 2.0
+# How often the active scheduler says it is still there (in `lock_holders`, read by /healthz).
+HOLDER_REFRESH = timedelta(seconds=30)
 # A one-off feeds job at the time the next article dated in the future comes due, so it is
 # published on time rather than at the next `feeds_interval`; planned again after every job.
 NEXT_ARTICLE_JOB = "feeds:next-article"
@@ -199,6 +204,7 @@ class Scheduler:
         self.lock: ActiveLock = make_lock(store)
         self._scheduler: BackgroundScheduler | None = None
         self._stop = threading.Event()
+        self.holder = f"{socket.gethostname()}:{os.getpid()}"
 
     def _make_scheduler(self) -> BackgroundScheduler:
         scheduler = BackgroundScheduler(
@@ -313,6 +319,17 @@ class Scheduler:
             self._scheduler.shutdown(wait=True)
             self._scheduler = None
         self.lock.release()
+        self._say_held(held=False)
+
+    def _say_held(self, *, held: bool = True) -> None:
+        """Record (or clear) this process as the lock's holder; a database hiccup only costs the record."""
+        try:
+            if held:
+                self.store.runs.hold(SCHEDULER_LOCK, self.holder, self.clock())
+            else:
+                self.store.runs.let_go(SCHEDULER_LOCK, self.holder)
+        except PublisherError as error:
+            log.warning("cannot record the scheduler's lock holder: %s", error)
 
     def serve(self, stop: threading.Event) -> None:
         """Wait as a standby until active, run until `stop`, and stand by again if the lock is lost."""
@@ -327,10 +344,15 @@ class Scheduler:
                 continue
             log.info("active: holding %s", self.lock.description)
             announced = False
+            self._say_held()
             self.start()
+            said = self.clock()
             while not stop.wait(STANDBY_POLL):
                 if not self.lock.held():
                     log.error("lost %s; stopping the timetable", self.lock.description)
                     break
+                if self.clock() - said >= HOLDER_REFRESH:
+                    self._say_held()
+                    said = self.clock()
             self.stop()
         log.info("scheduler stopped")

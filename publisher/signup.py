@@ -193,7 +193,14 @@ def subscribe(
         return "address-limit"
     if purged := store.subscribers.purge_unconfirmed(SOURCE, now - settings.web.confirm_expiry - PURGE_MARGIN):
         log.info("forgot %d address(es) never confirmed", purged)
-    person = _pending_or_existing(store, signup, now)
+    return ask_to_confirm(settings, store, mailer, _pending_or_existing(store, signup, now), signup, now)
+
+
+def ask_to_confirm(
+    settings: Settings, store: Store, mailer: Mailer, person: StoredSubscriber, signup: SignUp, now: datetime
+) -> str:
+    """Mail `person` a link that confirms `signup` (at most one per CONFIRMATION_INTERVAL); returns
+    "sent", "already-sent" or "not-sent", for the log only."""
     nonce = secrets.token_urlsafe(16)
     if not store.subscribers.claim_confirmation(person.id, nonce, now, not_since=now - CONFIRMATION_INTERVAL):
         return "already-sent"

@@ -12,11 +12,12 @@ import functools
 import logging
 import re
 import socket
+import threading
 import zoneinfo
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 import uvicorn
 from starlette.applications import Starlette
@@ -28,6 +29,7 @@ from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
 from starlette.responses import (
     HTMLResponse,
+    JSONResponse,
     PlainTextResponse,
     RedirectResponse,
     Response,
@@ -35,7 +37,7 @@ from starlette.responses import (
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from publisher import console, signup, tokens, webhooks
+from publisher import api, console, metrics, signup, tokens, webhooks
 from publisher.config import Settings
 from publisher.errors import PublisherError, RateLimited, SubscriberError, TokenError
 from publisher.feedformats import FORMATS
@@ -66,6 +68,7 @@ SECURITY_HEADERS = {
 # Paths whose last part is a bearer token (unsubscribe and preferences ones never expire).
 _TOKEN_PATH = re.compile(r"^/(confirm|unsubscribe|preferences)/[^/?\s]+")
 CSRF_AGE = timedelta(days=1)
+HOLDER_STALE = timedelta(minutes=2)  # the scheduler refreshes its record every 30 seconds
 MAX_FORM = 64 * 1024
 FEED_CACHE = "public, max-age=300"
 ARCHIVE_CACHE = "public, max-age=3600"
@@ -367,18 +370,53 @@ async def archive_root(request: Request) -> Response:
 
 
 async def healthz(request: Request) -> Response:
-    up = await run_in_threadpool(request.app.state.publication.healthy)
-    return PlainTextResponse(
-        "ok\n" if up else "database unreachable\n",
-        status_code=200 if up else 503,
-        headers={"cache-control": "no-store"},
-    )
+    """200 while the database answers (503 when not), with who runs the timetable and when each
+    kind of work last succeeded; never an error message (this page is public)."""
+    health = await run_in_threadpool(request.app.state.publication.health)
+    holder = health.scheduler
+    body = {
+        "status": "ok" if health.database else "unavailable",
+        "database": "ok" if health.database else "unreachable",
+        "scheduler": holder
+        and {
+            "holder": holder.holder,
+            "since": holder.since.isoformat(),
+            "seen_at": holder.seen_at.isoformat(),
+            "stale": request.app.state.publication.now() - holder.seen_at > HOLDER_STALE,
+        },
+        "last_success": {
+            f"{run.kind}:{run.name}" if run.name else run.kind: run.last_ok_at.isoformat()
+            for run in health.runs
+            if run.last_ok_at is not None
+        },
+    }
+    return JSONResponse(body, status_code=200 if health.database else 503, headers={"cache-control": "no-store"})
+
+
+async def metrics_page(request: Request) -> Response:
+    """Prometheus's text format, for the bearer of `[metrics] token_env`'s token (404 without one:
+    with no token configured, /metrics is served only on `[metrics] listen`)."""
+    token = request.app.state.settings.metrics.token
+    if not token:
+        raise HTTPException(404)
+    if not metrics.token_matches(request.headers.get("authorization", ""), token):
+        return PlainTextResponse(
+            "a metrics token is required\n", status_code=401, headers={"www-authenticate": 'Bearer realm="metrics"'}
+        )
+    return await metrics_response(request.app.state.metrics)
+
+
+async def metrics_response(registry: metrics.Registry) -> Response:
+    body = await run_in_threadpool(registry.exposition)
+    return Response(body, media_type=metrics.CONTENT_TYPE, headers={"cache-control": "no-store"})
 
 
 # --- errors ---------------------------------------------------------------------------------
 
 
 async def on_http_error(request: Request, error: HTTPException) -> Response:
+    if request.url.path.startswith(api.PREFIX + "/"):
+        return api.http_problem(error.status_code, request.url.path)
     if error.status_code == 404 and request.method in ("GET", "HEAD"):
         return await page(request)  # the site's own 404 page
     messages = {404: "There is nothing at this address.", 405: "This address does not accept that request."}
@@ -402,6 +440,8 @@ async def on_publisher_error(request: Request, error: PublisherError) -> Respons
 
 
 async def on_crash(request: Request, error: Exception) -> Response:
+    if request.url.path.startswith(api.PREFIX + "/"):
+        return api.http_problem(500, request.url.path)
     return error_page(request, 500, "Please try again in a few minutes.")
 
 
@@ -421,10 +461,12 @@ def routes(settings: Settings) -> list:
         Route("/preferences/{token}", preferences_page, methods=["GET"]),
         Route("/preferences/{token}", save_preferences, methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
+        Route("/metrics", metrics_page, methods=["GET"]),
         Route("/archive", archive_root, methods=["GET"]),
         Route("/webhooks/{provider}", webhooks.endpoint(settings), methods=["POST"]),
         Route("/archive/", page, methods=["GET"]),  # every newsletter and its issues (publisher.site)
         Mount("/admin", routes=console.routes()),  # the operators' console (publisher.console)
+        Mount(api.PREFIX, routes=api.routes()),  # the JSON API (publisher.api)
         Mount("/feeds", Files(settings.feeds.dir, FEED_CACHE)),
         Mount("/archive", Files(settings.archive.dir, ARCHIVE_CACHE)),
         Mount("/static", Files(static, ARCHIVE_CACHE)),
@@ -449,9 +491,11 @@ def create_app(publication: Publication) -> Starlette:
         PublisherError: on_publisher_error,
         500: on_crash,
     }
+    counted = metrics.Registry.create(publication.metrics)
     app = Starlette(
         routes=routes(settings),
         middleware=[
+            Middleware(metrics.HttpMetrics, metrics=counted),
             Middleware(SecurityHeaders),
             Middleware(NotModified),
             Middleware(GZipMiddleware, minimum_size=500, compresslevel=6),
@@ -462,6 +506,7 @@ def create_app(publication: Publication) -> Starlette:
     app.router.redirect_slashes = False  # its redirects name the Host header's host
     app.state.settings = settings
     app.state.publication = publication
+    app.state.metrics = counted
     app.state.pages = environment(settings)
     app.state.site_pages = SitePages(publication, app.state.pages)
     return app
@@ -485,8 +530,12 @@ def make_server(
     port: int | None = None,
     log_level: str = "info",
     access_log: bool = True,
+    log_format: str = "text",
 ) -> uvicorn.Server:
-    """A uvicorn server for the app (call `.run()`, or run it in a thread and set `.should_exit`)."""
+    """A uvicorn server for the app (call `.run()`, or run it in a thread and set `.should_exit`).
+
+    With `log_format="json"` uvicorn keeps its own handlers out and its lines reach the root
+    logger's JSON handler (`logs.configure`)."""
     settings = publication.settings
     host = host or settings.web.host
     port = settings.web.port if port is None else port
@@ -499,6 +548,7 @@ def make_server(
         server_header=False,
         log_level=log_level,
         access_log=access_log,
+        **_log_config(log_format),
     )
     access = logging.getLogger("uvicorn.access")  # configured by uvicorn.Config just above
     if not any(isinstance(f, HideTokens) for f in access.filters):
@@ -506,8 +556,63 @@ def make_server(
     return uvicorn.Server(config)
 
 
-def serve(publication: Publication, *, host: str | None = None, port: int | None = None) -> None:
-    """Serve the site until interrupted (`publisher serve`)."""
-    server = make_server(publication, host=host, port=port)
+def _log_config(log_format: str) -> dict[str, Any]:
+    return {"log_config": None} if log_format == "json" else {}
+
+
+def make_metrics_server(server: uvicorn.Server, *, log_format: str = "text") -> uvicorn.Server | None:
+    """With `[metrics] listen`, a second server there that answers only `GET /metrics`, without a
+    token (bind it to an address only the monitoring system reaches). It shares the web app's
+    registry, so the HTTP request counts are the web app's."""
+    app = cast(Starlette, server.config.app)  # make_server's app
+    settings: Settings = app.state.settings
+    if not settings.metrics.listen:
+        return None
+    registry: metrics.Registry = app.state.metrics
+
+    async def endpoint(request: Request) -> Response:
+        return await metrics_response(registry)
+
+    host, port = settings.metrics.address
+    only_metrics = Starlette(routes=[Route("/metrics", endpoint, methods=["GET"])])
+    config = uvicorn.Config(
+        only_metrics,
+        host=host,
+        port=port,
+        server_header=False,
+        log_level="warning",
+        access_log=False,
+        **_log_config(log_format),
+    )
+    return uvicorn.Server(config)
+
+
+class ServerThread:
+    """A uvicorn server in a daemon thread, until `stop()`."""
+
+    def __init__(self, server: uvicorn.Server, name: str) -> None:
+        self.server = server
+        self.thread = threading.Thread(target=server.run, name=name, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+def serve(
+    publication: Publication, *, host: str | None = None, port: int | None = None, log_format: str = "text"
+) -> None:
+    """Serve the site until interrupted (`publisher serve`), and `[metrics] listen` beside it."""
+    server = make_server(publication, host=host, port=port, log_format=log_format)
     check_address(server.config.host, server.config.port)
-    server.run()
+    extra = make_metrics_server(server, log_format=log_format)
+    if extra is None:
+        server.run()
+        return
+    check_address(extra.config.host, extra.config.port)
+    beside = ServerThread(extra, "metrics")
+    try:
+        server.run()
+    finally:
+        beside.stop()

@@ -62,3 +62,71 @@ def test_the_api_example_runs_and_says_what_it_did(tmp_path, monkeypatch, capsys
     printed = capsys.readouterr().out
     assert "1 article(s)" in printed and "sent 1 delivered" in printed
     assert "1 message(s) in the outbox" in printed
+
+
+def test_the_http_api_curl_examples_run_against_a_live_server(tmp_path, database_url):
+    """docs/api.md's curl examples, run as written by bash against `publisher serve`."""
+    import json
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from sink import free_port
+
+    text = (REPO / "docs" / "api.md").read_text(encoding="utf-8")
+    blocks = [block for block in re.findall(r"```sh\n(.*?)```", text, re.DOTALL) if "curl" in block]
+    assert len(blocks) >= 5
+    port = free_port()
+    (tmp_path / "config.toml").write_text(
+        '[site]\nurl = "https://news.example.org"\npostal_address = "1 Example Road, Testville"\n'
+        f'[database]\nurl = "{database_url}"\n[web]\nport = {port}\n'
+        '[delivery]\ntransport = "maildir"\n'
+        '[newsletters.weekly]\ntitle = "The Weekly"\nrequire_approval = true\n',
+        encoding="utf-8",
+    )
+    env = {**os.environ, "PUBLISHER_SECRET_KEY": "docs-http-7d2e9b4f1a6c8e3d5b0f2a9c4e7b1d86"}
+    env["PATH"] = f"{os.path.dirname(sys.executable)}:{env['PATH']}"
+
+    def publisher(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "publisher", *args], cwd=tmp_path, env=env, capture_output=True, check=True
+        )
+        return done.stdout.decode()
+
+    env["TOKEN"] = json.loads(publisher("admin", "token", "create", "cms", "--scope", "write", "--json"))["token"]
+    env["PUBLISHER"] = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "publisher", "serve"], cwd=tmp_path, env=env, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline, "publisher serve did not start"
+                time.sleep(0.1)
+        answers = []
+        for block in blocks:
+            if "/issues" in block:
+                publisher("digest", "build", "weekly")  # "once it is built (… `publisher digest build weekly`)"
+            done = subprocess.run(["bash", "-e", "-c", block], check=False, env=env, capture_output=True, timeout=60)
+            assert done.returncode == 0, (block, done.stdout, done.stderr)
+            answers.append(done.stdout.decode())
+        for _ in range(300):
+            status = json.loads(publisher("digest", "status", "weekly", "--json"))
+            if status["state"] == "sent":
+                break
+            time.sleep(0.1)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+    assert '"status":"confirmed"' in answers[0].replace(" ", "") and "grace@example.org" in answers[0]
+    assert '"next_cursor":"1"' in answers[1].replace(" ", "")
+    assert json.loads(answers[2])["slug"] == "winter-opening-hours"
+    assert status["state"] == "sent" and status["counts"]["delivered"] == 1  # Ada; Grace has not confirmed
+    assert json.loads(answers[-1])["status"] == "accepted"

@@ -422,7 +422,48 @@ def test_pages_carry_security_headers_and_feed_discovery(client):
 def test_healthz_follows_the_store(client, store, monkeypatch):
     assert client.get("/healthz").status_code == 200
     monkeypatch.setattr(store, "ping", lambda: False)
-    assert client.get("/healthz").status_code == 503
+    down = client.get("/healthz")
+    assert down.status_code == 503 and down.json() == {
+        "status": "unavailable",
+        "database": "unreachable",
+        "scheduler": None,
+        "last_success": {},
+    }
+
+
+def test_healthz_names_the_active_scheduler_and_the_last_success_of_each_job(
+    client, web_settings, store, database_url, tmp_path
+):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from publisher import jobs
+
+    assert client.get("/healthz").json()["scheduler"] is None
+    config = tmp_path / "run.toml"
+    config.write_text(f'[site]\nurl = "https://news.example.org"\n[database]\nurl = "{database_url}"\n')
+    timetable = subprocess.Popen(
+        [sys.executable, "-m", "publisher", "--config", str(config), "run", "--no-web"],
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "PUBLISHER_SECRET_KEY": "healthz-test-2c7f9a4e1b8d3f6a0e5c9b2d7a4f1e83"},
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while (health := client.get("/healthz").json())["scheduler"] is None:
+            assert timetable.poll() is None and time.monotonic() < deadline, "publisher run did not become active"
+            time.sleep(0.1)
+        assert health["status"] == "ok" and health["database"] == "ok"
+        assert health["scheduler"]["holder"].endswith(f":{timetable.pid}") and not health["scheduler"]["stale"]
+    finally:
+        timetable.send_signal(signal.SIGTERM)
+        assert timetable.wait(timeout=60) == 0
+    assert client.get("/healthz").json()["scheduler"] is None  # a clean stop gives the lock and the record up
+    jobs.run_job(Publication(web_settings, store), "feeds", "")
+    last = client.get("/healthz").json()["last_success"]
+    assert {"job:feeds", "feeds"} <= set(last)
+    assert datetime.fromisoformat(last["job:feeds"]).tzinfo is not None
 
 
 def test_errors_are_pages_without_stack_traces(web_settings, store, monkeypatch):

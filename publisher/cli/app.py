@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 
 import click
 
+from publisher import logs
 from publisher.clock import Clock, system_clock
 from publisher.config import Settings, deprecations, settings_warnings
 from publisher.errors import PublisherError
@@ -85,6 +87,19 @@ class Moment(click.ParamType):
 
 
 MOMENT = Moment()
+
+
+def log_format_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    """`--log-format text|json` for a long-running command (env PUBLISHER_LOG_FORMAT); the command
+    passes the value to `service.configure_logging`."""
+    return click.option(
+        "--log-format",
+        type=click.Choice(logs.FORMATS),
+        default="text",
+        show_default=True,
+        envvar="PUBLISHER_LOG_FORMAT",
+        help="Log lines as text, or as one JSON object a line (for a log collector).",
+    )(command)
 
 
 def print_json(value: object) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from publisher.cli.app import App, iso, print_json
+from publisher.cli.app import App, iso, log_format_option, print_json
 
 
 @click.group("inbound")
@@ -31,12 +31,13 @@ def import_command(app: App, paths: tuple[Path, ...], verbose: bool) -> None:
 
 
 @inbound_group.command("serve")
+@log_format_option
 @click.pass_obj
-def serve_command(app: App) -> None:
+def serve_command(app: App, log_format: str) -> None:
     """Run the SMTP/LMTP receiver on `[inbound] listen` until stopped (SIGTERM or Ctrl-C)."""
     from publisher.cli.service import configure_logging
 
-    configure_logging()
+    configure_logging(fmt=log_format)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

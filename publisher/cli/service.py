@@ -4,23 +4,18 @@ from __future__ import annotations
 
 import logging
 import signal
-import sys
 import threading
 
 import click
 
-from publisher.cli.app import App, plural, print_json
+from publisher import logs
+from publisher.cli.app import App, log_format_option, plural, print_json
 from publisher.publication import Publication
 
-LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
-
-def configure_logging(verbose: bool = False) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO, format=LOG_FORMAT, stream=sys.stderr, force=True
-    )
-    # APScheduler logs every job start at INFO; our own lines say what each job did.
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+def configure_logging(verbose: bool = False, fmt: str = "text") -> None:
+    """Log to stderr as text lines or, with `--log-format json`, one JSON object a line."""
+    logs.configure(fmt, verbose=verbose)
 
 
 @click.command("schedule")
@@ -90,24 +85,27 @@ def publish_command(app: App, as_json: bool) -> None:
 
 
 class WebThread:
-    """The web app under uvicorn in a background thread, stopped gracefully on request."""
+    """The web app (and `[metrics] listen`'s server) under uvicorn in background threads, stopped
+    gracefully on request."""
 
-    def __init__(self, publication: Publication) -> None:
-        from publisher.web import check_address, make_server
+    def __init__(self, publication: Publication, log_format: str = "text") -> None:
+        from publisher.web import ServerThread, check_address, make_metrics_server, make_server
 
         settings = publication.settings
-        self.server = make_server(publication, log_level="warning", access_log=False)
-        check_address(self.server.config.host, self.server.config.port)
-        self.thread = threading.Thread(target=self.server.run, name="web", daemon=True)
-        self.thread.start()
+        server = make_server(publication, log_level="warning", access_log=False, log_format=log_format)
+        check_address(server.config.host, server.config.port)
+        extra = make_metrics_server(server, log_format=log_format)
+        if extra is not None:
+            check_address(extra.config.host, extra.config.port)
+        self.threads = [ServerThread(found, name) for found, name in ((server, "web"), (extra, "metrics")) if found]
         logging.getLogger("publisher.web").info("serving http://%s:%d/", settings.web.host, settings.web.port)
 
     def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
+        for thread in self.threads:
+            thread.stop()
 
 
-def run_service(app: App, *, web: bool, scheduler: bool) -> None:
+def run_service(app: App, *, web: bool, scheduler: bool, log_format: str = "text") -> None:
     """Scheduler and web app in one process until SIGTERM or SIGINT."""
     # imported here, not at the top: every other command starts faster without APScheduler and aiosmtpd
     from publisher.inbound.listener import Listener
@@ -115,7 +113,7 @@ def run_service(app: App, *, web: bool, scheduler: bool) -> None:
 
     if not web and not scheduler:
         raise click.UsageError("--no-web and --no-scheduler together leave nothing to run")
-    configure_logging()
+    configure_logging(fmt=log_format)
     app.warn_about_settings()
     settings, store = app.settings, app.store
     stop = threading.Event()
@@ -126,7 +124,7 @@ def run_service(app: App, *, web: bool, scheduler: bool) -> None:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    server = WebThread(app.publication) if web else None
+    server = WebThread(app.publication, log_format) if web else None
     listener = Listener(settings, store).start() if settings.inbound.listen else None
     try:
         if scheduler:
@@ -144,14 +142,15 @@ def run_service(app: App, *, web: bool, scheduler: bool) -> None:
 @click.command("run")
 @click.option("--no-web", is_flag=True, help="Run only the scheduler.")
 @click.option("--no-scheduler", is_flag=True, help="Run only the web app.")
+@log_format_option
 @click.pass_obj
-def run_command(app: App, no_web: bool, no_scheduler: bool) -> None:
+def run_command(app: App, no_web: bool, no_scheduler: bool, log_format: str) -> None:
     """Run the timetable and the web app until stopped (SIGTERM or Ctrl-C).
 
     Only one scheduler is active per database; a second `publisher run` waits as a standby
     and takes over when the first stops or dies.
     """
-    run_service(app, web=not no_web, scheduler=not no_scheduler)
+    run_service(app, web=not no_web, scheduler=not no_scheduler, log_format=log_format)
 
 
 def register(group: click.Group) -> None:

@@ -27,9 +27,11 @@ from publisher.store.issues import IssueStore
 from publisher.store.lookups import LookupStore
 from publisher.store.operators import AuditStore, OperatorStore, TokenStore
 from publisher.store.reconfirmations import ReconfirmationStore
+from publisher.store.runs import RunStore
 from publisher.store.schema import MIGRATIONS, metadata, schema_migrations
 from publisher.store.sessions import SessionStore
 from publisher.store.slots import SlotStore
+from publisher.store.stats import StatsStore
 from publisher.store.subscribers import SubscriberStore
 from publisher.store.web_events import WebEventStore
 
@@ -167,6 +169,14 @@ class Store:
     @cached_property
     def inbound(self) -> InboundStore:
         return InboundStore(self.engine)
+
+    @cached_property
+    def runs(self) -> RunStore:
+        return RunStore(self.engine)
+
+    @cached_property
+    def stats(self) -> StatsStore:
+        return StatsStore(self.engine)
 
     @cached_property
     def operators(self) -> OperatorStore:

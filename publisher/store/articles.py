@@ -229,6 +229,12 @@ class ArticleStore:
             found = {row["id"]: _article(row) for row in rows}
         return [found[i] for i in ids if i in found]
 
+    def by_key(self, key: str) -> Article | None:
+        """The article an importer (or the API) knows by `key`, whatever slug it was given."""
+        with self.engine.connect() as connection:
+            row = connection.execute(select(articles).where(articles.c.key == key)).mappings().first()
+        return _article(row) if row else None
+
     def by_slug(self, slug: str) -> Article | None:
         with self.engine.connect() as connection:
             row = connection.execute(select(articles).where(articles.c.slug == slug)).mappings().first()

@@ -354,6 +354,33 @@ console_sessions = Table(
     Index("ix_console_sessions_operator", "operator_id"),
 )
 
+# What each kind of run (an import, a feeds build, a scheduler job) has done so far, one row per
+# (kind, name): counters that only grow, so /metrics reads them as Prometheus counters from any process.
+run_totals = Table(
+    "run_totals",
+    metadata,
+    Column("kind", String(32), primary_key=True),  # import | feeds | job
+    Column("name", String(128), primary_key=True),  # "" or the job, e.g. newsletter:weekly
+    Column("runs", Integer, nullable=False, default=0),
+    Column("failures", Integer, nullable=False, default=0),
+    Column("seconds", Float, nullable=False, default=0.0),  # total time spent, all runs
+    Column("last_started", UTCDateTime, nullable=True),
+    Column("last_seconds", Float, nullable=False, default=0.0),
+    Column("last_ok_at", UTCDateTime, nullable=True),  # when the last successful run finished
+    Column("last_error", Text, nullable=False, default=""),
+)
+
+# Who holds the scheduler's one-active lock (the lock itself is a flock or an advisory lock that
+# other processes cannot read): written on taking it, refreshed while held, cleared on release.
+lock_holders = Table(
+    "lock_holders",
+    metadata,
+    Column("lock", String(64), primary_key=True),
+    Column("holder", Text, nullable=False),  # host:pid
+    Column("since", UTCDateTime, nullable=False),
+    Column("seen_at", UTCDateTime, nullable=False),
+)
+
 
 def _add_columns(table: Table, *names: str) -> Callable[[Connection], None]:
     """Add columns (as declared on `table`) that an older database lacks; a new one has them already."""
@@ -418,4 +445,5 @@ MIGRATIONS: list[Callable[[Connection], None]] = [
     _topics_and_waves,  # 13: readers' time zones; deliveries' topics and due times (issue 16)
     _create(operators, api_tokens, audit_log),  # 14: the console's operators, API tokens, the audit log (issue 17)
     _create(console_sessions),  # 15: the console's sessions (logout ends one, "log out everywhere" all)
+    _create(run_totals, lock_holders),  # 16: what /metrics and /healthz read (issue 17)
 ]

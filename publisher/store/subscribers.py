@@ -112,6 +112,23 @@ class SubscriberStore:
         with self.engine.connect() as connection:
             return self._load(connection, query)
 
+    def page(
+        self, *, after: int = 0, limit: int = 50, status: str | None = None, newsletter: str | None = None
+    ) -> list[StoredSubscriber]:
+        """Up to `limit` subscribers whose id is above `after`, in id order (a cursor that stays put
+        while others subscribe or leave)."""
+        query = select(subscribers).where(subscribers.c.id > after).order_by(subscribers.c.id).limit(limit)
+        if status:
+            query = query.where(subscribers.c.status == status)
+        if newsletter:
+            query = query.where(
+                subscribers.c.id.in_(
+                    select(subscriptions.c.subscriber_id).where(subscriptions.c.newsletter == newsletter)
+                )
+            )
+        with self.engine.connect() as connection:
+            return self._load(connection, query)
+
     def upsert_many(self, people: Iterable[Subscriber], now: datetime) -> tuple[int, int]:
         """Add new subscribers and merge newsletters into existing ones, in one transaction.
 

@@ -1,0 +1,267 @@
+"""The JSON API at /api/v1/: bearer tokens, subscribers, sign-ups, articles, issues, OpenAPI, problems."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from openapi_spec_validator import validate
+
+from publisher import api
+from publisher.content import article_json
+from publisher.operators import Permission, cli_actor
+from publisher.publication import Publication
+from publisher.transports import MemoryTransport
+from publisher.web import create_app
+
+with warnings.catch_warnings():
+    # Starlette asks for httpx2 in its test client; httpx is what the project uses.
+    warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient` is deprecated")
+    from starlette.testclient import TestClient
+
+SHELL = cli_actor("root")
+PROBLEM = "application/problem+json"
+
+
+@pytest.fixture
+def api_settings(make_settings, database_url):
+    return make_settings(
+        {
+            "newsletters": {"weekly": {"title": "The Weekly", "require_approval": True, "lookback": "3650d"}},
+            "web": {"topics": ["python"]},
+            "api": {"cors_origins": ["https://shop.example.com"]},
+        },
+        database_url=database_url,
+    )
+
+
+@pytest.fixture
+def outbox() -> MemoryTransport:
+    return MemoryTransport()
+
+
+@pytest.fixture
+def publication(api_settings, store, outbox) -> Publication:
+    return Publication(api_settings, store, transport=outbox)
+
+
+@pytest.fixture
+def client(publication):
+    with TestClient(create_app(publication), base_url="https://news.example.org") as test_client:
+        yield test_client
+
+
+def token(publication: Publication, name: str, scope: Permission) -> dict[str, str]:
+    _stored, secret = publication.create_token(name, scope, actor=SHELL)
+    return {"authorization": f"Bearer {secret}"}
+
+
+def is_problem(answer, status: int) -> dict:
+    assert answer.status_code == status, answer.text
+    assert answer.headers["content-type"] == PROBLEM
+    body = answer.json()
+    assert body["status"] == status and body["type"].startswith("https://") and body["title"]
+    return body
+
+
+def test_no_token_or_a_revoked_one_is_401_and_a_read_token_writing_is_403(client, publication):
+    is_problem(client.get("/api/v1/subscribers"), 401)
+    assert client.get("/api/v1/subscribers").headers["www-authenticate"].startswith("Bearer")
+    is_problem(client.get("/api/v1/subscribers", headers={"authorization": "Bearer pub_not-a-real-token"}), 401)
+    viewer = token(publication, "dashboard", Permission.READ)
+    writer = token(publication, "cms", Permission.WRITE)
+    assert client.get("/api/v1/subscribers", headers=viewer).json() == {"data": [], "next_cursor": None}
+    refused = client.post("/api/v1/subscribers", headers=viewer, json={"email": "a@example.org"})
+    assert "scope" in is_problem(refused, 403)["detail"]
+    assert client.post("/api/v1/articles", headers=viewer, json={"title": "x", "html": "x"}).status_code == 403
+    assert publication.subscribers() == []  # nothing was written
+    assert client.get("/api/v1/subscribers", headers=writer).status_code == 200
+    publication.revoke_token("cms", actor=SHELL)
+    is_problem(client.get("/api/v1/subscribers", headers=writer), 401)
+    for path in ("/api/v1/articles", "/api/v1/newsletters/weekly/issues", "/api/v1/subscribers/a@example.org"):
+        is_problem(client.get(path), 401)
+
+
+def test_unknown_addresses_and_methods_are_problems_too(client, publication):
+    reader = token(publication, "dashboard", Permission.READ)
+    is_problem(client.get("/api/v1/nothing-here", headers=reader), 404)
+    is_problem(client.put("/api/v1/subscribers", headers=reader), 405)
+    is_problem(client.get("/api/v1/subscribers/nobody@example.org", headers=reader), 404)
+    is_problem(client.get("/api/v1/newsletters/nope/issues", headers=reader), 404)
+    writer = token(publication, "cms", Permission.WRITE)
+    is_problem(
+        client.post(
+            "/api/v1/subscribers",
+            headers=writer,
+            content=b"{",
+        ),
+        415,
+    )
+    bad = client.post("/api/v1/subscribers", headers={**writer, "content-type": "application/json"}, content=b"{")
+    is_problem(bad, 400)
+
+
+def test_subscribers_create_list_with_a_cursor_update_and_delete(client, publication, outbox):
+    writer = token(publication, "cms", Permission.WRITE)
+    consent = {"text": "Ticked 'send me the weekly' at the shop's checkout", "at": "2026-11-01T10:00:00+00:00"}
+    for n in range(5):
+        made = client.post(
+            "/api/v1/subscribers",
+            headers=writer,
+            json={"email": f"R{n}@Example.org", "name": f"Reader {n}", "confirmed": True, "consent": consent},
+        )
+        assert made.status_code == 201 and made.headers["location"] == f"/api/v1/subscribers/r{n}@example.org"
+        assert made.json()["status"] == "confirmed" and made.json()["consent_text"] == consent["text"]
+    assert outbox.sent == []  # confirmed with a consent record: no confirmation mail
+    refused = client.post("/api/v1/subscribers", headers=writer, json={"email": "x@example.org", "confirmed": True})
+    assert is_problem(refused, 422)["type"].endswith("/consent-required")
+    is_problem(client.post("/api/v1/subscribers", headers=writer, json={"email": "r0@example.org"}), 422)
+
+    emails, cursor = [], ""
+    while True:
+        page = client.get(f"/api/v1/subscribers?limit=2{'&cursor=' + cursor if cursor else ''}", headers=writer)
+        emails += [person["email"] for person in page.json()["data"]]
+        cursor = page.json()["next_cursor"]
+        if cursor is None:
+            break
+    assert emails == [f"r{n}@example.org" for n in range(5)]
+
+    pending = client.post("/api/v1/subscribers", headers=writer, json={"email": "new@example.org"})
+    assert pending.status_code == 201 and pending.json()["status"] == "pending"
+    assert [m.recipient for m in outbox.sent] == ["new@example.org"]  # double opt-in: one confirmation mail
+
+    changed = client.patch("/api/v1/subscribers/r1@example.org", headers=writer, json={"name": "R. One", "topics": []})
+    assert (changed.json()["name"], changed.json()["newsletters"]) == ("R. One", ["weekly"])
+    assert client.delete("/api/v1/subscribers/r2@example.org", headers=writer).status_code == 204
+    assert client.get("/api/v1/subscribers/r2@example.org", headers=writer).json()["status"] == "unsubscribed"
+    actions = [(entry.actor, entry.action) for entry in publication.audit_log(SHELL)]
+    assert ("token:cms", "subscriber.remove") in actions and ("token:cms", "subscriber.update") in actions
+    assert actions.count(("token:cms", "subscriber.add")) == 6
+
+
+def test_subscribe_sends_one_mail_and_answers_the_same_for_known_and_unknown(client, publication, outbox):
+    publication.add_subscriber("known@example.org", newsletters=["weekly"], confirmed=True)
+    origin = {"origin": "https://shop.example.com"}
+    first = client.post("/api/v1/subscribe", json={"email": "new@example.org"}, headers=origin)
+    again = client.post("/api/v1/subscribe", json={"email": "known@example.org"}, headers=origin)
+    assert first.status_code == again.status_code == 202
+    assert first.json() == again.json() == {"status": "accepted", "detail": api.NEUTRAL}
+    assert first.headers["access-control-allow-origin"] == "https://shop.example.com"
+    assert [m.recipient for m in outbox.sent] == ["new@example.org", "known@example.org"]
+    assert b"/confirm/" in outbox.sent[0].data  # a confirmation link, and nothing else, went to each
+    assert client.post("/api/v1/subscribe", json={"email": "new@example.org"}).status_code == 202
+    assert len(outbox.sent) == 2  # asked twice within the hour: still one mail
+    assert (
+        "access-control-allow-origin"
+        not in client.post(
+            "/api/v1/subscribe", json={"email": "x@example.org"}, headers={"origin": "https://evil.example"}
+        ).headers
+    )
+    preflight = client.options("/api/v1/subscribe", headers={**origin, "access-control-request-method": "POST"})
+    assert preflight.status_code == 204 and preflight.headers["access-control-allow-methods"] == "POST"
+    is_problem(client.post("/api/v1/subscribe", json={"email": "not an address"}), 422)
+
+
+def test_subscribe_keeps_the_forms_rate_limit(make_settings, database_url, store, outbox):
+    settings = make_settings(
+        {"newsletters": {"weekly": {}}, "web": {"subscribe_per_ip_per_hour": 2}}, database_url=database_url
+    )
+    with TestClient(create_app(Publication(settings, store, transport=outbox))) as client:
+        answers = [client.post("/api/v1/subscribe", json={"email": f"p{n}@example.org"}) for n in range(3)]
+        form = client.post("/subscribe", data={"email": "q@example.org"})
+    assert [a.status_code for a in answers] == [202, 202, 429]
+    assert "retry-after" in answers[2].headers and form.status_code == 429  # one limit for the form and the API
+
+
+def test_an_article_posted_through_the_api_is_in_the_feeds_and_the_next_issue(client, publication, outbox):
+    writer = token(publication, "cms", Permission.WRITE)
+    publication.add_subscriber("fan@example.org", newsletters=["weekly"], confirmed=True)
+    posted = client.post(
+        "/api/v1/articles",
+        headers=writer,
+        json={
+            "title": "Spring   tyre pressures",
+            "markdown": "Run them *lower*.<script>alert(1)</script>\n\n<!--more-->\n\nThe rest.",
+            "tags": ["Gravel", "Tech"],
+        },
+    )
+    assert posted.status_code == 201, posted.text
+    body = posted.json()
+    stored = publication.store.articles.by_slug("spring-tyre-pressures")
+    assert body == article_json(stored, publication.settings.site.url)  # as `publisher articles --json` shows it
+    assert body["title"] == "Spring tyre pressures" and body["tags"] == ["Gravel", "Tech"] and body["truncated"]
+    assert "<script>" not in body["content_html"] and "<em>lower</em>" in body["content_html"]
+    assert "Spring tyre pressures" in (publication.settings.feeds.dir / "rss.xml").read_text()
+    assert client.get("/api/v1/articles/spring-tyre-pressures", headers=writer).json() == body
+    assert client.get("/api/v1/articles?q=tyre", headers=writer).json()["total"] == 1
+
+    again = client.post("/api/v1/articles", headers=writer, json={"title": "Spring tyre pressures", "html": "<p>v2"})
+    assert again.status_code == 200 and again.json()["guid"] == body["guid"]  # the same slug updates it
+
+    built = publication.build("weekly")
+    assert built.issue is not None and stored.id in built.issue.article_ids
+    issues = client.get("/api/v1/newsletters/weekly/issues", headers=writer).json()["data"]
+    assert [(i["number"], i["state"]) for i in issues] == [(1, "draft")]
+    is_problem(client.post("/api/v1/newsletters/weekly/issues/1/send", headers=writer), 409)  # a draft
+    approved = client.post("/api/v1/newsletters/weekly/issues/1/approve", headers=writer)
+    assert approved.json()["state"] == "approved"
+    started = client.post("/api/v1/newsletters/weekly/issues/1/send", headers=writer)
+    assert started.status_code == 202 and started.headers["location"] == "/api/v1/newsletters/weekly/issues/1"
+    deadline = time.monotonic() + 60
+    while (status := client.get(started.headers["location"], headers=writer).json())["state"] != "sent":
+        assert time.monotonic() < deadline, status
+        time.sleep(0.05)
+    assert status["counts"]["delivered"] == 1 and status["recipients"] == 1
+    delivered = [m for m in outbox.sent if m.recipient == "fan@example.org"]
+    assert len(delivered) == 1 and b"Spring tyre pressures" in delivered[0].data
+    actions = [entry.action for entry in publication.audit_log(SHELL) if entry.actor == "token:cms"]
+    assert {"article.post", "issue.approve", "issue.send"} <= set(actions)
+
+
+def test_a_posted_article_is_checked_like_an_import(client, publication):
+    writer = token(publication, "cms", Permission.WRITE)
+    both = client.post("/api/v1/articles", headers=writer, json={"title": "t", "markdown": "a", "html": "b"})
+    assert "exactly one" in is_problem(both, 422)["detail"]
+    assert is_problem(client.post("/api/v1/articles", headers=writer, json={"html": "b"}), 422)["detail"]
+    naive = client.post("/api/v1/articles", headers=writer, json={"title": "t", "html": "b", "published": "2026-01-01"})
+    assert "offset" in is_problem(naive, 422)["detail"]
+    later = (datetime.now(UTC) + timedelta(days=2)).isoformat()
+    future = client.post("/api/v1/articles", headers=writer, json={"title": "Soon", "html": "b", "published": later})
+    assert future.status_code == 201
+    assert "Soon" not in (publication.settings.feeds.dir / "rss.xml").read_text()  # not before its time
+
+
+def test_the_openapi_document_validates_and_lists_every_route(client, publication):
+    reader = token(publication, "dashboard", Permission.READ)
+    document = client.get("/api/v1/openapi.json", headers=reader).json()
+    validate(document)  # OpenAPI 3.1, by openapi-spec-validator
+    assert document["openapi"].startswith("3.1")
+    listed = {(method.upper(), path) for path, item in document["paths"].items() for method in item}
+    routed = {(method, route.path) for route in api.routes() for method in route.methods or () if method != "HEAD"}
+    assert listed == routed
+    assert document["servers"] == [{"url": "https://news.example.org/api/v1"}]
+
+
+def test_a_crash_is_a_problem_without_internals(publication, monkeypatch):
+    reader = token(publication, "dashboard", Permission.READ)
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("SELECT secret FROM somewhere")
+
+    monkeypatch.setattr(publication, "subscriber_page", broken)
+    with TestClient(create_app(publication), raise_server_exceptions=False) as client:
+        crashed = client.get("/api/v1/subscribers", headers=reader)
+    assert is_problem(crashed, 500)["type"].endswith("/internal") and "SELECT" not in crashed.text
+
+
+def test_no_endpoint_but_the_sign_up_and_the_document_answers_without_a_token(client):
+    values = {"email": "a@example.org", "slug": "a", "newsletter": "weekly", "number": "1"}
+    for endpoint in api.ENDPOINTS:
+        path = api.PREFIX + endpoint.path.format(**values)
+        answer = client.request(endpoint.method, path, json={})
+        if endpoint.permission is None:
+            assert answer.status_code != 401, path
+        else:
+            assert is_problem(answer, 401)["type"].endswith("/unauthorized"), (endpoint.method, path)
