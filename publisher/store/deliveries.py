@@ -1,8 +1,10 @@
 """The deliveries ledger: one row per (issue, recipient), pending → sending → delivered | deferred | failed.
 
 Rows are leased in batches (PostgreSQL: `FOR UPDATE SKIP LOCKED`; SQLite: every transaction is
-`BEGIN IMMEDIATE`, so leasers queue) and their outcome is written only after the server replied.
-A lease that expires (its worker died) makes the row eligible again. Starting an issue and
+`BEGIN IMMEDIATE`, so leasers queue) by a worker, whose id is the row's `lease_token` (its owner),
+and each outcome is written only after the server replied. Rows of a worker known to be dead
+(`owners` + `reclaim`) are taken back at once; a lease that expires (its worker hung) makes the
+row eligible again. Starting an issue and
 freezing its audience happen in one transaction; so do recording outcomes and counting bounces.
 """
 
@@ -147,8 +149,8 @@ class DeliveryStore:
 
     # -- leasing --------------------------------------------------------------------------------
 
-    def lease(self, issue_id: int, *, limit: int, now: datetime, lease_for: timedelta) -> list[Leased]:
-        """Up to `limit` rows that are due, marked sending until now + lease_for.
+    def lease(self, issue_id: int, *, limit: int, now: datetime, lease_for: timedelta, owner: str = "") -> list[Leased]:
+        """Up to `limit` rows that are due, marked sending by `owner` until now + lease_for.
 
         Nothing while the issue is paused or cancelled (a `sent` issue still retries its
         deferred recipients). Recipients who are no
@@ -163,7 +165,7 @@ class DeliveryStore:
             rows = self._candidates(connection, issue_id, issue.newsletter, limit, now)
             gone = [row.subscriber_id for row in rows if not row.eligible]
             keep = [row for row in rows if row.eligible]
-            token = secrets.token_hex(8)
+            token = owner or secrets.token_hex(7)
             self._mark(
                 connection,
                 issue_id,
@@ -230,6 +232,37 @@ class DeliveryStore:
                     .where(deliveries.c.issue_id == issue_id, deliveries.c.subscriber_id.in_(chunk))
                     .values(**values)
                 )
+
+    def owners(self, issue_id: int, *, besides: str = "") -> list[str]:
+        """The workers holding rows of the issue in `sending` (other than `besides`)."""
+        with self.engine.connect() as connection:
+            return [
+                token
+                for token in connection.scalars(
+                    select(deliveries.c.lease_token)
+                    .where(deliveries.c.issue_id == issue_id, deliveries.c.state == "sending")
+                    .distinct()
+                )
+                if token and token != besides
+            ]
+
+    def reclaim(self, issue_id: int, dead: Sequence[str], now: datetime) -> int:
+        """Rows that dead workers held in `sending`: pending again, for whoever leases next.
+
+        Those that were on the wire when their worker died may reach their reader twice.
+        """
+        if not dead:
+            return 0
+        with self.engine.begin() as connection:
+            return connection.execute(
+                update(deliveries)
+                .where(
+                    deliveries.c.issue_id == issue_id,
+                    deliveries.c.state == "sending",
+                    deliveries.c.lease_token.in_(list(dead)),
+                )
+                .values(state="pending", lease_until=None, lease_token="", updated_at=now)
+            ).rowcount
 
     # -- recording ------------------------------------------------------------------------------
 
