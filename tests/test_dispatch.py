@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-
 import threading
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sink import SinkHandler, smtp_sink
