@@ -474,6 +474,12 @@ class Publication:
         report.frozen = frozen
         return report
 
+    def deliver_started(self, issue: Issue, *, should_stop: StopCheck = never) -> dispatch.SendReport:
+        """Send what is due of an issue already started (a delivery-only worker's one job)."""
+        return dispatch.deliver_issue(
+            self.store, self.settings, issue, transport=self.transport, should_stop=should_stop, started=True
+        )
+
     def next_to_send(
         self, name: str, *, force: bool = False, dry_run: bool = False, immediately: bool = False
     ) -> tuple[Issue | PlannedIssue | None, str, str]:
