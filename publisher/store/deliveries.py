@@ -26,6 +26,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.engine import Connection, Engine
@@ -308,6 +309,10 @@ class DeliveryStore:
             for outcome in outcomes
         ]
         with self.engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                # Kept when this client is killed (the server has it); only a server crash could
+                # lose the last fraction of a second, and then those messages are sent again.
+                connection.execute(text("SET LOCAL synchronous_commit = off"))
             written = connection.execute(statement, rows).rowcount
             self._count_bounces(connection, outcomes, now, soft_bounce_limit)
         return written
