@@ -106,6 +106,7 @@ def decide(leased: Leased, result: SendResult, delivery: DeliverySettings, now: 
         Outcome,
         subscriber_id=leased.subscriber_id,
         token=leased.token,
+        bounce_count=leased.bounce_count,
         code=result.code,
         status=result.status,
         detail=result.detail,
@@ -228,6 +229,15 @@ class _Recorder:
                 raise DeliveryError(f"recording delivery outcomes failed: {self.error}")
 
     def _run(self) -> None:
+        try:
+            with self.store.deliveries.writer() as write:
+                self._write_all(write)
+        except BaseException as error:  # the sessions waiting on it must hear, not hang
+            with self.cond:
+                self.error = error
+                self.cond.notify_all()
+
+    def _write_all(self, write: Callable[..., int]) -> None:
         while True:
             with self.cond:
                 while not self.arrived and not self.closing:
@@ -235,13 +245,7 @@ class _Recorder:
                 if not self.arrived:
                     return
                 taken, self.arrived = self.arrived, []
-            try:
-                step = _record(self.store, self.issue_id, taken, self.delivery, self.clock())
-            except BaseException as error:  # the sessions waiting on it must hear, not hang
-                with self.cond:
-                    self.error = error
-                    self.cond.notify_all()
-                return
+            step = _record(write, self.issue_id, taken, self.delivery, self.clock())
             with self.cond:
                 self.stored += len(taken)
                 self.totals.update(delivered=step.delivered, failed=step.failed, deferred=step.deferred)
@@ -387,10 +391,14 @@ def _settle(
 
 
 def _record(
-    store: Store, issue_id: int, answered: list[tuple[Leased, SendResult]], delivery: DeliverySettings, now: datetime
+    write: Callable[..., int],
+    issue_id: int,
+    answered: list[tuple[Leased, SendResult]],
+    delivery: DeliverySettings,
+    now: datetime,
 ) -> Progress:
     outcomes = [decide(row, result, delivery, now) for row, result in answered]
-    store.deliveries.record(issue_id, outcomes, now, soft_bounce_limit=delivery.soft_bounce_limit)
+    write(issue_id, outcomes, now, soft_bounce_limit=delivery.soft_bounce_limit)
     return Progress(
         delivered=sum(o.state == "delivered" for o in outcomes),
         failed=sum(o.state == "failed" for o in outcomes),

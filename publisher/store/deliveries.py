@@ -11,7 +11,8 @@ freezing its audience happen in one transaction; so do recording outcomes and co
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -30,6 +31,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.elements import ColumnElement
 
 from publisher.store.schema import deliveries, issues, subscribers, subscriptions
@@ -48,6 +50,7 @@ class Leased:
     attempts: int  # including this one
     queued_at: datetime
     token: str
+    bounce_count: int = 0  # the subscriber's when leased: a delivery resets it when above 0
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,7 @@ class Outcome:
     detail: str = ""
     next_attempt_at: datetime | None = None
     bounce: str = ""  # "" | "hard" | "soft": counts against the subscriber
+    bounce_count: int = 0  # the subscriber's when leased (a delivery resets it only when above 0)
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,43 @@ class Recipient:
     subscriber_id: int
     email: str
     name: str
+
+
+_RECORD = (
+    update(deliveries)
+    .where(
+        deliveries.c.issue_id == bindparam("b_issue"),
+        deliveries.c.subscriber_id == bindparam("b_id"),
+        deliveries.c.lease_token == bindparam("b_token"),
+        deliveries.c.state == "sending",
+    )
+    .values(
+        state=bindparam("b_state"),
+        last_code=bindparam("b_code"),
+        last_status=bindparam("b_status"),
+        last_error=bindparam("b_detail"),
+        next_attempt_at=bindparam("b_next"),
+        delivered_at=bindparam("b_delivered"),
+        lease_until=None,
+        lease_token="",
+        updated_at=bindparam("b_now"),
+    )
+)
+
+
+def _record_values(issue_id: int, outcome: Outcome, now: datetime) -> dict[str, Any]:
+    return {
+        "b_issue": issue_id,
+        "b_id": outcome.subscriber_id,
+        "b_token": outcome.token,
+        "b_state": outcome.state,
+        "b_code": outcome.code,
+        "b_status": outcome.status[:16],
+        "b_detail": outcome.detail[:1000],
+        "b_next": outcome.next_attempt_at,
+        "b_delivered": now if outcome.state == "delivered" else None,
+        "b_now": now,
+    }
 
 
 def _audience_of(newsletter: str) -> tuple[ColumnElement[bool], ...]:
@@ -186,7 +227,10 @@ class DeliveryStore:
                 updated_at=now,
                 attempts=deliveries.c.attempts + 1,
             )
-        return [Leased(row.subscriber_id, row.email, row.name, row.attempts + 1, row.queued_at, token) for row in keep]
+        return [
+            Leased(row.subscriber_id, row.email, row.name, row.attempts + 1, row.queued_at, token, row.bounce_count)
+            for row in keep
+        ]
 
     def _candidates(self, connection: Connection, issue_id: int, newsletter: str, limit: int, now: datetime) -> list:
         """Expired leases first, then retries that are due, then fresh rows; each an index range."""
@@ -212,6 +256,7 @@ class DeliveryStore:
                     deliveries.c.name,
                     deliveries.c.attempts,
                     deliveries.c.queued_at,
+                    subscribers.c.bounce_count,
                     eligible.label("eligible"),
                 )
                 .select_from(deliveries.join(subscribers, subscribers.c.id == deliveries.c.subscriber_id))
@@ -273,49 +318,41 @@ class DeliveryStore:
         A row is written only while it is still `sending` under the same lease token, so a worker
         whose lease expired cannot overwrite the outcome of the worker that took over.
         """
-        if not outcomes:
-            return 0
-        statement = (
-            update(deliveries)
-            .where(
-                deliveries.c.issue_id == issue_id,
-                deliveries.c.subscriber_id == bindparam("b_id"),
-                deliveries.c.lease_token == bindparam("b_token"),
-                deliveries.c.state == "sending",
-            )
-            .values(
-                state=bindparam("b_state"),
-                last_code=bindparam("b_code"),
-                last_status=bindparam("b_status"),
-                last_error=bindparam("b_detail"),
-                next_attempt_at=bindparam("b_next"),
-                delivered_at=bindparam("b_delivered"),
-                lease_until=None,
-                lease_token="",
-                updated_at=now,
-            )
-        )
-        rows = [
-            {
-                "b_id": outcome.subscriber_id,
-                "b_token": outcome.token,
-                "b_state": outcome.state,
-                "b_code": outcome.code,
-                "b_status": outcome.status[:16],
-                "b_detail": outcome.detail[:1000],
-                "b_next": outcome.next_attempt_at,
-                "b_delivered": now if outcome.state == "delivered" else None,
-            }
-            for outcome in outcomes
-        ]
-        with self.engine.begin() as connection:
-            if connection.dialect.name == "postgresql":
-                # Kept when this client is killed (the server has it); only a server crash could
-                # lose the last fraction of a second, and then those messages are sent again.
-                connection.execute(text("SET LOCAL synchronous_commit = off"))
-            written = connection.execute(statement, rows).rowcount
-            self._count_bounces(connection, outcomes, now, soft_bounce_limit)
-        return written
+        with self.writer() as write:
+            return write(issue_id, outcomes, now, soft_bounce_limit=soft_bounce_limit)
+
+    @contextmanager
+    def writer(self) -> Iterator[Callable[..., int]]:
+        """`record` on one connection held open, for a thread that records outcome after outcome.
+
+        Each call is one transaction of two statements at most (no pool checkout per call). On
+        PostgreSQL the session commits without waiting for the server's disk (`synchronous_commit
+        = off`): a committed outcome survives this client being killed; only a server crash
+        could lose the last fraction of a second, and those messages would then be sent again.
+        """
+        with self.engine.connect() as connection:
+            postgres = connection.dialect.name == "postgresql"
+            if postgres:
+                connection.execute(text("SET synchronous_commit = off"))
+                connection.commit()
+
+            def write(issue_id: int, outcomes: Sequence[Outcome], now: datetime, *, soft_bounce_limit: int) -> int:
+                if not outcomes:
+                    return 0
+                with connection.begin():
+                    written = connection.execute(
+                        _RECORD, [_record_values(issue_id, outcome, now) for outcome in outcomes]
+                    ).rowcount
+                    self._count_bounces(connection, outcomes, now, soft_bounce_limit)
+                return written
+
+            try:
+                yield write
+            finally:
+                if postgres and not connection.invalidated:
+                    with suppress(DBAPIError):
+                        connection.execute(text("RESET synchronous_commit"))
+                        connection.commit()
 
     @staticmethod
     def _count_bounces(
@@ -324,7 +361,7 @@ class DeliveryStore:
         """Hard bounce: suppressed at once. Soft give-up: suppressed at the limit. Delivery: reset."""
         hard = [o.subscriber_id for o in outcomes if o.bounce == "hard"]
         soft = [o.subscriber_id for o in outcomes if o.bounce == "soft"]
-        delivered = [o.subscriber_id for o in outcomes if o.state == "delivered"]
+        delivered = [o.subscriber_id for o in outcomes if o.state == "delivered" and o.bounce_count]
         for ids, limit in ((hard, 1), (soft, max(1, soft_bounce_limit))):
             if ids:
                 connection.execute(
