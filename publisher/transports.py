@@ -13,14 +13,16 @@ the two that need no network: maildir and memory.
 
 from __future__ import annotations
 
-import mailbox
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from publisher.config import DeliverySettings
 from publisher.errors import DeliveryError
+
+if TYPE_CHECKING:
+    import mailbox
 
 
 @dataclass(frozen=True)
@@ -144,6 +146,8 @@ class MaildirTransport:
 
     def _open(self) -> mailbox.Maildir:
         if self._box is None:
+            import mailbox  # only here: every command that sends would pay for it at start-up
+
             try:
                 self._box = mailbox.Maildir(self.path, factory=None, create=True)
             except OSError as error:

@@ -10,9 +10,7 @@ import threading
 import click
 
 from publisher.cli.app import App, print_json
-from publisher.inbound.listener import Listener
 from publisher.publication import Publication
-from publisher.scheduler import Scheduler
 
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
@@ -105,6 +103,9 @@ def run_service(app: App, *, web: bool, scheduler: bool) -> None:
         raise click.UsageError("--no-web and --no-scheduler together leave nothing to run")
     configure_logging()
     app.warn_about_settings()
+    from publisher.inbound.listener import Listener  # here, not at import: every command would load them
+    from publisher.scheduler import Scheduler
+
     settings, store = app.settings, app.store
     stop = threading.Event()
 
