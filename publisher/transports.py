@@ -13,6 +13,7 @@ the two that need no network: maildir and memory.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -114,6 +115,8 @@ class MemoryTransport:
 
     sent: list[Outgoing] = field(default_factory=list)
     reply: Callable[[Outgoing], SendResult] | None = None
+    # one batch at a time, in order, as a test's scripted `reply` expects
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def send(self, message: Outgoing | LazyOutgoing) -> SendResult:
         if not isinstance(message, Outgoing):
@@ -128,9 +131,10 @@ class MemoryTransport:
 
     def send_each(self, messages: Sequence[Outgoing | LazyOutgoing], on_result: OnResult) -> list[SendResult]:
         results = []
-        for index, message in enumerate(messages):
-            results.append(self.send(message))
-            on_result(index, results[-1])
+        with self.lock:
+            for index, message in enumerate(messages):
+                results.append(self.send(message))
+                on_result(index, results[-1])
         return results
 
     def close(self) -> None:

@@ -204,7 +204,7 @@ class DeliveryStore:
             ).first()
             if issue is None or issue.state not in ("sending", "sent"):
                 return []
-            rows = self._candidates(connection, issue_id, issue.newsletter, limit, now)
+            rows = self._candidates(connection, issue_id, issue.newsletter, limit, now, owner)
             gone = [row.subscriber_id for row in rows if not row.eligible]
             keep = [row for row in rows if row.eligible]
             token = owner or secrets.token_hex(7)
@@ -232,8 +232,11 @@ class DeliveryStore:
             for row in keep
         ]
 
-    def _candidates(self, connection: Connection, issue_id: int, newsletter: str, limit: int, now: datetime) -> list:
-        """Expired leases first, then retries that are due, then fresh rows; each an index range."""
+    def _candidates(
+        self, connection: Connection, issue_id: int, newsletter: str, limit: int, now: datetime, owner: str
+    ) -> list:
+        """Expired leases first (never the leaser's own: those are still queued on its wire), then
+        retries that are due, then fresh rows; each an index range."""
         eligible = and_(
             subscribers.c.status == _SUBSCRIBED,
             exists().where(
@@ -241,7 +244,7 @@ class DeliveryStore:
             ),
         )
         kinds = (
-            and_(deliveries.c.state == "sending", deliveries.c.lease_until <= now),
+            and_(deliveries.c.state == "sending", deliveries.c.lease_until <= now, deliveries.c.lease_token != owner),
             and_(deliveries.c.state == "deferred", deliveries.c.next_attempt_at <= now),
             deliveries.c.state == "pending",
         )
