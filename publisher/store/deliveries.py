@@ -114,6 +114,11 @@ def _record_values(issue_id: int, outcome: Outcome, now: datetime) -> dict[str, 
     }
 
 
+def _touches_subscribers(outcomes: Sequence[Outcome]) -> bool:
+    """Whether writing these outcomes changes a subscriber's bounce count too."""
+    return any(o.bounce or (o.state == "delivered" and o.bounce_count) for o in outcomes)
+
+
 def _audience_of(newsletter: str) -> tuple[ColumnElement[bool], ...]:
     """Confirmed subscribers of `newsletter`: the one definition of an audience."""
     return (subscriptions.c.newsletter == newsletter, subscribers.c.status == _SUBSCRIBED)
@@ -328,26 +333,31 @@ class DeliveryStore:
     def writer(self) -> Iterator[Callable[..., int]]:
         """`record` on one connection held open, for a thread that records outcome after outcome.
 
-        Each call is one transaction of two statements at most (no pool checkout per call). On
-        PostgreSQL the session commits without waiting for the server's disk (`synchronous_commit
-        = off`): a committed outcome survives this client being killed; only a server crash
-        could lose the last fraction of a second, and those messages would then be sent again.
+        No pool checkout per call. On SQLite each call is one transaction. On PostgreSQL the
+        outcomes go in one pipelined round trip, each row committed on its own (a row's outcome
+        needs no other row), without waiting for the server's disk (`synchronous_commit = off`):
+        a committed outcome survives this client being killed; only a server crash could lose the
+        last fraction of a second, and those messages would then be sent again. Outcomes that
+        change a subscriber's bounce count are written in one transaction with that change.
         """
         with self.engine.connect() as connection:
             postgres = connection.dialect.name == "postgresql"
             if postgres:
                 connection.execute(text("SET synchronous_commit = off"))
                 connection.commit()
+                connection.execution_options(isolation_level="AUTOCOMMIT")  # changes this connection
 
             def write(issue_id: int, outcomes: Sequence[Outcome], now: datetime, *, soft_bounce_limit: int) -> int:
                 if not outcomes:
                     return 0
+                rows = [_record_values(issue_id, outcome, now) for outcome in outcomes]
+                if postgres and not _touches_subscribers(outcomes):
+                    return connection.execute(_RECORD, rows).rowcount
+                if postgres:
+                    with self.engine.begin() as other:
+                        return self._write(other, rows, outcomes, now, soft_bounce_limit)
                 with connection.begin():
-                    written = connection.execute(
-                        _RECORD, [_record_values(issue_id, outcome, now) for outcome in outcomes]
-                    ).rowcount
-                    self._count_bounces(connection, outcomes, now, soft_bounce_limit)
-                return written
+                    return self._write(connection, rows, outcomes, now, soft_bounce_limit)
 
             try:
                 yield write
@@ -355,7 +365,13 @@ class DeliveryStore:
                 if postgres and not connection.invalidated:
                     with suppress(DBAPIError):
                         connection.execute(text("RESET synchronous_commit"))
-                        connection.commit()
+
+    def _write(
+        self, connection: Connection, rows: list[dict], outcomes: Sequence[Outcome], now: datetime, limit: int
+    ) -> int:
+        written = connection.execute(_RECORD, rows).rowcount
+        self._count_bounces(connection, outcomes, now, limit)
+        return written
 
     @staticmethod
     def _count_bounces(
