@@ -30,7 +30,11 @@ def waiting(pub: Publication) -> list[Issue]:
     store, now, found = pub.store, pub.now(), []
     for name in pub.settings.newsletters:
         for issue in store.issues.list(name, states=(IssueState.SENDING, IssueState.SENT)):
-            if issue.state == IssueState.SENDING or store.deliveries.due_retries(issue.id, now):
+            if (
+                issue.state == IssueState.SENDING
+                or store.deliveries.counts(issue.id).get("sending")  # a retry whose sender may have died
+                or store.deliveries.due_retries(issue.id, now)
+            ):
                 found.append(issue)
     return found
 

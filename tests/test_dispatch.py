@@ -14,7 +14,7 @@ from publisher.config import load_settings
 from publisher.lock import make_worker_lock
 from publisher.model import Issue, RenderedIssue, Subscriber
 from publisher.store import Store
-from publisher.store.schema import issues
+from publisher.store.schema import deliveries, issues
 from publisher.transports import MemoryTransport, SendResult, make_transport
 
 NOW = datetime(2025, 10, 20, 12, 0, tzinfo=UTC)
@@ -412,6 +412,32 @@ def test_digest_send_json_contract_over_smtp(publication, monkeypatch):
     assert (path.parent / "archive" / "weekly" / "1.html").exists()  # the "view in browser" target
     status = json.loads(cli_run(path, "digest", "status", "weekly", "--json").output)
     assert status["counts"]["delivered"] == 3 and status["state"] == "sent"
+
+
+def test_digest_send_finishes_a_sent_issues_leftovers_and_says_so(publication, monkeypatch):
+    import json
+
+    monkeypatch.setenv("PUBLISHER_SECRET_KEY", "test-key-4f9c2a71d8e3b605a9c7e1f2d4b8a36c")
+    handler = SinkHandler(reject={"r1@d1.example"})
+    with smtp_sink(handler) as port:
+        path = publication(port)
+        assert json.loads(cli_run(path, "digest", "send", "weekly", "--json").output)["failed"] == 1
+        store = Store.open(load_settings(path).database.url)
+        issue = store.issues.latest("weekly")
+        dead = make_worker_lock(store)  # a retry round that died with one reader on the wire
+        dead.hold()
+        with store.engine.begin() as connection:
+            connection.execute(
+                deliveries.update()
+                .where(deliveries.c.issue_id == issue.id, deliveries.c.email == "r2@d2.example")
+                .values(state="sending", lease_token=dead.worker_id, lease_until=datetime.now(UTC) + timedelta(hours=1))
+            )
+        dead.release()
+        store.close()
+        again = json.loads(cli_run(path, "digest", "send", "weekly", "--json").output)
+    assert again["status"] == "resumed" and again["issue"] == 1 and again["state"] == "sent"
+    assert again["run"] == {"frozen": 0, "delivered": 1, "failed": 0, "deferred": 0, "taken_over": 1}
+    assert handler.received()["r2@d2.example"] == 2  # sent again: its first outcome was never recorded
 
 
 def test_digest_send_dry_run_writes_the_maildir_and_records_nothing(publication, monkeypatch):
