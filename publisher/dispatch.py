@@ -253,6 +253,10 @@ class _Recorder:
             if self.progress is not None:
                 self.progress(step)
 
+    def counts(self) -> dict[str, int]:
+        """What was recorded: delivered, failed, deferred."""
+        return {key: self.totals[key] for key in ("delivered", "failed", "deferred")}
+
     def close(self) -> None:
         """Store what has arrived and stop; raises if storing failed."""
         with self.cond:
@@ -284,6 +288,11 @@ class _Batch:
     def answer(self, index: int, result: SendResult) -> Callable[[], None]:
         self.answered.add(index)
         return self.recorder.add(self.rows[index], result)
+
+    def wait(self) -> None:
+        """Until the transport has answered every message (raises what the transport raised)."""
+        if self.future is not None:
+            self.future.result()
 
     def never_sent(self) -> list[Leased]:
         return [row for index, row in enumerate(self.rows) if index not in self.handed | self.answered]
@@ -320,38 +329,26 @@ def send_issue(
     """
     worker = worker or make_worker_lock(store)
     worker.hold()
+    leaser = _Leaser(store, issue.id, delivery, worker)
     recorder = _Recorder(store, issue.id, delivery, clock, progress)
-    taken_over, checked = 0, float("-inf")
-    in_flight: deque[_Batch] = deque()
+    in_flight: deque[_Batch] = deque()  # handed to the transport: the one on the wire, the next queued
     leasing: list[Leased] = []  # leased, not yet handed to the transport
     try:
         with ThreadPoolExecutor(2, thread_name_prefix="send") as wire:
             try:
                 while True:
                     while len(in_flight) < 2 and not should_stop():
-                        if time.monotonic() - checked >= TAKEOVER_EVERY:
-                            taken_over += take_over(store, issue.id, worker, clock())
-                            checked = time.monotonic()
                         now = clock()
-                        leasing = store.deliveries.lease(
-                            issue.id,
-                            limit=delivery.batch_size,
-                            now=now,
-                            lease_for=delivery.lease,
-                            owner=worker.worker_id,
-                        )
+                        leasing = leaser.lease(now)
                         if not leasing:
                             break
                         batch = _Batch(leasing, recorder)
                         messages = [batch.track(index, compose(row, now)) for index, row in enumerate(leasing)]
-                        batch.future = wire.submit(send_each, transport, messages, batch.answer)
+                        batch.future, leasing = wire.submit(send_each, transport, messages, batch.answer), []
                         in_flight.append(batch)
-                        leasing = []
                     if not in_flight:
                         break
-                    future = in_flight[0].future
-                    if future is not None:
-                        future.result()
+                    in_flight[0].wait()
                     in_flight.popleft()
             except BaseException:
                 _settle(store, issue.id, leasing, in_flight, recorder, clock)
@@ -360,11 +357,29 @@ def send_issue(
     finally:
         worker.release()
     result = report(store, issue, clock())
-    result.run = {
-        **{key: recorder.totals[key] for key in ("delivered", "failed", "deferred")},
-        "taken_over": taken_over,
-    }
+    result.run = {**recorder.counts(), "taken_over": leaser.taken_over}
     return result
+
+
+class _Leaser:
+    """Leases the next batch for one worker, first taking over dead workers' rows (at most once a second)."""
+
+    def __init__(self, store: Store, issue_id: int, delivery: DeliverySettings, worker: WorkerLock) -> None:
+        self.store, self.issue_id, self.delivery, self.worker = store, issue_id, delivery, worker
+        self.taken_over = 0
+        self.checked = float("-inf")
+
+    def lease(self, now: datetime) -> list[Leased]:
+        if time.monotonic() - self.checked >= TAKEOVER_EVERY:
+            self.taken_over += take_over(self.store, self.issue_id, self.worker, now)
+            self.checked = time.monotonic()
+        return self.store.deliveries.lease(
+            self.issue_id,
+            limit=self.delivery.batch_size,
+            now=now,
+            lease_for=self.delivery.lease,
+            owner=self.worker.worker_id,
+        )
 
 
 def _settle(
@@ -380,9 +395,8 @@ def _settle(
     which the next run takes over at once (they may have reached their reader)."""
     never_sent = list(leasing)
     for batch in in_flight:
-        if batch.future is not None:
-            with contextlib.suppress(BaseException):
-                batch.future.result()
+        with contextlib.suppress(BaseException):
+            batch.wait()
         never_sent.extend(batch.never_sent())
     with contextlib.suppress(BaseException):
         recorder.close()
