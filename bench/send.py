@@ -1,26 +1,29 @@
-"""How fast an issue goes out through SMTP, against Postfix's own load generator, and at what memory.
+"""How fast `publisher digest send` sends an issue, against Postfix's own load generator, and at what memory.
 
-    .venv/bin/python bench/send.py                          # 10,000 and 100,000 recipients
-    .venv/bin/python bench/send.py --sizes 10000 --connections 4 --batch 100
-    .venv/bin/python bench/send.py --sizes 10000 --repeat 5   # median of 5 alternating runs
+    .venv/bin/python bench/send.py                          # the issue's table: 20,000 recipients at one
+                                                            # domain and over 200, SQLite and PostgreSQL;
+                                                            # then RSS at 10,000 vs 100,000
+    .venv/bin/python bench/send.py --cases sqlite:1 --sizes 20000 --repeat 3
+    .venv/bin/python bench/send.py --memory-only
 
 Needs Debian's `postfix` package for /usr/sbin/smtp-sink and /usr/sbin/smtp-source (the Postfix
-daemon is never started). For each audience size:
+daemon is never started) and, for the PostgreSQL cases, PostgreSQL at PUBLISHER_TEST_POSTGRES
+(default postgresql+psycopg://postgres@127.0.0.1:5432/test; a throw-away schema is used). For
+each case:
 
-1. a fresh SQLite store holds the seed articles (both captures in ../shared/seeds), one issue
-   built and rendered from them by the real digest code, and N confirmed subscribers spread over
-   200 receiving domains;
-2. a child process runs `dispatch.deliver_issue` (ledger, leases, personalisation, signed links,
-   the pooled SMTP transport) against `smtp-sink` on loopback and reports its wall time and the
-   highest RSS sampled while sending (setting up the audience is not counted: it happens in
-   another process);
+1. a fresh store (SQLite file, or a new PostgreSQL schema) holds the seed articles (both captures
+   in ../shared/seeds, else tests/data), one approved issue built from them by the real digest
+   code, and N confirmed subscribers at 1 or 200 receiving domains;
+2. `publisher digest send weekly --json` runs as a user runs it (a new process: start-up, freezing
+   the audience, rendering, personalisation, the ledger and the pooled SMTP transport) against
+   `smtp-sink` on loopback; its wall time and peak RSS (the kernel's, for the whole process) are
+   taken;
 3. `smtp-source` sends the same number of messages of the same size over the same number of
-   connections to the same sink.
+   connections to the same sink, right after it.
 
-It prints messages per second for both, the ratio (target ≥ 0.75; with --repeat, the median run
-and every ratio: this machine is shared, so single runs vary), the highest RSS while sending per
-size (target: 100,000 within 10% of 10,000), and the per-message cost of personalising with and
-without DKIM.
+It prints messages per second for both and the ratio (target ≥ 0.75; with --repeat, the median
+run and every ratio: this machine is shared, so single runs vary), and the peak RSS of 100,000
+recipients against 10,000 (target: within 10 %).
 """
 
 from __future__ import annotations
@@ -28,23 +31,23 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import sqlalchemy  # noqa: E402
 from sqlalchemy import insert  # noqa: E402
 
-from publisher.config import SourceSettings, settings_from_dict  # noqa: E402
+from publisher.config import SourceSettings, load_settings  # noqa: E402
 from publisher.store import Store  # noqa: E402
 from publisher.store.schema import subscribers, subscriptions  # noqa: E402
 
@@ -52,7 +55,8 @@ SEEDS = ROOT.parent / "shared" / "seeds"
 SINK = Path("/usr/sbin/smtp-sink")
 SOURCE = Path("/usr/sbin/smtp-source")
 NOW = datetime(2025, 10, 21, 8, 0, tzinfo=UTC)
-DOMAINS = 200
+POSTGRES = os.environ.get("PUBLISHER_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+SECRET = "bench-secret-key-3f7a1c9e5b2d8f4a6c0e7b3d9a5f1c82"  # noqa: S105 - the throw-away store's key
 
 
 def free_port() -> int:
@@ -61,46 +65,62 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def config(folder: Path, port: int, args: argparse.Namespace) -> dict:
-    return {
-        "site": {"url": "https://news.example.org", "title": "The Example Review", "postal_address": "1 Example Road"},
-        "database": {"url": f"sqlite:///{folder / 'publisher.db'}"},
-        "newsletters": {
-            "weekly": {
-                "title": "The Weekly",
-                "from": "The Weekly <weekly@news.example.org>",
-                "lookback": "60d",
-                "max_articles": 12,
-            }
-        },
-        "delivery": {
-            "transport": "smtp",
-            "batch_size": args.batch,
-            "lease": "10m",
-            "smtp": {
-                "host": "127.0.0.1",
-                "port": port,
-                "connections": args.connections,
-                "per_domain_connections": args.connections,
-                "timeout": 30,
-            },
-        },
-    }
+class Case:
+    """One store to send from: SQLite in a temporary folder, or a throw-away PostgreSQL schema."""
+
+    def __init__(self, database: str, folder: Path) -> None:
+        self.database, self.folder = database, folder
+        self.schema = f"bench_{uuid.uuid4().hex[:10]}"
+        if database == "sqlite":
+            self.url = f"sqlite:///{folder / 'publisher.db'}"
+        else:
+            self.url = f"{POSTGRES}?options=-csearch_path%3D{self.schema}"
+            with sqlalchemy.create_engine(POSTGRES).begin() as connection:
+                connection.execute(sqlalchemy.text(f"CREATE SCHEMA {self.schema}"))
+
+    def drop(self) -> None:
+        if self.database != "sqlite":
+            with sqlalchemy.create_engine(POSTGRES).begin() as connection:
+                connection.execute(sqlalchemy.text(f"DROP SCHEMA IF EXISTS {self.schema} CASCADE"))
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def settings_for(folder: Path, port: int, args: argparse.Namespace):
-    os.environ.setdefault("PUBLISHER_SECRET_KEY", "bench-secret-key-3f7a1c9e5b2d8f4a6c0e7b3d9a5f1c82")
-    return settings_from_dict(config(folder, port, args), folder / "config.toml")
+def write_config(case: Case, port: int, args: argparse.Namespace) -> Path:
+    path = case.folder / "config.toml"
+    path.write_text(f"""
+[site]
+url = "https://news.example.org"
+title = "The Example Review"
+postal_address = "1 Example Road"
+[database]
+url = "{case.url}"
+[newsletters.weekly]
+title = "The Weekly"
+from = "The Weekly <weekly@news.example.org>"
+lookback = "60d"
+max_articles = 12
+[delivery]
+transport = "smtp"
+batch_size = {args.batch}
+lease = "10m"
+[delivery.smtp]
+host = "127.0.0.1"
+port = {port}
+connections = {args.connections}
+timeout = 30
+""")
+    return path
 
 
-def prepare(folder: Path, size: int, port: int, args: argparse.Namespace) -> None:
-    """A store with the seed articles, one approved issue and `size` confirmed subscribers."""
+def prepare(config: Path, size: int, domains: int) -> None:
+    """The seed articles, one approved issue and `size` confirmed subscribers over `domains` domains."""
     from publisher.content import import_sources
     from publisher.issues import build_issue
 
-    settings = settings_for(folder, port, args)
+    os.environ.setdefault("PUBLISHER_SECRET_KEY", SECRET)
+    settings = load_settings(config)
     store = Store.open(settings.database.url)
-    captures = sorted(SEEDS.glob("*.txt"))
+    captures = sorted(SEEDS.glob("*.txt")) or sorted((ROOT / "tests" / "data").glob("capture_*.txt"))
     for number, capture in enumerate(captures):
         import_sources(
             store,
@@ -120,7 +140,7 @@ def prepare(folder: Path, size: int, port: int, args: argparse.Namespace) -> Non
                 [
                     {
                         "id": i + 1,
-                        "email": f"reader{i}@d{i % DOMAINS}.example",
+                        "email": f"reader{i}@d{i % domains}.example",
                         "name": f"Reader {i}",
                         "status": "confirmed",
                         "source": "bench",
@@ -138,106 +158,49 @@ def prepare(folder: Path, size: int, port: int, args: argparse.Namespace) -> Non
                 insert(subscriptions),
                 [{"subscriber_id": i + 1, "newsletter": "weekly", "created_at": NOW} for i in ids],
             )
+        if connection.dialect.name == "postgresql":
+            connection.execute(sqlalchemy.text("SELECT setval('subscribers_id_seq', :n)"), {"n": size + 1})
     store.close()
 
 
-def worker(folder: Path, port: int, args: argparse.Namespace) -> None:
-    """Child process: send the issue; print wall time, outcome counts and peak RSS as JSON."""
-    from publisher.dispatch import deliver_issue
-
-    settings = settings_for(folder, port, args)
-    store = Store.open(settings.database.url)
-    issue = store.issues.latest("weekly")
-    before = rss_kb()
-    sampler = RssSampler()
-    sampler.start()
-    started = time.perf_counter()
-    report = deliver_issue(store, settings, issue, NOW)
-    elapsed = time.perf_counter() - started
-    sampler.stop()
-    print(
-        json.dumps(
-            {
-                "elapsed": elapsed,
-                "delivered": report.get("delivered"),
-                "failed": report.get("failed"),
-                "deferred": report.get("deferred"),
-                "before_kb": before,
-                "send_peak_kb": sampler.peak,
-                "peak_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-            }
-        )
-    )
-
-
-def rss_kb() -> int:
-    """The resident set size now (Linux), in KiB."""
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * resource.getpagesize() // 1024
-
-
-class RssSampler(threading.Thread):
-    """The highest RSS seen while sending, sampled every 10 ms."""
-
-    def __init__(self) -> None:
-        super().__init__(daemon=True)
-        self.peak = rss_kb()
-        self.stopping = threading.Event()
-
-    def run(self) -> None:
-        while not self.stopping.wait(0.01):
-            self.peak = max(self.peak, rss_kb())
-
-    def stop(self) -> None:
-        self.stopping.set()
-        self.join()
-        self.peak = max(self.peak, rss_kb())
-
-
-def message_size(folder: Path, port: int, args: argparse.Namespace) -> tuple[int, float, float | None]:
-    """The size of one personalised message, and µs per message to personalise it (and DKIM-sign it)."""
+def message_size(config: Path) -> int:
+    """The size of one personalised message of the issue."""
     from publisher.dispatch import composer, rendered_issue
     from publisher.message import compile_message
     from publisher.store.deliveries import Leased
 
-    settings = settings_for(folder, port, args)
+    settings = load_settings(config)
     store = Store.open(settings.database.url)
     issue = store.issues.latest("weekly")
     newsletter = settings.newsletter("weekly")
-    rendered = rendered_issue(store, settings, issue)
+    compiled = compile_message(
+        rendered_issue(store, settings, issue), settings=settings, newsletter=newsletter, issue_number=issue.number
+    )
     store.close()
-    costs = []
-    for signer in (None, dkim_signer(folder)):
-        if signer is None and costs:
-            costs.append(None)
-            continue
-        compiled = compile_message(
-            rendered, settings=settings, newsletter=newsletter, issue_number=issue.number, signer=signer
-        )
-        compose = composer(compiled, settings, newsletter, issue)
-        rounds = 2000 if signer is None else 300
-        started = time.perf_counter()
-        for i in range(rounds):
-            data = compose(Leased(i + 1, f"reader{i}@d{i % DOMAINS}.example", f"Reader {i}", 1, NOW, "t"), NOW).data
-        costs.append((time.perf_counter() - started) / rounds * 1e6)
-        if signer is None:
-            size = len(data)
-    return size, costs[0], costs[1]
+    compose = composer(compiled, settings, newsletter, issue)
+    return len(compose(Leased(1, "reader1@d1.example", "Reader 1", 1, NOW, "t"), NOW).data)
 
 
-def dkim_signer(folder: Path):
-    """A throwaway 2048-bit key, if openssl is there (dkimpy signs with it)."""
-    from publisher.message import Signer
+def digest_send(config: Path) -> dict:
+    """`publisher digest send weekly --json` as a user runs it: wall time, peak RSS, its JSON."""
+    started = time.perf_counter()
+    child = subprocess.Popen(
+        [sys.executable, "-m", "publisher", "--config", str(config), "digest", "send", "weekly", "--json"],
+        env={**os.environ, "PUBLISHER_SECRET_KEY": SECRET},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    out = child.stdout.read() if child.stdout else b""
+    err = child.stderr.read() if child.stderr else b""
+    _, status, usage = os.wait4(child.pid, 0)
+    elapsed = time.perf_counter() - started
+    child.returncode = os.waitstatus_to_exitcode(status)
+    if child.returncode:
+        raise SystemExit(f"digest send failed ({child.returncode}): {err.decode()[-2000:]}")
+    return {"elapsed": elapsed, "peak_kb": usage.ru_maxrss, **json.loads(out)}
 
-    key = folder / "dkim.pem"
-    if not key.exists():
-        made = subprocess.run(["openssl", "genrsa", "-out", str(key), "2048"], check=False, capture_output=True)
-        if made.returncode:
-            return None
-    return Signer(b"bench", b"news.example.org", key.read_bytes())
 
-
-def smtp_source(port: int, count: int, size: int, connections: int) -> float:
+def smtp_source(port: int, count: int, size: int, connections: int, domains: int) -> float:
     started = time.perf_counter()
     subprocess.run(
         [
@@ -259,6 +222,34 @@ def smtp_source(port: int, count: int, size: int, connections: int) -> float:
     return time.perf_counter() - started
 
 
+def measure(database: str, size: int, domains: int, port: int, args: argparse.Namespace) -> tuple[dict, float, int]:
+    """One publisher run on a freshly prepared store, then smtp-source right after it."""
+    case = Case(database, Path(tempfile.mkdtemp(prefix=f"bench-send-{database}-{size}-")))
+    try:
+        config = write_config(case, port, args)
+        prepare(config, size, domains)
+        octets = message_size(config)
+        ours = digest_send(config)
+    finally:
+        case.drop()
+    return ours, smtp_source(port, size, octets, args.connections, domains), octets
+
+
+def report(label: str, size: int, runs: list[tuple[dict, float, int]], args: argparse.Namespace) -> dict:
+    ratios = sorted(size / ours["elapsed"] / (size / theirs) for ours, theirs, _ in runs)
+    middle = ratios[(len(ratios) - 1) // 2]  # the lower median when the count is even
+    ours, theirs, octets = runs[[size / o["elapsed"] / (size / t) for o, t, _ in runs].index(middle)]
+    rate, reference = size / ours["elapsed"], size / theirs
+    every = f"; every run: {', '.join(f'{r:.2f}' for r in ratios)}" if len(runs) > 1 else ""
+    print(
+        f"| {label} | {size:,} | {octets:,} | {rate:,.0f}/s ({ours['elapsed']:.1f} s) | {reference:,.0f}/s "
+        f"({theirs:.1f} s) | {rate / reference:.2f}{every} | {ours['peak_kb'] / 1024:.0f} MiB | "
+        f"{ours['delivered']:,} delivered, {ours['failed']} failed, {ours['deferred']} deferred |"
+    )
+    sys.stdout.flush()
+    return ours
+
+
 def run(args: argparse.Namespace) -> None:
     for tool in (SINK, SOURCE):
         if not tool.exists():
@@ -266,103 +257,53 @@ def run(args: argparse.Namespace) -> None:
     port = free_port()
     sink = subprocess.Popen([str(SINK), "-u", "nobody", f"127.0.0.1:{port}", "1024"])
     time.sleep(0.3)
-    rows = []
+    print(f"{args.connections} connections, batch {args.batch}; `publisher digest send` vs smtp-source")
+    print("| case | recipients | octets | publisher | smtp-source | ratio | peak RSS | outcome |")
+    print("|---|---|---|---|---|---|---|---|")
     try:
-        for size in args.sizes:
-            folder = Path(tempfile.mkdtemp(prefix=f"bench-send-{size}-"))
-            try:
-                prepare(folder, size, port, args)
-                octets, plain_us, dkim_us = message_size(folder, port, args)
-                runs = [measure(folder, size, octets, port, args) for _ in range(args.repeat)]
-                rows.append((size, octets, runs, plain_us, dkim_us))
-                report(*rows[-1], connections=args.connections, batch=args.batch)
-            finally:
-                shutil.rmtree(folder, ignore_errors=True)
+        if not args.memory_only:
+            for case in args.cases:
+                database, _, domains = case.partition(":")
+                label = (
+                    f"{'SQLite' if database == 'sqlite' else 'PostgreSQL'}, {domains} domain{'s' * (domains != '1')}"
+                )
+                for size in args.sizes:
+                    runs = [measure(database, size, int(domains), port, args) for _ in range(args.repeat)]
+                    report(label, size, runs, args)
+        if args.memory:
+            peaks = []
+            for size in args.memory:
+                ours = report("SQLite, 200 domains", size, [measure("sqlite", size, 200, port, args)], args)
+                peaks.append(ours["peak_kb"])
+            print(
+                f"peak RSS of the whole command, {args.memory[-1]:,} vs {args.memory[0]:,} recipients: "
+                f"{peaks[-1] / peaks[0]:.3f}× (target ≤ 1.10)"
+            )
     finally:
         sink.terminate()
         sink.wait()
-    if len(rows) > 1:
-        small, large = (max(ours["send_peak_kb"] for ours, _ in row[2]) for row in (rows[0], rows[-1]))
-        print(f"RSS while sending, {rows[-1][0]:,} vs {rows[0][0]:,} recipients: {large / small:.3f}× (target ≤ 1.10)")
-
-
-def measure(folder: Path, size: int, octets: int, port: int, args: argparse.Namespace) -> tuple[dict, float]:
-    """One publisher run on a fresh copy of the prepared store, then smtp-source right after it."""
-    copy = Path(tempfile.mkdtemp(prefix="bench-send-run-"))
-    try:
-        shutil.copy(folder / "publisher.db", copy / "publisher.db")
-        child = subprocess.run(
-            [
-                sys.executable,
-                __file__,
-                "--worker",
-                str(copy),
-                "--port",
-                str(port),
-                "--connections",
-                str(args.connections),
-                "--batch",
-                str(args.batch),
-            ],
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-    finally:
-        shutil.rmtree(copy, ignore_errors=True)
-    return json.loads(child.stdout.strip().splitlines()[-1]), smtp_source(port, size, octets, args.connections)
-
-
-def report(
-    size: int,
-    octets: int,
-    runs: list[tuple[dict, float]],
-    plain_us: float,
-    dkim_us: float | None,
-    *,
-    connections: int,
-    batch: int,
-) -> None:
-    ratios = sorted((size / ours["elapsed"]) / (size / theirs) for ours, theirs in runs)
-    middle = ratios[(len(ratios) - 1) // 2]  # the lower median when the count is even
-    ours, theirs = runs[[(size / o["elapsed"]) / (size / t) for o, t in runs].index(middle)]
-    rate, reference = size / ours["elapsed"], size / theirs
-    print(f"{size:,} recipients, {octets:,}-octet messages, {connections} connections, batch {batch}")
-    print(
-        f"  publisher:   {rate:8.0f} msg/s  ({ours['elapsed']:.1f} s; delivered {ours['delivered']:,}, "
-        f"failed {ours['failed']}, deferred {ours['deferred']})"
-    )
-    print(f"  smtp-source: {reference:8.0f} msg/s  ({theirs:.1f} s)")
-    every = f"; every run: {', '.join(f'{r:.2f}' for r in ratios)}" if len(runs) > 1 else ""
-    print(f"  ratio:       {rate / reference:8.2f}   (target ≥ 0.75{every})")
-    print(
-        f"  RSS:         {ours['send_peak_kb'] / 1024:8.1f} MiB at most while sending "
-        f"({(ours['send_peak_kb'] - ours['before_kb']) / 1024:+.1f} MiB over the {ours['before_kb'] / 1024:.1f} MiB "
-        f"before); process peak {ours['peak_kb'] / 1024:.1f} MiB"
-    )
-    signed = f"{dkim_us:.0f} µs with DKIM (rsa-sha256, 2048 bits)" if dkim_us else "DKIM not measured (no openssl)"
-    print(f"  personalise: {plain_us:8.0f} µs/message; {signed}")
-    sys.stdout.flush()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument(
+        "--cases",
+        nargs="+",
+        default=["sqlite:1", "sqlite:200", "postgresql:1", "postgresql:200"],
+        help="DATABASE:DOMAINS pairs (sqlite or postgresql; receiving domains of the audience).",
+    )
+    parser.add_argument("--sizes", type=int, nargs="+", default=[20_000])
+    parser.add_argument("--memory", type=int, nargs="*", default=[10_000, 100_000], help="Sizes for the RSS check.")
+    parser.add_argument("--memory-only", action="store_true", help="Only the RSS check.")
     parser.add_argument("--connections", type=int, default=4)
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument(
         "--repeat",
         type=int,
         default=1,
-        help="Alternate publisher and smtp-source this many times per size; report the median ratio.",
+        help="Alternate publisher and smtp-source this many times per case; report the median ratio.",
     )
-    parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.worker:
-        worker(args.worker, args.port, args)
-    else:
-        run(args)
+    run(parser.parse_args())
 
 
 if __name__ == "__main__":

@@ -113,7 +113,7 @@ class SmtpSettings:
     connections: int = 4
     rate_limit: float = 0.0
     timeout: float = 30.0
-    per_domain_connections: int = 2
+    per_domain_connections: int = 0  # 0: no per-domain limit (a relay fans out itself)
 
 
 @dataclass(frozen=True)
@@ -580,10 +580,14 @@ def _check_ranges(path: Path, web: WebSettings, scheduler: SchedulerSettings, de
     for key, count in (
         ("delivery.batch_size", delivery.batch_size),
         ("delivery.smtp.connections", delivery.smtp.connections),
-        ("delivery.smtp.per_domain_connections", delivery.smtp.per_domain_connections),
     ):
         if count < 1:
             raise ConfigError(f"{path}: {key} must be at least 1, got {count}")
+    if delivery.smtp.per_domain_connections < 0:
+        raise ConfigError(
+            f"{path}: delivery.smtp.per_domain_connections must be 0 (no limit) or more, "
+            f"got {delivery.smtp.per_domain_connections}"
+        )
 
 
 def _read_toml(path: Path) -> dict:

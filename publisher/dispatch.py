@@ -1,11 +1,15 @@
 """Dispatch decides *what* to send and *to whom*; a `Transport` decides how.
 
 Starting an issue freezes its audience into the deliveries ledger. `send_issue` then leases rows
-in batches, hands each batch to the transport and writes each outcome only after the server
-answered. Each recipient's message is built from the compiled issue just ahead of the transport
-(a small window, so memory does not grow with the batch). While one batch is on the wire the
-next is leased, so a worker holds at most two batches (2 × batch_size rows) in `sending`: after a
-crash those, and only those, may be sent again once their lease expires.
+in batches as one worker (`lock.WorkerLock`: its id owns the rows), hands each batch to the
+transport, and stores each outcome as its reply arrives. Each recipient's message is built from
+the compiled issue when the transport takes it, so memory holds the messages on the wire, not
+batches. The next batch waits queued behind the one on the wire, so no connection idles.
+
+A session waits for its previous outcome to be stored before the relay may accept its next
+message: after a crash at most one message per connection was accepted and not recorded, and only
+those can reach a reader twice. The rows a dead worker held are taken over at once by the next
+run or another worker; a lease that runs out (a hung worker) is the backstop.
 
 Deferred recipients come back after an exponential backoff (retry_first, doubling up to
 retry_max) until give_up_after has passed since the audience was frozen; then they fail as a
@@ -16,6 +20,8 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
+from collections import Counter, deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -28,6 +34,7 @@ from publisher.clock import Clock, running_from, system_clock
 from publisher.config import DeliverySettings, NewsletterSettings, Settings
 from publisher.editions import Editions, issue_editions
 from publisher.errors import DeliveryError, DigestError
+from publisher.lock import WorkerLock, make_worker_lock
 from publisher.message import CompiledMessage, Signer, message_id
 from publisher.message import compile_message as compile_message  # callers compile through dispatch too
 from publisher.model import Issue, IssueState, PlannedIssue, RenderedIssue
@@ -41,6 +48,7 @@ from publisher.transports import (
     SendResult,
     Transport,
     make_transport,
+    send_each,
 )
 from publisher.verp import UNSUBSCRIBE, make_token
 from publisher.verp import address as verp_address
@@ -69,6 +77,7 @@ class SendReport:
     frozen: int | None = None  # recipients frozen by this run (None: the issue had already started)
     renders: int = 0  # editions rendered by this run (one per distinct article set, never per reader)
     skipped_now: int = 0  # readers this run found nothing for in their topics (state `skipped`)
+    run: dict[str, int] = field(default_factory=dict)  # what this run did: delivered, failed, deferred, taken_over
 
     @property
     def recipients(self) -> int:
@@ -103,6 +112,7 @@ def decide(leased: Leased, result: SendResult, delivery: DeliverySettings, now: 
         Outcome,
         subscriber_id=leased.subscriber_id,
         token=leased.token,
+        bounce_count=leased.bounce_count,
         code=result.code,
         status=result.status,
         detail=result.detail,
@@ -211,11 +221,128 @@ def prepare_editions(store: Store, issue: Issue, editions: Editions, now: dateti
     return store.deliveries.skip(issue.id, empty, now)
 
 
-@dataclass
+class _Recorder:
+    """Stores each outcome as its reply arrives.
+
+    A thread writes whatever replies have arrived in one transaction (a group commit: SQLite WAL
+    with synchronous=NORMAL and PostgreSQL both keep a committed row when the client is killed).
+    `add` returns the wait for that commit: the session that sent the message waits on it before
+    the relay may accept its next message, so a crash leaves at most one accepted, unrecorded
+    message per session.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        issue_id: int,
+        delivery: DeliverySettings,
+        clock: Clock,
+        progress: Callable[[Progress], None] | None,
+    ) -> None:
+        self.store, self.issue_id, self.delivery, self.clock, self.progress = store, issue_id, delivery, clock, progress
+        self.cond = threading.Condition()
+        self.arrived: list[tuple[Leased, SendResult]] = []
+        self.added = self.stored = 0
+        self.closing = False
+        self.error: BaseException | None = None
+        self.totals: Counter[str] = Counter()
+        self.thread = threading.Thread(target=self._run, name="ledger", daemon=True)
+        self.thread.start()
+
+    def add(self, row: Leased, result: SendResult) -> Callable[[], None]:
+        with self.cond:
+            if self.error is not None:
+                raise DeliveryError(f"recording delivery outcomes failed: {self.error}")
+            self.arrived.append((row, result))
+            self.added += 1
+            self.cond.notify_all()
+            return partial(self.wait, self.added)
+
+    def wait(self, number: int) -> None:
+        """Return once the `number`th outcome is stored."""
+        with self.cond:
+            while self.stored < number and self.error is None:
+                self.cond.wait()
+            if self.stored < number:
+                raise DeliveryError(f"recording delivery outcomes failed: {self.error}")
+
+    def _run(self) -> None:
+        try:
+            with self.store.deliveries.writer() as write:
+                self._write_all(write)
+        except BaseException as error:  # the sessions waiting on it must hear, not hang
+            with self.cond:
+                self.error = error
+                self.cond.notify_all()
+
+    def _write_all(self, write: Callable[..., int]) -> None:
+        while True:
+            with self.cond:
+                while not self.arrived and not self.closing:
+                    self.cond.wait()
+                if not self.arrived:
+                    return
+                taken, self.arrived = self.arrived, []
+            step = _record(write, self.issue_id, taken, self.delivery, self.clock())
+            with self.cond:
+                self.stored += len(taken)
+                self.totals.update(delivered=step.delivered, failed=step.failed, deferred=step.deferred)
+                self.cond.notify_all()
+            if self.progress is not None:
+                self.progress(step)
+
+    def counts(self) -> dict[str, int]:
+        """What was recorded: delivered, failed, deferred."""
+        return {key: self.totals[key] for key in ("delivered", "failed", "deferred")}
+
+    def close(self) -> None:
+        """Store what has arrived and stop; raises if storing failed."""
+        with self.cond:
+            self.closing = True
+            self.cond.notify_all()
+        self.thread.join()
+        if self.error is not None:
+            raise DeliveryError(f"recording delivery outcomes failed: {self.error}") from self.error
+
+
 class _Batch:
-    leased: list[Leased]
-    future: Future
-    messages: list = field(default_factory=list)
+    """One leased batch on its way: which messages the transport took, and which were answered."""
+
+    def __init__(self, rows: list[Leased], recorder: _Recorder) -> None:
+        self.rows, self.recorder = rows, recorder
+        self.handed: set[int] = set()
+        self.answered: set[int] = set()
+        self.future: Future | None = None
+
+    def track(self, index: int, message: Outgoing | LazyOutgoing) -> LazyOutgoing:
+        build = message.build if isinstance(message, LazyOutgoing) else partial(getattr, message, "data")
+
+        def handed() -> bytes:
+            self.handed.add(index)
+            return build()
+
+        return LazyOutgoing(message.sender, message.recipient, handed)
+
+    def answer(self, index: int, result: SendResult) -> Callable[[], None]:
+        self.answered.add(index)
+        return self.recorder.add(self.rows[index], result)
+
+    def wait(self) -> None:
+        """Until the transport has answered every message (raises what the transport raised)."""
+        if self.future is not None:
+            self.future.result()
+
+    def never_sent(self) -> list[Leased]:
+        return [row for index, row in enumerate(self.rows) if index not in self.handed | self.answered]
+
+
+TAKEOVER_EVERY = 1.0  # seconds between looks for rows of dead workers while sending
+
+
+def take_over(store: Store, issue_id: int, worker: WorkerLock, now: datetime) -> int:
+    """Rows of workers that are no longer alive become pending again at once; returns how many."""
+    dead = [owner for owner in store.deliveries.owners(issue_id, besides=worker.worker_id) if not worker.alive(owner)]
+    return store.deliveries.reclaim(issue_id, dead, now)
 
 
 def send_issue(
@@ -228,157 +355,107 @@ def send_issue(
     clock: Clock = system_clock,
     progress: Callable[[Progress], None] | None = None,
     should_stop: Callable[[], bool] = lambda: False,
+    worker: WorkerLock | None = None,
 ) -> SendReport:
     """Send every recipient of a started issue that is due now; mark the issue sent when none is left.
 
     Returns when nothing more is due now: finished, paused or cancelled, or only deferred rows
-    (and leases held by other workers) remain, due at `next_attempt_at`. When `should_stop()`
-    turns true (the service is shutting down), the batch on the wire is finished and recorded,
-    nothing more is leased, and the issue stays `sending` for the next start to resume.
+    (and rows of other live workers) remain, due at `next_attempt_at`. Rows of dead workers are
+    taken over at once. Each outcome is stored as its reply arrives. When `should_stop()` turns
+    true (the service is shutting down), the batches handed to the transport are finished and
+    recorded, nothing more is leased, and the issue stays `sending` for the next start to resume.
     """
-    ahead = _Ahead(max(8, 2 * delivery.smtp.connections))
-    with ThreadPoolExecutor(1, thread_name_prefix="send") as wire:
-        in_flight: _Batch | None = None
-        waiting: list[Leased] = []  # leased, not yet handed to the transport
-        try:
-            while True:
-                now = clock()
-                waiting = (
-                    []
-                    if should_stop()
-                    else store.deliveries.lease(issue.id, limit=delivery.batch_size, now=now, lease_for=delivery.lease)
-                )
-                outgoing = [ahead.wrap(compose(row, now)) for row in waiting]
-                if in_flight is None and not waiting:
-                    break
-                results = in_flight.future.result() if in_flight is not None else []
-                done, in_flight = in_flight, None
-                if waiting:
-                    in_flight, waiting = _Batch(waiting, wire.submit(transport.send_many, outgoing)), []
-                if done is not None:  # recorded while the next batch is on the wire
-                    ahead.discard(done.messages)
-                    _record(store, issue.id, done.leased, results, delivery, clock(), progress)
-                if in_flight is not None:
-                    in_flight.messages = outgoing
-                    ahead.prepare(outgoing, in_flight.future)
-        except BaseException:
-            _settle(store, issue.id, waiting, in_flight, delivery, clock, progress)
-            raise
-    return report(store, issue, clock())
+    worker = worker or make_worker_lock(store)
+    worker.hold()
+    leaser = _Leaser(store, issue.id, delivery, worker)
+    recorder = _Recorder(store, issue.id, delivery, clock, progress)
+    in_flight: deque[_Batch] = deque()  # handed to the transport: the one on the wire, the next queued
+    leasing: list[Leased] = []  # leased, not yet handed to the transport
+    try:
+        with ThreadPoolExecutor(2, thread_name_prefix="send") as wire:
+            try:
+                while True:
+                    while len(in_flight) < 2 and not should_stop():
+                        now = clock()
+                        leasing = leaser.lease(now)
+                        if not leasing:
+                            break
+                        batch = _Batch(leasing, recorder)
+                        messages = [batch.track(index, compose(row, now)) for index, row in enumerate(leasing)]
+                        batch.future, leasing = wire.submit(send_each, transport, messages, batch.answer), []
+                        in_flight.append(batch)
+                    if not in_flight:
+                        break
+                    in_flight[0].wait()
+                    in_flight.popleft()
+            except BaseException:
+                _settle(store, issue.id, leasing, in_flight, recorder, clock)
+                raise
+        recorder.close()
+    finally:
+        worker.release()
+    result = report(store, issue, clock())
+    result.run = {**recorder.counts(), "taken_over": leaser.taken_over}
+    return result
 
 
-class _Built:
-    """The bytes of one lazy message: built ahead by dispatch, or by the transport if it gets there first."""
+class _Leaser:
+    """Leases the next batch for one worker, first taking over dead workers' rows (at most once a second)."""
 
-    __slots__ = ("lock", "make", "ready", "slots", "taken")
+    def __init__(self, store: Store, issue_id: int, delivery: DeliverySettings, worker: WorkerLock) -> None:
+        self.store, self.issue_id, self.delivery, self.worker = store, issue_id, delivery, worker
+        self.taken_over = 0
+        self.checked = float("-inf")
 
-    def __init__(self, make: Callable[[], bytes], slots: threading.Semaphore) -> None:
-        self.make, self.slots, self.lock = make, slots, threading.Lock()
-        self.ready: bytes | None = None
-        self.taken = False
-
-    def __call__(self) -> bytes:
-        with self.lock:
-            data, self.ready, self.taken = self.ready, None, True
-        if data is None:
-            return self.make()
-        self.slots.release()
-        return data
-
-    def prepare(self, wire: Future) -> bool:
-        """Build now, once a slot in the window is free; False if the batch ended meanwhile."""
-        while not self.slots.acquire(timeout=0.05):
-            if wire.done():
-                return False
-        with self.lock:
-            taken = self.taken
-        data = None if taken else self.make()
-        with self.lock:
-            if not self.taken:
-                self.ready = data
-                return True
-        self.slots.release()
-        return True
-
-    def discard(self) -> None:
-        with self.lock:
-            data, self.ready, self.taken = self.ready, None, True
-        if data is not None:
-            self.slots.release()
-
-
-class _Ahead:
-    """Builds the messages of the batch on the wire just ahead of the transport.
-
-    Composing overlaps the network, while at most `window` built messages wait in memory: the
-    memory a send needs does not grow with the batch, let alone the audience.
-    """
-
-    def __init__(self, window: int) -> None:
-        self.slots = threading.Semaphore(window)
-
-    def wrap(self, message: Outgoing | LazyOutgoing) -> Outgoing | LazyOutgoing:
-        if isinstance(message, LazyOutgoing):
-            return LazyOutgoing(message.sender, message.recipient, _Built(message.build, self.slots))
-        return message
-
-    @staticmethod
-    def prepare(messages: list, wire: Future) -> None:
-        for message in messages:
-            built = getattr(message, "build", None)
-            if isinstance(built, _Built) and not built.prepare(wire):
-                return
-
-    @staticmethod
-    def discard(messages: list) -> None:
-        for message in messages:
-            built = getattr(message, "build", None)
-            if isinstance(built, _Built):
-                built.discard()
+    def lease(self, now: datetime) -> list[Leased]:
+        if time.monotonic() - self.checked >= TAKEOVER_EVERY:
+            self.taken_over += take_over(self.store, self.issue_id, self.worker, now)
+            self.checked = time.monotonic()
+        return self.store.deliveries.lease(
+            self.issue_id,
+            limit=self.delivery.batch_size,
+            now=now,
+            lease_for=self.delivery.lease,
+            owner=self.worker.worker_id,
+        )
 
 
 def _settle(
     store: Store,
     issue_id: int,
-    waiting: list[Leased],
-    in_flight: _Batch | None,
-    delivery: DeliverySettings,
+    leasing: list[Leased],
+    in_flight: deque[_Batch],
+    recorder: _Recorder,
     clock: Clock,
-    progress: Callable[[Progress], None] | None,
 ) -> None:
-    """On the way out after an error or Ctrl-C: give back rows never sent, record the batch on the wire.
-
-    Whatever cannot be settled stays `sending` and is sent again when its lease runs out.
-    """
-    try:
-        store.deliveries.release(issue_id, waiting, clock())
-        if in_flight is not None and in_flight.future.exception() is None:
-            _record(store, issue_id, in_flight.leased, in_flight.future.result(), delivery, clock(), progress)
-    except Exception:  # noqa: S110 - already unwinding from an error; the lease is the backstop
-        pass
+    """On the way out after an error or Ctrl-C: finish and record what the transport took, give
+    back rows never sent. Rows whose outcome is unknown stay `sending`, owned by this worker,
+    which the next run takes over at once (they may have reached their reader)."""
+    never_sent = list(leasing)
+    for batch in in_flight:
+        with contextlib.suppress(BaseException):
+            batch.wait()
+        never_sent.extend(batch.never_sent())
+    with contextlib.suppress(BaseException):
+        recorder.close()
+    with contextlib.suppress(Exception):  # already unwinding from an error; takeover is the backstop
+        store.deliveries.release(issue_id, never_sent, clock())
 
 
 def _record(
-    store: Store,
+    write: Callable[..., int],
     issue_id: int,
-    leased: list[Leased],
-    results: list[SendResult],
+    answered: list[tuple[Leased, SendResult]],
     delivery: DeliverySettings,
     now: datetime,
-    progress: Callable[[Progress], None] | None,
-) -> None:
-    if len(results) != len(leased):
-        raise DeliveryError(f"the transport answered {len(results)} times for {len(leased)} messages")
-    outcomes = [decide(row, result, delivery, now) for row, result in zip(leased, results, strict=False)]
-    store.deliveries.record(issue_id, outcomes, now, soft_bounce_limit=delivery.soft_bounce_limit)
-    if progress is not None:
-        progress(
-            Progress(
-                delivered=sum(o.state == "delivered" for o in outcomes),
-                failed=sum(o.state == "failed" for o in outcomes),
-                deferred=sum(o.state == "deferred" for o in outcomes),
-            )
-        )
+) -> Progress:
+    outcomes = [decide(row, result, delivery, now) for row, result in answered]
+    write(issue_id, outcomes, now, soft_bounce_limit=delivery.soft_bounce_limit)
+    return Progress(
+        delivered=sum(o.state == "delivered" for o in outcomes),
+        failed=sum(o.state == "failed" for o in outcomes),
+        deferred=sum(o.state == "deferred" for o in outcomes),
+    )
 
 
 def report(store: Store, issue: Issue, now: datetime) -> SendReport:
@@ -476,6 +553,10 @@ def summary(result: SendReport, issue: PlannedIssue, status: str) -> dict:
         "renders": result.renders,
         "state": result.issue_state,
         "next_attempt_at": result.next_attempt_at.isoformat() if result.next_attempt_at else None,
+        "run": {
+            "frozen": result.frozen or 0,
+            **{key: result.run.get(key, 0) for key in ("delivered", "failed", "deferred", "taken_over")},
+        },
     }
 
 

@@ -540,6 +540,26 @@ class Publication:
         report.frozen = frozen
         return report
 
+    def finish_leftovers(self, name: str) -> SendOutcome | None:
+        """With nothing new to send: the newest sent issue's due retries, and rows a dead sender
+        left `sending`, are sent now (status "resumed"); None when there were none."""
+        issue = self.store.issues.latest(name, states=(IssueState.SENT,))
+        if issue is None:
+            return None
+        counts = self.store.deliveries.counts(issue.id)
+        if not (counts.get("sending") or self.store.deliveries.due_retries(issue.id, self.now())):
+            return None
+        report = self.deliver_started(issue)
+        if not any(report.run.values()):
+            return None
+        return SendOutcome(name, "resumed", issue, report, reason="sent the leftovers of an issue already sent")
+
+    def deliver_started(self, issue: Issue, *, should_stop: StopCheck = never) -> dispatch.SendReport:
+        """Send what is due of an issue already started (a delivery-only worker's one job)."""
+        return dispatch.deliver_issue(
+            self.store, self.settings, issue, transport=self.transport, should_stop=should_stop, started=True
+        )
+
     def next_to_send(
         self, name: str, *, force: bool = False, dry_run: bool = False, immediately: bool = False
     ) -> tuple[Issue | PlannedIssue | None, str, str]:
@@ -588,6 +608,8 @@ class Publication:
         approved, stored or recorded.
         """
         issue, status, reason = self.next_to_send(name, force=force, dry_run=dry_run, immediately=immediately)
+        if issue is None and not dry_run and (leftover := self.finish_leftovers(name)) is not None:
+            return leftover
         if issue is None:
             return SendOutcome(name, status, reason=reason)
         if dry_run:

@@ -1,8 +1,10 @@
-"""The SMTP relay transport: a pool of reused connections with rate and per-domain limits.
+"""The SMTP relay transport: a pool of reused connections with a rate limit.
 
-`SmtpTransport.send_many` spreads a batch over up to `connections` connections, at most
-`per_domain_connections` at a time per receiving domain and at most `rate_limit` messages a second
-overall, and reports one `SendResult` per message from the server's replies.
+`SmtpTransport.send_each` spreads a batch over up to `connections` connections shared by every
+recipient (at most `per_domain_connections` at a time per receiving domain when set, for relays
+that ask for it) and at most `rate_limit` messages a second overall, and reports one `SendResult`
+per message from the server's replies, each as it arrives. MAIL, RCPT and DATA go in one write
+where the relay offers PIPELINING.
 """
 
 from __future__ import annotations
@@ -12,11 +14,12 @@ import smtplib
 import ssl
 import threading
 import time
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Callable, Sequence
 
 from publisher.config import SmtpSettings
 from publisher.errors import DeliveryError
-from publisher.transports import LazyOutgoing, Outgoing, SendResult
+from publisher.transports import LazyOutgoing, OnResult, Outgoing, SendResult
 
 _ENHANCED = re.compile(rb"^\s*([245]\.\d{1,3}\.\d{1,3})\b")
 _DISCONNECTED = (smtplib.SMTPServerDisconnected, OSError)
@@ -56,6 +59,8 @@ class SmtpConnection:
         self.client: smtplib.SMTP | None = None
         self.pipelining = False
         self.sent = 0
+        # Returns once the previous message's outcome is stored; called before the relay may accept the next.
+        self.settle: Callable[[], None] | None = None
 
     def open(self) -> None:
         settings = self.settings
@@ -154,11 +159,19 @@ class SmtpConnection:
         self.sent += 1
         refused = next((reply for reply in replies[:2] if reply[0] >= 300), None)
         if replies[-1][0] == 354:
-            self._write(b".\r\n" if refused else dot_stuffed(data) + b".\r\n")
+            if refused is None:
+                self._write(dot_stuffed(data))
+                self._settle_previous()
+            self._write(b".\r\n")
             final = client.getreply()
             if refused is None:
                 return self._finish(final)
         return self._finish(refused or replies[-1], reset=True)
+
+    def _settle_previous(self) -> None:
+        settle, self.settle = self.settle, None
+        if settle is not None:
+            settle()
 
     def _finish(self, reply: tuple[int, bytes], *, reset: bool = False) -> SendResult:
         code, text = reply
@@ -224,49 +237,66 @@ class RateLimiter:
 
 
 class _Batch:
-    """One `send_many` call: messages waiting, results arriving, domains in use."""
+    """One `send_each` call: its messages, their results as they arrive, and who is told."""
 
-    def __init__(self, messages: Sequence[Outgoing | LazyOutgoing]) -> None:
+    def __init__(self, messages: Sequence[Outgoing | LazyOutgoing], on_result: OnResult | None) -> None:
         self.messages = messages
-        self.waiting = list(range(len(messages)))
-        self.results: dict[int, SendResult] = {}  # by index in `messages`
+        self.on_result = on_result
+        self.results: list[SendResult | None] = [None] * len(messages)
         self.remaining = len(messages)
+        self.busy = 0  # messages of this batch a connection is sending now
         self.error: BaseException | None = None
 
 
 class SmtpTransport:
-    """A pool of `connections` SMTP sessions to one relay, one worker thread each."""
+    """A pool of `connections` SMTP sessions to one relay, one worker thread each.
+
+    Every session takes the next message of any recipient: the relay queues and fans out to the
+    receiving domains itself. `per_domain_connections` (0: no limit) caps the sessions carrying
+    mail for one domain at a time, for relays that ask for it. Several `send_each` calls may run
+    at once (dispatch keeps the next batch queued behind the current one, so no session idles at
+    the end of a batch).
+    """
 
     def __init__(self, settings: SmtpSettings) -> None:
         self.settings = settings
         self.limiter = RateLimiter(settings.rate_limit)
-        self.per_domain = max(1, settings.per_domain_connections)
+        self.per_domain = max(0, settings.per_domain_connections)
         self.cond = threading.Condition()
-        self.batch: _Batch | None = None
+        self.queue: deque[tuple[_Batch, int]] = deque()
         self.active: dict[str, int] = {}
         self.workers: list[threading.Thread] = []
         self.connections: list[SmtpConnection] = []
         self.closing = False
-        self.send_lock = threading.Lock()
 
     def send(self, message: Outgoing | LazyOutgoing) -> SendResult:
         return self.send_many([message])[0]
 
     def send_many(self, messages: Sequence[Outgoing | LazyOutgoing]) -> list[SendResult]:
+        return self.send_each(messages)
+
+    def send_each(
+        self, messages: Sequence[Outgoing | LazyOutgoing], on_result: OnResult | None = None
+    ) -> list[SendResult]:
+        """Send a batch; `on_result(index, result)` hears each reply as it arrives.
+
+        `on_result` may return a callable that returns once the result is safely stored: the
+        session that sent the message calls it before the relay may accept its next message, so
+        at most one message per session is accepted and not yet stored.
+        """
         if not messages:
             return []
-        with self.send_lock:
+        batch = _Batch(messages, on_result)
+        with self.cond:
             self._start()
-            batch = _Batch(messages)
-            with self.cond:
-                self.batch = batch
-                self.cond.notify_all()
-                while batch.remaining and batch.error is None:
-                    self.cond.wait()
-                self.batch = None
+            self.queue.extend((batch, index) for index in range(len(messages)))
+            self.cond.notify_all()
+            while (batch.remaining and batch.error is None) or batch.busy:
+                self.cond.wait()
             if batch.error is not None:
+                self.queue = deque(item for item in self.queue if item[0] is not batch)
                 raise batch.error
-            return [batch.results[index] for index in range(len(messages))]
+        return [result for result in batch.results if result is not None]
 
     def _start(self) -> None:
         if self.workers:
@@ -279,16 +309,17 @@ class SmtpTransport:
             worker.start()
 
     def _take(self) -> tuple[_Batch, int] | None:
-        """The next message whose domain has a free connection (called holding the condition)."""
+        """The next message (of a domain with a free session, when limited); holding the condition."""
         while not self.closing:
-            batch = self.batch
-            if batch is not None and batch.error is None:
-                for position, index in enumerate(batch.waiting):
-                    domain = batch.messages[index].domain
-                    if self.active.get(domain, 0) < self.per_domain:
-                        del batch.waiting[position]
-                        self.active[domain] = self.active.get(domain, 0) + 1
-                        return batch, index
+            for position, (batch, index) in enumerate(self.queue):
+                if batch.error is not None:
+                    continue
+                domain = batch.messages[index].domain if self.per_domain else ""
+                if not self.per_domain or self.active.get(domain, 0) < self.per_domain:
+                    del self.queue[position]
+                    self.active[domain] = self.active.get(domain, 0) + 1
+                    batch.busy += 1
+                    return batch, index
             self.cond.wait()
         return None
 
@@ -304,18 +335,24 @@ class SmtpTransport:
             try:
                 self.limiter.wait()
                 result = connection.send(message)
+                if batch.on_result is not None:
+                    connection.settle = batch.on_result(index, result)
             except BaseException as error:
                 connection.abandon()
-                with self.cond:
-                    batch.error = error
-                    self.active[message.domain] -= 1
-                    self.cond.notify_all()
+                self._done(batch, message, error=error)
                 continue
-            with self.cond:
-                batch.results[index] = result
+            batch.results[index] = result
+            self._done(batch, message)
+
+    def _done(self, batch: _Batch, message: Outgoing | LazyOutgoing, error: BaseException | None = None) -> None:
+        with self.cond:
+            if error is not None:
+                batch.error = batch.error or error
+            else:
                 batch.remaining -= 1
-                self.active[message.domain] -= 1
-                self.cond.notify_all()
+            batch.busy -= 1
+            self.active[message.domain if self.per_domain else ""] -= 1
+            self.cond.notify_all()
 
     def close(self) -> None:
         with self.cond:

@@ -5,20 +5,25 @@ A transport takes ready bytes (CRLF; dot-stuffing is the transport's business, a
 deferred (4xx or a dropped connection) or failed (5xx), keeping the reply code and the enhanced
 status code. It never reads the ledger; dispatch never imports smtplib.
 
-`send_many` is the fast path (see `publisher.smtp` for the relay's pool). This module holds the
-interface every transport meets and the two that need no network: maildir and memory.
+`send_many` is the fast path; `send_each` (where a transport has it) also reports each reply the
+moment it arrives, so dispatch stores every outcome without waiting for the batch (see
+`publisher.smtp` for the relay's pool). This module holds the interface every transport meets and
+the two that need no network: maildir and memory.
 """
 
 from __future__ import annotations
 
-import mailbox
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from publisher.config import DeliverySettings
 from publisher.errors import DeliveryError
+
+if TYPE_CHECKING:
+    import mailbox
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,11 @@ class SendResult:
 
 DELIVERED = SendResult("delivered", 250)
 
+# Told each reply as it arrives: (index in the batch, result). It may return a callable that
+# returns once that outcome is stored; the transport calls it before the relay may accept the next
+# message on the same session, so a crash leaves at most one accepted, unrecorded message per session.
+OnResult = Callable[[int, SendResult], Callable[[], None] | None]
+
 
 class Transport(Protocol):
     def send(self, message: Outgoing | LazyOutgoing) -> SendResult: ...
@@ -72,6 +82,20 @@ class Transport(Protocol):
     def send_many(self, messages: Sequence[Outgoing | LazyOutgoing]) -> list[SendResult]: ...
 
     def close(self) -> None: ...
+
+
+def send_each(
+    transport: Transport, messages: Sequence[Outgoing | LazyOutgoing], on_result: OnResult
+) -> list[SendResult]:
+    """Send a batch, telling `on_result` each reply: as it arrives where the transport can say
+    (`send_each`), else once the whole batch is answered."""
+    each = getattr(transport, "send_each", None)
+    if each is not None:
+        return each(messages, on_result)
+    results = transport.send_many(messages)
+    for index, result in enumerate(results[: len(messages)]):
+        on_result(index, result)
+    return results
 
 
 def make_transport(delivery: DeliverySettings) -> Transport:
@@ -91,6 +115,8 @@ class MemoryTransport:
 
     sent: list[Outgoing] = field(default_factory=list)
     reply: Callable[[Outgoing], SendResult] | None = None
+    # one batch at a time, in order, as a test's scripted `reply` expects
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def send(self, message: Outgoing | LazyOutgoing) -> SendResult:
         if not isinstance(message, Outgoing):
@@ -102,6 +128,14 @@ class MemoryTransport:
 
     def send_many(self, messages: Sequence[Outgoing | LazyOutgoing]) -> list[SendResult]:
         return [self.send(message) for message in messages]
+
+    def send_each(self, messages: Sequence[Outgoing | LazyOutgoing], on_result: OnResult) -> list[SendResult]:
+        results = []
+        with self.lock:
+            for index, message in enumerate(messages):
+                results.append(self.send(message))
+                on_result(index, results[-1])
+        return results
 
     def close(self) -> None:
         pass
@@ -116,6 +150,8 @@ class MaildirTransport:
 
     def _open(self) -> mailbox.Maildir:
         if self._box is None:
+            import mailbox  # only here: every command that sends would pay for it at start-up
+
             try:
                 self._box = mailbox.Maildir(self.path, factory=None, create=True)
             except OSError as error:

@@ -121,6 +121,46 @@ def test_smtp_respects_per_domain_connections():
     assert handler.peak["big.example"] == 1 and handler.peak["small.example"] == 1
 
 
+def test_smtp_shares_every_connection_when_all_readers_are_at_one_domain():
+    """A relay fans out itself: by default half a list at gmail.com keeps every connection busy."""
+    handler = SinkHandler(delay=0.05)
+    with smtp_sink(handler) as port:
+        transport = smtp(port, connections=4)
+        assert {r.outcome for r in transport.send_many([outgoing(f"r{i}@gmail.example") for i in range(16)])} == {
+            "delivered"
+        }
+        transport.close()
+    assert handler.peak["gmail.example"] == 4
+
+
+def test_smtp_reports_each_reply_and_holds_the_next_message_until_the_last_is_stored():
+    """`send_each`: each reply as it arrives; the relay gets the next message on that connection
+    only once the previous outcome is stored (at most one accepted, unrecorded message per connection)."""
+    import threading
+
+    handler = SinkHandler()
+    stored = threading.Event()
+    heard = []
+
+    def on_result(index, result):
+        heard.append((index, result.outcome, len(handler.messages)))
+        return stored.wait
+
+    with smtp_sink(handler) as port:
+        transport = smtp(port, connections=1)
+        sending = threading.Thread(
+            target=transport.send_each, args=([outgoing("a@x.example"), outgoing("b@x.example")], on_result)
+        )
+        sending.start()
+        time.sleep(0.5)
+        held = len(handler.messages)  # the second message waits for the first one's outcome to be stored
+        stored.set()
+        sending.join(10)
+        transport.close()
+    assert heard[0] == (0, "delivered", 1) and held == 1
+    assert [index for index, *_ in heard] == [0, 1] and len(handler.messages) == 2
+
+
 def test_smtp_rate_limit_is_never_exceeded():
     with smtp_sink(SinkHandler()) as port:
         transport = smtp(port, connections=4, rate_limit=100.0)

@@ -1,4 +1,4 @@
-"""`publisher schedule`, `publisher publish` and `publisher run`: the service on its timetable."""
+"""`publisher schedule`, `publisher publish`, `publisher run` and `publisher worker`: the service."""
 
 from __future__ import annotations
 
@@ -115,6 +115,7 @@ def run_service(app: App, *, web: bool, scheduler: bool, log_format: str = "text
         raise click.UsageError("--no-web and --no-scheduler together leave nothing to run")
     configure_logging(fmt=log_format)
     app.warn_about_settings()
+
     settings, store = app.settings, app.store
     stop = threading.Event()
 
@@ -154,5 +155,37 @@ def run_command(app: App, no_web: bool, no_scheduler: bool, log_format: str) -> 
 
 
 def register(group: click.Group) -> None:
-    for command in (schedule_command, publish_command, run_command):
+    for command in (schedule_command, publish_command, run_command, worker_command):
         group.add_command(command)
+
+
+@click.command("worker")
+@click.option(
+    "--poll", default=1.0, show_default=True, type=click.FloatRange(0.1), help="Seconds between looks for work."
+)
+@click.pass_obj
+def worker_command(app: App, poll: float) -> None:
+    """Deliver only: send every issue that is sending or due for retry, until stopped.
+
+    No timetable and no web app. Start one on each sending host against the same PostgreSQL
+    database (next to one `publisher run`); they share each issue's recipients, and take over
+    the rows of a worker that dies at once. SIGTERM or Ctrl-C finishes the messages on the wire.
+    """
+    from publisher import worker
+
+    configure_logging()
+    app.warn_about_settings()
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        logging.getLogger("publisher").info(
+            "received %s; finishing the messages on the wire", signal.Signals(signum).name
+        )
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        worker.serve(app.publication, stop, poll)
+    finally:
+        app.store.close()

@@ -1,15 +1,18 @@
 """The deliveries ledger: one row per (issue, recipient), pending → sending → delivered | deferred | failed.
 
 Rows are leased in batches (PostgreSQL: `FOR UPDATE SKIP LOCKED`; SQLite: every transaction is
-`BEGIN IMMEDIATE`, so leasers queue) and their outcome is written only after the server replied.
-A lease that expires (its worker died) makes the row eligible again. Starting an issue and
+`BEGIN IMMEDIATE`, so leasers queue) by a worker, whose id is the row's `lease_token` (its owner),
+and each outcome is written only after the server replied. Rows of a worker known to be dead
+(`owners` + `reclaim`) are taken back at once; a lease that expires (its worker hung) makes the
+row eligible again. Starting an issue and
 freezing its audience happen in one transaction; so do recording outcomes and counting bounces.
 """
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -24,9 +27,11 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.elements import ColumnElement
 
 from publisher.store.schema import deliveries, issues, subscribers, subscriptions
@@ -46,6 +51,7 @@ class Leased:
     queued_at: datetime
     token: str
     topics: str = "[]"  # the reader's topics when the audience was frozen: which edition they get
+    bounce_count: int = 0  # the subscriber's when leased: a delivery resets it when above 0
 
 
 @dataclass(frozen=True)
@@ -60,6 +66,7 @@ class Outcome:
     detail: str = ""
     next_attempt_at: datetime | None = None
     bounce: str = ""  # "" | "hard" | "soft": counts against the subscriber
+    bounce_count: int = 0  # the subscriber's when leased (a delivery resets it only when above 0)
 
 
 @dataclass(frozen=True)
@@ -70,6 +77,48 @@ class Recipient:
     email: str
     name: str
     topics: str = "[]"
+
+
+_RECORD = (
+    update(deliveries)
+    .where(
+        deliveries.c.issue_id == bindparam("b_issue"),
+        deliveries.c.subscriber_id == bindparam("b_id"),
+        deliveries.c.lease_token == bindparam("b_token"),
+        deliveries.c.state == "sending",
+    )
+    .values(
+        state=bindparam("b_state"),
+        last_code=bindparam("b_code"),
+        last_status=bindparam("b_status"),
+        last_error=bindparam("b_detail"),
+        next_attempt_at=bindparam("b_next"),
+        delivered_at=bindparam("b_delivered"),
+        lease_until=None,
+        lease_token="",
+        updated_at=bindparam("b_now"),
+    )
+)
+
+
+def _record_values(issue_id: int, outcome: Outcome, now: datetime) -> dict[str, Any]:
+    return {
+        "b_issue": issue_id,
+        "b_id": outcome.subscriber_id,
+        "b_token": outcome.token,
+        "b_state": outcome.state,
+        "b_code": outcome.code,
+        "b_status": outcome.status[:16],
+        "b_detail": outcome.detail[:1000],
+        "b_next": outcome.next_attempt_at,
+        "b_delivered": now if outcome.state == "delivered" else None,
+        "b_now": now,
+    }
+
+
+def _touches_subscribers(outcomes: Sequence[Outcome]) -> bool:
+    """Whether writing these outcomes changes a subscriber's bounce count too."""
+    return any(o.bounce or (o.state == "delivered" and o.bounce_count) for o in outcomes)
 
 
 def _audience_of(newsletter: str) -> tuple[ColumnElement[bool], ...]:
@@ -172,8 +221,8 @@ class DeliveryStore:
 
     # -- leasing --------------------------------------------------------------------------------
 
-    def lease(self, issue_id: int, *, limit: int, now: datetime, lease_for: timedelta) -> list[Leased]:
-        """Up to `limit` rows that are due, marked sending until now + lease_for.
+    def lease(self, issue_id: int, *, limit: int, now: datetime, lease_for: timedelta, owner: str = "") -> list[Leased]:
+        """Up to `limit` rows that are due, marked sending by `owner` until now + lease_for.
 
         Nothing while the issue is paused or cancelled (a `sent` issue still retries its
         deferred recipients). Recipients who are no
@@ -185,10 +234,10 @@ class DeliveryStore:
             ).first()
             if issue is None or issue.state not in ("sending", "sent"):
                 return []
-            rows = self._candidates(connection, issue_id, issue.newsletter, limit, now)
+            rows = self._candidates(connection, issue_id, issue.newsletter, limit, now, owner)
             gone = [row.subscriber_id for row in rows if not row.eligible]
             keep = [row for row in rows if row.eligible]
-            token = secrets.token_hex(8)
+            token = owner or secrets.token_hex(7)
             self._mark(
                 connection,
                 issue_id,
@@ -209,12 +258,24 @@ class DeliveryStore:
                 attempts=deliveries.c.attempts + 1,
             )
         return [
-            Leased(row.subscriber_id, row.email, row.name, row.attempts + 1, row.queued_at, token, row.topics)
+            Leased(
+                row.subscriber_id,
+                row.email,
+                row.name,
+                row.attempts + 1,
+                row.queued_at,
+                token,
+                row.topics,
+                row.bounce_count,
+            )
             for row in keep
         ]
 
-    def _candidates(self, connection: Connection, issue_id: int, newsletter: str, limit: int, now: datetime) -> list:
-        """Expired leases first, then retries that are due, then fresh rows; each an index range."""
+    def _candidates(
+        self, connection: Connection, issue_id: int, newsletter: str, limit: int, now: datetime, owner: str
+    ) -> list:
+        """Expired leases first (never the leaser's own: those are still queued on its wire), then
+        retries that are due, then fresh rows; each an index range."""
         eligible = and_(
             subscribers.c.status == _SUBSCRIBED,
             exists().where(
@@ -222,7 +283,7 @@ class DeliveryStore:
             ),
         )
         kinds = (
-            and_(deliveries.c.state == "sending", deliveries.c.lease_until <= now),
+            and_(deliveries.c.state == "sending", deliveries.c.lease_until <= now, deliveries.c.lease_token != owner),
             and_(deliveries.c.state == "deferred", deliveries.c.next_attempt_at <= now),
             and_(deliveries.c.state == "pending", or_(deliveries.c.due_at.is_(None), deliveries.c.due_at <= now)),
         )
@@ -238,6 +299,7 @@ class DeliveryStore:
                     deliveries.c.attempts,
                     deliveries.c.queued_at,
                     deliveries.c.topics,
+                    subscribers.c.bounce_count,
                     eligible.label("eligible"),
                 )
                 .select_from(deliveries.join(subscribers, subscribers.c.id == deliveries.c.subscriber_id))
@@ -260,6 +322,37 @@ class DeliveryStore:
                     .values(**values)
                 )
 
+    def owners(self, issue_id: int, *, besides: str = "") -> list[str]:
+        """The workers holding rows of the issue in `sending` (other than `besides`)."""
+        with self.engine.connect() as connection:
+            return [
+                token
+                for token in connection.scalars(
+                    select(deliveries.c.lease_token)
+                    .where(deliveries.c.issue_id == issue_id, deliveries.c.state == "sending")
+                    .distinct()
+                )
+                if token and token != besides
+            ]
+
+    def reclaim(self, issue_id: int, dead: Sequence[str], now: datetime) -> int:
+        """Rows that dead workers held in `sending`: pending again, for whoever leases next.
+
+        Those that were on the wire when their worker died may reach their reader twice.
+        """
+        if not dead:
+            return 0
+        with self.engine.begin() as connection:
+            return connection.execute(
+                update(deliveries)
+                .where(
+                    deliveries.c.issue_id == issue_id,
+                    deliveries.c.state == "sending",
+                    deliveries.c.lease_token.in_(list(dead)),
+                )
+                .values(state="pending", lease_until=None, lease_token="", updated_at=now)
+            ).rowcount
+
     # -- recording ------------------------------------------------------------------------------
 
     def record(self, issue_id: int, outcomes: Sequence[Outcome], now: datetime, *, soft_bounce_limit: int) -> int:
@@ -268,44 +361,51 @@ class DeliveryStore:
         A row is written only while it is still `sending` under the same lease token, so a worker
         whose lease expired cannot overwrite the outcome of the worker that took over.
         """
-        if not outcomes:
-            return 0
-        statement = (
-            update(deliveries)
-            .where(
-                deliveries.c.issue_id == issue_id,
-                deliveries.c.subscriber_id == bindparam("b_id"),
-                deliveries.c.lease_token == bindparam("b_token"),
-                deliveries.c.state == "sending",
-            )
-            .values(
-                state=bindparam("b_state"),
-                last_code=bindparam("b_code"),
-                last_status=bindparam("b_status"),
-                last_error=bindparam("b_detail"),
-                next_attempt_at=bindparam("b_next"),
-                delivered_at=bindparam("b_delivered"),
-                lease_until=None,
-                lease_token="",
-                updated_at=now,
-            )
-        )
-        rows = [
-            {
-                "b_id": outcome.subscriber_id,
-                "b_token": outcome.token,
-                "b_state": outcome.state,
-                "b_code": outcome.code,
-                "b_status": outcome.status[:16],
-                "b_detail": outcome.detail[:1000],
-                "b_next": outcome.next_attempt_at,
-                "b_delivered": now if outcome.state == "delivered" else None,
-            }
-            for outcome in outcomes
-        ]
-        with self.engine.begin() as connection:
-            written = connection.execute(statement, rows).rowcount
-            self._count_bounces(connection, outcomes, now, soft_bounce_limit)
+        with self.writer() as write:
+            return write(issue_id, outcomes, now, soft_bounce_limit=soft_bounce_limit)
+
+    @contextmanager
+    def writer(self) -> Iterator[Callable[..., int]]:
+        """`record` on one connection held open, for a thread that records outcome after outcome.
+
+        No pool checkout per call. On SQLite each call is one transaction. On PostgreSQL the
+        outcomes go in one pipelined round trip, each row committed on its own (a row's outcome
+        needs no other row), without waiting for the server's disk (`synchronous_commit = off`):
+        a committed outcome survives this client being killed; only a server crash could lose the
+        last fraction of a second, and those messages would then be sent again. Outcomes that
+        change a subscriber's bounce count are written in one transaction with that change.
+        """
+        with self.engine.connect() as connection:
+            postgres = connection.dialect.name == "postgresql"
+            if postgres:
+                connection.execute(text("SET synchronous_commit = off"))
+                connection.commit()
+                connection.execution_options(isolation_level="AUTOCOMMIT")  # changes this connection
+
+            def write(issue_id: int, outcomes: Sequence[Outcome], now: datetime, *, soft_bounce_limit: int) -> int:
+                if not outcomes:
+                    return 0
+                rows = [_record_values(issue_id, outcome, now) for outcome in outcomes]
+                if postgres and not _touches_subscribers(outcomes):
+                    return connection.execute(_RECORD, rows).rowcount
+                if postgres:
+                    with self.engine.begin() as other:
+                        return self._write(other, rows, outcomes, now, soft_bounce_limit)
+                with connection.begin():
+                    return self._write(connection, rows, outcomes, now, soft_bounce_limit)
+
+            try:
+                yield write
+            finally:
+                if postgres and not connection.invalidated:
+                    with suppress(DBAPIError):
+                        connection.execute(text("RESET synchronous_commit"))
+
+    def _write(
+        self, connection: Connection, rows: list[dict], outcomes: Sequence[Outcome], now: datetime, limit: int
+    ) -> int:
+        written = connection.execute(_RECORD, rows).rowcount
+        self._count_bounces(connection, outcomes, now, limit)
         return written
 
     @staticmethod
@@ -315,7 +415,7 @@ class DeliveryStore:
         """Hard bounce: suppressed at once. Soft give-up: suppressed at the limit. Delivery: reset."""
         hard = [o.subscriber_id for o in outcomes if o.bounce == "hard"]
         soft = [o.subscriber_id for o in outcomes if o.bounce == "soft"]
-        delivered = [o.subscriber_id for o in outcomes if o.state == "delivered"]
+        delivered = [o.subscriber_id for o in outcomes if o.state == "delivered" and o.bounce_count]
         for ids, limit in ((hard, 1), (soft, max(1, soft_bounce_limit))):
             if ids:
                 connection.execute(
