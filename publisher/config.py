@@ -18,7 +18,7 @@ import types
 import typing
 from collections import Counter
 from dataclasses import MISSING, dataclass, field, fields, is_dataclass, replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -181,6 +181,19 @@ class NewsletterSettings:
         """Where the crontab is read: a local-time newsletter's slot starts where its wall-clock
         time comes first on Earth (UTC+14), so the issue is built before its first wave."""
         return FIRST_ZONE if self.local else self.zone
+
+    def wall_clock(self, slot: datetime) -> datetime:
+        """A slot as its wall-clock time: Monday 08:00 for a Monday-morning local-time slot,
+        although its first wave (UTC+14) comes on Sunday in UTC or in the newsletter's zone."""
+        return slot.astimezone(self.slot_zone)
+
+    def slot_at(self, moment: datetime) -> datetime:
+        """The slot (in UTC) a `--slot` value names: without an offset, a wall-clock time (in the
+        newsletter's zone; for a local-time newsletter, the time each reader's zone gets);
+        with one, that instant."""
+        if moment.tzinfo is not None:
+            return moment.astimezone(UTC)
+        return moment.replace(tzinfo=self.slot_zone, fold=0).astimezone(UTC)
 
 
 FIRST_ZONE = ZoneInfo("Etc/GMT-14")  # POSIX sign: 14 hours ahead of UTC (Kiritimati)

@@ -150,7 +150,7 @@ def context(
     shown = [article_view(a, newsletter, layout.teaser_limit, site_url, language) for a in digest.articles[:keep]]
     overflow = [article_view(a, newsletter, 0, site_url, language) for a in (*digest.articles[keep:], *digest.overflow)]
     view_of = {id(article): view for article, view in zip(digest.articles, shown, strict=False)}
-    date = digest.slot.astimezone(newsletter.zone)
+    date = newsletter.wall_clock(digest.slot)
     since = digest.since.astimezone(newsletter.zone) if digest.since else None
     summary = summary_line(digest.count, since, date, language)
     return {

@@ -72,7 +72,14 @@ def _show(outcome: SendOutcome, *, as_json: bool) -> None:
         + (f", {summary['cancelled']:,} cancelled" if summary["cancelled"] else "")
         + (f", {summary['skipped']:,} skipped (nothing for their topics)" if summary.get("skipped") else "")
     )
-    if report.next_attempt_at and not report.finished:
+    for wave in outcome.waves:
+        zones = ", ".join(wave["zones"]) or "their zone"  # type: ignore[arg-type]
+        click.echo(
+            f"wave {wave['local']} in {zones} ({wave['due']} UTC): {plural(wave['left'], 'reader')} waiting"  # type: ignore[arg-type]
+        )
+    if outcome.waves:
+        click.echo("the waves go at their time: `publisher run`, or `publisher publish` from cron, sends them")
+    elif report.next_attempt_at and not report.finished:
         click.echo(
             f"retries continue from {report.next_attempt_at:%Y-%m-%d %H:%M %Z} "
             f"(`publisher run` or `publisher digest send {issue.newsletter}`)"
