@@ -458,12 +458,12 @@ class Publication:
     @staticmethod
     def next_slot(newsletter: NewsletterSettings, now: datetime) -> datetime:
         """The newsletter's next slot after `now`, from its schedule."""
-        from publisher.timetable import crontab_trigger, next_fire, slot_of
+        from publisher.timetable import next_slot
 
-        upcoming = next_fire(crontab_trigger(newsletter.schedule, newsletter.slot_zone), now)
-        if upcoming is None:
-            raise DigestError(f"newsletters.{newsletter.name}.schedule: {newsletter.schedule!r} never fires again")
-        return slot_of(upcoming, newsletter.slot_zone)
+        where = f"newsletters.{newsletter.name}.schedule"
+        if (upcoming := next_slot(newsletter.schedule, newsletter.slot_zone, now, where=where)) is None:
+            raise DigestError(f"{where}: {newsletter.schedule!r} never fires again")
+        return upcoming
 
     def approve(self, name: str, number: int | None = None) -> Issue:
         """Release a draft for sending (default: the newest draft)."""

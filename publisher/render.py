@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import textwrap
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import jinja2
@@ -29,7 +29,7 @@ from publisher.selection import Digest
 from publisher.teasers import blocks_html, blocks_text, first_sentences, html_blocks, shorten
 from publisher.templates import check_mjml_tags, compile_mjml, environment, render_string, render_template
 from publisher.text import header_safe
-from publisher.topics import digest_sections
+from publisher.topics import OTHER_NEWS, digest_sections, topic_labels
 
 OVERFLOW_SHOWN = 50
 FULL = Layout()  # every article in full, whole teasers
@@ -67,6 +67,9 @@ class ArticleView:
     byline: str = ""  # "By Ada Lovelace and Grace Hopper", translated; "" without authors
     reading_time: str = ""  # "4 min read", translated; "" when only a teaser is known
     image: Image | None = None  # absolute https, with width and alt; None when there is none usable
+
+
+FIXED_HEADINGS = ("More", OTHER_NEWS)  # headings publisher gives (not the operator's): translated
 
 
 def byline(authors: tuple[str, ...], language: str) -> str:
@@ -149,7 +152,14 @@ def context(
     site_url, language = settings.site.url, settings.site.language
     shown = [article_view(a, newsletter, layout.teaser_limit, site_url, language) for a in digest.articles[:keep]]
     overflow = [article_view(a, newsletter, 0, site_url, language) for a in (*digest.articles[keep:], *digest.overflow)]
+    if digest.topics:  # under topic headings, an article's meta names its topics, not raw tag slugs
+        shown = [
+            replace(view, tags=topic_labels(a, digest.topics)) for a, view in zip(digest.articles, shown, strict=False)
+        ]
     view_of = {id(article): view for article, view in zip(digest.articles, shown, strict=False)}
+    grouped = digest_sections(digest, digest.articles[:keep], newsletter)
+    in_order = [article for _, group in grouped for article in group] or list(digest.articles)  # as shown
+    gettext = i18n.translations(language).gettext
     date = newsletter.wall_clock(digest.slot)
     since = digest.since.astimezone(newsletter.zone) if digest.since else None
     summary = summary_line(digest.count, since, date, language)
@@ -164,12 +174,12 @@ def context(
         "since": day_month(since, year=since.year != date.year, language=language) if since else "",
         "summary": summary,
         "articles": shown,
-        "lead": shown[0] if shown else None,
-        "lead_subject": lead_subject([a.title for a in digest.articles], digest.count, language),
-        "lead_teaser": lead_teaser(list(digest.articles)) or summary,
+        "lead": view_of.get(id(in_order[0])) if in_order else None,  # the first article shown
+        "lead_subject": lead_subject([a.title for a in in_order], digest.count, language),
+        "lead_teaser": lead_teaser(in_order) or summary,
         "sections": [
-            {"title": title, "articles": [view_of[id(a)] for a in group]}
-            for title, group in digest_sections(digest, digest.articles[:keep], newsletter)
+            {"title": gettext(title) if title in FIXED_HEADINGS else title, "articles": [view_of[id(a)] for a in group]}
+            for title, group in grouped
         ],
         "overflow": overflow[:OVERFLOW_SHOWN],
         "overflow_hidden": max(0, len(overflow) - OVERFLOW_SHOWN),
