@@ -117,7 +117,7 @@ def write_archive(store: Store, settings: Settings, newsletter: str) -> list[Pat
                 "kind": issue.kind.value,
                 "subject": issue.subject,
                 "count": count,
-                "date": long_date(issue.slot.astimezone(config.zone)),
+                "date": long_date(config.wall_clock(issue.slot), settings.site.language),
                 "url": f"{issue.number}.html",
             }
         )

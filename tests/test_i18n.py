@@ -121,7 +121,7 @@ def test_german_and_spanish_are_shipped_and_other_languages_fall_back_to_english
 
 def test_every_shipped_catalogue_translates_every_message_of_the_email_templates():
     used = set()
-    for template in (REPO / "templates" / "email").glob("*.j2"):
+    for template in [*(REPO / "templates" / "email").glob("*.j2"), *(REPO / "templates" / "archive").glob("*.j2")]:
         used |= set(re.findall(r'_\("([^"]+)"', template.read_text(encoding="utf-8")))
     assert len(used) > 10
     for language in ("fr", "de", "es"):
@@ -129,3 +129,32 @@ def test_every_shipped_catalogue_translates_every_message_of_the_email_templates
         missing = sorted(message for message in used if not messages.get(message))
         assert not missing, f"{language}: {missing}"
         assert all(value for value in messages.values()), language
+
+
+def test_french_topic_headings_and_the_archive_page_are_in_french(make_settings):
+    """Issue 16 review: the heading of articles of no topic said "More" (`== MORE ==`), and the
+    view-in-browser page said "Issue 1" and "Continue reading →" on a French site."""
+    from dataclasses import replace
+
+    from publisher.render import context
+    from publisher.templates import environment, render_template
+
+    settings = make_settings(
+        {
+            "site": {"title": "Le Quotidien", "language": "fr"},
+            "topics": [{"name": "asia", "label": "Asie", "tags": ["asia"]}],
+            "newsletters": {"weekly": {"title": "La Semaine", "sections": "topics"}},
+        }
+    )
+    newsletter = settings.newsletter("weekly")
+    articles = (article(1, tags=("asia",)), article(2))
+    digest = replace(Digest("weekly", 4, SLOT, articles, (), None), topics=tuple(settings.topics))
+    rendered = render_digest(digest, settings=settings, newsletter=newsletter)
+    assert "== ASIE ==" in rendered.text and "== AUTRES NOUVELLES ==" in rendered.text
+    assert "MORE" not in rendered.text and ">More<" not in rendered.html
+    values = {**context(digest, settings, newsletter), "subject": rendered.subject}
+    page = visible_text(render_template(environment(settings), "archive/issue.html.j2", values))
+    for french in ("Numéro 4", "Lire la suite →", "Autres nouvelles", "Asie"):
+        assert french in page, french
+    left = [phrase for phrase in ("Issue ", "Continue reading", "More") if phrase in page]
+    assert not left, left
