@@ -403,9 +403,15 @@ def _newsletters(table: object, source: Path, site: SiteSettings) -> dict[str, N
         given = body
         if isinstance(body, dict):
             given = {"title": name.title(), "from": f"{site.title} <newsletter@{site.domain}>", **body}
-            if given.get("sections") == "topics":
+            sections = given.get("sections")
+            if sections == "topics":
                 given.pop("sections")
                 defaults["by_topic"] = True
+            elif isinstance(sections, str):
+                raise ConfigError(
+                    f'{source}: newsletters.{name}.sections: "topics" (a section per reader\'s topic) or a '
+                    f'list of tags like ["asia", "europe"], got {sections!r}'
+                )
         newsletter = _build(NewsletterSettings, given, f"newsletters.{name}", source, **defaults)
         _check_timezone(newsletter.timezone, f"{source}: newsletters.{name}.timezone")
         built[name] = newsletter
@@ -633,6 +639,14 @@ def settings_from_dict(data: dict, path: Path) -> Settings:
     _check_return_path(path, delivery.return_path)
     inbound = _inbound(_build(InboundSettings, data.get("inbound", {}), "inbound", path), path)
     webhooks = _webhooks(_build(WebhookSettings, data.get("webhooks", {}), "webhooks", path), path)
+    newsletters = _newsletters(data.get("newsletters", {}), path, site)
+    topics = _topics(data.get("topics"), web.topics, path)
+    for newsletter in newsletters.values():
+        if newsletter.by_topic and not topics:
+            raise ConfigError(
+                f'{path}: newsletters.{newsletter.name}.sections = "topics" needs [[topics]] tables '
+                "(name, label, tags) to make sections of"
+            )
     return Settings(
         path=path,
         base_dir=base_dir,
@@ -641,14 +655,14 @@ def settings_from_dict(data: dict, path: Path) -> Settings:
         sources=_sources(data.get("sources", []), path),
         feeds=replace(feeds, dir=resolve_path(feeds.dir, base_dir)),
         delivery=delivery,
-        newsletters=_newsletters(data.get("newsletters", {}), path, site),
+        newsletters=newsletters,
         web=web,
         scheduler=scheduler,
         templates=replace(templates, dir=templates.dir and resolve_path(templates.dir, base_dir)),
         archive=replace(archive, dir=resolve_path(archive.dir, base_dir)),
         inbound=inbound,
         webhooks=webhooks,
-        topics=_topics(data.get("topics"), web.topics, path),
+        topics=topics,
         tag_rules=_tag_rules(data.get("tag_rules", []), path),
         secret_keys=_secret_keys(base_dir),
     )
