@@ -169,6 +169,7 @@ class SendOutcome:
     dry_run_recipients: int | None = None  # set by a dry run: messages written, nothing recorded
     maildir: Path | None = None
     waves: tuple[dict[str, object], ...] = ()  # a local-time issue's waves still to go (`waves_left`)
+    dry_run_nothing: int = 0  # a dry run's readers with nothing in the issue for their topics
 
     def as_json(self) -> dict[str, object]:
         """The `publisher digest send NAME --json` object (product.md)."""
@@ -197,6 +198,7 @@ class SendOutcome:
                 "deferred": 0,
                 "dry_run": True,
                 "maildir": str(self.maildir),
+                "skipped": self.dry_run_nothing,
             }
         if self.report is None or not isinstance(self.issue, Issue):
             raise DigestError(f"{self.newsletter}: send outcome without a report")
@@ -593,7 +595,8 @@ class Publication:
         if dry_run:
             box = dry_run_maildir(self.settings, issue)
             written = dispatch.dry_run(self.store, self.settings, issue, MaildirTransport(box), self.now())
-            return SendOutcome(name, status, issue, dry_run_recipients=written, maildir=box)
+            nothing = max(0, len(self.store.deliveries.audience(name)) - written)  # nothing for their topics
+            return SendOutcome(name, status, issue, dry_run_recipients=written, maildir=box, dry_run_nothing=nothing)
         if not isinstance(issue, Issue):
             raise DigestError(f"{name}: issue {issue.number} was planned but not stored")
         report = self.deliver(issue, progress=progress)

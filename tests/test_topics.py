@@ -146,3 +146,16 @@ def test_a_topics_digest_opens_on_its_first_section_and_keeps_every_topic_headin
     text = preview.files["txt"].read_text(encoding="utf-8")
     assert "· Asia" in text or "· The Americas" in text
     assert "· asia" not in text and "· americas" not in text
+
+
+def test_a_dry_run_counts_the_readers_who_would_get_nothing_for_their_topics(store, make_settings):
+    SEED_CAPTURES.require()
+    pub = _publication(store, make_settings, MemoryTransport())
+    pub.import_sources([str(SEED_CAPTURES.early.path)], fmt="textpage", as_of=SEED_CAPTURES.early.as_of)
+    store.subscribers.upsert_many(
+        [Subscriber(email=e, status="confirmed", newsletters=("weekly",), topics=t) for e, t in READERS.items()], SLOT
+    )
+    outcome = pub.send("weekly", dry_run=True)
+    assert outcome.dry_run_recipients == len(READERS) - 1 and outcome.dry_run_nothing == 1  # sport: nothing new
+    assert outcome.as_json()["skipped"] == 1
+    assert store.issues.list("weekly") == []

@@ -57,10 +57,13 @@ def _show(outcome: SendOutcome, *, as_json: bool) -> None:
         click.echo(f"{outcome.newsletter}: nothing sent ({outcome.reason})")
         return
     if outcome.dry_run_recipients is not None:
+        built = isinstance(issue, Issue)
+        what = f"{issue.state} issue {issue.number}" if built else f"issue {issue.number} (not built)"
+        nothing = f"; {plural(outcome.dry_run_nothing, 'reader')} would get nothing for their topics"
         click.echo(
-            f"dry run: {plural(outcome.dry_run_recipients, 'message')} for {issue.newsletter} "
-            f"{issue.state} issue {issue.number} "
+            f"dry run: {plural(outcome.dry_run_recipients, 'message')} for {issue.newsletter} {what} "
             f"written to {outcome.maildir} (nothing sent, nothing recorded)"
+            + (nothing if outcome.dry_run_nothing else "")
         )
         return
     if report is None:
