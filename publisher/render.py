@@ -206,15 +206,28 @@ def render_preheader(values: Mapping[str, object], settings: Settings, newslette
     return header_safe(render_string(newsletter.preheader, values, where))
 
 
+_TOKEN = re.compile(r"@@[A-Z_]+\.[0-9A-F]+@@")  # a placeholder (model.new_placeholders)
+TOKEN_WIDTH = 20  # a placeholder is measured as a typical address, whatever the token's own length
+
+
 def _wrap(line: str) -> list[str]:
-    """One line of the text part wrapped at TEXT_WIDTH; words (URLs) are never broken."""
+    """One line of the text part wrapped at TEXT_WIDTH; words (URLs) are never broken, and a
+    placeholder counts as TOKEN_WIDTH characters (the value filled in later, not the token)."""
+    tokens = _TOKEN.findall(line)
+    stand_ins = [f"\x01{i}".ljust(TOKEN_WIDTH, "\x02") for i in range(len(tokens))]
+    for token, stand_in in zip(tokens, stand_ins, strict=True):
+        line = line.replace(token, stand_in, 1)
     if len(line) <= TEXT_WIDTH:
-        return [line]
-    item = re.match(r"(\s*(?:[•*-]|\d+\.) )", line)
-    indent = " " * len(item[1]) if item else re.match(r"\s*", line)[0]  # type: ignore[index]
-    return textwrap.wrap(
-        line, TEXT_WIDTH, subsequent_indent=indent, break_long_words=False, break_on_hyphens=False
-    ) or [line]
+        lines = [line]
+    else:
+        item = re.match(r"(\s*(?:[•*-]|\d+\.) )", line)
+        indent = " " * len(item[1]) if item else re.match(r"\s*", line)[0]  # type: ignore[index]
+        lines = textwrap.wrap(
+            line, TEXT_WIDTH, subsequent_indent=indent, break_long_words=False, break_on_hyphens=False
+        ) or [line]
+    for token, stand_in in zip(tokens, stand_ins, strict=True):
+        lines = [part.replace(stand_in, token) for part in lines]
+    return lines
 
 
 def tidy_text(text: str) -> str:

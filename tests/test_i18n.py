@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from email import policy
+from email.parser import BytesParser
 
 import pytest
 
@@ -158,3 +160,29 @@ def test_french_topic_headings_and_the_archive_page_are_in_french(make_settings)
         assert french in page, french
     left = [phrase for phrase in ("Issue ", "Continue reading", "More") if phrase in page]
     assert not left, left
+
+
+def test_the_french_text_part_spaces_its_colons_and_wraps_the_footer_on_the_address(make_settings):
+    """Issue 16 review: "Lire la suite:" lacked French spacing; the footer broke at 52 characters
+    (the wrap measured the 35-character placeholder token); "…/subscribe." glued the period on."""
+    from publisher.message import compile_message
+
+    settings = make_settings(
+        {"site": {"title": "Le Quotidien", "language": "fr"}, "newsletters": {"weekly": {"title": "La Semaine"}}}
+    )
+    rendered = render(make_settings, "fr")
+    for label in ("Lire la suite", "Préférences", "Se désabonner", "Voir ce numéro dans votre navigateur"):
+        assert f"{label}\u00a0:" in rendered.text, label
+    assert "/subscribe." not in rendered.text and "/subscribe\n" in rendered.text
+    compiled = compile_message(rendered, settings=settings, newsletter=settings.newsletter("weekly"), issue_number=4)
+    raw = compiled.personalise(
+        subscriber_id=7,
+        email="ann@example.org",
+        name="Ann",
+        unsubscribe_url="https://news.example.org/u/1",
+        preferences_url="https://news.example.org/p/1",
+    )
+    text = BytesParser(policy=policy.default).parsebytes(raw).get_body(("plain",)).get_content()
+    footer = text.replace("\r\n", "\n").split("\n-- \n")[1].splitlines()
+    assert footer[0].startswith("Vous recevez La Semaine parce que ann@example.org s’y est"), footer
+    assert 57 <= len(footer[0]) <= 72, footer  # filled as if the placeholder were an address, not a token
