@@ -207,6 +207,8 @@ def test_topics_match_in_any_case_or_by_label_and_an_unknown_one_rejects_its_row
         p["email"]: (p["topics"], p["timezone"])
         for p in json.loads(_cli(tmp_path, "subscribers", "list", "--json").output)
     }
+    listed = _cli(tmp_path, "subscribers", "list").output
+    assert "upper@example.org (U)  weekly  topics: asia europe  time zone: Europe/Berlin" in listed
     assert found == {
         "upper@example.org": (["asia", "europe"], "Europe/Berlin"),
         "label@example.org": (["asia"], ""),
