@@ -271,6 +271,8 @@ def test_a_hand_built_local_time_issue_goes_out_at_the_schedules_wall_clock_time
     assert again.existed and again.issue is not None and again.issue.number == 1
     shown = pub.preview("weekly", tmp_path / "preview")
     assert "Monday 22 March 2027" in shown.files["html"].read_text(encoding="utf-8")
+    summary = shown.files["txt"].read_text(encoding="utf-8").splitlines()[2]
+    assert summary == "1 new article"  # a first issue: no "since" (its lookback start means nothing to a reader)
     waiting = next(row for row in pub.schedule() if row["id"] == "send:weekly:1")
     assert waiting["slot_local"] == "2027-03-22T08:00:00"
     sent = pub.send("weekly", immediately=True)
