@@ -562,7 +562,10 @@ class Publication:
             return None, "skipped", waits_for_slot(waiting[0], self.newsletter(name))
         if dry_run and (draft := self.store.issues.latest(name, states=(IssueState.DRAFT,))):
             return draft, "sent", ""
+        newsletter = self.newsletter(name)
         slot = now if immediately else now.replace(second=0, microsecond=0)
+        if newsletter.local and not immediately:  # its readers' mornings, not this minute's wall-clock time
+            slot = self.next_slot(newsletter, now)
         make = issues.plan_issue if dry_run else issues.build_issue
         built = make(self.store, self.settings, name, slot, now, force=force)
         if isinstance(built, Skipped):
@@ -571,6 +574,8 @@ class Publication:
             raise DigestError(f"{name} issue {built.number} is a draft: `publisher digest approve {name}` first")
         if built.state in (IssueState.SENT, IssueState.CANCELLED):
             return None, "skipped", already_handled(built)
+        if built.slot > now and not dry_run:
+            return None, "skipped", waits_for_slot(built, newsletter)
         return built, "sent", ""
 
     def send(

@@ -286,3 +286,15 @@ def test_a_hand_built_local_time_issue_goes_out_at_the_schedules_wall_clock_time
     row = next(row for row in pub.schedule() if row["id"] == "newsletter:weekly")
     assert next((w["issue"], w["zones"]) for w in row["sending_waves"]) == (1, ["Australia/Sydney"])
     assert row["slot_local"] == "2027-03-22T08:00:00" and row["grace_seconds"] == (3 + 26) * 3600
+
+
+def test_digest_send_on_a_local_time_newsletter_builds_the_next_slot_and_waits_for_it(store, make_settings):
+    from publisher.transports import MemoryTransport
+
+    settings = _local_setup(store, make_settings)
+    _article(store, "w1", datetime(2027, 3, 19, tzinfo=UTC))
+    transport = MemoryTransport()
+    pub = Publication(settings, store, clock=fixed(datetime(2027, 3, 20, 8, 46, tzinfo=UTC)), transport=transport)
+    outcome = pub.send("weekly")
+    assert outcome.status == "skipped" and "Mon 2027-03-22 08:00 in each reader’s time zone" in outcome.reason
+    assert store.issues.get("weekly", 1).slot == datetime(2027, 3, 21, 18, 0, tzinfo=UTC) and transport.sent == []
