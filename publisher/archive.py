@@ -26,6 +26,7 @@ from publisher.render import context, long_date, view_url
 from publisher.selection import Digest
 from publisher.store import Store
 from publisher.templates import environment, render_template
+from publisher.topics import edition
 
 ARCHIVED_STATES = ("sending", "paused", "sent")
 FEEDS_PATH = "newsletters"
@@ -90,7 +91,8 @@ def _page(
         values = announcement_context(issue, settings, config)
         page = render_template(env, "archive/announcement.html.j2", values)
         return page, 0, announcement_entry(issue, guid, settings, str(values["body_html"]))
-    digest = load_digest(store, issue, config)
+    loaded = load_digest(store, issue, config)
+    digest = edition(loaded, (), settings.topics, config) or loaded  # the edition of every topic
     values = {**context(digest, settings, config), "subject": issue.subject}
     page = render_template(env, "archive/issue.html.j2", values)
     return page, digest.count, issue_entry(digest, issue, guid, settings)
@@ -115,7 +117,7 @@ def write_archive(store: Store, settings: Settings, newsletter: str) -> list[Pat
                 "kind": issue.kind.value,
                 "subject": issue.subject,
                 "count": count,
-                "date": long_date(issue.slot.astimezone(config.zone)),
+                "date": long_date(config.wall_clock(issue.slot), settings.site.language),
                 "url": f"{issue.number}.html",
             }
         )

@@ -18,7 +18,7 @@ import types
 import typing
 from collections import Counter
 from dataclasses import MISSING, dataclass, field, fields, is_dataclass, replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -181,6 +181,19 @@ class NewsletterSettings:
         """Where the crontab is read: a local-time newsletter's slot starts where its wall-clock
         time comes first on Earth (UTC+14), so the issue is built before its first wave."""
         return FIRST_ZONE if self.local else self.zone
+
+    def wall_clock(self, slot: datetime) -> datetime:
+        """A slot as its wall-clock time: Monday 08:00 for a Monday-morning local-time slot,
+        although its first wave (UTC+14) comes on Sunday in UTC or in the newsletter's zone."""
+        return slot.astimezone(self.slot_zone)
+
+    def slot_at(self, moment: datetime) -> datetime:
+        """The slot (in UTC) a `--slot` value names: without an offset, a wall-clock time (in the
+        newsletter's zone; for a local-time newsletter, the time each reader's zone gets);
+        with one, that instant."""
+        if moment.tzinfo is not None:
+            return moment.astimezone(UTC)
+        return moment.replace(tzinfo=self.slot_zone, fold=0).astimezone(UTC)
 
 
 FIRST_ZONE = ZoneInfo("Etc/GMT-14")  # POSIX sign: 14 hours ahead of UTC (Kiritimati)
@@ -412,9 +425,15 @@ def _newsletters(table: object, source: Path, site: SiteSettings) -> dict[str, N
         given = body
         if isinstance(body, dict):
             given = {"title": name.title(), "from": f"{site.title} <newsletter@{site.domain}>", **body}
-            if given.get("sections") == "topics":
+            sections = given.get("sections")
+            if sections == "topics":
                 given.pop("sections")
                 defaults["by_topic"] = True
+            elif isinstance(sections, str):
+                raise ConfigError(
+                    f'{source}: newsletters.{name}.sections: "topics" (a section per reader\'s topic) or a '
+                    f'list of tags like ["asia", "europe"], got {sections!r}'
+                )
         newsletter = _build(NewsletterSettings, given, f"newsletters.{name}", source, **defaults)
         _check_timezone(newsletter.timezone, f"{source}: newsletters.{name}.timezone")
         built[name] = newsletter
@@ -649,6 +668,14 @@ def settings_from_dict(data: dict, path: Path) -> Settings:
     metrics = _metrics(_build(MetricsSettings, data.get("metrics", {}), "metrics", path), path)
     api = _build(ApiSettings, data.get("api", {}), "api", path)
     _check_origins(path, api.cors_origins)
+    newsletters = _newsletters(data.get("newsletters", {}), path, site)
+    topics = _topics(data.get("topics"), web.topics, path)
+    for newsletter in newsletters.values():
+        if newsletter.by_topic and not topics:
+            raise ConfigError(
+                f'{path}: newsletters.{newsletter.name}.sections = "topics" needs [[topics]] tables '
+                "(name, label, tags) to make sections of"
+            )
     return Settings(
         path=path,
         base_dir=base_dir,
@@ -657,14 +684,14 @@ def settings_from_dict(data: dict, path: Path) -> Settings:
         sources=_sources(data.get("sources", []), path),
         feeds=replace(feeds, dir=resolve_path(feeds.dir, base_dir)),
         delivery=delivery,
-        newsletters=_newsletters(data.get("newsletters", {}), path, site),
+        newsletters=newsletters,
         web=web,
         scheduler=scheduler,
         templates=replace(templates, dir=templates.dir and resolve_path(templates.dir, base_dir)),
         archive=replace(archive, dir=resolve_path(archive.dir, base_dir)),
         inbound=inbound,
         webhooks=webhooks,
-        topics=_topics(data.get("topics"), web.topics, path),
+        topics=topics,
         tag_rules=_tag_rules(data.get("tag_rules", []), path),
         metrics=metrics,
         api=api,

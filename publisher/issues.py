@@ -22,6 +22,7 @@ from publisher.render import render_digest, render_subject
 from publisher.selection import HELD_BACK, Digest, Reason, Selection, Skipped, Verdict, select
 from publisher.store import Store
 from publisher.store.articles import article_id
+from publisher.timetable import next_slot
 from publisher.tokens import preferences_url, unsubscribe_url
 from publisher.topics import edition
 
@@ -84,7 +85,7 @@ def plan_issue(
     if isinstance(chosen, Skipped):
         return chosen
     number = store.issues.next_number(config.name)
-    digest = Digest(config.name, number, slot, chosen.articles, chosen.overflow, chosen.since)
+    digest = Digest(config.name, number, slot, chosen.articles, chosen.overflow, _since(store, config, chosen.since))
     return PlannedIssue(
         newsletter=config.name,
         number=number,
@@ -93,7 +94,7 @@ def plan_issue(
         article_ids=tuple(article_id(a) for a in chosen.articles),
         overflow_ids=tuple(article_id(a) for a in chosen.overflow),
         watermark=chosen.watermark,
-        subject=render_subject(digest, settings, config),
+        subject=render_subject(edition(digest, (), settings.topics, config) or digest, settings, config),
         created_at=now,
     )
 
@@ -195,15 +196,28 @@ def preview_digest(store: Store, settings: Settings, newsletter: str | Newslette
     if isinstance(chosen, Skipped):
         return Outlook(None, chosen.verdicts, note=_nothing_new(store, config, chosen.since))
     strict = next_selection(store, config, now, now)
+    # dated like the issue it previews: a local-time newsletter's next slot (Monday 08:00), not this minute
+    slot = (next_slot(config.schedule, config.slot_zone, now) if config.local else None) or now
     digest = Digest(
-        config.name, store.issues.next_number(config.name), now, chosen.articles, chosen.overflow, chosen.since
+        config.name,
+        store.issues.next_number(config.name),
+        slot,
+        chosen.articles,
+        chosen.overflow,
+        _since(store, config, chosen.since),
     )
     return Outlook(digest, chosen.verdicts, strict if isinstance(strict, Skipped) else None)
 
 
+def _since(store: Store, config: NewsletterSettings, since: datetime) -> datetime | None:
+    """The "since" a new issue's summary names: the previous issue's watermark; none for a first
+    issue (its lookback start moves from run to run and means nothing to a reader)."""
+    return since if store.issues.watermark(config.name) is not None else None
+
+
 def load_digest(store: Store, issue: PlannedIssue, newsletter: NewsletterSettings) -> Digest:
     """A stored issue with its articles, ready for `render.render_digest`."""
-    since = store.issues.watermark(issue.newsletter, before=issue.number) or issue.slot - newsletter.lookback
+    since = store.issues.watermark(issue.newsletter, before=issue.number)  # none for a first issue
     articles = store.articles.by_ids(issue.article_ids)
     overflow = store.articles.by_ids(issue.overflow_ids)
     return Digest(issue.newsletter, issue.number, issue.slot, tuple(articles), tuple(overflow), since)
@@ -214,7 +228,8 @@ def render_issue(store: Store, settings: Settings, issue: PlannedIssue) -> Rende
     newsletter = settings.newsletter(issue.newsletter)
     if issue.is_announcement:
         return render_announcement(issue, settings=settings, newsletter=newsletter)
-    digest = load_digest(store, issue, newsletter)
+    loaded = load_digest(store, issue, newsletter)
+    digest = edition(loaded, (), settings.topics, newsletter) or loaded  # a reader of every topic
     return render_digest(digest, settings=settings, newsletter=newsletter, subject=issue.subject or None)
 
 

@@ -24,7 +24,7 @@ from typing import Protocol, TextIO, TypeVar
 
 from publisher.errors import SubscriberError
 from publisher.model import Subscriber
-from publisher.subscribers import check_newsletters, clean_name, clean_timezone, normalise_email
+from publisher.subscribers import check_newsletters, check_topics, clean_name, clean_timezone, normalise_email
 
 FIELDS = (
     "email",
@@ -327,7 +327,7 @@ class Known:
     """What the configuration offers: newsletters and topics."""
 
     newsletters: tuple[str, ...]
-    topics: tuple[str, ...] = ()
+    topics: Mapping[str, str] | tuple[str, ...] = ()  # each [[topics]] name and its label (or names)
 
 
 _STATUS = {SUPPRESSED: "bounced", UNSUBSCRIBED: "unsubscribed", PENDING: "pending"}
@@ -424,7 +424,7 @@ def _newsletters_and_topics(
         checked: tuple[str, ...] = (names[0],)
     else:
         checked = check_newsletters(names, known.newsletters, where)
-    return checked, tuple(topic for topic in known.topics if topic in topics)
+    return checked, check_topics(topics, known.topics, where)
 
 
 def _consent_text(plan: Plan, consent: str, where: str) -> str:
@@ -460,10 +460,7 @@ def read_rows(
 def _check_rules(plan: Plan, known: Known) -> None:
     check_newsletters(plan.mapping.newsletters, known.newsletters, "--newsletter")
     check_newsletters([r.newsletter for r in plan.mapping.tag_rules if r.newsletter], known.newsletters, "--map")
-    unknown = [r.topic for r in plan.mapping.tag_rules if r.topic and r.topic not in known.topics]
-    if unknown:
-        offered = ", ".join(known.topics) or "none configured"
-        raise SubscriberError(f"--map: unknown topic {', '.join(unknown)} ([[topics]]: {offered})")
+    check_topics([r.topic for r in plan.mapping.tag_rules if r.topic], known.topics, "--map")
     if plan.mapping.tag_rules and "tags" not in plan.columns.values():
         raise SubscriberError(f"--map tag:…: {plan.format.label} has no tags column; add --map COLUMN=tags")
 

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from pathlib import Path
 from types import TracebackType
@@ -97,8 +97,16 @@ def never() -> bool:
     return False
 
 
+def slot_words(slot: datetime, newsletter: NewsletterSettings) -> str:
+    """A slot as an operator reads it: "2026-11-30 08:00 CET", or for a local-time newsletter its
+    wall-clock time, "Mon 2026-11-30 08:00 in each reader's time zone" (not the UTC+14 instant)."""
+    if newsletter.local:
+        return f"{newsletter.wall_clock(slot):%a %Y-%m-%d %H:%M} in each reader’s time zone"
+    return f"{slot.astimezone(newsletter.zone):%Y-%m-%d %H:%M %Z}"
+
+
 def waits_for_slot(issue: PlannedIssue, newsletter: NewsletterSettings) -> str:
-    when = f"{issue.slot.astimezone(newsletter.zone):%Y-%m-%d %H:%M %Z}"
+    when = slot_words(issue.slot, newsletter)
     return (
         f"issue {issue.number} is approved for its slot, {when}: `publisher run` (or `publisher publish` then) "
         f"sends it; `publisher digest send {issue.newsletter} --now` sends it now"
@@ -168,6 +176,8 @@ class SendOutcome:
     reason: str = ""
     dry_run_recipients: int | None = None  # set by a dry run: messages written, nothing recorded
     maildir: Path | None = None
+    waves: tuple[dict[str, object], ...] = ()  # a local-time issue's waves still to go (`waves_left`)
+    dry_run_nothing: int = 0  # a dry run's readers with nothing in the issue for their topics
 
     def as_json(self) -> dict[str, object]:
         """The `publisher digest send NAME --json` object (product.md)."""
@@ -196,10 +206,11 @@ class SendOutcome:
                 "deferred": 0,
                 "dry_run": True,
                 "maildir": str(self.maildir),
+                "skipped": self.dry_run_nothing,
             }
         if self.report is None or not isinstance(self.issue, Issue):
             raise DigestError(f"{self.newsletter}: send outcome without a report")
-        return dispatch.summary(self.report, self.issue, self.status)
+        return {**dispatch.summary(self.report, self.issue, self.status), "waves": list(self.waves)}
 
 
 @dataclass(frozen=True)
@@ -455,15 +466,33 @@ class Publication:
         return issues.write_preview(self.store, self.settings, name, out, self.now())
 
     def build(self, name: str, slot: datetime | None = None, *, force: bool = False) -> BuildResult:
-        """The issue for `slot` (default: this minute), built once; a draft if approval is required."""
+        """The issue for `slot`, built once; a draft if approval is required. `slot` without an
+        offset is a wall-clock time (see `NewsletterSettings.slot_at`); without a slot: this
+        minute, or for a local-time newsletter its next slot (so that readers get it at the
+        schedule's time in their zone, not at this minute's wall-clock time at UTC+14)."""
         now = self.now()
-        moment = slot or now.replace(second=0, microsecond=0)
-        self.newsletter(name)
+        newsletter = self.newsletter(name)
+        if slot is not None:
+            moment = newsletter.slot_at(slot)
+        elif newsletter.local:
+            moment = self.next_slot(newsletter, now)
+        else:
+            moment = now.replace(second=0, microsecond=0)
         existed = self.store.issues.by_slot(name, moment) is not None
         built = issues.build_issue(self.store, self.settings, name, moment, now, force=force)
         if isinstance(built, Skipped):
             return BuildResult(name, skipped=built)
         return BuildResult(name, issue=built, existed=existed)
+
+    @staticmethod
+    def next_slot(newsletter: NewsletterSettings, now: datetime) -> datetime:
+        """The newsletter's next slot after `now`, from its schedule."""
+        from publisher.timetable import next_slot
+
+        where = f"newsletters.{newsletter.name}.schedule"
+        if (upcoming := next_slot(newsletter.schedule, newsletter.slot_zone, now, where=where)) is None:
+            raise DigestError(f"{where}: {newsletter.schedule!r} never fires again")
+        return upcoming
 
     def approve(self, name: str, number: int | None = None) -> Issue:
         """Release a draft for sending (default: the newest draft)."""
@@ -580,7 +609,10 @@ class Publication:
             return None, "skipped", waits_for_slot(waiting[0], self.newsletter(name))
         if dry_run and (draft := self.store.issues.latest(name, states=(IssueState.DRAFT,))):
             return draft, "sent", ""
+        newsletter = self.newsletter(name)
         slot = now if immediately else now.replace(second=0, microsecond=0)
+        if newsletter.local and not immediately:  # its readers' mornings, not this minute's wall-clock time
+            slot = self.next_slot(newsletter, now)
         make = issues.plan_issue if dry_run else issues.build_issue
         built = make(self.store, self.settings, name, slot, now, force=force)
         if isinstance(built, Skipped):
@@ -589,6 +621,8 @@ class Publication:
             raise DigestError(f"{name} issue {built.number} is a draft: `publisher digest approve {name}` first")
         if built.state in (IssueState.SENT, IssueState.CANCELLED):
             return None, "skipped", already_handled(built)
+        if built.slot > now and not dry_run:
+            return None, "skipped", waits_for_slot(built, newsletter)
         return built, "sent", ""
 
     def send(
@@ -615,10 +649,37 @@ class Publication:
         if dry_run:
             box = dry_run_maildir(self.settings, issue)
             written = dispatch.dry_run(self.store, self.settings, issue, MaildirTransport(box), self.now())
-            return SendOutcome(name, status, issue, dry_run_recipients=written, maildir=box)
+            nothing = max(0, len(self.store.deliveries.audience(name)) - written)  # nothing for their topics
+            return SendOutcome(name, status, issue, dry_run_recipients=written, maildir=box, dry_run_nothing=nothing)
         if not isinstance(issue, Issue):
             raise DigestError(f"{name}: issue {issue.number} was planned but not stored")
-        return SendOutcome(name, status, issue, self.deliver(issue, progress=progress))
+        report = self.deliver(issue, progress=progress)
+        if waves := tuple(self.waves_left(issue)):
+            status = "sending"  # a local-time issue between its waves: the rest go at their time
+        return SendOutcome(name, status, issue, report, waves=waves)
+
+    def waves_left(self, issue: Issue) -> list[dict[str, object]]:
+        """A local-time issue's waves still to go, earliest first: `due` (UTC), `local` (the
+        wall-clock time they get), `zones` (their readers' zones), `left` and `readers`."""
+        newsletter = self.newsletter(issue.newsletter)
+        if not newsletter.local or issue.is_announcement:
+            return []
+        zones = [zone or newsletter.timezone for zone in self.store.subscribers.zones(newsletter.name)]
+        waves: list[dict[str, object]] = []
+        for due, left, total in self.store.deliveries.waves(issue.id):
+            if not left:
+                continue
+            at = [z for z in dict.fromkeys(zones) if due and dispatch.wave_due(issue.slot, newsletter, z) == due]
+            waves.append(
+                {
+                    "due": due.astimezone(UTC).isoformat() if due else None,
+                    "local": f"{newsletter.wall_clock(issue.slot):%Y-%m-%dT%H:%M}",
+                    "zones": at,
+                    "left": left,
+                    "readers": total,
+                }
+            )
+        return waves
 
     def announce(
         self,
@@ -719,7 +780,7 @@ class Publication:
             subscribers.make_subscriber(
                 email, name, tuple(newsletters) or tuple(known), known=known, confirmed=confirmed, source="cli", now=now
             ),
-            topics=subscribers.check_topics(topics, (topic.name for topic in self.settings.topics), "--topic"),
+            topics=subscribers.check_topics(topics, {t.name: t.label for t in self.settings.topics}, "--topic"),
             timezone=subscribers.clean_timezone(timezone, "--timezone"),
         )
         if (found := self.store.subscribers.get(person.email)) and found.status == SubscriberStatus.BOUNCED:
@@ -746,7 +807,7 @@ class Publication:
         detected format and mapping before any row is written; `dry_run` writes nothing."""
         for name in newsletters:
             self.newsletter(name)
-        known = list_import.Known(tuple(self.settings.newsletters), tuple(t.name for t in self.settings.topics))
+        known = list_import.Known(tuple(self.settings.newsletters), {t.name: t.label for t in self.settings.topics})
         now = self.now()
         plan, rows = list_import.read_rows(
             path, list_import.parse_maps(maps, newsletters), known, confirmed=confirmed, now=now
@@ -1267,9 +1328,8 @@ class Publication:
             zones = self.store.subscribers.zones(newsletter.name)
             row["waves"] = waves_table(newsletter, datetime.fromisoformat(str(upcoming)), zones) if upcoming else []
             row["sending_waves"] = [
-                {"issue": issue.number, "due": due.isoformat() if due else None, "left": left, "readers": total}
+                {"issue": issue.number, **wave}
                 for issue in self.store.issues.list(newsletter.name, states=(IssueState.SENDING,))
-                for due, left, total in self.store.deliveries.waves(issue.id)
-                if left
+                for wave in self.waves_left(issue)
             ]
         return rows + waiting_table(self.settings, self.store, self.now())

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import textwrap
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import jinja2
@@ -29,7 +29,7 @@ from publisher.selection import Digest
 from publisher.teasers import blocks_html, blocks_text, first_sentences, html_blocks, shorten
 from publisher.templates import check_mjml_tags, compile_mjml, environment, render_string, render_template
 from publisher.text import header_safe
-from publisher.topics import digest_sections
+from publisher.topics import OTHER_NEWS, digest_sections, topic_labels
 
 OVERFLOW_SHOWN = 50
 FULL = Layout()  # every article in full, whole teasers
@@ -67,6 +67,9 @@ class ArticleView:
     byline: str = ""  # "By Ada Lovelace and Grace Hopper", translated; "" without authors
     reading_time: str = ""  # "4 min read", translated; "" when only a teaser is known
     image: Image | None = None  # absolute https, with width and alt; None when there is none usable
+
+
+FIXED_HEADINGS = ("More", OTHER_NEWS)  # headings publisher gives (not the operator's): translated
 
 
 def byline(authors: tuple[str, ...], language: str) -> str:
@@ -149,8 +152,15 @@ def context(
     site_url, language = settings.site.url, settings.site.language
     shown = [article_view(a, newsletter, layout.teaser_limit, site_url, language) for a in digest.articles[:keep]]
     overflow = [article_view(a, newsletter, 0, site_url, language) for a in (*digest.articles[keep:], *digest.overflow)]
+    if digest.topics:  # under topic headings, an article's meta names its topics, not raw tag slugs
+        shown = [
+            replace(view, tags=topic_labels(a, digest.topics)) for a, view in zip(digest.articles, shown, strict=False)
+        ]
     view_of = {id(article): view for article, view in zip(digest.articles, shown, strict=False)}
-    date = digest.slot.astimezone(newsletter.zone)
+    grouped = digest_sections(digest, digest.articles[:keep], newsletter)
+    in_order = [article for _, group in grouped for article in group] or list(digest.articles)  # as shown
+    gettext = i18n.translations(language).gettext
+    date = newsletter.wall_clock(digest.slot)
     since = digest.since.astimezone(newsletter.zone) if digest.since else None
     summary = summary_line(digest.count, since, date, language)
     return {
@@ -164,12 +174,12 @@ def context(
         "since": day_month(since, year=since.year != date.year, language=language) if since else "",
         "summary": summary,
         "articles": shown,
-        "lead": shown[0] if shown else None,
-        "lead_subject": lead_subject([a.title for a in digest.articles], digest.count, language),
-        "lead_teaser": lead_teaser(list(digest.articles)) or summary,
+        "lead": view_of.get(id(in_order[0])) if in_order else None,  # the first article shown
+        "lead_subject": lead_subject([a.title for a in in_order], digest.count, language),
+        "lead_teaser": lead_teaser(in_order) or summary,
         "sections": [
-            {"title": title, "articles": [view_of[id(a)] for a in group]}
-            for title, group in digest_sections(digest, digest.articles[:keep], newsletter)
+            {"title": gettext(title) if title in FIXED_HEADINGS else title, "articles": [view_of[id(a)] for a in group]}
+            for title, group in grouped
         ],
         "overflow": overflow[:OVERFLOW_SHOWN],
         "overflow_hidden": max(0, len(overflow) - OVERFLOW_SHOWN),
@@ -196,15 +206,28 @@ def render_preheader(values: Mapping[str, object], settings: Settings, newslette
     return header_safe(render_string(newsletter.preheader, values, where))
 
 
+_TOKEN = re.compile(r"@@[A-Z_]+\.[0-9A-F]+@@")  # a placeholder (model.new_placeholders)
+TOKEN_WIDTH = 20  # a placeholder is measured as a typical address, whatever the token's own length
+
+
 def _wrap(line: str) -> list[str]:
-    """One line of the text part wrapped at TEXT_WIDTH; words (URLs) are never broken."""
+    """One line of the text part wrapped at TEXT_WIDTH; words (URLs) are never broken, and a
+    placeholder counts as TOKEN_WIDTH characters (the value filled in later, not the token)."""
+    tokens = _TOKEN.findall(line)
+    stand_ins = [f"\x01{i}".ljust(TOKEN_WIDTH, "\x02") for i in range(len(tokens))]
+    for token, stand_in in zip(tokens, stand_ins, strict=True):
+        line = line.replace(token, stand_in, 1)
     if len(line) <= TEXT_WIDTH:
-        return [line]
-    item = re.match(r"(\s*(?:[•*-]|\d+\.) )", line)
-    indent = " " * len(item[1]) if item else re.match(r"\s*", line)[0]  # type: ignore[index]
-    return textwrap.wrap(
-        line, TEXT_WIDTH, subsequent_indent=indent, break_long_words=False, break_on_hyphens=False
-    ) or [line]
+        lines = [line]
+    else:
+        item = re.match(r"(\s*(?:[•*-]|\d+\.) )", line)
+        indent = " " * len(item[1]) if item else re.match(r"\s*", line)[0]  # type: ignore[index]
+        lines = textwrap.wrap(
+            line, TEXT_WIDTH, subsequent_indent=indent, break_long_words=False, break_on_hyphens=False
+        ) or [line]
+    for token, stand_in in zip(tokens, stand_ins, strict=True):
+        lines = [part.replace(stand_in, token) for part in lines]
+    return lines
 
 
 def tidy_text(text: str) -> str:

@@ -111,18 +111,23 @@ def schedule_table(settings: Settings, now: datetime) -> list[dict]:
     rows = []
     for spec in job_specs(settings):
         upcoming = next_fire(spec.trigger, now)
-        zone = settings.newsletters[spec.name].zone if spec.kind == "newsletter" else UTC
-        rows.append(
-            {
-                "id": spec.id,
-                "kind": spec.kind,
-                "newsletter": spec.name or None,
-                "description": spec.description,
-                "next_run": upcoming.astimezone(zone).isoformat() if upcoming else None,
-                "next_run_utc": upcoming.astimezone(UTC).isoformat() if upcoming else None,
-                "grace": str(spec.grace),
-            }
-        )
+        upcoming = upcoming.replace(microsecond=0) if upcoming else None
+        newsletter = settings.newsletters[spec.name] if spec.kind == "newsletter" else None
+        zone = newsletter.slot_zone if newsletter else UTC
+        row: dict[str, object] = {
+            "id": spec.id,
+            "kind": spec.kind,
+            "newsletter": spec.name or None,
+            "description": spec.description,
+            "next_run": upcoming.astimezone(zone).isoformat() if upcoming else None,
+            "next_run_utc": upcoming.astimezone(UTC).isoformat() if upcoming else None,
+            "grace": human_interval(spec.grace),
+            "grace_seconds": int(spec.grace.total_seconds()),
+        }
+        if newsletter and newsletter.local:
+            # The slot's wall-clock time, which each reader gets in their own zone (no offset).
+            row["slot_local"] = upcoming.astimezone(zone).replace(tzinfo=None).isoformat() if upcoming else None
+        rows.append(row)
     return rows
 
 
@@ -154,10 +159,12 @@ def waiting_table(settings: Settings, store: Store, now: datetime) -> list[dict]
     """The one-off jobs `publisher run` plans, as `schedule_table` rows: each approved issue or
     announcement waiting for its time (sent at that time, or at the next send round when it has
     passed), and the next article dated in the future (the feeds are rebuilt when it comes due)."""
-    rows: list[dict[str, str | None]] = []
+    rows: list[dict[str, object]] = []
     for name, newsletter in settings.newsletters.items():
         for issue in store.issues.list(name, states=[IssueState.APPROVED]):
             what = "announcement" if issue.kind == IssueKind.ANNOUNCEMENT else "issue"
+            local = newsletter.local and issue.kind != IssueKind.ANNOUNCEMENT
+            zone = newsletter.slot_zone if local else newsletter.zone
             subject = f" “{issue.subject}”" if issue.subject else ""
             rows.append(
                 {
@@ -165,9 +172,11 @@ def waiting_table(settings: Settings, store: Store, now: datetime) -> list[dict]
                     "kind": "send",
                     "newsletter": name,
                     "description": f"send {name} {what} {issue.number}{subject} (approved, waiting for its time)",
-                    "next_run": max(issue.slot, now).astimezone(newsletter.zone).isoformat(),
+                    "next_run": max(issue.slot, now).astimezone(zone).isoformat(),
                     "next_run_utc": max(issue.slot, now).astimezone(UTC).isoformat(),
-                    "grace": str(settings.scheduler.retry_interval),
+                    "grace": human_interval(settings.scheduler.retry_interval),
+                    "grace_seconds": int(settings.scheduler.retry_interval.total_seconds()),
+                    **({"slot_local": f"{newsletter.wall_clock(issue.slot):%Y-%m-%dT%H:%M:%S}"} if local else {}),
                 }
             )
     if (due := store.articles.next_scheduled(now)) is not None:
@@ -179,7 +188,8 @@ def waiting_table(settings: Settings, store: Store, now: datetime) -> list[dict]
                 "description": "publish the next scheduled article (rebuild feeds)",
                 "next_run": due.astimezone(UTC).isoformat(),
                 "next_run_utc": due.astimezone(UTC).isoformat(),
-                "grace": str(settings.scheduler.feeds_interval),
+                "grace": human_interval(settings.scheduler.feeds_interval),
+                "grace_seconds": int(settings.scheduler.feeds_interval.total_seconds()),
             }
         )
     return sorted(rows, key=lambda row: str(row["next_run_utc"]))

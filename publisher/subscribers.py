@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import re
-from collections.abc import Iterable
+import zoneinfo
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -63,11 +65,18 @@ def clean_name(name: str, where: str = "") -> str:
     return name
 
 
+@functools.cache
+def _zone_names() -> dict[str, str]:
+    """Every IANA zone name by its case-folded spelling."""
+    return {name.casefold(): name for name in zoneinfo.available_timezones()}
+
+
 def clean_timezone(zone: str, where: str = "") -> str:
     """An IANA time zone name ("" for none: the newsletter's own zone is used)."""
     zone = zone.strip()
     if not zone:
         return ""
+    zone = _zone_names().get(zone.casefold(), zone)  # europe/london → Europe/London
     try:
         ZoneInfo(zone)
     except (ValueError, ZoneInfoNotFoundError):
@@ -76,16 +85,21 @@ def clean_timezone(zone: str, where: str = "") -> str:
     return zone
 
 
-def check_topics(names: Iterable[str], known: Iterable[str], where: str = "") -> tuple[str, ...]:
-    """Topic names as given, each one the config offers ([[topics]])."""
-    known = tuple(known)
-    names = tuple(dict.fromkeys(name for name in names if name))
-    unknown = [name for name in names if name not in known]
+def check_topics(names: Iterable[str], known: Mapping[str, str] | Iterable[str], where: str = "") -> tuple[str, ...]:
+    """The configured topic names `names` stand for, in the config's order: each given as a
+    topic's name or label, in any case ("Asia", "asie"); an unknown one is an error naming it.
+    `known`: each [[topics]] name with its label (or only the names)."""
+    known = known if isinstance(known, Mapping) else dict.fromkeys(known, "")
+    by_word = {label.casefold(): name for name, label in known.items() if label}
+    by_word.update({name.casefold(): name for name in known})
+    given = [name.strip() for name in names if name.strip()]
+    unknown = [name for name in given if name.casefold() not in by_word]
     if unknown:
         prefix = f"{where}: " if where else ""
         listed = ", ".join(known) or "none configured"
         raise SubscriberError(f"{prefix}unknown topic {', '.join(unknown)} ([[topics]]: {listed})")
-    return names
+    wanted = {by_word[name.casefold()] for name in given}
+    return tuple(name for name in known if name in wanted)
 
 
 def check_newsletters(names: Iterable[str], known: Iterable[str], where: str = "") -> tuple[str, ...]:

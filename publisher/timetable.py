@@ -124,6 +124,12 @@ def next_fire(trigger: BaseTrigger, now: datetime) -> datetime | None:
     return trigger.get_next_fire_time(None, now)
 
 
+def next_slot(schedule: str, zone: ZoneInfo, now: datetime, *, where: str = "schedule") -> datetime | None:
+    """The first slot (in UTC) of the crontab line `schedule`, read in `zone`, after `now`."""
+    upcoming = next_fire(crontab_trigger(schedule, zone, where=where), now)
+    return slot_of(upcoming, zone) if upcoming else None
+
+
 def wave_time(slot: datetime, slot_zone: ZoneInfo, zone: ZoneInfo) -> datetime:
     """When a local-time slot comes in `zone`: the slot's wall-clock time there, in UTC.
 

@@ -42,16 +42,44 @@ def covers(article: Article, topic: TopicSettings) -> bool:
     return bool({slugify(tag) for tag in article.tags} & {slugify(tag) for tag in topic.tags})
 
 
+OTHER_NEWS = "Other news"  # the heading of a topic digest's articles of no topic (translated when shown)
+
+
+def home_topic(article: Article, topics: Sequence[TopicSettings]) -> str:
+    """The first topic (in the configured order) the article belongs to ("" for none)."""
+    return next((topic.name for topic in topics if covers(article, topic)), "")
+
+
+def topic_labels(article: Article, topics: Sequence[TopicSettings]) -> tuple[str, ...]:
+    """The labels of the topics an article belongs to, for its meta line."""
+    return tuple(topic.label or topic.name for topic in topics if covers(article, topic))
+
+
 def topic_sections(articles: Sequence[Article], topics: Sequence[TopicSettings]) -> list[tuple[str, list[Article]]]:
     """A section per topic (its label), each article under the first topic it belongs to; the rest
-    under "More". Empty sections vanish."""
+    under "Other news". Empty sections vanish."""
     groups: dict[str, list[Article]] = {topic.name: [] for topic in topics}
     rest: list[Article] = []
     for article in articles:
-        home = next((topic.name for topic in topics if covers(article, topic)), "")
+        home = home_topic(article, topics)
         (groups[home] if home else rest).append(article)
     grouped = [(topic.label or topic.name, groups[topic.name]) for topic in topics if groups[topic.name]]
-    return grouped + ([("More", rest)] if rest else [])
+    return grouped + ([(OTHER_NEWS, rest)] if rest else [])
+
+
+def split_by_topic(
+    pool: Sequence[Article], limit: int, topics: Sequence[TopicSettings]
+) -> tuple[list[Article], list[Article]]:
+    """(in full, overflow) for a digest in topic sections: each topic's newest article first (so
+    no topic's heading disappears for want of room), then the newest others up to `limit`."""
+    kept = [a for topic in topics if (a := next((a for a in pool if home_topic(a, topics) == topic.name), None))]
+    for article in pool:
+        if len(kept) >= limit:
+            break
+        if article not in kept:
+            kept.append(article)
+    full = [article for article in pool if article in kept]  # the pool's order: newest first
+    return full, [article for article in pool if article not in kept]
 
 
 def edition(
@@ -61,13 +89,17 @@ def edition(
     picked = chosen(names, topics)
     everything = not picked or len(picked) == len(topics)
     section_topics = tuple(topics if everything else picked) if newsletter.by_topic else ()
-    if everything:
+    if everything and not section_topics:
         return replace(digest, topics=section_topics)
-    pool = [a for a in (*digest.articles, *digest.overflow) if any(covers(a, topic) for topic in picked)]
+    pool = [a for a in (*digest.articles, *digest.overflow) if everything or any(covers(a, topic) for topic in picked)]
     if not pool:
         return None
     pool.sort(key=lambda a: (a.published, a.id or 0), reverse=True)
-    full, overflow = split(pool, max(1, newsletter.max_articles), newsletter.sections)
+    limit = max(1, newsletter.max_articles)
+    if section_topics:
+        full, overflow = split_by_topic(pool, limit, section_topics)
+    else:
+        full, overflow = split(pool, limit, newsletter.sections)
     return replace(digest, articles=tuple(full), overflow=tuple(overflow), topics=section_topics)
 
 

@@ -17,6 +17,7 @@ import zoneinfo
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, cast
 
 import uvicorn
@@ -188,8 +189,23 @@ def _newsletters(settings: Settings) -> list[dict]:
 
 @functools.cache
 def _zones() -> tuple[str, ...]:
-    """The IANA time zones a reader may pick on the preferences page."""
+    """The IANA time zones a reader may pick on the preferences page: the tz database's own list
+    for people to choose from (`zone.tab`: current names, one or more per country, no old
+    aliases like Africa/Asmera), else every zone with a region."""
+    for folder in zoneinfo.TZPATH:
+        try:
+            table = (Path(folder) / "zone.tab").read_text(encoding="utf-8")
+        except OSError:
+            continue
+        listed = {line.split("\t")[2] for line in table.splitlines() if line and not line.startswith("#")}
+        return tuple(sorted(listed & zoneinfo.available_timezones()))
     return tuple(sorted(zone for zone in zoneinfo.available_timezones() if "/" in zone and not zone.startswith("Etc/")))
+
+
+def _zone_choices(current: str) -> tuple[str, ...]:
+    """The zones to pick from, with the reader's own even if it is an old alias."""
+    zones = _zones()
+    return zones if not current or current in zones else tuple(sorted((*zones, current)))
 
 
 async def subscribe_form(request: Request) -> Response:
@@ -339,7 +355,7 @@ def _preferences(
         action=f"/preferences/{token}",
         newsletters=_newsletters(settings),
         topics=settings.topics,
-        zones=_zones(),
+        zones=_zone_choices(person.timezone),
         csrf=tokens.csrf_token(settings.secret_keys, f"preferences:{token}"),
     )
 

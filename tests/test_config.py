@@ -278,6 +278,8 @@ def test_the_old_web_topics_still_load_with_a_deprecation_warning(tmp_path):
         ),
         ('[[tag_rules]]\ntag = "x"\nmatch = []\n', r"tag_rules\[0\]\.match: expected a list of words or a regular"),
         ('[[sources]]\npath = "a"\ntags = "x"\n', r"sources\[0\]\.tags: expected a list of strings"),
+        ('[newsletters.weekly]\nsections = "topic"\n', r'newsletters\.weekly\.sections: "topics" \(a section per'),
+        ('[newsletters.weekly]\nsections = "topics"\n', r'sections = "topics" needs \[\[topics\]\] tables'),
     ],
 )
 def test_topic_and_tag_mistakes_name_the_key(tmp_path, text, message):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from email import policy
+from email.parser import BytesParser
 
 import pytest
 
@@ -121,7 +123,7 @@ def test_german_and_spanish_are_shipped_and_other_languages_fall_back_to_english
 
 def test_every_shipped_catalogue_translates_every_message_of_the_email_templates():
     used = set()
-    for template in (REPO / "templates" / "email").glob("*.j2"):
+    for template in [*(REPO / "templates" / "email").glob("*.j2"), *(REPO / "templates" / "archive").glob("*.j2")]:
         used |= set(re.findall(r'_\("([^"]+)"', template.read_text(encoding="utf-8")))
     assert len(used) > 10
     for language in ("fr", "de", "es"):
@@ -129,3 +131,58 @@ def test_every_shipped_catalogue_translates_every_message_of_the_email_templates
         missing = sorted(message for message in used if not messages.get(message))
         assert not missing, f"{language}: {missing}"
         assert all(value for value in messages.values()), language
+
+
+def test_french_topic_headings_and_the_archive_page_are_in_french(make_settings):
+    """Issue 16 review: the heading of articles of no topic said "More" (`== MORE ==`), and the
+    view-in-browser page said "Issue 1" and "Continue reading →" on a French site."""
+    from dataclasses import replace
+
+    from publisher.render import context
+    from publisher.templates import environment, render_template
+
+    settings = make_settings(
+        {
+            "site": {"title": "Le Quotidien", "language": "fr"},
+            "topics": [{"name": "asia", "label": "Asie", "tags": ["asia"]}],
+            "newsletters": {"weekly": {"title": "La Semaine", "sections": "topics"}},
+        }
+    )
+    newsletter = settings.newsletter("weekly")
+    articles = (article(1, tags=("asia",)), article(2))
+    digest = replace(Digest("weekly", 4, SLOT, articles, (), None), topics=tuple(settings.topics))
+    rendered = render_digest(digest, settings=settings, newsletter=newsletter)
+    assert "== ASIE ==" in rendered.text and "== AUTRES NOUVELLES ==" in rendered.text
+    assert "MORE" not in rendered.text and ">More<" not in rendered.html
+    values = {**context(digest, settings, newsletter), "subject": rendered.subject}
+    page = visible_text(render_template(environment(settings), "archive/issue.html.j2", values))
+    for french in ("Numéro 4", "Lire la suite →", "Autres nouvelles", "Asie"):
+        assert french in page, french
+    left = [phrase for phrase in ("Issue ", "Continue reading", "More") if phrase in page]
+    assert not left, left
+
+
+def test_the_french_text_part_spaces_its_colons_and_wraps_the_footer_on_the_address(make_settings):
+    """Issue 16 review: "Lire la suite:" lacked French spacing; the footer broke at 52 characters
+    (the wrap measured the 35-character placeholder token); "…/subscribe." glued the period on."""
+    from publisher.message import compile_message
+
+    settings = make_settings(
+        {"site": {"title": "Le Quotidien", "language": "fr"}, "newsletters": {"weekly": {"title": "La Semaine"}}}
+    )
+    rendered = render(make_settings, "fr")
+    for label in ("Lire la suite", "Préférences", "Se désabonner", "Voir ce numéro dans votre navigateur"):
+        assert f"{label}\u00a0:" in rendered.text, label
+    assert "/subscribe." not in rendered.text and "/subscribe\n" in rendered.text
+    compiled = compile_message(rendered, settings=settings, newsletter=settings.newsletter("weekly"), issue_number=4)
+    raw = compiled.personalise(
+        subscriber_id=7,
+        email="ann@example.org",
+        name="Ann",
+        unsubscribe_url="https://news.example.org/u/1",
+        preferences_url="https://news.example.org/p/1",
+    )
+    text = BytesParser(policy=policy.default).parsebytes(raw).get_body(("plain",)).get_content()
+    footer = text.replace("\r\n", "\n").split("\n-- \n")[1].splitlines()
+    assert footer[0].startswith("Vous recevez La Semaine parce que ann@example.org s’y est"), footer
+    assert 57 <= len(footer[0]) <= 72, footer  # filled as if the placeholder were an address, not a token

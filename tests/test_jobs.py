@@ -253,3 +253,48 @@ def test_a_local_time_slot_missed_at_its_first_wave_still_reaches_the_later_wave
         Publication(settings, store, clock=fixed(datetime(2027, 3, 22, 15, 0, tzinfo=UTC)), transport=transport)
     )
     assert sorted(m.recipient for m in transport.sent) == sorted(ZONES)
+
+
+def test_a_hand_built_local_time_issue_goes_out_at_the_schedules_wall_clock_time(store, make_settings, tmp_path):
+    """Issue 16 review: `digest build` on Saturday 08:46 UTC (no slot, or `--slot 2027-03-22T08:00`)
+    made waves at 22:46 (or 22:00) local time; the header and `schedule` said Sunday; `digest send`
+    said "sent" with every reader still waiting for their wave."""
+    from publisher.transports import MemoryTransport
+
+    settings = _local_setup(store, make_settings)
+    _article(store, "w1", datetime(2027, 3, 19, tzinfo=UTC))
+    saturday = datetime(2027, 3, 20, 8, 46, tzinfo=UTC)
+    pub = Publication(settings, store, clock=fixed(saturday), transport=MemoryTransport())
+    built = pub.build("weekly")  # the next slot: Monday 08:00 where it comes first (UTC+14)
+    assert built.issue is not None and built.issue.slot == datetime(2027, 3, 21, 18, 0, tzinfo=UTC)
+    again = pub.build("weekly", datetime(2027, 3, 22, 8, 0))  # a wall-clock --slot names the same slot
+    assert again.existed and again.issue is not None and again.issue.number == 1
+    shown = pub.preview("weekly", tmp_path / "preview")
+    assert "Monday 22 March 2027" in shown.files["html"].read_text(encoding="utf-8")
+    summary = shown.files["txt"].read_text(encoding="utf-8").splitlines()[2]
+    assert summary == "1 new article"  # a first issue: no "since" (its lookback start means nothing to a reader)
+    waiting = next(row for row in pub.schedule() if row["id"] == "send:weekly:1")
+    assert waiting["slot_local"] == "2027-03-22T08:00:00"
+    sent = pub.send("weekly", immediately=True)
+    summary = sent.as_json()
+    assert summary["status"] == "sending" and summary["state"] == "sending" and summary["delivered"] == 0
+    assert [(w["zones"], w["due"], w["local"], w["left"]) for w in summary["waves"]] == [
+        (["Australia/Sydney"], "2027-03-21T21:00:00+00:00", "2027-03-22T08:00", 1),
+        (["Europe/London"], "2027-03-22T08:00:00+00:00", "2027-03-22T08:00", 2),
+        (["America/Los_Angeles"], "2027-03-22T15:00:00+00:00", "2027-03-22T08:00", 1),
+    ]
+    row = next(row for row in pub.schedule() if row["id"] == "newsletter:weekly")
+    assert next((w["issue"], w["zones"]) for w in row["sending_waves"]) == (1, ["Australia/Sydney"])
+    assert row["slot_local"] == "2027-03-22T08:00:00" and row["grace_seconds"] == (3 + 26) * 3600
+
+
+def test_digest_send_on_a_local_time_newsletter_builds_the_next_slot_and_waits_for_it(store, make_settings):
+    from publisher.transports import MemoryTransport
+
+    settings = _local_setup(store, make_settings)
+    _article(store, "w1", datetime(2027, 3, 19, tzinfo=UTC))
+    transport = MemoryTransport()
+    pub = Publication(settings, store, clock=fixed(datetime(2027, 3, 20, 8, 46, tzinfo=UTC)), transport=transport)
+    outcome = pub.send("weekly")
+    assert outcome.status == "skipped" and "Mon 2027-03-22 08:00 in each reader’s time zone" in outcome.reason
+    assert store.issues.get("weekly", 1).slot == datetime(2027, 3, 21, 18, 0, tzinfo=UTC) and transport.sent == []

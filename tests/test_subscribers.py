@@ -181,6 +181,41 @@ def test_subscribers_add_sets_topics_and_time_zone(tmp_path):
     assert "bob@example.org" not in _cli(tmp_path, "subscribers", "list", "--json").output
 
 
+def test_topics_match_in_any_case_or_by_label_and_an_unknown_one_rejects_its_row(tmp_path):
+    """Issue 16: "Asia" in a CSV was dropped (the reader got everything), "politics" vanished."""
+    import json
+
+    (tmp_path / "config.toml").write_text(
+        '[site]\nurl = "https://news.example.org"\n\n[newsletters.weekly]\n\n'
+        '[[topics]]\nname = "asia"\nlabel = "Asie"\ntags = ["asia"]\n\n'
+        '[[topics]]\nname = "europe"\ntags = ["europe"]\n',
+        encoding="utf-8",
+    )
+    people = tmp_path / "people.csv"
+    people.write_text(
+        "email,name,newsletters,topics,timezone\n"
+        "upper@example.org,U,weekly,Asia EUROPE,europe/berlin\n"
+        "label@example.org,L,weekly,asie,\n"
+        "bad@example.org,B,weekly,politics asia,\n",
+        encoding="utf-8",
+    )
+    result = _cli(tmp_path, "subscribers", "import", str(people), "--confirmed")
+    assert "people.csv:4: unknown topic politics ([[topics]]: asia, europe)" in result.output
+    added = _cli(tmp_path, "subscribers", "add", "cli@example.org", "--topic", "Europe", "--topic", "ASIE")
+    assert added.exit_code == 0 and "topics: asia europe" in added.output
+    found = {
+        p["email"]: (p["topics"], p["timezone"])
+        for p in json.loads(_cli(tmp_path, "subscribers", "list", "--json").output)
+    }
+    listed = _cli(tmp_path, "subscribers", "list").output
+    assert "upper@example.org (U)  weekly  topics: asia europe  time zone: Europe/Berlin" in listed
+    assert found == {
+        "upper@example.org": (["asia", "europe"], "Europe/Berlin"),
+        "label@example.org": (["asia"], ""),
+        "cli@example.org": (["asia", "europe"], ""),
+    }
+
+
 def test_the_csv_columns_topics_and_timezone_are_read(tmp_path):
     import json
 

@@ -112,6 +112,50 @@ def test_the_preview_of_a_topics_newsletter_has_a_section_per_topic(store, make_
     preview = pub.preview("weekly", tmp_path / "preview")
     assert preview.rendered is not None
     page = preview.files["html"].read_text(encoding="utf-8")
-    # a heading per topic, in the [[topics]] order, the rest under "More"; Sport had nothing new
-    assert page.index(">Asia<") < page.index(">The Americas<") < page.index(">More<")
+    # a heading per topic, in the [[topics]] order, the rest under "Other news"; Sport had nothing new
+    assert page.index(">Asia<") < page.index(">The Americas<") < page.index(">Other news<")
+    assert ">More new articles<" not in page  # all 19 fit: the overflow heading is distinct from "Other news"
     assert ">Sport<" not in page
+
+
+def test_a_topics_digest_opens_on_its_first_section_and_keeps_every_topic_heading(store, make_settings, tmp_path):
+    """Issue 16 review: the subject and preview line named the newest article although it came in
+    the last section; with a small max_articles a topic's heading vanished while an article of no
+    topic kept its place; the meta line showed raw tag slugs under the topic headings."""
+    SEED_CAPTURES.require()
+    settings = make_settings(
+        {
+            # first a topic the newest article (on Laos) is not in
+            "topics": [{"name": "climate", "label": "Climate", "tags": ["climate"]}, TOPICS[1], TOPICS[0]],
+            "tag_rules": [*RULES, {"tag": "climate", "match": ["Climate Summit"]}],
+            "newsletters": {"weekly": {"lookback": "30d", "max_articles": 2, "sections": "topics"}},
+        },
+        database_url=store.url,
+    )
+    pub = Publication(settings, store, clock=fixed(SLOT), transport=MemoryTransport())
+    pub.import_sources([str(SEED_CAPTURES.early.path)], fmt="textpage", as_of=SEED_CAPTURES.early.as_of)
+    preview = pub.preview("weekly", tmp_path / "preview")
+    assert preview.rendered is not None
+    page = preview.files["html"].read_text(encoding="utf-8")
+    # every topic's heading kept, in the [[topics]] order, although max_articles is 2
+    assert page.index(">Climate<") < page.index(">The Americas<") < page.index(">Asia<")
+    assert ">Other news<" not in page.split(">More new articles<")[0]  # no-topic articles wait in "More"
+    assert preview.rendered.subject.startswith("Xi Jinping at the UN Climate Summit")  # the first one shown
+    body = page[page.index("<body") :]
+    assert body.index(">Climate<") < body.index(">Xi Jinping at the UN Climate Summit") < body.index(">The Americas<")
+    text = preview.files["txt"].read_text(encoding="utf-8")
+    assert "· Asia" in text or "· The Americas" in text
+    assert "· asia" not in text and "· americas" not in text
+
+
+def test_a_dry_run_counts_the_readers_who_would_get_nothing_for_their_topics(store, make_settings):
+    SEED_CAPTURES.require()
+    pub = _publication(store, make_settings, MemoryTransport())
+    pub.import_sources([str(SEED_CAPTURES.early.path)], fmt="textpage", as_of=SEED_CAPTURES.early.as_of)
+    store.subscribers.upsert_many(
+        [Subscriber(email=e, status="confirmed", newsletters=("weekly",), topics=t) for e, t in READERS.items()], SLOT
+    )
+    outcome = pub.send("weekly", dry_run=True)
+    assert outcome.dry_run_recipients == len(READERS) - 1 and outcome.dry_run_nothing == 1  # sport: nothing new
+    assert outcome.as_json()["skipped"] == 1
+    assert store.issues.list("weekly") == []

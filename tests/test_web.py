@@ -680,3 +680,7 @@ def test_preferences_set_the_time_zone(client, store, web_settings):
     refused = client.post(path, data={**form, "timezone": "Mars/Olympus"})
     assert refused.status_code == 400 and "unknown time zone" in refused.text
     assert store.subscribers.get(person.email).timezone == "Australia/Sydney"
+    assert "<option>Africa/Asmera</option>" not in page.text  # old aliases are not offered ...
+    assert "<option>Africa/Asmara</option>" in page.text and "<option>Europe/Amsterdam</option>" in page.text
+    client.post(path, data={**form, "timezone": "Africa/Asmera"})  # ... but a reader's own stays selected
+    assert "<option selected>Africa/Asmera</option>" in _preferences(client, web_settings, person)[1].text

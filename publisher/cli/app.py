@@ -72,9 +72,13 @@ class PublisherGroup(click.Group):
 
 
 class Moment(click.ParamType):
-    """An ISO-8601 date or time; without an offset it is taken as UTC."""
+    """An ISO-8601 date or time; without an offset it is taken as UTC (or, `wall_clock`, left
+    without one: a wall-clock time for the command to place)."""
 
     name = "ISO-8601"
+
+    def __init__(self, *, wall_clock: bool = False) -> None:
+        self.wall_clock = wall_clock
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> datetime:
         if isinstance(value, datetime):
@@ -83,10 +87,11 @@ class Moment(click.ParamType):
             moment = datetime.fromisoformat(value)
         except ValueError:
             self.fail(f"{value!r} is not an ISO-8601 date or time (e.g. 2025-10-20T08:00:00+01:00)", param, ctx)
-        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        return moment if moment.tzinfo or self.wall_clock else moment.replace(tzinfo=UTC)
 
 
 MOMENT = Moment()
+WALL_CLOCK = Moment(wall_clock=True)
 
 
 def log_format_option(command: Callable[..., Any]) -> Callable[..., Any]:

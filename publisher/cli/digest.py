@@ -8,9 +8,11 @@ from pathlib import Path
 
 import click
 
-from publisher.cli.app import MOMENT, App, iso, plural, print_json
+from publisher.cli.app import WALL_CLOCK, App, iso, plural, print_json
+from publisher.config import NewsletterSettings
 from publisher.issues import Preview
 from publisher.model import Issue
+from publisher.publication import slot_words
 from publisher.selection import Reason, Verdict
 
 
@@ -30,12 +32,13 @@ def issue_json(issue: Issue) -> dict:
     }
 
 
-def _describe(issue: Issue) -> str:
+def _describe(issue: Issue, newsletter: NewsletterSettings | None = None) -> str:
     if issue.is_announcement:
         return f"issue {issue.number} [{issue.state}] announcement for {issue.slot:%Y-%m-%d %H:%M %Z} — {issue.subject}"
     more = f" (+{len(issue.overflow_ids)} linked)" if issue.overflow_ids else ""
+    when = slot_words(issue.slot, newsletter) if newsletter else f"{issue.slot:%Y-%m-%d %H:%M %Z}"
     return (
-        f"issue {issue.number} [{issue.state}] for {issue.slot:%Y-%m-%d %H:%M %Z}: "
+        f"issue {issue.number} [{issue.state}] for {when}: "
         f"{plural(len(issue.article_ids), 'article')}{more} — {issue.subject}"
     )
 
@@ -132,7 +135,13 @@ def preview_command(app: App, name: str, out: Path, as_json: bool) -> None:
 
 @digest_group.command("build")
 @click.argument("name")
-@click.option("--slot", type=MOMENT, help="The slot (scheduled time) to build for; default: now.")
+@click.option(
+    "--slot",
+    type=WALL_CLOCK,
+    help="The slot to build for: a wall-clock time (2026-11-30T08:00, in the newsletter's zone; for "
+    'deliver = "local", in each reader\'s zone) or an instant with an offset. Default: now '
+    '(deliver = "local": the next slot of the schedule).',
+)
 @click.option("--force", is_flag=True, help="Build even with fewer than min_articles (never an empty issue).")
 @click.pass_obj
 def build_command(app: App, name: str, slot: datetime | None, force: bool) -> None:
@@ -145,7 +154,8 @@ def build_command(app: App, name: str, slot: datetime | None, force: bool) -> No
     if built is None:
         click.echo(f"{name}: {result.reason}")
         return
-    click.echo(f"{name}: {'already built: ' if result.existed else 'built '}{_describe(built)}")
+    newsletter = app.settings.newsletters.get(name)
+    click.echo(f"{name}: {'already built: ' if result.existed else 'built '}{_describe(built, newsletter)}")
     if built.state == "draft":
         click.echo(f"next: publisher digest preview {name}, then publisher digest approve {name} {built.number}")
 

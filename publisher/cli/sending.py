@@ -57,10 +57,13 @@ def _show(outcome: SendOutcome, *, as_json: bool) -> None:
         click.echo(f"{outcome.newsletter}: nothing sent ({outcome.reason})")
         return
     if outcome.dry_run_recipients is not None:
+        built = isinstance(issue, Issue)
+        what = f"{issue.state} issue {issue.number}" if built else f"issue {issue.number} (not built)"
+        nothing = f"; {plural(outcome.dry_run_nothing, 'reader')} would get nothing for their topics"
         click.echo(
-            f"dry run: {plural(outcome.dry_run_recipients, 'message')} for {issue.newsletter} "
-            f"{issue.state} issue {issue.number} "
+            f"dry run: {plural(outcome.dry_run_recipients, 'message')} for {issue.newsletter} {what} "
             f"written to {outcome.maildir} (nothing sent, nothing recorded)"
+            + (nothing if outcome.dry_run_nothing else "")
         )
         return
     if report is None:
@@ -72,7 +75,14 @@ def _show(outcome: SendOutcome, *, as_json: bool) -> None:
         + (f", {summary['cancelled']:,} cancelled" if summary["cancelled"] else "")
         + (f", {summary['skipped']:,} skipped (nothing for their topics)" if summary.get("skipped") else "")
     )
-    if report.next_attempt_at and not report.finished:
+    for wave in outcome.waves:
+        zones = ", ".join(wave["zones"]) or "their zone"  # type: ignore[arg-type]
+        click.echo(
+            f"wave {wave['local']} in {zones} ({wave['due']} UTC): {plural(wave['left'], 'reader')} waiting"  # type: ignore[arg-type]
+        )
+    if outcome.waves:
+        click.echo("the waves go at their time: `publisher run`, or `publisher publish` from cron, sends them")
+    elif report.next_attempt_at and not report.finished:
         click.echo(
             f"retries continue from {report.next_attempt_at:%Y-%m-%d %H:%M %Z} "
             f"(`publisher run` or `publisher digest send {issue.newsletter}`)"

@@ -30,6 +30,8 @@ def schedule_command(app: App, as_json: bool) -> None:
         return
     for row in rows:
         local = row["next_run"] or "never"
+        if row.get("slot_local"):  # a local-time newsletter: the wall-clock time each zone gets
+            local = f"{row['slot_local']} local time"
         zoned = row["kind"] in ("newsletter", "send") and row["next_run_utc"]
         utc = f" ({row['next_run_utc']} UTC)" if zoned else ""
         click.echo(f"{row['id']:<24} next {local}{utc}  {row['description']}")
@@ -39,8 +41,12 @@ def schedule_command(app: App, as_json: bool) -> None:
             readers = plural(wave["readers"], "reader")
             click.echo(f"{'':<24}   wave {wave['zone']:<22} {wave['local']} ({wave['utc']} UTC)  {readers}")
         for wave in sending:
-            due = wave["due"] or "now"
-            click.echo(f"{'':<24}   issue {wave['issue']}: {wave['left']} of {wave['readers']} readers due {due}")
+            due = f"{wave['due']} UTC" if wave["due"] else "now"
+            zones = ", ".join(wave["zones"]) or "?"
+            click.echo(
+                f"{'':<24}   issue {wave['issue']} wave {zones} {wave['local']} ({due}): "
+                f"{wave['left']} of {plural(wave['readers'], 'reader')} left"
+            )
 
 
 @click.command("publish")

@@ -164,7 +164,9 @@ def list_command(app: App, as_json: bool, status: str | None, newsletter: str | 
         return
     for person in people:
         name = f" ({person.name})" if person.name else ""
-        click.echo(f"{person.status:<12} {person.email}{name}  {' '.join(person.newsletters)}")
+        topics = f"  topics: {' '.join(person.topics)}" if person.topics else ""
+        zone = f"  time zone: {person.timezone}" if person.timezone else ""
+        click.echo(f"{person.status:<12} {person.email}{name}  {' '.join(person.newsletters)}{topics}{zone}")
     click.echo(f"{len(people)} subscribers")
 
 
