@@ -24,6 +24,8 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from publisher.errors import ConfigError
+from publisher.patterns import nested_repeat
+from publisher.text import quoted
 
 if typing.TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -679,7 +681,8 @@ def _tag_rules(value: object, source: Path) -> tuple[TagRule, ...]:
             raise ConfigError(f"{where}.tag: expected a tag name, got {tag!r}")
         if isinstance(match, list) and match and all(isinstance(word, str) and word.strip() for word in match):
             words = "|".join(re.escape(word.strip()) for word in match)
-            pattern, written = rf"\b(?:{words})\b", tuple(match)
+            # not \b: a word may start or end with punctuation ("C++", ".NET")
+            pattern, written = rf"(?<!\w)(?:{words})(?!\w)", tuple(match)
         elif isinstance(match, str) and match:
             pattern, written = match, match
         else:
@@ -688,6 +691,11 @@ def _tag_rules(value: object, source: Path) -> tuple[TagRule, ...]:
             compiled = re.compile(pattern, re.IGNORECASE)
         except re.error as error:
             raise ConfigError(f"{where}.match: not a regular expression: {error}") from None
+        if nested_repeat(pattern):
+            raise ConfigError(
+                f"{where}.match: {quoted(pattern)} can take exponential time on some articles (it repeats "
+                "something that repeats or has alternatives); rewrite it without nesting, or use a list of words"
+            )
         rules.append(TagRule(tag.strip(), compiled, written))
     return tuple(rules)
 

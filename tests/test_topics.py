@@ -115,3 +115,42 @@ def test_the_preview_of_a_topics_newsletter_has_a_section_per_topic(store, make_
     # a heading per topic, in the [[topics]] order, the rest under "More"; Sport had nothing new
     assert page.index(">Asia<") < page.index(">The Americas<") < page.index(">More<")
     assert ">Sport<" not in page
+
+
+def test_topics_of_tags_in_other_scripts_select_only_their_articles(store, make_settings):
+    from datetime import timedelta
+
+    from publisher.model import Draft
+
+    transport = MemoryTransport()
+    settings = make_settings(
+        {
+            "topics": [
+                {"name": "economy", "label": "Экономика", "tags": ["экономика"]},
+                {"name": "politics", "label": "Политика", "tags": ["политика"]},
+            ],
+            "newsletters": {"weekly": {"lookback": "30d"}},
+        },
+        database_url=store.url,
+    )
+    pub = Publication(settings, store, clock=fixed(SLOT), transport=transport)
+    drafts = [
+        Draft(
+            key=f"k{i}",
+            slug=f"k{i}",
+            title=title,
+            summary_html="<p>x</p>",
+            content_html="<p>x</p>",
+            truncated=False,
+            published=SLOT - timedelta(days=1 + i),
+            tags=(tag,),
+        )
+        for i, (title, tag) in enumerate([("Rouble holds", "Экономика"), ("Election day", "Политика")])
+    ]
+    store.articles.ingest(drafts, site_url=settings.site.url, guid_authority="x", now=SLOT, source="t")
+    store.subscribers.upsert_many(
+        [Subscriber(email="econ@example.org", status="confirmed", newsletters=("weekly",), topics=("economy",))], SLOT
+    )
+    assert pub.send("weekly").status == "sent"
+    (mail,) = [_html(message.data) for message in transport.sent]
+    assert "Rouble holds" in mail and "Election day" not in mail

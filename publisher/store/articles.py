@@ -15,7 +15,7 @@ from publisher.errors import StoreError
 from publisher.links import RESERVED_SLUGS
 from publisher.model import Article, Draft, ImportReport, SourceState
 from publisher.store.schema import article_tags, articles, inserted_id, source_state
-from publisher.text import safe_url, slugify, storable
+from publisher.text import safe_url, storable, tag_slug
 
 
 def content_hash(draft: Draft) -> str:
@@ -178,7 +178,7 @@ class ArticleStore:
 
     def _set_tags(self, connection: Connection, article_id: int, tags: Iterable[str]) -> None:
         connection.execute(delete(article_tags).where(article_tags.c.article_id == article_id))
-        by_slug = {slugify(tag): tag for tag in tags if slugify(tag)}
+        by_slug = {tag_slug(tag): tag for tag in tags if tag_slug(tag)}
         if by_slug:
             connection.execute(
                 insert(article_tags),
