@@ -26,6 +26,9 @@ _HREF = re.compile(r'href="([^"]*)"')
 # A sentence ends at . ! ? or … (and any closing quotes or brackets) before a space and a capital,
 # a digit or an opening quote, or at the end of the block.
 _SENTENCE_END = re.compile(r"[.!?…][\"”’')\]]*(?=\s+[\"“‘'(\[]?[A-Z0-9À-ÖØ-Þ]|\s*$)")
+# The longest abbreviation is four letters: the window holds it, the character before it (for
+# its word boundary) and one more, so a window's own start never makes a false word boundary.
+_ABBREVIATION_WINDOW = 6
 _ABBREVIATION = re.compile(r"(?:\b[A-Z]|\b(?:Mr|Mrs|Ms|Dr|St|Prof|Gen|Gov|Sen|Rep|Lt|Col|Jr|Sr|No|vs|etc|Inc|Ltd))\.$")
 
 
@@ -177,10 +180,16 @@ def html_blocks(fragment: str) -> tuple[Block, ...]:
 
 
 def sentence_ends(text: str) -> list[int]:
-    """Where the sentences of `text` end (offsets just after their final punctuation)."""
-    return [
-        match.end() for match in _SENTENCE_END.finditer(text) if not _ABBREVIATION.search(text[: match.start() + 1])
-    ]
+    """Where the sentences of `text` end (offsets just after their final punctuation).
+
+    Linear in the length of `text`: whether a stop ends an abbreviation is read from the few
+    characters before it (`_ABBREVIATION_WINDOW`), never from the whole text up to it."""
+    return [match.end() for match in _SENTENCE_END.finditer(text) if not _abbreviation_before(text, match.start())]
+
+
+def _abbreviation_before(text: str, stop: int) -> bool:
+    """Whether the full stop at `stop` ends an abbreviation ("Dr.", "U.S.", "etc.")."""
+    return _ABBREVIATION.search(text[max(0, stop - _ABBREVIATION_WINDOW) : stop + 1]) is not None
 
 
 def shorten(blocks: Sequence[Block], limit: int | None) -> tuple[list[Block], bool]:
