@@ -21,11 +21,12 @@ from dataclasses import MISSING, dataclass, field, fields, is_dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from publisher.errors import ConfigError
 from publisher.patterns import nested_repeat
 from publisher.text import quoted
+from publisher.zones import is_zone
 
 if typing.TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -402,10 +403,8 @@ def _newsletters(table: object, source: Path, site: SiteSettings) -> dict[str, N
 
 
 def _check_timezone(name: str, where: str) -> None:
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(f"{where}: unknown time zone {name!r} (use an IANA name like Europe/London)") from None
+    if not is_zone(name):
+        raise ConfigError(f"{where}: unknown time zone {quoted(name)} (use an IANA name like Europe/London)")
 
 
 def _check_networks(values: tuple[str, ...], where: str) -> None:

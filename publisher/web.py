@@ -189,6 +189,13 @@ def _zones() -> tuple[str, ...]:
     return tuple(sorted(zone for zone in zoneinfo.available_timezones() if "/" in zone and not zone.startswith("Etc/")))
 
 
+def _zones_for(current: str) -> tuple[str, ...]:
+    """The zones to offer a reader: the usual list, plus the one they have (e.g. "UTC") so that
+    it shows as chosen and saving the page keeps it."""
+    zones = _zones()
+    return zones if not current or current in zones else tuple(sorted((*zones, current)))
+
+
 async def subscribe_form(request: Request) -> Response:
     settings = request.app.state.settings
     form = {"email": "", "name": "", "newsletters": [], "topics": [], "timezone": ""}
@@ -336,7 +343,7 @@ def _preferences(
         action=f"/preferences/{token}",
         newsletters=_newsletters(settings),
         topics=settings.topics,
-        zones=_zones(),
+        zones=_zones_for(person.timezone),
         csrf=tokens.csrf_token(settings.secret_keys, f"preferences:{token}"),
     )
 
