@@ -81,3 +81,16 @@ def test_a_one_megabyte_paragraph_is_cut_on_a_sentence_in_linear_work():
     assert len(ends) == paragraph.count("left.")  # abbreviations still end no sentence
     kept, cut = shorten(html_blocks(f"<p>{paragraph}</p>"), 200)
     assert cut and kept[0].text.endswith("left.") and len(kept[0].text) <= 200
+
+
+def test_relative_links_resolve_against_a_base_and_go_without_one():
+    fragment = '<p>See <a href="/a/b">this</a>, <a href="https://x.example/">that</a> and <a href="#top">up</a>.</p>'
+    (block,) = html_blocks(fragment, base="https://news.example.org/story/")
+    assert block.html == (
+        'See <a href="https://news.example.org/a/b">this</a>, <a href="https://x.example/">that</a> and '
+        '<a href="https://news.example.org/story/#top">up</a>.'
+    )
+    (dropped,) = html_blocks(fragment, base="")  # nowhere to resolve them: the words stay, the links go
+    assert dropped.html == 'See this, <a href="https://x.example/">that</a> and up.'
+    (kept,) = html_blocks(fragment)  # the site's own pages keep links as written
+    assert '<a href="/a/b">' in kept.html
