@@ -505,5 +505,7 @@ def test_tags_in_any_script_get_their_own_page_and_feed_at_percent_encoded_urls(
         assert page.status_code == 200 and "Rouble holds" in page.text and "Other" not in page.text
         feed_links = re.findall(r'href="(/feeds/tags/[^"]+)"', page.text)
         assert feed_links and all(client.get(link).status_code == 200 for link in feed_links)
+        atom = client.get(f"/feeds{encoded}atom.xml").text  # its own links percent-encoded too
+        assert f'href="{SITE}/feeds{encoded}atom.xml"' in atom and f'href="{SITE}{encoded}"' in atom
         assert f"{SITE}{encoded}" in client.get("/sitemap.xml").text
     assert (tmp_path / "export" / "tags" / "экономика" / "index.html").is_file()
