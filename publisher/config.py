@@ -21,9 +21,12 @@ from dataclasses import MISSING, dataclass, field, fields, is_dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from publisher.errors import ConfigError
+from publisher.patterns import nested_repeat
+from publisher.text import quoted
+from publisher.zones import is_zone
 
 if typing.TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -441,10 +444,8 @@ def _newsletters(table: object, source: Path, site: SiteSettings) -> dict[str, N
 
 
 def _check_timezone(name: str, where: str) -> None:
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(f"{where}: unknown time zone {name!r} (use an IANA name like Europe/London)") from None
+    if not is_zone(name):
+        raise ConfigError(f"{where}: unknown time zone {quoted(name)} (use an IANA name like Europe/London)")
 
 
 def _check_networks(values: tuple[str, ...], where: str) -> None:
@@ -737,7 +738,8 @@ def _tag_rules(value: object, source: Path) -> tuple[TagRule, ...]:
             raise ConfigError(f"{where}.tag: expected a tag name, got {tag!r}")
         if isinstance(match, list) and match and all(isinstance(word, str) and word.strip() for word in match):
             words = "|".join(re.escape(word.strip()) for word in match)
-            pattern, written = rf"\b(?:{words})\b", tuple(match)
+            # not \b: a word may start or end with punctuation ("C++", ".NET")
+            pattern, written = rf"(?<!\w)(?:{words})(?!\w)", tuple(match)
         elif isinstance(match, str) and match:
             pattern, written = match, match
         else:
@@ -746,6 +748,11 @@ def _tag_rules(value: object, source: Path) -> tuple[TagRule, ...]:
             compiled = re.compile(pattern, re.IGNORECASE)
         except re.error as error:
             raise ConfigError(f"{where}.match: not a regular expression: {error}") from None
+        if nested_repeat(pattern):
+            raise ConfigError(
+                f"{where}.match: {quoted(pattern)} can take exponential time on some articles (it repeats "
+                "something that repeats or has alternatives); rewrite it without nesting, or use a list of words"
+            )
         rules.append(TagRule(tag.strip(), compiled, written))
     return tuple(rules)
 

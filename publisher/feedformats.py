@@ -16,6 +16,7 @@ from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from feedgen.ext.base import BaseExtension
 from feedgen.feed import FeedGenerator
@@ -65,7 +66,7 @@ class FeedSpec:
         return self.url("")
 
     def url(self, filename: str) -> str:
-        folder = f"{self.feeds_url}/{self.path}".rstrip("/")
+        folder = f"{self.feeds_url}/{quote(self.path)}".rstrip("/")  # a tag's folder may be in any script
         return f"{folder}/{filename}"
 
     def file(self, root: Path, filename: str) -> Path:

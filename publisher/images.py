@@ -2,12 +2,16 @@
 media tags are written into the content as an `<img>` on import, `publisher.importers.feed`).
 
 Usable means it can be shown, not shown broken: an absolute https URL (a relative one is resolved
-against the article's page first), and not a tracking pixel, icon or spacer (an image whose
-`width` or `height` attribute is below `MIN_SIZE`). Emails give every image an explicit width.
+against the article's page first), a size the markup states (a `width` attribute in plain pixels,
+`height` optional: an image of unknown size may be a tracking pixel and would be stretched to the
+column), and not a tracking pixel, icon or spacer (`width` or `height` below `MIN_SIZE`). A size
+that is not a plain number of at most `MAX_DIGITS` digits leaves the image out too. Emails give every
+image an explicit width.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from html.parser import HTMLParser
@@ -15,6 +19,8 @@ from urllib.parse import urljoin, urlsplit
 
 COLUMN_WIDTH = 576  # the email's 640 px body less its 32 px side padding
 MIN_SIZE = 120  # px: smaller images are icons, spacers or tracking pixels
+MAX_DIGITS = 5  # a size of more digits is not a real one
+_PIXELS = re.compile(rf"\s*([0-9]{{1,{MAX_DIGITS}}})(?:px)?\s*")
 
 
 @dataclass(frozen=True)
@@ -36,8 +42,9 @@ class _Images(HTMLParser):
 
 
 def _pixels(value: str) -> int | None:
-    digits = value.strip().removesuffix("px")
-    return int(digits) if digits.isdigit() else None
+    """A size attribute in plain pixels ("300", "300px"), or None (absent, "100%", "²", huge)."""
+    found = _PIXELS.fullmatch(value)
+    return int(found[1]) if found else None
 
 
 def _usable(attrs: dict[str, str], base: str, fallback_alt: str) -> Image | None:
@@ -46,10 +53,12 @@ def _usable(attrs: dict[str, str], base: str, fallback_alt: str) -> Image | None
     if parts.scheme != "https" or not parts.hostname or any(c in src for c in "\"'<> \r\n\t"):
         return None
     width, height = _pixels(attrs.get("width", "")), _pixels(attrs.get("height", ""))
-    if (width is not None and width < MIN_SIZE) or (height is not None and height < MIN_SIZE):
+    if width is None or width < MIN_SIZE:
+        return None  # no size (maybe a tracking pixel), a forged one, or an icon
+    if "height" in attrs and (height is None or height < MIN_SIZE):
         return None
-    shown = min(width or COLUMN_WIDTH, COLUMN_WIDTH)
-    scaled = round(height * shown / width) if width and height else None
+    shown = min(width, COLUMN_WIDTH)
+    scaled = round(height * shown / width) if height else None
     alt = " ".join((attrs.get("alt") or fallback_alt).split())
     return Image(src=src, alt=alt, width=shown, height=scaled)
 

@@ -7,6 +7,8 @@ page on this site. Guids are not links: they are minted once and never change.
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from publisher.model import Article
 from publisher.text import safe_url
 
@@ -47,7 +49,8 @@ def article_url(article: Article, site_url: str) -> str:
 
 
 def tag_path(tag_slug: str, page: int = 1) -> str:
-    return f"/tags/{tag_slug}/" + (f"page/{page}/" if page > 1 else "")
+    """A tag page's path, percent-encoded (tag slugs keep the letters of every script)."""
+    return f"/tags/{quote(tag_slug)}/" + (f"page/{page}/" if page > 1 else "")
 
 
 def home_path(page: int = 1) -> str:
@@ -56,4 +59,4 @@ def home_path(page: int = 1) -> str:
 
 def feed_path(folder: str, filename: str) -> str:
     """A feed file's path: `folder` is "" for the site feed, `tags/<slug>` for a tag."""
-    return f"{FEEDS_PATH}/{folder}/{filename}" if folder else f"{FEEDS_PATH}/{filename}"
+    return f"{FEEDS_PATH}/{quote(folder)}/{filename}" if folder else f"{FEEDS_PATH}/{filename}"

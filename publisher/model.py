@@ -162,8 +162,10 @@ class ImportReport:
 class Draft:
     """An article as an importer parsed it, before the store gives it a guid.
 
-    `key` identifies the article across imports of any source (the slug for pages and Markdown,
-    the entry id for feeds); `published` is used only when the article is seen for the first time.
+    `key` identifies the article across imports of any source (the slug for pages, the file's path
+    or its `slug` for Markdown, the entry id for feeds); `published` is used only when the article
+    is seen for the first time. `former_key`, when set, is the key older versions stored the same
+    article under: an article found only by it is updated and takes the new key.
     """
 
     key: str
@@ -179,6 +181,7 @@ class Draft:
     authors: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
     source: str = ""
+    former_key: str = ""
 
 
 # Per-recipient values are written into compiled output as placeholder tokens, then filled per

@@ -92,9 +92,9 @@ def reading_time(article: Article, language: str) -> str:
 def article_view(
     article: Article, newsletter: NewsletterSettings, limit: int | None, site_url: str, language: str = "en"
 ) -> ArticleView:
-    kept, shortened = shorten(html_blocks(article.summary_html), limit)
-    local = article.published.astimezone(newsletter.zone)
     url = article_url(article, site_url)
+    kept, shortened = shorten(html_blocks(article.summary_html, base=url), limit)
+    local = article.published.astimezone(newsletter.zone)
     return ArticleView(
         title=article.title,
         url=url,

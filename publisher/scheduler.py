@@ -18,7 +18,6 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, EVENT_JOB_MISSED, JobExecutionEvent
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
@@ -36,6 +35,7 @@ from publisher.model import IssueKind, IssueState
 from publisher.publication import SCHEDULER_LOCK, Publication
 from publisher.store import Store
 from publisher.timetable import crontab_trigger, human_interval, next_fire, wave_time
+from publisher.zones import zone_or
 
 log = logging.getLogger("publisher.scheduler")
 # Set when this process is shutting down: a job sending an issue finishes the batch on the wire
@@ -139,10 +139,7 @@ def waves_table(newsletter: NewsletterSettings, slot: datetime, zones: Mapping[s
         waves[name] = waves.get(name, 0) + readers
     rows = []
     for name, readers in waves.items():
-        try:
-            where = ZoneInfo(name)
-        except (ValueError, ZoneInfoNotFoundError):
-            where = newsletter.zone
+        where = zone_or(name, newsletter.zone)
         due = wave_time(slot, newsletter.slot_zone, where)
         rows.append(
             {

@@ -19,7 +19,7 @@ from enum import StrEnum
 
 from publisher.config import NewsletterSettings, TopicSettings
 from publisher.model import Article
-from publisher.text import slugify
+from publisher.text import tag_slug
 
 
 class Reason(StrEnum):
@@ -108,7 +108,7 @@ def floor(watermark: datetime | None, newsletter: NewsletterSettings, slot: date
 
 
 def _tag_slugs(tags: Iterable[str]) -> set[str]:
-    return {slugify(tag) for tag in tags} - {""}
+    return {tag_slug(tag) for tag in tags} - {""}
 
 
 def passes_filters(article: Article, newsletter: NewsletterSettings) -> bool:
@@ -179,7 +179,7 @@ def candidates(
 def home_section(article: Article, section_tags: Sequence[str]) -> str:
     """The first configured section whose tag the article carries ("" for none)."""
     tags = _tag_slugs(article.tags)
-    return next((tag for tag in section_tags if slugify(tag) in tags), "")
+    return next((tag for tag in section_tags if tag_slug(tag) in tags), "")
 
 
 def split(

@@ -404,8 +404,8 @@ def save_preferences(
     person = read_preferences(settings, store, token)
     names = check_newsletters(newsletters, settings.newsletters)
     values: dict = {"name": clean_name(name), "topics": clean_topics(topics, settings)}
-    if timezone is not None:
-        values["timezone"] = clean_timezone(timezone, "time zone")
+    if timezone is not None and (zone := clean_timezone(timezone, "time zone")):
+        values["timezone"] = zone  # an empty choice keeps the zone the reader has
     if not names and person.status == "confirmed":
         values["status"] = "unsubscribed"
     elif names and person.status == "unsubscribed":

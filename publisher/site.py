@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
+from urllib.parse import unquote
 from zoneinfo import ZoneInfo
 
 import jinja2
@@ -30,7 +31,7 @@ from publisher.render import day_month
 from publisher.signup import consent_sentence
 from publisher.teasers import blocks_html, html_blocks, shorten
 from publisher.templates import render_template
-from publisher.text import slugify
+from publisher.text import tag_slug
 
 HTML_TYPE = "text/html; charset=utf-8"
 XML_TYPE = "application/xml; charset=utf-8"
@@ -38,7 +39,7 @@ TEXT_TYPE = "text/plain; charset=utf-8"
 DESCRIPTION_LENGTH = 200
 TEASER_LENGTH = 400  # characters of teaser in lists: whole paragraphs, as in the email
 _PAGE = re.compile(r"^/page/([1-9][0-9]*)/$")
-_TAG = re.compile(r"^/tags/([a-z0-9-]+)/(?:page/([1-9][0-9]*)/)?$")
+_TAG = re.compile(r"^/tags/([^/]+)/(?:page/([1-9][0-9]*)/)?$")
 _ARTICLE = re.compile(r"^/([a-z0-9][a-z0-9-]*)/$")
 
 
@@ -73,7 +74,7 @@ def pages_needed(count: int, size: int) -> int:
 
 def export_name(path: str) -> str:
     """Where a URL path lives in a static export: `/x/` is `x/index.html`, `/a.xml` is `a.xml`."""
-    relative = path.lstrip("/")
+    relative = unquote(path).lstrip("/")
     return relative + "index.html" if path.endswith("/") else relative
 
 
@@ -99,13 +100,13 @@ class Site:
         """Each tag's articles, newest first (the store slugs tags the same way)."""
         found: dict[str, list[Article]] = {slug: [] for slug in sorted(self.snapshot.tags)}
         for article in self.snapshot.articles:
-            for slug in dict.fromkeys(slugify(tag) for tag in article.tags):
+            for slug in dict.fromkeys(tag_slug(tag) for tag in article.tags):
                 if slug in found:
                     found[slug].append(article)
         return found
 
     def tag_slug(self, name: str) -> str | None:
-        slug = slugify(name)
+        slug = tag_slug(name)
         return slug if slug in self.snapshot.tags else None
 
     # --- routing ---------------------------------------------------------------------------
@@ -119,7 +120,9 @@ class Site:
         return [*found, "/archive/", "/sitemap.xml", "/robots.txt"]
 
     def render(self, path: str) -> Page | None:
-        """The page at `path`, or None when there is none (the caller answers 404)."""
+        """The page at `path` (as requested or percent-encoded), or None when there is none (the
+        caller answers 404)."""
+        path = unquote(path)
         if path == "/":
             return self.home(1)
         if path == "/archive/":

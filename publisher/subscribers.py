@@ -11,13 +11,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
 
 from publisher.errors import SubscriberError
 from publisher.model import Subscriber
-from publisher.text import header_safe
+from publisher.text import header_safe, quoted
+from publisher.zones import is_zone
 
 CSV_HEADER = ("email", "name", "newsletters")
 MAX_NAME = 200
@@ -77,11 +77,9 @@ def clean_timezone(zone: str, where: str = "") -> str:
     if not zone:
         return ""
     zone = _zone_names().get(zone.casefold(), zone)  # europe/london → Europe/London
-    try:
-        ZoneInfo(zone)
-    except (ValueError, ZoneInfoNotFoundError):
+    if not is_zone(zone):
         prefix = f"{where}: " if where else ""
-        raise SubscriberError(f"{prefix}unknown time zone {zone!r} (use an IANA name like Europe/London)") from None
+        raise SubscriberError(f"{prefix}unknown time zone {quoted(zone)} (use an IANA name like Europe/London)")
     return zone
 
 

@@ -11,9 +11,10 @@ import re
 from collections.abc import Iterable, Sequence
 
 from publisher.config import TagRule
-from publisher.text import slugify
+from publisher.text import tag_slug
 
 _TAG = re.compile(r"<[^>]*>")
+MAX_TEXT = 20_000  # characters of title and text the rules read: enough to tag by, bounded in time
 
 
 def plain_text(title: str, *bodies: str) -> str:
@@ -22,18 +23,20 @@ def plain_text(title: str, *bodies: str) -> str:
 
 
 def matching_tags(text: str, rules: Sequence[TagRule]) -> list[str]:
-    """The tags of every rule whose pattern is found in `text`, in the rules' order."""
+    """The tags of every rule whose pattern is found in the first `MAX_TEXT` characters of `text`,
+    in the rules' order (config load refused the patterns that could backtrack without end)."""
+    text = text[:MAX_TEXT]
     return [rule.tag for rule in rules if rule.pattern.search(text)]
 
 
 def merged(tags: Iterable[str], extra: Iterable[str]) -> tuple[str, ...]:
     """`tags` then any of `extra` whose slug is new: an article keeps its own spelling of a tag."""
     kept = list(tags)
-    seen = {slugify(tag) for tag in kept}
+    seen = {tag_slug(tag) for tag in kept}
     for tag in extra:
-        if slugify(tag) and slugify(tag) not in seen:
+        if tag_slug(tag) and tag_slug(tag) not in seen:
             kept.append(tag)
-            seen.add(slugify(tag))
+            seen.add(tag_slug(tag))
     return tuple(kept)
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from html.parser import HTMLParser
 from typing import ClassVar
+from urllib.parse import urljoin, urlsplit
 
 from publisher.text import safe_url
 
@@ -23,9 +24,13 @@ Piece = tuple[str, str]
 INLINE = frozenset({"a", "em", "strong", "b", "i", "code"})
 _TAG_NAME = re.compile(r"<([a-z]+)")
 _HREF = re.compile(r'href="([^"]*)"')
+_SCHEME = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*:")
 # A sentence ends at . ! ? or … (and any closing quotes or brackets) before a space and a capital,
 # a digit or an opening quote, or at the end of the block.
 _SENTENCE_END = re.compile(r"[.!?…][\"”’')\]]*(?=\s+[\"“‘'(\[]?[A-Z0-9À-ÖØ-Þ]|\s*$)")
+# The longest abbreviation is four letters: the window holds it, the character before it (for
+# its word boundary) and one more, so a window's own start never makes a false word boundary.
+_ABBREVIATION_WINDOW = 6
 _ABBREVIATION = re.compile(r"(?:\b[A-Z]|\b(?:Mr|Mrs|Ms|Dr|St|Prof|Gen|Gov|Sen|Rep|Lt|Col|Jr|Sr|No|vs|etc|Inc|Ltd))\.$")
 
 
@@ -92,8 +97,9 @@ class _Blocks(HTMLParser):
         {"p", "li", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "pre", "div", "tr", "figcaption", "dt", "dd"}
     )
 
-    def __init__(self) -> None:
+    def __init__(self, base: str | None) -> None:
         super().__init__(convert_charrefs=True)
+        self.base = base
         self.blocks: list[Block] = []
         self._kind = "p"
         self._pieces: list[Piece] = []
@@ -116,7 +122,7 @@ class _Blocks(HTMLParser):
         elif tag in INLINE:
             markup = f"<{tag}>"
             if tag == "a":
-                href = safe_url(dict(attrs).get("href") or "")
+                href = absolute(safe_url(dict(attrs).get("href") or ""), self.base)
                 if not href:
                     return
                 markup = f'<a href="{html.escape(href, quote=True)}">'
@@ -167,20 +173,37 @@ def _tidy(pieces: list[Piece]) -> tuple[Piece, ...]:
     return tuple(piece for piece in out if piece != ("text", ""))
 
 
+def absolute(href: str, base: str | None) -> str:
+    """`href` resolved against `base` (the article's URL); a relative link with no base to resolve
+    against is "" (it would point nowhere in an email). `base` None keeps links as written."""
+    if base is None or not href or _SCHEME.match(href):
+        return href
+    if urlsplit(base).scheme not in ("http", "https"):
+        return ""
+    return safe_url(urljoin(base, href))
+
+
 @lru_cache(maxsize=512)
-def html_blocks(fragment: str) -> tuple[Block, ...]:
-    """A fragment of HTML as blocks, whitespace collapsed (memoised: it is pure)."""
-    parser = _Blocks()
+def html_blocks(fragment: str, base: str | None = None) -> tuple[Block, ...]:
+    """A fragment of HTML as blocks, whitespace collapsed (memoised: it is pure). With a `base`,
+    relative links are resolved against it ("" drops them); None keeps them as written."""
+    parser = _Blocks(base)
     parser.feed(fragment)
     parser.close()
     return tuple(parser.blocks)
 
 
 def sentence_ends(text: str) -> list[int]:
-    """Where the sentences of `text` end (offsets just after their final punctuation)."""
-    return [
-        match.end() for match in _SENTENCE_END.finditer(text) if not _ABBREVIATION.search(text[: match.start() + 1])
-    ]
+    """Where the sentences of `text` end (offsets just after their final punctuation).
+
+    Linear in the length of `text`: whether a stop ends an abbreviation is read from the few
+    characters before it (`_ABBREVIATION_WINDOW`), never from the whole text up to it."""
+    return [match.end() for match in _SENTENCE_END.finditer(text) if not _abbreviation_before(text, match.start())]
+
+
+def _abbreviation_before(text: str, stop: int) -> bool:
+    """Whether the full stop at `stop` ends an abbreviation ("Dr.", "U.S.", "etc.")."""
+    return _ABBREVIATION.search(text[max(0, stop - _ABBREVIATION_WINDOW) : stop + 1]) is not None
 
 
 def shorten(blocks: Sequence[Block], limit: int | None) -> tuple[list[Block], bool]:

@@ -37,6 +37,28 @@ def slugify(title: str) -> str:
     return slug
 
 
+def tag_slug(name: str) -> str:
+    """A tag's slug, in every script: Latin text slugs as `slugify` does (so existing tag URLs
+    stay), the letters and digits of other scripts (Cyrillic, Greek, CJK, Arabic …) are kept,
+    lower-cased, with their combining marks. Links percent-encode it (`links.tag_path`)."""
+    kept: list[str] = []
+    for char in unicodedata.normalize("NFC", _APOSTROPHES.sub("", name)):
+        ascii_part = unicodedata.normalize("NFKD", char).encode("ascii", "ignore").decode().lower()
+        if ascii_part or char.isascii():
+            kept.append(_NON_ALNUM.sub("-", ascii_part) or "-")
+        elif unicodedata.category(char)[0] == "M":
+            kept.append(char if kept and kept[-1] != "-" else "")
+        elif unicodedata.category(char)[0] in "LN" and not unicodedata.name(char, "").startswith("LATIN"):
+            kept.append(char.lower())
+        elif unicodedata.category(char)[0] not in "LN":
+            kept.append("-")
+    slug = re.sub("-+", "-", "".join(kept)).strip("-")
+    if len(slug) > MAX_SLUG:
+        cut = slug[: MAX_SLUG + 1]
+        slug = (cut.rsplit("-", 1)[0] if "-" in cut else cut[:MAX_SLUG]).strip("-")
+    return slug
+
+
 def xml_safe(value: str) -> str:
     """Remove the characters XML 1.0 cannot carry, so one bad article never breaks a feed."""
     return _XML_FORBIDDEN.sub("", value)

@@ -15,7 +15,7 @@ from dataclasses import replace
 from publisher.config import NewsletterSettings, TopicSettings
 from publisher.model import Article
 from publisher.selection import Digest, sections, split
-from publisher.text import slugify
+from publisher.text import tag_slug
 
 EditionKey = tuple[tuple[int, ...], tuple[int, ...], tuple[tuple[str, tuple[int, ...]], ...]]
 
@@ -39,7 +39,7 @@ def chosen(names: Sequence[str], topics: Sequence[TopicSettings]) -> tuple[Topic
 
 def covers(article: Article, topic: TopicSettings) -> bool:
     """The article carries one of the topic's tags (compared as slugs)."""
-    return bool({slugify(tag) for tag in article.tags} & {slugify(tag) for tag in topic.tags})
+    return bool({tag_slug(tag) for tag in article.tags} & {tag_slug(tag) for tag in topic.tags})
 
 
 OTHER_NEWS = "Other news"  # the heading of a topic digest's articles of no topic (translated when shown)

@@ -202,8 +202,9 @@ def _zones() -> tuple[str, ...]:
     return tuple(sorted(zone for zone in zoneinfo.available_timezones() if "/" in zone and not zone.startswith("Etc/")))
 
 
-def _zone_choices(current: str) -> tuple[str, ...]:
-    """The zones to pick from, with the reader's own even if it is an old alias."""
+def _zones_for(current: str) -> tuple[str, ...]:
+    """The zones to offer a reader: the usual list, plus the one they have (e.g. "UTC") so that
+    it shows as chosen and saving the page keeps it."""
     zones = _zones()
     return zones if not current or current in zones else tuple(sorted((*zones, current)))
 
@@ -355,7 +356,7 @@ def _preferences(
         action=f"/preferences/{token}",
         newsletters=_newsletters(settings),
         topics=settings.topics,
-        zones=_zone_choices(person.timezone),
+        zones=_zones_for(person.timezone),
         csrf=tokens.csrf_token(settings.secret_keys, f"preferences:{token}"),
     )
 

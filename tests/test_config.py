@@ -285,3 +285,14 @@ def test_the_old_web_topics_still_load_with_a_deprecation_warning(tmp_path):
 def test_topic_and_tag_mistakes_name_the_key(tmp_path, text, message):
     with pytest.raises(ConfigError, match=message):
         load_settings(_write(tmp_path, text))
+
+
+def test_a_time_zone_that_is_no_place_is_refused_at_load(tmp_path):
+    from publisher.config import settings_from_dict
+
+    base = {"site": {"url": "https://news.example.org", "postal_address": "1 Example Road, Testville"}}
+    for zone in ("America", "Etc", "A" * 100_000, "localtime", "Factory", "posix/UTC", "right/UTC"):
+        with pytest.raises(ConfigError, match=r"site\.timezone: unknown time zone"):
+            settings_from_dict({"site": {**base["site"], "timezone": zone}}, tmp_path / "config.toml")
+        with pytest.raises(ConfigError, match=r"newsletters\.weekly\.timezone: unknown time zone"):
+            settings_from_dict({**base, "newsletters": {"weekly": {"timezone": zone}}}, tmp_path / "config.toml")

@@ -153,3 +153,34 @@ def test_html_nested_absurdly_deep_is_refused_not_sanitised_for_minutes():
         parse_markdown(text, where="deep.md", now=NOW)
     fine = parse_markdown("---\ntitle: Fine\n---\n" + "<div>" * 150 + "x" + "</div>" * 150, where="f.md", now=NOW)
     assert fine is not None and fine.content_html.count("<div>") == 150
+
+
+def test_editing_a_title_updates_the_article_in_place(store, tmp_path):
+    """Without a `slug`, a Markdown article is its file: a new title is an update, not a second article."""
+    from dataclasses import replace
+
+    from publisher.importers.markdown import read_markdown
+
+    def ingest(drafts):
+        return store.articles.ingest(drafts, guid_authority="n.org", now=NOW, source="content")
+
+    folder = tmp_path / "content"
+    (folder / "2026").mkdir(parents=True)
+    post, pinned = folder / "2026" / "post.md", folder / "pinned.md"
+    pinned.write_text("---\ntitle: Pinned\nslug: pinned\n---\nBody.\n")
+    post.write_text("---\ntitle: First title\ndate: 2026-01-01T08:00:00Z\n---\nBody.\n")
+    # stored by a version that keyed Markdown by the title's slug: it is found, not doubled
+    ingest([replace(d, key=d.slug, former_key="") for d in read_markdown(folder, now=NOW)])
+    (before,) = [a for a in store.articles.newest() if a.title == "First title"]
+    assert ingest(read_markdown(folder, now=NOW)).added == []
+
+    post.write_text("---\ntitle: A better title\ndate: 2026-01-01T08:00:00Z\n---\nBody.\n")
+    report = ingest(read_markdown(folder, now=NOW))
+    assert (report.added, report.updated) == ([], ["A better title"])
+    titles = sorted(a.title for a in store.articles.newest())
+    assert titles == ["A better title", "Pinned"]
+    (after,) = [a for a in store.articles.newest() if a.title == "A better title"]
+    assert (after.guid, after.published) == (before.guid, before.published)
+    pinned.write_text("---\ntitle: Pinned, renamed\nslug: pinned\n---\nBody.\n")  # a slug still keys it
+    assert ingest(read_markdown(folder, now=NOW)).updated == ["Pinned, renamed"]
+    assert len(store.articles.newest()) == 2

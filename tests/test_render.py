@@ -438,3 +438,15 @@ def test_spamassassin_scores_the_seed_digests_below_half_a_point(site, articles,
     ).stdout.decode("utf-8", "replace")
     score = float(re.search(r"X-Spam-Status: \w+, score=(-?[\d.]+)", report)[1])
     assert score < 0.5, report[report.find("Content analysis") :]
+
+
+def test_relative_links_in_a_teaser_point_at_the_articles_site_in_the_email(site):
+    summary = '<p>Read <a href="/reports/2026.html">the report</a> and <a href="notes/">the notes</a>. Done.</p>'
+    from_feed = full_article(1, summary_html=summary, origin="https://news.example.net/world/story.html")
+    ours = full_article(2, summary_html=summary)  # no origin: our own page is its URL
+    rendered = render(site(), [from_feed, ours])
+    assert 'href="https://news.example.net/reports/2026.html"' in rendered.html
+    assert 'href="https://news.example.net/world/notes/"' in rendered.html
+    assert "<https://news.example.net/reports/2026.html>" in rendered.text
+    assert re.search(r'href="https://[^"]+/story-2/notes/"', rendered.html)
+    assert 'href="/' not in rendered.html and 'href="notes/' not in rendered.html

@@ -481,3 +481,31 @@ def test_the_store_holds_back_scheduled_articles_and_keeps_only_origin_links(sto
         connection.execute(update(articles).where(articles.c.slug == "archive-2").values(url=""))
     report = store.articles.ingest([drafts[2]], guid_authority="x", now=now, source="t")
     assert report.unchanged == 1 and store.articles.by_slug("archive-2").origin == "https://blog.example.net/archive/"
+
+
+def test_tags_in_any_script_get_their_own_page_and_feed_at_percent_encoded_urls(make_settings, tmp_path):
+    content = tmp_path / "content"
+    content.mkdir()
+    (content / "rubl.md").write_text(
+        "---\ntitle: Rouble holds\ndate: 2026-11-20T08:00:00+00:00\ntags: [Экономика, 中国经济]\n---\nText.\n"
+    )
+    (content / "other.md").write_text(
+        "---\ntitle: Other\ndate: 2026-11-21T08:00:00+00:00\ntags: [design]\n---\nMore.\n"
+    )
+    settings, store = make_publication(make_settings, tmp_path, [{"path": str(content), "format": "markdown"}])
+    now = datetime(2026, 11, 28, tzinfo=UTC)
+    publication = at(settings, store, now)
+    publication.import_sources()
+    publication.export_site(tmp_path / "export")
+    encoded = "/tags/%D1%8D%D0%BA%D0%BE%D0%BD%D0%BE%D0%BC%D0%B8%D0%BA%D0%B0/"
+    with TestClient(create_app(publication), base_url=SITE) as client:
+        article = client.get("/rouble-holds/").text
+        assert f'href="{encoded}"' in article and 'href="/tags/%E4%B8%AD%E5%9B%BD%E7%BB%8F%E6%B5%8E/"' in article
+        page = client.get(encoded)
+        assert page.status_code == 200 and "Rouble holds" in page.text and "Other" not in page.text
+        feed_links = re.findall(r'href="(/feeds/tags/[^"]+)"', page.text)
+        assert feed_links and all(client.get(link).status_code == 200 for link in feed_links)
+        atom = client.get(f"/feeds{encoded}atom.xml").text  # its own links percent-encoded too
+        assert f'href="{SITE}/feeds{encoded}atom.xml"' in atom and f'href="{SITE}{encoded}"' in atom
+        assert f"{SITE}{encoded}" in client.get("/sitemap.xml").text
+    assert (tmp_path / "export" / "tags" / "экономика" / "index.html").is_file()

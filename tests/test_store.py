@@ -160,3 +160,23 @@ def test_a_password_query_parameter_never_shows_in_a_database_error():
     with pytest.raises(StoreError, match=r"cannot reach it") as raised:
         Store.open(f"postgresql+psycopg://postgres@127.0.0.1:{port}/test?password=hunter2")
     assert "hunter2" not in str(raised.value) and "password=***" in str(raised.value)
+
+
+def test_the_migration_gives_tags_in_other_scripts_their_slugs(store: Store):
+    """Before it, a Cyrillic or CJK tag had no slug and no `article_tags` row: no topic or tag page saw it."""
+    from dataclasses import replace
+
+    from sqlalchemy import delete
+
+    from publisher.store.schema import _tag_slugs_in_every_script, article_tags
+
+    _ingest(store, [replace(_drafts(1)[0], tags=("Экономика", "中国经济", "Design"))])
+    with store.engine.begin() as connection:  # as the old code stored them: the Latin tag only
+        connection.execute(delete(article_tags).where(article_tags.c.tag_slug != "design"))
+    assert store.articles.newest(tag_slug="экономика") == []
+    with store.engine.begin() as connection:
+        _tag_slugs_in_every_script(connection)
+    assert [a.title for a in store.articles.newest(tag_slug="экономика")] == ["T0"]
+    assert [a.title for a in store.articles.newest(tag_slug="中国经济")] == ["T0"]
+    assert [a.title for a in store.articles.newest(tag_slug="design")] == ["T0"]
+    assert store.articles.tags() == {"design": "Design", "экономика": "Экономика", "中国经济": "中国经济"}

@@ -239,3 +239,23 @@ def test_the_csv_columns_topics_and_timezone_are_read(tmp_path):
     assert "a@example.org,A,weekly,confirmed," in exported.read_text() and exported.read_text().split("\n")[1].endswith(
         ",asia sport,America/Los_Angeles"
     )
+
+
+def test_a_forged_time_zone_is_a_one_line_error_from_the_cli_and_a_rejected_csv_row(tmp_path):
+    for zone in ("America", "Etc", "A" * 100_000, "localtime", "Factory", "posixrules", "right/UTC", "posix/UTC"):
+        added = _cli(tmp_path, "subscribers", "add", "bob@example.org", "--timezone", zone)
+        assert added.exit_code == 1 and "--timezone: unknown time zone" in added.output, zone[:20]
+        assert "Traceback" not in added.output and len(added.output.strip().splitlines()) == 1
+        assert len(added.output) < 300  # a huge name is cut short in the message
+    people = tmp_path / "people.csv"
+    people.write_text(
+        "email,timezone\na@example.org,America\nb@example.org,Etc\nc@example.org," + "A" * 100_000 + "\n"
+        "d@example.org,right/UTC\ne@example.org,Europe/Paris\n",
+        encoding="utf-8",
+    )
+    result = _cli(tmp_path, "subscribers", "import", str(people), "--confirmed")
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    for line in (2, 3, 4, 5):
+        assert f"people.csv:{line}: unknown time zone" in result.output
+    listed = _cli(tmp_path, "subscribers", "list", "--json").output
+    assert "e@example.org" in listed and "a@example.org" not in listed and "d@example.org" not in listed

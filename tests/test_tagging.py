@@ -87,3 +87,35 @@ def test_a_bad_rule_is_a_one_line_error_naming_the_key(tmp_path):
     result = CliRunner().invoke(cli, ["--config", str(config), "articles"])
     assert result.exit_code == 1 and "tag_rules[0].match: not a regular expression" in result.output
     assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_words_that_start_or_end_with_punctuation_match_as_words(tmp_path):
+    rules = _rules(tmp_path, '[[tag_rules]]\ntag = "code"\nmatch = ["C++", ".NET", "F#"]\n')
+    assert tags_for("Why C++ is back", "", "", (), (), rules) == ("code",)
+    assert tags_for("Moving to .NET 9", "", "", (), (), rules) == ("code",)
+    assert tags_for("F# at work", "", "", (), (), rules) == ("code",)
+    assert tags_for("Nothing here: C+, ASP.NETwork, F", "", "", (), (), rules) == ()
+
+
+def test_a_rule_in_another_script_tags_and_its_tag_selects(tmp_path):
+
+    rules = _rules(tmp_path, '[[tag_rules]]\ntag = "экономика"\nmatch = ["рубль", "инфляция"]\n')
+    assert tags_for("Рубль укрепился", "", "", (), (), rules) == ("экономика",)  # not dropped
+    assert tags_for("Погода", "", "", ("中国经济",), (), rules) == ("中国经济",)
+
+
+def test_a_rule_that_could_backtrack_without_end_is_refused_at_load(tmp_path):
+    config = tmp_path / "config.toml"
+    for regex in ("(a+)+$", "(\\\\w+\\\\s?)*x", "(a|aa)*b"):
+        config.write_text(BASE + f'[[tag_rules]]\ntag = "x"\nmatch = "{regex}"\n', encoding="utf-8")
+        result = CliRunner().invoke(cli, ["--config", str(config), "articles"])
+        assert result.exit_code == 1 and "tag_rules[0].match:" in result.output, regex
+        assert "exponential time" in result.output and len(result.output.strip().splitlines()) == 1
+    rules = _rules(tmp_path, '[[tag_rules]]\ntag = "x"\nmatch = "(?>a+)+;|climate (change|summit)"\n')
+    assert tags_for("On climate change", "", "", (), (), rules) == ("x",)  # atomic groups never backtrack
+
+
+def test_rules_read_a_bounded_prefix_of_a_huge_article(tmp_path):
+    rules = _rules(tmp_path, '[[tag_rules]]\ntag = "late"\nmatch = ["needle"]\n')
+    assert tags_for("Title", "", "<p>needle</p>", (), (), rules) == ("late",)
+    assert tags_for("Title", "", "<p>" + "hay " * 1_000_000 + "needle</p>", (), (), rules) == ()

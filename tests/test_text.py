@@ -87,3 +87,16 @@ def test_the_email_writes_no_foreign_scheme(make_settings):
     rendered = render_digest(digest, settings=settings, newsletter=settings.newsletter("weekly"))
     assert "click" in rendered.html and "Bait" in rendered.text
     assert not FOREIGN.search(rendered.html) and not FOREIGN.search(rendered.text)
+
+
+def test_tag_slugs_keep_every_script_and_leave_latin_slugs_as_they_were():
+    from publisher.text import slugify, tag_slug
+
+    assert tag_slug("Экономика Мира") == "экономика-мира"
+    assert tag_slug("中国经济") == "中国经济"
+    assert tag_slug("Ελλάδα") == "ελλάδα"
+    assert tag_slug("الاقتصاد") == "الاقتصاد"
+    assert tag_slug("हिन्दी") == "हिन्दी"  # its vowel signs (combining marks) stay
+    assert tag_slug("Экономика") != tag_slug("Политика")
+    for latin in ("Climate Change", "naïve café", "Don't stop", "½ price", "Straße", "C++", "ﬁsh", "  x--y "):
+        assert tag_slug(latin) == slugify(latin), latin

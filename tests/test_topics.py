@@ -159,3 +159,42 @@ def test_a_dry_run_counts_the_readers_who_would_get_nothing_for_their_topics(sto
     assert outcome.dry_run_recipients == len(READERS) - 1 and outcome.dry_run_nothing == 1  # sport: nothing new
     assert outcome.as_json()["skipped"] == 1
     assert store.issues.list("weekly") == []
+
+
+def test_topics_of_tags_in_other_scripts_select_only_their_articles(store, make_settings):
+    from datetime import timedelta
+
+    from publisher.model import Draft
+
+    transport = MemoryTransport()
+    settings = make_settings(
+        {
+            "topics": [
+                {"name": "economy", "label": "Экономика", "tags": ["экономика"]},
+                {"name": "politics", "label": "Политика", "tags": ["политика"]},
+            ],
+            "newsletters": {"weekly": {"lookback": "30d"}},
+        },
+        database_url=store.url,
+    )
+    pub = Publication(settings, store, clock=fixed(SLOT), transport=transport)
+    drafts = [
+        Draft(
+            key=f"k{i}",
+            slug=f"k{i}",
+            title=title,
+            summary_html="<p>x</p>",
+            content_html="<p>x</p>",
+            truncated=False,
+            published=SLOT - timedelta(days=1 + i),
+            tags=(tag,),
+        )
+        for i, (title, tag) in enumerate([("Rouble holds", "Экономика"), ("Election day", "Политика")])
+    ]
+    store.articles.ingest(drafts, site_url=settings.site.url, guid_authority="x", now=SLOT, source="t")
+    store.subscribers.upsert_many(
+        [Subscriber(email="econ@example.org", status="confirmed", newsletters=("weekly",), topics=("economy",))], SLOT
+    )
+    assert pub.send("weekly").status == "sent"
+    (mail,) = [_html(message.data) for message in transport.sent]
+    assert "Rouble holds" in mail and "Election day" not in mail

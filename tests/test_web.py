@@ -684,3 +684,35 @@ def test_preferences_set_the_time_zone(client, store, web_settings):
     assert "<option>Africa/Asmara</option>" in page.text and "<option>Europe/Amsterdam</option>" in page.text
     client.post(path, data={**form, "timezone": "Africa/Asmera"})  # ... but a reader's own stays selected
     assert "<option selected>Africa/Asmera</option>" in _preferences(client, web_settings, person)[1].text
+
+
+FORGED_ZONES = ["America", "Etc", "A" * 300, "posix/UTC", "right/UTC", "localtime", "Factory", "../../etc/passwd"]
+
+
+def test_a_forged_time_zone_is_ignored_on_the_form_and_refused_on_preferences(client, store, web_settings, outbox):
+    for n, zone in enumerate(("America", "A" * 300, "posix/UTC")):  # the form's rate limit allows a few
+        assert subscribe(client, f"r{n}@example.com", timezone=zone).status_code == 200, zone[:20]
+        client.post(confirm_path(outbox.sent[-1]))
+        assert store.subscribers.get(f"r{n}@example.com").timezone == ""
+    person = confirmed(store, web_settings)
+    path, _, csrf = _preferences(client, web_settings, person)
+    form = {"csrf": csrf, "name": "Fan", "newsletter": ["weekly"]}
+    for zone in FORGED_ZONES:
+        refused = client.post(path, data={**form, "timezone": zone})
+        assert refused.status_code == 400 and "unknown time zone" in refused.text, zone[:20]
+        assert store.subscribers.get(person.email).timezone == ""
+
+
+def test_saving_preferences_keeps_a_zone_the_usual_list_leaves_out(client, store, web_settings):
+    now = datetime.now(UTC)
+    reader = Subscriber(email="utc@example.com", status="confirmed", newsletters=("weekly",), timezone="UTC")
+    store.subscribers.add(reader, now)
+    person = store.subscribers.get("utc@example.com")
+    path, page, csrf = _preferences(client, web_settings, person)
+    assert "<option selected>UTC</option>" in page.text  # shown as chosen, though not in the usual list
+    assert '<option value="" selected>' not in page.text
+    form = {"csrf": csrf, "name": "Fan", "newsletter": ["weekly"]}
+    assert client.post(path, data={**form, "timezone": "UTC"}).status_code == 200
+    assert store.subscribers.get(person.email).timezone == "UTC"
+    assert client.post(path, data={**form, "timezone": ""}).status_code == 200  # an empty choice keeps it
+    assert store.subscribers.get(person.email).timezone == "UTC"

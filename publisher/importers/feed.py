@@ -5,6 +5,7 @@ from __future__ import annotations
 import calendar
 import hashlib
 import html
+import re
 import time
 import zlib
 from collections.abc import Iterator
@@ -64,7 +65,9 @@ def _media_image(entry: feedparser.FeedParserDict, title: str) -> str:
         if not url.startswith("https://") or not (is_image or ("medium" not in media and "type" not in media)):
             continue
         size = "".join(
-            f' {name}="{int(media[name])}"' for name in ("width", "height") if str(media.get(name, "")).isdigit()
+            f' {name}="{media[name]}"'
+            for name in ("width", "height")
+            if re.fullmatch(r"[0-9]{1,5}", str(media.get(name)))
         )
         return f'<p><img src="{html.escape(url, quote=True)}" alt="{html.escape(title, quote=True)}"{size}></p>'
     return ""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import reprlib
 import tomllib
 from datetime import UTC, date, datetime, time
@@ -18,6 +19,7 @@ from publisher.text import MAX_HTML_DEPTH, SAFE_SCHEMES, slugify, too_deep
 
 MORE = "<!--more-->"
 _FENCES = {"---": "yaml", "+++": "toml"}
+PATH_KEY = "md:"  # a Markdown article without a `slug` is keyed by its file: "md:" + the path in its folder
 _KNOWN_KEYS = {"title", "date", "updated", "tags", "authors", "author", "slug", "summary", "draft"}
 _markdown = MarkdownIt("commonmark", {"typographer": False}).enable("table").enable("strikethrough")
 
@@ -116,8 +118,17 @@ def _string_list(value: object, key: str, where: str) -> tuple[str, ...]:
     raise ContentError(f"{where}: front matter {key}: expected a list of strings, got {_shown(value)}")
 
 
-def parse_markdown(text: str, *, where: str, now: datetime, source: str = "") -> Draft | None:
-    """One Markdown file as a draft; None for a file marked `draft: true`."""
+def _path_key(path: str) -> str:
+    """A file's key; a path longer than the store's column is keyed by its hash."""
+    key = f"{PATH_KEY}{path}"
+    return key if len(key) <= 500 else f"{PATH_KEY}sha256:{hashlib.sha256(path.encode()).hexdigest()}"
+
+
+def parse_markdown(text: str, *, where: str, now: datetime, source: str = "", path: str = "") -> Draft | None:
+    """One Markdown file as a draft; None for a file marked `draft: true`.
+
+    The article is known across imports by its `slug` when the front matter sets one, else by its
+    file's `path` (so editing its title updates it in place); without either, by its title's slug."""
     meta, body, _ = _split_front_matter(text, where)
     unknown = sorted(str(key) for key in set(meta) - _KNOWN_KEYS)
     if unknown:
@@ -144,8 +155,10 @@ def parse_markdown(text: str, *, where: str, now: datetime, source: str = "") ->
     except ContentError as error:
         raise ContentError(f"{where}: {error}") from None
     authors = _string_list(meta.get("authors", meta.get("author")), "authors", where)
+    by_path = path and not meta.get("slug")
     return Draft(
-        key=slug,
+        key=_path_key(path) if by_path else slug,
+        former_key=slug if by_path else "",
         slug=slug,
         title=title.strip(),
         summary_html=summary_html,
@@ -186,7 +199,8 @@ def read_markdown(path: Path, *, now: datetime) -> list[Draft]:
             data = file.read_bytes()
         except OSError as error:
             raise ContentError(f"{file}: cannot read: {error.strerror}") from None
-        draft = parse_markdown(decode(data, str(file)), where=str(file), now=now, source=file.name)
+        inside = file.relative_to(path).as_posix() if path.is_dir() else file.name
+        draft = parse_markdown(decode(data, str(file)), where=str(file), now=now, source=file.name, path=inside)
         if draft is None:
             continue
         if draft.slug in seen:

@@ -15,7 +15,7 @@ from publisher.errors import StoreError
 from publisher.links import RESERVED_SLUGS
 from publisher.model import Article, Draft, ImportReport, SourceState
 from publisher.store.schema import article_tags, articles, inserted_id, source_state
-from publisher.text import safe_url, slugify, storable
+from publisher.text import safe_url, storable, tag_slug
 
 
 def content_hash(draft: Draft) -> str:
@@ -116,7 +116,7 @@ class ArticleStore:
                 self._save_source_state(connection, source_state, now)
             for given in drafts:
                 draft = _storable(given)
-                existing = connection.execute(select(articles).where(articles.c.key == draft.key)).mappings().first()
+                existing = self._stored(connection, draft)
                 digest = content_hash(draft)
                 if existing is None:
                     self._insert(connection, draft, digest, guid_authority, now)
@@ -131,6 +131,16 @@ class ArticleStore:
                         )
                     unchanged += 1
         return ImportReport(source, report.added, report.updated, unchanged)
+
+    def _stored(self, connection: Connection, draft: Draft) -> RowMapping | None:
+        """The stored row of `draft`: by its key, else by its former key (that row takes the new key)."""
+        found = connection.execute(select(articles).where(articles.c.key == draft.key)).mappings().first()
+        if found is not None or not draft.former_key:
+            return found
+        former = connection.execute(select(articles).where(articles.c.key == draft.former_key)).mappings().first()
+        if former is not None:
+            connection.execute(update(articles).where(articles.c.id == former["id"]).values(key=draft.key))
+        return former
 
     def _unique_slug(self, connection: Connection, slug: str, article_id: int | None = None) -> str:
         candidate, n = slug, 2
@@ -178,7 +188,7 @@ class ArticleStore:
 
     def _set_tags(self, connection: Connection, article_id: int, tags: Iterable[str]) -> None:
         connection.execute(delete(article_tags).where(article_tags.c.article_id == article_id))
-        by_slug = {slugify(tag): tag for tag in tags if slugify(tag)}
+        by_slug = {tag_slug(tag): tag for tag in tags if tag_slug(tag)}
         if by_slug:
             connection.execute(
                 insert(article_tags),

@@ -5,6 +5,7 @@ A migration is appended, never edited once released: each names the tables or co
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -22,13 +23,17 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    delete,
+    insert,
     inspect,
+    select,
     text,
 )
 from sqlalchemy.engine import Connection, CursorResult, Dialect
 from sqlalchemy.types import TypeDecorator
 
 from publisher.errors import StoreError
+from publisher.text import tag_slug
 
 
 class UTCDateTime(TypeDecorator):
@@ -429,6 +434,18 @@ def _forget_local_links(connection: Connection) -> None:
     connection.execute(articles.update().where(articles.c.url.like("%/" + articles.c.slug + "/")).values(url=""))
 
 
+def _tag_slugs_in_every_script(connection: Connection) -> None:
+    """Tags in other scripts than Latin had no slug (they were left out of `article_tags`, so
+    topics and tag pages never saw them): every article's tag rows are written again from its own
+    tags with `tag_slug`, which keeps Latin slugs as they were."""
+    for article_id, raw in connection.execute(select(articles.c.id, articles.c.tags)).all():
+        by_slug = {tag_slug(tag): tag for tag in json.loads(raw or "[]") if isinstance(tag, str) and tag_slug(tag)}
+        connection.execute(delete(article_tags).where(article_tags.c.article_id == article_id))
+        if by_slug:
+            rows = [{"article_id": article_id, "tag_slug": slug, "tag": tag} for slug, tag in by_slug.items()]
+            connection.execute(insert(article_tags), rows)
+
+
 MIGRATIONS: list[Callable[[Connection], None]] = [
     _create(articles, article_tags, source_state),  # 1
     _create(subscribers, subscriptions),  # 2
@@ -446,4 +463,5 @@ MIGRATIONS: list[Callable[[Connection], None]] = [
     _create(operators, api_tokens, audit_log),  # 14: the console's operators, API tokens, the audit log (issue 17)
     _create(console_sessions),  # 15: the console's sessions (logout ends one, "log out everywhere" all)
     _create(run_totals, lock_holders),  # 16: what /metrics and /healthz read (issue 17)
+    _tag_slugs_in_every_script,  # 17: tags in every script get slugs (issue 16)
 ]
