@@ -10,6 +10,7 @@ message, plus the write of its bytes.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import smtplib
 import ssl
@@ -142,6 +143,13 @@ class SmtpConnection:
                 return
         if message is not None:
             self._start(message, tag, report)
+
+    def flush(self) -> None:
+        """Wait for the latest outcome to be stored (an error there is the recorder's to report)."""
+        settle, self.settle = self.settle, None
+        if settle is not None:
+            with contextlib.suppress(Exception):
+                settle()
 
     def _report(self, report: Report, tag: object, result: SendResult) -> None:
         self.settle = report(tag, result)
@@ -415,10 +423,14 @@ class SmtpTransport:
 
         while True:
             with self.cond:
-                taken = self._take(wait=connection.open_message is None)
+                taken = self._take(wait=False)
             if taken is None and connection.open_message is None:
-                connection.close()
-                return
+                connection.flush()  # idle: store the last outcome now rather than at the next message
+                with self.cond:
+                    taken = self._take(wait=True)
+                if taken is None:
+                    connection.close()
+                    return
             try:
                 if taken is not None:
                     held.append(taken)
