@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
 from sqlalchemy import (
@@ -32,6 +33,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.sql import Select
 from sqlalchemy.sql.elements import ColumnElement
 
 from publisher.store.schema import deliveries, issues, subscribers, subscriptions
@@ -124,6 +126,49 @@ def _touches_subscribers(outcomes: Sequence[Outcome]) -> bool:
 def _audience_of(newsletter: str) -> tuple[ColumnElement[bool], ...]:
     """Confirmed subscribers of `newsletter`: the one definition of an audience."""
     return (subscriptions.c.newsletter == newsletter, subscribers.c.status == _SUBSCRIBED)
+
+
+@cache
+def _candidate_queries(postgres: bool) -> tuple[Select, ...]:
+    """The three lease queries of `DeliveryStore._candidates`, built once (a send leases every batch)."""
+    now = bindparam("c_now", type_=deliveries.c.updated_at.type)
+    eligible = and_(
+        subscribers.c.status == _SUBSCRIBED,
+        exists().where(
+            subscriptions.c.subscriber_id == deliveries.c.subscriber_id,
+            subscriptions.c.newsletter == bindparam("c_newsletter"),
+        ),
+    )
+    kinds = (
+        and_(
+            deliveries.c.state == "sending",
+            deliveries.c.lease_until <= now,
+            deliveries.c.lease_token != bindparam("c_owner"),
+        ),
+        and_(deliveries.c.state == "deferred", deliveries.c.next_attempt_at <= now),
+        and_(deliveries.c.state == "pending", or_(deliveries.c.due_at.is_(None), deliveries.c.due_at <= now)),
+    )
+    queries = []
+    for kind in kinds:
+        query = (
+            select(
+                deliveries.c.subscriber_id,
+                deliveries.c.email,
+                deliveries.c.name,
+                deliveries.c.attempts,
+                deliveries.c.queued_at,
+                deliveries.c.topics,
+                subscribers.c.bounce_count,
+                eligible.label("eligible"),
+            )
+            .select_from(deliveries.join(subscribers, subscribers.c.id == deliveries.c.subscriber_id))
+            .where(deliveries.c.issue_id == bindparam("c_issue"), kind)
+            .limit(bindparam("c_limit"))
+        )
+        if postgres:
+            query = query.with_for_update(skip_locked=True, of=deliveries)
+        queries.append(query)
+    return tuple(queries)
 
 
 class DeliveryStore:
@@ -276,39 +321,22 @@ class DeliveryStore:
     ) -> list:
         """Expired leases first (never the leaser's own: those are still queued on its wire), then
         retries that are due, then fresh rows; each an index range."""
-        eligible = and_(
-            subscribers.c.status == _SUBSCRIBED,
-            exists().where(
-                subscriptions.c.subscriber_id == deliveries.c.subscriber_id, subscriptions.c.newsletter == newsletter
-            ),
-        )
-        kinds = (
-            and_(deliveries.c.state == "sending", deliveries.c.lease_until <= now, deliveries.c.lease_token != owner),
-            and_(deliveries.c.state == "deferred", deliveries.c.next_attempt_at <= now),
-            and_(deliveries.c.state == "pending", or_(deliveries.c.due_at.is_(None), deliveries.c.due_at <= now)),
-        )
         found: list = []
-        for kind in kinds:
+        for query in _candidate_queries(connection.dialect.name == "postgresql"):
             if len(found) >= limit:
                 break
-            query = (
-                select(
-                    deliveries.c.subscriber_id,
-                    deliveries.c.email,
-                    deliveries.c.name,
-                    deliveries.c.attempts,
-                    deliveries.c.queued_at,
-                    deliveries.c.topics,
-                    subscribers.c.bounce_count,
-                    eligible.label("eligible"),
-                )
-                .select_from(deliveries.join(subscribers, subscribers.c.id == deliveries.c.subscriber_id))
-                .where(deliveries.c.issue_id == issue_id, kind)
-                .limit(limit - len(found))
+            found.extend(
+                connection.execute(
+                    query,
+                    {
+                        "c_issue": issue_id,
+                        "c_newsletter": newsletter,
+                        "c_now": now,
+                        "c_owner": owner,
+                        "c_limit": limit - len(found),
+                    },
+                ).all()
             )
-            if connection.dialect.name == "postgresql":
-                query = query.with_for_update(skip_locked=True, of=deliveries)
-            found.extend(connection.execute(query).all())
         return found
 
     @staticmethod
