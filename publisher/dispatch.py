@@ -182,7 +182,8 @@ def composer(
 
     def compose(leased: Recipient, now: datetime) -> LazyOutgoing:
         message = (editions(getattr(leased, "topics", "[]")) if editions else None) or compiled
-        return LazyOutgoing(verp(leased) or compiled.sender, leased.email, partial(build, leased, now, message))
+        build_one = partial(build, leased, now, message)
+        return LazyOutgoing(verp(leased) or compiled.sender, leased.email, build_one, safe=True)
 
     return compose
 
@@ -346,7 +347,7 @@ class _Batch:
             self.handed.add(index)
             return build()
 
-        return LazyOutgoing(message.sender, message.recipient, handed)
+        return LazyOutgoing(message.sender, message.recipient, handed, safe=getattr(message, "safe", False))
 
     def answer(self, index: int, result: SendResult) -> Callable[[], None]:
         self.answered.add(index)

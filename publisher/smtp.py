@@ -212,7 +212,8 @@ class SmtpConnection:
         if replies[-1][0] == 354:
             if refused is None:
                 try:
-                    self._write(dot_stuffed(data))
+                    safe = getattr(message, "safe", False) and data.endswith(b"\r\n")
+                    self._write(data if safe else dot_stuffed(data))
                 except _DISCONNECTED as error:
                     self.abandon()
                     self._report(report, tag, dropped(error))
