@@ -118,6 +118,14 @@ def _record_values(issue_id: int, outcome: Outcome, now: datetime) -> dict[str, 
     }
 
 
+# The same UPDATE as _RECORD, for SQLite's driver directly: a send writes every outcome through it.
+_RECORD_SQLITE = (
+    "UPDATE deliveries SET state = ?, last_code = ?, last_status = ?, last_error = ?, next_attempt_at = ?,"
+    " delivered_at = ?, lease_until = NULL, lease_token = '', updated_at = ?"
+    " WHERE issue_id = ? AND subscriber_id = ? AND lease_token = ? AND state = 'sending'"
+)
+
+
 def _touches_subscribers(outcomes: Sequence[Outcome]) -> bool:
     """Whether writing these outcomes changes a subscriber's bounce count too."""
     return any(o.bounce or (o.state == "delivered" and o.bounce_count) for o in outcomes)
@@ -410,9 +418,35 @@ class DeliveryStore:
                 connection.commit()
                 connection.execution_options(isolation_level="AUTOCOMMIT")  # changes this connection
 
+            stamp = deliveries.c.updated_at.type.bind_processor(connection.dialect) or (lambda value: value)
+
             def write(issue_id: int, outcomes: Sequence[Outcome], now: datetime, *, soft_bounce_limit: int) -> int:
                 if not outcomes:
                     return 0
+                if not postgres and not _touches_subscribers(outcomes):
+                    at = stamp(now)
+                    plain = [
+                        (
+                            o.state,
+                            o.code,
+                            o.status[:16],
+                            o.detail[:1000],
+                            o.next_attempt_at and stamp(o.next_attempt_at),
+                            at if o.state == "delivered" else None,
+                            at,
+                            issue_id,
+                            o.subscriber_id,
+                            o.token,
+                        )
+                        for o in outcomes
+                    ]
+                    with connection.begin():
+                        cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+                        try:
+                            cursor.executemany(_RECORD_SQLITE, plain)
+                            return cursor.rowcount
+                        finally:
+                            cursor.close()
                 rows = [_record_values(issue_id, outcome, now) for outcome in outcomes]
                 if postgres and not _touches_subscribers(outcomes):
                     return connection.execute(_RECORD, rows).rowcount
