@@ -126,6 +126,25 @@ _RECORD_SQLITE = (
 )
 
 
+def _write_sqlite(driver: Any, rows: list[tuple]) -> int:
+    """`_RECORD_SQLITE` for every row in one BEGIN IMMEDIATE transaction on SQLite's own connection
+    (the SQLAlchemy connection holding it is idle between writes)."""
+    cursor = driver.cursor()
+    try:
+        cursor.execute("BEGIN IMMEDIATE")
+        try:
+            cursor.executemany(_RECORD_SQLITE, rows)
+            written = cursor.rowcount
+            cursor.execute("COMMIT")
+        except BaseException:
+            with suppress(Exception):  # the error that got us here is the one to report
+                cursor.execute("ROLLBACK")
+            raise
+        return written
+    finally:
+        cursor.close()
+
+
 def _touches_subscribers(outcomes: Sequence[Outcome]) -> bool:
     """Whether writing these outcomes changes a subscriber's bounce count too."""
     return any(o.bounce or (o.state == "delivered" and o.bounce_count) for o in outcomes)
@@ -440,13 +459,7 @@ class DeliveryStore:
                         )
                         for o in outcomes
                     ]
-                    with connection.begin():
-                        cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
-                        try:
-                            cursor.executemany(_RECORD_SQLITE, plain)
-                            return cursor.rowcount
-                        finally:
-                            cursor.close()
+                    return _write_sqlite(connection.connection.driver_connection, plain)
                 rows = [_record_values(issue_id, outcome, now) for outcome in outcomes]
                 if postgres and not _touches_subscribers(outcomes):
                     return connection.execute(_RECORD, rows).rowcount
