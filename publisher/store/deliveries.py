@@ -118,12 +118,14 @@ def _record_values(issue_id: int, outcome: Outcome, now: datetime) -> dict[str, 
     }
 
 
-# The same UPDATE as _RECORD, for SQLite's driver directly: a send writes every outcome through it.
+# The same UPDATE as _RECORD, for the driver directly: a send writes every outcome through it.
 _RECORD_SQLITE = (
     "UPDATE deliveries SET state = ?, last_code = ?, last_status = ?, last_error = ?, next_attempt_at = ?,"
     " delivered_at = ?, lease_until = NULL, lease_token = '', updated_at = ?"
     " WHERE issue_id = ? AND subscriber_id = ? AND lease_token = ? AND state = 'sending'"
 )
+
+_RECORD_POSTGRES = _RECORD_SQLITE.replace("?", "%s")
 
 
 def _write_sqlite(driver: Any, rows: list[tuple]) -> int:
@@ -143,6 +145,14 @@ def _write_sqlite(driver: Any, rows: list[tuple]) -> int:
         return written
     finally:
         cursor.close()
+
+
+def _write_postgres(driver: Any, rows: list[tuple]) -> int:
+    """`_RECORD_SQLITE` (in psycopg's placeholders) for every row, in one pipelined round trip on
+    a connection in autocommit: each row is committed on its own."""
+    with driver.cursor() as cursor:
+        cursor.executemany(_RECORD_POSTGRES, rows)
+        return cursor.rowcount
 
 
 def _touches_subscribers(outcomes: Sequence[Outcome]) -> bool:
@@ -442,7 +452,7 @@ class DeliveryStore:
             def write(issue_id: int, outcomes: Sequence[Outcome], now: datetime, *, soft_bounce_limit: int) -> int:
                 if not outcomes:
                     return 0
-                if not postgres and not _touches_subscribers(outcomes):
+                if not _touches_subscribers(outcomes):
                     at = stamp(now)
                     plain = [
                         (
@@ -459,10 +469,9 @@ class DeliveryStore:
                         )
                         for o in outcomes
                     ]
-                    return _write_sqlite(connection.connection.driver_connection, plain)
+                    driver = connection.connection.driver_connection
+                    return _write_postgres(driver, plain) if postgres else _write_sqlite(driver, plain)
                 rows = [_record_values(issue_id, outcome, now) for outcome in outcomes]
-                if postgres and not _touches_subscribers(outcomes):
-                    return connection.execute(_RECORD, rows).rowcount
                 if postgres:
                     with self.engine.begin() as other:
                         return self._write(other, rows, outcomes, now, soft_bounce_limit)
