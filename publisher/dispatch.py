@@ -182,7 +182,8 @@ def composer(
 
     def compose(leased: Recipient, now: datetime) -> LazyOutgoing:
         message = (editions(getattr(leased, "topics", "[]")) if editions else None) or compiled
-        return LazyOutgoing(verp(leased) or compiled.sender, leased.email, partial(build, leased, now, message))
+        build_one = partial(build, leased, now, message)
+        return LazyOutgoing(verp(leased) or compiled.sender, leased.email, build_one, safe=True)
 
     return compose
 
@@ -222,13 +223,15 @@ def prepare_editions(store: Store, issue: Issue, editions: Editions, now: dateti
 
 
 class _Recorder:
-    """Stores each outcome as its reply arrives.
+    """Stores each outcome before the session that sent it lets the relay accept another message.
 
-    A thread writes whatever replies have arrived in one transaction (a group commit: SQLite WAL
-    with synchronous=NORMAL and PostgreSQL both keep a committed row when the client is killed).
-    `add` returns the wait for that commit: the session that sent the message waits on it before
-    the relay may accept its next message, so a crash leaves at most one accepted, unrecorded
-    message per session.
+    `add` keeps the outcome and returns the wait for it to be stored. A ledger thread writes
+    whatever has arrived as soon as it can, in one transaction (a group commit: SQLite WAL with
+    synchronous=NORMAL and PostgreSQL both keep a committed row when the client is killed), while
+    the session writes its next message. The session calls the wait before that message's final
+    `.`: if its outcome is still unwritten and no write is running, it writes it itself rather than
+    wait for the ledger thread to be scheduled. A crash therefore leaves at most one accepted,
+    unrecorded message per session. `close` stores the rest.
     """
 
     def __init__(
@@ -239,70 +242,93 @@ class _Recorder:
         clock: Clock,
         progress: Callable[[Progress], None] | None,
     ) -> None:
-        self.store, self.issue_id, self.delivery, self.clock, self.progress = store, issue_id, delivery, clock, progress
-        self.cond = threading.Condition()
+        self.issue_id, self.delivery, self.clock, self.progress = issue_id, delivery, clock, progress
+        self.lock = threading.Lock()
+        self.cond = threading.Condition(self.lock)  # sessions waiting for a write to finish
+        self.wake = threading.Condition(self.lock)  # the ledger thread waiting for outcomes
         self.arrived: list[tuple[Leased, SendResult]] = []
         self.added = self.stored = 0
-        self.closing = False
+        self.writing = self.closing = False
         self.error: BaseException | None = None
         self.totals: Counter[str] = Counter()
+        self.writer = contextlib.ExitStack()
+        self.write = self.writer.enter_context(store.deliveries.writer())  # used by one writer at a time
         self.thread = threading.Thread(target=self._run, name="ledger", daemon=True)
         self.thread.start()
 
+    def _run(self) -> None:
+        with self.lock:
+            while not self.closing and self.error is None:
+                if self.arrived and not self.writing:
+                    try:
+                        self._write_arrived()
+                    except BaseException:
+                        return
+                else:
+                    self.wake.wait()
+
     def add(self, row: Leased, result: SendResult) -> Callable[[], None]:
         with self.cond:
-            if self.error is not None:
-                raise DeliveryError(f"recording delivery outcomes failed: {self.error}")
+            self._raise()
             self.arrived.append((row, result))
             self.added += 1
-            self.cond.notify_all()
+            self.wake.notify()
             return partial(self.wait, self.added)
 
     def wait(self, number: int) -> None:
-        """Return once the `number`th outcome is stored."""
+        """Return once the `number`th outcome is stored, storing what has arrived if nobody is."""
         with self.cond:
-            while self.stored < number and self.error is None:
-                self.cond.wait()
-            if self.stored < number:
-                raise DeliveryError(f"recording delivery outcomes failed: {self.error}")
-
-    def _run(self) -> None:
-        try:
-            with self.store.deliveries.writer() as write:
-                self._write_all(write)
-        except BaseException as error:  # the sessions waiting on it must hear, not hang
-            with self.cond:
-                self.error = error
-                self.cond.notify_all()
-
-    def _write_all(self, write: Callable[..., int]) -> None:
-        while True:
-            with self.cond:
-                while not self.arrived and not self.closing:
+            while self.stored < number:
+                self._raise()
+                if self.writing:
                     self.cond.wait()
-                if not self.arrived:
-                    return
-                taken, self.arrived = self.arrived, []
-            step = _record(write, self.issue_id, taken, self.delivery, self.clock())
-            with self.cond:
-                self.stored += len(taken)
-                self.totals.update(delivered=step.delivered, failed=step.failed, deferred=step.deferred)
-                self.cond.notify_all()
+                else:
+                    self._write_arrived()
+
+    def _raise(self) -> None:
+        if self.error is not None:
+            raise DeliveryError(f"recording delivery outcomes failed: {self.error}") from self.error
+
+    def _write_arrived(self) -> None:
+        """Write every outcome that has arrived; called holding the condition, released while writing."""
+        taken, self.arrived = self.arrived, []
+        self.writing = True
+        self.cond.release()
+        try:
+            step = _record(self.write, self.issue_id, taken, self.delivery, self.clock())
             if self.progress is not None:
                 self.progress(step)
+        except BaseException as error:  # the sessions waiting on it must hear, not hang
+            self.cond.acquire()
+            self.error, self.writing = error, False
+            self.cond.notify_all()
+            raise
+        self.cond.acquire()
+        self.writing = False
+        self.stored += len(taken)
+        self.totals.update(delivered=step.delivered, failed=step.failed, deferred=step.deferred)
+        self.cond.notify_all()
+        self.wake.notify()
 
     def counts(self) -> dict[str, int]:
         """What was recorded: delivered, failed, deferred."""
         return {key: self.totals[key] for key in ("delivered", "failed", "deferred")}
 
     def close(self) -> None:
-        """Store what has arrived and stop; raises if storing failed."""
-        with self.cond:
+        """Store what has arrived and let the writer go; raises if storing failed."""
+        with self.lock:
             self.closing = True
-            self.cond.notify_all()
+            self.wake.notify()
         self.thread.join()
-        if self.error is not None:
-            raise DeliveryError(f"recording delivery outcomes failed: {self.error}") from self.error
+        try:
+            with self.cond:
+                while self.writing:
+                    self.cond.wait()
+                self._raise()
+                if self.arrived:
+                    self._write_arrived()
+        finally:
+            self.writer.close()
 
 
 class _Batch:
@@ -321,7 +347,7 @@ class _Batch:
             self.handed.add(index)
             return build()
 
-        return LazyOutgoing(message.sender, message.recipient, handed)
+        return LazyOutgoing(message.sender, message.recipient, handed, safe=getattr(message, "safe", False))
 
     def answer(self, index: int, result: SendResult) -> Callable[[], None]:
         self.answered.add(index)

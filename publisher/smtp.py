@@ -3,12 +3,14 @@
 `SmtpTransport.send_each` spreads a batch over up to `connections` connections shared by every
 recipient (at most `per_domain_connections` at a time per receiving domain when set, for relays
 that ask for it) and at most `rate_limit` messages a second overall, and reports one `SendResult`
-per message from the server's replies, each as it arrives. MAIL, RCPT and DATA go in one write
-where the relay offers PIPELINING.
+per message from the server's replies, each as it arrives. Where the relay offers PIPELINING, a
+message's final `.` and the next message's MAIL, RCPT and DATA go in one write: one round trip a
+message, plus the write of its bytes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 import smtplib
 import ssl
@@ -16,6 +18,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from typing import cast
 
 from publisher.config import SmtpSettings
 from publisher.errors import DeliveryError
@@ -52,15 +55,23 @@ def dot_stuffed(data: bytes) -> bytes:
 
 
 class SmtpConnection:
-    """One session with the relay, reused for many messages; MAIL, RCPT and DATA are pipelined."""
+    """One session with the relay, reused for many messages.
+
+    A message's data goes out as soon as the relay says 354, but its final `.` waits: the next
+    `step` first waits until the previous message's outcome is stored (`settle`), then sends that
+    `.`. Where the relay offers PIPELINING, the `.` travels in one write with the next message's
+    MAIL, RCPT and DATA, so a message costs one round trip and one write of its bytes.
+    """
 
     def __init__(self, settings: SmtpSettings) -> None:
         self.settings = settings
         self.client: smtplib.SMTP | None = None
         self.pipelining = False
         self.sent = 0
-        # Returns once the previous message's outcome is stored; called before the relay may accept the next.
+        # Returns once the latest outcome reported is stored; called before the relay may accept the next message.
         self.settle: Callable[[], None] | None = None
+        # The message whose data went out and whose final "." has not yet, with its tag.
+        self.open_message: tuple[Outgoing | LazyOutgoing, object] | None = None
 
     def open(self) -> None:
         settings = self.settings
@@ -116,62 +127,122 @@ class SmtpConnection:
         if client is not None:
             client.close()
 
-    def send(self, message: Outgoing | LazyOutgoing) -> SendResult:
-        """Send one message; a stale reused connection is reopened once before anything is sent."""
+    def step(self, message: Outgoing | LazyOutgoing | None, tag: object, report: Report) -> None:
+        """Finish the open message (its final `.`, once the previous outcome is stored), then start
+        `message` (None: only finish). `report(tag, result)` hears each outcome as its reply arrives
+        and returns the wait for it to be stored."""
+        opened, self.open_message = self.open_message, None
+        if opened is not None:
+            then = message if message is not None and self.pipelining and not _unsafe(message) else None
+            if self._finish_open(opened[1], report, then) and then is not None:
+                try:
+                    self._begin(then, tag, report, chained=True)
+                except _DISCONNECTED as error:
+                    self.abandon()
+                    self._report(report, tag, dropped(error))
+                return
+        if message is not None:
+            self._start(message, tag, report)
+
+    def flush(self) -> None:
+        """Wait for the latest outcome to be stored (an error there is the recorder's to report)."""
+        settle, self.settle = self.settle, None
+        if settle is not None:
+            with contextlib.suppress(Exception):
+                settle()
+
+    def _report(self, report: Report, tag: object, result: SendResult) -> None:
+        self.settle = report(tag, result)
+
+    def _start(self, message: Outgoing | LazyOutgoing, tag: object, report: Report) -> None:
+        """Send the envelope and the data of `message` on this session (opened if need be); a stale
+        reused session is reopened once before anything is sent."""
+        if _unsafe(message):
+            self._report(
+                report, tag, SendResult("failed", None, "5.1.3", f"refused to send: bad address {message.recipient!r}")
+            )
+            return
         reused = self.client is not None and self.sent > 0
-        data = message.data
         try:
             if self.client is None:
                 self.open()
-            return self._transaction(message, data)
+            self._begin(message, tag, report)
+            return
         except _Stale as stale:
             self.abandon()
             if not reused:
-                return dropped(stale.__cause__ or stale)
+                self._report(report, tag, dropped(stale.__cause__ or stale))
+                return
         except _DISCONNECTED as error:
             self.abandon()
-            return dropped(error)
+            self._report(report, tag, dropped(error))
+            return
         try:
             self.open()
-            return self._transaction(message, data)
+            self._begin(message, tag, report)
         except (_Stale, *_DISCONNECTED) as error:
             self.abandon()
-            return dropped(error)
+            self._report(report, tag, dropped(error))
 
-    def _transaction(self, message: Outgoing | LazyOutgoing, data: bytes) -> SendResult:
-        if _UNSAFE_ADDRESS.search(message.sender + message.recipient):
-            return SendResult("failed", None, "5.1.3", f"refused to send: bad address {message.recipient!r}")
+    def _begin(self, message: Outgoing | LazyOutgoing, tag: object, report: Report, *, chained: bool = False) -> None:
+        """MAIL, RCPT and DATA (already written when `chained`), then the data without its final `.`."""
         client = self.session
-        envelope = f"MAIL FROM:<{message.sender}>\r\nRCPT TO:<{message.recipient}>\r\nDATA\r\n".encode()
+        data = message.data
         try:
-            if self.pipelining:
-                self._write(envelope)
+            if chained:
+                replies = [client.getreply() for _ in range(3)]
+            elif self.pipelining:
+                self._write(_envelope(message))
                 replies = [client.getreply() for _ in range(3)]
             else:
                 replies = []
-                for line in envelope.split(b"\r\n")[:3]:
+                for line in _envelope(message).split(b"\r\n")[:3]:
                     self._write(line + b"\r\n")
                     replies.append(client.getreply())
                     if replies[-1][0] >= 400:
                         break
         except _DISCONNECTED as error:
-            raise _Stale() from error  # nothing was accepted: safe to try again on a fresh session
+            if chained:  # nothing was accepted: try once more on a new session
+                self.abandon()
+                self._start(message, tag, report)
+                return
+            raise _Stale() from error
         self.sent += 1
         refused = next((reply for reply in replies[:2] if reply[0] >= 300), None)
         if replies[-1][0] == 354:
             if refused is None:
-                self._write(dot_stuffed(data))
-                self._settle_previous()
+                try:
+                    safe = getattr(message, "safe", False) and data.endswith(b"\r\n")
+                    self._write(data if safe else dot_stuffed(data))
+                except _DISCONNECTED as error:
+                    self.abandon()
+                    self._report(report, tag, dropped(error))
+                    return
+                self.open_message = (message, tag)
+                return
             self._write(b".\r\n")
-            final = client.getreply()
-            if refused is None:
-                return self._finish(final)
-        return self._finish(refused or replies[-1], reset=True)
+            client.getreply()
+        self._report(report, tag, self._finish(refused or replies[-1], reset=True))
 
-    def _settle_previous(self) -> None:
+    def _finish_open(self, tag: object, report: Report, then: Outgoing | LazyOutgoing | None) -> bool:
+        """Send the open message's final `.` (with `then`'s envelope after it) once the previous
+        outcome is stored, and report its reply. True when `then`'s envelope went on this session."""
         settle, self.settle = self.settle, None
         if settle is not None:
             settle()
+        try:
+            self._write(b".\r\n" + _envelope(then) if then is not None else b".\r\n")
+            final = self.session.getreply()
+        except _DISCONNECTED as error:
+            self.abandon()
+            self._report(report, tag, dropped(error))
+            return False
+        if then is None or final[0] == 421:
+            self._report(report, tag, self._finish(final))
+            return False
+        # the transaction is over whatever the reply: the pipelined MAIL starts the next one
+        self._report(report, tag, result_from_reply(*final))
+        return True
 
     def _finish(self, reply: tuple[int, bytes], *, reset: bool = False) -> SendResult:
         code, text = reply
@@ -183,6 +254,17 @@ class SmtpConnection:
             except (*_DISCONNECTED, smtplib.SMTPException):
                 self.abandon()
         return result_from_reply(code, text)
+
+
+Report = Callable[[object, SendResult], Callable[[], None] | None]
+
+
+def _unsafe(message: Outgoing | LazyOutgoing) -> bool:
+    return bool(_UNSAFE_ADDRESS.search(message.sender + message.recipient))
+
+
+def _envelope(message: Outgoing | LazyOutgoing) -> bytes:
+    return f"MAIL FROM:<{message.sender}>\r\nRCPT TO:<{message.recipient}>\r\nDATA\r\n".encode()
 
 
 def _translated(error: BaseException, settings: SmtpSettings) -> BaseException:
@@ -308,8 +390,10 @@ class SmtpTransport:
             self.workers.append(worker)
             worker.start()
 
-    def _take(self) -> tuple[_Batch, int] | None:
-        """The next message (of a domain with a free session, when limited); holding the condition."""
+    def _take(self, *, wait: bool) -> tuple[_Batch, int] | None:
+        """The next message (of a domain with a free session, when limited); holding the condition.
+
+        None when closing, or when nothing can be taken now and `wait` is false."""
         while not self.closing:
             for position, (batch, index) in enumerate(self.queue):
                 if batch.error is not None:
@@ -320,29 +404,47 @@ class SmtpTransport:
                     self.active[domain] = self.active.get(domain, 0) + 1
                     batch.busy += 1
                     return batch, index
+            if not wait:
+                return None
             self.cond.wait()
         return None
 
     def _work(self, connection: SmtpConnection) -> None:
+        """One session's loop: take a message, finish the open one and start this one; finish
+        the open one alone when nothing else is waiting."""
+        held: list[tuple[_Batch, int]] = []  # taken and not yet answered: the open message, the one starting
+
+        def report(tag: object, result: SendResult) -> Callable[[], None] | None:
+            batch, index = cast(tuple[_Batch, int], tag)
+            settle = batch.on_result(index, result) if batch.on_result is not None else None
+            held.remove((batch, index))
+            batch.results[index] = result
+            self._done(batch, batch.messages[index])
+            return settle
+
         while True:
             with self.cond:
-                taken = self._take()
-            if taken is None:
-                connection.close()
-                return
-            batch, index = taken
-            message = batch.messages[index]
+                taken = self._take(wait=False)
+            if taken is None and connection.open_message is None:
+                connection.flush()  # idle: store the last outcome now rather than at the next message
+                with self.cond:
+                    taken = self._take(wait=True)
+                if taken is None:
+                    connection.close()
+                    return
             try:
-                self.limiter.wait()
-                result = connection.send(message)
-                if batch.on_result is not None:
-                    connection.settle = batch.on_result(index, result)
+                if taken is not None:
+                    held.append(taken)
+                    self.limiter.wait()
+                    connection.step(taken[0].messages[taken[1]], taken, report)
+                else:
+                    connection.step(None, None, report)
             except BaseException as error:
                 connection.abandon()
-                self._done(batch, message, error=error)
-                continue
-            batch.results[index] = result
-            self._done(batch, message)
+                connection.open_message = connection.settle = None
+                for batch, index in held:
+                    self._done(batch, batch.messages[index], error=error)
+                held.clear()
 
     def _done(self, batch: _Batch, message: Outgoing | LazyOutgoing, error: BaseException | None = None) -> None:
         with self.cond:
@@ -352,7 +454,8 @@ class SmtpTransport:
                 batch.remaining -= 1
             batch.busy -= 1
             self.active[message.domain if self.per_domain else ""] -= 1
-            self.cond.notify_all()
+            if self.per_domain or batch.error is not None or not batch.remaining or not batch.busy:
+                self.cond.notify_all()  # a session may take that domain now; send_each may return
 
     def close(self) -> None:
         with self.cond:

@@ -46,10 +46,11 @@ class LazyOutgoing:
     the wire (one per connection), not for every message of the batch.
     """
 
-    __slots__ = ("build", "recipient", "sender")
+    __slots__ = ("build", "recipient", "safe", "sender")
 
-    def __init__(self, sender: str, recipient: str, build: Callable[[], bytes]) -> None:
+    def __init__(self, sender: str, recipient: str, build: Callable[[], bytes], *, safe: bool = False) -> None:
         self.sender, self.recipient, self.build = sender, recipient, build
+        self.safe = safe  # no line starts with "." (publisher.message's output): no dot-stuffing to do
 
     @property
     def data(self) -> bytes:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
 from sqlalchemy import (
@@ -32,6 +33,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.sql import Select
 from sqlalchemy.sql.elements import ColumnElement
 
 from publisher.store.schema import deliveries, issues, subscribers, subscriptions
@@ -116,6 +118,43 @@ def _record_values(issue_id: int, outcome: Outcome, now: datetime) -> dict[str, 
     }
 
 
+# The same UPDATE as _RECORD, for the driver directly: a send writes every outcome through it.
+_RECORD_SQLITE = (
+    "UPDATE deliveries SET state = ?, last_code = ?, last_status = ?, last_error = ?, next_attempt_at = ?,"
+    " delivered_at = ?, lease_until = NULL, lease_token = '', updated_at = ?"
+    " WHERE issue_id = ? AND subscriber_id = ? AND lease_token = ? AND state = 'sending'"
+)
+
+_RECORD_POSTGRES = _RECORD_SQLITE.replace("?", "%s")
+
+
+def _write_sqlite(driver: Any, rows: list[tuple]) -> int:
+    """`_RECORD_SQLITE` for every row in one BEGIN IMMEDIATE transaction on SQLite's own connection
+    (the SQLAlchemy connection holding it is idle between writes)."""
+    cursor = driver.cursor()
+    try:
+        cursor.execute("BEGIN IMMEDIATE")
+        try:
+            cursor.executemany(_RECORD_SQLITE, rows)
+            written = cursor.rowcount
+            cursor.execute("COMMIT")
+        except BaseException:
+            with suppress(Exception):  # the error that got us here is the one to report
+                cursor.execute("ROLLBACK")
+            raise
+        return written
+    finally:
+        cursor.close()
+
+
+def _write_postgres(driver: Any, rows: list[tuple]) -> int:
+    """`_RECORD_SQLITE` (in psycopg's placeholders) for every row, in one pipelined round trip on
+    a connection in autocommit: each row is committed on its own."""
+    with driver.cursor() as cursor:
+        cursor.executemany(_RECORD_POSTGRES, rows)
+        return cursor.rowcount
+
+
 def _touches_subscribers(outcomes: Sequence[Outcome]) -> bool:
     """Whether writing these outcomes changes a subscriber's bounce count too."""
     return any(o.bounce or (o.state == "delivered" and o.bounce_count) for o in outcomes)
@@ -124,6 +163,49 @@ def _touches_subscribers(outcomes: Sequence[Outcome]) -> bool:
 def _audience_of(newsletter: str) -> tuple[ColumnElement[bool], ...]:
     """Confirmed subscribers of `newsletter`: the one definition of an audience."""
     return (subscriptions.c.newsletter == newsletter, subscribers.c.status == _SUBSCRIBED)
+
+
+@cache
+def _candidate_queries(postgres: bool) -> tuple[Select, ...]:
+    """The three lease queries of `DeliveryStore._candidates`, built once (a send leases every batch)."""
+    now = bindparam("c_now", type_=deliveries.c.updated_at.type)
+    eligible = and_(
+        subscribers.c.status == _SUBSCRIBED,
+        exists().where(
+            subscriptions.c.subscriber_id == deliveries.c.subscriber_id,
+            subscriptions.c.newsletter == bindparam("c_newsletter"),
+        ),
+    )
+    kinds = (
+        and_(
+            deliveries.c.state == "sending",
+            deliveries.c.lease_until <= now,
+            deliveries.c.lease_token != bindparam("c_owner"),
+        ),
+        and_(deliveries.c.state == "deferred", deliveries.c.next_attempt_at <= now),
+        and_(deliveries.c.state == "pending", or_(deliveries.c.due_at.is_(None), deliveries.c.due_at <= now)),
+    )
+    queries = []
+    for kind in kinds:
+        query = (
+            select(
+                deliveries.c.subscriber_id,
+                deliveries.c.email,
+                deliveries.c.name,
+                deliveries.c.attempts,
+                deliveries.c.queued_at,
+                deliveries.c.topics,
+                subscribers.c.bounce_count,
+                eligible.label("eligible"),
+            )
+            .select_from(deliveries.join(subscribers, subscribers.c.id == deliveries.c.subscriber_id))
+            .where(deliveries.c.issue_id == bindparam("c_issue"), kind)
+            .limit(bindparam("c_limit"))
+        )
+        if postgres:
+            query = query.with_for_update(skip_locked=True, of=deliveries)
+        queries.append(query)
+    return tuple(queries)
 
 
 class DeliveryStore:
@@ -276,39 +358,22 @@ class DeliveryStore:
     ) -> list:
         """Expired leases first (never the leaser's own: those are still queued on its wire), then
         retries that are due, then fresh rows; each an index range."""
-        eligible = and_(
-            subscribers.c.status == _SUBSCRIBED,
-            exists().where(
-                subscriptions.c.subscriber_id == deliveries.c.subscriber_id, subscriptions.c.newsletter == newsletter
-            ),
-        )
-        kinds = (
-            and_(deliveries.c.state == "sending", deliveries.c.lease_until <= now, deliveries.c.lease_token != owner),
-            and_(deliveries.c.state == "deferred", deliveries.c.next_attempt_at <= now),
-            and_(deliveries.c.state == "pending", or_(deliveries.c.due_at.is_(None), deliveries.c.due_at <= now)),
-        )
         found: list = []
-        for kind in kinds:
+        for query in _candidate_queries(connection.dialect.name == "postgresql"):
             if len(found) >= limit:
                 break
-            query = (
-                select(
-                    deliveries.c.subscriber_id,
-                    deliveries.c.email,
-                    deliveries.c.name,
-                    deliveries.c.attempts,
-                    deliveries.c.queued_at,
-                    deliveries.c.topics,
-                    subscribers.c.bounce_count,
-                    eligible.label("eligible"),
-                )
-                .select_from(deliveries.join(subscribers, subscribers.c.id == deliveries.c.subscriber_id))
-                .where(deliveries.c.issue_id == issue_id, kind)
-                .limit(limit - len(found))
+            found.extend(
+                connection.execute(
+                    query,
+                    {
+                        "c_issue": issue_id,
+                        "c_newsletter": newsletter,
+                        "c_now": now,
+                        "c_owner": owner,
+                        "c_limit": limit - len(found),
+                    },
+                ).all()
             )
-            if connection.dialect.name == "postgresql":
-                query = query.with_for_update(skip_locked=True, of=deliveries)
-            found.extend(connection.execute(query).all())
         return found
 
     @staticmethod
@@ -382,12 +447,31 @@ class DeliveryStore:
                 connection.commit()
                 connection.execution_options(isolation_level="AUTOCOMMIT")  # changes this connection
 
+            stamp = deliveries.c.updated_at.type.bind_processor(connection.dialect) or (lambda value: value)
+
             def write(issue_id: int, outcomes: Sequence[Outcome], now: datetime, *, soft_bounce_limit: int) -> int:
                 if not outcomes:
                     return 0
+                if not _touches_subscribers(outcomes):
+                    at = stamp(now)
+                    plain = [
+                        (
+                            o.state,
+                            o.code,
+                            o.status[:16],
+                            o.detail[:1000],
+                            o.next_attempt_at and stamp(o.next_attempt_at),
+                            at if o.state == "delivered" else None,
+                            at,
+                            issue_id,
+                            o.subscriber_id,
+                            o.token,
+                        )
+                        for o in outcomes
+                    ]
+                    driver = connection.connection.driver_connection
+                    return _write_postgres(driver, plain) if postgres else _write_sqlite(driver, plain)
                 rows = [_record_values(issue_id, outcome, now) for outcome in outcomes]
-                if postgres and not _touches_subscribers(outcomes):
-                    return connection.execute(_RECORD, rows).rowcount
                 if postgres:
                     with self.engine.begin() as other:
                         return self._write(other, rows, outcomes, now, soft_bounce_limit)
