@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from functools import cached_property
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, NoReturn
 
 import jinja2
 
@@ -932,8 +932,9 @@ class Publication:
         return found
 
     def login(self, email: str, password: str, *, ip: str = "") -> Operator:
-        """Check a console login. A wrong address and a wrong password get the same answer and take
-        the same time; the fifth wrong password in a row locks the account for `operators.LOCK_FOR`."""
+        """Check a console login. A wrong address, a wrong password and a locked account get the same
+        answer and take the same time (the audit log tells them apart); the fifth wrong password in a
+        row locks the account for `operators.LOCK_FOR`, however many attempts arrive at once."""
         now = self.now()
         address = email.strip().lower()[:320]
         if ip and not self.store.web_events.hit(
@@ -941,32 +942,37 @@ class Publication:
         ):
             self.audit("anonymous", "login.rate_limited", {"email": address, "ip": ip})
             raise RateLimited("too many login attempts from this address: try again later", operators.LOGIN_WINDOW)
+        if not self.store.web_events.hit(
+            "console-login-account", address, now, window=operators.LOGIN_WINDOW, limit=operators.ACCOUNT_ATTEMPTS
+        ):  # whatever IP addresses the attempts come from
+            self.audit("anonymous", "login.rate_limited", {"email": address, "ip": ip, "per": "account"})
+            raise RateLimited("too many login attempts for this account: try again later", operators.LOGIN_WINDOW)
         found = self.store.operators.get(address)
-        if found is not None and found.locked(now):
-            self.audit(f"operator:{address}", "login.locked", {"ip": ip})
-            raise LoginLocked(self._locked_message(found), found.locked_until or now)
+        claimed = found is not None and self.store.operators.claim_attempt(
+            found.id, now, limit=operators.MAX_FAILED_LOGINS, lock_for=operators.LOCK_FOR
+        )
+        if found is not None and not claimed:
+            operators.verify_password(None, password)  # as long as any other refusal
+            self._refuse_locked(found, "login.locked", ip)
         matches = operators.verify_password(found.password_hash if found else None, password)  # timed alike
         if found is None or not matches:
-            if found is not None:
-                after = self.store.operators.login_failed(
-                    found.id, now, limit=operators.MAX_FAILED_LOGINS, lock_for=operators.LOCK_FOR
-                )
-                if after is not None and after.locked(now):
-                    self.audit(f"operator:{address}", "login.lock", {"ip": ip})
-                    raise LoginLocked(self._locked_message(after), after.locked_until or now)
+            if found is not None and self.store.operators.login_failed(
+                found.id, now, limit=operators.MAX_FAILED_LOGINS, lock_for=operators.LOCK_FOR
+            ):
+                self._refuse_locked(found, "login.lock", ip)
             self.audit(f"operator:{address}" if found else "anonymous", "login.failed", {"email": address, "ip": ip})
-            raise AccessError("wrong email address or password")
+            raise AccessError(operators.WRONG_LOGIN)
         rehashed = operators.hash_password(password) if operators.needs_rehash(found.password_hash) else ""
-        self.store.operators.login_succeeded(found.id, now, rehashed)
+        if not self.store.operators.login_succeeded(found.id, now, rehashed):  # locked while the password was checked
+            self._refuse_locked(found, "login.locked", ip)
         self.audit(operators.operator_actor(found), "login", {"ip": ip})
         return found
 
-    def _locked_message(self, operator: Operator) -> str:
-        until = operator.locked_until or self.now()
-        return (
-            f"too many wrong passwords: this account is locked until {until:%H:%M} UTC; "
-            "try again then, or ask an owner to set a new password"
-        )
+    def _refuse_locked(self, operator: Operator, action: str, ip: str) -> NoReturn:
+        """Refuse a locked account with the answer a wrong password gets; the audit log says until when."""
+        until = (self.store.operators.by_id(operator.id) or operator).locked_until or self.now()
+        self.audit(f"operator:{operator.email}", action, {"ip": ip, "locked_until": until.isoformat()})
+        raise LoginLocked(operators.WRONG_LOGIN, until)
 
     def session_operator(self, operator_id: int, generation: int) -> Operator | None:
         """The operator a console session belongs to, unless they were removed or logged out everywhere."""

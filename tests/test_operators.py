@@ -1,13 +1,15 @@
 """Operators, API tokens and the audit log: roles, passwords, lockout, tokens shown once, who did what."""
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from publisher import Publication
-from publisher.errors import AccessError, LoginLocked, OperatorError
+from publisher.errors import AccessError, LoginLocked, OperatorError, RateLimited
 from publisher.operators import (
+    ACCOUNT_ATTEMPTS,
     LOCK_FOR,
     MAX_FAILED_LOGINS,
     Permission,
@@ -130,13 +132,46 @@ def test_five_wrong_passwords_lock_the_account_for_a_while(publication, clock):
     for _ in range(MAX_FAILED_LOGINS - 1):
         with pytest.raises(AccessError, match="wrong email"):
             publication.login("ada@example.org", "wrong password!")
-    with pytest.raises(LoginLocked, match="locked until 08:15 UTC") as locked:
+    with pytest.raises(LoginLocked, match=r"^wrong email address or password$") as locked:
         publication.login("ada@example.org", "wrong password!")
     assert locked.value.until == NOW + LOCK_FOR
+    assert publication.audit_log(SHELL, limit=1)[0].detail["locked_until"] == (NOW + LOCK_FOR).isoformat()
     with pytest.raises(LoginLocked):  # even the right password, while locked
         publication.login("ada@example.org", PASSWORD)
     clock.moment = NOW + LOCK_FOR + timedelta(seconds=1)
     assert publication.login("ada@example.org", PASSWORD).email == "ada@example.org"
+
+
+def test_concurrent_wrong_passwords_cannot_outrun_the_lock(publication):
+    """19 wrong passwords and the right one at once: at most five are checked, the rest refused,
+    and the right one does not clear a lock taken while it was being checked."""
+    publication.add_operator("ada@example.org", Role.EDITOR, PASSWORD, actor=SHELL)
+
+    def attempt(number: int) -> str:
+        password = PASSWORD if number == 19 else f"wrong password {number}"
+        try:
+            publication.login("ada@example.org", password, ip=f"10.77.{number}.1")
+        except LoginLocked:
+            return "locked"
+        except AccessError:
+            return "wrong"
+        return "in"
+
+    with ThreadPoolExecutor(20) as pool:
+        outcomes = list(pool.map(attempt, range(20)))
+    checked = outcomes.count("wrong") + outcomes.count("in")  # only these had their password checked
+    assert checked <= MAX_FAILED_LOGINS and outcomes.count("locked") >= 20 - MAX_FAILED_LOGINS
+    locked = publication.store.operators.get("ada@example.org")
+    assert locked is not None and locked.locked(NOW)  # whoever won, the wrong passwords left it locked
+
+
+def test_one_account_takes_a_bounded_number_of_attempts_from_any_addresses(publication):
+    publication.add_operator("ada@example.org", Role.EDITOR, PASSWORD, actor=SHELL)
+    for number in range(ACCOUNT_ATTEMPTS):
+        with pytest.raises(AccessError):
+            publication.login("ada@example.org", f"wrong {number}", ip=f"10.0.{number}.1")
+    with pytest.raises(RateLimited):
+        publication.login("ada@example.org", PASSWORD, ip="10.1.1.1")
 
 
 def test_a_right_password_resets_the_count_of_wrong_ones(publication):

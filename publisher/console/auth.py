@@ -25,7 +25,7 @@ from starlette.responses import Response
 
 from publisher import operators, tokens
 from publisher.console.pages import error, redirect, render, safe_back, secure
-from publisher.errors import AccessError, LoginLocked, PublisherError, RateLimited, TokenError
+from publisher.errors import AccessError, PublisherError, RateLimited, TokenError
 from publisher.operators import Actor, Operator, Permission
 
 log = logging.getLogger(__name__)
@@ -208,8 +208,6 @@ async def login(request: Request) -> Response:
     ip = request.client.host if request.client else "unknown"
     try:
         operator = await run_in_threadpool(state.publication.login, email, password, ip=ip)
-    except LoginLocked as locked:
-        return _login_page(request, nonce, 403, str(locked), email)
     except RateLimited as limited:
         return _login_page(request, nonce, 429, str(limited), email)
     except AccessError as refused:
