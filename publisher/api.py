@@ -37,6 +37,7 @@ from publisher.errors import (
 from publisher.model import Article, Issue, StoredSubscriber
 from publisher.operators import Actor, Permission
 from publisher.publication import IssueStatus, Publication
+from publisher.text import MAX_WHOLE, whole_number
 
 log = logging.getLogger(__name__)
 
@@ -163,13 +164,14 @@ def moment(body: dict[str, Any], key: str) -> datetime | None:
     return found
 
 
-def number(request: Request, key: str, default: int, *, low: int = 0, high: int = 2**62) -> int:
+def number(request: Request, key: str, default: int, *, low: int = 0, high: int = MAX_WHOLE) -> int:
     raw = request.query_params.get(key)
     if raw is None:
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    value = whole_number(raw, low=low, high=high)
+    if value is None:
         raise Problem(400, "bad-parameter", "A query parameter is wrong", f"{key}: a whole number {low}-{high}")
-    return int(raw)
+    return value
 
 
 # --- what the API answers with ----------------------------------------------------------------
@@ -368,8 +370,11 @@ def _newsletter(request: Request) -> str:
 
 async def _issue_status(request: Request) -> IssueStatus:
     name = _newsletter(request)
+    number = whole_number(str(request.path_params["number"]), low=1)
+    if number is None:
+        raise Problem(400, "bad-parameter", "A path parameter is wrong", f"number: a whole number 1-{MAX_WHOLE}")
     try:
-        return await run_in_threadpool(publication(request).issue_status, name, int(request.path_params["number"]))
+        return await run_in_threadpool(publication(request).issue_status, name, number)
     except DigestError as error:
         raise Problem(404, "not-found", "No such issue", str(error)) from None
 

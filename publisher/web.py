@@ -47,6 +47,7 @@ from publisher.publication import Publication
 from publisher.resources import static_dir
 from publisher.siteweb import NotModified, SitePages, page
 from publisher.templates import environment
+from publisher.text import whole_number
 from publisher.webfiles import Files
 
 log = logging.getLogger(__name__)
@@ -162,7 +163,7 @@ def error_page(request: Request, status_code: int, message: str, headers: dict |
 async def read_form(request: Request) -> FormData:
     """A small form: no files, at most 100 fields, at most MAX_FORM bytes however it is sent."""
     length = request.headers.get("content-length")
-    if length is not None and (not length.isdigit() or int(length) > MAX_FORM):
+    if length is not None and whole_number(length, high=MAX_FORM) is None:
         raise HTTPException(413, "This form is too large.")
     body = bytearray()
     async for chunk in request.stream():  # a chunked body has no Content-Length to trust

@@ -265,3 +265,16 @@ def test_no_endpoint_but_the_sign_up_and_the_document_answers_without_a_token(cl
             assert answer.status_code != 401, path
         else:
             assert is_problem(answer, 401)["type"].endswith("/unauthorized"), (endpoint.method, path)
+
+
+@pytest.mark.parametrize("bad", ["²", "١٢", "99999999999999999999999", "1" * 5000, "-1", "+1"])
+def test_a_number_that_is_not_plain_ascii_digits_is_a_400_problem(client, publication, bad):
+    reader = token(publication, "dashboard", Permission.READ)
+    for path in (
+        f"/api/v1/subscribers?limit={bad}",
+        f"/api/v1/subscribers?cursor={bad}",
+        f"/api/v1/articles?offset={bad}",
+        f"/api/v1/newsletters/weekly/issues/{bad}",
+    ):
+        assert "whole number" in is_problem(client.get(path, headers=reader), 400)["detail"], path
+    assert client.get("/api/v1/subscribers?limit=2", headers=reader).status_code == 200

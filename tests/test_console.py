@@ -389,3 +389,13 @@ def test_build_dry_run_cancel_pause_and_resume_from_the_console(client, publicat
     assert publication.issue("weekly", 2).state == "sent" and len(outbox.sent) == 2
     actions = [e.action for e in publication.audit_log(SHELL)]
     assert {"issue.dry_run", "issue.build", "issue.cancel", "issue.pause", "issue.resume"} <= set(actions)
+
+
+@pytest.mark.parametrize("bad", ["²", "99999999999999999999999", "1" * 5000])
+def test_a_page_number_that_is_not_plain_ascii_digits_is_a_400_page(client, bad):
+    log_in(client, "owner@example.org")
+    for path in (f"/admin/subscribers/?page={bad}", f"/admin/articles/?page={bad}", f"/admin/audit?before={bad}"):
+        answer = client.get(path)
+        assert answer.status_code == 400 and "whole number" in answer.text, path
+    assert client.get("/admin/issues/weekly/99999999999999999999999").status_code in (400, 404)
+    assert client.get("/admin/subscribers/?page=2").status_code == 200

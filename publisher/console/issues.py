@@ -14,6 +14,7 @@ from publisher.console.sending import Sends
 from publisher.errors import DigestError
 from publisher.model import Issue, IssueState
 from publisher.publication import Publication
+from publisher.text import whole_number
 
 REFRESH_SECONDS = 2
 
@@ -39,10 +40,10 @@ def _name(request: Request) -> str:
 
 
 def _number(console: Console) -> int:
-    text = console.text("number", 12)
-    if not text.isdigit():
+    found = whole_number(console.text("number", 12), low=1)
+    if found is None:
         raise DigestError("say which issue: the form lacks its number")
-    return int(text)
+    return found
 
 
 async def index(request: Request, console: Console) -> Response:
@@ -75,7 +76,9 @@ async def preview_frame(request: Request, console: Console) -> Response:
 
 async def issue_page(request: Request, console: Console) -> Response:
     name = _name(request)
-    number = request.path_params["number"]
+    number = whole_number(str(request.path_params["number"]), low=1)
+    if number is None:
+        raise DigestError("no such issue: an issue number is a whole number")
     report = await run_in_threadpool(_publication(request).issue_report, name, number)
     running = sends(request).running(name)
     live = running or report.issue.state == IssueState.SENDING

@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from publisher.console.auth import Console, audited
-from publisher.console.pages import PAGE_HEADERS, redirect, render
+from publisher.console.pages import PAGE_HEADERS, page_number, redirect, render
 from publisher.errors import SubscriberError
 from publisher.files import write_private
 from publisher.model import SUBSCRIBER_STATUSES
@@ -39,7 +39,7 @@ def _url(email: str) -> str:
 async def index(request: Request, console: Console) -> Response:
     query = request.query_params
     text, status, newsletter = query.get("q", "")[:200], query.get("status", ""), query.get("newsletter", "")
-    page = int(query["page"]) if query.get("page", "").isdigit() else 1
+    page = page_number(request)
     publication = _publication(request)
     found, total = await run_in_threadpool(
         publication.find_subscribers,
