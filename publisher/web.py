@@ -576,15 +576,9 @@ def make_metrics_server(server: uvicorn.Server, *, log_format: str = "text") -> 
 
     host, port = settings.metrics.address
     only_metrics = Starlette(routes=[Route("/metrics", endpoint, methods=["GET"])])
-    config = uvicorn.Config(
-        only_metrics,
-        host=host,
-        port=port,
-        server_header=False,
-        log_level="warning",
-        access_log=False,
-        **_log_config(log_format),
-    )
+    # Logging is the process's, set up by the web server's Config: a log_config, log_level or
+    # access_log=False here would reconfigure uvicorn's loggers and silence the site's own lines.
+    config = uvicorn.Config(only_metrics, host=host, port=port, server_header=False, log_config=None)
     return uvicorn.Server(config)
 
 
