@@ -268,6 +268,7 @@ class Metrics:
 
     stats: StoreStats
     runs: tuple[RunTotal, ...]
+    newsletters: tuple[str, ...] = ()  # the configured ones: each gets its series, 0 before its first send
 
 
 @dataclass(frozen=True)
@@ -1237,7 +1238,9 @@ class Publication:
 
     def metrics(self) -> Metrics:
         """Issues, deliveries, subscribers, mail taken in and run totals, as the store has them now."""
-        return Metrics(self.store.stats.snapshot(self.now()), tuple(self.store.runs.totals()))
+        return Metrics(
+            self.store.stats.snapshot(self.now()), tuple(self.store.runs.totals()), tuple(self.settings.newsletters)
+        )
 
     @contextmanager
     def track(self, kind: str, name: str = "") -> Iterator[None]:
