@@ -38,7 +38,7 @@ from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from publisher import api, console, metrics, signup, tokens, webhooks
-from publisher.config import Settings
+from publisher.config import Settings, check_web_secrets
 from publisher.errors import PublisherError, RateLimited, SubscriberError, TokenError
 from publisher.feedformats import FORMATS
 from publisher.feeds import FEEDS_URL_PATH
@@ -478,6 +478,7 @@ def routes(settings: Settings) -> list:
 def create_app(publication: Publication) -> Starlette:
     """The whole public site over `publication` (its transport sends the sign-up mails)."""
     settings = publication.settings
+    check_web_secrets(settings)  # CLI commands run without the web app's secrets; the web app does not
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
