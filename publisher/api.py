@@ -14,8 +14,9 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -38,6 +39,9 @@ from publisher.model import Article, Issue, StoredSubscriber
 from publisher.operators import Actor, Permission
 from publisher.publication import IssueStatus, Publication
 from publisher.text import MAX_WHOLE, whole_number
+
+if TYPE_CHECKING:
+    from publisher.signup import SignUp
 
 log = logging.getLogger(__name__)
 
@@ -448,21 +452,34 @@ async def subscribe(request: Request, actor: Actor | None) -> Response:
             text(body, "name", default="", limit=200) or "",
             strings(body, "newsletters") or (),
             strings(body, "topics") or (),
+            all_by_default=True,  # as the consent sentence of a form without choices says
+            list_known=False,  # anyone may call this: it does not list the configured newsletters
         )
     except SubscriberError as error:
         problem = Problem(422, "invalid", "The request cannot be carried out", str(error), _cors(request))
         return problem.response(request.url.path)
     ip = request.client.host if request.client else "unknown"
     try:
-        outcome = await run_in_threadpool(
-            pub.subscribe, wanted, ip=ip, honeypot=text(body, "website", default="") or ""
-        )
+        await run_in_threadpool(pub.count_subscribe_request, ip)
     except RateLimited as error:
         problem = problem_for(error)
         problem.headers.update(_cors(request))
         return problem.response(request.url.path)
+    # The rest (the store, the confirmation mail) runs after the answer has gone, whatever the
+    # address: a known one and a new one answer in the same time.
+    later = BackgroundTask(_subscribe_after, pub, wanted, ip, text(body, "website", default="") or "")
+    return JSONResponse(
+        {"status": "accepted", "detail": NEUTRAL}, status_code=202, headers=_cors(request), background=later
+    )
+
+
+def _subscribe_after(pub: Publication, wanted: SignUp, ip: str, honeypot: str) -> None:
+    try:
+        outcome = pub.subscribe(wanted, ip=ip, honeypot=honeypot, counted=True)
+    except PublisherError as error:
+        log.error("API subscribe request failed after the answer: %s", error)
+        return
     log.info("API subscribe request: %s", outcome)
-    return JSONResponse({"status": "accepted", "detail": NEUTRAL}, status_code=202, headers=_cors(request))
 
 
 async def openapi_document(request: Request, actor: Actor | None) -> Response:

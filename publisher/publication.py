@@ -793,11 +793,17 @@ class Publication:
 
     # --- the sign-up flows (the web app) ---------------------------------------------------
 
-    def subscribe(self, request: signup.SignUp, *, ip: str, honeypot: str = "") -> str:
-        """One subscription request; the outcome is for the log only (every visitor sees the same page)."""
+    def subscribe(self, request: signup.SignUp, *, ip: str, honeypot: str = "", counted: bool = False) -> str:
+        """One subscription request; the outcome is for the log only (every visitor sees the same page).
+        `counted`: `count_subscribe_request` already counted it against the IP's limit."""
         return signup.subscribe(
-            self.settings, self.store, self.mailer, request, ip=ip, now=self.now(), honeypot=honeypot
+            self.settings, self.store, self.mailer, request, ip=ip, now=self.now(), honeypot=honeypot, counted=counted
         )
+
+    def count_subscribe_request(self, ip: str) -> None:
+        """Count a subscription request against the IP's hourly limit (RateLimited past it), so the
+        rest — which may send mail — can run after the answer went out."""
+        signup.count_request(self.settings, self.store, ip, self.now())
 
     def read_confirmation(self, token: str) -> signup.Confirmation:
         return signup.read_confirmation(self.settings, self.store, token)

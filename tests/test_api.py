@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import re
+import threading
 import time
 import warnings
 from datetime import UTC, datetime, timedelta
+from email import message_from_bytes
+from email.policy import default as default_policy
 
+import httpx
 import pytest
 from openapi_spec_validator import validate
+from sink import free_port
 
 from publisher import api
 from publisher.content import article_json
 from publisher.operators import Permission, cli_actor
 from publisher.publication import Publication
 from publisher.transports import MemoryTransport
-from publisher.web import create_app
+from publisher.web import ServerThread, create_app, make_server
 
 with warnings.catch_warnings():
     # Starlette asks for httpx2 in its test client; httpx is what the project uses.
@@ -278,3 +284,60 @@ def test_a_number_that_is_not_plain_ascii_digits_is_a_400_problem(client, public
     ):
         assert "whole number" in is_problem(client.get(path, headers=reader), 400)["detail"], path
     assert client.get("/api/v1/subscribers?limit=2", headers=reader).status_code == 200
+
+
+class GatedTransport(MemoryTransport):
+    """A real outbox whose mail waits until the test opens the gate."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = threading.Event()
+
+    def send(self, message):
+        self.gate.wait(30)
+        return super().send(message)
+
+
+def test_subscribe_answers_before_any_mail_is_sent_for_new_and_known_addresses(api_settings, store):
+    outbox = GatedTransport()
+    publication = Publication(api_settings, store, transport=outbox)
+    publication.add_subscriber("known@example.org", newsletters=["weekly"], confirmed=True)
+    port = free_port()
+    server = ServerThread(make_server(publication, port=port, log_level="warning", access_log=False), "api")
+    try:
+        for _ in range(200):
+            if server.server.started:
+                break
+            time.sleep(0.05)
+        for address in ("new@example.org", "known@example.org"):
+            answer = httpx.post(f"http://127.0.0.1:{port}/api/v1/subscribe", json={"email": address}, timeout=10)
+            assert answer.status_code == 202  # answered while the mail still waits at the gate
+        assert outbox.sent == []
+        outbox.gate.set()
+        for _ in range(200):
+            if len(outbox.sent) == 2:
+                break
+            time.sleep(0.05)
+    finally:
+        outbox.gate.set()
+        server.stop()
+    assert sorted(m.recipient for m in outbox.sent) == ["known@example.org", "new@example.org"]
+
+
+def test_subscribe_without_newsletters_means_all_and_an_unknown_one_lists_none(make_settings, database_url, store):
+    settings = make_settings(
+        {"newsletters": {"weekly": {"title": "Weekly"}, "daily": {"title": "Daily"}}}, database_url=database_url
+    )
+    outbox = MemoryTransport()
+    publication = Publication(settings, store, transport=outbox)
+    with TestClient(create_app(publication)) as client:
+        assert client.post("/api/v1/subscribe", json={"email": "all@example.org"}).status_code == 202
+        refused = is_problem(
+            client.post("/api/v1/subscribe", json={"email": "b@example.org", "newsletters": ["x"]}), 422
+        )
+    assert "x" in refused["detail"] and "weekly" not in refused["detail"] and "daily" not in refused["detail"]
+    mail = message_from_bytes(outbox.sent[0].data, policy=default_policy)
+    body = mail.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    token = re.search(r"/confirm/(\S+)", body)[1]
+    publication.confirm(token)
+    assert set(publication.subscriber("all@example.org").newsletters) == {"weekly", "daily"}
