@@ -27,6 +27,7 @@ from publisher.console.issues import sends
 from publisher.content import article_json
 from publisher.errors import (
     AccessError,
+    ArticleConflict,
     ConfigError,
     ContentError,
     DigestError,
@@ -79,6 +80,8 @@ def problem_for(error: PublisherError) -> Problem:
         return Problem(429, "rate-limited", "Too many requests", str(error), {"retry-after": seconds})
     if isinstance(error, AccessError):
         return Problem(403, "forbidden", "Not allowed", str(error))
+    if isinstance(error, ArticleConflict):
+        return Problem(409, "conflict", "The article exists", str(error))
     if isinstance(error, SubscriberError | ContentError | OperatorError | ConfigError):
         return Problem(422, "invalid", "The request cannot be carried out", str(error))
     if isinstance(error, DigestError):

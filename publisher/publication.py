@@ -48,6 +48,7 @@ from publisher.clock import Clock, system_clock
 from publisher.config import NewsletterSettings, Settings, SourceSettings, load_settings
 from publisher.errors import (
     AccessError,
+    ArticleConflict,
     ConfigError,
     ContentError,
     DeliveryError,
@@ -1119,10 +1120,23 @@ class Publication:
         return self.subscriber(person.email)
 
     def post_article(self, posted: posting.Posted) -> tuple[Article, bool]:
-        """Store an article another system sent (sanitised like an import; the same slug updates it),
-        then bring the feeds and the site up to date. Returns it and whether it is new."""
+        """Store an article another system sent (sanitised like an import), then bring the feeds and
+        the site up to date. Returns it and whether it is new. An explicit `slug` of an article
+        posted earlier updates it; a slug (given, or made from the title) that is taken otherwise —
+        by an imported article, or by a posted one when no slug was given — is an ArticleConflict."""
         now = self.now()
         draft = posting.draft(posted, now)
+        taken = self.store.articles.by_key(draft.key) or self.store.articles.by_slug(draft.slug)
+        if taken is not None and taken.source != posting.SOURCE:
+            raise ArticleConflict(
+                f"slug {draft.slug!r} belongs to an imported article (not one posted through the API): "
+                "give another slug or title"
+            )
+        if taken is not None and not posted.slug:
+            raise ArticleConflict(
+                f'an article with the slug {draft.slug!r} exists: to update it, send "slug": {draft.slug!r}; '
+                "otherwise give another title or slug"
+            )
         with self.track("import", posting.SOURCE):
             report = self.store.articles.ingest(
                 [draft], guid_authority=self.settings.site.domain, now=now, source=posting.SOURCE

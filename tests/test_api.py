@@ -203,8 +203,14 @@ def test_an_article_posted_through_the_api_is_in_the_feeds_and_the_next_issue(cl
     assert client.get("/api/v1/articles/spring-tyre-pressures", headers=writer).json() == body
     assert client.get("/api/v1/articles?q=tyre", headers=writer).json()["total"] == 1
 
-    again = client.post("/api/v1/articles", headers=writer, json={"title": "Spring tyre pressures", "html": "<p>v2"})
-    assert again.status_code == 200 and again.json()["guid"] == body["guid"]  # the same slug updates it
+    twin = client.post("/api/v1/articles", headers=writer, json={"title": "Spring tyre pressures", "html": "<p>v2"})
+    assert "slug" in is_problem(twin, 409)["detail"]  # the same title does not silently replace it
+    again = client.post(
+        "/api/v1/articles",
+        headers=writer,
+        json={"title": "Spring tyre pressures", "html": "<p>v2", "slug": "spring-tyre-pressures"},
+    )
+    assert again.status_code == 200 and again.json()["guid"] == body["guid"]  # its slug, given, updates it
 
     built = publication.build("weekly")
     assert built.issue is not None and stored.id in built.issue.article_ids
@@ -341,3 +347,23 @@ def test_subscribe_without_newsletters_means_all_and_an_unknown_one_lists_none(m
     token = re.search(r"/confirm/(\S+)", body)[1]
     publication.confirm(token)
     assert set(publication.subscriber("all@example.org").newsletters) == {"weekly", "daily"}
+
+
+def test_a_posted_article_never_replaces_an_imported_one(client, publication, tmp_path):
+    folder = tmp_path / "posts"
+    folder.mkdir()
+    (folder / "opening-hours.md").write_text(
+        "---\ntitle: Opening hours\ndate: 2026-01-05T08:00:00Z\n---\nFrom the content files.\n", encoding="utf-8"
+    )
+    publication.import_sources([str(folder)], fmt="markdown")
+    imported = publication.store.articles.by_slug("opening-hours")
+    assert imported is not None and imported.source != "api"
+    writer = token(publication, "cms", Permission.WRITE)
+    for body in (
+        {"title": "Opening hours", "html": "<p>mine"},
+        {"title": "x", "html": "<p>x", "slug": "opening-hours"},
+    ):
+        refused = is_problem(client.post("/api/v1/articles", headers=writer, json=body), 409)
+        assert str(tmp_path) not in refused["detail"]
+    kept = publication.store.articles.by_slug("opening-hours")
+    assert kept is not None and "From the content files" in kept.content_html and kept.source == imported.source
