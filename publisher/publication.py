@@ -927,7 +927,8 @@ class Publication:
             raise OperatorError(f"{address} is the only owner: make another operator an owner first")
 
     def remove_operator(self, email: str, *, actor: Actor) -> Operator:
-        """Remove an operator (their sessions end with them); the last owner stays."""
+        """Remove an operator: their sessions end with them and the API tokens they created are
+        revoked (each audited); the last owner stays."""
         operators.require(actor, Permission.ADMIN)
         address = subscribers.normalise_email(email)
         found = self.store.operators.get(address)
@@ -937,6 +938,9 @@ class Publication:
             self._keep_an_owner(address)
         self.store.operators.remove(address)
         self.audit(actor, "operator.remove", {"email": address})
+        creator = operators.operator_actor(found).label
+        for name in self.store.tokens.revoke_created_by(creator, self.now()):
+            self.audit(actor, "token.revoke", {"name": name, "because": f"{creator} was removed"})
         return found
 
     def login(self, email: str, password: str, *, ip: str = "") -> Operator:

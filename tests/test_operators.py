@@ -247,6 +247,19 @@ def test_a_token_works_until_it_is_revoked(publication):
         publication.revoke_token("nope", actor=SHELL)
 
 
+def test_removing_an_operator_revokes_the_tokens_they_created(publication):
+    owner, _ = publication.add_operator("ada@example.org", Role.OWNER, PASSWORD, actor=SHELL)
+    publication.add_operator("bob@example.org", Role.OWNER, PASSWORD, actor=SHELL)
+    _, theirs = publication.create_token("cms", Permission.WRITE, actor=operator_actor(owner))
+    _, shells = publication.create_token("dashboard", Permission.READ, actor=SHELL)
+    publication.remove_operator("ada@example.org", actor=SHELL)
+    with pytest.raises(AccessError, match="unknown or revoked"):
+        publication.token_actor(theirs)
+    assert publication.token_actor(shells).label == "token:dashboard"  # someone else's stays
+    revoked = [e for e in publication.audit_log(SHELL) if e.action == "token.revoke"]
+    assert [e.detail["name"] for e in revoked] == ["cms"] and "ada@example.org" in revoked[0].detail["because"]
+
+
 def test_a_console_session_ends_at_logout_after_idling_and_at_its_lifetime(publication, clock):
     from publisher.operators import SESSION_IDLE, SESSION_LIFETIME
 

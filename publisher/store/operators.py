@@ -226,6 +226,14 @@ class TokenStore:
             connection.execute(update(api_tokens).where(api_tokens.c.id == row["id"]).values(revoked_at=now))
         return _token({**row, "revoked_at": now})
 
+    def revoke_created_by(self, created_by: str, now: datetime) -> list[str]:
+        """Revoke every active token `created_by` made; returns their names."""
+        active = (api_tokens.c.created_by == created_by, api_tokens.c.revoked_at.is_(None))
+        with self.engine.begin() as connection:
+            names = list(connection.scalars(select(api_tokens.c.name).where(*active).order_by(api_tokens.c.name)))
+            connection.execute(update(api_tokens).where(*active).values(revoked_at=now))
+        return names
+
     def all(self) -> list[ApiToken]:
         with self.engine.connect() as connection:
             rows = connection.execute(select(api_tokens).order_by(api_tokens.c.name, api_tokens.c.id)).mappings()
