@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -54,6 +55,15 @@ PAGE_LIMIT = 100
 NEUTRAL = "If the address can be subscribed, a confirmation mail is on its way to it."
 
 
+# An absolute file-system path (not the path of a URL): an API client learns only its last part.
+_FILE_PATH = re.compile(r"(?<![\w:/.~-])/(?:[^\s/:'\"]+/)+([^\s/:'\"]+)")
+
+
+def without_paths(message: str) -> str:
+    """`/etc/publisher/config.toml: no [newsletters.x]` → `config.toml: no [newsletters.x]`."""
+    return _FILE_PATH.sub(r"\1", message)
+
+
 class Problem(Exception):
     """An RFC 9457 problem: raised anywhere in a handler, answered as `application/problem+json`."""
 
@@ -61,7 +71,8 @@ class Problem(Exception):
         self, status: int, slug: str, title: str, detail: str = "", headers: dict[str, str] | None = None
     ) -> None:
         super().__init__(detail or title)
-        self.status, self.slug, self.title, self.detail = status, slug, title, detail
+        # no server paths (the config file's, a content file's) reach a client
+        self.status, self.slug, self.title, self.detail = status, slug, title, without_paths(detail)
         self.headers = headers or {}
 
     def response(self, instance: str) -> JSONResponse:

@@ -367,3 +367,12 @@ def test_a_posted_article_never_replaces_an_imported_one(client, publication, tm
         assert str(tmp_path) not in refused["detail"]
     kept = publication.store.articles.by_slug("opening-hours")
     assert kept is not None and "From the content files" in kept.content_html and kept.source == imported.source
+
+
+def test_a_problem_names_no_file_on_the_server(client, publication):
+    reader = token(publication, "dashboard", Permission.READ)
+    refused = is_problem(client.get("/api/v1/subscribers?newsletter=nope", headers=reader), 422)
+    assert "nope" in refused["detail"] and str(publication.settings.path.parent) not in refused["detail"]
+    assert api.without_paths("see https://example.org/a/b and /srv/news/config.toml: x") == (
+        "see https://example.org/a/b and config.toml: x"
+    )
