@@ -712,17 +712,26 @@ class Publication:
         confirmed: bool = False,
         topics: Sequence[str] = (),
         timezone: str = "",
+        consent_text: str = "",
+        source: str = "cli",
     ) -> tuple[StoredSubscriber, bool]:
         """Add one subscriber (or newsletters to an existing one, and its topics and time zone when
-        given); returns it and whether it is new."""
+        given); returns it and whether it is new. `consent_text`: what a confirmed one agreed to."""
         known = self.settings.newsletters
         now = self.now()
         person = replace(
             subscribers.make_subscriber(
-                email, name, tuple(newsletters) or tuple(known), known=known, confirmed=confirmed, source="cli", now=now
+                email,
+                name,
+                tuple(newsletters) or tuple(known),
+                known=known,
+                confirmed=confirmed,
+                source=source,
+                now=now,
             ),
             topics=subscribers.check_topics(topics, (topic.name for topic in self.settings.topics), "--topic"),
             timezone=subscribers.clean_timezone(timezone, "--timezone"),
+            consent_text=consent_text.strip()[:2000] if confirmed else "",
         )
         if (found := self.store.subscribers.get(person.email)) and found.status == SubscriberStatus.BOUNCED:
             raise SubscriberError(subscribers.suppressed_hint(found.email))

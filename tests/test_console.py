@@ -274,11 +274,13 @@ def test_a_wrong_action_comes_back_as_a_notice(client, publication):
 def test_an_editor_adds_finds_changes_and_unsubscribes_a_subscriber(client, publication):
     log_in(client, "editor@example.org")
     csrf = csrf_of(client.get("/admin/subscribers/").text)
-    added = client.post(
-        "/admin/subscribers/add",
-        data={"email": "Reader@Example.com", "name": "Rea", "newsletter": "weekly", "confirmed": "1", "csrf": csrf},
-    )
+    form = {"email": "Reader@Example.com", "name": "Rea", "newsletter": "weekly", "confirmed": "1", "csrf": csrf}
+    refused = client.post("/admin/subscribers/add", data=form, follow_redirects=True)
+    assert "consent required" in refused.text  # the API's consent-required rule, in the console too
+    assert publication.find_subscribers("reader@")[1] == 0
+    added = client.post("/admin/subscribers/add", data={**form, "consent": "Signed the form at the spring fair"})
     assert added.headers["location"] == "/admin/subscribers/reader@example.com"
+    assert publication.subscriber("reader@example.com").consent_text == "Signed the form at the spring fair"
     found = client.get("/admin/subscribers/?q=rea")
     assert "reader@example.com" in found.text and "confirmed" in found.text
     assert "reader@example.com" not in client.get("/admin/subscribers/?q=zzz").text

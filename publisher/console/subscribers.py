@@ -73,7 +73,13 @@ async def detail(request: Request, console: Console) -> Response:
 async def add(request: Request, console: Console) -> Response:
     publication = _publication(request)
     email = console.text("email", 320)
-    detail = {"email": email, "newsletters": console.texts("newsletter"), "confirmed": bool(console.text("confirmed"))}
+    confirmed, consent = bool(console.text("confirmed")), console.text("consent", 2000)
+    if confirmed and not consent:  # the API's `consent-required` rule: a confirmed address needs its consent
+        raise SubscriberError(
+            "consent required: a confirmed subscriber needs the consent text (what they agreed to, and where); "
+            "or leave Confirmed unticked to add them as pending"
+        )
+    detail = {"email": email, "newsletters": console.texts("newsletter"), "confirmed": confirmed}
     stored, is_new = await audited(
         request,
         console,
@@ -83,7 +89,9 @@ async def add(request: Request, console: Console) -> Response:
         email,
         name=console.text("name", 200),
         newsletters=console.texts("newsletter"),
-        confirmed=bool(console.text("confirmed")),
+        confirmed=confirmed,
+        consent_text=consent,
+        source="console",
     )
     return redirect(
         request, _url(stored.email), f"{'Added' if is_new else 'Updated'} {stored.email} ({stored.status})."
