@@ -231,7 +231,11 @@ def test_an_editor_previews_approves_and_sends(client, publication, outbox):
     assert approved.status_code == 303 and publication.issue("weekly", number).state == "approved"
     issue_page = client.get(f"/admin/issues/weekly/{number}")
     assert f"Issue {number} approved" in issue_page.text and ">Send now<" in issue_page.text
-    sent = client.post("/admin/issues/weekly/send", data={"number": str(number), "csrf": csrf_of(issue_page.text)})
+    form = {"number": str(number), "csrf": csrf_of(issue_page.text)}
+    asked = client.post("/admin/issues/weekly/send", data=form)  # Send now asks first, without JavaScript
+    assert asked.status_code == 200 and f"Send issue {number} now?" in asked.text and "3 subscribers" in asked.text
+    assert publication.issue("weekly", number).state == "approved" and outbox.sent == []
+    sent = client.post("/admin/issues/weekly/send", data={**form, "confirm": "yes"})
     assert sent.status_code == 303
     client.app.state.console_sends.wait()
     done = client.get(f"/admin/issues/weekly/{number}")
@@ -370,11 +374,14 @@ def test_build_dry_run_cancel_pause_and_resume_from_the_console(client, publicat
     log_in(client, "editor@example.org")
     csrf = csrf_of(client.get("/admin/issues/weekly/").text)
     dry = client.post("/admin/issues/weekly/dry-run", data={"csrf": csrf})
-    assert "Dry run of issue 1: 2 messages written" in client.get(dry.headers["location"]).text
+    shown = client.get(dry.headers["location"]).text
+    assert "Dry run of issue 1: 2 messages (one per recipient) written to dry-run/weekly-1/" in shown
     assert outbox.sent == [] and publication.issues("weekly") == []  # nothing sent or stored
     built = client.post("/admin/issues/weekly/build", data={"csrf": csrf})
     assert built.headers["location"] == "/admin/issues/weekly/1" and publication.issue("weekly", 1).state == "draft"
-    client.post("/admin/issues/weekly/cancel", data={"csrf": csrf, "number": "1"})
+    asked = client.post("/admin/issues/weekly/cancel", data={"csrf": csrf, "number": "1"})
+    assert "Cancel issue 1?" in asked.text and publication.issue("weekly", 1).state == "draft"
+    client.post("/admin/issues/weekly/cancel", data={"csrf": csrf, "number": "1", "confirm": "yes"})
     assert publication.issue("weekly", 1).state == "cancelled"
     again = client.post("/admin/issues/weekly/build", data={"csrf": csrf})  # the same slot: one issue
     assert "Issue 1 was already built" in client.get(again.headers["location"]).text

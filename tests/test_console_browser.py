@@ -169,6 +169,8 @@ def test_an_editor_previews_approves_sends_and_watches_it_reach_sent(browser, co
     expect(page.locator("#issue-state")).to_have_text("approved")
     expect(page.get_by_role("status")).to_contain_text("approved")
     page.get_by_role("button", name="Send now").click()
+    expect(page.get_by_role("heading", name="Send issue 1 now?")).to_be_visible()  # asked first
+    page.get_by_role("button", name="Yes, send issue 1 now").click()
     expect(page.get_by_role("status")).to_contain_text("Sending issue 1")
     expect(page.locator("#issue-state")).to_have_text("sent", timeout=60_000)  # the page refreshes itself
     expect(page.locator("#delivered")).to_have_text(str(READERS))
