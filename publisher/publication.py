@@ -764,7 +764,8 @@ class Publication:
         )
         on_plan(plan)
         writer = None if dry_run else self.store.subscribers
-        return plan, list_import.import_rows(writer, rows, now, on_error=on_error)
+        existing = self.store.subscribers.known if dry_run else None
+        return plan, list_import.import_rows(writer, rows, now, on_error=on_error, known=existing)
 
     def pending_to_ask(self, newsletter: str | None = None) -> list[str]:
         """Pending addresses that `confirm_pending` would ask (never asked before)."""

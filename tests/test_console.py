@@ -323,6 +323,25 @@ def test_a_csv_import_shows_its_mapping_before_writing(client, publication):
     assert "expired" in client.get(again.headers["location"]).text
 
 
+def test_a_csv_import_preview_counts_new_rows_and_names_the_uploaded_file(client, publication):
+    publication.add_subscriber("old@example.com", newsletters=["weekly"])
+    log_in(client, "editor@example.org")
+    csrf = csrf_of(client.get("/admin/subscribers/import").text)
+    body = "email,name,newsletters\nann@example.com,Ann,weekly\nbob@example.com,Bob,weekly\nold@example.com,Old,weekly\nnot-an-address,X,\n"
+    preview = client.post(
+        "/admin/subscribers/import",
+        data={"csrf": csrf},
+        files={"file": ("../../My People.csv", body.encode(), "text/csv")},
+    )
+    assert preview.status_code == 200
+    assert re.search(r"<dt>new</dt><dd>2</dd>", preview.text), preview.text  # two addresses are new
+    assert "My_People.csv:5" in preview.text and "publisher-console-uploads" not in preview.text
+    upload = re.search(r'name="upload" value="([0-9a-f]+)"', preview.text)
+    assert upload
+    client.post("/admin/subscribers/import/confirm", data={"csrf": csrf, "upload": upload[1]})
+    assert publication.subscriber("ann@example.com").source == "import:My_People.csv"
+
+
 def test_articles_are_listed_searched_and_show_their_issues(client, publication):
     number = articles_and_a_draft(publication)
     log_in(client, "viewer@example.org")

@@ -160,19 +160,33 @@ def _uploads(request: Request) -> Path:
         state.console_uploads = Path(tempfile.mkdtemp(prefix="publisher-console-uploads-"))
     folder: Path = state.console_uploads
     cutoff = time.time() - UPLOAD_AGE
-    for old in folder.glob("*.csv"):
+    for old in folder.glob("*/*"):
         if old.stat().st_mtime < cutoff:
             old.unlink(missing_ok=True)
+            old.parent.rmdir()
     return folder
 
 
+def upload_name(filename: str) -> str:
+    """The uploaded file's base name, made safe to keep as a file name and to show (`people.csv`)."""
+    base = filename.replace("\\", "/").rsplit("/", 1)[-1]
+    cleaned = "".join(c if c.isascii() and (c.isalnum() or c in "._-") else "_" for c in base).strip("._")[:100]
+    return cleaned or "upload.csv"
+
+
 def _upload_path(request: Request, upload_id: str) -> Path:
+    """The kept upload, `<uploads>/<id>/<its own name>`: the name becomes the import's `source`."""
     if len(upload_id) != 32 or any(c not in "0123456789abcdef" for c in upload_id):
         raise SubscriberError("this import has expired: upload the file again")
-    path = _uploads(request) / f"{upload_id}.csv"
-    if not path.exists():
+    found = list((_uploads(request) / upload_id).glob("*"))
+    if len(found) != 1:
         raise SubscriberError("this import has expired: upload the file again")
-    return path
+    return found[0]
+
+
+def _shown(message: str, path: Path) -> str:
+    """An import error as the operator knows the file: by its own name, not the server's copy."""
+    return message.replace(str(path), path.name)
 
 
 async def import_form(request: Request, console: Console) -> Response:
@@ -194,17 +208,22 @@ async def import_preview(request: Request, console: Console) -> Response:
         raise SubscriberError("choose a CSV file to import")
     data = await upload.read()
     upload_id = secrets.token_hex(16)
-    path = _uploads(request) / f"{upload_id}.csv"
+    folder = _uploads(request) / upload_id
+    folder.mkdir(mode=0o700)
+    path = folder / upload_name(upload.filename)
     write_private(path, data)
     options = _options(console)
     errors: list[str] = []
-    plan, counts = await run_in_threadpool(
-        _publication(request).import_subscribers,
-        path,
-        dry_run=True,
-        on_error=lambda message: errors.append(message) if len(errors) < MAX_ERRORS else None,
-        **options,
-    )
+    try:
+        plan, counts = await run_in_threadpool(
+            _publication(request).import_subscribers,
+            path,
+            dry_run=True,
+            on_error=lambda message: errors.append(_shown(message, path)) if len(errors) < MAX_ERRORS else None,
+            **options,
+        )
+    except SubscriberError as error:
+        raise SubscriberError(_shown(str(error), path)) from None
     return render(
         request,
         "import",
@@ -231,8 +250,11 @@ async def import_confirm(request: Request, console: Console) -> Response:
             path,
             **options,
         )
+    except SubscriberError as error:
+        raise SubscriberError(_shown(str(error), path)) from None
     finally:
         path.unlink(missing_ok=True)
+        path.parent.rmdir()
     return redirect(
         request,
         "/admin/subscribers/",
