@@ -107,9 +107,14 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
+# A query parameter whose name says it is secret: its value never reaches a log.
+_SECRET_QUERY = re.compile(r"([?&][^=&#]*(?:token|password|secret|csrf|key|auth)[^=&#]*=)[^&#]*", re.IGNORECASE)
+
+
 def route_of(path: str) -> str:
-    """A path fit for a log: a token in it becomes the route's `{token}`."""
-    return _TOKEN_PATH.sub(r"/\1/{token}", path)
+    """A path fit for a log: a token in it becomes the route's `{token}`, and the value of a query
+    parameter named like a secret (`access_token=`, `csrf=`, `password=` …) becomes `***`."""
+    return _SECRET_QUERY.sub(r"\1***", _TOKEN_PATH.sub(r"/\1/{token}", path))
 
 
 class HideTokens(logging.Filter):

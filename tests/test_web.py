@@ -680,3 +680,11 @@ def test_preferences_set_the_time_zone(client, store, web_settings):
     refused = client.post(path, data={**form, "timezone": "Mars/Olympus"})
     assert refused.status_code == 400 and "unknown time zone" in refused.text
     assert store.subscribers.get(person.email).timezone == "Australia/Sydney"
+
+
+def test_secret_query_parameters_never_reach_the_access_log():
+    from publisher.web import route_of
+
+    logged = route_of("/admin/?access_token=pub_abc123&page=2&csrf=xyz&my_password=hunter22&q=tokens")
+    assert logged == "/admin/?access_token=***&page=2&csrf=***&my_password=***&q=tokens"
+    assert route_of("/unsubscribe/abcdef?x=1") == "/unsubscribe/{token}?x=1"
