@@ -327,7 +327,8 @@ def test_a_csv_import_preview_counts_new_rows_and_names_the_uploaded_file(client
     publication.add_subscriber("old@example.com", newsletters=["weekly"])
     log_in(client, "editor@example.org")
     csrf = csrf_of(client.get("/admin/subscribers/import").text)
-    body = "email,name,newsletters\nann@example.com,Ann,weekly\nbob@example.com,Bob,weekly\nold@example.com,Old,weekly\nnot-an-address,X,\n"
+    rows = ["email,name,newsletters", "ann@example.com,Ann,weekly", "bob@example.com,Bob,weekly"]
+    body = "\n".join([*rows, "old@example.com,Old,weekly", "not-an-address,X,"]) + "\n"
     preview = client.post(
         "/admin/subscribers/import",
         data={"csrf": csrf},
