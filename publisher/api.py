@@ -179,6 +179,8 @@ def moment(body: dict[str, Any], key: str) -> datetime | None:
         raise Problem(422, "invalid", "The request cannot be carried out", f"{key}: not an ISO-8601 time") from None
     if found.tzinfo is None:
         raise Problem(422, "invalid", "The request cannot be carried out", f"{key}: give a time zone offset")
+    if not 1970 <= found.year <= 9000:  # year 9999 overflows as soon as anything adds to it
+        raise Problem(422, "invalid", "The request cannot be carried out", f"{key}: a year from 1970 to 9000")
     return found
 
 

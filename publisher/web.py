@@ -519,15 +519,14 @@ def create_app(publication: Publication) -> Starlette:
     return app
 
 
-def check_address(host: str, port: int) -> None:
-    """Fail at once, in one line, when the address cannot be listened on (in use, not ours)."""
+def check_address(host: str, port: int, setting: str = "[web] port, or --port") -> None:
+    """Fail at once, in one line, when the address cannot be listened on (in use, not ours);
+    `setting` is where the operator changes it."""
     try:
         with socket.create_server((host, port)):
             pass
     except OSError as error:
-        raise PublisherError(
-            f"cannot listen on {host}:{port}: {error.strerror or error} (set [web] port, or --port)"
-        ) from None
+        raise PublisherError(f"cannot listen on {host}:{port}: {error.strerror or error} (set {setting})") from None
 
 
 def make_server(
@@ -611,7 +610,7 @@ def serve(
     if extra is None:
         server.run()
         return
-    check_address(extra.config.host, extra.config.port)
+    check_address(extra.config.host, extra.config.port, "[metrics] listen")
     beside = ServerThread(extra, "metrics")
     try:
         server.run()

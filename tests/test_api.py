@@ -369,6 +369,12 @@ def test_a_posted_article_never_replaces_an_imported_one(client, publication, tm
     assert kept is not None and "From the content files" in kept.content_html and kept.source == imported.source
 
 
+def test_a_year_9999_published_time_is_a_422(client, publication):
+    writer = token(publication, "cms", Permission.WRITE)
+    body = {"title": "Far", "html": "<p>x", "published": "9999-12-31T23:59:59+00:00"}
+    assert "year" in is_problem(client.post("/api/v1/articles", headers=writer, json=body), 422)["detail"]
+
+
 def test_a_problem_names_no_file_on_the_server(client, publication):
     reader = token(publication, "dashboard", Permission.READ)
     refused = is_problem(client.get("/api/v1/subscribers?newsletter=nope", headers=reader), 422)

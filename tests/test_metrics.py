@@ -158,6 +158,18 @@ def test_an_unknown_method_or_path_adds_no_series_of_its_own(config):
     assert len(requests) < 10, requests
 
 
+def test_a_taken_metrics_port_names_the_setting_to_change():
+    import socket
+
+    from publisher.errors import PublisherError
+    from publisher.web import check_address
+
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        with pytest.raises(PublisherError, match=r"set \[metrics\] listen"):
+            check_address("127.0.0.1", port, "[metrics] listen")
+
+
 def test_a_short_metrics_token_is_refused_in_one_line(config, monkeypatch):
     from publisher.config import load_settings
     from publisher.errors import ConfigError
