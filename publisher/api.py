@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -26,6 +28,7 @@ from publisher.console.issues import sends
 from publisher.content import article_json
 from publisher.errors import (
     AccessError,
+    ArticleConflict,
     ConfigError,
     ContentError,
     DigestError,
@@ -37,6 +40,10 @@ from publisher.errors import (
 from publisher.model import Article, Issue, StoredSubscriber
 from publisher.operators import Actor, Permission
 from publisher.publication import IssueStatus, Publication
+from publisher.text import MAX_WHOLE, whole_number
+
+if TYPE_CHECKING:
+    from publisher.signup import SignUp
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +55,15 @@ PAGE_LIMIT = 100
 NEUTRAL = "If the address can be subscribed, a confirmation mail is on its way to it."
 
 
+# An absolute file-system path (not the path of a URL): an API client learns only its last part.
+_FILE_PATH = re.compile(r"(?<![\w:/.~-])/(?:[^\s/:'\"]+/)+([^\s/:'\"]+)")
+
+
+def without_paths(message: str) -> str:
+    """`/etc/publisher/config.toml: no [newsletters.x]` → `config.toml: no [newsletters.x]`."""
+    return _FILE_PATH.sub(r"\1", message)
+
+
 class Problem(Exception):
     """An RFC 9457 problem: raised anywhere in a handler, answered as `application/problem+json`."""
 
@@ -55,7 +71,8 @@ class Problem(Exception):
         self, status: int, slug: str, title: str, detail: str = "", headers: dict[str, str] | None = None
     ) -> None:
         super().__init__(detail or title)
-        self.status, self.slug, self.title, self.detail = status, slug, title, detail
+        # no server paths (the config file's, a content file's) reach a client
+        self.status, self.slug, self.title, self.detail = status, slug, title, without_paths(detail)
         self.headers = headers or {}
 
     def response(self, instance: str) -> JSONResponse:
@@ -74,6 +91,8 @@ def problem_for(error: PublisherError) -> Problem:
         return Problem(429, "rate-limited", "Too many requests", str(error), {"retry-after": seconds})
     if isinstance(error, AccessError):
         return Problem(403, "forbidden", "Not allowed", str(error))
+    if isinstance(error, ArticleConflict):
+        return Problem(409, "conflict", "The article exists", str(error))
     if isinstance(error, SubscriberError | ContentError | OperatorError | ConfigError):
         return Problem(422, "invalid", "The request cannot be carried out", str(error))
     if isinstance(error, DigestError):
@@ -160,16 +179,19 @@ def moment(body: dict[str, Any], key: str) -> datetime | None:
         raise Problem(422, "invalid", "The request cannot be carried out", f"{key}: not an ISO-8601 time") from None
     if found.tzinfo is None:
         raise Problem(422, "invalid", "The request cannot be carried out", f"{key}: give a time zone offset")
+    if not 1970 <= found.year <= 9000:  # year 9999 overflows as soon as anything adds to it
+        raise Problem(422, "invalid", "The request cannot be carried out", f"{key}: a year from 1970 to 9000")
     return found
 
 
-def number(request: Request, key: str, default: int, *, low: int = 0, high: int = 2**62) -> int:
+def number(request: Request, key: str, default: int, *, low: int = 0, high: int = MAX_WHOLE) -> int:
     raw = request.query_params.get(key)
     if raw is None:
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    value = whole_number(raw, low=low, high=high)
+    if value is None:
         raise Problem(400, "bad-parameter", "A query parameter is wrong", f"{key}: a whole number {low}-{high}")
-    return int(raw)
+    return value
 
 
 # --- what the API answers with ----------------------------------------------------------------
@@ -368,8 +390,11 @@ def _newsletter(request: Request) -> str:
 
 async def _issue_status(request: Request) -> IssueStatus:
     name = _newsletter(request)
+    number = whole_number(str(request.path_params["number"]), low=1)
+    if number is None:
+        raise Problem(400, "bad-parameter", "A path parameter is wrong", f"number: a whole number 1-{MAX_WHOLE}")
     try:
-        return await run_in_threadpool(publication(request).issue_status, name, int(request.path_params["number"]))
+        return await run_in_threadpool(publication(request).issue_status, name, number)
     except DigestError as error:
         raise Problem(404, "not-found", "No such issue", str(error)) from None
 
@@ -443,21 +468,34 @@ async def subscribe(request: Request, actor: Actor | None) -> Response:
             text(body, "name", default="", limit=200) or "",
             strings(body, "newsletters") or (),
             strings(body, "topics") or (),
+            all_by_default=True,  # as the consent sentence of a form without choices says
+            list_known=False,  # anyone may call this: it does not list the configured newsletters
         )
     except SubscriberError as error:
         problem = Problem(422, "invalid", "The request cannot be carried out", str(error), _cors(request))
         return problem.response(request.url.path)
     ip = request.client.host if request.client else "unknown"
     try:
-        outcome = await run_in_threadpool(
-            pub.subscribe, wanted, ip=ip, honeypot=text(body, "website", default="") or ""
-        )
+        await run_in_threadpool(pub.count_subscribe_request, ip)
     except RateLimited as error:
         problem = problem_for(error)
         problem.headers.update(_cors(request))
         return problem.response(request.url.path)
+    # The rest (the store, the confirmation mail) runs after the answer has gone, whatever the
+    # address: a known one and a new one answer in the same time.
+    later = BackgroundTask(_subscribe_after, pub, wanted, ip, text(body, "website", default="") or "")
+    return JSONResponse(
+        {"status": "accepted", "detail": NEUTRAL}, status_code=202, headers=_cors(request), background=later
+    )
+
+
+def _subscribe_after(pub: Publication, wanted: SignUp, ip: str, honeypot: str) -> None:
+    try:
+        outcome = pub.subscribe(wanted, ip=ip, honeypot=honeypot, counted=True)
+    except PublisherError as error:
+        log.error("API subscribe request failed after the answer: %s", error)
+        return
     log.info("API subscribe request: %s", outcome)
-    return JSONResponse({"status": "accepted", "detail": NEUTRAL}, status_code=202, headers=_cors(request))
 
 
 async def openapi_document(request: Request, actor: Actor | None) -> Response:

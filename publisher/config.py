@@ -785,7 +785,7 @@ def _check_origins(path: Path, origins: tuple[str, ...]) -> None:
 def _metrics(metrics: MetricsSettings, path: Path) -> MetricsSettings:
     if metrics.listen:
         _check_listen(path, "metrics.listen", metrics.listen, "127.0.0.1:9464")
-    token = _from_env(path, "metrics.token_env", metrics.token_env)
+    token = _from_env(path, "metrics.token_env", metrics.token_env, web_only=True)
     if token and len(token) < 24:
         raise ConfigError(f"{path}: the metrics token in {metrics.token_env} is too short: use at least 24 characters")
     return replace(metrics, token=token)
@@ -816,13 +816,33 @@ def _loopback(host: str) -> bool:
         return False
 
 
-def _from_env(path: Path, key: str, variable: str) -> str:
+def _from_env(path: Path, key: str, variable: str, *, web_only: bool = False) -> str:
+    """The secret in environment variable `variable`. One only the web app uses may be unset here:
+    `check_web_secrets` refuses it when the web app starts, so CLI commands run without it."""
     if not variable:
         return ""
     value = os.environ.get(variable, "")
-    if not value:
+    if not value and not web_only:
         raise ConfigError(f"{path}: {key} names the environment variable {variable}, which is not set")
     return value
+
+
+def web_secrets(settings: Settings) -> list[tuple[str, str, str]]:
+    """The web app's own secrets: (config key, environment variable, the value read)."""
+    hooks = settings.webhooks
+    return [
+        ("metrics.token_env", settings.metrics.token_env, settings.metrics.token),
+        ("webhooks.mailgun.signing_key_env", hooks.mailgun.signing_key_env, hooks.mailgun.signing_key),
+        ("webhooks.sendgrid.public_key_env", hooks.sendgrid.public_key_env, hooks.sendgrid.public_key),
+        ("webhooks.postmark.password_env", hooks.postmark.password_env, hooks.postmark.password),
+    ]
+
+
+def check_web_secrets(settings: Settings) -> None:
+    """Refuse to start the web app while a secret it needs names an unset environment variable."""
+    for key, variable, value in web_secrets(settings):
+        if variable and not value:
+            raise ConfigError(f"{settings.path}: {key} names the environment variable {variable}, which is not set")
 
 
 def _webhooks(webhooks: WebhookSettings, path: Path) -> WebhookSettings:
@@ -840,12 +860,16 @@ def _webhooks(webhooks: WebhookSettings, path: Path) -> WebhookSettings:
     return replace(
         webhooks,
         mailgun=replace(
-            mailgun, signing_key=_from_env(path, "webhooks.mailgun.signing_key_env", mailgun.signing_key_env)
+            mailgun,
+            signing_key=_from_env(path, "webhooks.mailgun.signing_key_env", mailgun.signing_key_env, web_only=True),
         ),
         sendgrid=replace(
-            sendgrid, public_key=_from_env(path, "webhooks.sendgrid.public_key_env", sendgrid.public_key_env)
+            sendgrid,
+            public_key=_from_env(path, "webhooks.sendgrid.public_key_env", sendgrid.public_key_env, web_only=True),
         ),
-        postmark=replace(postmark, password=_from_env(path, "webhooks.postmark.password_env", postmark.password_env)),
+        postmark=replace(
+            postmark, password=_from_env(path, "webhooks.postmark.password_env", postmark.password_env, web_only=True)
+        ),
     )
 
 

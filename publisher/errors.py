@@ -79,3 +79,7 @@ class LoginLocked(AccessError):
     def __init__(self, message: str, until: datetime) -> None:
         super().__init__(message)
         self.until = until
+
+
+class ArticleConflict(ContentError):
+    """A posted article's slug is taken: by an imported article, or by a posted one not named explicitly."""

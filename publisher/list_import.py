@@ -526,8 +526,10 @@ def import_rows(
     *,
     on_error: Callable[[str], None] = lambda error: None,
     batch_size: int = BATCH_SIZE,
+    known: Callable[[list[str]], set[str]] | None = None,
 ) -> ListImport:
-    """Write good rows in batches (one transaction each), report bad ones; no writer: a dry run.
+    """Write good rows in batches (one transaction each), report bad ones; no writer: a dry run,
+    which counts new and updated addresses by asking `known` which are subscribers already.
 
     One batch is written (in a second thread) while the next is read, so at most two batches
     are in memory; batches are written in file order, and an error in one stops the import.
@@ -545,6 +547,11 @@ def import_rows(
             if row.subscriber.status in ("pending", "confirmed") and not row.subscriber.newsletters:
                 result.without_newsletters += 1
             if writer is None:
+                if known is not None:
+                    batch.append(row.subscriber)
+                    if len(batch) >= batch_size:
+                        _count_known(known, batch, result)
+                        batch = []
                 continue
             batch.append(row.subscriber)
             if len(batch) >= batch_size:
@@ -553,7 +560,16 @@ def import_rows(
         _collect(writing, result)
         if batch and writer is not None:
             _collect(pool.submit(writer.import_batch, batch, now), result)
+        elif batch and known is not None:
+            _count_known(known, batch, result)
     return result
+
+
+def _count_known(known: Callable[[list[str]], set[str]], batch: list[Subscriber], result: ListImport) -> None:
+    addresses = list(dict.fromkeys(person.email for person in batch))
+    found = known(addresses)
+    result.added += sum(1 for address in addresses if address not in found)
+    result.updated += len(found)
 
 
 def _collect(writing: Future | None, result: ListImport) -> None:

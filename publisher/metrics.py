@@ -21,9 +21,13 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from publisher.errors import PublisherError
+from publisher.inbound.parse import Kind
 from publisher.publication import Metrics
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+# Exported even at 0, so every documented series exists from the first scrape.
+INBOUND_KINDS = tuple(kind.value for kind in Kind)
+SUPPRESSION_REASONS = ("complaint", "hard_bounce", "smtp_bounce")
 SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -69,10 +73,10 @@ def _ledger(found: Metrics) -> Iterator[Metric]:
     )
     for (newsletter, state), count in sorted(stats.deliveries.items()):
         rows.add_metric([newsletter, state], count)
-        if state == "delivered":
-            delivered.add_metric([newsletter], count)
-        elif state == "failed":
-            failed.add_metric([newsletter], count)
+    every = sorted(set(found.newsletters) | {newsletter for newsletter, _state in stats.deliveries})
+    for newsletter in every:  # 0 before a newsletter's first send: a series that appears late breaks rate()
+        delivered.add_metric([newsletter], stats.deliveries.get((newsletter, "delivered"), 0))
+        failed.add_metric([newsletter], stats.deliveries.get((newsletter, "failed"), 0))
     yield from (issues, rows, delivered, failed)
     window = stats.window.total_seconds()
     yield GaugeMetricFamily(
@@ -95,8 +99,8 @@ def _audience(found: Metrics) -> Iterator[Metric]:
         "Returned mail and webhook events taken in, by what they were (bounce, soft_bounce, complaint, ...)",
         labels=["kind"],
     )
-    for kind, count in sorted(stats.inbound.items()):
-        inbound.add_metric([kind], count)
+    for kind in sorted(set(INBOUND_KINDS) | set(stats.inbound)):
+        inbound.add_metric([kind], stats.inbound.get(kind, 0))
     bounces = CounterMetricFamily("publisher_bounces", "Bounces taken in (hard and soft), ever", labels=["type"])
     bounces.add_metric(["hard"], stats.inbound.get("bounce", 0))
     bounces.add_metric(["soft"], stats.inbound.get("soft_bounce", 0))
@@ -104,8 +108,8 @@ def _audience(found: Metrics) -> Iterator[Metric]:
         "publisher_complaints", "Spam complaints taken in, ever", value=stats.inbound.get("complaint", 0)
     )
     suppressed = GaugeMetricFamily("publisher_suppressed", "Addresses suppressed now, by reason", labels=["reason"])
-    for reason, count in sorted(stats.suppressions.items()):
-        suppressed.add_metric([reason], count)
+    for reason in sorted(set(SUPPRESSION_REASONS) | set(stats.suppressions)):
+        suppressed.add_metric([reason], stats.suppressions.get(reason, 0))
     yield from (people, inbound, bounces, complaints, suppressed)
 
 
@@ -179,6 +183,20 @@ def route_label(scope: Scope) -> str:
     return prefix + route.path if isinstance(route, Route) else prefix or route.path
 
 
+# Methods counted by name; any other method string a client sends is counted as "other", so no
+# request can add a series (a label value) of its own choosing.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def method_label(method: str) -> str:
+    return method if method in METHODS else "other"
+
+
+def status_label(status: int) -> str:
+    """A status code as sent (100-599); anything else an app could produce is "other"."""
+    return str(status) if 100 <= status <= 599 else "other"
+
+
 class HttpMetrics:
     """Counts every HTTP request by the route that answered it (the template, never the raw path)."""
 
@@ -203,5 +221,5 @@ class HttpMetrics:
             await self.app(scope, receive, record_status)
         finally:
             route = route_label(scope)
-            self.metrics.requests.labels(route, scope["method"], str(status)).inc()
+            self.metrics.requests.labels(route, method_label(scope["method"]), status_label(status)).inc()
             self.metrics.latency.labels(route).observe(time.perf_counter() - started)

@@ -28,8 +28,10 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 from publisher.errors import AccessError, OperatorError
 
-# Five wrong passwords in a row lock an account for a while (the console says until when).
+# Five wrong passwords in a row lock an account for a while (the audit log says until when; the
+# login page answers as for a wrong password, so it tells nobody which addresses are accounts).
 MAX_FAILED_LOGINS = 5
+WRONG_LOGIN = "wrong email address or password"
 LOCK_FOR = timedelta(minutes=15)
 # Console sessions end 12 hours after login, or after 2 hours without a request.
 SESSION_LIFETIME = timedelta(hours=12)
@@ -37,6 +39,8 @@ SESSION_IDLE = timedelta(hours=2)
 # Login attempts from one IP address (any accounts) within LOGIN_WINDOW, before 429.
 LOGIN_ATTEMPTS = 30
 LOGIN_WINDOW = timedelta(minutes=15)
+# Login attempts for one address (from any IP addresses) within LOGIN_WINDOW, before 429.
+ACCOUNT_ATTEMPTS = 20
 MIN_PASSWORD = 10
 MAX_PASSWORD = 1024  # argon2 hashes anything, but a megabyte "password" is a denial of service
 TOKEN_PREFIX = "pub_"  # noqa: S105 - a prefix that makes leaked tokens easy to spot, not a secret

@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, NoReturn
 
 import jinja2
 
@@ -48,6 +48,7 @@ from publisher.clock import Clock, system_clock
 from publisher.config import NewsletterSettings, Settings, SourceSettings, load_settings
 from publisher.errors import (
     AccessError,
+    ArticleConflict,
     ConfigError,
     ContentError,
     DeliveryError,
@@ -279,6 +280,7 @@ class Metrics:
 
     stats: StoreStats
     runs: tuple[RunTotal, ...]
+    newsletters: tuple[str, ...] = ()  # the configured ones: each gets its series, 0 before its first send
 
 
 @dataclass(frozen=True)
@@ -771,17 +773,26 @@ class Publication:
         confirmed: bool = False,
         topics: Sequence[str] = (),
         timezone: str = "",
+        consent_text: str = "",
+        source: str = "cli",
     ) -> tuple[StoredSubscriber, bool]:
         """Add one subscriber (or newsletters to an existing one, and its topics and time zone when
-        given); returns it and whether it is new."""
+        given); returns it and whether it is new. `consent_text`: what a confirmed one agreed to."""
         known = self.settings.newsletters
         now = self.now()
         person = replace(
             subscribers.make_subscriber(
-                email, name, tuple(newsletters) or tuple(known), known=known, confirmed=confirmed, source="cli", now=now
+                email,
+                name,
+                tuple(newsletters) or tuple(known),
+                known=known,
+                confirmed=confirmed,
+                source=source,
+                now=now,
             ),
             topics=subscribers.check_topics(topics, {t.name: t.label for t in self.settings.topics}, "--topic"),
             timezone=subscribers.clean_timezone(timezone, "--timezone"),
+            consent_text=consent_text.strip()[:2000] if confirmed else "",
         )
         if (found := self.store.subscribers.get(person.email)) and found.status == SubscriberStatus.BOUNCED:
             raise SubscriberError(subscribers.suppressed_hint(found.email))
@@ -814,7 +825,8 @@ class Publication:
         )
         on_plan(plan)
         writer = None if dry_run else self.store.subscribers
-        return plan, list_import.import_rows(writer, rows, now, on_error=on_error)
+        existing = self.store.subscribers.known if dry_run else None
+        return plan, list_import.import_rows(writer, rows, now, on_error=on_error, known=existing)
 
     def pending_to_ask(self, newsletter: str | None = None) -> list[str]:
         """Pending addresses that `confirm_pending` would ask (never asked before)."""
@@ -853,11 +865,17 @@ class Publication:
 
     # --- the sign-up flows (the web app) ---------------------------------------------------
 
-    def subscribe(self, request: signup.SignUp, *, ip: str, honeypot: str = "") -> str:
-        """One subscription request; the outcome is for the log only (every visitor sees the same page)."""
+    def subscribe(self, request: signup.SignUp, *, ip: str, honeypot: str = "", counted: bool = False) -> str:
+        """One subscription request; the outcome is for the log only (every visitor sees the same page).
+        `counted`: `count_subscribe_request` already counted it against the IP's limit."""
         return signup.subscribe(
-            self.settings, self.store, self.mailer, request, ip=ip, now=self.now(), honeypot=honeypot
+            self.settings, self.store, self.mailer, request, ip=ip, now=self.now(), honeypot=honeypot, counted=counted
         )
+
+    def count_subscribe_request(self, ip: str) -> None:
+        """Count a subscription request against the IP's hourly limit (RateLimited past it), so the
+        rest — which may send mail — can run after the answer went out."""
+        signup.count_request(self.settings, self.store, ip, self.now())
 
     def read_confirmation(self, token: str) -> signup.Confirmation:
         return signup.read_confirmation(self.settings, self.store, token)
@@ -980,7 +998,8 @@ class Publication:
             raise OperatorError(f"{address} is the only owner: make another operator an owner first")
 
     def remove_operator(self, email: str, *, actor: Actor) -> Operator:
-        """Remove an operator (their sessions end with them); the last owner stays."""
+        """Remove an operator: their sessions end with them and the API tokens they created are
+        revoked (each audited); the last owner stays."""
         operators.require(actor, Permission.ADMIN)
         address = subscribers.normalise_email(email)
         found = self.store.operators.get(address)
@@ -990,11 +1009,15 @@ class Publication:
             self._keep_an_owner(address)
         self.store.operators.remove(address)
         self.audit(actor, "operator.remove", {"email": address})
+        creator = operators.operator_actor(found).label
+        for name in self.store.tokens.revoke_created_by(creator, self.now()):
+            self.audit(actor, "token.revoke", {"name": name, "because": f"{creator} was removed"})
         return found
 
     def login(self, email: str, password: str, *, ip: str = "") -> Operator:
-        """Check a console login. A wrong address and a wrong password get the same answer and take
-        the same time; the fifth wrong password in a row locks the account for `operators.LOCK_FOR`."""
+        """Check a console login. A wrong address, a wrong password and a locked account get the same
+        answer and take the same time (the audit log tells them apart); the fifth wrong password in a
+        row locks the account for `operators.LOCK_FOR`, however many attempts arrive at once."""
         now = self.now()
         address = email.strip().lower()[:320]
         if ip and not self.store.web_events.hit(
@@ -1002,32 +1025,37 @@ class Publication:
         ):
             self.audit("anonymous", "login.rate_limited", {"email": address, "ip": ip})
             raise RateLimited("too many login attempts from this address: try again later", operators.LOGIN_WINDOW)
+        if not self.store.web_events.hit(
+            "console-login-account", address, now, window=operators.LOGIN_WINDOW, limit=operators.ACCOUNT_ATTEMPTS
+        ):  # whatever IP addresses the attempts come from
+            self.audit("anonymous", "login.rate_limited", {"email": address, "ip": ip, "per": "account"})
+            raise RateLimited("too many login attempts for this account: try again later", operators.LOGIN_WINDOW)
         found = self.store.operators.get(address)
-        if found is not None and found.locked(now):
-            self.audit(f"operator:{address}", "login.locked", {"ip": ip})
-            raise LoginLocked(self._locked_message(found), found.locked_until or now)
+        claimed = found is not None and self.store.operators.claim_attempt(
+            found.id, now, limit=operators.MAX_FAILED_LOGINS, lock_for=operators.LOCK_FOR
+        )
+        if found is not None and not claimed:
+            operators.verify_password(None, password)  # as long as any other refusal
+            self._refuse_locked(found, "login.locked", ip)
         matches = operators.verify_password(found.password_hash if found else None, password)  # timed alike
         if found is None or not matches:
-            if found is not None:
-                after = self.store.operators.login_failed(
-                    found.id, now, limit=operators.MAX_FAILED_LOGINS, lock_for=operators.LOCK_FOR
-                )
-                if after is not None and after.locked(now):
-                    self.audit(f"operator:{address}", "login.lock", {"ip": ip})
-                    raise LoginLocked(self._locked_message(after), after.locked_until or now)
+            if found is not None and self.store.operators.login_failed(
+                found.id, now, limit=operators.MAX_FAILED_LOGINS, lock_for=operators.LOCK_FOR
+            ):
+                self._refuse_locked(found, "login.lock", ip)
             self.audit(f"operator:{address}" if found else "anonymous", "login.failed", {"email": address, "ip": ip})
-            raise AccessError("wrong email address or password")
+            raise AccessError(operators.WRONG_LOGIN)
         rehashed = operators.hash_password(password) if operators.needs_rehash(found.password_hash) else ""
-        self.store.operators.login_succeeded(found.id, now, rehashed)
+        if not self.store.operators.login_succeeded(found.id, now, rehashed):  # locked while the password was checked
+            self._refuse_locked(found, "login.locked", ip)
         self.audit(operators.operator_actor(found), "login", {"ip": ip})
         return found
 
-    def _locked_message(self, operator: Operator) -> str:
-        until = operator.locked_until or self.now()
-        return (
-            f"too many wrong passwords: this account is locked until {until:%H:%M} UTC; "
-            "try again then, or ask an owner to set a new password"
-        )
+    def _refuse_locked(self, operator: Operator, action: str, ip: str) -> NoReturn:
+        """Refuse a locked account with the answer a wrong password gets; the audit log says until when."""
+        until = (self.store.operators.by_id(operator.id) or operator).locked_until or self.now()
+        self.audit(f"operator:{operator.email}", action, {"ip": ip, "locked_until": until.isoformat()})
+        raise LoginLocked(operators.WRONG_LOGIN, until)
 
     def session_operator(self, operator_id: int, generation: int) -> Operator | None:
         """The operator a console session belongs to, unless they were removed or logged out everywhere."""
@@ -1167,10 +1195,23 @@ class Publication:
         return self.subscriber(person.email)
 
     def post_article(self, posted: posting.Posted) -> tuple[Article, bool]:
-        """Store an article another system sent (sanitised like an import; the same slug updates it),
-        then bring the feeds and the site up to date. Returns it and whether it is new."""
+        """Store an article another system sent (sanitised like an import), then bring the feeds and
+        the site up to date. Returns it and whether it is new. An explicit `slug` of an article
+        posted earlier updates it; a slug (given, or made from the title) that is taken otherwise —
+        by an imported article, or by a posted one when no slug was given — is an ArticleConflict."""
         now = self.now()
         draft = posting.draft(posted, now)
+        taken = self.store.articles.by_key(draft.key) or self.store.articles.by_slug(draft.slug)
+        if taken is not None and taken.source != posting.SOURCE:
+            raise ArticleConflict(
+                f"slug {draft.slug!r} belongs to an imported article (not one posted through the API): "
+                "give another slug or title"
+            )
+        if taken is not None and not posted.slug:
+            raise ArticleConflict(
+                f'an article with the slug {draft.slug!r} exists: to update it, send "slug": {draft.slug!r}; '
+                "otherwise give another title or slug"
+            )
         with self.track("import", posting.SOURCE):
             report = self.store.articles.ingest(
                 [draft], guid_authority=self.settings.site.domain, now=now, source=posting.SOURCE
@@ -1292,7 +1333,9 @@ class Publication:
 
     def metrics(self) -> Metrics:
         """Issues, deliveries, subscribers, mail taken in and run totals, as the store has them now."""
-        return Metrics(self.store.stats.snapshot(self.now()), tuple(self.store.runs.totals()))
+        return Metrics(
+            self.store.stats.snapshot(self.now()), tuple(self.store.runs.totals()), tuple(self.settings.newsletters)
+        )
 
     @contextmanager
     def track(self, kind: str, name: str = "") -> Iterator[None]:

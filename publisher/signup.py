@@ -150,13 +150,22 @@ def guessed_timezone(zone: str) -> str:
 
 
 def read_signup(
-    settings: Settings, email: str, name: str, newsletters: Iterable[str], topics: Iterable[str], timezone: str = ""
+    settings: Settings,
+    email: str,
+    name: str,
+    newsletters: Iterable[str],
+    topics: Iterable[str],
+    timezone: str = "",
+    *,
+    all_by_default: bool = False,
+    list_known: bool = True,
 ) -> SignUp:
-    """Check a posted form; SubscriberError says what to fix."""
+    """Check a posted form; SubscriberError says what to fix. No newsletter named means the only
+    one, or (`all_by_default`, the API) every configured one, as the consent sentence says."""
     newsletters = tuple(newsletters)
-    if len(settings.newsletters) == 1 and not newsletters:
+    if (len(settings.newsletters) == 1 or all_by_default) and not newsletters:
         newsletters = tuple(settings.newsletters)
-    names = check_newsletters(newsletters, settings.newsletters)
+    names = check_newsletters(newsletters, settings.newsletters, list_known=list_known)
     if settings.newsletters and not names:
         raise SubscriberError("choose at least one newsletter")
     return SignUp(
@@ -177,16 +186,31 @@ def consent_record(settings: Settings, newsletters: Iterable[str]) -> str:
     return f"{CONSENT_VERSION}: {consent_sentence(settings, newsletters)}"
 
 
+def count_request(settings: Settings, store: Store, ip: str, now: datetime) -> None:
+    """Count one subscription request from `ip`; RateLimited past `[web] subscribe_per_ip_per_hour`."""
+    if not store.web_events.hit("subscribe-ip", ip, now, window=WINDOW, limit=settings.web.subscribe_per_ip_per_hour):
+        raise RateLimited("too many subscription requests from your network: please try again in an hour", WINDOW)
+
+
 def subscribe(
-    settings: Settings, store: Store, mailer: Mailer, signup: SignUp, *, ip: str, now: datetime, honeypot: str = ""
+    settings: Settings,
+    store: Store,
+    mailer: Mailer,
+    signup: SignUp,
+    *,
+    ip: str,
+    now: datetime,
+    honeypot: str = "",
+    counted: bool = False,
 ) -> str:
     """Handle one subscription request; returns what happened, for the log only.
 
     The outcome ("sent", "honeypot", "address-limit", "already-sent", "not-sent") must not be
-    shown to the visitor: every one of them gets the same "check your inbox" page.
+    shown to the visitor: every one of them gets the same "check your inbox" page. `counted`:
+    the caller already counted the request against the IP's limit (`count_request`).
     """
-    if not store.web_events.hit("subscribe-ip", ip, now, window=WINDOW, limit=settings.web.subscribe_per_ip_per_hour):
-        raise RateLimited("too many subscription requests from your network: please try again in an hour", WINDOW)
+    if not counted:
+        count_request(settings, store, ip, now)
     if honeypot.strip():
         return "honeypot"
     if not store.web_events.hit("subscribe-address", signup.email, now, window=WINDOW, limit=PER_ADDRESS_PER_HOUR):

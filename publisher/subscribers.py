@@ -100,14 +100,18 @@ def check_topics(names: Iterable[str], known: Mapping[str, str] | Iterable[str],
     return tuple(name for name in known if name in wanted)
 
 
-def check_newsletters(names: Iterable[str], known: Iterable[str], where: str = "") -> tuple[str, ...]:
+def check_newsletters(
+    names: Iterable[str], known: Iterable[str], where: str = "", *, list_known: bool = True
+) -> tuple[str, ...]:
+    """The names, deduplicated; SubscriberError names the unknown ones (and, with `list_known`, the
+    configured ones: not on an endpoint anyone may call)."""
     known = set(known)
     names = tuple(dict.fromkeys(name for name in names if name))
     unknown = [name for name in names if name not in known]
     if unknown:
         prefix = f"{where}: " if where else ""
-        listed = ", ".join(sorted(known)) or "none configured"
-        raise SubscriberError(f"{prefix}unknown newsletter {', '.join(unknown)} (configured: {listed})")
+        listed = f" (configured: {', '.join(sorted(known)) or 'none configured'})" if list_known else ""
+        raise SubscriberError(f"{prefix}unknown newsletter {', '.join(unknown)}{listed}")
     return names
 
 

@@ -122,3 +122,16 @@ def too_deep(markup: str, limit: int = MAX_HTML_DEPTH) -> bool:
         if depth > limit:
             return True
     return False
+
+
+# The largest id or number any table holds (PostgreSQL INTEGER); larger ones are refused as input.
+MAX_WHOLE = 2**31 - 1
+
+
+def whole_number(raw: str | None, *, low: int = 0, high: int = MAX_WHOLE) -> int | None:
+    """`raw` as a whole number in `low`..`high`, or None: only ASCII digits count ("²", "١", "+1",
+    " 1" and 10,000-digit numbers are refused before `int()` sees them)."""
+    if raw is None or not 0 < len(raw) <= len(str(high)) or not (raw.isascii() and raw.isdigit()):
+        return None
+    value = int(raw)
+    return value if low <= value <= high else None

@@ -39,7 +39,7 @@ from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from publisher import api, console, metrics, signup, tokens, webhooks
-from publisher.config import Settings
+from publisher.config import Settings, check_web_secrets
 from publisher.errors import PublisherError, RateLimited, SubscriberError, TokenError
 from publisher.feedformats import FORMATS
 from publisher.feeds import FEEDS_URL_PATH
@@ -48,6 +48,7 @@ from publisher.publication import Publication
 from publisher.resources import static_dir
 from publisher.siteweb import NotModified, SitePages, page
 from publisher.templates import environment
+from publisher.text import whole_number
 from publisher.webfiles import Files
 
 log = logging.getLogger(__name__)
@@ -107,9 +108,14 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
+# A query parameter whose name says it is secret: its value never reaches a log.
+_SECRET_QUERY = re.compile(r"([?&][^=&#]*(?:token|password|secret|csrf|key|auth)[^=&#]*=)[^&#]*", re.IGNORECASE)
+
+
 def route_of(path: str) -> str:
-    """A path fit for a log: a token in it becomes the route's `{token}`."""
-    return _TOKEN_PATH.sub(r"/\1/{token}", path)
+    """A path fit for a log: a token in it becomes the route's `{token}`, and the value of a query
+    parameter named like a secret (`access_token=`, `csrf=`, `password=` …) becomes `***`."""
+    return _SECRET_QUERY.sub(r"\1***", _TOKEN_PATH.sub(r"/\1/{token}", path))
 
 
 class HideTokens(logging.Filter):
@@ -163,7 +169,7 @@ def error_page(request: Request, status_code: int, message: str, headers: dict |
 async def read_form(request: Request) -> FormData:
     """A small form: no files, at most 100 fields, at most MAX_FORM bytes however it is sent."""
     length = request.headers.get("content-length")
-    if length is not None and (not length.isdigit() or int(length) > MAX_FORM):
+    if length is not None and whole_number(length, high=MAX_FORM) is None:
         raise HTTPException(413, "This form is too large.")
     body = bytearray()
     async for chunk in request.stream():  # a chunked body has no Content-Length to trust
@@ -494,6 +500,7 @@ def routes(settings: Settings) -> list:
 def create_app(publication: Publication) -> Starlette:
     """The whole public site over `publication` (its transport sends the sign-up mails)."""
     settings = publication.settings
+    check_web_secrets(settings)  # CLI commands run without the web app's secrets; the web app does not
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -529,15 +536,14 @@ def create_app(publication: Publication) -> Starlette:
     return app
 
 
-def check_address(host: str, port: int) -> None:
-    """Fail at once, in one line, when the address cannot be listened on (in use, not ours)."""
+def check_address(host: str, port: int, setting: str = "[web] port, or --port") -> None:
+    """Fail at once, in one line, when the address cannot be listened on (in use, not ours);
+    `setting` is where the operator changes it."""
     try:
         with socket.create_server((host, port)):
             pass
     except OSError as error:
-        raise PublisherError(
-            f"cannot listen on {host}:{port}: {error.strerror or error} (set [web] port, or --port)"
-        ) from None
+        raise PublisherError(f"cannot listen on {host}:{port}: {error.strerror or error} (set {setting})") from None
 
 
 def make_server(
@@ -592,15 +598,9 @@ def make_metrics_server(server: uvicorn.Server, *, log_format: str = "text") -> 
 
     host, port = settings.metrics.address
     only_metrics = Starlette(routes=[Route("/metrics", endpoint, methods=["GET"])])
-    config = uvicorn.Config(
-        only_metrics,
-        host=host,
-        port=port,
-        server_header=False,
-        log_level="warning",
-        access_log=False,
-        **_log_config(log_format),
-    )
+    # Logging is the process's, set up by the web server's Config: a log_config, log_level or
+    # access_log=False here would reconfigure uvicorn's loggers and silence the site's own lines.
+    config = uvicorn.Config(only_metrics, host=host, port=port, server_header=False, log_config=None)
     return uvicorn.Server(config)
 
 
@@ -627,7 +627,7 @@ def serve(
     if extra is None:
         server.run()
         return
-    check_address(extra.config.host, extra.config.port)
+    check_address(extra.config.host, extra.config.port, "[metrics] listen")
     beside = ServerThread(extra, "metrics")
     try:
         server.run()

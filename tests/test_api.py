@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import re
+import threading
 import time
 import warnings
 from datetime import UTC, datetime, timedelta
+from email import message_from_bytes
+from email.policy import default as default_policy
 
+import httpx
 import pytest
 from openapi_spec_validator import validate
+from sink import free_port
 
 from publisher import api
 from publisher.content import article_json
 from publisher.operators import Permission, cli_actor
 from publisher.publication import Publication
 from publisher.transports import MemoryTransport
-from publisher.web import create_app
+from publisher.web import ServerThread, create_app, make_server
 
 with warnings.catch_warnings():
     # Starlette asks for httpx2 in its test client; httpx is what the project uses.
@@ -197,8 +203,14 @@ def test_an_article_posted_through_the_api_is_in_the_feeds_and_the_next_issue(cl
     assert client.get("/api/v1/articles/spring-tyre-pressures", headers=writer).json() == body
     assert client.get("/api/v1/articles?q=tyre", headers=writer).json()["total"] == 1
 
-    again = client.post("/api/v1/articles", headers=writer, json={"title": "Spring tyre pressures", "html": "<p>v2"})
-    assert again.status_code == 200 and again.json()["guid"] == body["guid"]  # the same slug updates it
+    twin = client.post("/api/v1/articles", headers=writer, json={"title": "Spring tyre pressures", "html": "<p>v2"})
+    assert "slug" in is_problem(twin, 409)["detail"]  # the same title does not silently replace it
+    again = client.post(
+        "/api/v1/articles",
+        headers=writer,
+        json={"title": "Spring tyre pressures", "html": "<p>v2", "slug": "spring-tyre-pressures"},
+    )
+    assert again.status_code == 200 and again.json()["guid"] == body["guid"]  # its slug, given, updates it
 
     built = publication.build("weekly")
     assert built.issue is not None and stored.id in built.issue.article_ids
@@ -265,3 +277,108 @@ def test_no_endpoint_but_the_sign_up_and_the_document_answers_without_a_token(cl
             assert answer.status_code != 401, path
         else:
             assert is_problem(answer, 401)["type"].endswith("/unauthorized"), (endpoint.method, path)
+
+
+@pytest.mark.parametrize("bad", ["²", "١٢", "99999999999999999999999", "1" * 5000, "-1", "+1"])
+def test_a_number_that_is_not_plain_ascii_digits_is_a_400_problem(client, publication, bad):
+    reader = token(publication, "dashboard", Permission.READ)
+    for path in (
+        f"/api/v1/subscribers?limit={bad}",
+        f"/api/v1/subscribers?cursor={bad}",
+        f"/api/v1/articles?offset={bad}",
+        f"/api/v1/newsletters/weekly/issues/{bad}",
+    ):
+        assert "whole number" in is_problem(client.get(path, headers=reader), 400)["detail"], path
+    assert client.get("/api/v1/subscribers?limit=2", headers=reader).status_code == 200
+
+
+class GatedTransport(MemoryTransport):
+    """A real outbox whose mail waits until the test opens the gate."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = threading.Event()
+
+    def send(self, message):
+        self.gate.wait(30)
+        return super().send(message)
+
+
+def test_subscribe_answers_before_any_mail_is_sent_for_new_and_known_addresses(api_settings, store):
+    outbox = GatedTransport()
+    publication = Publication(api_settings, store, transport=outbox)
+    publication.add_subscriber("known@example.org", newsletters=["weekly"], confirmed=True)
+    port = free_port()
+    server = ServerThread(make_server(publication, port=port, log_level="warning", access_log=False), "api")
+    try:
+        for _ in range(200):
+            if server.server.started:
+                break
+            time.sleep(0.05)
+        for address in ("new@example.org", "known@example.org"):
+            answer = httpx.post(f"http://127.0.0.1:{port}/api/v1/subscribe", json={"email": address}, timeout=10)
+            assert answer.status_code == 202  # answered while the mail still waits at the gate
+        assert outbox.sent == []
+        outbox.gate.set()
+        for _ in range(200):
+            if len(outbox.sent) == 2:
+                break
+            time.sleep(0.05)
+    finally:
+        outbox.gate.set()
+        server.stop()
+    assert sorted(m.recipient for m in outbox.sent) == ["known@example.org", "new@example.org"]
+
+
+def test_subscribe_without_newsletters_means_all_and_an_unknown_one_lists_none(make_settings, database_url, store):
+    settings = make_settings(
+        {"newsletters": {"weekly": {"title": "Weekly"}, "daily": {"title": "Daily"}}}, database_url=database_url
+    )
+    outbox = MemoryTransport()
+    publication = Publication(settings, store, transport=outbox)
+    with TestClient(create_app(publication)) as client:
+        assert client.post("/api/v1/subscribe", json={"email": "all@example.org"}).status_code == 202
+        refused = is_problem(
+            client.post("/api/v1/subscribe", json={"email": "b@example.org", "newsletters": ["x"]}), 422
+        )
+    assert "x" in refused["detail"] and "weekly" not in refused["detail"] and "daily" not in refused["detail"]
+    mail = message_from_bytes(outbox.sent[0].data, policy=default_policy)
+    body = mail.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    token = re.search(r"/confirm/(\S+)", body)[1]
+    publication.confirm(token)
+    assert set(publication.subscriber("all@example.org").newsletters) == {"weekly", "daily"}
+
+
+def test_a_posted_article_never_replaces_an_imported_one(client, publication, tmp_path):
+    folder = tmp_path / "posts"
+    folder.mkdir()
+    (folder / "opening-hours.md").write_text(
+        "---\ntitle: Opening hours\ndate: 2026-01-05T08:00:00Z\n---\nFrom the content files.\n", encoding="utf-8"
+    )
+    publication.import_sources([str(folder)], fmt="markdown")
+    imported = publication.store.articles.by_slug("opening-hours")
+    assert imported is not None and imported.source != "api"
+    writer = token(publication, "cms", Permission.WRITE)
+    for body in (
+        {"title": "Opening hours", "html": "<p>mine"},
+        {"title": "x", "html": "<p>x", "slug": "opening-hours"},
+    ):
+        refused = is_problem(client.post("/api/v1/articles", headers=writer, json=body), 409)
+        assert str(tmp_path) not in refused["detail"]
+    kept = publication.store.articles.by_slug("opening-hours")
+    assert kept is not None and "From the content files" in kept.content_html and kept.source == imported.source
+
+
+def test_a_year_9999_published_time_is_a_422(client, publication):
+    writer = token(publication, "cms", Permission.WRITE)
+    body = {"title": "Far", "html": "<p>x", "published": "9999-12-31T23:59:59+00:00"}
+    assert "year" in is_problem(client.post("/api/v1/articles", headers=writer, json=body), 422)["detail"]
+
+
+def test_a_problem_names_no_file_on_the_server(client, publication):
+    reader = token(publication, "dashboard", Permission.READ)
+    refused = is_problem(client.get("/api/v1/subscribers?newsletter=nope", headers=reader), 422)
+    assert "nope" in refused["detail"] and str(publication.settings.path.parent) not in refused["detail"]
+    assert api.without_paths("see https://example.org/a/b and /srv/news/config.toml: x") == (
+        "see https://example.org/a/b and config.toml: x"
+    )

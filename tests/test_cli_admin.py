@@ -53,10 +53,12 @@ def test_bad_input_is_one_line_and_nothing_is_stored(config):
 
 def test_a_token_is_shown_once_and_stored_only_as_its_digest(config, database_url):
     created = run(config, "admin", "token", "create", "cms", "--scope", "write", "--json")
+    assert created.output.count("\n") == 1  # one line, as docs/api.md shows it
     shown = json.loads(created.output)
     assert shown["name"] == "cms" and shown["scope"] == "write" and shown["token"].startswith("pub_")
     listed = run(config, "admin", "tokens", "--json").output
     assert shown["token"] not in listed and json.loads(listed)[0]["revoked_at"] is None
+    assert "cli:" in run(config, "admin", "tokens").output  # who created it, as its --help says
     plain = run(config, "admin", "token", "create", "reader")
     assert plain.stdout.startswith("pub_") and "not shown again" in plain.stderr
     from publisher.store import Store

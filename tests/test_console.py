@@ -121,8 +121,13 @@ def test_five_wrong_passwords_lock_the_account(client):
     for _ in range(4):
         assert "wrong email address or password" in log_in(client, "editor@example.org", "not the password").text
     locked = log_in(client, "editor@example.org", "not the password")
-    assert locked.status_code == 403 and "locked until" in locked.text
-    assert "locked until" in log_in(client, "editor@example.org").text  # the right password waits too
+    assert locked.status_code == 403
+    right = log_in(client, "editor@example.org")  # the right password waits too
+    unknown = log_in(client, "nobody@example.org")
+    # a locked account answers as an unknown address does: the page names no account
+    assert right.status_code == unknown.status_code == 403
+    for page in (locked, right):
+        assert "locked" not in page.text and "wrong email address or password" in page.text
     assert session_cookie(client) == ""
 
 
@@ -226,7 +231,11 @@ def test_an_editor_previews_approves_and_sends(client, publication, outbox):
     assert approved.status_code == 303 and publication.issue("weekly", number).state == "approved"
     issue_page = client.get(f"/admin/issues/weekly/{number}")
     assert f"Issue {number} approved" in issue_page.text and ">Send now<" in issue_page.text
-    sent = client.post("/admin/issues/weekly/send", data={"number": str(number), "csrf": csrf_of(issue_page.text)})
+    form = {"number": str(number), "csrf": csrf_of(issue_page.text)}
+    asked = client.post("/admin/issues/weekly/send", data=form)  # Send now asks first, without JavaScript
+    assert asked.status_code == 200 and f"Send issue {number} now?" in asked.text and "3 subscribers" in asked.text
+    assert publication.issue("weekly", number).state == "approved" and outbox.sent == []
+    sent = client.post("/admin/issues/weekly/send", data={**form, "confirm": "yes"})
     assert sent.status_code == 303
     client.app.state.console_sends.wait()
     done = client.get(f"/admin/issues/weekly/{number}")
@@ -269,11 +278,13 @@ def test_a_wrong_action_comes_back_as_a_notice(client, publication):
 def test_an_editor_adds_finds_changes_and_unsubscribes_a_subscriber(client, publication):
     log_in(client, "editor@example.org")
     csrf = csrf_of(client.get("/admin/subscribers/").text)
-    added = client.post(
-        "/admin/subscribers/add",
-        data={"email": "Reader@Example.com", "name": "Rea", "newsletter": "weekly", "confirmed": "1", "csrf": csrf},
-    )
+    form = {"email": "Reader@Example.com", "name": "Rea", "newsletter": "weekly", "confirmed": "1", "csrf": csrf}
+    refused = client.post("/admin/subscribers/add", data=form, follow_redirects=True)
+    assert "consent required" in refused.text  # the API's consent-required rule, in the console too
+    assert publication.find_subscribers("reader@")[1] == 0
+    added = client.post("/admin/subscribers/add", data={**form, "consent": "Signed the form at the spring fair"})
     assert added.headers["location"] == "/admin/subscribers/reader@example.com"
+    assert publication.subscriber("reader@example.com").consent_text == "Signed the form at the spring fair"
     found = client.get("/admin/subscribers/?q=rea")
     assert "reader@example.com" in found.text and "confirmed" in found.text
     assert "reader@example.com" not in client.get("/admin/subscribers/?q=zzz").text
@@ -310,6 +321,26 @@ def test_a_csv_import_shows_its_mapping_before_writing(client, publication):
     assert publication.subscriber("ann@example.com").newsletters == ("weekly",)
     again = client.post("/admin/subscribers/import/confirm", data={"csrf": csrf, "upload": upload[1]})
     assert "expired" in client.get(again.headers["location"]).text
+
+
+def test_a_csv_import_preview_counts_new_rows_and_names_the_uploaded_file(client, publication):
+    publication.add_subscriber("old@example.com", newsletters=["weekly"])
+    log_in(client, "editor@example.org")
+    csrf = csrf_of(client.get("/admin/subscribers/import").text)
+    rows = ["email,name,newsletters", "ann@example.com,Ann,weekly", "bob@example.com,Bob,weekly"]
+    body = "\n".join([*rows, "old@example.com,Old,weekly", "not-an-address,X,"]) + "\n"
+    preview = client.post(
+        "/admin/subscribers/import",
+        data={"csrf": csrf},
+        files={"file": ("../../My People.csv", body.encode(), "text/csv")},
+    )
+    assert preview.status_code == 200
+    assert re.search(r"<dt>new</dt><dd>2</dd>", preview.text), preview.text  # two addresses are new
+    assert "My_People.csv:5" in preview.text and "publisher-console-uploads" not in preview.text
+    upload = re.search(r'name="upload" value="([0-9a-f]+)"', preview.text)
+    assert upload
+    client.post("/admin/subscribers/import/confirm", data={"csrf": csrf, "upload": upload[1]})
+    assert publication.subscriber("ann@example.com").source == "import:My_People.csv"
 
 
 def test_articles_are_listed_searched_and_show_their_issues(client, publication):
@@ -363,11 +394,14 @@ def test_build_dry_run_cancel_pause_and_resume_from_the_console(client, publicat
     log_in(client, "editor@example.org")
     csrf = csrf_of(client.get("/admin/issues/weekly/").text)
     dry = client.post("/admin/issues/weekly/dry-run", data={"csrf": csrf})
-    assert "Dry run of issue 1: 2 messages written" in client.get(dry.headers["location"]).text
+    shown = client.get(dry.headers["location"]).text
+    assert "Dry run of issue 1: 2 messages (one per recipient) written to dry-run/weekly-1/" in shown
     assert outbox.sent == [] and publication.issues("weekly") == []  # nothing sent or stored
     built = client.post("/admin/issues/weekly/build", data={"csrf": csrf})
     assert built.headers["location"] == "/admin/issues/weekly/1" and publication.issue("weekly", 1).state == "draft"
-    client.post("/admin/issues/weekly/cancel", data={"csrf": csrf, "number": "1"})
+    asked = client.post("/admin/issues/weekly/cancel", data={"csrf": csrf, "number": "1"})
+    assert "Cancel issue 1?" in asked.text and publication.issue("weekly", 1).state == "draft"
+    client.post("/admin/issues/weekly/cancel", data={"csrf": csrf, "number": "1", "confirm": "yes"})
     assert publication.issue("weekly", 1).state == "cancelled"
     again = client.post("/admin/issues/weekly/build", data={"csrf": csrf})  # the same slot: one issue
     assert "Issue 1 was already built" in client.get(again.headers["location"]).text
@@ -384,3 +418,13 @@ def test_build_dry_run_cancel_pause_and_resume_from_the_console(client, publicat
     assert publication.issue("weekly", 2).state == "sent" and len(outbox.sent) == 2
     actions = [e.action for e in publication.audit_log(SHELL)]
     assert {"issue.dry_run", "issue.build", "issue.cancel", "issue.pause", "issue.resume"} <= set(actions)
+
+
+@pytest.mark.parametrize("bad", ["²", "99999999999999999999999", "1" * 5000])
+def test_a_page_number_that_is_not_plain_ascii_digits_is_a_400_page(client, bad):
+    log_in(client, "owner@example.org")
+    for path in (f"/admin/subscribers/?page={bad}", f"/admin/articles/?page={bad}", f"/admin/audit?before={bad}"):
+        answer = client.get(path)
+        assert answer.status_code == 400 and "whole number" in answer.text, path
+    assert client.get("/admin/issues/weekly/99999999999999999999999").status_code in (400, 404)
+    assert client.get("/admin/subscribers/?page=2").status_code == 200

@@ -84,7 +84,7 @@ def test_the_http_api_curl_examples_run_against_a_live_server(tmp_path, database
         '[site]\nurl = "https://news.example.org"\npostal_address = "1 Example Road, Testville"\n'
         f'[database]\nurl = "{database_url}"\n[web]\nport = {port}\n'
         '[delivery]\ntransport = "maildir"\n'
-        '[newsletters.weekly]\ntitle = "The Weekly"\nrequire_approval = true\n',
+        '[newsletters.weekly]\ntitle = "The Weekly"\n',  # the default require_approval = false, as the docs say
         encoding="utf-8",
     )
     env = {**os.environ, "PUBLISHER_SECRET_KEY": "docs-http-7d2e9b4f1a6c8e3d5b0f2a9c4e7b1d86"}

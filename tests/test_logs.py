@@ -12,6 +12,7 @@ import sys
 import time
 
 import httpx
+import pytest
 from sink import free_port
 
 from publisher import logs
@@ -94,6 +95,35 @@ def test_publisher_serve_logs_json_access_lines_without_tokens(tmp_path, databas
     ]
     assert secret not in text and "bm90LWEtcmVhbC10b2tlbi1idXQtbG9uZw" not in text
     assert any(line["logger"] == "uvicorn.error" and "Uvicorn running" in line["message"] for line in lines)
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_publisher_serve_still_logs_with_metrics_on_a_second_address(tmp_path, database_url, log_format):
+    port, listen = free_port(), free_port()
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[site]\nurl = "https://news.example.org"\n[database]\nurl = "{database_url}"\n'
+        f'[metrics]\nlisten = "127.0.0.1:{listen}"\n'
+    )
+    command = [sys.executable, "-m", "publisher", "--config", str(config), "serve", "--port", str(port)]
+    process = subprocess.Popen(
+        [*command, "--log-format", log_format],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,  # uvicorn's text access log goes to stdout, the rest to stderr
+        env={**os.environ, "PUBLISHER_SECRET_KEY": KEY},
+    )
+    try:
+        wait_for(port, process)
+        wait_for(listen, process)
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=10).status_code == 200
+        assert httpx.get(f"http://127.0.0.1:{listen}/metrics", timeout=10).status_code == 200
+    finally:
+        process.send_signal(signal.SIGTERM)
+        out, _ = process.communicate(timeout=30)
+    text = out.decode()
+    assert "Uvicorn running on" in text and "/healthz" in text, text  # the startup lines and the access log
+    if log_format == "json":
+        assert all(json.loads(line) for line in text.splitlines())
 
 
 def test_every_long_running_command_takes_the_option():

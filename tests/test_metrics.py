@@ -68,7 +68,15 @@ def test_counters_move_when_another_process_sends_an_issue_and_takes_in_a_bounce
         before = scrape(client)
         assert before[("publisher_store_up", ())] == 1
         assert before[("publisher_subscribers", (("status", "confirmed"),))] == 3
-        assert ("publisher_delivered_total", (("newsletter", "weekly"),)) not in before
+        for zero in (  # every documented series is there before anything happened, at 0
+            ("publisher_delivered_total", (("newsletter", "weekly"),)),
+            ("publisher_delivery_failures_total", (("newsletter", "weekly"),)),
+            ("publisher_inbound_messages_total", (("kind", "bounce"),)),
+            ("publisher_inbound_messages_total", (("kind", "complaint"),)),
+            ("publisher_suppressed", (("reason", "hard_bounce"),)),
+            ("publisher_suppressed", (("reason", "complaint"),)),
+        ):
+            assert before[zero] == 0, zero
         assert before[("publisher_bounces_total", (("type", "hard"),))] == 0
         assert before[("publisher_run_duration_seconds_count", (("kind", "import"), ("name", "")))] == 1
         assert before[("publisher_run_duration_seconds_count", (("kind", "feeds"), ("name", "")))] >= 1
@@ -133,6 +141,33 @@ def test_metrics_need_the_token_or_the_separate_address(config, monkeypatch):
     assert answer.status_code == 200
     names = {family.name for family in text_string_to_metric_families(answer.text)}
     assert {"publisher_issues", "publisher_deliveries", "publisher_ledger_backlog", "publisher_http_requests"} <= names
+
+
+def test_an_unknown_method_or_path_adds_no_series_of_its_own(config):
+    with Publication.open(config) as publication, TestClient(create_app(publication)) as client:
+        for n in range(30):
+            client.request(f"X-CUSTOM-{n}", "/")
+            client.get(f"/admin/no-such-page-{n}")
+            client.get(f"/no-such-page-{n}")
+        samples = scrape(client)
+    requests = {labels for name, labels in samples if name == "publisher_http_requests_total"}
+    methods = {dict(labels)["method"] for labels in requests}
+    routes = {dict(labels)["route"] for labels in requests}
+    assert "other" in methods and not any(method.startswith("X-CUSTOM") for method in methods)
+    assert not any("no-such-page" in route for route in routes), routes
+    assert len(requests) < 10, requests
+
+
+def test_a_taken_metrics_port_names_the_setting_to_change():
+    import socket
+
+    from publisher.errors import PublisherError
+    from publisher.web import check_address
+
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        with pytest.raises(PublisherError, match=r"set \[metrics\] listen"):
+            check_address("127.0.0.1", port, "[metrics] listen")
 
 
 def test_a_short_metrics_token_is_refused_in_one_line(config, monkeypatch):

@@ -1,13 +1,15 @@
 """Operators, API tokens and the audit log: roles, passwords, lockout, tokens shown once, who did what."""
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from publisher import Publication
-from publisher.errors import AccessError, LoginLocked, OperatorError
+from publisher.errors import AccessError, LoginLocked, OperatorError, RateLimited
 from publisher.operators import (
+    ACCOUNT_ATTEMPTS,
     LOCK_FOR,
     MAX_FAILED_LOGINS,
     Permission,
@@ -130,13 +132,46 @@ def test_five_wrong_passwords_lock_the_account_for_a_while(publication, clock):
     for _ in range(MAX_FAILED_LOGINS - 1):
         with pytest.raises(AccessError, match="wrong email"):
             publication.login("ada@example.org", "wrong password!")
-    with pytest.raises(LoginLocked, match="locked until 08:15 UTC") as locked:
+    with pytest.raises(LoginLocked, match=r"^wrong email address or password$") as locked:
         publication.login("ada@example.org", "wrong password!")
     assert locked.value.until == NOW + LOCK_FOR
+    assert publication.audit_log(SHELL, limit=1)[0].detail["locked_until"] == (NOW + LOCK_FOR).isoformat()
     with pytest.raises(LoginLocked):  # even the right password, while locked
         publication.login("ada@example.org", PASSWORD)
     clock.moment = NOW + LOCK_FOR + timedelta(seconds=1)
     assert publication.login("ada@example.org", PASSWORD).email == "ada@example.org"
+
+
+def test_concurrent_wrong_passwords_cannot_outrun_the_lock(publication):
+    """19 wrong passwords and the right one at once: at most five are checked, the rest refused,
+    and the right one does not clear a lock taken while it was being checked."""
+    publication.add_operator("ada@example.org", Role.EDITOR, PASSWORD, actor=SHELL)
+
+    def attempt(number: int) -> str:
+        password = PASSWORD if number == 19 else f"wrong password {number}"
+        try:
+            publication.login("ada@example.org", password, ip=f"10.77.{number}.1")
+        except LoginLocked:
+            return "locked"
+        except AccessError:
+            return "wrong"
+        return "in"
+
+    with ThreadPoolExecutor(20) as pool:
+        outcomes = list(pool.map(attempt, range(20)))
+    checked = outcomes.count("wrong") + outcomes.count("in")  # only these had their password checked
+    assert checked <= MAX_FAILED_LOGINS and outcomes.count("locked") >= 20 - MAX_FAILED_LOGINS
+    locked = publication.store.operators.get("ada@example.org")
+    assert locked is not None and locked.locked(NOW)  # whoever won, the wrong passwords left it locked
+
+
+def test_one_account_takes_a_bounded_number_of_attempts_from_any_addresses(publication):
+    publication.add_operator("ada@example.org", Role.EDITOR, PASSWORD, actor=SHELL)
+    for number in range(ACCOUNT_ATTEMPTS):
+        with pytest.raises(AccessError):
+            publication.login("ada@example.org", f"wrong {number}", ip=f"10.0.{number}.1")
+    with pytest.raises(RateLimited):
+        publication.login("ada@example.org", PASSWORD, ip="10.1.1.1")
 
 
 def test_a_right_password_resets_the_count_of_wrong_ones(publication):
@@ -210,6 +245,19 @@ def test_a_token_works_until_it_is_revoked(publication):
     assert "token.revoke" in log and secret not in log and again not in log
     with pytest.raises(OperatorError, match="no active token named 'nope'"):
         publication.revoke_token("nope", actor=SHELL)
+
+
+def test_removing_an_operator_revokes_the_tokens_they_created(publication):
+    owner, _ = publication.add_operator("ada@example.org", Role.OWNER, PASSWORD, actor=SHELL)
+    publication.add_operator("bob@example.org", Role.OWNER, PASSWORD, actor=SHELL)
+    _, theirs = publication.create_token("cms", Permission.WRITE, actor=operator_actor(owner))
+    _, shells = publication.create_token("dashboard", Permission.READ, actor=SHELL)
+    publication.remove_operator("ada@example.org", actor=SHELL)
+    with pytest.raises(AccessError, match="unknown or revoked"):
+        publication.token_actor(theirs)
+    assert publication.token_actor(shells).label == "token:dashboard"  # someone else's stays
+    revoked = [e for e in publication.audit_log(SHELL) if e.action == "token.revoke"]
+    assert [e.detail["name"] for e in revoked] == ["cms"] and "ada@example.org" in revoked[0].detail["because"]
 
 
 def test_a_console_session_ends_at_logout_after_idling_and_at_its_lifetime(publication, clock):

@@ -716,3 +716,11 @@ def test_saving_preferences_keeps_a_zone_the_usual_list_leaves_out(client, store
     assert store.subscribers.get(person.email).timezone == "UTC"
     assert client.post(path, data={**form, "timezone": ""}).status_code == 200  # an empty choice keeps it
     assert store.subscribers.get(person.email).timezone == "UTC"
+
+
+def test_secret_query_parameters_never_reach_the_access_log():
+    from publisher.web import route_of
+
+    logged = route_of("/admin/?access_token=pub_abc123&page=2&csrf=xyz&my_password=hunter22&q=tokens")
+    assert logged == "/admin/?access_token=***&page=2&csrf=***&my_password=***&q=tokens"
+    assert route_of("/unsubscribe/abcdef?x=1") == "/unsubscribe/{token}?x=1"

@@ -6,6 +6,7 @@ Whoever runs `publisher` on the server acts as an owner (`cli:USER` in the audit
 from __future__ import annotations
 
 import getpass
+import json
 import sys
 
 import click
@@ -117,7 +118,8 @@ def token_create_command(app: App, name: str, scope: str, as_json: bool) -> None
     """Create an API token. It is shown once, here: only its SHA-256 is stored."""
     token, secret = app.publication.create_token(name, parse_scope(scope), actor=shell_actor())
     if as_json:
-        print_json({"name": token.name, "scope": token.scope.value, "token": secret})
+        # one line, as the docs show it: easy to pipe into jq or a secrets store
+        click.echo(json.dumps({"name": token.name, "scope": token.scope.value, "token": secret}))
         return
     click.echo(secret)
     click.echo(f"token {token.name!r} ({token.scope}) created: copy it now, it is not shown again", err=True)
@@ -153,7 +155,7 @@ def tokens_command(app: App, as_json: bool) -> None:
         return
     for row in rows:
         state = f"revoked {row['revoked_at']}" if row["revoked_at"] else f"last used {row['last_used_at'] or 'never'}"
-        click.echo(f"{row['name']:<24} {row['scope']:<6} {state}")
+        click.echo(f"{row['name']:<24} {row['scope']:<6} {row['created_by']:<32} {state}")
 
 
 @admin_group.command("audit")

@@ -102,7 +102,7 @@ class WebThread:
         check_address(server.config.host, server.config.port)
         extra = make_metrics_server(server, log_format=log_format)
         if extra is not None:
-            check_address(extra.config.host, extra.config.port)
+            check_address(extra.config.host, extra.config.port, "[metrics] listen")
         self.threads = [ServerThread(found, name) for found, name in ((server, "web"), (extra, "metrics")) if found]
         logging.getLogger("publisher.web").info("serving http://%s:%d/", settings.web.host, settings.web.port)
 

@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from publisher.console.auth import Console, audited
-from publisher.console.pages import redirect, render
+from publisher.console.pages import page_number, redirect, render
 from publisher.links import article_url
 from publisher.publication import Publication
 
@@ -22,7 +22,7 @@ def _publication(request: Request) -> Publication:
 
 async def index(request: Request, console: Console) -> Response:
     text = request.query_params.get("q", "")[:200]
-    page = int(request.query_params["page"]) if request.query_params.get("page", "").isdigit() else 1
+    page = page_number(request)
     found, total = await run_in_threadpool(
         _publication(request).find_articles, text, limit=PAGE, offset=(max(page, 1) - 1) * PAGE
     )

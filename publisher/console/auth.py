@@ -25,8 +25,9 @@ from starlette.responses import Response
 
 from publisher import operators, tokens
 from publisher.console.pages import error, redirect, render, safe_back, secure
-from publisher.errors import AccessError, LoginLocked, PublisherError, RateLimited, TokenError
+from publisher.errors import AccessError, PublisherError, RateLimited, TokenError
 from publisher.operators import Actor, Operator, Permission
+from publisher.text import whole_number
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ def set_cookie(response: Response, request: Request, name: str, value: str, max_
 async def read_form(request: Request, limit: int = MAX_FORM) -> FormData:
     """The posted form, at most `limit` bytes however it is sent (a file upload gets a larger limit)."""
     length = request.headers.get("content-length")
-    if length is not None and (not length.isdigit() or int(length) > limit):
+    if length is not None and whole_number(length, high=limit) is None:
         raise HTTPException(413, "This form is too large.")
     body = bytearray()
     async for chunk in request.stream():
@@ -208,8 +209,6 @@ async def login(request: Request) -> Response:
     ip = request.client.host if request.client else "unknown"
     try:
         operator = await run_in_threadpool(state.publication.login, email, password, ip=ip)
-    except LoginLocked as locked:
-        return _login_page(request, nonce, 403, str(locked), email)
     except RateLimited as limited:
         return _login_page(request, nonce, 429, str(limited), email)
     except AccessError as refused:

@@ -7,7 +7,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from publisher.console.auth import Console
-from publisher.console.pages import render
+from publisher.console.pages import query_number, render
 
 AUDIT_PAGE = 100
 
@@ -18,13 +18,12 @@ async def dashboard(request: Request, console: Console) -> Response:
 
 
 async def audit_log(request: Request, console: Console) -> Response:
-    before = request.query_params.get("before", "")
     who = request.query_params.get("actor", "")[:400]
     entries = await run_in_threadpool(
         request.app.state.publication.audit_log,
         console.actor,
         limit=AUDIT_PAGE,
-        before=int(before) if before.isdigit() else None,
+        before=query_number(request, "before"),
         who=who,
     )
     older = entries[-1].id if len(entries) == AUDIT_PAGE else None

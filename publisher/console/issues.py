@@ -14,6 +14,7 @@ from publisher.console.sending import Sends
 from publisher.errors import DigestError
 from publisher.model import Issue, IssueState
 from publisher.publication import Publication
+from publisher.text import whole_number
 
 REFRESH_SECONDS = 2
 
@@ -39,10 +40,10 @@ def _name(request: Request) -> str:
 
 
 def _number(console: Console) -> int:
-    text = console.text("number", 12)
-    if not text.isdigit():
+    found = whole_number(console.text("number", 12), low=1)
+    if found is None:
         raise DigestError("say which issue: the form lacks its number")
-    return int(text)
+    return found
 
 
 async def index(request: Request, console: Console) -> Response:
@@ -75,7 +76,9 @@ async def preview_frame(request: Request, console: Console) -> Response:
 
 async def issue_page(request: Request, console: Console) -> Response:
     name = _name(request)
-    number = request.path_params["number"]
+    number = whole_number(str(request.path_params["number"]), low=1)
+    if number is None:
+        raise DigestError("no such issue: an issue number is a whole number")
     report = await run_in_threadpool(_publication(request).issue_report, name, number)
     running = sends(request).running(name)
     live = running or report.issue.state == IssueState.SENDING
@@ -103,7 +106,15 @@ async def build(request: Request, console: Console) -> Response:
     if built.issue is None:
         return redirect(request, f"/admin/issues/{name}/", f"Nothing built: {built.reason}", error=True)
     verb = "was already built" if built.existed else "built"
-    return redirect(request, _issue_url(name, built.issue.number), f"Issue {built.issue.number} {verb}.")
+    issue = built.issue
+    after = (
+        f" It is approved (require_approval is off): {await run_in_threadpool(_publication(request).when_sent, issue)}."
+        if issue.state == IssueState.APPROVED
+        else " It is a draft: approve it to send it."
+        if issue.state == IssueState.DRAFT
+        else ""
+    )
+    return redirect(request, _issue_url(name, issue.number), f"Issue {issue.number} {verb}.{after}")
 
 
 async def approve(request: Request, console: Console) -> Response:
@@ -114,10 +125,47 @@ async def approve(request: Request, console: Console) -> Response:
     return redirect(request, _issue_url(name, number), f"Issue {number} approved: {when}.")
 
 
+def _confirm(
+    request: Request, console: Console, *, heading: str, message: str, label: str, danger: bool = False
+) -> Response:
+    """The step before a send or a cancel: the same form again, with `confirm=yes` (no JavaScript)."""
+    name, number = _name(request), _number(console)
+    return render(
+        request,
+        "confirm",
+        heading=heading,
+        message=message,
+        label=label,
+        danger=danger,
+        url=request.url.path,
+        number=number,
+        back=_issue_url(name, number),
+    )
+
+
+def _confirmed(console: Console) -> bool:
+    return console.text("confirm", 10) == "yes"
+
+
 async def cancel(request: Request, console: Console) -> Response:
     name, number = _name(request), _number(console)
     publication = _publication(request)
     issue = await run_in_threadpool(publication.issue, name, number)
+    if not _confirmed(console):
+        running = issue.state in (IssueState.SENDING, IssueState.PAUSED)
+        return _confirm(
+            request,
+            console,
+            heading=f"Cancel issue {number}?",
+            message=(
+                f"Issue {number} ({issue.subject}) is {issue.state}: the recipients who have not got it yet never will."
+                if running
+                else f"Issue {number} ({issue.subject}) is {issue.state}: it will not be sent; its articles wait "
+                "for the next issue."
+            ),
+            label=f"Yes, cancel issue {number}",
+            danger=True,
+        )
     detail = {"newsletter": name, "number": number}
     if issue.state in (IssueState.SENDING, IssueState.PAUSED):
         _, left = await audited(request, console, "issue.cancel", detail, publication.cancel_sending, name)
@@ -164,6 +212,18 @@ async def send_now(request: Request, console: Console) -> Response:
             else f"Issue {number} is a draft: approve it first.",
             error=True,
         )
+    if not _confirmed(console):
+        _, readers = await run_in_threadpool(
+            lambda: publication.find_subscribers(status="confirmed", newsletter=name, limit=1)
+        )
+        return _confirm(
+            request,
+            console,
+            heading=f"Send issue {number} now?",
+            message=f"Issue {number} ({issue.subject}) goes to {readers} subscriber{'' if readers == 1 else 's'} "
+            "at once, without waiting for its slot. A sent mail cannot be taken back.",
+            label=f"Yes, send issue {number} now",
+        )
     if not sends(request).start(name, lambda: publication.send(name, immediately=True)):
         return redirect(request, _issue_url(name, number), "A send of this newsletter is running already.", error=True)
     await run_in_threadpool(publication.audit, console.actor, "issue.send", {"newsletter": name, "number": number})
@@ -178,9 +238,12 @@ async def dry_run(request: Request, console: Console) -> Response:
     )
     if outcome.issue is None:
         return redirect(request, f"/admin/issues/{name}/", f"Nothing would be sent: {outcome.reason}", error=True)
+    box = f"dry-run/{name}-{outcome.issue.number}/"
+    written = outcome.dry_run_recipients or 0
     return redirect(
         request,
         f"/admin/issues/{name}/",
-        f"Dry run of issue {outcome.issue.number}: {outcome.dry_run_recipients} messages written to "
-        f"{outcome.maildir}; nothing was sent or recorded.",
+        f"Dry run of issue {outcome.issue.number}: {written} message{'' if written == 1 else 's'} (one per "
+        f"recipient) written to {box} beside [delivery] maildir, a Maildir at {outcome.maildir}; nothing was "
+        "sent, approved or recorded, and the articles stay for the real issue.",
     )

@@ -8,7 +8,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from publisher import tokens
-from publisher.errors import TokenError
+from publisher.errors import PublisherError, TokenError
+from publisher.text import MAX_WHOLE, whole_number
 
 # Console pages load only our CSS, and frame only our own preview of an issue.
 CONSOLE_CSP = (
@@ -97,3 +98,19 @@ def error(request: Request, status_code: int, message: str) -> HTMLResponse:
     return render(
         request, "error", status_code, heading=titles.get(status_code, "Something went wrong"), message=message
     )
+
+
+def query_number(request: Request, key: str, *, low: int = 0) -> int | None:
+    """A whole-number query parameter; None when absent. Anything else ("²", a 30-digit number)
+    is a PublisherError, which the console shows as a 400 page."""
+    raw = request.query_params.get(key, "")
+    if not raw:
+        return None
+    found = whole_number(raw, low=low)
+    if found is None:
+        raise PublisherError(f"{key}: use a whole number from {low} to {MAX_WHOLE}")
+    return found
+
+
+def page_number(request: Request) -> int:
+    return query_number(request, "page", low=1) or 1

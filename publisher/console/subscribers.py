@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from publisher.console.auth import Console, audited
-from publisher.console.pages import PAGE_HEADERS, redirect, render
+from publisher.console.pages import PAGE_HEADERS, page_number, redirect, render
 from publisher.errors import SubscriberError
 from publisher.files import write_private
 from publisher.model import SUBSCRIBER_STATUSES
@@ -39,7 +39,7 @@ def _url(email: str) -> str:
 async def index(request: Request, console: Console) -> Response:
     query = request.query_params
     text, status, newsletter = query.get("q", "")[:200], query.get("status", ""), query.get("newsletter", "")
-    page = int(query["page"]) if query.get("page", "").isdigit() else 1
+    page = page_number(request)
     publication = _publication(request)
     found, total = await run_in_threadpool(
         publication.find_subscribers,
@@ -73,7 +73,13 @@ async def detail(request: Request, console: Console) -> Response:
 async def add(request: Request, console: Console) -> Response:
     publication = _publication(request)
     email = console.text("email", 320)
-    detail = {"email": email, "newsletters": console.texts("newsletter"), "confirmed": bool(console.text("confirmed"))}
+    confirmed, consent = bool(console.text("confirmed")), console.text("consent", 2000)
+    if confirmed and not consent:  # the API's `consent-required` rule: a confirmed address needs its consent
+        raise SubscriberError(
+            "consent required: a confirmed subscriber needs the consent text (what they agreed to, and where); "
+            "or leave Confirmed unticked to add them as pending"
+        )
+    detail = {"email": email, "newsletters": console.texts("newsletter"), "confirmed": confirmed}
     stored, is_new = await audited(
         request,
         console,
@@ -83,7 +89,9 @@ async def add(request: Request, console: Console) -> Response:
         email,
         name=console.text("name", 200),
         newsletters=console.texts("newsletter"),
-        confirmed=bool(console.text("confirmed")),
+        confirmed=confirmed,
+        consent_text=consent,
+        source="console",
     )
     return redirect(
         request, _url(stored.email), f"{'Added' if is_new else 'Updated'} {stored.email} ({stored.status})."
@@ -152,19 +160,33 @@ def _uploads(request: Request) -> Path:
         state.console_uploads = Path(tempfile.mkdtemp(prefix="publisher-console-uploads-"))
     folder: Path = state.console_uploads
     cutoff = time.time() - UPLOAD_AGE
-    for old in folder.glob("*.csv"):
+    for old in folder.glob("*/*"):
         if old.stat().st_mtime < cutoff:
             old.unlink(missing_ok=True)
+            old.parent.rmdir()
     return folder
 
 
+def upload_name(filename: str) -> str:
+    """The uploaded file's base name, made safe to keep as a file name and to show (`people.csv`)."""
+    base = filename.replace("\\", "/").rsplit("/", 1)[-1]
+    cleaned = "".join(c if c.isascii() and (c.isalnum() or c in "._-") else "_" for c in base).strip("._")[:100]
+    return cleaned or "upload.csv"
+
+
 def _upload_path(request: Request, upload_id: str) -> Path:
+    """The kept upload, `<uploads>/<id>/<its own name>`: the name becomes the import's `source`."""
     if len(upload_id) != 32 or any(c not in "0123456789abcdef" for c in upload_id):
         raise SubscriberError("this import has expired: upload the file again")
-    path = _uploads(request) / f"{upload_id}.csv"
-    if not path.exists():
+    found = list((_uploads(request) / upload_id).glob("*"))
+    if len(found) != 1:
         raise SubscriberError("this import has expired: upload the file again")
-    return path
+    return found[0]
+
+
+def _shown(message: str, path: Path) -> str:
+    """An import error as the operator knows the file: by its own name, not the server's copy."""
+    return message.replace(str(path), path.name)
 
 
 async def import_form(request: Request, console: Console) -> Response:
@@ -186,17 +208,22 @@ async def import_preview(request: Request, console: Console) -> Response:
         raise SubscriberError("choose a CSV file to import")
     data = await upload.read()
     upload_id = secrets.token_hex(16)
-    path = _uploads(request) / f"{upload_id}.csv"
+    folder = _uploads(request) / upload_id
+    folder.mkdir(mode=0o700)
+    path = folder / upload_name(upload.filename)
     write_private(path, data)
     options = _options(console)
     errors: list[str] = []
-    plan, counts = await run_in_threadpool(
-        _publication(request).import_subscribers,
-        path,
-        dry_run=True,
-        on_error=lambda message: errors.append(message) if len(errors) < MAX_ERRORS else None,
-        **options,
-    )
+    try:
+        plan, counts = await run_in_threadpool(
+            _publication(request).import_subscribers,
+            path,
+            dry_run=True,
+            on_error=lambda message: errors.append(_shown(message, path)) if len(errors) < MAX_ERRORS else None,
+            **options,
+        )
+    except SubscriberError as error:
+        raise SubscriberError(_shown(str(error), path)) from None
     return render(
         request,
         "import",
@@ -223,8 +250,11 @@ async def import_confirm(request: Request, console: Console) -> Response:
             path,
             **options,
         )
+    except SubscriberError as error:
+        raise SubscriberError(_shown(str(error), path)) from None
     finally:
         path.unlink(missing_ok=True)
+        path.parent.rmdir()
     return redirect(
         request,
         "/admin/subscribers/",

@@ -7,8 +7,8 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
-from sqlalchemy.engine import Engine, RowMapping
+from sqlalchemy import delete, insert, or_, select, update
+from sqlalchemy.engine import Connection, Engine, RowMapping
 from sqlalchemy.exc import IntegrityError
 
 from publisher.errors import OperatorError
@@ -115,30 +115,60 @@ class OperatorStore:
         with self.engine.begin() as connection:
             return connection.execute(delete(operators).where(operators.c.email == email)).rowcount > 0
 
-    def login_failed(self, operator_id: int, now: datetime, *, limit: int, lock_for: timedelta) -> Operator | None:
-        """Count one wrong password; the `limit`-th in a row locks the account for `lock_for`."""
+    def claim_attempt(self, operator_id: int, now: datetime, *, limit: int, lock_for: timedelta) -> bool:
+        """Count one login attempt before its password is checked; False when the account is locked.
+
+        The count is raised and read in one UPDATE … RETURNING that skips a locked account, so
+        concurrent attempts each get their own number: the one past `limit` locks the account and
+        is refused without a password check, and so is every later one until the lock ends.
+        """
+        unlocked = or_(operators.c.locked_until.is_(None), operators.c.locked_until <= now)
         with self.engine.begin() as connection:
-            failed = connection.scalar(
+            attempt = connection.scalar(
                 update(operators)
-                .where(operators.c.id == operator_id)
+                .where(operators.c.id == operator_id, unlocked)
                 .values(failed_logins=operators.c.failed_logins + 1, updated_at=now)
                 .returning(operators.c.failed_logins)
             )
-            if failed is not None and failed >= limit:
-                connection.execute(
-                    update(operators)
-                    .where(operators.c.id == operator_id)
-                    .values(failed_logins=0, locked_until=now + lock_for)
-                )
-        return self.by_id(operator_id)
+            if attempt is None:
+                return False
+            if attempt > limit:
+                self._lock(connection, operator_id, now, lock_for)
+                return False
+        return True
 
-    def login_succeeded(self, operator_id: int, now: datetime, password_hash: str = "") -> None:
-        """Reset the count of wrong passwords (and store a rehashed password when the parameters moved)."""
+    def login_failed(self, operator_id: int, now: datetime, *, limit: int, lock_for: timedelta) -> bool:
+        """A claimed attempt had a wrong password: lock when the count reached `limit`. True when locked."""
+        with self.engine.begin() as connection:
+            failed = connection.scalar(select(operators.c.failed_logins).where(operators.c.id == operator_id))
+            if failed is not None and failed >= limit:
+                self._lock(connection, operator_id, now, lock_for)
+                return True
+        return False
+
+    @staticmethod
+    def _lock(connection: Connection, operator_id: int, now: datetime, lock_for: timedelta) -> None:
+        connection.execute(
+            update(operators)
+            .where(operators.c.id == operator_id)
+            .values(failed_logins=0, locked_until=now + lock_for, updated_at=now)
+        )
+
+    def login_succeeded(self, operator_id: int, now: datetime, password_hash: str = "") -> bool:
+        """Reset the count of wrong passwords (and store a rehashed password when the parameters moved),
+        unless the account was locked meanwhile by concurrent wrong attempts: then False."""
         values: dict[str, object] = {"failed_logins": 0, "locked_until": None, "updated_at": now}
         if password_hash:
             values["password_hash"] = password_hash
+        unlocked = or_(operators.c.locked_until.is_(None), operators.c.locked_until <= now)
         with self.engine.begin() as connection:
-            connection.execute(update(operators).where(operators.c.id == operator_id).values(**values))
+            done = connection.scalar(
+                update(operators)
+                .where(operators.c.id == operator_id, unlocked)
+                .values(**values)
+                .returning(operators.c.id)
+            )
+        return done is not None
 
     def end_sessions(self, operator_id: int, now: datetime) -> None:
         """Log out everywhere: every session signed with the old generation stops working."""
@@ -195,6 +225,14 @@ class TokenStore:
                 return None
             connection.execute(update(api_tokens).where(api_tokens.c.id == row["id"]).values(revoked_at=now))
         return _token({**row, "revoked_at": now})
+
+    def revoke_created_by(self, created_by: str, now: datetime) -> list[str]:
+        """Revoke every active token `created_by` made; returns their names."""
+        active = (api_tokens.c.created_by == created_by, api_tokens.c.revoked_at.is_(None))
+        with self.engine.begin() as connection:
+            names = list(connection.scalars(select(api_tokens.c.name).where(*active).order_by(api_tokens.c.name)))
+            connection.execute(update(api_tokens).where(*active).values(revoked_at=now))
+        return names
 
     def all(self) -> list[ApiToken]:
         with self.engine.connect() as connection:

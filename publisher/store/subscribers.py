@@ -94,6 +94,11 @@ class SubscriberStore:
             found = self._load(connection, select(subscribers).where(subscribers.c.email == email.lower()))
         return found[0] if found else None
 
+    def known(self, emails: Sequence[str]) -> set[str]:
+        """Which of `emails` (normalised) are subscribers already (for an import's dry run)."""
+        with self.engine.connect() as connection:
+            return set(connection.scalars(select(subscribers.c.email).where(subscribers.c.email.in_(list(emails)))))
+
     def get_by_id(self, subscriber_id: int) -> StoredSubscriber | None:
         with self.engine.connect() as connection:
             found = self._load(connection, select(subscribers).where(subscribers.c.id == subscriber_id))
