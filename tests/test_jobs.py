@@ -253,3 +253,14 @@ def test_a_local_time_slot_missed_at_its_first_wave_still_reaches_the_later_wave
         Publication(settings, store, clock=fixed(datetime(2027, 3, 22, 15, 0, tzinfo=UTC)), transport=transport)
     )
     assert sorted(m.recipient for m in transport.sent) == sorted(ZONES)
+
+
+def test_the_retry_jobs_log_line_counts_what_it_delivered(store, make_settings, tmp_path, caplog):
+    from publisher.jobs import run_job
+
+    settings = _setup(store, make_settings, tmp_path, require_approval=True)
+    publish_due(Publication(settings, store, clock=fixed(SLOT + timedelta(minutes=1))))  # a draft
+    approve(store, "weekly", None, SLOT + timedelta(minutes=30))
+    with caplog.at_level("INFO", logger="publisher.jobs"):
+        run_job(Publication(settings, store, clock=fixed(SLOT + timedelta(minutes=31))), "retry", "")
+    assert "job retry: 1 issues sent or retried: 5 delivered, 0 failed, 0 deferred, 0 taken over" in caplog.text
