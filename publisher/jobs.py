@@ -8,6 +8,7 @@ a second scheduler all end with one issue. Sending always goes through `Publicat
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -62,9 +63,12 @@ def latest_slot(newsletter: NewsletterSettings, now: datetime, within: timedelta
     return timetable.latest_slot(trigger, zone, now, within)
 
 
-def deliver(pub: Publication, issue: Issue, should_stop: StopCheck = never) -> str:
-    """Send the issue through `Publication.deliver`; a one-line summary for the log."""
+def deliver(pub: Publication, issue: Issue, should_stop: StopCheck = never, totals: Counter[str] | None = None) -> str:
+    """Send the issue through `Publication.deliver`; a one-line summary for the log. `totals` adds
+    up what this run did (delivered, failed, deferred, taken_over)."""
     report = pub.deliver(issue, should_stop=should_stop)
+    if totals is not None:
+        totals.update(report.run)
     return f"{report.get('delivered')} delivered, {report.get('failed')} failed, {report.get('deferred')} deferred"
 
 
@@ -130,7 +134,7 @@ def due(issue: Issue, newsletter: NewsletterSettings, now: datetime) -> bool:
     return issue.slot <= now and now - issue.slot <= newsletter.slot_grace
 
 
-def send_ready(pub: Publication, should_stop: StopCheck = never) -> list[str]:
+def send_ready(pub: Publication, should_stop: StopCheck = never, totals: Counter[str] | None = None) -> list[str]:
     """Send issues that are ready: approved ones whose slot has come (a released draft, an
     announcement, or a build whose send a crash cut short) and ones left half-sent (delivered
     recipients are never sent again). Oldest first."""
@@ -156,7 +160,7 @@ def send_ready(pub: Publication, should_stop: StopCheck = never) -> list[str]:
                 continue
             verb = "resuming" if issue.state == IssueState.SENDING else f"sending approved {issue.kind}"
             log.info("%s: %s issue %d", name, verb, issue.number)
-            lines.append(f"{name} #{issue.number}: {deliver(pub, issue, should_stop)}")
+            lines.append(f"{name} #{issue.number}: {deliver(pub, issue, should_stop, totals)}")
     return lines
 
 
@@ -183,9 +187,10 @@ def poll_sources(pub: Publication) -> list[str]:
     return lines
 
 
-def retry_deferred(pub: Publication, should_stop: StopCheck = never) -> int:
-    """Send issues approved since the last look, and deferred deliveries whose retry time has come."""
-    retried = len(send_ready(pub, should_stop))
+def retry_deferred(pub: Publication, should_stop: StopCheck = never, totals: Counter[str] | None = None) -> int:
+    """Send issues approved since the last look, and deferred deliveries whose retry time has come;
+    returns how many issues were sent to (`totals` adds up what was done)."""
+    retried = len(send_ready(pub, should_stop, totals))
     for name in pub.settings.newsletters:
         for issue in pub.store.issues.list(name):
             if (
@@ -193,7 +198,7 @@ def retry_deferred(pub: Publication, should_stop: StopCheck = never) -> int:
                 and pub.store.deliveries.due_retries(issue.id, pub.now())
                 and not should_stop()
             ):
-                deliver(pub, issue, should_stop)
+                deliver(pub, issue, should_stop, totals)
                 retried += 1
     return retried
 
@@ -220,7 +225,16 @@ def _run_job(pub: Publication, kind: str, name: str, should_stop: StopCheck) -> 
     elif kind == "poll":
         log.info("job poll: %d sources changed", len(poll_sources(pub)))
     elif kind == "retry":
-        log.info("job retry: %d issues sent or retried", retry_deferred(pub, should_stop))
+        totals: Counter[str] = Counter()
+        retried = retry_deferred(pub, should_stop, totals)
+        log.info(
+            "job retry: %d issues sent or retried: %d delivered, %d failed, %d deferred, %d taken over",
+            retried,
+            totals["delivered"],
+            totals["failed"],
+            totals["deferred"],
+            totals["taken_over"],
+        )
     elif kind == "inbound":
         log.info("job inbound: %d messages read", pub.poll_inbound().processed)
 

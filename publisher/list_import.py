@@ -233,7 +233,10 @@ class Plan:
         """The lines `subscribers import` prints before it writes anything."""
         by_lower = {name.strip().lower(): name for name in self.header}
         used = ", ".join(f"{by_lower[col]} → {fld}" for col, fld in self.columns.items())
-        lines = [f"format: {self.format.label} ({self.format.name}); source recorded as {self.source!r}"]
+        label = self.format.label
+        if self.format.name == "publisher":  # our own CSV: say which of its columns the file has
+            label = f"publisher's own CSV with the columns {','.join(name.strip() for name in self.header)}"
+        lines = [f"format: {label} ({self.format.name}); source recorded as {self.source!r}"]
         lines.append(f"columns: {used}")
         if self.state_columns:
             lines.append(f"unsubscribed or suppressed rows from: {', '.join(self.state_columns)}")

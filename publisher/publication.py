@@ -135,6 +135,17 @@ def already_handled(issue: PlannedIssue) -> str:
     )
 
 
+def waiting_text(name: str, waiting: WaitingRetries, newsletter: NewsletterSettings) -> str:
+    when = waiting.next_attempt_at
+    at = f"from {when.astimezone(newsletter.zone):%Y-%m-%d %H:%M %Z}" if when else "later"
+    why = f" ({waiting.reason.reply})" if waiting.reason else ""
+    return (
+        f"{waiting.deferred:,} readers of issue {waiting.issue} are deferred{why} and are retried {at} "
+        f"(`publisher run`, or `publisher digest send {name}` then); "
+        f"`publisher digest send {name} --retry-now` retries them now"
+    )
+
+
 # --- reports -------------------------------------------------------------------------------
 
 
@@ -179,6 +190,8 @@ class SendOutcome:
     maildir: Path | None = None
     waves: tuple[dict[str, object], ...] = ()  # a local-time issue's waves still to go (`waves_left`)
     dry_run_nothing: int = 0  # a dry run's readers with nothing in the issue for their topics
+    deferred_reason: DeferredReason | None = None  # the commonest reply of the deferred readers
+    waiting: WaitingRetries | None = None  # a skipped send: deferred readers of the last issue
 
     def as_json(self) -> dict[str, object]:
         """The `publisher digest send NAME --json` object (product.md)."""
@@ -192,7 +205,11 @@ class SendOutcome:
                 "delivered": 0,
                 "failed": 0,
                 "deferred": 0,
+                "pending": 0,
+                "state": None,
                 "reason": self.reason,
+                "run": dict(NOTHING_RUN),
+                "waiting": self.waiting.as_json() if self.waiting else None,
             }
         if self.dry_run_recipients is not None:
             count = self.dry_run_recipients
@@ -211,7 +228,44 @@ class SendOutcome:
             }
         if self.report is None or not isinstance(self.issue, Issue):
             raise DigestError(f"{self.newsletter}: send outcome without a report")
-        return {**dispatch.summary(self.report, self.issue, self.status), "waves": list(self.waves)}
+        reason = self.deferred_reason.as_json() if self.deferred_reason else None
+        return {
+            **dispatch.summary(self.report, self.issue, self.status),
+            "waves": list(self.waves),
+            "deferred_reason": reason,
+        }
+
+
+NOTHING_RUN = {"frozen": 0, "delivered": 0, "failed": 0, "deferred": 0, "taken_over": 0}
+
+
+@dataclass(frozen=True)
+class DeferredReason:
+    """The commonest last reply among an issue's deferred readers, and how many share it."""
+
+    reply: str
+    count: int
+
+    def as_json(self) -> dict[str, object]:
+        return {"reply": self.reply, "count": self.count}
+
+
+@dataclass(frozen=True)
+class WaitingRetries:
+    """Readers of an issue already sent who wait, deferred, for their retry time."""
+
+    issue: int
+    deferred: int
+    next_attempt_at: datetime | None
+    reason: DeferredReason | None
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "issue": self.issue,
+            "deferred": self.deferred,
+            "next_attempt_at": self.next_attempt_at.isoformat() if self.next_attempt_at else None,
+            "deferred_reason": self.reason.as_json() if self.reason else None,
+        }
 
 
 @dataclass(frozen=True)
@@ -225,27 +279,32 @@ class AnnounceOutcome:
     reason: str = ""
     dry_run_recipients: int | None = None
     maildir: Path | None = None
+    deferred_reason: DeferredReason | None = None
 
     def as_json(self) -> dict[str, object]:
-        """The `publisher announce --json` object: the digest send's keys, plus `kind` and `at`."""
-        counts = self.report.counts if self.report else {}
-        recipients = self.dry_run_recipients if self.dry_run_recipients is not None else sum(counts.values())
-        delivered = self.dry_run_recipients if self.dry_run_recipients is not None else counts.get("delivered", 0)
-        return {
+        """The `publisher announce --json` object: the digest send's keys, plus `kind`, `subject` and `at`."""
+        about = {"kind": "announcement", "subject": self.issue.subject, "at": self.issue.slot.isoformat()}
+        if self.report is not None and isinstance(self.issue, Issue):
+            reason = self.deferred_reason.as_json() if self.deferred_reason else None
+            return {**dispatch.summary(self.report, self.issue, self.status), **about, "deferred_reason": reason}
+        count = self.dry_run_recipients or 0
+        found = {
             "status": self.status,
-            "kind": "announcement",
             "issue": self.issue.number,
             "newsletter": self.newsletter,
-            "subject": self.issue.subject,
-            "at": self.issue.slot.isoformat(),
+            **about,
             "articles": 0,
-            "recipients": recipients,
-            "delivered": delivered,
-            "failed": counts.get("failed", 0),
-            "deferred": counts.get("deferred", 0),
-            "reason": self.reason,
-            **({"dry_run": True, "maildir": str(self.maildir)} if self.dry_run_recipients is not None else {}),
+            "recipients": count,
+            "delivered": count,
+            "failed": 0,
+            "deferred": 0,
+            "pending": 0,
+            "state": self.issue.state,
+            "run": dict(NOTHING_RUN),
         }
+        if self.dry_run_recipients is not None:
+            return {**found, "dry_run": True, "maildir": str(self.maildir)}
+        return {**found, "reason": self.reason}
 
 
 @dataclass(frozen=True)
@@ -571,7 +630,7 @@ class Publication:
         report.frozen = frozen
         return report
 
-    def finish_leftovers(self, name: str) -> SendOutcome | None:
+    def finish_leftovers(self, name: str, should_stop: StopCheck = never) -> SendOutcome | None:
         """With nothing new to send: the newest sent issue's due retries, and rows a dead sender
         left `sending`, are sent now (status "resumed"); None when there were none."""
         issue = self.store.issues.latest(name, states=(IssueState.SENT,))
@@ -580,10 +639,10 @@ class Publication:
         counts = self.store.deliveries.counts(issue.id)
         if not (counts.get("sending") or self.store.deliveries.due_retries(issue.id, self.now())):
             return None
-        report = self.deliver_started(issue)
+        report = self.deliver_started(issue, should_stop=should_stop)
         if not any(report.run.values()):
             return None
-        return SendOutcome(name, "resumed", issue, report, reason="sent the leftovers of an issue already sent")
+        return self._outcome(name, "resumed", issue, report, reason="sent the leftovers of an issue already sent")
 
     def deliver_started(self, issue: Issue, *, should_stop: StopCheck = never) -> dispatch.SendReport:
         """Send what is due of an issue already started (a delivery-only worker's one job)."""
@@ -634,20 +693,29 @@ class Publication:
         force: bool = False,
         dry_run: bool = False,
         immediately: bool = False,
+        retry_now: bool = False,
         progress: ProgressHook | None = None,
+        should_stop: StopCheck = never,
     ) -> SendOutcome:
         """Send `name`'s issue now: resume an unfinished one, else the approved one whose slot has
-        come (any approved one, `immediately`), else build one.
+        come (any approved one, `immediately`), else build one. When `should_stop()` turns true
+        (SIGTERM), the messages on the wire finish and are recorded; a rerun sends the rest.
 
         With `dry_run`, the issue that would go (a draft too, or one only planned) is rendered for
         every current recipient into `dry_run_maildir` (beside the outbox, never in it); nothing is
-        approved, stored or recorded.
+        approved, stored or recorded. With `retry_now`, the deferred readers of the newest issue
+        that went out are made due and sent to now (`retry_deferred_now`), and nothing else.
         """
+        if retry_now:
+            return self.retry_deferred_now(name, progress=progress, should_stop=should_stop)
         issue, status, reason = self.next_to_send(name, force=force, dry_run=dry_run, immediately=immediately)
-        if issue is None and not dry_run and (leftover := self.finish_leftovers(name)) is not None:
+        if issue is None and not dry_run and (leftover := self.finish_leftovers(name, should_stop)) is not None:
             return leftover
         if issue is None:
-            return SendOutcome(name, status, reason=reason)
+            waiting = None if dry_run else self.waiting_retries(name)
+            if waiting is not None:
+                reason = f"{reason}; {waiting_text(name, waiting, self.newsletter(name))}"
+            return SendOutcome(name, status, reason=reason, waiting=waiting)
         if dry_run:
             box = dry_run_maildir(self.settings, issue)
             written = dispatch.dry_run(self.store, self.settings, issue, MaildirTransport(box), self.now())
@@ -655,10 +723,10 @@ class Publication:
             return SendOutcome(name, status, issue, dry_run_recipients=written, maildir=box, dry_run_nothing=nothing)
         if not isinstance(issue, Issue):
             raise DigestError(f"{name}: issue {issue.number} was planned but not stored")
-        report = self.deliver(issue, progress=progress)
+        report = self.deliver(issue, progress=progress, should_stop=should_stop)
         if waves := tuple(self.waves_left(issue)):
             status = "sending"  # a local-time issue between its waves: the rest go at their time
-        return SendOutcome(name, status, issue, report, waves=waves)
+        return SendOutcome(name, status, issue, report, waves=waves, deferred_reason=self.deferred_reason(report))
 
     def waves_left(self, issue: Issue) -> list[dict[str, object]]:
         """A local-time issue's waves still to go, earliest first: `due` (UTC), `local` (the
@@ -682,6 +750,50 @@ class Publication:
                 }
             )
         return waves
+
+    def _outcome(
+        self, name: str, status: str, issue: Issue, report: dispatch.SendReport, reason: str = ""
+    ) -> SendOutcome:
+        """A send's outcome, with the commonest reply of its deferred readers when there are any."""
+        return SendOutcome(name, status, issue, report, reason=reason, deferred_reason=self.deferred_reason(report))
+
+    def deferred_reason(self, report: dispatch.SendReport) -> DeferredReason | None:
+        """The commonest last reply among the issue's deferred readers (None when none is deferred)."""
+        if not report.get("deferred"):
+            return None
+        found = self.store.deliveries.deferred_reasons(report.issue_id)
+        return DeferredReason(*found[0]) if found else None
+
+    def waiting_retries(self, name: str) -> WaitingRetries | None:
+        """The deferred readers of `name`'s newest issue that went out, waiting for their retry time."""
+        issue = self.store.issues.latest(name, states=(IssueState.SENT,))
+        if issue is None or not (deferred := self.store.deliveries.counts(issue.id).get("deferred", 0)):
+            return None
+        found = self.store.deliveries.deferred_reasons(issue.id)
+        reason = DeferredReason(*found[0]) if found else None
+        return WaitingRetries(issue.number, deferred, self.store.deliveries.next_attempt(issue.id), reason)
+
+    def retry_deferred_now(
+        self, name: str, *, progress: ProgressHook | None = None, should_stop: StopCheck = never
+    ) -> SendOutcome:
+        """Make the deferred readers of `name`'s newest started issue due now, then send to them."""
+        self.newsletter(name)
+        issue = self.store.issues.latest(name, states=(IssueState.SENDING, IssueState.SENT))
+        if issue is None or not self.store.deliveries.retry_now(issue.id, self.now()):
+            what = f"issue {issue.number}" if issue else "no issue that went out"
+            return SendOutcome(name, "skipped", reason=f"nothing to retry: {what} has no deferred readers")
+        if progress is not None:
+            progress(dispatch.Progress(total=self.audience_left(issue)))
+        report = dispatch.deliver_issue(
+            self.store,
+            self.settings,
+            issue,
+            transport=self.transport,
+            progress=progress,
+            should_stop=should_stop,
+            started=True,
+        )
+        return self._outcome(name, "resumed", issue, report, reason="retried the deferred readers now")
 
     def announce(
         self,
@@ -736,7 +848,8 @@ class Publication:
             when_text = f"{issue.slot.astimezone(newsletter.zone):%Y-%m-%d %H:%M %Z}"
             return AnnounceOutcome(name, "scheduled", issue, reason=f"`publisher run` sends it at {when_text}")
         status = "resumed" if issue.state == IssueState.SENDING else "sent"
-        return AnnounceOutcome(name, status, issue, self.deliver(issue, progress=progress))
+        report = self.deliver(issue, progress=progress)
+        return AnnounceOutcome(name, status, issue, report, deferred_reason=self.deferred_reason(report))
 
     def audience_left(self, issue: Issue) -> int:
         """Recipients still to try (for a progress bar), or the whole audience of a finished issue."""
@@ -753,10 +866,10 @@ class Publication:
         """Stop sending the current issue; messages on the wire finish and are recorded."""
         return dispatch.pause(self.store, self.issue(name, None, (IssueState.SENDING,)), self.now())
 
-    def resume(self, name: str, *, progress: ProgressHook | None = None) -> SendOutcome:
+    def resume(self, name: str, *, progress: ProgressHook | None = None, should_stop: StopCheck = never) -> SendOutcome:
         """Continue sending the paused issue where it stopped."""
         issue = dispatch.resume(self.store, self.issue(name, None, (IssueState.PAUSED,)), self.now())
-        return SendOutcome(name, "resumed", issue, self.deliver(issue, progress=progress))
+        return self._outcome(name, "resumed", issue, self.deliver(issue, progress=progress, should_stop=should_stop))
 
     def cancel_sending(self, name: str) -> tuple[Issue, int]:
         """Cancel the issue that is sending or paused; returns it and the recipients who won't get it."""

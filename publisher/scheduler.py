@@ -53,6 +53,9 @@ NEXT_ARTICLE_JOB = "feeds:next-article"
 # for, so it goes out at its time rather than at the next `retry_interval`.
 NEXT_SEND_JOB = "retry:next-send"
 ONE_OFF_JOBS = (NEXT_ARTICLE_JOB, NEXT_SEND_JOB)
+# How often the active scheduler plans the one-off jobs again, so an issue approved or an
+# announcement stored by another process (`announce --at`, the console) is sent at its time.
+PLAN_EVERY = 10.0
 
 
 @dataclass(frozen=True)
@@ -235,12 +238,13 @@ class Scheduler:
         grace = self.settings.scheduler.feeds_interval
         return self._plan_once(scheduler, NEXT_ARTICLE_JOB, due, "feeds", grace, "publish the next scheduled article")
 
-    def plan_next_send(self, scheduler: BackgroundScheduler) -> datetime | None:
+    def plan_next_send(self, scheduler: BackgroundScheduler, since: datetime | None = None) -> datetime | None:
         """(Re)plan a send job for the next approved issue or announcement waiting for its time, or
-        the next wave of a local-time issue."""
+        the next wave of a local-time issue. With `since` (the previous look), one whose time came
+        between that look and now is planned for now."""
         now = self.clock()
-        times = [self.store.issues.next_approved_slot(now), self.store.deliveries.next_wave(now)]
-        due = min((time for time in times if time is not None), default=None)
+        times = [self.store.issues.next_approved_slot(since or now), self.store.deliveries.next_wave(now)]
+        due = min((max(time, now) for time in times if time is not None), default=None)
         grace = self.settings.scheduler.retry_interval
         return self._plan_once(
             scheduler, NEXT_SEND_JOB, due, "retry", grace, "send the next issue waiting for its time"
@@ -328,6 +332,17 @@ class Scheduler:
         self.lock.release()
         self._say_held(held=False)
 
+    def _plan_again(self, since: datetime) -> None:
+        """Notice what other processes approved or stored since the last look (`since`); a
+        database hiccup only delays it to the next look."""
+        if self._scheduler is None:
+            return
+        try:
+            self.plan_next_article(self._scheduler)
+            self.plan_next_send(self._scheduler, since - timedelta(seconds=STANDBY_POLL))
+        except PublisherError as error:
+            log.warning("cannot plan the next send: %s", error)
+
     def _say_held(self, *, held: bool = True) -> None:
         """Record (or clear) this process as the lock's holder; a database hiccup only costs the record."""
         try:
@@ -353,7 +368,7 @@ class Scheduler:
             announced = False
             self._say_held()
             self.start()
-            said = self.clock()
+            said = planned = self.clock()
             while not stop.wait(STANDBY_POLL):
                 if not self.lock.held():
                     log.error("lost %s; stopping the timetable", self.lock.description)
@@ -361,5 +376,8 @@ class Scheduler:
                 if self.clock() - said >= HOLDER_REFRESH:
                     self._say_held()
                     said = self.clock()
+                if (self.clock() - planned).total_seconds() >= PLAN_EVERY:
+                    self._plan_again(since=planned)
+                    planned = self.clock()
             self.stop()
         log.info("scheduler stopped")

@@ -42,7 +42,18 @@ def result_from_reply(code: int, text: bytes) -> SendResult:
 
 
 def dropped(error: BaseException) -> SendResult:
+    if isinstance(error, RelayUnreachable):
+        return SendResult("deferred", None, "4.4.1", str(error))
     return SendResult("deferred", None, "4.4.2", f"connection lost: {error or type(error).__name__}")
+
+
+class RelayUnreachable(ConnectionError):
+    """No session could be opened: the relay refused the connection, or did not answer."""
+
+
+def _unreachable(error: OSError, settings: SmtpSettings) -> RelayUnreachable:
+    what = "refused the connection" if isinstance(error, ConnectionRefusedError) else "could not be reached"
+    return RelayUnreachable(f"relay {settings.host}:{settings.port} {what}: {error or type(error).__name__}")
 
 
 def dot_stuffed(data: bytes) -> bytes:
@@ -279,6 +290,8 @@ def _translated(error: BaseException, settings: SmtpSettings) -> BaseException:
         return DeliveryError(f"{where}: TLS certificate not trusted: {error.verify_message}")
     if isinstance(error, smtplib.SMTPConnectError):  # a 4xx/5xx greeting: try again later
         return smtplib.SMTPServerDisconnected(f"greeting refused: {error.smtp_code}")
+    if isinstance(error, OSError) and not isinstance(error, smtplib.SMTPException):
+        return _unreachable(error, settings)
     if isinstance(error, smtplib.SMTPServerDisconnected) or not isinstance(error, smtplib.SMTPException):
         return error
     return DeliveryError(f"{where}: {error}")

@@ -10,9 +10,12 @@ and when one dies the others take its rows at once (`lock.WorkerLock`).
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 from typing import TYPE_CHECKING
 
+from publisher import redact
 from publisher.errors import PublisherError
 from publisher.model import IssueState
 
@@ -63,7 +66,13 @@ def deliver_waiting(pub: Publication, should_stop: StopCheck) -> list[tuple[Issu
 
 def serve(pub: Publication, stop: threading.Event, poll: float = POLL) -> None:
     """Deliver until `stop` is set; a stop finishes the messages handed to the relay and records them."""
-    log.info("worker started: sending issues that are sending or due for retry")
+    log.info(
+        "worker started on %s:%d, database %s: sending issues that are sending or due for retry "
+        "(each send round owns its ledger rows under a fresh worker id)",
+        socket.gethostname(),
+        os.getpid(),
+        redact.url(pub.settings.database.url),
+    )
     while not stop.is_set():
         try:
             busy = any(any(report.run.values()) for _, report in deliver_waiting(pub, stop.is_set))

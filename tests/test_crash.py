@@ -130,3 +130,38 @@ def test_digest_send_killed_three_times_on_the_wire_then_finished_by_the_next_ru
     assert summary["run"]["delivered"] > 0 and summary["run"]["taken_over"] > 0  # the last crash's rows, at once
     assert set(received) == set(emails)  # nobody missing
     assert duplicates <= CONNECTIONS * len(KILL_AT)
+
+
+def test_sigterm_stops_digest_send_cleanly_and_the_next_run_sends_the_rest_once(
+    tmp_path, database_url, our_captures, monkeypatch
+):
+    """Issue 14 review: SIGTERM (or SIGHUP, a closed terminal) killed `digest send` at once, leaving
+    rows `sending`, messages the sink took unrecorded and no JSON. Now it finishes what is on the
+    wire, records it, prints its summary and exits 0; the next run sends the rest, nobody twice."""
+    monkeypatch.setenv("PUBLISHER_SECRET_KEY", SECRET)
+    handler = SinkHandler()
+    with smtp_sink(handler) as port:
+        path = write_config(tmp_path, database_url, port)
+        emails = prepare(path, our_captures)
+        child = digest_send(path)
+        deadline = time.monotonic() + 120
+        while len(handler.messages) < RECIPIENTS // 5 and time.monotonic() < deadline:
+            assert child.poll() is None, child.stderr.read().decode()
+            time.sleep(0.001)
+        child.send_signal(signal.SIGTERM)
+        out, err = child.communicate(timeout=60)
+        assert child.returncode == 0, err.decode()
+        assert "received SIGTERM" in err.decode()
+        stopped = json.loads(out)
+        assert stopped["state"] == "sending" and 0 < stopped["delivered"] < RECIPIENTS
+        assert stopped["delivered"] == len(handler.messages)  # everything the sink took was recorded
+        store = Store.open(load_settings(path).database.url)
+        issue = store.issues.latest("weekly")
+        assert store.deliveries.counts(issue.id).get("sending", 0) == 0  # nothing left held by the stopped run
+        store.close()
+        last = digest_send(path)
+        out, err = last.communicate(timeout=120)
+        received = handler.received()
+    assert last.returncode == 0, err.decode()
+    assert json.loads(out)["state"] == "sent"
+    assert set(received) == set(emails) and all(count == 1 for count in received.values())

@@ -298,3 +298,14 @@ def test_digest_send_on_a_local_time_newsletter_builds_the_next_slot_and_waits_f
     outcome = pub.send("weekly")
     assert outcome.status == "skipped" and "Mon 2027-03-22 08:00 in each reader’s time zone" in outcome.reason
     assert store.issues.get("weekly", 1).slot == datetime(2027, 3, 21, 18, 0, tzinfo=UTC) and transport.sent == []
+
+
+def test_the_retry_jobs_log_line_counts_what_it_delivered(store, make_settings, tmp_path, caplog):
+    from publisher.jobs import run_job
+
+    settings = _setup(store, make_settings, tmp_path, require_approval=True)
+    publish_due(Publication(settings, store, clock=fixed(SLOT + timedelta(minutes=1))))  # a draft
+    approve(store, "weekly", None, SLOT + timedelta(minutes=30))
+    with caplog.at_level("INFO", logger="publisher.jobs"):
+        run_job(Publication(settings, store, clock=fixed(SLOT + timedelta(minutes=31))), "retry", "")
+    assert "job retry: 1 issues sent or retried: 5 delivered, 0 failed, 0 deferred, 0 taken over" in caplog.text

@@ -312,3 +312,12 @@ def test_importing_the_same_file_twice_counts_everyone_unchanged(config, tmp_pat
     path.write_text("email,name,newsletters\nann@example.org,Ann,daily\nbob@example.org,Bob,daily\n")
     assert "0 added, 1 updated, 1 unchanged" in run(config, "subscribers", "import", str(path)).output
     assert listed(config)["ann@example.org"]["newsletters"] == ["daily", "weekly"]
+
+
+def test_our_own_csv_is_described_by_the_columns_it_has(config, tmp_path):
+    people = tmp_path / "people.csv"
+    people.write_text("email,name\nada@example.org,Ada\n", encoding="utf-8")
+    result = run(config, "subscribers", "import", str(people), "--dry-run")
+    assert result.exit_code == 0
+    assert "format: publisher's own CSV with the columns email,name (publisher)" in result.output
+    assert "newsletters (publisher)" not in result.output

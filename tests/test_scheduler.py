@@ -359,6 +359,27 @@ def test_an_announcement_at_a_later_time_goes_out_at_that_time_under_publisher_r
     assert "sending approved announcement issue 1" in service.text()
 
 
+def test_an_announcement_stored_while_publisher_run_is_going_goes_out_at_its_time(folder, database_url):
+    """`announce --at` after `publisher run` started: the running scheduler notices it within seconds
+    and sends it at its time, not at the next retry round (every 5 minutes)."""
+    config = write_config(folder, database_url, fired_ago=timedelta(hours=2), grace="1m")  # its digest: missed
+    prepare(config).close()
+    service = Service(config, folder / "run.log")
+    service.wait_for("next retry at")
+    note = folder / "moving.md"
+    note.write_text("---\nsubject: We are moving\n---\nThe club moves to a new address next month.\n")
+    at = datetime.now(UTC) + timedelta(seconds=5)
+    with Publication.open(config) as publication:
+        assert publication.announce(note, "weekly", at=at).status == "scheduled"
+    service.wait_for("send the next issue waiting for its time at")
+    deadline = time.monotonic() + 40
+    while not ((folder / "outbox").exists() and len(outbox(folder)) >= AUDIENCE) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert datetime.now(UTC) >= at
+    assert sorted(outbox(folder)) == sorted(f"reader{i}@example.org" for i in range(AUDIENCE))
+    assert service.stop() == 0
+
+
 def test_schedule_says_intervals_in_words_and_lists_what_waits_for_its_time(tmp_path: Path, database_url: str):
     import json
 

@@ -184,3 +184,19 @@ def test_three_workers_send_one_issue_and_take_over_a_killed_ones_rows_at_once(
     assert counts["delivered"] == RECIPIENTS
     assert takeover < 10
     assert stopped == [0, 0]  # SIGTERM: a graceful stop
+
+
+def test_a_workers_start_line_names_its_host_pid_and_database_without_the_password(make_settings, store, caplog):
+    import socket
+
+    from publisher import worker
+    from publisher.publication import Publication
+
+    url = "postgresql+psycopg://publisher:s3cret-word@db.example.org:5432/news"
+    stop = threading.Event()
+    stop.set()
+    with caplog.at_level("INFO", logger="publisher.worker"):
+        worker.serve(Publication(make_settings(database_url=url), store), stop)
+    assert f"worker started on {socket.gethostname()}:{os.getpid()}" in caplog.text
+    assert "database postgresql+psycopg://publisher:***@db.example.org:5432/news" in caplog.text
+    assert "s3cret-word" not in caplog.text

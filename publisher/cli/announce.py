@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from publisher.cli.app import MOMENT, App, plural, print_json
-from publisher.cli.sending import _progress_bar
+from publisher.cli.sending import _progress_bar, show_deferred
 from publisher.publication import AnnounceOutcome
 
 
@@ -32,6 +32,7 @@ def _show(outcome: AnnounceOutcome, *, as_json: bool) -> None:
         f"{what} ({outcome.status}): {plural(outcome.report.recipients, 'recipient')} — "
         f"{summary['delivered']:,} delivered, {summary['failed']:,} failed, {summary['deferred']:,} deferred"
     )
+    show_deferred(outcome.deferred_reason, name)
 
 
 @click.command("announce")

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
@@ -55,6 +58,24 @@ class App:
 
     def now(self) -> datetime:
         return self.clock()
+
+
+@contextmanager
+def stopping_on_signals() -> Iterator[threading.Event]:
+    """SIGTERM or SIGHUP while a send runs: set the event, so the send finishes the messages on the
+    wire, records them and gives back the rest (a rerun continues), instead of dying mid-batch."""
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        click.echo(f"received {signal.Signals(signum).name}: finishing the messages on the wire", err=True)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 class PublisherGroup(click.Group):

@@ -8,9 +8,9 @@ from contextlib import contextmanager
 import click
 
 from publisher import dispatch
-from publisher.cli.app import App, iso, plural, print_json
+from publisher.cli.app import App, iso, plural, print_json, stopping_on_signals
 from publisher.model import Issue
-from publisher.publication import SendOutcome
+from publisher.publication import DeferredReason, SendOutcome
 
 
 @contextmanager
@@ -75,6 +75,7 @@ def _show(outcome: SendOutcome, *, as_json: bool) -> None:
         + (f", {summary['cancelled']:,} cancelled" if summary["cancelled"] else "")
         + (f", {summary['skipped']:,} skipped (nothing for their topics)" if summary.get("skipped") else "")
     )
+    show_deferred(outcome.deferred_reason, issue.newsletter)
     for wave in outcome.waves:
         zones = ", ".join(wave["zones"]) or "their zone"  # type: ignore[arg-type]
         click.echo(
@@ -85,7 +86,17 @@ def _show(outcome: SendOutcome, *, as_json: bool) -> None:
     elif report.next_attempt_at and not report.finished:
         click.echo(
             f"retries continue from {report.next_attempt_at:%Y-%m-%d %H:%M %Z} "
-            f"(`publisher run` or `publisher digest send {issue.newsletter}`)"
+            f"(`publisher run` or `publisher digest send {issue.newsletter}`; "
+            f"`publisher digest send {issue.newsletter} --retry-now` retries now)"
+        )
+
+
+def show_deferred(reason: DeferredReason | None, name: str) -> None:
+    """Why readers were deferred: the commonest reply, and where to see every address."""
+    if reason is not None:
+        click.echo(
+            f"deferred: {plural(reason.count, 'reader')}: {reason.reply} "
+            f"(every address: `publisher digest status {name} --failures`)"
         )
 
 
@@ -100,21 +111,39 @@ def _show(outcome: SendOutcome, *, as_json: bool) -> None:
 @click.option("--now", "immediately", is_flag=True, help="Send an approved issue now, before its slot.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (status, issue, recipients, …).")
 @click.option("--force", is_flag=True, help="Build an issue even with fewer than min_articles new articles.")
+@click.option(
+    "--retry-now",
+    is_flag=True,
+    help="Retry the deferred readers of the newest issue that went out now, instead of at their retry time.",
+)
 @click.pass_obj
-def send_command(app: App, name: str, dry_run: bool, immediately: bool, as_json: bool, force: bool) -> None:
+def send_command(
+    app: App, name: str, dry_run: bool, immediately: bool, as_json: bool, force: bool, retry_now: bool
+) -> None:
     """Send NAME's issue: resume an unfinished one, else send the approved one whose slot has
     come (any approved one with --now), else build one and send it.
 
-    Delivered recipients are never sent again; deferred ones are retried with backoff. Nothing is
-    sent when there are fewer than min_articles new articles (status "skipped").
+    Delivered recipients are never sent again; deferred ones are retried with backoff (at once
+    with --retry-now). Nothing is sent when there are fewer than min_articles new articles
+    (status "skipped").
     """
+    if retry_now and (dry_run or immediately or force):
+        raise click.UsageError("--retry-now goes alone: it only retries deferred readers")
     app.warn_about_settings()
     pub = app.publication
     if dry_run:
         _show(pub.send(name, force=force, dry_run=True, immediately=immediately), as_json=as_json)
     else:
-        with _progress_bar(as_json) as progress:
-            _show(pub.send(name, force=force, immediately=immediately, progress=progress), as_json=as_json)
+        with _progress_bar(as_json) as progress, stopping_on_signals() as stop:
+            sent = pub.send(
+                name,
+                force=force,
+                immediately=immediately,
+                retry_now=retry_now,
+                progress=progress,
+                should_stop=stop.is_set,
+            )
+            _show(sent, as_json=as_json)
 
 
 @click.command("status")
@@ -192,8 +221,8 @@ def pause_command(app: App, name: str) -> None:
 @click.pass_obj
 def resume_command(app: App, name: str, as_json: bool) -> None:
     """Continue sending NAME's paused issue where it stopped."""
-    with _progress_bar(as_json) as progress:
-        _show(app.publication.resume(name, progress=progress), as_json=as_json)
+    with _progress_bar(as_json) as progress, stopping_on_signals() as stop:
+        _show(app.publication.resume(name, progress=progress, should_stop=stop.is_set), as_json=as_json)
 
 
 @click.command("cancel-sending")

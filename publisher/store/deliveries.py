@@ -703,3 +703,31 @@ class DeliveryStore:
                     select(deliveries).where(deliveries.c.issue_id == issue_id).order_by(deliveries.c.subscriber_id)
                 ).mappings()
             ]
+
+    # -- deferred readers ------------------------------------------------------------------------
+
+    def deferred_reasons(self, issue_id: int, limit: int = 1) -> list[tuple[str, int]]:
+        """The commonest last replies of an issue's deferred rows: (reply, rows), most first."""
+        reply = (deliveries.c.last_code, deliveries.c.last_status, deliveries.c.last_error)
+        query = (
+            select(*reply, func.count().label("rows"))
+            .where(deliveries.c.issue_id == issue_id, deliveries.c.state == "deferred")
+            .group_by(*reply)
+            .order_by(func.count().desc())
+            .limit(limit)
+        )
+        with self.engine.connect() as connection:
+            found = connection.execute(query).all()
+        return [
+            (" ".join(str(part) for part in (code, status, text) if part) or "no reply", rows)
+            for code, status, text, rows in found
+        ]
+
+    def retry_now(self, issue_id: int, now: datetime) -> int:
+        """Make every deferred row of an issue due at once; returns how many."""
+        with self.engine.begin() as connection:
+            return connection.execute(
+                update(deliveries)
+                .where(deliveries.c.issue_id == issue_id, deliveries.c.state == "deferred")
+                .values(next_attempt_at=now, updated_at=now)
+            ).rowcount
