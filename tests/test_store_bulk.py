@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta, timezone
 
 from publisher.model import Subscriber
@@ -41,3 +42,21 @@ def test_a_batch_larger_than_one_statement_takes_gets_every_row_and_its_newslett
     assert store.subscribers.import_batch(people, NOW) == (6000, 0, 0, [])
     assert store.subscribers.count("confirmed") == 6000
     assert store.subscribers.get("n5999@example.org").newsletters == ("weekly",)
+
+
+def test_sign_ups_between_and_during_batches_never_get_an_id_a_batch_took(store):
+    first = [Subscriber(f"a{n}@example.org", status="confirmed", newsletters=("weekly",)) for n in range(300)]
+    second = [Subscriber(f"b{n}@example.org", status="confirmed", newsletters=("weekly",)) for n in range(3000)]
+    store.subscribers.import_batch(first, NOW)
+    store.subscribers.add(Subscriber("between@example.org", status="pending", newsletters=("weekly",)), NOW)
+    during = threading.Thread(
+        target=lambda: store.subscribers.add(Subscriber("during@example.org", status="pending"), NOW)
+    )
+    during.start()
+    store.subscribers.import_batch(second, NOW)
+    during.join()
+    everyone = store.subscribers.all()
+    assert len(everyone) == len({person.id for person in everyone}) == 3302
+    for person in everyone:
+        assert store.subscribers.get_by_id(person.id).email == person.email
+    assert store.subscribers.get("b2999@example.org").newsletters == ("weekly",)
