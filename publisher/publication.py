@@ -14,7 +14,6 @@ rendering) to the edges (store, transports); none of the faces decides anything 
 
 from __future__ import annotations
 
-import mailbox
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -24,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from pathlib import Path
 from types import TracebackType
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import jinja2
 
@@ -38,7 +37,6 @@ from publisher import (
     list_import,
     operators,
     overview,
-    posting,
     reconfirm,
     signup,
     subscribers,
@@ -62,9 +60,6 @@ from publisher.errors import (
 )
 from publisher.export import ExportReport, export_site
 from publisher.feeds import FeedReport, build_feeds
-from publisher.inbound import files as inbound_files
-from publisher.inbound import imap as inbound_imap
-from publisher.inbound.parse import Feedback
 from publisher.model import (
     Article,
     ImportReport,
@@ -87,6 +82,12 @@ from publisher.store.runs import LockHolder, RunTotal
 from publisher.store.stats import StoreStats
 from publisher.templates import environment
 from publisher.transports import MaildirTransport, Transport
+
+if TYPE_CHECKING:  # imported where used: commands that need none of them start faster
+    from publisher import posting
+    from publisher.inbound import files as inbound_files
+    from publisher.inbound import imap as inbound_imap
+    from publisher.inbound.parse import Feedback
 
 StopCheck = Callable[[], bool]
 ProgressHook = Callable[[dispatch.Progress], None]
@@ -117,6 +118,8 @@ def waits_for_slot(issue: PlannedIssue, newsletter: NewsletterSettings) -> str:
 def dry_run_maildir(settings: Settings, issue: PlannedIssue) -> Path:
     """Where a dry run writes: `dry-run/NEWSLETTER-NUMBER/` beside `[delivery] maildir`, never the
     outbox itself. An earlier dry run's messages for the same issue are removed first."""
+    import mailbox
+
     box = settings.delivery.maildir.parent / "dry-run" / f"{issue.newsletter}-{issue.number}"
     try:
         box.parent.mkdir(parents=True, exist_ok=True)
@@ -1033,10 +1036,14 @@ class Publication:
 
     def import_inbound(self, paths: Sequence[Path]) -> inbound_files.ImportReport:
         """Read .eml files, mbox files or maildirs of returned mail and act on each message once."""
+        from publisher.inbound import files as inbound_files
+
         return inbound_files.import_paths(self.store, self.settings, list(paths), self.now())
 
     def poll_inbound(self) -> inbound_imap.PollReport:
         """Read `[inbound] imap`'s mailbox once; processed mail moves to its folder."""
+        from publisher.inbound import imap as inbound_imap
+
         return inbound_imap.poll(self.settings, self.store, self.now())
 
     def serve_inbound(self, stop: threading.Event) -> None:
@@ -1312,6 +1319,8 @@ class Publication:
         the site up to date. Returns it and whether it is new. An explicit `slug` of an article
         posted earlier updates it; a slug (given, or made from the title) that is taken otherwise —
         by an imported article, or by a posted one when no slug was given — is an ArticleConflict."""
+        from publisher import posting
+
         now = self.now()
         draft = posting.draft(posted, now)
         taken = self.store.articles.by_key(draft.key) or self.store.articles.by_slug(draft.slug)

@@ -12,20 +12,22 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urljoin
 from xml.sax import SAXException
 
 import feedparser
-import httpx
 import nh3
 
 from publisher import __version__, redact
 from publisher.config import DEFAULT_MAX_BYTES
 from publisher.errors import ContentError
-from publisher.importers import deadline
 from publisher.model import Draft, SourceState
 from publisher.store import Store
 from publisher.text import MAX_HTML_DEPTH, SAFE_SCHEMES, quoted, safe_links, safe_url, slugify, too_deep
+
+if TYPE_CHECKING:
+    import httpx
 
 USER_AGENT = f"publisher/{__version__} (+feed import)"
 
@@ -206,6 +208,10 @@ def fetch_feed(
 
     The validators are not saved here: the caller saves them with the articles, in one transaction,
     so a failed import fetches the feed again next time instead of getting a 304."""
+    import httpx  # only when fetching: with its command-line extras it adds a tenth of a second to every start
+
+    from publisher.importers import deadline
+
     shown = redact.userinfo(url)  # what messages name: no credentials
     etag, last_modified = store.articles.source_state(url)
     headers = {"User-Agent": USER_AGENT, "Accept-Encoding": ", ".join(_DECODERS)}
