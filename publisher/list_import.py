@@ -530,12 +530,14 @@ def import_rows(
     on_error: Callable[[str], None] = lambda error: None,
     batch_size: int = BATCH_SIZE,
     known: Callable[[list[str]], set[str]] | None = None,
+    on_progress: Callable[[ListImport], None] = lambda done: None,
 ) -> ListImport:
     """Write good rows in batches (one transaction each), report bad ones; no writer: a dry run,
     which counts new and updated addresses by asking `known` which are subscribers already.
 
     One batch is written (in a second thread) while the next is read, so at most two batches
     are in memory; batches are written in file order, and an error in one stops the import.
+    `on_progress` hears the counts so far after each batch is written (or counted, on a dry run).
     """
     result, batch = ListImport(), []
     with ThreadPoolExecutor(1, thread_name_prefix="import") as pool:
@@ -555,10 +557,13 @@ def import_rows(
                     if len(batch) >= batch_size:
                         _count_known(known, batch, result)
                         batch = []
+                        on_progress(result)
                 continue
             batch.append(row.subscriber)
             if len(batch) >= batch_size:
-                _collect(writing, result)
+                if writing is not None:
+                    _collect(writing, result)
+                    on_progress(result)
                 writing, batch = pool.submit(writer.import_batch, batch, now), []
         _collect(writing, result)
         if batch and writer is not None:

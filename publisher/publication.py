@@ -928,10 +928,12 @@ class Publication:
         dry_run: bool = False,
         on_error: Callable[[str], None] = lambda error: None,
         on_plan: Callable[[list_import.Plan], object] = lambda plan: None,
+        on_progress: Callable[[list_import.ListImport], None] = lambda done: None,
     ) -> tuple[list_import.Plan, list_import.ListImport]:
         """Import a CSV file: `email,name,newsletters`, or a Mailchimp, Substack, Buttondown or
         listmonk export (recognised from its header row), streamed in batches. `on_plan` hears the
-        detected format and mapping before any row is written; `dry_run` writes nothing."""
+        detected format and mapping before any row is written, `on_progress` the counts after each
+        batch; `dry_run` writes nothing."""
         for name in newsletters:
             self.newsletter(name)
         known = list_import.Known(tuple(self.settings.newsletters), {t.name: t.label for t in self.settings.topics})
@@ -942,7 +944,9 @@ class Publication:
         on_plan(plan)
         writer = None if dry_run else self.store.subscribers
         existing = self.store.subscribers.known if dry_run else None
-        return plan, list_import.import_rows(writer, rows, now, on_error=on_error, known=existing)
+        return plan, list_import.import_rows(
+            writer, rows, now, on_error=on_error, known=existing, on_progress=on_progress
+        )
 
     def pending_to_ask(self, newsletter: str | None = None) -> list[str]:
         """Pending addresses that `confirm_pending` would ask (never asked before)."""

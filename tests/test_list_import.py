@@ -1,6 +1,12 @@
 """Bringing a list in: other services' exports recognised, consent dates and opt-outs kept."""
 
+import contextlib
 import json
+import os
+import pty
+import re
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -321,3 +327,32 @@ def test_our_own_csv_is_described_by_the_columns_it_has(config, tmp_path):
     assert result.exit_code == 0
     assert "format: publisher's own CSV with the columns email,name (publisher)" in result.output
     assert "newsletters (publisher)" not in result.output
+
+
+def test_a_long_import_shows_its_counts_on_a_terminal_and_only_the_summary_in_a_log(tmp_path: Path):
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[site]\nurl = "https://news.example.org"\n[database]\nurl = "sqlite:///{tmp_path / "p.db"}"\n'
+        "[newsletters.weekly]\n",
+        encoding="utf-8",
+    )
+    people = tmp_path / "people.csv"
+    people.write_text("email\n" + "".join(f"reader{n}@example.com\n" for n in range(12_000)), encoding="utf-8")
+    command = [sys.executable, "-m", "publisher", "--config", str(config), "subscribers", "import", str(people)]
+    terminal, attached = pty.openpty()
+    try:
+        done = subprocess.run(command, stdout=subprocess.PIPE, stderr=attached, timeout=120, check=False)
+        os.close(attached)
+        drawn = b""
+        with contextlib.suppress(OSError):  # the end of the terminal's output
+            while chunk := os.read(terminal, 65536):
+                drawn += chunk
+    finally:
+        os.close(terminal)
+    assert done.returncode == 0
+    assert "12000 added" in done.stdout.decode()
+    assert re.search(rb"people\.csv: [\d,]+ rows read, [\d,]+ added, 0 updated, 0 rejected", drawn)
+    assert drawn.endswith(b"\r\x1b[K")  # the counts line is wiped before the summary
+
+    logged = run(config, "subscribers", "import", str(people))
+    assert "rows read" not in logged.output and "12000 unchanged" in logged.output

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -9,6 +12,7 @@ import click
 from publisher.cli.app import App, print_json
 from publisher.errors import SubscriberError
 from publisher.files import write_private
+from publisher.list_import import ListImport
 from publisher.model import SUBSCRIBER_STATUSES
 from publisher.subscribers import (
     subscriber_json,
@@ -93,17 +97,23 @@ def import_command(
 
     Newsletter names are separated by spaces; an empty cell means every configured newsletter.
     Rows the old service had unsubscribed or suppressed come in as unsubscribed or bounced.
-    Bad rows are reported with their line number; good rows are kept.
+    Bad rows are reported with their line number; good rows are kept. On a terminal, the counts
+    so far are shown as the file is read.
     """
-    _, result = app.publication.import_subscribers(
-        csv_file,
-        confirmed=confirmed,
-        newsletters=newsletters,
-        maps=maps,
-        dry_run=dry_run,
-        on_error=lambda error: click.echo(f"skipped {error}", err=True),
-        on_plan=lambda plan: click.echo("\n".join(f"{csv_file}: {line}" for line in plan.describe())),
-    )
+    progress = _ImportProgress(csv_file)
+    try:
+        _, result = app.publication.import_subscribers(
+            csv_file,
+            confirmed=confirmed,
+            newsletters=newsletters,
+            maps=maps,
+            dry_run=dry_run,
+            on_error=progress.around(lambda error: click.echo(f"skipped {error}", err=True)),
+            on_plan=lambda plan: click.echo("\n".join(f"{csv_file}: {line}" for line in plan.describe())),
+            on_progress=progress.show,
+        )
+    finally:
+        progress.clear()
     statuses = ", ".join(f"{result.statuses[s]} {s}" for s in SUBSCRIBER_STATUSES if result.statuses[s])
     if dry_run:
         click.echo(
@@ -127,6 +137,40 @@ def import_command(
             f"{pending} addresses {'would be' if dry_run else 'are'} pending confirmation: "
             f"`publisher subscribers confirm-pending --send` asks them"
         )
+
+
+class _ImportProgress:
+    """The counts so far on one terminal line of stderr, redrawn at most twice a second; nothing
+    when stderr is not a terminal (a script's log gets the summary only)."""
+
+    def __init__(self, csv_file: Path) -> None:
+        self.csv_file, self.shown_at, self.drawn = csv_file, 0.0, False
+        self.terminal = sys.stderr.isatty()
+
+    def show(self, done: ListImport) -> None:
+        if not self.terminal or time.monotonic() - self.shown_at < 0.5:
+            return
+        self.shown_at, self.drawn = time.monotonic(), True
+        click.echo(
+            f"\r{self.csv_file}: {done.rows:,} rows read, {done.added:,} added, {done.updated:,} updated, "
+            f"{done.rejected:,} rejected …\x1b[K",
+            nl=False,
+            err=True,
+        )
+
+    def clear(self) -> None:
+        if self.drawn:
+            click.echo("\r\x1b[K", nl=False, err=True)
+            self.drawn = False
+
+    def around(self, report: Callable[[str], None]) -> Callable[[str], None]:
+        """`report`, on a line of its own (the counts are drawn again after it)."""
+
+        def reported(error: str) -> None:
+            self.clear()
+            report(error)
+
+        return reported
 
 
 @subscribers_group.command("export")
