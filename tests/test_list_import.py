@@ -257,11 +257,14 @@ class RecordingWriter:
         self.batches: list[list[str]] = []
         self.fail_at = fail_at
 
-    def import_batch(self, people, now):
+    def last_id(self):
+        return 0
+
+    def import_batch(self, people, now, suppressions=(), since_id=None):
         if self.fail_at and len(self.batches) + 1 == self.fail_at:
             raise SubscriberError("the database went away")
         self.batches.append([person.email for person in people])
-        return len(people), 0, 0, []
+        return len(people), 0, 0, [], []
 
 
 def test_batches_are_written_in_file_order_and_a_failing_batch_stops_the_import(tmp_path: Path):
@@ -356,3 +359,211 @@ def test_a_long_import_shows_its_counts_on_a_terminal_and_only_the_summary_in_a_
 
     logged = run(config, "subscribers", "import", str(people))
     assert "rows read" not in logged.output and "12000 unchanged" in logged.output
+
+
+# --- review findings (issue 15): suppressions, encoding, round trips, duplicates, groups ----------
+
+
+def suppressed(config: Path) -> dict:
+    return {s["email"]: s for s in json.loads(run(config, "subscribers", "suppressed", "--json").output)}
+
+
+def test_imported_suppressions_name_the_old_service_its_time_and_the_line(config, tmp_path: Path):
+    run(config, "subscribers", "add", "gone.away@example.com", "--confirmed")  # active here: the file stops it
+    assert run(config, "subscribers", "import", str(EXPORTS / "mailchimp_cleaned.csv")).exit_code == 0
+    path = tmp_path / "buttondown.csv"
+    path.write_text(
+        "email,tags,subscriber_type,creation_date\n"
+        "angry@example.com,[],complained,2022-01-01 00:00:00\n"
+        "fine@example.com,[],regular,2022-01-01 00:00:00\n",
+        encoding="utf-8",
+    )
+    assert run(config, "subscribers", "import", str(path)).exit_code == 0
+    found = suppressed(config)
+    cleaned = found["gone.away@example.com"]
+    assert (cleaned["reason"], cleaned["at"]) == ("import:mailchimp cleaned", "2024-03-01T02:00:00+00:00")
+    assert cleaned["evidence"] == f"{EXPORTS / 'mailchimp_cleaned.csv'}:2"
+    assert found["angry@example.com"]["reason"] == "import:buttondown complained"
+    assert found["angry@example.com"]["evidence"] == f"{path}:2"
+    assert "fine@example.com" not in found
+    assert "refused during the SMTP session" not in run(config, "subscribers", "suppressed").output
+    # importing the file again adds no second entry; unsuppress lifts it as any other
+    run(config, "subscribers", "import", str(EXPORTS / "mailchimp_cleaned.csv"))
+    assert len([s for s in suppressed(config) if s == "gone.away@example.com"]) == 1
+    lifted = run(config, "subscribers", "unsuppress", "gone.away@example.com", "--reason", "asked us")
+    assert lifted.exit_code == 0 and "gone.away@example.com" not in suppressed(config)
+
+
+def test_a_bad_byte_late_in_the_file_stops_the_import_before_anything_is_written(config, tmp_path: Path):
+    path = tmp_path / "mid.csv"
+    good = "".join(f"reader{n}@example.com,Reader {n},weekly\n" for n in range(5000))
+    path.write_bytes(
+        b"email,name,newsletters\n" + good.encode() + "ren\xe9@example.com,Ren\xe9,weekly\n".encode("latin-1")
+    )
+    result = run(config, "subscribers", "import", str(path))
+    assert result.exit_code == 1
+    assert f"{path}:5002: byte 0xe9 is not UTF-8 text" in result.stderr
+    assert "nothing was imported" in result.stderr and "Traceback" not in result.output
+    assert listed(config) == {}
+
+
+def test_a_zip_archive_is_named_as_one(config, tmp_path: Path):
+    import zipfile
+
+    path = tmp_path / "audience.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("subscribed_members_export.csv", (EXPORTS / "mailchimp_subscribed.csv").read_text())
+    result = run(config, "subscribers", "import", str(path))
+    assert result.exit_code == 1
+    assert f"{path}: is a zip archive: unzip it and import each CSV" in result.stderr
+
+
+@pytest.mark.parametrize("delimiter", [";", "\t"])
+def test_a_semicolon_or_tab_separated_file_is_read_with_its_delimiter(config, tmp_path: Path, delimiter):
+    path = tmp_path / "people.csv"
+    path.write_text(
+        delimiter.join(["email", "name", "newsletters"]) + "\n" + delimiter.join(["ann@example.org", "Ann", "daily"]),
+        encoding="utf-8",
+    )
+    result = run(config, "subscribers", "import", str(path))
+    assert result.exit_code == 0, result.output
+    assert "columns separated by" in result.output
+    assert (listed(config)["ann@example.org"]["name"], listed(config)["ann@example.org"]["newsletters"]) == (
+        "Ann",
+        ["daily"],
+    )
+
+
+def test_guarded_cells_of_our_export_import_back_as_they_were(config, tmp_path: Path):
+    run(config, "subscribers", "add", "=cmd@example.com", "--name", "+Plus Name", "--confirmed")
+    run(config, "subscribers", "add", "--confirmed", "--", "-dash@example.com")
+    exported = tmp_path / "export.csv"
+    assert run(config, "subscribers", "export", "-o", str(exported)).exit_code == 0
+    assert "'=cmd@example.com" in exported.read_text()  # guarded for spreadsheets
+    result = run(config, "subscribers", "import", str(exported))
+    assert "0 added, 0 updated, 2 unchanged, 0 rejected" in result.output
+    found = listed(config)
+    assert sorted(found) == ["-dash@example.com", "=cmd@example.com"]
+    assert found["=cmd@example.com"]["name"] == "+Plus Name"
+
+
+@pytest.mark.parametrize("header", ["email,email,name", "Email,EMAIL,name"])
+def test_a_repeated_column_that_is_read_is_refused(tmp_path: Path, header):
+    path = tmp_path / "twice.csv"
+    path.write_text(f"{header}\na@example.com,b@example.com,A\n", encoding="utf-8")
+    with pytest.raises(SubscriberError, match=r"(?i)twice\.csv:1: the column 'EMAIL' appears twice .*columns 1 and 2"):
+        read_rows(path, ColumnMap(), KNOWN, confirmed=False, now=NOW)
+
+
+def test_a_repeated_column_nothing_reads_is_allowed(tmp_path: Path):
+    path = tmp_path / "extra.csv"
+    path.write_text("email,note,note,,\na@example.com,x,y,,\n", encoding="utf-8")
+    _, found = read_rows(path, ColumnMap(), KNOWN, confirmed=False, now=NOW)
+    assert next(found).subscriber.email == "a@example.com"
+
+
+def test_two_maps_for_one_field_or_one_column_are_refused():
+    with pytest.raises(
+        SubscriberError, match=r"--map 'Mail=email': the field email is already read by --map 'E=email'"
+    ):
+        parse_maps(["E=email", "Mail=email"])
+    with pytest.raises(SubscriberError, match=r"the column 'e' is already read by --map 'E=email'"):
+        parse_maps(["E=email", "e=name"])
+    assert parse_maps(["a=ignore", "b=ignore"]).columns == {"a": "ignore", "b": "ignore"}
+
+
+def test_status_is_accepted_in_any_case(config):
+    run(config, "subscribers", "add", "ann@example.org", "--confirmed")
+    for command in ("list", "export"):
+        for status in ("confirmed", "CONFIRMED", "Confirmed"):
+            result = run(config, "subscribers", command, "--status", status)
+            assert result.exit_code == 0, result.output
+            assert "ann@example.org" in result.output
+    assert "ann@example.org" not in run(config, "subscribers", "list", "--status", "pending").output
+
+
+GROUPS = (
+    '"Email Address","First Name","Newsletters"\n'
+    'ann@example.com,Ann,"Weekly digest, Daily brief"\n'
+    "bob@example.com,Bob,Weekly digest\n"
+    "cid@example.com,Cid,\n"
+)
+
+
+def test_mailchimp_group_values_map_to_newsletters(tmp_path: Path):
+    path = tmp_path / "groups.csv"
+    path.write_text(GROUPS, encoding="utf-8")
+    maps = parse_maps(["Newsletters:Weekly digest=weekly", "newsletters:daily brief=daily"])
+    plan, found = read_rows(path, maps, KNOWN, confirmed=False, now=NOW)
+    by_email = {row.subscriber.email: row.subscriber.newsletters for row in found}
+    assert by_email == {
+        "ann@example.com": ("weekly", "daily"),
+        "bob@example.com": ("weekly",),
+        "cid@example.com": (),
+    }
+    assert "newsletters: weekly for Newsletters 'weekly digest'; daily for Newsletters 'daily brief'" in plan.describe()
+    assert not any("Newsletters" in line for line in plan.describe() if line.startswith("ignored"))
+
+
+def test_a_group_column_read_as_newsletters_gives_the_same_error_for_each_row(tmp_path: Path):
+    path = tmp_path / "groups.csv"
+    path.write_text(GROUPS, encoding="utf-8")
+    _, found = read_rows(path, parse_maps(["Newsletters=newsletters"]), KNOWN, confirmed=False, now=NOW)
+    errors = [row.error for row in found if row.error]
+    assert len(errors) == 2
+    for line, error in zip((2, 3), errors, strict=True):
+        assert f"groups.csv:{line}: unknown newsletter " in error
+        assert 'to map other values use --map "Newsletters:VALUE=NEWSLETTER"' in error
+
+
+def test_duplicate_rows_are_counted_once(config, tmp_path: Path):
+    path = tmp_path / "dups.csv"
+    path.write_text("email\nann@example.org\nANN@example.org\nbob@example.org\n", encoding="utf-8")
+    result = run(config, "subscribers", "import", str(path))
+    assert "2 added, 0 updated, 0 unchanged, 0 rejected, 1 duplicate rows merged (2 pending)" in result.output
+    assert "2 addresses are pending confirmation" in result.output
+    dry = run(config, "subscribers", "import", str(path), "--dry-run")
+    assert "dry run, nothing written: 3 rows — 2 pending, 0 rejected, 1 duplicate rows merged" in dry.output
+
+
+def test_duplicates_further_apart_than_a_batch_are_counted_once(database_url, tmp_path: Path):
+    from publisher.store import Store
+
+    path = tmp_path / "many.csv"
+    path.write_text("email\n" + "".join(f"u{n}@example.com\n" for n in range(30)) + "U3@example.com\n")
+    store = Store.open(database_url)
+    try:
+        plan_rows = read_rows(path, ColumnMap(), KNOWN, confirmed=False, now=NOW)[1]
+        result = import_rows(store.subscribers, plan_rows, NOW, batch_size=10)
+    finally:
+        store.close()
+    assert (result.added, result.updated, result.unchanged, result.duplicates) == (30, 0, 0, 1)
+    assert result.statuses["pending"] == 30
+
+
+def test_a_file_of_stopped_rows_says_what_they_become(config):
+    cleaned = run(config, "subscribers", "import", str(EXPORTS / "mailchimp_cleaned.csv"), "--dry-run")
+    assert "status: bounced (suppressed), every row" in cleaned.output
+    assert "import:mailchimp cleaned" in cleaned.output and "status: pending" not in cleaned.output
+    unsubscribed = run(config, "subscribers", "import", str(EXPORTS / "mailchimp_unsubscribed.csv"), "--dry-run")
+    assert "status: unsubscribed, every row" in unsubscribed.output and "pending" not in unsubscribed.output
+
+
+def test_mailchimps_timezone_column_is_read_and_a_bad_zone_left_empty(tmp_path: Path):
+    path = tmp_path / "zones.csv"
+    path.write_text(
+        '"Email Address","TIMEZONE"\na@example.com,america/new_york\nb@example.com,Mars/Olympus\n', encoding="utf-8"
+    )
+    plan, found = read_rows(path, ColumnMap(), KNOWN, confirmed=False, now=NOW)
+    assert [(row.subscriber.email, row.subscriber.timezone) for row in found] == [
+        ("a@example.com", "America/New_York"),
+        ("b@example.com", ""),
+    ]
+    assert "TIMEZONE → timezone" in "\n".join(plan.describe())
+    _, strict = read_rows(path, parse_maps(["TIMEZONE=timezone"]), KNOWN, confirmed=False, now=NOW)
+    assert "unknown time zone" in list(strict)[1].error  # asked for by --map: a bad zone rejects the row
+
+
+def test_import_help_names_every_field():
+    text = CliRunner().invoke(cli, ["subscribers", "import", "--help"]).output
+    assert "timezone" in text and "COLUMN:VALUE=NEWSLETTER" in text

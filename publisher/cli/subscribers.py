@@ -19,6 +19,9 @@ from publisher.subscribers import (
     suppressed_hint,
 )
 
+# the values, in any case: `--status confirmed` or `--status CONFIRMED`
+_STATUS_CHOICE = click.Choice([status.value for status in SUBSCRIBER_STATUSES], case_sensitive=False)
+
 
 @click.group("subscribers")
 def subscribers_group() -> None:
@@ -84,8 +87,9 @@ def add_command(
     "maps",
     multiple=True,
     metavar="COLUMN=FIELD",
-    help="Read COLUMN as FIELD (email, name, first_name, last_name, newsletters, tags, topics, optin_at, "
-    "confirmed_at, ignore), or tag:TAG=NEWSLETTER / tag:TAG=topic:TOPIC (repeatable).",
+    help="Read COLUMN as FIELD (email, name, first_name, last_name, newsletters, tags, topics, timezone, "
+    "optin_at, confirmed_at, ignore); tag:TAG=NEWSLETTER / tag:TAG=topic:TOPIC; or COLUMN:VALUE=NEWSLETTER / "
+    "COLUMN:VALUE=topic:TOPIC for rows whose COLUMN holds VALUE among its comma-separated values (repeatable).",
 )
 @click.option("--dry-run", is_flag=True, help="Show the detected format, the mapping and the counts; write nothing.")
 @click.pass_obj
@@ -115,14 +119,16 @@ def import_command(
     finally:
         progress.clear()
     statuses = ", ".join(f"{result.statuses[s]} {s}" for s in SUBSCRIBER_STATUSES if result.statuses[s])
+    merged = f", {result.duplicates} duplicate rows merged" if result.duplicates else ""
     if dry_run:
         click.echo(
             f"dry run, nothing written: {result.rows} rows — {statuses or 'none valid'}, {result.rejected} rejected"
+            f"{merged}"
         )
     else:
         click.echo(
             f"{csv_file}: {result.added} added, {result.updated} updated, {result.unchanged} unchanged, "
-            f"{result.rejected} rejected ({statuses})"
+            f"{result.rejected} rejected{merged} ({statuses})"
         )
     for email in result.suppressed_named:
         click.echo(f"skipped {suppressed_hint(email)}", err=True)
@@ -180,7 +186,7 @@ class _ImportProgress:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write to this file instead of standard output.",
 )
-@click.option("--status", type=click.Choice(SUBSCRIBER_STATUSES), help="Only subscribers with this status.")
+@click.option("--status", type=_STATUS_CHOICE, help="Only subscribers with this status (any case).")
 @click.pass_obj
 def export_command(app: App, output: Path | None, status: str | None) -> None:
     """Export subscribers as CSV (the import format, plus status, consent time and source)."""
@@ -197,7 +203,7 @@ def export_command(app: App, output: Path | None, status: str | None) -> None:
 
 @subscribers_group.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
-@click.option("--status", type=click.Choice(SUBSCRIBER_STATUSES), help="Only subscribers with this status.")
+@click.option("--status", type=_STATUS_CHOICE, help="Only subscribers with this status (any case).")
 @click.option("--newsletter", help="Only subscribers of this newsletter.")
 @click.pass_obj
 def list_command(app: App, as_json: bool, status: str | None, newsletter: str | None) -> None:

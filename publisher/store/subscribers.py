@@ -22,7 +22,8 @@ from sqlalchemy.engine import Connection, Engine, RowMapping
 
 from publisher.model import StoredSubscriber, Subscriber
 from publisher.store import bulk
-from publisher.store.schema import deliveries, inserted_id, opt_outs, subscribers, subscriptions
+from publisher.store.inbound import Suppression
+from publisher.store.schema import deliveries, inserted_id, opt_outs, subscribers, subscriptions, suppressions
 
 
 def _subscriber(row: RowMapping, newsletters: Sequence[str]) -> StoredSubscriber:
@@ -66,6 +67,15 @@ _NEW_COLUMNS = (
     "updated_at",
     "confirm_nonce",
 )
+
+
+_SUPPRESSION_COLUMNS = ("subscriber_id", "email", "reason", "at", "evidence", "newsletters", "lift_reason")
+
+
+def _suppress_many(connection: Connection, found: Sequence[Suppression], ids: dict[str, int]) -> None:
+    """Put imported suppressions on the suppression list (addresses the batch turned `bounced`)."""
+    rows = [(ids[s.email], s.email, s.reason, s.at, s.evidence[:1000], "[]", "") for s in dict.fromkeys(found)]
+    bulk.insert_rows(connection, suppressions, _SUPPRESSION_COLUMNS, rows)
 
 
 class SubscriberStore:
@@ -150,14 +160,27 @@ class SubscriberStore:
                     updated += 1
         return added, updated
 
-    def import_batch(self, people: Sequence[Subscriber], now: datetime) -> tuple[int, int, int, list[str]]:
+    def last_id(self) -> int:
+        """The highest subscriber id so far (0: none)."""
+        with self.engine.connect() as connection:
+            return connection.scalar(select(func.max(subscribers.c.id))) or 0
+
+    def import_batch(
+        self,
+        people: Sequence[Subscriber],
+        now: datetime,
+        suppressions: Sequence[Suppression] = (),
+        since_id: int | None = None,
+    ) -> tuple[int, int, int, list[str], list[str]]:
         """`upsert_many` for one batch of an import, in a handful of statements and one transaction.
 
         The same rules: an existing address keeps its status unless a pending one is confirmed;
         unsubscribed and bounced addresses are never re-activated and get no newsletters; opt-outs
-        are kept. An export's unsubscribed or suppressed row also stops an active address.
+        are kept. An export's unsubscribed or suppressed row also stops an active address, and
+        each address the batch suppresses gets its entry in `suppressions` on the suppression list.
         Later rows for the same address merge into the first. Returns (added, updated, unchanged,
-        and the suppressed addresses the batch tried to subscribe, which stay as they are).
+        the suppressed addresses the batch tried to subscribe, which stay as they are, and the
+        addresses an earlier batch of this import added: ids above `since_id`, when given; not counted).
         """
         batch: dict[str, Subscriber] = {}
         for person in people:
@@ -177,11 +200,17 @@ class SubscriberStore:
             active -= {email for email, row in existing.items() if row.status not in ("pending", "confirmed")}
             wanted = {ids[email]: batch[email].newsletters for email in active}
             changed |= self._subscribe_many(connection, wanted, [row.id for row in existing.values()], now)
+            stopped = {email for email, row in existing.items() if row.status in ("pending", "confirmed")}
+            stopped |= batch.keys() - existing.keys()
+            _suppress_many(connection, [s for s in suppressions if s.email in stopped], ids)
         suppressed = [
             email for email, row in existing.items() if row.status == "bounced" and batch[email].status != "bounced"
         ]
-        updated = sum(1 for row in existing.values() if row.id in changed)
-        return len(batch) - len(existing), updated, len(existing) - updated, suppressed
+        ours = {row.id for row in existing.values() if since_id is not None and row.id > since_id}
+        repeated = [email for email, row in existing.items() if row.id in ours]
+        earlier = {row.id for row in existing.values()} - ours
+        updated = len(earlier & changed)
+        return len(batch) - len(existing), updated, len(earlier) - updated, suppressed, repeated
 
     @staticmethod
     def _insert_new(connection: Connection, people: Sequence[Subscriber], now: datetime) -> dict[str, int]:
