@@ -644,3 +644,41 @@ def test_digest_status_failures_names_each_address_with_the_servers_reply(public
         ("r2@d2.example", "deferred", 451),
     ]
     assert found[1]["next_attempt_at"] and "r0@d0.example" not in text.output
+
+
+def test_digest_status_failures_lists_bounces_that_came_back_later(publication, database_url, tmp_path, monkeypatch):
+    """r0 was accepted, then its provider sent a DSN back; r1 was refused during the session."""
+    import json
+
+    from publisher import verp
+    from tests.helpers import REPO
+
+    key = "test-key-4f9c2a71d8e3b605a9c7e1f2d4b8a36c"
+    monkeypatch.setenv("PUBLISHER_SECRET_KEY", key)
+    with smtp_sink(SinkHandler(reject={"r1@d1.example"})) as port:
+        path = publication(port)
+        text = path.read_text(encoding="utf-8")
+        path.write_text(text.replace("[delivery]\n", '[delivery]\nreturn_path = "bounces@news.example.org"\n'))
+        assert cli_run(path, "digest", "send", "weekly").exit_code == 0
+    store = Store.open(database_url)
+    try:
+        issue_id = store.issues.get("weekly", 1).id
+        r0 = store.subscribers.get("r0@d0.example").id
+    finally:
+        store.close()
+    sample = (REPO / "tests" / "data" / "inbound" / "gmail-dsn.eml").read_bytes()
+    token = verp.make_token((key,), issue_id, r0)
+    (tmp_path / "dsn.eml").write_bytes(sample.replace(b"aaaaaaaaaaaaaaaaaaaaaaaaaaaaa", token.encode()))
+    assert cli_run(path, "inbound", "import", str(tmp_path / "dsn.eml")).exit_code == 0
+
+    lines = cli_run(path, "digest", "status", "weekly", "--failures").output.splitlines()
+    assert lines[0] == "weekly issue 1 [sent]: 1 failed, 0 deferred, 1 bounced later"
+    assert lines[1].split()[:5] == ["failed", "r1@d1.example", "550", "5.1.1", "<r1@d1.example>:"]  # said once
+    assert lines[2].split()[:3] == ["bounced", "r0@d0.example", "5.1.1"]
+    assert "does not exist" in lines[2] and "(dsn received" in lines[2]
+    found = json.loads(cli_run(path, "digest", "status", "weekly", "--failures", "--json").output)["failures"]
+    assert [(f["email"], f["state"], f["source"], f["status"]) for f in found] == [
+        ("r1@d1.example", "failed", "smtp", "5.1.1"),
+        ("r0@d0.example", "bounced", "dsn", "5.1.1"),
+    ]
+    assert "does not exist" in found[1]["reply"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -184,6 +185,7 @@ def _failures(app: App, issue: Issue, *, as_json: bool) -> None:
         {
             "email": row["email"],
             "state": row["state"],
+            "source": row["source"],
             "attempts": row["attempts"],
             "code": row["last_code"],
             "status": row["last_status"],
@@ -196,14 +198,28 @@ def _failures(app: App, issue: Issue, *, as_json: bool) -> None:
     if as_json:
         print_json({"newsletter": issue.newsletter, "issue": issue.number, "state": issue.state, "failures": found})
         return
-    failed = sum(row["state"] == "failed" for row in found)
+    counts = Counter(row["state"] for row in found)
+    returned = ("bounced", "soft_bounce", "complained")
+    later = "".join(f", {counts[state]:,} {state} later" for state in returned if counts[state])
     click.echo(
-        f"{issue.newsletter} issue {issue.number} [{issue.state}]: {failed:,} failed, {len(found) - failed:,} deferred"
+        f"{issue.newsletter} issue {issue.number} [{issue.state}]: {counts['failed']:,} failed, "
+        f"{counts['deferred']:,} deferred{later}"
     )
     for row in found:
-        reply = " ".join(str(part) for part in (row["code"], row["status"], row["reply"]) if part) or "no reply"
-        when = f"; next attempt {row['next_attempt_at']}" if row["next_attempt_at"] else ""
-        click.echo(f"  {row['state']:<9} {row['email']}  {reply}  (attempt {row['attempts']}{when})")
+        reply = reply_text(row["code"], row["status"], row["reply"])
+        if row["source"] == "smtp":
+            when = f"; next attempt {row['next_attempt_at']}" if row["next_attempt_at"] else ""
+            click.echo(f"  {row['state']:<9} {row['email']}  {reply}  (attempt {row['attempts']}{when})")
+        else:
+            click.echo(f"  {row['state']:<9} {row['email']}  {reply}  ({row['source']} received {row['at']})")
+
+
+def reply_text(code: int | None, status: str | None, text: str | None) -> str:
+    """`550 5.1.1 User unknown`: the enhanced status once, even when the server's text starts with it."""
+    text = (text or "").strip()
+    if status and (text == status or text.startswith(f"{status} ")):
+        status = ""
+    return " ".join(str(part) for part in (code, status, text) if part) or "no reply"
 
 
 @click.command("pause")

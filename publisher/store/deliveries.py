@@ -26,6 +26,8 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    literal_column,
+    null,
     or_,
     select,
     text,
@@ -36,7 +38,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import Select
 from sqlalchemy.sql.elements import ColumnElement
 
-from publisher.store.schema import deliveries, issues, subscribers, subscriptions
+from publisher.store.schema import deliveries, inbound_messages, issues, subscribers, subscriptions
 
 OPEN_STATES = ("pending", "sending", "deferred")
 _SUBSCRIBED = "confirmed"
@@ -206,6 +208,30 @@ def _candidate_queries(postgres: bool) -> tuple[Select, ...]:
             query = query.with_for_update(skip_locked=True, of=deliveries)
         queries.append(query)
     return tuple(queries)
+
+
+_RETURNED = {"bounce": "bounced", "soft_bounce": "soft_bounce", "complaint": "complained"}
+_SOURCE = {"bounce": "dsn", "soft_bounce": "dsn", "complaint": "complaint"}
+
+
+def _came_back(issue_id: int) -> Select:
+    """The issue's verified bounces and complaints in `inbound_messages`, shaped as failures."""
+    message = inbound_messages
+    return (
+        select(
+            func.coalesce(subscribers.c.email, message.c.recipient).label("email"),
+            message.c.kind.label("state"),
+            null().label("attempts"),
+            null().label("last_code"),
+            message.c.status.label("last_status"),
+            message.c.diagnostic.label("last_error"),
+            message.c.received_at.label("updated_at"),
+            null().label("next_attempt_at"),
+        )
+        .select_from(message.outerjoin(subscribers, subscribers.c.id == message.c.subscriber_id))
+        .where(message.c.issue_id == issue_id, message.c.verified.is_(True), message.c.kind.in_(list(_RETURNED)))
+        .order_by(message.c.kind, func.coalesce(subscribers.c.email, message.c.recipient), message.c.id)
+    )
 
 
 class DeliveryStore:
@@ -675,8 +701,10 @@ class DeliveryStore:
             ).rowcount
 
     def failures(self, issue_id: int) -> list[dict]:
-        """Failed and deferred rows of an issue with the server's last reply, failed first, by address."""
-        columns = (
+        """Failed and deferred rows of an issue with the server's last reply, failed first, by
+        address (`source` "smtp"); then each bounce or complaint that came back later for the
+        issue, verified as ours (`source` "dsn" or "complaint"), with its status and diagnostic."""
+        columns: tuple[Any, ...] = (
             deliveries.c.email,
             deliveries.c.state,
             deliveries.c.attempts,
@@ -685,6 +713,7 @@ class DeliveryStore:
             deliveries.c.last_error,
             deliveries.c.updated_at,
             deliveries.c.next_attempt_at,
+            literal_column("'smtp'").label("source"),
         )
         query = (
             select(*columns)
@@ -692,7 +721,10 @@ class DeliveryStore:
             .order_by(deliveries.c.state.desc(), deliveries.c.email)
         )
         with self.engine.connect() as connection:
-            return [dict(row) for row in connection.execute(query).mappings()]
+            found = [dict(row) for row in connection.execute(query).mappings()]
+            came_back = connection.execute(_came_back(issue_id)).mappings()
+            found += [{**row, "state": _RETURNED[row["state"]], "source": _SOURCE[row["state"]]} for row in came_back]
+        return found
 
     def rows(self, issue_id: int) -> list[dict]:
         """Every row of an issue's ledger, for tests and exports."""
