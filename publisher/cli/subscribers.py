@@ -135,7 +135,7 @@ def import_command(
     if result.suppressed > len(result.suppressed_named):
         click.echo(f"… {result.suppressed} suppressed addresses in all were left unchanged", err=True)
     if result.without_newsletters:
-        click.echo(f"{result.without_newsletters} addresses matched no newsletter (no tag rule applied to them)")
+        click.echo(f"{result.without_newsletters} addresses matched no newsletter (no tag or value rule fits them)")
     if result.rejected and result.rejected == result.rows:
         raise SubscriberError(f"{csv_file}: no valid rows")
     if pending := result.statuses["pending"]:

@@ -200,9 +200,10 @@ class SubscriberStore:
             active -= {email for email, row in existing.items() if row.status not in ("pending", "confirmed")}
             wanted = {ids[email]: batch[email].newsletters for email in active}
             changed |= self._subscribe_many(connection, wanted, [row.id for row in existing.values()], now)
-            stopped = {email for email, row in existing.items() if row.status in ("pending", "confirmed")}
-            stopped |= batch.keys() - existing.keys()
-            _suppress_many(connection, [s for s in suppressions if s.email in stopped], ids)
+            if suppressions:  # only addresses this batch turns `bounced`: new ones, or active ones
+                stopped = {email for email, row in existing.items() if row.status in ("pending", "confirmed")}
+                stopped |= batch.keys() - existing.keys()
+                _suppress_many(connection, [s for s in suppressions if s.email in stopped], ids)
         suppressed = [
             email for email, row in existing.items() if row.status == "bounced" and batch[email].status != "bounced"
         ]
