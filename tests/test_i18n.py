@@ -122,9 +122,9 @@ def test_german_and_spanish_are_shipped_and_other_languages_fall_back_to_english
 
 
 def test_every_shipped_catalogue_translates_every_message_of_the_templates():
-    """The emails, the archive, and the subscriber's pages and mails (templates/web/)."""
+    """The emails, the archive, the subscriber's pages and mails (templates/web/) and the site."""
     used = set()
-    folders = [REPO / "templates" / name for name in ("email", "archive", "web")]
+    folders = [REPO / "templates" / name for name in ("email", "archive", "web", "site")]
     for template in (path for folder in folders for path in folder.glob("*.*") if path.is_file()):
         used |= set(re.findall(r'_\("([^"]+)"', template.read_text(encoding="utf-8")))
     assert len(used) > 70

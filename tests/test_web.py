@@ -820,3 +820,24 @@ def test_a_language_without_a_catalogue_gets_english_pages_and_mails(make_settin
         mail = parse(outbox.sent[0])
         assert mail["Subject"] == "Confirm your subscription to Le Quotidien"
         assert "The link works for 2 days." in " ".join(mail.get_content().split())
+
+
+def test_the_public_sites_sign_up_block_and_404_page_are_in_french_too(make_settings, database_url, store, outbox):
+    """The consent sentence is French on a French site: the words around it must be too."""
+    with client_in(make_settings, database_url, store, outbox, "fr") as (_, client):
+        home = visible(client.get("/").text)
+        for french in (
+            "Recevez les nouveaux articles par e-mail",
+            "J’accepte de recevoir La Semaine",
+            "Nous envoyons d’abord un lien de confirmation.",
+            "Aller au contenu",
+            "Rien n’a encore été publié.",
+        ):
+            assert french in home, french
+        missing = client.get("/no-such-page")
+        assert missing.status_code == 404
+        seen = visible(missing.text)
+        assert "Page introuvable" in seen and "Essayez la page d’accueil ou les archives." in seen
+        english = ("Get new articles", "We send", "Skip to", "Page not found", "Archive ")
+        left = [word for word in english if word in seen]
+        assert not left, left
