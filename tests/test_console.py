@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 import warnings
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from publisher.errors import SubscriberError
 from publisher.operators import Role, cli_actor
 from publisher.publication import Publication
 from publisher.transports import MemoryTransport
@@ -341,6 +343,71 @@ def test_a_csv_import_preview_counts_new_rows_and_names_the_uploaded_file(client
     assert upload
     client.post("/admin/subscribers/import/confirm", data={"csrf": csrf, "upload": upload[1]})
     assert publication.subscriber("ann@example.com").source == "import:My_People.csv"
+
+
+def upload_csv(client: TestClient, csrf: str, name: str, body: bytes):
+    return client.post("/admin/subscribers/import", data={"csrf": csrf}, files={"file": (name, body, "text/csv")})
+
+
+def upload_id(page: str) -> str:
+    found = re.search(r'name="upload" value="([0-9a-f]+)"', page)
+    assert found, page
+    return found[1]
+
+
+def test_an_operator_keeps_only_the_newest_previews_and_shutdown_deletes_them(publication):
+    app = create_app(publication)
+    with TestClient(app, base_url=SITE, follow_redirects=False) as client:
+        log_in(client, "editor@example.org")
+        csrf = csrf_of(client.get("/admin/subscribers/import").text)
+        ids = [
+            upload_id(upload_csv(client, csrf, f"list{n}.csv", f"email\nr{n}@example.com\n".encode()).text)
+            for n in range(5)
+        ]
+        kept = app.state.console_uploads.kept()
+        assert sorted(path.name for path in kept) == ["list2.csv", "list3.csv", "list4.csv"]
+        oldest = client.post("/admin/subscribers/import/confirm", data={"csrf": csrf, "upload": ids[0]})
+        assert "expired" in client.get(oldest.headers["location"]).text
+        assert publication.find_subscribers()[1] == 0
+        client.post("/admin/logout", data={"csrf": csrf})
+        log_in(client, "owner@example.org")  # another operator cannot confirm the editor's upload
+        csrf = csrf_of(client.get("/admin/subscribers/import").text)
+        theirs = client.post("/admin/subscribers/import/confirm", data={"csrf": csrf, "upload": ids[4]})
+        assert "expired" in client.get(theirs.headers["location"]).text
+        folder = app.state.console_uploads.root
+        assert folder.is_dir()
+    assert not folder.exists()  # the web app shut down: no uploaded list is left on disk
+
+
+def test_previews_expire_and_all_of_them_stay_under_the_size_cap(tmp_path):
+    import os
+
+    from publisher.console.uploads import Uploads
+
+    kept = Uploads(max_age=3600, per_operator=10, max_bytes=250, root=tmp_path)
+    first, first_path = kept.keep(1, "a.csv", b"x" * 100)
+    second, _ = kept.keep(2, "b.csv", b"x" * 100)
+    old = first_path.stat().st_mtime - 10
+    os.utime(first_path, (old, old))
+    kept.keep(1, "c.csv", b"x" * 100)  # 300 bytes kept: the oldest goes
+    assert [path.name for path in kept.kept()] == ["b.csv", "c.csv"]
+    with pytest.raises(SubscriberError, match="expired"):
+        kept.find(1, first)
+    hour_ago = time.time() - 3601
+    os.utime(kept.find(2, second), (hour_ago, hour_ago))
+    with pytest.raises(SubscriberError, match="expired"):
+        kept.find(2, second)
+    assert [path.name for path in kept.kept()] == ["c.csv"]
+
+
+def test_an_oversize_upload_is_refused_with_the_limit_and_the_shell_command(client):
+    log_in(client, "editor@example.org")
+    csrf = csrf_of(client.get("/admin/subscribers/import").text)
+    refused = upload_csv(client, csrf, "huge.csv", b"email\n" + b"a@example.com\n" * (21 * 1024 * 1024 // 14))
+    assert refused.status_code == 413
+    assert "larger than 20 MB" in refused.text and "publisher subscribers import" in refused.text
+    kept = getattr(client.app.state, "console_uploads", None)
+    assert kept is None or kept.kept() == []  # nothing of it was kept
 
 
 def test_articles_are_listed_searched_and_show_their_issues(client, publication):
