@@ -495,3 +495,29 @@ def test_a_page_number_that_is_not_plain_ascii_digits_is_a_400_page(client, bad)
         assert answer.status_code == 400 and "whole number" in answer.text, path
     assert client.get("/admin/issues/weekly/99999999999999999999999").status_code in (400, 404)
     assert client.get("/admin/subscribers/?page=2").status_code == 200
+
+
+def test_after_a_send_held_back_lists_only_what_the_next_issue_holds_back(client, publication, outbox):
+    from publisher.model import Draft
+
+    number = articles_and_a_draft(publication)
+    publication.approve("weekly", number)
+    publication.send("weekly", immediately=True)
+    assert len(outbox.sent) == 3
+    soon = Draft(
+        key="soon",
+        slug="soon",
+        title="Coming soon",
+        summary_html="<p>x</p>",
+        content_html="<p>x</p>",
+        truncated=False,
+        published=publication.now() + timedelta(days=2),
+    )
+    publication.store.articles.ingest([soon], site_url=SITE, guid_authority="x", now=publication.now(), source="t")
+    log_in(client, "viewer@example.org")
+    page = client.get("/admin/issues/weekly/").text
+    held = page[page.index(">Held back<") : page.index("All issues")]
+    assert "Coming soon" in held and "future-dated" in held
+    assert "Article 0" not in held and "already-sent" not in held  # it went out in issue 1
+    before = page[: page.index(">Held back<")]
+    assert "Article 0" not in before  # nor is it shown as in the next issue
