@@ -410,6 +410,38 @@ def test_an_oversize_upload_is_refused_with_the_limit_and_the_shell_command(clie
     assert kept is None or kept.kept() == []  # nothing of it was kept
 
 
+def test_after_an_import_an_editor_asks_the_pending_addresses_to_confirm_once(client, publication, outbox):
+    log_in(client, "editor@example.org")
+    csrf = csrf_of(client.get("/admin/subscribers/import").text)
+    body = b"email,name,newsletters\nann@example.com,Ann,weekly\nbob@example.com,Bob,weekly\n"
+    preview = upload_csv(client, csrf, "people.csv", body)
+    done = client.post("/admin/subscribers/import/confirm", data={"csrf": csrf, "upload": upload_id(preview.text)})
+    assert done.headers["location"] == "/admin/subscribers/confirm-pending"
+    page = client.get(done.headers["location"])
+    assert "Imported 2 rows" in page.text and ">Send confirmation to 2 pending<" in page.text
+    assert client.post("/admin/subscribers/confirm-pending", data={"csrf": "forged"}).status_code == 403
+    asked = client.post("/admin/subscribers/confirm-pending", data={"csrf": csrf})
+    assert asked.status_code == 200 and "Send 2 confirmation mails?" in asked.text and outbox.sent == []
+    sent = client.post("/admin/subscribers/confirm-pending", data={"csrf": csrf, "confirm": "yes"})
+    assert sent.status_code == 303
+    client.app.state.console_sends.wait()
+    assert sorted(m.recipient for m in outbox.sent) == ["ann@example.com", "bob@example.com"]
+    assert all(b"/confirm/" in m.data for m in outbox.sent)
+    after = client.get("/admin/subscribers/confirm-pending").text
+    assert "Every pending address has been asked" in after and "Send confirmation to" not in after
+    again = client.post("/admin/subscribers/confirm-pending", data={"csrf": csrf, "confirm": "yes"})
+    assert "No pending address is waiting" in client.get(again.headers["location"]).text
+    cli = publication.confirm_pending()  # what `subscribers confirm-pending --send` runs: the same ledger
+    assert (cli.queued, cli.sent, cli.ledger.get("sent")) == (0, 0, 2) and len(outbox.sent) == 2
+    actions = [(e.actor, e.action) for e in publication.audit_log(SHELL)]
+    assert actions.count(("operator:editor@example.org", "subscribers.confirm_pending")) == 1
+    viewer = TestClient(client.app, base_url=SITE, follow_redirects=False)
+    log_in(viewer, "viewer@example.org")
+    assert viewer.get("/admin/subscribers/confirm-pending").status_code == 403
+    refused = viewer.post("/admin/subscribers/confirm-pending", data={"csrf": csrf_of(viewer.get("/admin/").text)})
+    assert refused.status_code == 403
+
+
 def test_articles_are_listed_searched_and_show_their_issues(client, publication):
     number = articles_and_a_draft(publication)
     log_in(client, "viewer@example.org")

@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from publisher.console import access, articles, auth, dashboard, issues, subscribers
+from publisher.console import access, articles, auth, dashboard, issues, pending, subscribers
 from publisher.console.pages import error
 from publisher.operators import Permission
 
@@ -54,6 +54,8 @@ def routes() -> list[BaseRoute]:
             methods=["POST"],
         ),
         Route("/subscribers/import/confirm", g(WRITE, subscribers.import_confirm), methods=["POST"]),
+        Route("/subscribers/confirm-pending", g(WRITE, pending.page), methods=["GET"]),
+        Route("/subscribers/confirm-pending", g(WRITE, pending.send), methods=["POST"]),
         Route("/subscribers/{email}", g(READ, subscribers.detail), methods=["GET"]),
         Route("/subscribers/{email}/newsletters", g(WRITE, subscribers.set_newsletters), methods=["POST"]),
         Route("/subscribers/{email}/unsubscribe", g(WRITE, subscribers.unsubscribe), methods=["POST"]),

@@ -11,6 +11,7 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import Response
 
+from publisher.console import pending
 from publisher.console.auth import Console, audited
 from publisher.console.pages import PAGE_HEADERS, page_number, redirect, render
 from publisher.console.uploads import Uploads
@@ -240,8 +241,7 @@ async def import_confirm(request: Request, console: Console) -> Response:
         raise SubscriberError(_shown(str(error), path)) from None
     finally:
         await run_in_threadpool(uploads(request).discard, path)
-    return redirect(
-        request,
-        "/admin/subscribers/",
-        f"Imported {counts.rows} rows: {counts.added} added, {counts.updated} updated, {counts.rejected} rejected.",
-    )
+    done = f"Imported {counts.rows} rows: {counts.added} added, {counts.updated} updated, {counts.rejected} rejected."
+    if asking := await pending.waiting(_publication(request)):  # offer to ask them: the next page's button
+        return redirect(request, pending.URL, f"{done} {asking} pending addresses have not been asked to confirm.")
+    return redirect(request, "/admin/subscribers/", done)
