@@ -14,7 +14,7 @@ from publisher.console.pages import redirect, render
 from publisher.publication import Publication
 
 URL = "/admin/subscribers/confirm-pending"
-WORK = "confirm-pending"  # the background job's name among the console's sends
+WORK = "confirm pending"  # among the console's sends; a space: never a newsletter's name
 REFRESH_SECONDS = 2
 
 
