@@ -523,6 +523,7 @@ def create_app(publication: Publication) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
+        await run_in_threadpool(console.close, app)  # the uploaded CSV files waiting for confirmation
         await run_in_threadpool(publication.mailer.close)
 
     # Starlette types each handler as taking any Exception; ours take the class they are registered for.
