@@ -241,7 +241,7 @@ def test_a_message_that_cannot_be_recorded_never_blocks_the_mailbox(
     report = poll(settings, store, NOW)
     assert report.kinds == {"unknown": 1, "bounce": 1}
     assert store.subscribers.get("gone@a.example").status == "bounced"
-    assert store.inbound.messages(kind="unknown")[0]["diagnostic"].startswith("could not be read: IntegrityError")
+    assert "could not be read: " in store.inbound.messages(kind="unknown")[0]["diagnostic"]
     client = mailbox(dovecot)
     assert (count(client, "INBOX"), count(client, "Processed")) == (1, 2)  # the one left waits for an operator
     client.logout()

@@ -46,7 +46,7 @@ def messages(path: Path, skipped: list[Path] | None = None) -> Iterator[tuple[st
         if any((path / sub).is_dir() for sub in _MAILDIR_PARTS):
             for sub in _MAILDIR_PARTS:
                 yield from _maildir_folder(path / sub)
-        elif path.name in _MAILDIR_PARTS and (path.parent / "tmp").is_dir():
+        elif path.name in _MAILDIR_PARTS and any((path.parent / sub).is_dir() for sub in ("new", "cur", "tmp")):
             yield from _maildir_folder(path)
         else:
             yield from _eml_files(path, skipped if skipped is not None else [])
