@@ -70,12 +70,12 @@ def take(
         if (transient := _transient(error)) is not None:
             raise transient from None
         why = _why(error)
-        log.warning("%s: could not be read (%s): recording it as unknown", where, why)
+        log.warning("%s: could not be read (%s): recording it as unknown", clean(where), why)
         failed = Feedback(Kind.UNKNOWN, format="error", diagnostic=f"could not be read: {why}")
     try:
         return apply(store, failed, settings, now, source=source, raw=kept, digest=key)
     except Exception as error:
         if (transient := _transient(error)) is not None:
             raise transient from None
-        log.warning("%s: skipped: could not be recorded (%s)", where, _why(error))
+        log.warning("%s: skipped: could not be recorded (%s)", clean(where), _why(error))
         return None
