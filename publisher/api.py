@@ -38,6 +38,7 @@ from publisher.errors import (
     SubscriberError,
 )
 from publisher.model import Article, Issue, StoredSubscriber
+from publisher.openapi import SCHEMAS
 from publisher.operators import Actor, Permission
 from publisher.publication import IssueStatus, Publication
 from publisher.text import MAX_WHOLE, whole_number
@@ -153,6 +154,34 @@ async def read_json(request: Request, limit: int = MAX_BODY) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise Problem(400, "bad-json", "The body must be a JSON object")
     return value
+
+
+def known_fields(body: dict[str, Any], schema: str, where: str = "") -> dict[str, Any]:
+    """`body`, when every key is one `openapi.SCHEMAS[schema]` lists: a misspelt field is a 422, not ignored."""
+    allowed = SCHEMAS[schema]["properties"]
+    unknown = sorted(key for key in body if key not in allowed)
+    if unknown:
+        raise Problem(
+            422,
+            "unknown-field",
+            "The body has fields this endpoint does not take",
+            f"unknown field{'s' if len(unknown) > 1 else ''} {', '.join(where + repr(k) for k in unknown)}; "
+            f"{where.rstrip('.') or 'the body'} takes {', '.join(allowed)}",
+        )
+    return body
+
+
+async def no_fields(request: Request) -> None:
+    """An action that takes no body: nothing, or `{}`, is fine; fields are a 422, as they would be unread."""
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > 1024:
+            break
+    if body.strip() and body.strip() != b"{}":
+        raise Problem(
+            422, "unknown-field", "The body has fields this endpoint does not take", "this endpoint takes no body"
+        )
 
 
 def text(body: dict[str, Any], key: str, *, default: str | None = None, limit: int = 100_000) -> str | None:
@@ -291,7 +320,9 @@ async def get_subscriber(request: Request, actor: Actor) -> Response:
 
 
 async def create_subscriber(request: Request, actor: Actor) -> Response:
-    body = await read_json(request, 64 * 1024)
+    body = known_fields(await read_json(request, 64 * 1024), "NewSubscriber")
+    if isinstance(body.get("consent"), dict):
+        known_fields(body["consent"], "Consent", "consent.")
     email = text(body, "email", default="", limit=320) or ""
     confirmed = body.get("confirmed", False)
     consent = body.get("consent")
@@ -323,7 +354,7 @@ async def create_subscriber(request: Request, actor: Actor) -> Response:
 
 
 async def update_subscriber(request: Request, actor: Actor) -> Response:
-    body = await read_json(request, 64 * 1024)
+    body = known_fields(await read_json(request, 64 * 1024), "SubscriberChange")
     found = await _subscriber(request)
     person = await run_in_threadpool(
         lambda: publication(request).update_subscriber(
@@ -362,7 +393,7 @@ async def get_article(request: Request, actor: Actor) -> Response:
 
 
 async def post_article(request: Request, actor: Actor) -> Response:
-    body = await read_json(request)
+    body = known_fields(await read_json(request), "NewArticle")
     tags = strings(body, "tags") or []
     posted = posting.Posted(
         title=text(body, "title", default="", limit=1000) or "",
@@ -409,6 +440,7 @@ async def get_issue(request: Request, actor: Actor) -> Response:
 
 
 async def approve_issue(request: Request, actor: Actor) -> Response:
+    await no_fields(request)
     status = await _issue_status(request)
     issue = status.issue
     await run_in_threadpool(publication(request).approve, issue.newsletter, issue.number)
@@ -418,6 +450,7 @@ async def approve_issue(request: Request, actor: Actor) -> Response:
 
 async def send_issue(request: Request, actor: Actor) -> Response:
     """Start sending at once (the issue's slot need not have come); answers 202 while it runs."""
+    await no_fields(request)
     status = await _issue_status(request)
     pub = publication(request)
     issue = await run_in_threadpool(pub.send_issue, status.issue.newsletter, status.issue.number)
@@ -460,7 +493,11 @@ async def subscribe(request: Request, actor: Actor | None) -> Response:
     from publisher import signup
 
     pub = publication(request)
-    body = await read_json(request, 16 * 1024)
+    try:
+        body = known_fields(await read_json(request, 16 * 1024), "SignUp")
+    except Problem as refused:
+        refused.headers.update(_cors(request))  # the calling page may read why
+        return refused.response(request.url.path)
     try:
         wanted = signup.read_signup(
             pub.settings,
@@ -590,7 +627,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         approve_issue,
         "Approve a draft: it goes at its slot",
         response="IssueStatus",
-        errors=(409,),
+        errors=(409, 422),
     ),
     Endpoint(
         "POST",
@@ -600,7 +637,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "Send an approved issue now; follow it with GET on the issue",
         status=202,
         response="IssueStatus",
-        errors=(409,),
+        errors=(409, 422),
     ),
 )
 

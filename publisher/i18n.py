@@ -1,4 +1,5 @@
-"""The email's words in the publication's language (`site.language`): gettext catalogues.
+"""The words of the emails, the archive and the subscriber's pages and mails in the publication's
+language (`site.language`): gettext catalogues.
 
 Catalogues live in `templates/locale/<code>/LC_MESSAGES/publisher.po` (and the compiled `.mo`
 beside it, `make translations`); English, French, German and Spanish are shipped. A language

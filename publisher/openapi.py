@@ -58,6 +58,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "type": "object",
         "properties": {"text": _STR, "at": _TIME},
         "required": ["text", "at"],
+        "additionalProperties": False,
     },
     "NewSubscriber": {
         "type": "object",
@@ -70,15 +71,24 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "consent": _ref("Consent"),
         },
         "required": ["email"],
+        "additionalProperties": False,
     },
     "SubscriberChange": {
         "type": "object",
         "properties": {"name": _STR, "newsletters": _STRINGS, "topics": _STRINGS},
+        "additionalProperties": False,
     },
     "SignUp": {
         "type": "object",
-        "properties": {"email": {"type": "string", "format": "email"}, "name": _STR, "newsletters": _STRINGS},
+        "properties": {
+            "email": {"type": "string", "format": "email"},
+            "name": _STR,
+            "newsletters": _STRINGS,
+            "topics": _STRINGS,
+            "website": {"type": "string", "description": "the form's honeypot: leave it out or empty"},
+        },
         "required": ["email"],
+        "additionalProperties": False,
     },
     "Accepted": {"type": "object", "properties": {"status": {"const": "accepted"}, "detail": _STR}},
     "Article": {
@@ -116,6 +126,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "slug": _STR,
         },
         "required": ["title"],
+        "additionalProperties": False,
     },
     "Issue": {
         "type": "object",
@@ -161,7 +172,7 @@ _ERRORS = {
     404: "Not found",
     409: "Conflict with the current state",
     415: "Not JSON",
-    422: "The request cannot be carried out",
+    422: "The request cannot be carried out (`unknown-field`: the body has a field the schema does not list)",
     429: "Too many requests",
 }
 

@@ -13,7 +13,7 @@ from publisher import issues
 from publisher.config import Settings
 from publisher.errors import SchedulerError
 from publisher.model import Article, Issue, IssueState, StoredSubscriber
-from publisher.selection import Verdict
+from publisher.selection import Reason, Verdict
 from publisher.store import Store
 from publisher.timetable import crontab_trigger, fire_times, slot_of
 
@@ -160,9 +160,11 @@ def preview(store: Store, settings: Settings, name: str, now: datetime) -> Issue
     else:
         number, subject = digest.number, shown.rendered.subject if shown.rendered else ""
         state = pending.state.value if pending is not None and pending.number == number else "planned"
-    included = tuple(v for v in shown.verdicts if v not in shown.held_back())
+    included = tuple(v for v in shown.verdicts if v.reason in (Reason.IN, Reason.MORE))
+    # an article an earlier issue took went out with it: it is not held back from this one
+    held_back = tuple(v for v in shown.held_back() if v.reason != Reason.ALREADY_SENT)
     note = shown.note or (shown.skipped.reason if shown.skipped else "")
-    return IssuePreview(name, number, state, subject, html, text, included, tuple(shown.held_back()), note)
+    return IssuePreview(name, number, state, subject, html, text, included, held_back, note)
 
 
 def issue_report(store: Store, issue: Issue) -> IssueReport:

@@ -604,11 +604,18 @@ class Publication:
         return write_archive(self.store, self.settings, name)
 
     def deliver(
-        self, issue: Issue, *, progress: ProgressHook | None = None, should_stop: StopCheck = never
+        self,
+        issue: Issue,
+        *,
+        progress: ProgressHook | None = None,
+        should_stop: StopCheck = never,
+        at_once: bool = False,
     ) -> dispatch.SendReport:
         """Start the issue (freezing its audience), publish its archive page, then send what is due.
 
-        The one way an issue goes out: `send`, the timetable and the demo all come here.
+        The one way an issue goes out: `send`, the timetable and the demo all come here. `at_once`
+        (`digest send --now`): a local-time issue goes to every reader now, in no waves, and one
+        already between its waves sends the waves left now.
         """
         if not self.settings.site.postal_address.strip():
             raise DeliveryError(
@@ -616,7 +623,10 @@ class Publication:
                 "sender's postal address (CAN-SPAM, the GDPR's imprint rules): set it in [site]"
             )
         now = self.now()
-        frozen = dispatch.start_issue(self.store, issue, now, self.newsletter(issue.newsletter))
+        newsletter = self.newsletter(issue.newsletter)
+        frozen = dispatch.start_issue(self.store, issue, now, None if at_once else newsletter)
+        if at_once and newsletter.local:
+            self.store.deliveries.bring_waves_forward(issue.id, now)
         write_archive(self.store, self.settings, issue.newsletter)  # the "view in browser" page
         if progress is not None:
             progress(dispatch.Progress(total=self.audience_left(issue)))
@@ -726,7 +736,7 @@ class Publication:
             return SendOutcome(name, status, issue, dry_run_recipients=written, maildir=box, dry_run_nothing=nothing)
         if not isinstance(issue, Issue):
             raise DigestError(f"{name}: issue {issue.number} was planned but not stored")
-        report = self.deliver(issue, progress=progress, should_stop=should_stop)
+        report = self.deliver(issue, progress=progress, should_stop=should_stop, at_once=immediately)
         if waves := tuple(self.waves_left(issue)):
             status = "sending"  # a local-time issue between its waves: the rest go at their time
         return SendOutcome(name, status, issue, report, waves=waves, deferred_reason=self.deferred_reason(report))

@@ -71,7 +71,7 @@ def compose(settings: Settings, mailer: Mailer, row: Asking, now: datetime) -> O
         now,
         name=row.name,
         confirm_url=tokens.confirm_url(settings.site.url, settings.secret_keys, payload),
-        expiry=human_duration(settings.web.confirm_expiry),
+        expiry=human_duration(settings.web.confirm_expiry, settings.site.language),
         titles=[settings.newsletters[name].title for name in row.newsletters if name in settings.newsletters],
     )
     return Outgoing(parseaddr(header_safe(mailer.sender(row.newsletters)))[1], row.email, data)

@@ -26,7 +26,7 @@ from typing import Any
 import jinja2
 from jinja2 import Environment
 
-from publisher import tokens
+from publisher import i18n, tokens
 from publisher.config import Settings
 from publisher.errors import PublisherError, RateLimited, SubscriberError, TemplateError, TokenError
 from publisher.message import Signer, plain_message
@@ -126,13 +126,19 @@ class SignUp:
     timezone: str = ""  # guessed by the visitor's browser; "" when it could not tell
 
 
-def human_duration(delta: timedelta) -> str:
-    """ "2 days", "36 hours", "90 minutes": for pages and mails."""
+def human_duration(delta: timedelta, language: str = "en") -> str:
+    """ "2 days", "36 hours", "90 minutes" ("2 jours" in French): for pages and mails."""
     seconds = int(delta.total_seconds())
     units = (("day", 86400), ("hour", 3600))
     unit, size = next(((u, n) for u, n in units if seconds >= n and seconds % n == 0), ("minute", 60))
     count = max(1, round(seconds / size))
-    return f"{count} {unit}{'s' if count != 1 else ''}"
+    ngettext = i18n.translations(language).ngettext
+    words = {
+        "day": ngettext("%(num)d day", "%(num)d days", count),
+        "hour": ngettext("%(num)d hour", "%(num)d hours", count),
+        "minute": ngettext("%(num)d minute", "%(num)d minutes", count),
+    }
+    return words[unit] % {"num": count}
 
 
 def clean_topics(topics: Iterable[str], settings: Settings) -> tuple[str, ...]:
@@ -174,12 +180,15 @@ def read_signup(
 
 
 def consent_sentence(settings: Settings, newsletters: Iterable[str]) -> str:
-    """What the subscriber agrees to, shown on the form and stored (with its version) on confirmation."""
+    """What the subscriber agrees to, shown on the form and stored (with its version) on
+    confirmation, in `site.language`: the words the reader saw are the words recorded."""
+    _ = i18n.translations(settings.site.language).gettext
     titles = [settings.newsletters[name].title for name in newsletters if name in settings.newsletters]
-    what = ", ".join(titles) if titles else f"the {settings.site.title} newsletter"
-    return (
-        f"I agree to receive {what} by email from {settings.site.title}. Every email has a link to unsubscribe at once."
-    )
+    what = ", ".join(titles) if titles else _("the %(site)s newsletter") % {"site": settings.site.title}
+    return _("I agree to receive %(what)s by email from %(site)s. Every email has a link to unsubscribe at once.") % {
+        "what": what,
+        "site": settings.site.title,
+    }
 
 
 def consent_record(settings: Settings, newsletters: Iterable[str]) -> str:
@@ -239,7 +248,7 @@ def ask_to_confirm(
             signup.newsletters,
             now=now,
             confirm_url=url,
-            expiry=human_duration(settings.web.confirm_expiry),
+            expiry=human_duration(settings.web.confirm_expiry, settings.site.language),
             titles=_titles(settings, signup.newsletters),
         )
     except PublisherError as error:  # a misconfigured transport: the operator's log, not the visitor's page

@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 
 import jinja2
 
-from publisher import links
+from publisher import i18n, links
 from publisher.config import NewsletterSettings, Settings
 from publisher.feedformats import FORMATS, plain_text
 from publisher.feeds import TAGS_DIR, absolute_links
@@ -88,6 +88,7 @@ class Site:
         self.site_url = settings.site.url
         self.size = settings.site.page_size
         self.zone = ZoneInfo(settings.site.timezone)
+        self.gettext = i18n.translations(settings.site.language).gettext  # the templates' `_()` too
 
     # --- indexes over the snapshot ---------------------------------------------------------
 
@@ -183,7 +184,7 @@ class Site:
         return {
             "title": article.title,
             "path": links.page_path(article.slug),
-            "date": day_month(article.published.astimezone(self.zone), year=True),
+            "date": day_month(article.published.astimezone(self.zone), year=True, language=self.settings.site.language),
             "iso": article.published.isoformat(),
             "teaser_html": self.teaser(article),
             "tags": self.tag_links(article),
@@ -217,7 +218,8 @@ class Site:
         shown = articles[(number - 1) * self.size : number * self.size]
         site = self.settings.site
         path = links.home_path(number)
-        title = site.title if number == 1 else f"{site.title}: page {number}"
+        later = self.gettext("%(site)s: page %(number)s") % {"site": site.title, "number": number}
+        title = site.title if number == 1 else later
         return self._page(
             "home",
             self.meta(path, title, site.description),
@@ -233,10 +235,12 @@ class Site:
         name = self.snapshot.tags[slug]
         shown = articles[(number - 1) * self.size : number * self.size]
         path = links.tag_path(slug, number)
-        title = f"Tagged “{name}”" + (f": page {number}" if number > 1 else "")
+        _ = self.gettext
+        values = {"name": name, "number": number, "site": self.settings.site.title}
+        title = (_("Tagged “%(name)s”: page %(number)s") if number > 1 else _("Tagged “%(name)s”")) % values
         return self._page(
             "tag",
-            self.meta(path, title, f"Articles tagged “{name}” on {self.settings.site.title}."),
+            self.meta(path, title, _("Articles tagged “%(name)s” on %(site)s.") % values),
             feeds=self.feeds(f"{TAGS_DIR}/{slug}"),
             name=name,
             count=len(articles),
@@ -279,7 +283,11 @@ class Site:
         site = self.settings.site
         return self._page(
             "archive",
-            self.meta("/archive/", "Archive", f"Every newsletter of {site.title} and every issue sent so far."),
+            self.meta(
+                "/archive/",
+                self.gettext("Archive"),
+                self.gettext("Every newsletter of %(site)s and every issue sent so far.") % {"site": site.title},
+            ),
             newsletters=newsletters,
         )
 
@@ -292,10 +300,10 @@ class Site:
             "feeds": self.feeds(f"newsletters/{newsletter.name}"),
             "issues": [
                 {
-                    "title": issue.subject or f"Issue {issue.number}",
+                    "title": issue.subject or self.gettext("Issue %(number)s") % {"number": issue.number},
                     "path": f"/archive/{newsletter.name}/{issue.number}.html",
                     "number": issue.number,
-                    "date": day_month(issue.slot.astimezone(zone), year=True),
+                    "date": day_month(issue.slot.astimezone(zone), year=True, language=self.settings.site.language),
                     "articles": issue.articles,
                 }
                 for issue in issues
@@ -306,7 +314,11 @@ class Site:
         """The 404 page, in the site's look (`404.html` in an export)."""
         return self._page(
             "not_found",
-            {**self.meta("/", "Page not found", "There is nothing at this address."), "canonical": "", "url": ""},
+            {
+                **self.meta("/", self.gettext("Page not found"), self.gettext("There is nothing at this address.")),
+                "canonical": "",
+                "url": "",
+            },
             recent=[self.card(a) for a in self.snapshot.articles[:5]],
         )
 

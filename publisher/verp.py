@@ -4,7 +4,9 @@ The token is base32 (lower-case, no padding) of the issue id and the subscriber 
 and the first 10 bytes of an HMAC-SHA256 over them with the secret key and a purpose ("bounce"
 or "unsub"). 18 bytes make 29 characters, so `bounces+unsub-<token>` stays far below the 64
 octets a local part may have. Base32 is case-insensitive: an MTA that lower-cases (or
-upper-cases) the address still hands back a token that verifies.
+upper-cases) the address still hands back a token that verifies. 144 bits take 29 characters
+of 5 bits: the last character's spare bit is zero, and a token with it set is refused, so each
+token has one spelling (up to case).
 """
 
 from __future__ import annotations
@@ -37,11 +39,14 @@ def _mac(key: str, purpose: str, ids: bytes) -> bytes:
     return hmac.new(key.encode(), purpose.encode() + b":" + ids, hashlib.sha256).digest()[:_MAC_BYTES]
 
 
+def _encode(raw: bytes) -> str:
+    return base64.b32encode(raw).decode("ascii").rstrip("=").lower()
+
+
 def make_token(secret_keys: tuple[str, ...], issue_id: int, subscriber_id: int, purpose: str = BOUNCE) -> str:
     """The token for one recipient of one issue; signed with the newest key."""
     ids = issue_id.to_bytes(4, "big") + subscriber_id.to_bytes(4, "big")
-    raw = ids + _mac(secret_keys[0], purpose, ids)
-    token = base64.b32encode(raw).decode("ascii").rstrip("=").lower()
+    token = _encode(ids + _mac(secret_keys[0], purpose, ids))
     return f"unsub-{token}" if purpose == UNSUBSCRIBE else token
 
 
@@ -56,6 +61,8 @@ def read_token(secret_keys: tuple[str, ...], token: str) -> Verp | None:
     try:
         raw = base64.b32decode(token.upper() + "===")
     except (binascii.Error, ValueError):
+        return None
+    if _encode(raw) != token:  # the last character's spare bit set: a second spelling, refused
         return None
     ids, mac = raw[:8], raw[8:]
     if not any(hmac.compare_digest(mac, _mac(key, purpose, ids)) for key in secret_keys):

@@ -3,7 +3,8 @@
 `create_app(settings, store)` builds a Starlette app; `serve(settings, store)` runs it with
 uvicorn (`make_server` gives the server for embedding, e.g. in `publisher run`). Each endpoint
 reads the request, calls one function of `Publication` (the sign-up flows of `publisher.signup`) in a worker thread, and
-renders a page from `templates/web/`. No cookies, no sessions, no JavaScript.
+renders a page from `templates/web/`, in `site.language` (`publisher.i18n`). No cookies, no sessions, no
+JavaScript.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from starlette.responses import (
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from publisher import api, console, metrics, signup, tokens, webhooks
+from publisher import api, console, i18n, metrics, signup, tokens, webhooks
 from publisher.config import Settings, check_web_secrets
 from publisher.errors import PublisherError, RateLimited, SubscriberError, TokenError
 from publisher.feedformats import FORMATS
@@ -74,6 +75,7 @@ HOLDER_STALE = timedelta(minutes=2)  # the scheduler refreshes its record every 
 MAX_FORM = 64 * 1024
 FEED_CACHE = "public, max-age=300"
 ARCHIVE_CACHE = "public, max-age=3600"
+INVALID_EMAIL = "is not a valid email address"  # publisher.subscribers.normalise_email's words
 TITLES = {
     400: "This link does not work",
     403: "This form has expired",
@@ -150,6 +152,12 @@ def render(
     )
 
 
+def say(request: Request, message: str) -> str:
+    """A message of ours (a page title, an error) in `site.language`; one without a translation
+    (e.g. about a tampered form) stays as it is."""
+    return i18n.translations(request.app.state.settings.site.language).gettext(message)
+
+
 def error_page(request: Request, status_code: int, message: str, headers: dict | None = None) -> Response:
     try:
         return render(
@@ -158,8 +166,8 @@ def error_page(request: Request, status_code: int, message: str, headers: dict |
             status_code,
             headers,
             status=status_code,
-            heading=TITLES.get(status_code, "Something went wrong"),
-            message=message,
+            heading=say(request, TITLES.get(status_code, "Something went wrong")),
+            message=say(request, message),
         )
     except Exception:
         log.exception("cannot render the error page")
@@ -250,11 +258,21 @@ async def subscribe(request: Request) -> Response:
             settings, form["email"], form["name"], form["newsletters"], form["topics"], form["timezone"]
         )
     except SubscriberError as error:
-        return _subscribe_page(request, settings, form, str(error))
+        return _subscribe_page(request, settings, form, _form_error(request, form["email"], error))
     ip = request.client.host if request.client else "unknown"
     outcome = await run_in_threadpool(state.publication.subscribe, wanted, ip=ip, honeypot=_text(posted, "website"))
     log.info("subscribe request: %s", outcome)
-    return render(request, "subscribed", email=wanted.email, expiry=signup.human_duration(settings.web.confirm_expiry))
+    expiry = signup.human_duration(settings.web.confirm_expiry, settings.site.language)
+    return render(request, "subscribed", email=wanted.email, expiry=expiry)
+
+
+def _form_error(request: Request, email: str, error: SubscriberError) -> str:
+    """What to tell the visitor, in `site.language`: a bad address in a sentence of its own (the
+    validator's English detail is kept only on English pages)."""
+    if INVALID_EMAIL in str(error):
+        translated = say(request, "%(email)s is not a valid email address") % {"email": email.strip()}
+        return str(error) if i18n.code(request.app.state.settings.site.language) == "en" else translated
+    return say(request, str(error))
 
 
 async def confirm_page(request: Request) -> Response:
@@ -384,7 +402,7 @@ async def save_preferences(request: Request) -> Response:
         )
     except SubscriberError as error:
         person = await run_in_threadpool(state.publication.read_preferences, token)
-        return _preferences(request, person, token, error=str(error))
+        return _preferences(request, person, token, error=say(request, str(error)))
     return _preferences(request, person, token, saved=True)
 
 
@@ -505,6 +523,7 @@ def create_app(publication: Publication) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
+        await run_in_threadpool(console.close, app)  # the uploaded CSV files waiting for confirmation
         await run_in_threadpool(publication.mailer.close)
 
     # Starlette types each handler as taking any Exception; ours take the class they are registered for.

@@ -382,3 +382,32 @@ def test_a_problem_names_no_file_on_the_server(client, publication):
     assert api.without_paths("see https://example.org/a/b and /srv/news/config.toml: x") == (
         "see https://example.org/a/b and config.toml: x"
     )
+
+
+def test_a_body_with_unknown_fields_is_a_422_naming_them(client, publication, outbox):
+    writer = token(publication, "cms", Permission.WRITE)
+    publication.add_subscriber("ada@example.org", name="Ada", newsletters=["weekly"], confirmed=True)
+    typo = client.patch("/api/v1/subscribers/ada@example.org", headers=writer, json={"nmae": "Ada L.", "name": "A"})
+    problem = is_problem(typo, 422)
+    assert problem["type"].endswith("/unknown-field") and "'nmae'" in problem["detail"]
+    assert publication.subscriber("ada@example.org").name == "Ada"  # nothing half-applied
+    made = client.post("/api/v1/subscribers", headers=writer, json={"email": "b@example.org", "newsleters": ["x"]})
+    assert "'newsleters'" in is_problem(made, 422)["detail"] and outbox.sent == []
+    consent = {"text": "Ticked at checkout", "at": "2026-11-01T10:00:00+00:00", "ip": "192.0.2.1"}
+    nested = client.post(
+        "/api/v1/subscribers", headers=writer, json={"email": "c@example.org", "confirmed": True, "consent": consent}
+    )
+    assert "consent.'ip'" in is_problem(nested, 422)["detail"]
+    article = client.post("/api/v1/articles", headers=writer, json={"title": "T", "html": "b", "tag": ["x"]})
+    assert "'tag'" in is_problem(article, 422)["detail"]
+    origin = {"origin": "https://shop.example.com"}
+    signup = client.post("/api/v1/subscribe", headers=origin, json={"email": "d@example.org", "list": "weekly"})
+    assert "'list'" in is_problem(signup, 422)["detail"]
+    assert signup.headers["access-control-allow-origin"] == "https://shop.example.com"
+    assert client.post("/api/v1/subscribe", json={"email": "d@example.org", "website": ""}).status_code == 202
+    approve = client.post("/api/v1/newsletters/weekly/issues/1/approve", headers=writer, json={"force": True})
+    assert is_problem(approve, 422)["detail"] == "this endpoint takes no body"
+    assert {p.email for p in publication.subscribers()} == {"ada@example.org", "d@example.org"}
+    document = client.get("/api/v1/openapi.json", headers=writer).json()
+    for schema in ("NewSubscriber", "SubscriberChange", "SignUp", "NewArticle", "Consent"):
+        assert document["components"]["schemas"][schema]["additionalProperties"] is False

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 import warnings
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from publisher.errors import SubscriberError
 from publisher.operators import Role, cli_actor
 from publisher.publication import Publication
 from publisher.transports import MemoryTransport
@@ -343,6 +345,103 @@ def test_a_csv_import_preview_counts_new_rows_and_names_the_uploaded_file(client
     assert publication.subscriber("ann@example.com").source == "import:My_People.csv"
 
 
+def upload_csv(client: TestClient, csrf: str, name: str, body: bytes):
+    return client.post("/admin/subscribers/import", data={"csrf": csrf}, files={"file": (name, body, "text/csv")})
+
+
+def upload_id(page: str) -> str:
+    found = re.search(r'name="upload" value="([0-9a-f]+)"', page)
+    assert found, page
+    return found[1]
+
+
+def test_an_operator_keeps_only_the_newest_previews_and_shutdown_deletes_them(publication):
+    app = create_app(publication)
+    with TestClient(app, base_url=SITE, follow_redirects=False) as client:
+        log_in(client, "editor@example.org")
+        csrf = csrf_of(client.get("/admin/subscribers/import").text)
+        ids = [
+            upload_id(upload_csv(client, csrf, f"list{n}.csv", f"email\nr{n}@example.com\n".encode()).text)
+            for n in range(5)
+        ]
+        kept = app.state.console_uploads.kept()
+        assert sorted(path.name for path in kept) == ["list2.csv", "list3.csv", "list4.csv"]
+        oldest = client.post("/admin/subscribers/import/confirm", data={"csrf": csrf, "upload": ids[0]})
+        assert "expired" in client.get(oldest.headers["location"]).text
+        assert publication.find_subscribers()[1] == 0
+        client.post("/admin/logout", data={"csrf": csrf})
+        log_in(client, "owner@example.org")  # another operator cannot confirm the editor's upload
+        csrf = csrf_of(client.get("/admin/subscribers/import").text)
+        theirs = client.post("/admin/subscribers/import/confirm", data={"csrf": csrf, "upload": ids[4]})
+        assert "expired" in client.get(theirs.headers["location"]).text
+        folder = app.state.console_uploads.root
+        assert folder.is_dir()
+    assert not folder.exists()  # the web app shut down: no uploaded list is left on disk
+
+
+def test_previews_expire_and_all_of_them_stay_under_the_size_cap(tmp_path):
+    import os
+
+    from publisher.console.uploads import Uploads
+
+    kept = Uploads(max_age=3600, per_operator=10, max_bytes=250, root=tmp_path)
+    first, first_path = kept.keep(1, "a.csv", b"x" * 100)
+    second, _ = kept.keep(2, "b.csv", b"x" * 100)
+    old = first_path.stat().st_mtime - 10
+    os.utime(first_path, (old, old))
+    kept.keep(1, "c.csv", b"x" * 100)  # 300 bytes kept: the oldest goes
+    assert [path.name for path in kept.kept()] == ["b.csv", "c.csv"]
+    with pytest.raises(SubscriberError, match="expired"):
+        kept.find(1, first)
+    hour_ago = time.time() - 3601
+    os.utime(kept.find(2, second), (hour_ago, hour_ago))
+    with pytest.raises(SubscriberError, match="expired"):
+        kept.find(2, second)
+    assert [path.name for path in kept.kept()] == ["c.csv"]
+
+
+def test_an_oversize_upload_is_refused_with_the_limit_and_the_shell_command(client):
+    log_in(client, "editor@example.org")
+    csrf = csrf_of(client.get("/admin/subscribers/import").text)
+    refused = upload_csv(client, csrf, "huge.csv", b"email\n" + b"a@example.com\n" * (21 * 1024 * 1024 // 14))
+    assert refused.status_code == 413
+    assert "larger than 20 MB" in refused.text and "publisher subscribers import" in refused.text
+    kept = getattr(client.app.state, "console_uploads", None)
+    assert kept is None or kept.kept() == []  # nothing of it was kept
+
+
+def test_after_an_import_an_editor_asks_the_pending_addresses_to_confirm_once(client, publication, outbox):
+    log_in(client, "editor@example.org")
+    csrf = csrf_of(client.get("/admin/subscribers/import").text)
+    body = b"email,name,newsletters\nann@example.com,Ann,weekly\nbob@example.com,Bob,weekly\n"
+    preview = upload_csv(client, csrf, "people.csv", body)
+    done = client.post("/admin/subscribers/import/confirm", data={"csrf": csrf, "upload": upload_id(preview.text)})
+    assert done.headers["location"] == "/admin/subscribers/confirm-pending"
+    page = client.get(done.headers["location"])
+    assert "Imported 2 rows" in page.text and ">Send confirmation to 2 pending<" in page.text
+    assert client.post("/admin/subscribers/confirm-pending", data={"csrf": "forged"}).status_code == 403
+    asked = client.post("/admin/subscribers/confirm-pending", data={"csrf": csrf})
+    assert asked.status_code == 200 and "Send 2 confirmation mails?" in asked.text and outbox.sent == []
+    sent = client.post("/admin/subscribers/confirm-pending", data={"csrf": csrf, "confirm": "yes"})
+    assert sent.status_code == 303
+    client.app.state.console_sends.wait()
+    assert sorted(m.recipient for m in outbox.sent) == ["ann@example.com", "bob@example.com"]
+    assert all(b"/confirm/" in m.data for m in outbox.sent)
+    after = client.get("/admin/subscribers/confirm-pending").text
+    assert "Every pending address has been asked" in after and "Send confirmation to" not in after
+    again = client.post("/admin/subscribers/confirm-pending", data={"csrf": csrf, "confirm": "yes"})
+    assert "No pending address is waiting" in client.get(again.headers["location"]).text
+    cli = publication.confirm_pending()  # what `subscribers confirm-pending --send` runs: the same ledger
+    assert (cli.queued, cli.sent, cli.ledger.get("sent")) == (0, 0, 2) and len(outbox.sent) == 2
+    actions = [(e.actor, e.action) for e in publication.audit_log(SHELL)]
+    assert actions.count(("operator:editor@example.org", "subscribers.confirm_pending")) == 1
+    viewer = TestClient(client.app, base_url=SITE, follow_redirects=False)
+    log_in(viewer, "viewer@example.org")
+    assert viewer.get("/admin/subscribers/confirm-pending").status_code == 403
+    refused = viewer.post("/admin/subscribers/confirm-pending", data={"csrf": csrf_of(viewer.get("/admin/").text)})
+    assert refused.status_code == 403
+
+
 def test_articles_are_listed_searched_and_show_their_issues(client, publication):
     number = articles_and_a_draft(publication)
     log_in(client, "viewer@example.org")
@@ -428,3 +527,29 @@ def test_a_page_number_that_is_not_plain_ascii_digits_is_a_400_page(client, bad)
         assert answer.status_code == 400 and "whole number" in answer.text, path
     assert client.get("/admin/issues/weekly/99999999999999999999999").status_code in (400, 404)
     assert client.get("/admin/subscribers/?page=2").status_code == 200
+
+
+def test_after_a_send_held_back_lists_only_what_the_next_issue_holds_back(client, publication, outbox):
+    from publisher.model import Draft
+
+    number = articles_and_a_draft(publication)
+    publication.approve("weekly", number)
+    publication.send("weekly", immediately=True)
+    assert len(outbox.sent) == 3
+    soon = Draft(
+        key="soon",
+        slug="soon",
+        title="Coming soon",
+        summary_html="<p>x</p>",
+        content_html="<p>x</p>",
+        truncated=False,
+        published=publication.now() + timedelta(days=2),
+    )
+    publication.store.articles.ingest([soon], site_url=SITE, guid_authority="x", now=publication.now(), source="t")
+    log_in(client, "viewer@example.org")
+    page = client.get("/admin/issues/weekly/").text
+    held = page[page.index(">Held back<") : page.index("All issues")]
+    assert "Coming soon" in held and "future-dated" in held
+    assert "Article 0" not in held and "already-sent" not in held  # it went out in issue 1
+    before = page[: page.index(">Held back<")]
+    assert "Article 0" not in before  # nor is it shown as in the next issue

@@ -2,8 +2,9 @@
 real SMTP transport to aiosmtpd: an editor previews, builds, approves and sends an issue and
 watches its counts reach "sent"; a viewer cannot approve; five wrong passwords lock an account.
 
-`make screenshots` runs this file too: the dashboard, the preview and the issue page at 1200 px
-land in screenshots/console/ (ignored by git; $PUBLISHER_SCREENSHOTS moves it).
+`make screenshots` runs this file too: the dashboard, the preview (also scrolled to the mail's
+footer) and the issue page at 1200 px, and an owner's dashboard at 1200 and 375 px, land in
+screenshots/console/ (ignored by git; $PUBLISHER_SCREENSHOTS moves it).
 """
 
 from __future__ import annotations
@@ -211,3 +212,69 @@ def test_five_wrong_passwords_lock_the_account_for_a_while(browser, console_site
     log_in(page, base, "editor@example.org")  # the right password, too soon: the same answer
     assert "wrong email address or password" in page.locator("[role=alert]").inner_text()
     assert page.url.startswith(f"{base}/admin/login")
+
+
+NAV = ("Dashboard", "Issues", "Subscribers", "Articles", "Access", "Audit log")
+FOOTER = "1 Sample Street"  # the mail's last line: the postal address under the unsubscribe links
+
+
+def boxes(page, selector: str) -> list[dict]:
+    found: list[dict] = page.evaluate(
+        f"[...document.querySelectorAll({selector!r})].map(e => e.getBoundingClientRect().toJSON())"
+    )
+    return found
+
+
+def test_an_owners_nav_is_one_line_at_1200_px_and_usable_at_375(browser, console_site):
+    from playwright.sync_api import expect
+
+    base, _ = console_site
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    log_in(page, base, "owner@example.org")
+    links = boxes(page, ".console-nav a")
+    assert len(links) == len(NAV) and len({round(box["top"]) for box in links}) == 1  # one row of links
+    bar = boxes(page, ".console-bar > *")
+    assert max(box["bottom"] for box in bar) - min(box["top"] for box in bar) < 60  # and one line in all
+    shoot(page, "dashboard-owner")
+    page.get_by_text("owner@example.org").click()  # the account menu holds the log-out buttons
+    expect(page.get_by_role("button", name="Log out everywhere")).to_be_visible()
+
+    small = browser.new_page(viewport={"width": 375, "height": 800})
+    log_in(small, base, "owner@example.org")
+    assert small.evaluate("document.documentElement.scrollWidth") <= 375  # no sideways scrolling
+    for box in boxes(small, ".console-nav a"):
+        assert box["left"] >= 0 and box["right"] <= 375 and box["height"] >= 24  # each link in view, tappable
+    small.get_by_text("owner@example.org").click()
+    logout = small.get_by_role("button", name="Log out", exact=True)
+    expect(logout).to_be_visible()
+    assert logout.bounding_box()["x"] >= 0 and small.evaluate("document.documentElement.scrollWidth") <= 375
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    small.screenshot(path=str(SHOTS / "dashboard-owner-375.png"), full_page=True)
+    small.get_by_role("link", name="Issues", exact=True).click()
+    expect(small.get_by_role("heading", name="Issues")).to_be_visible()
+
+
+def test_the_preview_frames_show_a_screenful_and_scroll_to_the_mails_footer(browser, console_site):
+    from playwright.sync_api import expect
+
+    base, _ = console_site
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    log_in(page, base, "editor@example.org")
+    page.goto(f"{base}/admin/issues/weekly/")
+    for width, title in ((375, "phone"), (600, "desktop")):
+        frame = page.locator(f"iframe[title='The issue at {title} width']")
+        box = frame.bounding_box()
+        assert box is not None and round(box["width"]) == width and box["height"] >= 800  # a phone's screen
+        inside = page.frame_locator(f"iframe[title='The issue at {title} width']")
+        footer = inside.get_by_text(FOOTER)
+        footer.scroll_into_view_if_needed()  # scrolling inside the frame reaches the footer...
+        seen, shown = footer.bounding_box(), frame.bounding_box()
+        assert seen is not None and shown is not None
+        assert shown["x"] <= seen["x"] and seen["x"] + seen["width"] <= shown["x"] + shown["width"]
+        assert shown["y"] <= seen["y"] and seen["y"] + seen["height"] <= shown["y"] + shown["height"]  # ...whole
+    shoot(page, "preview-end")  # both frames scrolled to the footer
+    with page.context.expect_page() as opened:
+        page.get_by_role("link", name="open the whole mail").click()
+    whole = opened.value
+    whole.wait_for_load_state()
+    expect(whole.get_by_text(FOOTER)).to_be_attached()

@@ -52,6 +52,9 @@ EXPECTED = {
     "vacation-x-autoreply.eml": (Kind.AUTO_REPLY, "", "", "header"),
     "mailto-unsubscribe.eml": (Kind.UNSUBSCRIBE, SAMPLE_RECIPIENT, "", "mailto"),
     "human-reply.eml": (Kind.UNKNOWN, "", "", ""),
+    # Out of office with a null sender and a bounce-like subject: "permanently moved", "temporarily"
+    "oof-moved-permanently.eml": (Kind.AUTO_REPLY, "", "", "header"),
+    "oof-temporarily-away.eml": (Kind.AUTO_REPLY, "", "", "header"),
 }
 
 
@@ -544,3 +547,219 @@ def test_lmtp_answers_each_recipient_after_data(store, make_settings, database_u
     assert [reply[:3] for reply in replies] == [b"250"] * 3
     assert [b"<" + r.encode() + b">" in reply for r, reply in zip(recipients, replies, strict=True)] == [True] * 3
     assert len(store.inbound.messages()) == 3
+
+
+# --- intake robustness: one bad message never blocks the rest -----------------------------------
+
+
+def bounce_for(store, settings, email: str, number: int = 1) -> tuple[str, bytes]:
+    """(VERP address, a Gmail DSN for `email`'s copy of a new issue), with a token we signed."""
+    store.subscribers.add(Subscriber(email=email, status="confirmed", newsletters=("weekly",)), NOW)
+    issue = make_issue(store, RENDERED.subject, NOW, number)
+    token = verp.make_token(settings.secret_keys, issue.id, store.subscribers.get(email).id)
+    raw = (CORPUS / "gmail-dsn.eml").read_bytes().replace(SAMPLE_TOKEN.encode(), token.encode())
+    return f"bounces+{token}@news.example.org", raw.replace(SAMPLE_RECIPIENT.encode(), email.encode())
+
+
+NUL_SUBJECT = (CORPUS / "human-reply.eml").read_bytes().replace(b"Subject: Re:", b"Subject: \x00Re:\x00")
+
+
+def test_a_nul_in_a_subject_is_recorded_and_the_next_message_is_read(store, inbound_settings, tmp_path):
+    settings = inbound_settings(25)
+    _, dsn = bounce_for(store, settings, "gone@a.example")
+    box = mailbox.Maildir(tmp_path / "Maildir", create=True)
+    box.add(NUL_SUBJECT)
+    box.add(dsn)
+    report = import_paths(store, settings, [tmp_path / "Maildir"], NOW)
+    assert report.kinds == {"unknown": 1, "bounce": 1} and report.failed == 0
+    assert store.subscribers.get("gone@a.example").status == "bounced"
+    kept = store.inbound.messages(kind="unknown")[0]
+    assert kept["subject"] == "Re: The Weekly: Notes on building a publisher"
+
+
+def test_the_listener_takes_a_nul_in_a_subject_and_the_next_message(store, inbound_settings):
+    settings = inbound_settings(25)
+    address, dsn = bounce_for(store, settings, "gone@a.example")
+    with Listener(settings, store), smtplib.SMTP(*settings.inbound.address, timeout=30) as client:
+        assert client.sendmail("<>", ["bounces@news.example.org"], crlf(NUL_SUBJECT)) == {}
+        assert client.sendmail("<>", [address], crlf(dsn)) == {}
+    assert store.subscribers.get("gone@a.example").status == "bounced"
+    assert sorted(m["kind"] for m in store.inbound.messages()) == ["bounce", "unknown"]
+
+
+def refuse_subjects_containing(store, word: str, column: str = "subject") -> None:
+    """The database itself refuses some content (as PostgreSQL refuses a NUL): a real constraint."""
+    from sqlalchemy import text
+
+    with store.engine.begin() as connection:
+        if store.engine.dialect.name == "sqlite":
+            connection.execute(
+                text(
+                    f"CREATE TRIGGER refuse_{column} BEFORE INSERT ON inbound_messages "
+                    f"WHEN NEW.{column} LIKE '%{word}%' BEGIN SELECT RAISE(ABORT, 'refused'); END"
+                )
+            )
+        else:
+            connection.execute(
+                text(
+                    f"ALTER TABLE inbound_messages ADD CONSTRAINT refuse_{column} CHECK ({column} NOT LIKE '%{word}%')"
+                )
+            )
+
+
+POISON = (CORPUS / "human-reply.eml").read_bytes().replace(b"Subject: Re:", b"Subject: poison Re:")
+
+
+def test_a_message_the_database_refuses_is_kept_as_unknown_and_the_rest_are_read(
+    store, inbound_settings, tmp_path, caplog
+):
+    settings = inbound_settings(25)
+    _, dsn = bounce_for(store, settings, "gone@a.example")
+    refuse_subjects_containing(store, "poison")
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "1-poison.eml").write_bytes(POISON)
+    (tmp_path / "in" / "2-bounce.eml").write_bytes(dsn)
+    report = import_paths(store, settings, [tmp_path / "in"], NOW)
+    assert report.kinds == {"unknown": 1, "bounce": 1} and report.failed == 0
+    assert store.subscribers.get("gone@a.example").status == "bounced"
+    kept = store.inbound.messages(kind="unknown")[0]
+    assert kept["diagnostic"].startswith("could not be read: ") and "refuse" in kept["diagnostic"]
+    assert "poison" in kept["raw"]
+    assert f"{tmp_path / 'in' / '1-poison.eml'}: could not be read" in caplog.text
+
+
+def test_a_message_that_cannot_be_recorded_at_all_is_skipped_with_a_warning(store, inbound_settings, tmp_path, caplog):
+    settings = inbound_settings(25)
+    address, dsn = bounce_for(store, settings, "gone@a.example")
+    refuse_subjects_containing(store, "poison")
+    refuse_subjects_containing(store, "poison", column="raw")
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "1-poison.eml").write_bytes(POISON)
+    (tmp_path / "in" / "2-bounce.eml").write_bytes(dsn)
+    report = import_paths(store, settings, [tmp_path / "in"], NOW)
+    assert report.kinds == {"bounce": 1} and report.failed == 1
+    assert f"{tmp_path / 'in' / '1-poison.eml'}: skipped: could not be recorded" in caplog.text
+    # Over SMTP it is refused for good: the sending MTA does not retry it forever.
+    with Listener(settings, store), smtplib.SMTP(*settings.inbound.address, timeout=30) as client:
+        with pytest.raises(smtplib.SMTPDataError) as refused:
+            client.sendmail("<>", ["bounces@news.example.org"], crlf(POISON))
+        assert refused.value.smtp_code == 554
+        assert client.sendmail("<>", [address], crlf(dsn.replace(b"Message-ID: <", b"Message-ID: <2."))) == {}
+    assert [m["kind"] for m in store.inbound.messages()] == ["bounce", "bounce"]
+
+
+def test_terminal_escapes_never_leave_the_parser(tmp_path, database_url, monkeypatch):
+    monkeypatch.setenv("PUBLISHER_SECRET_KEY", KEYS[0])
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[site]\nurl = "https://news.example.org"\npostal_address = "1 Sample Street, Exampletown"\n'
+        f'[database]\nurl = "{database_url}"\n[newsletters.weekly]\n'
+        '[delivery]\nreturn_path = "bounces@news.example.org"\n'
+    )
+    assert cli(config, "subscribers", "add", "gone@a.example", "--confirmed").exit_code == 0
+    from publisher.store import Store
+
+    store = Store.open(database_url)
+    try:
+        token = verp.make_token(KEYS, make_issue(store, "x", NOW, 1).id, store.subscribers.get("gone@a.example").id)
+    finally:
+        store.close()
+    raw = (CORPUS / "gmail-dsn.eml").read_bytes().replace(SAMPLE_TOKEN.encode(), token.encode())
+    raw = raw.replace(SAMPLE_RECIPIENT.encode(), b"gone@a.example").replace(b"- gsmtp", b"\x1b]0;pwned\x07\x9b2J gsmtp")
+    raw = raw.replace(b"Subject: Delivery", b"Subject: \x1b[31mDelivery")
+    (tmp_path / "bounce.eml").write_bytes(raw)
+    assert cli(config, "inbound", "import", str(tmp_path / "bounce.eml")).exit_code == 0
+    listed = cli(config, "subscribers", "suppressed").output
+    assert "gone@a.example  hard_bounce" in listed and "]0;pwned" in listed
+    assert not any((ord(char) < 32 and char != "\n") or 127 <= ord(char) < 160 for char in listed)
+    found = parse(raw)
+    assert found.subject == "[31mDelivery Status Notification (Failure)"
+    assert "\x1b" not in found.diagnostic and found.status == "5.1.1"
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        b"Auto-Submitted: auto-generated",
+        b"X-Autorespond: yes",
+        b"X-Autoreply: yes",
+        b"Precedence: auto_reply",
+        b"X-Auto-Response-Suppress: All",
+    ],
+)
+def test_an_auto_reply_is_never_a_bounce(header):
+    raw = (CORPUS / "oof-temporarily-away.eml").read_bytes().replace(b"Auto-Submitted: auto-replied", header)
+    assert parse(raw).kind is Kind.AUTO_REPLY
+    without = parse((CORPUS / "oof-temporarily-away.eml").read_bytes().replace(b"Auto-Submitted: auto-replied\n", b""))
+    assert without.kind is Kind.SOFT_BOUNCE  # no sign at all: read as the bounce it claims to be
+
+
+def test_a_token_has_one_spelling():
+    token = verp.make_token(KEYS, 12, 345)
+    alphabet = "abcdefghijklmnopqrstuvwxyz234567"
+    flipped = token[:-1] + alphabet[alphabet.index(token[-1]) ^ 1]  # the spare (padding) bit
+    assert verp.read_token(KEYS, token) == verp.Verp(12, 345, verp.BOUNCE)
+    assert verp.read_token(KEYS, flipped) is None
+    assert verp.read_token(KEYS, "unsub-" + verp.make_token(KEYS, 12, 345, verp.UNSUBSCRIBE)[6:-1] + "a") is None
+
+
+def many_parts(token: str, count: int) -> bytes:
+    """A DSN for `token` followed by `count` tiny parts."""
+    dsn = (
+        b"--b\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example\r\n\r\n"
+        b"Final-Recipient: rfc822; gone@a.example\r\nAction: failed\r\nStatus: 5.1.1\r\n\r\n"
+    )
+    head = (
+        f"From: MAILER-DAEMON@mx.example\r\nTo: bounces+{token}@news.example.org\r\nSubject: Undeliverable\r\n"
+        'MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary="b"\r\n\r\n'
+    ).encode()
+    return head + dsn + b"--b\r\n\r\nx\r\n" * count + b"--b--\r\n"
+
+
+def test_a_message_of_too_many_parts_is_kept_unread(store, inbound_settings):
+    settings = inbound_settings(25)
+    address, _ = bounce_for(store, settings, "gone@a.example")
+    token = verp.tokens_in(address)[0]
+    assert parse(many_parts(token, 900)).kind is Kind.BOUNCE
+    recipients = [address, *(f"bounces+{n}@news.example.org" for n in range(9))]
+    with Listener(settings, store), smtplib.SMTP(*settings.inbound.address, timeout=60) as client:
+        assert client.sendmail("<>", recipients, many_parts(token, 20_000)) == {}
+    kept = store.inbound.messages()
+    assert len(kept) == 10 and {(m["kind"], m["format"]) for m in kept} == {("unknown", "too-many-parts")}
+    assert "more than 1,000 MIME parts" in kept[0]["diagnostic"]
+    assert store.subscribers.get("gone@a.example").status == "confirmed"
+
+
+def test_the_listener_limits_each_peer_offers_no_login_and_logs_one_line_a_message(store, inbound_settings, caplog):
+    import logging
+
+    caplog.set_level(logging.INFO)
+    settings = inbound_settings(25)
+    raw = crlf((CORPUS / "out-of-office.eml").read_bytes())
+    with Listener(settings, store, per_minute=2), smtplib.SMTP(*settings.inbound.address, timeout=30) as client:
+        client.ehlo()
+        assert not client.has_extn("auth")
+        assert client.docmd("AUTH", "PLAIN AGxvZ2luAHNlY3JldA==")[0] >= 500
+        client.sendmail("<>", ["bounces@news.example.org"], raw)
+        client.sendmail("<>", ["bounces@news.example.org"], raw.replace(b"Message-ID: <", b"Message-ID: <2."))
+        with pytest.raises(smtplib.SMTPSenderRefused) as limited:
+            client.sendmail("<>", ["bounces@news.example.org"], raw)
+        assert limited.value.smtp_code == 421
+    assert len(store.inbound.messages()) == 2
+    assert not [r.getMessage() for r in caplog.records if r.name == "mail.log" and r.levelno < logging.WARNING]
+    assert "AUTH" not in caplog.text and "onnection lost" not in caplog.text
+    assert len([r for r in caplog.records if r.name == "publisher.feedback"]) == 2
+
+
+def test_import_reads_a_maildirs_new_folder_and_warns_about_files_it_skips(store, inbound_settings, tmp_path, caplog):
+    settings = inbound_settings(25)
+    box = mailbox.Maildir(tmp_path / "Maildir", create=True)
+    box.add((CORPUS / "out-of-office.eml").read_bytes())
+    report = import_paths(store, settings, [tmp_path / "Maildir" / "new"], NOW)
+    assert report.kinds == {"auto_reply": 1} and not report.skipped
+    (tmp_path / "mail").mkdir()
+    (tmp_path / "mail" / "returned.eml").write_bytes((CORPUS / "human-reply.eml").read_bytes())
+    (tmp_path / "mail" / "1761552000.M1P2.host").write_bytes((CORPUS / "exim-failed.eml").read_bytes())
+    report = import_paths(store, settings, [tmp_path / "mail"], NOW)
+    assert report.kinds == {"unknown": 1} and [p.name for p in report.skipped] == ["1761552000.M1P2.host"]
+    assert "1 file skipped (not .eml): for a maildir, point at the maildir itself" in caplog.text

@@ -184,3 +184,64 @@ def test_imap_intake_acts_on_each_message_and_moves_it_to_the_processed_folder(
 
 def test_the_makefile_installs_dovecot_for_ci():
     assert "dovecot-imapd" in (REPO / "Makefile").read_text()
+
+
+def refuse_in_inbound_messages(store, column: str, word: str) -> None:
+    """The database itself refuses some content (as PostgreSQL refuses a NUL): a real constraint."""
+    from sqlalchemy import text
+
+    with store.engine.begin() as connection:
+        if store.engine.dialect.name == "sqlite":
+            connection.execute(
+                text(
+                    f"CREATE TRIGGER refuse_{column} BEFORE INSERT ON inbound_messages "
+                    f"WHEN NEW.{column} LIKE '%{word}%' BEGIN SELECT RAISE(ABORT, 'refused'); END"
+                )
+            )
+        else:
+            connection.execute(
+                text(
+                    f"ALTER TABLE inbound_messages ADD CONSTRAINT refuse_{column} CHECK ({column} NOT LIKE '%{word}%')"
+                )
+            )
+
+
+def test_a_message_that_cannot_be_recorded_never_blocks_the_mailbox(
+    dovecot, make_settings, database_url, store, monkeypatch
+):
+    monkeypatch.setenv("PUBLISHER_SECRET_KEY", "inbound-test-7c3e9a1f5b2d8e4a6c0f3b9d1e7a5c28")
+    monkeypatch.setenv("PUBLISHER_IMAP_PASSWORD", "secret")
+    settings = make_settings(
+        {
+            "newsletters": {"weekly": {}},
+            "delivery": {"return_path": "bounces@news.example.org"},
+            "inbound": {
+                "imap": {"host": "127.0.0.1", "port": dovecot, "security": "none", "username": "reader"},
+            },
+        },
+        database_url=database_url,
+    )
+    store.subscribers.add(Subscriber(email="gone@a.example", status="confirmed", newsletters=("weekly",)), NOW)
+    token = verp.make_token(
+        settings.secret_keys, make_issue(store, "Weekly", NOW, 1).id, store.subscribers.get("gone@a.example").id
+    )
+    dsn = (CORPUS / "postfix-user-unknown.eml").read_bytes().replace(SAMPLE_TOKEN.encode(), token.encode())
+    reply = (CORPUS / "human-reply.eml").read_bytes()
+    refuse_in_inbound_messages(store, "subject", "poison")  # kept as unknown, without its subject
+    refuse_in_inbound_messages(store, "raw", "deadly")  # cannot be kept at all
+    client = mailbox(dovecot)
+    for raw in (
+        reply.replace(b"Subject: Re:", b"Subject: deadly poison Re:"),
+        reply.replace(b"Subject: Re:", b"Subject: poison Re:"),
+        dsn.replace(b"alice@example.com", b"gone@a.example"),
+    ):
+        assert client.append("INBOX", None, None, crlf(raw))[0] == "OK"
+    client.logout()
+
+    report = poll(settings, store, NOW)
+    assert report.kinds == {"unknown": 1, "bounce": 1}
+    assert store.subscribers.get("gone@a.example").status == "bounced"
+    assert "could not be read: " in store.inbound.messages(kind="unknown")[0]["diagnostic"]
+    client = mailbox(dovecot)
+    assert (count(client, "INBOX"), count(client, "Processed")) == (1, 2)  # the one left waits for an operator
+    client.logout()

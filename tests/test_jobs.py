@@ -275,7 +275,8 @@ def test_a_hand_built_local_time_issue_goes_out_at_the_schedules_wall_clock_time
     assert summary == "1 new article"  # a first issue: no "since" (its lookback start means nothing to a reader)
     waiting = next(row for row in pub.schedule() if row["id"] == "send:weekly:1")
     assert waiting["slot_local"] == "2027-03-22T08:00:00"
-    sent = pub.send("weekly", immediately=True)
+    first_wave = datetime(2027, 3, 21, 18, 0, tzinfo=UTC)  # 08:00 Monday at UTC+14: the issue starts
+    sent = Publication(settings, store, clock=fixed(first_wave), transport=MemoryTransport()).send("weekly")
     summary = sent.as_json()
     assert summary["status"] == "sending" and summary["state"] == "sending" and summary["delivered"] == 0
     assert [(w["zones"], w["due"], w["local"], w["left"]) for w in summary["waves"]] == [
@@ -309,3 +310,46 @@ def test_the_retry_jobs_log_line_counts_what_it_delivered(store, make_settings, 
     with caplog.at_level("INFO", logger="publisher.jobs"):
         run_job(Publication(settings, store, clock=fixed(SLOT + timedelta(minutes=31))), "retry", "")
     assert "job retry: 1 issues sent or retried: 5 delivered, 0 failed, 0 deferred, 0 taken over" in caplog.text
+
+
+def test_now_sends_a_local_time_issue_to_every_reader_at_once(store, make_settings):
+    """Issue 16 leftovers: `digest send --now` on a local-time newsletter built an issue for this
+    instant whose waves came at this wall-clock time in each zone (Saturday 08:46 UTC made waves at
+    22:46 the next day in UTC+14's date). `--now` means now, for everyone: no waves."""
+    from publisher.transports import MemoryTransport
+
+    settings = _local_setup(store, make_settings)
+    _article(store, "w1", datetime(2027, 3, 19, tzinfo=UTC))
+    transport = MemoryTransport()
+    saturday = datetime(2027, 3, 20, 8, 46, tzinfo=UTC)
+    pub = Publication(settings, store, clock=fixed(saturday), transport=transport)
+    sent = pub.send("weekly", immediately=True).as_json()
+    assert (sent["status"], sent["state"], sent["delivered"], sent["waves"]) == ("sent", "sent", 4, [])
+    assert _received(transport) == dict.fromkeys(ZONES, 1)
+    for row in store.deliveries.rows(store.issues.get("weekly", 1).id):
+        assert saturday <= row["delivered_at"] < saturday + timedelta(minutes=1), row
+
+    # An approved issue for Monday's slot, sent on Saturday with --now: everyone, now.
+    _article(store, "w2", saturday + timedelta(minutes=5))
+    later = Publication(settings, store, clock=fixed(saturday + timedelta(hours=1)), transport=transport)
+    assert later.build("weekly").issue.number == 2
+    assert later.send("weekly").status == "skipped"  # without --now it waits for the readers' Monday
+    assert later.send("weekly", immediately=True).as_json()["delivered"] == 4
+    assert _received(transport) == dict.fromkeys(ZONES, 2)
+
+
+def test_now_sends_the_waves_left_of_a_local_time_issue_at_once(store, make_settings):
+    from publisher.transports import MemoryTransport
+
+    settings = _local_setup(store, make_settings)
+    _article(store, "w1", datetime(2027, 3, 19, tzinfo=UTC))
+    transport = MemoryTransport()
+    sydney = datetime(2027, 3, 21, 21, 0, tzinfo=UTC)  # Monday 08:00 in Sydney
+    Publication(settings, store, clock=fixed(sydney - timedelta(hours=3))).build("weekly")  # the first wave
+    pub = Publication(settings, store, clock=fixed(sydney), transport=transport)
+    waiting = pub.send("weekly").as_json()
+    assert waiting["status"] == "sending" and _received(transport) == {"sydney@example.org": 1}
+    assert len(waiting["waves"]) == 2
+    rest = pub.send("weekly", immediately=True).as_json()
+    assert (rest["status"], rest["waves"]) == ("resumed", [])
+    assert _received(transport) == dict.fromkeys(ZONES, 1) and store.issues.get("weekly", 1).state == "sent"

@@ -724,3 +724,120 @@ def test_secret_query_parameters_never_reach_the_access_log():
     logged = route_of("/admin/?access_token=pub_abc123&page=2&csrf=xyz&my_password=hunter22&q=tokens")
     assert logged == "/admin/?access_token=***&page=2&csrf=***&my_password=***&q=tokens"
     assert route_of("/unsubscribe/abcdef?x=1") == "/unsubscribe/{token}?x=1"
+
+
+# --- the subscriber's language -------------------------------------------------------------
+
+
+def visible(page: str) -> str:
+    """The words a reader sees on a page: tag contents, without markup, with spaces collapsed."""
+    page = re.sub(r"<(style|head|script)[^>]*>.*?</\1>", " ", page, flags=re.S)
+    page = re.sub(r"</?(strong|em|a|span)\b[^>]*>", "", page)  # inline: no space of their own
+    return re.sub(r"[ \t\r\n]+", " ", re.sub(r"<[^>]+>", " ", page))  # no-break spaces stay
+
+
+@contextlib.contextmanager
+def client_in(make_settings, database_url, store, outbox, language: str):
+    settings = make_settings(
+        {
+            "site": {"title": "Le Quotidien", "language": language},
+            "newsletters": {"weekly": {"title": "La Semaine"}},
+            "topics": [{"name": "asia", "label": "Asie", "tags": ["asia"]}],
+        },
+        database_url=database_url,
+    )
+    app = create_app(Publication(settings, store, transport=outbox))
+    with TestClient(app, base_url="https://news.example.org") as test_client:
+        yield settings, test_client
+
+
+def test_a_french_publication_speaks_french_from_the_form_to_the_unsubscribe_page(
+    make_settings, database_url, store, outbox
+):
+    """Issue 16 leftovers: the subscriber's pages and the sign-up mails were English only."""
+    with client_in(make_settings, database_url, store, outbox, "fr") as (settings, client):
+        form = client.get("/subscribe")
+        seen = visible(form.text)
+        for french in (
+            "S’abonner à Le Quotidien",
+            "Adresse e-mail",
+            "Les thèmes qui vous intéressent",
+            "J’accepte de recevoir La Semaine par e-mail de la part de Le Quotidien.",
+            "Nous vous enverrons un e-mail avec un lien de confirmation.",
+            "Archives",
+        ):
+            assert french in seen, french
+        assert '<html lang="fr">' in form.text
+        left = [word for word in ("Subscribe to", "Email address", "I agree", "Topics you", "optional") if word in seen]
+        assert not left, left
+
+        sent = client.post("/subscribe", data={"email": "lea@example.fr", "newsletter": "weekly"})
+        assert "Consultez votre boîte de réception" in visible(sent.text)
+        assert "Le lien est valable 2 jours." in visible(sent.text)
+
+        mail = parse(outbox.sent[0])
+        assert mail["Subject"] == "Confirmez votre abonnement à Le Quotidien"
+        body = " ".join(mail.get_content().split())
+        for french in ("Bonjour,", "Quelqu’un, probablement vous, a demandé à recevoir La Semaine", "valable 2 jours"):
+            assert french in body, french
+        assert "someone" not in body.lower() and "The link works" not in body
+
+        page = client.get(confirm_path(outbox.sent[0]))
+        assert "Confirmez votre abonnement" in visible(page.text) and "Oui, abonnez-moi" in page.text
+        done = client.post(confirm_path(outbox.sent[0]))
+        assert "Votre abonnement est confirmé" in visible(done.text)
+        welcome = parse(outbox.sent[1])
+        assert welcome["Subject"] == "Bienvenue chez Le Quotidien"
+        assert "Se désabonner de La Semaine\u00a0:" in welcome.get_content()
+        person = store.subscribers.get("lea@example.fr")
+        assert "J’accepte de recevoir La Semaine" in person.consent_text  # the words the reader agreed to
+
+        path = unsubscribe_path(settings, person)
+        ask = visible(client.get(path).text)
+        assert "Ne plus envoyer La Semaine à lea@example.fr\u00a0?" in ask
+        assert "Se désabonner" in ask and "Ou bien modifiez vos préférences." in ask
+        gone = visible(client.post(path).text)
+        assert "Votre désabonnement est confirmé" in gone and "Me réabonner" in gone
+        assert "unsubscribed" not in gone.lower()
+
+
+def test_french_errors_a_subscriber_can_meet(make_settings, database_url, store, outbox):
+    with client_in(make_settings, database_url, store, outbox, "fr") as (_, client):
+        bad = client.post("/subscribe", data={"email": "pas-une-adresse", "newsletter": "weekly"})
+        assert bad.status_code == 400
+        assert "«\u00a0pas-une-adresse\u00a0» n’est pas une adresse e-mail valide" in visible(bad.text)
+        broken = client.get("/unsubscribe/not-a-token")
+        assert broken.status_code == 400
+        seen = visible(broken.text)
+        assert "Ce lien ne fonctionne pas" in seen and "Ce lien n’est pas valide\u00a0: il a peut-être" in seen
+        assert "Aller à la page d’accueil ou vous réabonner." in seen
+
+
+def test_a_language_without_a_catalogue_gets_english_pages_and_mails(make_settings, database_url, store, outbox):
+    with client_in(make_settings, database_url, store, outbox, "pt-BR") as (_, client):
+        assert "Subscribe to Le Quotidien" in visible(client.get("/subscribe").text)
+        client.post("/subscribe", data={"email": "ana@example.com", "newsletter": "weekly"})
+        mail = parse(outbox.sent[0])
+        assert mail["Subject"] == "Confirm your subscription to Le Quotidien"
+        assert "The link works for 2 days." in " ".join(mail.get_content().split())
+
+
+def test_the_public_sites_sign_up_block_and_404_page_are_in_french_too(make_settings, database_url, store, outbox):
+    """The consent sentence is French on a French site: the words around it must be too."""
+    with client_in(make_settings, database_url, store, outbox, "fr") as (_, client):
+        home = visible(client.get("/").text)
+        for french in (
+            "Recevez les nouveaux articles par e-mail",
+            "J’accepte de recevoir La Semaine",
+            "Nous envoyons d’abord un lien de confirmation.",
+            "Aller au contenu",
+            "Rien n’a encore été publié.",
+        ):
+            assert french in home, french
+        missing = client.get("/no-such-page")
+        assert missing.status_code == 404
+        seen = visible(missing.text)
+        assert "Page introuvable" in seen and "Essayez la page d’accueil ou les archives." in seen
+        english = ("Get new articles", "We send", "Skip to", "Page not found", "Archive ")
+        left = [word for word in english if word in seen]
+        assert not left, left

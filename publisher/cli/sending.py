@@ -109,7 +109,14 @@ def show_deferred(reason: DeferredReason | None, name: str) -> None:
     help="Write every message of the issue that would go (a draft too) to dry-run/NEWSLETTER-NUMBER/ beside "
     "[delivery] maildir (never the outbox); record nothing.",
 )
-@click.option("--now", "immediately", is_flag=True, help="Send an approved issue now, before its slot.")
+@click.option(
+    "--now",
+    "immediately",
+    is_flag=True,
+    help="Send an approved issue now, before its slot (none approved: build one for this instant and send it). "
+    'With deliver = "local", every reader gets it now, whatever their time zone: no waves (an issue already '
+    "between its waves sends the waves left now).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (status, issue, recipients, …).")
 @click.option("--force", is_flag=True, help="Build an issue even with fewer than min_articles new articles.")
 @click.option(
@@ -123,6 +130,9 @@ def send_command(
 ) -> None:
     """Send NAME's issue: resume an unfinished one, else send the approved one whose slot has
     come (any approved one with --now), else build one and send it.
+
+    A local-time newsletter (deliver = "local") sends each reader at the slot's time in their own
+    zone, in waves; with --now everyone gets the issue at once instead.
 
     Delivered recipients are never sent again; deferred ones are retried with backoff (at once
     with --retry-now). Nothing is sent when there are fewer than min_articles new articles

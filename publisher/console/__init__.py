@@ -6,11 +6,12 @@
 
 from __future__ import annotations
 
+from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from publisher.console import access, articles, auth, dashboard, issues, subscribers
+from publisher.console import access, articles, auth, dashboard, issues, pending, subscribers
 from publisher.console.pages import error
 from publisher.operators import Permission
 
@@ -49,10 +50,12 @@ def routes() -> list[BaseRoute]:
         Route("/subscribers/import", g(WRITE, subscribers.import_form), methods=["GET"]),
         Route(
             "/subscribers/import",
-            g(WRITE, subscribers.import_preview, form_limit=subscribers.MAX_UPLOAD),
+            g(WRITE, subscribers.import_preview, form_limit=subscribers.MAX_UPLOAD, too_large=subscribers.TOO_LARGE),
             methods=["POST"],
         ),
         Route("/subscribers/import/confirm", g(WRITE, subscribers.import_confirm), methods=["POST"]),
+        Route("/subscribers/confirm-pending", g(WRITE, pending.page), methods=["GET"]),
+        Route("/subscribers/confirm-pending", g(WRITE, pending.send), methods=["POST"]),
         Route("/subscribers/{email}", g(READ, subscribers.detail), methods=["GET"]),
         Route("/subscribers/{email}/newsletters", g(WRITE, subscribers.set_newsletters), methods=["POST"]),
         Route("/subscribers/{email}/unsubscribe", g(WRITE, subscribers.unsubscribe), methods=["POST"]),
@@ -62,6 +65,13 @@ def routes() -> list[BaseRoute]:
         Route("/articles/{slug}", g(READ, articles.detail), methods=["GET"]),
         Route("/{path:path}", g(READ, _not_found), methods=["GET"]),
     ]
+
+
+def close(app: Starlette) -> None:
+    """What the console keeps for the web app's life, deleted when it shuts down (uploaded CSV files)."""
+    kept = getattr(app.state, "console_uploads", None)
+    if kept is not None:
+        kept.close()
 
 
 async def _not_found(request: Request, console: auth.Console) -> Response:

@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 LOGIN_CSRF_AGE = timedelta(hours=2)
 MAX_FORM = 64 * 1024
+TOO_LARGE = "This form is too large."
 
 
 @dataclass
@@ -77,16 +78,16 @@ def set_cookie(response: Response, request: Request, name: str, value: str, max_
     )
 
 
-async def read_form(request: Request, limit: int = MAX_FORM) -> FormData:
+async def read_form(request: Request, limit: int = MAX_FORM, too_large: str = TOO_LARGE) -> FormData:
     """The posted form, at most `limit` bytes however it is sent (a file upload gets a larger limit)."""
     length = request.headers.get("content-length")
     if length is not None and whole_number(length, high=limit) is None:
-        raise HTTPException(413, "This form is too large.")
+        raise HTTPException(413, too_large)
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
         if len(body) > limit:
-            raise HTTPException(413, "This form is too large.")
+            raise HTTPException(413, too_large)
     request._body = bytes(body)  # Starlette parses the form from the body already read
     return await request.form(max_files=1, max_fields=200, max_part_size=limit)
 
@@ -108,7 +109,9 @@ def csrf_ok(console: Console) -> bool:
     return bool(sent) and hmac.compare_digest(sent.encode(), console.csrf.encode())
 
 
-def guarded(permission: Permission, handler: Handler, *, form_limit: int = MAX_FORM) -> Endpoint:
+def guarded(
+    permission: Permission, handler: Handler, *, form_limit: int = MAX_FORM, too_large: str = TOO_LARGE
+) -> Endpoint:
     """An endpoint that needs a signed-in operator with `permission`; a POST also needs the CSRF token.
 
     Without a session a page redirects to the login page and an action is refused (403). A
@@ -126,7 +129,10 @@ def guarded(permission: Permission, handler: Handler, *, form_limit: int = MAX_F
             await _refused(request, console, permission)
             return error(request, 403, f"Your role ({console.operator.role}) may not do this.")
         if request.method == "POST":
-            console.form = await read_form(request, form_limit)
+            try:
+                console.form = await read_form(request, form_limit, too_large)
+            except HTTPException as refused:  # too large: said on a console page, with its navigation
+                return error(request, refused.status_code, str(refused.detail))
             if not csrf_ok(console):
                 return error(request, 403, "This form has expired or did not come from the console: try again.")
         try:

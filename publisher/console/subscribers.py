@@ -3,9 +3,6 @@ newsletters, unsubscribe, unsuppress, and one subscriber's history."""
 
 from __future__ import annotations
 
-import secrets
-import tempfile
-import time
 from pathlib import Path
 from urllib.parse import quote
 
@@ -14,16 +11,23 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import Response
 
+from publisher.console import pending
 from publisher.console.auth import Console, audited
 from publisher.console.pages import PAGE_HEADERS, page_number, redirect, render
+from publisher.console.uploads import Uploads
 from publisher.errors import SubscriberError
-from publisher.files import write_private
 from publisher.model import SUBSCRIBER_STATUSES
 from publisher.publication import Publication
 
 PAGE = 50
 MAX_UPLOAD = 20 * 1024 * 1024
+TOO_LARGE = (
+    f"The file is larger than {MAX_UPLOAD // (1024 * 1024)} MB: split it, or import it on the server "
+    "with `publisher subscribers import FILE`."
+)
 UPLOAD_AGE = 3600  # seconds an uploaded file waits for its confirmation
+UPLOADS_KEPT = 3  # an operator's newest previews kept; older ones must be uploaded again
+UPLOADS_BYTES = 100 * 1024 * 1024  # all kept uploads together
 MAX_ERRORS = 20
 
 
@@ -153,18 +157,13 @@ async def export(request: Request, console: Console) -> Response:
 # --- CSV import: upload, look at the mapping, confirm --------------------------------------------
 
 
-def _uploads(request: Request) -> Path:
-    """This app's private folder for uploaded files (made with mkdtemp: owner-only, unguessable)."""
+def uploads(request: Request) -> Uploads:
+    """This app's kept uploads (deleted when the app shuts down: `publisher.console.close`)."""
     state = request.app.state
-    if not hasattr(state, "console_uploads"):
-        state.console_uploads = Path(tempfile.mkdtemp(prefix="publisher-console-uploads-"))
-    folder: Path = state.console_uploads
-    cutoff = time.time() - UPLOAD_AGE
-    for old in folder.glob("*/*"):
-        if old.stat().st_mtime < cutoff:
-            old.unlink(missing_ok=True)
-            old.parent.rmdir()
-    return folder
+    if getattr(state, "console_uploads", None) is None:
+        state.console_uploads = Uploads(max_age=UPLOAD_AGE, per_operator=UPLOADS_KEPT, max_bytes=UPLOADS_BYTES)
+    found: Uploads = state.console_uploads
+    return found
 
 
 def upload_name(filename: str) -> str:
@@ -172,16 +171,6 @@ def upload_name(filename: str) -> str:
     base = filename.replace("\\", "/").rsplit("/", 1)[-1]
     cleaned = "".join(c if c.isascii() and (c.isalnum() or c in "._-") else "_" for c in base).strip("._")[:100]
     return cleaned or "upload.csv"
-
-
-def _upload_path(request: Request, upload_id: str) -> Path:
-    """The kept upload, `<uploads>/<id>/<its own name>`: the name becomes the import's `source`."""
-    if len(upload_id) != 32 or any(c not in "0123456789abcdef" for c in upload_id):
-        raise SubscriberError("this import has expired: upload the file again")
-    found = list((_uploads(request) / upload_id).glob("*"))
-    if len(found) != 1:
-        raise SubscriberError("this import has expired: upload the file again")
-    return found[0]
 
 
 def _shown(message: str, path: Path) -> str:
@@ -207,11 +196,9 @@ async def import_preview(request: Request, console: Console) -> Response:
     if not isinstance(upload, UploadFile) or not upload.filename:
         raise SubscriberError("choose a CSV file to import")
     data = await upload.read()
-    upload_id = secrets.token_hex(16)
-    folder = _uploads(request) / upload_id
-    folder.mkdir(mode=0o700)
-    path = folder / upload_name(upload.filename)
-    write_private(path, data)
+    upload_id, path = await run_in_threadpool(
+        uploads(request).keep, console.operator.id, upload_name(upload.filename), data
+    )
     options = _options(console)
     errors: list[str] = []
     try:
@@ -238,7 +225,7 @@ async def import_preview(request: Request, console: Console) -> Response:
 
 
 async def import_confirm(request: Request, console: Console) -> Response:
-    path = _upload_path(request, console.text("upload", 64))
+    path = await run_in_threadpool(uploads(request).find, console.operator.id, console.text("upload", 64))
     options = _options(console)
     try:
         _, counts = await audited(
@@ -253,10 +240,8 @@ async def import_confirm(request: Request, console: Console) -> Response:
     except SubscriberError as error:
         raise SubscriberError(_shown(str(error), path)) from None
     finally:
-        path.unlink(missing_ok=True)
-        path.parent.rmdir()
-    return redirect(
-        request,
-        "/admin/subscribers/",
-        f"Imported {counts.rows} rows: {counts.added} added, {counts.updated} updated, {counts.rejected} rejected.",
-    )
+        await run_in_threadpool(uploads(request).discard, path)
+    done = f"Imported {counts.rows} rows: {counts.added} added, {counts.updated} updated, {counts.rejected} rejected."
+    if asking := await pending.waiting(_publication(request)):  # offer to ask them: the next page's button
+        return redirect(request, pending.URL, f"{done} {asking} pending addresses have not been asked to confirm.")
+    return redirect(request, "/admin/subscribers/", done)

@@ -2,7 +2,9 @@
 
 Each message in `folder` is recorded and acted on, then moved to `processed_folder` (created when
 missing). A message is moved only after it was recorded: a crash in between reads it again,
-which changes nothing (messages are recorded once, by digest).
+which changes nothing (messages are recorded once, by digest). A message that cannot be recorded
+is kept as `unknown` and moved like the others; one that cannot be recorded even so stays in
+`folder` (warned about, by uid) and the poll goes on to the next.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from datetime import datetime
 
 from publisher.config import ImapSettings, Settings
 from publisher.errors import PublisherError
-from publisher.feedback import receive
+from publisher.inbound.intake import take
 from publisher.store import Store
 
 log = logging.getLogger("publisher.inbound")
@@ -90,7 +92,9 @@ def poll(settings: Settings, store: Store, now: datetime) -> PollReport:
             raw = next((item[1] for item in data if isinstance(item, tuple)), None)
             if raw is None:
                 continue
-            recorded = receive(store, settings, raw, now, source="imap")
+            recorded = take(store, settings, raw, now, source="imap", where=f"{imap.folder} uid {uid}")
+            if recorded is None:
+                continue  # left in the folder for an operator; the rest are read
             kinds[recorded.kind] = kinds.get(recorded.kind, 0) + 1
             _move(client, uid, imap.processed_folder, capabilities)
     except (OSError, imaplib.IMAP4.error) as error:

@@ -11,9 +11,11 @@ tokens it finds are checked by `publisher.feedback`, which acts on them.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from email import message_from_bytes, policy
 from email.message import Message
+from email.parser import BytesParser, HeaderParser
+from email.policy import Policy, compat32
 from email.utils import getaddresses, parseaddr
 from enum import StrEnum
 
@@ -43,6 +45,12 @@ class Feedback:
     subject: str = ""
 
 
+MAX_PARTS = 1_000  # MIME parts read; a message with more is kept as `unknown`, unread
+# C0 and C1 controls (tab, newline and carriage return become spaces), DEL, bidi overrides.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+# Exchange's mark on an auto-reply (so that no other auto-reply answers it): All, OOF or AutoReply.
+_SUPPRESSES_AUTO_REPLIES = re.compile(r"\b(?:all|oof|autoreply)\b", re.IGNORECASE)
 _STATUS = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
 _SMTP_CODE = re.compile(r"(?:^|[\s#(])([45]\d\d)[\s:-]", re.MULTILINE)
 _ADDRESS = re.compile(r"<?([A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)>?")
@@ -87,23 +95,56 @@ _FORMATS = (
 
 
 def parse(raw: bytes, *, envelope_to: str = "") -> Feedback:
-    """Classify one message that came back; `envelope_to` is the address it was delivered to.
-    A message nested too deeply to read (thousands of parts inside parts) is `unknown`."""
+    """Classify one message that came back; `envelope_to` is the address it was delivered to."""
+    return parse_each(raw, [envelope_to])[0]
+
+
+def parse_each(raw: bytes, envelope_tos: Sequence[str]) -> list[Feedback]:
+    """Classify one message for each address it was delivered to, reading it once (the address
+    decides which VERP token is tried first, and whether it is an unsubscribe request).
+
+    A message of more than MAX_PARTS MIME parts, or nested too deeply to read, is `unknown`.
+    Every text taken from the message is stripped of control characters."""
     try:
-        return _classify(raw, envelope_to)
+        message = _read(raw)
+        in_raw = tokens_in(raw.decode("latin-1"))
+        found = [_classify(message, in_raw, envelope_to) for envelope_to in envelope_tos]
+    except _TooManyParts:
+        found = [_unreadable("too-many-parts", f"more than {MAX_PARTS:,} MIME parts")] * len(envelope_tos)
     except RecursionError:
-        return Feedback(
-            Kind.UNKNOWN,
-            format="too-deep",
-            diagnostic="MIME parts nested too deeply to read: kept for an operator, not acted on",
-        )
+        found = [_unreadable("too-deep", "MIME parts nested too deeply to read")] * len(envelope_tos)
+    return [_cleaned(feedback) for feedback in found]
 
 
-def _classify(raw: bytes, envelope_to: str) -> Feedback:
-    message = message_from_bytes(raw, policy=policy.compat32)
+def _unreadable(name: str, why: str) -> Feedback:
+    return Feedback(Kind.UNKNOWN, format=name, diagnostic=f"{why}: kept for an operator, not acted on")
+
+
+class _TooManyParts(Exception):
+    pass
+
+
+class _PartBudget:
+    """The parser's message factory: it stops the parse once `limit` parts were made."""
+
+    def __init__(self, limit: int) -> None:
+        self.left = limit + 1  # the parser makes one to try the factory out
+
+    def __call__(self, policy: Policy = compat32) -> Message:
+        self.left -= 1
+        if self.left < 0:
+            raise _TooManyParts
+        return Message(policy)
+
+
+def _read(raw: bytes) -> Message:
+    return BytesParser(_PartBudget(MAX_PARTS), policy=compat32).parsebytes(raw)
+
+
+def _classify(message: Message, in_raw: list[str], envelope_to: str) -> Feedback:
     unknown = Feedback(
         Kind.UNKNOWN,
-        tokens=_tokens(message, raw, envelope_to),
+        tokens=_tokens(message, in_raw, envelope_to),
         message_id=_header(message, "Message-ID"),
         sender=parseaddr(_header(message, "From"))[1],
         subject=_header(message, "Subject"),
@@ -115,6 +156,26 @@ def _classify(raw: bytes, envelope_to: str) -> Feedback:
         if found is not None:
             return replace(unknown, **found)
     return unknown
+
+
+def clean(text: str) -> str:
+    """`text` without control characters (terminal escapes, NUL, bidi overrides) or broken
+    surrogates, its whitespace collapsed: safe to store and to print on a terminal."""
+    return " ".join(_CONTROL.sub("", _SURROGATE.sub("\ufffd", text)).split())
+
+
+def _cleaned(feedback: Feedback) -> Feedback:
+    return replace(
+        feedback,
+        recipient=clean(feedback.recipient),
+        status=clean(feedback.status),
+        diagnostic=clean(feedback.diagnostic),
+        format=clean(feedback.format),
+        message_id=clean(feedback.message_id),
+        original_message_id=clean(feedback.original_message_id),
+        sender=clean(feedback.sender),
+        subject=clean(feedback.subject),
+    )
 
 
 # --- pieces --------------------------------------------------------------------------------
@@ -172,12 +233,12 @@ def _children(message: Message) -> list[Message]:
     return [part for part in payload if isinstance(part, Message)] if isinstance(payload, list) else []
 
 
-def _tokens(message: Message, raw: bytes, envelope_to: str) -> tuple[str, ...]:
+def _tokens(message: Message, in_raw: list[str], envelope_to: str) -> tuple[str, ...]:
     """VERP tokens: first in the address the report was delivered to, then anywhere in it."""
     addressed = " ".join(
         [envelope_to, *(str(v) for name in ("Delivered-To", "X-Original-To", "To") for v in message.get_all(name, []))]
     )
-    found = tokens_in(addressed) + tokens_in(raw.decode("latin-1"))
+    found = tokens_in(addressed) + in_raw
     return tuple(dict.fromkeys(found))
 
 
@@ -209,8 +270,6 @@ def _fields(part: Message) -> list[Message]:
         return [block for block in payload if isinstance(block, Message)]
     text = payload if isinstance(payload, str) else ""
     blocks = re.split(r"\r?\n\s*\r?\n", text.strip())
-    from email.parser import HeaderParser
-
     return [HeaderParser().parsestr(block + "\n") for block in blocks if block.strip()]
 
 
@@ -289,6 +348,8 @@ def _plain_bounce(message: Message, _envelope_to: str) -> dict | None:
     """Exim, Gmail (old style), Yahoo/qmail and Exchange bounces: plain text, no delivery-status part."""
     if not _looks_like_bounce(message) or not _BOUNCE_SUBJECT.search(_header(message, "Subject")):
         return None
+    if _declared_auto_reply(message):  # "Automatic reply: … could not be delivered … permanently moved"
+        return None
     text = _text(message)
     cut = re.search(r"^-+ ?(?:below this line|this is a copy|original message)", text, re.IGNORECASE | re.MULTILINE)
     report = text[: cut.start()] if cut else text
@@ -324,6 +385,16 @@ def _auto_reply(message: Message, _envelope_to: str) -> dict | None:
     return {"kind": Kind.AUTO_REPLY, "diagnostic": "auto-reply (" + ", ".join(why) + ")", "format": "header"}
 
 
+def _declared_auto_reply(message: Message) -> bool:
+    """An auto-reply by its headers, never a bounce. Mailer daemons mark their (plain-text)
+    bounces `Auto-Submitted: auto-replied` too, and Exchange may add `X-Auto-Response-Suppress`:
+    from a daemon those two do not count."""
+    signs = set(_auto_signs(message))
+    if signs & {"x-autoreply", "precedence", "subject"}:
+        return True
+    return bool(signs & {"auto-submitted", "x-auto-response-suppress"}) and not _DAEMON.search(_header(message, "From"))
+
+
 def _auto_signs(message: Message) -> list[str]:
     auto_submitted = _header(message, "Auto-Submitted").lower()
     precedence = _header(message, "Precedence").lower()
@@ -331,7 +402,10 @@ def _auto_signs(message: Message) -> list[str]:
         ("auto-submitted", auto_submitted not in ("", "no")),
         ("x-autoreply", bool(_header(message, "X-Autoreply") or _header(message, "X-Autorespond"))),
         ("precedence", precedence in ("auto_reply", "auto-reply")),
-        ("x-auto-response-suppress", "oof" in _header(message, "X-Auto-Response-Suppress").lower()),
+        (
+            "x-auto-response-suppress",
+            bool(_SUPPRESSES_AUTO_REPLIES.search(_header(message, "X-Auto-Response-Suppress"))),
+        ),
         ("subject", bool(_AUTO_SUBJECT.search(_header(message, "Subject")))),
     ]
     return [name for name, present in signs if present]

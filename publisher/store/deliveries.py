@@ -755,6 +755,15 @@ class DeliveryStore:
             for code, status, text, rows in found
         ]
 
+    def bring_waves_forward(self, issue_id: int, now: datetime) -> int:
+        """Make every pending row of an issue whose wave is still ahead due at once; returns how many."""
+        with self.engine.begin() as connection:
+            return connection.execute(
+                update(deliveries)
+                .where(deliveries.c.issue_id == issue_id, deliveries.c.state == "pending", deliveries.c.due_at > now)
+                .values(due_at=now)
+            ).rowcount
+
     def retry_now(self, issue_id: int, now: datetime) -> int:
         """Make every deferred row of an issue due at once; returns how many."""
         with self.engine.begin() as connection:
