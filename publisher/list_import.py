@@ -296,7 +296,7 @@ class Plan:
         else:
             status = "pending (asked with `publisher subscribers confirm-pending --send`)"
         if self.state_columns:
-            status += f"; rows {', '.join(self.state_columns)} marks as stopped: unsubscribed or bounced"
+            status += f"; rows {', '.join(self.state_columns)} marks as stopped become unsubscribed or bounced"
         lines.append(f"status: {status}")
         return lines
 
@@ -442,7 +442,7 @@ _GUARDED = ("=", "+", "-", "@", "\t", "\r")  # what our export guards with a lea
 def unguard(cell: str) -> str:
     """A cell as written before our export (or a spreadsheet) guarded it against formulas:
     `'=cmd@example.com` → `=cmd@example.com`."""
-    return cell[1:] if cell[:1] == "'" and cell[1:2] in _GUARDED and cell[1:2] else cell
+    return cell[1:] if cell[:1] == "'" and cell[1:2] in _GUARDED else cell
 
 
 def _unguarded(function: Callable[[str, str], T]) -> Callable[[str, str], T]:
@@ -472,6 +472,7 @@ def row_reader(plan: Plan, known: Known, now: datetime) -> Callable[[list[str], 
     states = [(col, last[col]) for col in plan.format.state_columns if col in last]
     valued = [last[col] for col in dict.fromkeys(rule.column for rule in plan.mapping.tag_rules if rule.column)]
     stopped_at = last.get(plan.format.suppressed_at, width)
+    cleaned = "cleaned" if plan.file_state == SUPPRESSED else ""  # else the state column's own word
     otherwise = "confirmed" if plan.confirmed else "pending"
 
     def newsletters_and_topics(cells: tuple[str, ...], where: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -497,7 +498,8 @@ def row_reader(plan: Plan, known: Known, now: datetime) -> Callable[[list[str], 
         if status in ("unsubscribed", "bounced"):
             chosen, interests = (), ()
             if status == "bounced":
-                stopped = _suppression(plan, address, [cells[i] for _, i in states], cells[stopped_at], now, where)
+                word = cleaned or next((cells[i].strip().lower() for _, i in states if cells[i].strip()), "")
+                stopped = _suppression(plan, address, word, cells[stopped_at], now, where)
         confirmed = status == "confirmed"
         full_name = cells[name] or " ".join(v for v in (cells[first], cells[family]) if v)
         if full_name[:1] == "'":
@@ -518,11 +520,8 @@ def row_reader(plan: Plan, known: Known, now: datetime) -> Callable[[list[str], 
     return read
 
 
-def _suppression(
-    plan: Plan, email: str, state_cells: list[str], at_cell: str, now: datetime, where: str
-) -> Suppression:
+def _suppression(plan: Plan, email: str, word: str, at_cell: str, now: datetime, where: str) -> Suppression:
     """The reason (`import:mailchimp cleaned`), the export's own time of it, and file:line."""
-    word = "cleaned" if plan.file_state == SUPPRESSED else next((c.strip().lower() for c in state_cells if c), "")
     try:
         at = parse_time(unguard(at_cell), where) or now
     except SubscriberError:

@@ -386,6 +386,9 @@ def test_imported_suppressions_name_the_old_service_its_time_and_the_line(config
     assert found["angry@example.com"]["reason"] == "import:buttondown complained"
     assert found["angry@example.com"]["evidence"] == f"{path}:2"
     assert "fine@example.com" not in found
+    run(config, "subscribers", "import", str(EXPORTS / "listmonk.csv"))
+    trap = suppressed(config)["spam.trap@example.com"]
+    assert (trap["reason"], trap["at"]) == ("import:listmonk blocklisted", "2023-03-03T03:03:03+00:00")  # updated_at
     assert "refused during the SMTP session" not in run(config, "subscribers", "suppressed").output
     # importing the file again adds no second entry; unsuppress lifts it as any other
     run(config, "subscribers", "import", str(EXPORTS / "mailchimp_cleaned.csv"))
