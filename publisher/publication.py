@@ -43,7 +43,7 @@ from publisher import (
 )
 from publisher.archive import archived_issues, write_archive
 from publisher.clock import Clock, system_clock
-from publisher.config import NewsletterSettings, Settings, SourceSettings, load_settings
+from publisher.config import NewsletterSettings, Settings, SourceSettings, check_imap_password, load_settings
 from publisher.errors import (
     AccessError,
     ArticleConflict,
@@ -1058,6 +1058,7 @@ class Publication:
         """Read `[inbound] imap`'s mailbox once; processed mail moves to its folder."""
         from publisher.inbound import imap as inbound_imap
 
+        check_imap_password(self.settings)
         return inbound_imap.poll(self.settings, self.store, self.now())
 
     def serve_inbound(self, stop: threading.Event) -> None:
