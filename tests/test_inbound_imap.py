@@ -175,7 +175,7 @@ def test_imap_intake_acts_on_each_message_and_moves_it_to_the_processed_folder(
             "delivery": {"return_path": "bounces@news.example.org"},
             "inbound": {
                 "imap": {"host": "127.0.0.1", "port": dovecot, "security": "none", "username": "reader"},
-            }
+            },
         },
         database_url=database_url,
     )
