@@ -1067,6 +1067,17 @@ class Publication:
 
         inbound_listener.serve(self.settings, self.store, stop)
 
+    def inbound_messages(self, kind: str | None = None, limit: int = 50) -> list[dict]:
+        """The newest recorded messages (of `kind`), newest first, without their raw text."""
+        return self.store.inbound.messages(kind, limit, with_raw=False)
+
+    def inbound_message(self, message_id: int) -> dict:
+        """One recorded message with its raw text; an unknown id is a PublisherError."""
+        found = self.store.inbound.message(message_id)
+        if found is None:
+            raise PublisherError(f"no inbound message {message_id} (see `publisher inbound list`)")
+        return found
+
     def take_event(self, event: Feedback, *, source: str, event_id: str) -> feedback.Recorded:
         """An ESP webhook's event, its signature already verified, acted on once."""
         return feedback.apply_event(self.store, self.settings, event, self.now(), source=source, event_id=event_id)

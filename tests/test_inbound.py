@@ -312,7 +312,10 @@ def test_import_suppressed_and_unsuppress_commands(tmp_path, database_url, monke
 
     result = cli(config, "inbound", "import", str(tmp_path / "bounce.eml"), str(tmp_path / "returned.mbox"))
     assert result.exit_code == 0
-    assert result.output.strip() == "3 messages: 1 auto_reply, 1 bounce, 1 unknown; 0 already recorded"
+    assert result.output.strip() == (
+        "3 messages: 1 auto_reply, 1 bounce, 1 unknown; "
+        "1 suppressed, 0 unsubscribed, 1 kept for an operator, 1 not acted on, 0 already recorded"
+    )
     listed = json.loads(cli(config, "subscribers", "suppressed", "--json").output)
     assert [(row["email"], row["reason"]) for row in listed] == [("alice@a.example", "hard_bounce")]
     assert "5.1.1" in listed[0]["evidence"] and listed[0]["at"].startswith("20")

@@ -102,6 +102,21 @@ class Recorded:
     action: str  # what was done, in words
     duplicate: bool = False
 
+    @property
+    def outcome(self) -> str:
+        """What was done, as one of OUTCOMES (for counting)."""
+        if self.duplicate:
+            return "already recorded"
+        for prefix, outcome in _OUTCOME_PREFIXES:
+            if self.action.startswith(prefix):
+                return outcome
+        return "kept for an operator" if self.kind == "unknown" else "not acted on"
+
+
+# What a recorded message led to, for summaries: the prefix of its action, in words.
+_OUTCOME_PREFIXES = (("suppressed", "suppressed"), ("unsubscribed", "unsubscribed"), ("soft bounce scored", "scored"))
+OUTCOMES = ("suppressed", "unsubscribed", "scored", "kept for an operator", "not acted on", "already recorded")
+
 
 @dataclass(frozen=True)
 class Suppression:
@@ -159,12 +174,21 @@ class InboundStore:
                 select(subscribers.c.id).where(subscribers.c.email == storable(email.lower(), 320))
             )
 
-    def messages(self, kind: str | None = None, limit: int = 100) -> list[dict]:
-        query = select(inbound_messages).order_by(inbound_messages.c.id.desc()).limit(limit)
+    def messages(self, kind: str | None = None, limit: int = 100, *, with_raw: bool = True) -> list[dict]:
+        """The newest `limit` messages (of `kind`), newest first; `with_raw=False` leaves the raw text out."""
+        columns = [column for column in inbound_messages.c if with_raw or column.name != "raw"]
+        query = select(*columns).order_by(inbound_messages.c.id.desc()).limit(limit)
         if kind:
             query = query.where(inbound_messages.c.kind == storable(kind, 16))
         with self.engine.connect() as connection:
             return [dict(row) for row in connection.execute(query).mappings()]
+
+    def message(self, message_id: int) -> dict | None:
+        """One recorded message, raw text included."""
+        with self.engine.connect() as connection:
+            row = connection.execute(select(inbound_messages).where(inbound_messages.c.id == message_id)).mappings()
+            found = row.first()
+        return dict(found) if found is not None else None
 
     def _apply(
         self, connection: Connection, entry: InboundEntry, effect: Effect, now: datetime, rule: ScoreRule
