@@ -370,3 +370,19 @@ def test_a_time_zone_that_is_no_place_is_refused_at_load(tmp_path):
             settings_from_dict({"site": {**base["site"], "timezone": zone}}, tmp_path / "config.toml")
         with pytest.raises(ConfigError, match=r"newsletters\.weekly\.timezone: unknown time zone"):
             settings_from_dict({**base, "newsletters": {"weekly": {"timezone": zone}}}, tmp_path / "config.toml")
+
+
+def test_the_init_config_shows_the_bounce_settings_commented_out_and_they_load(tmp_path, monkeypatch):
+    from datetime import UTC, datetime
+
+    from publisher.scaffold import scaffold
+
+    scaffold(tmp_path / "news", now=datetime(2025, 10, 20, tzinfo=UTC))
+    text = (tmp_path / "news" / "config.toml").read_text()
+    assert load_settings(tmp_path / "news" / "config.toml").delivery.return_path == ""  # off as written
+    assert '# return_path = "bounces@news.example.org"' in text and "# [inbound]" in text
+    setting = re.compile(r"^# (\[[a-z.]+\]|[a-z_]+ = .*)$", re.MULTILINE)
+    (tmp_path / "news" / "config.toml").write_text(setting.sub(r"\1", text))
+    settings = load_settings(tmp_path / "news" / "config.toml")
+    assert settings.delivery.return_path == "bounces@news.example.org"
+    assert settings.inbound.listen == "127.0.0.1:2526" and settings.inbound.imap.host == "imap.example.org"
