@@ -32,6 +32,9 @@ UNSUBSCRIBE = "unsubscribe"  # one newsletter (`Effect.newsletter`), or every on
 SOFT_BOUNCE = "soft_bounce"
 NOTHING = "nothing"
 _ACTIVE = ("pending", "confirmed")
+# How long a mail server keeps warning about one delayed message: its queue lifetime (Postfix and
+# Exim: 5 and 4 days by default; a week at the most seen), with room to spare.
+REPEATS_WITHIN = timedelta(days=30)
 # What no column may hold: NUL (PostgreSQL refuses it), the other C0 and C1 controls and DEL
 # (terminal escapes when an operator lists them), and lone surrogates (no encoder writes them).
 _CONTROLS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
@@ -223,7 +226,7 @@ class InboundStore:
     ) -> str:
         """Scored once per issue: a slow mailbox's repeated "still trying" notices for one
         message are one soft bounce. The score shown (2 decimals) is the one held to the limit."""
-        if entry.issue_id is not None and self._counted(connection, person["id"], entry.issue_id):
+        if entry.issue_id is not None and self._counted(connection, person["id"], entry.issue_id, now):
             return "nothing: a soft bounce for this issue was already counted"
         self._count_bounce(connection, person["id"])
         score = round(self._score(connection, person["id"], now, rule.half_life), 2)
@@ -233,8 +236,9 @@ class InboundStore:
         return self._suppress(connection, person, "soft_bounces", f"score {score:.2f}: {evidence}", now, newsletters)
 
     @staticmethod
-    def _counted(connection: Connection, subscriber_id: int, issue_id: int) -> bool:
-        """Whether a verified soft bounce naming this subscriber and issue was recorded before."""
+    def _counted(connection: Connection, subscriber_id: int, issue_id: int, now: datetime) -> bool:
+        """Whether a verified soft bounce naming this subscriber and issue was recorded lately
+        (within REPEATS_WITHIN: the index on kind and time keeps the look-up short)."""
         return (
             connection.scalar(
                 select(inbound_messages.c.id)
@@ -242,6 +246,7 @@ class InboundStore:
                     inbound_messages.c.subscriber_id == subscriber_id,
                     inbound_messages.c.issue_id == issue_id,
                     inbound_messages.c.kind == SOFT_BOUNCE,
+                    inbound_messages.c.received_at >= now - REPEATS_WITHIN,
                     inbound_messages.c.verified.is_(True),
                 )
                 .limit(1)
