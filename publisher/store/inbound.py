@@ -39,7 +39,7 @@ REPEATS_WITHIN = timedelta(days=30)
 # (terminal escapes when an operator lists them), and lone surrogates (no encoder writes them).
 _CONTROLS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 _BREAKS = re.compile("[\t\n\r]+")
-# Each text column's length limit (None: unlimited) and whether it keeps line breaks and tabs.
+# Each text column's length limit (a column not named: unlimited); `_MULTI_LINE` keep line breaks and tabs.
 _LIMITS = {
     "source": 32,
     "kind": 16,
