@@ -115,3 +115,36 @@ def test_showing_a_message_that_is_not_there_is_a_one_line_error(config):
         result.exit_code == 1
         and result.output.strip() == "error: no inbound message 999 (see `publisher inbound list`)"
     )
+
+
+def test_import_counts_a_message_that_could_not_be_recorded(config, database_url, tmp_path):
+    from sqlalchemy import text
+
+    store = Store.open(database_url)
+    try:
+        with store.engine.begin() as connection:  # the database refuses this message even as unknown
+            for column in ("subject", "raw"):
+                if store.engine.dialect.name == "sqlite":
+                    connection.execute(
+                        text(
+                            f"CREATE TRIGGER refuse_{column} BEFORE INSERT ON inbound_messages "
+                            f"WHEN NEW.{column} LIKE '%poison%' BEGIN SELECT RAISE(ABORT, 'refused'); END"
+                        )
+                    )
+                else:
+                    connection.execute(
+                        text(
+                            f"ALTER TABLE inbound_messages ADD CONSTRAINT refuse_{column} "
+                            f"CHECK ({column} NOT LIKE '%poison%')"
+                        )
+                    )
+    finally:
+        store.close()
+    poison = tmp_path / "poison.eml"
+    poison.write_bytes((CORPUS / "human-reply.eml").read_bytes().replace(b"Subject: Re:", b"Subject: poison Re:"))
+    result = run(config, "inbound", "import", str(poison), str(CORPUS / "out-of-office.eml"))
+    assert result.exit_code == 0
+    assert result.stdout == (
+        "2 messages: 1 auto_reply; 0 suppressed, 0 unsubscribed, 0 kept for an operator, 1 not acted on, "
+        "0 already recorded; 1 could not be recorded (see the warnings above)\n"
+    )

@@ -39,7 +39,8 @@ def import_command(app: App, paths: tuple[Path, ...], verbose: bool) -> None:
         for line in report.lines:
             click.echo(line)
     counts = ", ".join(f"{count} {kind}" for kind, count in sorted(report.kinds.items())) or "nothing new"
-    click.echo(f"{plural(report.total, 'message')}: {counts}; {done(report.outcomes)}")
+    failed = f"; {report.failed} could not be recorded (see the warnings above)" if report.failed else ""
+    click.echo(f"{plural(report.total + report.failed, 'message')}: {counts}; {done(report.outcomes)}{failed}")
 
 
 def done(outcomes: Counter) -> str:
