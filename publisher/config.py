@@ -665,6 +665,7 @@ def settings_from_dict(data: dict, path: Path) -> Settings:
     archive = _build(ArchiveSettings, data.get("archive", {}), "archive", path)
     _check_return_path(path, delivery.return_path)
     inbound = _inbound(_build(InboundSettings, data.get("inbound", {}), "inbound", path), path)
+    _check_intake(path, inbound, delivery)
     webhooks = _webhooks(_build(WebhookSettings, data.get("webhooks", {}), "webhooks", path), path)
     metrics = _metrics(_build(MetricsSettings, data.get("metrics", {}), "metrics", path), path)
     api = _build(ApiSettings, data.get("api", {}), "api", path)
@@ -766,6 +767,24 @@ def _check_return_path(path: Path, return_path: str) -> None:
         )
 
 
+def _check_intake(path: Path, inbound: InboundSettings, delivery: DeliverySettings) -> None:
+    """Receiving returned mail needs the bounce address it comes back to, and scoring needs sense."""
+    for key, value in (("inbound.listen", inbound.listen), ("inbound.imap.host", inbound.imap.host)):
+        if value and not delivery.return_path:
+            raise ConfigError(
+                f"{path}: {key} is set but delivery.return_path is not: set the bounce address, e.g. "
+                f'return_path = "bounces@news.example.org", so that returned mail names whom it is about '
+                "(and the listener takes mail for that domain only)"
+            )
+    if inbound.soft_bounce_half_life.total_seconds() < 1:
+        raise ConfigError(
+            f"{path}: inbound.soft_bounce_half_life must be greater than 0 (at least 1s), "
+            f"got {inbound.soft_bounce_half_life}"
+        )
+    if delivery.soft_bounce_limit < 1:
+        raise ConfigError(f"{path}: delivery.soft_bounce_limit must be at least 1, got {delivery.soft_bounce_limit}")
+
+
 def _check_listen(path: Path, key: str, listen: str, example: str) -> None:
     host, _, port = listen.rpartition(":")
     if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
@@ -797,17 +816,20 @@ def _inbound(inbound: InboundSettings, path: Path) -> InboundSettings:
     imap = inbound.imap
     if imap.host and not imap.username:
         raise ConfigError(f"{path}: inbound.imap.username is required when inbound.imap.host is set")
-    if imap.host and imap.security == "none" and not _loopback(imap.host):
+    if imap.host and imap.security == "none" and not is_loopback(imap.host):
         raise ConfigError(
             f'{path}: inbound.imap.security = "none" sends the password in clear: allowed only to a loopback '
             f"host, not {imap.host!r} (use tls or starttls)"
         )
     if imap.interval.total_seconds() < 1:
         raise ConfigError(f"{path}: inbound.imap.interval must be at least 1s, got {imap.interval}")
+    if not 1 <= imap.port <= 65535:
+        raise ConfigError(f"{path}: inbound.imap.port must be a port number from 1 to 65535, got {imap.port}")
     return replace(inbound, imap=replace(imap, password=os.environ.get("PUBLISHER_IMAP_PASSWORD", "")))
 
 
-def _loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """localhost, 127.0.0.0/8 or ::1."""
     if host.lower().rstrip(".") == "localhost":
         return True
     try:
@@ -838,6 +860,18 @@ def web_secrets(settings: Settings) -> list[tuple[str, str, str]]:
     ]
 
 
+def check_imap_password(settings: Settings) -> None:
+    """Refuse to read `[inbound.imap]` without its password, before connecting rather than at login."""
+    if settings.inbound.imap.host and not settings.inbound.imap.password:
+        raise ConfigError(
+            f"{settings.path}: inbound.imap.host is set but the environment variable PUBLISHER_IMAP_PASSWORD "
+            "is not set or is empty (the password of inbound.imap.username)"
+        )
+
+
+MIN_MAILGUN_KEY = 16  # Mailgun's HTTP webhook signing keys are 32 or more characters
+
+
 def check_web_secrets(settings: Settings) -> None:
     """Refuse to start the web app while a secret it needs names an unset environment variable."""
     for key, variable, value in web_secrets(settings):
@@ -849,6 +883,12 @@ def _webhooks(webhooks: WebhookSettings, path: Path) -> WebhookSettings:
     mailgun, sendgrid, postmark, ses = webhooks.mailgun, webhooks.sendgrid, webhooks.postmark, webhooks.ses
     if bool(postmark.username) != bool(postmark.password_env):
         raise ConfigError(f"{path}: webhooks.postmark needs both username and password_env")
+    signing_key = _from_env(path, "webhooks.mailgun.signing_key_env", mailgun.signing_key_env, web_only=True)
+    if signing_key and len(signing_key.strip()) < MIN_MAILGUN_KEY:
+        raise ConfigError(
+            f"{path}: webhooks.mailgun.signing_key_env: the key in {mailgun.signing_key_env} is too short "
+            f"({len(signing_key.strip())} characters): paste Mailgun's whole HTTP webhook signing key"
+        )
     if ses.enabled and not ses.topic_arns:
         raise ConfigError(f"{path}: webhooks.ses.enabled needs webhooks.ses.topic_arns (the SNS topics to accept)")
     try:
@@ -859,10 +899,7 @@ def _webhooks(webhooks: WebhookSettings, path: Path) -> WebhookSettings:
         ) from None
     return replace(
         webhooks,
-        mailgun=replace(
-            mailgun,
-            signing_key=_from_env(path, "webhooks.mailgun.signing_key_env", mailgun.signing_key_env, web_only=True),
-        ),
+        mailgun=replace(mailgun, signing_key=signing_key),
         sendgrid=replace(
             sendgrid,
             public_key=_from_env(path, "webhooks.sendgrid.public_key_env", sendgrid.public_key_env, web_only=True),

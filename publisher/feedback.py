@@ -65,6 +65,8 @@ def decide(feedback: Feedback, identity: Identity, newsletter: str | None) -> Ef
         return Effect(note="auto-reply: never a bounce")
     if feedback.kind is Kind.UNKNOWN:
         return Effect(note="not understood: kept for an operator")
+    if not identity.verified and identity.how.startswith("webhook:"):
+        return Effect(note=f"no such subscriber ({identity.how}): not acted on")
     if not identity.verified:
         return Effect(note=f"no valid VERP token ({identity.how}): not acted on")
     if feedback.kind is Kind.BOUNCE:
@@ -99,15 +101,15 @@ def apply(
         source=source,
         kind=str(feedback.kind),
         format=feedback.format,
-        recipient=feedback.recipient[:320],
+        recipient=feedback.recipient,
         subscriber_id=identity.subscriber_id,
         issue_id=identity.issue_id,
         verified=identity.verified,
-        status=feedback.status[:16],
-        diagnostic=feedback.diagnostic[:2000],
-        sender=feedback.sender[:320],
-        subject=feedback.subject[:998],
-        raw=raw[:MAX_RAW].decode("utf-8", "replace").replace("\x00", ""),
+        status=feedback.status,
+        diagnostic=feedback.diagnostic,
+        sender=feedback.sender,
+        subject=feedback.subject,
+        raw=raw[:MAX_RAW].decode("utf-8", "replace"),  # the store makes every field storable
     )
     rule = ScoreRule(settings.inbound.soft_bounce_half_life, max(1, settings.delivery.soft_bounce_limit))
     recorded = store.inbound.record(entry, effect, now, rule)

@@ -43,7 +43,7 @@ from publisher import (
 )
 from publisher.archive import archived_issues, write_archive
 from publisher.clock import Clock, system_clock
-from publisher.config import NewsletterSettings, Settings, SourceSettings, load_settings
+from publisher.config import NewsletterSettings, Settings, SourceSettings, check_imap_password, load_settings
 from publisher.errors import (
     AccessError,
     ArticleConflict,
@@ -1058,6 +1058,7 @@ class Publication:
         """Read `[inbound] imap`'s mailbox once; processed mail moves to its folder."""
         from publisher.inbound import imap as inbound_imap
 
+        check_imap_password(self.settings)
         return inbound_imap.poll(self.settings, self.store, self.now())
 
     def serve_inbound(self, stop: threading.Event) -> None:
@@ -1065,6 +1066,17 @@ class Publication:
         from publisher.inbound import listener as inbound_listener  # aiosmtpd: only for this
 
         inbound_listener.serve(self.settings, self.store, stop)
+
+    def inbound_messages(self, kind: str | None = None, limit: int = 50) -> list[dict]:
+        """The newest recorded messages (of `kind`), newest first, without their raw text."""
+        return self.store.inbound.messages(kind, limit, with_raw=False)
+
+    def inbound_message(self, message_id: int) -> dict:
+        """One recorded message with its raw text; an unknown id is a PublisherError."""
+        found = self.store.inbound.message(message_id)
+        if found is None:
+            raise PublisherError(f"no inbound message {message_id} (see `publisher inbound list`)")
+        return found
 
     def take_event(self, event: Feedback, *, source: str, event_id: str) -> feedback.Recorded:
         """An ESP webhook's event, its signature already verified, acted on once."""

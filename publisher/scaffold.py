@@ -36,6 +36,9 @@ limit = 50
 [delivery]
 transport = "maildir"   # "smtp" to send through a relay; see [delivery.smtp]
 maildir = "outbox"
+# A bounce address: each message's envelope sender becomes bounces+<signed token>@ that domain,
+# so bounces and complaints name whom they are about. See docs/deliverability.md.
+# return_path = "bounces@news.example.org"
 
 [templates]
 dir = "templates"
@@ -48,6 +51,15 @@ timezone = "UTC"
 min_articles = 1
 max_articles = 20
 lookback = "7d"
+
+# Reading what comes back (needs delivery.return_path above): an SMTP/LMTP receiver that the
+# bounce domain's MX hands mail to, and/or an IMAP mailbox polled by `publisher run`
+# (its password in the environment variable PUBLISHER_IMAP_PASSWORD).
+# [inbound]
+# listen = "127.0.0.1:2526"
+# [inbound.imap]
+# host = "imap.example.org"
+# username = "bounces@news.example.org"
 """
 
 

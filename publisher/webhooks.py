@@ -9,7 +9,8 @@ configured (404); a request that fails verification is answered 403 and changes 
 - SendGrid: ECDSA P-256 / SHA-256 over timestamp + body with the verification public key.
 - Postmark: HTTP basic auth with credentials configured in the webhook's URL.
 - SES via SNS: RSA (SignatureVersion 1: SHA-1, 2: SHA-256) with the certificate at
-  SigningCertURL, fetched only when the URL matches `signing_cert_url_pattern`; the
+  SigningCertURL, fetched only when the URL is https (plain http to a loopback host only), has
+  no user part, and its `scheme://host[:port]` matches `signing_cert_url_pattern` whole; the
   SubscriptionConfirmation is verified, then confirmed by visiting its SubscribeURL.
 """
 
@@ -27,13 +28,21 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import httpx
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
-from publisher.config import MailgunWebhook, PostmarkWebhook, SendgridWebhook, SesWebhook, Settings
+from publisher.config import (
+    MailgunWebhook,
+    PostmarkWebhook,
+    SendgridWebhook,
+    SesWebhook,
+    Settings,
+    is_loopback,
+)
 from publisher.errors import PublisherError
 from publisher.inbound.parse import Feedback, Kind
 
@@ -104,6 +113,15 @@ def _event(
     )
 
 
+def _event_id(given: object, event: object, prefix: str = "") -> str:
+    """The provider's id for an event; one sent without an id is told apart by its whole content
+    (a retry repeats it byte for byte, another event differs at least in its time)."""
+    if given not in (None, ""):
+        return f"{prefix}{given}"
+    canonical = json.dumps(event, sort_keys=True, ensure_ascii=True, separators=(",", ":"), default=str)
+    return f"{prefix}content:{hashlib.sha256(canonical.encode()).hexdigest()}"
+
+
 def _json(body: bytes) -> object:
     try:
         return json.loads(body)
@@ -143,7 +161,9 @@ def _mailgun_events(event: dict) -> list[Event]:
     else:
         return []
     why = status.get("description") or status.get("message") or event.get("reason", "")
-    return [_event(kind, event.get("recipient"), event.get("id"), "mailgun", status.get("code", ""), why)]
+    return [
+        _event(kind, event.get("recipient"), _event_id(event.get("id"), event), "mailgun", status.get("code", ""), why)
+    ]
 
 
 # --- SendGrid -------------------------------------------------------------------------------
@@ -195,7 +215,12 @@ def _sendgrid_events(events: object) -> list[Event]:
         if kind is not None:
             found.append(
                 _event(
-                    kind, item.get("email"), item.get("sg_event_id"), "sendgrid", item.get("status"), item.get("reason")
+                    kind,
+                    item.get("email"),
+                    _event_id(item.get("sg_event_id"), item),
+                    "sendgrid",
+                    item.get("status"),
+                    item.get("reason"),
                 )
             )
     return found
@@ -224,7 +249,7 @@ def _postmark_events(data: object) -> list[Event]:
             _event(
                 kind,
                 data.get("Email"),
-                f"bounce:{data.get('ID')}",
+                _event_id(data.get("ID"), data, "bounce:"),
                 "postmark",
                 data.get("Type"),
                 data.get("Description"),
@@ -232,12 +257,20 @@ def _postmark_events(data: object) -> list[Event]:
         ]
     if record == "SpamComplaint":
         return [
-            _event(Kind.COMPLAINT, data.get("Email"), f"spam:{data.get('ID')}", "postmark", "", data.get("Description"))
+            _event(
+                Kind.COMPLAINT,
+                data.get("Email"),
+                _event_id(data.get("ID"), data, "spam:"),
+                "postmark",
+                "",
+                data.get("Description"),
+            )
         ]
     if record == "SubscriptionChange" and data.get("SuppressSending"):
         reason = data.get("SuppressionReason", "")
         kind = {"HardBounce": Kind.BOUNCE, "SpamComplaint": Kind.COMPLAINT}.get(reason, Kind.UNSUBSCRIBE)
-        event_id = f"change:{data.get('MessageID')}:{data.get('ChangedAt')}"
+        message_id, changed = data.get("MessageID"), data.get("ChangedAt")
+        event_id = _event_id(f"{message_id}:{changed}" if message_id and changed else None, data, "change:")
         return [_event(kind, data.get("Recipient"), event_id, "postmark", "", reason)]
     return []
 
@@ -269,11 +302,27 @@ class SnsVerifier:
         self.certificates: dict[str, Certificate] = {}
         self.lock = threading.Lock()
 
+    def allowed(self, url: str, what: str, *, certificate: bool = False) -> None:
+        """Refuse a URL not on an allowed host: its parsed origin (`scheme://host[:port]`, with or
+        without a final "/") must match the pattern whole, so a pattern written without the "/"
+        still cannot be passed by `…amazonaws.com.attacker.example`."""
+        parts = urlsplit(url)
+        try:
+            host, port = parts.hostname or "", parts.port
+        except ValueError:
+            host, port = "", None
+        secure = parts.scheme == "https" or (parts.scheme == "http" and is_loopback(host))
+        origin = f"{parts.scheme}://{host}{f':{port}' if port else ''}"
+        matches = self.pattern.fullmatch(origin) or self.pattern.fullmatch(origin + "/")
+        plain = parts.username is None and parts.password is None
+        pem = not certificate or (parts.path.endswith(".pem") and not parts.query and not parts.fragment)
+        if not (host and secure and plain and pem and matches):
+            raise Rejected(f"{what} {url!r} is not allowed by webhooks.ses.signing_cert_url_pattern")
+
     def _certificate(self, url: str) -> Certificate:
         from cryptography import x509
 
-        if not self.pattern.match(url):
-            raise Rejected(f"SigningCertURL {url!r} is not allowed by webhooks.ses.signing_cert_url_pattern")
+        self.allowed(url, "SigningCertURL", certificate=True)
         with self.lock:
             if url not in self.certificates:
                 try:
@@ -314,8 +363,7 @@ class SnsVerifier:
         _fresh(_sns_time(message.get("Timestamp")), now, SNS_FRESH, "the SNS Timestamp")
         if message["Type"] == "SubscriptionConfirmation":
             url = str(message.get("SubscribeURL", ""))
-            if not self.pattern.match(url):
-                raise Rejected(f"SubscribeURL {url!r} is not allowed by webhooks.ses.signing_cert_url_pattern")
+            self.allowed(url, "SubscribeURL")
             self.fetch(url)
             log.info("confirmed the SNS subscription to %s", message.get("TopicArn"))
             return []

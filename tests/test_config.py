@@ -121,7 +121,8 @@ def test_a_secret_key_of_only_commas_is_a_config_error(tmp_path, monkeypatch):
 
 
 def test_imap_without_encryption_is_refused_except_to_loopback(tmp_path):
-    imap = '[inbound.imap]\nhost = "{}"\nusername = "bounces"\nsecurity = "none"\n'
+    imap = '[delivery]\nreturn_path = "bounces@example.org"\n'
+    imap += '[inbound.imap]\nhost = "{}"\nusername = "bounces"\nsecurity = "none"\n'
     with pytest.raises(ConfigError, match=r'inbound\.imap\.security = "none" .* not \'imap\.example\.org\''):
         load_settings(_write(tmp_path, imap.format("imap.example.org")))
     for host in ("127.0.0.1", "localhost", "::1"):
@@ -213,6 +214,56 @@ def test_inbound_and_webhook_settings_are_checked(tmp_path, text, message):
         load_settings(_write(tmp_path, text))
 
 
+RETURN_PATH = '[delivery]\nreturn_path = "bounces@news.example.org"\n'
+IMAP = '[inbound.imap]\nhost = "imap.example.org"\nusername = "bounces"\n'
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[inbound]\nlisten = "127.0.0.1:2526"\n', r"inbound\.listen is set but delivery\.return_path is not"),
+        (IMAP, r"inbound\.imap\.host is set but delivery\.return_path is not"),
+        (RETURN_PATH + '[inbound]\nsoft_bounce_half_life = "0s"\n', r"soft_bounce_half_life must be greater than 0"),
+        ("[delivery]\nsoft_bounce_limit = 0\n", r"delivery\.soft_bounce_limit must be at least 1"),
+        (RETURN_PATH + IMAP + "port = 70000\n", r"inbound\.imap\.port must be a port number from 1 to 65535"),
+        (RETURN_PATH + IMAP + "port = 0\n", r"inbound\.imap\.port must be a port number from 1 to 65535"),
+    ],
+)
+def test_intake_settings_that_could_never_work_are_refused_at_load(tmp_path, text, message):
+    with pytest.raises(ConfigError, match=message):
+        load_settings(_write(tmp_path, text))
+
+
+def test_intake_with_a_return_path_loads(tmp_path):
+    settings = load_settings(_write(tmp_path, RETURN_PATH + '[inbound]\nlisten = "127.0.0.1:2526"\n' + IMAP))
+    assert settings.inbound.listen == "127.0.0.1:2526" and settings.inbound.imap.port == 993
+
+
+def test_a_mailgun_signing_key_too_short_to_be_one_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOOK_KEY", "k")
+    config = _write(tmp_path, '[webhooks.mailgun]\nsigning_key_env = "HOOK_KEY"\n')
+    with pytest.raises(ConfigError, match=r"webhooks\.mailgun\.signing_key_env: the key in HOOK_KEY is too short"):
+        load_settings(config)
+    monkeypatch.setenv("HOOK_KEY", "4f1c9e7a2b5d8c3e6a0f9b1d7e4c2a58")
+    assert load_settings(config).webhooks.mailgun.signing_key == "4f1c9e7a2b5d8c3e6a0f9b1d7e4c2a58"
+
+
+@pytest.mark.parametrize("password", [None, ""])
+def test_a_missing_or_empty_imap_password_is_reported_before_connecting(tmp_path, monkeypatch, password):
+    monkeypatch.setenv("PUBLISHER_SECRET_KEY", "config-test-4c1e9a7b2d8f3e6051a9c7d4b2e8f1a3")
+    if password is None:
+        monkeypatch.delenv("PUBLISHER_IMAP_PASSWORD", raising=False)
+    else:
+        monkeypatch.setenv("PUBLISHER_IMAP_PASSWORD", password)
+    # A host nothing answers on: reaching the login would be a connection error, not this one.
+    imap = IMAP.replace("imap.example.org", "127.0.0.1").replace('bounces"\n', 'bounces"\nport = 9\n')
+    config = _write(tmp_path, f'[database]\nurl = "sqlite:///{tmp_path}/p.db"\n' + RETURN_PATH + imap)
+    result = CliRunner().invoke(cli, ["--config", str(config), "inbound", "poll"])
+    assert result.exit_code == 1
+    assert "PUBLISHER_IMAP_PASSWORD is not set or is empty" in result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+
+
 @pytest.mark.parametrize(
     ("text", "key"),
     [
@@ -235,15 +286,19 @@ def test_a_web_only_secret_is_needed_by_the_web_app_not_by_the_cli(tmp_path, mon
 
 def test_inbound_secrets_come_from_the_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("PUBLISHER_IMAP_PASSWORD", "imap-secret")
-    monkeypatch.setenv("HOOK_KEY", "mailgun-secret")
+    monkeypatch.setenv("HOOK_KEY", "mailgun-secret-7f3a9c1e5b2d")
     settings = load_settings(
         _write(
             tmp_path,
+            '[delivery]\nreturn_path = "bounces@example.org"\n'
             '[inbound.imap]\nhost = "imap.example.org"\nusername = "bounces"\n'
             '[webhooks.mailgun]\nsigning_key_env = "HOOK_KEY"\n',
         )
     )
-    assert settings.inbound.imap.password == "imap-secret" and settings.webhooks.mailgun.signing_key == "mailgun-secret"
+    assert (
+        settings.inbound.imap.password == "imap-secret"
+        and settings.webhooks.mailgun.signing_key == "mailgun-secret-7f3a9c1e5b2d"
+    )
     assert "imap-secret" not in repr(settings) and "mailgun-secret" not in repr(settings)
 
 
@@ -315,3 +370,19 @@ def test_a_time_zone_that_is_no_place_is_refused_at_load(tmp_path):
             settings_from_dict({"site": {**base["site"], "timezone": zone}}, tmp_path / "config.toml")
         with pytest.raises(ConfigError, match=r"newsletters\.weekly\.timezone: unknown time zone"):
             settings_from_dict({**base, "newsletters": {"weekly": {"timezone": zone}}}, tmp_path / "config.toml")
+
+
+def test_the_init_config_shows_the_bounce_settings_commented_out_and_they_load(tmp_path, monkeypatch):
+    from datetime import UTC, datetime
+
+    from publisher.scaffold import scaffold
+
+    scaffold(tmp_path / "news", now=datetime(2025, 10, 20, tzinfo=UTC))
+    text = (tmp_path / "news" / "config.toml").read_text()
+    assert load_settings(tmp_path / "news" / "config.toml").delivery.return_path == ""  # off as written
+    assert '# return_path = "bounces@news.example.org"' in text and "# [inbound]" in text
+    setting = re.compile(r"^# (\[[a-z.]+\]|[a-z_]+ = .*)$", re.MULTILINE)
+    (tmp_path / "news" / "config.toml").write_text(setting.sub(r"\1", text))
+    settings = load_settings(tmp_path / "news" / "config.toml")
+    assert settings.delivery.return_path == "bounces@news.example.org"
+    assert settings.inbound.listen == "127.0.0.1:2526" and settings.inbound.imap.host == "imap.example.org"

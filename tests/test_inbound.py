@@ -263,14 +263,14 @@ def test_soft_bounces_suppress_only_when_they_keep_coming(store, inbound_setting
     store.subscribers.upsert_many(
         [Subscriber(email=e, status="confirmed", newsletters=("weekly",)) for e in ("x@x.example", "y@y.example")], NOW
     )
-    issue = make_issue(store, RENDERED.subject, NOW, 1)
+    issues = [make_issue(store, RENDERED.subject, NOW, n).id for n in range(1, 6)]  # one soft bounce per issue counts
     x, y = store.subscribers.get("x@x.example").id, store.subscribers.get("y@y.example").id
     for hour in range(3):  # an hour apart: 1 + 0.996 + 0.992…, just short of the limit (3)
-        soft_bounce(settings, store, issue.id, x, NOW + timedelta(hours=hour), hour)
+        soft_bounce(settings, store, issues[hour], x, NOW + timedelta(hours=hour), hour)
     assert store.subscribers.get("x@x.example").status == "confirmed"
-    soft_bounce(settings, store, issue.id, x, NOW + timedelta(hours=3), 3)
+    soft_bounce(settings, store, issues[3], x, NOW + timedelta(hours=3), 3)
     for day in range(5):  # one a month: the score halves every week, so it never adds up
-        soft_bounce(settings, store, issue.id, y, NOW + timedelta(days=30 * day), day)
+        soft_bounce(settings, store, issues[day], y, NOW + timedelta(days=30 * day), day)
     assert store.subscribers.get("x@x.example").status == "bounced"
     assert [s.reason for s in store.inbound.suppressed()] == ["soft_bounces"]
     assert store.subscribers.get("y@y.example").status == "confirmed"
@@ -312,7 +312,10 @@ def test_import_suppressed_and_unsuppress_commands(tmp_path, database_url, monke
 
     result = cli(config, "inbound", "import", str(tmp_path / "bounce.eml"), str(tmp_path / "returned.mbox"))
     assert result.exit_code == 0
-    assert result.output.strip() == "3 messages: 1 auto_reply, 1 bounce, 1 unknown; 0 already recorded"
+    assert result.output.strip() == (
+        "3 messages: 1 auto_reply, 1 bounce, 1 unknown; "
+        "1 suppressed, 0 unsubscribed, 1 kept for an operator, 1 not acted on, 0 already recorded"
+    )
     listed = json.loads(cli(config, "subscribers", "suppressed", "--json").output)
     assert [(row["email"], row["reason"]) for row in listed] == [("alice@a.example", "hard_bounce")]
     assert "5.1.1" in listed[0]["evidence"] and listed[0]["at"].startswith("20")

@@ -172,9 +172,10 @@ def test_imap_intake_acts_on_each_message_and_moves_it_to_the_processed_folder(
     monkeypatch.setenv("PUBLISHER_IMAP_PASSWORD", "not-the-password")
     bad = make_settings(
         {
+            "delivery": {"return_path": "bounces@news.example.org"},
             "inbound": {
                 "imap": {"host": "127.0.0.1", "port": dovecot, "security": "none", "username": "reader"},
-            }
+            },
         },
         database_url=database_url,
     )

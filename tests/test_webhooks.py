@@ -423,3 +423,122 @@ def test_a_mailgun_retry_after_a_failure_is_not_taken_for_a_replay(client, store
             client.post("/webhooks/mailgun", json=body)
     assert client.post("/webhooks/mailgun", json=body).status_code == 200  # Mailgun's retry
     assert state(store, "gone@a.example") == ("bounced", ("monthly", "weekly"))
+
+
+# --- events without an id; addresses we do not know ---------------------------------------------
+
+
+def recorded_actions(store) -> list[tuple[str, str]]:
+    return sorted((row["recipient"], row["action"]) for row in store.inbound.messages())
+
+
+def test_events_without_an_id_are_told_apart_by_their_content(client, store):
+    soft = {"event": "bounce", "type": "blocked", "status": "4.7.1", "reason": "try later"}
+    first = [{**soft, "email": "gone@a.example", "timestamp": 1760961600}]
+    second = [{**soft, "email": "angry@b.example", "timestamp": 1760961601}]
+    assert sendgrid_post(client, first).status_code == 200
+    assert sendgrid_post(client, second).status_code == 200  # another event: not "already recorded"
+    assert sendgrid_post(client, first).status_code == 200  # SendGrid's retry of the first: nothing new
+    postmark = {"RecordType": "SpamComplaint", "Type": "SpamComplaint", "Email": "leaving@c.example"}
+    assert client.post("/webhooks/postmark", json=postmark, auth=POSTMARK).status_code == 200
+    mailgun = {"event": "failed", "severity": "permanent", "recipient": "fine@d.example", "timestamp": 1760961602.5}
+    assert client.post("/webhooks/mailgun", json=mailgun_body(mailgun)).status_code == 200
+    assert recorded_actions(store) == [
+        ("angry@b.example", "soft bounce scored: 1.00 of 3"),
+        ("fine@d.example", "suppressed (hard_bounce)"),
+        ("gone@a.example", "soft bounce scored: 1.00 of 3"),
+        ("leaving@c.example", "suppressed (complaint)"),
+    ]
+    assert state(store, "leaving@c.example") == ("unsubscribed", ())
+
+
+def test_an_event_for_an_address_we_do_not_know_says_so(client, store):
+    bounce = {"id": "u1", "event": "failed", "severity": "permanent", "recipient": "stranger@x.example"}
+    assert client.post("/webhooks/mailgun", json=mailgun_body(bounce)).status_code == 200
+    assert recorded_actions(store) == [
+        ("stranger@x.example", "nothing: no such subscriber (webhook:mailgun): not acted on")
+    ]
+
+
+# --- which certificate URLs SNS may name ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://sns.eu-west-1.amazonaws.com.attacker.example/SimpleNotificationService-0000.pem",
+        "https://sns.eu-west-1.amazonaws.com@attacker.example/SimpleNotificationService-0000.pem",
+        "http://sns.eu-west-1.amazonaws.com/SimpleNotificationService-0000.pem",
+        "https://sns.eu-west-1.amazonaws.com/redirect?to=https://attacker.example/x.pem",
+        "https://sns.eu-west-1.amazonaws.com:99999/SimpleNotificationService-0000.pem",
+    ],
+)
+def test_a_pattern_without_a_final_slash_cannot_be_passed_by_another_host(url):
+    from publisher.config import SesWebhook
+    from publisher.webhooks import Rejected, SnsVerifier
+
+    fetched: list[str] = []
+    config = SesWebhook(True, r"^https://sns\.[a-z0-9-]+\.amazonaws\.com", (TOPIC,))  # no final "/"
+    verifier = SnsVerifier(config, lambda address: fetched.append(address) or b"")
+    message = {"Type": "Notification", "TopicArn": TOPIC, "SignatureVersion": "1", "SigningCertURL": url}
+    with pytest.raises(Rejected, match=r"is not allowed by webhooks\.ses\.signing_cert_url_pattern"):
+        verifier.verify(message)
+    assert fetched == []
+    good = "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-0000.pem"
+    with pytest.raises(Rejected, match="cannot load the SNS certificate"):  # allowed, so fetched (and empty)
+        verifier.verify({**message, "SigningCertURL": good})
+    assert fetched == [good]
+
+
+# --- what `publisher serve` logs --------------------------------------------------------------
+
+
+def test_publisher_serve_logs_each_event_it_acts_on(tmp_path, database_url):
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+    from sink import free_port
+
+    from publisher.store import Store
+
+    port = free_port()
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[site]\nurl = "https://news.example.org"\npostal_address = "1 Sample Street, Exampletown"\n'
+        f'[database]\nurl = "{database_url}"\n[newsletters.weekly]\n'
+        '[webhooks.mailgun]\nsigning_key_env = "MAILGUN_SIGNING_KEY"\n'
+    )
+    store = Store.open(database_url)
+    store.subscribers.add(Subscriber(email="gone@a.example", status="confirmed", newsletters=("weekly",)), NOW)
+    env = {**os.environ, "PUBLISHER_SECRET_KEY": "webhooks-test-5d2a8c1f7e3b9a4c6e0d2f8b1a7c3e95"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "publisher", "--config", str(config), "serve", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**env, "MAILGUN_SIGNING_KEY": MAILGUN_KEY},
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert process.poll() is None and time.monotonic() < deadline, "publisher serve did not start"
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        bounce = {"id": "log1", "event": "failed", "severity": "permanent", "recipient": "gone@a.example"}
+        response = httpx.post(f"http://127.0.0.1:{port}/webhooks/mailgun", json=mailgun_body(bounce), timeout=10)
+        assert response.status_code == 200
+        assert store.subscribers.get("gone@a.example").status == "bounced"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=30)
+        store.close()
+    lines = [line for line in err.decode().splitlines() if "publisher.feedback" in line]
+    assert len(lines) == 1, err.decode()
+    assert "webhook:mailgun bounce gone@a.example" in lines[0] and lines[0].endswith("suppressed (hard_bounce)")

@@ -1,14 +1,26 @@
-"""`publisher inbound import|serve|poll` and `publisher subscribers suppressed|unsuppress`."""
+"""`publisher inbound import|serve|poll|list|show` and `publisher subscribers suppressed|unsuppress`."""
 
 from __future__ import annotations
 
+import re
 import signal
 import threading
+from collections import Counter
+from email.parser import HeaderParser
+from email.policy import default as default_policy
 from pathlib import Path
 
 import click
 
-from publisher.cli.app import App, iso, log_format_option, print_json
+from publisher.cli.app import App, iso, log_format_option, plural, print_json
+from publisher.inbound.parse import Kind
+from publisher.store.inbound import OUTCOMES
+
+MAX_ID = 2**31 - 1  # the largest id the store's integer column holds
+# Control characters other than tab and line feed, shown rather than sent to the terminal.
+_CONTROL = re.compile("\r(?!\n)|[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_SHOWN_HEADERS = ("Date", "From", "To", "Subject", "Message-ID", "Auto-Submitted", "Content-Type")
+_LISTED = ("id", "received_at", "source", "kind", "format", "recipient", "sender", "subject", "verified", "action")
 
 
 @click.group("inbound")
@@ -27,7 +39,19 @@ def import_command(app: App, paths: tuple[Path, ...], verbose: bool) -> None:
         for line in report.lines:
             click.echo(line)
     counts = ", ".join(f"{count} {kind}" for kind, count in sorted(report.kinds.items())) or "nothing new"
-    click.echo(f"{report.total} messages: {counts}; {report.duplicates} already recorded")
+    failed = f"; {report.failed} could not be recorded (see the warnings above)" if report.failed else ""
+    click.echo(f"{plural(report.total + report.failed, 'message')}: {counts}; {done(report.outcomes)}{failed}")
+
+
+def done(outcomes: Counter) -> str:
+    """What was done, always naming suppressed, unsubscribed and kept; the rest when it happened."""
+    always = ("suppressed", "unsubscribed", "kept for an operator", "already recorded")
+    words = {"scored": "soft bounces scored"}
+    return ", ".join(
+        f"{outcomes[outcome]} {words.get(outcome, outcome)}"
+        for outcome in OUTCOMES
+        if outcome in always or outcomes[outcome]
+    )
 
 
 @inbound_group.command("serve")
@@ -50,7 +74,81 @@ def poll_command(app: App) -> None:
     """Read the `[inbound.imap]` mailbox once and move what was read to its processed folder."""
     report = app.publication.poll_inbound()
     counts = ", ".join(f"{count} {kind}" for kind, count in sorted(report.kinds.items())) or "nothing new"
-    click.echo(f"{report.processed} messages: {counts}")
+    click.echo(f"{plural(report.processed, 'message')}: {counts}")
+
+
+@inbound_group.command("list")
+@click.option("--kind", type=click.Choice([str(kind) for kind in Kind]), help="Only messages of this kind.")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True, help="At most this many.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+@click.pass_obj
+def list_command(app: App, kind: str | None, limit: int, as_json: bool) -> None:
+    """List recorded messages, newest first: kind, who sent it, its subject and what was done."""
+    rows = app.publication.inbound_messages(kind, limit)
+    if as_json:
+        print_json([{key: iso(row[key]) if key == "received_at" else row[key] for key in _LISTED} for row in rows])
+        return
+    for row in rows:
+        fields = (row["kind"], row["sender"] or "-", quoted(row["subject"]), row["action"])
+        received = iso(row["received_at"].replace(microsecond=0))
+        click.echo(visible(f"{row['id']:>6}  {received}  {'  '.join(fields)}"))
+    click.echo(f"{plural(len(rows), 'message')}" + (" (use `inbound show ID` to read one)" if rows else ""))
+
+
+@inbound_group.command("show")
+@click.argument("message_id", metavar="ID", type=click.IntRange(1, MAX_ID))
+@click.pass_obj
+def show_command(app: App, message_id: int) -> None:
+    """Show one recorded message: its headers, what it was taken to mean, what was done, and the
+    raw text (control characters shown as symbols, never sent to the terminal)."""
+    row = app.publication.inbound_message(message_id)
+    identity = "none"
+    if row["subscriber_id"] is not None:
+        verified = "token verified" if row["verified"] else "not verified"
+        identity = f"subscriber {row['subscriber_id']}, issue {row['issue_id'] or '-'} ({verified})"
+    lines = [
+        f"message {row['id']}, received {iso(row['received_at'])} by {row['source']}",
+        *(f"  {name}: {value}" for name, value in headers(row["raw"])),
+        f"taken as:   {row['kind']}" + (f" ({row['format']})" if row["format"] else ""),
+        f"names:      {row['recipient'] or '-'}; {identity}",
+        f"status:     {row['status'] or '-'}  {row['diagnostic']}".rstrip(),
+        f"done:       {row['action']}",
+    ]
+    click.echo(visible("\n".join(lines)))
+    click.echo("")
+    click.echo(visible(row["raw"]) if row["raw"] else "(the raw text is kept with another recipient's record)")
+
+
+def headers(raw: str) -> list[tuple[str, str]]:
+    """The headers worth a glance, decoded; one too malformed to decode is shown as written."""
+    decoded = HeaderParser(policy=default_policy).parsestr(raw, headersonly=True)
+    written = HeaderParser().parsestr(raw, headersonly=True)
+    found = []
+    for name in _SHOWN_HEADERS:
+        try:
+            value = decoded.get(name)
+        except (ValueError, IndexError, TypeError, AttributeError):
+            value = written.get(name)
+        if value:
+            found.append((name, " ".join(str(value).split())))
+    return found
+
+
+def visible(text: str) -> str:
+    """`text` with tab and line feed as they are and every other control character as its symbol
+    (U+2400 block: ␀ ␛ …, ␡ for DEL, \\x85 for C1), so nothing reaches the terminal as a command."""
+    return _CONTROL.sub(_symbol, text.replace("\r\n", "\n"))
+
+
+def _symbol(match: re.Match) -> str:
+    code = ord(match[0])
+    if code < 0x20:
+        return chr(0x2400 + code)
+    return "\u2421" if code == 0x7F else f"\\x{code:02x}"
+
+
+def quoted(text: str) -> str:
+    return f'"{text}"' if text else "-"
 
 
 @click.command("suppressed")

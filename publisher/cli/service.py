@@ -10,6 +10,7 @@ import click
 
 from publisher import logs
 from publisher.cli.app import App, log_format_option, plural, print_json
+from publisher.config import check_imap_password
 from publisher.publication import Publication
 
 
@@ -121,6 +122,8 @@ def run_service(app: App, *, web: bool, scheduler: bool, log_format: str = "text
         raise click.UsageError("--no-web and --no-scheduler together leave nothing to run")
     configure_logging(fmt=log_format)
     app.warn_about_settings()
+    if scheduler:
+        check_imap_password(app.settings)  # before anything starts, not at the first poll's login
 
     settings, store = app.settings, app.store
     stop = threading.Event()

@@ -20,8 +20,7 @@ def serve_command(app: App, host: str | None, port: int | None, log_format: str)
     """
     from publisher.web import serve
 
-    if log_format == "json":
-        configure_logging(fmt=log_format)
+    configure_logging(fmt=log_format)  # our own lines (a webhook event acted on…); uvicorn keeps its handlers
     serve(app.publication, host=host, port=port, log_format=log_format)
 
 

@@ -32,6 +32,7 @@ class ImportReport:
     duplicates: int = 0
     failed: int = 0  # could not be recorded at all (each one warned about, by name)
     skipped: list[Path] = field(default_factory=list)  # files in a folder that are not .eml
+    outcomes: Counter = field(default_factory=Counter)  # what was done: Recorded.outcome
     lines: list[str] = field(default_factory=list)  # one per message: where, kind, action
 
     @property
@@ -100,6 +101,7 @@ def import_paths(store: Store, settings: Settings, paths: list[Path], now: datet
             else:
                 report.kinds[recorded.kind] += 1
             if recorded is not None:
+                report.outcomes[recorded.outcome] += 1
                 report.lines.append(f"{where}: {recorded.kind}: {recorded.action}")
         if skipped:
             report.skipped.extend(skipped)

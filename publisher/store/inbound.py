@@ -7,8 +7,10 @@ is acted on exactly once however often it is read (its digest is unique).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, fields, replace
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import and_, delete, insert, select, update
 from sqlalchemy.engine import Connection, Engine, RowMapping
@@ -30,6 +32,32 @@ UNSUBSCRIBE = "unsubscribe"  # one newsletter (`Effect.newsletter`), or every on
 SOFT_BOUNCE = "soft_bounce"
 NOTHING = "nothing"
 _ACTIVE = ("pending", "confirmed")
+# How long a mail server keeps warning about one delayed message: its queue lifetime (Postfix and
+# Exim: 5 and 4 days by default; a week at the most seen), with room to spare.
+REPEATS_WITHIN = timedelta(days=30)
+# What no column may hold: NUL (PostgreSQL refuses it), the other C0 and C1 controls and DEL
+# (terminal escapes when an operator lists them), and lone surrogates (no encoder writes them).
+_CONTROLS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+_BREAKS = re.compile("[\t\n\r]+")
+# Each text column's length limit (a column not named: unlimited); `_MULTI_LINE` keep line breaks and tabs.
+_LIMITS = {
+    "source": 32,
+    "kind": 16,
+    "format": 32,
+    "recipient": 320,
+    "status": 16,
+    "sender": 320,
+    "subject": 998,
+    "diagnostic": 2000,
+}
+_MULTI_LINE = {"raw"}
+
+
+def storable(text: str, limit: int | None = None, *, multi_line: bool = False) -> str:
+    """`text` as a column can hold it whatever arrived: no control characters (a multi-line field
+    keeps tab, LF and CR; a one-line field has them as spaces), cut to `limit` characters."""
+    text = text if multi_line else _BREAKS.sub(" ", text)
+    return _CONTROLS.sub("", text)[:limit]
 
 
 @dataclass(frozen=True)
@@ -50,6 +78,15 @@ class InboundEntry:
     subject: str = ""
     raw: str = ""
 
+    def storable(self) -> InboundEntry:
+        """This entry with every text field as its column can hold it."""
+        cleaned: dict[str, Any] = {
+            spec.name: storable(value, _LIMITS.get(spec.name), multi_line=spec.name in _MULTI_LINE)
+            for spec in fields(self)
+            if isinstance(value := getattr(self, spec.name), str)
+        }
+        return replace(self, **cleaned)
+
 
 @dataclass(frozen=True)
 class Effect:
@@ -67,6 +104,21 @@ class Recorded:
     kind: str
     action: str  # what was done, in words
     duplicate: bool = False
+
+    @property
+    def outcome(self) -> str:
+        """What was done, as one of OUTCOMES (for counting)."""
+        if self.duplicate:
+            return "already recorded"
+        for prefix, outcome in _OUTCOME_PREFIXES:
+            if self.action.startswith(prefix):
+                return outcome
+        return "kept for an operator" if self.kind == "unknown" else "not acted on"
+
+
+# What a recorded message led to, for summaries: the prefix of its action, in words.
+_OUTCOME_PREFIXES = (("suppressed", "suppressed"), ("unsubscribed", "unsubscribed"), ("soft bounce scored", "scored"))
+OUTCOMES = ("suppressed", "unsubscribed", "scored", "kept for an operator", "not acted on", "already recorded")
 
 
 @dataclass(frozen=True)
@@ -91,6 +143,7 @@ class InboundStore:
 
     def record(self, entry: InboundEntry, effect: Effect, now: datetime, rule: ScoreRule) -> Recorded:
         """Keep `entry` and apply `effect`, once: a message already recorded changes nothing."""
+        entry = entry.storable()
         with self.engine.begin() as connection:
             seen = connection.scalar(select(inbound_messages.c.id).where(inbound_messages.c.digest == entry.digest))
             if seen is not None:
@@ -102,6 +155,7 @@ class InboundStore:
 
     def claim_nonce(self, nonce: str, now: datetime, keep: timedelta) -> bool:
         """True the first time `nonce` is seen (nonces older than `keep` are forgotten)."""
+        nonce = storable(nonce, 320)
         with self.engine.begin() as connection:
             connection.execute(delete(webhook_nonces).where(webhook_nonces.c.seen_at < now - keep))
             if connection.scalar(select(webhook_nonces.c.nonce).where(webhook_nonces.c.nonce == nonce)) is not None:
@@ -111,7 +165,7 @@ class InboundStore:
 
     def release_nonce(self, nonce: str) -> None:
         with self.engine.begin() as connection:
-            connection.execute(delete(webhook_nonces).where(webhook_nonces.c.nonce == nonce))
+            connection.execute(delete(webhook_nonces).where(webhook_nonces.c.nonce == storable(nonce, 320)))
 
     def newsletter_of(self, issue_id: int) -> str | None:
         with self.engine.connect() as connection:
@@ -119,14 +173,25 @@ class InboundStore:
 
     def subscriber_id(self, email: str) -> int | None:
         with self.engine.connect() as connection:
-            return connection.scalar(select(subscribers.c.id).where(subscribers.c.email == email.lower()))
+            return connection.scalar(
+                select(subscribers.c.id).where(subscribers.c.email == storable(email.lower(), 320))
+            )
 
-    def messages(self, kind: str | None = None, limit: int = 100) -> list[dict]:
-        query = select(inbound_messages).order_by(inbound_messages.c.id.desc()).limit(limit)
+    def messages(self, kind: str | None = None, limit: int = 100, *, with_raw: bool = True) -> list[dict]:
+        """The newest `limit` messages (of `kind`), newest first; `with_raw=False` leaves the raw text out."""
+        columns = [column for column in inbound_messages.c if with_raw or column.name != "raw"]
+        query = select(*columns).order_by(inbound_messages.c.id.desc()).limit(limit)
         if kind:
-            query = query.where(inbound_messages.c.kind == kind)
+            query = query.where(inbound_messages.c.kind == storable(kind, 16))
         with self.engine.connect() as connection:
             return [dict(row) for row in connection.execute(query).mappings()]
+
+    def message(self, message_id: int) -> dict | None:
+        """One recorded message, raw text included."""
+        with self.engine.connect() as connection:
+            row = connection.execute(select(inbound_messages).where(inbound_messages.c.id == message_id)).mappings()
+            found = row.first()
+        return dict(found) if found is not None else None
 
     def _apply(
         self, connection: Connection, entry: InboundEntry, effect: Effect, now: datetime, rule: ScoreRule
@@ -138,21 +203,66 @@ class InboundStore:
         )
         if person is None:
             return "nothing: the subscriber no longer exists"
-        evidence = f"{entry.source} {entry.kind} {entry.status} {entry.diagnostic}".strip()[:1000]
+        evidence = f"{entry.source} {entry.kind} {entry.status} {entry.diagnostic}".strip()
         if effect.action == UNSUBSCRIBE:
-            return self._unsubscribe(connection, person, effect.newsletter, now)
+            return self._unsubscribe(connection, person, storable(effect.newsletter), now)
         if effect.action == SOFT_BOUNCE:
-            score = self._score(connection, person["id"], now, rule.half_life)
-            if score < rule.limit:
-                return f"soft bounce scored: {score:.2f} of {rule.limit}"
-            newsletters = self._newsletters(connection, person["id"])
-            return self._suppress(
-                connection, person, "soft_bounces", f"score {score:.2f}: {evidence}", now, newsletters
-            )
+            return self._soft_bounce(connection, person, entry, evidence, now, rule)
         newsletters = self._newsletters(connection, person["id"])
         if effect.reason == "complaint":
             self._unsubscribe(connection, person, "", now)
+        else:
+            self._count_bounce(connection, person["id"])
         return self._suppress(connection, person, effect.reason, evidence, now, newsletters)
+
+    def _soft_bounce(
+        self,
+        connection: Connection,
+        person: RowMapping,
+        entry: InboundEntry,
+        evidence: str,
+        now: datetime,
+        rule: ScoreRule,
+    ) -> str:
+        """Scored once per issue: a slow mailbox's repeated "still trying" notices for one
+        message are one soft bounce. The score shown (2 decimals) is the one held to the limit."""
+        if entry.issue_id is not None and self._counted(connection, person["id"], entry.issue_id, now):
+            return "nothing: a soft bounce for this issue was already counted"
+        self._count_bounce(connection, person["id"])
+        score = round(self._score(connection, person["id"], now, rule.half_life), 2)
+        if score < rule.limit:
+            return f"soft bounce scored: {score:.2f} of {rule.limit}"
+        newsletters = self._newsletters(connection, person["id"])
+        return self._suppress(connection, person, "soft_bounces", f"score {score:.2f}: {evidence}", now, newsletters)
+
+    @staticmethod
+    def _counted(connection: Connection, subscriber_id: int, issue_id: int, now: datetime) -> bool:
+        """Whether a verified soft bounce naming this subscriber and issue was recorded lately
+        (within REPEATS_WITHIN: the index on kind and time keeps the look-up short)."""
+        return (
+            connection.scalar(
+                select(inbound_messages.c.id)
+                .where(
+                    inbound_messages.c.subscriber_id == subscriber_id,
+                    inbound_messages.c.issue_id == issue_id,
+                    inbound_messages.c.kind == SOFT_BOUNCE,
+                    inbound_messages.c.received_at >= now - REPEATS_WITHIN,
+                    inbound_messages.c.verified.is_(True),
+                )
+                .limit(1)
+            )
+            is not None
+        )
+
+    @staticmethod
+    def _count_bounce(connection: Connection, subscriber_id: int) -> None:
+        """`bounce_count` counts bounces since the last delivery, whether refused in the SMTP
+        session or reported later (a DSN, an ESP's event); a delivery resets it."""
+        connection.execute(
+            update(subscribers)
+            .where(subscribers.c.id == subscriber_id)
+            .values(bounce_count=subscribers.c.bounce_count + 1)
+        )
 
     @staticmethod
     def _newsletters(connection: Connection, subscriber_id: int) -> list[str]:
@@ -205,7 +315,7 @@ class InboundStore:
                 email=person["email"],
                 reason=reason,
                 at=now,
-                evidence=evidence,
+                evidence=storable(evidence, 1000),
                 newsletters=json.dumps(newsletters),
                 lift_reason="",
             )
@@ -223,8 +333,7 @@ class InboundStore:
         if row is None:
             connection.execute(insert(bounce_scores).values(subscriber_id=subscriber_id, score=1.0, at=now))
             return 1.0
-        elapsed = max(0.0, (now - row.at).total_seconds())
-        score = row.score * 0.5 ** (elapsed / half_life.total_seconds()) + 1.0
+        score = _decayed(row.score, now - row.at, half_life) + 1.0
         connection.execute(
             update(bounce_scores).where(bounce_scores.c.subscriber_id == subscriber_id).values(score=score, at=now)
         )
@@ -238,7 +347,7 @@ class InboundStore:
             ).first()
         if row is None:
             return 0.0
-        return row.score * 0.5 ** (max(0.0, (now - row.at).total_seconds()) / half_life.total_seconds())
+        return _decayed(row.score, now - row.at, half_life)
 
     # --- the suppression list --------------------------------------------------------------
 
@@ -269,7 +378,7 @@ class InboundStore:
 
         None when the address is not suppressed.
         """
-        email = email.lower()
+        email, reason = storable(email.lower(), 320), storable(reason)
         with self.engine.begin() as connection:
             person = connection.execute(select(subscribers).where(subscribers.c.email == email)).mappings().first()
             if person is None:
@@ -322,3 +431,10 @@ class InboundStore:
             .where(subscribers.c.id == subscriber_id)
             .values(status="confirmed", bounce_count=0, updated_at=now)
         )
+
+
+def _decayed(score: float, elapsed: timedelta, half_life: timedelta) -> float:
+    """`score` halved for every `half_life` in `elapsed` (a zero half-life forgets at once)."""
+    if half_life.total_seconds() <= 0:
+        return 0.0
+    return score * 0.5 ** (max(0.0, elapsed.total_seconds()) / half_life.total_seconds())
