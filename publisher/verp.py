@@ -5,6 +5,9 @@ and the first 10 bytes of an HMAC-SHA256 over them with the secret key and a pur
 or "unsub"). 18 bytes make 29 characters, so `bounces+unsub-<token>` stays far below the 64
 octets a local part may have. Base32 is case-insensitive: an MTA that lower-cases (or
 upper-cases) the address still hands back a token that verifies.
+
+Mail that belongs to no issue (a confirmation or welcome mail) carries issue id 0, `NO_ISSUE`:
+its bounce is verified the same way and names the subscriber alone.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from dataclasses import dataclass
 
 BOUNCE = "bounce"
 UNSUBSCRIBE = "unsub"
+NO_ISSUE = 0  # the issue id of a confirmation or welcome mail
 TOKEN_LENGTH = 29
 _MAC_BYTES = 10
 # A token after "+" (optionally "unsub-") in any address, in any case.
@@ -28,7 +32,7 @@ TOKEN_PATTERN = re.compile(r"\+((?:unsub-)?[a-z2-7]{29})@", re.IGNORECASE)
 class Verp:
     """What a verified token names."""
 
-    issue_id: int
+    issue_id: int | None  # None: a confirmation or welcome mail (`NO_ISSUE`)
     subscriber_id: int
     purpose: str  # BOUNCE or UNSUBSCRIBE
 
@@ -60,7 +64,8 @@ def read_token(secret_keys: tuple[str, ...], token: str) -> Verp | None:
     ids, mac = raw[:8], raw[8:]
     if not any(hmac.compare_digest(mac, _mac(key, purpose, ids)) for key in secret_keys):
         return None
-    return Verp(int.from_bytes(ids[:4], "big"), int.from_bytes(ids[4:], "big"), purpose)
+    issue_id = int.from_bytes(ids[:4], "big")
+    return Verp(issue_id if issue_id != NO_ISSUE else None, int.from_bytes(ids[4:], "big"), purpose)
 
 
 def address(return_path: str, token: str) -> str:
