@@ -326,6 +326,8 @@ def read_confirmation(settings: Settings, store: Store, token: str) -> Confirmat
 
 
 LIFTED_BY_CONFIRMING = "re-subscribed by confirming a sign-up"
+LIFTED_BY_RESUBSCRIBING = "re-subscribed from the unsubscribe page"
+LIFTED_BY_PREFERENCES = "re-subscribed on the preferences page"
 
 
 def confirm(settings: Settings, store: Store, mailer: Mailer, token: str, now: datetime) -> Confirmation:
@@ -424,7 +426,8 @@ def unsubscribe(settings: Settings, store: Store, token: str, now: datetime) -> 
 
 
 def resubscribe(settings: Settings, store: Store, token: str, now: datetime) -> Unsubscribe:
-    """Undo an unsubscribe from the page that confirmed it (the link proves the mailbox)."""
+    """Undo an unsubscribe from the page that confirmed it (the link proves the mailbox): the
+    owner's own choice, so a complaint's suppression is lifted."""
     found = read_unsubscribe(settings, store, token)
     person = found.subscriber
     if person is None or person.status == "bounced" or found.newsletter not in settings.newsletters:
@@ -439,6 +442,7 @@ def resubscribe(settings: Settings, store: Store, token: str, now: datetime) -> 
             source=RESUBSCRIBE_SOURCE,
             consent_text=consent_record(settings, [found.newsletter]),
         )
+        store.subscribers.lift(person.id, LIFTED_BY_RESUBSCRIBING, now)
     return found
 
 
@@ -462,7 +466,8 @@ def save_preferences(
     timezone: str | None = None,
 ) -> StoredSubscriber:
     """Set name, newsletters, topics and (given) time zone. No newsletters left means unsubscribed; choosing one again
-    after unsubscribing re-activates (the link proves the mailbox). Bounced stays bounced."""
+    after unsubscribing re-activates (the link proves the mailbox, and a complaint's suppression is
+    lifted). Bounced stays bounced."""
     person = read_preferences(settings, store, token)
     names = check_newsletters(newsletters, settings.newsletters)
     values: dict = {"name": clean_name(name), "topics": clean_topics(topics, settings)}
@@ -476,4 +481,6 @@ def save_preferences(
         )
     store.subscribers.set_newsletters(person.id, names, now)
     store.subscribers.update(person.id, now, **values)
+    if values.get("status") == "confirmed":
+        store.subscribers.lift(person.id, LIFTED_BY_PREFERENCES, now)
     return read_preferences(settings, store, token)

@@ -786,3 +786,19 @@ def test_confirmation_and_welcome_mails_carry_a_verp_sender_naming_the_subscribe
         named = verp.read_token(settings.secret_keys, verp.tokens_in(message.sender)[0])
         assert (named.subscriber_id, named.issue_id, named.purpose) == (person.id, None, verp.BOUNCE)
         assert parse(message)["From"].addresses[0].addr_spec == "newsletter@news.example.org"
+
+
+def test_a_complainer_coming_back_from_the_unsubscribe_page_is_no_longer_listed_as_suppressed(
+    client, store, web_settings, tmp_path
+):
+    person = confirmed(store, web_settings, "fan@example.com", newsletters=("weekly",))
+    complaint_about(store, web_settings, person, tmp_path)
+    path = unsubscribe_path(web_settings, person)
+    page = client.post(path)
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)[1]
+    assert client.post(f"{path}/resubscribe", data={"csrf": csrf}).status_code == 200
+    publication = Publication(web_settings, store)
+    assert store.subscribers.get("fan@example.com").status == "confirmed"
+    assert publication.suppressed() == []
+    [lifted] = publication.subscriber_history("fan@example.com").suppressions
+    assert lifted["lift_reason"] == "re-subscribed from the unsubscribe page"

@@ -545,6 +545,11 @@ class SubscriberStore:
             status = connection.scalar(select(subscribers.c.status).where(subscribers.c.id == subscriber_id))
         return reason or (SMTP_BOUNCE if status == "bounced" else None)
 
+    def lift(self, subscriber_id: int, reason: str, now: datetime) -> list[str]:
+        """Lift the subscriber's active suppressions, recorded with `reason`; returns what they were."""
+        with self.engine.begin() as connection:
+            return self._lift(connection, subscriber_id, reason, now)
+
     @staticmethod
     def _lift(connection: Connection, subscriber_id: int, reason: str, now: datetime) -> list[str]:
         """Mark the active suppressions lifted; returns their reasons."""
