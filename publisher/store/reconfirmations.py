@@ -66,16 +66,16 @@ class ReconfirmationStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def not_asked(self, newsletter: str | None) -> list[str]:
-        """Pending addresses that no confirm-pending run has finished with, oldest first."""
+    @staticmethod
+    def _not_asked(newsletter: str | None) -> tuple[ColumnElement[bool], ...]:
         finished = exists().where(
             reconfirmations.c.subscriber_id == subscribers.c.id, reconfirmations.c.state.in_(ASKED)
         )
-        query = (
-            select(subscribers.c.email)
-            .where(subscribers.c.status == "pending", ~finished, _in_newsletter(newsletter))
-            .order_by(subscribers.c.id)
-        )
+        return subscribers.c.status == "pending", ~finished, _in_newsletter(newsletter)
+
+    def not_asked(self, newsletter: str | None) -> list[str]:
+        """Pending addresses that no confirm-pending run has finished with, oldest first."""
+        query = select(subscribers.c.email).where(*self._not_asked(newsletter)).order_by(subscribers.c.id)
         with self.engine.connect() as connection:
             return list(connection.scalars(query))
 
@@ -276,7 +276,9 @@ class ReconfirmationStore:
             .group_by(reconfirmations.c.state, subscribers.c.status)
         )
         waiting = expired = confirmed = failed = 0
+        never = select(func.count()).select_from(subscribers).where(*self._not_asked(newsletter))
         with self.engine.connect() as connection:
+            never_asked = connection.scalar(never) or 0
             for state, status, count, old in connection.execute(query):
                 if state == "sent" and status == "pending":
                     waiting += count
@@ -285,7 +287,7 @@ class ReconfirmationStore:
                     confirmed += count
                 elif state == "failed":
                     failed += count
-        return Standing(len(self.not_asked(newsletter)), waiting, expired, confirmed, failed)
+        return Standing(never_asked, waiting, expired, confirmed, failed)
 
     def expired(self, newsletter: str | None, asked_before: datetime) -> list[str]:
         """Still-pending addresses asked before `asked_before` (what `ask_again` would queue)."""
