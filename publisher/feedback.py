@@ -153,11 +153,3 @@ def apply_event(
     identity = Identity(subscriber_id, None, subscriber_id is not None, source)
     digest = hashlib.sha256(f"{source}\n{event_id}".encode()).hexdigest()
     return apply(store, feedback, settings, now, source=source, digest=digest, identity=identity)
-
-
-def unsuppress(store: Store, email: str, reason: str, now: datetime) -> list[str] | None:
-    """Lift a suppression (logged, and kept with its reason); returns the newsletters restored."""
-    names = store.inbound.unsuppress(email, reason, now)
-    if names is not None:
-        log.info("unsuppressed %s (%s): confirmed again for %s", email, reason, ", ".join(names) or "nothing")
-    return names

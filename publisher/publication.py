@@ -78,8 +78,10 @@ from publisher.site import ArchivedIssue, Site, Snapshot
 from publisher.store import Store
 from publisher.store.copy import copy_database
 from publisher.store.inbound import Suppression
+from publisher.store.reconfirmations import Standing
 from publisher.store.runs import LockHolder, RunTotal
 from publisher.store.stats import StoreStats
+from publisher.store.subscribers import Lifted
 from publisher.templates import environment
 from publisher.transports import MaildirTransport, Transport
 
@@ -920,7 +922,7 @@ class Publication:
             timezone=subscribers.clean_timezone(timezone, "--timezone"),
             consent_text=consent_text.strip()[:2000] if confirmed else "",
         )
-        if (found := self.store.subscribers.get(person.email)) and found.status == SubscriberStatus.BOUNCED:
+        if (found := self.store.subscribers.get(person.email)) and self.store.subscribers.suppression(found.id):
             raise SubscriberError(subscribers.suppressed_hint(found.email))
         is_new = self.store.subscribers.add(person, now)
         stored = self.store.subscribers.get(person.email)
@@ -958,18 +960,29 @@ class Publication:
             writer, rows, now, on_error=on_error, known=existing, on_progress=on_progress
         )
 
-    def pending_to_ask(self, newsletter: str | None = None) -> list[str]:
-        """Pending addresses that `confirm_pending` would ask (never asked before)."""
+    def pending_to_ask(self, newsletter: str | None = None, *, again: bool = False) -> list[str]:
+        """Pending addresses that `confirm_pending` would ask: never asked before, and with `again`
+        those asked longer ago than `[web] confirm_expiry` who have not confirmed."""
         if newsletter:
             self.newsletter(newsletter)
-        return self.store.reconfirmations.not_asked(newsletter)
+        waiting = self.store.reconfirmations.not_asked(newsletter)
+        if again:
+            waiting += self.store.reconfirmations.expired(newsletter, self.now() - self.settings.web.confirm_expiry)
+        return waiting
 
-    def confirm_pending(self, newsletter: str | None = None) -> reconfirm.ReconfirmReport:
-        """Send each pending address one confirmation mail through a ledger (exactly once, resumable)."""
+    def pending_standing(self, newsletter: str | None = None) -> Standing:
+        """Where the pending addresses stand: never asked, asked and waiting, confirmed since asked."""
+        if newsletter:
+            self.newsletter(newsletter)
+        return reconfirm.standing(self.settings, self.store, newsletter, self.now())
+
+    def confirm_pending(self, newsletter: str | None = None, *, again: bool = False) -> reconfirm.ReconfirmReport:
+        """Send each pending address one confirmation mail through a ledger (exactly once, resumable);
+        `again`: also those whose link expired unanswered, once more."""
         if newsletter:
             self.newsletter(newsletter)
         return reconfirm.send_confirmations(
-            self.settings, self.store, newsletter=newsletter, transport=self.transport, clock=self.clock
+            self.settings, self.store, newsletter=newsletter, again=again, transport=self.transport, clock=self.clock
         )
 
     def failures(self, issue: Issue) -> list[dict[str, Any]]:
@@ -1094,13 +1107,18 @@ class Publication:
         """Addresses nothing is sent to, with why, when and the evidence."""
         return self.store.inbound.suppressed()
 
-    def unsuppress(self, email: str, reason: str) -> tuple[str, list[str]]:
-        """Lift a suppression (logged with `reason`); returns the address and the newsletters restored."""
+    def unsuppress(self, email: str, reason: str) -> Lifted:
+        """Lift a suppression (kept with `reason`): the address goes back to the status it had
+        before (pending stays pending, unsubscribed stays unsubscribed; nothing invents consent)."""
         address = subscribers.normalise_email(email)
-        names = feedback.unsuppress(self.store, address, reason, self.now())
-        if names is None:
-            raise SubscriberError(f"{address} is not suppressed")
-        return address, names
+        if not reason.strip():
+            raise SubscriberError("--reason: say why the address may receive mail again (it is kept with the lift)")
+        lifted = self.store.subscribers.unsuppress(address, reason.strip()[:1000], self.now())
+        if lifted is None:
+            raise SubscriberError(f"no such subscriber: {address}")
+        if not lifted.reasons:
+            raise SubscriberError(f"{address} is not suppressed (it is {lifted.status})")
+        return lifted
 
     # --- operators, API tokens and the audit log --------------------------------------------
 

@@ -6,7 +6,9 @@ through `[delivery]`'s transport (so its `rate_limit` applies) and records each 
 the server gave it. A run that stops on an error gives its batch back (sent again next run; if the
 transport raised half-way through a batch, its first messages may go twice); a run that is killed
 leaves at most one batch `sending`, sent again once `[delivery] lease` runs out. Nobody else is
-ever sent twice, and an address is never queued twice.
+ever sent twice, and an address is never queued twice. `again` queues once more the addresses
+asked longer ago than `[web] confirm_expiry` (their link has expired) that are still pending: each
+gets one more mail from that run, and a run right after asks nobody again.
 The link in the mail is the web sign-up's confirmation link: opening it confirms the address.
 """
 
@@ -16,7 +18,6 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from email.utils import parseaddr
 from functools import partial
 
 from publisher import tokens
@@ -24,9 +25,19 @@ from publisher.clock import Clock, system_clock
 from publisher.config import DeliverySettings, Settings
 from publisher.signup import Mailer, human_duration
 from publisher.store import Store
-from publisher.store.reconfirmations import Answer, Asking
-from publisher.text import header_safe
+from publisher.store.reconfirmations import Answer, Asking, Standing
 from publisher.transports import Outgoing, SendResult, Transport, make_transport
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A confirmation mail that could not be delivered: to whom, the server's answer, and whether
+    the address is now suppressed (a 5xx)."""
+
+    email: str
+    code: int | None
+    detail: str
+    suppressed: bool
 
 
 @dataclass
@@ -34,10 +45,13 @@ class ReconfirmReport:
     """What one `confirm-pending --send` run did, and where the ledger stands."""
 
     queued: int = 0  # addresses added to the ledger by this run
+    asked_again: int = 0  # addresses queued once more by `again`
     sent: int = 0
     failed: int = 0
     deferred: int = 0
+    failures: list[Failure] = field(default_factory=list)
     ledger: dict[str, int] = field(default_factory=dict)  # rows per state after the run
+    standing: Standing | None = None  # where the pending addresses stand after the run
 
     @property
     def open(self) -> int:
@@ -74,7 +88,13 @@ def compose(settings: Settings, mailer: Mailer, row: Asking, now: datetime) -> O
         expiry=human_duration(settings.web.confirm_expiry, settings.site.language),
         titles=[settings.newsletters[name].title for name in row.newsletters if name in settings.newsletters],
     )
-    return Outgoing(parseaddr(header_safe(mailer.sender(row.newsletters)))[1], row.email, data)
+    return Outgoing(mailer.envelope(row.newsletters, row.subscriber_id), row.email, data)
+
+
+def standing(settings: Settings, store: Store, newsletter: str | None, now: datetime) -> Standing:
+    """Where the pending addresses stand: never asked, asked and waiting (and how many of those
+    links have expired), confirmed since asked, failed."""
+    return store.reconfirmations.standing(newsletter, asked_before=now - settings.web.confirm_expiry)
 
 
 def send_confirmations(
@@ -82,13 +102,20 @@ def send_confirmations(
     store: Store,
     *,
     newsletter: str | None = None,
+    again: bool = False,
     transport: Transport | None = None,
     clock: Clock = system_clock,
     progress: Callable[[int], None] | None = None,
 ) -> ReconfirmReport:
-    """Queue the pending addresses not asked before, then send every due confirmation mail."""
+    """Queue the pending addresses not asked before (and, `again`, those asked longer ago than
+    `[web] confirm_expiry` who have not confirmed), then send every due confirmation mail."""
     delivery, mailer = settings.delivery, Mailer(settings)
-    report = ReconfirmReport(queued=store.reconfirmations.queue(newsletter, clock()))
+    now = clock()
+    report = ReconfirmReport(queued=store.reconfirmations.queue(newsletter, now))
+    if again:
+        report.asked_again = store.reconfirmations.ask_again(
+            newsletter, asked_before=now - settings.web.confirm_expiry, now=now
+        )
     own = transport is None
     transport = transport or make_transport(delivery)
     try:
@@ -102,6 +129,7 @@ def send_confirmations(
         if own:
             transport.close()
     report.ledger = store.reconfirmations.counts()
+    report.standing = standing(settings, store, newsletter, clock())
     return report
 
 
@@ -126,3 +154,8 @@ def _send_batch(
     report.sent += sum(answer.state == "sent" for answer in answers)
     report.failed += sum(answer.state == "failed" for answer in answers)
     report.deferred += sum(answer.state == "deferred" for answer in answers)
+    report.failures += [
+        Failure(row.email, answer.code, answer.detail, (answer.code or 0) >= 500)
+        for row, answer in zip(batch, answers, strict=True)
+        if answer.state == "failed"
+    ]

@@ -26,7 +26,7 @@ from typing import Any
 import jinja2
 from jinja2 import Environment
 
-from publisher import i18n, tokens
+from publisher import i18n, tokens, verp
 from publisher.config import Settings
 from publisher.errors import PublisherError, RateLimited, SubscriberError, TemplateError, TokenError
 from publisher.message import Signer, plain_message
@@ -78,6 +78,14 @@ class Mailer:
         site = self.settings.site
         return chosen[0].from_ if chosen else str(Address(site.title, "newsletter", site.domain))
 
+    def envelope(self, newsletters: Iterable[str], subscriber_id: int) -> str:
+        """The envelope sender: with `[delivery] return_path`, a VERP address naming the subscriber
+        (no issue), so a bounce of this mail is read and suppresses the address; else the From address."""
+        return_path = self.settings.delivery.return_path
+        if return_path:
+            return verp.address(return_path, verp.make_token(self.settings.secret_keys, verp.NO_ISSUE, subscriber_id))
+        return parseaddr(header_safe(self.sender(newsletters)))[1]
+
     def build(self, kind: str, recipient: str, newsletters: Iterable[str], now: datetime, **context: Any) -> bytes:
         """The mail of `kind`, built and DKIM-signed by `publisher.message` like every mail we send."""
         name = f"web/{kind}_mail.txt"
@@ -98,11 +106,18 @@ class Mailer:
         )
 
     def send(
-        self, kind: str, recipient: str, newsletters: Iterable[str], *, now: datetime, **context: Any
+        self,
+        kind: str,
+        recipient: str,
+        newsletters: Iterable[str],
+        *,
+        subscriber_id: int,
+        now: datetime,
+        **context: Any,
     ) -> SendResult:
         newsletters = tuple(newsletters)
         data = self.build(kind, recipient, newsletters, now, **context)
-        envelope = parseaddr(header_safe(self.sender(newsletters)))[1]
+        envelope = self.envelope(newsletters, subscriber_id)
         with self.lock:
             if self.transport is None:
                 self.transport = self.made = make_transport(self.settings.delivery)
@@ -214,7 +229,8 @@ def subscribe(
 ) -> str:
     """Handle one subscription request; returns what happened, for the log only.
 
-    The outcome ("sent", "honeypot", "address-limit", "already-sent", "not-sent") must not be
+    The outcome ("sent", "honeypot", "address-limit", "already-sent", "not-sent", "suppressed":
+    a bounced address is sent nothing) must not be
     shown to the visitor: every one of them gets the same "check your inbox" page. `counted`:
     the caller already counted the request against the IP's limit (`count_request`).
     """
@@ -226,7 +242,11 @@ def subscribe(
         return "address-limit"
     if purged := store.subscribers.purge_unconfirmed(SOURCE, now - settings.web.confirm_expiry - PURGE_MARGIN):
         log.info("forgot %d address(es) never confirmed", purged)
-    return ask_to_confirm(settings, store, mailer, _pending_or_existing(store, signup, now), signup, now)
+    person = _pending_or_existing(store, signup, now)
+    if person.status == "bounced":  # a dead address: no mail to it; `subscribers unsuppress` is the way back
+        log.info("no confirmation mail to subscriber %s: the address is suppressed (bounced)", person.id)
+        return "suppressed"
+    return ask_to_confirm(settings, store, mailer, person, signup, now)
 
 
 def ask_to_confirm(
@@ -246,6 +266,7 @@ def ask_to_confirm(
             "confirm",
             person.email,
             signup.newsletters,
+            subscriber_id=person.id,
             now=now,
             confirm_url=url,
             expiry=human_duration(settings.web.confirm_expiry, settings.site.language),
@@ -313,8 +334,17 @@ def read_confirmation(settings: Settings, store: Store, token: str) -> Confirmat
     return Confirmation(person, nonce, newsletters, topics, name, timezone)
 
 
+LIFTED_BY_CONFIRMING = "re-subscribed by confirming a sign-up"
+LIFTED_BY_RESUBSCRIBING = "re-subscribed from the unsubscribe page"
+LIFTED_BY_PREFERENCES = "re-subscribed on the preferences page"
+
+
 def confirm(settings: Settings, store: Store, mailer: Mailer, token: str, now: datetime) -> Confirmation:
-    """Use a confirmation link: confirm the subscriber, record consent, then send the welcome mail."""
+    """Use a confirmation link: confirm the subscriber, record consent, then send the welcome mail.
+
+    The owner's own confirmation is new consent: a suppression (a complaint, say) is lifted, and
+    someone who was not confirmed gets exactly the newsletters this sign-up chose, nothing older.
+    """
     wanted = read_confirmation(settings, store, token)
     person = wanted.subscriber
     values: dict = {
@@ -329,7 +359,16 @@ def confirm(settings: Settings, store: Store, mailer: Mailer, token: str, now: d
         values["name"] = wanted.name
     if wanted.timezone and not person.timezone:  # a zone the reader set on the preferences page stays
         values["timezone"] = wanted.timezone
-    if not store.subscribers.consume_nonce(person.id, wanted.nonce, now, newsletters=wanted.newsletters, **values):
+    consumed = store.subscribers.consume_nonce(
+        person.id,
+        wanted.nonce,
+        now,
+        newsletters=wanted.newsletters,
+        exactly=person.status != "confirmed",
+        lift_reason=LIFTED_BY_CONFIRMING,
+        **values,
+    )
+    if not consumed:
         raise TokenError(USED)
     if settings.web.welcome:
         _welcome(settings, mailer, person, wanted.newsletters, now)
@@ -348,6 +387,7 @@ def _welcome(
             "welcome",
             person.email,
             newsletters,
+            subscriber_id=person.id,
             now=now,
             unsubscribe=unsubscribe,
             titles=_titles(settings, newsletters),
@@ -395,7 +435,8 @@ def unsubscribe(settings: Settings, store: Store, token: str, now: datetime) -> 
 
 
 def resubscribe(settings: Settings, store: Store, token: str, now: datetime) -> Unsubscribe:
-    """Undo an unsubscribe from the page that confirmed it (the link proves the mailbox)."""
+    """Undo an unsubscribe from the page that confirmed it (the link proves the mailbox): the
+    owner's own choice, so a complaint's suppression is lifted."""
     found = read_unsubscribe(settings, store, token)
     person = found.subscriber
     if person is None or person.status == "bounced" or found.newsletter not in settings.newsletters:
@@ -410,6 +451,7 @@ def resubscribe(settings: Settings, store: Store, token: str, now: datetime) -> 
             source=RESUBSCRIBE_SOURCE,
             consent_text=consent_record(settings, [found.newsletter]),
         )
+        store.subscribers.lift(person.id, LIFTED_BY_RESUBSCRIBING, now)
     return found
 
 
@@ -433,7 +475,8 @@ def save_preferences(
     timezone: str | None = None,
 ) -> StoredSubscriber:
     """Set name, newsletters, topics and (given) time zone. No newsletters left means unsubscribed; choosing one again
-    after unsubscribing re-activates (the link proves the mailbox). Bounced stays bounced."""
+    after unsubscribing re-activates (the link proves the mailbox, and a complaint's suppression is
+    lifted). Bounced stays bounced."""
     person = read_preferences(settings, store, token)
     names = check_newsletters(newsletters, settings.newsletters)
     values: dict = {"name": clean_name(name), "topics": clean_topics(topics, settings)}
@@ -447,4 +490,6 @@ def save_preferences(
         )
     store.subscribers.set_newsletters(person.id, names, now)
     store.subscribers.update(person.id, now, **values)
+    if values.get("status") == "confirmed":
+        store.subscribers.lift(person.id, LIFTED_BY_PREFERENCES, now)
     return read_preferences(settings, store, token)

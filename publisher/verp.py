@@ -7,6 +7,9 @@ octets a local part may have. Base32 is case-insensitive: an MTA that lower-case
 upper-cases) the address still hands back a token that verifies. 144 bits take 29 characters
 of 5 bits: the last character's spare bit is zero, and a token with it set is refused, so each
 token has one spelling (up to case).
+
+Mail that belongs to no issue (a confirmation or welcome mail) carries issue id 0, `NO_ISSUE`:
+its bounce is verified the same way and names the subscriber alone.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from dataclasses import dataclass
 
 BOUNCE = "bounce"
 UNSUBSCRIBE = "unsub"
+NO_ISSUE = 0  # the issue id of a confirmation or welcome mail
 TOKEN_LENGTH = 29
 _MAC_BYTES = 10
 # A token after "+" (optionally "unsub-") in any address, in any case.
@@ -30,7 +34,7 @@ TOKEN_PATTERN = re.compile(r"\+((?:unsub-)?[a-z2-7]{29})@", re.IGNORECASE)
 class Verp:
     """What a verified token names."""
 
-    issue_id: int
+    issue_id: int | None  # None: a confirmation or welcome mail (`NO_ISSUE`)
     subscriber_id: int
     purpose: str  # BOUNCE or UNSUBSCRIBE
 
@@ -67,7 +71,8 @@ def read_token(secret_keys: tuple[str, ...], token: str) -> Verp | None:
     ids, mac = raw[:8], raw[8:]
     if not any(hmac.compare_digest(mac, _mac(key, purpose, ids)) for key in secret_keys):
         return None
-    return Verp(int.from_bytes(ids[:4], "big"), int.from_bytes(ids[4:], "big"), purpose)
+    issue_id = int.from_bytes(ids[:4], "big")
+    return Verp(issue_id if issue_id != NO_ISSUE else None, int.from_bytes(ids[4:], "big"), purpose)
 
 
 def address(return_path: str, token: str) -> str:

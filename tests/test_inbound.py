@@ -321,7 +321,7 @@ def test_import_suppressed_and_unsuppress_commands(tmp_path, database_url, monke
     assert "5.1.1" in listed[0]["evidence"] and listed[0]["at"].startswith("20")
 
     result = cli(config, "subscribers", "unsuppress", "alice@a.example", "--reason", "fixed a typo in the domain")
-    assert result.output.strip() == "unsuppressed alice@a.example (monthly weekly)"
+    assert result.output.strip() == "alice@a.example is confirmed again and will get the next issue (monthly weekly)"
     people = json.loads(cli(config, "subscribers", "list", "--json").output)
     assert [(p["email"], p["status"], p["newsletters"]) for p in people] == [
         ("alice@a.example", "confirmed", ["monthly", "weekly"])

@@ -1,6 +1,8 @@
 """`subscribers confirm-pending`: every imported pending address asked once, through a real SMTP server."""
 
+import json
 import re
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -8,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 from sink import SinkHandler, smtp_sink
 
+from publisher import verp
 from publisher.cli import cli
 from publisher.config import load_settings
 from publisher.errors import DeliveryError
@@ -15,14 +18,17 @@ from publisher.reconfirm import send_confirmations
 from publisher.signup import Mailer, confirm
 from publisher.store import Store
 from publisher.transports import make_transport
+from tests.helpers import CORPUS, SAMPLE_TOKEN
 
 
-def write_config(tmp_path: Path, database_url: str, port: int) -> Path:
+def write_config(tmp_path: Path, database_url: str, port: int, *, delivery: str = "", web: str = "") -> Path:
     path = tmp_path / "config.toml"
     path.write_text(
-        f'[site]\nurl = "https://news.example.org"\ntitle = "The Example"\n\n[database]\nurl = "{database_url}"\n\n'
+        f'[site]\nurl = "https://news.example.org"\ntitle = "The Example"\n'
+        f'postal_address = "1 Sample Street, Exampletown"\n\n[database]\nurl = "{database_url}"\n\n'
         '[newsletters.weekly]\ntitle = "Weekly"\n[newsletters.daily]\ntitle = "Daily"\n\n'
-        f'[delivery]\ntransport = "smtp"\nbatch_size = 100\n\n'
+        f"[web]\n{web}\n"
+        f'[delivery]\ntransport = "smtp"\nbatch_size = 100\n{delivery}\n'
         f'[delivery.smtp]\nhost = "127.0.0.1"\nport = {port}\nconnections = 4\ntimeout = 10\n',
         encoding="utf-8",
     )
@@ -166,3 +172,128 @@ def test_a_killed_run_is_finished_by_the_next_and_at_most_its_batch_on_the_wire_
     assert set(received) == set(emails)
     twice = sorted(email for email, count in received.items() if count > 1)
     assert len(twice) <= 50 and max(received.values()) <= 2  # at most the one batch on the wire
+
+
+def people(config: Path) -> dict[str, tuple[str, tuple[str, ...]]]:
+    listed = json.loads(run(config, "subscribers", "list", "--json").output)
+    return {person["email"]: (person["status"], tuple(person["newsletters"])) for person in listed}
+
+
+def bounce_for(sender: str, recipient: str, path: Path) -> Path:
+    """A Postfix DSN for the message `sender` (its VERP envelope sender) sent to `recipient`."""
+    raw = (
+        (CORPUS / "postfix-user-unknown.eml")
+        .read_bytes()
+        .replace(SAMPLE_TOKEN.encode(), verp.tokens_in(sender)[0].encode())
+    )
+    path.write_bytes(raw.replace(b"alice@example.com", recipient.encode()))
+    return path
+
+
+def test_confirmation_mails_go_out_with_a_verp_sender_and_a_bounce_of_one_suppresses_its_address(
+    tmp_path, database_url
+):
+    handler = SinkHandler()
+    with smtp_sink(handler) as port:
+        config = write_config(tmp_path, database_url, port, delivery='return_path = "bounces@news.example.org"')
+        import_pending(config, tmp_path, 2)
+        assert "2 sent, 0 failed" in run(config, "subscribers", "confirm-pending", "--send").output
+    sender = handler.senders["reader0001@example.com"]
+    assert re.fullmatch(r"bounces\+[a-z2-7]{29}@news\.example\.org", sender)
+    assert handler.senders["reader0000@example.com"] not in (sender, "newsletter@news.example.org")
+    assert handler.parsed("reader0001@example.com")[0]["From"] != sender  # readers still see the newsletter's From
+
+    dsn = bounce_for(sender, "reader0001@example.com", tmp_path / "bounce.eml")
+    assert "1 bounce" in run(config, "inbound", "import", str(dsn)).output
+    suppressed = json.loads(run(config, "subscribers", "suppressed", "--json").output)
+    assert [(row["email"], row["reason"]) for row in suppressed] == [("reader0001@example.com", "hard_bounce")]
+    assert people(config) == {
+        "reader0000@example.com": ("pending", ("weekly",)),
+        "reader0001@example.com": ("bounced", ("weekly",)),
+    }
+    forged = tmp_path / "forged.eml"
+    forged.write_bytes(dsn.read_bytes().replace(verp.tokens_in(sender)[0].encode(), b"b" * 29))
+    assert "nothing new" not in run(config, "inbound", "import", str(forged)).output
+    assert people(config)["reader0000@example.com"] == ("pending", ("weekly",))
+
+
+def test_a_failed_confirmation_mail_names_its_address_and_says_it_is_now_suppressed(tmp_path, database_url):
+    handler = SinkHandler(reject={"reader0001@example.com"})
+    with smtp_sink(handler) as port:
+        config = write_config(tmp_path, database_url, port)
+        import_pending(config, tmp_path, 3)
+        result = run(config, "subscribers", "confirm-pending", "--send")
+    assert result.exit_code == 0 and "2 sent, 1 failed" in result.stdout
+    assert result.stderr.splitlines() == [
+        "confirmation mail to reader0001@example.com failed: 550 5.1.1 <reader0001@example.com>: Recipient address "
+        "rejected: User unknown; reader0001@example.com is now suppressed (bounced)"
+    ]
+
+
+def test_confirm_pending_counts_who_was_asked_and_again_asks_those_whose_link_expired_once(tmp_path, database_url):
+    handler = SinkHandler()
+    with smtp_sink(handler) as port:
+        config = write_config(tmp_path, database_url, port, web="confirm_expiry = 1")
+        import_pending(config, tmp_path, 3)
+        run(config, "subscribers", "confirm-pending", "--send")
+        token = re.search(r"/confirm/(\S+)", handler.parsed("reader0000@example.com")[0].get_content())[1]
+        settings = load_settings(config)
+        store = Store.open(settings.database.url)
+        try:
+            confirm(settings, store, Mailer(settings, make_transport(settings.delivery)), token, datetime.now(UTC))
+        finally:
+            store.close()
+        preview = run(config, "subscribers", "confirm-pending").output
+        assert "0 pending addresses would be asked to confirm" in preview
+        assert "asked, waiting for an answer: 2" in preview
+        assert "confirmed since asked: 1" in preview and "never asked: 0" in preview
+
+        time.sleep(1.2)  # the links (confirm_expiry = 1 second) expire unanswered
+        preview = run(config, "subscribers", "confirm-pending").output
+        assert (
+            "asked, waiting for an answer: 2 (2 asked longer ago than [web] confirm_expiry: --again asks them"
+            in preview
+        )
+        would = run(config, "subscribers", "confirm-pending", "--again").output
+        assert would.splitlines()[:3] == [
+            "reader0001@example.com",
+            "reader0002@example.com",
+            "2 pending addresses would be asked to confirm (add --send to send)",
+        ]
+        started = datetime.now(UTC)
+        again = json.loads(run(config, "subscribers", "confirm-pending", "--send", "--again", "--json").output)
+        assert (again["asked_again"], again["sent"], again["asked_waiting"], again["asked_expired"]) == (2, 2, 2, 0)
+        store = Store.open(settings.database.url)
+        try:  # a run right after (as of `started`: the fresh links are valid) asks nobody again
+            report = send_confirmations(settings, store, again=True, clock=lambda: started)
+        finally:
+            store.close()
+        assert (report.asked_again, report.sent) == (0, 0)
+    assert handler.parsed("reader0000@example.com")[1]["Subject"].startswith("Welcome")  # and no second request
+    assert handler.received() == {
+        "reader0000@example.com": 2,
+        "reader0001@example.com": 2,
+        "reader0002@example.com": 2,
+    }
+
+
+def test_an_unsuppressed_pending_address_is_pending_again_and_asked_by_the_next_run(tmp_path, database_url):
+    handler = SinkHandler(reject={"reader0001@example.com"})
+    with smtp_sink(handler) as port:
+        config = write_config(tmp_path, database_url, port)
+        import_pending(config, tmp_path, 2)
+        run(config, "subscribers", "confirm-pending", "--send")
+        assert people(config)["reader0001@example.com"] == ("bounced", ("weekly",))
+        lifted = run(config, "subscribers", "unsuppress", "reader0001@example.com", "--reason", "the typo was fixed")
+        assert lifted.output == (
+            "reader0001@example.com is pending again; it will be asked to confirm by "
+            "`publisher subscribers confirm-pending --send` (weekly)\n"
+        )
+        listed = json.loads(run(config, "subscribers", "list", "--json").output)
+        assert [(p["status"], p["consent_at"]) for p in listed if p["email"] == "reader0001@example.com"] == [
+            ("pending", None)
+        ]
+        handler.reject.clear()
+        assert run(config, "subscribers", "confirm-pending").output.startswith("reader0001@example.com\n1 pending")
+        assert "1 sent, 0 failed" in run(config, "subscribers", "confirm-pending", "--send").output
+    assert handler.received() == {"reader0000@example.com": 1, "reader0001@example.com": 1}

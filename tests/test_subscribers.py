@@ -1,13 +1,22 @@
 """Subscribers: address checks, CSV import with line numbers, export, and the store on both databases."""
 
 import csv
+import getpass
+import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from publisher import verp
+from publisher.cli import cli
+from publisher.config import load_settings
 from publisher.errors import SubscriberError
 from publisher.model import Subscriber
+from publisher.store import Store
 from publisher.subscribers import make_subscriber, normalise_email, parse_csv, to_csv
+from tests.helpers import CORPUS, SAMPLE_TOKEN, make_issue
 
 KNOWN = ("weekly", "daily")
 
@@ -259,3 +268,128 @@ def test_a_forged_time_zone_is_a_one_line_error_from_the_cli_and_a_rejected_csv_
         assert f"people.csv:{line}: unknown time zone" in result.output
     listed = _cli(tmp_path, "subscribers", "list", "--json").output
     assert "e@example.org" in listed and "a@example.org" not in listed and "d@example.org" not in listed
+
+
+# --- suppression: what protects an address, and what lifts it ------------------------------------
+
+
+class Shell:
+    """A config on `database_url` with two newsletters and a VERP return path, driven by the CLI."""
+
+    def __init__(self, tmp_path: Path, database_url: str) -> None:
+        self.folder, self.issues = tmp_path, 0
+        self.config = tmp_path / "config.toml"
+        self.config.write_text(
+            f'[site]\nurl = "https://news.example.org"\npostal_address = "1 Sample Street, Exampletown"\n'
+            f'[database]\nurl = "{database_url}"\n[newsletters.weekly]\n[newsletters.daily]\n'
+            '[delivery]\nreturn_path = "bounces@news.example.org"\n',
+            encoding="utf-8",
+        )
+
+    def __call__(self, *args: str):
+        return CliRunner().invoke(cli, ["--config", str(self.config), *args])
+
+    def came_back(self, sample: str, email: str) -> str:
+        """`sample` (tests/data/inbound), answering an issue sent to `email`, read by `inbound import`."""
+        settings = load_settings(self.config)
+        store = Store.open(settings.database.url)
+        try:
+            self.issues += 1
+            issue = make_issue(store, f"Issue {self.issues}", datetime.now(UTC), self.issues)
+            token = verp.make_token(settings.secret_keys, issue.id, store.subscribers.get(email).id)
+        finally:
+            store.close()
+        raw = (CORPUS / sample).read_bytes().replace(SAMPLE_TOKEN.encode(), token.encode())
+        path = self.folder / f"{self.issues}.eml"
+        path.write_bytes(raw.replace(b"alice@example.com", email.encode()))
+        return self("inbound", "import", str(path)).output
+
+    def people(self) -> dict[str, tuple[str, tuple[str, ...]]]:
+        listed = json.loads(self("subscribers", "list", "--json").output)
+        return {person["email"]: (person["status"], tuple(person["newsletters"])) for person in listed}
+
+    def suppressed(self) -> list[tuple[str, str]]:
+        return [(row["email"], row["reason"]) for row in json.loads(self("subscribers", "suppressed", "--json").output)]
+
+
+def test_a_complainer_is_left_unchanged_by_subscribers_add(tmp_path, database_url):
+    cli_ = Shell(tmp_path, database_url)
+    assert cli_("subscribers", "add", "ann@example.org", "--confirmed").exit_code == 0
+    assert "1 complaint" in cli_.came_back("arf-complaint.eml", "ann@example.org")
+    assert cli_.suppressed() == [("ann@example.org", "complaint")]
+    for extra in (["--confirmed"], [], ["--newsletter", "daily", "--confirmed"]):
+        added = cli_("subscribers", "add", "ann@example.org", *extra)
+        assert added.exit_code == 1, added.output
+        assert added.output.strip() == (
+            "error: ann@example.org is suppressed (it bounced or complained), so it was left unchanged: "
+            "`publisher subscribers unsuppress ann@example.org --reason …` restores it"
+        )
+    assert cli_.people() == {"ann@example.org": ("unsubscribed", ())}
+
+
+def test_unsuppress_goes_back_to_the_status_before_and_never_invents_consent(tmp_path, database_url):
+    cli_ = Shell(tmp_path, database_url)
+    for email in ("bob@example.org", "cy@example.org", "dee@example.org"):
+        cli_("subscribers", "add", email, "--confirmed")
+    cli_("subscribers", "remove", "cy@example.org")  # unsubscribed, then a late bounce of an earlier issue
+    assert "1 bounce" in cli_.came_back("postfix-user-unknown.eml", "bob@example.org")
+    assert "1 bounce" in cli_.came_back("gmail-dsn.eml", "cy@example.org")
+    assert "1 complaint" in cli_.came_back("arf-complaint.eml", "dee@example.org")
+    assert cli_.people() == {
+        "bob@example.org": ("bounced", ("daily", "weekly")),
+        "cy@example.org": ("unsubscribed", ()),
+        "dee@example.org": ("unsubscribed", ()),
+    }
+    assert sorted(cli_.suppressed()) == [
+        ("bob@example.org", "hard_bounce"),
+        ("cy@example.org", "hard_bounce"),
+        ("dee@example.org", "complaint"),
+    ]
+
+    bob = cli_("subscribers", "unsuppress", "bob@example.org", "--reason", "the mailbox is back")
+    assert bob.output == "bob@example.org is confirmed again and will get the next issue (daily weekly)\n"
+    for email in ("cy@example.org", "dee@example.org"):
+        lifted = cli_("subscribers", "unsuppress", email, "--reason", "asked by phone")
+        assert lifted.exit_code == 0
+        assert lifted.output == (
+            f"{email} is no longer suppressed but stays unsubscribed: it gets nothing until it subscribes again\n"
+        )
+    assert cli_.people() == {
+        "bob@example.org": ("confirmed", ("daily", "weekly")),
+        "cy@example.org": ("unsubscribed", ()),
+        "dee@example.org": ("unsubscribed", ()),
+    }
+    assert cli_.suppressed() == []
+
+    unknown = cli_("subscribers", "unsuppress", "nobody@example.org", "--reason", "typo")
+    assert (unknown.exit_code, unknown.output) == (1, "error: no such subscriber: nobody@example.org\n")
+    blank = cli_("subscribers", "unsuppress", "bob@example.org", "--reason", "  ")
+    assert blank.exit_code == 1 and "--reason: say why" in blank.output
+    again = cli_("subscribers", "unsuppress", "bob@example.org", "--reason", "twice")
+    assert (again.exit_code, again.output) == (1, "error: bob@example.org is not suppressed (it is confirmed)\n")
+
+
+def test_subscriber_changes_at_the_shell_are_in_the_audit_log(tmp_path, database_url):
+    cli_ = Shell(tmp_path, database_url)
+    people = tmp_path / "people.csv"
+    people.write_text("email,name,newsletters\nfay@example.org,Fay,weekly\n", encoding="utf-8")
+    cli_("subscribers", "add", "eve@example.org", "--confirmed")
+    cli_("subscribers", "import", str(people))
+    cli_("subscribers", "remove", "fay@example.org")
+    cli_.came_back("postfix-user-unknown.eml", "eve@example.org")
+    cli_("subscribers", "unsuppress", "eve@example.org", "--reason", "the domain was renewed")
+    entries = json.loads(cli_("admin", "audit", "--json").output)
+    actor = f"cli:{getpass.getuser()}"
+    assert [(e["actor"], e["action"]) for e in reversed(entries)] == [
+        (actor, "subscriber.add"),
+        (actor, "subscribers.import"),
+        (actor, "subscriber.unsubscribe"),
+        (actor, "subscriber.unsuppress"),
+    ]
+    assert entries[0]["detail"] == {
+        "email": "eve@example.org",
+        "reason": "the domain was renewed",
+        "status": "confirmed",
+    }
+    assert entries[1]["detail"] == {"email": "fay@example.org"}
+    assert entries[2]["detail"] == {"file": str(people), "added": 1, "updated": 0}

@@ -17,12 +17,13 @@ import httpx
 import itsdangerous.timed
 import pytest
 
-from publisher import signup, tokens
+from publisher import signup, tokens, verp
 from publisher.errors import ConfigError
 from publisher.model import Subscriber
 from publisher.publication import Publication
 from publisher.transports import MemoryTransport
 from publisher.web import create_app
+from tests.helpers import CORPUS, SAMPLE_TOKEN, make_issue
 
 with warnings.catch_warnings():
     # Starlette asks for httpx2 in its test client; httpx is what the project uses.
@@ -841,3 +842,80 @@ def test_the_public_sites_sign_up_block_and_404_page_are_in_french_too(make_sett
         english = ("Get new articles", "We send", "Skip to", "Page not found", "Archive ")
         left = [word for word in english if word in seen]
         assert not left, left
+
+
+# --- suppressed addresses and the bounce address of the sign-up mails ----------------------------
+
+
+def complaint_about(store, settings, person, folder) -> None:
+    """An ARF complaint about an issue sent to `person`, read as `publisher inbound import` reads it."""
+    issue = make_issue(store, "Issue 1", datetime.now(UTC), 1)
+    token = verp.make_token(settings.secret_keys, issue.id, person.id)
+    raw = (CORPUS / "arf-complaint.eml").read_bytes().replace(SAMPLE_TOKEN.encode(), token.encode())
+    (folder / "complaint.eml").write_bytes(raw.replace(b"alice@example.com", person.email.encode()))
+    Publication(settings, store).import_inbound([folder / "complaint.eml"])
+
+
+def test_a_complainer_confirming_a_new_sign_up_gets_only_what_they_chose_and_the_suppression_is_lifted(
+    client, store, web_settings, outbox, tmp_path
+):
+    person = confirmed(store, web_settings, "fan@example.com", newsletters=("weekly", "daily"))
+    complaint_about(store, web_settings, person, tmp_path)
+    publication = Publication(web_settings, store)
+    assert [(s.email, s.reason) for s in publication.suppressed()] == [("fan@example.com", "complaint")]
+
+    subscribe(client, "fan@example.com", newsletter=["weekly"])
+    assert client.post(confirm_path(outbox.sent[0])).status_code == 200
+    fan = store.subscribers.get("fan@example.com")
+    assert (fan.status, fan.newsletters) == ("confirmed", ("weekly",))
+    assert publication.suppressed() == []
+    [lifted] = publication.subscriber_history("fan@example.com").suppressions
+    assert (lifted["reason"], lifted["lift_reason"]) == ("complaint", "re-subscribed by confirming a sign-up")
+
+
+def test_a_bounced_address_signing_up_is_sent_nothing_and_sees_the_usual_page(client, store, web_settings, outbox):
+    now = datetime.now(UTC)
+    store.subscribers.add(Subscriber(email="gone@example.com", status="bounced", newsletters=("weekly",)), now)
+    bounced = subscribe(client, "gone@example.com")
+    unknown = subscribe(client, "new@example.com")
+    assert bounced.status_code == unknown.status_code == 200
+    assert bounced.text.replace("gone@", "X@") == unknown.text.replace("new@", "X@")
+    assert [message.recipient for message in outbox.sent] == ["new@example.com"]
+    assert store.subscribers.get("gone@example.com").status == "bounced"
+
+
+def test_confirmation_and_welcome_mails_carry_a_verp_sender_naming_the_subscriber(make_settings, database_url, store):
+    settings = make_settings(
+        {"newsletters": {"weekly": {}}, "delivery": {"return_path": "bounces@news.example.org"}},
+        database_url=database_url,
+    )
+    sent = MemoryTransport()
+    with TestClient(
+        create_app(Publication(settings, store, transport=sent)), base_url="https://news.example.org"
+    ) as test_client:
+        subscribe(test_client)
+        test_client.post(confirm_path(sent.sent[0]))
+    person = store.subscribers.get("reader@example.com")
+    assert [parse(message)["Subject"].startswith("Welcome") for message in sent.sent] == [False, True]
+    for message in sent.sent:
+        local, _, domain = message.sender.partition("@")
+        assert local.startswith("bounces+") and domain == "news.example.org"
+        named = verp.read_token(settings.secret_keys, verp.tokens_in(message.sender)[0])
+        assert (named.subscriber_id, named.issue_id, named.purpose) == (person.id, None, verp.BOUNCE)
+        assert parse(message)["From"].addresses[0].addr_spec == "newsletter@news.example.org"
+
+
+def test_a_complainer_coming_back_from_the_unsubscribe_page_is_no_longer_listed_as_suppressed(
+    client, store, web_settings, tmp_path
+):
+    person = confirmed(store, web_settings, "fan@example.com", newsletters=("weekly",))
+    complaint_about(store, web_settings, person, tmp_path)
+    path = unsubscribe_path(web_settings, person)
+    page = client.post(path)
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)[1]
+    assert client.post(f"{path}/resubscribe", data={"csrf": csrf}).status_code == 200
+    publication = Publication(web_settings, store)
+    assert store.subscribers.get("fan@example.com").status == "confirmed"
+    assert publication.suppressed() == []
+    [lifted] = publication.subscriber_history("fan@example.com").suppressions
+    assert lifted["lift_reason"] == "re-subscribed from the unsubscribe page"

@@ -1,4 +1,4 @@
-"""`publisher inbound import|serve|poll|list|show` and `publisher subscribers suppressed|unsuppress`."""
+"""`publisher inbound import|serve|poll|list|show` (`subscribers suppressed|unsuppress` are in `cli/subscribers.py`)."""
 
 from __future__ import annotations
 
@@ -151,33 +151,5 @@ def quoted(text: str) -> str:
     return f'"{text}"' if text else "-"
 
 
-@click.command("suppressed")
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
-@click.pass_obj
-def suppressed_command(app: App, as_json: bool) -> None:
-    """List suppressed addresses: why, since when, and the evidence."""
-    found = app.publication.suppressed()
-    if as_json:
-        print_json([{"email": s.email, "reason": s.reason, "at": iso(s.at), "evidence": s.evidence} for s in found])
-        return
-    for item in found:
-        click.echo(f"{item.email}  {item.reason}  {iso(item.at)}  {item.evidence}")
-    click.echo(f"{len(found)} suppressed")
-
-
-@click.command("unsuppress")
-@click.argument("email")
-@click.option("--reason", required=True, help="Why (kept in the suppression's record).")
-@click.pass_obj
-def unsuppress_command(app: App, email: str, reason: str) -> None:
-    """Lift a suppression: the address is confirmed again, with its newsletters."""
-    address, names = app.publication.unsuppress(email, reason)
-    click.echo(f"unsuppressed {address} ({' '.join(names) or 'no newsletters'})")
-
-
 def register(group: click.Group) -> None:
     group.add_command(inbound_group)
-    subscribers = group.commands["subscribers"]
-    if isinstance(subscribers, click.Group):
-        subscribers.add_command(suppressed_command)
-        subscribers.add_command(unsuppress_command)

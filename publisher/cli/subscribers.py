@@ -1,4 +1,7 @@
-"""`publisher subscribers add|import|export|list|remove`."""
+"""`publisher subscribers add|import|export|list|remove|confirm-pending|suppressed|unsuppress`.
+
+The changes made here are written to the audit log as `cli:USER` (`publisher admin audit`).
+"""
 
 from __future__ import annotations
 
@@ -9,11 +12,13 @@ from pathlib import Path
 
 import click
 
-from publisher.cli.app import App, print_json
+from publisher.cli.admin import shell_actor
+from publisher.cli.app import App, iso, print_json
 from publisher.errors import SubscriberError
 from publisher.files import write_private
 from publisher.list_import import ListImport
 from publisher.model import SUBSCRIBER_STATUSES
+from publisher.store.reconfirmations import Standing
 from publisher.subscribers import (
     subscriber_json,
     suppressed_hint,
@@ -21,6 +26,11 @@ from publisher.subscribers import (
 
 # the values, in any case: `--status confirmed` or `--status CONFIRMED`
 _STATUS_CHOICE = click.Choice([status.value for status in SUBSCRIBER_STATUSES], case_sensitive=False)
+
+
+def audit(app: App, action: str, detail: dict) -> None:
+    """Write a change made at the shell to the audit log, as `cli:USER`."""
+    app.publication.audit(shell_actor(), action, detail)
 
 
 @click.group("subscribers")
@@ -64,6 +74,9 @@ def add_command(
     """Add one subscriber, or add newsletters (and set topics or time zone) for an existing one."""
     stored, is_new = app.publication.add_subscriber(
         email, name=name, newsletters=newsletters, confirmed=confirmed, topics=topics, timezone=timezone
+    )
+    audit(
+        app, "subscriber.add", {"email": stored.email, "newsletters": list(stored.newsletters), "confirmed": confirmed}
     )
     extras = [f"topics: {' '.join(stored.topics)}"] if stored.topics else []
     extras += [f"time zone: {stored.timezone}"] if stored.timezone else []
@@ -118,6 +131,8 @@ def import_command(
         )
     finally:
         progress.clear()
+    if not dry_run:
+        audit(app, "subscribers.import", {"file": str(csv_file), "added": result.added, "updated": result.updated})
     statuses = ", ".join(f"{result.statuses[s]} {s}" for s in SUBSCRIBER_STATUSES if result.statuses[s])
     merged = f", {result.duplicates} duplicate rows merged" if result.duplicates else ""
     if dry_run:
@@ -225,52 +240,142 @@ def list_command(app: App, as_json: bool, status: str | None, newsletter: str | 
 @click.pass_obj
 def remove_command(app: App, email: str) -> None:
     """Unsubscribe an address from every newsletter and forget its name."""
-    click.echo(f"removed {app.publication.remove_subscriber(email)}")
+    address = app.publication.remove_subscriber(email)
+    audit(app, "subscriber.unsubscribe", {"email": address})
+    click.echo(f"removed {address}")
 
 
 @subscribers_group.command("confirm-pending")
 @click.option("--newsletter", help="Only pending subscribers of this newsletter.")
 @click.option("--send", is_flag=True, help="Send the confirmation mails (without it: only show who would get one).")
+@click.option(
+    "--again",
+    is_flag=True,
+    help="Also ask once more those asked longer ago than [web] confirm_expiry who have not confirmed.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_obj
-def confirm_pending_command(app: App, newsletter: str | None, send: bool, as_json: bool) -> None:
+def confirm_pending_command(app: App, newsletter: str | None, send: bool, again: bool, as_json: bool) -> None:
     """Ask pending subscribers (e.g. imported without --confirmed) to confirm, once each.
 
     Each address gets one confirmation mail through [delivery] (its rate_limit applies); the
     state is kept per address, so a second run sends nothing new and a run stopped half-way
-    is finished by the next one. Without --send, only counts and lists who would get one.
+    is finished by the next. With --again, those whose link expired unanswered get one more
+    mail. Without --send, only counts and lists who would get one.
     """
     if newsletter:
         app.settings.newsletter(newsletter)
     if not send:
-        waiting = app.publication.pending_to_ask(newsletter)
+        waiting = app.publication.pending_to_ask(newsletter, again=again)
+        standing = app.publication.pending_standing(newsletter)
         if as_json:
-            print_json({"send": False, "would_ask": len(waiting), "addresses": waiting})
+            print_json({"send": False, "would_ask": len(waiting), "addresses": waiting, **_standing_json(standing)})
             return
         for email in waiting:
             click.echo(email)
         click.echo(f"{len(waiting)} pending addresses would be asked to confirm (add --send to send)")
+        _echo_standing(standing, again)
         return
     app.warn_about_settings()
-    report = app.publication.confirm_pending(newsletter)
+    report = app.publication.confirm_pending(newsletter, again=again)
+    audit(
+        app,
+        "subscribers.confirm_pending",
+        {"newsletter": newsletter or "", "again": again, "sent": report.sent, "failed": report.failed},
+    )
     if as_json:
         print_json(
             {
                 "send": True,
                 "queued": report.queued,
+                "asked_again": report.asked_again,
                 "sent": report.sent,
                 "failed": report.failed,
                 "deferred": report.deferred,
+                "failures": [
+                    {"email": f.email, "code": f.code, "detail": f.detail, "suppressed": f.suppressed}
+                    for f in report.failures
+                ],
                 "ledger": report.ledger,
+                **(_standing_json(report.standing) if report.standing else {}),
             }
         )
         return
+    for failure in report.failures:
+        answer = " ".join(str(part) for part in (failure.code, failure.detail) if part) or "no answer"
+        suppressed = f"; {failure.email} is now suppressed (bounced)" if failure.suppressed else ""
+        click.echo(f"confirmation mail to {failure.email} failed: {answer}{suppressed}", err=True)
     click.echo(
         f"confirmation mails: {report.sent} sent, {report.failed} failed, {report.deferred} deferred"
         f" ({report.ledger.get('sent', 0)} sent in all)"
     )
     if report.open:
         click.echo(f"{report.open} still to send: run `publisher subscribers confirm-pending --send` again later")
+    if report.standing:
+        _echo_standing(report.standing, again)
+
+
+def _standing_json(standing: Standing) -> dict[str, int]:
+    return {
+        "never_asked": standing.never_asked,
+        "asked_waiting": standing.waiting,
+        "asked_expired": standing.expired,
+        "confirmed_since_asked": standing.confirmed,
+        "asked_failed": standing.failed,
+    }
+
+
+def _echo_standing(standing: Standing, again: bool) -> None:
+    """Where the pending addresses stand: asked and waiting, confirmed since asked, never asked."""
+    expired = (
+        f" ({standing.expired} asked longer ago than [web] confirm_expiry"
+        f"{'' if again else ': --again asks them once more'})"
+        if standing.expired
+        else ""
+    )
+    click.echo(f"asked, waiting for an answer: {standing.waiting}{expired}")
+    click.echo(f"confirmed since asked: {standing.confirmed}")
+    click.echo(f"never asked: {standing.never_asked}")
+    if standing.failed:
+        click.echo(f"could not be asked (the mail failed): {standing.failed}")
+
+
+@subscribers_group.command("suppressed")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+@click.pass_obj
+def suppressed_command(app: App, as_json: bool) -> None:
+    """List suppressed addresses: why, since when, and the evidence."""
+    found = app.publication.suppressed()
+    if as_json:
+        print_json([{"email": s.email, "reason": s.reason, "at": iso(s.at), "evidence": s.evidence} for s in found])
+        return
+    for item in found:
+        click.echo(f"{item.email}  {item.reason}  {iso(item.at)}  {item.evidence}")
+    click.echo(f"{len(found)} suppressed")
+
+
+@subscribers_group.command("unsuppress")
+@click.argument("email")
+@click.option("--reason", required=True, help="Why (kept with the lift, and in the audit log).")
+@click.pass_obj
+def unsuppress_command(app: App, email: str, reason: str) -> None:
+    """Lift a suppression: the address goes back to the status it had before (pending stays
+    pending, unsubscribed stays unsubscribed)."""
+    lifted = app.publication.unsuppress(email, reason)
+    audit(app, "subscriber.unsuppress", {"email": lifted.email, "reason": reason, "status": lifted.status})
+    newsletters = " ".join(lifted.newsletters) or "no newsletters"
+    if lifted.status == "confirmed":
+        click.echo(f"{lifted.email} is confirmed again and will get the next issue ({newsletters})")
+    elif lifted.status == "pending":
+        click.echo(
+            f"{lifted.email} is pending again; it will be asked to confirm by "
+            f"`publisher subscribers confirm-pending --send` ({newsletters})"
+        )
+    else:
+        click.echo(
+            f"{lifted.email} is no longer suppressed but stays {lifted.status}: "
+            "it gets nothing until it subscribes again"
+        )
 
 
 def register(group: click.Group) -> None:

@@ -125,7 +125,7 @@ async def unsuppress(request: Request, console: Console) -> Response:
     email, reason = request.path_params["email"], console.text("reason", 500)
     if not reason:
         raise SubscriberError("say why the address may receive mail again (the reason is logged)")
-    address, names = await audited(
+    lifted = await audited(
         request,
         console,
         "subscriber.unsuppress",
@@ -135,7 +135,9 @@ async def unsuppress(request: Request, console: Console) -> Response:
         reason,
     )
     return redirect(
-        request, _url(address), f"{address} may receive mail again ({', '.join(names) or 'no newsletters'})."
+        request,
+        _url(lifted.email),
+        f"{lifted.email} is no longer suppressed: {lifted.status} ({', '.join(lifted.newsletters) or 'none'}).",
     )
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, fields, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, insert, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Connection, Engine, RowMapping
 
 from publisher.store.schema import (
@@ -372,65 +372,6 @@ class InboundStore:
             if row.email not in listed
         ]
         return found
-
-    def unsuppress(self, email: str, reason: str, now: datetime) -> list[str] | None:
-        """Lift the suppression: the address is confirmed again with its newsletters (returned).
-
-        None when the address is not suppressed.
-        """
-        email, reason = storable(email.lower(), 320), storable(reason)
-        with self.engine.begin() as connection:
-            person = connection.execute(select(subscribers).where(subscribers.c.email == email)).mappings().first()
-            if person is None:
-                return None
-            active = connection.execute(
-                select(suppressions).where(
-                    suppressions.c.subscriber_id == person["id"], suppressions.c.lifted_at.is_(None)
-                )
-            ).all()
-            if not active and person["status"] != "bounced":
-                return None
-            names = sorted({name for row in active for name in json.loads(row.newsletters)})
-            names = sorted({*names, *self._newsletters(connection, person["id"])})
-            if active:
-                connection.execute(
-                    update(suppressions)
-                    .where(suppressions.c.subscriber_id == person["id"], suppressions.c.lifted_at.is_(None))
-                    .values(lifted_at=now, lift_reason=reason)
-                )
-            else:
-                connection.execute(
-                    insert(suppressions).values(
-                        subscriber_id=person["id"],
-                        email=email,
-                        reason="smtp_bounce",
-                        at=person["updated_at"],
-                        evidence="refused during the SMTP session",
-                        newsletters="[]",
-                        lifted_at=now,
-                        lift_reason=reason,
-                    )
-                )
-            self._restore(connection, person["id"], names, now)
-        return names
-
-    def _restore(self, connection: Connection, subscriber_id: int, names: list[str], now: datetime) -> None:
-        connection.execute(
-            delete(opt_outs).where(and_(opt_outs.c.subscriber_id == subscriber_id, opt_outs.c.newsletter.in_(names)))
-        )
-        have = set(self._newsletters(connection, subscriber_id))
-        missing = [name for name in names if name not in have]
-        if missing:
-            connection.execute(
-                insert(subscriptions),
-                [{"subscriber_id": subscriber_id, "newsletter": name, "created_at": now} for name in missing],
-            )
-        connection.execute(delete(bounce_scores).where(bounce_scores.c.subscriber_id == subscriber_id))
-        connection.execute(
-            update(subscribers)
-            .where(subscribers.c.id == subscriber_id)
-            .values(status="confirmed", bounce_count=0, updated_at=now)
-        )
 
 
 def _decayed(score: float, elapsed: timedelta, half_life: timedelta) -> float:

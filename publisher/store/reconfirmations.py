@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, and_, bindparam, exists, func, insert, literal, or_, select, update
+from sqlalchemy import ColumnElement, and_, bindparam, case, exists, func, insert, literal, or_, select, update
 from sqlalchemy.engine import Connection, Engine
 
 from publisher.store.schema import reconfirmations, subscribers, subscriptions
@@ -45,6 +45,17 @@ class Answer:
     next_attempt_at: datetime | None = None
 
 
+@dataclass(frozen=True)
+class Standing:
+    """Where the pending addresses stand, for `confirm-pending`'s summary."""
+
+    never_asked: int  # pending, and no confirm-pending run has finished with them
+    waiting: int  # asked (the mail went out), still pending
+    expired: int  # of `waiting`: asked before the link's expiry, so `--again` would ask them
+    confirmed: int  # asked, and confirmed since
+    failed: int  # the mail could not be delivered
+
+
 def _in_newsletter(newsletter: str | None) -> ColumnElement[bool]:
     if not newsletter:
         return literal(True)
@@ -55,16 +66,16 @@ class ReconfirmationStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def not_asked(self, newsletter: str | None) -> list[str]:
-        """Pending addresses that no confirm-pending run has finished with, oldest first."""
+    @staticmethod
+    def _not_asked(newsletter: str | None) -> tuple[ColumnElement[bool], ...]:
         finished = exists().where(
             reconfirmations.c.subscriber_id == subscribers.c.id, reconfirmations.c.state.in_(ASKED)
         )
-        query = (
-            select(subscribers.c.email)
-            .where(subscribers.c.status == "pending", ~finished, _in_newsletter(newsletter))
-            .order_by(subscribers.c.id)
-        )
+        return subscribers.c.status == "pending", ~finished, _in_newsletter(newsletter)
+
+    def not_asked(self, newsletter: str | None) -> list[str]:
+        """Pending addresses that no confirm-pending run has finished with, oldest first."""
+        query = select(subscribers.c.email).where(*self._not_asked(newsletter)).order_by(subscribers.c.id)
         with self.engine.connect() as connection:
             return list(connection.scalars(query))
 
@@ -248,6 +259,69 @@ class ReconfirmationStore:
                     attempts=reconfirmations.c.attempts - 1,
                     updated_at=now,
                 )
+            ).rowcount
+
+    def standing(self, newsletter: str | None, asked_before: datetime) -> Standing:
+        """The counts of `Standing`; `asked_before`: a link sent before this has expired."""
+        joined = reconfirmations.join(subscribers, subscribers.c.id == reconfirmations.c.subscriber_id)
+        query = (
+            select(
+                reconfirmations.c.state,
+                subscribers.c.status,
+                func.count(),
+                func.sum(case((reconfirmations.c.sent_at <= asked_before, 1), else_=0)),
+            )
+            .select_from(joined)
+            .where(_in_newsletter(newsletter))
+            .group_by(reconfirmations.c.state, subscribers.c.status)
+        )
+        waiting = expired = confirmed = failed = 0
+        never = select(func.count()).select_from(subscribers).where(*self._not_asked(newsletter))
+        with self.engine.connect() as connection:
+            never_asked = connection.scalar(never) or 0
+            for state, status, count, old in connection.execute(query):
+                if state == "sent" and status == "pending":
+                    waiting += count
+                    expired += int(old or 0)
+                elif state == "sent" and status == "confirmed":
+                    confirmed += count
+                elif state == "failed":
+                    failed += count
+        return Standing(never_asked, waiting, expired, confirmed, failed)
+
+    def expired(self, newsletter: str | None, asked_before: datetime) -> list[str]:
+        """Still-pending addresses asked before `asked_before` (what `ask_again` would queue)."""
+        query = (
+            select(subscribers.c.email)
+            .select_from(reconfirmations.join(subscribers, subscribers.c.id == reconfirmations.c.subscriber_id))
+            .where(
+                reconfirmations.c.state == "sent",
+                reconfirmations.c.sent_at <= asked_before,
+                subscribers.c.status == "pending",
+                _in_newsletter(newsletter),
+            )
+            .order_by(subscribers.c.id)
+        )
+        with self.engine.connect() as connection:
+            return list(connection.scalars(query))
+
+    def ask_again(self, newsletter: str | None, *, asked_before: datetime, now: datetime) -> int:
+        """Queue once more the addresses asked before `asked_before` that are still pending (their
+        link has expired); each is then sent one mail by the run, like a first time. Returns how many."""
+        still_pending = exists().where(
+            subscribers.c.id == reconfirmations.c.subscriber_id, subscribers.c.status == "pending"
+        )
+        in_newsletter = exists().where(subscribers.c.id == reconfirmations.c.subscriber_id, _in_newsletter(newsletter))
+        with self.engine.begin() as connection:
+            return connection.execute(
+                update(reconfirmations)
+                .where(
+                    reconfirmations.c.state == "sent",
+                    reconfirmations.c.sent_at <= asked_before,
+                    still_pending,
+                    in_newsletter,
+                )
+                .values(state="pending", attempts=0, queued_at=now, updated_at=now, last_code=None, last_error="")
             ).rowcount
 
     def counts(self) -> dict[str, int]:

@@ -22,8 +22,29 @@ from sqlalchemy.engine import Connection, Engine, RowMapping
 
 from publisher.model import StoredSubscriber, Subscriber
 from publisher.store import bulk
-from publisher.store.inbound import Suppression
-from publisher.store.schema import deliveries, inserted_id, opt_outs, subscribers, subscriptions, suppressions
+from publisher.store.inbound import Suppression, storable
+from publisher.store.schema import (
+    bounce_scores,
+    deliveries,
+    inserted_id,
+    opt_outs,
+    reconfirmations,
+    subscribers,
+    subscriptions,
+    suppressions,
+)
+
+SMTP_BOUNCE = "smtp_bounce"  # a 5xx during the SMTP session: status `bounced`, no inbound message
+
+
+class Lifted(NamedTuple):
+    """What `unsuppress` did: the status the address is back in, its newsletters, and what had
+    suppressed it (empty: nothing did, and nothing changed)."""
+
+    email: str
+    status: str
+    newsletters: tuple[str, ...]
+    reasons: tuple[str, ...]
 
 
 def _subscriber(row: RowMapping, newsletters: Sequence[str]) -> StoredSubscriber:
@@ -500,9 +521,19 @@ class SubscriberStore:
         return bool(nonce) and found == nonce
 
     def consume_nonce(
-        self, subscriber_id: int, nonce: str, now: datetime, *, newsletters: Iterable[str] = (), **values: Any
+        self,
+        subscriber_id: int,
+        nonce: str,
+        now: datetime,
+        *,
+        newsletters: Iterable[str] = (),
+        exactly: bool = False,
+        lift_reason: str = "",
+        **values: Any,
     ) -> bool:
         """Clear the nonce, apply `values` and add `newsletters`, only if `nonce` is the current one.
+        `exactly`: the newsletters become these (others are dropped); `lift_reason`: an active
+        suppression is lifted, recorded with this reason.
 
         One transaction: a confirmation link works once, and never half-way.
         """
@@ -518,5 +549,99 @@ class SubscriberStore:
             )
             if result.rowcount != 1:
                 return False
+            newsletters = list(newsletters)
+            if exactly:
+                connection.execute(
+                    delete(subscriptions).where(
+                        subscriptions.c.subscriber_id == subscriber_id, subscriptions.c.newsletter.not_in(newsletters)
+                    )
+                )
             self._add_newsletters(connection, subscriber_id, newsletters, now)
+            if lift_reason:
+                self._lift(connection, subscriber_id, lift_reason, now)
         return True
+
+    # --- suppression ------------------------------------------------------------------------
+
+    def suppression(self, subscriber_id: int) -> str | None:
+        """Why the subscriber is suppressed (`hard_bounce`, `complaint`, …, `smtp_bounce`), or None."""
+        with self.engine.connect() as connection:
+            reason = connection.scalar(
+                select(suppressions.c.reason)
+                .where(suppressions.c.subscriber_id == subscriber_id, suppressions.c.lifted_at.is_(None))
+                .order_by(suppressions.c.id)
+                .limit(1)
+            )
+            status = connection.scalar(select(subscribers.c.status).where(subscribers.c.id == subscriber_id))
+        return reason or (SMTP_BOUNCE if status == "bounced" else None)
+
+    def lift(self, subscriber_id: int, reason: str, now: datetime) -> list[str]:
+        """Lift the subscriber's active suppressions, recorded with `reason`; returns what they were."""
+        with self.engine.begin() as connection:
+            return self._lift(connection, subscriber_id, reason, now)
+
+    @staticmethod
+    def _lift(connection: Connection, subscriber_id: int, reason: str, now: datetime) -> list[str]:
+        """Mark the active suppressions lifted; returns their reasons."""
+        active = connection.execute(
+            select(suppressions.c.reason).where(
+                suppressions.c.subscriber_id == subscriber_id, suppressions.c.lifted_at.is_(None)
+            )
+        ).all()
+        if active:
+            connection.execute(
+                update(suppressions)
+                .where(suppressions.c.subscriber_id == subscriber_id, suppressions.c.lifted_at.is_(None))
+                .values(lifted_at=now, lift_reason=reason)
+            )
+        return [row.reason for row in active]
+
+    def unsuppress(self, email: str, reason: str, now: datetime) -> Lifted | None:
+        """Lift a suppression and put the address back in the status it had before it: a bounced
+        address was pending or confirmed, and only a confirmed one has a consent time (a pending
+        one never has, and a confirmed one never goes back to pending), so that status is read
+        from `consent_at`; a complaint unsubscribed the address, and it stays unsubscribed. A
+        pending address is asked again by the next `confirm-pending` run. None: no such address."""
+        reason = storable(reason)
+        with self.engine.begin() as connection:
+            person = (
+                connection.execute(select(subscribers).where(subscribers.c.email == email.lower())).mappings().first()
+            )
+            if person is None:
+                return None
+            subscriber_id, status = person["id"], person["status"]
+            snapshots = connection.scalars(
+                select(suppressions.c.newsletters).where(
+                    suppressions.c.subscriber_id == subscriber_id, suppressions.c.lifted_at.is_(None)
+                )
+            ).all()
+            reasons = self._lift(connection, subscriber_id, reason, now)
+            if not reasons and status == "bounced":
+                connection.execute(
+                    insert(suppressions).values(
+                        subscriber_id=subscriber_id,
+                        email=person["email"],
+                        reason=SMTP_BOUNCE,
+                        at=person["updated_at"],
+                        evidence="refused during the SMTP session",
+                        newsletters="[]",
+                        lifted_at=now,
+                        lift_reason=reason,
+                    )
+                )
+                reasons = [SMTP_BOUNCE]
+            if reasons:
+                if status == "bounced":
+                    status = "confirmed" if person["consent_at"] is not None else "pending"
+                    names = [name for snapshot in snapshots for name in json.loads(snapshot or "[]")]
+                    self._add_newsletters(connection, subscriber_id, names, now, explicit=False)
+                connection.execute(
+                    update(subscribers)
+                    .where(subscribers.c.id == subscriber_id)
+                    .values(status=status, bounce_count=0, updated_at=now)
+                )
+                connection.execute(delete(bounce_scores).where(bounce_scores.c.subscriber_id == subscriber_id))
+                if status == "pending":  # asked again by the next confirm-pending run
+                    connection.execute(delete(reconfirmations).where(reconfirmations.c.subscriber_id == subscriber_id))
+            newsletters = tuple(sorted(self._newsletters(connection, [subscriber_id])[subscriber_id]))
+        return Lifted(person["email"], status, newsletters, tuple(reasons))
