@@ -89,7 +89,7 @@ def test_webhook_nonces_and_addresses_with_nul_are_no_error(store, settings):
     assert store.inbound.claim_nonce("mailgun:\x00abc", NOW, timedelta(minutes=10))
     assert not store.inbound.claim_nonce("mailgun:\x00abc", NOW, timedelta(minutes=10))
     assert store.inbound.subscriber_id("nobody\x00@example.org") is None
-    assert store.inbound.unsuppress("nobody\x00@example.org", "why\x00", NOW) is None
+    assert store.subscribers.unsuppress("nobody\x00@example.org", "why\x00", NOW) is None
 
 
 # --- soft bounces: once per issue, suppressed at the limit ------------------------------------

@@ -602,11 +602,9 @@ class SubscriberStore:
         one never has, and a confirmed one never goes back to pending), so that status is read
         from `consent_at`; a complaint unsubscribed the address, and it stays unsubscribed. A
         pending address is asked again by the next `confirm-pending` run. None: no such address."""
-        reason = storable(reason)
+        email, reason = storable(email.lower(), 320), storable(reason)
         with self.engine.begin() as connection:
-            person = (
-                connection.execute(select(subscribers).where(subscribers.c.email == email.lower())).mappings().first()
-            )
+            person = connection.execute(select(subscribers).where(subscribers.c.email == email)).mappings().first()
             if person is None:
                 return None
             subscriber_id, status = person["id"], person["status"]
