@@ -601,7 +601,7 @@ class Publication:
         return write_archive(self.store, self.settings, name)
 
     def deliver(
-        self, issue: Issue, *, progress: ProgressHook | None = None, should_stop: StopCheck = never
+        self, issue: Issue, *, progress: ProgressHook | None = None, should_stop: StopCheck = never, join: bool = False
     ) -> dispatch.SendReport:
         """Start the issue (freezing its audience), publish its archive page, then send what is due.
 
@@ -626,6 +626,7 @@ class Publication:
             progress=progress,
             should_stop=should_stop,
             started=True,
+            join=join,
         )
         report.frozen = frozen
         return report
@@ -709,6 +710,8 @@ class Publication:
         if retry_now:
             return self.retry_deferred_now(name, progress=progress, should_stop=should_stop)
         issue, status, reason = self.next_to_send(name, force=force, dry_run=dry_run, immediately=immediately)
+        if issue is None and not dry_run and (racing := self.store.issues.latest(name, states=(IssueState.SENDING,))):
+            issue, status = racing, "resumed"  # another run started it after we looked: join it
         if issue is None and not dry_run and (leftover := self.finish_leftovers(name, should_stop)) is not None:
             return leftover
         if issue is None:
@@ -723,7 +726,7 @@ class Publication:
             return SendOutcome(name, status, issue, dry_run_recipients=written, maildir=box, dry_run_nothing=nothing)
         if not isinstance(issue, Issue):
             raise DigestError(f"{name}: issue {issue.number} was planned but not stored")
-        report = self.deliver(issue, progress=progress, should_stop=should_stop)
+        report = self.deliver(issue, progress=progress, should_stop=should_stop, join=True)  # another run's share too
         if waves := tuple(self.waves_left(issue)):
             status = "sending"  # a local-time issue between its waves: the rest go at their time
         return SendOutcome(name, status, issue, report, waves=waves, deferred_reason=self.deferred_reason(report))

@@ -132,6 +132,7 @@ def test_everyone_receives_exactly_one_message_with_the_list_headers(store, conf
         "state": "sent",
         "next_attempt_at": None,
         "run": {"frozen": 120, "delivered": 120, "failed": 0, "deferred": 0, "taken_over": 0},
+        "relay_unreachable": None,
     }
     message = handler.parsed(emails[7])[0]
     assert message["To"] == f"Reader 7 <{emails[7]}>"
