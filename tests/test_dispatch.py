@@ -645,3 +645,36 @@ def test_digest_status_failures_names_each_address_with_the_servers_reply(public
         ("r2@d2.example", "deferred", 451),
     ]
     assert found[1]["next_attempt_at"] and "r0@d0.example" not in text.output
+
+
+def test_a_send_that_joins_another_live_worker_waits_for_its_rows_and_says_joined(store, config):
+    settings = config(batch_size=10, lease="5m")
+    add_subscribers(store, 30)
+    issue = make_issue(store)
+    dispatch.start_issue(store, issue, NOW)
+    other = make_worker_lock(store)  # another `digest send`, alive, with ten readers on its wire
+    other.hold()
+    lease = settings.delivery.lease
+    theirs = store.deliveries.lease(issue.id, limit=10, now=NOW, lease_for=lease, owner=other.worker_id)
+    transport = MemoryTransport()
+    joined: list[dispatch.SendReport] = []
+    joining = threading.Thread(
+        target=lambda: joined.append(
+            dispatch.deliver_issue(
+                store, settings, issue, rendered=RENDERED, transport=transport, clock=Clock(), started=True, join=True
+            )
+        )
+    )
+    joining.start()
+    joining.join(3)
+    assert joining.is_alive()  # its own twenty are sent; it waits for the other run's ten
+    assert len(transport.sent) == 20
+    outcomes = [dispatch.decide(row, SendResult("delivered", 250), settings.delivery, NOW) for row in theirs]
+    store.deliveries.record(issue.id, outcomes, NOW, soft_bounce_limit=3)
+    joining.join(10)
+    other.release()
+    (result,) = joined
+    assert (result.get("delivered"), result.issue_state, result.joined) == (30, "sent", 1)
+    said = dispatch.summary(result, issue, "resumed")
+    assert (said["status"], said["run"]["delivered"], said["run"]["frozen"]) == ("joined", 20, 0)
+    assert {m.recipient for m in transport.sent}.isdisjoint(row.email for row in theirs)
