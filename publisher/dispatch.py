@@ -413,7 +413,6 @@ def send_issue(
     outage = _Outage(delivery, progress)
     in_flight: deque[_Batch] = deque()  # handed to the transport: the one on the wire, the next queued
     leasing: list[Leased] = []  # leased, not yet handed to the transport
-    others: set[str] = set()  # other live workers seen sending this issue
     try:
         with ThreadPoolExecutor(2, thread_name_prefix="send") as wire:
             try:
@@ -445,7 +444,7 @@ def send_issue(
                             _defer_left(leaser, recorder, outage.error, clock)
                         break
                     if join and (alive := leaser.others(clock())):
-                        others.update(alive)
+                        leaser.seen.update(alive)
                         _sleep(JOIN_POLL, should_stop)  # their rows come back to us if they die
                         continue
                     break
@@ -457,7 +456,7 @@ def send_issue(
         worker.release()
     result = report(store, issue, clock())
     result.run = {**recorder.counts(), "taken_over": leaser.taken_over}
-    result.joined = len(others)
+    result.joined = len(leaser.seen)
     result.relay_down = outage.error.what if outage.error is not None else ""
     return result
 
@@ -543,6 +542,7 @@ class _Leaser:
         self.store, self.issue_id, self.delivery, self.worker = store, issue_id, delivery, worker
         self.taken_over = 0
         self.checked = float("-inf")
+        self.seen: set[str] = set()  # other live workers seen holding rows of the issue
 
     def others(self, now: datetime) -> list[str]:
         """The other live workers holding rows of the issue; rows of dead ones are taken over."""
@@ -554,7 +554,7 @@ class _Leaser:
 
     def lease(self, now: datetime) -> list[Leased]:
         if time.monotonic() - self.checked >= TAKEOVER_EVERY:
-            self.taken_over += take_over(self.store, self.issue_id, self.worker, now)
+            self.seen.update(self.others(now))
             self.checked = time.monotonic()
         return self.store.deliveries.lease(
             self.issue_id,
@@ -694,10 +694,11 @@ def cancel(store: Store, issue: Issue, now: datetime) -> tuple[Issue, int]:
 def summary(result: SendReport, issue: PlannedIssue, status: str) -> dict:
     """The `publisher digest send NAME --json` object (product.md), plus the per-state counts.
 
-    A run that found another run (or worker) already sending the issue, froze nothing and sent
-    alongside it says `joined`, not `resumed` or `sent`."""
-    if result.joined and not result.frozen and status in ("sent", "resumed"):
-        status = "joined"
+    A run that found another run (or worker) sending the issue says `joined`, not `resumed` or
+    `sent`: one that came to start it and found it started (it froze nothing), or one that
+    resumed it while another live worker held rows of it."""
+    if result.frozen is None and (status == "sent" or (status == "resumed" and result.joined)):
+        status = "joined"  # it meant to start the issue (or resume it) and found another run sending it
     return {
         "status": status,
         "issue": issue.number,

@@ -179,7 +179,7 @@ class BuildResult:
 
 @dataclass(frozen=True)
 class SendOutcome:
-    """What `send` did. `status` is the contract's: sent | skipped | resumed."""
+    """What `send` did. `status` is the contract's: sent | skipped | resumed | joined (another run was sending it)."""
 
     newsletter: str
     status: str
@@ -711,7 +711,7 @@ class Publication:
             return self.retry_deferred_now(name, progress=progress, should_stop=should_stop)
         issue, status, reason = self.next_to_send(name, force=force, dry_run=dry_run, immediately=immediately)
         if issue is None and not dry_run and (racing := self.store.issues.latest(name, states=(IssueState.SENDING,))):
-            issue, status = racing, "resumed"  # another run started it after we looked: join it
+            issue, status = racing, "joined"  # another run started it after we looked: join it
         if issue is None and not dry_run and (leftover := self.finish_leftovers(name, should_stop)) is not None:
             return leftover
         if issue is None:

@@ -84,7 +84,7 @@ def _show(outcome: SendOutcome, *, as_json: bool) -> None:
         + (f", {summary['skipped']:,} skipped (nothing for their topics)" if summary.get("skipped") else "")
     )
     run = report.run
-    if summary["status"] == "joined":
+    if summary["status"] == "joined" or report.joined:
         click.echo(
             f"this run: {run.get('delivered', 0):,} delivered, {run.get('failed', 0):,} failed, "
             f"{run.get('deferred', 0):,} deferred; the other run sent the rest"
