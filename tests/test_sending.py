@@ -59,10 +59,10 @@ def relay_down(tmp_path, database_url, our_captures, monkeypatch):
     return publication(tmp_path, database_url, our_captures, port), port
 
 
-def digest_send(path) -> subprocess.Popen:
+def digest_send(path, *args: str) -> subprocess.Popen:
     """`publisher digest send weekly --json` in a process of its own."""
     return subprocess.Popen(
-        [sys.executable, "-m", "publisher", "--config", str(path), "digest", "send", "weekly", "--json"],
+        [sys.executable, "-m", "publisher", "--config", str(path), "digest", "send", "weekly", "--json", *args],
         env={**os.environ, "PUBLISHER_SECRET_KEY": SECRET},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -228,3 +228,28 @@ def test_two_sends_of_one_issue_at_once_send_each_reader_one_copy_and_both_say_w
             assert one["status"] == "sent"
         else:  # it found the other sending the issue, sent alongside and waited for the rest
             assert one["status"] in ("joined", "resumed")
+
+
+def test_a_retry_round_stopped_while_the_relay_is_down_leaves_its_readers_to_the_retries(relay_down):
+    path, port = relay_down
+    assert sent_json(path)["deferred"] == 3  # the issue is sent; its three readers wait, deferred
+    child = digest_send(path, "--retry-now")
+    try:
+        first_line(child.stderr, "retrying in")
+        child.send_signal(signal.SIGTERM)
+        out, err = child.communicate(timeout=30)
+    finally:
+        child.kill()
+    assert child.returncode == 0, err
+    assert json.loads(out)["deferred"] == 3  # deferred still (due at once), not stranded as pending
+    assert attempts(path) == dict.fromkeys(READERS, 1)
+
+    handler = SinkHandler()
+    relay = Controller(handler, hostname="127.0.0.1", port=port)
+    relay.start()
+    try:
+        again = sent_json(path)  # nothing new: it finishes the sent issue's due retries
+    finally:
+        relay.stop()
+    assert (again["status"], again["issue"], again["delivered"], again["run"]["delivered"]) == ("resumed", 1, 3, 3)
+    assert handler.received() == dict.fromkeys(READERS, 1)
