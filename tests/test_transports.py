@@ -10,7 +10,7 @@ import time
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult
-from sink import SinkHandler, free_port, smtp_sink
+from sink import MisbehavingRelay, PipeliningSink, ReorderingSMTP, SinkHandler, SwallowingSMTP, free_port, smtp_sink
 
 from publisher.config import DeliverySettings, SmtpSettings
 from publisher.errors import DeliveryError
@@ -243,51 +243,6 @@ def test_smtp_never_lets_an_address_add_a_command():
 
 
 # --- a relay that advertises PIPELINING and mishandles it ------------------------------------
-
-
-class PipeliningSink(SinkHandler):
-    """A sink that advertises PIPELINING (aiosmtpd answers pipelined commands correctly)."""
-
-    async def handle_EHLO(self, server, session, envelope, hostname, responses):  # noqa: N802 - aiosmtpd's name
-        responses = await super().handle_EHLO(server, session, envelope, hostname, responses)
-        return [responses[0], "250-PIPELINING", *responses[1:]]
-
-
-class SwallowingSMTP(SMTP):
-    """Answers a command, then throws away whatever the client sent after it in the same write:
-    pipelined commands get no reply."""
-
-    async def push(self, status):
-        await super().push(status)
-        self._reader._buffer.clear()
-
-
-class ReorderingSMTP(SMTP):
-    """Answers the commands pipelined after a message's final "." together with that final
-    reply, in reverse order."""
-
-    held: list | None = None
-
-    async def push(self, status):
-        if self.held is None and status.startswith("250 2.0.0") and self._reader._buffer:
-            self.held = []
-        if self.held is None:
-            return await super().push(status)
-        self.held.append(status)
-        if not self._reader._buffer:  # the whole write is answered: backwards
-            held, self.held = self.held, None
-            for reply in reversed(held):
-                await super().push(reply)
-        return None
-
-
-class MisbehavingRelay(Controller):
-    def __init__(self, handler, port, server_class):
-        super().__init__(handler, hostname="127.0.0.1", port=port)
-        self.server_class = server_class
-
-    def factory(self):
-        return self.server_class(self.handler, **self.SMTP_kwargs)
 
 
 @pytest.mark.parametrize("server_class", [SMTP, SwallowingSMTP])
