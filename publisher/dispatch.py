@@ -19,6 +19,7 @@ soft bounce. A 5xx is a hard bounce.
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import time
 from collections import Counter, deque
@@ -45,6 +46,7 @@ from publisher.tokens import preferences_url, unsubscribe_url
 from publisher.transports import (
     LazyOutgoing,
     Outgoing,
+    RelayUnreachable,
     SendResult,
     Transport,
     make_transport,
@@ -54,6 +56,7 @@ from publisher.verp import UNSUBSCRIBE, make_token
 from publisher.verp import address as verp_address
 
 Compose = Callable[[Any, datetime], Outgoing | LazyOutgoing]
+log = logging.getLogger("publisher.dispatch")
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,7 @@ class Progress:
     failed: int = 0
     deferred: int = 0
     total: int | None = None  # set on the first step of a send: how many recipients it has to try
+    notice: str = ""  # a line for the operator (the relay is unreachable, retrying in N s; it is back)
 
 
 @dataclass
@@ -78,6 +82,8 @@ class SendReport:
     renders: int = 0  # editions rendered by this run (one per distinct article set, never per reader)
     skipped_now: int = 0  # readers this run found nothing for in their topics (state `skipped`)
     run: dict[str, int] = field(default_factory=dict)  # what this run did: delivered, failed, deferred, taken_over
+    joined: int = 0  # other live workers this run found sending the issue (it sent alongside, then waited for them)
+    relay_down: str = ""  # the relay was unreachable when this run ended ("relay HOST:PORT refused the connection")
 
     @property
     def recipients(self) -> int:
@@ -382,26 +388,36 @@ def send_issue(
     progress: Callable[[Progress], None] | None = None,
     should_stop: Callable[[], bool] = lambda: False,
     worker: WorkerLock | None = None,
+    join: bool = False,
 ) -> SendReport:
     """Send every recipient of a started issue that is due now; mark the issue sent when none is left.
 
     Returns when nothing more is due now: finished, paused or cancelled, or only deferred rows
-    (and rows of other live workers) remain, due at `next_attempt_at`. Rows of dead workers are
-    taken over at once. Each outcome is stored as its reply arrives. When `should_stop()` turns
-    true (the service is shutting down), the batches handed to the transport are finished and
-    recorded, nothing more is leased, and the issue stays `sending` for the next start to resume.
+    remain, due at `next_attempt_at`. Rows of dead workers are taken over at once. With `join`
+    (`digest send`), while other live workers still hold rows of the issue it waits for them
+    (taking over any that dies), so it returns with the issue as far as every sender got; a
+    service's worker returns at once instead. Each outcome is stored as its reply
+    arrives. When `should_stop()` turns true (the service is shutting down), the batches handed
+    to the transport are finished and recorded, nothing more is leased, and the issue stays
+    `sending` for the next start to resume.
+
+    When the relay cannot be reached, the run pauses instead of deferring every reader: the rows
+    not sent go back to pending (no attempt counted), and it tries again after 1, 2, 4 … 30 s
+    (`progress` hears each wait as a notice) until the relay answers. Once `retry_first` has
+    passed with the relay still down, every reader left is deferred once, with the relay's reason.
     """
     worker = worker or make_worker_lock(store)
     worker.hold()
     leaser = _Leaser(store, issue.id, delivery, worker)
     recorder = _Recorder(store, issue.id, delivery, clock, progress)
+    outage = _Outage(delivery, progress)
     in_flight: deque[_Batch] = deque()  # handed to the transport: the one on the wire, the next queued
     leasing: list[Leased] = []  # leased, not yet handed to the transport
     try:
         with ThreadPoolExecutor(2, thread_name_prefix="send") as wire:
             try:
                 while True:
-                    while len(in_flight) < 2 and not should_stop():
+                    while len(in_flight) < 2 and not should_stop() and outage.error is None:
                         now = clock()
                         leasing = leaser.lease(now)
                         if not leasing:
@@ -410,10 +426,28 @@ def send_issue(
                         messages = [batch.track(index, compose(row, now)) for index, row in enumerate(leasing)]
                         batch.future, leasing = wire.submit(send_each, transport, messages, batch.answer), []
                         in_flight.append(batch)
-                    if not in_flight:
+                    if in_flight:
+                        try:
+                            in_flight[0].wait()
+                            outage.over()
+                        except RelayUnreachable as error:  # what it did not answer never reached the relay
+                            outage.hit(error)
+                            store.deliveries.release(issue.id, in_flight[0].never_sent(), clock())
+                        in_flight.popleft()
+                        continue
+                    if should_stop():
                         break
-                    in_flight[0].wait()
-                    in_flight.popleft()
+                    if outage.error is not None:
+                        if outage.wait(should_stop):
+                            continue  # the next batch tries the relay again
+                        if not should_stop():
+                            _defer_left(leaser, recorder, outage.error, clock)
+                        break
+                    if join and (alive := leaser.others(clock())):
+                        leaser.seen.update(alive)
+                        _sleep(JOIN_POLL, should_stop)  # their rows come back to us if they die
+                        continue
+                    break
             except BaseException:
                 _settle(store, issue.id, leasing, in_flight, recorder, clock)
                 raise
@@ -422,7 +456,83 @@ def send_issue(
         worker.release()
     result = report(store, issue, clock())
     result.run = {**recorder.counts(), "taken_over": leaser.taken_over}
+    result.joined = len(leaser.seen)
+    result.relay_down = outage.error.what if outage.error is not None else ""
     return result
+
+
+JOIN_POLL = 0.5  # seconds between looks at other workers' rows of the issue, once none is left to lease
+RELAY_WAIT_FIRST, RELAY_WAIT_MAX = 1.0, 30.0  # seconds: the first wait for an unreachable relay, the longest
+
+
+def _sleep(seconds: float, should_stop: Callable[[], bool]) -> bool:
+    """Sleep, waking early when `should_stop()` turns true; True when it slept it all."""
+    until = time.monotonic() + seconds
+    while (left := until - time.monotonic()) > 0:
+        if should_stop():
+            return False
+        time.sleep(min(left, 0.1))
+    return not should_stop()
+
+
+class _Outage:
+    """The relay could not be reached: waits before the next try, 1, 2, 4 … 30 s, for up to
+    `retry_first` in all; the operator hears each wait and the relay's return."""
+
+    def __init__(self, delivery: DeliverySettings, progress: Callable[[Progress], None] | None) -> None:
+        self.bound = delivery.retry_first.total_seconds()
+        self.progress = progress
+        self.error: RelayUnreachable | None = None  # set while the run waits for the relay
+        self.relay = "the relay"
+        self.since: float | None = None
+        self.delay = RELAY_WAIT_FIRST
+
+    def tell(self, text: str) -> None:
+        if self.progress is not None:
+            self.progress(Progress(notice=text))
+        else:
+            log.warning("%s", text)
+
+    def hit(self, error: RelayUnreachable) -> None:
+        self.error, self.relay = error, error.relay
+        if self.since is None:
+            self.since = time.monotonic()
+
+    def over(self) -> None:
+        """A batch went through: the relay is back."""
+        if self.since is not None:
+            self.tell(f"{self.relay} answers again; sending")
+            self.since, self.delay = None, RELAY_WAIT_FIRST
+
+    @property
+    def what(self) -> str:
+        return self.error.what if self.error is not None else "the relay"
+
+    def wait(self, should_stop: Callable[[], bool]) -> bool:
+        """Sleep before the next try; False when stopped, or once `retry_first` has gone by."""
+        left = self.bound - (time.monotonic() - (self.since or time.monotonic()))
+        if left <= 0:
+            self.tell(f"{self.what} for {_duration(self.bound)}: deferring the readers left; they are retried later")
+            return False
+        delay = min(self.delay, max(left, 0.1))
+        self.tell(f"{self.what}; retrying in {delay:.0f} s")
+        if not _sleep(delay, should_stop):
+            return False
+        self.delay = min(self.delay * 2, RELAY_WAIT_MAX)
+        self.error = None
+        return True
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 60:g} min" if seconds >= 60 else f"{seconds:g} s"
+
+
+def _defer_left(leaser: _Leaser, recorder: _Recorder, error: RelayUnreachable, clock: Clock) -> None:
+    """The relay stayed unreachable: defer each reader left once, with its reason, without trying."""
+    result = SendResult("deferred", None, "4.4.1", str(error))
+    while rows := leaser.lease(clock()):
+        for row in rows:
+            recorder.add(row, result)
 
 
 class _Leaser:
@@ -432,10 +542,19 @@ class _Leaser:
         self.store, self.issue_id, self.delivery, self.worker = store, issue_id, delivery, worker
         self.taken_over = 0
         self.checked = float("-inf")
+        self.seen: set[str] = set()  # other live workers seen holding rows of the issue
+
+    def others(self, now: datetime) -> list[str]:
+        """The other live workers holding rows of the issue; rows of dead ones are taken over."""
+        owners = self.store.deliveries.owners(self.issue_id, besides=self.worker.worker_id)
+        dead = [owner for owner in owners if not self.worker.alive(owner)]
+        if dead:
+            self.taken_over += self.store.deliveries.reclaim(self.issue_id, dead, now)
+        return [owner for owner in owners if owner not in dead]
 
     def lease(self, now: datetime) -> list[Leased]:
         if time.monotonic() - self.checked >= TAKEOVER_EVERY:
-            self.taken_over += take_over(self.store, self.issue_id, self.worker, now)
+            self.seen.update(self.others(now))
             self.checked = time.monotonic()
         return self.store.deliveries.lease(
             self.issue_id,
@@ -517,11 +636,13 @@ def deliver_issue(
     signer: Signer | None = None,
     should_stop: Callable[[], bool] = lambda: False,
     started: bool = False,
+    join: bool = False,
 ) -> SendReport:
     """Start the issue if it has not started (freezing its audience), then send what is due now.
 
     Renders the issue and opens `[delivery]`'s transport unless given them; safe to call again
     (it resumes: delivered rows are never sent again). `started`: the caller started it already.
+    `join`: wait for other live workers sending the issue too (see `send_issue`).
     """
     clock = clock or (system_clock if now is None else running_from(now))
     newsletter = settings.newsletter(issue.newsletter)
@@ -534,7 +655,15 @@ def deliver_issue(
     transport = transport or make_transport(settings.delivery)
     try:
         result = send_issue(
-            store, issue, compose, transport, settings.delivery, clock=clock, progress=progress, should_stop=should_stop
+            store,
+            issue,
+            compose,
+            transport,
+            settings.delivery,
+            clock=clock,
+            progress=progress,
+            should_stop=should_stop,
+            join=join,
         )
     finally:
         if own:
@@ -563,7 +692,13 @@ def cancel(store: Store, issue: Issue, now: datetime) -> tuple[Issue, int]:
 
 
 def summary(result: SendReport, issue: PlannedIssue, status: str) -> dict:
-    """The `publisher digest send NAME --json` object (product.md), plus the per-state counts."""
+    """The `publisher digest send NAME --json` object (product.md), plus the per-state counts.
+
+    A run that found another run (or worker) sending the issue says `joined`, not `resumed` or
+    `sent`: one that came to start it and found it started (it froze nothing), or one that
+    resumed it while another live worker held rows of it."""
+    if result.frozen is None and (status == "sent" or (status == "resumed" and result.joined)):
+        status = "joined"  # it meant to start the issue (or resume it) and found another run sending it
     return {
         "status": status,
         "issue": issue.number,
@@ -583,6 +718,7 @@ def summary(result: SendReport, issue: PlannedIssue, status: str) -> dict:
             "frozen": result.frozen or 0,
             **{key: result.run.get(key, 0) for key in ("delivered", "failed", "deferred", "taken_over")},
         },
+        "relay_unreachable": result.relay_down or None,
     }
 
 

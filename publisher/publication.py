@@ -184,7 +184,7 @@ class BuildResult:
 
 @dataclass(frozen=True)
 class SendOutcome:
-    """What `send` did. `status` is the contract's: sent | skipped | resumed."""
+    """What `send` did. `status` is the contract's: sent | skipped | resumed | joined (another run was sending it)."""
 
     newsletter: str
     status: str
@@ -612,6 +612,7 @@ class Publication:
         progress: ProgressHook | None = None,
         should_stop: StopCheck = never,
         at_once: bool = False,
+        join: bool = False,
     ) -> dispatch.SendReport:
         """Start the issue (freezing its audience), publish its archive page, then send what is due.
 
@@ -641,6 +642,7 @@ class Publication:
             progress=progress,
             should_stop=should_stop,
             started=True,
+            join=join,
         )
         report.frozen = frozen
         return report
@@ -724,6 +726,8 @@ class Publication:
         if retry_now:
             return self.retry_deferred_now(name, progress=progress, should_stop=should_stop)
         issue, status, reason = self.next_to_send(name, force=force, dry_run=dry_run, immediately=immediately)
+        if issue is None and not dry_run and (racing := self.store.issues.latest(name, states=(IssueState.SENDING,))):
+            issue, status = racing, "joined"  # another run started it after we looked: join it
         if issue is None and not dry_run and (leftover := self.finish_leftovers(name, should_stop)) is not None:
             return leftover
         if issue is None:
@@ -738,7 +742,9 @@ class Publication:
             return SendOutcome(name, status, issue, dry_run_recipients=written, maildir=box, dry_run_nothing=nothing)
         if not isinstance(issue, Issue):
             raise DigestError(f"{name}: issue {issue.number} was planned but not stored")
-        report = self.deliver(issue, progress=progress, should_stop=should_stop, at_once=immediately)
+        report = self.deliver(  # join: another run's share too
+            issue, progress=progress, should_stop=should_stop, at_once=immediately, join=True
+        )
         if waves := tuple(self.waves_left(issue)):
             status = "sending"  # a local-time issue between its waves: the rest go at their time
         return SendOutcome(name, status, issue, report, waves=waves, deferred_reason=self.deferred_reason(report))

@@ -11,6 +11,7 @@ message, plus the write of its bytes.
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import smtplib
 import ssl
@@ -22,8 +23,9 @@ from typing import cast
 
 from publisher.config import SmtpSettings
 from publisher.errors import DeliveryError
-from publisher.transports import LazyOutgoing, OnResult, Outgoing, SendResult
+from publisher.transports import LazyOutgoing, OnResult, Outgoing, RelayUnreachable, SendResult
 
+log = logging.getLogger("publisher.smtp")
 _ENHANCED = re.compile(rb"^\s*([245]\.\d{1,3}\.\d{1,3})\b")
 _DISCONNECTED = (smtplib.SMTPServerDisconnected, OSError)
 _UNSAFE_ADDRESS = re.compile(r"[\r\n\x00<> ]")  # would end or add an SMTP command
@@ -47,13 +49,37 @@ def dropped(error: BaseException) -> SendResult:
     return SendResult("deferred", None, "4.4.2", f"connection lost: {error or type(error).__name__}")
 
 
-class RelayUnreachable(ConnectionError):
-    """No session could be opened: the relay refused the connection, or did not answer."""
-
-
 def _unreachable(error: OSError, settings: SmtpSettings) -> RelayUnreachable:
     what = "refused the connection" if isinstance(error, ConnectionRefusedError) else "could not be reached"
-    return RelayUnreachable(f"relay {settings.host}:{settings.port} {what}: {error or type(error).__name__}")
+    relay = f"relay {settings.host}:{settings.port}"
+    return RelayUnreachable(f"{relay} {what}", f"{error or type(error).__name__}", relay)
+
+
+class Relay:
+    """What the pool has learnt about its relay during a run: whether its PIPELINING can be trusted."""
+
+    def __init__(self, settings: SmtpSettings) -> None:
+        self.settings = settings
+        self.pipelining = True  # false once the relay mishandled a pipelined exchange
+        self.lock = threading.Lock()
+
+    def distrust_pipelining(self, why: str) -> None:
+        """Send without PIPELINING for the rest of the run; logged once."""
+        with self.lock:
+            if not self.pipelining:
+                return
+            self.pipelining = False
+        log.warning(
+            "relay %s:%d advertises PIPELINING but mishandles it (%s); sending without it for the rest of this run",
+            self.settings.host,
+            self.settings.port,
+            why,
+        )
+
+
+UNKNOWN_OUTCOME = SendResult(
+    "deferred", None, "4.5.0", "outcome unknown: the relay answered a pipelined exchange out of sequence"
+)
 
 
 def dot_stuffed(data: bytes) -> bytes:
@@ -74,10 +100,11 @@ class SmtpConnection:
     MAIL, RCPT and DATA, so a message costs one round trip and one write of its bytes.
     """
 
-    def __init__(self, settings: SmtpSettings) -> None:
+    def __init__(self, settings: SmtpSettings, relay: Relay | None = None) -> None:
         self.settings = settings
+        self.relay = relay or Relay(settings)
         self.client: smtplib.SMTP | None = None
-        self.pipelining = False
+        self.offers_pipelining = False
         self.sent = 0
         # Returns once the latest outcome reported is stored; called before the relay may accept the next message.
         self.settle: Callable[[], None] | None = None
@@ -100,8 +127,13 @@ class SmtpConnection:
                 client.close()
             raise _translated(error, settings) from None
         self.client = client
-        self.pipelining = client.has_extn("pipelining")
+        self.offers_pipelining = client.has_extn("pipelining")
         self.sent = 0
+
+    @property
+    def pipelining(self) -> bool:
+        """The relay offers PIPELINING and has not mishandled it in this run."""
+        return self.offers_pipelining and self.relay.pipelining
 
     def _connect(self) -> smtplib.SMTP:
         settings = self.settings
@@ -167,7 +199,8 @@ class SmtpConnection:
 
     def _start(self, message: Outgoing | LazyOutgoing, tag: object, report: Report) -> None:
         """Send the envelope and the data of `message` on this session (opened if need be); a stale
-        reused session is reopened once before anything is sent."""
+        reused session, or one whose relay mishandled PIPELINING, is reopened once before anything
+        is sent. An unreachable relay raises `RelayUnreachable` (nothing was sent)."""
         if _unsafe(message):
             self._report(
                 report, tag, SendResult("failed", None, "5.1.3", f"refused to send: bad address {message.recipient!r}")
@@ -179,6 +212,9 @@ class SmtpConnection:
                 self.open()
             self._begin(message, tag, report)
             return
+        except _Broken as broken:  # nothing was accepted: again without pipelining
+            self.relay.distrust_pipelining(str(broken))
+            self.abandon()
         except _Stale as stale:
             self.abandon()
             if not reused:
@@ -191,20 +227,19 @@ class SmtpConnection:
         try:
             self.open()
             self._begin(message, tag, report)
-        except (_Stale, *_DISCONNECTED) as error:
+        except (_Stale, _Broken, *_DISCONNECTED) as error:
             self.abandon()
-            self._report(report, tag, dropped(error))
+            self._report(report, tag, dropped(error.__cause__ or error))
 
     def _begin(self, message: Outgoing | LazyOutgoing, tag: object, report: Report, *, chained: bool = False) -> None:
         """MAIL, RCPT and DATA (already written when `chained`), then the data without its final `.`."""
         client = self.session
-        data = message.data
         try:
-            if chained:
-                replies = [client.getreply() for _ in range(3)]
+            if chained:  # the first reply of this pipelined group was the previous message's final one
+                replies = _pipelined_replies(client, answered=1)
             elif self.pipelining:
                 self._write(_envelope(message))
-                replies = [client.getreply() for _ in range(3)]
+                replies = _pipelined_replies(client, answered=0)
             else:
                 replies = []
                 for line in _envelope(message).split(b"\r\n")[:3]:
@@ -212,6 +247,13 @@ class SmtpConnection:
                     replies.append(client.getreply())
                     if replies[-1][0] >= 400:
                         break
+        except _Broken as broken:
+            if not chained:
+                raise
+            self.relay.distrust_pipelining(str(broken))  # nothing was accepted: again, without pipelining
+            self.abandon()
+            self._start(message, tag, report)
+            return
         except _DISCONNECTED as error:
             if chained:  # nothing was accepted: try once more on a new session
                 self.abandon()
@@ -223,6 +265,7 @@ class SmtpConnection:
         if replies[-1][0] == 354:
             if refused is None:
                 try:
+                    data = message.data  # built only now: a message never built never reached the relay
                     safe = getattr(message, "safe", False) and data.endswith(b"\r\n")
                     self._write(data if safe else dot_stuffed(data))
                 except _DISCONNECTED as error:
@@ -247,6 +290,13 @@ class SmtpConnection:
         except _DISCONNECTED as error:
             self.abandon()
             self._report(report, tag, dropped(error))
+            return False
+        if then is not None and not _is_final(final[0]):
+            # a reply that cannot end a message: the relay answered the pipelined group out of
+            # order, so which reply was this message's is unknown; it is retried, never guessed
+            self.relay.distrust_pipelining(f"it answered {final[0]} to the end of a message")
+            self.abandon()
+            self._report(report, tag, UNKNOWN_OUTCOME)
             return False
         if then is None or final[0] == 421:
             self._report(report, tag, self._finish(final))
@@ -276,6 +326,46 @@ def _unsafe(message: Outgoing | LazyOutgoing) -> bool:
 
 def _envelope(message: Outgoing | LazyOutgoing) -> bytes:
     return f"MAIL FROM:<{message.sender}>\r\nRCPT TO:<{message.recipient}>\r\nDATA\r\n".encode()
+
+
+def _is_final(code: int) -> bool:
+    """A reply that can end a transaction: 2xx, 4xx or 5xx (never 354 or another 1xx/3xx)."""
+    return 200 <= code < 300 or 400 <= code < 600
+
+
+def _pipelined_replies(client: smtplib.SMTP, *, answered: int) -> list[tuple[int, bytes]]:
+    """The replies to a pipelined MAIL, RCPT and DATA (`answered`: replies of the same write read
+    before them). Raises `_Broken` when the relay drops some of them (it answered part of the
+    write, then nothing within the timeout) or answers out of sequence."""
+    replies: list[tuple[int, bytes]] = []
+    for _ in range(3):
+        try:
+            replies.append(client.getreply())
+        except smtplib.SMTPServerDisconnected as error:
+            if answered + len(replies) and _timed_out(error):
+                raise _Broken(f"no reply to pipelined command {answered + len(replies) + 1} of the write") from error
+            raise
+    if why := _out_of_sequence([code for code, _ in replies]):
+        raise _Broken(why)
+    return replies
+
+
+def _out_of_sequence(codes: list[int]) -> str:
+    """Why replies to MAIL, RCPT and DATA cannot be theirs ("" when they can)."""
+    mail, rcpt, data = codes
+    if any(not 200 <= code < 600 for code in codes):
+        return f"replies {mail}, {rcpt}, {data} to MAIL, RCPT, DATA"
+    if 354 in (mail, rcpt):
+        return f"354 before DATA (replies {mail}, {rcpt}, {data})"
+    accepted = mail < 300 and rcpt < 300
+    if (mail < 300 and rcpt == 503) or (accepted and (data == 503 or (data < 400 and data != 354))):
+        return f"replies {mail}, {rcpt}, {data} to MAIL, RCPT, DATA"
+    return ""
+
+
+def _timed_out(error: BaseException) -> bool:
+    """smtplib turns a read timeout into SMTPServerDisconnected; the timeout is its context."""
+    return isinstance(error.__context__, TimeoutError) or "timed out" in str(error)
 
 
 def _translated(error: BaseException, settings: SmtpSettings) -> BaseException:
@@ -312,6 +402,10 @@ class _Stale(Exception):
     """The session died before the relay accepted anything for this message."""
 
 
+class _Broken(Exception):
+    """The relay mishandled a pipelined exchange before accepting anything for this message."""
+
+
 class RateLimiter:
     """At most `rate` acquisitions a second across threads (0 means unlimited)."""
 
@@ -334,9 +428,12 @@ class RateLimiter:
 class _Batch:
     """One `send_each` call: its messages, their results as they arrive, and who is told."""
 
-    def __init__(self, messages: Sequence[Outgoing | LazyOutgoing], on_result: OnResult | None) -> None:
+    def __init__(
+        self, messages: Sequence[Outgoing | LazyOutgoing], on_result: OnResult | None, relay_down: str = "defer"
+    ) -> None:
         self.messages = messages
         self.on_result = on_result
+        self.relay_down = relay_down  # "defer" each message when the relay is unreachable, or "raise"
         self.results: list[SendResult | None] = [None] * len(messages)
         self.remaining = len(messages)
         self.busy = 0  # messages of this batch a connection is sending now
@@ -363,6 +460,7 @@ class SmtpTransport:
         self.workers: list[threading.Thread] = []
         self.connections: list[SmtpConnection] = []
         self.closing = False
+        self.relay = Relay(settings)
 
     def send(self, message: Outgoing | LazyOutgoing) -> SendResult:
         return self.send_many([message])[0]
@@ -371,17 +469,24 @@ class SmtpTransport:
         return self.send_each(messages)
 
     def send_each(
-        self, messages: Sequence[Outgoing | LazyOutgoing], on_result: OnResult | None = None
+        self,
+        messages: Sequence[Outgoing | LazyOutgoing],
+        on_result: OnResult | None = None,
+        relay_down: str = "defer",
     ) -> list[SendResult]:
         """Send a batch; `on_result(index, result)` hears each reply as it arrives.
 
         `on_result` may return a callable that returns once the result is safely stored: the
         session that sent the message calls it before the relay may accept its next message, so
         at most one message per session is accepted and not yet stored.
+
+        When no session can be opened (the relay refused the connection or did not answer),
+        each message is deferred, or with `relay_down="raise"` the batch raises `RelayUnreachable`
+        once the messages already on the wire are answered: the rest never reached the relay.
         """
         if not messages:
             return []
-        batch = _Batch(messages, on_result)
+        batch = _Batch(messages, on_result, relay_down)
         with self.cond:
             self._start()
             self.queue.extend((batch, index) for index in range(len(messages)))
@@ -397,7 +502,7 @@ class SmtpTransport:
         if self.workers:
             return
         for number in range(max(1, self.settings.connections)):
-            connection = SmtpConnection(self.settings)
+            connection = SmtpConnection(self.settings, self.relay)
             worker = threading.Thread(target=self._work, args=(connection,), name=f"smtp-{number}", daemon=True)
             self.connections.append(connection)
             self.workers.append(worker)
@@ -452,6 +557,15 @@ class SmtpTransport:
                     connection.step(taken[0].messages[taken[1]], taken, report)
                 else:
                     connection.step(None, None, report)
+            except RelayUnreachable as error:  # nothing of the message taken reached the relay
+                connection.abandon()
+                connection.flush()
+                for batch, index in list(held):
+                    if batch.relay_down == "raise":
+                        held.remove((batch, index))
+                        self._done(batch, batch.messages[index], error=error)
+                    else:
+                        report((batch, index), dropped(error))
             except BaseException as error:
                 connection.abandon()
                 connection.open_message = connection.settle = None
@@ -479,3 +593,4 @@ class SmtpTransport:
         self.workers.clear()
         self.connections.clear()
         self.closing = False
+        self.relay.pipelining = True  # a new run trusts the relay's PIPELINING again

@@ -71,6 +71,20 @@ class SendResult:
 
 DELIVERED = SendResult("delivered", 250)
 
+
+class RelayUnreachable(DeliveryError):
+    """No session could be opened: the relay refused the connection, or did not answer.
+
+    `send_each` with `relay_down="raise"` raises it instead of deferring every message: the
+    messages it did not answer never reached the relay, and dispatch waits for the relay to return.
+    """
+
+    def __init__(self, what: str, cause: str = "", relay: str = "the relay") -> None:
+        super().__init__(f"{what}: {cause}" if cause else what)
+        self.what = what  # "relay HOST:PORT refused the connection"
+        self.relay = relay  # "relay HOST:PORT"
+
+
 # Told each reply as it arrives: (index in the batch, result). It may return a callable that
 # returns once that outcome is stored; the transport calls it before the relay may accept the next
 # message on the same session, so a crash leaves at most one accepted, unrecorded message per session.
@@ -89,10 +103,11 @@ def send_each(
     transport: Transport, messages: Sequence[Outgoing | LazyOutgoing], on_result: OnResult
 ) -> list[SendResult]:
     """Send a batch, telling `on_result` each reply: as it arrives where the transport can say
-    (`send_each`), else once the whole batch is answered."""
+    (`send_each`), else once the whole batch is answered. A relay that cannot be reached raises
+    `RelayUnreachable` (the messages not answered never reached it) rather than deferring each."""
     each = getattr(transport, "send_each", None)
     if each is not None:
-        return each(messages, on_result)
+        return each(messages, on_result, relay_down="raise")
     results = transport.send_many(messages)
     for index, result in enumerate(results[: len(messages)]):
         on_result(index, result)
@@ -130,7 +145,9 @@ class MemoryTransport:
     def send_many(self, messages: Sequence[Outgoing | LazyOutgoing]) -> list[SendResult]:
         return [self.send(message) for message in messages]
 
-    def send_each(self, messages: Sequence[Outgoing | LazyOutgoing], on_result: OnResult) -> list[SendResult]:
+    def send_each(
+        self, messages: Sequence[Outgoing | LazyOutgoing], on_result: OnResult, relay_down: str = "defer"
+    ) -> list[SendResult]:
         results = []
         with self.lock:
             for index, message in enumerate(messages):

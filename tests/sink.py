@@ -2,7 +2,9 @@
 
 Shared by the transport, dispatch and crash tests. `SinkHandler` answers 550 to addresses in
 `reject`, 421 or 451 to a random fraction `flaky` of messages, and drops the connection without
-a reply on every `drop_every`-th message.
+a reply on every `drop_every`-th message. `PipeliningSink` advertises PIPELINING, and
+`MisbehavingRelay` runs a handler on a server that mishandles it (`SwallowingSMTP`,
+`ReorderingSMTP`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from contextlib import contextmanager
 from email import message_from_bytes, policy
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP
 
 
 def free_port() -> int:
@@ -110,3 +113,48 @@ def smtp_sink(handler: SinkHandler):
         yield port
     finally:
         controller.stop()
+
+
+class PipeliningSink(SinkHandler):
+    """A sink that advertises PIPELINING (aiosmtpd answers pipelined commands correctly)."""
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        responses = await super().handle_EHLO(server, session, envelope, hostname, responses)
+        return [responses[0], "250-PIPELINING", *responses[1:]]
+
+
+class SwallowingSMTP(SMTP):
+    """Answers a command, then throws away whatever the client sent after it in the same write:
+    pipelined commands get no reply."""
+
+    async def push(self, status):
+        await super().push(status)
+        self._reader._buffer.clear()
+
+
+class ReorderingSMTP(SMTP):
+    """Answers the commands pipelined after a message's final "." together with that final
+    reply, in reverse order."""
+
+    held: list | None = None
+
+    async def push(self, status):
+        if self.held is None and status.startswith("250 2.0.0") and self._reader._buffer:
+            self.held = []
+        if self.held is None:
+            return await super().push(status)
+        self.held.append(status)
+        if not self._reader._buffer:  # the whole write is answered: backwards
+            held, self.held = self.held, None
+            for reply in reversed(held):
+                await super().push(reply)
+        return None
+
+
+class MisbehavingRelay(Controller):
+    def __init__(self, handler, port, server_class):
+        super().__init__(handler, hostname="127.0.0.1", port=port)
+        self.server_class = server_class
+
+    def factory(self):
+        return self.server_class(self.handler, **self.SMTP_kwargs)

@@ -9,8 +9,8 @@ import time
 
 import pytest
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult
-from sink import SinkHandler, free_port, smtp_sink
+from aiosmtpd.smtp import SMTP, AuthResult
+from sink import MisbehavingRelay, PipeliningSink, ReorderingSMTP, SinkHandler, SwallowingSMTP, free_port, smtp_sink
 
 from publisher.config import DeliverySettings, SmtpSettings
 from publisher.errors import DeliveryError
@@ -26,7 +26,7 @@ def outgoing(recipient: str, data: bytes = MESSAGE) -> Outgoing:
 
 
 def smtp(port: int, **values) -> SmtpTransport:
-    return SmtpTransport(SmtpSettings(host="127.0.0.1", port=port, timeout=10, **values))
+    return SmtpTransport(SmtpSettings(host="127.0.0.1", port=port, **{"timeout": 10, **values}))
 
 
 def test_make_transport_follows_the_settings(tmp_path):
@@ -240,3 +240,48 @@ def test_smtp_never_lets_an_address_add_a_command():
         result = transport.send(outgoing("x@d.example>\r\nRCPT TO:<victim@d.example"))
         transport.close()
     assert (result.outcome, result.status) == ("failed", "5.1.3") and not handler.messages
+
+
+# --- a relay that advertises PIPELINING and mishandles it ------------------------------------
+
+
+@pytest.mark.parametrize("server_class", [SMTP, SwallowingSMTP])
+def test_a_relay_that_drops_pipelined_replies_is_sent_to_without_pipelining(server_class, caplog):
+    handler = PipeliningSink()
+    relay = MisbehavingRelay(handler, free_port(), server_class)
+    relay.start()
+    try:
+        transport = smtp(relay.port, connections=2, timeout=2)
+        started = time.monotonic()
+        results = transport.send_many([outgoing(f"r{i}@d{i % 3}.example") for i in range(12)])
+        elapsed = time.monotonic() - started
+        transport.close()
+    finally:
+        relay.stop()
+    assert [r.outcome for r in results] == ["delivered"] * 12
+    assert handler.received() == {f"r{i}@d{i % 3}.example": 1 for i in range(12)}
+    warnings = [r.getMessage() for r in caplog.records if "PIPELINING" in r.getMessage()]
+    if server_class is SMTP:  # a relay that handles it well keeps it
+        assert warnings == [] and handler.sessions == 2
+    else:  # one timeout per connection at most, then lock-step for the rest of the run
+        assert len(warnings) == 1 and "sending without it for the rest of this run" in warnings[0]
+        assert elapsed < 2 * 2 + 5
+
+
+def test_a_relay_that_answers_pipelined_commands_out_of_order_loses_nobody_and_guesses_nothing(caplog):
+    handler = PipeliningSink()
+    relay = MisbehavingRelay(handler, free_port(), ReorderingSMTP)
+    relay.start()
+    recipients = [f"r{i}@d.example" for i in range(8)]
+    try:
+        transport = smtp(relay.port, connections=1, timeout=5)
+        results = transport.send_many([outgoing(address) for address in recipients])
+        transport.close()
+    finally:
+        relay.stop()
+    # the first message's end was answered out of order: its outcome is unknown, so it is
+    # deferred (retried later), never guessed delivered or failed; the rest go without pipelining
+    assert [r.outcome for r in results] == ["deferred"] + ["delivered"] * 7
+    assert (results[0].code, results[0].status) == (None, "4.5.0") and "outcome unknown" in results[0].detail
+    assert handler.received() == dict.fromkeys(recipients, 1)  # nobody lost, nobody twice in this run
+    assert len([r for r in caplog.records if "mishandles it" in r.getMessage()]) == 1

@@ -22,7 +22,12 @@ def _progress_bar(quiet: bool) -> Iterator[Callable[[dispatch.Progress], None] |
 
     console = Console(stderr=True)
     if quiet or not console.is_terminal:
-        yield None
+
+        def notices(step: dispatch.Progress) -> None:
+            if step.notice:  # "relay HOST:PORT refused the connection; retrying in N s", with --json too
+                click.echo(step.notice, err=True)
+
+        yield notices
         return
     columns = (
         TextColumn("sending"),
@@ -36,6 +41,8 @@ def _progress_bar(quiet: bool) -> Iterator[Callable[[dispatch.Progress], None] |
         done = {"delivered": 0, "failed": 0, "deferred": 0}
 
         def advance(step: dispatch.Progress) -> None:
+            if step.notice:
+                bar.console.print(step.notice, markup=False, highlight=False)
             if step.total is not None:
                 bar.update(task, total=step.total)
             for key in done:
@@ -70,13 +77,26 @@ def _show(outcome: SendOutcome, *, as_json: bool) -> None:
     if report is None:
         return
     summary = outcome.as_json()
+    status = "joined another run sending it" if summary["status"] == "joined" else summary["status"]
     click.echo(
-        f"{issue.newsletter} issue {issue.number} ({outcome.status}): {plural(report.recipients, 'recipient')} — "
+        f"{issue.newsletter} issue {issue.number} ({status}): {plural(report.recipients, 'recipient')} — "
         f"{summary['delivered']:,} delivered, {summary['failed']:,} failed, {summary['deferred']:,} deferred"
         + (f", {summary['cancelled']:,} cancelled" if summary["cancelled"] else "")
         + (f", {summary['skipped']:,} skipped (nothing for their topics)" if summary.get("skipped") else "")
     )
+    run = report.run
+    if summary["status"] == "joined" or report.joined:
+        click.echo(
+            f"this run: {run.get('delivered', 0):,} delivered, {run.get('failed', 0):,} failed, "
+            f"{run.get('deferred', 0):,} deferred; the other run sent the rest"
+        )
     show_deferred(outcome.deferred_reason, issue.newsletter)
+    left = report.get("pending") + report.get("sending")
+    if left and report.issue_state == "sending" and not outcome.waves:
+        why = f" ({report.relay_down})" if report.relay_down else ""
+        click.echo(
+            f"stopped{why}: {plural(left, 'reader')} not sent yet; `publisher digest send {issue.newsletter}` continues"
+        )
     for wave in outcome.waves:
         zones = ", ".join(wave["zones"]) or "their zone"  # type: ignore[arg-type]
         click.echo(

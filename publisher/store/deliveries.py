@@ -551,7 +551,11 @@ class DeliveryStore:
             )
 
     def release(self, issue_id: int, leased: Sequence[Leased], now: datetime) -> int:
-        """Give back leased rows that were never handed to a transport: pending again, attempt undone."""
+        """Give back leased rows that were never handed to a transport, attempt undone: pending
+        again, or deferred and due now when they had been tried before (so a retry round that
+        stops, or waits out a relay outage, leaves them for the retries, not stranded as pending
+        in an issue already sent)."""
+        tried = deliveries.c.attempts > 1
         if not leased:
             return 0
         with self.engine.begin() as connection:
@@ -564,7 +568,8 @@ class DeliveryStore:
                     deliveries.c.subscriber_id.in_([row.subscriber_id for row in leased]),
                 )
                 .values(
-                    state="pending",
+                    state=case((tried, "deferred"), else_="pending"),
+                    next_attempt_at=case((tried, now), else_=deliveries.c.next_attempt_at),
                     lease_until=None,
                     lease_token="",
                     updated_at=now,
