@@ -252,6 +252,7 @@ def test_sign_up_mails_are_built_and_dkim_signed_like_issues(make_settings, tmp_
         "confirm",
         "zoë@example.com",
         ["weekly"],
+        subscriber_id=7,
         now=NOW,
         confirm_url="https://news.example.org/confirm/x",
         expiry="7 days",
