@@ -114,6 +114,20 @@ def test_delay_warnings_for_one_issue_count_once(store, settings):
     assert store.inbound.suppressed() == []
 
 
+def test_delay_warnings_for_a_confirmation_mail_count_once(store, settings):
+    """Three "Action: delayed" reports about one confirmation mail (a token naming no issue) are
+    one soft bounce, not a suppression within seconds; one a month later counts again."""
+    (slow,) = people(store, "slow@s.example")
+    hours = (0, 1, 2, 24 * 20)
+    actions = [soft_bounce(settings, store, verp.NO_ISSUE, slow, NOW + timedelta(hours=h), h).action for h in hours]
+    assert actions[0] == "soft bounce scored: 1.00 of 3"
+    assert actions[1:] == ["nothing: a soft bounce for a confirmation or welcome mail was already counted"] * 3
+    assert store.subscribers.get("slow@s.example").status == "confirmed"
+    assert store.inbound.suppressed() == []
+    later = soft_bounce(settings, store, verp.NO_ISSUE, slow, NOW + timedelta(days=51), 99)
+    assert later.action.startswith("soft bounce scored: ")
+
+
 def test_the_soft_bounce_that_reaches_the_limit_suppresses(store, settings):
     (x,) = people(store, "x@x.example")
     issues = [make_issue(store, "Weekly", NOW, n) for n in (1, 2, 3)]

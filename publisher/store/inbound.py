@@ -12,7 +12,7 @@ from dataclasses import dataclass, fields, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import and_, delete, insert, select, update
 from sqlalchemy.engine import Connection, Engine, RowMapping
 
 from publisher.store.schema import (
@@ -225,9 +225,18 @@ class InboundStore:
         rule: ScoreRule,
     ) -> str:
         """Scored once per issue: a slow mailbox's repeated "still trying" notices for one
-        message are one soft bounce. The score shown (2 decimals) is the one held to the limit."""
+        message are one soft bounce. A confirmation or welcome mail (a VERP token naming no
+        issue) counts once within REPEATS_WITHIN, however many of them are delayed. An ESP's
+        webhook event names no issue either, and each counts. The score shown (2 decimals) is
+        the one held to the limit."""
         if entry.issue_id is not None and self._counted(connection, person["id"], entry.issue_id, now):
             return "nothing: a soft bounce for this issue was already counted"
+        if (
+            entry.issue_id is None
+            and not entry.source.startswith("webhook:")
+            and self._counted(connection, person["id"], None, now)
+        ):
+            return "nothing: a soft bounce for a confirmation or welcome mail was already counted"
         self._count_bounce(connection, person["id"])
         score = round(self._score(connection, person["id"], now, rule.half_life), 2)
         if score < rule.limit:
@@ -236,15 +245,21 @@ class InboundStore:
         return self._suppress(connection, person, "soft_bounces", f"score {score:.2f}: {evidence}", now, newsletters)
 
     @staticmethod
-    def _counted(connection: Connection, subscriber_id: int, issue_id: int, now: datetime) -> bool:
-        """Whether a verified soft bounce naming this subscriber and issue was recorded lately
-        (within REPEATS_WITHIN: the index on kind and time keeps the look-up short)."""
+    def _counted(connection: Connection, subscriber_id: int, issue_id: int | None, now: datetime) -> bool:
+        """Whether a verified soft bounce naming this subscriber and issue (None: a mail of no
+        issue, by mail, not by webhook) was recorded lately (within REPEATS_WITHIN: the index on
+        kind and time keeps the look-up short)."""
+        same_mail = (
+            inbound_messages.c.issue_id == issue_id
+            if issue_id is not None
+            else and_(inbound_messages.c.issue_id.is_(None), ~inbound_messages.c.source.startswith("webhook:"))
+        )
         return (
             connection.scalar(
                 select(inbound_messages.c.id)
                 .where(
                     inbound_messages.c.subscriber_id == subscriber_id,
-                    inbound_messages.c.issue_id == issue_id,
+                    same_mail,
                     inbound_messages.c.kind == SOFT_BOUNCE,
                     inbound_messages.c.received_at >= now - REPEATS_WITHIN,
                     inbound_messages.c.verified.is_(True),
