@@ -85,6 +85,36 @@ def test_a_message_with_nul_bytes_and_lone_surrogates_is_recorded(store, setting
     assert "\x00" not in rows[1]["raw"] and "\x00" not in rows[1]["subject"]
 
 
+def test_bidi_overrides_are_stripped_from_one_line_fields(store, settings):
+    """A webhook event (never parsed as mail) whose diagnostic and sender hide right-to-left
+    overrides: they are stored without them, so `subscribers suppressed` and `inbound list` show
+    what the text says; the raw text keeps them (`inbound show` shows them as <U+202E>)."""
+    from publisher.feedback import apply_event
+
+    people(store, "eve@e.example")
+    bidi = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c"
+    event = Feedback(
+        Kind.BOUNCE,
+        recipient="eve@e.example",
+        status="5.1.1",
+        diagnostic=f"550 user \u202egpj.exe{bidi} unknown",
+        sender="mailer\u202e@mx.example",
+        subject="bounce \u2067x\u2069",
+    )
+    recorded = apply_event(store, settings, event, NOW, source="webhook:postmark", event_id="e1")
+    assert recorded.action == "suppressed (hard_bounce)"
+    (row,) = store.inbound.messages()
+    assert (row["diagnostic"], row["sender"], row["subject"]) == (
+        "550 user gpj.exe unknown",
+        "mailer@mx.example",
+        "bounce x",
+    )
+    (suppression,) = store.inbound.suppressed()
+    assert not any(mark in suppression.evidence for mark in bidi)
+    apply(store, Feedback(Kind.UNKNOWN, subject="hi"), settings, NOW, source="file", raw="a\u202eb".encode())
+    assert store.inbound.messages()[0]["raw"] == "a\u202eb"  # the raw text is kept as it came
+
+
 def test_webhook_nonces_and_addresses_with_nul_are_no_error(store, settings):
     assert store.inbound.claim_nonce("mailgun:\x00abc", NOW, timedelta(minutes=10))
     assert not store.inbound.claim_nonce("mailgun:\x00abc", NOW, timedelta(minutes=10))

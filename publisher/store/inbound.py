@@ -38,6 +38,10 @@ REPEATS_WITHIN = timedelta(days=30)
 # What no column may hold: NUL (PostgreSQL refuses it), the other C0 and C1 controls and DEL
 # (terminal escapes when an operator lists them), and lone surrogates (no encoder writes them).
 _CONTROLS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+# What no one-line field holds either: the bidi controls that make a listed address or subject
+# read otherwise than it is (U+202E "right-to-left override" and the rest). The raw text keeps
+# them, and `inbound show` shows them as <U+202E>.
+_BIDI = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 _BREAKS = re.compile("[\t\n\r]+")
 # Each text column's length limit (a column not named: unlimited); `_MULTI_LINE` keep line breaks and tabs.
 _LIMITS = {
@@ -55,8 +59,9 @@ _MULTI_LINE = {"raw"}
 
 def storable(text: str, limit: int | None = None, *, multi_line: bool = False) -> str:
     """`text` as a column can hold it whatever arrived: no control characters (a multi-line field
-    keeps tab, LF and CR; a one-line field has them as spaces), cut to `limit` characters."""
-    text = text if multi_line else _BREAKS.sub(" ", text)
+    keeps tab, LF and CR; a one-line field has them as spaces, and no bidi controls), cut to
+    `limit` characters."""
+    text = text if multi_line else _BIDI.sub("", _BREAKS.sub(" ", text))
     return _CONTROLS.sub("", text)[:limit]
 
 
