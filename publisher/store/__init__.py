@@ -67,7 +67,11 @@ def _foreign_keys_off(connection: Connection) -> Iterator[None]:
     try:
         yield
     finally:
-        raw.execute("PRAGMA foreign_keys=ON")
+        try:
+            raw.execute("PRAGMA foreign_keys=ON")
+        except Exception:  # a connection that cannot say so never goes back to the pool without them
+            connection.invalidate()
+            raise
 
 
 def _create_sqlite_file(url: str) -> None:
