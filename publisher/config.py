@@ -38,16 +38,24 @@ SOURCE_FORMATS = ("auto", "markdown", "textpage", "feed")
 DEFAULT_MAX_BYTES = 20_000_000  # the most a feed URL may send, decompressed
 SECRET_KEY_FILE = ".publisher-secret"  # noqa: S105 - a file name, not a secret
 _DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w)\s*$")
-_DURATION_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+# A hundred years: longer than any setting needs (a `lookback` may reach far into an archive),
+# and short enough that no date it is added to or taken from leaves the calendar.
+MAX_DURATION = timedelta(days=36500)
 
 
 def parse_duration(value: object, where: str) -> timedelta:
-    """`90` (seconds), "90m", "36h", "7d" or "2w" as a timedelta."""
+    """`90` (seconds), "90m", "36h", "7d" or "2w" as a timedelta, at most MAX_DURATION."""
+    seconds: int | None = None
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return timedelta(seconds=value)
-    if isinstance(value, str) and (match := _DURATION.match(value)):
-        return timedelta(**{_DURATION_UNITS[match[2]]: int(match[1])})
-    raise ConfigError(f'{where}: expected a duration such as "7d", "36h" or "90m", got {value!r}')
+        seconds = value
+    elif isinstance(value, str) and (match := _DURATION.match(value)):
+        seconds = int(match[1]) * _UNIT_SECONDS[match[2]]
+    if seconds is None:
+        raise ConfigError(f'{where}: expected a duration such as "7d", "36h" or "90m", got {value!r}')
+    if seconds > MAX_DURATION.total_seconds():  # a timedelta past 999,999,999 days is an OverflowError
+        raise ConfigError(f"{where} must be at most 100 years (36500d), got {value!r}")
+    return timedelta(seconds=seconds)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -239,18 +240,32 @@ def check_token_name(name: str) -> str:
 # --- the audit log ---------------------------------------------------------------------------
 
 
+# What never reaches an audit entry as itself: line breaks (U+2028/9 too), tabs and every other
+# C0/C1 control and DEL, and the bidi controls that reorder what a terminal shows.
+_NOT_ONE_LINE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069\u061c]+")
+
+
+def one_line(text: str) -> str:
+    """`text` as one line for the audit log: each run of control characters becomes a space, so no
+    value (an `unsuppress --reason`, a name) can end its entry and forge the next one."""
+    return _NOT_ONE_LINE.sub(" ", text)
+
+
 def audit_detail(detail: Mapping[str, Any]) -> str:
-    """The JSON stored with an audit entry; secrets (passwords, tokens) are masked whatever the caller passed."""
+    """The JSON stored with an audit entry; secrets (passwords, tokens) are masked whatever the
+    caller passed, and every key and text is one line (`one_line`)."""
 
     def clean(value: Any, key: str = "") -> Any:
         if key.lower() in SECRET_KEYS:
             return "***"
         if isinstance(value, Mapping):
-            return {str(k): clean(v, str(k)) for k, v in value.items()}
+            return {one_line(str(k)): clean(v, str(k)) for k, v in value.items()}
         if isinstance(value, list | tuple | set | frozenset):
             return [clean(v) for v in value]
-        if isinstance(value, str | int | float | bool) or value is None:
+        if isinstance(value, str):
+            return one_line(value)
+        if isinstance(value, int | float | bool) or value is None:
             return value
-        return str(value)
+        return one_line(str(value))
 
     return json.dumps(clean(dict(detail)), ensure_ascii=False, sort_keys=True)

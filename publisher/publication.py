@@ -1129,8 +1129,9 @@ class Publication:
     # --- operators, API tokens and the audit log --------------------------------------------
 
     def audit(self, actor: Actor | str, action: str, detail: Mapping[str, Any] | None = None) -> None:
-        """Write who did what, now, to the audit log (secrets in `detail` are masked)."""
-        label = actor.label if isinstance(actor, Actor) else actor
+        """Write who did what, now, to the audit log (secrets in `detail` are masked; the actor
+        and every text in `detail` are one line)."""
+        label = operators.one_line(actor.label if isinstance(actor, Actor) else actor)
         self.store.audit.write(self.now(), label, action, operators.audit_detail(detail or {}))
 
     def audit_log(

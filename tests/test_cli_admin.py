@@ -83,3 +83,35 @@ def test_the_audit_log_says_who_did_what(config):
     text = run(config, "admin", "audit").output
     assert "operator.add" in text and "email=ada@example.org" in text
     assert secret not in text and PASSWORD not in text
+
+
+def test_a_reason_with_line_breaks_cannot_forge_an_audit_line(config, database_url):
+    """`unsuppress --reason $'…\\n…'`: the entry stays one line, so `admin audit` shows no made-up entry."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import insert, update
+
+    from publisher.store import Store
+    from publisher.store.schema import subscribers, suppressions
+
+    assert run(config, "subscribers", "add", "eve@example.org", "--confirmed").exit_code == 0
+    store = Store.open(database_url)
+    try:
+        with store.engine.begin() as connection:  # as a hard bounce leaves it
+            eve = connection.scalar(subscribers.select().with_only_columns(subscribers.c.id))
+            now = datetime.now(UTC)
+            connection.execute(update(subscribers).values(status="bounced"))
+            connection.execute(
+                insert(suppressions).values(subscriber_id=eve, email="eve@example.org", reason="hard_bounce", at=now)
+            )
+    finally:
+        store.close()
+    forged = "renewed\n2020-01-01 00:00:00  operator:boss@example.org  subscriber.remove\u2028\u202eevil\x1b[2J"
+    assert run(config, "subscribers", "unsuppress", "eve@example.org", "--reason", forged).exit_code == 0
+    text = run(config, "admin", "audit").output
+    assert len(text.splitlines()) == 2, text  # subscriber.add and subscriber.unsuppress, one line each
+    assert "2020-01-01" not in text.splitlines()[1] and "\x1b" not in text and "\u202e" not in text
+    (latest, _added) = json.loads(run(config, "admin", "audit", "--json").output)
+    assert latest["detail"]["reason"] == (
+        "renewed 2020-01-01 00:00:00  operator:boss@example.org  subscriber.remove evil [2J"
+    )

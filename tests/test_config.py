@@ -61,6 +61,34 @@ def test_bad_config_names_file_and_key(tmp_path, text, message):
         load_settings(_write(tmp_path, text))
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        '[inbound]\nsoft_bounce_half_life = "1000000000d"\n',
+        '[inbound]\nsoft_bounce_half_life = "36501d"\n',
+        "[inbound]\nsoft_bounce_half_life = 100000000000000\n",
+        '[newsletters.weekly]\nlookback = "99999999999999999999w"\n',
+    ],
+)
+def test_a_duration_too_long_is_a_one_line_error_naming_the_key(tmp_path, text):
+    """It was an OverflowError traceback from every command."""
+    from click.testing import CliRunner
+
+    from publisher.cli import cli
+
+    config = _write(tmp_path, '[site]\npostal_address = "1 Sample Street, Exampletown"\n' + text)
+    result = CliRunner().invoke(cli, ["--config", str(config), "subscribers", "list"])
+    assert result.exit_code == 1, result.output
+    assert result.output.count("\n") == 1 and "Traceback" not in result.output
+    key = "inbound.soft_bounce_half_life" if "inbound" in text else "newsletters.weekly.lookback"
+    assert f"{key} must be at most 100 years (36500d)" in result.output
+
+
+def test_a_duration_of_a_hundred_years_is_taken(tmp_path):
+    settings = load_settings(_write(tmp_path, '[inbound]\nsoft_bounce_half_life = "36500d"\n'))
+    assert settings.inbound.soft_bounce_half_life.days == 36500
+
+
 def test_missing_config_file_suggests_init(tmp_path):
     with pytest.raises(ConfigError, match=r"no such config file \(create one with `publisher init`\)"):
         load_settings(tmp_path / "nope.toml")

@@ -85,6 +85,36 @@ def test_a_message_with_nul_bytes_and_lone_surrogates_is_recorded(store, setting
     assert "\x00" not in rows[1]["raw"] and "\x00" not in rows[1]["subject"]
 
 
+def test_bidi_overrides_are_stripped_from_one_line_fields(store, settings):
+    """A webhook event (never parsed as mail) whose diagnostic and sender hide right-to-left
+    overrides: they are stored without them, so `subscribers suppressed` and `inbound list` show
+    what the text says; the raw text keeps them (`inbound show` shows them as <U+202E>)."""
+    from publisher.feedback import apply_event
+
+    people(store, "eve@e.example")
+    bidi = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c"
+    event = Feedback(
+        Kind.BOUNCE,
+        recipient="eve@e.example",
+        status="5.1.1",
+        diagnostic=f"550 user \u202egpj.exe{bidi} unknown",
+        sender="mailer\u202e@mx.example",
+        subject="bounce \u2067x\u2069",
+    )
+    recorded = apply_event(store, settings, event, NOW, source="webhook:postmark", event_id="e1")
+    assert recorded.action == "suppressed (hard_bounce)"
+    (row,) = store.inbound.messages()
+    assert (row["diagnostic"], row["sender"], row["subject"]) == (
+        "550 user gpj.exe unknown",
+        "mailer@mx.example",
+        "bounce x",
+    )
+    (suppression,) = store.inbound.suppressed()
+    assert not any(mark in suppression.evidence for mark in bidi)
+    apply(store, Feedback(Kind.UNKNOWN, subject="hi"), settings, NOW, source="file", raw="a\u202eb".encode())
+    assert store.inbound.messages()[0]["raw"] == "a\u202eb"  # the raw text is kept as it came
+
+
 def test_webhook_nonces_and_addresses_with_nul_are_no_error(store, settings):
     assert store.inbound.claim_nonce("mailgun:\x00abc", NOW, timedelta(minutes=10))
     assert not store.inbound.claim_nonce("mailgun:\x00abc", NOW, timedelta(minutes=10))
@@ -112,6 +142,20 @@ def test_delay_warnings_for_one_issue_count_once(store, settings):
     assert store.subscribers.get("slow@s.example").status == "confirmed"
     assert store.subscribers.get("slow@s.example").bounce_count == 1
     assert store.inbound.suppressed() == []
+
+
+def test_delay_warnings_for_a_confirmation_mail_count_once(store, settings):
+    """Three "Action: delayed" reports about one confirmation mail (a token naming no issue) are
+    one soft bounce, not a suppression within seconds; one a month later counts again."""
+    (slow,) = people(store, "slow@s.example")
+    hours = (0, 1, 2, 24 * 20)
+    actions = [soft_bounce(settings, store, verp.NO_ISSUE, slow, NOW + timedelta(hours=h), h).action for h in hours]
+    assert actions[0] == "soft bounce scored: 1.00 of 3"
+    assert actions[1:] == ["nothing: a soft bounce for a confirmation or welcome mail was already counted"] * 3
+    assert store.subscribers.get("slow@s.example").status == "confirmed"
+    assert store.inbound.suppressed() == []
+    later = soft_bounce(settings, store, verp.NO_ISSUE, slow, NOW + timedelta(days=51), 99)
+    assert later.action.startswith("soft bounce scored: ")
 
 
 def test_the_soft_bounce_that_reaches_the_limit_suppresses(store, settings):

@@ -148,3 +148,24 @@ def test_import_counts_a_message_that_could_not_be_recorded(config, database_url
         "2 messages: 1 auto_reply; 0 suppressed, 0 unsubscribed, 0 kept for an operator, 1 not acted on, "
         "0 already recorded; 1 could not be recorded (see the warnings above)\n"
     )
+
+
+def test_bidi_controls_are_shown_not_obeyed(config, tmp_path):
+    """A reply whose subject and body hide a right-to-left override: `inbound show` shows each
+    bidi control as <U+…> in the decoded headers and the raw text, so "invoice_gpj.exe" cannot
+    pass for "invoice_exe.jpg"; `inbound list` sends none to the terminal either."""
+    reply = (CORPUS / "human-reply.eml").read_bytes().decode()
+    sneaky = reply.replace(
+        "Subject: Re: The Weekly: Notes on building a publisher",
+        "Subject: =?utf-8?q?Re=3A_invoice=5F=E2=80=AEgpj.exe=E2=81=A6x=E2=80=8F=D8=9C?=",
+    ).replace("Loved", "Open invoice_\u202egpj.exe\u2066 \u200e\u061c. Loved")
+    path = tmp_path / "sneaky.eml"
+    path.write_bytes(sneaky.encode())
+    assert run(config, "inbound", "import", str(path)).exit_code == 0
+    (row,) = json.loads(run(config, "inbound", "list", "--json").output)
+    listed = run(config, "inbound", "list").output
+    shown = run(config, "inbound", "show", str(row["id"])).output
+    assert "  Subject: Re: invoice_<U+202E>gpj.exe<U+2066>x<U+200F><U+061C>" in shown
+    assert "Open invoice_<U+202E>gpj.exe<U+2066> <U+200E><U+061C>. Loved" in shown
+    bidi = ("\u202a", "\u202b", "\u202c", "\u202d", "\u202e", "\u2066", "\u2067", "\u2068", "\u2069")
+    assert not any(mark in listed + shown for mark in (*bidi, "\u200e", "\u200f", "\u061c"))

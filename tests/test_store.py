@@ -180,3 +180,92 @@ def test_the_migration_gives_tags_in_other_scripts_their_slugs(store: Store):
     assert [a.title for a in store.articles.newest(tag_slug="中国经济")] == ["T0"]
     assert [a.title for a in store.articles.newest(tag_slug="design")] == ["T0"]
     assert store.articles.tags() == {"design": "Design", "экономика": "Экономика", "中国经济": "中国经济"}
+
+
+def _signups(store: Store, *emails: str, at: datetime) -> dict[str, int]:
+    from publisher.model import Subscriber
+
+    for email in emails:
+        store.subscribers.add(Subscriber(email=email, status="pending", source="web", newsletters=("weekly",)), at)
+    return {email: store.subscribers.get(email).id for email in emails}
+
+
+def test_a_purged_sign_ups_id_is_never_given_to_the_next_one(store: Store):
+    """A never-confirmed sign-up's confirmation mail carries a VERP token naming its id for ever:
+    once it is purged, the next sign-up must get another id, or that token names them."""
+    before = datetime(2026, 1, 1, tzinfo=UTC)
+    ids = _signups(store, "a@example.org", "b@example.org", "gone@example.org", at=before)
+    assert store.subscribers.purge_unconfirmed("web", datetime(2026, 2, 1, tzinfo=UTC)) == 3
+    new = _signups(store, "new@example.org", at=datetime(2026, 2, 2, tzinfo=UTC))
+    assert new["new@example.org"] > ids["gone@example.org"]
+
+
+def test_the_migration_keeps_every_subscriber_and_what_points_at_them(store: Store, database_url, monkeypatch):
+    """A SQLite database made before subscriber ids were kept unique is rebuilt with AUTOINCREMENT:
+    rows, ids, the unique address, subscriptions, deliveries and suppressions all stay, the
+    foreign keys still hold (and cascade), and a deleted top id is not given out again."""
+    from sqlalchemy import func, insert, select, text
+    from sqlalchemy.exc import IntegrityError
+
+    from publisher.store import schema
+    from publisher.store.schema import deliveries, subscribers, subscriptions, suppressions
+    from tests.helpers import make_issue
+
+    if not database_url.startswith("sqlite"):
+        pytest.skip("PostgreSQL's sequences never hand out an id twice: nothing to migrate")
+    store.close()
+    old_url = database_url.replace("publisher.db", "old.db")
+    monkeypatch.setitem(subscribers.dialect_options["sqlite"], "autoincrement", False)
+    monkeypatch.setattr("publisher.store.MIGRATIONS", schema.MIGRATIONS[:17])
+    old = Store.open(old_url)
+    monkeypatch.undo()
+    now = datetime(2026, 3, 1, tzinfo=UTC)
+    ids = _signups(old, "a@example.org", "b@example.org", "c@example.org", at=now)
+    issue = make_issue(old, "One", now, 1)
+    with old.engine.begin() as connection:
+        assert "AUTOINCREMENT" not in connection.scalar(
+            text("SELECT sql FROM sqlite_master WHERE name = 'subscribers'")
+        )
+        connection.execute(
+            insert(deliveries),
+            [
+                {"issue_id": issue.id, "subscriber_id": sid, "email": email, "state": "sent"}
+                | {"queued_at": now, "updated_at": now}
+                for email, sid in ids.items()
+            ],
+        )
+        connection.execute(
+            insert(suppressions).values(
+                subscriber_id=ids["b@example.org"], email="b@example.org", reason="complaint", at=now
+            )
+        )
+    old.close()
+
+    migrated = Store.open(old_url)
+    try:
+        with migrated.engine.begin() as connection:
+            assert "AUTOINCREMENT" in connection.scalar(
+                text("SELECT sql FROM sqlite_master WHERE name = 'subscribers'")
+            )
+            assert connection.exec_driver_sql("PRAGMA foreign_key_check").all() == []
+            assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+            assert connection.scalar(select(func.count()).select_from(deliveries)) == 3
+            assert connection.scalar(select(func.count()).select_from(subscriptions)) == 3
+        assert {e: migrated.subscribers.get(e).id for e in ids} == ids
+        assert [s.email for s in migrated.inbound.suppressed()] == ["b@example.org"]
+        with pytest.raises(IntegrityError, match="UNIQUE"), migrated.engine.begin() as connection:
+            connection.execute(
+                insert(subscribers).values(email="a@example.org", status="pending", created_at=now, updated_at=now)
+            )
+        dangling = {"issue_id": issue.id, "subscriber_id": 999, "email": "z@example.org", "state": "sent"}
+        with pytest.raises(IntegrityError, match="FOREIGN KEY"), migrated.engine.begin() as connection:
+            connection.execute(insert(deliveries).values(**dangling, queued_at=now, updated_at=now))
+        with migrated.engine.begin() as connection:
+            connection.execute(deliveries.delete().where(deliveries.c.subscriber_id == ids["c@example.org"]))
+            connection.execute(subscribers.delete().where(subscribers.c.id.in_([ids["c@example.org"]])))
+            # the subscription went with the subscriber (ON DELETE CASCADE still holds)
+            assert connection.scalar(select(func.count()).select_from(subscriptions)) == 2
+        new = _signups(migrated, "d@example.org", at=now)
+        assert new["d@example.org"] > ids["c@example.org"]
+    finally:
+        migrated.close()

@@ -17,8 +17,9 @@ from publisher.inbound.parse import Kind
 from publisher.store.inbound import OUTCOMES
 
 MAX_ID = 2**31 - 1  # the largest id the store's integer column holds
-# Control characters other than tab and line feed, shown rather than sent to the terminal.
-_CONTROL = re.compile("\r(?!\n)|[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+# Control characters other than tab and line feed, and the bidi controls that reorder what a
+# terminal shows (U+202E makes "gpj.exe" read "exe.jpg"), shown rather than sent to the terminal.
+_CONTROL = re.compile("\r(?!\n)|[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 _SHOWN_HEADERS = ("Date", "From", "To", "Subject", "Message-ID", "Auto-Submitted", "Content-Type")
 _LISTED = ("id", "received_at", "source", "kind", "format", "recipient", "sender", "subject", "verified", "action")
 
@@ -136,7 +137,8 @@ def headers(raw: str) -> list[tuple[str, str]]:
 
 def visible(text: str) -> str:
     """`text` with tab and line feed as they are and every other control character as its symbol
-    (U+2400 block: ␀ ␛ …, ␡ for DEL, \\x85 for C1), so nothing reaches the terminal as a command."""
+    (U+2400 block: ␀ ␛ …, ␡ for DEL, \\x85 for C1, <U+202E> for a bidi control), so nothing
+    reaches the terminal as a command or reorders what it shows."""
     return _CONTROL.sub(_symbol, text.replace("\r\n", "\n"))
 
 
@@ -144,6 +146,8 @@ def _symbol(match: re.Match) -> str:
     code = ord(match[0])
     if code < 0x20:
         return chr(0x2400 + code)
+    if code > 0xFF:
+        return f"<U+{code:04X}>"
     return "\u2421" if code == 0x7F else f"\\x{code:02x}"
 
 

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,25 @@ def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def on_begin(connection: Connection) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+@contextlib.contextmanager
+def _foreign_keys_off(connection: Connection) -> Iterator[None]:
+    """On SQLite, foreign keys off while migrating, as its procedure for rebuilding a table asks
+    (the pragma is ignored inside a transaction, so it is set before one begins); back on after."""
+    if connection.dialect.name != "sqlite":
+        yield
+        return
+    raw: Any = connection.connection.driver_connection
+    raw.execute("PRAGMA foreign_keys=OFF")
+    try:
+        yield
+    finally:
+        try:
+            raw.execute("PRAGMA foreign_keys=ON")
+        except Exception:  # a connection that cannot say so never goes back to the pool without them
+            connection.invalidate()
+            raise
 
 
 def _create_sqlite_file(url: str) -> None:
@@ -107,7 +127,7 @@ class Store:
     def migrate(self) -> int:
         """Apply pending migrations in order; returns the schema version."""
         try:
-            with self.engine.begin() as connection:
+            with self.engine.connect() as connection, _foreign_keys_off(connection), connection.begin():
                 if self.dialect == "postgresql":
                     # One migrator at a time when several processes start together.
                     connection.execute(text("SELECT pg_advisory_xact_lock(7461626)"))

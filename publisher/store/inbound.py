@@ -12,7 +12,7 @@ from dataclasses import dataclass, fields, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import and_, delete, insert, select, update
 from sqlalchemy.engine import Connection, Engine, RowMapping
 
 from publisher.store.schema import (
@@ -38,6 +38,10 @@ REPEATS_WITHIN = timedelta(days=30)
 # What no column may hold: NUL (PostgreSQL refuses it), the other C0 and C1 controls and DEL
 # (terminal escapes when an operator lists them), and lone surrogates (no encoder writes them).
 _CONTROLS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+# What no one-line field holds either: the bidi controls that make a listed address or subject
+# read otherwise than it is (U+202E "right-to-left override" and the rest). The raw text keeps
+# them, and `inbound show` shows them as <U+202E>.
+_BIDI = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 _BREAKS = re.compile("[\t\n\r]+")
 # Each text column's length limit (a column not named: unlimited); `_MULTI_LINE` keep line breaks and tabs.
 _LIMITS = {
@@ -55,8 +59,9 @@ _MULTI_LINE = {"raw"}
 
 def storable(text: str, limit: int | None = None, *, multi_line: bool = False) -> str:
     """`text` as a column can hold it whatever arrived: no control characters (a multi-line field
-    keeps tab, LF and CR; a one-line field has them as spaces), cut to `limit` characters."""
-    text = text if multi_line else _BREAKS.sub(" ", text)
+    keeps tab, LF and CR; a one-line field has them as spaces, and no bidi controls), cut to
+    `limit` characters."""
+    text = text if multi_line else _BIDI.sub("", _BREAKS.sub(" ", text))
     return _CONTROLS.sub("", text)[:limit]
 
 
@@ -225,9 +230,18 @@ class InboundStore:
         rule: ScoreRule,
     ) -> str:
         """Scored once per issue: a slow mailbox's repeated "still trying" notices for one
-        message are one soft bounce. The score shown (2 decimals) is the one held to the limit."""
+        message are one soft bounce. A confirmation or welcome mail (a VERP token naming no
+        issue) counts once within REPEATS_WITHIN, however many of them are delayed. An ESP's
+        webhook event names no issue either, and each counts. The score shown (2 decimals) is
+        the one held to the limit."""
         if entry.issue_id is not None and self._counted(connection, person["id"], entry.issue_id, now):
             return "nothing: a soft bounce for this issue was already counted"
+        if (
+            entry.issue_id is None
+            and not entry.source.startswith("webhook:")
+            and self._counted(connection, person["id"], None, now)
+        ):
+            return "nothing: a soft bounce for a confirmation or welcome mail was already counted"
         self._count_bounce(connection, person["id"])
         score = round(self._score(connection, person["id"], now, rule.half_life), 2)
         if score < rule.limit:
@@ -236,15 +250,21 @@ class InboundStore:
         return self._suppress(connection, person, "soft_bounces", f"score {score:.2f}: {evidence}", now, newsletters)
 
     @staticmethod
-    def _counted(connection: Connection, subscriber_id: int, issue_id: int, now: datetime) -> bool:
-        """Whether a verified soft bounce naming this subscriber and issue was recorded lately
-        (within REPEATS_WITHIN: the index on kind and time keeps the look-up short)."""
+    def _counted(connection: Connection, subscriber_id: int, issue_id: int | None, now: datetime) -> bool:
+        """Whether a verified soft bounce naming this subscriber and issue (None: a mail of no
+        issue, by mail, not by webhook) was recorded lately (within REPEATS_WITHIN: the index on
+        kind and time keeps the look-up short)."""
+        same_mail = (
+            inbound_messages.c.issue_id == issue_id
+            if issue_id is not None
+            else and_(inbound_messages.c.issue_id.is_(None), ~inbound_messages.c.source.startswith("webhook:"))
+        )
         return (
             connection.scalar(
                 select(inbound_messages.c.id)
                 .where(
                     inbound_messages.c.subscriber_id == subscriber_id,
-                    inbound_messages.c.issue_id == issue_id,
+                    same_mail,
                     inbound_messages.c.kind == SOFT_BOUNCE,
                     inbound_messages.c.received_at >= now - REPEATS_WITHIN,
                     inbound_messages.c.verified.is_(True),

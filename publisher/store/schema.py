@@ -132,6 +132,9 @@ subscribers = Table(
     Column("updated_at", UTCDateTime, nullable=False),
     Column("confirm_nonce", String(64), nullable=False, default=""),
     Column("confirmation_sent_at", UTCDateTime, nullable=True),
+    # An id is never handed out twice, even after the newest row is deleted (an unconfirmed
+    # sign-up purged): a VERP token minted for the deleted person must not name the next one.
+    sqlite_autoincrement=True,
 )
 
 subscriptions = Table(
@@ -446,6 +449,45 @@ def _tag_slugs_in_every_script(connection: Connection) -> None:
             connection.execute(insert(article_tags), rows)
 
 
+def _subscriber_ids_never_reused(connection: Connection) -> None:
+    """Issue 15: on SQLite, `subscribers` is rebuilt with AUTOINCREMENT (SQLite's documented
+    twelve-step procedure), so a deleted subscriber's id is never given to the next one.
+
+    `Store.migrate` runs migrations with foreign keys off on SQLite, as the procedure requires:
+    dropping the old table then neither cascades nor fails. Every row keeps its id; the table's
+    indexes and triggers are created again; every foreign key naming `subscribers` names the
+    rebuilt table once it has the old name. PostgreSQL's sequences never reuse an id already.
+    """
+    if connection.dialect.name != "sqlite":
+        return
+    created = connection.exec_driver_sql(
+        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'subscribers'"
+    ).scalar()
+    if "AUTOINCREMENT" in str(created or "").upper():
+        return  # a database this version created
+    if connection.exec_driver_sql("PRAGMA foreign_keys").scalar():
+        raise StoreError("rebuilding the subscribers table needs foreign keys off (run by Store.migrate)")
+    extras = connection.exec_driver_sql(
+        "SELECT sql FROM sqlite_master WHERE tbl_name = 'subscribers' AND type IN ('index', 'trigger')"
+        " AND sql IS NOT NULL"
+    ).scalars()
+    recreate = list(extras)
+    rebuilt = subscribers.to_metadata(MetaData(), name="subscribers_rebuilt")
+    rebuilt.create(connection)
+    connection.execute(insert(rebuilt).from_select(list(subscribers.c.keys()), select(*subscribers.c)))
+    connection.exec_driver_sql("DROP TABLE subscribers")
+    connection.exec_driver_sql("ALTER TABLE subscribers_rebuilt RENAME TO subscribers")
+    for statement in recreate:
+        connection.exec_driver_sql(statement)
+    top = connection.exec_driver_sql("SELECT max(id) FROM subscribers").scalar()
+    if top is not None:  # the copy set it already; said here so it never depends on that
+        connection.exec_driver_sql("DELETE FROM sqlite_sequence WHERE name = 'subscribers'")
+        connection.exec_driver_sql("INSERT INTO sqlite_sequence (name, seq) VALUES ('subscribers', ?)", (int(top),))
+    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
+    if broken:
+        raise StoreError(f"rebuilding the subscribers table left {len(broken)} rows with a broken foreign key")
+
+
 MIGRATIONS: list[Callable[[Connection], None]] = [
     _create(articles, article_tags, source_state),  # 1
     _create(subscribers, subscriptions),  # 2
@@ -464,4 +506,5 @@ MIGRATIONS: list[Callable[[Connection], None]] = [
     _create(console_sessions),  # 15: the console's sessions (logout ends one, "log out everywhere" all)
     _create(run_totals, lock_holders),  # 16: what /metrics and /healthz read (issue 17)
     _tag_slugs_in_every_script,  # 17: tags in every script get slugs (issue 16)
+    _subscriber_ids_never_reused,  # 18: SQLite: subscriber ids are never given out twice (issue 15)
 ]
