@@ -709,9 +709,10 @@ class BatchWriter(Protocol):
         now: datetime,
         suppressions: Sequence[Suppression] = (),
         since_id: int | None = None,
-    ) -> tuple[int, int, int, list[str], list[str]]:
-        """(added, updated, unchanged, suppressed addresses left as they were, addresses this
-        import had already added: rows above `since_id`)."""
+    ) -> tuple[int, int, int, list[str], list[str], Counter[str]]:
+        """(added, updated, unchanged, suppressed addresses the file tried to subscribe, left as
+        they were, addresses this import had already added: rows above `since_id`, and the status
+        each counted address has after the batch)."""
         ...
 
 
@@ -725,10 +726,11 @@ class ListImport:
     unchanged: int = 0  # existing addresses already as the file has them
     rejected: int = 0
     duplicates: int = 0  # rows repeating an address of an earlier row: merged into it
-    suppressed: int = 0  # existing suppressed addresses the file tried to subscribe: left unchanged
+    suppressed: int = 0  # existing suppressed addresses the file tried to subscribe: left unchanged, not counted
     suppressed_named: list[str] = field(default_factory=list)  # the first few of them
     without_newsletters: int = 0  # active addresses that no --newsletter, column or tag rule placed
-    statuses: Counter = field(default_factory=Counter)  # per status the addresses asked for
+    # per status: on a dry run the status the addresses asked for, on an import the one they have after it
+    statuses: Counter = field(default_factory=Counter)
 
 
 @dataclass
@@ -753,11 +755,6 @@ class _Batch:
             result.without_newsletters += 1
         if row.suppression is not None:
             self.suppressions.append(row.suppression)
-
-    def forget(self, repeated: list[str], result: ListImport) -> None:
-        """Addresses an earlier batch had already added: counted once, there."""
-        result.duplicates += len(repeated)
-        result.statuses.subtract(self.status[email] for email in repeated)
 
 
 def import_rows(
@@ -821,8 +818,10 @@ def _count_known(known: Callable[[list[str]], set[str]], batch: _Batch, result: 
 
 def _collect(writing: tuple[Future, _Batch], result: ListImport) -> None:
     """Wait for a batch being written and add up what it did."""
-    added, updated, unchanged, suppressed, repeated = writing[0].result()
-    writing[1].forget(repeated, result)
+    added, updated, unchanged, suppressed, repeated, statuses = writing[0].result()
+    result.duplicates += len(repeated)  # addresses an earlier batch had already added: counted once, there
+    result.statuses.subtract(writing[1].status.values())  # what the rows asked for: now what the store has
+    result.statuses.update(statuses)
     result.suppressed += len(suppressed)
     result.suppressed_named += suppressed[: max(0, 20 - len(result.suppressed_named))]
     result.added += added

@@ -7,6 +7,7 @@ import pty
 import re
 import subprocess
 import sys
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -264,7 +265,7 @@ class RecordingWriter:
         if self.fail_at and len(self.batches) + 1 == self.fail_at:
             raise SubscriberError("the database went away")
         self.batches.append([person.email for person in people])
-        return len(people), 0, 0, [], []
+        return len(people), 0, 0, [], [], Counter(person.status for person in people)
 
 
 def test_batches_are_written_in_file_order_and_a_failing_batch_stops_the_import(tmp_path: Path):
@@ -570,3 +571,71 @@ def test_mailchimps_timezone_column_is_read_and_a_bad_zone_left_empty(tmp_path: 
 def test_import_help_names_every_field():
     text = CliRunner().invoke(cli, ["subscribers", "import", "--help"]).output
     assert "timezone" in text and "COLUMN:VALUE=NEWSLETTER" in text
+
+
+# --- second review (issue 15): suppressed addresses, round trips, messages ----------------------
+
+
+def _complain(config: Path, email: str) -> None:
+    """A feedback-loop complaint about an issue sent to `email`, read by `inbound import`."""
+    from publisher import verp
+    from publisher.config import load_settings
+    from publisher.store import Store
+    from tests.helpers import CORPUS, SAMPLE_TOKEN, make_issue
+
+    settings = load_settings(config)
+    store = Store.open(settings.database.url)
+    try:
+        issue = make_issue(store, "Issue 1", datetime.now(UTC), 1)
+        token = verp.make_token(settings.secret_keys, issue.id, store.subscribers.get(email).id)
+    finally:
+        store.close()
+    raw = (CORPUS / "arf-complaint.eml").read_bytes().replace(SAMPLE_TOKEN.encode(), token.encode())
+    path = config.parent / "complaint.eml"
+    path.write_bytes(raw.replace(b"alice@example.com", email.encode()))
+    assert "1 complaint" in run(config, "inbound", "import", str(path)).output
+
+
+@pytest.fixture
+def verp_config(tmp_path: Path, database_url: str) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(
+        f'[site]\nurl = "https://news.example.org"\npostal_address = "1 Sample Street, Exampletown"\n'
+        f'[database]\nurl = "{database_url}"\n[newsletters.weekly]\n[newsletters.daily]\n'
+        '[delivery]\nreturn_path = "bounces@news.example.org"\n',
+        encoding="utf-8",
+    )
+    return path
+
+
+def test_suppressed_addresses_are_left_wholly_unchanged_and_counted_apart(verp_config: Path, tmp_path: Path):
+    config = verp_config
+    stopped = tmp_path / "stopped.csv"
+    stopped.write_text("email,name,newsletters,status\nconf@a.example,Conf,,bounced\npend@a.example,Pend,,bounced\n")
+    assert run(config, "subscribers", "import", str(stopped)).exit_code == 0
+    run(config, "subscribers", "add", "ann@a.example", "--name", "Ann", "--confirmed")
+    _complain(config, "ann@a.example")  # unsubscribed, with an active suppression
+    before = listed(config)
+    path = tmp_path / "back.csv"
+    path.write_text(
+        "email,name,newsletters\nconf@a.example,Renamed,daily weekly\npend@a.example,Renamed2,daily\n"
+        "ann@a.example,Annie,weekly\nnew@a.example,New,daily\n"
+    )
+    confirmed = run(config, "subscribers", "import", str(path), "--confirmed")
+    assert confirmed.exit_code == 0, confirmed.output
+    assert (
+        "1 added, 0 updated, 0 unchanged, 3 left unchanged (suppressed), 0 rejected (1 confirmed)" in confirmed.output
+    )
+    for email in ("conf@a.example", "pend@a.example", "ann@a.example"):
+        assert f"skipped {email} is suppressed" in confirmed.stderr
+        assert listed(config)[email] == before[email]  # name, status, newsletters, consent: as they were
+    assert "pending confirmation" not in confirmed.output
+    # without --confirmed only the one address really pending afterwards is counted as pending
+    path.write_text(path.read_text() + "newer@a.example,,weekly\n")
+    pending = run(config, "subscribers", "import", str(path))
+    assert "1 added, 0 updated, 1 unchanged, 3 left unchanged (suppressed), 0 rejected (1 pending, 1 confirmed)" in (
+        pending.output
+    )
+    assert "1 address is pending confirmation: `publisher subscribers confirm-pending --send` asks them" in (
+        pending.output
+    )

@@ -133,7 +133,7 @@ def import_command(
         progress.clear()
     if not dry_run:
         audit(app, "subscribers.import", {"file": str(csv_file), "added": result.added, "updated": result.updated})
-    statuses = ", ".join(f"{result.statuses[s]} {s}" for s in SUBSCRIBER_STATUSES if result.statuses[s])
+    statuses = ", ".join(f"{result.statuses[s]} {s}" for s in SUBSCRIBER_STATUSES if result.statuses[s] > 0)
     merged = f", {result.duplicates} duplicate rows merged" if result.duplicates else ""
     if dry_run:
         click.echo(
@@ -141,23 +141,29 @@ def import_command(
             f"{merged}"
         )
     else:
+        held = f", {result.suppressed} left unchanged (suppressed)" if result.suppressed else ""
         click.echo(
-            f"{csv_file}: {result.added} added, {result.updated} updated, {result.unchanged} unchanged, "
-            f"{result.rejected} rejected{merged} ({statuses})"
+            f"{csv_file}: {result.added} added, {result.updated} updated, {result.unchanged} unchanged{held}, "
+            f"{result.rejected} rejected{merged}{f' ({statuses})' if statuses else ''}"
         )
     for email in result.suppressed_named:
         click.echo(f"skipped {suppressed_hint(email)}", err=True)
     if result.suppressed > len(result.suppressed_named):
         click.echo(f"… {result.suppressed} suppressed addresses in all were left unchanged", err=True)
     if result.without_newsletters:
-        click.echo(f"{result.without_newsletters} addresses matched no newsletter (no tag or value rule fits them)")
+        click.echo(f"{_addresses(result.without_newsletters)} matched no newsletter (no tag or value rule fits them)")
     if result.rejected and result.rejected == result.rows:
         raise SubscriberError(f"{csv_file}: no valid rows")
     if pending := result.statuses["pending"]:
         click.echo(
-            f"{pending} addresses {'would be' if dry_run else 'are'} pending confirmation: "
+            f"{_addresses(pending)} {'would be' if dry_run else 'are' if pending > 1 else 'is'} pending confirmation: "
             f"`publisher subscribers confirm-pending --send` asks them"
         )
+
+
+def _addresses(count: int, kind: str = "") -> str:
+    """`1 address`, `2 pending addresses`."""
+    return f"{count} {kind}{'address' if count == 1 else 'addresses'}"
 
 
 class _ImportProgress:
@@ -273,7 +279,7 @@ def confirm_pending_command(app: App, newsletter: str | None, send: bool, again:
             return
         for email in waiting:
             click.echo(email)
-        click.echo(f"{len(waiting)} pending addresses would be asked to confirm (add --send to send)")
+        click.echo(f"{_addresses(len(waiting), 'pending ')} would be asked to confirm (add --send to send)")
         _echo_standing(standing, again)
         return
     app.warn_about_settings()
