@@ -265,6 +265,13 @@ class Plan:
         return [name for name in self.header if name.strip().lower() not in used]
 
     @property
+    def own_export(self) -> bool:
+        """Our own `subscribers export` (status and newsletters columns): an empty newsletters cell
+        there is an address with none, not one for every newsletter."""
+        names = {name.strip().lower() for name in self.header}
+        return self.format.name == "publisher" and {"status", "newsletters"} <= names
+
+    @property
     def file_state(self) -> str:
         """The state every row of the file has (Mailchimp's unsubscribed and cleaned exports), or ""."""
         return self.format.file_state(frozenset(name.strip().lower() for name in self.header))
@@ -320,7 +327,9 @@ class Plan:
         by_lower = {name.strip().lower(): name.strip() for name in self.header}
         parts += [rule.describe(by_lower) for rule in self.mapping.tag_rules if rule.newsletter]
         parts += [rule.describe(by_lower) for rule in self.mapping.tag_rules if rule.topic]
-        if not self.mapping.tag_rules and not self.mapping.newsletters:
+        if self.own_export and not self.mapping.tag_rules:
+            parts.append("none when a row's cell is empty (as exported)")
+        elif not self.mapping.tag_rules and not self.mapping.newsletters:
             parts.append("every configured newsletter when a row names none")
         return "; ".join(parts)
 
@@ -554,7 +563,7 @@ def _newsletters_and_topics(
     for rule in plan.mapping.tag_rules:
         if rule.tag in (values.get(rule.column, ()) if rule.column else tags):
             (topics if rule.topic else names).append(rule.topic or rule.newsletter)
-    if not names and not plan.mapping.tag_rules:
+    if not names and not plan.mapping.tag_rules and not plan.own_export:
         names = list(known.newsletters)
     if len(names) == 1 and names[0] in known.newsletters:
         checked: tuple[str, ...] = (names[0],)

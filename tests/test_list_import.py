@@ -639,3 +639,24 @@ def test_suppressed_addresses_are_left_wholly_unchanged_and_counted_apart(verp_c
     assert "1 address is pending confirmation: `publisher subscribers confirm-pending --send` asks them" in (
         pending.output
     )
+
+
+def test_our_export_of_an_address_without_newsletters_imports_back_without_any(config, tmp_path: Path):
+    tagged = tmp_path / "tagged.csv"
+    tagged.write_text("email,name,tags\nx@c.example,A B,other\ny@c.example,,vip\n")
+    made = run(config, "subscribers", "import", str(tagged), "--map", "tags=tags", "--map", "tag:vip=weekly")
+    assert "1 address matched no newsletter (no tag or value rule fits them)" in made.output
+    assert listed(config)["x@c.example"]["newsletters"] == []
+    exported = tmp_path / "export.csv"
+    run(config, "subscribers", "export", "--output", str(exported))
+    assert "x@c.example,A B,,pending," in exported.read_text()
+    again = run(config, "subscribers", "import", str(exported))
+    assert "newsletters: the newsletters column; none when a row's cell is empty (as exported)" in again.output
+    assert "0 added, 0 updated, 2 unchanged, 0 rejected (2 pending)" in again.output
+    assert listed(config)["x@c.example"]["newsletters"] == []
+    # a file without the status column keeps the rule: an empty cell means every newsletter
+    plain = tmp_path / "plain.csv"
+    plain.write_text("email,name,newsletters\nz@c.example,,\n")
+    imported = run(config, "subscribers", "import", str(plain))
+    assert "every configured newsletter when a row names none" in imported.output
+    assert listed(config)["z@c.example"]["newsletters"] == ["daily", "weekly"]

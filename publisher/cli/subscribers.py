@@ -119,7 +119,7 @@ def import_command(
     """
     progress = _ImportProgress(csv_file)
     try:
-        _, result = app.publication.import_subscribers(
+        plan, result = app.publication.import_subscribers(
             csv_file,
             confirmed=confirmed,
             newsletters=newsletters,
@@ -151,7 +151,8 @@ def import_command(
     if result.suppressed > len(result.suppressed_named):
         click.echo(f"… {result.suppressed} suppressed addresses in all were left unchanged", err=True)
     if result.without_newsletters:
-        click.echo(f"{_addresses(result.without_newsletters)} matched no newsletter (no tag or value rule fits them)")
+        why = "no tag or value rule fits them" if plan.mapping.tag_rules else "their newsletters cell is empty"
+        click.echo(f"{_addresses(result.without_newsletters)} matched no newsletter ({why})")
     if result.rejected and result.rejected == result.rows:
         raise SubscriberError(f"{csv_file}: no valid rows")
     if pending := result.statuses["pending"]:
