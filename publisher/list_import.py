@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import itertools
 import json
 import re
 from collections import Counter
@@ -632,6 +633,8 @@ def read_rows(
 
 _ZIP = b"PK\x03\x04"
 _CHUNK = 1 << 20  # bytes decoded at a time by check_encoding
+_UTF16 = (b"\xff\xfe", b"\xfe\xff")  # the byte-order marks a spreadsheet's "Unicode text" starts with
+_SAMPLE = 4096  # bytes looked at for NULs: UTF-16 text without a mark has one in every other byte
 
 
 def check_encoding(path: Path) -> None:
@@ -644,6 +647,10 @@ def check_encoding(path: Path) -> None:
             chunk = handle.read(_CHUNK)
             if chunk.startswith(_ZIP):
                 raise SubscriberError(f"{path}: is a zip archive: unzip it and import each CSV")
+            if chunk.startswith(_UTF16) or chunk[:_SAMPLE].count(0) > len(chunk[:_SAMPLE]) // 4:
+                raise SubscriberError(
+                    f"{path}: looks like UTF-16: save it as UTF-8 and import it again (nothing was imported)"
+                )
             while chunk:
                 decoder.decode(chunk)
                 lines += chunk.count(b"\n")
@@ -688,18 +695,54 @@ def _rows(
     path: Path, handle: TextIO, reader: LineReader, plan: Plan, known: Known, now: datetime
 ) -> Iterator[RowResult]:
     read = row_reader(plan, known, now)
+
+    def result(cells: list[str], where: str) -> RowResult:
+        try:
+            return read(cells, where)
+        except SubscriberError as error:
+            return RowResult(error=str(error))
+
     with handle:
         try:
+            ended = reader.line_num  # the line the previous row ended on (the header row's)
+            held: tuple[list[str], str, int] | None = None  # a row across lines, until the next is read
             for cells in reader:
+                start, ended = ended + 1, reader.line_num
+                if held is not None:
+                    yield result(*held[:2])
+                    held = None
                 if not (cells and cells[0].strip()) and not "".join(cells).strip():
                     continue
-                where = f"{path}:{reader.line_num}"
-                try:
-                    yield read(cells, where)
-                except SubscriberError as error:
-                    yield RowResult(error=str(error))
+                where = f"{path}:{ended}"
+                if ended > start or cells[-1][-1:] == "\n":  # a quoted cell across lines: closed at the file's end?
+                    held = cells, where, start
+                    continue
+                yield result(cells, where)
+            if held is not None:
+                cells, where, start = held
+                if _unterminated(path, plan.delimiter, start):
+                    line = start + sum(cell.count("\n") for cell in cells[:-1])
+                    rest = f"lines {line}–{ended} were" if ended > line else "the line was"
+                    yield RowResult(
+                        error=f"{path}:{line}: unterminated quote: the quoted cell that starts on this line is never "
+                        f"closed, so {rest} read as one cell and not imported; close the quote and import again"
+                    )
+                else:
+                    yield result(cells, where)
         except (csv.Error, UnicodeDecodeError) as error:
             raise SubscriberError(f"{path}:{reader.line_num}: cannot read the CSV: {error}") from None
+
+
+def _unterminated(path: Path, delimiter: str, start: int) -> bool:
+    """Whether the row starting on line `start` (the file's last) ends inside a quoted cell: read
+    again, strictly, from there (once per import, and only the file's tail)."""
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        try:
+            for _ in csv.reader(itertools.islice(handle, start - 1, None), delimiter=delimiter, strict=True):
+                pass
+        except csv.Error as error:
+            return "unexpected end of data" in str(error)
+    return False
 
 
 # --- writing -------------------------------------------------------------------------------

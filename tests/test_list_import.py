@@ -660,3 +660,32 @@ def test_our_export_of_an_address_without_newsletters_imports_back_without_any(c
     imported = run(config, "subscribers", "import", str(plain))
     assert "every configured newsletter when a row names none" in imported.output
     assert listed(config)["z@c.example"]["newsletters"] == ["daily", "weekly"]
+
+
+def test_an_unterminated_quote_is_named_on_the_line_it_starts(config, tmp_path: Path):
+    path = tmp_path / "quote.csv"
+    path.write_text('email,name,newsletters\n"b@x.example,Bob,weekly\nc@x.example,Cy,weekly\nd@x.example,Di,daily\n')
+    result = run(config, "subscribers", "import", str(path))
+    assert result.exit_code == 1
+    assert f"skipped {path}:2: unterminated quote: the quoted cell that starts on this line is never closed" in (
+        result.stderr
+    )
+    assert "lines 2–4 were read as one cell and not imported" in result.stderr
+    assert "not a valid email address" not in result.stderr
+    assert result.output.splitlines()[-2] == f"{path}: 0 added, 0 updated, 0 unchanged, 1 rejected"  # never "()"
+    # a quoted cell across lines that is closed is read as before
+    path.write_text('email,name,newsletters\na@x.example,"Ann\nLee",weekly\n')
+    assert "1 added" in run(config, "subscribers", "import", str(path)).output
+    assert listed(config)["a@x.example"]["newsletters"] == ["weekly"]
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be"])
+def test_a_utf16_file_is_named_as_one(config, tmp_path: Path, encoding: str):
+    path = tmp_path / "unicode.csv"
+    path.write_bytes("email,name\nann@example.org,Ann\n".encode(encoding))
+    result = run(config, "subscribers", "import", str(path))
+    assert result.exit_code == 1
+    assert result.output.strip() == (
+        f"error: {path}: looks like UTF-16: save it as UTF-8 and import it again (nothing was imported)"
+    )
+    assert listed(config) == {}
