@@ -781,7 +781,7 @@ class ListImport:
     suppressed: int = 0  # existing suppressed addresses the file tried to subscribe: left unchanged, not counted
     suppressed_named: list[str] = field(default_factory=list)  # the first few of them
     without_newsletters: int = 0  # active addresses that no --newsletter, column or tag rule placed
-    # per status: on a dry run the status the addresses asked for, on an import the one they have after it
+    # per status, the addresses the import leaves (or, on a dry run, would leave) in it; suppressed ones apart
     statuses: Counter = field(default_factory=Counter)
 
 
@@ -816,11 +816,12 @@ def import_rows(
     *,
     on_error: Callable[[str], None] = lambda error: None,
     batch_size: int = BATCH_SIZE,
-    known: Callable[[list[str]], set[str]] | None = None,
+    known: Callable[[dict[str, str]], dict[str, str]] | None = None,
     on_progress: Callable[[ListImport], None] = lambda done: None,
 ) -> ListImport:
     """Write good rows in batches (one transaction each), report bad ones; no writer: a dry run,
-    which counts new and updated addresses by asking `known` which are subscribers already.
+    which counts new and updated addresses by asking `known` which are subscribers already
+    (and what the import would leave them as).
 
     One batch is written (in a second thread) while the next is read, so at most two batches
     are in memory; batches are written in file order, and an error in one stops the import.
@@ -861,11 +862,17 @@ def import_rows(
     return result
 
 
-def _count_known(known: Callable[[list[str]], set[str]], batch: _Batch, result: ListImport) -> None:
-    addresses = list(batch.status)
-    found = known(addresses)
-    result.added += sum(1 for address in addresses if address not in found)
-    result.updated += len(found)
+def _count_known(known: Callable[[dict[str, str]], dict[str, str]], batch: _Batch, result: ListImport) -> None:
+    """A dry run's counts: addresses the store lacks are added; the others updated (or left
+    unchanged, when suppressed), counted under the status the import would leave them in."""
+    found = known(batch.status)
+    result.added += len(batch.status) - len(found)
+    held = [address for address, status in found.items() if status == SUPPRESSED]
+    result.suppressed += len(held)
+    result.suppressed_named += held[: max(0, 20 - len(result.suppressed_named))]
+    result.updated += len(found) - len(held)
+    result.statuses.subtract(batch.status[address] for address in found)
+    result.statuses.update(status for status in found.values() if status != SUPPRESSED)
 
 
 def _collect(writing: tuple[Future, _Batch], result: ListImport) -> None:

@@ -621,6 +621,8 @@ def test_suppressed_addresses_are_left_wholly_unchanged_and_counted_apart(verp_c
         "email,name,newsletters\nconf@a.example,Renamed,daily weekly\npend@a.example,Renamed2,daily\n"
         "ann@a.example,Annie,weekly\nnew@a.example,New,daily\n"
     )
+    dry = run(config, "subscribers", "import", str(path), "--confirmed", "--dry-run")
+    assert "dry run, nothing written: 4 rows — 1 confirmed, 3 left unchanged (suppressed), 0 rejected" in dry.output
     confirmed = run(config, "subscribers", "import", str(path), "--confirmed")
     assert confirmed.exit_code == 0, confirmed.output
     assert (

@@ -135,13 +135,13 @@ def import_command(
         audit(app, "subscribers.import", {"file": str(csv_file), "added": result.added, "updated": result.updated})
     statuses = ", ".join(f"{result.statuses[s]} {s}" for s in SUBSCRIBER_STATUSES if result.statuses[s] > 0)
     merged = f", {result.duplicates} duplicate rows merged" if result.duplicates else ""
+    held = f", {result.suppressed} left unchanged (suppressed)" if result.suppressed else ""
     if dry_run:
         click.echo(
-            f"dry run, nothing written: {result.rows} rows — {statuses or 'none valid'}, {result.rejected} rejected"
-            f"{merged}"
+            f"dry run, nothing written: {result.rows} rows — {statuses or 'none valid'}{held}, "
+            f"{result.rejected} rejected{merged}"
         )
     else:
-        held = f", {result.suppressed} left unchanged (suppressed)" if result.suppressed else ""
         click.echo(
             f"{csv_file}: {result.added} added, {result.updated} updated, {result.unchanged} unchanged{held}, "
             f"{result.rejected} rejected{merged}{f' ({statuses})' if statuses else ''}"

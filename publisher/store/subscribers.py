@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -160,10 +160,23 @@ class SubscriberStore:
             found = self._load(connection, select(subscribers).where(subscribers.c.email == email.lower()))
         return found[0] if found else None
 
-    def known(self, emails: Sequence[str]) -> set[str]:
-        """Which of `emails` (normalised) are subscribers already (for an import's dry run)."""
+    def known(self, asked: Mapping[str, str]) -> dict[str, str]:
+        """For an import's dry run: of the addresses in `asked` (normalised → the status a row asks
+        for) those that are subscribers already, each with the status `import_batch` would leave
+        it in, or "suppressed" for a suppressed address the row would subscribe (left unchanged)."""
         with self.engine.connect() as connection:
-            return set(connection.scalars(select(subscribers.c.email).where(subscribers.c.email.in_(list(emails)))))
+            existing = [
+                _Existing(*row) for row in bulk.select_where_in(connection, subscribers, _EXISTING, "email", asked)
+            ]
+            held = _held(connection, existing)
+        return {
+            row.email: "suppressed"
+            if row.id in held and asked[row.email] in _ACTIVE
+            else row.status
+            if row.id in held
+            else _merged_status(row.status, asked[row.email])
+            for row in existing
+        }
 
     def get_by_id(self, subscriber_id: int) -> StoredSubscriber | None:
         with self.engine.connect() as connection:
