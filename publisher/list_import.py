@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import itertools
 import json
 import re
 from collections import Counter
@@ -265,6 +266,13 @@ class Plan:
         return [name for name in self.header if name.strip().lower() not in used]
 
     @property
+    def own_export(self) -> bool:
+        """Our own `subscribers export` (status and newsletters columns): an empty newsletters cell
+        there is an address with none, not one for every newsletter."""
+        names = {name.strip().lower() for name in self.header}
+        return self.format.name == "publisher" and {"status", "newsletters"} <= names
+
+    @property
     def file_state(self) -> str:
         """The state every row of the file has (Mailchimp's unsubscribed and cleaned exports), or ""."""
         return self.format.file_state(frozenset(name.strip().lower() for name in self.header))
@@ -320,7 +328,9 @@ class Plan:
         by_lower = {name.strip().lower(): name.strip() for name in self.header}
         parts += [rule.describe(by_lower) for rule in self.mapping.tag_rules if rule.newsletter]
         parts += [rule.describe(by_lower) for rule in self.mapping.tag_rules if rule.topic]
-        if not self.mapping.tag_rules and not self.mapping.newsletters:
+        if self.own_export and not self.mapping.tag_rules:
+            parts.append("none when a row's cell is empty (as exported)")
+        elif not self.mapping.tag_rules and not self.mapping.newsletters:
             parts.append("every configured newsletter when a row names none")
         return "; ".join(parts)
 
@@ -554,7 +564,7 @@ def _newsletters_and_topics(
     for rule in plan.mapping.tag_rules:
         if rule.tag in (values.get(rule.column, ()) if rule.column else tags):
             (topics if rule.topic else names).append(rule.topic or rule.newsletter)
-    if not names and not plan.mapping.tag_rules:
+    if not names and not plan.mapping.tag_rules and not plan.own_export:
         names = list(known.newsletters)
     if len(names) == 1 and names[0] in known.newsletters:
         checked: tuple[str, ...] = (names[0],)
@@ -623,6 +633,8 @@ def read_rows(
 
 _ZIP = b"PK\x03\x04"
 _CHUNK = 1 << 20  # bytes decoded at a time by check_encoding
+_UTF16 = (b"\xff\xfe", b"\xfe\xff")  # the byte-order marks a spreadsheet's "Unicode text" starts with
+_SAMPLE = 4096  # bytes looked at for NULs: UTF-16 text without a mark has one in every other byte
 
 
 def check_encoding(path: Path) -> None:
@@ -635,6 +647,10 @@ def check_encoding(path: Path) -> None:
             chunk = handle.read(_CHUNK)
             if chunk.startswith(_ZIP):
                 raise SubscriberError(f"{path}: is a zip archive: unzip it and import each CSV")
+            if chunk.startswith(_UTF16) or chunk[:_SAMPLE].count(0) > len(chunk[:_SAMPLE]) // 4:
+                raise SubscriberError(
+                    f"{path}: looks like UTF-16: save it as UTF-8 and import it again (nothing was imported)"
+                )
             while chunk:
                 decoder.decode(chunk)
                 lines += chunk.count(b"\n")
@@ -679,18 +695,54 @@ def _rows(
     path: Path, handle: TextIO, reader: LineReader, plan: Plan, known: Known, now: datetime
 ) -> Iterator[RowResult]:
     read = row_reader(plan, known, now)
+
+    def result(cells: list[str], where: str) -> RowResult:
+        try:
+            return read(cells, where)
+        except SubscriberError as error:
+            return RowResult(error=str(error))
+
     with handle:
         try:
+            ended = reader.line_num  # the line the previous row ended on (the header row's)
+            held: tuple[list[str], str, int] | None = None  # a row across lines, until the next is read
             for cells in reader:
+                start, ended = ended + 1, reader.line_num
+                if held is not None:
+                    yield result(*held[:2])
+                    held = None
                 if not (cells and cells[0].strip()) and not "".join(cells).strip():
                     continue
-                where = f"{path}:{reader.line_num}"
-                try:
-                    yield read(cells, where)
-                except SubscriberError as error:
-                    yield RowResult(error=str(error))
+                where = f"{path}:{ended}"
+                if ended > start or cells[-1][-1:] == "\n":  # a quoted cell across lines: closed at the file's end?
+                    held = cells, where, start
+                    continue
+                yield result(cells, where)
+            if held is not None:
+                cells, where, start = held
+                if _unterminated(path, plan.delimiter, start):
+                    line = start + sum(cell.count("\n") for cell in cells[:-1])
+                    rest = f"lines {line}–{ended} were" if ended > line else "the line was"
+                    yield RowResult(
+                        error=f"{path}:{line}: unterminated quote: the quoted cell that starts on this line is never "
+                        f"closed, so {rest} read as one cell and not imported; close the quote and import again"
+                    )
+                else:
+                    yield result(cells, where)
         except (csv.Error, UnicodeDecodeError) as error:
             raise SubscriberError(f"{path}:{reader.line_num}: cannot read the CSV: {error}") from None
+
+
+def _unterminated(path: Path, delimiter: str, start: int) -> bool:
+    """Whether the row starting on line `start` (the file's last) ends inside a quoted cell: read
+    again, strictly, from there (once per import, and only the file's tail)."""
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        try:
+            for _ in csv.reader(itertools.islice(handle, start - 1, None), delimiter=delimiter, strict=True):
+                pass
+        except csv.Error as error:
+            return "unexpected end of data" in str(error)
+    return False
 
 
 # --- writing -------------------------------------------------------------------------------
@@ -709,9 +761,10 @@ class BatchWriter(Protocol):
         now: datetime,
         suppressions: Sequence[Suppression] = (),
         since_id: int | None = None,
-    ) -> tuple[int, int, int, list[str], list[str]]:
-        """(added, updated, unchanged, suppressed addresses left as they were, addresses this
-        import had already added: rows above `since_id`)."""
+    ) -> tuple[int, int, int, list[str], list[str], Counter[str]]:
+        """(added, updated, unchanged, suppressed addresses the file tried to subscribe, left as
+        they were, addresses this import had already added: rows above `since_id`, and the status
+        each counted address has after the batch)."""
         ...
 
 
@@ -725,10 +778,11 @@ class ListImport:
     unchanged: int = 0  # existing addresses already as the file has them
     rejected: int = 0
     duplicates: int = 0  # rows repeating an address of an earlier row: merged into it
-    suppressed: int = 0  # existing suppressed addresses the file tried to subscribe: left unchanged
+    suppressed: int = 0  # existing suppressed addresses the file tried to subscribe: left unchanged, not counted
     suppressed_named: list[str] = field(default_factory=list)  # the first few of them
     without_newsletters: int = 0  # active addresses that no --newsletter, column or tag rule placed
-    statuses: Counter = field(default_factory=Counter)  # per status the addresses asked for
+    # per status, the addresses the import leaves (or, on a dry run, would leave) in it; suppressed ones apart
+    statuses: Counter = field(default_factory=Counter)
 
 
 @dataclass
@@ -754,11 +808,6 @@ class _Batch:
         if row.suppression is not None:
             self.suppressions.append(row.suppression)
 
-    def forget(self, repeated: list[str], result: ListImport) -> None:
-        """Addresses an earlier batch had already added: counted once, there."""
-        result.duplicates += len(repeated)
-        result.statuses.subtract(self.status[email] for email in repeated)
-
 
 def import_rows(
     writer: BatchWriter | None,
@@ -767,11 +816,12 @@ def import_rows(
     *,
     on_error: Callable[[str], None] = lambda error: None,
     batch_size: int = BATCH_SIZE,
-    known: Callable[[list[str]], set[str]] | None = None,
+    known: Callable[[dict[str, str]], dict[str, str]] | None = None,
     on_progress: Callable[[ListImport], None] = lambda done: None,
 ) -> ListImport:
     """Write good rows in batches (one transaction each), report bad ones; no writer: a dry run,
-    which counts new and updated addresses by asking `known` which are subscribers already.
+    which counts new and updated addresses by asking `known` which are subscribers already
+    (and what the import would leave them as).
 
     One batch is written (in a second thread) while the next is read, so at most two batches
     are in memory; batches are written in file order, and an error in one stops the import.
@@ -812,17 +862,25 @@ def import_rows(
     return result
 
 
-def _count_known(known: Callable[[list[str]], set[str]], batch: _Batch, result: ListImport) -> None:
-    addresses = list(batch.status)
-    found = known(addresses)
-    result.added += sum(1 for address in addresses if address not in found)
-    result.updated += len(found)
+def _count_known(known: Callable[[dict[str, str]], dict[str, str]], batch: _Batch, result: ListImport) -> None:
+    """A dry run's counts: addresses the store lacks are added; the others updated (or left
+    unchanged, when suppressed), counted under the status the import would leave them in."""
+    found = known(batch.status)
+    result.added += len(batch.status) - len(found)
+    held = [address for address, status in found.items() if status == SUPPRESSED]
+    result.suppressed += len(held)
+    result.suppressed_named += held[: max(0, 20 - len(result.suppressed_named))]
+    result.updated += len(found) - len(held)
+    result.statuses.subtract(batch.status[address] for address in found)
+    result.statuses.update(status for status in found.values() if status != SUPPRESSED)
 
 
 def _collect(writing: tuple[Future, _Batch], result: ListImport) -> None:
     """Wait for a batch being written and add up what it did."""
-    added, updated, unchanged, suppressed, repeated = writing[0].result()
-    writing[1].forget(repeated, result)
+    added, updated, unchanged, suppressed, repeated, statuses = writing[0].result()
+    result.duplicates += len(repeated)  # addresses an earlier batch had already added: counted once, there
+    result.statuses.subtract(writing[1].status.values())  # what the rows asked for: now what the store has
+    result.statuses.update(statuses)
     result.suppressed += len(suppressed)
     result.suppressed_named += suppressed[: max(0, 20 - len(result.suppressed_named))]
     result.added += added

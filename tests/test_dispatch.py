@@ -667,20 +667,28 @@ def test_digest_status_failures_lists_bounces_that_came_back_later(publication, 
         r0 = store.subscribers.get("r0@d0.example").id
     finally:
         store.close()
-    sample = (REPO / "tests" / "data" / "inbound" / "gmail-dsn.eml").read_bytes()
     token = verp.make_token((key,), issue_id, r0)
-    (tmp_path / "dsn.eml").write_bytes(sample.replace(b"aaaaaaaaaaaaaaaaaaaaaaaaaaaaa", token.encode()))
-    assert cli_run(path, "inbound", "import", str(tmp_path / "dsn.eml")).exit_code == 0
+    for sample in ("gmail-dsn.eml", "postfix-delayed.eml", "arf-complaint.eml"):
+        raw = (REPO / "tests" / "data" / "inbound" / sample).read_bytes()
+        (tmp_path / sample).write_bytes(raw.replace(b"aaaaaaaaaaaaaaaaaaaaaaaaaaaaa", token.encode()))
+        assert cli_run(path, "inbound", "import", str(tmp_path / sample)).exit_code == 0
 
-    lines = cli_run(path, "digest", "status", "weekly", "--failures").output.splitlines()
-    assert lines[0] == "weekly issue 1 [sent]: 1 failed, 0 deferred, 1 bounced later"
+    text = cli_run(path, "digest", "status", "weekly", "--failures").output
+    lines = text.splitlines()
+    assert lines[0] == (
+        "weekly issue 1 [sent]: 1 failed, 0 deferred, 1 bounced later, 1 soft bounce later, 1 complained later"
+    )
     assert lines[1].split()[:5] == ["failed", "r1@d1.example", "550", "5.1.1", "<r1@d1.example>:"]  # said once
-    assert lines[2].split()[:3] == ["bounced", "r0@d0.example", "5.1.1"]
-    assert "does not exist" in lines[2] and "(dsn received" in lines[2]
+    assert lines[2].split()[:3] == ["bounced", "r0@d0.example", "550-5.1.1"]  # the DSN's status said once
+    assert "5.1.1 550" not in lines[2] and "does not exist" in lines[2] and "(dsn received" in lines[2]
+    assert {line.split("  ")[1].split()[0] for line in lines[1:]} == {"soft", "complained", "failed", "bounced"}
+    assert len({line.index("@d") for line in lines[1:]}) == 1  # the addresses start in one column
     found = json.loads(cli_run(path, "digest", "status", "weekly", "--failures", "--json").output)["failures"]
     assert [(f["email"], f["state"], f["source"], f["status"]) for f in found] == [
         ("r1@d1.example", "failed", "smtp", "5.1.1"),
         ("r0@d0.example", "bounced", "dsn", "5.1.1"),
+        ("r0@d0.example", "complained", "complaint", ""),
+        ("r0@d0.example", "soft_bounce", "dsn", "4.4.1"),  # scripts keep the state's own name
     ]
     assert "does not exist" in found[1]["reply"]
 

@@ -7,6 +7,7 @@ import pty
 import re
 import subprocess
 import sys
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -264,7 +265,7 @@ class RecordingWriter:
         if self.fail_at and len(self.batches) + 1 == self.fail_at:
             raise SubscriberError("the database went away")
         self.batches.append([person.email for person in people])
-        return len(people), 0, 0, [], []
+        return len(people), 0, 0, [], [], Counter(person.status for person in people)
 
 
 def test_batches_are_written_in_file_order_and_a_failing_batch_stops_the_import(tmp_path: Path):
@@ -570,3 +571,123 @@ def test_mailchimps_timezone_column_is_read_and_a_bad_zone_left_empty(tmp_path: 
 def test_import_help_names_every_field():
     text = CliRunner().invoke(cli, ["subscribers", "import", "--help"]).output
     assert "timezone" in text and "COLUMN:VALUE=NEWSLETTER" in text
+
+
+# --- second review (issue 15): suppressed addresses, round trips, messages ----------------------
+
+
+def _complain(config: Path, email: str) -> None:
+    """A feedback-loop complaint about an issue sent to `email`, read by `inbound import`."""
+    from publisher import verp
+    from publisher.config import load_settings
+    from publisher.store import Store
+    from tests.helpers import CORPUS, SAMPLE_TOKEN, make_issue
+
+    settings = load_settings(config)
+    store = Store.open(settings.database.url)
+    try:
+        issue = make_issue(store, "Issue 1", datetime.now(UTC), 1)
+        token = verp.make_token(settings.secret_keys, issue.id, store.subscribers.get(email).id)
+    finally:
+        store.close()
+    raw = (CORPUS / "arf-complaint.eml").read_bytes().replace(SAMPLE_TOKEN.encode(), token.encode())
+    path = config.parent / "complaint.eml"
+    path.write_bytes(raw.replace(b"alice@example.com", email.encode()))
+    assert "1 complaint" in run(config, "inbound", "import", str(path)).output
+
+
+@pytest.fixture
+def verp_config(tmp_path: Path, database_url: str) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(
+        f'[site]\nurl = "https://news.example.org"\npostal_address = "1 Sample Street, Exampletown"\n'
+        f'[database]\nurl = "{database_url}"\n[newsletters.weekly]\n[newsletters.daily]\n'
+        '[delivery]\nreturn_path = "bounces@news.example.org"\n',
+        encoding="utf-8",
+    )
+    return path
+
+
+def test_suppressed_addresses_are_left_wholly_unchanged_and_counted_apart(verp_config: Path, tmp_path: Path):
+    config = verp_config
+    stopped = tmp_path / "stopped.csv"
+    stopped.write_text("email,name,newsletters,status\nconf@a.example,Conf,,bounced\npend@a.example,Pend,,bounced\n")
+    assert run(config, "subscribers", "import", str(stopped)).exit_code == 0
+    run(config, "subscribers", "add", "ann@a.example", "--name", "Ann", "--confirmed")
+    _complain(config, "ann@a.example")  # unsubscribed, with an active suppression
+    before = listed(config)
+    path = tmp_path / "back.csv"
+    path.write_text(
+        "email,name,newsletters\nconf@a.example,Renamed,daily weekly\npend@a.example,Renamed2,daily\n"
+        "ann@a.example,Annie,weekly\nnew@a.example,New,daily\n"
+    )
+    dry = run(config, "subscribers", "import", str(path), "--confirmed", "--dry-run")
+    assert "dry run, nothing written: 4 rows — 1 confirmed, 3 left unchanged (suppressed), 0 rejected" in dry.output
+    confirmed = run(config, "subscribers", "import", str(path), "--confirmed")
+    assert confirmed.exit_code == 0, confirmed.output
+    assert (
+        "1 added, 0 updated, 0 unchanged, 3 left unchanged (suppressed), 0 rejected (1 confirmed)" in confirmed.output
+    )
+    for email in ("conf@a.example", "pend@a.example", "ann@a.example"):
+        assert f"skipped {email} is suppressed" in confirmed.stderr
+        assert listed(config)[email] == before[email]  # name, status, newsletters, consent: as they were
+    assert "pending confirmation" not in confirmed.output
+    # without --confirmed only the one address really pending afterwards is counted as pending
+    path.write_text(path.read_text() + "newer@a.example,,weekly\n")
+    pending = run(config, "subscribers", "import", str(path))
+    assert "1 added, 0 updated, 1 unchanged, 3 left unchanged (suppressed), 0 rejected (1 pending, 1 confirmed)" in (
+        pending.output
+    )
+    assert "1 address is pending confirmation: `publisher subscribers confirm-pending --send` asks them" in (
+        pending.output
+    )
+
+
+def test_our_export_of_an_address_without_newsletters_imports_back_without_any(config, tmp_path: Path):
+    tagged = tmp_path / "tagged.csv"
+    tagged.write_text("email,name,tags\nx@c.example,A B,other\ny@c.example,,vip\n")
+    made = run(config, "subscribers", "import", str(tagged), "--map", "tags=tags", "--map", "tag:vip=weekly")
+    assert "1 address matched no newsletter (no tag or value rule fits them)" in made.output
+    assert listed(config)["x@c.example"]["newsletters"] == []
+    exported = tmp_path / "export.csv"
+    run(config, "subscribers", "export", "--output", str(exported))
+    assert "x@c.example,A B,,pending," in exported.read_text()
+    again = run(config, "subscribers", "import", str(exported))
+    assert "newsletters: the newsletters column; none when a row's cell is empty (as exported)" in again.output
+    assert "0 added, 0 updated, 2 unchanged, 0 rejected (2 pending)" in again.output
+    assert listed(config)["x@c.example"]["newsletters"] == []
+    # a file without the status column keeps the rule: an empty cell means every newsletter
+    plain = tmp_path / "plain.csv"
+    plain.write_text("email,name,newsletters\nz@c.example,,\n")
+    imported = run(config, "subscribers", "import", str(plain))
+    assert "every configured newsletter when a row names none" in imported.output
+    assert listed(config)["z@c.example"]["newsletters"] == ["daily", "weekly"]
+
+
+def test_an_unterminated_quote_is_named_on_the_line_it_starts(config, tmp_path: Path):
+    path = tmp_path / "quote.csv"
+    path.write_text('email,name,newsletters\n"b@x.example,Bob,weekly\nc@x.example,Cy,weekly\nd@x.example,Di,daily\n')
+    result = run(config, "subscribers", "import", str(path))
+    assert result.exit_code == 1
+    assert f"skipped {path}:2: unterminated quote: the quoted cell that starts on this line is never closed" in (
+        result.stderr
+    )
+    assert "lines 2–4 were read as one cell and not imported" in result.stderr
+    assert "not a valid email address" not in result.stderr
+    assert result.output.splitlines()[-2] == f"{path}: 0 added, 0 updated, 0 unchanged, 1 rejected"  # never "()"
+    # a quoted cell across lines that is closed is read as before
+    path.write_text('email,name,newsletters\na@x.example,"Ann\nLee",weekly\n')
+    assert "1 added" in run(config, "subscribers", "import", str(path)).output
+    assert listed(config)["a@x.example"]["newsletters"] == ["weekly"]
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be"])
+def test_a_utf16_file_is_named_as_one(config, tmp_path: Path, encoding: str):
+    path = tmp_path / "unicode.csv"
+    path.write_bytes("email,name\nann@example.org,Ann\n".encode(encoding))
+    result = run(config, "subscribers", "import", str(path))
+    assert result.exit_code == 1
+    assert result.output.strip() == (
+        f"error: {path}: looks like UTF-16: save it as UTF-8 and import it again (nothing was imported)"
+    )
+    assert listed(config) == {}

@@ -44,7 +44,7 @@ def import_pending(config: Path, tmp_path: Path, count: int, newsletter: str = "
     path = tmp_path / f"{newsletter}.csv"
     path.write_text("email,name,newsletters\n" + "".join(f"{e},,{newsletter}\n" for e in emails), encoding="utf-8")
     result = run(config, "subscribers", "import", str(path))
-    assert f"{count} addresses are pending confirmation" in result.output
+    assert f"{count} {'address is' if count == 1 else 'addresses are'} pending confirmation" in result.output
     return emails
 
 
@@ -228,6 +228,15 @@ def test_a_failed_confirmation_mail_names_its_address_and_says_it_is_now_suppres
         "confirmation mail to reader0001@example.com failed: 550 5.1.1 <reader0001@example.com>: Recipient address "
         "rejected: User unknown; reader0001@example.com is now suppressed (bounced)"
     ]
+    suppressed = json.loads(run(config, "subscribers", "suppressed", "--json").output)
+    assert [(row["email"], row["reason"], row["evidence"]) for row in suppressed] == [
+        (
+            "reader0001@example.com",
+            "smtp_bounce",
+            "confirmation mail refused during the SMTP session: 550 5.1.1 <reader0001@example.com>: Recipient "
+            "address rejected: User unknown",
+        )
+    ]
 
 
 def test_confirm_pending_counts_who_was_asked_and_again_asks_those_whose_link_expired_once(tmp_path, database_url):
@@ -294,6 +303,8 @@ def test_an_unsuppressed_pending_address_is_pending_again_and_asked_by_the_next_
             ("pending", None)
         ]
         handler.reject.clear()
-        assert run(config, "subscribers", "confirm-pending").output.startswith("reader0001@example.com\n1 pending")
+        assert run(config, "subscribers", "confirm-pending").output.startswith(
+            "reader0001@example.com\n1 pending address would be asked to confirm (add --send to send)"
+        )
         assert "1 sent, 0 failed" in run(config, "subscribers", "confirm-pending", "--send").output
     assert handler.received() == {"reader0000@example.com": 1, "reader0001@example.com": 1}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -230,25 +231,43 @@ def _failures(app: App, issue: Issue, *, as_json: bool) -> None:
         return
     counts = Counter(row["state"] for row in found)
     returned = ("bounced", "soft_bounce", "complained")
-    later = "".join(f", {counts[state]:,} {state} later" for state in returned if counts[state])
+    later = "".join(f", {_returned(state, counts[state])} later" for state in returned if counts[state])
     click.echo(
         f"{issue.newsletter} issue {issue.number} [{issue.state}]: {counts['failed']:,} failed, "
         f"{counts['deferred']:,} deferred{later}"
     )
+    width = max((len(_label(row["state"])) for row in found), default=0)
     for row in found:
         reply = reply_text(row["code"], row["status"], row["reply"])
+        state = f"{_label(row['state']):<{width}}"
         if row["source"] == "smtp":
             when = f"; next attempt {row['next_attempt_at']}" if row["next_attempt_at"] else ""
-            click.echo(f"  {row['state']:<9} {row['email']}  {reply}  (attempt {row['attempts']}{when})")
+            click.echo(f"  {state} {row['email']}  {reply}  (attempt {row['attempts']}{when})")
         else:
-            click.echo(f"  {row['state']:<9} {row['email']}  {reply}  ({row['source']} received {row['at']})")
+            click.echo(f"  {state} {row['email']}  {reply}  ({row['source']} received {row['at']})")
+
+
+def _label(state: str) -> str:
+    """A failure's state in words: `soft bounce`, not `soft_bounce`."""
+    return state.replace("_", " ")
+
+
+def _returned(state: str, count: int) -> str:
+    """`1 bounced`, `2 complained`, `1 soft bounce`, `3 soft bounces`."""
+    return plural(count, _label(state)) if state == "soft_bounce" else f"{count:,} {state}"
+
+
+_STATUS_IN_TEXT = "(?<![0-9.]){}(?![0-9.])"
 
 
 def reply_text(code: int | None, status: str | None, text: str | None) -> str:
-    """`550 5.1.1 User unknown`: the enhanced status once, even when the server's text starts with it."""
+    """`550 5.1.1 User unknown`: the enhanced status once, even when the server's text (or a
+    DSN's diagnostic, `550-5.1.1 …`) already holds it."""
     text = (text or "").strip()
-    if status and (text == status or text.startswith(f"{status} ")):
+    if status and re.search(_STATUS_IN_TEXT.format(re.escape(status)), text):
         status = ""
+    if code is not None and re.match(rf"{code}[ -]", text):
+        code = None
     return " ".join(str(part) for part in (code, status, text) if part) or "no reply"
 
 

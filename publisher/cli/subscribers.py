@@ -119,7 +119,7 @@ def import_command(
     """
     progress = _ImportProgress(csv_file)
     try:
-        _, result = app.publication.import_subscribers(
+        plan, result = app.publication.import_subscribers(
             csv_file,
             confirmed=confirmed,
             newsletters=newsletters,
@@ -133,31 +133,38 @@ def import_command(
         progress.clear()
     if not dry_run:
         audit(app, "subscribers.import", {"file": str(csv_file), "added": result.added, "updated": result.updated})
-    statuses = ", ".join(f"{result.statuses[s]} {s}" for s in SUBSCRIBER_STATUSES if result.statuses[s])
+    statuses = ", ".join(f"{result.statuses[s]} {s}" for s in SUBSCRIBER_STATUSES if result.statuses[s] > 0)
     merged = f", {result.duplicates} duplicate rows merged" if result.duplicates else ""
+    held = f", {result.suppressed} left unchanged (suppressed)" if result.suppressed else ""
     if dry_run:
         click.echo(
-            f"dry run, nothing written: {result.rows} rows — {statuses or 'none valid'}, {result.rejected} rejected"
-            f"{merged}"
+            f"dry run, nothing written: {result.rows} rows — {statuses or 'none valid'}{held}, "
+            f"{result.rejected} rejected{merged}"
         )
     else:
         click.echo(
-            f"{csv_file}: {result.added} added, {result.updated} updated, {result.unchanged} unchanged, "
-            f"{result.rejected} rejected{merged} ({statuses})"
+            f"{csv_file}: {result.added} added, {result.updated} updated, {result.unchanged} unchanged{held}, "
+            f"{result.rejected} rejected{merged}{f' ({statuses})' if statuses else ''}"
         )
     for email in result.suppressed_named:
         click.echo(f"skipped {suppressed_hint(email)}", err=True)
     if result.suppressed > len(result.suppressed_named):
         click.echo(f"… {result.suppressed} suppressed addresses in all were left unchanged", err=True)
     if result.without_newsletters:
-        click.echo(f"{result.without_newsletters} addresses matched no newsletter (no tag or value rule fits them)")
+        why = "no tag or value rule fits them" if plan.mapping.tag_rules else "their newsletters cell is empty"
+        click.echo(f"{_addresses(result.without_newsletters)} matched no newsletter ({why})")
     if result.rejected and result.rejected == result.rows:
         raise SubscriberError(f"{csv_file}: no valid rows")
     if pending := result.statuses["pending"]:
         click.echo(
-            f"{pending} addresses {'would be' if dry_run else 'are'} pending confirmation: "
+            f"{_addresses(pending)} {'would be' if dry_run else 'are' if pending > 1 else 'is'} pending confirmation: "
             f"`publisher subscribers confirm-pending --send` asks them"
         )
+
+
+def _addresses(count: int, kind: str = "") -> str:
+    """`1 address`, `2 pending addresses`."""
+    return f"{count} {kind}{'address' if count == 1 else 'addresses'}"
 
 
 class _ImportProgress:
@@ -273,7 +280,7 @@ def confirm_pending_command(app: App, newsletter: str | None, send: bool, again:
             return
         for email in waiting:
             click.echo(email)
-        click.echo(f"{len(waiting)} pending addresses would be asked to confirm (add --send to send)")
+        click.echo(f"{_addresses(len(waiting), 'pending ')} would be asked to confirm (add --send to send)")
         _echo_standing(standing, again)
         return
     app.warn_about_settings()

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import ColumnElement, and_, bindparam, case, exists, func, insert, literal, or_, select, update
 from sqlalchemy.engine import Connection, Engine
 
-from publisher.store.schema import reconfirmations, subscribers, subscriptions
+from publisher.store.schema import reconfirmations, subscribers, subscriptions, suppressions
 
 ASKED = ("sent", "failed", "cancelled")  # finished: never asked again
 
@@ -54,6 +54,22 @@ class Standing:
     expired: int  # of `waiting`: asked before the link's expiry, so `--again` would ask them
     confirmed: int  # asked, and confirmed since
     failed: int  # the mail could not be delivered
+
+
+def _refused(subscriber_id: int, email: str, answer: Answer, now: datetime) -> dict:
+    """The suppression of an address whose confirmation mail the server refused (a 5xx): `smtp_bounce`,
+    with the server's reply (`550 5.1.1 …`) as its evidence."""
+    detail = answer.detail.strip()
+    reply = detail if detail.startswith(f"{answer.code}") else f"{answer.code} {detail}".strip()
+    return {
+        "subscriber_id": subscriber_id,
+        "email": email,
+        "reason": "smtp_bounce",
+        "at": now,
+        "evidence": f"confirmation mail refused during the SMTP session: {reply}"[:1000],
+        "newsletters": "[]",
+        "lift_reason": "",
+    }
 
 
 def _in_newsletter(newsletter: str | None) -> ColumnElement[bool]:
@@ -229,15 +245,24 @@ class ReconfirmationStore:
             }
             for answer in answers
         ]
-        bounced = [answer.subscriber_id for answer in answers if answer.state == "failed" and (answer.code or 0) >= 500]
+        bounced = {a.subscriber_id: a for a in answers if a.state == "failed" and (a.code or 0) >= 500}
         with self.engine.begin() as connection:
             written = connection.execute(statement, rows).rowcount
             if bounced:
+                stopped = connection.execute(
+                    select(subscribers.c.id, subscribers.c.email).where(
+                        subscribers.c.id.in_(list(bounced)), subscribers.c.status == "pending"
+                    )
+                ).all()
                 connection.execute(
                     update(subscribers)
-                    .where(subscribers.c.id.in_(bounced), subscribers.c.status == "pending")
+                    .where(subscribers.c.id.in_(list(bounced)), subscribers.c.status == "pending")
                     .values(status="bounced", bounce_count=subscribers.c.bounce_count + 1, updated_at=now)
                 )
+                if stopped:  # on the suppression list with the server's reply as its evidence
+                    connection.execute(
+                        insert(suppressions), [_refused(row.id, row.email, bounced[row.id], now) for row in stopped]
+                    )
         return written
 
     def release(self, asking: Sequence[Asking], now: datetime) -> int:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -90,6 +91,40 @@ _NEW_COLUMNS = (
 )
 
 
+_ACTIVE = ("pending", "confirmed")
+
+
+class Batched(NamedTuple):
+    """What one batch of an import did; counts are of distinct addresses."""
+
+    added: int
+    updated: int
+    unchanged: int  # existing addresses already as the file has them (suppressed ones not among them)
+    suppressed: list[str]  # suppressed addresses the file tried to subscribe: left unchanged, counted apart
+    repeated: list[str]  # addresses an earlier batch of this import added (ids above `since_id`): not counted
+    statuses: Counter[str]  # the status each counted address has after the batch
+
+
+def _merged_status(stored: str, asked: str) -> str:
+    """An existing address's status after an import row asks for `asked`: a pending one may be
+    confirmed, an active one stopped; nothing else changes."""
+    if asked == "confirmed" and stored == "pending":
+        return "confirmed"
+    if asked in ("unsubscribed", "bounced") and stored in _ACTIVE:
+        return asked
+    return stored
+
+
+def _held(connection: Connection, found: Iterable[_Existing]) -> set[int]:
+    """Ids of the existing addresses that are suppressed: bounced, or with an active suppression."""
+    found = list(found)
+    held = {row.id for row in found if row.status == "bounced"}
+    rows = bulk.select_where_in(
+        connection, suppressions, ("subscriber_id", "lifted_at"), "subscriber_id", [row.id for row in found]
+    )
+    return held | {int(subscriber_id) for subscriber_id, lifted_at in rows if lifted_at is None}
+
+
 _SUPPRESSION_COLUMNS = ("subscriber_id", "email", "reason", "at", "evidence", "newsletters", "lift_reason")
 
 
@@ -125,10 +160,23 @@ class SubscriberStore:
             found = self._load(connection, select(subscribers).where(subscribers.c.email == email.lower()))
         return found[0] if found else None
 
-    def known(self, emails: Sequence[str]) -> set[str]:
-        """Which of `emails` (normalised) are subscribers already (for an import's dry run)."""
+    def known(self, asked: Mapping[str, str]) -> dict[str, str]:
+        """For an import's dry run: of the addresses in `asked` (normalised → the status a row asks
+        for) those that are subscribers already, each with the status `import_batch` would leave
+        it in, or "suppressed" for a suppressed address the row would subscribe (left unchanged)."""
         with self.engine.connect() as connection:
-            return set(connection.scalars(select(subscribers.c.email).where(subscribers.c.email.in_(list(emails)))))
+            existing = [
+                _Existing(*row) for row in bulk.select_where_in(connection, subscribers, _EXISTING, "email", asked)
+            ]
+            held = _held(connection, existing)
+        return {
+            row.email: "suppressed"
+            if row.id in held and asked[row.email] in _ACTIVE
+            else row.status
+            if row.id in held
+            else _merged_status(row.status, asked[row.email])
+            for row in existing
+        }
 
     def get_by_id(self, subscriber_id: int) -> StoredSubscriber | None:
         with self.engine.connect() as connection:
@@ -192,16 +240,15 @@ class SubscriberStore:
         now: datetime,
         suppressions: Sequence[Suppression] = (),
         since_id: int | None = None,
-    ) -> tuple[int, int, int, list[str], list[str]]:
+    ) -> Batched:
         """`upsert_many` for one batch of an import, in a handful of statements and one transaction.
 
         The same rules: an existing address keeps its status unless a pending one is confirmed;
         unsubscribed and bounced addresses are never re-activated and get no newsletters; opt-outs
         are kept. An export's unsubscribed or suppressed row also stops an active address, and
         each address the batch suppresses gets its entry in `suppressions` on the suppression list.
-        Later rows for the same address merge into the first. Returns (added, updated, unchanged,
-        the suppressed addresses the batch tried to subscribe, which stay as they are, and the
-        addresses an earlier batch of this import added: ids above `since_id`, when given; not counted).
+        A suppressed address (bounced, or with an active suppression: a complainer) is not written
+        at all. Later rows for the same address merge into the first. Returns a `Batched`.
         """
         batch: dict[str, Subscriber] = {}
         for person in people:
@@ -214,25 +261,30 @@ class SubscriberStore:
                 row[1]: _Existing(*row)
                 for row in bulk.select_where_in(connection, subscribers, _EXISTING, "email", batch)
             }
+            held = _held(connection, existing.values())
             ids = self._insert_new(connection, [p for e, p in batch.items() if e not in existing], now)
             ids.update({email: row.id for email, row in existing.items()})
-            changed = self._update_existing(connection, [(row, batch[email]) for email, row in existing.items()], now)
-            active = {email for email, p in batch.items() if p.status in ("pending", "confirmed")}
-            active -= {email for email, row in existing.items() if row.status not in ("pending", "confirmed")}
+            open_ = {email: row for email, row in existing.items() if row.id not in held}
+            changed = self._update_existing(connection, [(row, batch[email]) for email, row in open_.items()], now)
+            active = {email for email, p in batch.items() if p.status in _ACTIVE}
+            active -= {email for email, row in existing.items() if row.status not in _ACTIVE or row.id in held}
             wanted = {ids[email]: batch[email].newsletters for email in active}
             changed |= self._subscribe_many(connection, wanted, [row.id for row in existing.values()], now)
             if suppressions:  # only addresses this batch turns `bounced`: new ones, or active ones
-                stopped = {email for email, row in existing.items() if row.status in ("pending", "confirmed")}
+                stopped = {email for email, row in open_.items() if row.status in _ACTIVE}
                 stopped |= batch.keys() - existing.keys()
                 _suppress_many(connection, [s for s in suppressions if s.email in stopped], ids)
-        suppressed = [
-            email for email, row in existing.items() if row.status == "bounced" and batch[email].status != "bounced"
-        ]
         ours = {row.id for row in existing.values() if since_id is not None and row.id > since_id}
         repeated = [email for email, row in existing.items() if row.id in ours]
-        earlier = {row.id for row in existing.values()} - ours
-        updated = len(earlier & changed)
-        return len(batch) - len(existing), updated, len(earlier) - updated, suppressed, repeated
+        earlier = {email: row for email, row in existing.items() if row.id not in ours}
+        suppressed = [email for email, row in earlier.items() if row.id in held and batch[email].status in _ACTIVE]
+        statuses: Counter[str] = Counter(p.status for email, p in batch.items() if email not in existing)
+        for email, row in earlier.items():
+            if email not in suppressed:
+                statuses[row.status if row.id in held else _merged_status(row.status, batch[email].status)] += 1
+        updated = len({row.id for row in earlier.values()} & changed)
+        unchanged = len(earlier) - updated - len(suppressed)
+        return Batched(len(batch) - len(existing), updated, unchanged, suppressed, repeated, statuses)
 
     @staticmethod
     def _insert_new(connection: Connection, people: Sequence[Subscriber], now: datetime) -> dict[str, int]:
@@ -265,12 +317,9 @@ class SubscriberStore:
         Returns the ids of the subscribers it changed."""
         rows: list[dict[str, Any]] = []
         for row, person in pairs:
-            status, consent_at, consent_text, source = row.status, None, None, None
-            if person.status == "confirmed" and row.status == "pending":
-                status, consent_at = "confirmed", person.consent_at or now
-                consent_text, source = person.consent_text, person.source
-            elif person.status in ("unsubscribed", "bounced") and row.status in ("pending", "confirmed"):
-                status = person.status
+            status, consent_at, consent_text, source = _merged_status(row.status, person.status), None, None, None
+            if status == "confirmed" and row.status == "pending":
+                consent_at, consent_text, source = person.consent_at or now, person.consent_text, person.source
             name = person.name or row.name
             if (status, name) != (row.status, row.name):
                 rows.append(
