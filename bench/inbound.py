@@ -15,6 +15,7 @@ Yahoo plain-text bounces; an ARF complaint; auto-replies; a mailto unsubscribe; 
 from __future__ import annotations
 
 import argparse
+import secrets
 import sys
 import tempfile
 import time
@@ -47,7 +48,7 @@ def main() -> None:
     parsed = rounds * len(samples) / (time.perf_counter() - started)
 
     with tempfile.TemporaryDirectory() as folder:
-        (Path(folder) / ".publisher-secret").write_text("bench-key\n")
+        (Path(folder) / ".publisher-secret").write_text(secrets.token_urlsafe(32) + "\n")
         settings = settings_from_dict(
             {"database": {"url": f"sqlite:///{folder}/bench.db"}, "delivery": {"return_path": "bounces@example.org"}},
             Path(folder) / "config.toml",
