@@ -371,12 +371,6 @@ class _Batch:
 TAKEOVER_EVERY = 1.0  # seconds between looks for rows of dead workers while sending
 
 
-def take_over(store: Store, issue_id: int, worker: WorkerLock, now: datetime) -> int:
-    """Rows of workers that are no longer alive become pending again at once; returns how many."""
-    dead = [owner for owner in store.deliveries.owners(issue_id, besides=worker.worker_id) if not worker.alive(owner)]
-    return store.deliveries.reclaim(issue_id, dead, now)
-
-
 def send_issue(
     store: Store,
     issue: Issue,

@@ -138,8 +138,13 @@ def receive(
     """Parse one message that came back and act on it. `keep_raw=False` records it without its
     bytes (another recipient's record of the same delivery keeps them)."""
     feedback = parse(raw, envelope_to=envelope_to)
-    digest = hashlib.sha256(envelope_to.lower().encode() + b"\n" + raw).hexdigest()
+    digest = message_digest(raw, envelope_to)
     return apply(store, feedback, settings, now, source=source, raw=raw if keep_raw else b"", digest=digest)
+
+
+def message_digest(raw: bytes, envelope_to: str) -> str:
+    """What a message is recorded once by: its bytes and the address it was delivered to."""
+    return hashlib.sha256(envelope_to.lower().encode() + b"\n" + raw).hexdigest()
 
 
 def apply_event(

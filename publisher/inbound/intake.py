@@ -10,7 +10,6 @@ one-line warning naming it.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from datetime import datetime
 
@@ -18,7 +17,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError
 
 from publisher.config import Settings
 from publisher.errors import StoreError
-from publisher.feedback import apply
+from publisher.feedback import apply, message_digest
 from publisher.inbound.parse import Feedback, Kind, clean, parse
 from publisher.store import Store
 from publisher.store.inbound import Recorded
@@ -42,11 +41,6 @@ def _why(error: Exception) -> str:
     return clean(f"{type(cause).__name__}: {first_line}")[:300]
 
 
-def digest(raw: bytes, envelope_to: str) -> str:
-    """What a message is recorded once by (as `publisher.feedback.receive` computes it)."""
-    return hashlib.sha256(envelope_to.lower().encode() + b"\n" + raw).hexdigest()
-
-
 def take(
     store: Store,
     settings: Settings,
@@ -62,7 +56,7 @@ def take(
     """Parse (unless `feedback` is given), record and act on one message; None when it could not
     be recorded at all. `where` names it in warnings (a file, an IMAP uid, a peer)."""
     kept = raw if keep_raw else b""
-    key = digest(raw, envelope_to)
+    key = message_digest(raw, envelope_to)
     try:
         found = feedback if feedback is not None else parse(raw, envelope_to=envelope_to)
         return apply(store, found, settings, now, source=source, raw=kept, digest=key)
