@@ -441,6 +441,9 @@ def send_issue(
                         leaser.seen.update(alive)
                         _sleep(JOIN_POLL, should_stop)  # their rows come back to us if they die
                         continue
+                    if join and leaser.leasable(clock()):  # due rows another worker is leasing this instant
+                        _sleep(LOCKED_POLL, should_stop)
+                        continue
                     break
             except BaseException:
                 _settle(store, issue.id, leasing, in_flight, recorder, clock)
@@ -456,6 +459,7 @@ def send_issue(
 
 
 JOIN_POLL = 0.5  # seconds between looks at other workers' rows of the issue, once none is left to lease
+LOCKED_POLL = 0.05  # seconds before leasing again when the due rows were locked by another worker's lease
 RELAY_WAIT_FIRST, RELAY_WAIT_MAX = 1.0, 30.0  # seconds: the first wait for an unreachable relay, the longest
 
 
@@ -545,6 +549,9 @@ class _Leaser:
         if dead:
             self.taken_over += self.store.deliveries.reclaim(self.issue_id, dead, now)
         return [owner for owner in owners if owner not in dead]
+
+    def leasable(self, now: datetime) -> bool:
+        return self.store.deliveries.leasable(self.issue_id, now=now, owner=self.worker.worker_id)
 
     def lease(self, now: datetime) -> list[Leased]:
         if time.monotonic() - self.checked >= TAKEOVER_EVERY:

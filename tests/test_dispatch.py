@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from sink import MisbehavingRelay, PipeliningSink, ReorderingSMTP, SinkHandler, free_port, smtp_sink
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 
 from publisher import dispatch
 from publisher.config import load_settings
@@ -724,6 +724,48 @@ def test_a_send_that_joins_another_live_worker_waits_for_its_rows_and_says_joine
     said = dispatch.summary(result, issue, "resumed")
     assert (said["status"], said["run"]["delivered"], said["run"]["frozen"]) == ("joined", 20, 0)
     assert {m.recipient for m in transport.sent}.isdisjoint(row.email for row in theirs)
+
+
+def test_a_send_that_joins_while_another_worker_is_leasing_every_row_waits_and_sends_them(store, config):
+    settings = config(batch_size=50, lease="5m")
+    emails = add_subscribers(store, 30)
+    issue = make_issue(store)
+    dispatch.start_issue(store, issue, NOW)
+    other = make_worker_lock(store)
+    other.hold()
+    transport = MemoryTransport()
+    joined: list[dispatch.SendReport] = []
+    # the other run's lease has marked every row its own and not yet committed: PostgreSQL's
+    # SKIP LOCKED hands the joining run nothing, and no row is seen held by a live worker
+    with store.engine.connect() as leasing:
+        leasing.execute(
+            update(deliveries)
+            .where(deliveries.c.issue_id == issue.id)
+            .values(state="sending", lease_token=other.worker_id, lease_until=NOW + timedelta(minutes=5))
+        )
+        joining = threading.Thread(
+            target=lambda: joined.append(
+                dispatch.deliver_issue(
+                    store,
+                    settings,
+                    issue,
+                    rendered=RENDERED,
+                    transport=transport,
+                    clock=Clock(),
+                    started=True,
+                    join=True,
+                )
+            )
+        )
+        joining.start()
+        joining.join(1.5)
+        assert joining.is_alive()  # it waits for the lease in progress instead of saying "sending, 0 delivered"
+        leasing.rollback()  # that lease never went through: the rows are the joining run's to send
+    joining.join(20)
+    other.release()
+    (result,) = joined
+    assert (result.get("delivered"), result.issue_state) == (30, "sent")
+    assert sorted(m.recipient for m in transport.sent) == sorted(emails)
 
 
 def test_a_relay_that_answers_pipelined_commands_out_of_order_records_no_wrong_outcome(store, config):

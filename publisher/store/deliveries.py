@@ -168,17 +168,10 @@ def _audience_of(newsletter: str) -> tuple[ColumnElement[bool], ...]:
 
 
 @cache
-def _candidate_queries(postgres: bool) -> tuple[Select, ...]:
-    """The three lease queries of `DeliveryStore._candidates`, built once (a send leases every batch)."""
+def _due_kinds() -> tuple[ColumnElement[bool], ...]:
+    """The rows a lease may take, by kind: expired leases (not the leaser's own), due retries, due fresh rows."""
     now = bindparam("c_now", type_=deliveries.c.updated_at.type)
-    eligible = and_(
-        subscribers.c.status == _SUBSCRIBED,
-        exists().where(
-            subscriptions.c.subscriber_id == deliveries.c.subscriber_id,
-            subscriptions.c.newsletter == bindparam("c_newsletter"),
-        ),
-    )
-    kinds = (
+    return (
         and_(
             deliveries.c.state == "sending",
             deliveries.c.lease_until <= now,
@@ -187,8 +180,20 @@ def _candidate_queries(postgres: bool) -> tuple[Select, ...]:
         and_(deliveries.c.state == "deferred", deliveries.c.next_attempt_at <= now),
         and_(deliveries.c.state == "pending", or_(deliveries.c.due_at.is_(None), deliveries.c.due_at <= now)),
     )
+
+
+@cache
+def _candidate_queries(postgres: bool) -> tuple[Select, ...]:
+    """The three lease queries of `DeliveryStore._candidates`, built once (a send leases every batch)."""
+    eligible = and_(
+        subscribers.c.status == _SUBSCRIBED,
+        exists().where(
+            subscriptions.c.subscriber_id == deliveries.c.subscriber_id,
+            subscriptions.c.newsletter == bindparam("c_newsletter"),
+        ),
+    )
     queries = []
-    for kind in kinds:
+    for kind in _due_kinds():
         query = (
             select(
                 deliveries.c.subscriber_id,
@@ -412,6 +417,21 @@ class DeliveryStore:
                     .where(deliveries.c.issue_id == issue_id, deliveries.c.subscriber_id.in_(chunk))
                     .values(**values)
                 )
+
+    def leasable(self, issue_id: int, *, now: datetime, owner: str = "") -> bool:
+        """Whether `lease` would find rows were none locked: on PostgreSQL a lease skips the rows
+        another worker's lease is taking in a transaction not yet committed."""
+        with self.engine.connect() as connection:
+            state = connection.scalar(select(issues.c.state).where(issues.c.id == issue_id))
+            if state not in ("sending", "sent"):
+                return False
+            due = (
+                select(deliveries.c.subscriber_id)
+                .select_from(deliveries.join(subscribers, subscribers.c.id == deliveries.c.subscriber_id))
+                .where(deliveries.c.issue_id == issue_id, or_(*_due_kinds()))
+            )
+            found = connection.execute(select(due.exists()), {"c_now": now, "c_owner": owner}).scalar()
+            return bool(found)
 
     def owners(self, issue_id: int, *, besides: str = "") -> list[str]:
         """The workers holding rows of the issue in `sending` (other than `besides`)."""
