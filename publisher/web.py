@@ -272,7 +272,19 @@ def _form_error(request: Request, email: str, error: SubscriberError) -> str:
     if INVALID_EMAIL in str(error):
         translated = say(request, "%(email)s is not a valid email address") % {"email": email.strip()}
         return str(error) if i18n.code(request.app.state.settings.site.language) == "en" else translated
-    return say(request, str(error))
+    return _visitor_error(request, str(error))
+
+
+def _visitor_error(request: Request, message: str) -> str:
+    """A form error in `site.language`. One our catalogue cannot translate (it names what a
+    tampered form posted, say an unknown newsletter) becomes a sentence the visitor can read."""
+    translated = say(request, message)
+    if translated != message or i18n.code(request.app.state.settings.site.language) == "en":
+        return translated
+    return say(request, UNREADABLE_FORM)
+
+
+UNREADABLE_FORM = "This form could not be read: please go back, reload the page and try again."
 
 
 async def confirm_page(request: Request) -> Response:
@@ -402,7 +414,7 @@ async def save_preferences(request: Request) -> Response:
         )
     except SubscriberError as error:
         person = await run_in_threadpool(state.publication.read_preferences, token)
-        return _preferences(request, person, token, error=say(request, str(error)))
+        return _preferences(request, person, token, error=_visitor_error(request, str(error)))
     return _preferences(request, person, token, saved=True)
 
 

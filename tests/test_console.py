@@ -11,10 +11,12 @@ import warnings
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import update
 
 from publisher.errors import SubscriberError
 from publisher.operators import Role, cli_actor
 from publisher.publication import Publication
+from publisher.store.schema import subscribers
 from publisher.transports import MemoryTransport
 from publisher.web import create_app
 from tests.helpers import three_articles_and_readers
@@ -440,6 +442,21 @@ def test_after_an_import_an_editor_asks_the_pending_addresses_to_confirm_once(cl
     assert viewer.get("/admin/subscribers/confirm-pending").status_code == 403
     refused = viewer.post("/admin/subscribers/confirm-pending", data={"csrf": csrf_of(viewer.get("/admin/").text)})
     assert refused.status_code == 403
+
+
+def test_an_import_says_what_it_left_unchanged_and_which_suppressed_addresses_it_kept_out(client, publication):
+    log_in(client, "editor@example.org")
+    csrf = csrf_of(client.get("/admin/subscribers/import").text)
+    first = upload_csv(client, csrf, "people.csv", b"email,name,newsletters\nann@example.com,Ann,weekly\n")
+    client.post("/admin/subscribers/import/confirm", data={"csrf": csrf, "upload": upload_id(first.text)})
+    with publication.store.engine.begin() as connection:  # it bounced since: suppressed
+        connection.execute(update(subscribers).where(subscribers.c.email == "ann@example.com").values(status="bounced"))
+    body = b"email,name,newsletters\nann@example.com,Ann,weekly\nbob@example.com,Bob,weekly\n"
+    again = upload_csv(client, csrf, "people.csv", body)
+    done = client.post("/admin/subscribers/import/confirm", data={"csrf": csrf, "upload": upload_id(again.text)})
+    page = client.get(done.headers["location"]).text
+    assert "Imported 2 rows: 1 added, 0 updated, 0 unchanged, 1 left unchanged because they are suppressed" in page
+    assert publication.store.subscribers.get("ann@example.com").status == "bounced"
 
 
 def test_articles_are_listed_searched_and_show_their_issues(client, publication):

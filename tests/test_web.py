@@ -807,6 +807,9 @@ def test_french_errors_a_subscriber_can_meet(make_settings, database_url, store,
         bad = client.post("/subscribe", data={"email": "pas-une-adresse", "newsletter": "weekly"})
         assert bad.status_code == 400
         assert "«\u00a0pas-une-adresse\u00a0» n’est pas une adresse e-mail valide" in visible(bad.text)
+        tampered = client.post("/subscribe", data={"email": "ana@example.com", "newsletter": "no-such-list"})
+        assert tampered.status_code == 400 and "no-such-list" not in visible(tampered.text)
+        assert "Ce formulaire n’a pas pu être lu\u00a0: revenez en arrière" in visible(tampered.text)
         broken = client.get("/unsubscribe/not-a-token")
         assert broken.status_code == 400
         seen = visible(broken.text)

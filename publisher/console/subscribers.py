@@ -243,7 +243,11 @@ async def import_confirm(request: Request, console: Console) -> Response:
         raise SubscriberError(_shown(str(error), path)) from None
     finally:
         await run_in_threadpool(uploads(request).discard, path)
-    done = f"Imported {counts.rows} rows: {counts.added} added, {counts.updated} updated, {counts.rejected} rejected."
+    held = f", {counts.suppressed} left unchanged because they are suppressed" if counts.suppressed else ""
+    done = (
+        f"Imported {counts.rows} rows: {counts.added} added, {counts.updated} updated, "
+        f"{counts.unchanged} unchanged{held}, {counts.rejected} rejected."
+    )
     if asking := await pending.waiting(_publication(request)):  # offer to ask them: the next page's button
         return redirect(request, pending.URL, f"{done} {asking} pending addresses have not been asked to confirm.")
     return redirect(request, "/admin/subscribers/", done)
