@@ -991,6 +991,17 @@ class Publication:
             self.settings, self.store, newsletter=newsletter, again=again, transport=self.transport, clock=self.clock
         )
 
+    def purge_unanswered(self, newsletter: str | None = None, *, delete: bool = False) -> list[str]:
+        """The pending addresses asked to confirm longer ago than `[web] confirm_expiry` (their
+        link has run out) that never did; with `delete`, they are deleted, the end of a
+        re-permission campaign. Addresses never asked are left for `confirm_pending`."""
+        if newsletter:
+            self.newsletter(newsletter)
+        asked_before = self.now() - self.settings.web.confirm_expiry
+        if not delete:
+            return self.store.reconfirmations.unanswered(newsletter, asked_before)
+        return self.store.reconfirmations.purge_unanswered(newsletter, asked_before)
+
     def failures(self, issue: Issue) -> list[dict[str, Any]]:
         """Each failed or deferred recipient of `issue` with the server's last reply."""
         return [dict(row) for row in self.store.deliveries.failures(issue.id)]

@@ -308,3 +308,51 @@ def test_an_unsuppressed_pending_address_is_pending_again_and_asked_by_the_next_
         )
         assert "1 sent, 0 failed" in run(config, "subscribers", "confirm-pending", "--send").output
     assert handler.received() == {"reader0000@example.com": 1, "reader0001@example.com": 1}
+
+
+def test_purge_pending_deletes_only_those_asked_whose_link_ran_out_unanswered(tmp_path, database_url):
+    handler = SinkHandler()
+    with smtp_sink(handler) as port:
+        config = write_config(tmp_path, database_url, port, web="confirm_expiry = 1")
+        asked = import_pending(config, tmp_path, 4)
+        run(config, "subscribers", "confirm-pending", "--send")
+        token = re.search(r"/confirm/(\S+)", handler.parsed(asked[0])[0].get_content())[1]
+        settings = load_settings(config)
+        store = Store.open(settings.database.url)
+        try:
+            confirm(settings, store, Mailer(settings, make_transport(settings.delivery)), token, datetime.now(UTC))
+        finally:
+            store.close()
+        time.sleep(1.2)  # the other three links (confirm_expiry = 1 second) run out unanswered
+        fresh = tmp_path / "fresh.csv"
+        fresh.write_text("email,name,newsletters\njust.asked@example.com,,daily\n", encoding="utf-8")
+        run(config, "subscribers", "import", str(fresh))
+        run(config, "subscribers", "confirm-pending", "--send")  # its link is still good
+        fresh.write_text("email,name,newsletters\nnever.asked@example.com,,daily\n", encoding="utf-8")
+        run(config, "subscribers", "import", str(fresh))
+
+        preview = run(config, "subscribers", "purge-pending")
+        assert preview.exit_code == 0 and preview.output.splitlines() == [
+            *asked[1:],
+            "3 pending addresses asked to confirm more than 1 minute ago and never did: add --yes to delete them",
+        ]
+        assert len(json.loads(run(config, "subscribers", "list", "--json").output)) == 6  # the preview deleted nothing
+        assert json.loads(run(config, "subscribers", "purge-pending", "--newsletter", "daily", "--json").output) == {
+            "deleted": False,
+            "count": 0,
+            "addresses": [],
+        }
+        purged = run(config, "subscribers", "purge-pending", "--yes")
+        assert (
+            purged.output.strip() == "deleted 3 pending addresses asked to confirm more than 1 minute ago and never did"
+        )
+        left = {p["email"]: p["status"] for p in json.loads(run(config, "subscribers", "list", "--json").output)}
+        assert left == {
+            asked[0]: "confirmed",
+            "just.asked@example.com": "pending",
+            "never.asked@example.com": "pending",
+        }
+        again = json.loads(run(config, "subscribers", "purge-pending", "--yes", "--json").output)
+        assert (again["deleted"], again["count"]) == (True, 0)
+        audit = run(config, "admin", "audit").output
+        assert audit.count("subscribers.purge_pending") == 2 and "deleted=3" in audit and asked[1] not in audit

@@ -1,4 +1,4 @@
-"""`publisher subscribers add|import|export|list|remove|confirm-pending|suppressed|unsuppress`.
+"""`publisher subscribers add|import|export|list|remove|confirm-pending|purge-pending|suppressed|unsuppress`.
 
 The changes made here are written to the audit log as `cli:USER` (`publisher admin audit`).
 """
@@ -18,6 +18,7 @@ from publisher.errors import SubscriberError
 from publisher.files import write_private
 from publisher.list_import import ListImport
 from publisher.model import SUBSCRIBER_STATUSES
+from publisher.signup import human_duration
 from publisher.store.reconfirmations import Standing
 from publisher.subscribers import (
     subscriber_json,
@@ -322,6 +323,33 @@ def confirm_pending_command(app: App, newsletter: str | None, send: bool, again:
         _echo_standing(report.standing, again)
 
 
+@subscribers_group.command("purge-pending")
+@click.option("--newsletter", help="Only pending subscribers of this newsletter.")
+@click.option("--yes", "confirmed", is_flag=True, help="Delete them (without it: only list who would be deleted).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_obj
+def purge_pending_command(app: App, newsletter: str | None, confirmed: bool, as_json: bool) -> None:
+    """Delete the pending addresses that were asked to confirm and never did.
+
+    Only addresses whose confirmation mail from `confirm-pending --send` went out longer ago than
+    [web] confirm_expiry (their link no longer works) and that never consented are deleted, with
+    their subscriptions; nothing of them is kept. Addresses never asked are left alone. Without
+    --yes, only lists and counts them.
+    """
+    found = app.publication.purge_unanswered(newsletter, delete=confirmed)
+    if confirmed:
+        audit(app, "subscribers.purge_pending", {"newsletter": newsletter or "", "deleted": len(found)})
+    if as_json:
+        print_json({"deleted": confirmed, "count": len(found), "addresses": found})
+        return
+    if not confirmed:
+        for email in found:
+            click.echo(email)
+    expiry = human_duration(app.settings.web.confirm_expiry)
+    what = f"{_addresses(len(found), 'pending ')} asked to confirm more than {expiry} ago and never did"
+    click.echo(f"deleted {what}" if confirmed else f"{what}: add --yes to delete them")
+
+
 def _standing_json(standing: Standing) -> dict[str, int]:
     return {
         "never_asked": standing.never_asked,
@@ -336,7 +364,7 @@ def _echo_standing(standing: Standing, again: bool) -> None:
     """Where the pending addresses stand: asked and waiting, confirmed since asked, never asked."""
     expired = (
         f" ({standing.expired} asked longer ago than [web] confirm_expiry"
-        f"{'' if again else ': --again asks them once more'})"
+        f"{'' if again else ': --again asks them once more, purge-pending --yes deletes them'})"
         if standing.expired
         else ""
     )

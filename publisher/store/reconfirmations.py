@@ -12,7 +12,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, and_, bindparam, case, exists, func, insert, literal, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    bindparam,
+    case,
+    delete,
+    exists,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.engine import Connection, Engine
 
 from publisher.store.schema import reconfirmations, subscribers, subscriptions, suppressions
@@ -314,10 +328,11 @@ class ReconfirmationStore:
                     failed += count
         return Standing(never_asked, waiting, expired, confirmed, failed)
 
-    def expired(self, newsletter: str | None, asked_before: datetime) -> list[str]:
-        """Still-pending addresses asked before `asked_before` (what `ask_again` would queue)."""
-        query = (
-            select(subscribers.c.email)
+    @staticmethod
+    def _expired(newsletter: str | None, asked_before: datetime) -> Select:
+        """Still-pending addresses asked before `asked_before`: id and email."""
+        return (
+            select(subscribers.c.id, subscribers.c.email)
             .select_from(reconfirmations.join(subscribers, subscribers.c.id == reconfirmations.c.subscriber_id))
             .where(
                 reconfirmations.c.state == "sent",
@@ -327,8 +342,32 @@ class ReconfirmationStore:
             )
             .order_by(subscribers.c.id)
         )
+
+    def expired(self, newsletter: str | None, asked_before: datetime) -> list[str]:
+        """Still-pending addresses asked before `asked_before` (what `ask_again` would queue)."""
         with self.engine.connect() as connection:
-            return list(connection.scalars(query))
+            return [row.email for row in connection.execute(self._expired(newsletter, asked_before))]
+
+    def unanswered(self, newsletter: str | None, asked_before: datetime) -> list[str]:
+        """What `purge_unanswered` would delete."""
+        with self.engine.connect() as connection:
+            return [row.email for row in connection.execute(self._unanswered(newsletter, asked_before))]
+
+    def _unanswered(self, newsletter: str | None, asked_before: datetime) -> Select:
+        """The `expired` addresses that never consented to anything (one who confirmed once, then
+        left and signed up again, keeps that record)."""
+        return self._expired(newsletter, asked_before).where(subscribers.c.consent_at.is_(None))
+
+    def purge_unanswered(self, newsletter: str | None, asked_before: datetime) -> list[str]:
+        """Delete the pending addresses asked to confirm before `asked_before` (their link has run
+        out) that never consented. Nothing of them is kept: their subscriptions and ledger rows go
+        with them. Returns the addresses deleted."""
+        with self.engine.begin() as connection:
+            rows = connection.execute(self._unanswered(newsletter, asked_before)).all()
+            ids = [row.id for row in rows]
+            for start in range(0, len(ids), 500):
+                connection.execute(delete(subscribers).where(subscribers.c.id.in_(ids[start : start + 500])))
+        return [row.email for row in rows]
 
     def ask_again(self, newsletter: str | None, *, asked_before: datetime, now: datetime) -> int:
         """Queue once more the addresses asked before `asked_before` that are still pending (their
