@@ -437,12 +437,8 @@ def send_issue(
                         if not should_stop():
                             _defer_left(leaser, recorder, outage.error, clock)
                         break
-                    if join and (alive := leaser.others(clock())):
-                        leaser.seen.update(alive)
-                        _sleep(JOIN_POLL, should_stop)  # their rows come back to us if they die
-                        continue
-                    if join and leaser.leasable(clock()):  # due rows another worker is leasing this instant
-                        _sleep(LOCKED_POLL, should_stop)
+                    if join and (wait := leaser.wait_for_others(clock())):
+                        _sleep(wait, should_stop)
                         continue
                     break
             except BaseException:
@@ -460,6 +456,7 @@ def send_issue(
 
 JOIN_POLL = 0.5  # seconds between looks at other workers' rows of the issue, once none is left to lease
 LOCKED_POLL = 0.05  # seconds before leasing again when the due rows were locked by another worker's lease
+LOCKED_WAIT_MAX = 10.0  # seconds of finding them locked before leaving them to whoever holds them
 RELAY_WAIT_FIRST, RELAY_WAIT_MAX = 1.0, 30.0  # seconds: the first wait for an unreachable relay, the longest
 
 
@@ -541,6 +538,7 @@ class _Leaser:
         self.taken_over = 0
         self.checked = float("-inf")
         self.seen: set[str] = set()  # other live workers seen holding rows of the issue
+        self.locked_since: float | None = None  # since when the due rows were found locked, leasing none
 
     def others(self, now: datetime) -> list[str]:
         """The other live workers holding rows of the issue; rows of dead ones are taken over."""
@@ -550,20 +548,43 @@ class _Leaser:
             self.taken_over += self.store.deliveries.reclaim(self.issue_id, dead, now)
         return [owner for owner in owners if owner not in dead]
 
-    def leasable(self, now: datetime) -> bool:
-        return self.store.deliveries.leasable(self.issue_id, now=now, owner=self.worker.worker_id)
+    def wait_for_others(self, now: datetime) -> float:
+        """With nothing leased: how long to wait before leasing again, 0 when nothing is left for
+        this run. Other live workers holding rows: JOIN_POLL (theirs come back to us if they die,
+        taken over here). Due rows that the lease skipped as locked: another worker's lease,
+        committing in a moment, so LOCKED_POLL; after LOCKED_WAIT_MAX of that they are left to
+        whoever holds them (a stuck session, say)."""
+        owners, due = self.store.deliveries.holders(self.issue_id, now=now, owner=self.worker.worker_id)
+        dead = [owner for owner in owners if not self.worker.alive(owner)]
+        if dead:
+            self.taken_over += self.store.deliveries.reclaim(self.issue_id, dead, now)
+            return LOCKED_POLL  # due again: the next lease takes them
+        if owners:
+            self.seen.update(owners)
+            return JOIN_POLL
+        if not due:
+            return 0
+        if self.locked_since is None:
+            self.locked_since = time.monotonic()
+        if time.monotonic() - self.locked_since < LOCKED_WAIT_MAX:
+            return LOCKED_POLL
+        log.warning("due rows of issue id %s stayed locked by another session; leaving them to it", self.issue_id)
+        return 0
 
     def lease(self, now: datetime) -> list[Leased]:
         if time.monotonic() - self.checked >= TAKEOVER_EVERY:
             self.seen.update(self.others(now))
             self.checked = time.monotonic()
-        return self.store.deliveries.lease(
+        leased = self.store.deliveries.lease(
             self.issue_id,
             limit=self.delivery.batch_size,
             now=now,
             lease_for=self.delivery.lease,
             owner=self.worker.worker_id,
         )
+        if leased:
+            self.locked_since = None
+        return leased
 
 
 def _settle(

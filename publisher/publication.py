@@ -620,11 +620,7 @@ class Publication:
         (`digest send --now`): a local-time issue goes to every reader now, in no waves, and one
         already between its waves sends the waves left now.
         """
-        if not self.settings.site.postal_address.strip():
-            raise DeliveryError(
-                f"{self.settings.path}: site.postal_address is empty; every newsletter must carry the "
-                "sender's postal address (CAN-SPAM, the GDPR's imprint rules): set it in [site]"
-            )
+        self._require_postal_address()
         now = self.now()
         newsletter = self.newsletter(issue.newsletter)
         frozen = dispatch.start_issue(self.store, issue, now, None if at_once else newsletter)
@@ -646,6 +642,14 @@ class Publication:
         )
         report.frozen = frozen
         return report
+
+    def _require_postal_address(self, what: str = "every newsletter") -> None:
+        """Bulk mail carries the sender's postal address; none is configured until the operator sets one."""
+        if not self.settings.site.postal_address.strip():
+            raise DeliveryError(
+                f"{self.settings.path}: site.postal_address is empty; {what} must carry the "
+                "sender's postal address (CAN-SPAM, the GDPR's imprint rules): set it in [site]"
+            )
 
     def finish_leftovers(self, name: str, should_stop: StopCheck = never) -> SendOutcome | None:
         """With nothing new to send: the newest sent issue's due retries, and rows a dead sender
@@ -987,20 +991,19 @@ class Publication:
         `again`: also those whose link expired unanswered, once more."""
         if newsletter:
             self.newsletter(newsletter)
+        self._require_postal_address("a mail asking a whole list to confirm")
         return reconfirm.send_confirmations(
             self.settings, self.store, newsletter=newsletter, again=again, transport=self.transport, clock=self.clock
         )
 
-    def purge_unanswered(self, newsletter: str | None = None, *, delete: bool = False) -> list[str]:
-        """The pending addresses asked to confirm longer ago than `[web] confirm_expiry` (their
-        link has run out) that never did; with `delete`, they are deleted, the end of a
-        re-permission campaign. Addresses never asked are left for `confirm_pending`."""
-        if newsletter:
-            self.newsletter(newsletter)
+    def purge_unanswered(self, *, delete: bool = False) -> list[str]:
+        """The pending addresses asked to confirm whose link (`[web] confirm_expiry`) has run out
+        unanswered; with `delete`, they are deleted: the end of a re-permission campaign.
+        Addresses never asked are left for `confirm_pending`."""
         asked_before = self.now() - self.settings.web.confirm_expiry
         if not delete:
-            return self.store.reconfirmations.unanswered(newsletter, asked_before)
-        return self.store.reconfirmations.purge_unanswered(newsletter, asked_before)
+            return self.store.reconfirmations.unanswered(asked_before)
+        return self.store.reconfirmations.purge_unanswered(asked_before)
 
     def failures(self, issue: Issue) -> list[dict[str, Any]]:
         """Each failed or deferred recipient of `issue` with the server's last reply."""

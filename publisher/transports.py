@@ -177,8 +177,12 @@ class MaildirTransport:
         return self._box
 
     def send(self, message: Outgoing | LazyOutgoing) -> SendResult:
+        # what a delivering server writes on top: the envelope sender (with return_path, the VERP
+        # address a bounce of this very message would go to), so the outbox shows it too
+        sender = message.sender.replace("\r", "").replace("\n", "")
+        data = b"Return-Path: <" + sender.encode() + b">\n" + message.data.replace(b"\r\n", b"\n")
         try:
-            self._open().add(message.data.replace(b"\r\n", b"\n"))
+            self._open().add(data)
         except OSError as error:
             raise DeliveryError(f"delivery.maildir {self.path}: cannot write: {error.strerror}") from None
         return DELIVERED

@@ -98,6 +98,10 @@ def test_subscribers_commands(config, tmp_path):
     )
     bad = run(config, "subscribers", "add", "nope")
     assert bad.exit_code == 1 and "not a valid email address" in bad.stderr
+    again = run(config, "subscribers", "add", "ann@example.org", "--newsletter", "weekly", "--confirmed")
+    assert again.output.startswith("unchanged ann@example.org (confirmed; weekly)")
+    more = run(config, "subscribers", "add", "ann@example.org", "--newsletter", "weekly", "--timezone", "Europe/Paris")
+    assert more.output.startswith("updated ann@example.org (confirmed; weekly; time zone: Europe/Paris)")
     csv_file = tmp_path / "in.csv"
     csv_file.write_text("email,name,newsletters\nbob@example.org,Bob,daily\nbad,,\n", encoding="utf-8")
     imported = run(config, "subscribers", "import", str(csv_file))

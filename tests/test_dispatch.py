@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -726,7 +727,8 @@ def test_a_send_that_joins_another_live_worker_waits_for_its_rows_and_says_joine
     assert {m.recipient for m in transport.sent}.isdisjoint(row.email for row in theirs)
 
 
-def test_a_send_that_joins_while_another_worker_is_leasing_every_row_waits_and_sends_them(store, config):
+@pytest.mark.parametrize("their_lease", ["rolled back", "committed"])
+def test_a_send_that_joins_while_another_worker_is_leasing_every_row_waits_and_sends_them(store, config, their_lease):
     settings = config(batch_size=50, lease="5m")
     emails = add_subscribers(store, 30)
     issue = make_issue(store)
@@ -736,7 +738,7 @@ def test_a_send_that_joins_while_another_worker_is_leasing_every_row_waits_and_s
     transport = MemoryTransport()
     joined: list[dispatch.SendReport] = []
     # the other run's lease has marked every row its own and not yet committed: PostgreSQL's
-    # SKIP LOCKED hands the joining run nothing, and no row is seen held by a live worker
+    # SKIP LOCKED hands the joining run nothing, and no row is seen held by a live worker yet
     with store.engine.connect() as leasing:
         leasing.execute(
             update(deliveries)
@@ -760,12 +762,47 @@ def test_a_send_that_joins_while_another_worker_is_leasing_every_row_waits_and_s
         joining.start()
         joining.join(1.5)
         assert joining.is_alive()  # it waits for the lease in progress instead of saying "sending, 0 delivered"
-        leasing.rollback()  # that lease never went through: the rows are the joining run's to send
+        if their_lease == "committed":
+            leasing.commit()  # the rows are the other run's now: it waits for that run
+        else:
+            leasing.rollback()  # that lease never went through: the rows are the joining run's to send
+    if their_lease == "committed":
+        joining.join(1.5)
+        assert joining.is_alive() and transport.sent == []
+    other.release()  # the other run ends (or dies): whatever it still held is taken over
     joining.join(20)
-    other.release()
     (result,) = joined
     assert (result.get("delivered"), result.issue_state) == (30, "sent")
     assert sorted(m.recipient for m in transport.sent) == sorted(emails)
+
+
+def test_a_joining_send_leaves_rows_a_stuck_session_keeps_locked_and_returns(make_settings, postgres_url, monkeypatch):
+    """PostgreSQL only: there a lease skips rows another session has locked (on SQLite it waits for
+    the writer lock instead, which the test above covers)."""
+    monkeypatch.setattr(dispatch, "LOCKED_WAIT_MAX", 0.5)
+    data = {"newsletters": {"weekly": {"title": "Weekly", "from": "The Weekly <weekly@news.example.org>"}}}
+    settings = make_settings({**data, "delivery": {"batch_size": 50, "lease": "5m"}}, database_url=postgres_url)
+    store = Store.open(postgres_url)
+    try:
+        emails = add_subscribers(store, 10)
+        issue = make_issue(store)
+        dispatch.start_issue(store, issue, NOW)
+        transport = MemoryTransport()
+        with store.engine.connect() as stuck:  # an operator's session left open with the rows locked
+            stuck.execute(select(deliveries.c.subscriber_id).where(deliveries.c.issue_id == issue.id).with_for_update())
+            started = time.monotonic()
+            waited = dispatch.deliver_issue(
+                store, settings, issue, rendered=RENDERED, transport=transport, clock=Clock(), started=True, join=True
+            )
+            assert time.monotonic() - started < 5  # it gave up on them instead of polling for ever
+            assert (waited.issue_state, waited.get("pending"), transport.sent) == ("sending", 10, [])
+            stuck.rollback()
+        sent = dispatch.deliver_issue(
+            store, settings, issue, rendered=RENDERED, transport=transport, clock=Clock(), started=True, join=True
+        )
+        assert (sent.issue_state, sorted(m.recipient for m in transport.sent)) == ("sent", sorted(emails))
+    finally:
+        store.close()
 
 
 def test_a_relay_that_answers_pipelined_commands_out_of_order_records_no_wrong_outcome(store, config):

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from sink import SinkHandler, smtp_sink
+from sqlalchemy import delete
 
 from publisher import verp
 from publisher.cli import cli
@@ -17,6 +18,7 @@ from publisher.errors import DeliveryError
 from publisher.reconfirm import send_confirmations
 from publisher.signup import Mailer, confirm
 from publisher.store import Store
+from publisher.store.schema import subscriptions
 from publisher.transports import make_transport
 from tests.helpers import CORPUS, SAMPLE_TOKEN
 
@@ -59,7 +61,7 @@ def test_a_thousand_pending_addresses_get_exactly_one_mail_and_a_second_run_send
         first = run(config, "subscribers", "confirm-pending", "--send")
         assert first.exit_code == 0 and "1000 sent, 0 failed" in first.output
         second = run(config, "subscribers", "confirm-pending", "--send")
-        assert "0 sent, 0 failed, 0 deferred (1000 sent in all)" in second.output
+        assert "0 sent, 0 failed, 0 deferred (1000 sent in all, one per address asked)" in second.output
         assert "0 pending addresses would be asked" in run(config, "subscribers", "confirm-pending").output
     assert handler.received() == dict.fromkeys(emails, 1)
     mail = handler.parsed("reader0007@example.com")[0]
@@ -167,7 +169,7 @@ def test_a_killed_run_is_finished_by_the_next_and_at_most_its_batch_on_the_wire_
         assert 200 <= at_kill < 1000  # killed half-way
         time.sleep(2.5)  # the dead run's lease runs out
         result = run(config, "subscribers", "confirm-pending", "--send")
-        assert "(1000 sent in all)" in result.output
+        assert "(1000 sent in all, one per address asked)" in result.output
     received = handler.received()
     assert set(received) == set(emails)
     twice = sorted(email for email, count in received.items() if count > 1)
@@ -211,6 +213,8 @@ def test_confirmation_mails_go_out_with_a_verp_sender_and_a_bounce_of_one_suppre
         "reader0000@example.com": ("pending", ("weekly",)),
         "reader0001@example.com": ("bounced", ("weekly",)),
     }
+    standing = json.loads(run(config, "subscribers", "confirm-pending", "--json").output)
+    assert (standing["asked_waiting"], standing["asked_failed"], standing["never_asked"]) == (1, 1, 0)
     forged = tmp_path / "forged.eml"
     forged.write_bytes(dsn.read_bytes().replace(verp.tokens_in(sender)[0].encode(), b"b" * 29))
     assert "nothing new" not in run(config, "inbound", "import", str(forged)).output
@@ -314,7 +318,7 @@ def test_purge_pending_deletes_only_those_asked_whose_link_ran_out_unanswered(tm
     handler = SinkHandler()
     with smtp_sink(handler) as port:
         config = write_config(tmp_path, database_url, port, web="confirm_expiry = 1")
-        asked = import_pending(config, tmp_path, 4)
+        asked = import_pending(config, tmp_path, 5)
         run(config, "subscribers", "confirm-pending", "--send")
         token = re.search(r"/confirm/(\S+)", handler.parsed(asked[0])[0].get_content())[1]
         settings = load_settings(config)
@@ -323,36 +327,72 @@ def test_purge_pending_deletes_only_those_asked_whose_link_ran_out_unanswered(tm
             confirm(settings, store, Mailer(settings, make_transport(settings.delivery)), token, datetime.now(UTC))
         finally:
             store.close()
-        time.sleep(1.2)  # the other three links (confirm_expiry = 1 second) run out unanswered
+        time.sleep(1.2)  # the other links (confirm_expiry = 1 second) run out unanswered
         fresh = tmp_path / "fresh.csv"
         fresh.write_text("email,name,newsletters\njust.asked@example.com,,daily\n", encoding="utf-8")
         run(config, "subscribers", "import", str(fresh))
         run(config, "subscribers", "confirm-pending", "--send")  # its link is still good
         fresh.write_text("email,name,newsletters\nnever.asked@example.com,,daily\n", encoding="utf-8")
         run(config, "subscribers", "import", str(fresh))
+        store = Store.open(settings.database.url)
+        try:  # one of those asked signs up on the web form (as it does once the resend interval is over): a new link
+            now = datetime.now(UTC)
+            assert store.subscribers.claim_confirmation(store.subscribers.get(asked[4]).id, "n", now, not_since=now)
+        finally:
+            store.close()
 
         preview = run(config, "subscribers", "purge-pending")
         assert preview.exit_code == 0 and preview.output.splitlines() == [
-            *asked[1:],
-            "3 pending addresses asked to confirm more than 1 minute ago and never did: add --yes to delete them",
+            *asked[1:4],
+            "3 pending addresses were asked to confirm and never did (the link has run out): add --yes to delete them",
         ]
-        assert len(json.loads(run(config, "subscribers", "list", "--json").output)) == 6  # the preview deleted nothing
-        assert json.loads(run(config, "subscribers", "purge-pending", "--newsletter", "daily", "--json").output) == {
-            "deleted": False,
-            "count": 0,
-            "addresses": [],
-        }
+        assert len(json.loads(run(config, "subscribers", "list", "--json").output)) == 7  # the preview deleted nothing
         purged = run(config, "subscribers", "purge-pending", "--yes")
-        assert (
-            purged.output.strip() == "deleted 3 pending addresses asked to confirm more than 1 minute ago and never did"
-        )
+        assert purged.output.strip() == "deleted 3 pending addresses that were asked to confirm and never did"
         left = {p["email"]: p["status"] for p in json.loads(run(config, "subscribers", "list", "--json").output)}
         assert left == {
             asked[0]: "confirmed",
+            asked[4]: "pending",
             "just.asked@example.com": "pending",
             "never.asked@example.com": "pending",
         }
         again = json.loads(run(config, "subscribers", "purge-pending", "--yes", "--json").output)
-        assert (again["deleted"], again["count"]) == (True, 0)
+        assert again == {"deleted": True, "count": 0, "addresses": []}
+        assert "nothing to delete" in run(config, "subscribers", "purge-pending").output
         audit = run(config, "admin", "audit").output
         assert audit.count("subscribers.purge_pending") == 2 and "deleted=3" in audit and asked[1] not in audit
+
+
+def test_confirm_pending_sends_nothing_until_the_postal_address_is_set(tmp_path, database_url):
+    handler = SinkHandler()
+    with smtp_sink(handler) as port:
+        config = write_config(tmp_path, database_url, port)
+        config.write_text(config.read_text().replace('"1 Sample Street, Exampletown"', '""'))
+        import_pending(config, tmp_path, 2)
+        refused = run(config, "subscribers", "confirm-pending", "--send")
+        assert refused.exit_code == 1 and "site.postal_address is empty" in refused.stderr
+        assert "a mail asking a whole list to confirm must carry the sender's postal address" in refused.stderr
+    assert handler.received() == {}
+
+
+def test_a_pending_address_on_no_newsletter_is_not_asked_and_is_counted_apart(tmp_path, database_url):
+    handler = SinkHandler()
+    with smtp_sink(handler) as port:
+        config = write_config(tmp_path, database_url, port)
+        emails = import_pending(config, tmp_path, 3)
+        store = Store.open(load_settings(config).database.url)
+        try:  # an export's row whose tags matched no newsletter comes in on none
+            lost = store.subscribers.get(emails[2]).id
+            with store.engine.begin() as connection:
+                connection.execute(delete(subscriptions).where(subscriptions.c.subscriber_id == lost))
+        finally:
+            store.close()
+        preview = run(config, "subscribers", "confirm-pending").output
+        assert emails[2] not in preview and "2 pending addresses would be asked to confirm" in preview
+        assert "not asked, on no newsletter: 1 (`publisher subscribers add EMAIL --newsletter NAME`" in preview
+        sent = json.loads(run(config, "subscribers", "confirm-pending", "--send", "--json").output)
+        assert (sent["sent"], sent["no_newsletter"]) == (2, 1)
+        assert set(handler.received()) == set(emails[:2])
+        assert run(config, "subscribers", "add", emails[2], "--newsletter", "daily").exit_code == 0
+        assert json.loads(run(config, "subscribers", "confirm-pending", "--send", "--json").output)["sent"] == 1
+    assert handler.received() == dict.fromkeys(emails, 1)

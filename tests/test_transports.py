@@ -54,6 +54,16 @@ def test_maildir_transport_writes_each_message_once(tmp_path):
     assert ".starts with a dot\n" in stored[0].get_payload()
 
 
+def test_the_outbox_shows_each_messages_envelope_sender_as_return_path(tmp_path):
+    transport = MaildirTransport(tmp_path / "outbox")
+    bounce = "bounces+abc@news.example.org"
+    transport.send(Outgoing(bounce + "\r\nX-Injected: yes", "a@x.example", b"Subject: hi\r\n\r\nbody\r\n"))
+    transport.close()
+    (stored,) = mailbox.Maildir(tmp_path / "outbox", factory=None)
+    assert stored.get_all("Return-Path") == [f"<{bounce}X-Injected: yes>"] and stored["X-Injected"] is None
+    assert stored["Subject"] == "hi"
+
+
 def test_reply_mapping_keeps_the_enhanced_status():
     assert result_from_reply(250, b"2.0.0 OK") == SendResult("delivered", 250, "2.0.0", "2.0.0 OK")
     assert result_from_reply(451, b"4.7.1 greylisted").outcome == "deferred"

@@ -47,9 +47,10 @@ def import_command(app: App, paths: tuple[Path, ...], verbose: bool) -> None:
 def done(outcomes: Counter) -> str:
     """What was done, always naming suppressed, unsubscribed and kept; the rest when it happened."""
     always = ("suppressed", "unsubscribed", "kept for an operator", "already recorded")
-    words = {"scored": "soft bounces scored"}
     return ", ".join(
-        f"{outcomes[outcome]} {words.get(outcome, outcome)}"
+        f"{outcomes[outcome]} {'soft bounce' if outcomes[outcome] == 1 else 'soft bounces'} scored"
+        if outcome == "scored"
+        else f"{outcomes[outcome]} {outcome}"
         for outcome in OUTCOMES
         if outcome in always or outcomes[outcome]
     )

@@ -182,7 +182,12 @@ def send_command(
 @click.argument("name")
 @click.argument("number", type=int, required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the per-state counts.")
-@click.option("--failures", is_flag=True, help="List each failed or deferred address with the server's last reply.")
+@click.option(
+    "--failures",
+    is_flag=True,
+    help="List each failed or deferred address, and each bounce or complaint that came back later, "
+    "with its last reply.",
+)
 @click.pass_obj
 def status_command(app: App, name: str, number: int | None, as_json: bool, failures: bool) -> None:
     """Delivery counts per state for an issue (default: the newest that started sending)."""

@@ -17,8 +17,7 @@ from publisher.cli.app import App, iso, print_json
 from publisher.errors import SubscriberError
 from publisher.files import write_private
 from publisher.list_import import ListImport
-from publisher.model import SUBSCRIBER_STATUSES
-from publisher.signup import human_duration
+from publisher.model import SUBSCRIBER_STATUSES, StoredSubscriber
 from publisher.store.reconfirmations import Standing
 from publisher.subscribers import (
     subscriber_json,
@@ -73,6 +72,10 @@ def add_command(
     timezone: str,
 ) -> None:
     """Add one subscriber, or add newsletters (and set topics or time zone) for an existing one."""
+    try:
+        before = _shown(app.publication.subscriber(email))
+    except SubscriberError:  # not there yet (or not an address: the add below says so)
+        before = None
     stored, is_new = app.publication.add_subscriber(
         email, name=name, newsletters=newsletters, confirmed=confirmed, topics=topics, timezone=timezone
     )
@@ -81,10 +84,16 @@ def add_command(
     )
     extras = [f"topics: {' '.join(stored.topics)}"] if stored.topics else []
     extras += [f"time zone: {stored.timezone}"] if stored.timezone else []
+    done = "added" if is_new else "unchanged" if before == _shown(stored) else "updated"
     click.echo(
-        f"{'added' if is_new else 'updated'} {stored.email} ({stored.status}; "
+        f"{done} {stored.email} ({stored.status}; "
         f"{'; '.join([' '.join(stored.newsletters) or 'no newsletters', *extras])})"
     )
+
+
+def _shown(person: StoredSubscriber) -> tuple:
+    """What `subscribers add` can change of a subscriber."""
+    return person.status, person.name, person.newsletters, person.topics, person.timezone
 
 
 @subscribers_group.command("import")
@@ -113,7 +122,9 @@ def import_command(
     """Import subscribers from a CSV file: `email,name,newsletters`, or a Mailchimp, Substack,
     Buttondown or listmonk export (recognised from its header row).
 
-    Newsletter names are separated by spaces; an empty cell means every configured newsletter.
+    Newsletter names are separated by spaces; an empty cell means every configured newsletter
+    (unless --map tag or value rules place the row, or the file is our own export with a status
+    column: then it means none).
     Rows the old service had unsubscribed or suppressed come in as unsubscribed or bounced.
     Bad rows are reported with their line number; good rows are kept. On a terminal, the counts
     so far are shown as the file is read.
@@ -139,7 +150,8 @@ def import_command(
     held = f", {result.suppressed} left unchanged (suppressed)" if result.suppressed else ""
     if dry_run:
         click.echo(
-            f"dry run, nothing written: {result.rows} rows — {statuses or 'none valid'}{held}, "
+            f"dry run, nothing written: {result.rows} {'row' if result.rows == 1 else 'rows'} — "
+            f"{statuses or 'none valid'}{held}, "
             f"{result.rejected} rejected{merged}"
         )
     else:
@@ -315,7 +327,7 @@ def confirm_pending_command(app: App, newsletter: str | None, send: bool, again:
         click.echo(f"confirmation mail to {failure.email} failed: {answer}{suppressed}", err=True)
     click.echo(
         f"confirmation mails: {report.sent} sent, {report.failed} failed, {report.deferred} deferred"
-        f" ({report.ledger.get('sent', 0)} sent in all)"
+        f" ({report.ledger.get('sent', 0)} sent in all, one per address asked)"
     )
     if report.open:
         click.echo(f"{report.open} still to send: run `publisher subscribers confirm-pending --send` again later")
@@ -324,30 +336,36 @@ def confirm_pending_command(app: App, newsletter: str | None, send: bool, again:
 
 
 @subscribers_group.command("purge-pending")
-@click.option("--newsletter", help="Only pending subscribers of this newsletter.")
 @click.option("--yes", "confirmed", is_flag=True, help="Delete them (without it: only list who would be deleted).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_obj
-def purge_pending_command(app: App, newsletter: str | None, confirmed: bool, as_json: bool) -> None:
+def purge_pending_command(app: App, confirmed: bool, as_json: bool) -> None:
     """Delete the pending addresses that were asked to confirm and never did.
 
     Only addresses whose confirmation mail from `confirm-pending --send` went out longer ago than
-    [web] confirm_expiry (their link no longer works) and that never consented are deleted, with
-    their subscriptions; nothing of them is kept. Addresses never asked are left alone. Without
-    --yes, only lists and counts them.
+    [web] confirm_expiry (their link no longer works, and none was sent since) are deleted, with
+    their subscriptions. Addresses never asked are left alone. Without --yes, only lists them.
     """
-    found = app.publication.purge_unanswered(newsletter, delete=confirmed)
+    found = app.publication.purge_unanswered(delete=confirmed)
     if confirmed:
-        audit(app, "subscribers.purge_pending", {"newsletter": newsletter or "", "deleted": len(found)})
+        audit(app, "subscribers.purge_pending", {"deleted": len(found)})
     if as_json:
         print_json({"deleted": confirmed, "count": len(found), "addresses": found})
+        return
+    if not found:
+        click.echo("no pending address has let its confirmation link run out: nothing to delete")
         return
     if not confirmed:
         for email in found:
             click.echo(email)
-    expiry = human_duration(app.settings.web.confirm_expiry)
-    what = f"{_addresses(len(found), 'pending ')} asked to confirm more than {expiry} ago and never did"
-    click.echo(f"deleted {what}" if confirmed else f"{what}: add --yes to delete them")
+    count = _addresses(len(found), "pending ")
+    if confirmed:
+        click.echo(f"deleted {count} that {'was' if len(found) == 1 else 'were'} asked to confirm and never did")
+    else:
+        click.echo(
+            f"{count} {'was' if len(found) == 1 else 'were'} asked to confirm and never did (the link has run out): "
+            "add --yes to delete them"
+        )
 
 
 def _standing_json(standing: Standing) -> dict[str, int]:
@@ -357,6 +375,7 @@ def _standing_json(standing: Standing) -> dict[str, int]:
         "asked_expired": standing.expired,
         "confirmed_since_asked": standing.confirmed,
         "asked_failed": standing.failed,
+        "no_newsletter": standing.no_newsletter,
     }
 
 
@@ -372,7 +391,12 @@ def _echo_standing(standing: Standing, again: bool) -> None:
     click.echo(f"confirmed since asked: {standing.confirmed}")
     click.echo(f"never asked: {standing.never_asked}")
     if standing.failed:
-        click.echo(f"could not be asked (the mail failed): {standing.failed}")
+        click.echo(f"could not be asked (the mail was refused or bounced): {standing.failed}")
+    if standing.no_newsletter:
+        click.echo(
+            f"not asked, on no newsletter: {standing.no_newsletter} "
+            "(`publisher subscribers add EMAIL --newsletter NAME` gives one a newsletter)"
+        )
 
 
 @subscribers_group.command("suppressed")

@@ -31,6 +31,7 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    union_all,
     update,
 )
 from sqlalchemy.engine import Connection, Engine
@@ -418,20 +419,29 @@ class DeliveryStore:
                     .values(**values)
                 )
 
-    def leasable(self, issue_id: int, *, now: datetime, owner: str = "") -> bool:
-        """Whether `lease` would find rows were none locked: on PostgreSQL a lease skips the rows
-        another worker's lease is taking in a transaction not yet committed."""
-        with self.engine.connect() as connection:
-            state = connection.scalar(select(issues.c.state).where(issues.c.id == issue_id))
-            if state not in ("sending", "sent"):
-                return False
-            due = (
-                select(deliveries.c.subscriber_id)
-                .select_from(deliveries.join(subscribers, subscribers.c.id == deliveries.c.subscriber_id))
-                .where(deliveries.c.issue_id == issue_id, or_(*_due_kinds()))
+    def holders(self, issue_id: int, *, now: datetime, owner: str = "") -> tuple[list[str], bool]:
+        """The other workers holding rows of the issue in `sending`, and whether rows are due that
+        `lease` would take were none locked (on PostgreSQL a lease skips the rows another worker's
+        lease is taking in a transaction not yet committed). One statement, so one snapshot: a
+        lease committing meanwhile shows its rows either as due or as held, never as neither."""
+        held = (
+            select(deliveries.c.lease_token.label("token"), literal(False).label("due"))
+            .where(
+                deliveries.c.issue_id == issue_id,
+                deliveries.c.state == "sending",
+                deliveries.c.lease_token != bindparam("c_owner"),
             )
-            found = connection.execute(select(due.exists()), {"c_now": now, "c_owner": owner}).scalar()
-            return bool(found)
+            .distinct()
+        )
+        due = select(literal("").label("token"), literal(True).label("due")).where(
+            exists().where(issues.c.id == issue_id, issues.c.state.in_(("sending", "sent"))),
+            exists()
+            .select_from(deliveries.join(subscribers, subscribers.c.id == deliveries.c.subscriber_id))
+            .where(deliveries.c.issue_id == issue_id, or_(*_due_kinds())),
+        )
+        with self.engine.connect() as connection:
+            rows = connection.execute(union_all(held, due), {"c_now": now, "c_owner": owner}).all()
+        return [row.token for row in rows if not row.due and row.token], any(row.due for row in rows)
 
     def owners(self, issue_id: int, *, besides: str = "") -> list[str]:
         """The workers holding rows of the issue in `sending` (other than `besides`)."""

@@ -29,7 +29,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection, Engine
 
-from publisher.store.schema import reconfirmations, subscribers, subscriptions, suppressions
+from publisher.store.schema import deliveries, reconfirmations, subscribers, subscriptions, suppressions
 
 ASKED = ("sent", "failed", "cancelled")  # finished: never asked again
 
@@ -67,7 +67,8 @@ class Standing:
     waiting: int  # asked (the mail went out), still pending
     expired: int  # of `waiting`: asked before the link's expiry, so `--again` would ask them
     confirmed: int  # asked, and confirmed since
-    failed: int  # the mail could not be delivered
+    failed: int  # the mail was refused, or bounced later
+    no_newsletter: int = 0  # pending on no newsletter, never asked: confirming would subscribe them to nothing
 
 
 def _refused(subscriber_id: int, email: str, answer: Answer, now: datetime) -> dict:
@@ -92,6 +93,10 @@ def _in_newsletter(newsletter: str | None) -> ColumnElement[bool]:
     return exists().where(subscriptions.c.subscriber_id == subscribers.c.id, subscriptions.c.newsletter == newsletter)
 
 
+# confirming an address on no newsletter would subscribe it to nothing: such addresses are not asked
+_ON_A_NEWSLETTER = exists().where(subscriptions.c.subscriber_id == subscribers.c.id)
+
+
 class ReconfirmationStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -101,7 +106,7 @@ class ReconfirmationStore:
         finished = exists().where(
             reconfirmations.c.subscriber_id == subscribers.c.id, reconfirmations.c.state.in_(ASKED)
         )
-        return subscribers.c.status == "pending", ~finished, _in_newsletter(newsletter)
+        return subscribers.c.status == "pending", ~finished, _in_newsletter(newsletter), _ON_A_NEWSLETTER
 
     def not_asked(self, newsletter: str | None) -> list[str]:
         """Pending addresses that no confirm-pending run has finished with, oldest first."""
@@ -123,6 +128,7 @@ class ReconfirmationStore:
         ).where(
             subscribers.c.status == "pending",
             _in_newsletter(newsletter),
+            _ON_A_NEWSLETTER,
             ~exists().where(reconfirmations.c.subscriber_id == subscribers.c.id),
         )
         columns = [
@@ -316,17 +322,27 @@ class ReconfirmationStore:
         )
         waiting = expired = confirmed = failed = 0
         never = select(func.count()).select_from(subscribers).where(*self._not_asked(newsletter))
+        nowhere = (
+            select(func.count())
+            .select_from(subscribers)
+            .where(
+                subscribers.c.status == "pending",
+                ~_ON_A_NEWSLETTER,
+                ~exists().where(reconfirmations.c.subscriber_id == subscribers.c.id),
+            )
+        )
         with self.engine.connect() as connection:
             never_asked = connection.scalar(never) or 0
+            no_newsletter = 0 if newsletter else connection.scalar(nowhere) or 0
             for state, status, count, old in connection.execute(query):
                 if state == "sent" and status == "pending":
                     waiting += count
                     expired += int(old or 0)
                 elif state == "sent" and status == "confirmed":
                     confirmed += count
-                elif state == "failed":
-                    failed += count
-        return Standing(never_asked, waiting, expired, confirmed, failed)
+                elif state == "failed" or (state == "sent" and status == "bounced"):
+                    failed += count  # refused at once, or bounced later (a DSN to its VERP sender)
+        return Standing(never_asked, waiting, expired, confirmed, failed, no_newsletter)
 
     @staticmethod
     def _expired(newsletter: str | None, asked_before: datetime) -> Select:
@@ -348,26 +364,36 @@ class ReconfirmationStore:
         with self.engine.connect() as connection:
             return [row.email for row in connection.execute(self._expired(newsletter, asked_before))]
 
-    def unanswered(self, newsletter: str | None, asked_before: datetime) -> list[str]:
-        """What `purge_unanswered` would delete."""
+    @staticmethod
+    def _unanswered(asked_before: datetime) -> ColumnElement[bool]:
+        """Pending and never consented; asked by a confirm-pending run before `asked_before` and
+        sent no link since (by a run or a sign-up on the web); never sent anything else."""
+        asked = exists().where(
+            reconfirmations.c.subscriber_id == subscribers.c.id,
+            reconfirmations.c.state == "sent",
+            reconfirmations.c.sent_at <= asked_before,
+        )
+        return and_(
+            subscribers.c.status == "pending",
+            subscribers.c.consent_at.is_(None),
+            func.coalesce(subscribers.c.confirmation_sent_at, subscribers.c.created_at) <= asked_before,
+            asked,
+            ~exists().where(deliveries.c.subscriber_id == subscribers.c.id),
+        )
+
+    def unanswered(self, asked_before: datetime) -> list[str]:
+        """What `purge_unanswered` would delete, oldest first."""
+        query = select(subscribers.c.email).where(self._unanswered(asked_before)).order_by(subscribers.c.id)
         with self.engine.connect() as connection:
-            return [row.email for row in connection.execute(self._unanswered(newsletter, asked_before))]
+            return list(connection.scalars(query))
 
-    def _unanswered(self, newsletter: str | None, asked_before: datetime) -> Select:
-        """The `expired` addresses that never consented to anything (one who confirmed once, then
-        left and signed up again, keeps that record)."""
-        return self._expired(newsletter, asked_before).where(subscribers.c.consent_at.is_(None))
-
-    def purge_unanswered(self, newsletter: str | None, asked_before: datetime) -> list[str]:
-        """Delete the pending addresses asked to confirm before `asked_before` (their link has run
-        out) that never consented. Nothing of them is kept: their subscriptions and ledger rows go
-        with them. Returns the addresses deleted."""
+    def purge_unanswered(self, asked_before: datetime) -> list[str]:
+        """Delete the pending addresses whose confirmation link, sent before `asked_before`, has run
+        out unanswered, with their subscriptions and ledger rows; returns them. The conditions are
+        those of the DELETE itself, so one who confirms meanwhile is never deleted."""
+        purge = delete(subscribers).where(self._unanswered(asked_before)).returning(subscribers.c.email)
         with self.engine.begin() as connection:
-            rows = connection.execute(self._unanswered(newsletter, asked_before)).all()
-            ids = [row.id for row in rows]
-            for start in range(0, len(ids), 500):
-                connection.execute(delete(subscribers).where(subscribers.c.id.in_(ids[start : start + 500])))
-        return [row.email for row in rows]
+            return sorted(connection.scalars(purge))
 
     def ask_again(self, newsletter: str | None, *, asked_before: datetime, now: datetime) -> int:
         """Queue once more the addresses asked before `asked_before` that are still pending (their
