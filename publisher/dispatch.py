@@ -632,9 +632,11 @@ def report(store: Store, issue: Issue, now: datetime) -> SendReport:
     state = current.state if current else issue.state
     result = SendReport(issue.id, counts, state, store.deliveries.next_attempt(issue.id))
     if state == "sending" and result.first_pass_done:
-        # another worker may have finished it first, or an operator paused it meanwhile
-        with contextlib.suppress(DigestError):
+        try:
             result.issue_state = store.issues.transition(issue.newsletter, issue.number, "sent", now).state
+        except DigestError:  # another worker marked it sent a moment ago, or an operator paused it
+            current = store.issues.get(issue.newsletter, issue.number)
+            result.issue_state = current.state if current else state
     return result
 
 

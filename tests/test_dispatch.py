@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -774,6 +775,19 @@ def test_a_send_that_joins_while_another_worker_is_leasing_every_row_waits_and_s
     (result,) = joined
     assert (result.get("delivered"), result.issue_state) == (30, "sent")
     assert sorted(m.recipient for m in transport.sent) == sorted(emails)
+
+
+def test_two_runs_finishing_an_issue_at_once_both_report_it_sent(store, config, monkeypatch):
+    settings = config()
+    add_subscribers(store, 5)
+    issue = make_issue(store)
+    dispatch.deliver_issue(store, settings, issue, rendered=RENDERED, transport=MemoryTransport(), clock=Clock())
+    assert store.issues.get("weekly", 1).state == "sent"
+    # the other run looked while the issue was still sending, then this run marked it sent first
+    looked = store.issues.get
+    stale = [replace(looked("weekly", 1), state="sending")]
+    monkeypatch.setattr(store.issues, "get", lambda *a: stale.pop() if stale else looked(*a))
+    assert dispatch.report(store, issue, NOW).issue_state == "sent"
 
 
 def test_a_joining_send_leaves_rows_a_stuck_session_keeps_locked_and_returns(make_settings, postgres_url, monkeypatch):
