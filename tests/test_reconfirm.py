@@ -243,19 +243,25 @@ def test_a_failed_confirmation_mail_names_its_address_and_says_it_is_now_suppres
     ]
 
 
+def confirm_by_link(config: Path, handler: SinkHandler, email: str) -> None:
+    """What opening the link in the confirmation mail `email` got does."""
+    token = re.search(r"/confirm/(\S+)", handler.parsed(email)[0].get_content())[1]
+    settings = load_settings(config)
+    store = Store.open(settings.database.url)
+    try:
+        confirm(settings, store, Mailer(settings, make_transport(settings.delivery)), token, datetime.now(UTC))
+    finally:
+        store.close()
+
+
 def test_confirm_pending_counts_who_was_asked_and_again_asks_those_whose_link_expired_once(tmp_path, database_url):
     handler = SinkHandler()
     with smtp_sink(handler) as port:
         config = write_config(tmp_path, database_url, port, web="confirm_expiry = 1")
         import_pending(config, tmp_path, 3)
         run(config, "subscribers", "confirm-pending", "--send")
-        token = re.search(r"/confirm/(\S+)", handler.parsed("reader0000@example.com")[0].get_content())[1]
+        confirm_by_link(config, handler, "reader0000@example.com")
         settings = load_settings(config)
-        store = Store.open(settings.database.url)
-        try:
-            confirm(settings, store, Mailer(settings, make_transport(settings.delivery)), token, datetime.now(UTC))
-        finally:
-            store.close()
         preview = run(config, "subscribers", "confirm-pending").output
         assert "0 pending addresses would be asked to confirm" in preview
         assert "asked, waiting for an answer: 2" in preview
@@ -320,13 +326,8 @@ def test_purge_pending_deletes_only_those_asked_whose_link_ran_out_unanswered(tm
         config = write_config(tmp_path, database_url, port, web="confirm_expiry = 1")
         asked = import_pending(config, tmp_path, 5)
         run(config, "subscribers", "confirm-pending", "--send")
-        token = re.search(r"/confirm/(\S+)", handler.parsed(asked[0])[0].get_content())[1]
+        confirm_by_link(config, handler, asked[0])
         settings = load_settings(config)
-        store = Store.open(settings.database.url)
-        try:
-            confirm(settings, store, Mailer(settings, make_transport(settings.delivery)), token, datetime.now(UTC))
-        finally:
-            store.close()
         time.sleep(1.2)  # the other links (confirm_expiry = 1 second) run out unanswered
         fresh = tmp_path / "fresh.csv"
         fresh.write_text("email,name,newsletters\njust.asked@example.com,,daily\n", encoding="utf-8")
