@@ -70,6 +70,18 @@ def digest_send(path, *args: str) -> subprocess.Popen:
     )
 
 
+def stopped_while_waiting(path, *args: str) -> tuple[str, str, int]:
+    """`digest send` (with `args`) given SIGTERM while it waits for the relay: its stdout, stderr, exit code."""
+    child = digest_send(path, *args)
+    try:
+        first_line(child.stderr, "retrying in")
+        child.send_signal(signal.SIGTERM)
+        out, err = child.communicate(timeout=30)
+    finally:
+        child.kill()
+    return out, err, child.returncode
+
+
 def first_line(stream, text: str, seconds: float = 30) -> str:
     """Read `stream` until a line containing `text` (the test fails after `seconds`)."""
     found: list[str] = []
@@ -179,15 +191,9 @@ def test_sigterm_while_waiting_for_the_relay_stops_cleanly_and_the_next_send_con
     monkeypatch.setenv("PUBLISHER_SECRET_KEY", SECRET)
     port = free_port()
     path = publication(tmp_path, database_url, our_captures, port, wait="5m")
-    child = digest_send(path)
-    try:
-        first_line(child.stderr, "retrying in")
-        child.send_signal(signal.SIGTERM)
-        out, err = child.communicate(timeout=30)
-    finally:
-        child.kill()
+    out, err, code = stopped_while_waiting(path)
     stopped = json.loads(out)
-    assert child.returncode == 0, err
+    assert code == 0, err
     assert (stopped["state"], stopped["pending"], stopped["delivered"], stopped["deferred"]) == ("sending", 3, 0, 0)
     assert stopped["relay_unreachable"] == f"relay 127.0.0.1:{port} refused the connection"
     assert set(attempts(path).values()) == {0}  # given back untried: nothing counted against anyone
@@ -233,14 +239,8 @@ def test_two_sends_of_one_issue_at_once_send_each_reader_one_copy_and_both_say_w
 def test_a_retry_round_stopped_while_the_relay_is_down_leaves_its_readers_to_the_retries(relay_down):
     path, port = relay_down
     assert sent_json(path)["deferred"] == 3  # the issue is sent; its three readers wait, deferred
-    child = digest_send(path, "--retry-now")
-    try:
-        first_line(child.stderr, "retrying in")
-        child.send_signal(signal.SIGTERM)
-        out, err = child.communicate(timeout=30)
-    finally:
-        child.kill()
-    assert child.returncode == 0, err
+    out, err, code = stopped_while_waiting(path, "--retry-now")
+    assert code == 0, err
     assert json.loads(out)["deferred"] == 3  # deferred still (due at once), not stranded as pending
     assert attempts(path) == dict.fromkeys(READERS, 1)
 
