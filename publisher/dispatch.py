@@ -542,7 +542,10 @@ class _Leaser:
 
     def others(self, now: datetime) -> list[str]:
         """The other live workers holding rows of the issue; rows of dead ones are taken over."""
-        owners = self.store.deliveries.owners(self.issue_id, besides=self.worker.worker_id)
+        return self._alive(self.store.deliveries.owners(self.issue_id, besides=self.worker.worker_id), now)
+
+    def _alive(self, owners: list[str], now: datetime) -> list[str]:
+        """Those of `owners` still alive; the rows of the dead ones are taken over."""
         dead = [owner for owner in owners if not self.worker.alive(owner)]
         if dead:
             self.taken_over += self.store.deliveries.reclaim(self.issue_id, dead, now)
@@ -555,12 +558,11 @@ class _Leaser:
         committing in a moment, so LOCKED_POLL; after LOCKED_WAIT_MAX of that they are left to
         whoever holds them (a stuck session, say)."""
         owners, due = self.store.deliveries.holders(self.issue_id, now=now, owner=self.worker.worker_id)
-        dead = [owner for owner in owners if not self.worker.alive(owner)]
-        if dead:
-            self.taken_over += self.store.deliveries.reclaim(self.issue_id, dead, now)
-            return LOCKED_POLL  # due again: the next lease takes them
-        if owners:
-            self.seen.update(owners)
+        alive = self._alive(owners, now)
+        if len(alive) < len(owners):
+            return LOCKED_POLL  # the dead ones' rows are due again: the next lease takes them
+        if alive:
+            self.seen.update(alive)
             return JOIN_POLL
         if not due:
             return 0
